@@ -1,0 +1,172 @@
+/* gguf: a pure parser for GGUF v2/v3 files over an in-memory buffer, and an mmap loader on top.
+ *
+ * gguf_parse(buf, len, out, ei) validates the whole header before returning: every read is
+ * range-checked, every count is capped by what the remaining bytes could possibly hold, every
+ * size multiplication is overflow-checked, tensor data must lie inside the buffer at an aligned
+ * offset, tensor names and keys are unique, tensor types are known ggml types. After a
+ * successful parse, every pointer in the context points into `buf` (which the caller keeps
+ * alive) and every accessor below can trust the lengths it reads.
+ *
+ * Ownership: the context owns only its kv/tensor index arrays (and the mapping when opened with
+ * gguf_open). gguf_free() is safe on a zeroed or partially built context. */
+#ifndef LMPIPE_GGUF_GGUF_H
+#define LMPIPE_GGUF_GGUF_H
+
+#include "../util/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GGUF_MAGIC 0x46554747u /* "GGUF" little endian */
+#define GGUF_MAX_DIMS 4
+#define GGUF_DEFAULT_ALIGNMENT 32u
+/* Caps independent of file size, so a hostile header cannot ask for absurd index arrays. */
+#define GGUF_MAX_TENSORS (1u << 20)
+#define GGUF_MAX_KV (1u << 20)
+#define GGUF_MAX_KEY_LEN 65535u
+
+/* Metadata value types (GGUF spec). */
+enum gguf_vtype {
+    GGUF_VT_UINT8 = 0,
+    GGUF_VT_INT8 = 1,
+    GGUF_VT_UINT16 = 2,
+    GGUF_VT_INT16 = 3,
+    GGUF_VT_UINT32 = 4,
+    GGUF_VT_INT32 = 5,
+    GGUF_VT_FLOAT32 = 6,
+    GGUF_VT_BOOL = 7,
+    GGUF_VT_STRING = 8,
+    GGUF_VT_ARRAY = 9,
+    GGUF_VT_UINT64 = 10,
+    GGUF_VT_INT64 = 11,
+    GGUF_VT_FLOAT64 = 12,
+    GGUF_VT_COUNT_
+};
+
+/* ggml tensor types (numbering fixed by the file format). */
+enum gguf_ttype {
+    GGUF_T_F32 = 0,
+    GGUF_T_F16 = 1,
+    GGUF_T_Q4_0 = 2,
+    GGUF_T_Q4_1 = 3,
+    GGUF_T_Q5_0 = 6,
+    GGUF_T_Q5_1 = 7,
+    GGUF_T_Q8_0 = 8,
+    GGUF_T_Q8_1 = 9,
+    GGUF_T_Q2_K = 10,
+    GGUF_T_Q3_K = 11,
+    GGUF_T_Q4_K = 12,
+    GGUF_T_Q5_K = 13,
+    GGUF_T_Q6_K = 14,
+    GGUF_T_Q8_K = 15,
+    GGUF_T_IQ2_XXS = 16,
+    GGUF_T_IQ2_XS = 17,
+    GGUF_T_IQ3_XXS = 18,
+    GGUF_T_IQ1_S = 19,
+    GGUF_T_IQ4_NL = 20,
+    GGUF_T_IQ3_S = 21,
+    GGUF_T_IQ2_S = 22,
+    GGUF_T_IQ4_XS = 23,
+    GGUF_T_I8 = 24,
+    GGUF_T_I16 = 25,
+    GGUF_T_I32 = 26,
+    GGUF_T_I64 = 27,
+    GGUF_T_F64 = 28,
+    GGUF_T_IQ1_M = 29,
+    GGUF_T_BF16 = 30,
+    GGUF_T_COUNT_ = 40
+};
+
+struct gguf_type_info {
+    const char *name; /* NULL for numbers that are not a known type */
+    uint32_t blck;    /* elements per block */
+    uint32_t size;    /* bytes per block */
+};
+/* NULL when `type` is not a known ggml type. */
+const struct gguf_type_info *gguf_type_info(uint32_t type);
+const char *gguf_type_name(uint32_t type); /* "?" when unknown */
+/* Bytes for one row of n elements; 0 when n is not a multiple of the block size or unknown. */
+uint64_t gguf_row_size(uint32_t type, uint64_t n);
+
+/* A string inside the buffer: not NUL-terminated. */
+struct gguf_str {
+    const char *ptr;
+    uint64_t len;
+};
+
+struct gguf_kv {
+    struct gguf_str key;
+    uint32_t type;       /* enum gguf_vtype */
+    uint32_t arr_type;   /* element type when type == ARRAY */
+    uint64_t arr_n;      /* element count when type == ARRAY */
+    const uint8_t *data; /* the value (scalar bytes, string length prefix, or first element) */
+    uint64_t offset;     /* byte offset of `data` in the buffer */
+};
+
+struct gguf_tensor {
+    struct gguf_str name;
+    uint32_t n_dims;
+    uint64_t ne[GGUF_MAX_DIMS]; /* ne[0] = row length (innermost); unused dims are 1 */
+    uint32_t type;              /* enum gguf_ttype */
+    uint64_t offset;            /* relative to the data section */
+    uint64_t nbytes;
+    const void *data;           /* inside the buffer, aligned to the file's alignment */
+};
+
+struct gguf_ctx {
+    const uint8_t *buf; /* [len] the whole file */
+    size_t len;
+    uint32_t version;
+    uint32_t alignment;
+    uint64_t data_offset; /* start of the tensor data section */
+    uint64_t n_kv;
+    struct gguf_kv *kv; /* [n_kv] */
+    uint64_t n_tensors;
+    struct gguf_tensor *tensors; /* [n_tensors] in file order */
+    void *map;                   /* mmap base when opened with gguf_open, else NULL */
+    size_t map_len;
+};
+
+/* Parse `buf[0..len)`. On error `out` is left freed (zeroed) and `ei` says what, where, why. */
+int gguf_parse(const uint8_t *buf, size_t len, struct gguf_ctx *out, struct err_info *ei);
+/* mmap `path` read-only and parse it. */
+int gguf_open(const char *path, struct gguf_ctx *out, struct err_info *ei);
+void gguf_free(struct gguf_ctx *ctx);
+
+const struct gguf_kv *gguf_find_kv(const struct gguf_ctx *ctx, const char *key);
+const struct gguf_tensor *gguf_find_tensor(const struct gguf_ctx *ctx, const char *name);
+
+/* Typed getters. Integer getters accept any integer value type whose value fits; float
+ * getters accept FLOAT32/FLOAT64. Return 0, ERR_NOT_FOUND, ERR_BAD_TYPE or ERR_RANGE. */
+int gguf_get_u32(const struct gguf_ctx *ctx, const char *key, uint32_t *out);
+int gguf_get_i64(const struct gguf_ctx *ctx, const char *key, int64_t *out);
+int gguf_get_f32(const struct gguf_ctx *ctx, const char *key, float *out);
+int gguf_get_bool(const struct gguf_ctx *ctx, const char *key, bool *out);
+int gguf_get_str(const struct gguf_ctx *ctx, const char *key, struct gguf_str *out);
+/* An array value: element type and count. */
+int gguf_get_arr(const struct gguf_ctx *ctx, const char *key, uint32_t *elem_type, uint64_t *n,
+                 const struct gguf_kv **kv);
+
+/* Scalar decoding of one value (kv->data) */
+int gguf_kv_i64(const struct gguf_kv *kv, int64_t *out);
+int gguf_kv_f64(const struct gguf_kv *kv, double *out);
+/* Array element i of a fixed-size numeric array (any integer or float type). */
+int gguf_arr_i64(const struct gguf_kv *kv, uint64_t i, int64_t *out);
+int gguf_arr_f64(const struct gguf_kv *kv, uint64_t i, double *out);
+
+/* Sequential reader of a STRING array: no allocation, lengths already validated by the parse. */
+struct gguf_str_iter {
+    const uint8_t *p;
+    uint64_t left;
+};
+void gguf_str_iter_init(struct gguf_str_iter *it, const struct gguf_kv *kv);
+bool gguf_str_iter_next(struct gguf_str_iter *it, struct gguf_str *out);
+
+/* Size in bytes of a value type's scalar (0 for STRING/ARRAY/unknown). */
+uint32_t gguf_vtype_size(uint32_t vtype);
+const char *gguf_vtype_name(uint32_t vtype);
+/* strcmp-style comparison of a gguf_str with a C string. */
+bool gguf_str_eq(struct gguf_str s, const char *c);
+
+#endif

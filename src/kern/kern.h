@@ -1,0 +1,216 @@
+/* kern: the numeric kernels behind the forward pass, and the persistent thread pool.
+ *
+ * Weights stay in their GGUF type. Before a matrix-vector product the f32 activation vector is
+ * converted once to the weight type's "vec_dot type", exactly as ggml does, so our numbers match
+ * llama.cpp's: F32 weights use f32 activations, F16 uses f16, BF16 uses bf16, Q8_0/Q4_0/Q5_0/
+ * IQ4_NL use Q8_0 blocks, Q4_1/Q5_1 use Q8_1, K-quants and IQ4_XS use Q8_K. A row dot product is
+ * then computed between a weight row and the prepared activations.
+ *
+ * kern_ref.c is the specification (scalar C, never deleted). SIMD variants live in their own
+ * files with the same signatures and are checked against it on odd lengths.
+ *
+ * Rounding of activation quantization follows ggml's x86 path: round half to even. */
+#ifndef LMPIPE_KERN_KERN_H
+#define LMPIPE_KERN_KERN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK8_0 32
+#define QK4_0 32
+
+/* 34 bytes: 32 int8 values sharing one fp16 scale. */
+struct kern_block_q8_0 {
+    uint16_t d; /* fp16 scale */
+    int8_t qs[QK8_0];
+};
+_Static_assert(sizeof(struct kern_block_q8_0) == 34, "q8_0 block size");
+
+/* 18 bytes: 32 4-bit values (low nibbles = elements 0..15, high = 16..31), value = (q-8)*d. */
+struct kern_block_q4_0 {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2];
+};
+_Static_assert(sizeof(struct kern_block_q4_0) == 18, "q4_0 block size");
+
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_1 32
+#define QK4_NL 32
+#define QK_K 256 /* K-quant super-block */
+
+/* The remaining ggml block layouts (ggml-common.h). fp16 fields are raw IEEE half bits. */
+
+/* 20 bytes: value = q*d + m, q in 0..15 (low nibbles = elements 0..15, high = 16..31). */
+struct kern_block_q4_1 {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qs[QK4_1 / 2];
+};
+_Static_assert(sizeof(struct kern_block_q4_1) == 20, "q4_1 block size");
+
+/* 22 bytes: 5-bit q = nibble | (bit j of qh) << 4, value = (q-16)*d. qh is little-endian u32. */
+struct kern_block_q5_0 {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+};
+_Static_assert(sizeof(struct kern_block_q5_0) == 22, "q5_0 block size");
+
+/* 24 bytes: as q5_0 but value = q*d + m. */
+struct kern_block_q5_1 {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qh[4];
+    uint8_t qs[QK5_1 / 2];
+};
+_Static_assert(sizeof(struct kern_block_q5_1) == 24, "q5_1 block size");
+
+/* 36 bytes (activations only): s = fp16(d_f32 * sum(qs)), d the fp16 scale. */
+struct kern_block_q8_1 {
+    uint16_t d;
+    uint16_t s;
+    int8_t qs[QK8_1];
+};
+_Static_assert(sizeof(struct kern_block_q8_1) == 36, "q8_1 block size");
+
+/* 84 bytes: 16 sub-blocks of 16, scales = 4-bit scale | 4-bit min << 4, 2-bit quants,
+ * value = d*(sc&15)*q - dmin*(sc>>4). */
+struct kern_block_q2_K {
+    uint8_t scales[QK_K / 16];
+    uint8_t qs[QK_K / 4];
+    uint16_t d;
+    uint16_t dmin;
+};
+_Static_assert(sizeof(struct kern_block_q2_K) == 84, "q2_K block size");
+
+/* 110 bytes: 3-bit quants = 2 low bits in qs + high bit in hmask, 16 6-bit scales packed in 12
+ * bytes, value = d*(scale-32)*(q-4). */
+struct kern_block_q3_K {
+    uint8_t hmask[QK_K / 8];
+    uint8_t qs[QK_K / 4];
+    uint8_t scales[12];
+    uint16_t d;
+};
+_Static_assert(sizeof(struct kern_block_q3_K) == 110, "q3_K block size");
+
+/* 144 bytes: 8 sub-blocks of 32 with 6-bit scale and min packed in 12 bytes,
+ * value = d*sc*q - dmin*m. */
+struct kern_block_q4_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct kern_block_q4_K) == 144, "q4_K block size");
+
+/* 176 bytes: q4_K plus a fifth bit per element in qh. */
+struct kern_block_q5_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct kern_block_q5_K) == 176, "q5_K block size");
+
+/* 210 bytes: 6-bit quants (4 low bits in ql, 2 high in qh), 16 int8 scales,
+ * value = d*scale*(q-32). */
+struct kern_block_q6_K {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+};
+_Static_assert(sizeof(struct kern_block_q6_K) == 210, "q6_K block size");
+
+/* 292 bytes (activations only): f32 scale, 256 int8, bsums[i] = sum of qs[16i..16i+15]. */
+struct kern_block_q8_K {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+};
+_Static_assert(sizeof(struct kern_block_q8_K) == 292, "q8_K block size");
+
+/* 18 bytes: 4-bit indices into the fixed non-linear table kern_iq4nl_values, value = d*table[q]. */
+struct kern_block_iq4_nl {
+    uint16_t d;
+    uint8_t qs[QK4_NL / 2];
+};
+_Static_assert(sizeof(struct kern_block_iq4_nl) == 18, "iq4_nl block size");
+
+/* 136 bytes: 8 sub-blocks of 32 with a 6-bit scale each (low 4 bits in scales_l, high 2 bits in
+ * scales_h), value = d*(ls-32)*table[q]. */
+struct kern_block_iq4_xs {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[QK_K / 64];
+    uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct kern_block_iq4_xs) == 136, "iq4_xs block size");
+
+/* The 16 IQ4_NL / IQ4_XS code values. */
+extern const int8_t kern_iq4nl_values[16];
+
+/* True when kern can multiply a weight of this GGUF tensor type. */
+bool kern_type_supported(uint32_t type);
+
+/* Dequantize n elements of one row (n a multiple of the type's block size). 0 or ERR_*. */
+int kern_dequant_row(uint32_t type, const void *src, float *dst, size_t n);
+
+/* Bytes needed for the prepared activation of n elements for weight type wtype (0 if the type
+ * is unsupported or n does not fit its blocks). */
+size_t kern_act_size(uint32_t wtype, size_t n);
+/* Convert x[n] (f32) into dst (kern_act_size bytes) for dot products with wtype weights. */
+void kern_act_prepare(uint32_t wtype, const float *x, void *dst, size_t n);
+/* Dot product of one weight row (n elements of wtype) with a prepared activation. */
+float kern_vec_dot(uint32_t wtype, const void *wrow, const void *act, size_t n);
+
+/* Plain f32 helpers used by attention and norms. */
+float kern_dot_f32(const float *a, const float *b, size_t n);
+
+/* ---- llama.cpp summation-order variants ----
+ * llama.cpp (x86 AVX2) computes the same products in two different orders:
+ *  - batched matmul (>= 2 tokens in the ubatch, e.g. prompt processing) of contiguous F32/F16/BF16
+ *    goes through tinyBLAS: one 8-lane FMA accumulator per output, pairwise lane reduction;
+ *  - one token at a time (and non-contiguous operands such as attention's q.k) goes through
+ *    ggml_vec_dot_*: four 8-lane accumulators per 32 elements, then a scalar tail.
+ * Quantized types use one order in both cases. kern_dot_f32 is the vec_dot order (what
+ * llama.cpp uses for q.k with an F32 KV cache); kern_dot_f32_gemm the tinyBLAS order (what it
+ * uses for softmax(qk).V when n_kv % 8 == 0). kern_vec_dot/kern_matvec default to the batched
+ * order; pass KERN_ORDER_VECDOT to get the single-token order. */
+#define KERN_ORDER_GEMM 0u
+#define KERN_ORDER_VECDOT 1u
+float kern_dot_f32_gemm(const float *a, const float *b, size_t n);
+float kern_vec_dot_ex(uint32_t wtype, const void *wrow, const void *act, size_t n, unsigned order);
+
+/* ---- thread pool ----
+ * One pool per process, created once. Workers spin briefly then sleep on a condition variable.
+ * kern_pool_run(fn, arg, n_tasks) calls fn(arg, task, n_tasks) for task = 0..n_tasks-1 across
+ * the workers and the calling thread, and returns when all are done. The split of work into
+ * tasks is decided by the caller, never by timing, so results are bit-identical for any thread
+ * count as long as each task writes its own outputs. */
+struct kern_pool;
+typedef void (*kern_task_fn)(void *arg, int task, int n_tasks);
+int kern_pool_create(struct kern_pool **out, int n_threads);
+void kern_pool_destroy(struct kern_pool *pool); /* NULL-safe */
+int kern_pool_threads(const struct kern_pool *pool);
+/* pool may be NULL: runs every task on the caller. */
+void kern_pool_run(struct kern_pool *pool, kern_task_fn fn, void *arg, int n_tasks);
+
+/* y[r] = dot(W row r, act) for r in [0, nrows). W rows are contiguous with
+ * gguf_row_size(wtype, ncols) bytes each; act was made by kern_act_prepare(wtype, x, act, ncols).
+ * Rows are split across the pool in fixed chunks (deterministic). */
+void kern_matvec(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
+                 size_t ncols, const void *act, float *y);
+
+/* kern_matvec with an explicit summation order (KERN_ORDER_*). */
+void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
+                    size_t ncols, const void *act, float *y, unsigned order);
+
+/* Name of the ISA the dispatch chose ("scalar" in this build). */
+const char *kern_isa_name(void);
+
+#endif

@@ -1,0 +1,592 @@
+/* lmpipe command line: argv → subcommand. The only file that may exit().
+ *
+ * Every flag value is parsed strictly (the whole string must be a number in range, "-n abc" is
+ * an error, not 0). Generated text goes to stdout; statistics and logs go to stderr. Exit codes:
+ * 0 success, 1 runtime failure (bad model, prompt too long, ...), 2 usage error. */
+#include "eng/eng.h"
+#include "gguf/gguf.h"
+#include "tok/tok.h"
+#include "util/err.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LMPIPE_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fputs("lmpipe " LMPIPE_VERSION " - a small LLM inference engine for agents\n"
+          "\n"
+          "usage:\n"
+          "  lmpipe run -m MODEL [-p TEXT | -f FILE | stdin] [options]   generate text\n"
+          "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
+          "                                                   teacher-forced logits as JSON\n"
+          "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special]\n"
+          "  lmpipe info MODEL                                 describe a GGUF model\n"
+          "  lmpipe --help | --version\n"
+          "\n"
+          "run options:\n"
+          "  -n N                 tokens to generate (default 128; -1 = until the context is full)\n"
+          "  -c CTX               context length (default: the model's, capped to it)\n"
+          "  -t THREADS           threads (default: online cores)\n"
+          "  --temp T             temperature (default 0.8; 0 = greedy)\n"
+          "  --top-k K            (default 40; 0 = off)\n"
+          "  --top-p P            (default 0.95; 1 = off)\n"
+          "  --min-p P            (default 0.05; 0 = off)\n"
+          "  --repeat-penalty R   (default 1.0 = off)\n"
+          "  --repeat-last-n N    penalty window (default 64)\n"
+          "  --presence-penalty P, --frequency-penalty F   (default 0)\n"
+          "  --seed S             RNG seed (default 0)\n"
+          "  --stop TEXT          stop string (repeatable, up to 8)\n"
+          "  --no-bos             do not add the BOS token\n"
+          "  --special            parse special-token text such as <s> in the prompt\n"
+          "  --ignore-eos         keep generating after end-of-generation tokens\n",
+          f);
+}
+
+static _Noreturn void die_usage(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "lmpipe: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n(see 'lmpipe --help')\n");
+    exit(2);
+}
+
+/* Option scanner: supports "--flag value", "--flag=value" and "-n value". */
+struct args {
+    int argc, i;
+    char **argv;
+    const char *val; /* value of the last matched option */
+    char eqbuf[64];
+};
+
+static bool opt_match(struct args *a, const char *name, bool has_value)
+{
+    const char *s = a->argv[a->i];
+    size_t n = strlen(name);
+    if (strncmp(s, name, n) != 0) return false;
+    if (s[n] == '\0') {
+        if (has_value) {
+            if (a->i + 1 >= a->argc) die_usage("option %s needs a value%s", name, "");
+            a->val = a->argv[++a->i];
+        }
+        return true;
+    }
+    if (s[n] == '=' && has_value && name[1] == '-') {
+        a->val = s + n + 1;
+        return true;
+    }
+    return false;
+}
+
+static int64_t flag_int(const char *name, const char *v, int64_t lo, int64_t hi)
+{
+    int64_t x;
+    int rc = util_parse_i64(v, lo, hi, &x);
+    if (rc) {
+        char range[96];
+        snprintf(range, sizeof range, "an integer in [%lld, %lld]", (long long)lo, (long long)hi);
+        fprintf(stderr, "lmpipe: invalid value '%s' for %s: expected %s\n", v, name, range);
+        exit(2);
+    }
+    return x;
+}
+
+static double flag_num(const char *name, const char *v, double lo, double hi)
+{
+    double x;
+    if (util_parse_f64(v, lo, hi, &x)) {
+        fprintf(stderr, "lmpipe: invalid value '%s' for %s: expected a number in [%g, %g]\n", v,
+                name, lo, hi);
+        exit(2);
+    }
+    return x;
+}
+
+/* Read a whole stream or file into a NUL-terminated buffer. */
+static char *slurp(FILE *f, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *p = malloc(cap);
+    if (!p) return NULL;
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > ((size_t)1 << 30)) { free(p); errno = EFBIG; return NULL; }
+            char *q = realloc(p, cap * 2);
+            if (!q) { free(p); return NULL; }
+            p = q;
+            cap *= 2;
+        }
+        size_t r = fread(p + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    if (ferror(f)) { free(p); return NULL; }
+    p[n] = 0;
+    *len = n;
+    return p;
+}
+
+static char *read_file_or_die(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "lmpipe: cannot open '%s': %s\n", path, strerror(errno));
+        exit(1);
+    }
+    char *p = slurp(f, len);
+    fclose(f);
+    if (!p) {
+        fprintf(stderr, "lmpipe: cannot read '%s'\n", path);
+        exit(1);
+    }
+    return p;
+}
+
+static _Noreturn void die_err(const char *what, const struct err_info *ei, int rc)
+{
+    char buf[512];
+    fprintf(stderr, "lmpipe: %s: %s\n", what, err_format(ei, rc, buf, sizeof buf));
+    exit(1);
+}
+
+/* ---------------- run ---------------- */
+
+struct run_out {
+    int epipe;
+};
+
+static int on_text_stdout(void *ud, const char *text, size_t len, int32_t token)
+{
+    (void)token;
+    struct run_out *o = ud;
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+        o->epipe = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *model = NULL, *prompt = NULL, *file = NULL;
+    int64_t n_predict = 128, n_ctx = 0, threads = 0;
+    struct eng_gen_params gp;
+    eng_gen_params_default(&gp);
+    const char *stops[SAMP_MAX_STOPS];
+    size_t n_stop = 0;
+    struct args a = {argc, 0, argv, NULL, {0}};
+    for (a.i = 0; a.i < argc; a.i++) {
+        if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) model = a.val;
+        else if (opt_match(&a, "-p", true) || opt_match(&a, "--prompt", true)) prompt = a.val;
+        else if (opt_match(&a, "-f", true) || opt_match(&a, "--file", true)) file = a.val;
+        else if (opt_match(&a, "-n", true) || opt_match(&a, "--n-predict", true))
+            n_predict = flag_int("-n", a.val, -1, INT32_MAX);
+        else if (opt_match(&a, "-c", true) || opt_match(&a, "--ctx-size", true))
+            n_ctx = flag_int("-c", a.val, 1, 1 << 24);
+        else if (opt_match(&a, "-t", true) || opt_match(&a, "--threads", true))
+            threads = flag_int("-t", a.val, 1, 1024);
+        else if (opt_match(&a, "--temp", true)) gp.samp.temp = (float)flag_num("--temp", a.val, 0, 100);
+        else if (opt_match(&a, "--top-k", true))
+            gp.samp.top_k = (int32_t)flag_int("--top-k", a.val, 0, INT32_MAX);
+        else if (opt_match(&a, "--top-p", true)) gp.samp.top_p = (float)flag_num("--top-p", a.val, 0, 1);
+        else if (opt_match(&a, "--min-p", true)) gp.samp.min_p = (float)flag_num("--min-p", a.val, 0, 1);
+        else if (opt_match(&a, "--repeat-penalty", true))
+            gp.samp.repeat_penalty = (float)flag_num("--repeat-penalty", a.val, 0.01, 100);
+        else if (opt_match(&a, "--repeat-last-n", true))
+            gp.samp.penalty_last_n = (int32_t)flag_int("--repeat-last-n", a.val, 0, 1 << 20);
+        else if (opt_match(&a, "--presence-penalty", true))
+            gp.samp.presence_penalty = (float)flag_num("--presence-penalty", a.val, -100, 100);
+        else if (opt_match(&a, "--frequency-penalty", true))
+            gp.samp.freq_penalty = (float)flag_num("--frequency-penalty", a.val, -100, 100);
+        else if (opt_match(&a, "--seed", true))
+            gp.samp.seed = (uint64_t)flag_int("--seed", a.val, 0, INT64_MAX);
+        else if (opt_match(&a, "--stop", true)) {
+            if (n_stop == SAMP_MAX_STOPS) die_usage("at most %s stop strings%s", "8", "");
+            if (!a.val[0]) die_usage("--stop needs a non-empty string%s%s", "", "");
+            stops[n_stop++] = a.val;
+        } else if (opt_match(&a, "--no-bos", false)) gp.add_bos = false;
+        else if (opt_match(&a, "--special", false)) gp.parse_special = true;
+        else if (opt_match(&a, "--ignore-eos", false)) gp.ignore_eos = true;
+        else die_usage("unknown option '%s' for run%s", argv[a.i], "");
+    }
+    if (!model) die_usage("run needs -m MODEL%s%s", "", "");
+    if (prompt && file) die_usage("give either -p or -f, not both%s%s", "", "");
+    gp.max_tokens = (int32_t)n_predict;
+    gp.stop = stops;
+    gp.n_stop = n_stop;
+
+    char *buf = NULL;
+    size_t plen;
+    if (file) buf = read_file_or_die(file, &plen);
+    else if (!prompt) {
+        buf = slurp(stdin, &plen);
+        if (!buf) { fprintf(stderr, "lmpipe: cannot read the prompt from stdin\n"); return 1; }
+    }
+    const char *text = prompt ? prompt : buf;
+    if (prompt) plen = strlen(prompt);
+
+    struct err_info ei;
+    err_clear(&ei);
+    struct eng_model em;
+    int rc = eng_model_open(&em, model, (int)threads, &ei);
+    if (rc) { free(buf); die_err("cannot load model", &ei, rc); }
+    struct eng_session s;
+    if ((rc = eng_session_init(&s, &em, (uint32_t)n_ctx, &ei))) {
+        eng_model_free(&em);
+        free(buf);
+        die_err("cannot create session", &ei, rc);
+    }
+    if (n_ctx > (int64_t)em.model.hp.n_ctx_train)
+        LOG_WARN("context %lld capped to the model's training context %u", (long long)n_ctx,
+                 em.model.hp.n_ctx_train);
+    struct run_out out = {0};
+    struct eng_gen_result res;
+    rc = eng_generate(&s, text, plen, &gp, on_text_stdout, NULL, &out, NULL, &res, &ei);
+    if (!out.epipe) {
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "lmpipe: generation failed: %s\n", err_format(&ei, rc, m, sizeof m));
+    } else {
+        fprintf(stderr,
+                "lmpipe: prompt %u tokens in %.1f ms (%.1f tok/s); generated %u tokens in %.1f ms "
+                "(%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
+                res.prompt_tokens, res.prefill_ms,
+                res.prefill_ms > 0 ? res.prompt_tokens * 1e3 / res.prefill_ms : 0.0,
+                res.completion_tokens, res.decode_ms,
+                res.decode_ms > 0 ? res.completion_tokens * 1e3 / res.decode_ms : 0.0,
+                eng_finish_name(res.finish), (double)util_peak_rss() / (1024.0 * 1024.0),
+                kern_isa_name(), em.pool ? kern_pool_threads(em.pool) : 1);
+    }
+    eng_session_free(&s);
+    eng_model_free(&em);
+    free(buf);
+    return rc ? 1 : 0;
+}
+
+/* ---------------- tokenize ---------------- */
+
+static void print_json_str(FILE *f, const char *s, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL, *text = NULL;
+    bool ids_only = false, bos = true, special = false;
+    struct args a = {argc, 0, argv, NULL, {0}};
+    for (a.i = 0; a.i < argc; a.i++) {
+        if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) model = a.val;
+        else if (opt_match(&a, "--ids", false)) ids_only = true;
+        else if (opt_match(&a, "--no-bos", false)) bos = false;
+        else if (opt_match(&a, "--special", false)) special = true;
+        else if (argv[a.i][0] == '-' && argv[a.i][1]) die_usage("unknown option '%s' for tokenize%s", argv[a.i], "");
+        else if (!text) text = argv[a.i];
+        else die_usage("tokenize takes one TEXT argument (got '%s')%s", argv[a.i], "");
+    }
+    if (!model) die_usage("tokenize needs -m MODEL%s%s", "", "");
+    char *buf = NULL;
+    size_t len;
+    if (!text) {
+        buf = slurp(stdin, &len);
+        if (!buf) { fprintf(stderr, "lmpipe: cannot read stdin\n"); return 1; }
+        text = buf;
+    } else {
+        len = strlen(text);
+    }
+    struct err_info ei;
+    err_clear(&ei);
+    struct gguf_ctx g;
+    int rc = gguf_open(model, &g, &ei);
+    if (rc) { free(buf); die_err("cannot load model", &ei, rc); }
+    struct tok_vocab *v = NULL;
+    if ((rc = tok_load(&v, &g, &ei))) { gguf_free(&g); free(buf); die_err("cannot load tokenizer", &ei, rc); }
+    size_t n = 0, cap = len + 8;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    rc = ids ? tok_encode(v, text, len, bos && tok_add_bos(v), special, ids, cap, &n) : ERR_NOMEM;
+    if (rc == 0) {
+        if (ids_only) {
+            putchar('[');
+            for (size_t i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
+            puts("]");
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                size_t pl;
+                const char *p = tok_piece_raw(v, ids[i], &pl);
+                printf("%6d ", ids[i]);
+                print_json_str(stdout, p, pl);
+                putchar('\n');
+            }
+        }
+    } else {
+        fprintf(stderr, "lmpipe: tokenization failed: %s\n", err_str(rc));
+    }
+    free(ids);
+    tok_free(v);
+    gguf_free(&g);
+    free(buf);
+    return rc ? 1 : 0;
+}
+
+/* ---------------- eval ---------------- */
+
+struct eval_ctx {
+    uint32_t n_vocab, top;
+    bool all;
+    float *all_logits; /* [n][n_vocab] when all */
+    int32_t *top_id;   /* [top] */
+    bool first;
+};
+
+static int eval_cb(void *ud, uint32_t pos, int32_t token, const float *logits)
+{
+    struct eval_ctx *e = ud;
+    if (e->all) memcpy(e->all_logits + (size_t)pos * e->n_vocab, logits, e->n_vocab * sizeof(float));
+    /* top-K by selection: K is small */
+    uint32_t k = e->top < e->n_vocab ? e->top : e->n_vocab;
+    uint32_t have = 0;
+    for (uint32_t i = 0; i < e->n_vocab; i++) {
+        float x = logits[i];
+        if (have < k) {
+            uint32_t j = have++;
+            while (j > 0 && (logits[e->top_id[j - 1]] < x)) { e->top_id[j] = e->top_id[j - 1]; j--; }
+            e->top_id[j] = (int32_t)i;
+        } else if (k && x > logits[e->top_id[k - 1]]) {
+            uint32_t j = k - 1;
+            while (j > 0 && logits[e->top_id[j - 1]] < x) { e->top_id[j] = e->top_id[j - 1]; j--; }
+            e->top_id[j] = (int32_t)i;
+        }
+    }
+    printf("%s\n    {\"pos\": %u, \"token\": %d, \"top\": [", e->first ? "" : ",", pos, token);
+    e->first = false;
+    for (uint32_t i = 0; i < k; i++)
+        printf("%s[%d, %.9g]", i ? ", " : "", e->top_id[i], (double)logits[e->top_id[i]]);
+    printf("]}");
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    const char *model = NULL, *prompt = NULL, *file = NULL;
+    int64_t top = 20, n_ctx = 0, threads = 0;
+    bool all = false, bos = true, special = false;
+    struct args a = {argc, 0, argv, NULL, {0}};
+    for (a.i = 0; a.i < argc; a.i++) {
+        if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) model = a.val;
+        else if (opt_match(&a, "-p", true) || opt_match(&a, "--prompt", true)) prompt = a.val;
+        else if (opt_match(&a, "-f", true) || opt_match(&a, "--file", true)) file = a.val;
+        else if (opt_match(&a, "--top", true)) top = flag_int("--top", a.val, 0, 1 << 20);
+        else if (opt_match(&a, "-c", true)) n_ctx = flag_int("-c", a.val, 1, 1 << 24);
+        else if (opt_match(&a, "-t", true)) threads = flag_int("-t", a.val, 1, 1024);
+        else if (opt_match(&a, "--all-logits", false)) all = true;
+        else if (opt_match(&a, "--no-bos", false)) bos = false;
+        else if (opt_match(&a, "--special", false)) special = true;
+        else die_usage("unknown option '%s' for eval%s", argv[a.i], "");
+    }
+    if (!model) die_usage("eval needs -m MODEL%s%s", "", "");
+    if (!!prompt == !!file) die_usage("eval needs exactly one of -p TEXT or -f FILE%s%s", "", "");
+    char *buf = NULL;
+    size_t plen;
+    if (file) buf = read_file_or_die(file, &plen);
+    else plen = strlen(prompt);
+    const char *text = prompt ? prompt : buf;
+
+    struct err_info ei;
+    err_clear(&ei);
+    struct eng_model em;
+    int rc = eng_model_open(&em, model, (int)threads, &ei);
+    if (rc) { free(buf); die_err("cannot load model", &ei, rc); }
+    struct eng_session s;
+    if ((rc = eng_session_init(&s, &em, (uint32_t)n_ctx, &ei))) {
+        eng_model_free(&em);
+        free(buf);
+        die_err("cannot create session", &ei, rc);
+    }
+    const int32_t *toks;
+    size_t n = 0;
+    rc = eng_tokenize(&s, text, plen, bos && tok_add_bos(em.vocab), special, &toks, &n, &ei);
+    struct eval_ctx e = {em.model.hp.n_vocab, (uint32_t)top, all, NULL, NULL, true};
+    if (rc == 0 && n == 0) rc = err_set(&ei, ERR_INVALID, ERR_NO_OFFSET, "the prompt has no tokens");
+    if (rc == 0) {
+        e.top_id = calloc(top ? (size_t)top : 1, sizeof *e.top_id);
+        if (all) e.all_logits = malloc(n * e.n_vocab * sizeof(float));
+        if (!e.top_id || (all && !e.all_logits)) rc = err_set(&ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    }
+    if (rc == 0) {
+        printf("{\n  \"model_file\": ");
+        print_json_str(stdout, model, strlen(model));
+        printf(",\n  \"n_vocab\": %u,\n  \"prompt_tokens\": [", e.n_vocab);
+        for (size_t i = 0; i < n; i++) printf("%s%d", i ? ", " : "", toks[i]);
+        printf("],\n  \"positions\": [");
+        /* prefill copies toks into the cache history; keep our own copy */
+        rc = eng_prefill(&s, toks, n, eval_cb, NULL, &e, NULL, NULL, &ei);
+        printf("\n  ]");
+        if (rc == 0 && all) {
+            printf(",\n  \"logits_all\": [");
+            for (size_t i = 0; i < n; i++) {
+                printf("%s\n    [", i ? "," : "");
+                for (uint32_t j = 0; j < e.n_vocab; j++)
+                    printf("%s%.9g", j ? ", " : "", (double)e.all_logits[i * e.n_vocab + j]);
+                printf("]");
+            }
+            printf("\n  ]");
+        }
+        printf("\n}\n");
+    }
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "lmpipe: eval failed: %s\n", err_format(&ei, rc, m, sizeof m));
+    }
+    free(e.top_id);
+    free(e.all_logits);
+    eng_session_free(&s);
+    eng_model_free(&em);
+    free(buf);
+    return rc ? 1 : 0;
+}
+
+/* ---------------- info ---------------- */
+
+static void print_kv_scalar(const struct gguf_ctx *g, const char *key, const char *label)
+{
+    const struct gguf_kv *kv = gguf_find_kv(g, key);
+    if (!kv) return;
+    int64_t i;
+    double d;
+    struct gguf_str s;
+    if (kv->type == GGUF_VT_STRING && gguf_get_str(g, key, &s) == 0)
+        printf("  %-22s %.*s\n", label, (int)(s.len > 200 ? 200 : s.len), s.ptr);
+    else if ((kv->type == GGUF_VT_FLOAT32 || kv->type == GGUF_VT_FLOAT64) && gguf_kv_f64(kv, &d) == 0)
+        printf("  %-22s %g\n", label, d);
+    else if (gguf_kv_i64(kv, &i) == 0)
+        printf("  %-22s %lld\n", label, (long long)i);
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int64_t n_ctx = 0;
+    struct args a = {argc, 0, argv, NULL, {0}};
+    for (a.i = 0; a.i < argc; a.i++) {
+        if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) path = a.val;
+        else if (opt_match(&a, "-c", true)) n_ctx = flag_int("-c", a.val, 1, 1 << 24);
+        else if (argv[a.i][0] == '-' && argv[a.i][1]) die_usage("unknown option '%s' for info%s", argv[a.i], "");
+        else if (!path) path = argv[a.i];
+        else die_usage("info takes one MODEL argument (got '%s')%s", argv[a.i], "");
+    }
+    if (!path) die_usage("info needs a MODEL path%s%s", "", "");
+    struct err_info ei;
+    err_clear(&ei);
+    struct gguf_ctx g;
+    int rc = gguf_open(path, &g, &ei);
+    if (rc) die_err("cannot read model", &ei, rc);
+    printf("file: %s\n  %-22s %zu bytes (%.2f MiB)\n  %-22s v%u, %llu metadata keys, %llu tensors, alignment %u\n",
+           path, "size", g.len, (double)g.len / 1048576.0, "gguf", g.version,
+           (unsigned long long)g.n_kv, (unsigned long long)g.n_tensors, g.alignment);
+    print_kv_scalar(&g, "general.name", "name");
+    print_kv_scalar(&g, "general.architecture", "architecture");
+    /* tensor type histogram */
+    uint64_t count[GGUF_T_COUNT_] = {0}, bytes[GGUF_T_COUNT_] = {0};
+    uint64_t n_params = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        count[g.tensors[i].type]++;
+        bytes[g.tensors[i].type] += g.tensors[i].nbytes;
+        n_params += g.tensors[i].ne[0] * g.tensors[i].ne[1] * g.tensors[i].ne[2] * g.tensors[i].ne[3];
+    }
+    printf("tensors: %llu parameters\n", (unsigned long long)n_params);
+    for (int t = 0; t < GGUF_T_COUNT_; t++)
+        if (count[t])
+            printf("  %-8s %5llu tensors %12llu bytes%s\n", gguf_type_name((uint32_t)t),
+                   (unsigned long long)count[t], (unsigned long long)bytes[t],
+                   kern_type_supported((uint32_t)t) ? "" : "  (not supported by this build)");
+    struct model m;
+    rc = model_load(&m, &g, &ei);
+    if (rc == 0) {
+        const struct model_hparams *hp = &m.hp;
+        printf("model: %s\n", model_arch_name(m.arch));
+        printf("  %-22s %u\n  %-22s %u\n  %-22s %u\n  %-22s %u\n  %-22s %u\n  %-22s %u\n"
+               "  %-22s %u\n  %-22s %u\n  %-22s %u\n  %-22s %g\n  %-22s %g\n  %-22s %g\n  %-22s %s\n",
+               "n_vocab", hp->n_vocab, "context_length", hp->n_ctx_train, "embedding_length",
+               hp->n_embd, "feed_forward_length", hp->n_ff, "block_count", hp->n_layer,
+               "head_count", hp->n_head, "head_count_kv", hp->n_head_kv, "head_dim", hp->head_dim,
+               "rope_dim", hp->rope_dim, "rms_epsilon", (double)hp->rms_eps, "rope_freq_base",
+               (double)hp->rope_base, "rope_scale", (double)hp->rope_scale, "output",
+               m.output == m.tok_embd ? "tied to token_embd" : "separate");
+        uint32_t ctx = n_ctx ? (uint32_t)n_ctx : hp->n_ctx_train;
+        if (ctx > hp->n_ctx_train) ctx = hp->n_ctx_train;
+        uint64_t kvb = kv_bytes(hp->n_layer, ctx, hp->n_head_kv * hp->head_dim);
+        printf("  %-22s %.2f MiB at context %u (f32 K and V); session total %.2f MiB\n", "kv_cache",
+               (double)kvb / 1048576.0, ctx, (double)model_state_bytes(&m, ctx) / 1048576.0);
+        model_free(&m);
+    } else {
+        char msg[512];
+        printf("model: not loadable: %s\n", err_format(&ei, rc, msg, sizeof msg));
+    }
+    printf("tokenizer:\n");
+    print_kv_scalar(&g, "tokenizer.ggml.model", "model");
+    print_kv_scalar(&g, "tokenizer.ggml.pre", "pre-tokenizer");
+    uint64_t nt = 0;
+    if (gguf_get_arr(&g, "tokenizer.ggml.tokens", NULL, &nt, NULL) == 0)
+        printf("  %-22s %llu\n", "tokens", (unsigned long long)nt);
+    static const char *const special[][2] = {
+        {"tokenizer.ggml.bos_token_id", "bos_token_id"},
+        {"tokenizer.ggml.eos_token_id", "eos_token_id"},
+        {"tokenizer.ggml.eot_token_id", "eot_token_id"},
+        {"tokenizer.ggml.eom_token_id", "eom_token_id"},
+        {"tokenizer.ggml.unknown_token_id", "unknown_token_id"},
+        {"tokenizer.ggml.padding_token_id", "padding_token_id"},
+        {"tokenizer.ggml.add_bos_token", "add_bos_token"},
+        {"tokenizer.ggml.add_eos_token", "add_eos_token"},
+        {"tokenizer.ggml.add_space_prefix", "add_space_prefix"},
+    };
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        print_kv_scalar(&g, special[i][0], special[i][1]);
+    struct gguf_str tmpl;
+    bool has_tmpl = gguf_get_str(&g, "tokenizer.chat_template", &tmpl) == 0;
+    printf("  %-22s %s", "chat_template", has_tmpl ? "present" : "absent");
+    if (has_tmpl) printf(" (%llu bytes)", (unsigned long long)tmpl.len);
+    printf("\n");
+    gguf_free(&g);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("lmpipe %s\n", LMPIPE_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    fprintf(stderr, "lmpipe: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

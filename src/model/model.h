@@ -1,0 +1,95 @@
+/* model: binds GGUF tensors to an architecture's weights and runs the forward pass.
+ *
+ * model_load() reads hyperparameters from `<arch>.*` metadata and checks everything the forward
+ * pass will later trust: every required tensor present with the exact shape, a type kern can
+ * multiply, n_layer matching the blocks present, heads dividing the width, the vocabulary
+ * length agreeing with the embedding. The weights stay in the (read-only, mmapped) GGUF buffer.
+ *
+ * A model_state holds what one sequence needs: its KV cache and scratch activations, all
+ * allocated once in model_state_init(); model_forward() allocates nothing. */
+#ifndef LMPIPE_MODEL_MODEL_H
+#define LMPIPE_MODEL_MODEL_H
+
+#include "../gguf/gguf.h"
+#include "../kern/kern.h"
+#include "../kv/kv.h"
+#include "../util/err.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MODEL_MAX_LAYERS 512
+
+enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_COUNT_ };
+enum model_rope { MODEL_ROPE_NORM = 0, MODEL_ROPE_NEOX = 1 };
+
+struct model_hparams {
+    uint32_t n_vocab;
+    uint32_t n_ctx_train; /* <arch>.context_length */
+    uint32_t n_embd;
+    uint32_t n_ff;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t rope_dim; /* dimensions rotated per head (<= head_dim) */
+    float rms_eps;
+    float rope_base;
+    float rope_scale; /* linear scaling factor: positions are divided by it (1 = none) */
+    int rope_type;    /* enum model_rope */
+};
+
+struct model_layer {
+    const struct gguf_tensor *attn_norm, *wq, *wk, *wv, *wo;
+    const struct gguf_tensor *ffn_norm, *w_gate, *w_up, *w_down;
+};
+
+struct model {
+    struct gguf_ctx gguf; /* owned only when opened with model_open */
+    bool owns_gguf;
+    const struct gguf_ctx *g;
+    int arch;
+    char arch_name[32];
+    struct model_hparams hp;
+    const struct gguf_tensor *tok_embd, *output_norm, *output;
+    struct model_layer *layers; /* [n_layer] */
+    uint32_t max_row; /* longest matmul input length, for activation scratch */
+    uint32_t max_out; /* longest matmul output length */
+};
+
+/* Bind an already parsed GGUF (borrowed: it must outlive the model). */
+int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei);
+/* Open and mmap a file, then bind it (the model owns the mapping). */
+int model_open(struct model *m, const char *path, struct err_info *ei);
+void model_free(struct model *m); /* safe on zeroed / partial */
+const char *model_arch_name(int arch);
+
+struct model_state {
+    uint32_t n_ctx;
+    struct kv_cache kv;
+    struct kern_pool *pool; /* borrowed, may be NULL */
+    float *x;      /* [n_embd] residual stream */
+    float *xb;     /* [max(n_embd, n_head*head_dim)] normed input / attention output */
+    float *q;      /* [n_head * head_dim] */
+    float *att;    /* [n_head][n_ctx] attention scores */
+    float *hb;     /* [n_ff] gate */
+    float *hb2;    /* [n_ff] up */
+    float *tmp;    /* [max_out] matmul output scratch */
+    void *act;     /* prepared activation buffer, kern_act_size of the largest input */
+    size_t act_cap;
+    float *logits; /* [n_vocab] */
+};
+
+/* n_ctx 0 means the model's training context. Caps n_ctx at the training context. */
+int model_state_init(struct model_state *st, const struct model *m, uint32_t n_ctx,
+                     struct kern_pool *pool, struct err_info *ei);
+void model_state_free(struct model_state *st);
+/* Bytes model_state_init would allocate for n_ctx (KV cache + scratch). */
+uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx);
+
+/* Run one token at position pos (0 <= pos < n_ctx), writing K/V for pos into the cache.
+ * Returns a pointer to st->logits (n_vocab floats) when want_logits, else NULL computed-free. */
+int model_forward(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
+                  bool want_logits);
+
+#endif

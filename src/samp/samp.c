@@ -1,0 +1,692 @@
+/* samp: logits -> token, and the incremental stop-string matcher.
+ *
+ * Pipeline of samp_sample (llama.cpp's common chain, same semantics):
+ *   1. logit bias (added in place; -INFINITY bans),
+ *   2. repetition / frequency / presence penalties for tokens in the last-N window (in place),
+ *   3. temp <= 0: greedy over the allowed tokens, lowest id on ties; done, no RNG draw.
+ *   4. else gather the candidates: allowed by the mask, not NaN, not -INFINITY. If any is
+ *      +INFINITY only those survive (they share the mass equally), which keeps every later
+ *      subtraction `v - max` finite.
+ *   5. top-k by quickselect (O(n), not a sort), 6. top-p over the temp-1 softmax: the sorted
+ *      prefix is grown in doubling chunks (select the next chunk, sort only it), so a nucleus of
+ *      a few dozen tokens in a 150k vocabulary costs about two linear passes, 7. min-p (keep
+ *      logit >= max + log(min_p), i.e. p >= min_p * p_max), 8. temperature and one draw: the
+ *      weights exp((v - max) / temp) are <= 1 with the max at exactly 1, so nothing overflows and
+ *      the sum is >= 1.
+ *
+ * Invariants: candidates never hold NaN, so "better" (higher logit, then lower id) is a strict
+ * total order; selection and sorting are therefore deterministic and independent of the
+ * algorithm's internals, which is what makes a seed reproduce a sequence. Exactly one RNG value
+ * is consumed per non-greedy sample. The maximum candidate survives every filter (top-k, top-p
+ * and min-p all keep it), so the max computed at gather time stays valid. samp_sample does not
+ * allocate: idx/val/counts/hist are sized in samp_init. counts[t] is the number of occurrences
+ * of t in the window ring hist; its top bit is borrowed briefly while penalties are applied so
+ * that a token repeated in the window is penalised once.
+ *
+ * Stop strings: the text held back is always a proper prefix of some stop string (so shorter
+ * than SAMP_MAX_STOP_LEN). A feed builds held+text in the caller's out buffer, looks for the
+ * match that ends first (then the longest of those), which is what a byte-at-a-time matcher
+ * would see, so the result does not depend on how the text was chunked. Without a match, the
+ * longest suffix that could still begin a stop string is held and the rest released. */
+#include "samp.h"
+
+#include "../util/util.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HIST_MAX (1 << 20)     /* cap on penalty_last_n: the ring is allocated up front */
+#define COUNT_MARK 0x80000000u /* borrowed bit in counts[]: "already penalised this call" */
+
+/* ---- params ---- */
+
+void samp_params_default(struct samp_params *p)
+{
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->temp = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->freq_penalty = 0.0f;
+    p->presence_penalty = 0.0f;
+    p->penalty_last_n = 64;
+    p->seed = 0;
+    p->bias = NULL;
+    p->n_bias = 0;
+}
+
+int samp_params_check(const struct samp_params *p, uint32_t n_vocab, struct err_info *ei)
+{
+    if (!p) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "sampler params are NULL");
+    if (n_vocab == 0 || n_vocab > (uint32_t)INT32_MAX)
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "n_vocab must be in [1, %d], got %u",
+                       INT32_MAX, n_vocab);
+    /* Written as !(in range) so that NaN fails every check. */
+    if (!(p->temp >= 0.0f && p->temp <= 100.0f))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "temp must be in [0, 100], got %g",
+                       (double)p->temp);
+    if (!(p->top_p >= 0.0f && p->top_p <= 1.0f))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "top_p must be in [0, 1], got %g",
+                       (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "min_p must be in [0, 1], got %g",
+                       (double)p->min_p);
+    if (!(p->repeat_penalty > 0.0f && isfinite(p->repeat_penalty)))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
+                       "repeat_penalty must be finite and > 0, got %g", (double)p->repeat_penalty);
+    if (!isfinite(p->freq_penalty))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "freq_penalty must be finite, got %g",
+                       (double)p->freq_penalty);
+    if (!isfinite(p->presence_penalty))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "presence_penalty must be finite, got %g",
+                       (double)p->presence_penalty);
+    if (p->penalty_last_n < 0 || p->penalty_last_n > HIST_MAX)
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
+                       "penalty_last_n must be in [0, %d], got %d", HIST_MAX, p->penalty_last_n);
+    if (p->n_bias > 0 && !p->bias)
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "bias is NULL but n_bias is %zu",
+                       p->n_bias);
+    for (size_t i = 0; i < p->n_bias; i++) {
+        const struct samp_bias *b = &p->bias[i];
+        if (b->token < 0 || (uint32_t)b->token >= n_vocab)
+            return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
+                           "bias[%zu].token must be in [0, %u), got %d", i, n_vocab, b->token);
+        /* -INFINITY is the documented ban; +INFINITY or NaN would poison the softmax. */
+        if (isnan(b->bias) || b->bias == INFINITY)
+            return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
+                           "bias[%zu].bias must be finite or -inf, got %g", i, (double)b->bias);
+    }
+    return 0;
+}
+
+/* ---- RNG: xoshiro256** seeded through splitmix64 (the authors' recommended seeding; it also
+ * guarantees the state is not all zero). Our own generator, so a seed means the same stream on
+ * every platform and libc. ---- */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rotl64(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(uint64_t st[4])
+{
+    uint64_t result = rotl64(st[1] * 5, 7) * 9;
+    uint64_t t = st[1] << 17;
+    st[2] ^= st[0];
+    st[3] ^= st[1];
+    st[1] ^= st[2];
+    st[0] ^= st[3];
+    st[2] ^= t;
+    st[3] = rotl64(st[3], 45);
+    return result;
+}
+
+static void rng_seed(uint64_t st[4], uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) st[i] = splitmix64(&x);
+}
+
+double samp_rng_uniform(struct samp_ctx *s)
+{
+    /* Top 53 bits -> a double in [0, 1), every value equally likely, 1.0 impossible. */
+    return (double)(rng_next(s->rng) >> 11) * 0x1.0p-53;
+}
+
+/* ---- lifecycle ---- */
+
+int samp_init(struct samp_ctx *s, uint32_t n_vocab, const struct samp_params *p)
+{
+    if (!s) return ERR_INVALID;
+    memset(s, 0, sizeof *s);
+    struct samp_params def;
+    if (!p) {
+        samp_params_default(&def);
+        p = &def;
+    }
+    int rc = samp_params_check(p, n_vocab, NULL);
+    if (rc) return rc;
+    s->n_vocab = n_vocab;
+    s->p = *p;
+    s->counts = calloc(n_vocab, sizeof *s->counts);
+    s->idx = malloc((size_t)n_vocab * sizeof *s->idx);
+    s->val = malloc((size_t)n_vocab * sizeof *s->val);
+    if (p->penalty_last_n > 0) s->hist = malloc((size_t)p->penalty_last_n * sizeof *s->hist);
+    if (!s->counts || !s->idx || !s->val || (p->penalty_last_n > 0 && !s->hist)) {
+        samp_free(s);
+        return ERR_NOMEM;
+    }
+    rng_seed(s->rng, p->seed);
+    return 0;
+}
+
+void samp_free(struct samp_ctx *s)
+{
+    if (!s) return;
+    free(s->hist);
+    free(s->counts);
+    free(s->idx);
+    free(s->val);
+    memset(s, 0, sizeof *s);
+}
+
+void samp_reset(struct samp_ctx *s)
+{
+    if (!s) return;
+    /* Undo the window entry by entry: O(last_n), not O(n_vocab). */
+    /* The live entries are hist[0, hist_n) whether or not the ring has wrapped. */
+    if (s->hist && s->counts) {
+        for (uint32_t i = 0; i < s->hist_n; i++) {
+            int32_t t = s->hist[i];
+            if (t >= 0 && (uint32_t)t < s->n_vocab && s->counts[t]) s->counts[t]--;
+        }
+    }
+    s->hist_n = 0;
+    s->hist_pos = 0;
+    rng_seed(s->rng, s->p.seed);
+}
+
+void samp_accept(struct samp_ctx *s, int32_t token)
+{
+    if (!s || !s->hist || !s->counts || s->p.penalty_last_n <= 0) return;
+    if (token < 0 || (uint32_t)token >= s->n_vocab) return; /* nothing sane to count */
+    uint32_t cap = (uint32_t)s->p.penalty_last_n;
+    /* hist_pos is the next slot to write; when the ring is full it holds the oldest token. */
+    if (s->hist_n == cap) {
+        int32_t old = s->hist[s->hist_pos];
+        if (s->counts[old]) s->counts[old]--;
+    } else {
+        s->hist_n++;
+    }
+    s->hist[s->hist_pos] = token;
+    s->counts[token]++;
+    s->hist_pos = (s->hist_pos + 1) % cap;
+}
+
+/* ---- selection helpers over the parallel arrays idx/val ---- */
+
+/* "a is better than b": higher logit, ties to the lower id. Strict total order (no NaN). */
+static inline int better(const float *val, const int32_t *idx, size_t a, size_t b)
+{
+    /* Non-short-circuit form: compiles to flag arithmetic, no hard-to-predict branches. */
+    return (val[a] > val[b]) | ((val[a] == val[b]) & (idx[a] < idx[b]));
+}
+
+static inline void swap_c(float *val, int32_t *idx, size_t a, size_t b)
+{
+    float v = val[a];
+    val[a] = val[b];
+    val[b] = v;
+    int32_t t = idx[a];
+    idx[a] = idx[b];
+    idx[b] = t;
+}
+
+/* Heaps over [lo, lo + n) whose root is the WORST element. They serve three purposes: heap
+ * sort (the fallback that bounds introselect/introsort at O(n log n) whatever the input),
+ * heap selection of a small top-k in one pass, and partial sort (selection + extraction). */
+static void sift_down(float *val, int32_t *idx, size_t lo, size_t root, size_t n)
+{
+    for (;;) {
+        size_t child = 2 * root + 1;
+        if (child >= n) return;
+        if (child + 1 < n && better(val, idx, lo + child, lo + child + 1)) child++;
+        if (!better(val, idx, lo + root, lo + child)) return;
+        swap_c(val, idx, lo + root, lo + child);
+        root = child;
+    }
+}
+
+static void heap_build(float *val, int32_t *idx, size_t lo, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;) sift_down(val, idx, lo, i, n);
+}
+
+/* Repeatedly move the worst to the end: the heap [lo, lo + n) ends up sorted best first. */
+static void heap_extract(float *val, int32_t *idx, size_t lo, size_t n)
+{
+    for (size_t end = n; end-- > 1;) {
+        swap_c(val, idx, lo, lo + end);
+        sift_down(val, idx, lo, 0, end);
+    }
+}
+
+/* Sort [lo, hi] (inclusive) best first. */
+static void heap_sort(float *val, int32_t *idx, size_t lo, size_t hi)
+{
+    size_t n = hi - lo + 1;
+    heap_build(val, idx, lo, n);
+    heap_extract(val, idx, lo, n);
+}
+
+/* Gather the k best of [lo, hi) into a worst-at-root heap at [lo, lo + k): one scan in which
+ * almost every element loses a single, well-predicted comparison against the root; only
+ * about k * ln(n / k) elements enter the heap on shuffled input. */
+static void heap_select(float *val, int32_t *idx, size_t lo, size_t hi, size_t k)
+{
+    heap_build(val, idx, lo, k);
+    for (size_t i = lo + k; i < hi; i++) {
+        if (better(val, idx, i, lo)) {
+            swap_c(val, idx, i, lo);
+            sift_down(val, idx, lo, 0, k);
+        }
+    }
+}
+
+/* Heap selection beats quickselect while the heap stays small relative to the input. */
+static int use_heap(size_t k, size_t n)
+{
+    return k <= 2048 && k <= n / 8;
+}
+
+/* Lomuto partition of [lo, hi] around the median of lo/mid/hi; returns the pivot's final slot.
+ * Keys are distinct (the order is total), so no three-way partition is needed. */
+static size_t partition(float *val, int32_t *idx, size_t lo, size_t hi)
+{
+    size_t mid = lo + (hi - lo) / 2;
+    if (better(val, idx, mid, lo)) swap_c(val, idx, mid, lo);
+    if (better(val, idx, hi, lo)) swap_c(val, idx, hi, lo);
+    if (better(val, idx, hi, mid)) swap_c(val, idx, hi, mid);
+    swap_c(val, idx, mid, hi); /* the median is now the pivot, at hi */
+    /* Branch-free Lomuto: always swap, advance `store` only for elements better than the
+     * pivot. [lo, store) is better than the pivot, [store, i] is not; a swap between two
+     * not-better elements keeps that. Logits are noisy, so a branch here mispredicts half
+     * the time. */
+    const float pv = val[hi];
+    const int32_t pi = idx[hi];
+    size_t store = lo;
+    for (size_t i = lo; i < hi; i++) {
+        float v = val[i];
+        int32_t t = idx[i];
+        size_t b = (size_t)((v > pv) | ((v == pv) & (t < pi)));
+        val[i] = val[store];
+        idx[i] = idx[store];
+        val[store] = v;
+        idx[store] = t;
+        store += b;
+    }
+    swap_c(val, idx, store, hi);
+    return store;
+}
+
+static unsigned depth_limit(size_t n)
+{
+    unsigned d = 0;
+    while (n > 1) {
+        n >>= 1;
+        d++;
+    }
+    return 2 * d + 4;
+}
+
+/* Rearrange [lo, hi) so that its k best elements occupy [lo, lo + k), in no particular order.
+ * Introselect: quickselect, falling back to heap sort if partitions keep being lopsided. */
+static void select_top(float *val, int32_t *idx, size_t lo, size_t hi, size_t k)
+{
+    if (k == 0 || k >= hi - lo) return;
+    if (use_heap(k, hi - lo)) {
+        heap_select(val, idx, lo, hi, k);
+        return;
+    }
+    size_t target = lo + k - 1, l = lo, r = hi - 1;
+    unsigned depth = depth_limit(hi - lo);
+    while (r > l) {
+        if (depth-- == 0) {
+            heap_sort(val, idx, l, r);
+            return;
+        }
+        size_t p = partition(val, idx, l, r);
+        if (p == target) return;
+        if (p < target)
+            l = p + 1;
+        else
+            r = p - 1;
+    }
+}
+
+/* Sort [lo, hi) best first. Introsort: recurse on the smaller side so the stack is O(log n). */
+static void sort_range(float *val, int32_t *idx, size_t lo, size_t hi, unsigned depth)
+{
+    while (hi - lo > 16) {
+        if (depth-- == 0) {
+            heap_sort(val, idx, lo, hi - 1);
+            return;
+        }
+        size_t p = partition(val, idx, lo, hi - 1);
+        if (p - lo < hi - p - 1) {
+            sort_range(val, idx, lo, p, depth);
+            lo = p + 1;
+        } else {
+            sort_range(val, idx, p + 1, hi, depth);
+            hi = p;
+        }
+    }
+    for (size_t i = lo + 1; i < hi; i++)
+        for (size_t j = i; j > lo && better(val, idx, j, j - 1); j--) swap_c(val, idx, j, j - 1);
+}
+
+/* ---- the pipeline ---- */
+
+static inline int allowed(const uint64_t *mask, uint32_t i)
+{
+    return !mask || ((mask[i >> 6] >> (i & 63)) & 1u);
+}
+
+static void apply_bias(struct samp_ctx *s, float *logits)
+{
+    for (size_t i = 0; i < s->p.n_bias; i++) {
+        int32_t t = s->p.bias[i].token;
+        if (t >= 0 && (uint32_t)t < s->n_vocab) logits[t] += s->p.bias[i].bias;
+    }
+}
+
+static void apply_penalties(struct samp_ctx *s, float *logits)
+{
+    const float rep = s->p.repeat_penalty, freq = s->p.freq_penalty,
+                pres = s->p.presence_penalty;
+    if (!s->hist || s->hist_n == 0 || (rep == 1.0f && freq == 0.0f && pres == 0.0f)) return;
+    /* Visit the window (hist[0, hist_n), wrapped or not), not the vocabulary; mark each token as done so a token that occurs
+     * several times is penalised once (by its count), then clear the marks. */
+    for (uint32_t i = 0; i < s->hist_n; i++) {
+        int32_t t = s->hist[i];
+        uint32_t c = s->counts[t];
+        if (c & COUNT_MARK || c == 0) continue;
+        float l = logits[t];
+        /* llama.cpp: a repeat penalty always makes the token less likely, whatever the sign. */
+        l = l > 0.0f ? l / rep : l * rep;
+        l -= (float)c * freq + pres;
+        logits[t] = l;
+        s->counts[t] = c | COUNT_MARK;
+    }
+    for (uint32_t i = 0; i < s->hist_n; i++) s->counts[s->hist[i]] &= ~COUNT_MARK;
+}
+
+/* Greedy over the allowed, finite-or-+inf logits; -1 if there is none. */
+static int32_t argmax_allowed(const float *logits, uint32_t n, const uint64_t *mask)
+{
+    int32_t best = -1;
+    float bv = -INFINITY;
+    for (uint32_t i = 0; i < n; i++) {
+        float v = logits[i];
+        /* v > bv is false for NaN and for -inf (banned), and strict '>' keeps the lowest id. */
+        if (v > bv && allowed(mask, i)) {
+            bv = v;
+            best = (int32_t)i;
+        }
+    }
+    return best;
+}
+
+int32_t samp_argmax(const float *logits, uint32_t n)
+{
+    int32_t best = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (isnan(logits[i])) continue;
+        if (best < 0 || logits[i] > logits[best]) best = (int32_t)i;
+    }
+    return best;
+}
+
+/* Top-p over the temp-1 softmax of cand[0, n) with maximum vmax: returns the size of the
+ * smallest best-first prefix whose mass reaches top_p (at least 1) and leaves that prefix, as a
+ * set, at the front.
+ *
+ * Phase 1 sorts the best 256 (heap partial sort: one cheap scan): real LLM distributions are
+ * peaked and the nucleus is usually found here, sorted.
+ * Phase 2, for flat distributions whose nucleus holds thousands of tokens, is a quickselect on
+ * cumulative mass: partition, weigh the better side, keep the side that holds the boundary.
+ * Expected O(n) and no sort of the nucleus; the prefix is then unsorted, which nothing after
+ * this step needs. Either way the kept set is the first `cut` candidates in the total order. */
+static size_t apply_top_p(float *val, int32_t *idx, size_t n, float vmax, float top_p)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += (double)expf(val[i] - vmax);
+    const double target = (double)top_p * sum;
+    double cum = 0.0; /* mass of [0, done), all better than anything after */
+    size_t done = n < 256 ? n : 256;
+    if (use_heap(done, n)) {
+        heap_select(val, idx, 0, n, done);
+        heap_extract(val, idx, 0, done);
+    } else {
+        select_top(val, idx, 0, n, done);
+        sort_range(val, idx, 0, done, depth_limit(done));
+    }
+    for (size_t i = 0; i < done; i++) {
+        cum += (double)expf(val[i] - vmax);
+        if (cum >= target) return i + 1;
+    }
+    if (done >= n) return n; /* rounding kept the total just short of target: keep all */
+
+    /* Invariant: cum < target, and the boundary lies in [l, r]. */
+    size_t l = done, r = n - 1;
+    unsigned depth = depth_limit(n - done);
+    while (l < r) {
+        if (depth-- == 0) { /* lopsided partitions: sort what is left and walk it */
+            heap_sort(val, idx, l, r);
+            for (; l < r; l++) {
+                cum += (double)expf(val[l] - vmax);
+                if (cum >= target) break;
+            }
+            return l + 1;
+        }
+        size_t p = partition(val, idx, l, r);
+        double left = 0.0;
+        for (size_t i = l; i < p; i++) left += (double)expf(val[i] - vmax);
+        if (cum + left >= target) { /* p > l here: left > 0 because cum < target */
+            r = p - 1;
+            continue;
+        }
+        cum += left + (double)expf(val[p] - vmax);
+        if (cum >= target) return p + 1;
+        l = p + 1;
+    }
+    /* l == r: that one candidate completes the nucleus. l > r: only summation-order rounding
+     * can leave the mass short; keep everything up to r. */
+    return l <= r ? l + 1 : l;
+}
+
+int samp_sample(struct samp_ctx *s, float *logits, const uint64_t *mask, int32_t *out_token)
+{
+    if (!s || !logits || !out_token || !s->idx || !s->val || s->n_vocab == 0)
+        return ERR_INVALID;
+    const uint32_t nv = s->n_vocab;
+    *out_token = -1;
+
+    apply_bias(s, logits);
+    apply_penalties(s, logits);
+
+    /* !(temp > 0) also sends a NaN temp (params mutated after init) to greedy. */
+    if (!(s->p.temp > 0.0f)) {
+        int32_t t = argmax_allowed(logits, nv, mask);
+        if (t < 0) return ERR_STATE;
+        *out_token = t;
+        return 0;
+    }
+
+    /* Gather: allowed, not NaN, not banned. */
+    float *val = s->val;
+    int32_t *idx = s->idx;
+    size_t n = 0, n_inf = 0;
+    float vmax = -INFINITY;
+    for (uint32_t i = 0; i < nv; i++) {
+        float v = logits[i];
+        if (!(v > -INFINITY) || !allowed(mask, i)) continue; /* NaN or -inf or masked */
+        if (v == INFINITY) n_inf++;
+        if (v > vmax) vmax = v;
+        val[n] = v;
+        idx[n] = (int32_t)i;
+        n++;
+    }
+    if (n == 0) return ERR_STATE;
+    if (n_inf) {
+        /* +inf tokens take all the mass, equally: keep only them, as equal finite logits. */
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (val[i] == INFINITY) {
+                val[w] = 0.0f;
+                idx[w] = idx[i];
+                w++;
+            }
+        }
+        n = w;
+        vmax = 0.0f;
+    }
+
+    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
+        select_top(val, idx, 0, n, (size_t)s->p.top_k);
+        n = (size_t)s->p.top_k;
+    }
+    if (s->p.top_p < 1.0f && n > 1) n = apply_top_p(val, idx, n, vmax, s->p.top_p);
+    if (s->p.min_p > 0.0f && n > 1) {
+        const float min_logit = vmax + logf(s->p.min_p);
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (val[i] >= min_logit) {
+                val[w] = val[i];
+                idx[w] = idx[i];
+                w++;
+            }
+        }
+        n = w; /* >= 1: the max passes */
+    }
+
+    /* Temperature and the draw. The first pass turns val[] into weights (logits are not
+     * needed any more) and sums them; the second walks the same weights in the same order with
+     * the same arithmetic, so the running sum ends exactly at `sum` and a target below it is
+     * always reached. */
+    const float temp = s->p.temp;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        val[i] = expf((val[i] - vmax) / temp);
+        sum += (double)val[i];
+    }
+    const double target = samp_rng_uniform(s) * sum;
+    double run = 0.0;
+    size_t pick = n, last_pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        double w = (double)val[i];
+        if (w > 0.0) last_pos = i;
+        run += w;
+        if (run > target) { /* strict: a zero-weight candidate is never picked */
+            pick = i;
+            break;
+        }
+    }
+    if (pick == n) pick = last_pos; /* unreachable in exact arithmetic; stay safe anyway */
+    *out_token = idx[pick];
+    return 0;
+}
+
+/* ---- stop strings ---- */
+
+void samp_stop_init(struct samp_stop *st)
+{
+    if (st) memset(st, 0, sizeof *st);
+}
+
+int samp_stop_add(struct samp_stop *st, const char *s, size_t len)
+{
+    if (!st || (!s && len)) return ERR_INVALID;
+    if (len == 0) return ERR_INVALID; /* an empty stop string would match before any text */
+    if (len > SAMP_MAX_STOP_LEN) return ERR_LIMIT;
+    if (st->n_stops >= SAMP_MAX_STOPS) return ERR_LIMIT;
+    memcpy(st->stops[st->n_stops], s, len);
+    st->stops[st->n_stops][len] = '\0';
+    st->stop_len[st->n_stops] = len;
+    st->n_stops++;
+    return 0;
+}
+
+/* First occurrence of needle in hay, or SIZE_MAX. */
+static size_t find_bytes(const char *hay, size_t n, const char *needle, size_t m)
+{
+    if (m > n) return SIZE_MAX;
+    const char *p = hay, *end = hay + (n - m) + 1;
+    while (p < end) {
+        const char *q = memchr(p, (unsigned char)needle[0], (size_t)(end - p));
+        if (!q) return SIZE_MAX;
+        if (memcmp(q, needle, m) == 0) return (size_t)(q - hay);
+        p = q + 1;
+    }
+    return SIZE_MAX;
+}
+
+/* Is buf[0, n) a proper prefix of some stop string? */
+static int is_stop_prefix(const struct samp_stop *st, const char *buf, size_t n)
+{
+    for (size_t k = 0; k < st->n_stops; k++)
+        if (st->stop_len[k] > n && memcmp(st->stops[k], buf, n) == 0) return 1;
+    return 0;
+}
+
+int samp_stop_feed(struct samp_stop *st, const char *text, size_t len, char *out, size_t cap,
+                   size_t *out_len)
+{
+    if (out_len) *out_len = 0;
+    if (!st || !out || !out_len || (!text && len)) return ERR_INVALID;
+    if (st->n_held >= SAMP_MAX_STOP_LEN) return ERR_STATE; /* struct corrupted by the caller */
+    if (len > SIZE_MAX - st->n_held || cap < st->n_held + len) return ERR_INVALID;
+
+    /* Work in out: held text then the new text; whatever is released is already in place. */
+    size_t n = st->n_held + len;
+    memcpy(out, st->held, st->n_held);
+    if (len) memcpy(out + st->n_held, text, len);
+
+    /* The match that ends first (then the longest): what a byte-at-a-time matcher sees. */
+    size_t best_start = SIZE_MAX, best_end = SIZE_MAX;
+    for (size_t k = 0; k < st->n_stops; k++) {
+        size_t m = st->stop_len[k];
+        /* Search only up to where it could still beat the current best. */
+        size_t lim = best_end == SIZE_MAX ? n : best_end;
+        size_t pos = find_bytes(out, lim, st->stops[k], m);
+        if (pos == SIZE_MAX) continue;
+        size_t end = pos + m;
+        if (end < best_end || (end == best_end && pos < best_start)) {
+            best_end = end;
+            best_start = pos;
+        }
+    }
+    if (best_start != SIZE_MAX) {
+        st->n_held = 0; /* the stop string and anything after it are dropped */
+        *out_len = best_start;
+        return 1;
+    }
+
+    /* Hold the longest suffix that is a proper prefix of a stop string; it is shorter than
+     * SAMP_MAX_STOP_LEN, which bounds the struct. */
+    size_t hold = 0;
+    size_t from = n > SAMP_MAX_STOP_LEN - 1 ? n - (SAMP_MAX_STOP_LEN - 1) : 0;
+    for (size_t p = from; p < n; p++) {
+        if (is_stop_prefix(st, out + p, n - p)) {
+            hold = n - p;
+            break;
+        }
+    }
+    memcpy(st->held, out + (n - hold), hold);
+    st->n_held = hold;
+    *out_len = n - hold;
+    return 0;
+}
+
+size_t samp_stop_flush(struct samp_stop *st, char *out, size_t cap)
+{
+    if (!st || !out) return 0;
+    size_t n = st->n_held < cap ? st->n_held : cap;
+    memcpy(out, st->held, n);
+    /* A short buffer gets what fits; the rest stays for the next flush. */
+    memmove(st->held, st->held + n, st->n_held - n);
+    st->n_held -= n;
+    return n;
+}

@@ -1,0 +1,105 @@
+/* util: logging, clocks, strict number parsing and UTF-8 helpers. */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include "err.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static int g_log_level = -1;
+
+int util_log_level(void)
+{
+    if (g_log_level < 0) {
+        const char *e = getenv("LMPIPE_LOG");
+        g_log_level = (e && e[0] >= '0' && e[0] <= '3' && !e[1]) ? e[0] - '0' : 1;
+    }
+    return g_log_level;
+}
+
+void util_log_set_level(int level) { g_log_level = level; }
+
+void util_log(int level, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    if (level > util_log_level()) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "lmpipe: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], buf);
+}
+
+double util_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t util_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (uint64_t)ru.ru_maxrss * 1024u; /* Linux reports KiB */
+}
+
+int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (!s || !*s) return ERR_INVALID;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0') return ERR_INVALID;
+    if (errno == ERANGE || v < min || v > max) return ERR_RANGE;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int util_parse_f64(const char *s, double min, double max, double *out)
+{
+    if (!s || !*s) return ERR_INVALID;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0') return ERR_INVALID;
+    if (errno == ERANGE || !isfinite(v) || v < min || v > max) return ERR_RANGE;
+    *out = v;
+    return 0;
+}
+
+int util_utf8_seq_len(unsigned char c)
+{
+    if (c < 0x80) return 1;
+    if (c < 0xc2) return 0;
+    if (c < 0xe0) return 2;
+    if (c < 0xf0) return 3;
+    if (c < 0xf5) return 4;
+    return 0;
+}
+
+size_t util_utf8_complete_prefix(const char *s, size_t n)
+{
+    /* Look back at most 3 bytes for a lead byte whose sequence is not yet complete. */
+    size_t i = n;
+    for (size_t back = 1; back <= 4 && back <= n; back++) {
+        unsigned char c = (unsigned char)s[n - back];
+        if ((c & 0xc0) == 0x80) continue; /* continuation byte: keep looking for the lead */
+        int len = util_utf8_seq_len(c);
+        if (len > 1 && (size_t)len > back) {
+            /* check the bytes we have are valid continuations */
+            for (size_t k = n - back + 1; k < n; k++)
+                if (((unsigned char)s[k] & 0xc0) != 0x80) return n;
+            i = n - back;
+        }
+        break;
+    }
+    return i;
+}

@@ -1,0 +1,1509 @@
+/* check_kern: unit tests for the numeric kernels and the thread pool.
+ *
+ * What is checked and why:
+ *  - half/bfloat conversions on special values and exhaustively (everything downstream trusts them);
+ *  - for every supported weight type: kern_vec_dot equals the float64 dot product of the
+ *    dequantized weights and the dequantized prepared activation, to a tight relative tolerance,
+ *    on 1/3/7-block rows and several rows (catches wrong bit layouts in the fused dot products);
+ *  - activation rounding: Q8_0 half-way values round to even, zero blocks give d = 0;
+ *  - known answers: real tensors of the shared synthetic model in each type, dequantized, against
+ *    the same tensor of the F32 file, within that type's quantization error (catches layouts that
+ *    are self-consistent but not ggml's);
+ *  - the summation order: an independent AVX2 intrinsics transcription of llama.cpp's kernels
+ *    (compiled here via target attributes, run only when the CPU has AVX2/FMA/F16C) must give
+ *    bit-identical results to the scalar kernels;
+ *  - the pool: every task runs exactly once for 1/2/4 threads, many back-to-back jobs, nested use,
+ *    and kern_matvec is bit-identical for pool NULL / 2 / 3 threads. */
+#include "tutil.h"
+
+#include "gguf/gguf.h"
+#include "kern/kern.h"
+#include "util/err.h"
+#include "util/util.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* helpers                                                                                    */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_unif(void) /* [0, 1) */
+{
+    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static uint8_t rng_byte(void)
+{
+    return (uint8_t)(rng_next() >> 56);
+}
+
+static float rng_gauss(void)
+{
+    double u1 = rng_unif(), u2 = rng_unif();
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* fp16 / bf16                                                                                */
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float bitsf(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+START_TEST(test_fp16_special)
+{
+    ck_assert_uint_eq(util_f32_to_fp16(0.0f), 0x0000);
+    ck_assert_uint_eq(util_f32_to_fp16(-0.0f), 0x8000);
+    ck_assert_uint_eq(util_f32_to_fp16(1.0f), 0x3C00);
+    ck_assert_uint_eq(util_f32_to_fp16(-2.0f), 0xC000);
+    ck_assert_uint_eq(util_f32_to_fp16(65504.0f), 0x7BFF);
+    ck_assert_uint_eq(util_f32_to_fp16(65519.99f), 0x7BFF); /* below the halfway point */
+    ck_assert_uint_eq(util_f32_to_fp16(65520.0f), 0x7C00);  /* halfway to 2^16 rounds to inf */
+    ck_assert_uint_eq(util_f32_to_fp16(INFINITY), 0x7C00);
+    ck_assert_uint_eq(util_f32_to_fp16(-INFINITY), 0xFC00);
+    uint16_t hn = util_f32_to_fp16(NAN);
+    ck_assert((hn & 0x7C00) == 0x7C00 && (hn & 0x03FF) != 0);
+    ck_assert(isnan(util_fp16_to_f32(0x7E00)));
+    ck_assert(isinf(util_fp16_to_f32(0x7C00)) && util_fp16_to_f32(0x7C00) > 0);
+    /* subnormals: 2^-24 is the smallest, 2^-25 is a tie that rounds to even (0) */
+    ck_assert_uint_eq(util_f32_to_fp16(ldexpf(1.0f, -24)), 0x0001);
+    ck_assert_uint_eq(util_f32_to_fp16(ldexpf(1.0f, -25)), 0x0000);
+    ck_assert_uint_eq(util_f32_to_fp16(ldexpf(3.0f, -25)), 0x0002); /* 1.5 ulp ties to even 2 */
+    ck_assert(util_fp16_to_f32(0x0001) == ldexpf(1.0f, -24));
+    ck_assert(util_fp16_to_f32(0x03FF) == ldexpf(1023.0f, -24));
+    ck_assert_uint_eq(util_f32_to_fp16(ldexpf(1.0f, -14)), 0x0400); /* smallest normal */
+    /* normal ties: 1 + 2^-11 is halfway between 1 and 1 + 2^-10 -> even (1) */
+    ck_assert_uint_eq(util_f32_to_fp16(1.0f + ldexpf(1.0f, -11)), 0x3C00);
+    ck_assert_uint_eq(util_f32_to_fp16(1.0f + ldexpf(3.0f, -11)), 0x3C02);
+    /* every non-NaN half survives a round trip through f32 */
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF)) continue;
+        ck_assert_uint_eq(util_f32_to_fp16(util_fp16_to_f32((uint16_t)h)), h);
+    }
+}
+END_TEST
+
+START_TEST(test_bf16_special)
+{
+    ck_assert_uint_eq(util_f32_to_bf16(1.0f), 0x3F80);
+    ck_assert_uint_eq(util_f32_to_bf16(-0.0f), 0x8000);
+    ck_assert_uint_eq(util_f32_to_bf16(INFINITY), 0x7F80);
+    ck_assert(isnan(util_bf16_to_f32(util_f32_to_bf16(NAN))));
+    /* ties to even: 1 + 2^-8 is halfway between 1 and 1 + 2^-7 */
+    ck_assert_uint_eq(util_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3F80);
+    ck_assert_uint_eq(util_f32_to_bf16(1.0f + ldexpf(3.0f, -8)), 0x3F82);
+    ck_assert_uint_eq(util_f32_to_bf16(bitsf(0x3F808001u)), 0x3F81); /* just above the tie */
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7F80) == 0x7F80 && (h & 0x7F)) continue;
+        ck_assert_uint_eq(util_f32_to_bf16(util_bf16_to_f32((uint16_t)h)), h);
+    }
+    ck_assert_uint_eq(fbits(util_bf16_to_f32(0x3F80)), 0x3F800000u);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* Per-type test data: quantize (or randomly fill) rows, dequantize prepared activations        */
+
+/* Quantizers written for the test (ggml's reference formulas, so rows look like real ones). */
+static void tq_q8_0(const float *x, struct kern_block_q8_0 *y, size_t n)
+{
+    for (size_t i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = util_f32_to_fp16(d);
+        for (int j = 0; j < 32; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+static void tq_q4_0(const float *x, struct kern_block_q4_0 *y, size_t n)
+{
+    for (size_t i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        float d = max / -8, id = d ? 1.0f / d : 0.0f;
+        y[i].d = util_f32_to_fp16(d);
+        for (int j = 0; j < 16; j++) {
+            int a = (int)(x[j] * id + 8.5f), b = (int)(x[j + 16] * id + 8.5f);
+            a = a > 15 ? 15 : a;
+            b = b > 15 ? 15 : b;
+            y[i].qs[j] = (uint8_t)(a | (b << 4));
+        }
+    }
+}
+
+static void tq_q4_1(const float *x, struct kern_block_q4_1 *y, size_t n)
+{
+    for (size_t i = 0; i < n / 32; i++, x += 32) {
+        float mn = x[0], mx = x[0];
+        for (int j = 1; j < 32; j++) {
+            mn = fminf(mn, x[j]);
+            mx = fmaxf(mx, x[j]);
+        }
+        float d = (mx - mn) / 15, id = d ? 1.0f / d : 0.0f;
+        y[i].d = util_f32_to_fp16(d);
+        y[i].m = util_f32_to_fp16(mn);
+        for (int j = 0; j < 16; j++) {
+            int a = (int)((x[j] - mn) * id + 0.5f), b = (int)((x[j + 16] - mn) * id + 0.5f);
+            y[i].qs[j] = (uint8_t)((a > 15 ? 15 : a) | (b > 15 ? 15 : b) << 4);
+        }
+    }
+}
+
+/* 5-bit: q[32] in 0..31 -> qs/qh */
+static void pack_q5(const int *q, uint8_t *qs, uint8_t *qh4)
+{
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 15) | (q[j + 16] & 15) << 4);
+        qh |= (uint32_t)(q[j] >> 4 & 1) << j;
+        qh |= (uint32_t)(q[j + 16] >> 4 & 1) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) qh4[k] = (uint8_t)(qh >> (8 * k)); /* little endian */
+}
+
+static void tq_q5_0(const float *x, struct kern_block_q5_0 *y, size_t n)
+{
+    for (size_t i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        float d = max / -16, id = d ? 1.0f / d : 0.0f;
+        y[i].d = util_f32_to_fp16(d);
+        int q[32];
+        for (int j = 0; j < 32; j++) {
+            int v = (int)(x[j] * id + 16.5f);
+            q[j] = v > 31 ? 31 : v;
+        }
+        pack_q5(q, y[i].qs, y[i].qh);
+    }
+}
+
+static void tq_q5_1(const float *x, struct kern_block_q5_1 *y, size_t n)
+{
+    for (size_t i = 0; i < n / 32; i++, x += 32) {
+        float mn = x[0], mx = x[0];
+        for (int j = 1; j < 32; j++) {
+            mn = fminf(mn, x[j]);
+            mx = fmaxf(mx, x[j]);
+        }
+        float d = (mx - mn) / 31, id = d ? 1.0f / d : 0.0f;
+        y[i].d = util_f32_to_fp16(d);
+        y[i].m = util_f32_to_fp16(mn);
+        int q[32];
+        for (int j = 0; j < 32; j++) {
+            int v = (int)((x[j] - mn) * id + 0.5f);
+            q[j] = v > 31 ? 31 : v;
+        }
+        pack_q5(q, y[i].qs, y[i].qh);
+    }
+}
+
+static int iq4_nearest(float v) /* index of the closest IQ4_NL code value */
+{
+    int best = 0;
+    for (int k = 1; k < 16; k++)
+        if (fabsf(v - kern_iq4nl_values[k]) < fabsf(v - kern_iq4nl_values[best])) best = k;
+    return best;
+}
+
+static void tq_iq4_nl(const float *x, struct kern_block_iq4_nl *y, size_t n)
+{
+    for (size_t i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        float d = max / -127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = util_f32_to_fp16(d);
+        for (int j = 0; j < 16; j++)
+            y[i].qs[j] = (uint8_t)(iq4_nearest(x[j] * id) | iq4_nearest(x[j + 16] * id) << 4);
+    }
+}
+
+/* K-quants and IQ4_XS: random bit patterns with sane super-block scales (the layouts are then
+ * exercised everywhere; the known-answer tests check them against real files). */
+static void random_blocks(uint32_t type, void *row, size_t n)
+{
+    const struct gguf_type_info *ti = gguf_type_info(type);
+    size_t nb = n / ti->blck;
+    uint8_t *p = row;
+    for (size_t i = 0; i < nb * ti->size; i++) p[i] = rng_byte();
+    for (size_t i = 0; i < nb; i++) {
+        uint16_t d = util_f32_to_fp16(0.0005f * (float)(1.0 + rng_unif()));
+        uint16_t dm = util_f32_to_fp16(0.0005f * (float)rng_unif());
+        switch (type) {
+        case GGUF_T_Q2_K: ((struct kern_block_q2_K *)row)[i].d = d; ((struct kern_block_q2_K *)row)[i].dmin = dm; break;
+        case GGUF_T_Q3_K: ((struct kern_block_q3_K *)row)[i].d = d; break;
+        case GGUF_T_Q4_K: ((struct kern_block_q4_K *)row)[i].d = d; ((struct kern_block_q4_K *)row)[i].dmin = dm; break;
+        case GGUF_T_Q5_K: ((struct kern_block_q5_K *)row)[i].d = d; ((struct kern_block_q5_K *)row)[i].dmin = dm; break;
+        case GGUF_T_Q6_K: ((struct kern_block_q6_K *)row)[i].d = d; break;
+        case GGUF_T_IQ4_XS: ((struct kern_block_iq4_xs *)row)[i].d = d; break;
+        default: break;
+        }
+    }
+}
+
+/* Make one weight row of `type` with n elements from x (or random bytes when the type has no
+ * test quantizer). Returns false for a type the test does not know. */
+static bool make_row(uint32_t type, const float *x, void *row, size_t n)
+{
+    switch (type) {
+    case GGUF_T_F32: memcpy(row, x, n * 4); return true;
+    case GGUF_T_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)row)[i] = util_f32_to_fp16(x[i]);
+        return true;
+    case GGUF_T_Q8_0: tq_q8_0(x, row, n); return true;
+    case GGUF_T_Q4_0: tq_q4_0(x, row, n); return true;
+    case GGUF_T_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)row)[i] = util_f32_to_bf16(x[i]);
+        return true;
+    case GGUF_T_Q4_1: tq_q4_1(x, row, n); return true;
+    case GGUF_T_Q5_0: tq_q5_0(x, row, n); return true;
+    case GGUF_T_Q5_1: tq_q5_1(x, row, n); return true;
+    case GGUF_T_IQ4_NL: tq_iq4_nl(x, row, n); return true;
+    case GGUF_T_Q2_K:
+    case GGUF_T_Q3_K:
+    case GGUF_T_Q4_K:
+    case GGUF_T_Q5_K:
+    case GGUF_T_Q6_K:
+    case GGUF_T_IQ4_XS: random_blocks(type, row, n); return true;
+    default: return false;
+    }
+}
+
+/* The activation type kern must use for weight `type` (ggml's vec_dot_type). */
+static uint32_t act_type_of(uint32_t type)
+{
+    switch (type) {
+    case GGUF_T_F32: return GGUF_T_F32;
+    case GGUF_T_F16: return GGUF_T_F16;
+    case GGUF_T_BF16: return GGUF_T_BF16;
+    case GGUF_T_Q8_0:
+    case GGUF_T_Q4_0:
+    case GGUF_T_Q5_0:
+    case GGUF_T_IQ4_NL: return GGUF_T_Q8_0;
+    case GGUF_T_Q4_1:
+    case GGUF_T_Q5_1: return GGUF_T_Q8_1;
+    default: return GGUF_T_Q8_K;
+    }
+}
+
+/* Dequantize a prepared activation (test's own decoding of the documented layouts). */
+static void act_dequant(uint32_t wtype, const void *act, double *out, size_t n)
+{
+    switch (act_type_of(wtype)) {
+    case GGUF_T_F32:
+        for (size_t i = 0; i < n; i++) out[i] = ((const float *)act)[i];
+        break;
+    case GGUF_T_F16:
+        for (size_t i = 0; i < n; i++) out[i] = util_fp16_to_f32(((const uint16_t *)act)[i]);
+        break;
+    case GGUF_T_BF16:
+        for (size_t i = 0; i < n; i++) out[i] = util_bf16_to_f32(((const uint16_t *)act)[i]);
+        break;
+    case GGUF_T_Q8_0: {
+        const struct kern_block_q8_0 *b = act;
+        for (size_t i = 0; i < n; i++) out[i] = (double)util_fp16_to_f32(b[i / 32].d) * b[i / 32].qs[i % 32];
+        break;
+    }
+    case GGUF_T_Q8_1: {
+        const struct kern_block_q8_1 *b = act;
+        for (size_t i = 0; i < n; i++) out[i] = (double)util_fp16_to_f32(b[i / 32].d) * b[i / 32].qs[i % 32];
+        break;
+    }
+    default: {
+        const struct kern_block_q8_K *b = act;
+        for (size_t i = 0; i < n; i++) out[i] = (double)b[i / 256].d * b[i / 256].qs[i % 256];
+        break;
+    }
+    }
+}
+
+/* The weight types this build must support, in the order of the brief's priorities. */
+static const uint32_t k_types[] = {GGUF_T_F32,  GGUF_T_F16,  GGUF_T_Q8_0, GGUF_T_Q4_0,  GGUF_T_BF16,
+                                   GGUF_T_Q4_1, GGUF_T_Q5_0, GGUF_T_Q5_1, GGUF_T_Q2_K,  GGUF_T_Q3_K,
+                                   GGUF_T_Q4_K, GGUF_T_Q5_K, GGUF_T_Q6_K, GGUF_T_IQ4_NL, GGUF_T_IQ4_XS};
+#define N_TYPES ((int)(sizeof k_types / sizeof k_types[0]))
+
+static size_t blck_of(uint32_t type)
+{
+    return gguf_type_info(type)->blck;
+}
+
+/* Row lengths: 1, 3 and 7 blocks of the type's act block (at least 32 elements). */
+static size_t test_len(uint32_t type, int k)
+{
+    static const int nblk[3] = {1, 3, 7};
+    size_t b = blck_of(type) < 32 ? 32 : blck_of(type);
+    return b * (size_t)nblk[k];
+}
+
+/* float64 reference of what kern_vec_dot computes: dot(dequant(w), dequant(act)). For the Q8_1
+ * types the offset term uses the activation's stored block sum s (as ggml does), not the sum
+ * of the dequantized activations: w = q*d + m, so dot = sum((w - m) * a) + m * s per block. */
+static void ref_dot(uint32_t type, const void *row, const float *wd, const void *act, const double *ad, size_t n,
+                    double *ref, double *mag)
+{
+    *ref = 0;
+    *mag = 0;
+    if (act_type_of(type) != GGUF_T_Q8_1) {
+        for (size_t i = 0; i < n; i++) {
+            *ref += (double)wd[i] * ad[i];
+            *mag += fabs((double)wd[i] * ad[i]);
+        }
+        return;
+    }
+    const struct kern_block_q8_1 *a = act;
+    for (size_t b = 0; b < n / 32; b++) {
+        double m = type == GGUF_T_Q4_1 ? util_fp16_to_f32(((const struct kern_block_q4_1 *)row)[b].m)
+                                       : util_fp16_to_f32(((const struct kern_block_q5_1 *)row)[b].m);
+        for (size_t i = 32 * b; i < 32 * b + 32; i++) {
+            *ref += ((double)wd[i] - m) * ad[i];
+            *mag += fabs(((double)wd[i] - m) * ad[i]);
+        }
+        *ref += m * util_fp16_to_f32(a[b].s);
+        *mag += fabs(m * util_fp16_to_f32(a[b].s));
+    }
+}
+
+START_TEST(test_supported)
+{
+    for (int i = 0; i < N_TYPES; i++) ck_assert_msg(kern_type_supported(k_types[i]), "%s", gguf_type_name(k_types[i]));
+    ck_assert(!kern_type_supported(GGUF_T_Q8_K)); /* activation-only types are not weights */
+    ck_assert(!kern_type_supported(GGUF_T_COUNT_));
+    ck_assert(!kern_type_supported(9999));
+    ck_assert_uint_eq(kern_act_size(GGUF_T_Q8_0, 33), 0);
+    ck_assert_uint_eq(kern_act_size(GGUF_T_Q8_0, 64), 68);
+    ck_assert_uint_eq(kern_act_size(GGUF_T_F16, 3), 6);
+    ck_assert_int_eq(kern_dequant_row(GGUF_T_Q8_0, NULL, NULL, 31), ERR_SHAPE);
+    ck_assert_int_eq(kern_dequant_row(9999, NULL, NULL, 32), ERR_UNSUPPORTED);
+    ck_assert(isnan(kern_vec_dot(9999, "", "", 32)));
+    ck_assert_str_eq(kern_isa_name(), "scalar");
+}
+END_TEST
+
+/* vec_dot == float64 dot(dequant(w), dequant(act)) for 1/3/7 blocks, several rows, both orders;
+ * plus lengths that are not multiples of 8 for the float types (llama.cpp's vec_dot tail). */
+START_TEST(test_vec_dot_matches_dequant)
+{
+    uint32_t type = k_types[_i];
+    const size_t nmax = 7 * 256 + 8;
+    float *x = malloc(nmax * 4), *a = malloc(nmax * 4), *wd = malloc(nmax * 4);
+    double *ad = malloc(nmax * 8);
+    void *row = malloc(nmax * 4 + 64), *act = malloc(nmax * 4 + 512);
+    ck_assert(x && a && wd && ad && row && act);
+    for (int k = 0; k < 5; k++) {
+        size_t n;
+        if (k < 3) n = test_len(type, k);
+        else if (blck_of(type) == 1) n = k == 3 ? 172 : 13; /* odd float lengths */
+        else continue;
+        for (int r = 0; r < 4; r++) {
+            float scale = r == 3 ? 100.0f : 1.0f; /* one row with large values */
+            for (size_t i = 0; i < n; i++) {
+                x[i] = 0.02f * rng_gauss() * scale;
+                a[i] = rng_gauss() * (r == 2 ? 1e-3f : 1.0f);
+            }
+            if (!make_row(type, x, row, n)) ck_abort_msg("no test quantizer for %s", gguf_type_name(type));
+            ck_assert_int_eq(kern_dequant_row(type, row, wd, n), 0);
+            size_t asz = kern_act_size(type, n);
+            ck_assert_uint_gt(asz, 0);
+            kern_act_prepare(type, a, act, n);
+            act_dequant(type, act, ad, n);
+            double ref, mag;
+            ref_dot(type, row, wd, act, ad, n, &ref, &mag);
+            for (unsigned order = 0; order < 2; order++) {
+                float got = kern_vec_dot_ex(type, row, act, n, order);
+                double tol = 1e-5 * mag + 1e-30;
+                ck_assert_msg(fabs(got - ref) <= tol, "%s n=%zu row=%d order=%u: got %.9g want %.9g (tol %.3g)",
+                              gguf_type_name(type), n, r, order, (double)got, ref, tol);
+            }
+            ck_assert(kern_vec_dot(type, row, act, n) == kern_vec_dot_ex(type, row, act, n, KERN_ORDER_GEMM));
+            /* the prepared activation itself is close to x (quantization error only) */
+            double amax = 0, emax = 0;
+            for (size_t i = 0; i < n; i++) {
+                amax = fmax(amax, fabs(a[i]));
+                emax = fmax(emax, fabs(ad[i] - a[i]));
+            }
+            ck_assert_msg(emax <= amax * 0.006 + 1e-30, "%s act error %g (amax %g)", gguf_type_name(type), emax, amax);
+        }
+    }
+    free(x);
+    free(a);
+    free(wd);
+    free(ad);
+    free(row);
+    free(act);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* activation rounding                                                                         */
+
+START_TEST(test_q8_0_rounding)
+{
+    float x[64];
+    struct kern_block_q8_0 b[2];
+    /* amax = 127 makes the multiplier exactly 1, so x itself is the value being rounded */
+    for (int j = 0; j < 32; j++) x[j] = 0.0f;
+    x[0] = 127.0f;
+    x[1] = 2.5f;   /* -> 2 (even) */
+    x[2] = 3.5f;   /* -> 4 */
+    x[3] = -2.5f;  /* -> -2 */
+    x[4] = 0.5f;   /* -> 0 */
+    x[5] = -0.5f;  /* -> 0 */
+    x[6] = 1.5f;   /* -> 2 */
+    x[7] = 2.4999998f;
+    x[8] = -126.5f; /* -> -126 */
+    x[9] = 126.5f;  /* -> 126 */
+    for (int j = 32; j < 64; j++) x[j] = 0.0f; /* second block all zero */
+    kern_act_prepare(GGUF_T_Q8_0, x, b, 64);
+    ck_assert_uint_eq(b[0].d, util_f32_to_fp16(1.0f));
+    ck_assert_int_eq(b[0].qs[0], 127);
+    ck_assert_int_eq(b[0].qs[1], 2);
+    ck_assert_int_eq(b[0].qs[2], 4);
+    ck_assert_int_eq(b[0].qs[3], -2);
+    ck_assert_int_eq(b[0].qs[4], 0);
+    ck_assert_int_eq(b[0].qs[5], 0);
+    ck_assert_int_eq(b[0].qs[6], 2);
+    ck_assert_int_eq(b[0].qs[7], 2);
+    ck_assert_int_eq(b[0].qs[8], -126);
+    ck_assert_int_eq(b[0].qs[9], 126);
+    ck_assert_uint_eq(b[1].d, 0);
+    for (int j = 0; j < 32; j++) ck_assert_int_eq(b[1].qs[j], 0);
+    /* scale: d = amax/127 in f32, stored as fp16; multiplier 127/amax */
+    for (int j = 0; j < 32; j++) x[j] = 0.01f * (float)(j - 16);
+    kern_act_prepare(GGUF_T_Q8_0, x, b, 32);
+    ck_assert_uint_eq(b[0].d, util_f32_to_fp16(0.16f / 127.0f));
+    ck_assert_int_eq(b[0].qs[0], -127);
+    for (int j = 0; j < 32; j++) ck_assert_int_eq(b[0].qs[j], (int)nearbyintf(x[j] * (127.0f / 0.16f)));
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* known answers from the shared model files                                                  */
+
+struct kat {
+    const char *suffix;
+    uint32_t type;
+    double max_err; /* max |dequant - f32| over the tensor */
+};
+
+/* Bounds are ~1.5-2x the measured errors (weights ~N(0, 0.02), |w| up to ~0.1); a wrong bit
+ * layout gives errors of the order of the weights themselves. The RMS bound is max_err/4. */
+static const struct kat k_kats[] = {
+    {"F16", GGUF_T_F16, 5e-5},       {"BF16", GGUF_T_BF16, 5e-4},     {"Q8_0", GGUF_T_Q8_0, 0.001},
+    {"Q4_0", GGUF_T_Q4_0, 0.011},    {"Q4_1", GGUF_T_Q4_1, 0.008},    {"Q5_0", GGUF_T_Q5_0, 0.006},
+    {"Q5_1", GGUF_T_Q5_1, 0.004},    {"Q2_K", GGUF_T_Q2_K, 0.04},     {"Q3_K", GGUF_T_Q3_K, 0.02},
+    {"Q4_K", GGUF_T_Q4_K, 0.01},     {"Q5_K", GGUF_T_Q5_K, 0.005},    {"Q6_K", GGUF_T_Q6_K, 0.0025},
+    {"IQ4_NL", GGUF_T_IQ4_NL, 0.01}, {"IQ4_XS", GGUF_T_IQ4_XS, 0.01},
+};
+#define N_KATS ((int)(sizeof k_kats / sizeof k_kats[0]))
+
+static bool open_model(const char *suffix, struct gguf_ctx *ctx)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/synth512-llama-d256-%s.gguf", suffix);
+    struct err_info ei = {0};
+    int rc = gguf_open(tutil_shared(rel), ctx, &ei);
+    if (rc != 0) fprintf(stderr, "check_kern: cannot open %s: %s\n", tutil_shared(rel), ei.msg);
+    return rc == 0;
+}
+
+START_TEST(test_known_answer)
+{
+    const struct kat *k = &k_kats[_i];
+    struct gguf_ctx f32 = {0}, q = {0};
+    ck_assert_msg(open_model("F32", &f32), "fixtures missing: set LMPIPE_SHARED");
+    ck_assert(open_model(k->suffix, &q));
+    const char *names[] = {"blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output.weight"};
+    for (int t = 0; t < 3; t++) {
+        const struct gguf_tensor *tf = gguf_find_tensor(&f32, names[t]);
+        const struct gguf_tensor *tq = gguf_find_tensor(&q, names[t]);
+        ck_assert(tf && tq);
+        ck_assert_uint_eq(tq->type, k->type);
+        ck_assert_uint_eq(tf->type, GGUF_T_F32);
+        size_t ncols = tq->ne[0], nrows = tq->ne[1];
+        size_t rb = gguf_row_size(tq->type, ncols);
+        float *row = malloc(ncols * 4);
+        ck_assert(row);
+        double emax = 0, esq = 0;
+        for (size_t r = 0; r < nrows; r++) {
+            ck_assert_int_eq(kern_dequant_row(tq->type, (const uint8_t *)tq->data + r * rb, row, ncols), 0);
+            const float *ref = (const float *)tf->data + r * ncols;
+            for (size_t i = 0; i < ncols; i++) {
+                double e = fabs((double)row[i] - ref[i]);
+                emax = fmax(emax, e);
+                esq += e * e;
+            }
+        }
+        double rms = sqrt(esq / (double)(nrows * ncols));
+        if (getenv("KERN_KAT_VERBOSE"))
+            fprintf(stderr, "KAT %-6s %-22s max %.3g rms %.3g\n", k->suffix, names[t], emax, rms);
+        ck_assert_msg(emax <= k->max_err, "%s %s: max err %g > %g (rms %g)", k->suffix, names[t], emax, k->max_err, rms);
+        ck_assert_msg(rms <= k->max_err / 4, "%s %s: rms err %g > %g", k->suffix, names[t], rms, k->max_err / 4);
+        /* the fused dot on real rows agrees with the dequantized dot */
+        float *x = malloc(ncols * 4);
+        double *ad = malloc(ncols * 8);
+        void *act = malloc(kern_act_size(tq->type, ncols));
+        ck_assert(x && ad && act);
+        for (size_t i = 0; i < ncols; i++) x[i] = rng_gauss();
+        kern_act_prepare(tq->type, x, act, ncols);
+        act_dequant(tq->type, act, ad, ncols);
+        for (size_t r = 0; r < nrows; r += 37) {
+            const void *wr = (const uint8_t *)tq->data + r * rb;
+            kern_dequant_row(tq->type, wr, row, ncols);
+            double ref, mag;
+            ref_dot(tq->type, wr, row, act, ad, ncols, &ref, &mag);
+            float got = kern_vec_dot(tq->type, wr, act, ncols);
+            ck_assert_msg(fabs(got - ref) <= 1e-5 * mag, "%s row %zu: %g vs %g", k->suffix, r, (double)got, ref);
+        }
+        free(x);
+        free(ad);
+        free(act);
+        free(row);
+    }
+    gguf_free(&q);
+    gguf_free(&f32);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* thread pool                                                                                */
+
+struct slots {
+    atomic_int *count; /* [n] */
+    int n;
+};
+
+static void slot_task(void *arg, int task, int n_tasks)
+{
+    struct slots *s = arg;
+    ck_assert_int_eq(n_tasks, s->n);
+    atomic_fetch_add_explicit(&s->count[task], 1, memory_order_relaxed);
+}
+
+START_TEST(test_pool_tasks_once)
+{
+    static const int threads[] = {1, 2, 4};
+    for (int ti = 0; ti < 3; ti++) {
+        struct kern_pool *pool = NULL;
+        ck_assert_int_eq(kern_pool_create(&pool, threads[ti]), 0);
+        ck_assert_int_eq(kern_pool_threads(pool), threads[ti]);
+        struct slots s = {calloc(1000, sizeof(atomic_int)), 1000};
+        ck_assert(s.count);
+        kern_pool_run(pool, slot_task, &s, 1000);
+        for (int i = 0; i < 1000; i++) ck_assert_int_eq(atomic_load(&s.count[i]), 1);
+        /* many small jobs back to back: the job hand-over is where races would be */
+        for (int rep = 0; rep < 2000; rep++) {
+            int n = 1 + rep % 7;
+            s.n = n;
+            for (int i = 0; i < n; i++) atomic_store(&s.count[i], 0);
+            kern_pool_run(pool, slot_task, &s, n);
+            for (int i = 0; i < n; i++) ck_assert_int_eq(atomic_load(&s.count[i]), 1);
+        }
+        free(s.count);
+        kern_pool_destroy(pool);
+    }
+    /* NULL pool runs inline; destroy(NULL) is fine; bad sizes are rejected */
+    struct slots s = {calloc(10, sizeof(atomic_int)), 10};
+    kern_pool_run(NULL, slot_task, &s, 10);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(atomic_load(&s.count[i]), 1);
+    free(s.count);
+    kern_pool_destroy(NULL);
+    ck_assert_int_eq(kern_pool_threads(NULL), 1);
+    struct kern_pool *p = (struct kern_pool *)1;
+    ck_assert_int_eq(kern_pool_create(&p, 0), ERR_INVALID);
+    ck_assert_ptr_null(p);
+}
+END_TEST
+
+struct nested {
+    struct kern_pool *pool;
+    struct slots inner[8];
+};
+
+static void nested_task(void *arg, int task, int n_tasks)
+{
+    (void)n_tasks;
+    struct nested *nt = arg;
+    kern_pool_run(nt->pool, slot_task, &nt->inner[task], nt->inner[task].n); /* runs inline */
+}
+
+START_TEST(test_pool_nested)
+{
+    struct nested nt;
+    ck_assert_int_eq(kern_pool_create(&nt.pool, 3), 0);
+    for (int i = 0; i < 8; i++) nt.inner[i] = (struct slots){calloc(50, sizeof(atomic_int)), 50};
+    kern_pool_run(nt.pool, nested_task, &nt, 8);
+    for (int i = 0; i < 8; i++) {
+        for (int j = 0; j < 50; j++) ck_assert_int_eq(atomic_load(&nt.inner[i].count[j]), 1);
+        free(nt.inner[i].count);
+    }
+    kern_pool_destroy(nt.pool);
+}
+END_TEST
+
+/* Workers fall asleep between jobs spaced out in time, and must wake up for the next one. */
+START_TEST(test_pool_sleep_wake)
+{
+    struct kern_pool *pool = NULL;
+    ck_assert_int_eq(kern_pool_create(&pool, 4), 0);
+    struct slots s = {calloc(64, sizeof(atomic_int)), 64};
+    for (int rep = 0; rep < 3; rep++) {
+        struct timespec ts = {0, 30 * 1000 * 1000}; /* longer than the spin phase */
+        nanosleep(&ts, NULL);
+        for (int i = 0; i < 64; i++) atomic_store(&s.count[i], 0);
+        kern_pool_run(pool, slot_task, &s, 64);
+        for (int i = 0; i < 64; i++) ck_assert_int_eq(atomic_load(&s.count[i]), 1);
+    }
+    free(s.count);
+    kern_pool_destroy(pool);
+}
+END_TEST
+
+START_TEST(test_matvec_deterministic)
+{
+    uint32_t type = k_types[_i];
+    const size_t nrows = 101, ncols = blck_of(type) == 256 ? 512 : 256 + (blck_of(type) == 1 ? 8 : 0);
+    size_t rb = gguf_row_size(type, ncols);
+    uint8_t *W = malloc(nrows * rb);
+    float *x = malloc(ncols * 4), *y0 = malloc(nrows * 4), *y2 = malloc(nrows * 4), *y3 = malloc(nrows * 4);
+    void *act = malloc(kern_act_size(type, ncols));
+    ck_assert(W && x && y0 && y2 && y3 && act);
+    for (size_t r = 0; r < nrows; r++) {
+        for (size_t i = 0; i < ncols; i++) x[i] = 0.02f * rng_gauss();
+        ck_assert(make_row(type, x, W + r * rb, ncols));
+    }
+    for (size_t i = 0; i < ncols; i++) x[i] = rng_gauss();
+    kern_act_prepare(type, x, act, ncols);
+    struct kern_pool *p2 = NULL, *p3 = NULL;
+    ck_assert_int_eq(kern_pool_create(&p2, 2), 0);
+    ck_assert_int_eq(kern_pool_create(&p3, 3), 0);
+    for (unsigned order = 0; order < 2; order++) {
+        kern_matvec_ex(NULL, type, W, nrows, ncols, act, y0, order);
+        kern_matvec_ex(p2, type, W, nrows, ncols, act, y2, order);
+        kern_matvec_ex(p3, type, W, nrows, ncols, act, y3, order);
+        ck_assert(memcmp(y0, y2, nrows * 4) == 0);
+        ck_assert(memcmp(y0, y3, nrows * 4) == 0);
+        for (size_t r = 0; r < nrows; r++) {
+            float v = kern_vec_dot_ex(type, W + r * rb, act, ncols, order);
+            ck_assert(memcmp(&v, &y0[r], 4) == 0);
+        }
+    }
+    kern_matvec(p3, type, W, nrows, ncols, act, y3);
+    kern_matvec_ex(NULL, type, W, nrows, ncols, act, y0, KERN_ORDER_GEMM);
+    ck_assert(memcmp(y0, y3, nrows * 4) == 0);
+    kern_pool_destroy(p2);
+    kern_pool_destroy(p3);
+    free(W);
+    free(x);
+    free(y0);
+    free(y2);
+    free(y3);
+    free(act);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* An independent AVX2 transcription of llama.cpp's kernels: the scalar emulation of the lane
+ * structure must agree with it bit for bit.                                                   */
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_X86_CHECK 1
+#include <cpuid.h>
+#include <immintrin.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+
+AVX2_FN static float x86_hsum_float_8(__m256 x)
+{
+    __m128 res = _mm256_extractf128_ps(x, 1);
+    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
+    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+    res = _mm_add_ss(res, _mm_movehdup_ps(res));
+    return _mm_cvtss_f32(res);
+}
+
+AVX2_FN static __m256 x86_mul_sum_i8_pairs_float(__m256i x, __m256i y)
+{
+    const __m256i ax = _mm256_sign_epi8(x, x);
+    const __m256i sy = _mm256_sign_epi8(y, x);
+    const __m256i dot = _mm256_maddubs_epi16(ax, sy);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot));
+}
+
+AVX2_FN static float x86_dot_q8_0(const struct kern_block_q8_0 *x, const struct kern_block_q8_0 *y, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(x[i].d) * _cvtsh_ss(y[i].d));
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        acc = _mm256_fmadd_ps(d, x86_mul_sum_i8_pairs_float(qx, qy), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+AVX2_FN static float x86_dot_q4_0(const struct kern_block_q4_0 *x, const struct kern_block_q8_0 *y, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(x[i].d) * _cvtsh_ss(y[i].d));
+        const __m128i tmp = _mm_loadu_si128((const __m128i *)x[i].qs);
+        __m256i qx = _mm256_and_si256(_mm256_set1_epi8(0xF),
+                                      _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1));
+        qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        acc = _mm256_fmadd_ps(d, x86_mul_sum_i8_pairs_float(qx, qy), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+AVX2_FN static void x86_quant_q8_0(const float *x, struct kern_block_q8_0 *y, int nb)
+{
+    for (int i = 0; i < nb; i++, x += 32) {
+        __m256 v[4];
+        __m256 maxAbs = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            maxAbs = _mm256_max_ps(maxAbs, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v[k]));
+        }
+        __m128 max4 = _mm_max_ps(_mm256_extractf128_ps(maxAbs, 1), _mm256_castps256_ps128(maxAbs));
+        max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
+        max4 = _mm_max_ss(max4, _mm_movehdup_ps(max4));
+        const float m = _mm_cvtss_f32(max4);
+        y[i].d = _cvtss_sh(m / 127.f, 0);
+        const __m256 mul = _mm256_set1_ps(m != 0.0f ? 127.f / m : 0.0f);
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_ROUND_NEAREST));
+            int32_t t[8];
+            _mm256_storeu_si256((__m256i *)t, q);
+            for (int j = 0; j < 8; j++) y[i].qs[8 * k + j] = (int8_t)(t[j] < -128 ? -128 : t[j] > 127 ? 127 : t[j]);
+        }
+    }
+}
+
+/* tinyBLAS<8, __m256> for f32 and f16 (one output) */
+AVX2_FN static float x86_gemm_f32(const float *a, const float *b, int n)
+{
+    __m256 c = _mm256_setzero_ps();
+    for (int l = 0; l < n; l += 8) c = _mm256_fmadd_ps(_mm256_loadu_ps(a + l), _mm256_loadu_ps(b + l), c);
+    return x86_hsum_float_8(c);
+}
+
+AVX2_FN static float x86_gemm_f16(const uint16_t *a, const uint16_t *b, int n)
+{
+    __m256 c = _mm256_setzero_ps();
+    for (int l = 0; l < n; l += 8)
+        c = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + l))),
+                            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + l))), c);
+    return x86_hsum_float_8(c);
+}
+
+/* ggml_vec_dot_f32 / f16 with GGML_F32x8_REDUCE */
+AVX2_FN static float x86_reduce4(__m256 s[4])
+{
+    s[0] = _mm256_add_ps(s[0], s[2]);
+    s[1] = _mm256_add_ps(s[1], s[3]);
+    s[0] = _mm256_add_ps(s[0], s[1]);
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s[0]), _mm256_extractf128_ps(s[0], 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+AVX2_FN static float x86_vecdot_f32(const float *x, const float *y, int n)
+{
+    int np = n & ~31;
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; j++) s[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_loadu_ps(y + i + 8 * j), s[j]);
+    float sumf = x86_reduce4(s);
+    for (int i = np; i < n; i++) sumf = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(x[i]), _mm_set_ss(y[i]), _mm_set_ss(sumf)));
+    return sumf;
+}
+
+AVX2_FN static float x86_vecdot_f16(const uint16_t *x, const uint16_t *y, int n)
+{
+    int np = n & ~31;
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; j++)
+            s[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8 * j))),
+                                   _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8 * j))), s[j]);
+    double sumf = x86_reduce4(s);
+    for (int i = np; i < n; i++) sumf += (double)(_cvtsh_ss(x[i]) * _cvtsh_ss(y[i]));
+    return (float)sumf;
+}
+
+AVX2_FN static __m256 x86_mul_sum_us8_pairs_float(__m256i ax, __m256i sy)
+{
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(ax, sy)));
+}
+
+AVX2_FN static __m256i x86_nibbles(const uint8_t *p)
+{
+    const __m128i t = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set1_epi8(0xF), _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1));
+}
+
+/* byte j = 0xFF where bit j of the 32-bit word is set */
+AVX2_FN static __m256i x86_bits(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+AVX2_FN static float x86_fma_ss(float a, float b, float c)
+{
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+AVX2_FN static void x86_quant_q8_1(const float *x, struct kern_block_q8_1 *y, int nb)
+{
+    for (int i = 0; i < nb; i++, x += 32) {
+        __m256 v[4];
+        __m256 maxAbs = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            maxAbs = _mm256_max_ps(maxAbs, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v[k]));
+        }
+        __m128 max4 = _mm_max_ps(_mm256_extractf128_ps(maxAbs, 1), _mm256_castps256_ps128(maxAbs));
+        max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
+        max4 = _mm_max_ss(max4, _mm_movehdup_ps(max4));
+        const float m = _mm_cvtss_f32(max4), d = m / 127.f;
+        y[i].d = _cvtss_sh(d, 0);
+        const __m256 mul = _mm256_set1_ps(m != 0.0f ? 127.f / m : 0.0f);
+        __m256i sum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_ROUND_NEAREST));
+            sum = _mm256_add_epi32(sum, q);
+            int32_t t[8];
+            _mm256_storeu_si256((__m256i *)t, q);
+            for (int j = 0; j < 8; j++) y[i].qs[8 * k + j] = (int8_t)(t[j] < -128 ? -128 : t[j] > 127 ? 127 : t[j]);
+        }
+        int32_t t[8];
+        _mm256_storeu_si256((__m256i *)t, sum);
+        int32_t hs = 0;
+        for (int j = 0; j < 8; j++) hs += t[j];
+        y[i].s = _cvtss_sh(d * (float)hs, 0);
+    }
+}
+
+AVX2_FN static float x86_dot_q4_1(const struct kern_block_q4_1 *x, const struct kern_block_q8_1 *y, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int i = 0; i < nb; i++) {
+        summs = x86_fma_ss(_cvtsh_ss(x[i].m), _cvtsh_ss(y[i].s), summs);
+        const __m256 d0d1 = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(x[i].d)), _mm256_set1_ps(_cvtsh_ss(y[i].d)));
+        const __m256 xy = x86_mul_sum_us8_pairs_float(x86_nibbles(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(d0d1, xy, acc);
+    }
+    return x86_hsum_float_8(acc) + summs;
+}
+
+AVX2_FN static float x86_dot_q5_1(const struct kern_block_q5_1 *x, const struct kern_block_q8_1 *y, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int i = 0; i < nb; i++) {
+        const __m256 dx = _mm256_set1_ps(_cvtsh_ss(x[i].d));
+        summs = x86_fma_ss(_cvtsh_ss(x[i].m), _cvtsh_ss(y[i].s), summs);
+        __m256i qx = _mm256_or_si256(x86_nibbles(x[i].qs), _mm256_and_si256(x86_bits(x[i].qh), _mm256_set1_epi8(0x10)));
+        const __m256 dy = _mm256_set1_ps(_cvtsh_ss(y[i].d));
+        const __m256 q = x86_mul_sum_us8_pairs_float(qx, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(q, _mm256_mul_ps(dx, dy), acc);
+    }
+    return x86_hsum_float_8(acc) + summs;
+}
+
+AVX2_FN static float x86_dot_q5_0(const struct kern_block_q5_0 *x, const struct kern_block_q8_0 *y, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(x[i].d) * _cvtsh_ss(y[i].d));
+        __m256i bxhi = _mm256_andnot_si256(x86_bits(x[i].qh), _mm256_set1_epi8((char)0xF0));
+        __m256i qx = _mm256_or_si256(x86_nibbles(x[i].qs), bxhi);
+        acc = _mm256_fmadd_ps(d, x86_mul_sum_i8_pairs_float(qx, _mm256_loadu_si256((const __m256i *)y[i].qs)), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+AVX2_FN static __m256i x86_iq4(const uint8_t *qs)
+{
+    const __m128i values = _mm_loadu_si128((const __m128i *)kern_iq4nl_values);
+    const __m128i bits = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0x0f);
+    return _mm256_insertf128_si256(_mm256_castsi128_si256(_mm_shuffle_epi8(values, _mm_and_si128(bits, m4))),
+                                   _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(bits, 4), m4)), 1);
+}
+
+/* tinyBLAS_Q0_AVX on IQ4_NL: the Q8_0 structure */
+AVX2_FN static float x86_gemm_iq4_nl(const struct kern_block_iq4_nl *x, const struct kern_block_q8_0 *y, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(x[i].d) * _cvtsh_ss(y[i].d));
+        acc = _mm256_fmadd_ps(d, x86_mul_sum_i8_pairs_float(x86_iq4(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs)), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+AVX2_FN static float x86_vecdot_iq4_nl(const struct kern_block_iq4_nl *x, const struct kern_block_q8_0 *y, int nb)
+{
+    __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
+    int ib = 0;
+    for (; ib + 1 < nb; ib += 2) {
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(y[ib].d) * _cvtsh_ss(x[ib].d)),
+                             x86_mul_sum_i8_pairs_float(x86_iq4(x[ib].qs), _mm256_loadu_si256((const __m256i *)y[ib].qs)), a1);
+        a2 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(y[ib + 1].d) * _cvtsh_ss(x[ib + 1].d)),
+                             x86_mul_sum_i8_pairs_float(x86_iq4(x[ib + 1].qs), _mm256_loadu_si256((const __m256i *)y[ib + 1].qs)), a2);
+    }
+    float sumf = x86_hsum_float_8(_mm256_add_ps(a1, a2));
+    for (; ib < nb; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < 16; j++)
+            sumi += y[ib].qs[j] * kern_iq4nl_values[x[ib].qs[j] & 15] + y[ib].qs[j + 16] * kern_iq4nl_values[x[ib].qs[j] >> 4];
+        sumf = x86_fma_ss(_cvtsh_ss(y[ib].d) * _cvtsh_ss(x[ib].d), (float)sumi, sumf);
+    }
+    return sumf;
+}
+
+AVX2_FN static __m256 x86_load_bf16(const uint16_t *p)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+AVX2_FN static float x86_gemm_bf16(const uint16_t *a, const uint16_t *b, int n)
+{
+    __m256 c = _mm256_setzero_ps();
+    for (int l = 0; l < n; l += 8) c = _mm256_fmadd_ps(x86_load_bf16(a + l), x86_load_bf16(b + l), c);
+    return x86_hsum_float_8(c);
+}
+
+AVX2_FN static float x86_vecdot_bf16(const uint16_t *x, const uint16_t *y, int n)
+{
+    int i = 0;
+    __m256 c1 = _mm256_setzero_ps(), c2 = c1, c3 = c1, c4 = c1;
+    for (; i + 32 <= n; i += 32) {
+        c1 = _mm256_add_ps(_mm256_mul_ps(x86_load_bf16(x + i), x86_load_bf16(y + i)), c1);
+        c2 = _mm256_add_ps(_mm256_mul_ps(x86_load_bf16(x + i + 8), x86_load_bf16(y + i + 8)), c2);
+        c3 = _mm256_add_ps(_mm256_mul_ps(x86_load_bf16(x + i + 16), x86_load_bf16(y + i + 16)), c3);
+        c4 = _mm256_add_ps(_mm256_mul_ps(x86_load_bf16(x + i + 24), x86_load_bf16(y + i + 24)), c4);
+    }
+    c1 = _mm256_add_ps(_mm256_add_ps(c1, c3), _mm256_add_ps(c2, c4));
+    double sumf = x86_hsum_float_8(c1);
+    for (; i < n; i++) sumf += (double)(util_bf16_to_f32(x[i]) * util_bf16_to_f32(y[i]));
+    return (float)sumf;
+}
+
+/* shuffle tables: pick int16 scale i for a 128-bit lane */
+AVX2_FN static __m256i x86_shuf_q3k(int i) /* lo lane: scale 2i, hi lane: scale 2i+1 */
+{
+    return _mm256_setr_epi8(4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i,
+                            4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2,
+                            4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3,
+                            4 * i + 2, 4 * i + 3);
+}
+
+AVX2_FN static __m256i x86_shuf_k4(int i) /* both lanes: scale i */
+{
+    return _mm256_set1_epi16((short)((2 * i) | (2 * i + 1) << 8));
+}
+
+AVX2_FN static float x86_dot_q2_K(const struct kern_block_q2_K *x, const struct kern_block_q8_K *y, int nb)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * _cvtsh_ss(x[i].d);
+        const float dmin = -y[i].d * _cvtsh_ss(x[i].dmin);
+        const uint8_t *q2 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        const __m128i ms = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m128i scales8 = _mm_and_si128(ms, m4);
+        const __m128i mins8 = _mm_and_si128(_mm_srli_epi16(ms, 4), m4);
+        const __m256i prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(mins8), _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+        const __m256i all = _mm256_cvtepi8_epi16(scales8);
+        const __m128i lo = _mm256_extracti128_si256(all, 0), hi = _mm256_extracti128_si256(all, 1);
+        const __m256i sc[2] = {_mm256_set_m128i(lo, lo), _mm256_set_m128i(hi, hi)};
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 2; j++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)q2);
+            q2 += 32;
+            __m256i p[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256i q8v = _mm256_loadu_si256((const __m256i *)q8);
+                q8 += 32;
+                const __m256i q2v = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
+                p[k] = _mm256_madd_epi16(_mm256_shuffle_epi8(sc[j], x86_shuf_q3k(k)), _mm256_maddubs_epi16(q2v, q8v));
+            }
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+AVX2_FN static float x86_dot_q3_K(const struct kern_block_q3_K *x, const struct kern_block_q8_K *y, int nb)
+{
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    const __m256i m3 = _mm256_set1_epi8(3), mone = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * _cvtsh_ss(x[i].d);
+        const uint8_t *q3 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        uint32_t aux[3];
+        memcpy(aux, x[i].scales, 12);
+        __m128i s128 = _mm_set_epi32((int)(((aux[1] >> 4) & kmask2) | (((aux[2] >> 6) & kmask1) << 4)),
+                                     (int)(((aux[0] >> 4) & kmask2) | (((aux[2] >> 4) & kmask1) << 4)),
+                                     (int)((aux[1] & kmask2) | (((aux[2] >> 2) & kmask1) << 4)),
+                                     (int)((aux[0] & kmask2) | (((aux[2] >> 0) & kmask1) << 4)));
+        s128 = _mm_sub_epi8(s128, _mm_set1_epi8(32));
+        const __m256i all = _mm256_cvtepi8_epi16(s128);
+        const __m128i lo = _mm256_extracti128_si256(all, 0), hi = _mm256_extracti128_si256(all, 1);
+        const __m256i sc[2] = {_mm256_set_m128i(lo, lo), _mm256_set_m128i(hi, hi)};
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i sumi = _mm256_setzero_si256();
+        int bit = 0;
+        for (int j = 0; j < 2; j++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)q3);
+            q3 += 32;
+            __m256i p[4];
+            for (int k = 0; k < 4; k++, bit++) {
+                const __m256i ql = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
+                const __m256i qh = _mm256_slli_epi16(
+                    _mm256_srli_epi16(_mm256_andnot_si256(hbits, _mm256_slli_epi16(mone, bit)), bit), 2);
+                const __m256i q8v = _mm256_loadu_si256((const __m256i *)q8);
+                q8 += 32;
+                __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(ql, q8v), _mm256_maddubs_epi16(qh, q8v));
+                p[k] = _mm256_madd_epi16(_mm256_shuffle_epi8(sc[j], x86_shuf_q3k(k)), p16);
+            }
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+static void k4_utmp(const uint8_t *scales, uint32_t utmp[4])
+{
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    memcpy(utmp, scales, 12);
+    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = utmp[1] & kmask1;
+    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= kmask1;
+}
+
+AVX2_FN static float x86_dot_q4_K(const struct kern_block_q4_K *x, const struct kern_block_q8_K *y, int nb)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * _cvtsh_ss(x[i].d);
+        const float dmin = -y[i].d * _cvtsh_ss(x[i].dmin);
+        uint32_t u[4];
+        k4_utmp(x[i].scales, u);
+        const __m256i ms = _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+        const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+        const __m128i sc128 = _mm256_extracti128_si256(ms, 0);
+        const __m256i scales = _mm256_set_m128i(sc128, sc128);
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i sl = _mm256_shuffle_epi8(scales, x86_shuf_k4(2 * j));
+            const __m256i sh = _mm256_shuffle_epi8(scales, x86_shuf_k4(2 * j + 1));
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+            q4 += 32;
+            const __m256i q8l = _mm256_loadu_si256((const __m256i *)q8);
+            q8 += 32;
+            const __m256i q8h = _mm256_loadu_si256((const __m256i *)q8);
+            q8 += 32;
+            __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), q8l));
+            __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), q8h));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+    return x86_hsum_float_8(acc) + _mm_cvtss_f32(acc_m);
+}
+
+AVX2_FN static float x86_dot_q5_K(const struct kern_block_q5_K *x, const struct kern_block_q8_K *y, int nb)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), mone = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.f;
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * _cvtsh_ss(x[i].d);
+        const float dmin = -y[i].d * _cvtsh_ss(x[i].dmin);
+        uint32_t u[4];
+        k4_utmp(x[i].scales, u);
+        const __m256i ms = _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+        const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s);
+        const __m128i hs = _mm_hadd_epi32(_mm_hadd_epi32(prod, _mm_setzero_si128()), _mm_setzero_si128());
+        summs = x86_fma_ss(dmin, (float)_mm_extract_epi32(hs, 0), summs);
+        const __m128i sc128 = _mm256_extracti128_si256(ms, 0);
+        const __m256i scales = _mm256_set_m128i(sc128, sc128);
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i hmask = mone;
+        const uint8_t *q5 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        int bit = 0;
+        for (int j = 0; j < 4; j++) {
+            const __m256i s0 = _mm256_shuffle_epi8(scales, x86_shuf_k4(2 * j));
+            const __m256i s1 = _mm256_shuffle_epi8(scales, x86_shuf_k4(2 * j + 1));
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
+            q5 += 32;
+            const __m256i q5_0 = _mm256_add_epi8(_mm256_and_si256(bits, m4),
+                                                 _mm256_slli_epi16(_mm256_srli_epi16(_mm256_and_si256(hbits, hmask), bit++), 4));
+            hmask = _mm256_slli_epi16(hmask, 1);
+            const __m256i q5_1 = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                                 _mm256_slli_epi16(_mm256_srli_epi16(_mm256_and_si256(hbits, hmask), bit++), 4));
+            hmask = _mm256_slli_epi16(hmask, 1);
+            const __m256i q8_0 = _mm256_loadu_si256((const __m256i *)q8);
+            q8 += 32;
+            const __m256i q8_1 = _mm256_loadu_si256((const __m256i *)q8);
+            q8 += 32;
+            __m256i p0 = _mm256_madd_epi16(s0, _mm256_maddubs_epi16(q5_0, q8_0));
+            __m256i p1 = _mm256_madd_epi16(s1, _mm256_maddubs_epi16(q5_1, q8_1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return x86_hsum_float_8(acc) + summs;
+}
+
+AVX2_FN static float x86_dot_q6_K(const struct kern_block_q6_K *x, const struct kern_block_q8_K *y, int nb)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32s = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * _cvtsh_ss(x[i].d);
+        const uint8_t *q4 = x[i].ql, *qh = x[i].qh;
+        const int8_t *q8 = y[i].qs;
+        const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0, is = 0; j < 2; j++, is += 4) {
+            __m128i sc[4];
+            for (int k = 0; k < 4; k++) {
+                int a = 2 * (is + k), b = a + 1;
+                sc[k] = _mm_shuffle_epi8(scales, _mm_setr_epi8((char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a,
+                                                               (char)b, (char)b, (char)b, (char)b, (char)b, (char)b, (char)b, (char)b));
+            }
+            const __m256i b1 = _mm256_loadu_si256((const __m256i *)q4);
+            q4 += 32;
+            const __m256i b2 = _mm256_loadu_si256((const __m256i *)q4);
+            q4 += 32;
+            const __m256i bH = _mm256_loadu_si256((const __m256i *)qh);
+            qh += 32;
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bH, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bH, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bH, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bH, 6), m2), 4));
+            __m256i p[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256i q8v = _mm256_loadu_si256((const __m256i *)q8);
+                q8 += 32;
+                __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8v), _mm256_maddubs_epi16(m32s, q8v));
+                p[k] = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc[k]), p16);
+            }
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+AVX2_FN static float x86_dot_iq4_xs(const struct kern_block_iq4_xs *x, const struct kern_block_q8_K *y, int nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int ibl = 0; ibl < nb; ibl++) {
+        const uint8_t *qs = x[ibl].qs;
+        const int8_t *q8 = y[ibl].qs;
+        uint16_t sh = x[ibl].scales_h;
+        __m256i s1 = _mm256_setzero_si256(), s2 = _mm256_setzero_si256();
+        for (int ib = 0; ib < 8; ib += 2) {
+            const __m256i q4b_1 = x86_iq4(qs), q4b_2 = x86_iq4(qs + 16);
+            qs += 32;
+            const __m256i q8b_1 = _mm256_loadu_si256((const __m256i *)q8), q8b_2 = _mm256_loadu_si256((const __m256i *)(q8 + 32));
+            q8 += 64;
+            const __m256i p16_1 = _mm256_maddubs_epi16(_mm256_sign_epi8(q4b_1, q4b_1), _mm256_sign_epi8(q8b_1, q4b_1));
+            const __m256i p16_2 = _mm256_maddubs_epi16(_mm256_sign_epi8(q4b_2, q4b_2), _mm256_sign_epi8(q8b_2, q4b_2));
+            const int16_t ls1 = (int16_t)(((x[ibl].scales_l[ib / 2] & 0xf) | ((sh << 4) & 0x30)) - 32);
+            const int16_t ls2 = (int16_t)(((x[ibl].scales_l[ib / 2] >> 4) | ((sh << 2) & 0x30)) - 32);
+            sh >>= 4;
+            s1 = _mm256_add_epi32(_mm256_madd_epi16(p16_1, _mm256_set1_epi16(ls1)), s1);
+            s2 = _mm256_add_epi32(_mm256_madd_epi16(p16_2, _mm256_set1_epi16(ls2)), s2);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(x[ibl].d) * y[ibl].d), _mm256_cvtepi32_ps(_mm256_add_epi32(s1, s2)), acc);
+    }
+    return x86_hsum_float_8(acc);
+}
+
+/* quantize_row_q8_K_ref with ggml's nearest_int */
+static void ref_quant_q8_K(const float *x, struct kern_block_q8_K *y, int nb)
+{
+    for (int i = 0; i < nb; i++, x += 256) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < 256; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        memset(&y[i], 0, sizeof y[i]);
+        if (!amax) continue;
+        const float iscale = -127.f / max;
+        for (int j = 0; j < 256; j++) {
+            float val = iscale * x[j] + 12582912.f;
+            int32_t bits;
+            memcpy(&bits, &val, 4);
+            int v = (bits & 0x007fffff) - 0x00400000;
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += y[i].qs[16 * g + j];
+            y[i].bsums[g] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+AVX2_FN static uint16_t x86_f2h(float f)
+{
+    return _cvtss_sh(f, 0);
+}
+
+static bool x86_ok(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    bool fma = c & (1u << 12), f16c = c & (1u << 29), osxsave = c & (1u << 27);
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return fma && f16c && osxsave && (b & (1u << 5)); /* leaf 7 EBX bit 5: AVX2 */
+}
+
+START_TEST(test_x86_bit_exact)
+{
+    if (!x86_ok()) {
+        fprintf(stderr, "check_kern: no AVX2/FMA/F16C, skipping the bit-exactness test\n");
+        return;
+    }
+    enum { NB = 9, N = NB * 32 };
+    for (int rep = 0; rep < 200; rep++) {
+        float w[N + 12], a[N + 12];
+        float s = rep % 3 == 0 ? 1e-3f : rep % 3 == 1 ? 1.0f : 37.0f;
+        for (int i = 0; i < N + 12; i++) {
+            w[i] = 0.02f * rng_gauss();
+            a[i] = s * rng_gauss();
+        }
+        if (rep % 10 == 0) a[5] = 0.0f;
+        /* activation quantization */
+        struct kern_block_q8_0 qa[NB], qb[NB];
+        kern_act_prepare(GGUF_T_Q8_0, a, qa, N);
+        x86_quant_q8_0(a, qb, NB);
+        ck_assert(memcmp(qa, qb, sizeof qa) == 0);
+        /* Q8_0 and Q4_0 dots */
+        struct kern_block_q8_0 wq8[NB];
+        struct kern_block_q4_0 wq4[NB];
+        tq_q8_0(w, wq8, N);
+        tq_q4_0(w, wq4, N);
+        float r1 = kern_vec_dot(GGUF_T_Q8_0, wq8, qa, N), e1 = x86_dot_q8_0(wq8, qa, NB);
+        float r2 = kern_vec_dot(GGUF_T_Q4_0, wq4, qa, N), e2 = x86_dot_q4_0(wq4, qa, NB);
+        ck_assert_msg(fbits(r1) == fbits(e1), "q8_0 %.9g vs %.9g", (double)r1, (double)e1);
+        ck_assert_msg(fbits(r2) == fbits(e2), "q4_0 %.9g vs %.9g", (double)r2, (double)e2);
+        /* F32: gemm order on N, vec_dot order on N and on a ragged length */
+        int nr = N - 20 + rep % 13;
+        ck_assert(fbits(kern_vec_dot(GGUF_T_F32, w, a, N)) == fbits(x86_gemm_f32(w, a, N)));
+        ck_assert(fbits(kern_vec_dot_ex(GGUF_T_F32, w, a, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_f32(w, a, N)));
+        ck_assert(fbits(kern_dot_f32(w, a, (size_t)nr)) == fbits(x86_vecdot_f32(w, a, nr)));
+        ck_assert(fbits(kern_dot_f32_gemm(w, a, N)) == fbits(x86_gemm_f32(w, a, N)));
+        /* tinyBLAS declines k % 8 != 0: llama.cpp then uses vec_dot even when batched */
+        ck_assert(fbits(kern_vec_dot(GGUF_T_F32, w, a, (size_t)nr)) ==
+                  fbits(nr % 8 ? x86_vecdot_f32(w, a, nr) : x86_gemm_f32(w, a, nr)));
+        /* F16 */
+        uint16_t wh[N + 12], ah[N + 12];
+        for (int i = 0; i < N + 12; i++) wh[i] = util_f32_to_fp16(w[i]);
+        kern_act_prepare(GGUF_T_F16, a, ah, N + 12);
+        for (int i = 0; i < N + 12; i++) ck_assert_uint_eq(ah[i], x86_f2h(a[i]));
+        ck_assert(fbits(kern_vec_dot(GGUF_T_F16, wh, ah, N)) == fbits(x86_gemm_f16(wh, ah, N)));
+        ck_assert(fbits(kern_vec_dot_ex(GGUF_T_F16, wh, ah, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_f16(wh, ah, N)));
+        ck_assert(fbits(kern_vec_dot(GGUF_T_F16, wh, ah, (size_t)nr)) ==
+                  fbits(nr % 8 ? x86_vecdot_f16(wh, ah, nr) : x86_gemm_f16(wh, ah, nr)));
+    }
+}
+END_TEST
+
+START_TEST(test_x86_bit_exact_more)
+{
+    if (!x86_ok()) return;
+    enum { NB = 7, N = NB * 32, NK = 3, NKE = NK * 256 };
+    float w[NKE], a[NKE];
+    for (int rep = 0; rep < 100; rep++) {
+        float s = rep % 3 == 0 ? 1e-3f : rep % 3 == 1 ? 1.0f : 37.0f;
+        for (int i = 0; i < NKE; i++) {
+            w[i] = 0.02f * rng_gauss();
+            a[i] = s * rng_gauss();
+        }
+        /* Q8_1 activations, Q4_1 / Q5_1 */
+        struct kern_block_q8_1 qa[NB], qb[NB];
+        kern_act_prepare(GGUF_T_Q4_1, a, qa, N);
+        x86_quant_q8_1(a, qb, NB);
+        ck_assert(memcmp(qa, qb, sizeof qa) == 0);
+        struct kern_block_q4_1 w41[NB];
+        struct kern_block_q5_1 w51[NB];
+        tq_q4_1(w, w41, N);
+        tq_q5_1(w, w51, N);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q4_1, w41, qa, N)) == fbits(x86_dot_q4_1(w41, qa, NB)));
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q5_1, w51, qa, N)) == fbits(x86_dot_q5_1(w51, qa, NB)));
+        /* Q8_0 activations, Q5_0 / IQ4_NL (both orders, odd and even block counts) */
+        struct kern_block_q8_0 q8[NB];
+        kern_act_prepare(GGUF_T_Q5_0, a, q8, N);
+        struct kern_block_q5_0 w50[NB];
+        struct kern_block_iq4_nl wnl[NB];
+        tq_q5_0(w, w50, N);
+        tq_iq4_nl(w, wnl, N);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q5_0, w50, q8, N)) == fbits(x86_dot_q5_0(w50, q8, NB)));
+        for (int nb = NB - 1; nb <= NB; nb++) {
+            ck_assert(fbits(kern_vec_dot(GGUF_T_IQ4_NL, wnl, q8, (size_t)nb * 32)) == fbits(x86_gemm_iq4_nl(wnl, q8, nb)));
+            ck_assert(fbits(kern_vec_dot_ex(GGUF_T_IQ4_NL, wnl, q8, (size_t)nb * 32, KERN_ORDER_VECDOT)) ==
+                      fbits(x86_vecdot_iq4_nl(wnl, q8, nb)));
+        }
+        /* BF16 */
+        uint16_t wb[N], ab[N];
+        for (int i = 0; i < N; i++) wb[i] = util_f32_to_bf16(w[i]);
+        kern_act_prepare(GGUF_T_BF16, a, ab, N);
+        int nr = N - 8 - rep % 11;
+        ck_assert(fbits(kern_vec_dot(GGUF_T_BF16, wb, ab, N)) == fbits(x86_gemm_bf16(wb, ab, N)));
+        ck_assert(fbits(kern_vec_dot_ex(GGUF_T_BF16, wb, ab, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_bf16(wb, ab, N)));
+        ck_assert(fbits(kern_vec_dot(GGUF_T_BF16, wb, ab, (size_t)nr)) ==
+                  fbits(nr % 8 ? x86_vecdot_bf16(wb, ab, nr) : x86_gemm_bf16(wb, ab, nr)));
+        /* Q8_K activations and the K-quants */
+        struct kern_block_q8_K ka[NK], kb[NK];
+        if (rep % 7 == 0) a[300] = -40.0f * s; /* a negative extreme sets the scale sign */
+        kern_act_prepare(GGUF_T_Q4_K, a, ka, NKE);
+        ref_quant_q8_K(a, kb, NK);
+        ck_assert(memcmp(ka, kb, sizeof ka) == 0);
+        union {
+            struct kern_block_q2_K q2[NK];
+            struct kern_block_q3_K q3[NK];
+            struct kern_block_q4_K q4[NK];
+            struct kern_block_q5_K q5[NK];
+            struct kern_block_q6_K q6[NK];
+            struct kern_block_iq4_xs xs[NK];
+        } wk;
+        random_blocks(GGUF_T_Q2_K, wk.q2, NKE);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q2_K, wk.q2, ka, NKE)) == fbits(x86_dot_q2_K(wk.q2, ka, NK)));
+        random_blocks(GGUF_T_Q3_K, wk.q3, NKE);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q3_K, wk.q3, ka, NKE)) == fbits(x86_dot_q3_K(wk.q3, ka, NK)));
+        random_blocks(GGUF_T_Q4_K, wk.q4, NKE);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q4_K, wk.q4, ka, NKE)) == fbits(x86_dot_q4_K(wk.q4, ka, NK)));
+        random_blocks(GGUF_T_Q5_K, wk.q5, NKE);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q5_K, wk.q5, ka, NKE)) == fbits(x86_dot_q5_K(wk.q5, ka, NK)));
+        random_blocks(GGUF_T_Q6_K, wk.q6, NKE);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_Q6_K, wk.q6, ka, NKE)) == fbits(x86_dot_q6_K(wk.q6, ka, NK)));
+        random_blocks(GGUF_T_IQ4_XS, wk.xs, NKE);
+        ck_assert(fbits(kern_vec_dot(GGUF_T_IQ4_XS, wk.xs, ka, NKE)) == fbits(x86_dot_iq4_xs(wk.xs, ka, NK)));
+    }
+}
+END_TEST
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+
+Suite *make_suite(void);
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("kern");
+
+    TCase *tc = tcase_create("convert");
+    tcase_add_test(tc, test_fp16_special);
+    tcase_add_test(tc, test_bf16_special);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("types");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_supported);
+    tcase_add_loop_test(tc, test_vec_dot_matches_dequant, 0, N_TYPES);
+    tcase_add_test(tc, test_q8_0_rounding);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("known_answer");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_known_answer, 0, N_KATS);
+    suite_add_tcase(s, tc);
+
+#ifdef HAVE_X86_CHECK
+    tc = tcase_create("x86_order");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_x86_bit_exact);
+    tcase_add_test(tc, test_x86_bit_exact_more);
+    suite_add_tcase(s, tc);
+#endif
+
+    tc = tcase_create("pool");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_pool_tasks_once);
+    tcase_add_test(tc, test_pool_nested);
+    tcase_add_test(tc, test_pool_sleep_wake);
+    tcase_add_loop_test(tc, test_matvec_deterministic, 0, N_TYPES);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TUTIL_MAIN

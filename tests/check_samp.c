@@ -1,0 +1,972 @@
+/* check_samp: the sampler's steps on hand-made logits, its RNG, parameter validation and the
+ * stop-string matcher. Every random test uses a fixed seed, so a statistical bound is a fixed
+ * number computed once, not something that can flake. */
+#include "samp/samp.h"
+
+#include "tutil.h"
+
+#include <math.h>
+#include <stdint.h>
+
+/* Params with every filter off; tests switch on what they exercise. */
+static struct samp_params plain(float temp, uint64_t seed)
+{
+    struct samp_params p;
+    samp_params_default(&p);
+    p.temp = temp;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.penalty_last_n = 0;
+    p.seed = seed;
+    return p;
+}
+
+/* Sample once from a copy of logits (samp_sample modifies its input). */
+static int32_t draw(struct samp_ctx *s, const float *logits, uint32_t n, const uint64_t *mask)
+{
+    float buf[64];
+    ck_assert_uint_le(n, 64);
+    memcpy(buf, logits, n * sizeof *buf);
+    int32_t t = -2;
+    ck_assert_int_eq(samp_sample(s, buf, mask, &t), 0);
+    ck_assert_int_ge(t, 0);
+    ck_assert_int_lt(t, (int32_t)n);
+    return t;
+}
+
+/* Draw `times` tokens and count them. */
+static void histogram(struct samp_ctx *s, const float *logits, uint32_t n, const uint64_t *mask,
+                      int times, int *counts)
+{
+    memset(counts, 0, n * sizeof *counts);
+    for (int i = 0; i < times; i++) counts[draw(s, logits, n, mask)]++;
+}
+
+static uint64_t lcg_state;
+static uint32_t lcg(void)
+{
+    lcg_state = lcg_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(lcg_state >> 33);
+}
+
+/* ---- greedy / argmax ---- */
+
+START_TEST(test_argmax_ties_and_nan)
+{
+    const float a[] = {1, 3, 3, 2};
+    ck_assert_int_eq(samp_argmax(a, 4), 1);
+    const float b[] = {NAN, 1, NAN, 2, 2, NAN};
+    ck_assert_int_eq(samp_argmax(b, 6), 3);
+    const float c[] = {NAN, NAN};
+    ck_assert_int_eq(samp_argmax(c, 2), -1);
+    ck_assert_int_eq(samp_argmax(a, 0), -1);
+    const float d[] = {-INFINITY, -INFINITY};
+    ck_assert_int_eq(samp_argmax(d, 2), 0);
+}
+END_TEST
+
+START_TEST(test_greedy)
+{
+    struct samp_params p = plain(0.0f, 1);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    const float a[] = {1, 4, 2, 4, 0};
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(draw(&s, a, 5, NULL), 1);
+    const float b[] = {NAN, -5, NAN, -3, -3};
+    ck_assert_int_eq(draw(&s, b, 5, NULL), 3);
+    /* Greedy consumes no randomness. */
+    uint64_t before[4];
+    memcpy(before, s.rng, sizeof before);
+    draw(&s, a, 5, NULL);
+    ck_assert(memcmp(before, s.rng, sizeof before) == 0);
+    samp_free(&s);
+}
+END_TEST
+
+START_TEST(test_top_k1_is_greedy)
+{
+    lcg_state = 7;
+    for (int round = 0; round < 200; round++) {
+        uint32_t n = 1 + lcg() % 64;
+        float l[64];
+        for (uint32_t i = 0; i < n; i++) l[i] = (float)(lcg() % 7); /* many ties */
+        if (round % 3 == 0) l[lcg() % n] = NAN;
+        struct samp_params p = plain(1.0f, (uint64_t)round);
+        p.top_k = 1;
+        struct samp_ctx s;
+        ck_assert_int_eq(samp_init(&s, n, &p), 0);
+        int32_t want = samp_argmax(l, n);
+        if (want >= 0) ck_assert_int_eq(draw(&s, l, n, NULL), want);
+        samp_free(&s);
+    }
+}
+END_TEST
+
+/* ---- top-k / top-p / min-p ---- */
+
+START_TEST(test_top_k)
+{
+    const float l[] = {0.5f, 3, 1, 2.9f, 2.8f, -1, 2.8f, 0};
+    struct samp_params p = plain(5.0f, 3); /* hot, so everything kept would show up */
+    p.top_k = 4;
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 8, &p), 0);
+    int c[8];
+    histogram(&s, l, 8, NULL, 4000, c);
+    /* The 4 best: ids 1, 3, and both 2.8s (4 and 6). */
+    for (int i = 0; i < 8; i++) {
+        if (i == 1 || i == 3 || i == 4 || i == 6)
+            ck_assert_int_gt(c[i], 0);
+        else
+            ck_assert_int_eq(c[i], 0);
+    }
+    samp_free(&s);
+    /* k=3 splits the tie at 2.8: the lower id wins. */
+    p.top_k = 3;
+    ck_assert_int_eq(samp_init(&s, 8, &p), 0);
+    histogram(&s, l, 8, NULL, 4000, c);
+    ck_assert_int_gt(c[4], 0);
+    ck_assert_int_eq(c[6], 0);
+    samp_free(&s);
+}
+END_TEST
+
+START_TEST(test_top_p_minimal_nucleus)
+{
+    /* Probabilities 0.5, 0.3, 0.15, 0.05, scattered over ids 3, 0, 2, 1. */
+    const float l[] = {logf(0.3f), logf(0.05f), logf(0.15f), logf(0.5f)};
+    struct { float top_p; int keep[4]; } cases[] = {
+        {0.0f, {0, 0, 0, 1}},  {0.45f, {0, 0, 0, 1}}, {0.55f, {1, 0, 0, 1}},
+        {0.75f, {1, 0, 0, 1}}, {0.85f, {1, 0, 1, 1}}, {0.99f, {1, 1, 1, 1}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct samp_params p = plain(1.0f, 11);
+        p.top_p = cases[k].top_p;
+        struct samp_ctx s;
+        ck_assert_int_eq(samp_init(&s, 4, &p), 0);
+        int c[4];
+        histogram(&s, l, 4, NULL, 4000, c);
+        for (int i = 0; i < 4; i++) {
+            if (cases[k].keep[i])
+                ck_assert_msg(c[i] > 0, "top_p %g: id %d never drawn", (double)cases[k].top_p, i);
+            else
+                ck_assert_msg(c[i] == 0, "top_p %g: id %d drawn %d times",
+                              (double)cases[k].top_p, i, c[i]);
+        }
+        samp_free(&s);
+    }
+}
+END_TEST
+
+/* The nucleus in a large vocabulary: `hot` equal logits at scattered ids among 5000 tiny ones.
+ * top_p (hot/2 - 0.5)/hot keeps exactly the hot/2 lowest of those ids (the tiny ones add
+ * about 1e-10 of mass). hot/2 = 150 is found by the sorted
+ * first chunk, 600 by the mass quickselect. */
+static void top_p_large(int n_hot, uint64_t seed)
+{
+    enum { N = 5000 };
+    static float l[N], buf[N];
+    static int hot[N], count[N];
+    memset(hot, 0, sizeof hot);
+    memset(count, 0, sizeof count);
+    for (int i = 0; i < N; i++) l[i] = -30.0f;
+    lcg_state = seed;
+    int placed = 0;
+    while (placed < n_hot) {
+        int i = (int)(lcg() % N);
+        if (!hot[i]) {
+            hot[i] = 1;
+            l[i] = 0.0f;
+            placed++;
+        }
+    }
+    int rank = 0;
+    for (int i = 0; i < N; i++)
+        if (hot[i]) hot[i] = ++rank <= n_hot / 2 ? 2 : 1; /* 2: inside the nucleus */
+    struct samp_params p = plain(1.0f, seed);
+    p.top_p = (float)(n_hot / 2 - 0.5) / (float)n_hot;
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, N, &p), 0);
+    for (int d = 0; d < 40 * n_hot; d++) {
+        memcpy(buf, l, sizeof l);
+        int32_t t;
+        ck_assert_int_eq(samp_sample(&s, buf, NULL, &t), 0);
+        ck_assert_int_eq(hot[t], 2);
+        count[t]++;
+    }
+    for (int i = 0; i < N; i++)
+        if (hot[i] == 2) ck_assert_int_gt(count[i], 0);
+    samp_free(&s);
+}
+
+START_TEST(test_top_p_large_vocab)
+{
+    top_p_large(300, 99);
+    top_p_large(1200, 98);
+}
+END_TEST
+
+START_TEST(test_min_p)
+{
+    /* p_max = 0.5; min_p 0.25 keeps p >= 0.125: ids 0 (0.5), 2 (0.2), 3 (0.125 + a hair). */
+    const float l[] = {logf(0.5f), logf(0.1f), logf(0.2f), logf(0.126f), logf(0.074f)};
+    struct samp_params p = plain(1.0f, 21);
+    p.min_p = 0.25f;
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    int c[5];
+    histogram(&s, l, 5, NULL, 4000, c);
+    ck_assert_int_gt(c[0], 0);
+    ck_assert_int_eq(c[1], 0);
+    ck_assert_int_gt(c[2], 0);
+    ck_assert_int_gt(c[3], 0);
+    ck_assert_int_eq(c[4], 0);
+    samp_free(&s);
+    /* min_p 1 keeps only the maximum (ties included). */
+    const float t[] = {1, 2, 0, 2};
+    p.min_p = 1.0f;
+    ck_assert_int_eq(samp_init(&s, 4, &p), 0);
+    histogram(&s, t, 4, NULL, 1000, c);
+    ck_assert_int_eq(c[0] + c[2], 0);
+    ck_assert_int_gt(c[1], 0);
+    ck_assert_int_gt(c[3], 0);
+    samp_free(&s);
+}
+END_TEST
+
+/* ---- temperature ---- */
+
+START_TEST(test_temperature_limit)
+{
+    const float l[] = {1.0f, 2.0f, 1.999f, -3.0f};
+    struct samp_params p = plain(1e-6f, 4);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 4, &p), 0);
+    for (int i = 0; i < 1000; i++) ck_assert_int_eq(draw(&s, l, 4, NULL), 1);
+    samp_free(&s);
+    /* A high temperature flattens: the worst token now shows up often. */
+    p.temp = 100.0f;
+    ck_assert_int_eq(samp_init(&s, 4, &p), 0);
+    int c[4];
+    histogram(&s, l, 4, NULL, 4000, c);
+    for (int i = 0; i < 4; i++) ck_assert_int_gt(c[i], 800);
+    samp_free(&s);
+    /* Huge logits with a tiny temperature must not overflow into NaN. */
+    const float h[] = {3e38f, -3e38f, 2.9e38f};
+    p.temp = 0.01f;
+    ck_assert_int_eq(samp_init(&s, 3, &p), 0);
+    for (int i = 0; i < 100; i++) ck_assert_int_eq(draw(&s, h, 3, NULL), 0);
+    samp_free(&s);
+}
+END_TEST
+
+/* ---- penalties, bias, mask ---- */
+
+START_TEST(test_penalties)
+{
+    struct samp_params p = plain(0.0f, 0);
+    p.penalty_last_n = 8;
+    p.repeat_penalty = 2.0f;
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    samp_accept(&s, 1);
+    samp_accept(&s, 1);
+    samp_accept(&s, 2);
+    float l[] = {3, 4, -1, 1, 0};
+    int32_t t;
+    ck_assert_int_eq(samp_sample(&s, l, NULL, &t), 0);
+    /* Repeat: positive divided (once, though 1 occurs twice), negative multiplied. */
+    ck_assert(l[0] == 3.0f && l[1] == 2.0f && l[2] == -2.0f && l[3] == 1.0f && l[4] == 0.0f);
+    ck_assert_int_eq(t, 0);
+    samp_free(&s);
+
+    p.repeat_penalty = 1.0f;
+    p.freq_penalty = 0.5f;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    samp_accept(&s, 1);
+    samp_accept(&s, 1);
+    samp_accept(&s, 2);
+    float f[] = {3, 4, -1, 1, 0};
+    ck_assert_int_eq(samp_sample(&s, f, NULL, &t), 0);
+    ck_assert(f[1] == 3.0f && f[2] == -1.5f && f[0] == 3.0f);
+    ck_assert_int_eq(t, 0); /* 3 vs 3: the lower id */
+    samp_free(&s);
+
+    p.freq_penalty = 0.0f;
+    p.presence_penalty = 0.75f;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    samp_accept(&s, 1);
+    samp_accept(&s, 1);
+    samp_accept(&s, 2);
+    float q[] = {3, 4, -1, 1, 0};
+    ck_assert_int_eq(samp_sample(&s, q, NULL, &t), 0);
+    ck_assert(q[1] == 3.25f && q[2] == -1.75f && q[0] == 3.0f);
+    ck_assert_int_eq(t, 1);
+    /* Reset forgets the window. */
+    samp_reset(&s);
+    float r[] = {3, 4, -1, 1, 0};
+    ck_assert_int_eq(samp_sample(&s, r, NULL, &t), 0);
+    ck_assert(r[1] == 4.0f && r[2] == -1.0f);
+    samp_free(&s);
+}
+END_TEST
+
+START_TEST(test_penalty_window)
+{
+    struct samp_params p = plain(0.0f, 0);
+    p.penalty_last_n = 2;
+    p.freq_penalty = 1.0f;
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 4, &p), 0);
+    samp_accept(&s, 0);
+    samp_accept(&s, 0);
+    samp_accept(&s, 1);
+    samp_accept(&s, 2); /* window is now {1, 2}: token 0 fell out */
+    samp_accept(&s, -1); /* out of range: ignored */
+    samp_accept(&s, 4);
+    ck_assert_uint_eq(s.counts[0], 0);
+    ck_assert_uint_eq(s.counts[1], 1);
+    ck_assert_uint_eq(s.counts[2], 1);
+    float l[] = {1, 1, 1, 1};
+    int32_t t;
+    ck_assert_int_eq(samp_sample(&s, l, NULL, &t), 0);
+    ck_assert(l[0] == 1.0f && l[1] == 0.0f && l[2] == 0.0f && l[3] == 1.0f);
+    ck_assert_int_eq(t, 0);
+    /* A long run through the ring keeps counts equal to the window's contents. */
+    for (int i = 0; i < 1000; i++) samp_accept(&s, i % 3);
+    uint32_t sum = 0;
+    for (int i = 0; i < 4; i++) sum += s.counts[i];
+    ck_assert_uint_eq(sum, 2);
+    samp_reset(&s);
+    for (int i = 0; i < 4; i++) ck_assert_uint_eq(s.counts[i], 0);
+    samp_free(&s);
+}
+END_TEST
+
+START_TEST(test_bias_and_ban)
+{
+    const struct samp_bias b[] = {{2, 5.0f}, {0, -INFINITY}};
+    struct samp_params p = plain(0.0f, 0);
+    p.bias = b;
+    p.n_bias = 2;
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 4, &p), 0);
+    float l[] = {10, 1, 1, 2};
+    int32_t t;
+    ck_assert_int_eq(samp_sample(&s, l, NULL, &t), 0);
+    ck_assert(l[2] == 6.0f && isinf(l[0]) && l[0] < 0);
+    ck_assert_int_eq(t, 2);
+    samp_free(&s);
+    /* A banned token is never sampled, however large its logit. */
+    p.temp = 1.0f;
+    ck_assert_int_eq(samp_init(&s, 4, &p), 0);
+    const float m[] = {50, 0, 0, 0};
+    int c[4];
+    histogram(&s, m, 4, NULL, 2000, c);
+    ck_assert_int_eq(c[0], 0);
+    ck_assert_int_gt(c[2], c[1]);
+    samp_free(&s);
+}
+END_TEST
+
+START_TEST(test_mask)
+{
+    const float l[] = {9, 1, 3, 8, 2, 4};
+    uint64_t mask[1] = {(1u << 2) | (1u << 5)};
+    struct samp_params p = plain(0.0f, 0);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 6, &p), 0);
+    ck_assert_int_eq(draw(&s, l, 6, mask), 5);
+    samp_free(&s);
+    p.temp = 1.0f;
+    ck_assert_int_eq(samp_init(&s, 6, &p), 0);
+    int c[6];
+    histogram(&s, l, 6, mask, 2000, c);
+    ck_assert_int_eq(c[0] + c[1] + c[3] + c[4], 0);
+    ck_assert_int_gt(c[2], 0);
+    ck_assert_int_gt(c[5], c[2]);
+    samp_free(&s);
+    /* Mask spanning more than one word. */
+    enum { N = 130 };
+    float big[N];
+    for (int i = 0; i < N; i++) big[i] = (float)i;
+    uint64_t m2[3] = {0, 1ull << 63, 0}; /* only id 127 */
+    p.temp = 0.0f;
+    ck_assert_int_eq(samp_init(&s, N, &p), 0);
+    int32_t t;
+    ck_assert_int_eq(samp_sample(&s, big, m2, &t), 0);
+    ck_assert_int_eq(t, 127);
+    samp_free(&s);
+}
+END_TEST
+
+START_TEST(test_all_banned)
+{
+    const float ninf = -INFINITY;
+    for (int greedy = 0; greedy < 2; greedy++) {
+        struct samp_params p = plain(greedy ? 0.0f : 1.0f, 0);
+        struct samp_ctx s;
+        ck_assert_int_eq(samp_init(&s, 3, &p), 0);
+        int32_t t = 7;
+        float a[] = {ninf, ninf, ninf};
+        ck_assert_int_eq(samp_sample(&s, a, NULL, &t), ERR_STATE);
+        ck_assert_int_eq(t, -1);
+        float b[] = {NAN, NAN, NAN};
+        ck_assert_int_eq(samp_sample(&s, b, NULL, &t), ERR_STATE);
+        float c[] = {1, 2, 3};
+        uint64_t none[1] = {0};
+        ck_assert_int_eq(samp_sample(&s, c, none, &t), ERR_STATE);
+        float d[] = {1, ninf, 3};
+        uint64_t only1[1] = {2};
+        ck_assert_int_eq(samp_sample(&s, d, only1, &t), ERR_STATE);
+        samp_free(&s);
+        /* Every token banned through the bias list. */
+        const struct samp_bias ban[] = {{0, ninf}, {1, ninf}, {2, ninf}};
+        p.bias = ban;
+        p.n_bias = 3;
+        ck_assert_int_eq(samp_init(&s, 3, &p), 0);
+        float e[] = {1, 2, 3};
+        ck_assert_int_eq(samp_sample(&s, e, NULL, &t), ERR_STATE);
+        samp_free(&s);
+    }
+}
+END_TEST
+
+START_TEST(test_nan_and_inf)
+{
+    const float l[] = {NAN, 1, NAN, 1.5f, NAN, 0};
+    struct samp_params p = plain(1.0f, 8);
+    p.top_k = 2;
+    p.top_p = 0.9f;
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 6, &p), 0);
+    int c[6];
+    histogram(&s, l, 6, NULL, 2000, c);
+    ck_assert_int_eq(c[0] + c[2] + c[4] + c[5], 0);
+    ck_assert_int_gt(c[1], 0);
+    ck_assert_int_gt(c[3], 0);
+    samp_free(&s);
+    /* +inf tokens share everything; the finite ones never win. */
+    const float inf[] = {1, INFINITY, 2, INFINITY, NAN};
+    p = plain(1.0f, 9);
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    histogram(&s, inf, 5, NULL, 2000, c);
+    ck_assert_int_eq(c[0] + c[2] + c[4], 0);
+    ck_assert_int_gt(c[1], 800);
+    ck_assert_int_gt(c[3], 800);
+    samp_free(&s);
+    p.temp = 0.0f;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    ck_assert_int_eq(draw(&s, inf, 5, NULL), 1);
+    samp_free(&s);
+}
+END_TEST
+
+/* ---- RNG ---- */
+
+static void draws(uint64_t seed, int32_t *out, int n)
+{
+    const float l[] = {0, 0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
+    struct samp_params p = plain(1.0f, seed);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 8, &p), 0);
+    for (int i = 0; i < n; i++) out[i] = draw(&s, l, 8, NULL);
+    samp_free(&s);
+}
+
+START_TEST(test_seed_reproducible)
+{
+    static int32_t a[1000], b[1000], c[1000];
+    draws(42, a, 1000);
+    draws(42, b, 1000);
+    draws(43, c, 1000);
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+    int diff = 0;
+    for (int i = 0; i < 1000; i++) diff += a[i] != c[i];
+    ck_assert_int_gt(diff, 500); /* 8 near-uniform choices: ~87% differ */
+
+    /* samp_reset re-seeds: the sequence starts over. */
+    const float l[] = {0, 0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
+    struct samp_params p = plain(1.0f, 42);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 8, &p), 0);
+    for (int i = 0; i < 10; i++) draw(&s, l, 8, NULL);
+    samp_reset(&s);
+    for (int i = 0; i < 1000; i++) ck_assert_int_eq(draw(&s, l, 8, NULL), a[i]);
+    samp_free(&s);
+}
+END_TEST
+
+START_TEST(test_rng_uniform)
+{
+    struct samp_params p = plain(1.0f, 0);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 1, &p), 0);
+    /* Pinned first output: xoshiro256** from splitmix64(0). A change here means every
+     * seeded run in the field changes too. */
+    uint64_t st[4];
+    memcpy(st, s.rng, sizeof st);
+    ck_assert_uint_eq(st[0], 0xe220a8397b1dcdafull);
+    double sum = 0, lo = 1, hi = 0;
+    for (int i = 0; i < 100000; i++) {
+        double u = samp_rng_uniform(&s);
+        ck_assert(u >= 0.0 && u < 1.0);
+        sum += u;
+        if (u < lo) lo = u;
+        if (u > hi) hi = u;
+    }
+    ck_assert(fabs(sum / 100000 - 0.5) < 0.01);
+    ck_assert(lo < 0.001 && hi > 0.999);
+    samp_free(&s);
+}
+END_TEST
+
+/* Frequencies match known probabilities: chi-square with 4 degrees of freedom. The 99.99th
+ * percentile is ~23.5; with a fixed seed the statistic is one fixed number. */
+START_TEST(test_chi_square)
+{
+    const double prob[] = {0.4, 0.25, 0.2, 0.1, 0.05};
+    float l[5];
+    for (int i = 0; i < 5; i++) l[i] = (float)log(prob[i]) + 3.0f; /* shift-invariant */
+    struct samp_params p = plain(1.0f, 2024);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    enum { DRAWS = 50000 };
+    int c[5];
+    histogram(&s, l, 5, NULL, DRAWS, c);
+    double chi = 0;
+    for (int i = 0; i < 5; i++) {
+        double e = prob[i] * DRAWS;
+        chi += (c[i] - e) * (c[i] - e) / e;
+    }
+    ck_assert_msg(chi < 23.5, "chi-square %g", chi);
+    samp_free(&s);
+
+    /* Temperature 2 is the softmax of logits/2: p_i proportional to sqrt(prob_i). */
+    p.temp = 2.0f;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    histogram(&s, l, 5, NULL, DRAWS, c);
+    double z = 0;
+    for (int i = 0; i < 5; i++) z += sqrt(prob[i]);
+    chi = 0;
+    for (int i = 0; i < 5; i++) {
+        double e = sqrt(prob[i]) / z * DRAWS;
+        chi += (c[i] - e) * (c[i] - e) / e;
+    }
+    ck_assert_msg(chi < 23.5, "chi-square at temp 2: %g", chi);
+    samp_free(&s);
+}
+END_TEST
+
+/* Random logits and settings against a naive reference (full sort): every draw must fall in
+ * the reference's kept set, and top_k=1 must equal greedy. Exercises select/sort on sizes that
+ * cross the insertion-sort and chunk thresholds. */
+static int ref_cmp_val(const float *l, int a, int b)
+{
+    if (l[a] != l[b]) return l[a] > l[b] ? -1 : 1;
+    return a < b ? -1 : 1;
+}
+
+START_TEST(test_against_reference)
+{
+    enum { NMAX = 3000 };
+    static float l[NMAX], buf[NMAX];
+    static int order[NMAX], keep[NMAX];
+    lcg_state = 31337;
+    for (int round = 0; round < 60; round++) {
+        uint32_t n = 1 + lcg() % NMAX;
+        for (uint32_t i = 0; i < n; i++) l[i] = (float)(lcg() % 2000) / 200.0f - 5.0f;
+        struct samp_params p = plain(0.5f + (float)(lcg() % 100) / 50.0f, (uint64_t)round);
+        p.top_k = (int32_t)(lcg() % 3 ? lcg() % 300 : 0);
+        p.top_p = (float)(lcg() % 101) / 100.0f;
+        p.min_p = (float)(lcg() % 30) / 100.0f;
+        /* Reference: insertion sort of ids, best first. */
+        for (uint32_t i = 0; i < n; i++) {
+            int j = (int)i;
+            while (j > 0 && ref_cmp_val(l, (int)i, order[j - 1]) < 0) {
+                order[j] = order[j - 1];
+                j--;
+            }
+            order[j] = (int)i;
+        }
+        uint32_t m = n;
+        if (p.top_k > 0 && (uint32_t)p.top_k < m) m = (uint32_t)p.top_k;
+        float vmax = l[order[0]];
+        if (p.top_p < 1.0f) {
+            double sum = 0, cum = 0;
+            for (uint32_t i = 0; i < m; i++) sum += exp((double)l[order[i]] - vmax);
+            uint32_t cut = m;
+            for (uint32_t i = 0; i < m; i++) {
+                cum += exp((double)l[order[i]] - vmax);
+                if (cum >= p.top_p * sum) {
+                    cut = i + 1;
+                    break;
+                }
+            }
+            /* Float vs double rounding can move the cut by one at an exact boundary. */
+            m = cut + 1 < m ? cut + 1 : m;
+        }
+        memset(keep, 0, sizeof keep);
+        for (uint32_t i = 0; i < m; i++)
+            if (p.min_p <= 0 || l[order[i]] >= vmax + logf(p.min_p)) keep[order[i]] = 1;
+        struct samp_ctx s;
+        ck_assert_int_eq(samp_init(&s, n, &p), 0);
+        for (int d = 0; d < 50; d++) {
+            memcpy(buf, l, n * sizeof *l);
+            int32_t t;
+            ck_assert_int_eq(samp_sample(&s, buf, NULL, &t), 0);
+            ck_assert_msg(keep[t], "round %d: token %d outside the kept set", round, t);
+        }
+        samp_free(&s);
+        p.top_k = 1;
+        ck_assert_int_eq(samp_init(&s, n, &p), 0);
+        memcpy(buf, l, n * sizeof *l);
+        int32_t t;
+        ck_assert_int_eq(samp_sample(&s, buf, NULL, &t), 0);
+        ck_assert_int_eq(t, order[0]);
+        samp_free(&s);
+    }
+}
+END_TEST
+
+/* ---- params ---- */
+
+static void expect_bad(const struct samp_params *p, uint32_t n_vocab, const char *field)
+{
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_int_eq(samp_params_check(p, n_vocab, &ei), ERR_INVALID);
+    ck_assert_int_eq(ei.code, ERR_INVALID);
+    ck_assert_msg(strstr(ei.msg, field) != NULL, "message '%s' does not name %s", ei.msg, field);
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, n_vocab, p), ERR_INVALID);
+    samp_free(&s);
+}
+
+START_TEST(test_params_check)
+{
+    struct samp_params d;
+    samp_params_default(&d);
+    ck_assert(d.temp == 0.8f && d.top_k == 40 && d.top_p == 0.95f && d.min_p == 0.05f);
+    ck_assert(d.repeat_penalty == 1.0f && d.penalty_last_n == 64 && d.seed == 0);
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_int_eq(samp_params_check(&d, 100, &ei), 0);
+    ck_assert_int_eq(ei.code, 0);
+
+    struct samp_params p = d;
+    p.top_p = 1.5f;
+    expect_bad(&p, 100, "top_p");
+    err_clear(&ei);
+    samp_params_check(&p, 100, &ei);
+    ck_assert_str_eq(ei.msg, "top_p must be in [0, 1], got 1.5");
+    p = d, p.top_p = -0.1f, expect_bad(&p, 100, "top_p");
+    p = d, p.top_p = NAN, expect_bad(&p, 100, "top_p");
+    p = d, p.temp = -1.0f, expect_bad(&p, 100, "temp");
+    p = d, p.temp = 101.0f, expect_bad(&p, 100, "temp");
+    p = d, p.temp = NAN, expect_bad(&p, 100, "temp");
+    p = d, p.min_p = 2.0f, expect_bad(&p, 100, "min_p");
+    p = d, p.min_p = -0.5f, expect_bad(&p, 100, "min_p");
+    p = d, p.repeat_penalty = 0.0f, expect_bad(&p, 100, "repeat_penalty");
+    p = d, p.repeat_penalty = INFINITY, expect_bad(&p, 100, "repeat_penalty");
+    p = d, p.freq_penalty = NAN, expect_bad(&p, 100, "freq_penalty");
+    p = d, p.presence_penalty = -INFINITY, expect_bad(&p, 100, "presence_penalty");
+    p = d, p.penalty_last_n = -1, expect_bad(&p, 100, "penalty_last_n");
+    p = d, p.n_bias = 1, expect_bad(&p, 100, "bias");
+    const struct samp_bias oob[] = {{5, 1.0f}, {100, 1.0f}};
+    p = d, p.bias = oob, p.n_bias = 2, expect_bad(&p, 100, "bias[1].token");
+    const struct samp_bias neg[] = {{-1, 1.0f}};
+    p = d, p.bias = neg, p.n_bias = 1, expect_bad(&p, 100, "bias[0].token");
+    const struct samp_bias nanb[] = {{3, NAN}};
+    p = d, p.bias = nanb, p.n_bias = 1, expect_bad(&p, 100, "bias[0].bias");
+    const struct samp_bias pinf[] = {{3, INFINITY}};
+    p = d, p.bias = pinf, p.n_bias = 1, expect_bad(&p, 100, "bias[0].bias");
+    expect_bad(&d, 0, "n_vocab");
+
+    /* Edges that are valid. */
+    const struct samp_bias ban[] = {{99, -INFINITY}};
+    p = d, p.bias = ban, p.n_bias = 1;
+    ck_assert_int_eq(samp_params_check(&p, 100, NULL), 0);
+    p = d, p.temp = 0, p.top_p = 0, p.min_p = 1, p.top_k = -5, p.penalty_last_n = 0;
+    p.freq_penalty = -1.0f;
+    ck_assert_int_eq(samp_params_check(&p, 100, NULL), 0);
+    ck_assert_int_eq(samp_params_check(NULL, 100, NULL), ERR_INVALID);
+
+    /* NULL params mean the defaults; free is safe on zeroed and twice. */
+    struct samp_ctx s;
+    ck_assert_int_eq(samp_init(&s, 10, NULL), 0);
+    ck_assert(s.p.temp == 0.8f);
+    samp_free(&s);
+    samp_free(&s);
+    samp_free(NULL);
+    struct samp_ctx z;
+    memset(&z, 0, sizeof z);
+    samp_free(&z);
+    int32_t t;
+    float l[1] = {0};
+    ck_assert_int_eq(samp_sample(&z, l, NULL, &t), ERR_INVALID);
+}
+END_TEST
+
+/* ---- stop strings ---- */
+
+/* Feed chunks and gather what is released; returns the feed result of the last chunk. */
+static int feed_all(struct samp_stop *st, const char *const *chunks, size_t n, char *acc,
+                    size_t *acc_len)
+{
+    static char out[1 << 16];
+    int r = 0;
+    *acc_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t ol = 99;
+        r = samp_stop_feed(st, chunks[i], strlen(chunks[i]), out, sizeof out, &ol);
+        ck_assert_int_ge(r, 0);
+        memcpy(acc + *acc_len, out, ol);
+        *acc_len += ol;
+        if (r == 1) break;
+    }
+    acc[*acc_len] = 0;
+    return r;
+}
+
+START_TEST(test_stop_across_chunks)
+{
+    struct samp_stop st;
+    samp_stop_init(&st);
+    ck_assert_int_eq(samp_stop_add(&st, "</s>", 4), 0);
+    char acc[256];
+    size_t n;
+    const char *c1[] = {"Hello <", "/", "s> world"};
+    ck_assert_int_eq(feed_all(&st, c1, 3, acc, &n), 1);
+    ck_assert_str_eq(acc, "Hello ");
+
+    /* Step by step: "<" and "</" are held, nothing of the stop string is ever released. */
+    samp_stop_init(&st);
+    samp_stop_add(&st, "</s>", 4);
+    char out[1024];
+    size_t ol;
+    ck_assert_int_eq(samp_stop_feed(&st, "Hi <", 4, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 3);
+    ck_assert(memcmp(out, "Hi ", 3) == 0);
+    ck_assert_uint_eq(st.n_held, 1);
+    ck_assert_int_eq(samp_stop_feed(&st, "/", 1, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 0);
+    ck_assert_int_eq(samp_stop_feed(&st, "x", 1, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 3);
+    ck_assert(memcmp(out, "</x", 3) == 0);
+    ck_assert_uint_eq(st.n_held, 0);
+}
+END_TEST
+
+START_TEST(test_stop_in_middle)
+{
+    struct samp_stop st;
+    samp_stop_init(&st);
+    samp_stop_add(&st, "STOP", 4);
+    char out[1024];
+    size_t ol;
+    ck_assert_int_eq(samp_stop_feed(&st, "abc STOP def STOP", 17, out, sizeof out, &ol), 1);
+    ck_assert_uint_eq(ol, 4);
+    ck_assert(memcmp(out, "abc ", 4) == 0);
+    ck_assert_uint_eq(samp_stop_flush(&st, out, sizeof out), 0);
+}
+END_TEST
+
+START_TEST(test_stop_overlapping_prefix)
+{
+    char acc[256];
+    size_t n;
+    struct samp_stop st;
+    /* "aab" in "aaab": the held "aa" must slide, not be reset. */
+    const char *bytes[] = {"a", "a", "a", "b"};
+    samp_stop_init(&st);
+    samp_stop_add(&st, "aab", 3);
+    ck_assert_int_eq(feed_all(&st, bytes, 4, acc, &n), 1);
+    ck_assert_str_eq(acc, "a");
+    const char *whole[] = {"aaab"};
+    samp_stop_init(&st);
+    samp_stop_add(&st, "aab", 3);
+    ck_assert_int_eq(feed_all(&st, whole, 1, acc, &n), 1);
+    ck_assert_str_eq(acc, "a");
+    const char *two[] = {"xaa", "ab"};
+    samp_stop_init(&st);
+    samp_stop_add(&st, "aab", 3);
+    ck_assert_int_eq(feed_all(&st, two, 2, acc, &n), 1);
+    ck_assert_str_eq(acc, "xa");
+
+    /* Several stops: the one that ends first wins, as it would byte by byte. */
+    samp_stop_init(&st);
+    samp_stop_add(&st, "abc", 3);
+    samp_stop_add(&st, "b", 1);
+    const char *abc[] = {"xabc"};
+    ck_assert_int_eq(feed_all(&st, abc, 1, acc, &n), 1);
+    ck_assert_str_eq(acc, "xa");
+    /* Same end: the longer (earlier) one, so less is released. */
+    samp_stop_init(&st);
+    samp_stop_add(&st, "b", 1);
+    samp_stop_add(&st, "ab", 2);
+    ck_assert_int_eq(feed_all(&st, abc, 1, acc, &n), 1);
+    ck_assert_str_eq(acc, "x");
+}
+END_TEST
+
+START_TEST(test_stop_no_match_flush)
+{
+    struct samp_stop st;
+    samp_stop_init(&st);
+    samp_stop_add(&st, "xyz", 3);
+    char out[1024];
+    size_t ol;
+    ck_assert_int_eq(samp_stop_feed(&st, "hello x", 7, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 6);
+    ck_assert_int_eq(samp_stop_feed(&st, "y", 1, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 0);
+    ck_assert_int_eq(samp_stop_feed(&st, "!", 1, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 3);
+    ck_assert(memcmp(out, "xy!", 3) == 0);
+    ck_assert_int_eq(samp_stop_feed(&st, " xy", 3, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 1);
+    ck_assert_uint_eq(samp_stop_flush(&st, out, sizeof out), 2);
+    ck_assert(memcmp(out, "xy", 2) == 0);
+    ck_assert_uint_eq(samp_stop_flush(&st, out, sizeof out), 0);
+
+    /* No stop strings: everything goes straight through. */
+    samp_stop_init(&st);
+    ck_assert_int_eq(samp_stop_feed(&st, "abc", 3, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 3);
+    ck_assert_int_eq(samp_stop_feed(&st, "", 0, out, sizeof out, &ol), 0);
+    ck_assert_uint_eq(ol, 0);
+
+    /* A long chunk: held text stays bounded; a short flush buffer gets what fits. */
+    static char big[5000];
+    memset(big, 'q', sizeof big);
+    static char bout[5000 + SAMP_MAX_STOP_LEN * 2 + 64];
+    char stop[SAMP_MAX_STOP_LEN];
+    memset(stop, 'q', sizeof stop);
+    stop[SAMP_MAX_STOP_LEN - 1] = '!';
+    samp_stop_init(&st);
+    ck_assert_int_eq(samp_stop_add(&st, stop, SAMP_MAX_STOP_LEN), 0);
+    ck_assert_int_eq(samp_stop_feed(&st, big, sizeof big, bout, sizeof bout, &ol), 0);
+    ck_assert_uint_eq(st.n_held, SAMP_MAX_STOP_LEN - 1);
+    ck_assert_uint_eq(ol, sizeof big - (SAMP_MAX_STOP_LEN - 1));
+    ck_assert_int_eq(samp_stop_feed(&st, "!", 1, bout, sizeof bout, &ol), 1);
+    ck_assert_uint_eq(ol, 0);
+    ck_assert_int_eq(samp_stop_feed(&st, big, 10, bout, sizeof bout, &ol), 0);
+    ck_assert_uint_eq(samp_stop_flush(&st, out, 4), 4);
+    ck_assert_uint_eq(samp_stop_flush(&st, out, sizeof out), 6);
+}
+END_TEST
+
+START_TEST(test_stop_errors)
+{
+    struct samp_stop st;
+    samp_stop_init(&st);
+    ck_assert_int_eq(samp_stop_add(&st, "", 0), ERR_INVALID);
+    char longs[SAMP_MAX_STOP_LEN + 1];
+    memset(longs, 'a', sizeof longs);
+    ck_assert_int_eq(samp_stop_add(&st, longs, sizeof longs), ERR_LIMIT);
+    for (int i = 0; i < SAMP_MAX_STOPS; i++) ck_assert_int_eq(samp_stop_add(&st, "s", 1), 0);
+    ck_assert_int_eq(samp_stop_add(&st, "t", 1), ERR_LIMIT);
+    char out[8];
+    size_t ol;
+    samp_stop_init(&st);
+    samp_stop_add(&st, "zz", 2);
+    ck_assert_int_eq(samp_stop_feed(&st, "abcdefghij", 10, out, sizeof out, &ol), ERR_INVALID);
+    ck_assert_int_eq(samp_stop_feed(&st, NULL, 3, out, sizeof out, &ol), ERR_INVALID);
+}
+END_TEST
+
+/* Random text and random chunking against the whole-text answer: output is the text before the
+ * first-ending match (or, with no match, everything after a flush). */
+START_TEST(test_stop_random_chunking)
+{
+    const char *stops[] = {"abba", "bab", "aaab", "b\0a"};
+    const size_t slen[] = {4, 3, 4, 3};
+    static char text[400], acc[400 + 1024], out[400 + 1024];
+    lcg_state = 4242;
+    for (int round = 0; round < 2000; round++) {
+        size_t n = 1 + lcg() % 60;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t r = lcg() % 10;
+            text[i] = r < 5 ? 'a' : r < 9 ? 'b' : '\0';
+        }
+        size_t nstops = 1 + lcg() % 4;
+        /* Reference: smallest end, then smallest start. */
+        size_t best_end = SIZE_MAX, best_start = SIZE_MAX;
+        for (size_t e = 1; e <= n && best_end == SIZE_MAX; e++) {
+            for (size_t k = 0; k < nstops; k++) {
+                if (slen[k] > e || memcmp(text + e - slen[k], stops[k], slen[k]) != 0) continue;
+                if (e - slen[k] < best_start) best_start = e - slen[k];
+                best_end = e;
+            }
+        }
+        struct samp_stop st;
+        samp_stop_init(&st);
+        for (size_t k = 0; k < nstops; k++) ck_assert_int_eq(samp_stop_add(&st, stops[k], slen[k]), 0);
+        size_t pos = 0, got = 0;
+        int matched = 0;
+        while (pos < n && !matched) {
+            size_t c = 1 + lcg() % 7;
+            if (c > n - pos) c = n - pos;
+            size_t ol;
+            int r = samp_stop_feed(&st, text + pos, c, out, sizeof out, &ol);
+            ck_assert_int_ge(r, 0);
+            ck_assert_uint_lt(st.n_held, SAMP_MAX_STOP_LEN);
+            memcpy(acc + got, out, ol);
+            got += ol;
+            pos += c;
+            matched = r == 1;
+        }
+        if (!matched) got += samp_stop_flush(&st, acc + got, sizeof acc - got);
+        if (best_end == SIZE_MAX) {
+            ck_assert(!matched);
+            ck_assert_uint_eq(got, n);
+            ck_assert(memcmp(acc, text, n) == 0);
+        } else {
+            ck_assert_msg(matched, "round %d: match missed", round);
+            ck_assert_uint_eq(got, best_start);
+            ck_assert(memcmp(acc, text, got) == 0);
+        }
+    }
+}
+END_TEST
+
+Suite *make_suite(void); /* called by TUTIL_MAIN */
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("samp");
+    TCase *tc = tcase_create("sampler");
+    tcase_add_test(tc, test_argmax_ties_and_nan);
+    tcase_add_test(tc, test_greedy);
+    tcase_add_test(tc, test_top_k1_is_greedy);
+    tcase_add_test(tc, test_top_k);
+    tcase_add_test(tc, test_top_p_minimal_nucleus);
+    tcase_add_test(tc, test_top_p_large_vocab);
+    tcase_add_test(tc, test_min_p);
+    tcase_add_test(tc, test_temperature_limit);
+    tcase_add_test(tc, test_penalties);
+    tcase_add_test(tc, test_penalty_window);
+    tcase_add_test(tc, test_bias_and_ban);
+    tcase_add_test(tc, test_mask);
+    tcase_add_test(tc, test_all_banned);
+    tcase_add_test(tc, test_nan_and_inf);
+    tcase_add_test(tc, test_seed_reproducible);
+    tcase_add_test(tc, test_rng_uniform);
+    tcase_add_test(tc, test_chi_square);
+    tcase_add_test(tc, test_against_reference);
+    tcase_add_test(tc, test_params_check);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    TCase *st = tcase_create("stop");
+    tcase_add_test(st, test_stop_across_chunks);
+    tcase_add_test(st, test_stop_in_middle);
+    tcase_add_test(st, test_stop_overlapping_prefix);
+    tcase_add_test(st, test_stop_no_match_flush);
+    tcase_add_test(st, test_stop_errors);
+    tcase_add_test(st, test_stop_random_chunking);
+    suite_add_tcase(s, st);
+    return s;
+}
+
+TUTIL_MAIN

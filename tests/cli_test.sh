@@ -1,0 +1,114 @@
+#!/bin/sh
+# CLI tests: drive the real ./lmpipe binary with good and bad flags and inputs and check exit
+# codes, stdout and stderr. Reads fixtures from $LMPIPE_SHARED (default ../shared).
+# Ends with the plain "N passed, N failed" line.
+set -u
+BIN=${LMPIPE_BIN:-./lmpipe}
+SHARED=${LMPIPE_SHARED:-../shared}
+M="$SHARED/models/stories260K-F32.gguf"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $1" >&2; }
+
+# expect CODE NAME -- command...: runs the command, keeps stdout/stderr in $TMP/out, $TMP/err
+expect() {
+    want=$1; name=$2; shift 3
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    got=$?
+    if [ "$got" = "$want" ]; then ok; else bad "$name: exit $got, expected $want; stderr: $(head -c 300 "$TMP/err")"; fi
+}
+# has FILE TEXT NAME: FILE contains TEXT
+has() { if grep -qF -- "$2" "$TMP/$1"; then ok; else bad "$3: '$2' not in $1: $(head -c 300 "$TMP/$1")"; fi; }
+empty() { if [ ! -s "$TMP/$1" ]; then ok; else bad "$2: $1 not empty: $(head -c 200 "$TMP/$1")"; fi; }
+
+# --- usage and flag validation: exit 2 with a message naming the problem, never a silent 0
+expect 0 help -- "$BIN" --help; has out "usage:" help
+expect 2 no-args -- "$BIN"
+expect 2 unknown-cmd -- "$BIN" frobnicate
+expect 2 n-abc -- "$BIN" run -m "$M" -p hi -n abc; has err "invalid value 'abc' for -n" n-abc
+expect 2 n-empty -- "$BIN" run -m "$M" -p hi -n ""
+expect 2 n-trailing -- "$BIN" run -m "$M" -p hi -n 12x
+expect 2 n-overflow -- "$BIN" run -m "$M" -p hi -n 99999999999999999999
+expect 2 t-zero -- "$BIN" run -m "$M" -p hi -t 0
+expect 2 c-neg -- "$BIN" run -m "$M" -p hi -c -5
+expect 2 temp-neg -- "$BIN" run -m "$M" -p hi --temp -1
+expect 2 temp-nan -- "$BIN" run -m "$M" -p hi --temp nan
+expect 2 top-p-big -- "$BIN" run -m "$M" -p hi --top-p 1.5
+expect 2 seed-abc -- "$BIN" run -m "$M" -p hi --seed x
+expect 2 missing-value -- "$BIN" run -m "$M" -p
+expect 2 unknown-flag -- "$BIN" run -m "$M" -p hi --bogus; has err "unknown option '--bogus'" unknown-flag
+expect 2 no-model -- "$BIN" run -p hi; has err "needs -m MODEL" no-model
+expect 2 p-and-f -- "$BIN" run -m "$M" -p hi -f /dev/null
+
+# --- bad models: exit 1 with what/where/why
+expect 1 missing-model -- "$BIN" run -m "$TMP/nope.gguf" -p hi; has err "cannot open" missing-model
+printf 'hello, I am a text file\n' >"$TMP/text.gguf"
+expect 1 text-model -- "$BIN" run -m "$TMP/text.gguf" -p hi; has err "not a GGUF file" text-model
+expect 1 info-text -- "$BIN" info "$TMP/text.gguf"; has err "not a GGUF file" info-text
+head -c 100000 "$M" >"$TMP/trunc.gguf"
+expect 1 truncated-model -- "$BIN" run -m "$TMP/trunc.gguf" -p hi; has err "past the end" truncated-model
+expect 1 dir-model -- "$BIN" info "$TMP"
+
+# --- run: the real model, greedy, is llama.cpp's continuation (shared/expected greedy.text)
+expect 0 run-greedy -- "$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0
+has out ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw" run-greedy
+has err "tok/s" run-stats
+has err "peak RSS" run-stats-rss
+# prompt from stdin and from a file give the same text
+printf 'Once upon a time' | "$BIN" run -m "$M" -n 16 --temp 0 >"$TMP/stdin.out" 2>/dev/null || bad stdin-run
+printf 'Once upon a time' >"$TMP/p.txt"
+"$BIN" run -m "$M" -f "$TMP/p.txt" -n 16 --temp 0 >"$TMP/file.out" 2>/dev/null || bad file-run
+if cmp -s "$TMP/stdin.out" "$TMP/file.out" && [ -s "$TMP/file.out" ]; then ok; else bad "stdin vs -f differ"; fi
+# same seed, same text; sampling with temperature actually samples
+"$BIN" run -m "$M" -p "Once upon a time" -n 40 --temp 1 --seed 7 >"$TMP/s1" 2>/dev/null
+"$BIN" run -m "$M" -p "Once upon a time" -n 40 --temp 1 --seed 7 >"$TMP/s2" 2>/dev/null
+"$BIN" run -m "$M" -p "Once upon a time" -n 40 --temp 1 --seed 8 >"$TMP/s3" 2>/dev/null
+if cmp -s "$TMP/s1" "$TMP/s2"; then ok; else bad "same seed gave different text"; fi
+if cmp -s "$TMP/s1" "$TMP/s3"; then bad "seeds 7 and 8 gave the same text"; else ok; fi
+# threads do not change greedy output
+"$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0 -t 2 >"$TMP/t2" 2>/dev/null
+"$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0 -t 1 >"$TMP/t1" 2>/dev/null
+if cmp -s "$TMP/t1" "$TMP/t2"; then ok; else bad "-t 1 and -t 2 differ"; fi
+# stop string: output ends before it
+expect 0 stop -- "$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0 --stop "Lily"
+has out "a little girl named " stop
+if grep -q "Lily" "$TMP/out"; then bad "stop string was printed"; else ok; fi
+has err "finish stop" stop-finish
+# -n 0 generates nothing, exits 0
+expect 0 n-zero -- "$BIN" run -m "$M" -p "Once upon a time" -n 0 --temp 0
+# a prompt longer than the context: a clear error, never empty output with exit 0
+expect 1 too-long -- "$BIN" run -m "$M" -c 8 -p "Once upon a time there was a little girl named Lily who loved"
+has err "context_length_exceeded" too-long
+expect 1 empty-prompt -- "$BIN" run -m "$M" -p "" --no-bos
+
+# --- tokenize
+expect 0 tok-ids -- "$BIN" tokenize -m "$M" --ids "Once upon a time"; has out "[1, 403, 407, 261, 378]" tok-ids
+expect 0 tok-nobos -- "$BIN" tokenize -m "$M" --ids --no-bos "Once upon a time"; has out "[403, 407, 261, 378]" tok-nobos
+expect 0 tok-pieces -- "$BIN" tokenize -m "$M" "Once"; has out "Once" tok-pieces
+expect 0 tok-special -- "$BIN" tokenize -m "$M" --ids --no-bos --special "<s>"; has out "[1]" tok-special
+expect 0 tok-nospecial -- "$BIN" tokenize -m "$M" --ids --no-bos "<s>"
+if grep -qx "\[1\]" "$TMP/out"; then bad "<s> parsed as special without --special"; else ok; fi
+printf 'Once upon a time' | "$BIN" tokenize -m "$M" --ids >"$TMP/out" 2>&1; has out "[1, 403, 407, 261, 378]" tok-stdin
+expect 0 tok-vocab-only -- "$BIN" tokenize -m "$SHARED/vocab/ggml-vocab-llama-spm.gguf" --ids --no-bos "Hello world"; has out "[15043, 3186]" tok-vocab-only
+
+# --- eval: the reference JSON field names
+expect 0 eval -- "$BIN" eval -m "$M" -p "Once upon a time" --top 3
+has out '"prompt_tokens": [1, 403, 407, 261, 378]' eval
+has out '"positions"' eval-pos
+has out '"top": [[403, 17.02' eval-top
+expect 0 eval-all -- "$BIN" eval -m "$M" -p "Once upon a time" --all-logits; has out '"logits_all"' eval-all
+expect 2 eval-noprompt -- "$BIN" eval -m "$M"
+
+# --- info
+expect 0 info -- "$BIN" info "$M"
+has out "architecture" info; has out "llama" info-arch; has out "block_count" info-hp
+has out "F32" info-types; has out "bos_token_id" info-special; has out "chat_template" info-tmpl
+has out "kv_cache" info-kv
+expect 0 info-q4 -- "$BIN" info "$SHARED/models/stories260K-Q4_0.gguf"; has out "Q4_0" info-q4
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,58 @@
+/* tutil: helpers shared by the Check suites: where the fixtures are, whole-file reads, a
+ * standard main(). Each tests/check_<module>.c defines `Suite *make_suite(void)` and
+ * includes this header once; TUTIL_MAIN expands the runner (CK_FORK stays on by default, so a
+ * crash is a failed test; CK_RUN_SUITE / CK_RUN_CASE focus a run). */
+#ifndef LMPIPE_TESTS_TUTIL_H
+#define LMPIPE_TESTS_TUTIL_H
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* $LMPIPE_SHARED or ../shared, joined with rel into a static buffer. */
+static inline const char *tutil_shared(const char *rel)
+{
+    static char buf[4][1024];
+    static int k;
+    const char *base = getenv("LMPIPE_SHARED");
+    if (!base || !*base) base = "../shared";
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "%s/%s", base, rel);
+    return b;
+}
+
+/* Read a whole file; caller frees. NULL on failure. */
+static inline char *tutil_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *p = malloc(cap + 1);
+    size_t r;
+    while (p && (r = fread(p + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *q = realloc(p, cap * 2 + 1);
+            if (!q) { free(p); p = NULL; break; }
+            p = q;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (p) p[n] = 0;
+    if (len) *len = n;
+    return p;
+}
+
+#define TUTIL_MAIN                                                     \
+    int main(void)                                                     \
+    {                                                                  \
+        SRunner *sr = srunner_create(make_suite());                    \
+        srunner_run_all(sr, CK_NORMAL);                                \
+        int nf = srunner_ntests_failed(sr);                            \
+        srunner_free(sr);                                              \
+        return nf == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                  \
+    }
+
+#endif
