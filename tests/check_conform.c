@@ -43,6 +43,16 @@ static const struct conf_case g_cases[] = {
      "in the incremental decode one activation on a rounding boundary can flip to the "
      "neighbouring int8 (we measure 0.0022; FIXTURES.txt bounds a flip at 0.022)"},
     {"synth512-llama-d256-Q4_0", 0.03, false, "as Q8_0"},
+    /* the other architectures: the same numerics through their table rows in model.c */
+    {"synth512-qwen2-d256-F32", 1e-4, false, "F32 (q/k/v biases, NEOX RoPE, tied output)"},
+    {"synth512-qwen2-d256-Q8_0", 0.03, false, "as llama Q8_0"},
+    {"synth512-qwen3-d256-F32", 1e-4, false, "F32 (per-head q/k RMSNorm, head size 64 != D/H)"},
+    {"synth512-qwen3-d256-Q8_0", 0.03, false, "as llama Q8_0"},
+    {"synth512-phi3-d256-F32", 1e-4, false, "F32 (fused qkv and gate|up)"},
+    {"synth512-phi3-d256-Q8_0", 0.03, false, "as llama Q8_0"},
+    {"synth512-gemma3-d256-F32", 1e-3, false,
+     "F32; shared/README.md: llama.cpp evaluates GELU through an fp16 table (emulated here)"},
+    {"synth512-gemma3-d256-Q8_0", 0.03, false, "as llama Q8_0"},
 };
 #define N_CASES (sizeof g_cases / sizeof g_cases[0])
 #define N_PROMPTS 3

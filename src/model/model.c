@@ -17,11 +17,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_arch_names[MODEL_ARCH_COUNT_] = {"llama"};
+/*                              name      rope              bias   qknorm fusedqkv fusedup gelu  escale postnrm qpre   swa */
+static const struct model_arch_desc g_archs[MODEL_ARCH_COUNT_] = {
+    [MODEL_ARCH_LLAMA] = {"llama", MODEL_ROPE_NORM, false, false, false, false, false, false, false, false, false},
+    [MODEL_ARCH_QWEN2] = {"qwen2", MODEL_ROPE_NEOX, true, false, false, false, false, false, false, false, false},
+    [MODEL_ARCH_QWEN3] = {"qwen3", MODEL_ROPE_NEOX, false, true, false, false, false, false, false, false, false},
+    [MODEL_ARCH_PHI3] = {"phi3", MODEL_ROPE_NEOX, false, false, true, true, false, false, false, true, false},
+    [MODEL_ARCH_GEMMA3] = {"gemma3", MODEL_ROPE_NEOX, false, true, false, false, true, true, true, true, true},
+};
+
+const struct model_arch_desc *model_arch_desc(int arch)
+{
+    return (arch >= 0 && arch < MODEL_ARCH_COUNT_) ? &g_archs[arch] : NULL;
+}
 
 const char *model_arch_name(int arch)
 {
-    return (arch >= 0 && arch < MODEL_ARCH_COUNT_) ? g_arch_names[arch] : "?";
+    return (arch >= 0 && arch < MODEL_ARCH_COUNT_) ? g_archs[arch].name : "?";
 }
 
 /* Read "<arch>.<suffix>" as u32; missing → default (or ERR_NOT_FOUND when required). */
@@ -128,11 +140,13 @@ static int load_hparams(struct model *m, struct err_info *ei)
         return err_set(ei, ERR_SHAPE, ERR_NO_OFFSET,
                        "head_count %u must be a positive multiple of head_count_kv %u",
                        hp->n_head, hp->n_head_kv);
+    char key[128];
     uint32_t hd_default = hp->n_embd / hp->n_head;
     if ((rc = hp_u32(m, "attention.key_length", &hp->head_dim, false, hd_default, ei))) return rc;
     uint32_t vlen;
     if ((rc = hp_u32(m, "attention.value_length", &vlen, false, hp->head_dim, ei))) return rc;
-    if (!gguf_find_kv(m->g, "llama.attention.key_length") && hp->n_embd % hp->n_head)
+    snprintf(key, sizeof key, "%s.attention.key_length", m->arch_name);
+    if (!gguf_find_kv(m->g, key) && hp->n_embd % hp->n_head)
         return err_set(ei, ERR_SHAPE, ERR_NO_OFFSET,
                        "head_count %u does not divide embedding_length %u", hp->n_head,
                        hp->n_embd);
@@ -150,7 +164,6 @@ static int load_hparams(struct model *m, struct err_info *ei)
                        (double)hp->rms_eps, (double)hp->rope_base);
     /* RoPE scaling: none or linear (the factor divides positions). */
     hp->rope_scale = 1.0f;
-    char key[128];
     struct gguf_str st;
     snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
     rc = gguf_get_str(m->g, key, &st);
@@ -168,7 +181,19 @@ static int load_hparams(struct model *m, struct err_info *ei)
     if (!(hp->rope_scale > 0 && hp->rope_scale < 1e6f))
         return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "rope scaling factor %g out of range",
                        (double)hp->rope_scale);
-    hp->rope_type = MODEL_ROPE_NORM;
+    hp->rope_type = m->desc->rope_type;
+    if ((rc = hp_f32(m, "final_logit_softcapping", &hp->logit_softcap, false, 0.0f, ei))) return rc;
+    if (hp->logit_softcap < 0)
+        return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "final_logit_softcapping %g is negative",
+                       (double)hp->logit_softcap);
+    if (m->desc->swa) {
+        if ((rc = hp_u32(m, "attention.sliding_window", &hp->n_swa, false, 0, ei)) ||
+            (rc = hp_u32(m, "attention.sliding_window_pattern", &hp->swa_pattern, false, 6, ei)) ||
+            (rc = hp_f32(m, "rope.freq_base_swa", &hp->rope_base_swa, false, 10000.0f, ei)))
+            return rc;
+        if (!(hp->rope_base_swa > 0))
+            return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "rope.freq_base_swa must be positive");
+    }
     return 0;
 }
 
@@ -183,12 +208,14 @@ int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
                        rc == ERR_NOT_FOUND ? "missing" : "not a string");
     m->arch = -1;
     for (int i = 0; i < MODEL_ARCH_COUNT_; i++)
-        if (gguf_str_eq(a, g_arch_names[i])) m->arch = i;
+        if (gguf_str_eq(a, g_archs[i].name)) m->arch = i;
     if (m->arch < 0)
         return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
-                       "architecture '%.*s' is not supported (supported: llama)",
+                       "architecture '%.*s' is not supported (supported: llama, qwen2, qwen3, "
+                       "phi3, gemma3)",
                        (int)(a.len > 40 ? 40 : a.len), a.ptr);
-    snprintf(m->arch_name, sizeof m->arch_name, "%s", g_arch_names[m->arch]);
+    m->desc = &g_archs[m->arch];
+    snprintf(m->arch_name, sizeof m->arch_name, "%s", m->desc->name);
     if ((rc = load_hparams(m, ei))) goto fail;
     struct model_hparams *hp = &m->hp;
 
@@ -220,6 +247,15 @@ int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
         (rc = bind(m, "output.weight", hp->n_embd, hp->n_vocab, true, true, &m->output, ei)))
         goto fail;
     if (!m->output) m->output = m->tok_embd; /* tied */
+    if ((rc = bind(m, "rope_freqs.weight", hp->rope_dim / 2, 0, false, true, &m->rope_freqs, ei)))
+        goto fail;
+    static const char *const unsupported[] = {"rope_factors_long.weight", "rope_factors_short.weight"};
+    for (size_t i = 0; i < 2; i++)
+        if (gguf_find_tensor(g, unsupported[i])) {
+            rc = err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
+                         "LongRoPE tensor '%s' is not supported yet", unsupported[i]);
+            goto fail;
+        }
 
     m->layers = calloc(hp->n_layer, sizeof *m->layers);
     if (!m->layers) {
@@ -239,17 +275,41 @@ int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
             goto fail;
         }
 #define BIND(field, suffix, ne0, ne1, mm)                                          \
-    snprintf(nm, sizeof nm, "blk.%u." suffix ".weight", l);                        \
+    snprintf(nm, sizeof nm, "blk.%u." suffix, l);                                  \
     if ((rc = bind(m, nm, ne0, ne1, mm, false, &L->field, ei))) goto fail;
-        BIND(attn_norm, "attn_norm", hp->n_embd, 0, false)
-        BIND(wq, "attn_q", hp->n_embd, qd, true)
-        BIND(wk, "attn_k", hp->n_embd, kvd, true)
-        BIND(wv, "attn_v", hp->n_embd, kvd, true)
-        BIND(wo, "attn_output", qd, hp->n_embd, true)
-        BIND(ffn_norm, "ffn_norm", hp->n_embd, 0, false)
-        BIND(w_gate, "ffn_gate", hp->n_embd, hp->n_ff, true)
-        BIND(w_up, "ffn_up", hp->n_embd, hp->n_ff, true)
-        BIND(w_down, "ffn_down", hp->n_ff, hp->n_embd, true)
+        const struct model_arch_desc *d = m->desc;
+        BIND(attn_norm, "attn_norm.weight", hp->n_embd, 0, false)
+        if (d->fused_qkv) {
+            BIND(wqkv, "attn_qkv.weight", hp->n_embd, qd + 2 * kvd, true)
+        } else {
+            BIND(wq, "attn_q.weight", hp->n_embd, qd, true)
+            BIND(wk, "attn_k.weight", hp->n_embd, kvd, true)
+            BIND(wv, "attn_v.weight", hp->n_embd, kvd, true)
+        }
+        if (d->qkv_bias) {
+            BIND(bq, "attn_q.bias", qd, 0, false)
+            BIND(bk, "attn_k.bias", kvd, 0, false)
+            BIND(bv, "attn_v.bias", kvd, 0, false)
+        }
+        if (d->qk_norm) {
+            BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, false)
+            BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, false)
+        }
+        BIND(wo, "attn_output.weight", qd, hp->n_embd, true)
+        if (d->post_norms) {
+            BIND(post_attn_norm, "post_attention_norm.weight", hp->n_embd, 0, false)
+            BIND(post_ffn_norm, "post_ffw_norm.weight", hp->n_embd, 0, false)
+        }
+        BIND(ffn_norm, "ffn_norm.weight", hp->n_embd, 0, false)
+        if (d->fused_gate_up) {
+            BIND(w_up, "ffn_up.weight", hp->n_embd, 2 * hp->n_ff, true)
+        } else {
+            BIND(w_gate, "ffn_gate.weight", hp->n_embd, hp->n_ff, true)
+            BIND(w_up, "ffn_up.weight", hp->n_embd, hp->n_ff, true)
+        }
+        BIND(w_down, "ffn_down.weight", hp->n_ff, hp->n_embd, true)
+        L->swa = d->swa && hp->n_swa > 0 &&
+                 (hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
 #undef BIND
     }
     /* Tensors of blocks past block_count would be silently ignored: refuse, as llama.cpp does. */
@@ -269,6 +329,8 @@ int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
     m->max_row = hp->n_embd > qd ? hp->n_embd : qd;
     if (hp->n_ff > m->max_row) m->max_row = hp->n_ff;
     m->max_out = m->max_row > hp->n_vocab ? m->max_row : hp->n_vocab;
+    if (2 * hp->n_ff > m->max_out) m->max_out = 2 * hp->n_ff;
+    if (qd + 2 * kvd > m->max_out) m->max_out = qd + 2 * kvd;
     return 0;
 fail:
     model_free(m);
@@ -315,8 +377,9 @@ static size_t act_cap_for(const struct model *m)
     }
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
-        const struct gguf_tensor *w[] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
-        for (size_t i = 0; i < 7; i++) {
+        const struct gguf_tensor *w[] = {L->wq, L->wk, L->wv, L->wqkv, L->wo, L->w_gate, L->w_up, L->w_down};
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+            if (!w[i]) continue;
             size_t s = kern_act_size(w[i]->type, (size_t)w[i]->ne[0]);
             if (s > cap) cap = s;
         }
@@ -329,8 +392,9 @@ uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx)
     const struct model_hparams *hp = &m->hp;
     if (n_ctx == 0 || n_ctx > hp->n_ctx_train) n_ctx = hp->n_ctx_train;
     uint64_t qd = (uint64_t)hp->n_head * hp->head_dim;
-    uint64_t floats = hp->n_embd + m->max_row + qd + (uint64_t)hp->n_head * n_ctx + 2ull * hp->n_ff +
-                      m->max_out + hp->n_vocab;
+    uint64_t qkv = qd + 2ull * hp->n_head_kv * hp->head_dim;
+    uint64_t floats = hp->n_embd + m->max_row + qd + qkv + (uint64_t)hp->n_head * n_ctx +
+                      3ull * hp->n_ff + m->max_out + hp->n_vocab;
     return kv_bytes(hp->n_layer, n_ctx, hp->n_head_kv * hp->head_dim) + floats * sizeof(float) +
            act_cap_for(m);
 }
@@ -350,13 +414,14 @@ int model_state_init(struct model_state *st, const struct model *m, uint32_t n_c
     st->xb = calloc(m->max_row, sizeof(float));
     st->q = calloc(qd, sizeof(float));
     st->att = calloc((size_t)hp->n_head * n_ctx, sizeof(float));
-    st->hb = calloc(hp->n_ff, sizeof(float));
+    st->qkv = calloc(qd + 2 * (size_t)hp->n_head_kv * hp->head_dim, sizeof(float));
+    st->hb = calloc(2 * (size_t)hp->n_ff, sizeof(float));
     st->hb2 = calloc(hp->n_ff, sizeof(float));
     st->tmp = calloc(m->max_out, sizeof(float));
     st->logits = calloc(hp->n_vocab, sizeof(float));
     st->act_cap = act_cap_for(m);
     st->act = calloc(1, st->act_cap ? st->act_cap : 1);
-    if (!st->x || !st->xb || !st->q || !st->att || !st->hb || !st->hb2 || !st->tmp ||
+    if (!st->x || !st->xb || !st->q || !st->qkv || !st->att || !st->hb || !st->hb2 || !st->tmp ||
         !st->logits || !st->act) {
         model_state_free(st);
         return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for model state");
@@ -371,6 +436,7 @@ void model_state_free(struct model_state *st)
     free(st->x);
     free(st->xb);
     free(st->q);
+    free(st->qkv);
     free(st->att);
     free(st->hb);
     free(st->hb2);
@@ -402,14 +468,16 @@ static void prepare(struct model_state *st, const struct gguf_tensor *w, const f
     kern_act_prepare(w->type, x, st->act, (size_t)w->ne[0]);
 }
 
-/* Rotate one head in place. NORM rotates adjacent pairs, NEOX the halves. */
+/* Rotate one head in place. NORM rotates adjacent pairs, NEOX the halves. The angle of pair i is
+ * pos * base^(-2i/rope_dim) built by repeated multiplication (ggml's rope cache), divided by the
+ * linear scale and by the optional per-pair frequency factor. */
 static void rope_head(float *v, uint32_t rope_dim, uint32_t pos, float base, float scale,
-                      int type)
+                      const float *freq_factors, int type)
 {
     float theta_scale = powf(base, -2.0f / (float)rope_dim);
     float theta = (float)pos;
     for (uint32_t i = 0; i < rope_dim; i += 2) {
-        float t = theta / scale;
+        float t = theta / (freq_factors ? freq_factors[i / 2] : 1.0f) / scale;
         float c = cosf(t), s = sinf(t);
         uint32_t a = type == MODEL_ROPE_NEOX ? i / 2 : i;
         uint32_t b = type == MODEL_ROPE_NEOX ? i / 2 + rope_dim / 2 : i + 1;
@@ -424,7 +492,8 @@ struct attn_job {
     const struct model *m;
     struct model_state *st;
     uint32_t layer, pos;
-    float *out; /* [n_head * head_dim] */
+    uint32_t first; /* first visible key position (sliding window) */
+    float *out;     /* [n_head * head_dim] */
 };
 
 static void attn_task(void *arg, int task, int n_tasks)
@@ -433,20 +502,20 @@ static void attn_task(void *arg, int task, int n_tasks)
     const struct model_hparams *hp = &j->m->hp;
     struct model_state *st = j->st;
     uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = j->m->desc->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
     for (uint32_t h = (uint32_t)task; h < hp->n_head; h += (uint32_t)n_tasks) {
         const float *q = st->q + (size_t)h * hd;
         float *att = st->att + (size_t)h * st->n_ctx;
         uint32_t kvh = h / group;
         float mx = -INFINITY;
-        for (uint32_t t = 0; t <= j->pos; t++) {
+        for (uint32_t t = j->first; t <= j->pos; t++) {
             const float *k = kv_k(&st->kv, j->layer, t) + (size_t)kvh * hd;
             float s = kern_dot_f32(q, k, hd) * scale;
             att[t] = s;
             if (s > mx) mx = s;
         }
         double sum = 0.0;
-        for (uint32_t t = 0; t <= j->pos; t++) {
+        for (uint32_t t = j->first; t <= j->pos; t++) {
             float e = expf(att[t] - mx);
             att[t] = e;
             sum += (double)e;
@@ -454,7 +523,7 @@ static void attn_task(void *arg, int task, int n_tasks)
         float inv = (float)(1.0 / sum);
         float *o = j->out + (size_t)h * hd;
         memset(o, 0, hd * sizeof(float));
-        for (uint32_t t = 0; t <= j->pos; t++) {
+        for (uint32_t t = j->first; t <= j->pos; t++) {
             const float *v = kv_v(&st->kv, j->layer, t) + (size_t)kvh * hd;
             float a = att[t] * inv;
             for (uint32_t i = 0; i < hd; i++) o[i] += a * v[i];
@@ -466,59 +535,125 @@ static int embed(const struct model *m, int32_t token, float *x)
 {
     const struct gguf_tensor *e = m->tok_embd;
     size_t row = (size_t)gguf_row_size(e->type, e->ne[0]);
-    return kern_dequant_row(e->type, (const uint8_t *)e->data + (size_t)token * row, x,
-                            (size_t)e->ne[0]);
+    int rc = kern_dequant_row(e->type, (const uint8_t *)e->data + (size_t)token * row, x,
+                              (size_t)e->ne[0]);
+    if (rc == 0 && m->desc->embd_scale) {
+        float s = sqrtf((float)m->hp.n_embd);
+        for (uint32_t i = 0; i < m->hp.n_embd; i++) x[i] *= s;
+    }
+    return rc;
+}
+
+/* GELU (tanh form) evaluated as ggml-cpu does: through a table indexed by the fp16 input and
+ * holding fp16 outputs, with pass-through beyond +-10. Emulated without the 128 KB table. */
+static float gelu_ggml(float x)
+{
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    float f = util_fp16_to_f32(util_f32_to_fp16(x));
+    float y = 0.5f * f * (1.0f + tanhf(0.79788456080286535587989211986876f * f *
+                                        (1.0f + 0.044715f * f * f)));
+    return util_fp16_to_f32(util_f32_to_fp16(y));
+}
+
+static void add_bias(float *y, const struct gguf_tensor *b, size_t n)
+{
+    const float *bb = b->data;
+    for (size_t i = 0; i < n; i++) y[i] += bb[i];
 }
 
 int model_forward(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
                   bool want_logits)
 {
     const struct model_hparams *hp = &m->hp;
+    const struct model_arch_desc *d = m->desc;
     if (token < 0 || (uint32_t)token >= hp->n_vocab) return ERR_RANGE;
     if (pos >= st->n_ctx) return ERR_CONTEXT;
     int rc = embed(m, token, st->x);
     if (rc) return rc;
-    uint32_t hd = hp->head_dim, n = hp->n_embd, kvd = hp->n_head_kv * hd;
+    uint32_t hd = hp->head_dim, n = hp->n_embd;
+    size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd;
+    const float *ff = m->rope_freqs ? m->rope_freqs->data : NULL;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
         float *kc = kv_k(&st->kv, l, pos), *vc = kv_v(&st->kv, l, pos);
         rmsnorm(st->xb, st->x, L->attn_norm->data, n, hp->rms_eps);
-        prepare(st, L->wq, st->xb);
-        matvec(st, L->wq, st->q);
-        if (L->wk->type != L->wq->type) prepare(st, L->wk, st->xb);
-        matvec(st, L->wk, kc);
-        if (L->wv->type != L->wk->type) prepare(st, L->wv, st->xb);
-        matvec(st, L->wv, vc);
+        if (d->fused_qkv) {
+            prepare(st, L->wqkv, st->xb);
+            matvec(st, L->wqkv, st->qkv);
+            memcpy(st->q, st->qkv, qd * sizeof(float));
+            memcpy(kc, st->qkv + qd, kvd * sizeof(float));
+            memcpy(vc, st->qkv + qd + kvd, kvd * sizeof(float));
+        } else {
+            prepare(st, L->wq, st->xb);
+            matvec(st, L->wq, st->q);
+            if (L->wk->type != L->wq->type) prepare(st, L->wk, st->xb);
+            matvec(st, L->wk, kc);
+            if (L->wv->type != L->wk->type) prepare(st, L->wv, st->xb);
+            matvec(st, L->wv, vc);
+        }
+        if (d->qkv_bias) {
+            add_bias(st->q, L->bq, qd);
+            add_bias(kc, L->bk, kvd);
+            add_bias(vc, L->bv, kvd);
+        }
+        if (d->qk_norm) {
+            for (uint32_t h = 0; h < hp->n_head; h++)
+                rmsnorm(st->q + (size_t)h * hd, st->q + (size_t)h * hd, L->q_norm->data, hd, hp->rms_eps);
+            for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                rmsnorm(kc + (size_t)h * hd, kc + (size_t)h * hd, L->k_norm->data, hd, hp->rms_eps);
+        }
+        /* SWA layers (gemma3) use their own base and no linear scaling */
+        float base = L->swa ? hp->rope_base_swa : hp->rope_base;
+        float rscale = L->swa ? 1.0f : hp->rope_scale;
         for (uint32_t h = 0; h < hp->n_head; h++)
-            rope_head(st->q + (size_t)h * hd, hp->rope_dim, pos, hp->rope_base, hp->rope_scale,
-                      hp->rope_type);
+            rope_head(st->q + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
         for (uint32_t h = 0; h < hp->n_head_kv; h++)
-            rope_head(kc + (size_t)h * hd, hp->rope_dim, pos, hp->rope_base, hp->rope_scale,
-                      hp->rope_type);
-        (void)kvd;
-        struct attn_job job = {m, st, l, pos, st->xb};
-        int tasks = (int)hp->n_head;
-        kern_pool_run(st->pool, attn_task, &job, tasks);
+            rope_head(kc + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
+        if (d->q_prescale) {
+            float qs = 1.0f / sqrtf((float)hd);
+            for (size_t i = 0; i < qd; i++) st->q[i] *= qs;
+        }
+        uint32_t first = (L->swa && pos >= hp->n_swa) ? pos - hp->n_swa + 1 : 0;
+        struct attn_job job = {m, st, l, pos, first, st->xb};
+        kern_pool_run(st->pool, attn_task, &job, (int)hp->n_head);
         prepare(st, L->wo, st->xb);
         matvec(st, L->wo, st->tmp);
+        if (d->post_norms) rmsnorm(st->tmp, st->tmp, L->post_attn_norm->data, n, hp->rms_eps);
         for (uint32_t i = 0; i < n; i++) st->x[i] += st->tmp[i];
 
         rmsnorm(st->xb, st->x, L->ffn_norm->data, n, hp->rms_eps);
-        prepare(st, L->w_gate, st->xb);
-        matvec(st, L->w_gate, st->hb);
-        if (L->w_up->type != L->w_gate->type) prepare(st, L->w_up, st->xb);
-        matvec(st, L->w_up, st->hb2);
-        for (uint32_t i = 0; i < hp->n_ff; i++) {
-            float g = st->hb[i];
-            st->hb[i] = (g / (1.0f + expf(-g))) * st->hb2[i];
+        float *gate = st->hb, *up = st->hb2;
+        if (d->fused_gate_up) {
+            prepare(st, L->w_up, st->xb);
+            matvec(st, L->w_up, st->hb); /* [gate | up] */
+            up = st->hb + hp->n_ff;
+        } else {
+            prepare(st, L->w_gate, st->xb);
+            matvec(st, L->w_gate, gate);
+            if (L->w_up->type != L->w_gate->type) prepare(st, L->w_up, st->xb);
+            matvec(st, L->w_up, up);
         }
-        prepare(st, L->w_down, st->hb);
+        if (d->gelu) {
+            for (uint32_t i = 0; i < hp->n_ff; i++) gate[i] = gelu_ggml(gate[i]) * up[i];
+        } else {
+            for (uint32_t i = 0; i < hp->n_ff; i++) {
+                float g = gate[i];
+                gate[i] = (g / (1.0f + expf(-g))) * up[i];
+            }
+        }
+        prepare(st, L->w_down, gate);
         matvec(st, L->w_down, st->tmp);
+        if (d->post_norms) rmsnorm(st->tmp, st->tmp, L->post_ffn_norm->data, n, hp->rms_eps);
         for (uint32_t i = 0; i < n; i++) st->x[i] += st->tmp[i];
     }
     if (!want_logits) return 0;
     rmsnorm(st->xb, st->x, m->output_norm->data, n, hp->rms_eps);
     prepare(st, m->output, st->xb);
     matvec(st, m->output, st->logits);
+    if (hp->logit_softcap > 0) {
+        float c = hp->logit_softcap;
+        for (uint32_t i = 0; i < hp->n_vocab; i++) st->logits[i] = c * tanhf(st->logits[i] / c);
+    }
     return 0;
 }

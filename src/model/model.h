@@ -20,7 +20,30 @@
 
 #define MODEL_MAX_LAYERS 512
 
-enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_COUNT_ };
+enum model_arch {
+    MODEL_ARCH_LLAMA = 0,
+    MODEL_ARCH_QWEN2,
+    MODEL_ARCH_QWEN3,
+    MODEL_ARCH_PHI3,
+    MODEL_ARCH_GEMMA3,
+    MODEL_ARCH_COUNT_
+};
+
+/* What sets an architecture apart from the llama path: one row per architecture. */
+struct model_arch_desc {
+    const char *name;
+    int rope_type;      /* enum model_rope */
+    bool qkv_bias;      /* q/k/v biases (qwen2) */
+    bool qk_norm;       /* per-head RMSNorm of q and k before RoPE (qwen3, gemma3) */
+    bool fused_qkv;     /* one attn_qkv matrix (phi3) */
+    bool fused_gate_up; /* ffn_up holds gate then up (phi3) */
+    bool gelu;          /* GELU(tanh) gate instead of SiLU (gemma3) */
+    bool embd_scale;    /* embeddings times sqrt(n_embd) (gemma3) */
+    bool post_norms;    /* RMSNorm after attention and after the FFN (gemma3) */
+    bool q_prescale;    /* q scaled by 1/sqrt(head_dim) before q.k, as that graph does */
+    bool swa;           /* sliding-window layers (gemma3) */
+};
+const struct model_arch_desc *model_arch_desc(int arch);
 enum model_rope { MODEL_ROPE_NORM = 0, MODEL_ROPE_NEOX = 1 };
 
 struct model_hparams {
@@ -37,11 +60,20 @@ struct model_hparams {
     float rope_base;
     float rope_scale; /* linear scaling factor: positions are divided by it (1 = none) */
     int rope_type;    /* enum model_rope */
+    uint32_t n_swa;         /* sliding window (0 = none) */
+    uint32_t swa_pattern;   /* layer il is SWA iff il % pattern < pattern - 1 */
+    float rope_base_swa;    /* RoPE base of SWA layers */
+    float logit_softcap;    /* final logit soft-capping (0 = none) */
 };
 
 struct model_layer {
-    const struct gguf_tensor *attn_norm, *wq, *wk, *wv, *wo;
+    const struct gguf_tensor *attn_norm, *wq, *wk, *wv, *wqkv, *wo;
+    const struct gguf_tensor *bq, *bk, *bv;           /* qwen2 */
+    const struct gguf_tensor *q_norm, *k_norm;        /* qwen3, gemma3 */
+    const struct gguf_tensor *post_attn_norm;         /* gemma3 */
     const struct gguf_tensor *ffn_norm, *w_gate, *w_up, *w_down;
+    const struct gguf_tensor *post_ffn_norm;          /* gemma3 */
+    bool swa;                                         /* sliding-window attention layer */
 };
 
 struct model {
@@ -51,7 +83,9 @@ struct model {
     int arch;
     char arch_name[32];
     struct model_hparams hp;
+    const struct model_arch_desc *desc;
     const struct gguf_tensor *tok_embd, *output_norm, *output;
+    const struct gguf_tensor *rope_freqs; /* optional [rope_dim/2] frequency divisors (Llama 3) */
     struct model_layer *layers; /* [n_layer] */
     uint32_t max_row; /* longest matmul input length, for activation scratch */
     uint32_t max_out; /* longest matmul output length */
@@ -71,8 +105,9 @@ struct model_state {
     float *x;      /* [n_embd] residual stream */
     float *xb;     /* [max(n_embd, n_head*head_dim)] normed input / attention output */
     float *q;      /* [n_head * head_dim] */
+    float *qkv;    /* [n_head*head_dim + 2*n_head_kv*head_dim] fused projection output (phi3) */
     float *att;    /* [n_head][n_ctx] attention scores */
-    float *hb;     /* [n_ff] gate */
+    float *hb;     /* [2 * n_ff] gate (fused gate|up for phi3) */
     float *hb2;    /* [n_ff] up */
     float *tmp;    /* [max_out] matmul output scratch */
     void *act;     /* prepared activation buffer, kern_act_size of the largest input */
