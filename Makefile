@@ -28,7 +28,7 @@ CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 LDLIBS += -lm -lpthread
 
-LIB_SRC := $(sort $(wildcard src/*/*.c))
+LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -48,12 +48,12 @@ $(BUILD)/liblmpipe.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BIN): $(BUILD)/src/main.o $(BUILD)/liblmpipe.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+# The command line: src/main.c plus one file per larger subcommand in src/cli/ (not in the library).
+CLI_SRC := src/main.c $(sort $(wildcard src/cli/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
-$(BUILD)/src/main.o: src/main.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+$(BIN): $(CLI_OBJ) $(BUILD)/liblmpipe.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/tutil.h $(BUILD)/liblmpipe.a
 	@mkdir -p $(dir $@)
@@ -89,4 +89,62 @@ demo: deps
 clean:
 	rm -rf build build-san lmpipe
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- fuzz (GGUF harness owner: tests/fuzz/README.md) ----
+# `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer binary in build-fuzz/, against all
+# library sources except src/rpc (only fuzz_rpc* harnesses add src/rpc and libuv/jansson).
+# `make fuzz-smoke` runs each harness for FUZZ_SECONDS on a corpus generated at run time by
+# tests/fuzz/seeds_<name>.c when it exists (a seed program gets the corpus directory and
+# $(SHARED)/models/stories260K-*.gguf as extra seeds). Needs clang with compiler-rt
+# (Debian: libclang-rt-14-dev).
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_SECONDS ?= 10
+FUZZ_MAX_LEN ?= 65536
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := $(WARN) -g -O1 $(FUZZ_SAN)
+FUZZ_LIB_SRC := $(filter-out src/main.c src/rpc/%,$(LIB_SRC))
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_SEED_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(sort $(wildcard tests/fuzz/seeds_*.c)))
+FUZZ_SEED_FILES := $(wildcard $(SHARED)/models/stories260K-*.gguf)
+FUZZ_RPC_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard src/rpc/*.c))
+FUZZ_RPC_BIN := $(filter $(FUZZ_BUILD)/fuzz_rpc%,$(FUZZ_BIN))
+
+.PHONY: fuzz-smoke clean-fuzz
+fuzz: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
+
+# Library objects: coverage instrumentation without libFuzzer's main (fuzzer-no-link).
+$(FUZZ_BUILD)/src/kern/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+$(FUZZ_BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(ISA_FLAGS) $(PKG_CFLAGS) \
+	  -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< \
+	  $(filter %.o,$^) $(FUZZ_LIBS) $(LDLIBS)
+$(FUZZ_RPC_BIN): $(FUZZ_RPC_OBJ)
+$(FUZZ_RPC_BIN): FUZZ_LIBS = $(PKG_LIBS)
+
+# Seed generators are ordinary programs (they only use the header-only test builders).
+$(FUZZ_BUILD)/seeds_%: tests/fuzz/seeds_%.c $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -o $@ $< $(LDLIBS)
+
+fuzz-smoke: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
+	@for f in $(FUZZ_BIN); do \
+	  n=$${f#$(FUZZ_BUILD)/fuzz_}; c=$(FUZZ_BUILD)/corpus/$$n; mkdir -p $$c || exit 1; \
+	  if [ -x $(FUZZ_BUILD)/seeds_$$n ]; then \
+	    $(FUZZ_BUILD)/seeds_$$n $$c $(FUZZ_SEED_FILES) || exit 1; fi; \
+	  echo "== $$f: $(FUZZ_SECONDS) s on $$c"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $$c || exit 1; \
+	done
+
+clean-fuzz:
+	rm -rf $(FUZZ_BUILD)
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_RPC_OBJ:.o=.d)

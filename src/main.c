@@ -3,14 +3,17 @@
  * Every flag value is parsed strictly (the whole string must be a number in range, "-n abc" is
  * an error, not 0). Generated text goes to stdout; statistics and logs go to stderr. Exit codes:
  * 0 success, 1 runtime failure (bad model, prompt too long, ...), 2 usage error. */
+#include "cli/cli.h"
 #include "eng/eng.h"
 #include "gguf/gguf.h"
+#include "tok/chat.h"
 #include "tok/tok.h"
 #include "util/err.h"
 #include "util/util.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,8 @@ static void usage(FILE *f)
           "\n"
           "usage:\n"
           "  lmpipe run -m MODEL [-p TEXT | -f FILE | stdin] [options]   generate text\n"
+          "  lmpipe chat -m MODEL [--chat-template NAME] [--system TEXT] [run options]\n"
+          "                                                   interactive chat (/reset, /exit)\n"
           "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
           "                                                   teacher-forced logits as JSON\n"
           "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special]\n"
@@ -57,6 +62,17 @@ static _Noreturn void die_usage(const char *fmt, const char *a, const char *b)
     exit(2);
 }
 
+_Noreturn void cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lmpipe: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see 'lmpipe --help')\n");
+    va_end(ap);
+    exit(2);
+}
+
 /* Option scanner: supports "--flag value", "--flag=value" and "-n value". */
 struct args {
     int argc, i;
@@ -84,7 +100,7 @@ static bool opt_match(struct args *a, const char *name, bool has_value)
     return false;
 }
 
-static int64_t flag_int(const char *name, const char *v, int64_t lo, int64_t hi)
+int64_t cli_flag_int(const char *name, const char *v, int64_t lo, int64_t hi)
 {
     int64_t x;
     int rc = util_parse_i64(v, lo, hi, &x);
@@ -97,7 +113,7 @@ static int64_t flag_int(const char *name, const char *v, int64_t lo, int64_t hi)
     return x;
 }
 
-static double flag_num(const char *name, const char *v, double lo, double hi)
+double cli_flag_num(const char *name, const char *v, double lo, double hi)
 {
     double x;
     if (util_parse_f64(v, lo, hi, &x)) {
@@ -172,54 +188,98 @@ static int on_text_stdout(void *ud, const char *text, size_t len, int32_t token)
     return 0;
 }
 
+/* Flags shared by run and chat: model, context, threads, sampling, stops. */
+struct gen_opts {
+    const char *model;
+    int64_t n_predict, n_ctx, threads;
+    struct eng_gen_params gp;
+    const char *stops[SAMP_MAX_STOPS];
+    size_t n_stop;
+};
+
+static void gen_opts_init(struct gen_opts *o, int64_t n_predict)
+{
+    memset(o, 0, sizeof *o);
+    o->n_predict = n_predict;
+    eng_gen_params_default(&o->gp);
+}
+
+/* Consume argv[a->i] if it is one of the shared flags. */
+static bool gen_flag(struct args *a, struct gen_opts *o)
+{
+    struct samp_params *sp = &o->gp.samp;
+    if (opt_match(a, "-m", true) || opt_match(a, "--model", true)) o->model = a->val;
+    else if (opt_match(a, "-n", true) || opt_match(a, "--n-predict", true))
+        o->n_predict = cli_flag_int("-n", a->val, -1, INT32_MAX);
+    else if (opt_match(a, "-c", true) || opt_match(a, "--ctx-size", true))
+        o->n_ctx = cli_flag_int("-c", a->val, 1, 1 << 24);
+    else if (opt_match(a, "-t", true) || opt_match(a, "--threads", true))
+        o->threads = cli_flag_int("-t", a->val, 1, 1024);
+    else if (opt_match(a, "--temp", true)) sp->temp = (float)cli_flag_num("--temp", a->val, 0, 100);
+    else if (opt_match(a, "--top-k", true))
+        sp->top_k = (int32_t)cli_flag_int("--top-k", a->val, 0, INT32_MAX);
+    else if (opt_match(a, "--top-p", true)) sp->top_p = (float)cli_flag_num("--top-p", a->val, 0, 1);
+    else if (opt_match(a, "--min-p", true)) sp->min_p = (float)cli_flag_num("--min-p", a->val, 0, 1);
+    else if (opt_match(a, "--repeat-penalty", true))
+        sp->repeat_penalty = (float)cli_flag_num("--repeat-penalty", a->val, 0.01, 100);
+    else if (opt_match(a, "--repeat-last-n", true))
+        sp->penalty_last_n = (int32_t)cli_flag_int("--repeat-last-n", a->val, 0, 1 << 20);
+    else if (opt_match(a, "--presence-penalty", true))
+        sp->presence_penalty = (float)cli_flag_num("--presence-penalty", a->val, -100, 100);
+    else if (opt_match(a, "--frequency-penalty", true))
+        sp->freq_penalty = (float)cli_flag_num("--frequency-penalty", a->val, -100, 100);
+    else if (opt_match(a, "--seed", true))
+        sp->seed = (uint64_t)cli_flag_int("--seed", a->val, 0, INT64_MAX);
+    else if (opt_match(a, "--stop", true)) {
+        if (o->n_stop == SAMP_MAX_STOPS) cli_usage_error("at most %d stop strings", SAMP_MAX_STOPS);
+        if (!a->val[0]) cli_usage_error("--stop needs a non-empty string");
+        o->stops[o->n_stop++] = a->val;
+    } else if (opt_match(a, "--no-bos", false)) o->gp.add_bos = false;
+    else if (opt_match(a, "--special", false)) o->gp.parse_special = true;
+    else if (opt_match(a, "--ignore-eos", false)) o->gp.ignore_eos = true;
+    else return false;
+    return true;
+}
+
+static void gen_opts_finish(struct gen_opts *o)
+{
+    o->gp.max_tokens = (int32_t)o->n_predict;
+    o->gp.stop = o->stops;
+    o->gp.n_stop = o->n_stop;
+}
+
+static void print_gen_stats(const struct eng_gen_result *res, const struct eng_model *em)
+{
+    fprintf(stderr,
+            "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
+            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
+            res->prompt_tokens, res->cached_tokens, res->prefill_ms,
+            res->prefill_ms > 0 ? (res->prompt_tokens - res->cached_tokens) * 1e3 / res->prefill_ms
+                                : 0.0,
+            res->completion_tokens, res->decode_ms,
+            res->decode_ms > 0 ? res->completion_tokens * 1e3 / res->decode_ms : 0.0,
+            eng_finish_name(res->finish), (double)util_peak_rss() / (1024.0 * 1024.0),
+            kern_isa_name(), em->pool ? kern_pool_threads(em->pool) : 1);
+}
+
 static int cmd_run(int argc, char **argv)
 {
-    const char *model = NULL, *prompt = NULL, *file = NULL;
-    int64_t n_predict = 128, n_ctx = 0, threads = 0;
-    struct eng_gen_params gp;
-    eng_gen_params_default(&gp);
-    const char *stops[SAMP_MAX_STOPS];
-    size_t n_stop = 0;
+    const char *prompt = NULL, *file = NULL;
+    struct gen_opts o;
+    gen_opts_init(&o, 128);
     struct args a = {argc, 0, argv, NULL, {0}};
     for (a.i = 0; a.i < argc; a.i++) {
-        if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) model = a.val;
-        else if (opt_match(&a, "-p", true) || opt_match(&a, "--prompt", true)) prompt = a.val;
+        if (gen_flag(&a, &o)) continue;
+        if (opt_match(&a, "-p", true) || opt_match(&a, "--prompt", true)) prompt = a.val;
         else if (opt_match(&a, "-f", true) || opt_match(&a, "--file", true)) file = a.val;
-        else if (opt_match(&a, "-n", true) || opt_match(&a, "--n-predict", true))
-            n_predict = flag_int("-n", a.val, -1, INT32_MAX);
-        else if (opt_match(&a, "-c", true) || opt_match(&a, "--ctx-size", true))
-            n_ctx = flag_int("-c", a.val, 1, 1 << 24);
-        else if (opt_match(&a, "-t", true) || opt_match(&a, "--threads", true))
-            threads = flag_int("-t", a.val, 1, 1024);
-        else if (opt_match(&a, "--temp", true)) gp.samp.temp = (float)flag_num("--temp", a.val, 0, 100);
-        else if (opt_match(&a, "--top-k", true))
-            gp.samp.top_k = (int32_t)flag_int("--top-k", a.val, 0, INT32_MAX);
-        else if (opt_match(&a, "--top-p", true)) gp.samp.top_p = (float)flag_num("--top-p", a.val, 0, 1);
-        else if (opt_match(&a, "--min-p", true)) gp.samp.min_p = (float)flag_num("--min-p", a.val, 0, 1);
-        else if (opt_match(&a, "--repeat-penalty", true))
-            gp.samp.repeat_penalty = (float)flag_num("--repeat-penalty", a.val, 0.01, 100);
-        else if (opt_match(&a, "--repeat-last-n", true))
-            gp.samp.penalty_last_n = (int32_t)flag_int("--repeat-last-n", a.val, 0, 1 << 20);
-        else if (opt_match(&a, "--presence-penalty", true))
-            gp.samp.presence_penalty = (float)flag_num("--presence-penalty", a.val, -100, 100);
-        else if (opt_match(&a, "--frequency-penalty", true))
-            gp.samp.freq_penalty = (float)flag_num("--frequency-penalty", a.val, -100, 100);
-        else if (opt_match(&a, "--seed", true))
-            gp.samp.seed = (uint64_t)flag_int("--seed", a.val, 0, INT64_MAX);
-        else if (opt_match(&a, "--stop", true)) {
-            if (n_stop == SAMP_MAX_STOPS) die_usage("at most %s stop strings%s", "8", "");
-            if (!a.val[0]) die_usage("--stop needs a non-empty string%s%s", "", "");
-            stops[n_stop++] = a.val;
-        } else if (opt_match(&a, "--no-bos", false)) gp.add_bos = false;
-        else if (opt_match(&a, "--special", false)) gp.parse_special = true;
-        else if (opt_match(&a, "--ignore-eos", false)) gp.ignore_eos = true;
         else die_usage("unknown option '%s' for run%s", argv[a.i], "");
     }
+    const char *model = o.model;
+    int64_t n_ctx = o.n_ctx, threads = o.threads;
+    gen_opts_finish(&o);
+    struct eng_gen_params gp = o.gp;
     if (!model) die_usage("run needs -m MODEL%s%s", "", "");
     if (prompt && file) die_usage("give either -p or -f, not both%s%s", "", "");
-    gp.max_tokens = (int32_t)n_predict;
-    gp.stop = stops;
-    gp.n_stop = n_stop;
 
     char *buf = NULL;
     size_t plen;
@@ -256,20 +316,191 @@ static int cmd_run(int argc, char **argv)
         char m[512];
         fprintf(stderr, "lmpipe: generation failed: %s\n", err_format(&ei, rc, m, sizeof m));
     } else {
-        fprintf(stderr,
-                "lmpipe: prompt %u tokens in %.1f ms (%.1f tok/s); generated %u tokens in %.1f ms "
-                "(%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
-                res.prompt_tokens, res.prefill_ms,
-                res.prefill_ms > 0 ? res.prompt_tokens * 1e3 / res.prefill_ms : 0.0,
-                res.completion_tokens, res.decode_ms,
-                res.decode_ms > 0 ? res.completion_tokens * 1e3 / res.decode_ms : 0.0,
-                eng_finish_name(res.finish), (double)util_peak_rss() / (1024.0 * 1024.0),
-                kern_isa_name(), em.pool ? kern_pool_threads(em.pool) : 1);
+        print_gen_stats(&res, &em);
     }
     eng_session_free(&s);
     eng_model_free(&em);
     free(buf);
     return rc ? 1 : 0;
+}
+
+/* ---------------- chat ---------------- */
+
+/* One conversation: messages own their strings. */
+struct chat_hist {
+    struct chat_msg *msgs;
+    char **owned; /* [n] the content strings (roles are literals) */
+    size_t n, cap;
+};
+
+static int hist_add(struct chat_hist *h, const char *role, const char *text, size_t len)
+{
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 16;
+        struct chat_msg *m = realloc(h->msgs, nc * sizeof *m);
+        if (!m) return ERR_NOMEM;
+        h->msgs = m;
+        char **o = realloc(h->owned, nc * sizeof *o);
+        if (!o) return ERR_NOMEM;
+        h->owned = o;
+        h->cap = nc;
+    }
+    char *c = malloc(len + 1);
+    if (!c) return ERR_NOMEM;
+    memcpy(c, text, len);
+    c[len] = 0;
+    h->owned[h->n] = c;
+    h->msgs[h->n].role = role;
+    h->msgs[h->n].content = c;
+    h->n++;
+    return 0;
+}
+
+static void hist_clear(struct chat_hist *h, size_t keep)
+{
+    while (h->n > keep) free(h->owned[--h->n]);
+}
+
+struct chat_out {
+    char *buf; /* the assistant reply being collected */
+    size_t len, cap;
+    int epipe;
+};
+
+static int on_text_chat(void *ud, const char *text, size_t len, int32_t token)
+{
+    (void)token;
+    struct chat_out *o = ud;
+    if (o->len + len + 1 > o->cap) {
+        size_t nc = (o->len + len + 1) * 2;
+        char *b = realloc(o->buf, nc);
+        if (!b) return 1;
+        o->buf = b;
+        o->cap = nc;
+    }
+    memcpy(o->buf + o->len, text, len);
+    o->len += len;
+    o->buf[o->len] = 0;
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+        o->epipe = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Interactive multi-turn chat. The whole conversation is re-rendered with the chat template each
+ * turn; the session keeps its KV cache, so only the new part of the prompt is evaluated. */
+static int cmd_chat(int argc, char **argv)
+{
+    const char *tmpl_name = NULL, *system = NULL;
+    struct gen_opts o;
+    gen_opts_init(&o, 512);
+    struct args a = {argc, 0, argv, NULL, {0}};
+    for (a.i = 0; a.i < argc; a.i++) {
+        if (gen_flag(&a, &o)) continue;
+        if (opt_match(&a, "--chat-template", true)) tmpl_name = a.val;
+        else if (opt_match(&a, "--system", true)) system = a.val;
+        else cli_usage_error("unknown option '%s' for chat", argv[a.i]);
+    }
+    if (!o.model) cli_usage_error("chat needs -m MODEL");
+    gen_opts_finish(&o);
+    o.gp.parse_special = true; /* the template's own markers are special tokens */
+    int tmpl = -1;
+    if (tmpl_name && (tmpl = chat_template_by_name(tmpl_name)) < 0)
+        cli_usage_error("unknown chat template '%s'", tmpl_name);
+
+    struct err_info ei;
+    err_clear(&ei);
+    struct eng_model em;
+    int rc = eng_model_open(&em, o.model, (int)o.threads, &ei);
+    if (rc) die_err("cannot load model", &ei, rc);
+    if (tmpl < 0) {
+        bool fallback = false;
+        tmpl = chat_template_from_gguf(em.model.g, &fallback);
+        if (fallback)
+            LOG_WARN("the model has no chat template lmpipe recognises: using chatml "
+                     "(--chat-template NAME to choose)");
+    }
+    struct eng_session s;
+    if ((rc = eng_session_init(&s, &em, (uint32_t)o.n_ctx, &ei))) {
+        eng_model_free(&em);
+        die_err("cannot create session", &ei, rc);
+    }
+    bool tty = isatty(STDIN_FILENO);
+    if (tty)
+        fprintf(stderr, "lmpipe chat: %s, template %s, context %u. Commands: /reset /exit\n",
+                model_arch_name(em.model.arch), chat_template_name(tmpl), eng_session_n_ctx(&s));
+    struct chat_hist h = {0};
+    size_t base = 0;
+    if (system && (rc = hist_add(&h, "system", system, strlen(system))) == 0) base = 1;
+    struct chat_out out = {0};
+    char *line = NULL, *prompt = NULL;
+    size_t line_cap = 0, prompt_cap = 0;
+    int status = 0;
+    for (;;) {
+        if (tty) fprintf(stderr, "> ");
+        ssize_t n = getline(&line, &line_cap, stdin);
+        if (n < 0) break;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        if (n == 0) continue;
+        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+        if (!strcmp(line, "/reset")) {
+            hist_clear(&h, base);
+            eng_session_reset(&s);
+            fprintf(stderr, "lmpipe: conversation reset\n");
+            continue;
+        }
+        if (!strncmp(line, "/save", 5) || !strncmp(line, "/load", 5)) {
+            fprintf(stderr, "lmpipe: %.5s: KV-cache snapshots are not implemented yet\n", line);
+            continue;
+        }
+        if (line[0] == '/') {
+            fprintf(stderr, "lmpipe: unknown command '%s' (/reset /exit)\n", line);
+            continue;
+        }
+        if ((rc = hist_add(&h, "user", line, (size_t)n))) break;
+        size_t need = 0;
+        rc = chat_render(tmpl, h.msgs, h.n, true, prompt, prompt_cap, &need);
+        if (rc == ERR_LIMIT) {
+            char *p = realloc(prompt, need + 1);
+            if (!p) { rc = ERR_NOMEM; break; }
+            prompt = p;
+            prompt_cap = need + 1;
+            rc = chat_render(tmpl, h.msgs, h.n, true, prompt, prompt_cap, &need);
+        }
+        if (rc) break;
+        out.len = 0;
+        struct eng_gen_result res;
+        err_clear(&ei);
+        rc = eng_generate(&s, prompt, need, &o.gp, on_text_chat, NULL, &out, NULL, &res, &ei);
+        if (out.epipe) break;
+        fputc('\n', stdout);
+        fflush(stdout);
+        if (rc) {
+            char m[512];
+            fprintf(stderr, "lmpipe: %s\n", err_format(&ei, rc, m, sizeof m));
+            hist_clear(&h, h.n - 1); /* forget the turn that failed; the session stays usable */
+            if (rc == ERR_CONTEXT) fprintf(stderr, "lmpipe: use /reset to start over\n");
+            status = 1;
+            rc = 0;
+            continue;
+        }
+        print_gen_stats(&res, &em);
+        if ((rc = hist_add(&h, "assistant", out.buf ? out.buf : "", out.len))) break;
+    }
+    if (rc) {
+        fprintf(stderr, "lmpipe: chat failed: %s\n", err_str(rc));
+        status = 1;
+    }
+    hist_clear(&h, 0);
+    free(h.msgs);
+    free(h.owned);
+    free(out.buf);
+    free(line);
+    free(prompt);
+    eng_session_free(&s);
+    eng_model_free(&em);
+    return status;
 }
 
 /* ---------------- tokenize ---------------- */
@@ -392,9 +623,9 @@ static int cmd_eval(int argc, char **argv)
         if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) model = a.val;
         else if (opt_match(&a, "-p", true) || opt_match(&a, "--prompt", true)) prompt = a.val;
         else if (opt_match(&a, "-f", true) || opt_match(&a, "--file", true)) file = a.val;
-        else if (opt_match(&a, "--top", true)) top = flag_int("--top", a.val, 0, 1 << 20);
-        else if (opt_match(&a, "-c", true)) n_ctx = flag_int("-c", a.val, 1, 1 << 24);
-        else if (opt_match(&a, "-t", true)) threads = flag_int("-t", a.val, 1, 1024);
+        else if (opt_match(&a, "--top", true)) top = cli_flag_int("--top", a.val, 0, 1 << 20);
+        else if (opt_match(&a, "-c", true)) n_ctx = cli_flag_int("-c", a.val, 1, 1 << 24);
+        else if (opt_match(&a, "-t", true)) threads = cli_flag_int("-t", a.val, 1, 1024);
         else if (opt_match(&a, "--all-logits", false)) all = true;
         else if (opt_match(&a, "--no-bos", false)) bos = false;
         else if (opt_match(&a, "--special", false)) special = true;
@@ -486,7 +717,7 @@ static int cmd_info(int argc, char **argv)
     struct args a = {argc, 0, argv, NULL, {0}};
     for (a.i = 0; a.i < argc; a.i++) {
         if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) path = a.val;
-        else if (opt_match(&a, "-c", true)) n_ctx = flag_int("-c", a.val, 1, 1 << 24);
+        else if (opt_match(&a, "-c", true)) n_ctx = cli_flag_int("-c", a.val, 1, 1 << 24);
         else if (argv[a.i][0] == '-' && argv[a.i][1]) die_usage("unknown option '%s' for info%s", argv[a.i], "");
         else if (!path) path = argv[a.i];
         else die_usage("info takes one MODEL argument (got '%s')%s", argv[a.i], "");
@@ -583,6 +814,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 2, argv + 2);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);

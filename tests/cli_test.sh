@@ -85,6 +85,21 @@ expect 1 too-long -- "$BIN" run -m "$M" -c 8 -p "Once upon a time there was a li
 has err "context_length_exceeded" too-long
 expect 1 empty-prompt -- "$BIN" run -m "$M" -p "" --no-bos
 
+# --- chat: multi-turn over stdin, the KV cache kept between turns, /reset, /exit
+printf 'Hello\nHow are you\n/reset\nHi\n/bogus\n/exit\nnot read\n' >"$TMP/chat.in"
+expect 0 chat -- sh -c "'$BIN' chat -m '$M' -n 8 --temp 0 <'$TMP/chat.in'"
+has err "(0 cached)" chat-first-turn
+if grep -Eq "\(([1-9][0-9]*) cached\)" "$TMP/err"; then ok; else bad "chat: the second turn reused no cached tokens"; fi
+has err "conversation reset" chat-reset
+has err "unknown command '/bogus'" chat-unknown
+if [ "$(grep -c "tok/s" "$TMP/err")" = 3 ]; then ok; else bad "chat: expected 3 turns (nothing after /exit)"; fi
+expect 2 chat-bad-template -- "$BIN" chat -m "$M" --chat-template nosuch; has err "unknown chat template" chat-bad-template
+printf 'Hi\n' >"$TMP/chat1.in"
+expect 0 chat-named-template -- sh -c "'$BIN' chat -m '$M' -n 4 --temp 0 --chat-template llama2 <'$TMP/chat1.in'"
+# a turn that overflows the context is an error for that turn; the chat goes on
+expect 1 chat-overflow -- sh -c "'$BIN' chat -m '$M' -c 16 -n 4 --temp 0 <'$TMP/chat1.in'"
+has err "context_length_exceeded" chat-overflow
+
 # --- tokenize
 expect 0 tok-ids -- "$BIN" tokenize -m "$M" --ids "Once upon a time"; has out "[1, 403, 407, 261, 378]" tok-ids
 expect 0 tok-nobos -- "$BIN" tokenize -m "$M" --ids --no-bos "Once upon a time"; has out "[403, 407, 261, 378]" tok-nobos
