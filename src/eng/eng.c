@@ -97,6 +97,22 @@ int eng_tokenize(struct eng_session *s, const char *text, size_t len, bool add_b
     return 0;
 }
 
+struct prefill_cb {
+    eng_logits_fn fn;
+    void *ud;
+    uint32_t base; /* position of batch row 0 */
+    const int32_t *toks;
+    int user_rc;
+};
+
+static int prefill_logits(void *ud, uint32_t i, const float *logits)
+{
+    struct prefill_cb *pc = ud;
+    uint32_t pos = pc->base + i;
+    pc->user_rc = pc->fn(pc->ud, pos, pc->toks[pos], logits);
+    return pc->user_rc;
+}
+
 int eng_prefill(struct eng_session *s, const int32_t *toks, size_t n, eng_logits_fn on_logits,
                 eng_progress_fn on_progress, void *ud, const atomic_bool *cancel,
                 uint32_t *n_cached, struct err_info *ei)
@@ -124,15 +140,22 @@ int eng_prefill(struct eng_session *s, const int32_t *toks, size_t n, eng_logits
     s->n_tokens = keep;
     s->has_logits = false;
     if (n_cached) *n_cached = keep;
-    for (size_t i = keep; i < n; i++) {
+    struct prefill_cb pc = {on_logits, ud, keep, toks, 0};
+    for (size_t i = keep; i < n;) {
         if (cancel && atomic_load(cancel)) return ERR_CANCELLED;
-        bool want = on_logits || i + 1 == n;
-        int rc = model_forward(&s->em->model, &s->st, toks[i], (uint32_t)i, want);
-        if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "forward pass failed at position %zu", i);
-        s->tokens[i] = toks[i];
-        s->n_tokens = (uint32_t)i + 1;
-        if (on_logits && (rc = on_logits(ud, (uint32_t)i, toks[i], s->st.logits))) return rc;
-        if (on_progress) on_progress(ud, (uint32_t)(i + 1 - keep), (uint32_t)(n - keep));
+        uint32_t b = (uint32_t)(n - i < MODEL_BATCH ? n - i : MODEL_BATCH);
+        int mode = on_logits ? MODEL_LOGITS_ALL : (i + b == n ? MODEL_LOGITS_LAST : MODEL_LOGITS_NONE);
+        pc.base = (uint32_t)i;
+        int rc = model_forward_batch(&s->em->model, &s->st, toks + i, b, (uint32_t)i, mode,
+                                     prefill_logits, &pc);
+        if (rc == ERR_CANCELLED || (rc && on_logits && pc.user_rc)) return pc.user_rc ? pc.user_rc : rc;
+        if (rc)
+            return err_set(ei, rc, ERR_NO_OFFSET, "forward pass failed at positions %zu..%zu", i,
+                           i + b - 1);
+        memcpy(s->tokens + i, toks + i, b * sizeof *toks);
+        s->n_tokens = (uint32_t)(i + b);
+        i += b;
+        if (on_progress) on_progress(ud, (uint32_t)(i - keep), (uint32_t)(n - keep));
     }
     s->has_logits = n > 0;
     return 0;

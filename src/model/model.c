@@ -328,7 +328,7 @@ int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
     }
     m->max_row = hp->n_embd > qd ? hp->n_embd : qd;
     if (hp->n_ff > m->max_row) m->max_row = hp->n_ff;
-    m->max_out = m->max_row > hp->n_vocab ? m->max_row : hp->n_vocab;
+    m->max_out = m->max_row;
     if (2 * hp->n_ff > m->max_out) m->max_out = 2 * hp->n_ff;
     if (qd + 2 * kvd > m->max_out) m->max_out = qd + 2 * kvd;
     return 0;
@@ -369,12 +369,7 @@ void model_free(struct model *m)
 
 static size_t act_cap_for(const struct model *m)
 {
-    size_t cap = 0;
-    const struct gguf_tensor *all[] = {m->output};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        size_t s = kern_act_size(all[i]->type, (size_t)all[i]->ne[0]);
-        if (s > cap) cap = s;
-    }
+    size_t cap = kern_act_size(m->output->type, (size_t)m->output->ne[0]);
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
         const struct gguf_tensor *w[] = {L->wq, L->wk, L->wv, L->wqkv, L->wo, L->w_gate, L->w_up, L->w_down};
@@ -384,7 +379,7 @@ static size_t act_cap_for(const struct model *m)
             if (s > cap) cap = s;
         }
     }
-    return cap;
+    return (cap + 63) & ~(size_t)63; /* each row's activation starts on a cache line */
 }
 
 uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx)
@@ -393,10 +388,10 @@ uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx)
     if (n_ctx == 0 || n_ctx > hp->n_ctx_train) n_ctx = hp->n_ctx_train;
     uint64_t qd = (uint64_t)hp->n_head * hp->head_dim;
     uint64_t qkv = qd + 2ull * hp->n_head_kv * hp->head_dim;
-    uint64_t floats = hp->n_embd + m->max_row + qd + qkv + (uint64_t)hp->n_head * n_ctx +
-                      3ull * hp->n_ff + m->max_out + hp->n_vocab;
+    uint64_t per_tok = hp->n_embd + m->max_row + qd + qkv + 3ull * hp->n_ff + m->max_out;
+    uint64_t floats = MODEL_BATCH * per_tok + (uint64_t)MODEL_ATT_SLOTS * n_ctx + hp->n_vocab;
     return kv_bytes(hp->n_layer, n_ctx, hp->n_head_kv * hp->head_dim) + floats * sizeof(float) +
-           act_cap_for(m);
+           (uint64_t)MODEL_BATCH * act_cap_for(m);
 }
 
 int model_state_init(struct model_state *st, const struct model *m, uint32_t n_ctx,
@@ -409,18 +404,18 @@ int model_state_init(struct model_state *st, const struct model *m, uint32_t n_c
     st->pool = pool;
     int rc = kv_init(&st->kv, hp->n_layer, n_ctx, hp->n_head_kv * hp->head_dim);
     if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "cannot allocate the KV cache for %u positions", n_ctx);
-    size_t qd = (size_t)hp->n_head * hp->head_dim;
-    st->x = calloc(hp->n_embd, sizeof(float));
-    st->xb = calloc(m->max_row, sizeof(float));
-    st->q = calloc(qd, sizeof(float));
-    st->att = calloc((size_t)hp->n_head * n_ctx, sizeof(float));
-    st->qkv = calloc(qd + 2 * (size_t)hp->n_head_kv * hp->head_dim, sizeof(float));
-    st->hb = calloc(2 * (size_t)hp->n_ff, sizeof(float));
-    st->hb2 = calloc(hp->n_ff, sizeof(float));
-    st->tmp = calloc(m->max_out, sizeof(float));
+    size_t B = MODEL_BATCH, qd = (size_t)hp->n_head * hp->head_dim;
+    st->x = calloc(B * hp->n_embd, sizeof(float));
+    st->xb = calloc(B * m->max_row, sizeof(float));
+    st->q = calloc(B * qd, sizeof(float));
+    st->qkv = calloc(B * (qd + 2 * (size_t)hp->n_head_kv * hp->head_dim), sizeof(float));
+    st->att = calloc((size_t)MODEL_ATT_SLOTS * n_ctx, sizeof(float));
+    st->hb = calloc(B * 2 * (size_t)hp->n_ff, sizeof(float));
+    st->hb2 = calloc(B * hp->n_ff, sizeof(float));
+    st->tmp = calloc(B * m->max_out, sizeof(float));
     st->logits = calloc(hp->n_vocab, sizeof(float));
-    st->act_cap = act_cap_for(m);
-    st->act = calloc(1, st->act_cap ? st->act_cap : 1);
+    st->act_stride = act_cap_for(m);
+    st->act = calloc(B, st->act_stride ? st->act_stride : 64);
     if (!st->x || !st->xb || !st->q || !st->qkv || !st->att || !st->hb || !st->hb2 || !st->tmp ||
         !st->logits || !st->act) {
         model_state_free(st);
@@ -457,15 +452,52 @@ static void rmsnorm(float *out, const float *x, const float *w, size_t n, float 
     for (size_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
-/* y = W x for a bound weight tensor. act must already hold x prepared for W's type. */
-static void matvec(const struct model_state *st, const struct gguf_tensor *w, float *y)
+/* Prepare rows x[t*xs .. +ncols) of a batch for weight w's vec_dot type. */
+static void prepare(struct model_state *st, const struct gguf_tensor *w, const float *x, size_t xs,
+                    uint32_t n)
 {
-    kern_matvec(st->pool, w->type, w->data, (size_t)w->ne[1], (size_t)w->ne[0], st->act, y);
+    for (uint32_t t = 0; t < n; t++)
+        kern_act_prepare(w->type, x + t * xs, (uint8_t *)st->act + t * st->act_stride,
+                         (size_t)w->ne[0]);
 }
 
-static void prepare(struct model_state *st, const struct gguf_tensor *w, const float *x)
+#define MM_CHUNK 16 /* rows per task: fixed, so the split never depends on the thread count */
+
+struct mm_job {
+    const struct gguf_tensor *w;
+    size_t row_bytes;
+    const uint8_t *act;
+    size_t act_stride;
+    uint32_t n;
+    float *y; /* [n][ys] */
+    size_t ys;
+};
+
+/* Each weight row is read once and multiplied with every token of the batch. */
+static void mm_task(void *arg, int task, int n_tasks)
 {
-    kern_act_prepare(w->type, x, st->act, (size_t)w->ne[0]);
+    (void)n_tasks;
+    const struct mm_job *j = arg;
+    size_t nrows = (size_t)j->w->ne[1], ncols = (size_t)j->w->ne[0];
+    size_t r0 = (size_t)task * MM_CHUNK, r1 = r0 + MM_CHUNK < nrows ? r0 + MM_CHUNK : nrows;
+    for (size_t r = r0; r < r1; r++) {
+        const void *row = (const uint8_t *)j->w->data + r * j->row_bytes;
+        for (uint32_t t = 0; t < j->n; t++)
+            j->y[t * j->ys + r] = kern_vec_dot(j->w->type, row, j->act + t * j->act_stride, ncols);
+    }
+}
+
+/* y[t][r] = W row r . prepared activation t, for the n prepared rows. */
+static void matmul(const struct model_state *st, const struct gguf_tensor *w, uint32_t n, float *y,
+                   size_t ys)
+{
+    if (n == 1) {
+        kern_matvec(st->pool, w->type, w->data, (size_t)w->ne[1], (size_t)w->ne[0], st->act, y);
+        return;
+    }
+    struct mm_job j = {w, (size_t)gguf_row_size(w->type, w->ne[0]), st->act, st->act_stride, n, y, ys};
+    int tasks = (int)((w->ne[1] + MM_CHUNK - 1) / MM_CHUNK);
+    kern_pool_run(st->pool, mm_task, &j, tasks);
 }
 
 /* Rotate one head in place. NORM rotates adjacent pairs, NEOX the halves. The angle of pair i is
@@ -491,39 +523,47 @@ static void rope_head(float *v, uint32_t rope_dim, uint32_t pos, float base, flo
 struct attn_job {
     const struct model *m;
     struct model_state *st;
-    uint32_t layer, pos;
-    uint32_t first; /* first visible key position (sliding window) */
-    float *out;     /* [n_head * head_dim] */
+    uint32_t layer, pos0, n; /* batch rows 0..n-1 are at positions pos0.. */
+    bool swa;
+    float *out; /* [n][out_stride] attention output per row, heads concatenated */
+    size_t out_stride;
 };
 
+/* Task k computes the (row, head) pairs k, k + n_tasks, ... entirely by itself, with its own
+ * score row, so the result of every pair is independent of the scheduling. */
 static void attn_task(void *arg, int task, int n_tasks)
 {
     struct attn_job *j = arg;
     const struct model_hparams *hp = &j->m->hp;
     struct model_state *st = j->st;
     uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t qd = (size_t)hp->n_head * hd;
     float scale = j->m->desc->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
-    for (uint32_t h = (uint32_t)task; h < hp->n_head; h += (uint32_t)n_tasks) {
-        const float *q = st->q + (size_t)h * hd;
-        float *att = st->att + (size_t)h * st->n_ctx;
+    float *att = st->att + (size_t)task * st->n_ctx;
+    uint32_t pairs = j->n * hp->n_head;
+    for (uint32_t pr = (uint32_t)task; pr < pairs; pr += (uint32_t)n_tasks) {
+        uint32_t row = pr / hp->n_head, h = pr % hp->n_head;
+        uint32_t pos = j->pos0 + row;
+        uint32_t first = (j->swa && pos >= hp->n_swa) ? pos - hp->n_swa + 1 : 0;
+        const float *q = st->q + row * qd + (size_t)h * hd;
         uint32_t kvh = h / group;
         float mx = -INFINITY;
-        for (uint32_t t = j->first; t <= j->pos; t++) {
+        for (uint32_t t = first; t <= pos; t++) {
             const float *k = kv_k(&st->kv, j->layer, t) + (size_t)kvh * hd;
             float s = kern_dot_f32(q, k, hd) * scale;
             att[t] = s;
             if (s > mx) mx = s;
         }
         double sum = 0.0;
-        for (uint32_t t = j->first; t <= j->pos; t++) {
+        for (uint32_t t = first; t <= pos; t++) {
             float e = expf(att[t] - mx);
             att[t] = e;
             sum += (double)e;
         }
         float inv = (float)(1.0 / sum);
-        float *o = j->out + (size_t)h * hd;
+        float *o = j->out + row * j->out_stride + (size_t)h * hd;
         memset(o, 0, hd * sizeof(float));
-        for (uint32_t t = j->first; t <= j->pos; t++) {
+        for (uint32_t t = first; t <= pos; t++) {
             const float *v = kv_v(&st->kv, j->layer, t) + (size_t)kvh * hd;
             float a = att[t] * inv;
             for (uint32_t i = 0; i < hd; i++) o[i] += a * v[i];
@@ -562,98 +602,129 @@ static void add_bias(float *y, const struct gguf_tensor *b, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += bb[i];
 }
 
-int model_forward(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
-                  bool want_logits)
+int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
+                        uint32_t n, uint32_t pos0, int logits, model_logits_fn cb, void *ud)
 {
     const struct model_hparams *hp = &m->hp;
     const struct model_arch_desc *d = m->desc;
-    if (token < 0 || (uint32_t)token >= hp->n_vocab) return ERR_RANGE;
-    if (pos >= st->n_ctx) return ERR_CONTEXT;
-    int rc = embed(m, token, st->x);
-    if (rc) return rc;
-    uint32_t hd = hp->head_dim, n = hp->n_embd;
-    size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd;
+    if (n == 0 || n > MODEL_BATCH) return ERR_INVALID;
+    if (pos0 >= st->n_ctx || n > st->n_ctx - pos0) return ERR_CONTEXT;
+    for (uint32_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab) return ERR_RANGE;
+    uint32_t hd = hp->head_dim, ne = hp->n_embd, nff = hp->n_ff;
+    size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd, qkvd = qd + 2 * kvd;
+    size_t xbs = m->max_row, tms = m->max_out;
+    int rc;
+    for (uint32_t t = 0; t < n; t++)
+        if ((rc = embed(m, tokens[t], st->x + (size_t)t * ne))) return rc;
     const float *ff = m->rope_freqs ? m->rope_freqs->data : NULL;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
-        float *kc = kv_k(&st->kv, l, pos), *vc = kv_v(&st->kv, l, pos);
-        rmsnorm(st->xb, st->x, L->attn_norm->data, n, hp->rms_eps);
+        for (uint32_t t = 0; t < n; t++)
+            rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->attn_norm->data, ne, hp->rms_eps);
         if (d->fused_qkv) {
-            prepare(st, L->wqkv, st->xb);
-            matvec(st, L->wqkv, st->qkv);
-            memcpy(st->q, st->qkv, qd * sizeof(float));
-            memcpy(kc, st->qkv + qd, kvd * sizeof(float));
-            memcpy(vc, st->qkv + qd + kvd, kvd * sizeof(float));
+            prepare(st, L->wqkv, st->xb, xbs, n);
+            matmul(st, L->wqkv, n, st->qkv, qkvd);
+            for (uint32_t t = 0; t < n; t++) {
+                const float *r = st->qkv + t * qkvd;
+                memcpy(st->q + t * qd, r, qd * sizeof(float));
+                memcpy(kv_k(&st->kv, l, pos0 + t), r + qd, kvd * sizeof(float));
+                memcpy(kv_v(&st->kv, l, pos0 + t), r + qd + kvd, kvd * sizeof(float));
+            }
         } else {
-            prepare(st, L->wq, st->xb);
-            matvec(st, L->wq, st->q);
-            if (L->wk->type != L->wq->type) prepare(st, L->wk, st->xb);
-            matvec(st, L->wk, kc);
-            if (L->wv->type != L->wk->type) prepare(st, L->wv, st->xb);
-            matvec(st, L->wv, vc);
-        }
-        if (d->qkv_bias) {
-            add_bias(st->q, L->bq, qd);
-            add_bias(kc, L->bk, kvd);
-            add_bias(vc, L->bv, kvd);
-        }
-        if (d->qk_norm) {
-            for (uint32_t h = 0; h < hp->n_head; h++)
-                rmsnorm(st->q + (size_t)h * hd, st->q + (size_t)h * hd, L->q_norm->data, hd, hp->rms_eps);
-            for (uint32_t h = 0; h < hp->n_head_kv; h++)
-                rmsnorm(kc + (size_t)h * hd, kc + (size_t)h * hd, L->k_norm->data, hd, hp->rms_eps);
+            /* K and V rows of consecutive positions are contiguous in the cache */
+            prepare(st, L->wq, st->xb, xbs, n);
+            matmul(st, L->wq, n, st->q, qd);
+            if (L->wk->type != L->wq->type) prepare(st, L->wk, st->xb, xbs, n);
+            matmul(st, L->wk, n, kv_k(&st->kv, l, pos0), kvd);
+            if (L->wv->type != L->wk->type) prepare(st, L->wv, st->xb, xbs, n);
+            matmul(st, L->wv, n, kv_v(&st->kv, l, pos0), kvd);
         }
         /* SWA layers (gemma3) use their own base and no linear scaling */
         float base = L->swa ? hp->rope_base_swa : hp->rope_base;
         float rscale = L->swa ? 1.0f : hp->rope_scale;
-        for (uint32_t h = 0; h < hp->n_head; h++)
-            rope_head(st->q + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
-        for (uint32_t h = 0; h < hp->n_head_kv; h++)
-            rope_head(kc + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
-        if (d->q_prescale) {
-            float qs = 1.0f / sqrtf((float)hd);
-            for (size_t i = 0; i < qd; i++) st->q[i] *= qs;
-        }
-        uint32_t first = (L->swa && pos >= hp->n_swa) ? pos - hp->n_swa + 1 : 0;
-        struct attn_job job = {m, st, l, pos, first, st->xb};
-        kern_pool_run(st->pool, attn_task, &job, (int)hp->n_head);
-        prepare(st, L->wo, st->xb);
-        matvec(st, L->wo, st->tmp);
-        if (d->post_norms) rmsnorm(st->tmp, st->tmp, L->post_attn_norm->data, n, hp->rms_eps);
-        for (uint32_t i = 0; i < n; i++) st->x[i] += st->tmp[i];
-
-        rmsnorm(st->xb, st->x, L->ffn_norm->data, n, hp->rms_eps);
-        float *gate = st->hb, *up = st->hb2;
-        if (d->fused_gate_up) {
-            prepare(st, L->w_up, st->xb);
-            matvec(st, L->w_up, st->hb); /* [gate | up] */
-            up = st->hb + hp->n_ff;
-        } else {
-            prepare(st, L->w_gate, st->xb);
-            matvec(st, L->w_gate, gate);
-            if (L->w_up->type != L->w_gate->type) prepare(st, L->w_up, st->xb);
-            matvec(st, L->w_up, up);
-        }
-        if (d->gelu) {
-            for (uint32_t i = 0; i < hp->n_ff; i++) gate[i] = gelu_ggml(gate[i]) * up[i];
-        } else {
-            for (uint32_t i = 0; i < hp->n_ff; i++) {
-                float g = gate[i];
-                gate[i] = (g / (1.0f + expf(-g))) * up[i];
+        for (uint32_t t = 0; t < n; t++) {
+            uint32_t pos = pos0 + t;
+            float *q = st->q + t * qd, *kc = kv_k(&st->kv, l, pos), *vc = kv_v(&st->kv, l, pos);
+            if (d->qkv_bias) {
+                add_bias(q, L->bq, qd);
+                add_bias(kc, L->bk, kvd);
+                add_bias(vc, L->bv, kvd);
+            }
+            if (d->qk_norm) {
+                for (uint32_t h = 0; h < hp->n_head; h++)
+                    rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm->data, hd, hp->rms_eps);
+                for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                    rmsnorm(kc + (size_t)h * hd, kc + (size_t)h * hd, L->k_norm->data, hd, hp->rms_eps);
+            }
+            for (uint32_t h = 0; h < hp->n_head; h++)
+                rope_head(q + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
+            for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                rope_head(kc + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
+            if (d->q_prescale) {
+                float qs = 1.0f / sqrtf((float)hd);
+                for (size_t i = 0; i < qd; i++) q[i] *= qs;
             }
         }
-        prepare(st, L->w_down, gate);
-        matvec(st, L->w_down, st->tmp);
-        if (d->post_norms) rmsnorm(st->tmp, st->tmp, L->post_ffn_norm->data, n, hp->rms_eps);
-        for (uint32_t i = 0; i < n; i++) st->x[i] += st->tmp[i];
+        struct attn_job job = {m, st, l, pos0, n, L->swa, st->xb, xbs};
+        uint32_t pairs = n * hp->n_head;
+        kern_pool_run(st->pool, attn_task, &job, (int)(pairs < MODEL_ATT_SLOTS ? pairs : MODEL_ATT_SLOTS));
+        prepare(st, L->wo, st->xb, xbs, n);
+        matmul(st, L->wo, n, st->tmp, tms);
+        for (uint32_t t = 0; t < n; t++) {
+            float *o = st->tmp + t * tms, *x = st->x + (size_t)t * ne;
+            if (d->post_norms) rmsnorm(o, o, L->post_attn_norm->data, ne, hp->rms_eps);
+            for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
+            rmsnorm(st->xb + t * xbs, x, L->ffn_norm->data, ne, hp->rms_eps);
+        }
+        size_t gs = d->fused_gate_up ? 2 * (size_t)nff : nff; /* row stride of gate */
+        float *up = st->hb2;
+        size_t us = nff;
+        if (d->fused_gate_up) {
+            prepare(st, L->w_up, st->xb, xbs, n);
+            matmul(st, L->w_up, n, st->hb, gs); /* [gate | up] per row */
+            up = st->hb + nff;
+            us = gs;
+        } else {
+            prepare(st, L->w_gate, st->xb, xbs, n);
+            matmul(st, L->w_gate, n, st->hb, gs);
+            if (L->w_up->type != L->w_gate->type) prepare(st, L->w_up, st->xb, xbs, n);
+            matmul(st, L->w_up, n, up, us);
+        }
+        for (uint32_t t = 0; t < n; t++) {
+            float *g = st->hb + t * gs;
+            const float *u = up + t * us;
+            if (d->gelu) {
+                for (uint32_t i = 0; i < nff; i++) g[i] = gelu_ggml(g[i]) * u[i];
+            } else {
+                for (uint32_t i = 0; i < nff; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+            }
+        }
+        prepare(st, L->w_down, st->hb, gs, n);
+        matmul(st, L->w_down, n, st->tmp, tms);
+        for (uint32_t t = 0; t < n; t++) {
+            float *o = st->tmp + t * tms, *x = st->x + (size_t)t * ne;
+            if (d->post_norms) rmsnorm(o, o, L->post_ffn_norm->data, ne, hp->rms_eps);
+            for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
+        }
     }
-    if (!want_logits) return 0;
-    rmsnorm(st->xb, st->x, m->output_norm->data, n, hp->rms_eps);
-    prepare(st, m->output, st->xb);
-    matvec(st, m->output, st->logits);
-    if (hp->logit_softcap > 0) {
-        float c = hp->logit_softcap;
-        for (uint32_t i = 0; i < hp->n_vocab; i++) st->logits[i] = c * tanhf(st->logits[i] / c);
+    if (logits == MODEL_LOGITS_NONE) return 0;
+    for (uint32_t t = logits == MODEL_LOGITS_ALL ? 0 : n - 1; t < n; t++) {
+        rmsnorm(st->xb, st->x + (size_t)t * ne, m->output_norm->data, ne, hp->rms_eps);
+        prepare(st, m->output, st->xb, xbs, 1);
+        matmul(st, m->output, 1, st->logits, 0);
+        if (hp->logit_softcap > 0) {
+            float c = hp->logit_softcap;
+            for (uint32_t i = 0; i < hp->n_vocab; i++) st->logits[i] = c * tanhf(st->logits[i] / c);
+        }
+        if (logits == MODEL_LOGITS_ALL && cb && (rc = cb(ud, t, st->logits))) return rc;
     }
     return 0;
+}
+
+int model_forward(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
+                  bool want_logits)
+{
+    return model_forward_batch(m, st, &token, 1, pos, want_logits ? MODEL_LOGITS_LAST : MODEL_LOGITS_NONE,
+                               NULL, NULL);
 }

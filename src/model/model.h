@@ -98,20 +98,27 @@ int model_open(struct model *m, const char *path, struct err_info *ei);
 void model_free(struct model *m); /* safe on zeroed / partial */
 const char *model_arch_name(int arch);
 
+/* Tokens evaluated together in one pass of model_forward_batch: the weights stream from memory
+ * once per batch instead of once per token. */
+#define MODEL_BATCH 32
+/* Attention runs as this many tasks (fixed, so results never depend on the thread count), each
+ * with its own score scratch row. */
+#define MODEL_ATT_SLOTS 16
+
 struct model_state {
     uint32_t n_ctx;
     struct kv_cache kv;
     struct kern_pool *pool; /* borrowed, may be NULL */
-    float *x;      /* [n_embd] residual stream */
-    float *xb;     /* [max(n_embd, n_head*head_dim)] normed input / attention output */
-    float *q;      /* [n_head * head_dim] */
-    float *qkv;    /* [n_head*head_dim + 2*n_head_kv*head_dim] fused projection output (phi3) */
-    float *att;    /* [n_head][n_ctx] attention scores */
-    float *hb;     /* [2 * n_ff] gate (fused gate|up for phi3) */
-    float *hb2;    /* [n_ff] up */
-    float *tmp;    /* [max_out] matmul output scratch */
-    void *act;     /* prepared activation buffer, kern_act_size of the largest input */
-    size_t act_cap;
+    float *x;      /* [MODEL_BATCH][n_embd] residual streams */
+    float *xb;     /* [MODEL_BATCH][max_row] normed input / attention output */
+    float *q;      /* [MODEL_BATCH][n_head * head_dim] */
+    float *qkv;    /* [MODEL_BATCH][n_head*head_dim + 2*n_head_kv*head_dim] fused output (phi3) */
+    float *att;    /* [MODEL_ATT_SLOTS][n_ctx] attention scores */
+    float *hb;     /* [MODEL_BATCH][2 * n_ff] gate (fused gate|up for phi3) */
+    float *hb2;    /* [MODEL_BATCH][n_ff] up */
+    float *tmp;    /* [MODEL_BATCH][max_out] matmul output scratch */
+    void *act;     /* [MODEL_BATCH][act_stride] prepared activations */
+    size_t act_stride;
     float *logits; /* [n_vocab] */
 };
 
@@ -122,9 +129,18 @@ void model_state_free(struct model_state *st);
 /* Bytes model_state_init would allocate for n_ctx (KV cache + scratch). */
 uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx);
 
-/* Run one token at position pos (0 <= pos < n_ctx), writing K/V for pos into the cache.
- * Returns a pointer to st->logits (n_vocab floats) when want_logits, else NULL computed-free. */
+/* Run one token at position pos (0 <= pos < n_ctx), writing K/V for pos into the cache, and
+ * the logits into st->logits when want_logits. */
 int model_forward(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
                   bool want_logits);
+
+enum model_logits { MODEL_LOGITS_NONE = 0, MODEL_LOGITS_LAST, MODEL_LOGITS_ALL };
+/* Called with the logits (st->logits) of batch row i when MODEL_LOGITS_ALL; nonzero stops. */
+typedef int (*model_logits_fn)(void *ud, uint32_t i, const float *logits);
+
+/* Run tokens[0..n) (1 <= n <= MODEL_BATCH) at positions pos0.. in one pass. Gives exactly the
+ * numbers n calls of model_forward would. LAST leaves the last row's logits in st->logits. */
+int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
+                        uint32_t n, uint32_t pos0, int logits, model_logits_fn cb, void *ud);
 
 #endif
