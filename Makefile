@@ -21,7 +21,7 @@ endif
 WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Isrc
 CFLAGS ?= $(OPT) -g
-ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) $(ISA_FLAGS)
+ALL_CFLAGS = $(WARN) $(TARGET_CFLAGS) $(CFLAGS) $(SANFLAGS) $(ISA_FLAGS)
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags jansson libuv 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs jansson libuv 2>/dev/null)
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
@@ -29,6 +29,29 @@ CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 LDLIBS += -lm -lpthread
 
 LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+# ---- cross builds (.ci/cross, issue 4) ----
+# TARGET_CFLAGS: the target's ISA flags (e.g. -march=armv8-a), before CFLAGS and before per-file
+#   ISA_FLAGS so a kernel file's own -march still wins. EXTRA_LDFLAGS: extra link flags (-static).
+# Per-ISA kernel files follow the compiler's target ($(CC) -dumpmachine): *_avx2.c only for
+#   x86, *_neon.c only for arm/aarch64; riscv64 and others get the scalar kernels only.
+# RUNNER: prefix for running test binaries in check-unit (e.g. "timeout 900 qemu-aarch64 -cpu
+#   cortex-a53"); RUN_BIN: what tests run as lmpipe (LMPIPE_BIN; cross: a qemu wrapper script).
+CC_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq ($(CC_MACHINE),)
+ifeq ($(filter x86_64-% i386-% i486-% i586-% i686-%,$(CC_MACHINE)),)
+LIB_SRC := $(filter-out %_avx2.c,$(LIB_SRC))
+endif
+ifeq ($(filter aarch64-% aarch64_be-% arm-% armv%,$(CC_MACHINE)),)
+LIB_SRC := $(filter-out %_neon.c,$(LIB_SRC))
+endif
+endif
+# gcc on riscv64 calls libatomic for 1- and 2-byte atomics (pool.c's atomic_bool)
+ifneq ($(filter riscv%,$(CC_MACHINE)),)
+LDLIBS += -latomic
+endif
+LDLIBS += $(EXTRA_LDFLAGS)
+RUN_BIN = $(abspath $(BIN))
+# ---- end cross builds ----
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -37,7 +60,7 @@ BIN := $(if $(filter 1,$(SAN)),$(BUILD)/lmpipe,lmpipe)
 # Per-file ISA flags: a user's CFLAGS never drops them.
 $(BUILD)/src/kern/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 
-.PHONY: all test check-unit check-cli demo deps bench clean fuzz
+.PHONY: all test check-unit check-cli demo deps bench clean fuzz tests
 all: $(BIN) $(BUILD)/liblmpipe.a
 
 $(BUILD)/%.o: %.c
@@ -52,10 +75,13 @@ $(BUILD)/liblmpipe.a: $(LIB_OBJ)
 CLI_SRC := src/main.c $(sort $(wildcard src/cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
+# Only the test binaries (cross builds run them elsewhere).
+tests: $(TEST_BIN)
+
 $(BIN): $(CLI_OBJ) $(BUILD)/liblmpipe.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/tutil.h $(BUILD)/liblmpipe.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/liblmpipe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) -o $@ $< \
 	  $(BUILD)/liblmpipe.a $(CHECK_LIBS) $(PKG_LIBS) $(LDLIBS)
@@ -75,11 +101,11 @@ test: deps
 
 check-unit: $(TEST_BIN)
 	@fail=0; for t in $(TEST_BIN); do \
-	  echo "== $$t"; LMPIPE_SHARED=$(SHARED) LMPIPE_BIN=$(abspath $(BIN)) $$t || fail=1; \
+	  echo "== $$t"; LMPIPE_SHARED=$(SHARED) LMPIPE_BIN=$(RUN_BIN) $(RUNNER) $$t || fail=1; \
 	done; exit $$fail
 
 check-cli: $(BIN)
-	@LMPIPE_SHARED=$(SHARED) LMPIPE_BIN=$(abspath $(BIN)) sh tests/cli_test.sh
+	@LMPIPE_SHARED=$(SHARED) LMPIPE_BIN=$(RUN_BIN) sh tests/cli_test.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -87,7 +113,7 @@ demo: deps
 	./$(BIN) run -m $(SHARED)/models/stories260K-F32.gguf -p "Once upon a time" -n 120 --temp 0
 
 clean:
-	rm -rf build build-san lmpipe
+	rm -rf build build-san build-clang build-fuzz lmpipe
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
@@ -148,3 +174,21 @@ clean-fuzz:
 	rm -rf $(FUZZ_BUILD)
 
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_RPC_OBJ:.o=.d)
+
+# ---- bench (owner: quantize/bench tools; the script is tests/bench.sh) ----
+# `make bench` builds ./lmpipe, generates $(BENCH_DIR)/tinyllama-Q4_K_M.gguf and
+# smollm2-135m-Q8_0.gguf with the hidden `lmpipe dev synth` when they are missing (random
+# weights, real shapes; the folder is git-ignored), and benches each at 1 and 2 threads.
+# PEER=/path/to/llama-bench also runs llama.cpp on the same files, alternating with ours, and
+# prints both and the ratio in one table. BENCH_P / BENCH_N / BENCH_R / BENCH_T ("1 2") tune it.
+BENCH_DIR ?= .cache/bench
+BENCH_P ?= 64
+BENCH_N ?= 32
+BENCH_R ?= 5
+BENCH_T ?= 1 2
+PEER ?=
+
+bench: $(BIN)
+	@BENCH_DIR='$(BENCH_DIR)' BENCH_P='$(BENCH_P)' BENCH_N='$(BENCH_N)' BENCH_R='$(BENCH_R)' \
+	  BENCH_T='$(BENCH_T)' PEER='$(PEER)' sh tests/bench.sh $(abspath $(BIN))
+# ---- end of bench ----

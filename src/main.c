@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "eng/eng.h"
 #include "gguf/gguf.h"
+#include "rpc/rpc.h"
 #include "tok/chat.h"
 #include "tok/tok.h"
 #include "util/err.h"
@@ -33,6 +34,10 @@ static void usage(FILE *f)
           "                                                   teacher-forced logits as JSON\n"
           "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special]\n"
           "  lmpipe info MODEL                                 describe a GGUF model\n"
+          "  lmpipe serve [-m MODEL] [-c CTX] [-t N] [--max-line BYTES] [--queue N]\n"
+          "                                                   JSON-RPC 2.0 over stdin/stdout\n"
+          "  lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
+          "                                                   one request per line, resumable\n"
           "  lmpipe --help | --version\n"
           "\n"
           "run options:\n"
@@ -818,6 +823,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) return rpc_cmd_serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "batch")) return rpc_cmd_batch(argc - 2, argv + 2);
     fprintf(stderr, "lmpipe: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -1,0 +1,3 @@
+module lmpipe.example/client
+
+go 1.19

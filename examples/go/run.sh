@@ -1,0 +1,15 @@
+#!/bin/sh
+# Build and run the Go example end to end against a real model (CI: needs golang-go).
+# usage: examples/go/run.sh [LMPIPE_BIN] [MODEL]   (run from anywhere)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${1:-${LMPIPE_BIN:-$root/lmpipe}}
+model=${2:-${LMPIPE_SHARED:-$root/../shared}/models/stories260K-F32.gguf}
+case $bin in /*) ;; *) bin=$(pwd)/$bin ;; esac
+case $model in /*) ;; *) model=$(pwd)/$model ;; esac
+cd "$here"
+export GOFLAGS=-mod=mod GOCACHE=${GOCACHE:-/tmp/lmpipe-go-cache}
+go vet .
+go build -o /tmp/lmpipe-go-example .
+/tmp/lmpipe-go-example -lmpipe "$bin" -model "$model"

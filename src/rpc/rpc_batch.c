@@ -1,0 +1,366 @@
+/* rpc_batch: `lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]`.
+ *
+ * One request per input line, either a JSON-RPC request ({"id", "method", "params"}) or a flat
+ * object ({"id", "prompt" | "messages", sampling...}; "messages" means chat). Each line goes
+ * through the same parser, engine code and response builder as `serve` (inline, no threads, no
+ * loop), so a batch output line is exactly the JSON-RPC response serve would send (never cut:
+ * the 64 KiB line rule is for pipes, not files).
+ *
+ * Crash safety: every output line is written with one write(2) on an O_APPEND descriptor as soon
+ * as it is ready. --resume reads OUT first, drops a torn last line (no '\n'), and skips every id
+ * already there, so a killed job continues where it stopped. --shard I/N keeps input lines whose
+ * 0-based line number is I modulo N: N processes (GNU parallel, a Slurm array) cover the file
+ * once between them. Exit code 0 when every line succeeded, 1 when any failed, 2 on usage. */
+#include "rpc_int.h"
+
+#include "../util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- a set of ids (their compact JSON text), open addressing ---- */
+struct idset {
+    char **slot;
+    size_t cap, n;
+};
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool idset_has(const struct idset *set, const char *key)
+{
+    if (!set->cap) return false;
+    for (size_t i = fnv1a(key) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->slot[i]) return false;
+        if (!strcmp(set->slot[i], key)) return true;
+    }
+}
+
+static int idset_add(struct idset *set, const char *key)
+{
+    if ((set->n + 1) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 1024;
+        char **ns = calloc(cap, sizeof *ns);
+        if (!ns) return ERR_NOMEM;
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->slot[i]) {
+                size_t j = fnv1a(set->slot[i]) & (cap - 1);
+                while (ns[j]) j = (j + 1) & (cap - 1);
+                ns[j] = set->slot[i];
+            }
+        free(set->slot);
+        set->slot = ns;
+        set->cap = cap;
+    }
+    size_t i = fnv1a(key) & (set->cap - 1);
+    while (set->slot[i]) {
+        if (!strcmp(set->slot[i], key)) return 0;
+        i = (i + 1) & (set->cap - 1);
+    }
+    if (!(set->slot[i] = strdup(key))) return ERR_NOMEM;
+    set->n++;
+    return 0;
+}
+
+static void idset_free(struct idset *set)
+{
+    for (size_t i = 0; i < set->cap; i++) free(set->slot[i]);
+    free(set->slot);
+    memset(set, 0, sizeof *set);
+}
+
+static char *id_key(json_t *id) { return json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT); }
+
+/* ---- the job ---- */
+struct batch {
+    struct rpc_server s;
+    int out_fd;
+    bool out_failed;
+    struct idset done; /* ids in OUT before we started (--resume) */
+    struct idset seen; /* ids of this run */
+    uint64_t line_no, shard_i, shard_n;
+    uint64_t n_ok, n_failed, n_skipped;
+    double t0, t_report;
+};
+
+static int batch_write(struct rpc_server *s, char *line, size_t len)
+{
+    struct batch *b = s->sink_ud;
+    size_t off = 0;
+    while (off < len && !b->out_failed) {
+        ssize_t k = write(b->out_fd, line + off, len - off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            fprintf(stderr, "lmpipe: batch: cannot write the output: %s\n", strerror(errno));
+            b->out_failed = true;
+            break;
+        }
+        off += (size_t)k;
+    }
+    free(line);
+    rpc_written(s, len);
+    return b->out_failed ? ERR_IO : 0;
+}
+
+static void report(struct batch *b, bool final)
+{
+    double now = util_now();
+    if (!final && now - b->t_report < 1.0) return;
+    b->t_report = now;
+    double dt = now - b->t0;
+    fprintf(stderr, "lmpipe: batch: %llu done, %llu failed, %llu skipped (%.2f req/s)%s\n",
+            (unsigned long long)b->n_ok, (unsigned long long)b->n_failed,
+            (unsigned long long)b->n_skipped, dt > 0 ? (double)(b->n_ok + b->n_failed) / dt : 0.0,
+            final ? ", finished" : "");
+}
+
+static void line_error(struct batch *b, json_t *id, const char *msg)
+{
+    b->s.n.errors++;
+    rpc_emit(&b->s, rpc_msg_error(id, rpc_error_obj(RPC_E_INVALID_REQUEST, "invalid_request", false, msg, NULL)));
+}
+
+static void batch_line(void *ud, const char *line, size_t len)
+{
+    struct batch *b = ud;
+    uint64_t no = b->line_no++;
+    if (b->shard_n > 1 && no % b->shard_n != b->shard_i) return;
+    uint64_t errors0 = b->s.n.errors;
+    size_t i = 0;
+    while (i < len && (line ? (line[i] == ' ' || line[i] == '\t') : false)) i++;
+    if (line && i == len) return;
+    json_t *in = NULL;
+    json_error_t jerr;
+    char msg[320];
+    if (!line) {
+        snprintf(msg, sizeof msg, "line %llu: %zu bytes exceed the limit of %zu", (unsigned long long)no + 1, len, b->s.cfg.max_line_in);
+        line_error(b, NULL, msg);
+    } else if (!(in = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr))) {
+        snprintf(msg, sizeof msg, "line %llu: parse error: %s at byte %d", (unsigned long long)no + 1, jerr.text, jerr.position);
+        line_error(b, NULL, msg);
+    } else if (!json_is_object(in)) {
+        snprintf(msg, sizeof msg, "line %llu: each line must be a JSON object with an 'id'", (unsigned long long)no + 1);
+        line_error(b, NULL, msg);
+    } else {
+        json_t *id = json_object_get(in, "id");
+        char *key = id && (json_is_string(id) || json_is_integer(id)) ? id_key(id) : NULL;
+        if (!key) {
+            snprintf(msg, sizeof msg, "line %llu: 'id' (a string or an integer) is required", (unsigned long long)no + 1);
+            line_error(b, NULL, msg);
+        } else if (idset_has(&b->done, key)) {
+            b->n_skipped++;
+            free(key);
+            json_decref(in);
+            return;
+        } else if (idset_has(&b->seen, key)) {
+            snprintf(msg, sizeof msg, "line %llu: duplicate id %.200s", (unsigned long long)no + 1, key);
+            line_error(b, id, msg);
+        } else {
+            idset_add(&b->seen, key);
+            json_t *method = json_object_get(in, "method"), *params = json_object_get(in, "params");
+            json_t *req = json_object();
+            json_object_set_new(req, "jsonrpc", json_string("2.0"));
+            json_object_set(req, "id", id);
+            if (method) json_object_set(req, "method", method);
+            else json_object_set_new(req, "method", json_string(json_object_get(in, "messages") ? "chat" : "generate"));
+            if (params) {
+                json_object_set(req, "params", params);
+            } else {
+                json_t *p = json_deep_copy(in);
+                json_object_del(p, "id");
+                json_object_del(p, "method");
+                json_object_del(p, "jsonrpc");
+                json_object_set_new(req, "params", p);
+            }
+            const char *m = json_string_value(json_object_get(req, "method"));
+            if (!m || (strcmp(m, "generate") && strcmp(m, "chat") && strcmp(m, "tokenize") && strcmp(m, "detokenize"))) {
+                snprintf(msg, sizeof msg, "line %llu: 'method' must be generate, chat, tokenize or detokenize", (unsigned long long)no + 1);
+                line_error(b, id, msg);
+            } else {
+                rpc_handle_message(&b->s, req);
+            }
+            json_decref(req);
+        }
+        free(key);
+    }
+    json_decref(in);
+    if (b->s.n.errors > errors0) b->n_failed++;
+    else b->n_ok++;
+    report(b, false);
+}
+
+/* Collect the ids already in OUT and cut a torn last line. */
+static int load_resume(struct batch *b, const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f) return errno == ENOENT ? 0 : -1;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    off_t good = 0;
+    int rc = 0;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (line[n - 1] != '\n') break; /* torn: written when the last run died */
+        good += n;
+        json_t *j = json_loadb(line, (size_t)n, 0, NULL);
+        json_t *id = j ? json_object_get(j, "id") : NULL;
+        if (id && !json_is_null(id)) {
+            char *key = id_key(id);
+            if (!key || idset_add(&b->done, key)) rc = -1;
+            free(key);
+        }
+        json_decref(j);
+    }
+    free(line);
+    if (rc == 0 && ftruncate(fileno(f), good) != 0) rc = -1;
+    fclose(f);
+    return rc;
+}
+
+static void batch_usage(FILE *f)
+{
+    fputs("usage: lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
+          "                    [-c CTX] [-t THREADS] [--max-line BYTES]\n"
+          "One request per input line (generate or chat params plus an 'id'); one JSON-RPC\n"
+          "response per output line. IN may be '-' for stdin; OUT defaults to stdout.\n"
+          "  --resume     skip ids already in OUT (needs -o)\n"
+          "  --shard I/N  only lines whose 0-based number is I modulo N\n",
+          f);
+}
+
+int rpc_cmd_batch(int argc, char **argv)
+{
+    const char *model = NULL, *in_path = NULL, *out_path = NULL, *v;
+    bool resume = false;
+    struct rpc_config cfg = {0};
+    cfg.inline_exec = cfg.batch = cfg.allow_load = true;
+    cfg.max_line_out = SIZE_MAX;
+    uint64_t shard_i = 0, shard_n = 1;
+    int64_t x;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            batch_usage(stdout);
+            return 0;
+        }
+        if (rpc_opt(argc, argv, &i, "-m", &v) || rpc_opt(argc, argv, &i, "--model", &v)) {
+            if (!v) return 2;
+            model = v;
+        } else if (rpc_opt(argc, argv, &i, "-o", &v) || rpc_opt(argc, argv, &i, "--output", &v)) {
+            if (!v) return 2;
+            out_path = v;
+        } else if (!strcmp(argv[i], "--resume")) {
+            resume = true;
+        } else if (rpc_opt(argc, argv, &i, "--shard", &v)) {
+            const char *slash = v ? strchr(v, '/') : NULL;
+            char a[32];
+            int64_t si, sn;
+            if (!slash || (size_t)(slash - v) >= sizeof a) {
+                if (v) fprintf(stderr, "lmpipe: invalid value '%s' for --shard: expected I/N\n", v);
+                return 2;
+            }
+            memcpy(a, v, (size_t)(slash - v));
+            a[slash - v] = 0;
+            if (rpc_opt_int("--shard N", slash + 1, 1, 1 << 20, &sn) || rpc_opt_int("--shard I", a, 0, sn - 1, &si))
+                return 2;
+            shard_i = (uint64_t)si;
+            shard_n = (uint64_t)sn;
+        } else if (rpc_opt(argc, argv, &i, "-c", &v) || rpc_opt(argc, argv, &i, "--ctx-size", &v)) {
+            if (rpc_opt_int("-c", v, 1, 1 << 24, &x)) return 2;
+            cfg.n_ctx = (uint32_t)x;
+        } else if (rpc_opt(argc, argv, &i, "-t", &v) || rpc_opt(argc, argv, &i, "--threads", &v)) {
+            if (rpc_opt_int("-t", v, 1, 1024, &x)) return 2;
+            cfg.threads = (int)x;
+        } else if (rpc_opt(argc, argv, &i, "--max-line", &v)) {
+            if (rpc_opt_int("--max-line", v, (int64_t)RPC_LINE_IN_MIN, (int64_t)1 << 32, &x)) return 2;
+            cfg.max_line_in = (size_t)x;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "lmpipe: unknown option '%s' for batch\n", argv[i]);
+            batch_usage(stderr);
+            return 2;
+        } else if (!in_path) {
+            in_path = argv[i];
+        } else {
+            fprintf(stderr, "lmpipe: batch takes one input file (got '%s' too)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!model || !in_path) {
+        fprintf(stderr, "lmpipe: batch needs -m MODEL and an input file\n");
+        batch_usage(stderr);
+        return 2;
+    }
+    if (resume && !out_path) {
+        fprintf(stderr, "lmpipe: --resume needs -o OUT.jsonl\n");
+        return 2;
+    }
+
+    static struct batch b;
+    memset(&b, 0, sizeof b);
+    b.out_fd = -1;
+    b.shard_i = shard_i;
+    b.shard_n = shard_n;
+    int ret = 1;
+    FILE *in = NULL;
+    char *buf = NULL;
+    if (rpc_server_init(&b.s, &cfg)) {
+        fprintf(stderr, "lmpipe: batch: cannot initialise\n");
+        return 1;
+    }
+    b.s.write_line = batch_write;
+    b.s.sink_ud = &b;
+    if (resume && load_resume(&b, out_path)) {
+        fprintf(stderr, "lmpipe: batch: cannot read '%s' to resume: %s\n", out_path, strerror(errno));
+        goto out;
+    }
+    in = strcmp(in_path, "-") ? fopen(in_path, "rb") : stdin;
+    if (!in) {
+        fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", in_path, strerror(errno));
+        goto out;
+    }
+    b.out_fd = out_path ? open(out_path, O_WRONLY | O_CREAT | O_APPEND | (resume ? 0 : O_TRUNC), 0644) : 1;
+    if (b.out_fd < 0) {
+        fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", out_path, strerror(errno));
+        goto out;
+    }
+    struct err_info ei;
+    err_clear(&ei);
+    int rc = rpc_exec_load(&b.s, model, cfg.n_ctx, cfg.threads, &ei);
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "lmpipe: batch: cannot load model: %s\n", err_format(&ei, rc, m, sizeof m));
+        goto out;
+    }
+    if (resume && b.done.n) fprintf(stderr, "lmpipe: batch: resuming, %zu ids already done\n", b.done.n);
+    b.t0 = b.t_report = util_now();
+    struct rpc_lines lines;
+    rpc_lines_init(&lines, b.s.cfg.max_line_in);
+    const size_t chunk = 1 << 16;
+    if (!(buf = malloc(chunk))) goto out;
+    size_t n;
+    while (!b.out_failed && (n = fread(buf, 1, chunk, in)) > 0) rpc_lines_feed(&lines, buf, n, batch_line, &b);
+    if (!b.out_failed) rpc_lines_finish(&lines, batch_line, &b);
+    rpc_lines_free(&lines);
+    if (ferror(in)) {
+        fprintf(stderr, "lmpipe: batch: error reading '%s'\n", in_path);
+        b.n_failed++;
+    }
+    report(&b, true);
+    ret = (b.n_failed || b.out_failed) ? 1 : 0;
+out:
+    free(buf);
+    if (in && in != stdin) fclose(in);
+    if (b.out_fd > 1) close(b.out_fd);
+    idset_free(&b.done);
+    idset_free(&b.seen);
+    rpc_server_free(&b.s);
+    return ret;
+}

@@ -1,0 +1,445 @@
+/* rpc_exec: running jobs against the engine. In `serve` this is the one worker thread; in batch
+ * and the fuzz harness the same code runs inline on the calling thread.
+ *
+ * The worker owns the model and every eng_session: it alone creates, uses and frees them, so
+ * eng needs no locks. It reports through events (gen/delta text, progress, DONE). Before posting
+ * streamed text it waits while more than cfg.write_limit bytes are waiting to be written
+ * (backpressure): a parent that stops reading pauses generation instead of growing our memory,
+ * and nothing is dropped. A cancel flag or shutdown wakes that wait.
+ * Invariant: after posting RPC_EV_DONE the worker never touches the job again (the loop frees
+ * it). */
+#include "rpc_int.h"
+
+#include "../util/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------- events ---------------- */
+
+static void post(struct rpc_server *s, struct rpc_event *ev, bool wait_space)
+{
+    if (s->cfg.inline_exec) {
+        ev->acct = 0;
+        rpc_handle_event(s, ev);
+        return;
+    }
+    uv_mutex_lock(&s->mu);
+    if (wait_space && s->out_pending > s->cfg.write_limit && !s->hurry && !atomic_load(&ev->job->cancel)) {
+        s->bp_waits++;
+        while (s->out_pending > s->cfg.write_limit && !s->hurry && !atomic_load(&ev->job->cancel))
+            uv_cond_wait(&s->space_cv, &s->mu);
+    }
+    s->out_pending += ev->acct;
+    if (s->out_pending > s->out_peak) s->out_peak = s->out_pending;
+    if (s->ev_tail) s->ev_tail->next = ev;
+    else s->ev_head = ev;
+    s->ev_tail = ev;
+    uv_mutex_unlock(&s->mu);
+    if (s->wake) s->wake(s);
+}
+
+static void post_simple(struct rpc_server *s, struct rpc_job *job, int kind, const char *text,
+                        uint64_t a, uint64_t b)
+{
+    struct rpc_event *ev = calloc(1, sizeof *ev);
+    if (!ev) return; /* a lost progress note is harmless; DONE uses post_done */
+    ev->kind = kind;
+    ev->job = job;
+    ev->text = (char *)text;
+    ev->a = a;
+    ev->b = b;
+    ev->acct = 128;
+    post(s, ev, kind != RPC_EV_DONE);
+}
+
+/* DONE must arrive or the client waits forever: retry the allocation until it succeeds. */
+static void post_done(struct rpc_server *s, struct rpc_job *job)
+{
+    struct rpc_event *ev;
+    while (!(ev = calloc(1, sizeof *ev))) uv_sleep(10);
+    ev->kind = RPC_EV_DONE;
+    ev->job = job;
+    post(s, ev, false);
+}
+
+/* ---------------- sessions and model ---------------- */
+
+static void fill_meta(struct rpc_server *s, const struct eng_model *em, uint32_t n_ctx, struct rpc_model_meta *m)
+{
+    memset(m, 0, sizeof *m);
+    const struct model_hparams *hp = &em->model.hp;
+    m->loaded = true;
+    snprintf(m->path, sizeof m->path, "%s", em->path);
+    snprintf(m->arch, sizeof m->arch, "%s", em->model.arch_name);
+    struct gguf_str gs;
+    if (gguf_get_str(em->model.g, "general.name", &gs) == 0)
+        snprintf(m->name, sizeof m->name, "%.*s", (int)(gs.len < 127 ? gs.len : 127), gs.ptr);
+    snprintf(m->tok_model, sizeof m->tok_model, "%s", tok_model_name(em->vocab));
+    m->n_vocab = hp->n_vocab;
+    m->n_ctx_train = hp->n_ctx_train;
+    m->n_embd = hp->n_embd;
+    m->n_layer = hp->n_layer;
+    m->n_head = hp->n_head;
+    m->n_head_kv = hp->n_head_kv;
+    m->n_ff = hp->n_ff;
+    if (!n_ctx) n_ctx = s->cfg.n_ctx;
+    if (!n_ctx) n_ctx = RPC_DEFAULT_CTX;
+    m->n_ctx = n_ctx < hp->n_ctx_train || !hp->n_ctx_train ? n_ctx : hp->n_ctx_train;
+    m->file_size = em->file_size;
+    m->threads = em->pool ? kern_pool_threads(em->pool) : 1;
+    m->bos = tok_bos(em->vocab);
+    m->eos = tok_eos(em->vocab);
+    m->has_chat_template = gguf_find_kv(em->model.g, "tokenizer.chat_template") != NULL;
+    m->chat_tmpl = chat_template_from_gguf(em->model.g, &m->chat_fallback);
+}
+
+/* Free every session whose engine state exists (ready), and the anonymous one. Slots still
+ * waiting for their session/create job survive: that job runs later against the new model. */
+void rpc_exec_drop_sessions(struct rpc_server *s)
+{
+    bool mine[RPC_MAX_SESSIONS];
+    uv_mutex_lock(&s->mu);
+    for (size_t i = 0; i < RPC_MAX_SESSIONS; i++) mine[i] = s->sessions[i].used && s->sessions[i].ready;
+    uv_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
+        if (mine[i]) eng_session_free(&s->sessions[i].es);
+    uv_mutex_lock(&s->mu);
+    for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
+        if (mine[i]) memset(&s->sessions[i], 0, sizeof s->sessions[i]);
+    uv_mutex_unlock(&s->mu);
+    if (s->anon_ready) eng_session_free(&s->anon);
+    s->anon_ready = false;
+}
+
+void rpc_exec_free_all(struct rpc_server *s)
+{
+    rpc_exec_drop_sessions(s);
+    if (s->em) {
+        eng_model_free(s->em);
+        free(s->em);
+        s->em = NULL;
+    }
+    uv_mutex_lock(&s->mu);
+    s->meta.loaded = false;
+    uv_mutex_unlock(&s->mu);
+}
+
+/* Touch every page of the mapping so the first request does not pay for paging the weights in,
+ * reporting progress (the one long, silent step of loading a big model). */
+static void prefault(struct rpc_server *s, struct rpc_job *job, const struct eng_model *em)
+{
+    const volatile unsigned char *p = em->model.g->buf;
+    size_t len = em->model.g->len;
+    const size_t step = (size_t)64 << 20;
+    unsigned char acc = 0;
+    if (job) post_simple(s, job, RPC_EV_MODEL_PROGRESS, "mapped", 0, len);
+    for (size_t off = 0; off < len; off += 4096) {
+        acc ^= p[off];
+        if (job && off && off % step == 0) post_simple(s, job, RPC_EV_MODEL_PROGRESS, "paging", off, len);
+    }
+    (void)acc;
+    if (job) post_simple(s, job, RPC_EV_MODEL_PROGRESS, "ready", len, len);
+}
+
+static int load(struct rpc_server *s, struct rpc_job *job, const char *path, uint32_t n_ctx,
+                int threads, struct err_info *ei)
+{
+    struct eng_model *nm = calloc(1, sizeof *nm);
+    if (!nm) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    int rc = eng_model_open(nm, path, threads ? threads : s->cfg.threads, ei);
+    if (rc) {
+        free(nm);
+        return rc;
+    }
+    prefault(s, job, nm);
+    /* the old model and its sessions go only once the new one is good */
+    rpc_exec_drop_sessions(s);
+    if (s->em) {
+        eng_model_free(s->em);
+        free(s->em);
+    }
+    s->em = nm;
+    struct rpc_model_meta m;
+    fill_meta(s, nm, n_ctx, &m);
+    if (m.chat_fallback) LOG_INFO("rpc: %s: chat template not recognised; chat uses chatml", path);
+    uv_mutex_lock(&s->mu);
+    s->meta = m;
+    uv_mutex_unlock(&s->mu);
+    return 0;
+}
+
+int rpc_exec_load(struct rpc_server *s, const char *path, uint32_t n_ctx, int threads,
+                  struct err_info *ei)
+{
+    return load(s, NULL, path, n_ctx, threads, ei);
+}
+
+static struct rpc_sess *slot_find(struct rpc_server *s, const char *sid)
+{
+    struct rpc_sess *e = NULL;
+    uv_mutex_lock(&s->mu);
+    for (size_t i = 0; i < RPC_MAX_SESSIONS && !e; i++)
+        if (s->sessions[i].used && !strcmp(s->sessions[i].id, sid)) e = &s->sessions[i];
+    uv_mutex_unlock(&s->mu);
+    return e;
+}
+
+static int need_model(struct rpc_server *s, struct rpc_job *job)
+{
+    if (s->em) return 0;
+    return err_set(&job->ei, ERR_STATE, ERR_NO_OFFSET,
+                   "no model loaded: call model/load first (or start with -m MODEL)");
+}
+
+static int job_session(struct rpc_server *s, struct rpc_job *job, struct eng_session **out)
+{
+    int rc = need_model(s, job);
+    if (rc) return rc;
+    if (job->session[0]) {
+        struct rpc_sess *e = slot_find(s, job->session);
+        if (!e || !e->ready)
+            return err_set(&job->ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "session '%s' not found", job->session);
+        *out = &e->es;
+        return 0;
+    }
+    if (!s->anon_ready) {
+        if ((rc = eng_session_init(&s->anon, s->em, s->meta.n_ctx, &job->ei))) return rc;
+        s->anon_ready = true;
+    }
+    *out = &s->anon;
+    return 0;
+}
+
+/* ---------------- generate / chat ---------------- */
+
+struct gen_ctx {
+    struct rpc_server *s;
+    struct rpc_job *job;
+    bool oom;
+};
+
+static int on_text(void *ud, const char *text, size_t len, int32_t token)
+{
+    struct gen_ctx *g = ud;
+    struct rpc_job *job = g->job;
+    if (rpc_buf_add(&job->out, text, len)) {
+        g->oom = true;
+        return 1;
+    }
+    for (size_t off = 0; job->stream && off < len;) {
+        size_t k = len - off;
+        if (k > RPC_DELTA_MAX) {
+            k = util_utf8_complete_prefix(text + off, RPC_DELTA_MAX);
+            if (k == 0) k = RPC_DELTA_MAX;
+        }
+        struct rpc_event *ev = calloc(1, sizeof *ev);
+        char *t = malloc(k ? k : 1);
+        if (!ev || !t) {
+            free(ev);
+            free(t);
+            g->oom = true;
+            return 1;
+        }
+        memcpy(t, text + off, k);
+        ev->kind = RPC_EV_DELTA;
+        ev->job = job;
+        ev->text = t;
+        ev->len = k;
+        ev->token = off + k == len ? token : -1;
+        ev->acct = k + 128;
+        post(g->s, ev, true);
+        off += k;
+    }
+    return atomic_load(&job->cancel) ? 1 : 0;
+}
+
+static void on_progress(void *ud, uint32_t done, uint32_t total)
+{
+    struct gen_ctx *g = ud;
+    if (!g->job->stream) return;
+    double now = util_now();
+    if (done != total && now - g->job->last_progress < 0.25) return;
+    g->job->last_progress = now;
+    post_simple(g->s, g->job, RPC_EV_PROGRESS, NULL, done, total);
+}
+
+static int render_chat(struct rpc_server *s, struct rpc_job *job)
+{
+    int tmpl = job->tmpl >= 0 ? job->tmpl : s->meta.chat_tmpl;
+    size_t need = 0;
+    int rc = chat_render(tmpl, job->msgs, job->n_msgs, job->add_gen, NULL, 0, &need);
+    if (rc && rc != ERR_LIMIT) return err_set(&job->ei, rc, ERR_NO_OFFSET, "cannot render the chat template");
+    if (!(job->prompt = malloc(need + 1))) return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    if ((rc = chat_render(tmpl, job->msgs, job->n_msgs, job->add_gen, job->prompt, need + 1, &need)))
+        return err_set(&job->ei, rc, ERR_NO_OFFSET, "cannot render the chat template");
+    job->prompt_len = need;
+    /* chatml's end-of-turn marker also ends the reply when the vocabulary lacks it as a token */
+    if (tmpl == CHAT_TMPL_CHATML && job->gp.n_stop < SAMP_MAX_STOPS) {
+        if (!(job->stops[job->gp.n_stop] = malloc(11))) return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+        memcpy(job->stops[job->gp.n_stop++], "<|im_end|>", 11);
+    }
+    return 0;
+}
+
+static int run_gen(struct rpc_server *s, struct rpc_job *job)
+{
+    struct eng_session *es = NULL;
+    int rc = job_session(s, job, &es);
+    if (rc) return rc;
+    if (job->method == RPC_M_CHAT && (rc = render_chat(s, job))) return rc;
+    if ((rc = samp_params_check(&job->gp.samp, s->em->model.hp.n_vocab, &job->ei))) {
+        job->params_error = true;
+        return rc;
+    }
+    job->gp.stop = (const char *const *)job->stops;
+    job->last_progress = util_now();
+    struct gen_ctx g = {s, job, false};
+    rc = eng_generate(es, job->prompt, job->prompt_len, &job->gp, on_text, on_progress, &g,
+                      &job->cancel, &job->res, &job->ei);
+    if (rc == 0 && g.oom) rc = err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for the generated text");
+    uv_mutex_lock(&s->mu);
+    s->n.prompt_tokens += job->res.prompt_tokens;
+    s->n.cached_tokens += job->res.cached_tokens;
+    s->n.completion_tokens += job->res.completion_tokens;
+    if (job->session[0])
+        for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
+            if (s->sessions[i].used && !strcmp(s->sessions[i].id, job->session))
+                s->sessions[i].n_tokens = es->n_tokens;
+    uv_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---------------- the others ---------------- */
+
+static int run_tokenize(struct rpc_server *s, struct rpc_job *job)
+{
+    int rc = need_model(s, job);
+    if (rc) return rc;
+    const struct tok_vocab *v = s->em->vocab;
+    size_t cap = job->prompt_len + 16, n = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        free(job->toks);
+        if (!(job->toks = malloc(cap * sizeof *job->toks)))
+            return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+        rc = tok_encode(v, job->prompt, job->prompt_len, job->add_bos && tok_add_bos(v), job->special,
+                        job->toks, cap, &n);
+        if (rc != ERR_LIMIT) break;
+        cap = n + 1;
+    }
+    if (rc) return err_set(&job->ei, rc, ERR_NO_OFFSET, "tokenization failed: %s", err_str(rc));
+    job->n_toks = n;
+    return 0;
+}
+
+static int run_detokenize(struct rpc_server *s, struct rpc_job *job)
+{
+    int rc = need_model(s, job);
+    if (rc) return rc;
+    const struct tok_vocab *v = s->em->vocab;
+    uint32_t nv = tok_n_vocab(v);
+    for (size_t i = 0; i < job->n_toks; i++)
+        if ((uint32_t)job->toks[i] >= nv) {
+            job->params_error = true;
+            return err_set(&job->ei, ERR_RANGE, ERR_NO_OFFSET, "tokens[%zu] = %d is not in [0, %u)", i,
+                           job->toks[i], nv);
+        }
+    size_t cap = tok_detok_max(v) + 16;
+    char *buf = malloc(cap);
+    if (!buf) return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    struct tok_detok d;
+    tok_detok_init(&d, v);
+    d.special = job->special;
+    rc = rpc_buf_add(&job->out, "", 0);
+    for (size_t i = 0; i < job->n_toks && !rc; i++) {
+        size_t k = tok_detok_push(&d, v, job->toks[i], buf, cap);
+        rc = rpc_buf_add(&job->out, buf, k);
+    }
+    if (!rc) rc = rpc_buf_add(&job->out, buf, tok_detok_flush(&d, buf, cap));
+    free(buf);
+    return rc ? err_set(&job->ei, rc, ERR_NO_OFFSET, "out of memory") : 0;
+}
+
+static int run_session_create(struct rpc_server *s, struct rpc_job *job)
+{
+    struct rpc_sess *e = slot_find(s, job->session);
+    int rc = need_model(s, job);
+    if (!e) return err_set(&job->ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "session '%s' was dropped", job->session);
+    if (!rc) rc = eng_session_init(&e->es, s->em, job->n_ctx ? job->n_ctx : s->meta.n_ctx, &job->ei);
+    uv_mutex_lock(&s->mu);
+    if (rc) {
+        memset(e, 0, sizeof *e);
+    } else {
+        e->ready = true;
+        e->n_ctx = job->n_ctx_out = eng_session_n_ctx(&e->es);
+    }
+    uv_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int run_session_close(struct rpc_server *s, struct rpc_job *job)
+{
+    struct rpc_sess *e = slot_find(s, job->session);
+    if (!e) return err_set(&job->ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "session '%s' not found", job->session);
+    if (e->ready) eng_session_free(&e->es);
+    uv_mutex_lock(&s->mu);
+    memset(e, 0, sizeof *e);
+    uv_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void rpc_exec_job(struct rpc_server *s, struct rpc_job *job)
+{
+    int rc = 0;
+    /* a cancelled close still closes: the client asked for the session to go */
+    if (atomic_load(&job->cancel) && job->method != RPC_M_SESSION_CLOSE) {
+        rc = ERR_CANCELLED;
+    } else {
+        switch (job->method) {
+        case RPC_M_GENERATE:
+        case RPC_M_CHAT: rc = run_gen(s, job); break;
+        case RPC_M_TOKENIZE: rc = run_tokenize(s, job); break;
+        case RPC_M_DETOKENIZE: rc = run_detokenize(s, job); break;
+        case RPC_M_LOAD: rc = load(s, job, job->path, job->n_ctx, job->threads, &job->ei); break;
+        case RPC_M_UNLOAD:
+            job->n_ctx_out = s->em != NULL; /* 1: a model was unloaded */
+            rpc_exec_free_all(s);
+            break;
+        case RPC_M_SESSION_CREATE: rc = run_session_create(s, job); break;
+        case RPC_M_SESSION_CLOSE: rc = run_session_close(s, job); break;
+        default: rc = err_set(&job->ei, ERR_INVALID, ERR_NO_OFFSET, "unknown job"); break;
+        }
+    }
+    job->rc = rc;
+    post_done(s, job);
+}
+
+void rpc_worker_main(void *arg)
+{
+    struct rpc_server *s = arg;
+    uv_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->q_head && !s->quit) uv_cond_wait(&s->job_cv, &s->mu);
+        struct rpc_job *job = s->q_head;
+        if (!job) break; /* quit with nothing left */
+        s->q_head = job->next;
+        if (!s->q_head) s->q_tail = NULL;
+        s->q_len--;
+        s->running = job;
+        uv_mutex_unlock(&s->mu);
+        rpc_exec_job(s, job);
+        uv_mutex_lock(&s->mu);
+        s->running = NULL;
+    }
+    uv_mutex_unlock(&s->mu);
+    struct rpc_event *ev;
+    while (!(ev = calloc(1, sizeof *ev))) uv_sleep(10);
+    ev->kind = RPC_EV_EXIT;
+    uv_mutex_lock(&s->mu);
+    if (s->ev_tail) s->ev_tail->next = ev;
+    else s->ev_head = ev;
+    s->ev_tail = ev;
+    uv_mutex_unlock(&s->mu);
+    if (s->wake) s->wake(s);
+}

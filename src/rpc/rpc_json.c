@@ -1,0 +1,238 @@
+/* rpc_json: how every outbound line is encoded, and the shapes of errors and envelopes.
+ *
+ * Clients split lines in more places than JSON requires: Python's str.splitlines() also breaks at
+ * U+2028, U+2029 and U+0085, and those characters may appear raw in JSON strings. jansson escapes
+ * only what JSON requires, so rpc_json_line() post-processes the dumped text. That is safe
+ * because JSON's structure is pure ASCII: the multi-byte sequences E2 80 A8, E2 80 A9 and C2 85
+ * can only occur inside string literals, where "\u2028" etc. means the same character.
+ * Text from the engine is complete UTF-8 already; rpc_json_text() still validates and replaces
+ * bad bytes by U+FFFD, because jansson would refuse the whole string. */
+#include "rpc_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 if the bytes there are not one.
+ * Strict: no overlong forms, no surrogates, nothing above U+10FFFF (jansson's rules). */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
+    if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return len;
+}
+
+size_t rpc_utf8_valid_prefix(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t k = utf8_char(u + i, n - i);
+        if (!k) break;
+        i += k;
+    }
+    return i;
+}
+
+json_t *rpc_json_text(const char *s, size_t n)
+{
+    size_t ok = rpc_utf8_valid_prefix(s, n);
+    if (ok == n) return json_stringn(s, n);
+    /* worst case every byte becomes the 3-byte U+FFFD */
+    if (n > (SIZE_MAX - 1) / 3) return NULL;
+    char *t = malloc(n * 3 + 1);
+    if (!t) return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        size_t k = utf8_char(u + i, n - i);
+        if (k) {
+            memcpy(t + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(t + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    json_t *j = json_stringn(t, o);
+    free(t);
+    return j;
+}
+
+/* Escaped size of one character of k bytes starting at s. */
+static size_t esc_cost(const unsigned char *s, size_t k)
+{
+    if (k == 1) {
+        unsigned char c = s[0];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            return 2;
+        return c < 0x20 ? 6 : 1;
+    }
+    if (k == 2 && s[0] == 0xc2 && s[1] == 0x85) return 6;
+    if (k == 3 && s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9)) return 6;
+    return k;
+}
+
+size_t rpc_json_escaped_len(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, cost = 0;
+    while (i < n) {
+        size_t k = utf8_char(u + i, n - i);
+        if (!k) { cost += 3; i++; continue; } /* becomes U+FFFD */
+        cost += esc_cost(u + i, k);
+        i += k;
+    }
+    return cost;
+}
+
+size_t rpc_text_fit(const char *s, size_t n, size_t budget)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, cost = 0;
+    while (i < n) {
+        size_t k = utf8_char(u + i, n - i);
+        size_t c = k ? esc_cost(u + i, k) : 3;
+        if (!k) k = 1;
+        if (cost + c > budget) break;
+        cost += c;
+        i += k;
+    }
+    return i;
+}
+
+char *rpc_json_line(const json_t *msg, size_t *len)
+{
+    size_t need = json_dumpb(msg, NULL, 0, JSON_COMPACT);
+    if (need == 0) return NULL;
+    char *raw = malloc(need);
+    if (!raw) return NULL;
+    if (json_dumpb(msg, raw, need, JSON_COMPACT) != need) {
+        free(raw);
+        return NULL;
+    }
+    size_t extra = 0;
+    for (size_t i = 0; i + 1 < need; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c == 0xc2 && (unsigned char)raw[i + 1] == 0x85) extra += 4;
+        else if (c == 0xe2 && i + 2 < need && (unsigned char)raw[i + 1] == 0x80 &&
+                 ((unsigned char)raw[i + 2] == 0xa8 || (unsigned char)raw[i + 2] == 0xa9))
+            extra += 3;
+    }
+    char *out = malloc(need + extra + 2);
+    if (!out) {
+        free(raw);
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < need; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c == 0xc2 && i + 1 < need && (unsigned char)raw[i + 1] == 0x85) {
+            memcpy(out + o, "\\u0085", 6);
+            o += 6;
+            i += 1;
+        } else if (c == 0xe2 && i + 2 < need && (unsigned char)raw[i + 1] == 0x80 &&
+                   ((unsigned char)raw[i + 2] == 0xa8 || (unsigned char)raw[i + 2] == 0xa9)) {
+            memcpy(out + o, (unsigned char)raw[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+            o += 6;
+            i += 2;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '\n';
+    out[o] = 0; /* not counted in len: a convenience for logs and tests */
+    free(raw);
+    *len = o;
+    return out;
+}
+
+json_t *rpc_error_obj(int code, const char *kind, bool retryable, const char *msg, json_t *extra)
+{
+    json_t *data = json_object();
+    json_object_set_new(data, "kind", json_string(kind));
+    json_object_set_new(data, "retryable", json_boolean(retryable));
+    if (extra) {
+        json_object_update(data, extra);
+        json_decref(extra);
+    }
+    json_t *e = json_object();
+    json_object_set_new(e, "code", json_integer(code));
+    json_t *m = rpc_json_text(msg, strlen(msg));
+    json_object_set_new(e, "message", m ? m : json_string("error"));
+    json_object_set_new(e, "data", data);
+    return e;
+}
+
+json_t *rpc_msg_result(json_t *id, json_t *result)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "jsonrpc", json_string("2.0"));
+    json_object_set(m, "id", id);
+    json_object_set_new(m, "result", result ? result : json_null());
+    return m;
+}
+
+json_t *rpc_msg_error(json_t *id, json_t *error)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "jsonrpc", json_string("2.0"));
+    json_object_set(m, "id", id ? id : json_null());
+    json_object_set_new(m, "error", error);
+    return m;
+}
+
+json_t *rpc_msg_notify(const char *method, json_t *params)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "jsonrpc", json_string("2.0"));
+    json_object_set_new(m, "method", json_string(method));
+    json_object_set_new(m, "params", params ? params : json_object());
+    return m;
+}
+
+int rpc_engine_code(int err)
+{
+    if (err == ERR_CANCELLED) return RPC_E_CANCELLED;
+    if (err >= ERR_MIN_ && err < 0) return RPC_E_ENGINE_BASE + err;
+    return RPC_E_INTERNAL;
+}
+
+bool rpc_err_retryable(int err) { return err == ERR_BUSY || err == ERR_NOMEM; }
+
+int rpc_buf_add(struct rpc_buf *b, const char *s, size_t n)
+{
+    if (n > SIZE_MAX / 2 - b->len) return ERR_NOMEM;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return ERR_NOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+void rpc_buf_free(struct rpc_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}

@@ -1,0 +1,1057 @@
+/* check_rpc: the JSON-RPC server and batch runner.
+ *
+ * Unit cases exercise the line splitter and the output encoder directly. Protocol cases drive
+ * the real binary ($LMPIPE_BIN serve / batch) over pipes with the real stories260K model: the
+ * transcript in protocol/transcript.jsonl is replayed message by message (volatile values are
+ * written "<number>" etc. there), so the spec cannot drift from the code; then streaming order,
+ * cancel, sessions, shutdown paths, backpressure and the list of bad inputs.
+ *
+ * Every line the server writes is checked on the way in: valid JSON, shorter than 60 KiB, no raw
+ * U+2028/U+2029/U+0085, valid UTF-8. */
+#define _GNU_SOURCE /* F_SETPIPE_SZ */
+#include "tutil.h"
+
+#include "rpc/rpc_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------------- unit: line splitter ---------------- */
+
+struct got {
+    char lines[16][64];
+    size_t lens[16];
+    int n, overlong;
+};
+
+static void got_line(void *ud, const char *line, size_t len)
+{
+    struct got *g = ud;
+    if (!line) {
+        g->overlong++;
+        g->lens[g->n] = len;
+        snprintf(g->lines[g->n++], 64, "<overlong>");
+        return;
+    }
+    g->lens[g->n] = len;
+    snprintf(g->lines[g->n++], 64, "%.*s", (int)len, line);
+}
+
+START_TEST(lines_split)
+{
+    struct rpc_lines l;
+    struct got g = {0};
+    rpc_lines_init(&l, 16);
+    rpc_lines_feed(&l, "ab", 2, got_line, &g);
+    rpc_lines_feed(&l, "c\nde\r\n\nf", 8, got_line, &g);
+    ck_assert_int_eq(g.n, 3);
+    ck_assert_str_eq(g.lines[0], "abc");
+    ck_assert_str_eq(g.lines[1], "de"); /* CR dropped */
+    ck_assert_str_eq(g.lines[2], "");
+    /* a line over the limit is reported once, at its newline, and the next line is intact */
+    rpc_lines_feed(&l, "0123456789012345678", 19, got_line, &g);
+    ck_assert_int_eq(g.n, 3);
+    rpc_lines_feed(&l, "9\nok\n", 5, got_line, &g);
+    ck_assert_int_eq(g.overlong, 1);
+    ck_assert_uint_eq(g.lens[3], 21); /* "f" + 20 bytes */
+    ck_assert_str_eq(g.lines[4], "ok");
+    rpc_lines_feed(&l, "tail", 4, got_line, &g);
+    rpc_lines_finish(&l, got_line, &g);
+    ck_assert_str_eq(g.lines[5], "tail");
+    /* exactly the limit is fine */
+    rpc_lines_feed(&l, "0123456789abcdef\n", 17, got_line, &g);
+    ck_assert_str_eq(g.lines[6], "0123456789abcdef");
+    ck_assert_int_eq(g.overlong, 1);
+    rpc_lines_free(&l);
+}
+END_TEST
+
+/* ---------------- unit: encoder ---------------- */
+
+START_TEST(json_escapes_separators)
+{
+    json_t *m = json_pack("{s:s}", "t", "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c\xc2\x85" "d\n\"\\\x01");
+    size_t len;
+    char *line = rpc_json_line(m, &len);
+    ck_assert_ptr_nonnull(line);
+    ck_assert_str_eq(line, "{\"t\":\"a\\u2028b\\u2029c\\u0085d\\n\\\"\\\\\\u0001\"}\n");
+    ck_assert_uint_eq(len, strlen(line));
+    /* the escaped text decodes back to the same string */
+    json_t *back = json_loadb(line, len, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(back, "t")), json_string_value(json_object_get(m, "t")));
+    ck_assert_uint_eq(rpc_json_escaped_len(json_string_value(json_object_get(m, "t")),
+                                           json_string_length(json_object_get(m, "t"))),
+                      len - strlen("{\"t\":\"\"}\n"));
+    free(line);
+    json_decref(back);
+    json_decref(m);
+}
+END_TEST
+
+START_TEST(json_utf8)
+{
+    ck_assert_uint_eq(rpc_utf8_valid_prefix("ab\xc3\xa9", 4), 4);
+    ck_assert_uint_eq(rpc_utf8_valid_prefix("ab\xc3", 3), 2);         /* cut */
+    ck_assert_uint_eq(rpc_utf8_valid_prefix("a\xc0\x80", 3), 1);      /* overlong */
+    ck_assert_uint_eq(rpc_utf8_valid_prefix("a\xed\xa0\x80", 4), 1);  /* surrogate */
+    ck_assert_uint_eq(rpc_utf8_valid_prefix("\xf4\x90\x80\x80", 4), 0); /* > U+10FFFF */
+    json_t *j = rpc_json_text("a\xff" "b\xe2\x82", 5);
+    ck_assert_str_eq(json_string_value(j), "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd");
+    json_decref(j);
+    /* fit never cuts a character and respects the escaped budget */
+    const char *t = "\xc3\xa9\xc3\xa9\n";
+    ck_assert_uint_eq(rpc_text_fit(t, 5, 3), 2);
+    ck_assert_uint_eq(rpc_text_fit(t, 5, 4), 4);
+    ck_assert_uint_eq(rpc_text_fit(t, 5, 5), 4);
+    ck_assert_uint_eq(rpc_text_fit(t, 5, 6), 5);
+}
+END_TEST
+
+START_TEST(error_codes)
+{
+    ck_assert_int_eq(rpc_engine_code(ERR_CANCELLED), -32800);
+    ck_assert_int_eq(rpc_engine_code(ERR_BUSY), -32069);
+    ck_assert_int_eq(rpc_engine_code(ERR_CONTEXT), -32066);
+    ck_assert(rpc_err_retryable(ERR_BUSY));
+    ck_assert(!rpc_err_retryable(ERR_CONTEXT));
+}
+END_TEST
+
+/* ---------------- the real binary ---------------- */
+
+static const char *bin(void)
+{
+    const char *b = getenv("LMPIPE_BIN");
+    return b && *b ? b : "./lmpipe";
+}
+
+static const char *model(void) { return tutil_shared("models/stories260K-F32.gguf"); }
+
+struct proc {
+    pid_t pid;
+    int in, out; /* our ends: write requests to in, read lines from out */
+    char *buf;
+    size_t len, cap;
+    bool eof;
+};
+
+/* args: NULL-terminated, after "serve" (or the subcommand in args[0] when it is "batch"). */
+static void proc_start_v(struct proc *p, const char *const *args, int pipe_size)
+{
+    int a[2], b[2];
+    ck_assert_int_eq(pipe(a), 0);
+    ck_assert_int_eq(pipe(b), 0);
+    if (pipe_size) ck_assert_int_ge(fcntl(b[0], F_SETPIPE_SZ, pipe_size), 0);
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        dup2(a[0], 0);
+        dup2(b[1], 1);
+        close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+        const char *argv[32];
+        int n = 0;
+        argv[n++] = bin();
+        argv[n++] = "serve";
+        for (int i = 0; args && args[i] && n < 31; i++) argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(a[0]);
+    close(b[1]);
+    p->in = a[1];
+    p->out = b[0];
+    p->buf = NULL;
+    p->len = p->cap = 0;
+    p->eof = false;
+}
+
+static void proc_start(struct proc *p, bool with_model)
+{
+    const char *args[] = {"-m", model(), NULL};
+    proc_start_v(p, with_model ? args : NULL, 0);
+}
+
+static void proc_send_raw(struct proc *p, const char *data, size_t n)
+{
+    while (n) {
+        ssize_t k = write(p->in, data, n);
+        if (k < 0 && errno == EINTR) continue;
+        ck_assert_msg(k > 0, "write to server failed: %s", strerror(errno));
+        data += k;
+        n -= (size_t)k;
+    }
+}
+
+static void proc_send(struct proc *p, const char *line)
+{
+    proc_send_raw(p, line, strlen(line));
+    proc_send_raw(p, "\n", 1);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Next raw line (malloc'd, without '\n'), NULL on EOF or timeout. */
+static char *proc_line(struct proc *p, int timeout_ms)
+{
+    double end = now_s() + timeout_ms / 1e3;
+    for (;;) {
+        char *nl = p->len ? memchr(p->buf, '\n', p->len) : NULL;
+        if (nl) {
+            size_t n = (size_t)(nl - p->buf);
+            char *line = malloc(n + 1);
+            memcpy(line, p->buf, n);
+            line[n] = 0;
+            memmove(p->buf, nl + 1, p->len - n - 1);
+            p->len -= n + 1;
+            return line;
+        }
+        if (p->eof) return NULL;
+        int left = (int)((end - now_s()) * 1e3);
+        if (left <= 0) return NULL;
+        struct pollfd pf = {p->out, POLLIN, 0};
+        if (poll(&pf, 1, left) <= 0) continue;
+        if (p->cap - p->len < 65536) {
+            p->cap = p->cap * 2 + 65536;
+            p->buf = realloc(p->buf, p->cap);
+        }
+        ssize_t k = read(p->out, p->buf + p->len, p->cap - p->len);
+        if (k <= 0) p->eof = true;
+        else p->len += (size_t)k;
+    }
+}
+
+static json_t *check_line(const char *line)
+{
+    size_t n = strlen(line);
+    ck_assert_msg(n + 1 <= RPC_LINE_OUT_MAX, "line of %zu bytes", n);
+    ck_assert_msg(rpc_utf8_valid_prefix(line, n) == n, "invalid UTF-8 on stdout");
+    ck_assert_msg(!strstr(line, "\xe2\x80\xa8") && !strstr(line, "\xe2\x80\xa9") && !strstr(line, "\xc2\x85"),
+                  "raw line separator on stdout");
+    json_error_t e;
+    json_t *j = json_loads(line, 0, &e);
+    ck_assert_msg(j != NULL, "not JSON on stdout: %.200s", line);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "jsonrpc")), "2.0");
+    return j;
+}
+
+static json_t *proc_recv(struct proc *p, int timeout_ms)
+{
+    char *line = proc_line(p, timeout_ms);
+    ck_assert_msg(line != NULL, "no message from the server within %d ms", timeout_ms);
+    json_t *j = check_line(line);
+    free(line);
+    return j;
+}
+
+/* Read until the response to integer id `id`; notifications before it go to *notes (if given). */
+static json_t *proc_wait(struct proc *p, json_int_t id, json_t **notes)
+{
+    if (notes) *notes = json_array();
+    for (;;) {
+        json_t *j = proc_recv(p, 30000);
+        json_t *jid = json_object_get(j, "id");
+        if (!json_object_get(j, "method") && json_is_integer(jid) && json_integer_value(jid) == id) return j;
+        ck_assert_msg(json_object_get(j, "method") != NULL, "unexpected response while waiting for %lld: %s",
+                      (long long)id, json_dumps(j, JSON_COMPACT));
+        if (notes) json_array_append_new(*notes, j);
+        else json_decref(j);
+    }
+}
+
+static json_t *call(struct proc *p, json_int_t id, const char *method, const char *params_json)
+{
+    char line[8192];
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"method\":\"%s\"%s%s}", (long long)id, method,
+             params_json ? ",\"params\":" : "", params_json ? params_json : "");
+    proc_send(p, line);
+    return proc_wait(p, id, NULL);
+}
+
+static int err_code(json_t *resp)
+{
+    json_t *e = json_object_get(resp, "error");
+    return e ? (int)json_integer_value(json_object_get(e, "code")) : 0;
+}
+
+static const char *err_kind_of(json_t *resp)
+{
+    return json_string_value(json_object_get(json_object_get(json_object_get(resp, "error"), "data"), "kind"));
+}
+
+static const char *err_msg(json_t *resp)
+{
+    const char *m = json_string_value(json_object_get(json_object_get(resp, "error"), "message"));
+    return m ? m : "";
+}
+
+static void init(struct proc *p)
+{
+    json_t *r = call(p, 9000, "initialize", "{\"protocolVersion\":\"2025-06-18\",\"clientInfo\":{\"name\":\"check\"}}");
+    ck_assert_msg(json_object_get(r, "result"), "initialize failed");
+    json_decref(r);
+    proc_send(p, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
+}
+
+static void assert_alive(struct proc *p)
+{
+    json_t *r = call(p, 9999, "ping", NULL);
+    ck_assert_msg(json_is_object(json_object_get(r, "result")), "ping after bad input failed");
+    json_decref(r);
+}
+
+/* Wait for exit; returns the exit status, or -1 if it had to be killed / died by a signal. */
+static int proc_finish(struct proc *p, int timeout_ms)
+{
+    double end = now_s() + timeout_ms / 1e3;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) break;
+        if (now_s() > end) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &st, 0);
+            st = -1;
+            break;
+        }
+        /* keep draining stdout so the server is never blocked on us */
+        char tmp[65536];
+        struct pollfd pf = {p->out, POLLIN, 0};
+        if (!p->eof && poll(&pf, 1, 10) > 0) {
+            ssize_t k = read(p->out, tmp, sizeof tmp);
+            if (k <= 0) p->eof = true;
+        } else if (p->eof) {
+            usleep(10000);
+        }
+    }
+    if (p->in >= 0) close(p->in);
+    close(p->out);
+    free(p->buf);
+    p->in = -1;
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
+
+static void proc_close_in(struct proc *p)
+{
+    close(p->in);
+    p->in = -1;
+}
+
+/* ---------------- transcript ---------------- */
+
+/* expected may contain "<any>", "<number>", "<int>", "<string>" placeholders. */
+static bool match(json_t *want, json_t *got, char *path, size_t cap)
+{
+    if (json_is_string(want)) {
+        const char *w = json_string_value(want);
+        if (!strcmp(w, "<any>")) return got != NULL;
+        if (!strcmp(w, "<number>")) return json_is_number(got);
+        if (!strcmp(w, "<int>")) return json_is_integer(got);
+        if (!strcmp(w, "<string>")) return json_is_string(got);
+    }
+    if (!got || json_typeof(want) != json_typeof(got)) {
+        if (json_is_number(want) && json_is_number(got)) return json_number_value(want) == json_number_value(got);
+        return false;
+    }
+    if (json_is_object(want)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(want, k, v) {
+            size_t l = strlen(path);
+            snprintf(path + l, cap - l, ".%s", k);
+            if (!match(v, json_object_get(got, k), path, cap)) return false;
+            path[l] = 0;
+        }
+        json_object_foreach(got, k, v) if (!json_object_get(want, k)) {
+            size_t l = strlen(path);
+            snprintf(path + l, cap - l, ".%s (not in the transcript)", k);
+            return false;
+        }
+        return true;
+    }
+    if (json_is_array(want)) {
+        if (json_array_size(want) != json_array_size(got)) return false;
+        for (size_t i = 0; i < json_array_size(want); i++) {
+            size_t l = strlen(path);
+            snprintf(path + l, cap - l, "[%zu]", i);
+            if (!match(json_array_get(want, i), json_array_get(got, i), path, cap)) return false;
+            path[l] = 0;
+        }
+        return true;
+    }
+    return json_equal(want, got);
+}
+
+START_TEST(transcript_replay)
+{
+    char tpath[1024];
+    const char *src = getenv("LMPIPE_SRC");
+    snprintf(tpath, sizeof tpath, "%s/protocol/transcript.jsonl", src && *src ? src : ".");
+    FILE *f = fopen(tpath, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", tpath);
+    struct proc p;
+    proc_start(&p, true);
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, n_recv = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lineno++;
+        json_error_t e;
+        json_t *t = json_loads(line, 0, &e);
+        ck_assert_msg(t != NULL, "transcript line %d is not JSON: %s", lineno, e.text);
+        json_t *send = json_object_get(t, "send"), *raw = json_object_get(t, "send_raw"), *recv = json_object_get(t, "recv");
+        if (send) {
+            char *s = json_dumps(send, JSON_COMPACT);
+            proc_send(&p, s);
+            free(s);
+        } else if (raw) {
+            proc_send(&p, json_string_value(raw));
+        } else if (recv) {
+            json_t *got = proc_recv(&p, 30000);
+            char path[512] = "$";
+            bool ok = match(recv, got, path, sizeof path);
+            char *gs = json_dumps(got, JSON_COMPACT);
+            ck_assert_msg(ok, "transcript line %d: mismatch at %s\n  got: %.600s", lineno, path, gs);
+            free(gs);
+            json_decref(got);
+            n_recv++;
+        }
+        json_decref(t);
+    }
+    free(line);
+    fclose(f);
+    ck_assert_int_gt(n_recv, 10);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* ---------------- generation ---------------- */
+
+START_TEST(greedy_lily)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    json_t *r = call(&p, 1, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":40,\"temperature\":0}");
+    const char *text = json_string_value(json_object_get(json_object_get(r, "result"), "text"));
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, ", there was a little girl named Lily") != NULL, "got %s", text);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "result"), "finish_reason")), "length");
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* Deltas come before the response, are numbered 0.. without gaps, and add up to its text. */
+static void check_stream(json_t *notes, json_t *resp, json_int_t id, bool cancelled)
+{
+    size_t idx = 0;
+    char *acc = calloc(1, 1);
+    size_t acc_len = 0;
+    for (size_t i = 0; i < json_array_size(notes); i++) {
+        json_t *n = json_array_get(notes, i);
+        const char *m = json_string_value(json_object_get(n, "method"));
+        json_t *pa = json_object_get(n, "params");
+        if (json_integer_value(json_object_get(pa, "id")) != id) continue;
+        if (!strcmp(m, "gen/progress")) {
+            ck_assert_msg(idx == 0, "progress after a delta");
+            continue;
+        }
+        ck_assert_str_eq(m, "gen/delta");
+        ck_assert_int_eq(json_integer_value(json_object_get(pa, "index")), (json_int_t)idx);
+        idx++;
+        const char *t = json_string_value(json_object_get(pa, "text"));
+        size_t tl = json_string_length(json_object_get(pa, "text"));
+        acc = realloc(acc, acc_len + tl + 1);
+        memcpy(acc + acc_len, t, tl + 1);
+        acc_len += tl;
+    }
+    json_t *holder = cancelled ? json_object_get(json_object_get(resp, "error"), "data") : json_object_get(resp, "result");
+    const char *text = json_string_value(json_object_get(holder, "text"));
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(acc, text);
+    free(acc);
+}
+
+START_TEST(stream_order)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":\"g1\",\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
+                  "\"max_tokens\":60,\"temperature\":0,\"stream\":true,\"return_tokens\":true}}");
+    json_t *notes = json_array();
+    json_t *resp = NULL;
+    while (!resp) {
+        json_t *j = proc_recv(&p, 30000);
+        if (json_object_get(j, "method")) json_array_append_new(notes, j);
+        else resp = j;
+    }
+    ck_assert_str_eq(json_string_value(json_object_get(resp, "id")), "g1");
+    ck_assert_int_gt(json_array_size(notes), 10);
+    /* ids are strings here: reuse the checker by mapping */
+    size_t idx = 0;
+    char acc[8192] = "";
+    for (size_t i = 0; i < json_array_size(notes); i++) {
+        json_t *pa = json_object_get(json_array_get(notes, i), "params");
+        ck_assert_str_eq(json_string_value(json_object_get(pa, "id")), "g1");
+        if (!json_object_get(pa, "text")) continue;
+        ck_assert_int_eq(json_integer_value(json_object_get(pa, "index")), (json_int_t)idx++);
+        ck_assert(json_is_array(json_object_get(pa, "tokens")));
+        strncat(acc, json_string_value(json_object_get(pa, "text")), sizeof acc - strlen(acc) - 1);
+    }
+    json_t *res = json_object_get(resp, "result");
+    ck_assert_str_eq(acc, json_string_value(json_object_get(res, "text")));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(res, "usage"), "completion_tokens")), 60);
+    ck_assert_msg(strstr(acc, "Lily") != NULL, "%s", acc);
+    json_decref(notes);
+    json_decref(resp);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+static void cancel_with(const char *cancel_fmt)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    json_t *full = call(&p, 1, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true}");
+    const char *full_text = json_string_value(json_object_get(json_object_get(full, "result"), "text"));
+    ck_assert_ptr_nonnull(full_text);
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
+                  "\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}}");
+    json_t *notes = json_array();
+    for (;;) { /* wait for the first delta, then cancel */
+        json_t *j = proc_recv(&p, 30000);
+        ck_assert_ptr_nonnull(json_object_get(j, "method"));
+        bool delta = !strcmp(json_string_value(json_object_get(j, "method")), "gen/delta");
+        json_array_append_new(notes, j);
+        if (delta) break;
+    }
+    char line[256];
+    snprintf(line, sizeof line, cancel_fmt, 2);
+    proc_send(&p, line);
+    json_t *more;
+    json_t *resp = proc_wait(&p, 2, &more);
+    json_array_extend(notes, more);
+    json_decref(more);
+    ck_assert_int_eq(err_code(resp), -32800);
+    ck_assert_str_eq(err_kind_of(resp), "cancelled");
+    json_t *data = json_object_get(json_object_get(resp, "error"), "data");
+    ck_assert_str_eq(json_string_value(json_object_get(data, "finish_reason")), "cancelled");
+    const char *part = json_string_value(json_object_get(data, "text"));
+    ck_assert_ptr_nonnull(part);
+    ck_assert_int_gt(strlen(part), 0);
+    ck_assert_int_lt(strlen(part), strlen(full_text));
+    ck_assert_msg(!strncmp(full_text, part, strlen(part)), "partial text is not a prefix");
+    check_stream(notes, resp, 2, true);
+    json_decref(notes);
+    json_decref(resp);
+    json_decref(full);
+    assert_alive(&p);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+
+START_TEST(cancel_mcp) { cancel_with("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":%d,\"reason\":\"test\"}}"); }
+END_TEST
+
+START_TEST(cancel_lsp) { cancel_with("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":%d}}"); }
+END_TEST
+
+START_TEST(sessions_interleaved)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    /* pipelined: create and use without waiting */
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"session/create\"}");
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"session/create\",\"params\":{\"n_ctx\":64}}");
+    json_t *a = proc_wait(&p, 1, NULL), *b = proc_wait(&p, 2, NULL);
+    const char *sa = json_string_value(json_object_get(json_object_get(a, "result"), "session"));
+    const char *sb = json_string_value(json_object_get(json_object_get(b, "result"), "session"));
+    ck_assert_ptr_nonnull(sa);
+    ck_assert_ptr_nonnull(sb);
+    ck_assert_str_ne(sa, sb);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(b, "result"), "n_ctx")), 64);
+    char params[512];
+    snprintf(params, sizeof params, "{\"session\":\"%s\",\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}", sa);
+    json_t *r1 = call(&p, 3, "generate", params);
+    snprintf(params, sizeof params, "{\"session\":\"%s\",\"prompt\":\"The cat sat\",\"max_tokens\":8,\"temperature\":0}", sb);
+    json_t *r2 = call(&p, 4, "generate", params);
+    /* session a again, with its previous prompt as prefix: the cache is reused */
+    snprintf(params, sizeof params, "{\"session\":\"%s\",\"prompt\":\"Once upon a time, there\",\"max_tokens\":4,\"temperature\":0}", sa);
+    json_t *r3 = call(&p, 5, "generate", params);
+    ck_assert_msg(json_object_get(r1, "result") && json_object_get(r2, "result") && json_object_get(r3, "result"), "generate failed");
+    json_int_t cached = json_integer_value(json_object_get(json_object_get(json_object_get(r3, "result"), "usage"), "cached_tokens"));
+    ck_assert_int_ge(cached, 5);
+    /* a session serves one request at a time: a second one at once is overloaded, retryable */
+    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"generate\",\"params\":{\"session\":\"%s\",\"prompt\":\"Once\",\"max_tokens\":30}}", sb);
+    proc_send(&p, params);
+    params[strlen("{\"jsonrpc\":\"2.0\",\"id\":") ] = '7';
+    proc_send(&p, params);
+    json_t *r7 = proc_wait(&p, 7, NULL);
+    ck_assert_str_eq(err_kind_of(r7), "overloaded");
+    ck_assert(json_is_true(json_object_get(json_object_get(json_object_get(r7, "error"), "data"), "retryable")));
+    json_t *r6 = proc_wait(&p, 6, NULL);
+    ck_assert_ptr_nonnull(json_object_get(r6, "result"));
+    json_t *list = call(&p, 8, "session/list", NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(json_object_get(list, "result"), "sessions")), 2);
+    snprintf(params, sizeof params, "{\"session\":\"%s\"}", sa);
+    json_t *cl = call(&p, 9, "session/close", params);
+    ck_assert(json_is_true(json_object_get(json_object_get(cl, "result"), "closed")));
+    snprintf(params, sizeof params, "{\"session\":\"%s\",\"prompt\":\"x\"}", sa);
+    json_t *gone = call(&p, 10, "generate", params);
+    ck_assert_str_eq(err_kind_of(gone), "not_found");
+    json_decref(a); json_decref(b); json_decref(r1); json_decref(r2); json_decref(r3);
+    json_decref(r6); json_decref(r7); json_decref(list); json_decref(cl); json_decref(gone);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+START_TEST(stdin_closed_mid_generation)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
+                  "\"max_tokens\":-1,\"ignore_eos\":true,\"stream\":true}}");
+    json_t *first = proc_recv(&p, 30000);
+    json_decref(first);
+    double t0 = now_s();
+    proc_close_in(&p);
+    /* the in-flight request is still answered (-32800), then the process exits 0 */
+    json_t *resp = proc_wait(&p, 1, NULL);
+    ck_assert_int_eq(err_code(resp), -32800);
+    json_decref(resp);
+    ck_assert_int_eq(proc_finish(&p, 5000), 0);
+    ck_assert_msg(now_s() - t0 < 3.0, "exit took %.2f s", now_s() - t0);
+}
+END_TEST
+
+START_TEST(sigterm_exits_zero)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"Once\",\"max_tokens\":-1,\"ignore_eos\":true,\"stream\":true}}");
+    json_decref(proc_recv(&p, 30000));
+    kill(p.pid, SIGTERM);
+    json_t *resp = proc_wait(&p, 1, NULL);
+    ck_assert_int_eq(err_code(resp), -32800);
+    json_decref(resp);
+    ck_assert_int_eq(proc_finish(&p, 5000), 0);
+}
+END_TEST
+
+START_TEST(epipe_exits_cleanly)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    close(p.out); /* nobody reads stdout any more */
+    p.out = open("/dev/null", O_RDONLY);
+    p.eof = true;
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"Once\",\"max_tokens\":-1,\"stream\":true}}");
+    int st;
+    double end = now_s() + 5;
+    pid_t r = 0;
+    while (now_s() < end && (r = waitpid(p.pid, &st, WNOHANG)) == 0) usleep(10000);
+    ck_assert_msg(r == p.pid, "server still running after its stdout closed");
+    ck_assert_msg(WIFEXITED(st), "server died by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    ck_assert_int_eq(WEXITSTATUS(st), 0);
+    close(p.in);
+    close(p.out);
+    free(p.buf);
+}
+END_TEST
+
+START_TEST(backpressure)
+{
+    struct proc p;
+    const char *args[] = {"-m", model(), "--write-buffer", "2048", NULL};
+    proc_start_v(&p, args, 4096); /* a one-page pipe fills after a few dozen deltas */
+    init(&p);
+    const int N = 4;
+    for (int i = 0; i < N; i++) {
+        char line[512];
+        snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
+                 "\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,\"return_tokens\":true}}", 100 + i);
+        proc_send(&p, line);
+    }
+    usleep(1500 * 1000); /* stop reading */
+    /* nothing is lost once reading resumes: every delta in order, every response complete */
+    json_t *notes = json_array();
+    json_t *resp[4] = {0};
+    int got = 0;
+    while (got < N) {
+        json_t *j = proc_recv(&p, 30000);
+        if (json_object_get(j, "method")) {
+            json_array_append_new(notes, j);
+        } else {
+            json_int_t id = json_integer_value(json_object_get(j, "id"));
+            ck_assert(id >= 100 && id < 100 + N);
+            resp[id - 100] = j;
+            got++;
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        check_stream(notes, resp[i], 100 + i, false);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(resp[i], "result"), "text")),
+                         json_string_value(json_object_get(json_object_get(resp[0], "result"), "text")));
+    }
+    for (int i = 0; i < N; i++) json_decref(resp[i]);
+    json_decref(notes);
+    json_t *st = call(&p, 7, "stats", NULL);
+    json_t *out = json_object_get(json_object_get(st, "result"), "output");
+    ck_assert_int_gt(json_integer_value(json_object_get(out, "waits")), 0);
+    /* memory stays bounded: what waits to be written never exceeds the limit by much */
+    ck_assert_int_lt(json_integer_value(json_object_get(out, "peak_pending_bytes")), 2048 + 8192);
+    json_decref(st);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* ---------------- bad input ---------------- */
+
+static json_t *send_recv(struct proc *p, const char *line)
+{
+    proc_send(p, line);
+    return proc_recv(p, 30000);
+}
+
+static void expect_error(struct proc *p, const char *line, int code, bool null_id, const char *needle)
+{
+    json_t *r = send_recv(p, line);
+    ck_assert_msg(err_code(r) == code, "%.80s: code %d, expected %d (%s)", line, err_code(r), code, err_msg(r));
+    if (null_id) ck_assert_msg(json_is_null(json_object_get(r, "id")), "%.80s: id not null", line);
+    ck_assert_ptr_nonnull(err_kind_of(r));
+    ck_assert(json_is_boolean(json_object_get(json_object_get(json_object_get(r, "error"), "data"), "retryable")));
+    if (needle) ck_assert_msg(strstr(err_msg(r), needle) != NULL, "'%s' not in '%s'", needle, err_msg(r));
+    json_decref(r);
+    assert_alive(p);
+}
+
+START_TEST(bad_input)
+{
+    struct proc p;
+    proc_start(&p, true);
+    /* before initialize: only ping */
+    assert_alive(&p);
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stats\"}", -32002, false, "not initialized");
+    init(&p);
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}", -32600, false, "already initialized");
+    expect_error(&p, "this is not json", -32700, true, "parse error");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,", -32700, true, NULL);
+    expect_error(&p, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", -32600, true, "batch");
+    expect_error(&p, "[]", -32600, true, NULL);
+    expect_error(&p, "42", -32600, true, "object");
+    expect_error(&p, "{\"id\":1,\"method\":\"ping\"}", -32600, false, "jsonrpc");
+    expect_error(&p, "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}", -32600, false, "jsonrpc");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":5}", -32600, false, "method");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1}", -32600, false, "method");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":{\"a\":1},\"method\":\"ping\"}", -32600, true, "id");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"ping\"}", -32600, true, "id");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}", -32600, true, "id");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":123456789012345678901234567890,\"method\":\"ping\"}", -32700, true, NULL);
+    {
+        char big[2048];
+        memset(big, 'x', sizeof big);
+        int n = snprintf(big, sizeof big, "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":\"");
+        memset(big + n, 'i', 1500);
+        strcpy(big + n + 1500, "\"}");
+        expect_error(&p, big, -32600, true, "longer than");
+    }
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"id\":2}", -32700, true, "duplicate");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"frobnicate\"}", -32601, false, "not found");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":[\"x\"]}", -32602, false, NULL);
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":7}", -32600, false, "params");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{}}", -32602, false, "prompt");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":5}}", -32602, false, "prompt");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"temperature\":\"hot\"}}", -32602, false, "temperature");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"max_tokens\":-5}}", -32602, false, "max_tokens");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"top_p\":1.5}}", -32602, false, "top_p");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"stop\":[\"\"]}}", -32602, false, "stop");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"logit_bias\":{\"99999\":1}}}", -32602, false, NULL);
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"session\":\"nope\"}}", -32062, false, "not found");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[]}}", -32602, false, "messages");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}", -32064, false, "not supported yet");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"response_format\":{\"type\":\"json_object\"}}}", -32064, false, "not supported yet");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"detokenize\",\"params\":{\"tokens\":[1,99999]}}", -32602, false, NULL);
+    /* invalid UTF-8 inside a string */
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"a\xff\xfe\"}}", -32700, true, "UTF-8");
+    /* a context overflow names the phrase agents retry on */
+    {
+        char line[8192];
+        int n = snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"");
+        for (int i = 0; i < 300; i++) n += snprintf(line + n, sizeof line - n, "Lily ");
+        snprintf(line + n, sizeof line - n, "\"}}");
+        json_t *r = send_recv(&p, line);
+        ck_assert_str_eq(err_kind_of(r), "context_length_exceeded");
+        ck_assert_msg(strstr(err_msg(r), "context_length_exceeded") != NULL, "%s", err_msg(r));
+        json_decref(r);
+    }
+    /* unknown-id cancels and unknown notifications get no answer and harm nothing */
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"nope\"}}");
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":424242}}");
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\"}");
+    proc_send(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"some/notification\",\"params\":{}}");
+    proc_send(&p, "");
+    assert_alive(&p);
+    /* a 10 MB line: answered, discarded, and the stream goes on */
+    {
+        size_t n = 10u << 20;
+        char *big = malloc(n + 1);
+        memset(big, 'a', n);
+        const char *head = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"";
+        memcpy(big, head, strlen(head));
+        big[n] = '\n';
+        proc_send_raw(&p, big, n + 1);
+        free(big);
+        json_t *r = proc_recv(&p, 30000);
+        ck_assert_int_eq(err_code(r), -32600);
+        ck_assert(json_is_null(json_object_get(r, "id")));
+        ck_assert_msg(strstr(err_msg(r), "exceeds the limit") != NULL, "%s", err_msg(r));
+        json_decref(r);
+        assert_alive(&p);
+    }
+    /* line separators in what we echo are escaped (checked by check_line) */
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\xe2\x80\xa8" "b\xc2\x85\"}", -32601, false, NULL);
+    /* models that cannot be loaded leave the server, and the loaded model, as they were */
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"model/load\",\"params\":{\"path\":\"/nonexistent/model.gguf\"}}",
+                 -32062, false, "cannot open");
+    {
+        char path[] = "/tmp/lmpipe_corrupt_XXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "GGUF\x03\x00\x00\x00garbage", 15), 15);
+        close(fd);
+        char line[512];
+        snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"model/load\",\"params\":{\"path\":\"%s\"}}", path);
+        json_t *r = send_recv(&p, line);
+        ck_assert_int_lt(err_code(r), -32050);
+        ck_assert_int_gt(err_code(r), -32100);
+        json_decref(r);
+        unlink(path);
+    }
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"model/load\",\"params\":{}}", -32602, false, "path");
+    json_t *r = call(&p, 2, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":12,\"temperature\":0}");
+    ck_assert_msg(strstr(json_string_value(json_object_get(json_object_get(r, "result"), "text")), "Lily") != NULL, "model lost");
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+START_TEST(no_model_then_load)
+{
+    struct proc p;
+    proc_start(&p, false);
+    init(&p);
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\"}}", -32070, false, "no model");
+    char params[1200];
+    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"model/load\",\"params\":{\"path\":\"%s\",\"threads\":1}}", model());
+    proc_send(&p, params);
+    json_t *notes;
+    json_t *r = proc_wait(&p, 2, &notes);
+    ck_assert_ptr_nonnull(json_object_get(r, "result"));
+    ck_assert_int_ge(json_array_size(notes), 2); /* model/progress */
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(notes, 0), "method")), "model/progress");
+    json_decref(notes);
+    json_decref(r);
+    r = call(&p, 3, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":12,\"temperature\":0}");
+    ck_assert_ptr_nonnull(json_object_get(r, "result"));
+    json_decref(r);
+    r = call(&p, 4, "model/unload", NULL);
+    ck_assert(json_is_true(json_object_get(json_object_get(r, "result"), "unloaded")));
+    json_decref(r);
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tokenize\",\"params\":{\"text\":\"x\"}}", -32070, false, "no model");
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+START_TEST(stdin_is_a_file)
+{
+    char path[] = "/tmp/lmpipe_in_XXXXXX";
+    int fd = mkstemp(path);
+    const char *req = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}\n"
+                      "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tokenize\",\"params\":{\"text\":\"Once upon a time\"}}\n"
+                      "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}";
+    ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    lseek(fd, 0, SEEK_SET);
+    int b[2];
+    ck_assert_int_eq(pipe(b), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 0);
+        dup2(b[1], 1);
+        close(b[0]);
+        execl(bin(), bin(), "serve", "-m", model(), (char *)NULL);
+        _exit(127);
+    }
+    close(fd);
+    close(b[1]);
+    unlink(path);
+    struct proc p = {pid, -1, b[0], NULL, 0, 0, false};
+    /* ping is answered at once, tokenize when the worker has run it: collect by id */
+    json_t *r[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        json_t *j = proc_recv(&p, 30000);
+        json_int_t id = json_integer_value(json_object_get(j, "id"));
+        ck_assert(id >= 1 && id <= 3 && !r[id - 1]);
+        r[id - 1] = j;
+    }
+    ck_assert(json_is_array(json_object_get(json_object_get(r[1], "result"), "tokens")));
+    for (int i = 0; i < 3; i++) json_decref(r[i]);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* ---------------- batch ---------------- */
+
+static int run_batch(const char *const *args, const char *errfile)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *argv[32];
+        int n = 0;
+        argv[n++] = bin();
+        argv[n++] = "batch";
+        for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+        argv[n] = NULL;
+        int fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static size_t count_lines(const char *path, const char *needle)
+{
+    size_t len, n = 0;
+    char *t = tutil_read(path, &len);
+    if (!t) return 0;
+    for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n")) {
+        json_t *j = check_line(l);
+        json_decref(j);
+        if (!needle || strstr(l, needle)) n++;
+    }
+    free(t);
+    return n;
+}
+
+START_TEST(batch_resume_shard)
+{
+    char dir[] = "/tmp/lmpipe_batch_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char in[256], out[256], err[256], o0[256], o1[256];
+    snprintf(in, sizeof in, "%s/in.jsonl", dir);
+    snprintf(out, sizeof out, "%s/out.jsonl", dir);
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    snprintf(o0, sizeof o0, "%s/o0.jsonl", dir);
+    snprintf(o1, sizeof o1, "%s/o1.jsonl", dir);
+    FILE *f = fopen(in, "w");
+    fputs("{\"id\":\"a\",\"prompt\":\"Once upon a time\",\"max_tokens\":12,\"temperature\":0}\n"
+          "{\"id\":\"b\",\"method\":\"generate\",\"params\":{\"prompt\":\"Lily\",\"max_tokens\":4}}\n"
+          "not json\n"
+          "{\"id\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":4}\n"
+          "{\"id\":\"d\",\"prompt\":5}\n"
+          "{\"id\":\"a\",\"prompt\":\"dup\"}\n",
+          f);
+    fclose(f);
+    const char *args[] = {"-m", model(), in, "-o", out, NULL};
+    ck_assert_int_eq(run_batch(args, err), 1); /* some lines failed */
+    ck_assert_uint_eq(count_lines(out, NULL), 6);
+    ck_assert_uint_eq(count_lines(out, "\"result\""), 3);
+    ck_assert_uint_eq(count_lines(out, "little girl named Lily"), 1);
+    /* resume: a torn last line is dropped, done ids skipped, only the missing work redone */
+    size_t len;
+    char *t = tutil_read(out, &len);
+    char *first_nl = strchr(t, '\n');
+    f = fopen(out, "w");
+    fwrite(t, 1, (size_t)(first_nl - t) + 1, f); /* keep only "a" */
+    fputs("{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"resu", f); /* torn */
+    fclose(f);
+    free(t);
+    const char *args2[] = {"-m", model(), in, "-o", out, "--resume", NULL};
+    ck_assert_int_eq(run_batch(args2, err), 1);
+    /* a (kept), then b, the parse error, c, d again; the second "a" is now skipped as done */
+    ck_assert_uint_eq(count_lines(out, NULL), 5);
+    ck_assert_uint_eq(count_lines(out, "\"id\":\"a\""), 1);
+    ck_assert_uint_eq(count_lines(out, "\"id\":\"b\",\"result\""), 1);
+    /* shards partition the input */
+    const char *s0[] = {"-m", model(), in, "-o", o0, "--shard", "0/2", NULL};
+    const char *s1[] = {"-m", model(), in, "-o", o1, "--shard", "1/2", NULL};
+    run_batch(s0, err);
+    run_batch(s1, err);
+    ck_assert_uint_eq(count_lines(o0, NULL) + count_lines(o1, NULL), 6);
+    ck_assert_uint_eq(count_lines(o0, "\"id\":\"c\""), 0);
+    ck_assert_uint_eq(count_lines(o1, "\"id\":\"c\""), 1);
+    /* usage errors */
+    const char *bad1[] = {"-m", model(), in, "--shard", "2/2", NULL};
+    ck_assert_int_eq(run_batch(bad1, err), 2);
+    const char *bad2[] = {"-m", model(), in, "--resume", NULL};
+    ck_assert_int_eq(run_batch(bad2, err), 2);
+    const char *bad3[] = {"-m", "/nonexistent.gguf", in, NULL};
+    ck_assert_int_eq(run_batch(bad3, err), 1);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("rpc");
+    TCase *u = tcase_create("unit");
+    tcase_add_test(u, lines_split);
+    tcase_add_test(u, json_escapes_separators);
+    tcase_add_test(u, json_utf8);
+    tcase_add_test(u, error_codes);
+    suite_add_tcase(s, u);
+    TCase *p = tcase_create("protocol");
+    tcase_set_timeout(p, 120);
+    tcase_add_test(p, transcript_replay);
+    tcase_add_test(p, greedy_lily);
+    tcase_add_test(p, stream_order);
+    tcase_add_test(p, cancel_mcp);
+    tcase_add_test(p, cancel_lsp);
+    tcase_add_test(p, sessions_interleaved);
+    tcase_add_test(p, stdin_closed_mid_generation);
+    tcase_add_test(p, sigterm_exits_zero);
+    tcase_add_test(p, epipe_exits_cleanly);
+    tcase_add_test(p, backpressure);
+    tcase_add_test(p, bad_input);
+    tcase_add_test(p, no_model_then_load);
+    tcase_add_test(p, stdin_is_a_file);
+    tcase_add_test(p, batch_resume_shard);
+    suite_add_tcase(s, p);
+    return s;
+}
+
+TUTIL_MAIN
