@@ -6,6 +6,8 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-${LMPIPE_BIN:-$root/lmpipe}}
 model=${2:-${LMPIPE_SHARED:-$root/../shared}/models/stories260K-F32.gguf}
+case $bin in /*) ;; *) bin=$(pwd)/$bin ;; esac
+case $model in /*) ;; *) model=$(pwd)/$model ;; esac
 command -v parallel >/dev/null || { echo "GNU parallel is not installed (apt-get install parallel)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
