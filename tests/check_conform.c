@@ -43,6 +43,22 @@ static const struct conf_case g_cases[] = {
      "in the incremental decode one activation on a rounding boundary can flip to the "
      "neighbouring int8 (we measure 0.0022; FIXTURES.txt bounds a flip at 0.022)"},
     {"synth512-llama-d256-Q4_0", 0.03, false, "as Q8_0"},
+    {"synth512-llama-d256-BF16", 1e-2, false, "BF16 activations like ggml (README measures 4.6e-3)"},
+    /* every other quantized type: activations in the type's vec_dot format (Q8_0, Q8_1, Q8_K)
+     * like ggml, so logits agree to print precision except where one activation sits on a
+     * rounding boundary (FIXTURES.txt bounds a flip at 0.022) */
+    {"synth512-llama-d256-Q6_K", 0.03, false, "Q8_K activations; as Q8_0"},
+    {"synth512-llama-d256-Q5_K", 0.03, false, "Q8_K activations; as Q8_0"},
+    {"synth512-llama-d256-Q4_K", 0.03, false, "Q8_K activations; as Q8_0"},
+    {"synth512-llama-d256-Q4_K_M", 0.03, false, "mixed Q4_K/Q6_K; as Q8_0"},
+    {"synth512-llama-d256-Q3_K", 0.03, false, "Q8_K activations; as Q8_0"},
+    {"synth512-llama-d256-Q2_K", 0.03, false, "Q8_K activations; as Q8_0"},
+    {"synth512-llama-d256-Q5_1", 0.03, false,
+     "Q8_1 activations; FIXTURES.txt: a float64 emulation stays at ~0.015 for Q4_1/Q5_1"},
+    {"synth512-llama-d256-Q5_0", 0.03, false, "Q8_0 activations; as Q8_0"},
+    {"synth512-llama-d256-Q4_1", 0.03, false, "Q8_1 activations; as Q5_1"},
+    {"synth512-llama-d256-IQ4_NL", 0.03, false, "Q8_0 activations; as Q8_0"},
+    {"synth512-llama-d256-IQ4_XS", 0.03, false, "Q8_K activations; as Q8_0"},
     /* the other architectures: the same numerics through their table rows in model.c */
     {"synth512-qwen2-d256-F32", 1e-4, false, "F32 (q/k/v biases, NEOX RoPE, tied output)"},
     {"synth512-qwen2-d256-Q8_0", 0.03, false, "as llama Q8_0"},
@@ -53,6 +69,11 @@ static const struct conf_case g_cases[] = {
     {"synth512-gemma3-d256-F32", 1e-3, false,
      "F32; shared/README.md: llama.cpp evaluates GELU through an fp16 table (emulated here)"},
     {"synth512-gemma3-d256-Q8_0", 0.03, false, "as llama Q8_0"},
+    {"synth512-qwen2-d256-Q6_K", 0.03, false, "as llama Q6_K"},
+    {"synth512-qwen2-d256-Q4_K", 0.03, false, "as llama Q4_K"},
+    {"synth512-qwen3-d256-Q4_K", 0.03, false, "as llama Q4_K"},
+    {"synth512-phi3-d256-Q4_K", 0.03, false, "as llama Q4_K"},
+    {"synth512-gemma3-d256-Q4_K", 0.03, false, "as llama Q4_K"},
 };
 #define N_CASES (sizeof g_cases / sizeof g_cases[0])
 #define N_PROMPTS 3

@@ -21,7 +21,6 @@
 #include "model/model.h"
 #include "util/err.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -79,61 +78,11 @@ static void parse_ok_(int line, struct gguf_builder *b, struct gguf_ctx *g)
 }
 #define parse_ok(b, g) parse_ok_(__LINE__, b, g)
 
-/* One kv of every value type, with values at the edges of each type. Names used by the
- * round-trip test and by the small file. */
-static const uint8_t k_a_u8[] = {0, 255, 7};
-static const int8_t k_a_i8[] = {-128, 127};
-static const uint16_t k_a_u16[] = {65535, 1};
-static const int16_t k_a_i16[] = {-32768, 32767};
-static const uint32_t k_a_u32[] = {UINT32_MAX, 0};
-static const int32_t k_a_i32[] = {INT32_MIN, INT32_MAX};
-static const float k_a_f32[] = {1.5f, -2.25f};
-static const uint8_t k_a_bool[] = {1, 0, 1};
-static const uint64_t k_a_u64[] = {UINT64_MAX, 5};
-static const int64_t k_a_i64[] = {INT64_MIN, INT64_MAX};
-static const double k_a_f64[] = {1e300, -0.5};
-static const char *const k_a_str[] = {"x", "", "yz"};
-
-static void add_all_types(struct gguf_builder *b)
-{
-    gb_kv_str(b, "general.architecture", "test");
-    gb_kv_u8(b, "t.u8", 200);
-    gb_kv_i8(b, "t.i8", -100);
-    gb_kv_u16(b, "t.u16", 60000);
-    gb_kv_i16(b, "t.i16", -30000);
-    gb_kv_u32(b, "t.u32", 4000000000u);
-    gb_kv_i32(b, "t.i32", -2000000000);
-    gb_kv_f32(b, "t.f32", 0.15625f);
-    gb_kv_bool(b, "t.true", true);
-    gb_kv_bool(b, "t.false", false);
-    gb_kv_str(b, "t.str", "h\xc3\xa9llo");
-    gb_kv_str(b, "t.empty", "");
-    gb_kv_strn(b, "t.nul", "a\0b", 3);
-    gb_kv_u64(b, "t.u64", 1ull << 40);
-    gb_kv_u64(b, "t.u64max", UINT64_MAX);
-    gb_kv_i64(b, "t.i64", INT64_MIN);
-    gb_kv_f64(b, "t.f64", 0.1);
-    gb_kv_arr(b, "a.u8", GGUF_VT_UINT8, 3, k_a_u8);
-    gb_kv_arr(b, "a.i8", GGUF_VT_INT8, 2, k_a_i8);
-    gb_kv_arr(b, "a.u16", GGUF_VT_UINT16, 2, k_a_u16);
-    gb_kv_arr(b, "a.i16", GGUF_VT_INT16, 2, k_a_i16);
-    gb_kv_arr(b, "a.u32", GGUF_VT_UINT32, 2, k_a_u32);
-    gb_kv_arr(b, "a.i32", GGUF_VT_INT32, 2, k_a_i32);
-    gb_kv_arr(b, "a.f32", GGUF_VT_FLOAT32, 2, k_a_f32);
-    gb_kv_arr(b, "a.bool", GGUF_VT_BOOL, 3, k_a_bool);
-    gb_kv_arr(b, "a.u64", GGUF_VT_UINT64, 2, k_a_u64);
-    gb_kv_arr(b, "a.i64", GGUF_VT_INT64, 2, k_a_i64);
-    gb_kv_arr(b, "a.f64", GGUF_VT_FLOAT64, 2, k_a_f64);
-    gb_kv_arr_str(b, "a.str", 3, k_a_str, NULL);
-    gb_kv_arr(b, "a.empty", GGUF_VT_UINT32, 0, NULL);
-    gb_kv_arr_str(b, "a.emptystr", 0, NULL, NULL);
-}
-
 /* A small valid file: every value type and four tensors of different ranks and types. */
 static void small_file(struct gguf_builder *b)
 {
     gb_reset(b);
-    add_all_types(b);
+    gb_every_type(b);
     gb_tensor_f32_1d(b, "a", 8, 0.0f, 1.0f);               /* 32 bytes */
     gb_tensor_f32_2d(b, "b", 4, 3, 0.0f, 1.0f);            /* 48 bytes */
     uint64_t ne_c[2] = {64, 2};                             /* Q8_0: 2 blocks per row */
@@ -510,6 +459,12 @@ START_TEST(test_size_overflow)
     gb_patch_u64(&b, t->at_ne, 1ull << 40);
     gb_patch_u64(&b, t->at_ne + 8, 1ull << 40);
     expect_fail_b(&b, ERR_OVERFLOW, t->at_ne + 8, "'b'");
+    /* a product that wraps to a non-zero value (so "result == 0" is no overflow test) */
+    small_file(&b);
+    t = gb_tensor_find(&b, "b");
+    gb_patch_u64(&b, t->at_ne, (1ull << 40) - 1);
+    gb_patch_u64(&b, t->at_ne + 8, (1ull << 40) - 3);
+    expect_fail_b(&b, ERR_OVERFLOW, t->at_ne + 8, "'b'");
     /* four dims of 2^16: the fourth multiplication wraps to exactly 0 */
     small_file(&b);
     t = gb_tensor_find(&b, "d");
@@ -562,11 +517,23 @@ START_TEST(test_tensor_offsets)
     two_tensor_file(&b);
     gb_patch_u64(&b, b.t[0].at_offset, 64);
     expect_fail_b(&b, ERR_RANGE, b.data_offset + 64, "overlaps");
+    /* with alignment 1, an overlap of a single byte is refused and touching is fine */
+    gb_reset(&b);
+    b.alignment = 1;
+    gb_kv_u32(&b, "general.alignment", 1);
+    gb_tensor_f32_1d(&b, "first", 16, 0.0f, 1.0f);
+    gb_tensor_f32_1d(&b, "second", 16, 0.0f, 1.0f);
+    gb_build(&b);
+    ck_assert_uint_eq(b.t[1].offset, 64);
+    struct gguf_ctx g;
+    parse_ok(&b, &g);
+    gguf_free(&g);
+    gb_patch_u64(&b, b.t[1].at_offset, 63);
+    expect_fail_b(&b, ERR_RANGE, b.data_offset + 63, "overlaps");
     /* swapped but disjoint is fine: tensors need not be stored in header order */
     two_tensor_file(&b);
     gb_patch_u64(&b, b.t[0].at_offset, 64);
     gb_patch_u64(&b, b.t[1].at_offset, 0);
-    struct gguf_ctx g;
     parse_ok(&b, &g);
     ck_assert_ptr_eq(g.tensors[0].data, b.buf + b.data_offset + 64);
     ck_assert_ptr_eq(g.tensors[1].data, b.buf + b.data_offset);
@@ -837,13 +804,13 @@ START_TEST(test_roundtrip_arrays)
         uint64_t n;
         const void *v;
     } arrs[] = {
-        {"a.u8", GGUF_VT_UINT8, 3, k_a_u8},     {"a.i8", GGUF_VT_INT8, 2, k_a_i8},
-        {"a.u16", GGUF_VT_UINT16, 2, k_a_u16},  {"a.i16", GGUF_VT_INT16, 2, k_a_i16},
-        {"a.u32", GGUF_VT_UINT32, 2, k_a_u32},  {"a.i32", GGUF_VT_INT32, 2, k_a_i32},
-        {"a.f32", GGUF_VT_FLOAT32, 2, k_a_f32}, {"a.bool", GGUF_VT_BOOL, 3, k_a_bool},
-        {"a.u64", GGUF_VT_UINT64, 2, k_a_u64},  {"a.i64", GGUF_VT_INT64, 2, k_a_i64},
-        {"a.f64", GGUF_VT_FLOAT64, 2, k_a_f64}, {"a.str", GGUF_VT_STRING, 3, NULL},
-        {"a.empty", GGUF_VT_UINT32, 0, NULL},   {"a.emptystr", GGUF_VT_STRING, 0, NULL},
+        {"a.u8", GGUF_VT_UINT8, 3, gb_ev_u8},     {"a.i8", GGUF_VT_INT8, 2, gb_ev_i8},
+        {"a.u16", GGUF_VT_UINT16, 2, gb_ev_u16},  {"a.i16", GGUF_VT_INT16, 2, gb_ev_i16},
+        {"a.u32", GGUF_VT_UINT32, 2, gb_ev_u32},  {"a.i32", GGUF_VT_INT32, 2, gb_ev_i32},
+        {"a.f32", GGUF_VT_FLOAT32, 2, gb_ev_f32}, {"a.bool", GGUF_VT_BOOL, 3, gb_ev_bool},
+        {"a.u64", GGUF_VT_UINT64, 2, gb_ev_u64},  {"a.i64", GGUF_VT_INT64, 2, gb_ev_i64},
+        {"a.f64", GGUF_VT_FLOAT64, 2, gb_ev_f64}, {"a.str", GGUF_VT_STRING, 3, NULL},
+        {"a.empty", GGUF_VT_UINT32, 0, NULL},     {"a.emptystr", GGUF_VT_STRING, 0, NULL},
     };
     for (size_t k = 0; k < sizeof arrs / sizeof arrs[0]; k++) {
         uint32_t et = 99;
@@ -916,7 +883,7 @@ START_TEST(test_roundtrip_arrays)
     gguf_str_iter_init(&it, gguf_find_kv(&g, "a.str"));
     for (int i = 0; i < 3; i++) {
         ck_assert(gguf_str_iter_next(&it, &s));
-        ck_assert(gguf_str_eq(s, k_a_str[i]));
+        ck_assert(gguf_str_eq(s, gb_ev_str[i]));
     }
     ck_assert(!gguf_str_iter_next(&it, &s));
     ck_assert(!gguf_str_iter_next(&it, &s)); /* stays exhausted */

@@ -5,7 +5,9 @@
  *  - for every supported weight type: kern_vec_dot equals the float64 dot product of the
  *    dequantized weights and the dequantized prepared activation, to a tight relative tolerance,
  *    on 1/3/7-block rows and several rows (catches wrong bit layouts in the fused dot products);
- *  - activation rounding: Q8_0 half-way values round to even, zero blocks give d = 0;
+ *  - activation rounding: Q8_0 half-way values round to even, zero blocks give d = 0; Q8_1 block
+ *    sums and Q8_K's signed scale, bsums and zero blocks;
+ *  - softmax / SiLU / attention-weighted sums against float64 math (masks, padding);
  *  - known answers: real tensors of the shared synthetic model in each type, dequantized, against
  *    the same tensor of the F32 file, within that type's quantization error (catches layouts that
  *    are self-consistent but not ggml's);
@@ -98,6 +100,18 @@ START_TEST(test_fp16_special)
     /* normal ties: 1 + 2^-11 is halfway between 1 and 1 + 2^-10 -> even (1) */
     ck_assert_uint_eq(util_f32_to_fp16(1.0f + ldexpf(1.0f, -11)), 0x3C00);
     ck_assert_uint_eq(util_f32_to_fp16(1.0f + ldexpf(3.0f, -11)), 0x3C02);
+    /* kern's own branch-free conversion (used by F16 dequant and every block scale) agrees
+     * with util's on all 65536 halves, NaNs included */
+    {
+        static uint16_t all[65536];
+        static float got[65536];
+        for (uint32_t h = 0; h < 65536; h++) all[h] = (uint16_t)h;
+        ck_assert_int_eq(kern_dequant_row(GGUF_T_F16, all, got, 65536), 0);
+        for (uint32_t h = 0; h < 65536; h++) {
+            float want = util_fp16_to_f32((uint16_t)h);
+            ck_assert_msg(memcmp(&got[h], &want, 4) == 0, "half 0x%04x", h);
+        }
+    }
     /* every non-NaN half survives a round trip through f32 */
     for (uint32_t h = 0; h < 65536; h++) {
         if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF)) continue;
@@ -512,6 +526,128 @@ START_TEST(test_q8_0_rounding)
 }
 END_TEST
 
+/* Q8_1 stores s = fp16(d * sum(q)) with the unrounded f32 d = amax/127; Q8_K takes its scale
+ * from the first element of largest magnitude, keeping its sign (iscale = -127/max), so that
+ * element quantizes to exactly -127; d = 1/iscale stays f32; bsums are sums of 16. */
+START_TEST(test_q8_1_q8_K_act)
+{
+    float x[512];
+    for (int j = 0; j < 64; j++) x[j] = 0.01f * (float)((j * 37) % 23 - 11);
+    struct kern_block_q8_1 b1[2];
+    kern_act_prepare(GGUF_T_Q4_1, x, b1, 64);
+    for (int ib = 0; ib < 2; ib++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * ib + j]));
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            ck_assert_int_eq(b1[ib].qs[j], (int)nearbyintf(x[32 * ib + j] * (127.0f / amax)));
+            sum += b1[ib].qs[j];
+        }
+        ck_assert_uint_eq(b1[ib].d, util_f32_to_fp16(amax / 127.0f));
+        ck_assert_uint_eq(b1[ib].s, util_f32_to_fp16(amax / 127.0f * (float)sum));
+    }
+    /* Q8_K: block 0 has its extreme negative, block 1 positive and tied in magnitude with a
+     * later negative one (the first wins), block 2 is all zero */
+    for (int j = 0; j < 512; j++) x[j] = 0.001f * (float)((j * 53) % 101 - 50);
+    x[17] = -0.9f;
+    x[256 + 3] = 0.7f;
+    x[256 + 200] = -0.7f;
+    struct kern_block_q8_K bk[3];
+    float z[768];
+    memcpy(z, x, sizeof x);
+    for (int j = 512; j < 768; j++) z[j] = 0.0f;
+    kern_act_prepare(GGUF_T_Q4_K, z, bk, 768);
+    ck_assert_int_eq(bk[0].qs[17], -127);
+    ck_assert(bk[0].d == 1.0f / (-127.0f / -0.9f));
+    ck_assert_int_eq(bk[1].qs[3], -127);
+    ck_assert_int_eq(bk[1].qs[200], 127);
+    ck_assert(bk[1].d == 1.0f / (-127.0f / 0.7f));
+    for (int g = 0; g < 16; g++) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++) sum += bk[0].qs[16 * g + j];
+        ck_assert_int_eq(bk[0].bsums[g], sum);
+    }
+    ck_assert(bk[2].d == 0.0f);
+    for (int j = 0; j < 256; j++) ck_assert_int_eq(bk[2].qs[j], 0);
+    for (int g = 0; g < 16; g++) ck_assert_int_eq(bk[2].bsums[g], 0);
+    ck_assert_uint_eq(kern_act_size(GGUF_T_Q4_K, 768), 3 * sizeof(struct kern_block_q8_K));
+    ck_assert_uint_eq(kern_act_size(GGUF_T_Q4_K, 32), 0);
+    /* activation-only types dequantize but never multiply */
+    float back[768];
+    ck_assert_int_eq(kern_dequant_row(GGUF_T_Q8_K, bk, back, 768), 0);
+    ck_assert(back[17] == bk[0].d * -127.0f);
+    ck_assert(!kern_type_supported(GGUF_T_Q8_1));
+    /* unsupported products fill NaN instead of failing silently */
+    float y[4];
+    kern_matvec(NULL, GGUF_T_Q8_K, bk, 1, 256, bk, y);
+    ck_assert(isnan(y[0]));
+}
+END_TEST
+
+/* softmax / SiLU / weighted sum: close to the float64 math, masks and padding respected */
+START_TEST(test_softmax_silu_wsum)
+{
+    float x[300], p[300], ref[300];
+    for (int rep = 0; rep < 50; rep++) {
+        size_t n = 1 + (size_t)(rep * 7) % 280, n_pad = rep % 2 ? 256 : n + (size_t)(rep % 9);
+        if (n_pad < n) n_pad = n;
+        for (size_t i = 0; i < n; i++) x[i] = (rep % 3 == 0 ? 20.0f : 2.0f) * rng_gauss();
+        if (rep % 4 == 0)
+            for (size_t i = 0; i < n / 2; i++) x[i] = -INFINITY; /* masked front (SWA) */
+        x[n - 1] = 0.5f;
+        for (size_t i = n; i < 300; i++) x[i] = 12345.0f; /* must not be read or written */
+        double mx = -INFINITY, sum = 0;
+        for (size_t i = 0; i < n; i++) mx = fmax(mx, x[i]);
+        for (size_t i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+        for (size_t i = 0; i < n; i++) ref[i] = (float)(exp((double)x[i] - mx) / sum);
+        memcpy(p, x, sizeof p);
+        kern_softmax_f32(p, n, n_pad);
+        double tot = 0;
+        for (size_t i = 0; i < n; i++) {
+            /* exp's own error (< 2 ulp), the rounding of x - max (relative |x - max| * 2^-24 in
+             * the result) and of the sum and scale */
+            double tol = isinf(x[i]) ? 0.0 : ref[i] * (5e-7 + fabs((double)x[i] - mx) * 1.2e-7) + 1e-12;
+            ck_assert_msg(fabs(p[i] - ref[i]) <= tol, "softmax %zu/%zu: %.9g vs %.9g", i, n, (double)p[i], (double)ref[i]);
+            if (isinf(x[i])) ck_assert(p[i] == 0.0f);
+            tot += p[i];
+        }
+        ck_assert(fabs(tot - 1.0) < 1e-5);
+        for (size_t i = n; i < 300; i++) ck_assert(p[i] == 12345.0f);
+    }
+    /* silu and swiglu: x*sigmoid(x) to a few ulps, including large |x| and the scalar tail */
+    float g[37], y[37], y2[37];
+    for (int j = 0; j < 37; j++) {
+        x[j] = j < 4 ? (float)(j * 40 - 90) : 4.0f * rng_gauss();
+        g[j] = rng_gauss();
+    }
+    kern_silu_f32(y, x, 37);
+    kern_swiglu_f32(y2, x, g, 37);
+    for (int j = 0; j < 37; j++) {
+        double want = (double)x[j] / (1.0 + exp(-(double)x[j]));
+        ck_assert_msg(fabs(y[j] - want) <= 4e-7 * fabs(want) + 1e-30, "silu(%g) = %g, want %g", (double)x[j], (double)y[j], want);
+        ck_assert(y2[j] == y[j] * g[j]);
+    }
+    /* weighted sum over cells t of v[t][d]: both orders close to float64, padding ignored */
+    enum { T = 45, D = 12 };
+    float v[T * D], w[T], out[D];
+    for (int t = 0; t < T; t++) {
+        w[t] = t < 5 ? 0.0f : (float)rng_unif();
+        for (int d = 0; d < D; d++) v[t * D + d] = rng_gauss();
+    }
+    for (unsigned order = 0; order < 2; order++) {
+        kern_wsum_f32(out, w, v, D, T, 256, D, order);
+        for (int d = 0; d < D; d++) {
+            double want = 0, mag = 0;
+            for (int t = 0; t < T; t++) {
+                want += (double)w[t] * v[t * D + d];
+                mag += fabs((double)w[t] * v[t * D + d]);
+            }
+            ck_assert(fabs(out[d] - want) <= 1e-6 * mag);
+        }
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------------ */
 /* known answers from the shared model files                                                  */
 
@@ -718,9 +854,20 @@ START_TEST(test_matvec_deterministic)
         kern_matvec_ex(p3, type, W, nrows, ncols, act, y3, order);
         ck_assert(memcmp(y0, y2, nrows * 4) == 0);
         ck_assert(memcmp(y0, y3, nrows * 4) == 0);
+        kern_matvec_ex(p3, type, W, nrows, ncols, act, y3, order); /* and again: same bits */
+        ck_assert(memcmp(y0, y3, nrows * 4) == 0);
+        /* 101 rows: for float types llama.cpp's tinyBLAS declines (rows % 4), so the batched
+         * product uses the vec_dot order */
+        unsigned eff = blck_of(type) == 1 ? KERN_ORDER_VECDOT : order;
         for (size_t r = 0; r < nrows; r++) {
-            float v = kern_vec_dot_ex(type, W + r * rb, act, ncols, order);
+            float v = kern_vec_dot_ex(type, W + r * rb, act, ncols, eff);
             ck_assert(memcmp(&v, &y0[r], 4) == 0);
+        }
+        /* the first 100 rows as their own matrix: rows % 4 == 0, the requested order applies */
+        kern_matvec_ex(p2, type, W, 100, ncols, act, y2, order);
+        for (size_t r = 0; r < 100; r++) {
+            float v = kern_vec_dot_ex(type, W + r * rb, act, ncols, order);
+            ck_assert(memcmp(&v, &y2[r], 4) == 0);
         }
     }
     kern_matvec(p3, type, W, nrows, ncols, act, y3);
@@ -851,7 +998,21 @@ AVX2_FN static float x86_vecdot_f32(const float *x, const float *y, int n)
     for (int i = 0; i < np; i += 32)
         for (int j = 0; j < 4; j++) s[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_loadu_ps(y + i + 8 * j), s[j]);
     float sumf = x86_reduce4(s);
-    for (int i = np; i < n; i++) sumf = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(x[i]), _mm_set_ss(y[i]), _mm_set_ss(sumf)));
+    /* the tail as gcc 12 vectorizes `sumf += x[i]*y[i]`: 8-wide and 4-wide products folded in
+     * order, then scalar FMAs */
+    int i = np;
+    for (; n - i >= 8; i += 8) {
+        float p[8];
+        _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        for (int k = 0; k < 8; k++) sumf = _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(sumf), _mm_set_ss(p[k])));
+    }
+    if (n - i >= 4) {
+        float p[4];
+        _mm_storeu_ps(p, _mm_mul_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(y + i)));
+        for (int k = 0; k < 4; k++) sumf = _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(sumf), _mm_set_ss(p[k])));
+        i += 4;
+    }
+    for (; i < n; i++) sumf = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(x[i]), _mm_set_ss(y[i]), _mm_set_ss(sumf)));
     return sumf;
 }
 
@@ -1226,13 +1387,15 @@ AVX2_FN static float x86_dot_q5_K(const struct kern_block_q5_K *x, const struct 
 
 AVX2_FN static float x86_dot_q6_K(const struct kern_block_q6_K *x, const struct kern_block_q8_K *y, int nb)
 {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32s = _mm256_set1_epi8(32);
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const float d = y[i].d * _cvtsh_ss(x[i].d);
         const uint8_t *q4 = x[i].ql, *qh = x[i].qh;
         const int8_t *q8 = y[i].qs;
         const __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i q8sclsub = _mm256_slli_epi32(
+            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), _mm256_cvtepi8_epi16(scales)), 5);
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0, is = 0; j < 2; j++, is += 4) {
             __m128i sc[4];
@@ -1258,12 +1421,12 @@ AVX2_FN static float x86_dot_q6_K(const struct kern_block_q6_K *x, const struct 
             for (int k = 0; k < 4; k++) {
                 const __m256i q8v = _mm256_loadu_si256((const __m256i *)q8);
                 q8 += 32;
-                __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8v), _mm256_maddubs_epi16(m32s, q8v));
-                p[k] = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc[k]), p16);
+                p[k] = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc[k]), _mm256_maddubs_epi16(q[k], q8v));
             }
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
         }
+        sumi = _mm256_sub_epi32(sumi, q8sclsub);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     return x86_hsum_float_8(acc);
@@ -1293,6 +1456,65 @@ AVX2_FN static float x86_dot_iq4_xs(const struct kern_block_iq4_xs *x, const str
         acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(x[ibl].d) * y[ibl].d), _mm256_cvtepi32_ps(_mm256_add_epi32(s1, s2)), acc);
     }
     return x86_hsum_float_8(acc);
+}
+
+/* ggml_v_expf / ggml_v_silu (AVX2 + FMA) */
+AVX2_FN static __m256 x86_v_expf(__m256 x)
+{
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256i c = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(126), _CMP_GT_OQ));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(_mm256_castsi256_ps(c))) return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256i d = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(192), _CMP_GT_OQ));
+    return _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+                        _mm256_andnot_ps(_mm256_castsi256_ps(d),
+                                         _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                                      _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
+}
+
+/* ggml_soft_max on a row of n_pad entries (masked = -inf) */
+AVX2_FN static void x86_softmax(float *y, const float *x, int n_pad)
+{
+    float max = -INFINITY;
+    for (int i = 0; i < n_pad; i++) max = max > x[i] ? max : x[i];
+    double sum = 0;
+    int i = 0;
+    for (; i + 7 < n_pad; i += 8) {
+        __m256 val = x86_v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(max)));
+        _mm256_storeu_ps(y + i, val);
+        sum += (double)x86_hsum_float_8(val);
+    }
+    for (; i < n_pad; i++) {
+        y[i] = expf(x[i] - max);
+        sum += (double)y[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (i = 0; i < n_pad; i++) y[i] *= inv;
+}
+
+AVX2_FN static void x86_swiglu(float *y, const float *x, const float *g, int n)
+{
+    int i = 0;
+    for (; i + 7 < n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 e = x86_v_expf(_mm256_sub_ps(_mm256_setzero_ps(), xv));
+        const __m256 silu = _mm256_div_ps(xv, _mm256_add_ps(_mm256_set1_ps(1), e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(silu, _mm256_loadu_ps(g + i)));
+    }
+    for (; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i])) * g[i];
 }
 
 /* quantize_row_q8_K_ref with ggml's nearest_int */
@@ -1459,6 +1681,27 @@ START_TEST(test_x86_bit_exact_more)
         ck_assert(fbits(kern_vec_dot(GGUF_T_Q6_K, wk.q6, ka, NKE)) == fbits(x86_dot_q6_K(wk.q6, ka, NK)));
         random_blocks(GGUF_T_IQ4_XS, wk.xs, NKE);
         ck_assert(fbits(kern_vec_dot(GGUF_T_IQ4_XS, wk.xs, ka, NKE)) == fbits(x86_dot_iq4_xs(wk.xs, ka, NK)));
+        /* softmax over a padded, partly masked row; SiLU-gate; exp at the range limits */
+        int n_pad = rep % 2 ? 256 : 40 + rep % 23, n = 1 + rep % (n_pad - 1);
+        float row[256], p1[256], p2[256];
+        for (int i = 0; i < n_pad; i++) row[i] = i < n ? s * 3.0f * rng_gauss() : -INFINITY;
+        if (rep % 3 == 0) row[0] = -INFINITY;
+        if (rep % 5 == 0) row[n - 1] = 200.0f; /* others far below: exp underflow paths */
+        x86_softmax(p1, row, n_pad);
+        memcpy(p2, row, sizeof(float) * (size_t)n);
+        kern_softmax_f32(p2, (size_t)n, (size_t)n_pad);
+        ck_assert(memcmp(p1, p2, sizeof(float) * (size_t)n) == 0);
+        float gate[NB * 32], out1[NB * 32], out2[NB * 32];
+        int m = NB * 32 - rep % 11;
+        for (int i = 0; i < m; i++) {
+            row[i % 256] = s * rng_gauss();
+            gate[i] = rng_gauss();
+        }
+        float xs[NB * 32];
+        for (int i = 0; i < m; i++) xs[i] = i % 17 == 0 ? 95.0f * (i % 2 ? 1 : -1) : w[i] * 100.0f * s;
+        x86_swiglu(out1, xs, gate, m);
+        kern_swiglu_f32(out2, xs, gate, (size_t)m);
+        ck_assert(memcmp(out1, out2, sizeof(float) * (size_t)m) == 0);
     }
 }
 END_TEST
@@ -1481,6 +1724,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_supported);
     tcase_add_loop_test(tc, test_vec_dot_matches_dequant, 0, N_TYPES);
     tcase_add_test(tc, test_q8_0_rounding);
+    tcase_add_test(tc, test_q8_1_q8_K_act);
+    tcase_add_test(tc, test_softmax_silu_wsum);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("known_answer");

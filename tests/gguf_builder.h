@@ -510,6 +510,58 @@ static inline void gb_patch_u64(struct gguf_builder *b, size_t at, uint64_t v)
     memcpy(b->buf + at, &v, 8);
 }
 
+/* ---- one kv of every value type ----
+ * Values at the edges of each type, under keys "t.<type>" (scalars) and "a.<type>" (arrays),
+ * plus empty strings/arrays and a string with an embedded NUL. check_gguf reads them back
+ * through the getters; the fuzz seeds use them to reach every value decoder. */
+static const uint8_t gb_ev_u8[] = {0, 255, 7};
+static const int8_t gb_ev_i8[] = {-128, 127};
+static const uint16_t gb_ev_u16[] = {65535, 1};
+static const int16_t gb_ev_i16[] = {-32768, 32767};
+static const uint32_t gb_ev_u32[] = {UINT32_MAX, 0};
+static const int32_t gb_ev_i32[] = {INT32_MIN, INT32_MAX};
+static const float gb_ev_f32[] = {1.5f, -2.25f};
+static const uint8_t gb_ev_bool[] = {1, 0, 1};
+static const uint64_t gb_ev_u64[] = {UINT64_MAX, 5};
+static const int64_t gb_ev_i64[] = {INT64_MIN, INT64_MAX};
+static const double gb_ev_f64[] = {1e300, -0.5};
+static const char *const gb_ev_str[] = {"x", "", "yz"};
+
+static inline void gb_every_type(struct gguf_builder *b)
+{
+    gb_kv_str(b, "general.architecture", "test");
+    gb_kv_u8(b, "t.u8", 200);
+    gb_kv_i8(b, "t.i8", -100);
+    gb_kv_u16(b, "t.u16", 60000);
+    gb_kv_i16(b, "t.i16", -30000);
+    gb_kv_u32(b, "t.u32", 4000000000u);
+    gb_kv_i32(b, "t.i32", -2000000000);
+    gb_kv_f32(b, "t.f32", 0.15625f);
+    gb_kv_bool(b, "t.true", true);
+    gb_kv_bool(b, "t.false", false);
+    gb_kv_str(b, "t.str", "h\xc3\xa9llo");
+    gb_kv_str(b, "t.empty", "");
+    gb_kv_strn(b, "t.nul", "a\0b", 3);
+    gb_kv_u64(b, "t.u64", 1ull << 40);
+    gb_kv_u64(b, "t.u64max", UINT64_MAX);
+    gb_kv_i64(b, "t.i64", INT64_MIN);
+    gb_kv_f64(b, "t.f64", 0.1);
+    gb_kv_arr(b, "a.u8", GGUF_VT_UINT8, 3, gb_ev_u8);
+    gb_kv_arr(b, "a.i8", GGUF_VT_INT8, 2, gb_ev_i8);
+    gb_kv_arr(b, "a.u16", GGUF_VT_UINT16, 2, gb_ev_u16);
+    gb_kv_arr(b, "a.i16", GGUF_VT_INT16, 2, gb_ev_i16);
+    gb_kv_arr(b, "a.u32", GGUF_VT_UINT32, 2, gb_ev_u32);
+    gb_kv_arr(b, "a.i32", GGUF_VT_INT32, 2, gb_ev_i32);
+    gb_kv_arr(b, "a.f32", GGUF_VT_FLOAT32, 2, gb_ev_f32);
+    gb_kv_arr(b, "a.bool", GGUF_VT_BOOL, 3, gb_ev_bool);
+    gb_kv_arr(b, "a.u64", GGUF_VT_UINT64, 2, gb_ev_u64);
+    gb_kv_arr(b, "a.i64", GGUF_VT_INT64, 2, gb_ev_i64);
+    gb_kv_arr(b, "a.f64", GGUF_VT_FLOAT64, 2, gb_ev_f64);
+    gb_kv_arr_str(b, "a.str", 3, gb_ev_str, NULL);
+    gb_kv_arr(b, "a.empty", GGUF_VT_UINT32, 0, NULL);
+    gb_kv_arr_str(b, "a.emptystr", 0, NULL, NULL);
+}
+
 /* ---- a complete small llama model ---- */
 
 struct gb_llama_opts {

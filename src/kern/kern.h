@@ -172,15 +172,23 @@ float kern_vec_dot(uint32_t wtype, const void *wrow, const void *act, size_t n);
 float kern_dot_f32(const float *a, const float *b, size_t n);
 
 /* ---- llama.cpp summation-order variants ----
- * llama.cpp (x86 AVX2) computes the same products in two different orders:
- *  - batched matmul (>= 2 tokens in the ubatch, e.g. prompt processing) of contiguous F32/F16/BF16
- *    goes through tinyBLAS: one 8-lane FMA accumulator per output, pairwise lane reduction;
- *  - one token at a time (and non-contiguous operands such as attention's q.k) goes through
- *    ggml_vec_dot_*: four 8-lane accumulators per 32 elements, then a scalar tail.
- * Quantized types use one order in both cases. kern_dot_f32 is the vec_dot order (what
- * llama.cpp uses for q.k with an F32 KV cache); kern_dot_f32_gemm the tinyBLAS order (what it
- * uses for softmax(qk).V when n_kv % 8 == 0). kern_vec_dot/kern_matvec default to the batched
- * order; pass KERN_ORDER_VECDOT to get the single-token order. */
+ * llama.cpp (x86 AVX2, the reference build) computes the same products in two orders, and we
+ * reproduce both bit for bit (checked against the reference's own kernels):
+ *  - KERN_ORDER_GEMM: what a ubatch of >= 2 tokens gets (prompt processing). Contiguous F32 /
+ *    F16 / BF16 matrices go through tinyBLAS (one 8-lane FMA accumulator per output) when
+ *    ncols % 8 == 0 and nrows % 4 == 0, else through ggml_vec_dot_*; Q8_0/Q4_0/Q5_0/IQ4_NL go
+ *    through tinyBLAS_Q0; all other types through ggml_vec_dot_*.
+ *  - KERN_ORDER_VECDOT: what a single token gets (decode) and what non-contiguous operands get:
+ *    always ggml_vec_dot_* (for F32/F16/BF16: four 8-lane accumulators per 32 elements, then a
+ *    tail; IQ4_NL: two alternating accumulators). Identical to GEMM for the other quant types.
+ * kern_vec_dot / kern_matvec use KERN_ORDER_GEMM. kern_matvec_ex applies the nrows % 4 rule
+ * itself; kern_vec_dot_ex (one row, nrows unknown) does not.
+ * Attention with an F32 KV cache in llama.cpp: q.k is always vec_dot order (q is a permuted,
+ * non-contiguous view) -> kern_dot_f32; softmax(qk).V is GEMM order for prompts (tinyBLAS over
+ * the n_kv cells, needs n_kv % 8 == 0) -> kern_dot_f32_gemm, and vec_dot order for one token ->
+ * kern_dot_f32. Zero weights of masked/padded cells add exactly nothing, but the length decides
+ * which structure applies (lane = index % 8, tail handling), so pass llama.cpp's padded n_kv
+ * with zeros in the padding to be bit-exact. */
 #define KERN_ORDER_GEMM 0u
 #define KERN_ORDER_VECDOT 1u
 float kern_dot_f32_gemm(const float *a, const float *b, size_t n);
@@ -205,6 +213,28 @@ void kern_pool_run(struct kern_pool *pool, kern_task_fn fn, void *arg, int n_tas
  * Rows are split across the pool in fixed chunks (deterministic). */
 void kern_matvec(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
                  size_t ncols, const void *act, float *y);
+
+/* ---- llama.cpp-exact helpers for the rest of the attention and FFN math ----
+ * ggml evaluates exp() in softmax and SiLU with its own vectorized approximation (8 lanes at a
+ * time on AVX2) and libm expf only for a tail shorter than 8; these reproduce that bit for bit.
+ *
+ * kern_softmax_f32: in place over a score row as ggml_soft_max does after scale and mask:
+ * x[0..n) are the scores (masked ones -INFINITY) of a row llama.cpp sees with n_pad >= n
+ * entries (its padded n_kv, e.g. 256); the entries [n, n_pad) are treated as masked and never
+ * touched. p = exp(x - max), summed per aligned group of 8 in double, then p *= (float)(1/sum).
+ * n_pad decides which elements take the vector exp (i < n_pad rounded down to 8). */
+void kern_softmax_f32(float *x, size_t n, size_t n_pad);
+/* y[i] = silu(x[i]) * g[i] as ggml_swiglu (llama.cpp's FFN gate; y may alias x or g). */
+void kern_swiglu_f32(float *y, const float *x, const float *g, size_t n);
+/* y[i] = silu(x[i]) as ggml_silu. */
+void kern_silu_f32(float *y, const float *x, size_t n);
+/* The attention output of one head: out[d] = sum_t p[t] * v[t*v_stride + d] for d < dim, in the
+ * summation order llama.cpp's softmax(qk).V product uses for a row of n_pad cells (its n_kv):
+ * KERN_ORDER_GEMM = prompt batches (tinyBLAS, needs n_pad % 8 == 0 else falls back as llama.cpp
+ * does), KERN_ORDER_VECDOT = single-token decode. Cells t >= n are padding (weight 0) and are not
+ * read; p[t] == 0 entries (masked) add exactly nothing. */
+void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n,
+                   size_t n_pad, size_t dim, unsigned order);
 
 /* kern_matvec with an explicit summation order (KERN_ORDER_*). */
 void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,

@@ -12,8 +12,10 @@
 #define LMPIPE_KERN_KERN_INT_H
 
 #include "kern.h"
+#include "../gguf/gguf.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -30,7 +32,40 @@ struct kern_type_ops {
     kern_dequant_fn dequant; /* NULL: cannot dequantize */
     kern_dot_fn dot_gemm;    /* batched-matmul summation order; NULL: cannot multiply */
     kern_dot_fn dot_vecdot;  /* single-token summation order (== dot_gemm for quant types) */
+    bool gemm_rows4;         /* tinyBLAS (float types) declines nrows % 4 != 0: use dot_vecdot */
 };
+
+static inline float kern_bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint32_t kern_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* IEEE half -> float without branches on the value (the hot path of every F16 row and every
+ * block scale). Exact for every input, inf and NaN included: normal halves are rebased by an
+ * exponent offset and an exact power-of-two multiply; subnormals are built as 0.5 + m*2^-24 in
+ * the float format and the 0.5 subtracted exactly; inf/NaN bits are copied. Checked against util_fp16_to_f32 on all
+ * 65536 inputs by check_kern. */
+static inline float kern_h2f(uint16_t h)
+{
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w; /* exponent and mantissa, sign shifted out */
+    const float normalized = kern_bits_f32((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+    const float denormalized = kern_bits_f32((two_w >> 17) | (126u << 23)) - 0.5f;
+    uint32_t mag = two_w < (1u << 27) ? kern_f32_bits(denormalized) : kern_f32_bits(normalized);
+    /* inf/NaN: rebuild the bits directly (the multiply would quiet a signalling NaN) */
+    mag = (h & 0x7C00u) == 0x7C00u ? 0x7F800000u | ((uint32_t)(h & 0x03FFu) << 13) : mag;
+    return kern_bits_f32(sign | mag);
+}
 
 /* Round half to even, for |v| < 2^23 (larger values are already integers): the result of
  * x86 _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT) and of ggml's nearest_int(). Relies on
@@ -74,5 +109,25 @@ static inline float kern_hsum8_hadd(const float v[8])
     float u0 = t0 + t1, u1 = t2 + t3;
     return u0 + u1;
 }
+
+/* ---- ISA variants (the contract between kern_ref.c, the dispatcher and each SIMD file) ----
+ * Each SIMD file (kern_avx2.c, kern_neon.c, kern_neon_dotprod.c, ...) defines exactly one
+ * `const struct kern_isa kern_isa_<name>` and compiles to nothing but a NULL-free empty table on
+ * targets it does not apply to (guard its body with the target's predefined macros). Every
+ * member may be NULL: the dispatcher then keeps the reference function for that slot. The
+ * dispatcher (kern_dispatch.c) picks, at start-up, the best ISA whose available() is true, in
+ * a fixed order, unless LMPIPE_ISA=scalar|avx2|neon|neon-dotprod forces one. A SIMD function
+ * must return what the reference returns for the same inputs: bit-identical where it can follow
+ * the reference's summation order (AVX2 does: the reference is written in that order), else
+ * within a documented tolerance checked by tests/check_kern.c on odd lengths. */
+struct kern_isa {
+    const char *name;
+    bool (*available)(void); /* may this CPU run it (cpuid / getauxval)? */
+    kern_dot_fn dot_gemm[GGUF_T_COUNT_];   /* by weight type */
+    kern_dot_fn dot_vecdot[GGUF_T_COUNT_]; /* by weight type */
+    kern_act_fn act[GGUF_T_COUNT_];        /* by activation type (Q8_0, Q8_1, Q8_K, F16, BF16) */
+    kern_dequant_fn dequant[GGUF_T_COUNT_];
+    float (*dot_f32)(const float *a, const float *b, size_t n); /* kern_dot_f32 */
+};
 
 #endif

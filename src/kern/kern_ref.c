@@ -4,10 +4,15 @@
  * What: dequantization of GGUF tensor types, conversion of f32 activations into ggml's
  * "vec_dot type" for each weight type, and fused row dot products between weight blocks and
  * quantized activation blocks (integer dot product per block, then scaled), plus kern_matvec on
- * top of the thread pool.
+ * top of the thread pool, and ggml-exact softmax / SiLU / attention-weighted sums.
  *
- * Why this exact arithmetic: our logits must match llama.cpp (x86 AVX2 build) to ~1e-5. Integer
- * parts are exact, so the only freedom is the float operations, and we reproduce them:
+ * Why this exact arithmetic: our logits must match llama.cpp (x86 AVX2 build, commit 34af94cd)
+ * to ~1e-5, and an activation that lands one ulp away from llama.cpp's can flip an 8-bit or fp16
+ * rounding and move logits by 1e-2. So every function here reproduces the reference's float
+ * operations bit for bit: it was checked against the reference's own quants.c / vec.cpp /
+ * sgemm.cpp compiled with its AVX2 flags (every type, random and odd lengths), and check_kern
+ * keeps an AVX2 transcription of those kernels to guard it. Integer parts are exact, so the
+ * float operations are what is reproduced:
  *   - activation quantization rounds half to even (_mm256_round_ps), Q8_0/Q8_1 scale
  *     d = amax/127 stored as fp16 with multiplier 127/amax, Q8_1 s = fp16(d * sum q) with the
  *     unrounded f32 d, Q8_K scale from the signed element of largest magnitude (iscale = -127/max,
@@ -16,7 +21,12 @@
  *     of each block), accumulate lane += d_w*d_a * lane_sum with FMA, and reduce the lanes
  *     pairwise like hsum_float_8 — the same sequence ggml's AVX2 vec_dot and tinyBLAS perform;
  *   - F32/F16/BF16 rows follow tinyBLAS (batched) or ggml_vec_dot_* (single token) exactly,
- *     see KERN_ORDER_* in kern.h.
+ *     see KERN_ORDER_* in kern.h (the f32 tail even follows gcc's vectorization of it);
+ *   - K-quants and IQ4_XS keep the integer lane split of their AVX2 kernels (which lanes a
+ *     super-block's scales and min/offset terms land in), then FMA per super-block;
+ *   - where llama.cpp's build contracts a scalar a*b + c (gcc -std=gnu11, -march=native) we
+ *     use fmaf; where its code is not contracted (ggml-base dequantization, built without FMA)
+ *     we do not.
  * Float expressions are written so that no contraction can happen (clang: FP_CONTRACT OFF; gcc
  * in ISO C mode never contracts); every FMA is an explicit fmaf().
  *
@@ -38,13 +48,16 @@
 #endif
 
 #define MATVEC_CHUNK_ROWS 16 /* rows per pool task: fixed, never derived from the thread count */
+/* Below this many weights a product runs on the caller: waking workers costs more than the
+ * work. The chunking (and so every result bit) is the same either way. */
+#define MATVEC_MIN_PARALLEL (1u << 14)
 
 const int8_t kern_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                       1,    13,   25,  38,  53,  69,  89,  113};
 
 static inline float h2f(uint16_t h)
 {
-    return util_fp16_to_f32(h);
+    return kern_h2f(h);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -103,9 +116,30 @@ static void act_f32(const float *x, void *dst, size_t n)
     if ((const void *)x != dst) memcpy(dst, x, n * sizeof(float));
 }
 
+/* The scalar tail `for (i = np; i < n; i++) sumf += x[i]*y[i];` of ggml_vec_dot_f32 as gcc 12
+ * compiles it in llama.cpp's AVX2 build (checked against the object code): groups of 8, then one
+ * group of 4, are multiplied as vectors (each product rounded) and added to sumf one lane at a
+ * time in order; the last 0-3 elements are contracted to scalar FMAs. */
+static float f32_tail(const float *x, const float *y, size_t i, size_t n, float sumf)
+{
+    for (; n - i >= 8; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float p = x[i + k] * y[i + k];
+            sumf = sumf + p;
+        }
+    if (n - i >= 4) {
+        for (int k = 0; k < 4; k++) {
+            float p = x[i + k] * y[i + k];
+            sumf = sumf + p;
+        }
+        i += 4;
+    }
+    for (; i < n; i++) sumf = fmaf(x[i], y[i], sumf);
+    return sumf;
+}
+
 /* ggml_vec_dot_f32, AVX2: 4 accumulators x 8 lanes over 32-element steps (FMA), reduced
- * x0+=x2, x1+=x3, x0+=x1, then lo+hi and two haddps; the tail is a scalar FMA chain (gcc
- * contracts `sumf += x*y` in llama.cpp's build). */
+ * x0+=x2, x1+=x3, x0+=x1, then lo+hi and two haddps; then the tail above. */
 static float dot_f32_vecdot(const void *wv, const void *av, size_t n)
 {
     const float *x = wv, *y = av;
@@ -119,9 +153,7 @@ static float dot_f32_vecdot(const void *wv, const void *av, size_t n)
         s[1][k] = s[1][k] + s[3][k];
     }
     for (int k = 0; k < 8; k++) s[0][k] = s[0][k] + s[1][k];
-    float sumf = kern_hsum8_hadd(s[0]);
-    for (size_t i = np; i < n; i++) sumf = fmaf(x[i], y[i], sumf);
-    return sumf;
+    return f32_tail(x, y, np, n, kern_hsum8_hadd(s[0]));
 }
 
 /* tinyBLAS<8, __m256>: one accumulator of 8 lanes, lane k += w[i+k]*a[i+k] by FMA, hsum.
@@ -335,13 +367,13 @@ static void act_q8_1(const float *x, void *dst, size_t n)
         const float d = amax / 127.0f;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[ib].d = util_f32_to_fp16(d);
-        int32_t sum = 0; /* the int32 lanes before packing, i.e. before int8 saturation */
+        uint32_t sum = 0; /* sum of the int32 lanes before packing (wrapping, like paddd) */
         for (int j = 0; j < QK8_1; j++) {
             int32_t q = kern_cvt_i32(kern_rne(x[j] * id));
-            sum += q == INT32_MIN ? 0 : q; /* only for NaN/inf input; keeps the sum defined */
+            sum += (uint32_t)q;
             y[ib].qs[j] = kern_sat_i8(q);
         }
-        y[ib].s = util_f32_to_fp16(d * (float)sum);
+        y[ib].s = util_f32_to_fp16(d * (float)(int32_t)sum);
     }
 }
 
@@ -522,6 +554,14 @@ static float dot_iq4_nl_vecdot(const void *wv, const void *av, size_t n)
 /* ------------------------------------------------------------------------------------------ */
 /* Q8_K activations                                                                           */
 
+/* ggml's nearest_int: adding 1.5*2^23 leaves round-half-even(v) in the low mantissa bits (for
+ * |v| <= 2^22; other inputs give what ggml gives). Bit manipulation only: no UB on NaN. */
+static inline int32_t nearest_int(float v)
+{
+    uint32_t bits = kern_f32_bits(v + 12582912.0f);
+    return (int32_t)(bits & 0x007FFFFFu) - 0x00400000;
+}
+
 /* quantize_row_q8_K_ref (x86 uses the reference): the scale comes from the first element of
  * largest magnitude, with its sign; iscale = -127/max, q = min(127, nearest_int(iscale*x)),
  * d = 1/iscale in f32; bsums are the sums of each 16 quants. */
@@ -543,8 +583,8 @@ static void act_q8_K(const float *x, void *dst, size_t n)
         }
         const float iscale = -127.0f / max;
         for (int j = 0; j < QK_K; j++) {
-            float v = kern_rne(iscale * x[j]);
-            y[ib].qs[j] = (int8_t)(v > 127.0f ? 127 : v < -128.0f ? -128 : (int)v);
+            int32_t v = nearest_int(iscale * x[j]);
+            y[ib].qs[j] = (int8_t)(v < 127 ? v : 127); /* ggml: MIN(127, v) stored to int8 */
         }
         for (int g = 0; g < QK_K / 16; g++) {
             int32_t sum = 0;
@@ -844,6 +884,10 @@ static float dot_q5_K(const void *wv, const void *av, size_t n)
     return kern_hsum8(acc) + summs;
 }
 
+/* ggml_vec_dot_q6_K_q8_K, AVX2 (at the reference commit): the lanes multiply the unsigned 6-bit
+ * values (0..63), and the -32 offset is removed afterwards per lane from the block sums:
+ * lane k -= 32 * (scale[2k]*bsums[2k] + scale[2k+1]*bsums[2k+1]). The total is the same as
+ * with signed values, but the split over lanes (and so the f32 rounding) is not. */
 static float dot_q6_K(const void *wv, const void *av, size_t n)
 {
     const struct kern_block_q6_K *w = wv;
@@ -855,7 +899,10 @@ static float dot_q6_K(const void *wv, const void *av, size_t n)
         for (int g = 0; g < 16; g++) sc[g] = w[i].scales[g];
         int8_t q[256];
         unpack_q6_K(&w[i], q);
+        for (int j = 0; j < 256; j++) q[j] = (int8_t)(q[j] + 32);
         lanes256(q, a[i].qs, sc, lane);
+        for (int k = 0; k < 8; k++)
+            lane[k] -= 32 * (sc[2 * k] * a[i].bsums[2 * k] + sc[2 * k + 1] * a[i].bsums[2 * k + 1]);
         fma_lanes(acc, d, lane);
     }
     return kern_hsum8(acc);
@@ -903,24 +950,24 @@ static void dequant_q8_K(const void *src, float *dst, size_t nb)
 /* The scalar table. An entry with dot_gemm == NULL cannot be multiplied (kern_type_supported
  * is false); an entry with only `dequant` can still be dequantized (e.g. embeddings). */
 static const struct kern_type_ops k_ref_ops[GGUF_T_COUNT_] = {
-    [GGUF_T_F32] = {GGUF_T_F32, dequant_f32, dot_f32_gemm, dot_f32_vecdot},
-    [GGUF_T_F16] = {GGUF_T_F16, dequant_f16, dot_f16_gemm, dot_f16_vecdot},
-    [GGUF_T_Q8_0] = {GGUF_T_Q8_0, dequant_q8_0, dot_q8_0, dot_q8_0},
-    [GGUF_T_Q4_0] = {GGUF_T_Q8_0, dequant_q4_0, dot_q4_0, dot_q4_0},
-    [GGUF_T_BF16] = {GGUF_T_BF16, dequant_bf16, dot_bf16_gemm, dot_bf16_vecdot},
-    [GGUF_T_Q4_1] = {GGUF_T_Q8_1, dequant_q4_1, dot_q4_1, dot_q4_1},
-    [GGUF_T_Q5_0] = {GGUF_T_Q8_0, dequant_q5_0, dot_q5_0, dot_q5_0},
-    [GGUF_T_Q5_1] = {GGUF_T_Q8_1, dequant_q5_1, dot_q5_1, dot_q5_1},
-    [GGUF_T_Q2_K] = {GGUF_T_Q8_K, dequant_q2_K, dot_q2_K, dot_q2_K},
-    [GGUF_T_Q3_K] = {GGUF_T_Q8_K, dequant_q3_K, dot_q3_K, dot_q3_K},
-    [GGUF_T_Q4_K] = {GGUF_T_Q8_K, dequant_q4_K, dot_q4_K, dot_q4_K},
-    [GGUF_T_Q5_K] = {GGUF_T_Q8_K, dequant_q5_K, dot_q5_K, dot_q5_K},
-    [GGUF_T_Q6_K] = {GGUF_T_Q8_K, dequant_q6_K, dot_q6_K, dot_q6_K},
-    [GGUF_T_IQ4_NL] = {GGUF_T_Q8_0, dequant_iq4_nl, dot_iq4_nl_gemm, dot_iq4_nl_vecdot},
-    [GGUF_T_IQ4_XS] = {GGUF_T_Q8_K, dequant_iq4_xs, dot_iq4_xs, dot_iq4_xs},
+    [GGUF_T_F32] = {GGUF_T_F32, dequant_f32, dot_f32_gemm, dot_f32_vecdot, true},
+    [GGUF_T_F16] = {GGUF_T_F16, dequant_f16, dot_f16_gemm, dot_f16_vecdot, true},
+    [GGUF_T_Q8_0] = {GGUF_T_Q8_0, dequant_q8_0, dot_q8_0, dot_q8_0, false},
+    [GGUF_T_Q4_0] = {GGUF_T_Q8_0, dequant_q4_0, dot_q4_0, dot_q4_0, false},
+    [GGUF_T_BF16] = {GGUF_T_BF16, dequant_bf16, dot_bf16_gemm, dot_bf16_vecdot, true},
+    [GGUF_T_Q4_1] = {GGUF_T_Q8_1, dequant_q4_1, dot_q4_1, dot_q4_1, false},
+    [GGUF_T_Q5_0] = {GGUF_T_Q8_0, dequant_q5_0, dot_q5_0, dot_q5_0, false},
+    [GGUF_T_Q5_1] = {GGUF_T_Q8_1, dequant_q5_1, dot_q5_1, dot_q5_1, false},
+    [GGUF_T_Q2_K] = {GGUF_T_Q8_K, dequant_q2_K, dot_q2_K, dot_q2_K, false},
+    [GGUF_T_Q3_K] = {GGUF_T_Q8_K, dequant_q3_K, dot_q3_K, dot_q3_K, false},
+    [GGUF_T_Q4_K] = {GGUF_T_Q8_K, dequant_q4_K, dot_q4_K, dot_q4_K, false},
+    [GGUF_T_Q5_K] = {GGUF_T_Q8_K, dequant_q5_K, dot_q5_K, dot_q5_K, false},
+    [GGUF_T_Q6_K] = {GGUF_T_Q8_K, dequant_q6_K, dot_q6_K, dot_q6_K, false},
+    [GGUF_T_IQ4_NL] = {GGUF_T_Q8_0, dequant_iq4_nl, dot_iq4_nl_gemm, dot_iq4_nl_vecdot, false},
+    [GGUF_T_IQ4_XS] = {GGUF_T_Q8_K, dequant_iq4_xs, dot_iq4_xs, dot_iq4_xs, false},
     /* activation-only types: dequantize, never multiply */
-    [GGUF_T_Q8_1] = {GGUF_T_Q8_1, dequant_q8_1, NULL, NULL},
-    [GGUF_T_Q8_K] = {GGUF_T_Q8_K, dequant_q8_K, NULL, NULL},
+    [GGUF_T_Q8_1] = {GGUF_T_Q8_1, dequant_q8_1, NULL, NULL, false},
+    [GGUF_T_Q8_K] = {GGUF_T_Q8_K, dequant_q8_K, NULL, NULL, false},
 };
 
 /* The table in use. A SIMD build will pick its own table here once, at startup. */
@@ -1008,6 +1055,140 @@ float kern_dot_f32_gemm(const float *a, const float *b, size_t n)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Softmax, SiLU and the attention-weighted sum, as ggml-cpu computes them on AVX2            */
+
+/* One lane of ggml_v_expf (AVX2+FMA): ARM's optimized-routines expf with a 2^n * poly(b)
+ * reconstruction; inputs with |n| > 126 take the scaled path, |n| > 192 saturate (to 0 or inf).
+ * Every fnmadd(a, b, c) = c - a*b is the single-rounding fmaf(-a, b, c). */
+static float ggml_v_expf1(float x)
+{
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    const uint32_t e = kern_f32_bits(z) << 23;
+    const float k = kern_bits_f32(e + kern_f32_bits(1.0f));
+    const bool c = fabsf(n) > 126.0f;
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                         u, 0x1.ffffecp-1f * b);
+    if (!c) return fmaf(j, k, k);
+    const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+    const float s1 = kern_bits_f32(g + 0x7f000000u);
+    const float s2 = kern_bits_f32(e - g);
+    if (fabsf(n) > 192.0f) return s1 * s1;
+    return fmaf(s2, j, s2) * s1;
+}
+
+/* ggml_v_silu lane: x / (1 + expv(0 - x)). */
+static float ggml_v_silu1(float x)
+{
+    const float e = ggml_v_expf1(0.0f - x);
+    return x / (1.0f + e);
+}
+
+/* ggml_silu_f32, the scalar tail. */
+static float ggml_silu_tail(float x)
+{
+    return x / (1.0f + expf(-x));
+}
+
+void kern_softmax_f32(float *x, size_t n, size_t n_pad)
+{
+    if (!x || n == 0) return;
+    if (n_pad < n) n_pad = n;
+    float max = -INFINITY; /* ggml_vec_max_f32; padding is -inf and cannot raise it */
+    for (size_t i = 0; i < n; i++) max = max > x[i] ? max : x[i];
+    size_t nv = n_pad & ~(size_t)7; /* elements through the vector exp */
+    double sum = 0.0;
+    size_t i = 0;
+    for (; i < nv && i < n; i += 8) {
+        float v[8];
+        for (int k = 0; k < 8; k++) {
+            /* padding lanes: exp(-inf - max) is exactly 0 in ggml_v_expf */
+            v[k] = i + (size_t)k < n ? ggml_v_expf1(x[i + (size_t)k] - max) : 0.0f;
+            if (i + (size_t)k < n) x[i + (size_t)k] = v[k];
+        }
+        sum += (double)kern_hsum8(v);
+    }
+    for (; i < n; i++) {
+        float v = expf(x[i] - max);
+        sum += (double)v;
+        x[i] = v;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (size_t t = 0; t < n; t++) x[t] *= inv;
+}
+
+void kern_swiglu_f32(float *y, const float *x, const float *g, size_t n)
+{
+    if (!y || !x || !g) return;
+    size_t nv = n & ~(size_t)7, i = 0;
+    for (; i < nv; i++) y[i] = ggml_v_silu1(x[i]) * g[i];
+    for (; i < n; i++) y[i] = ggml_silu_tail(x[i]) * g[i];
+}
+
+void kern_silu_f32(float *y, const float *x, size_t n)
+{
+    if (!y || !x) return;
+    size_t nv = n & ~(size_t)7, i = 0;
+    for (; i < nv; i++) y[i] = ggml_v_silu1(x[i]);
+    for (; i < n; i++) y[i] = ggml_silu_tail(x[i]);
+}
+
+void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n,
+                   size_t n_pad, size_t dim, unsigned order)
+{
+    if (!out || !p || !v) return;
+    if (n_pad < n) n_pad = n;
+    /* tinyBLAS takes k % 8 == 0 and m % 4 == 0 (m = dim); otherwise ggml_vec_dot_f32 */
+    bool gemm = order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0;
+    for (size_t d = 0; d < dim; d++) {
+        if (gemm) {
+            float acc[8] = {0};
+            for (size_t t = 0; t < n; t++) acc[t % 8] = fmaf(v[t * v_stride + d], p[t], acc[t % 8]);
+            out[d] = kern_hsum8(acc);
+            continue;
+        }
+        /* ggml_vec_dot_f32 over n_pad cells; the cells past n hold zero weights (exact no-ops
+         * in every accumulator and in the tail) and are skipped */
+        size_t np = n_pad & ~(size_t)31;
+        float s[4][8] = {{0}};
+        size_t t = 0;
+        for (; t < n && t < np; t++) {
+            size_t j = (t % 32) / 8, k = t % 8;
+            s[j][k] = fmaf(v[t * v_stride + d], p[t], s[j][k]);
+        }
+        for (int k = 0; k < 8; k++) {
+            s[0][k] = s[0][k] + s[2][k];
+            s[1][k] = s[1][k] + s[3][k];
+        }
+        for (int k = 0; k < 8; k++) s[0][k] = s[0][k] + s[1][k];
+        float sumf = kern_hsum8_hadd(s[0]);
+        /* tail np..n_pad as gcc vectorizes it: 8-wide and 4-wide product groups added in
+         * order, then scalar FMAs (padding cells contribute +0 products and are skipped) */
+        size_t i = np;
+        for (; n_pad - i >= 8; i += 8)
+            for (size_t k = 0; k < 8; k++)
+                if (i + k < n) {
+                    float pr = v[(i + k) * v_stride + d] * p[i + k];
+                    sumf = sumf + pr;
+                }
+        if (n_pad - i >= 4) {
+            for (size_t k = 0; k < 4; k++)
+                if (i + k < n) {
+                    float pr = v[(i + k) * v_stride + d] * p[i + k];
+                    sumf = sumf + pr;
+                }
+            i += 4;
+        }
+        for (; i < n_pad; i++)
+            if (i < n) sumf = fmaf(v[i * v_stride + d], p[i], sumf);
+        out[d] = sumf;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Matrix-vector product over the pool                                                        */
 
 struct matvec_ctx {
@@ -1032,6 +1213,10 @@ void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_
                     size_t ncols, const void *act, float *y, unsigned order)
 {
     if (!y || nrows == 0) return;
+    /* llama.cpp's tinyBLAS takes a float matrix only when its row count is a multiple of 4;
+     * otherwise the batched product also runs through ggml_vec_dot_*. */
+    if (order == KERN_ORDER_GEMM && wtype < GGUF_T_COUNT_ && k_ops[wtype].gemm_rows4 && nrows % 4)
+        order = KERN_ORDER_VECDOT;
     kern_dot_fn fn = dot_for(wtype, ncols, order);
     size_t n_tasks = (nrows + MATVEC_CHUNK_ROWS - 1) / MATVEC_CHUNK_ROWS;
     if (!fn || !W || !act || n_tasks > (size_t)INT32_MAX) {
@@ -1039,6 +1224,7 @@ void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_
         return;
     }
     struct matvec_ctx c = {fn, W, (size_t)gguf_row_size(wtype, ncols), nrows, ncols, act, y};
+    if (nrows <= (MATVEC_MIN_PARALLEL - 1) / ncols) pool = NULL; /* nrows*ncols < MIN, no overflow */
     kern_pool_run(pool, matvec_task, &c, (int)n_tasks);
 }
 

@@ -7,12 +7,13 @@
  *   4. else gather the candidates: allowed by the mask, not NaN, not -INFINITY. If any is
  *      +INFINITY only those survive (they share the mass equally), which keeps every later
  *      subtraction `v - max` finite.
- *   5. top-k by quickselect (O(n), not a sort), 6. top-p over the temp-1 softmax: the sorted
- *      prefix is grown in doubling chunks (select the next chunk, sort only it), so a nucleus of
- *      a few dozen tokens in a 150k vocabulary costs about two linear passes, 7. min-p (keep
- *      logit >= max + log(min_p), i.e. p >= min_p * p_max), 8. temperature and one draw: the
- *      weights exp((v - max) / temp) are <= 1 with the max at exactly 1, so nothing overflows and
- *      the sum is >= 1.
+ *   5. top-k by selection, never a full sort: a k-sized heap in one scan for small k,
+ *      introselect (quickselect with a heap-sort fallback) otherwise; O(n) either way.
+ *   6. top-p over the temp-1 softmax: sort only the best 256 (usually the nucleus is in
+ *      there), else a quickselect on cumulative mass finds the cut in expected O(n).
+ *   7. min-p: keep logit >= max + log(min_p), i.e. p >= min_p * p_max.
+ *   8. temperature and one draw: the weights exp((v - max) / temp) are <= 1 with the max at
+ *      exactly 1, so nothing overflows and the sum is >= 1.
  *
  * Invariants: candidates never hold NaN, so "better" (higher logit, then lower id) is a strict
  * total order; selection and sorting are therefore deterministic and independent of the
@@ -30,9 +31,6 @@
  * longest suffix that could still begin a stop string is held and the rest released. */
 #include "samp.h"
 
-#include "../util/util.h"
-
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,8 +395,9 @@ static void apply_penalties(struct samp_ctx *s, float *logits)
     const float rep = s->p.repeat_penalty, freq = s->p.freq_penalty,
                 pres = s->p.presence_penalty;
     if (!s->hist || s->hist_n == 0 || (rep == 1.0f && freq == 0.0f && pres == 0.0f)) return;
-    /* Visit the window (hist[0, hist_n), wrapped or not), not the vocabulary; mark each token as done so a token that occurs
-     * several times is penalised once (by its count), then clear the marks. */
+    /* Visit the window (hist[0, hist_n), wrapped or not), not the vocabulary. Mark each token
+     * when done so that one occurring several times is penalised once, by its count; then
+     * clear the marks. */
     for (uint32_t i = 0; i < s->hist_n; i++) {
         int32_t t = s->hist[i];
         uint32_t c = s->counts[t];
