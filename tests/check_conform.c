@@ -184,7 +184,12 @@ static void run_case(const struct conf_case *c, int prompt, struct kern_pool *po
         int32_t ours = samp_argmax(lg, r.n_vocab);
         double d = fabs((double)lg[want] - chosen);
         if (d > gmax) gmax = d;
-        if (c->exact_greedy || chosen - second > 2 * c->tol) {
+        /* exact_greedy (real weights): identical wherever the margin is more than twice the
+         * deviation we measured on the prompt, i.e. everywhere unless an activation rounding flip
+         * already showed there (stories260K-Q4_0 p2 flips at prompt position 24, then meets a
+         * 0.038 margin at step 13: a coin toss for any engine not bit-identical to llama.cpp) */
+        double need = c->exact_greedy ? 2 * (r.max_diff > 1e-4 ? r.max_diff : 1e-4) : 2 * c->tol;
+        if (chosen - second > need) {
             checked++;
             ck_assert_msg(ours == want, "%s p%d: greedy step %zu: ours %d, llama.cpp %d (margin %.4g)",
                           c->stem, prompt, k, ours, want, chosen - second);
@@ -275,54 +280,88 @@ START_TEST(test_prefix_reuse)
 }
 END_TEST
 
-/* Batched prefill gives exactly the numbers of one token at a time, for every architecture and
- * for batch splits that leave odd tails. */
+/* Batched prefill versus one token at a time. llama.cpp sums float products (F32/F16/BF16 weights,
+ * attention) in a different order for a batch (tinyBLAS) than for a single token (vec_dot), and so
+ * do we. So: any batching without 1-token batches gives bit-identical logits, and batched agrees
+ * with token-by-token within the bounds below. Batch splits leave odd tails. */
 struct batch_cmp {
-    float *rows; /* [n][n_vocab] logits from the token-by-token run */
+    float *rows; /* [n][n_vocab] reference logits */
     uint32_t n_vocab, base, mismatches;
+    double max_diff;
+    bool record; /* write rows instead of comparing */
 };
 
 static int batch_cb(void *ud, uint32_t i, const float *logits)
 {
     struct batch_cmp *b = ud;
-    if (memcmp(b->rows + (size_t)(b->base + i) * b->n_vocab, logits, b->n_vocab * sizeof(float)))
-        b->mismatches++;
+    float *r = b->rows + (size_t)(b->base + i) * b->n_vocab;
+    if (b->record) {
+        memcpy(r, logits, b->n_vocab * sizeof(float));
+        return 0;
+    }
+    if (memcmp(r, logits, b->n_vocab * sizeof(float))) b->mismatches++;
+    for (uint32_t k = 0; k < b->n_vocab; k++)
+        if (fabs((double)r[k] - logits[k]) > b->max_diff) b->max_diff = fabs((double)r[k] - logits[k]);
     return 0;
+}
+
+static void run_batches(const struct model *m, struct model_state *st, const int32_t *toks,
+                        uint32_t n, const uint32_t *splits, struct batch_cmp *bc)
+{
+    uint32_t pos = 0;
+    for (size_t k = 0; pos < n; k++) {
+        uint32_t nb = splits[k] < n - pos ? splits[k] : n - pos;
+        bc->base = pos;
+        ck_assert_int_eq(model_forward_batch(m, st, toks + pos, nb, pos, MODEL_LOGITS_ALL, batch_cb, bc), 0);
+        pos += nb;
+    }
 }
 
 START_TEST(test_batch_equals_sequential)
 {
-    const char *files[] = {"models/stories260K-Q4_0.gguf", "models/synth512-llama-d256-F16.gguf",
-                           "models/synth512-phi3-d256-Q8_0.gguf",
-                           "models/synth512-gemma3-d256-Q8_0.gguf",
-                           "models/synth512-qwen2-d256-F32.gguf"};
+    static const struct {
+        const char *file;
+        bool quantized;
+    } files[] = {{"models/stories260K-Q4_0.gguf", true},
+                 {"models/synth512-phi3-d256-Q8_0.gguf", true},
+                 {"models/synth512-gemma3-d256-Q4_K.gguf", true},
+                 {"models/synth512-llama-d256-F16.gguf", false},
+                 {"models/synth512-qwen2-d256-F32.gguf", false}};
     struct err_info ei;
     err_clear(&ei);
     struct eng_model em;
-    ck_assert_int_eq(eng_model_open(&em, tutil_shared(files[_i]), 2, &ei), 0);
+    ck_assert_int_eq(eng_model_open(&em, tutil_shared(files[_i].file), 2, &ei), 0);
     struct model_state a, b;
     ck_assert_int_eq(model_state_init(&a, &em.model, 96, em.pool, &ei), 0);
     ck_assert_int_eq(model_state_init(&b, &em.model, 96, em.pool, &ei), 0);
     enum { N = 71 };
     int32_t toks[N];
     for (int i = 0; i < N; i++) toks[i] = (int32_t)((i * 37 + 11) % 500) + 3;
-    struct batch_cmp bc = {malloc((size_t)N * em.model.hp.n_vocab * sizeof(float)), em.model.hp.n_vocab, 0, 0};
+    struct batch_cmp bc = {malloc((size_t)N * em.model.hp.n_vocab * sizeof(float)), em.model.hp.n_vocab, 0, 0, 0, true};
     ck_assert(bc.rows);
-    for (uint32_t i = 0; i < N; i++) {
+    for (uint32_t i = 0; i < N; i++) { /* token by token */
         ck_assert_int_eq(model_forward(&em.model, &a, toks[i], i, true), 0);
         memcpy(bc.rows + (size_t)i * bc.n_vocab, a.logits, bc.n_vocab * sizeof(float));
     }
-    const uint32_t splits[] = {7, MODEL_BATCH, 1, MODEL_BATCH, N}; /* 7+32+1+31 = 71 */
-    uint32_t pos = 0;
-    for (size_t k = 0; pos < N; k++) {
-        uint32_t nb = splits[k] < N - pos ? splits[k] : N - pos;
-        bc.base = pos;
-        ck_assert_int_eq(model_forward_batch(&em.model, &b, toks + pos, nb, pos, MODEL_LOGITS_ALL,
-                                             batch_cb, &bc), 0);
-        pos += nb;
+    bc.record = false;
+    static const uint32_t splits[] = {7, MODEL_BATCH, 1, MODEL_BATCH, N}; /* 7+32+1+31 = 71 */
+    static const uint32_t splits2[] = {16, 16, 16, 16, N};                 /* no 1-token batch */
+    static const uint32_t splits3[] = {MODEL_BATCH, MODEL_BATCH, N};
+    run_batches(&em.model, &b, toks, N, splits, &bc);
+    /* attention's weighted sum (f32) has a batch order and a single-token order in llama.cpp, so
+     * a batch and a token-by-token run may put one quantized activation on the other side of a
+     * rounding boundary: bounded by the 0.022 of FIXTURES.txt; float weights agree far closer */
+    ck_assert_msg(bc.max_diff < (files[_i].quantized ? 0.03 : 1e-3), "%s: batched vs token-by-token %.3g",
+                  files[_i].file, bc.max_diff);
+    {
+        bc.record = true;
+        run_batches(&em.model, &b, toks, N, splits2, &bc);
+        bc.record = false;
+        bc.mismatches = 0;
+        run_batches(&em.model, &b, toks, N, splits3, &bc);
+        ck_assert_msg(bc.mismatches == 0, "%s: %u rows depend on the batching", files[_i].file,
+                      bc.mismatches);
     }
-    ck_assert_msg(bc.mismatches == 0, "%s: %u of %d rows differ from token-by-token", files[_i],
-                  bc.mismatches, N);
     /* bad batches are refused, not run */
     ck_assert_int_eq(model_forward_batch(&em.model, &b, toks, 0, 0, MODEL_LOGITS_LAST, NULL, NULL), ERR_INVALID);
     ck_assert_int_eq(model_forward_batch(&em.model, &b, toks, MODEL_BATCH + 1, 0, MODEL_LOGITS_LAST, NULL, NULL), ERR_INVALID);

@@ -58,6 +58,12 @@ expect 0 run-greedy -- "$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0
 has out ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw" run-greedy
 has err "tok/s" run-stats
 has err "peak RSS" run-stats-rss
+# every stories260K type, free-running greedy, prints llama.cpp's 32-token continuation of p0
+for ty in F32 F16 Q8_0 Q4_0; do
+    want=$(sed -n 's/^ *"text": "\(.*\)",\{0,1\}$/\1/p' "$SHARED/expected/stories260K-$ty.p0.json" | tail -n 1)
+    "$BIN" run -m "$SHARED/models/stories260K-$ty.gguf" -f "$SHARED/prompts/p0.txt" -n 32 --temp 0 >"$TMP/g.out" 2>/dev/null
+    if [ -n "$want" ] && [ "$(cat "$TMP/g.out")" = "$want" ]; then ok; else bad "greedy $ty: '$(cat "$TMP/g.out")' != '$want'"; fi
+done
 # prompt from stdin and from a file give the same text
 printf 'Once upon a time' | "$BIN" run -m "$M" -n 16 --temp 0 >"$TMP/stdin.out" 2>/dev/null || bad stdin-run
 printf 'Once upon a time' >"$TMP/p.txt"

@@ -480,10 +480,14 @@ static void mm_task(void *arg, int task, int n_tasks)
     const struct mm_job *j = arg;
     size_t nrows = (size_t)j->w->ne[1], ncols = (size_t)j->w->ne[0];
     size_t r0 = (size_t)task * MM_CHUNK, r1 = r0 + MM_CHUNK < nrows ? r0 + MM_CHUNK : nrows;
+    /* tinyBLAS (llama.cpp's batched path for float weights) declines row counts that are not a
+     * multiple of 4 and ggml falls back to its vec_dot order; quantized types have one order */
+    unsigned order = nrows % 4 == 0 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
     for (size_t r = r0; r < r1; r++) {
         const void *row = (const uint8_t *)j->w->data + r * j->row_bytes;
         for (uint32_t t = 0; t < j->n; t++)
-            j->y[t * j->ys + r] = kern_vec_dot(j->w->type, row, j->act + t * j->act_stride, ncols);
+            j->y[t * j->ys + r] =
+                kern_vec_dot_ex(j->w->type, row, j->act + t * j->act_stride, ncols, order);
     }
 }
 
@@ -491,8 +495,9 @@ static void mm_task(void *arg, int task, int n_tasks)
 static void matmul(const struct model_state *st, const struct gguf_tensor *w, uint32_t n, float *y,
                    size_t ys)
 {
-    if (n == 1) {
-        kern_matvec(st->pool, w->type, w->data, (size_t)w->ne[1], (size_t)w->ne[0], st->act, y);
+    if (n == 1) { /* one token: llama.cpp's vec_dot order, as in its decode */
+        kern_matvec_ex(st->pool, w->type, w->data, (size_t)w->ne[1], (size_t)w->ne[0], st->act, y,
+                       KERN_ORDER_VECDOT);
         return;
     }
     struct mm_job j = {w, (size_t)gguf_row_size(w->type, w->ne[0]), st->act, st->act_stride, n, y, ys};
@@ -514,8 +519,9 @@ static void rope_head(float *v, uint32_t rope_dim, uint32_t pos, float base, flo
         uint32_t a = type == MODEL_ROPE_NEOX ? i / 2 : i;
         uint32_t b = type == MODEL_ROPE_NEOX ? i / 2 + rope_dim / 2 : i + 1;
         float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x0 * s + x1 * c;
+        /* the contraction gcc applies to ggml's rope loop, so angles land on the same bits */
+        v[a] = fmaf(x0, c, -(x1 * s));
+        v[b] = fmaf(x1, c, x0 * s);
         theta *= theta_scale;
     }
 }
@@ -547,27 +553,19 @@ static void attn_task(void *arg, int task, int n_tasks)
         uint32_t first = (j->swa && pos >= hp->n_swa) ? pos - hp->n_swa + 1 : 0;
         const float *q = st->q + row * qd + (size_t)h * hd;
         uint32_t kvh = h / group;
-        float mx = -INFINITY;
-        for (uint32_t t = first; t <= pos; t++) {
+        /* llama.cpp sees a score row of n_pad cells (its KV size padded to 256); cells outside the
+         * window are masked. Reproducing the row layout reproduces its summation groups. */
+        uint32_t n = pos + 1;
+        size_t n_pad = ((size_t)n + 255) / 256 * 256;
+        for (uint32_t t = 0; t < first; t++) att[t] = -INFINITY;
+        for (uint32_t t = first; t < n; t++) {
             const float *k = kv_k(&st->kv, j->layer, t) + (size_t)kvh * hd;
-            float s = kern_dot_f32(q, k, hd) * scale;
-            att[t] = s;
-            if (s > mx) mx = s;
+            att[t] = kern_dot_f32(q, k, hd) * scale;
         }
-        double sum = 0.0;
-        for (uint32_t t = first; t <= pos; t++) {
-            float e = expf(att[t] - mx);
-            att[t] = e;
-            sum += (double)e;
-        }
-        float inv = (float)(1.0 / sum);
+        kern_softmax_f32(att, n, n_pad);
         float *o = j->out + row * j->out_stride + (size_t)h * hd;
-        memset(o, 0, hd * sizeof(float));
-        for (uint32_t t = first; t <= pos; t++) {
-            const float *v = kv_v(&st->kv, j->layer, t) + (size_t)kvh * hd;
-            float a = att[t] * inv;
-            for (uint32_t i = 0; i < hd; i++) o[i] += a * v[i];
-        }
+        kern_wsum_f32(o, att, kv_v(&st->kv, j->layer, 0) + (size_t)kvh * hd, st->kv.kv_dim, n, n_pad,
+                      hd, j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT);
     }
 }
 
@@ -697,7 +695,7 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
             if (d->gelu) {
                 for (uint32_t i = 0; i < nff; i++) g[i] = gelu_ggml(g[i]) * u[i];
             } else {
-                for (uint32_t i = 0; i < nff; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+                kern_swiglu_f32(g, g, u, nff);
             }
         }
         prepare(st, L->w_down, st->hb, gs, n);
