@@ -1,6 +1,8 @@
-/* check_tok: the SentencePiece tokenizer against llama.cpp's own test vectors (llama-spm,
- * phi-3), the stories260K reference prompts and pieces, the streaming detokenizer's UTF-8
- * handling, and hostile metadata built in memory with a tiny GGUF writer. */
+/* check_tok: every tokenizer against llama.cpp's own test vectors (SentencePiece: llama-spm,
+ * phi-3; BPE: gemma-3 and the byte-level gpt-2, llama-bpe, qwen2, deepseek-llm,
+ * deepseek-coder, falcon, mpt, starcoder, refact), the stories260K reference prompts and
+ * pieces, special tokens and end-of-generation sets, the streaming detokenizer's UTF-8
+ * handling, and hostile metadata (SPM and BPE) built in memory with a tiny GGUF writer. */
 #include "tok/tok.h"
 #include "tutil.h"
 
@@ -80,8 +82,11 @@ static void fmt_ids(char *buf, size_t cap, const int32_t *ids, size_t n)
 
 #define SEP "\n__ggml_vocab_test__\n"
 
-/* Every string of <name>.inp (each one is followed by SEP) must give the ids of the same line of
- * <name>.out (no BOS), and must decode back to itself. */
+/* Every string of <name>.inp (each one followed by SEP, except that the last one may end the
+ * file instead) must give the ids of the same line of <name>.out (no BOS), and must decode back
+ * to itself: SPM with byte fallback and a space prefix, byte-level BPE, and Gemma's BPE with
+ * <0xHH> fallback all round-trip these strings (our detokenizer does not apply llama.cpp's
+ * optional clean_spaces pass, see tok.h). */
 static void run_vectors(const char *name)
 {
     char rel[256];
@@ -96,8 +101,8 @@ static void run_vectors(const char *name)
 
     int n_str = 0, n_bad = 0, n_rt_bad = 0;
     char *s = inp, *line = outp;
-    for (char *end; (end = strstr(s, SEP)) != NULL; s = end + strlen(SEP), n_str++) {
-        *end = 0;
+    for (char *end; *s; n_str++) {
+        if ((end = strstr(s, SEP)) != NULL) *end = 0;
         char *nl = strchr(line, '\n');
         ck_assert_msg(nl != NULL, "%s: .out has fewer lines than .inp has strings", name);
         *nl = 0;
@@ -128,6 +133,7 @@ static void run_vectors(const char *name)
         }
         free(text);
         free(got);
+        s = end ? end + strlen(SEP) : s + strlen(s);
     }
     ck_assert_msg(n_str > 0, "%s: no vectors", name);
     ck_assert_msg(*line == 0, "%s: .out has more lines than .inp has strings", name);
@@ -138,10 +144,13 @@ static void run_vectors(const char *name)
     vocab_close(&x);
 }
 
-START_TEST(vectors_llama_spm) { run_vectors("llama-spm"); }
-END_TEST
+static const char *const vocab_names[] = {
+    "llama-spm", "phi-3", "gemma-3", "gpt-2", "llama-bpe", "qwen2", "deepseek-llm",
+    "deepseek-coder", "falcon", "mpt", "starcoder", "refact",
+};
+#define N_VOCABS ((int)(sizeof vocab_names / sizeof vocab_names[0]))
 
-START_TEST(vectors_phi3) { run_vectors("phi-3"); }
+START_TEST(vectors) { run_vectors(vocab_names[_i]); }
 END_TEST
 
 /* ---- stories260K against the reference JSON ---- */
@@ -378,11 +387,15 @@ START_TEST(detok_utf8)
 }
 END_TEST
 
-/* Merging is a heap, not a rescan: 1 MiB with no spaces (one fragment) stays fast. */
+/* Merging is a heap, not a rescan: 1 MiB with no spaces (one fragment; for Gemma's BPE one
+ * single word, as it splits only at newlines) stays fast, and round-trips. */
+static const char *const long_vocabs[] = {"llama-spm", "llama-bpe", "gemma-3", "deepseek-llm"};
 START_TEST(long_input)
 {
     struct vocab x;
-    vocab_open(&x, "vocab/ggml-vocab-llama-spm.gguf");
+    char rel[128];
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", long_vocabs[_i]);
+    vocab_open(&x, rel);
     size_t len = 1 << 20;
     char *s = malloc(len);
     uint32_t r = 1;
@@ -394,7 +407,7 @@ START_TEST(long_input)
     size_t n;
     int32_t *ids = encode(x.v, s, len, false, false, &n);
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
-    ck_assert_msg(secs < 10.0, "1 MiB took %.1f s", secs);
+    ck_assert_msg(secs < 10.0, "%s: 1 MiB took %.1f s", long_vocabs[_i], secs);
     char *text = detok(x.v, ids, n, false, NULL);
     ck_assert(strlen(text) == len && memcmp(text, s, len) == 0);
     free(text);
@@ -544,7 +557,8 @@ START_TEST(bad_metadata)
     static const char *const badbyte[] = {"<unk>", "<s>", "</s>", "<0xZZ>"};
     static const char *const one[] = {"<unk>"};
     ck_assert_int_eq(load_err(&(struct meta){.omit = M_MODEL}, "tokenizer.ggml.model"), ERR_NOT_FOUND);
-    ck_assert_int_eq(load_err(&(struct meta){.model = "gpt2"}, "gpt2"), ERR_UNSUPPORTED);
+    ck_assert_int_eq(load_err(&(struct meta){.model = "gpt2"}, "merges"), ERR_NOT_FOUND);
+    ck_assert_int_eq(load_err(&(struct meta){.model = "gemma4"}, "merges"), ERR_NOT_FOUND);
     ck_assert_int_eq(load_err(&(struct meta){.model = "xyzzy"}, "xyzzy"), ERR_UNSUPPORTED);
     ck_assert_int_eq(load_err(&(struct meta){.omit = M_TOKENS}, "tokens"), ERR_NOT_FOUND);
     ck_assert_int_eq(load_err(&(struct meta){.omit = M_SCORES}, "scores"), ERR_NOT_FOUND);
@@ -622,16 +636,318 @@ START_TEST(tiny_merges)
 }
 END_TEST
 
+/* ---- BPE: special tokens, flags, end of generation, printed pieces ---- */
+
+START_TEST(bpe_flags_and_eog)
+{
+    struct vocab x;
+    vocab_open(&x, "vocab/ggml-vocab-qwen2.gguf");
+    const struct tok_vocab *v = x.v;
+    ck_assert_str_eq(tok_model_name(v), "gpt2");
+    ck_assert(!tok_add_bos(v) && !tok_add_eos(v));
+    ck_assert_int_eq(tok_bos(v), 151643);
+    ck_assert_int_eq(tok_eos(v), 151645);
+    /* eos <|im_end|>, <|endoftext|> by text, and the FIM pad/repo/file-separator slots. */
+    static const int32_t eog[] = {151643, 151645, 151662, 151663, 151664};
+    for (size_t i = 0; i < sizeof eog / sizeof eog[0]; i++) ck_assert_msg(tok_is_eog(v, eog[i]), "id %d", eog[i]);
+    ck_assert(!tok_is_eog(v, 151644) && !tok_is_eog(v, 151659) && !tok_is_eog(v, 9707));
+    ck_assert_int_eq(tok_token_type(v, 151644), TOK_T_CONTROL);
+    vocab_close(&x);
+
+    vocab_open(&x, "vocab/ggml-vocab-llama-bpe.gguf");
+    v = x.v;
+    ck_assert(tok_add_bos(v));
+    ck_assert_int_eq(tok_bos(v), 128000);
+    ck_assert_int_eq(tok_eos(v), 128001);
+    ck_assert(tok_is_eog(v, 128001) && tok_is_eog(v, 128009));
+    ck_assert(!tok_is_eog(v, 128000) && !tok_is_eog(v, 128006) && !tok_is_eog(v, 128007));
+    vocab_close(&x);
+
+    vocab_open(&x, "vocab/ggml-vocab-gpt-2.gguf");
+    ck_assert(!tok_add_bos(x.v));
+    ck_assert_int_eq(tok_bos(x.v), 50256);
+    ck_assert(tok_is_eog(x.v, 50256) && !tok_is_eog(x.v, 995));
+    vocab_close(&x);
+
+    /* Gemma: "gemma4" BPE; add_bos is forced on as llama.cpp does, whatever the file says. */
+    vocab_open(&x, "vocab/ggml-vocab-gemma-3.gguf");
+    v = x.v;
+    ck_assert_str_eq(tok_model_name(v), "gemma4");
+    ck_assert(tok_add_bos(v));
+    ck_assert_int_eq(tok_bos(v), 2);
+    ck_assert_int_eq(tok_eos(v), 106);
+    ck_assert(tok_is_eog(v, 106) && tok_is_eog(v, 1) && !tok_is_eog(v, 105) && !tok_is_eog(v, 2));
+    vocab_close(&x);
+}
+END_TEST
+
+START_TEST(bpe_special)
+{
+    struct vocab x;
+    vocab_open(&x, "vocab/ggml-vocab-qwen2.gguf");
+    const struct tok_vocab *v = x.v;
+    static const char chat[] = "<|im_start|>user\nHello<|im_end|>\n";
+    size_t n;
+    int32_t *ids = encode(v, chat, strlen(chat), false, true, &n);
+    static const int32_t want[] = {151644, 872, 198, 9707, 151645, 198};
+    ck_assert_uint_eq(n, 6);
+    ck_assert_mem_eq(ids, want, sizeof want);
+    char *text = detok(v, ids, n, true, NULL);
+    ck_assert_str_eq(text, chat);
+    free(text);
+    text = detok(v, ids, n, false, NULL); /* control tokens print nothing by default */
+    ck_assert_str_eq(text, "user\nHello\n");
+    free(text);
+    free(ids);
+    /* Without parse_special the markers are text: no control id, and the text comes back. */
+    ids = encode(v, chat, strlen(chat), false, false, &n);
+    ck_assert_uint_gt(n, 6);
+    for (size_t i = 0; i < n; i++) ck_assert_int_lt(ids[i], 151643);
+    text = detok(v, ids, n, false, NULL);
+    ck_assert_str_eq(text, chat);
+    free(text);
+    free(ids);
+    /* add_bos: the caller asked, the vocabulary has one. */
+    ids = encode(v, "Hello", 5, true, false, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(ids[0], 151643);
+    ck_assert_int_eq(ids[1], 9707);
+    free(ids);
+    vocab_close(&x);
+
+    vocab_open(&x, "vocab/ggml-vocab-llama-bpe.gguf");
+    static const char hdr[] = "<|start_header_id|>user<|end_header_id|>\n\nHello world<|eot_id|>";
+    ids = encode(x.v, hdr, strlen(hdr), true, true, &n);
+    static const int32_t want3[] = {128000, 128006, 882, 128007, 271, 9906, 1917, 128009};
+    ck_assert_uint_eq(n, 8);
+    ck_assert_mem_eq(ids, want3, sizeof want3);
+    free(ids);
+    vocab_close(&x);
+
+    /* MPT: user-defined tokens (runs of spaces) are cut out even without parse_special. */
+    vocab_open(&x, "vocab/ggml-vocab-mpt.gguf");
+    ids = encode(x.v, "a    b", 6, false, false, &n);
+    bool user = false;
+    for (size_t i = 0; i < n; i++) user = user || tok_token_type(x.v, ids[i]) == TOK_T_USER_DEFINED;
+    ck_assert(user);
+    text = detok(x.v, ids, n, false, NULL);
+    ck_assert_str_eq(text, "a    b");
+    free(text);
+    free(ids);
+    vocab_close(&x);
+}
+END_TEST
+
+START_TEST(bpe_pieces)
+{
+    struct vocab x;
+    vocab_open(&x, "vocab/ggml-vocab-qwen2.gguf");
+    const struct tok_vocab *v = x.v;
+    char buf[64];
+    size_t len;
+    /* Byte-level: the stored text is mapped chars, the piece is bytes. */
+    ck_assert_str_eq(tok_piece_raw(v, 11162, &len), "\xc4\xa0\xc3\xb0\xc5\x81"); /* "ĠðŁ" */
+    ck_assert_uint_eq(tok_piece_bytes(v, 11162, false, buf, sizeof buf), 3);
+    ck_assert_mem_eq(buf, " \xf0\x9f", 3);
+    ck_assert_uint_eq(tok_piece_bytes(v, 151644, false, buf, sizeof buf), 0);
+    ck_assert_uint_eq(tok_piece_bytes(v, 151644, true, buf, sizeof buf), 12);
+    /* " 🦙" is three tokens; the stream holds the emoji until its last byte arrives. */
+    size_t n;
+    int32_t *ids = encode(v, " \xf0\x9f\xa6\x99", 5, false, false, &n);
+    static const int32_t want[] = {11162, 99, 247};
+    ck_assert_uint_eq(n, 3);
+    ck_assert_mem_eq(ids, want, sizeof want);
+    struct tok_detok d;
+    tok_detok_init(&d, v);
+    char out[256];
+    ck_assert_uint_eq(tok_detok_push(&d, v, ids[0], out, sizeof out), 1);
+    ck_assert_int_eq(out[0], ' ');
+    ck_assert_uint_eq(tok_detok_push(&d, v, ids[1], out, sizeof out), 0);
+    ck_assert_uint_eq(tok_detok_push(&d, v, ids[2], out, sizeof out), 4);
+    ck_assert_mem_eq(out, "\xf0\x9f\xa6\x99", 4);
+    ck_assert_uint_eq(tok_detok_flush(&d, out, sizeof out), 0);
+    free(ids);
+    /* Invalid UTF-8 is read as U+FFFD before splitting, as llama.cpp does. */
+    int32_t *a = encode(v, "a\xff" "b", 3, false, false, &n);
+    size_t n2;
+    int32_t *b = encode(v, "a\xef\xbf\xbd" "b", 5, false, false, &n2);
+    ck_assert_uint_eq(n, n2);
+    ck_assert_mem_eq(a, b, n * sizeof *a);
+    free(a);
+    free(b);
+    vocab_close(&x);
+
+    /* Gemma: spaces are U+2581 in the vocabulary; user-defined whitespace runs print as spaces
+     * (llama.cpp would print the raw "▁▁", see tok.c), bytes of unknown chars as <0xHH>. */
+    vocab_open(&x, "vocab/ggml-vocab-gemma-3.gguf");
+    v = x.v;
+    ids = encode(v, "Hello  world", 12, false, false, &n);
+    static const int32_t want2[] = {9259, 138, 12392};
+    ck_assert_uint_eq(n, 3);
+    ck_assert_mem_eq(ids, want2, sizeof want2);
+    ck_assert_int_eq(tok_token_type(v, 138), TOK_T_USER_DEFINED);
+    char *text = detok(v, ids, n, false, NULL);
+    ck_assert_str_eq(text, "Hello  world");
+    free(text);
+    free(ids);
+    ck_assert_uint_eq(tok_piece_bytes(v, 138, false, buf, sizeof buf), 2);
+    ck_assert_mem_eq(buf, "  ", 2);
+    ck_assert_uint_eq(tok_piece_bytes(v, 12392, false, buf, sizeof buf), 5);
+    ck_assert_mem_eq(buf, "world", 5);
+    vocab_close(&x);
+}
+END_TEST
+
+/* ---- BPE metadata built in memory ---- */
+
+struct bmeta {
+    const char *model;                 /* default "gpt2" */
+    const char *pre;                   /* NULL: no key */
+    bool pre_u32;                      /* pre as a number */
+    const char *const *tokens;         /* default bpe_tokens */
+    size_t n_tok;
+    const char *const *merges;         /* default bpe_merges */
+    size_t n_merges;
+    bool no_merges, merges_i32;        /* leave the key out / give it INT32 elements */
+    bool with_types;
+};
+
+/* Byte-level: "Ġ" is the mapped space. 0 a, 1 b, 2 c, 3 ab, 4 abc, 5 aa, 6 Ġ, 7 Ġb, 8 <|end|> */
+static const char *const bpe_tokens[] = {"a", "b", "c", "ab", "abc", "aa", "\xc4\xa0", "\xc4\xa0\x62", "<|end|>"};
+/* Ranks: "a b" 0, "ab c" 1, "c c" 2 (no token "cc"), "x y" (parts no tokens: skipped), "nospace"
+ * (skipped), "a a" 5, "a b" again (keeps rank 0), "Ġ b" 7. */
+static const char *const bpe_merges[] = {"a b", "ab c", "c c", "x y", "nospace", "a a", "a b", "\xc4\xa0 b"};
+
+static int build_bpe(const struct bmeta *m, struct tok_vocab **v, struct gguf_ctx *g, struct err_info *ei)
+{
+    static struct gb b;
+    memset(&b, 0, sizeof b);
+    const char *const *tk = m->tokens ? m->tokens : bpe_tokens;
+    size_t n = m->tokens ? m->n_tok : sizeof bpe_tokens / sizeof bpe_tokens[0];
+    const char *const *mg = m->merges ? m->merges : bpe_merges;
+    size_t nm = m->merges ? m->n_merges : sizeof bpe_merges / sizeof bpe_merges[0];
+    int32_t ty[16];
+    for (size_t i = 0; i < n && i < 16; i++) ty[i] = strcmp(tk[i], "<|end|>") == 0 ? TOK_T_CONTROL : TOK_T_NORMAL;
+    gb_u32(&b, GGUF_MAGIC);
+    gb_u32(&b, 3);
+    gb_u64(&b, 0);
+    size_t kv_at = b.n;
+    gb_u64(&b, 0);
+    gb_kv_str(&b, "tokenizer.ggml.model", m->model ? m->model : "gpt2");
+    if (m->pre) gb_kv_str(&b, "tokenizer.ggml.pre", m->pre);
+    if (m->pre_u32) gb_kv_u32(&b, "tokenizer.ggml.pre", 7);
+    gb_kv_strs(&b, "tokenizer.ggml.tokens", tk, n);
+    if (m->with_types) gb_kv_arr32(&b, "tokenizer.ggml.token_type", GGUF_VT_INT32, ty, n);
+    if (m->merges_i32) gb_kv_arr32(&b, "tokenizer.ggml.merges", GGUF_VT_INT32, ty, 2);
+    else if (!m->no_merges) gb_kv_strs(&b, "tokenizer.ggml.merges", mg, nm);
+    memcpy(b.buf + kv_at, &b.n_kv, 8);
+    while (b.n % 32) b.buf[b.n++] = 0;
+    err_clear(ei);
+    int rc = gguf_parse(b.buf, b.n, g, ei);
+    ck_assert_msg(rc == 0, "test GGUF does not parse: %s", ei->msg);
+    *v = NULL;
+    rc = tok_load(v, g, ei);
+    if (rc) {
+        ck_assert_ptr_null(*v);
+        ck_assert_int_eq(ei->code, rc);
+        ck_assert_msg(ei->msg[0] != 0, "no message for error %d", rc);
+    }
+    return rc;
+}
+
+static int bpe_err(const struct bmeta *m, const char *needle)
+{
+    struct tok_vocab *v;
+    struct gguf_ctx g;
+    struct err_info ei;
+    int rc = build_bpe(m, &v, &g, &ei);
+    if (needle) ck_assert_msg(strstr(ei.msg, needle) != NULL, "message '%s' lacks '%s'", ei.msg, needle);
+    tok_free(v);
+    gguf_free(&g);
+    return rc;
+}
+
+START_TEST(bpe_bad_metadata)
+{
+    ck_assert_int_eq(bpe_err(&(struct bmeta){.no_merges = true}, "merges"), ERR_NOT_FOUND);
+    ck_assert_int_eq(bpe_err(&(struct bmeta){.merges_i32 = true}, "merges"), ERR_BAD_TYPE);
+    ck_assert_int_eq(bpe_err(&(struct bmeta){.pre = "no-such-pre"}, "no-such-pre"), ERR_UNSUPPORTED);
+    ck_assert_int_eq(bpe_err(&(struct bmeta){.pre_u32 = true}, "tokenizer.ggml.pre"), ERR_BAD_TYPE);
+    ck_assert_int_eq(bpe_err(&(struct bmeta){.model = "gemma4", .no_merges = true}, "merges"), ERR_NOT_FOUND);
+    /* Every name of the issue's list loads; no pre at all means "default". Llama 3 names turn
+     * add_bos on by default, and this vocabulary has no BOS (the default 11 is out of range). */
+    static const char *const pres[] = {"default", "gpt-2", "qwen2", "deepseek-llm", "deepseek-coder",
+                                       "falcon", "mpt", "starcoder", "refact", "smollm"};
+    for (size_t i = 0; i < sizeof pres / sizeof pres[0]; i++)
+        ck_assert_int_eq(bpe_err(&(struct bmeta){.pre = pres[i], .with_types = true}, NULL), 0);
+    ck_assert_int_eq(bpe_err(&(struct bmeta){.pre = "llama-bpe"}, "bos_token_id"), ERR_INVALID);
+    ck_assert_int_eq(bpe_err(&(struct bmeta){0}, NULL), 0);
+    /* Merges of any shape, empty strings included, never break loading or encoding. */
+    static const char *const odd[] = {"", " ", "  ", "a ", " a", "a  b", "\xff \xfe", "a b c", "ab c"};
+    struct tok_vocab *v;
+    struct gguf_ctx g;
+    struct err_info ei;
+    ck_assert_int_eq(build_bpe(&(struct bmeta){.merges = odd, .n_merges = 9}, &v, &g, &ei), 0);
+    int32_t out[16];
+    size_t n;
+    ck_assert_int_eq(tok_encode(v, "abc", 3, false, false, out, 16, &n), 0);
+    ck_assert_uint_eq(n, 3); /* "a b" is not among them: no merge applies */
+    tok_free(v);
+    gguf_free(&g);
+}
+END_TEST
+
+START_TEST(tiny_bpe)
+{
+    struct tok_vocab *v;
+    struct gguf_ctx g;
+    struct err_info ei;
+    int32_t out[16];
+    size_t n;
+    ck_assert_int_eq(build_bpe(&(struct bmeta){.pre = "gpt-2", .with_types = true}, &v, &g, &ei), 0);
+    struct {
+        const char *in;
+        size_t n;
+        int32_t want[6];
+    } c[] = {
+        {"abc", 1, {4}},          /* a b -> ab, ab c -> abc */
+        {"abcc", 2, {4, 2}},      /* "ab c" (rank 1) beats "c c" (rank 2) */
+        {"cc", 2, {2, 2}},        /* "c c" makes "cc", no token: its bytes, one token each */
+        {"aaa", 2, {5, 0}},       /* one pair, two places: the leftmost merges first */
+        {"aab", 2, {0, 3}},       /* "a b" (rank 0) before "a a" (rank 5) */
+        {"a b", 2, {0, 7}},       /* GPT-2 split: "a", " b"; the space is "Ġ" */
+        {"a<|end|>", 2, {0, 8}},  /* parse_special on below */
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        ck_assert_int_eq(tok_encode(v, c[i].in, strlen(c[i].in), false, i == 6, out, 16, &n), 0);
+        ck_assert_msg(n == c[i].n, "'%s': %zu tokens, expected %zu", c[i].in, n, c[i].n);
+        ck_assert_msg(memcmp(out, c[i].want, n * sizeof *out) == 0, "'%s': wrong ids", c[i].in);
+    }
+    /* A byte with no token of its own (here 'z') is dropped, as llama.cpp does. */
+    ck_assert_int_eq(tok_encode(v, "azb", 3, false, false, out, 16, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(out[0], 0);
+    ck_assert_int_eq(out[1], 1);
+    /* Defaults for "gpt2": BOS/EOS 11, out of range here; no BOS added. */
+    ck_assert_int_eq(tok_bos(v), -1);
+    ck_assert(!tok_add_bos(v));
+    ck_assert_int_eq(tok_encode(v, "a", 1, true, false, out, 16, &n), ERR_STATE);
+    /* <|end|> is EOG by its text. */
+    ck_assert(tok_is_eog(v, 8) && !tok_is_eog(v, 0));
+    tok_free(v);
+    gguf_free(&g);
+}
+END_TEST
+
 Suite *make_suite(void);
 Suite *make_suite(void)
 {
     Suite *s = suite_create("tok");
     TCase *tc = tcase_create("vectors");
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, vectors_llama_spm);
-    tcase_add_test(tc, vectors_phi3);
+    tcase_add_loop_test(tc, vectors, 0, N_VOCABS);
     tcase_add_loop_test(tc, stories_prompts, 0, 3);
-    tcase_add_test(tc, long_input);
+    tcase_add_loop_test(tc, long_input, 0, 4);
     suite_add_tcase(s, tc);
     tc = tcase_create("behaviour");
     tcase_add_test(tc, flags_and_special);
@@ -639,6 +955,11 @@ Suite *make_suite(void)
     tcase_add_test(tc, detok_utf8);
     tcase_add_test(tc, bad_metadata);
     tcase_add_test(tc, tiny_merges);
+    tcase_add_test(tc, bpe_flags_and_eog);
+    tcase_add_test(tc, bpe_special);
+    tcase_add_test(tc, bpe_pieces);
+    tcase_add_test(tc, bpe_bad_metadata);
+    tcase_add_test(tc, tiny_bpe);
     suite_add_tcase(s, tc);
     return s;
 }

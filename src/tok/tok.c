@@ -1,13 +1,17 @@
-/* tok: SentencePiece-style ("llama") tokenizer built from a GGUF's tokenizer.ggml.* metadata.
+/* tok: tokenizers built from a GGUF's tokenizer.ggml.* metadata: SentencePiece ("llama") here,
+ * ranked-merge BPE ("gpt2" byte-level, "gemma4") in tok_bpe.c with its pre-tokenizers in
+ * tok_pre.c.
  *
  * What: tok_load copies the vocabulary out of the file and derives everything llama.cpp derives
  * (attributes, special ids, end-of-generation set, special-token list, byte fallback table);
- * tok_encode reproduces llama_tokenize for SPM vocabularies; tok_piece_bytes and tok_detok_*
- * reproduce llama_token_to_piece / llama_detokenize, the latter streaming.
+ * tok_encode reproduces llama_tokenize (SPM here, BPE fragments handed to tok_bpe.c after the
+ * same special-token partition); tok_piece_bytes and tok_detok_* reproduce llama_token_to_piece
+ * / llama_detokenize, the latter streaming.
  *
  * Why this shape: llama.cpp is the reference, so each of its quirks that changes ids is kept:
  *  - the text is first cut at special-token texts, longest first (user-defined tokens always,
  *    control/unknown ones only with parse_special; Phi-3 vocabs strip spaces after them);
+ *    this partition is shared by both kinds, the rest of this list is SPM's:
  *  - every text fragment that starts the input or follows a special token gets a " " prefix
  *    (add_space_prefix), then every ' ' becomes U+2581;
  *  - symbols are cut by UTF-8 lead byte alone (no validation, last one clamped to the end);
@@ -17,29 +21,23 @@
  * skipped (sizes no longer add up), so encoding is O(n log n) in the text length.
  *
  * Invariants after tok_load: 1 <= n <= 2^24; every text is non-empty (empty ones are renamed
- * "[EMPTY_<id>]" like llama.cpp) and unique, so the open-addressing hash is a bijection; every
- * special id is -1 or < n; BYTE tokens are exactly "<0xHH>". Nothing allocates per call except
- * tok_encode's scratch (escaped text, symbols, heap, fragment list), freed before it returns.
- * `kind` selects the algorithm so the byte-level BPE ("gpt2") can be added beside SPM. */
-#include "tok.h"
+ * "[EMPTY_<id>]" like llama.cpp) and unique, so the open-addressing hash is a bijection (each
+ * slot also keeps the text's hash, so a probe rarely touches another text); every special id
+ * is -1 or < n; BYTE tokens are exactly "<0xHH>"; the defaults of the kind (SPM: BOS 1, EOS 2,
+ * UNK 0, add_bos; gpt2: BOS = EOS = 11; gemma4: none, add_bos forced) are applied before the
+ * file's values, as llama.cpp does. Nothing allocates per call except tok_encode's scratch
+ * (escaped text or code points, symbols, heap, fragment list), freed before it returns.
+ * `kind` selects the algorithm; the struct and the shared numbering live in tok_int.h.
+ *
+ * The special-token partition scans the text once per special token (llama.cpp's order decides
+ * overlaps, so it cannot become one combined scan); a token is skipped without scanning when
+ * one of its adjacent byte pairs never occurs in the text, which keeps vocabularies with
+ * thousands of control tokens cheap. */
+#include "tok_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TOK_MAX_VOCAB (1u << 24)
-#define TOK_MAX_TEXT (1u << 20)    /* longest token text accepted */
-#define TOK_MAX_INPUT (256u << 20) /* longest tok_encode input: keeps indices in int32 */
-
-enum tok_kind { TOK_KIND_SPM };
-
-/* llama.cpp token attributes: the file's type sets one bit, text rules add more. */
-enum {
-    A_UNKNOWN = 1 << 0, A_UNUSED = 1 << 1, A_NORMAL = 1 << 2, A_CONTROL = 1 << 3, A_USER = 1 << 4,
-    A_BYTE = 1 << 5, A_RSTRIP = 1 << 6, A_LSTRIP = 1 << 7, A_EOG = 1 << 8,
-};
-
-enum { S_BOS, S_EOS, S_UNK, S_EOT, S_EOM, S_FPRE, S_FSUF, S_FMID, S_FPAD, S_FREP, S_FSEP, S_N };
 
 static const char *const special_key[S_N] = {
     "tokenizer.ggml.bos_token_id",     "tokenizer.ggml.eos_token_id",
@@ -76,25 +74,6 @@ static const char *const eog_text[] = {
     "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", "[e~[",
 };
 
-struct tok_vocab {
-    enum tok_kind kind;
-    char model[16];
-    uint32_t n;
-    char *blob;      /* all texts back to back */
-    size_t *off;     /* [n] text of id i = blob + off[i], len[i] bytes */
-    uint32_t *len;   /* [n] */
-    float *score;    /* [n] */
-    int8_t *type;    /* [n] the file's enum tok_type */
-    uint16_t *attr;  /* [n] A_* bits */
-    uint32_t *ht;    /* [ht_mask + 1] id + 1, 0 = empty */
-    uint32_t ht_mask;
-    int32_t sid[S_N]; /* special ids, -1 = none */
-    bool add_bos, add_eos, add_space_prefix;
-    int32_t byte_tok[256];
-    int32_t *special; /* ids with CONTROL/USER/UNKNOWN attr, longest text first */
-    uint32_t n_special;
-    size_t max_len; /* longest text */
-};
 
 static uint32_t hash_bytes(const char *s, size_t n)
 {
@@ -103,16 +82,63 @@ static uint32_t hash_bytes(const char *s, size_t n)
     return h;
 }
 
-static int32_t lookup(const struct tok_vocab *v, const char *s, size_t n)
+int32_t tok_lookup(const struct tok_vocab *v, const char *s, size_t n)
 {
-    for (uint32_t i = hash_bytes(s, n) & v->ht_mask;; i = (i + 1) & v->ht_mask) {
-        uint32_t e = v->ht[i];
+    uint32_t h = hash_bytes(s, n);
+    for (uint32_t i = h & v->ht_mask;; i = (i + 1) & v->ht_mask) {
+        uint64_t e = v->ht[i];
         if (!e) return -1;
-        if (v->len[e - 1] == n && memcmp(v->blob + v->off[e - 1], s, n) == 0) return (int32_t)(e - 1);
+        uint32_t id = (uint32_t)e - 1; /* the stored hash spares fetching other texts */
+        if ((uint32_t)(e >> 32) == h && v->len[id] == n && memcmp(v->blob + v->off[id], s, n) == 0)
+            return (int32_t)id;
     }
 }
 
-static int32_t lookup_c(const struct tok_vocab *v, const char *s) { return lookup(v, s, strlen(s)); }
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* Loading a vocabulary does millions of lookups into tables far larger than the caches, each
+ * a chain of dependent misses (slot, length and offset, text). In groups, the misses of many
+ * lookups overlap: hash all and prefetch their slots, then their candidates' lengths and
+ * offsets, then their texts, then compare. Same answers as tok_lookup. */
+void tok_lookup_many(const struct tok_vocab *v, const struct tok_key *k, size_t cnt, int32_t *out)
+{
+    enum { G = 32 };
+    for (size_t b = 0; b < cnt; b += G) {
+        size_t m = cnt - b < G ? cnt - b : G;
+        uint32_t h[G];
+        int64_t cand[G];
+        for (size_t i = 0; i < m; i++) {
+            h[i] = hash_bytes(k[b + i].s, k[b + i].n);
+            PREFETCH(&v->ht[h[i] & v->ht_mask]);
+        }
+        for (size_t i = 0; i < m; i++) {
+            cand[i] = -1;
+            for (uint32_t j = h[i] & v->ht_mask; v->ht[j]; j = (j + 1) & v->ht_mask) {
+                if ((uint32_t)(v->ht[j] >> 32) == h[i]) {
+                    cand[i] = (uint32_t)v->ht[j] - 1;
+                    PREFETCH(&v->len[cand[i]]);
+                    PREFETCH(&v->off[cand[i]]);
+                    break;
+                }
+            }
+        }
+        for (size_t i = 0; i < m; i++)
+            if (cand[i] >= 0) PREFETCH(v->blob + v->off[cand[i]]);
+        for (size_t i = 0; i < m; i++) {
+            const struct tok_key *q = &k[b + i];
+            int64_t c = cand[i];
+            if (c < 0) out[b + i] = -1; /* no slot with this hash: absent */
+            else if (v->len[c] == q->n && memcmp(v->blob + v->off[c], q->s, q->n) == 0) out[b + i] = (int32_t)c;
+            else out[b + i] = tok_lookup(v, q->s, q->n); /* a hash collision: the full probe */
+        }
+    }
+}
+
+static int32_t lookup_c(const struct tok_vocab *v, const char *s) { return tok_lookup(v, s, strlen(s)); }
 
 static const char *text_of(const struct tok_vocab *v, int32_t id) { return v->blob + v->off[id]; }
 
@@ -157,7 +183,7 @@ static int get_flag(const struct gguf_ctx *g, const char *key, bool *out, struct
     return 0;
 }
 
-/* Copy texts, scores and types; build the hash. */
+/* Copy texts, scores and types (sc, ty may be NULL: scores 0, all NORMAL); build the hash. */
 static int load_tokens(struct tok_vocab *v, const struct gguf_kv *tk, const struct gguf_kv *sc,
                        const struct gguf_kv *ty, struct err_info *ei)
 {
@@ -196,12 +222,12 @@ static int load_tokens(struct tok_vocab *v, const struct gguf_kv *tk, const stru
         }
         v->blob[pos + v->len[i]] = 0; /* so tok_piece_raw can be printed with %s */
         pos += v->len[i] + 1;
-        int64_t t;
-        double d;
-        if (gguf_arr_i64(ty, i, &t) || t < TOK_T_UNDEFINED || t > TOK_T_BYTE)
+        int64_t t = TOK_T_NORMAL; /* BPE files may have no types or scores */
+        double d = 0;
+        if (ty && (gguf_arr_i64(ty, i, &t) || t < TOK_T_UNDEFINED || t > TOK_T_BYTE))
             return err_set(ei, ERR_RANGE, ty->offset + 4ull * i, "tokenizer: token %u has type %lld, "
                            "expected 0..6", i, (long long)t);
-        if (gguf_arr_f64(sc, i, &d))
+        if (sc && gguf_arr_f64(sc, i, &d))
             return err_set(ei, ERR_BAD_TYPE, sc->offset, "tokenizer: cannot read score %u", i);
         v->type[i] = (int8_t)t;
         v->attr[i] = type_attr[t];
@@ -212,25 +238,43 @@ static int load_tokens(struct tok_vocab *v, const struct gguf_kv *tk, const stru
             return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "tokenizer: byte token %u is '%.*s', "
                            "expected <0xHH>", i, (int)v->len[i], p);
         if (v->len[i] > v->max_len) v->max_len = v->len[i];
-        int32_t dup = lookup(v, p, v->len[i]);
-        if (dup >= 0)
-            return err_set(ei, ERR_DUPLICATE, ERR_NO_OFFSET, "tokenizer: duplicate token '%.*s' "
-                           "at ids %d and %u", (int)(v->len[i] > 64 ? 64 : v->len[i]), p, dup, i);
-        uint32_t h = hash_bytes(p, v->len[i]) & v->ht_mask;
-        while (v->ht[h]) h = (h + 1) & v->ht_mask;
-        v->ht[h] = i + 1;
+    }
+    /* The hash, in id order so a duplicate names its first id; slots are prefetched a group
+     * at a time (see tok_lookup_many). */
+    for (uint32_t b = 0; b < v->n; b += 32) {
+        uint32_t hv[32], m = v->n - b < 32 ? v->n - b : 32;
+        for (uint32_t k = 0; k < m; k++) {
+            hv[k] = hash_bytes(v->blob + v->off[b + k], v->len[b + k]);
+            PREFETCH(&v->ht[hv[k] & v->ht_mask]);
+        }
+        for (uint32_t k = 0, i = b; k < m; k++, i++) {
+            const char *p = v->blob + v->off[i];
+            uint32_t h = hv[k] & v->ht_mask;
+            for (; v->ht[h]; h = (h + 1) & v->ht_mask) {
+                uint32_t dup = (uint32_t)v->ht[h] - 1;
+                if ((uint32_t)(v->ht[h] >> 32) == hv[k] && v->len[dup] == v->len[i] &&
+                    memcmp(v->blob + v->off[dup], p, v->len[i]) == 0)
+                    return err_set(ei, ERR_DUPLICATE, ERR_NO_OFFSET, "tokenizer: duplicate token "
+                                   "'%.*s' at ids %u and %u", (int)(v->len[i] > 64 ? 64 : v->len[i]),
+                                   p, dup, i);
+            }
+            v->ht[h] = (uint64_t)hv[k] << 32 | (i + 1);
+        }
     }
     return 0;
 }
 
-/* Special ids, flags, end-of-generation set and attribute fix-ups, in llama.cpp's order. */
+static int32_t eog_id(const struct tok_vocab *v, const char *text)
+{
+    int32_t id = lookup_c(v, text);
+    return id >= 0 && (v->attr[id] & A_EOG) ? id : -1;
+}
+
+/* Special ids, flags, end-of-generation set and attribute fix-ups, in llama.cpp's order.
+ * On entry sid[] and add_* hold the defaults of the vocabulary's kind (tok_load). */
 static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct err_info *ei)
 {
-    for (int k = 0; k < S_N; k++) v->sid[k] = -1;
-    v->sid[S_BOS] = 1; /* SPM defaults, dropped when out of range */
-    v->sid[S_EOS] = 2;
-    v->sid[S_UNK] = 0;
-    for (int k = 0; k < S_N; k++) {
+    for (int k = 0; k < S_N; k++) { /* defaults out of range are dropped */
         if (v->sid[k] >= (int64_t)v->n) v->sid[k] = -1;
         uint32_t id;
         int rc = gguf_get_u32(g, special_key[k], &id);
@@ -238,13 +282,11 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
         if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "tokenizer: %s must be an integer", special_key[k]);
         if (id < v->n) v->sid[k] = (int32_t)id; /* e.g. 0xFFFFFFFF: ignored, as llama.cpp does */
     }
-    v->add_bos = true;
-    v->add_eos = false;
-    v->add_space_prefix = true;
     int rc = get_flag(g, "tokenizer.ggml.add_bos_token", &v->add_bos, ei);
     if (!rc) rc = get_flag(g, "tokenizer.ggml.add_eos_token", &v->add_eos, ei);
     if (!rc) rc = get_flag(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, ei);
     if (rc) return rc;
+    if (v->kind == TOK_KIND_BPE && v->pre == TOK_PRE_GEMMA4) v->add_bos = true; /* llama.cpp forces it */
     if (v->add_bos && v->sid[S_BOS] < 0)
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "tokenizer: add_bos_token is true but "
                        "there is no valid tokenizer.ggml.bos_token_id");
@@ -268,9 +310,23 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
         int32_t id = lookup_c(v, eog_text[i]);
         if (id >= 0) v->attr[id] |= A_EOG | A_CONTROL;
     }
+    /* gpt-oss: these always print, as user-defined tokens (every other attribute dropped). */
+    static const char *const always[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"};
+    for (size_t i = 0; i < sizeof always / sizeof always[0]; i++) {
+        int32_t id = lookup_c(v, always[i]);
+        if (id >= 0) v->attr[id] = (uint16_t)(A_USER | (v->attr[id] & A_EOG));
+    }
     static const int eog_slot[] = {S_EOS, S_EOT, S_EOM, S_FPAD, S_FREP, S_FSEP};
     for (size_t i = 0; i < sizeof eog_slot / sizeof eog_slot[0]; i++)
         if (v->sid[eog_slot[i]] >= 0) v->attr[v->sid[eog_slot[i]]] |= A_EOG;
+    /* llama.cpp's workarounds: o200k_harmony / solar-open end a turn with <|return|> or
+     * <|call|>, so their <|end|> is not EOG (and becomes user-defined); Gemma 4 and PaddleOCR
+     * use </s> as text, not as EOG (it becomes normal). */
+    int32_t end = eog_id(v, "<|end|>"), s_id = eog_id(v, "</s>");
+    bool call = eog_id(v, "<|call|>") >= 0 || eog_id(v, "<|calls|>") >= 0;
+    if (end >= 0 && call && (eog_id(v, "<|return|>") >= 0 || eog_id(v, "<|flush|>") >= 0))
+        v->attr[end] = A_USER;
+    if (s_id >= 0 && eog_id(v, "<|tool_response>") >= 0) v->attr[s_id] = A_NORMAL;
 
     /* Special-token list, longest text first, then lowest id (llama.cpp leaves ties to
      * std::sort): sort (~len, id) keys. */
@@ -308,8 +364,8 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
     for (int b = 0; b < 256; b++) {
         char hx[7], raw = (char)b;
         snprintf(hx, sizeof hx, "<0x%02X>", b);
-        int32_t id = lookup(v, hx, 6);
-        if (id < 0) id = lookup(v, &raw, 1);
+        int32_t id = tok_lookup(v, hx, 6);
+        if (id < 0) id = tok_lookup(v, &raw, 1);
         v->byte_tok[b] = id >= 0 ? id : v->sid[S_UNK];
     }
     return 0;
@@ -325,30 +381,63 @@ int tok_load(struct tok_vocab **out, const struct gguf_ctx *g, struct err_info *
         return err_set(ei, rc, ERR_NO_OFFSET, "tokenizer: tokenizer.ggml.model is missing");
     if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "tokenizer: tokenizer.ggml.model must be a string");
     int shown = model.len > 40 ? 40 : (int)model.len;
-    if (gguf_str_eq(model, "gpt2"))
-        return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET, "tokenizer: tokenizer.ggml.model 'gpt2' "
-                       "(byte-level BPE) is not supported yet; only 'llama' (SentencePiece)");
-    if (!gguf_str_eq(model, "llama"))
+    bool spm = gguf_str_eq(model, "llama"), gemma4 = gguf_str_eq(model, "gemma4");
+    if (!spm && !gemma4 && !gguf_str_eq(model, "gpt2"))
         return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET, "tokenizer: unknown tokenizer.ggml.model "
-                       "'%.*s'; only 'llama' (SentencePiece) is supported", shown, model.ptr);
+                       "'%.*s'; supported: 'llama' (SentencePiece), 'gpt2' (byte-level BPE), "
+                       "'gemma4' (BPE)", shown, model.ptr);
 
-    const struct gguf_kv *tk, *sc, *ty;
+    /* BPE: the pre-tokenizer by name (absent: "default", as llama.cpp with its warning). */
+    enum tok_pre pre = TOK_PRE_DEFAULT;
+    bool ignore_merges = false, bpe_add_bos = false;
+    struct gguf_str pre_name = {"default", 7};
+    if (gemma4) {
+        pre_name = (struct gguf_str){"gemma4", 6}; /* llama.cpp ignores the file's name here */
+    } else if (!spm && (rc = gguf_get_str(g, "tokenizer.ggml.pre", &pre_name)) != 0) {
+        if (rc != ERR_NOT_FOUND)
+            return err_set(ei, rc, ERR_NO_OFFSET, "tokenizer: tokenizer.ggml.pre must be a string");
+        pre_name = (struct gguf_str){"default", 7};
+    }
+    if (!spm && !tok_pre_by_name(pre_name.ptr, pre_name.len, &pre, &ignore_merges, &bpe_add_bos))
+        return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET, "tokenizer: unknown pre-tokenizer "
+                       "tokenizer.ggml.pre = '%.*s'", pre_name.len > 40 ? 40 : (int)pre_name.len,
+                       pre_name.ptr);
+
+    const struct gguf_kv *tk, *sc = NULL, *ty = NULL;
     if ((rc = get_array(g, "tokenizer.ggml.tokens", GGUF_VT_STRING, GGUF_VT_STRING, 0, &tk, ei)))
         return rc;
     if (tk->arr_n < 1 || tk->arr_n > TOK_MAX_VOCAB)
         return err_set(ei, ERR_LIMIT, tk->offset, "tokenizer: %llu tokens, expected 1..%u",
                        (unsigned long long)tk->arr_n, TOK_MAX_VOCAB);
-    /* llama.cpp also reads INT32 scores; the lengths must match exactly. */
-    if ((rc = get_array(g, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, GGUF_VT_INT32, tk->arr_n, &sc, ei)) ||
-        (rc = get_array(g, "tokenizer.ggml.token_type", GGUF_VT_INT32, GGUF_VT_INT32, tk->arr_n, &ty, ei)))
-        return rc;
+    /* llama.cpp also reads INT32 scores; the lengths must match exactly. BPE files need
+     * neither scores nor types (llama.cpp: scores 0, every token NORMAL). */
+    if (spm || gguf_find_kv(g, "tokenizer.ggml.scores"))
+        rc = get_array(g, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, GGUF_VT_INT32, tk->arr_n, &sc, ei);
+    if (!rc && (spm || gguf_find_kv(g, "tokenizer.ggml.token_type")))
+        rc = get_array(g, "tokenizer.ggml.token_type", GGUF_VT_INT32, GGUF_VT_INT32, tk->arr_n, &ty, ei);
+    if (rc) return rc;
 
     struct tok_vocab *v = calloc(1, sizeof *v);
     if (!v) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "tokenizer: out of memory");
-    v->kind = TOK_KIND_SPM;
-    snprintf(v->model, sizeof v->model, "llama");
     v->n = (uint32_t)tk->arr_n;
-    if ((rc = load_tokens(v, tk, sc, ty, ei)) || (rc = load_specials(v, g, ei))) {
+    for (int k = 0; k < S_N; k++) v->sid[k] = -1;
+    if (spm) { /* llama.cpp's defaults per kind */
+        v->kind = TOK_KIND_SPM;
+        v->sid[S_BOS] = 1, v->sid[S_EOS] = 2, v->sid[S_UNK] = 0;
+        v->add_bos = v->add_space_prefix = true;
+    } else {
+        v->kind = TOK_KIND_BPE;
+        v->pre = pre;
+        v->byte_level = !gemma4;
+        v->escape_spaces = gemma4;
+        v->ignore_merges = ignore_merges;
+        v->add_bos = bpe_add_bos;
+        if (!gemma4) v->sid[S_BOS] = v->sid[S_EOS] = 11;
+        snprintf(v->pre_name, sizeof v->pre_name, "%.*s", (int)pre_name.len, pre_name.ptr);
+    }
+    snprintf(v->model, sizeof v->model, "%s", spm ? "llama" : gemma4 ? "gemma4" : "gpt2");
+    if ((rc = load_tokens(v, tk, sc, ty, ei)) || (v->kind == TOK_KIND_BPE && (rc = tok_bpe_load(v, g, ei))) ||
+        (rc = load_specials(v, g, ei))) {
         tok_free(v);
         return rc;
     }
@@ -361,6 +450,7 @@ void tok_free(struct tok_vocab *v)
     if (!v) return;
     free(v->blob), free(v->off), free(v->len), free(v->score), free(v->type), free(v->attr);
     free(v->ht), free(v->special);
+    tok_bpe_free(v);
     free(v);
 }
 
@@ -448,18 +538,47 @@ static size_t find(const char *s, size_t n, const char *t, size_t tl)
     return SIZE_MAX;
 }
 
+/* Can t[0..tl) occur in a text whose adjacent byte pairs (and bytes) are marked in `seen`?
+ * Bit (a << 8 | b) is pair ab; bit 65536 + a is byte a. */
+static bool may_occur(const uint8_t *seen, const char *t, uint32_t tl)
+{
+    if (tl == 1) {
+        unsigned k = 65536u + (unsigned char)t[0];
+        return seen[k >> 3] & (1u << (k & 7));
+    }
+    for (uint32_t i = 0; i + 1 < tl; i++) {
+        unsigned k = (unsigned)(unsigned char)t[i] << 8 | (unsigned char)t[i + 1];
+        if (!(seen[k >> 3] & (1u << (k & 7)))) return false;
+    }
+    return true;
+}
+
 /* llama.cpp's tokenizer_st_partition: cut special-token texts out of the raw fragments, one
- * special token at a time over the whole list, longest token first. */
+ * special token at a time over the whole list, longest token first. Fragments only shrink, so
+ * a token that cannot occur in the whole text is skipped without a scan. */
 static int partition(struct enc *e, const char *text, size_t len, bool parse_special)
 {
     const struct tok_vocab *v = e->v;
     if (frag_new(e, 0, (uint32_t)len, -1, -1) < 0) return ERR_NOMEM;
-    for (uint32_t k = 0; k < v->n_special; k++) {
+    if (v->n_special == 0) return 0;
+    uint8_t *seen = calloc((65536 + 256) / 8, 1);
+    if (!seen) return ERR_NOMEM;
+    for (size_t i = 0; i < len; i++) {
+        unsigned a = (unsigned char)text[i], k = 65536u + a;
+        seen[k >> 3] |= (uint8_t)(1u << (k & 7));
+        if (i + 1 < len) {
+            k = a << 8 | (unsigned char)text[i + 1];
+            seen[k >> 3] |= (uint8_t)(1u << (k & 7));
+        }
+    }
+    int rc = 0;
+    for (uint32_t k = 0; !rc && k < v->n_special; k++) {
         int32_t id = v->special[k];
         uint16_t at = v->attr[id];
         if (!parse_special && (at & (A_CONTROL | A_UNKNOWN))) continue;
         const char *t = text_of(v, id);
         uint32_t tl = v->len[id];
+        if (!may_occur(seen, t, tl)) continue;
         for (int32_t i = 0; i >= 0;) {
             struct frag f = e->fr[i];
             size_t m = f.id < 0 ? find(text + f.off, f.len, t, tl) : SIZE_MAX;
@@ -473,10 +592,16 @@ static int partition(struct enc *e, const char *text, size_t len, bool parse_spe
             if (at & A_RSTRIP)
                 while (rl && is_space(text[ro])) ro++, rl--;
             int32_t r = -1, tn;
-            if (rl && (r = frag_new(e, ro, rl, -1, f.next)) < 0) return ERR_NOMEM;
+            if (rl && (r = frag_new(e, ro, rl, -1, f.next)) < 0) {
+                rc = ERR_NOMEM;
+                break;
+            }
             int32_t after = r >= 0 ? r : f.next;
             if (ll) { /* node i keeps the left part, the token follows it */
-                if ((tn = frag_new(e, 0, 0, id, after)) < 0) return ERR_NOMEM;
+                if ((tn = frag_new(e, 0, 0, id, after)) < 0) {
+                    rc = ERR_NOMEM;
+                    break;
+                }
                 e->fr[i] = (struct frag){f.off, ll, -1, tn};
             } else {
                 e->fr[i] = (struct frag){0, 0, id, after};
@@ -484,7 +609,8 @@ static int partition(struct enc *e, const char *text, size_t len, bool parse_spe
             i = after; /* the right part is searched again for the same token */
         }
     }
-    return 0;
+    free(seen);
+    return rc;
 }
 
 /* Heap order: higher score first, then the leftmost pair (llama.cpp's comparator). */
@@ -523,7 +649,7 @@ static void try_bigram(struct enc *e, int32_t l, int32_t r)
 {
     if (l < 0 || r < 0) return;
     uint32_t size = e->sym[l].n + e->sym[r].n;
-    int32_t id = lookup(e->v, e->esc + e->sym[l].off, size);
+    int32_t id = tok_lookup(e->v, e->esc + e->sym[l].off, size);
     if (id >= 0) heap_push(e, (struct bigram){l, r, e->v->score[id], size});
 }
 
@@ -568,7 +694,7 @@ static int spm_fragment(struct enc *e, const char *s, size_t n, bool prefix)
     }
     for (int32_t i = 0; i != -1; i = e->sym[i].next) {
         const char *p = e->esc + e->sym[i].off;
-        int32_t id = lookup(e->v, p, e->sym[i].n);
+        int32_t id = tok_lookup(e->v, p, e->sym[i].n);
         if (id >= 0) {
             emit(e, id);
             continue;
@@ -594,7 +720,16 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
         if (v->sid[S_BOS] < 0) return ERR_STATE;
         emit(&e, v->sid[S_BOS]);
     }
-    if (len && (rc = partition(&e, text, len, parse_special)) == 0) {
+    if (len && v->kind == TOK_KIND_BPE && (rc = partition(&e, text, len, parse_special)) == 0) {
+        struct tok_bpe_scratch bs = {0};
+        struct tok_out o = {out, cap, e.n};
+        for (int32_t i = 0; !rc && i >= 0; i = e.fr[i].next) {
+            if (e.fr[i].id >= 0) tok_out_emit(&o, e.fr[i].id);
+            else rc = tok_bpe_fragment(v, &bs, text + e.fr[i].off, e.fr[i].len, &o);
+        }
+        tok_bpe_scratch_free(&bs);
+        e.n = o.n;
+    } else if (len && (rc = partition(&e, text, len, parse_special)) == 0) {
         /* Scratch sized for the longest fragment: escaped bytes, symbols, and a heap that never
          * holds more than 2 entries per symbol (each merge pops one and pushes at most two). */
         size_t big = 0;
@@ -627,7 +762,8 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
 
 /* ---- pieces and detokenization ---- */
 
-/* What a token prints, as llama_token_to_piece: raw text, U+2581-unescaped text, or a byte. */
+/* What a token prints, as llama_token_to_piece: raw text, U+2581-unescaped text (SPM and
+ * gemma4 NORMAL tokens), the mapped-back bytes (byte-level BPE NORMAL tokens), or a byte. */
 struct piece {
     const char *p;
     size_t n;
@@ -641,7 +777,17 @@ static bool piece_of(const struct tok_vocab *v, int32_t id, bool special, struct
     const char *t = text_of(v, id);
     if (!special && (at & (A_UNKNOWN | A_CONTROL))) return false;
     *pc = (struct piece){t, v->len[id], false};
-    if (at & (A_UNKNOWN | A_CONTROL | A_USER)) return true;
+    if (at & (A_UNKNOWN | A_CONTROL)) return true;
+    /* Deliberate difference: llama.cpp prints user-defined tokens raw, so a gemma4 vocabulary's
+     * user-defined "▁▁" (two spaces) would print as "▁▁"; we unescape them like NORMAL ones. */
+    if (at & A_USER) {
+        pc->unescape = v->escape_spaces;
+        return true;
+    }
+    if (at & A_NORMAL && v->byte_level) {
+        *pc = (struct piece){v->dec_blob + v->dec_off[id], v->dec_len[id], false};
+        return true;
+    }
     if (at & A_NORMAL) return pc->unescape = true;
     if (at & A_BYTE) {
         *byte = (char)(hexval(t[3]) * 16 + hexval(t[4]));

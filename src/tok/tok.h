@@ -1,8 +1,30 @@
-/* tok: tokenizer built from a GGUF file's tokenizer.ggml.* metadata.
+/* tok: tokenizer built from a GGUF file's tokenizer.ggml.* metadata, reproducing llama.cpp's
+ * llama_tokenize / llama_token_to_piece / llama_detokenize id for id.
  *
- * First slice: SentencePiece-style vocabularies (tokenizer.ggml.model = "llama"): pieces with
- * scores, merged best-score-first with a heap (O(n log n)), byte fallback <0xHH>, a leading
- * space prefix as llama.cpp does, control tokens recognised in the text only when asked.
+ * tokenizer.ggml.model selects the kind:
+ *  - "llama": SentencePiece: pieces with scores, merged best-score-first with a heap
+ *    (O(n log n)), byte fallback <0xHH>, a leading space prefix;
+ *  - "gpt2": byte-level BPE: text bytes mapped to printable chars (GPT-2's byte<->unicode
+ *    map), cut into words by the pre-tokenizer tokenizer.ggml.pre names (default/gpt-2,
+ *    llama-bpe and the Llama 3 family, qwen2, deepseek-llm, deepseek-coder, falcon, mpt,
+ *    starcoder, refact, smollm and llama.cpp's aliases of these), then merged by the rank of
+ *    tokenizer.ggml.merges (lowest first, ties leftmost, heap: O(n log n));
+ *  - "gemma4" (Gemma's BPE, also used for Gemma 3 vocabularies): spaces become U+2581, the
+ *    text is split only at newlines, merged by rank on raw UTF-8, <0xHH> byte fallback.
+ * In all kinds control tokens are recognised in the text only when asked, user-defined ones
+ * always; the end-of-generation set comes from the eos/eot/eom ids, the FIM pad/repo/sep ids
+ * and llama.cpp's list of end-of-turn texts.
+ *
+ * Untrusted metadata: ids, types, array types and lengths are checked (errors name the key);
+ * a merge entry that is not "<token> <token>" is skipped (llama.cpp keeps it, but it can only
+ * join symbols that are no tokens; Hugging Face refuses such files); an unknown model or
+ * pre-tokenizer name is ERR_UNSUPPORTED. Invalid UTF-8 in the text reads as U+FFFD in BPE
+ * vocabularies, as in llama.cpp.
+ *
+ * Where we differ from llama.cpp on purpose: the detokenizer streams and never applies
+ * llama.cpp's optional "clean_spaces" rewrite (" ," -> ","), which llama.cpp's own streaming
+ * output (token_to_piece) does not apply either; gemma4 user-defined tokens such as "▁▁" print
+ * as spaces (llama.cpp prints them raw).
  *
  * The vocabulary is copied out of the GGUF buffer at load, so a tok_vocab outlives the file.
  * Nothing here allocates per call except where documented. */
@@ -35,26 +57,30 @@ void tok_free(struct tok_vocab *v); /* NULL-safe */
 uint32_t tok_n_vocab(const struct tok_vocab *v);
 int32_t tok_bos(const struct tok_vocab *v);       /* -1 if none */
 int32_t tok_eos(const struct tok_vocab *v);       /* -1 if none */
-bool tok_add_bos(const struct tok_vocab *v);      /* the file's default (SPM: true) */
+bool tok_add_bos(const struct tok_vocab *v);      /* the file's default (SPM, Llama 3, gemma4:
+                                                     true; other BPE: false) */
 bool tok_add_eos(const struct tok_vocab *v);      /* the file's default (SPM: false); the caller
                                                      appends tok_eos() itself when this is true */
 bool tok_is_eog(const struct tok_vocab *v, int32_t id); /* end of generation (eos, eot, ...) */
 int tok_token_type(const struct tok_vocab *v, int32_t id); /* enum tok_type, or -1 */
-const char *tok_model_name(const struct tok_vocab *v);  /* "llama", ... */
+const char *tok_model_name(const struct tok_vocab *v);  /* "llama", "gpt2" or "gemma4" */
 
-/* Raw piece text as stored in the vocabulary (e.g. "▁Once", "<0x7B>"), with its length; it is
- * also NUL-terminated ("" for an invalid id). */
+/* Raw piece text as stored in the vocabulary (e.g. "▁Once", "<0x7B>", byte-level "Ġworld"),
+ * with its length; it is also NUL-terminated ("" for an invalid id). */
 const char *tok_piece_raw(const struct tok_vocab *v, int32_t id, size_t *len);
 
 /* Tokenize text[0..len). Writes up to cap ids to out and sets *n_out to the number the text
  * needs (which may exceed cap: then returns ERR_LIMIT and the caller can retry larger).
- * parse_special: recognise control/user-defined token texts such as "<s>" in the input. */
+ * parse_special: recognise control token texts such as "<s>" or "<|im_start|>" in the input
+ * (user-defined ones are always recognised). add_bos with no BOS in the vocabulary:
+ * ERR_STATE. Allocates scratch proportional to len, freed before returning. */
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add_bos,
                bool parse_special, int32_t *out, size_t cap, size_t *n_out);
 
-/* The bytes a token stands for when printed: byte tokens become their byte, "▁" becomes " ".
- * Control tokens give "" unless `special` is true (then their text). Returns the length
- * written (at most cap; the piece is cut if cap is too small) and never more than cap. */
+/* The bytes a token stands for when printed: byte tokens become their byte, "▁" becomes " "
+ * (SPM, gemma4), byte-level BPE chars become their bytes ("Ġ" -> " "). Control tokens give ""
+ * unless `special` is true (then their text). Returns the length written (at most cap; the
+ * piece is cut if cap is too small) and never more than cap. */
 size_t tok_piece_bytes(const struct tok_vocab *v, int32_t id, bool special, char *buf,
                        size_t cap);
 
