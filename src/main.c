@@ -32,7 +32,7 @@ static void usage(FILE *f)
           "                                                   interactive chat (/reset, /exit)\n"
           "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
           "                                                   teacher-forced logits as JSON\n"
-          "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special]\n"
+          "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special] [--time]\n"
           "  lmpipe info MODEL                                 describe a GGUF model\n"
           "  lmpipe serve [-m MODEL] [-c CTX] [-t N] [--max-line BYTES] [--queue N]\n"
           "                                                   JSON-RPC 2.0 over stdin/stdout\n"
@@ -526,13 +526,14 @@ static void print_json_str(FILE *f, const char *s, size_t n)
 static int cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *text = NULL;
-    bool ids_only = false, bos = true, special = false;
+    bool ids_only = false, bos = true, special = false, timing = false;
     struct args a = {argc, 0, argv, NULL, {0}};
     for (a.i = 0; a.i < argc; a.i++) {
         if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) model = a.val;
         else if (opt_match(&a, "--ids", false)) ids_only = true;
         else if (opt_match(&a, "--no-bos", false)) bos = false;
         else if (opt_match(&a, "--special", false)) special = true;
+        else if (opt_match(&a, "--time", false)) timing = true;
         else if (argv[a.i][0] == '-' && argv[a.i][1]) die_usage("unknown option '%s' for tokenize%s", argv[a.i], "");
         else if (!text) text = argv[a.i];
         else die_usage("tokenize takes one TEXT argument (got '%s')%s", argv[a.i], "");
@@ -556,7 +557,11 @@ static int cmd_tokenize(int argc, char **argv)
     if ((rc = tok_load(&v, &g, &ei))) { gguf_free(&g); free(buf); die_err("cannot load tokenizer", &ei, rc); }
     size_t n = 0, cap = len + 8;
     int32_t *ids = malloc(cap * sizeof *ids);
+    double t0 = util_now();
     rc = ids ? tok_encode(v, text, len, bos && tok_add_bos(v), special, ids, cap, &n) : ERR_NOMEM;
+    if (timing && rc == 0)
+        fprintf(stderr, "lmpipe: tokenized %zu bytes into %zu tokens in %.2f ms (%s)\n", len, n,
+                (util_now() - t0) * 1e3, tok_model_name(v));
     if (rc == 0) {
         if (ids_only) {
             putchar('[');

@@ -116,6 +116,9 @@ if grep -qx "\[1\]" "$TMP/out"; then bad "<s> parsed as special without --specia
 printf 'Once upon a time' | "$BIN" tokenize -m "$M" --ids >"$TMP/out" 2>&1; has out "[1, 403, 407, 261, 378]" tok-stdin
 expect 0 tok-vocab-only -- "$BIN" tokenize -m "$SHARED/vocab/ggml-vocab-llama-spm.gguf" --ids --no-bos "Hello world"; has out "[15043, 3186]" tok-vocab-only
 
+printf 'Hello world' | "$BIN" tokenize -m "$SHARED/vocab/ggml-vocab-qwen2.gguf" --ids --no-bos --time >"$TMP/out" 2>"$TMP/err"
+has out "[9707, 1879]" tok-bpe; has err "tokenized 11 bytes into 2 tokens" tok-time
+
 # --- eval: the reference JSON field names
 expect 0 eval -- "$BIN" eval -m "$M" -p "Once upon a time" --top 3
 has out '"prompt_tokens": [1, 403, 407, 261, 378]' eval
