@@ -38,6 +38,10 @@ static void usage(FILE *f)
           "                                                   JSON-RPC 2.0 over stdin/stdout\n"
           "  lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
           "                                                   one request per line, resumable\n"
+          "  lmpipe quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]\n"
+          "                                                   convert F32/F16/BF16 weights (Q4_K_M, Q8_0, ...)\n"
+          "  lmpipe bench -m MODEL [-p 64] [-n 32] [-t 1,2] [-r 5] [--json]\n"
+          "                                                   prefill and decode tokens/s\n"
           "  lmpipe --help | --version\n"
           "\n"
           "run options:\n"
@@ -830,6 +834,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "serve")) return rpc_cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "batch")) return rpc_cmd_batch(argc - 2, argv + 2);
+    if (!strcmp(cmd, "quantize")) return cli_quantize_main(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return cli_bench_main(argc - 2, argv + 2);
+    if (!strcmp(cmd, "dev")) return cli_dev_main(argc - 2, argv + 2); /* hidden: dev synth */
     fprintf(stderr, "lmpipe: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

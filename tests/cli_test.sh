@@ -134,5 +134,16 @@ has out "F32" info-types; has out "bos_token_id" info-special; has out "chat_tem
 has out "kv_cache" info-kv
 expect 0 info-q4 -- "$BIN" info "$SHARED/models/stories260K-Q4_0.gguf"; has out "Q4_0" info-q4
 
+# --- quantize: F32 -> Q8_0 round trip runs and keeps the story; bad input is a clear error
+expect 0 quantize -- "$BIN" quantize "$M" "$TMP/q8.gguf" Q8_0
+expect 0 quantized-run -- "$BIN" run -m "$TMP/q8.gguf" -p "Once upon a time" -n 12 --temp 0
+has out "there was a little girl" quantized-run
+expect 2 quantize-badtype -- "$BIN" quantize "$M" "$TMP/x.gguf" Q9_9
+expect 1 quantize-missing -- "$BIN" quantize "$TMP/nope.gguf" "$TMP/x.gguf" Q8_0
+expect 1 quantize-quantized -- "$BIN" quantize "$SHARED/models/stories260K-Q4_0.gguf" "$TMP/x.gguf" Q8_0
+# --- bench prints prefill and decode rates
+expect 0 bench -- "$BIN" bench -m "$M" -p 8 -n 4 -r 1 -t 1
+has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -16,4 +16,9 @@ _Noreturn void cli_usage_error(const char *fmt, ...)
 #endif
     ;
 
+/* Subcommands implemented in src/cli/ (argv after the subcommand name; return the exit code). */
+int cli_quantize_main(int argc, char **argv);
+int cli_bench_main(int argc, char **argv);
+int cli_dev_main(int argc, char **argv);
+
 #endif

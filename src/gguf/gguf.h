@@ -169,4 +169,63 @@ const char *gguf_vtype_name(uint32_t vtype);
 /* strcmp-style comparison of a gguf_str with a C string. */
 bool gguf_str_eq(struct gguf_str s, const char *c);
 
+/* ==== writer (src/gguf/gguf_write.c) ====================================================
+ * A GGUF v3 writer: metadata of every value type (arrays included), tensor infos, alignment
+ * padding. The file is written to a temporary file next to the destination, fsync'ed and then
+ * renamed over it, so a failed or interrupted write leaves an existing file untouched.
+ *
+ * Metadata keeps insertion order; setting a key that exists replaces its value in place.
+ * Tensor data is laid out in the order tensors were added, each at an aligned offset. Data is
+ * either borrowed at add time (it must stay valid until gguf_writer_write returns) or produced
+ * on demand by a callback, one tensor at a time, so a large model never has to sit in memory.
+ *
+ * Errors are sticky: the first failing call is remembered and gguf_writer_write returns it, so
+ * a caller may add everything and check once. Tensor names follow ggml's limit (1..63 bytes). */
+struct gguf_writer;
+
+#define GGUF_WRITER_MAX_NAME 63u
+
+int gguf_writer_create(struct gguf_writer **out);
+void gguf_writer_free(struct gguf_writer *w); /* NULL-safe */
+/* Alignment of the data section (a power of two <= 65536). Writes general.alignment only when
+ * it differs from GGUF_DEFAULT_ALIGNMENT. */
+int gguf_writer_set_alignment(struct gguf_writer *w, uint32_t alignment);
+
+/* Scalars: `val` points to one value of `vtype` (any scalar type; BOOL is one byte 0/1). */
+int gguf_writer_set_scalar(struct gguf_writer *w, const char *key, uint32_t vtype, const void *val);
+int gguf_writer_set_u32(struct gguf_writer *w, const char *key, uint32_t v);
+int gguf_writer_set_i32(struct gguf_writer *w, const char *key, int32_t v);
+int gguf_writer_set_f32(struct gguf_writer *w, const char *key, float v);
+int gguf_writer_set_bool(struct gguf_writer *w, const char *key, bool v);
+int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *s, size_t len);
+/* An array of n fixed-size elements (any scalar type) packed in `elems`. */
+int gguf_writer_set_arr(struct gguf_writer *w, const char *key, uint32_t elem_type,
+                        const void *elems, uint64_t n);
+/* An array of n strings. */
+int gguf_writer_set_arr_str(struct gguf_writer *w, const char *key, const struct gguf_str *strs,
+                            uint64_t n);
+/* Copy one parsed key/value verbatim (general.alignment is applied via set_alignment). */
+int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv);
+/* Remove a key if present (0 either way). */
+int gguf_writer_remove(struct gguf_writer *w, const char *key);
+uint64_t gguf_writer_n_kv(const struct gguf_writer *w);
+
+/* Add a tensor: ne[0..n_dims) with ne[0] a multiple of the type's block size. `data` (may be
+ * NULL: then the write callback supplies it) holds gguf_row_size(type, ne[0]) * rows bytes. */
+int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t n_dims,
+                           const uint64_t *ne, uint32_t type, const void *data);
+uint64_t gguf_writer_n_tensors(const struct gguf_writer *w);
+/* Bytes tensor idx occupies (0 if idx is out of range). */
+uint64_t gguf_writer_tensor_nbytes(const struct gguf_writer *w, uint64_t idx);
+
+/* Fills dst[0..nbytes) with tensor idx's data (called in order, only for tensors added without
+ * data). Return 0 or a negative ERR_* (recording a message in ei) to abort the write. */
+typedef int (*gguf_writer_data_fn)(void *ud, uint64_t idx, void *dst, uint64_t nbytes,
+                                   struct err_info *ei);
+/* Write the file atomically (temp file + fsync + rename). fn may be NULL when every tensor was
+ * added with data. On failure the temp file is removed and `path` is left as it was. */
+int gguf_writer_write(struct gguf_writer *w, const char *path, gguf_writer_data_fn fn, void *ud,
+                      struct err_info *ei);
+/* ==== end of writer ==== */
+
 #endif
