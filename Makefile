@@ -59,6 +59,11 @@ BIN := $(if $(filter 1,$(SAN)),$(BUILD)/lmpipe,lmpipe)
 
 # Per-file ISA flags: a user's CFLAGS never drops them.
 $(BUILD)/src/kern/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+# aarch64 only (CC_MACHINE above): kern_neon_dotprod.c is built for armv8.2-a+dotprod inside any
+# aarch64 build and chosen at run time only when HWCAP_ASIMDDP is set; elsewhere it is empty.
+ifneq ($(filter aarch64-%,$(CC_MACHINE)),)
+$(BUILD)/src/kern/%_dotprod.o: ISA_FLAGS := -march=armv8.2-a+dotprod
+endif
 
 .PHONY: all test check-unit check-cli demo deps bench clean fuzz tests
 all: $(BIN) $(BUILD)/liblmpipe.a

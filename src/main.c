@@ -33,7 +33,7 @@ static void usage(FILE *f)
           "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
           "                                                   teacher-forced logits as JSON\n"
           "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special] [--time]\n"
-          "  lmpipe info MODEL                                 describe a GGUF model\n"
+          "  lmpipe info MODEL | --cpu                         describe a GGUF model / the kernels this CPU runs\n"
           "  lmpipe serve [-m MODEL] [-c CTX] [-t N] [--max-line BYTES] [--queue N]\n"
           "                                                   JSON-RPC 2.0 over stdin/stdout\n"
           "  lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
@@ -728,13 +728,24 @@ static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
     int64_t n_ctx = 0;
+    bool cpu = false;
     struct args a = {argc, 0, argv, NULL, {0}};
     for (a.i = 0; a.i < argc; a.i++) {
         if (opt_match(&a, "-m", true) || opt_match(&a, "--model", true)) path = a.val;
         else if (opt_match(&a, "-c", true)) n_ctx = cli_flag_int("-c", a.val, 1, 1 << 24);
+        else if (!strcmp(argv[a.i], "--cpu")) cpu = true;
         else if (argv[a.i][0] == '-' && argv[a.i][1]) die_usage("unknown option '%s' for info%s", argv[a.i], "");
         else if (!path) path = argv[a.i];
         else die_usage("info takes one MODEL argument (got '%s')%s", argv[a.i], "");
+    }
+    if (cpu) { /* kernels: what the CPU offers, what runs, what LMPIPE_ISA asked for */
+        struct kern_cpu_info ci;
+        kern_cpu_info(&ci);
+        printf("cpu:\n  %-22s %s\n  %-22s %s\n  %-22s", "features", ci.features, "isa", ci.chosen, "built");
+        for (int i = 0; i < ci.n_isa; i++) printf(" %s%s", ci.isa[i], ci.isa_available[i] ? "" : " (unavailable)");
+        printf("\n  %-22s %s%s\n", "LMPIPE_ISA", ci.requested ? ci.requested : "(unset: automatic)",
+               ci.requested && !ci.request_honoured ? " (ignored: not available here)" : "");
+        if (!path) return 0;
     }
     if (!path) die_usage("info needs a MODEL path%s%s", "", "");
     struct err_info ei;

@@ -15,7 +15,18 @@
  *    (compiled here via target attributes, run only when the CPU has AVX2/FMA/F16C) must give
  *    bit-identical results to the scalar kernels;
  *  - the pool: every task runs exactly once for 1/2/4 threads, many back-to-back jobs, nested use,
- *    and kern_matvec is bit-identical for pool NULL / 2 / 3 threads. */
+ *    and kern_matvec is bit-identical for pool NULL / 2 / 3 threads;
+ *  - every SIMD ISA this CPU can run (kern_isa_select) against the scalar reference: prepared
+ *    activations byte for byte, dot products (both orders), dequantization and kern_dot_f32 bit
+ *    for bit, on 1/2/3/7/9-block rows and ragged float lengths, in exact-size heap buffers so
+ *    ASan catches a kernel that reads past a row (NaN results only need to be NaN on both);
+ *  - kern_matmul equals kern_vec_dot per (row, token) bit for bit for every type, ISA, token
+ *    count and pool size, and leaves the y_stride padding alone;
+ *  - softmax / SiLU / SwiGLU / the weighted V sum of every ISA equal the reference's bits;
+ *  - the llama.cpp transcription tests run once per available ISA;
+ *  - ARM: the NEON tables themselves (plain and dotprod) are filled and chosen as expected, and
+ *    match the reference bit for bit on full-range int8 quants, packed-bit patterns and
+ *    activation edge cases (32-bit ARM: a stated bound for subnormal F32/BF16 terms). */
 #include "tutil.h"
 
 #include "gguf/gguf.h"
@@ -425,7 +436,22 @@ START_TEST(test_supported)
     ck_assert_int_eq(kern_dequant_row(GGUF_T_Q8_0, NULL, NULL, 31), ERR_SHAPE);
     ck_assert_int_eq(kern_dequant_row(9999, NULL, NULL, 32), ERR_UNSUPPORTED);
     ck_assert(isnan(kern_vec_dot(9999, "", "", 32)));
+    const char *isa = kern_isa_name();
+    ck_assert(!strcmp(isa, "scalar") || !strcmp(isa, "avx2") || !strcmp(isa, "neon") || !strcmp(isa, "neon-dotprod"));
+    const char *req = getenv("LMPIPE_ISA");
+    if (req && !strcmp(req, "scalar")) ck_assert_str_eq(isa, "scalar");
+    struct kern_cpu_info ci;
+    kern_cpu_info(&ci);
+    ck_assert_str_eq(ci.chosen, isa);
+    ck_assert_int_ge(ci.n_isa, 1);
+    ck_assert_str_eq(ci.isa[ci.n_isa - 1], "scalar");
+    ck_assert(ci.isa_available[ci.n_isa - 1]);
+    ck_assert_int_eq(kern_isa_select("no-such-isa"), ERR_INVALID);
+    ck_assert_str_eq(kern_isa_name(), isa); /* a refused switch keeps the choice */
+    ck_assert_int_eq(kern_isa_select("scalar"), 0);
     ck_assert_str_eq(kern_isa_name(), "scalar");
+    ck_assert_int_eq(kern_isa_select(isa), 0);
+    ck_assert_str_eq(kern_isa_name(), isa);
 }
 END_TEST
 
@@ -881,6 +907,302 @@ START_TEST(test_matvec_deterministic)
     free(y2);
     free(y3);
     free(act);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* Every SIMD ISA against the scalar reference                                                */
+
+/* The ISAs other than scalar that this CPU can run (names from kern_cpu_info). */
+static int simd_isas(const char *out[KERN_MAX_ISAS])
+{
+    struct kern_cpu_info ci;
+    kern_cpu_info(&ci);
+    int n = 0;
+    for (int i = 0; i < ci.n_isa; i++)
+        if (ci.isa_available[i] && strcmp(ci.isa[i], "scalar") != 0) out[n++] = ci.isa[i];
+    return n;
+}
+
+/* Equal bits, or NaN on both sides (NaN payloads are not part of the contract). */
+static bool same_float(float a, float b)
+{
+    return fbits(a) == fbits(b) || (isnan(a) && isnan(b));
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* Lengths for the ISA comparison: odd block counts (1, 3, 7, 9: odd tails of every unrolled or
+ * paired loop, IQ4_NL's alternating accumulators), even ones, and for the float types ragged
+ * lengths around the 8- and 32-element steps. */
+static size_t isa_len(uint32_t type, int k)
+{
+    static const size_t flen[] = {1, 3, 7, 8, 9, 31, 32, 33, 45, 63, 64, 100, 257, 1000};
+    static const size_t nblk[] = {1, 2, 3, 7, 9, 16};
+    if (blck_of(type) == 1) return k < (int)(sizeof flen / sizeof flen[0]) ? flen[k] : 0;
+    return k < (int)(sizeof nblk / sizeof nblk[0]) ? nblk[k] * (blck_of(type) < 32 ? 32 : blck_of(type)) : 0;
+}
+
+/* Activation values for pattern `rep`: plain gaussians, tiny values with a zero block, large
+ * values with equal-magnitude extremes of both signs (Q8_K takes the sign of the first one),
+ * exact half-way points of the 8-bit grid, and (float types) specials: inf, subnormals,
+ * values that round to inf in f16, NaN. */
+static void isa_act_values(uint32_t type, int rep, float *a, size_t n)
+{
+    size_t ablk = act_type_of(type) == GGUF_T_Q8_K ? 256 : act_type_of(type) == GGUF_T_F32 ||
+                                                                   act_type_of(type) == GGUF_T_F16 ||
+                                                                   act_type_of(type) == GGUF_T_BF16
+                                                               ? 1
+                                                               : 32;
+    for (size_t i = 0; i < n; i++) a[i] = rng_gauss() * (rep == 1 ? 1e-3f : rep == 2 ? 37.0f : 1.0f);
+    if (rep == 1)
+        for (size_t i = 0; i < ablk && i < n; i++) a[i] = 0.0f;
+    if (rep == 2 && n >= 8) {
+        size_t j = n > 20 ? 5 + rng_next() % (n - 10) : 2;
+        a[j] = (rng_next() & 1) ? 400.0f : -400.0f;
+        a[j + 3] = -a[j];
+    }
+    if (rep == 3) { /* amax = 127 * 2 / 2: x * 127 / amax = k / 2, half of them ties */
+        for (size_t i = 0; i < n; i++) a[i] = (float)((int)(rng_next() % 255) - 127) * 0.5f;
+        for (size_t b = 0; b < n; b += ablk > 1 ? ablk : 32) a[b] = 63.5f;
+    }
+    if (rep == 4 && ablk == 1) {
+        static const float sp[] = {INFINITY, -INFINITY, 1e-40f, -3e-39f, 65520.0f, -65519.0f, 0x1.0p-25f, 1e38f, NAN};
+        for (size_t i = 0; i < n; i += 5) a[i] = sp[(i / 5) % (sizeof sp / sizeof sp[0])];
+    }
+}
+
+START_TEST(test_isa_matches_reference)
+{
+    uint32_t type = k_types[_i];
+    const char *isas[KERN_MAX_ISAS];
+    int n_isa = simd_isas(isas);
+    if (n_isa == 0) {
+        fprintf(stderr, "check_kern: no SIMD ISA available here, nothing to compare for %s\n", gguf_type_name(type));
+        return;
+    }
+    const char *keep = kern_isa_name();
+    for (int k = 0; isa_len(type, k); k++) {
+        size_t n = isa_len(type, k);
+        size_t rb = gguf_row_size(type, n);
+        for (int rep = 0; rep < 5; rep++) {
+            float *x = xmalloc(n * 4), *a = xmalloc(n * 4);
+            for (size_t i = 0; i < n; i++) x[i] = 0.02f * rng_gauss() * (rep == 2 ? 100.0f : 1.0f);
+            isa_act_values(type, rep, a, n);
+            void *row = xmalloc(rb);
+            ck_assert(make_row(type, x, row, n));
+            ck_assert_int_eq(kern_isa_select("scalar"), 0);
+            size_t asz = kern_act_size(type, n);
+            ck_assert_uint_gt(asz, 0);
+            void *act0 = xmalloc(asz), *act1 = xmalloc(asz);
+            float *d0 = xmalloc(n * 4), *d1 = xmalloc(n * 4);
+            kern_act_prepare(type, a, act0, n);
+            float g0 = kern_vec_dot_ex(type, row, act0, n, KERN_ORDER_GEMM);
+            float v0 = kern_vec_dot_ex(type, row, act0, n, KERN_ORDER_VECDOT);
+            ck_assert_int_eq(kern_dequant_row(type, row, d0, n), 0);
+            float f0 = 0, fg0 = 0;
+            if (type == GGUF_T_F32) {
+                f0 = kern_dot_f32(x, a, n);
+                fg0 = kern_dot_f32_gemm(x, a, n);
+            }
+            for (int i = 0; i < n_isa; i++) {
+                ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                kern_act_prepare(type, a, act1, n);
+                ck_assert_msg(memcmp(act0, act1, asz) == 0, "%s %s act n=%zu rep=%d differs", isas[i],
+                              gguf_type_name(type), n, rep);
+                float g1 = kern_vec_dot_ex(type, row, act0, n, KERN_ORDER_GEMM);
+                float v1 = kern_vec_dot_ex(type, row, act0, n, KERN_ORDER_VECDOT);
+                ck_assert_msg(same_float(g0, g1), "%s %s gemm n=%zu rep=%d: %.9g vs ref %.9g", isas[i],
+                              gguf_type_name(type), n, rep, (double)g1, (double)g0);
+                ck_assert_msg(same_float(v0, v1), "%s %s vecdot n=%zu rep=%d: %.9g vs ref %.9g", isas[i],
+                              gguf_type_name(type), n, rep, (double)v1, (double)v0);
+                ck_assert_int_eq(kern_dequant_row(type, row, d1, n), 0);
+                ck_assert_msg(memcmp(d0, d1, n * 4) == 0, "%s %s dequant n=%zu", isas[i], gguf_type_name(type), n);
+                if (type == GGUF_T_F32) {
+                    ck_assert(same_float(f0, kern_dot_f32(x, a, n)));
+                    ck_assert(same_float(fg0, kern_dot_f32_gemm(x, a, n)));
+                }
+            }
+            free(x);
+            free(a);
+            free(row);
+            free(act0);
+            free(act1);
+            free(d0);
+            free(d1);
+        }
+    }
+    /* every activation type also on its own, over lengths that are not whole weight rows */
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* The attention / FFN helpers of every SIMD ISA against the reference: weighted sums over odd
+ * cell counts, paddings and head sizes in both orders, softmax with masked cells and padding,
+ * SiLU / SwiGLU over ragged lengths and the exp range limits. */
+START_TEST(test_isa_helpers_match_reference)
+{
+    const char *isas[KERN_MAX_ISAS];
+    int n_isa = simd_isas(isas);
+    if (n_isa == 0) return;
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {1, 5, 8, 13, 31, 33, 40, 100};
+    static const size_t dims[] = {1, 7, 8, 12, 64, 67};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        size_t n = ns[ni];
+        size_t pads[3] = {n, (n + 7) & ~(size_t)7, 256};
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            size_t dim = dims[di], vs = dim + 3;
+            float *pw = xmalloc(n * 4), *v = xmalloc(n * vs * 4), *o0 = xmalloc(dim * 4), *o1 = xmalloc(dim * 4);
+            for (size_t t = 0; t < n; t++) pw[t] = t % 7 == 3 ? 0.0f : (float)rng_unif();
+            for (size_t i = 0; i < n * vs; i++) v[i] = rng_gauss();
+            for (int pi = 0; pi < 3; pi++)
+                for (unsigned order = 0; order < 2; order++) {
+                    ck_assert_int_eq(kern_isa_select("scalar"), 0);
+                    kern_wsum_f32(o0, pw, v, vs, n, pads[pi], dim, order);
+                    for (int i = 0; i < n_isa; i++) {
+                        ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                        kern_wsum_f32(o1, pw, v, vs, n, pads[pi], dim, order);
+                        ck_assert_msg(memcmp(o0, o1, dim * 4) == 0, "%s wsum n=%zu pad=%zu dim=%zu order=%u", isas[i], n,
+                                      pads[pi], dim, order);
+                    }
+                }
+            free(pw);
+            free(v);
+            free(o0);
+            free(o1);
+        }
+        for (int pi = 0; pi < 3; pi++) {
+            float *x0 = xmalloc(n * 4), *x1 = xmalloc(n * 4), *g = xmalloc(n * 4), *y0 = xmalloc(n * 4), *y1 = xmalloc(n * 4);
+            for (size_t i = 0; i < n; i++) {
+                x0[i] = i % 5 == 2 ? -INFINITY : 4.0f * rng_gauss();
+                g[i] = rng_gauss();
+            }
+            if (n > 3) x0[n - 1] = 150.0f; /* others far below: exp underflow paths */
+            memcpy(x1, x0, n * 4);
+            ck_assert_int_eq(kern_isa_select("scalar"), 0);
+            kern_softmax_f32(x0, n, pads[pi]);
+            for (int i = 0; i < n_isa; i++) {
+                float *x2 = xmalloc(n * 4);
+                memcpy(x2, x1, n * 4);
+                ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                kern_softmax_f32(x2, n, pads[pi]);
+                ck_assert_msg(memcmp(x0, x2, n * 4) == 0, "%s softmax n=%zu pad=%zu", isas[i], n, pads[pi]);
+                free(x2);
+            }
+            for (size_t i = 0; i < n; i++) x1[i] = i % 9 == 4 ? (i % 2 ? 95.0f : -95.0f) : 6.0f * rng_gauss();
+            ck_assert_int_eq(kern_isa_select("scalar"), 0);
+            kern_swiglu_f32(y0, x1, g, n);
+            for (int i = 0; i < n_isa; i++) {
+                ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                kern_swiglu_f32(y1, x1, g, n);
+                ck_assert_msg(memcmp(y0, y1, n * 4) == 0, "%s swiglu n=%zu", isas[i], n);
+            }
+            ck_assert_int_eq(kern_isa_select("scalar"), 0);
+            kern_silu_f32(y0, x1, n);
+            for (int i = 0; i < n_isa; i++) {
+                ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                kern_silu_f32(y1, x1, n);
+                ck_assert_msg(memcmp(y0, y1, n * 4) == 0, "%s silu n=%zu", isas[i], n);
+            }
+            free(x0);
+            free(x1);
+            free(g);
+            free(y0);
+            free(y1);
+        }
+    }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* kern_matmul == kern_vec_dot per (row, token), for every ISA, token count and pool. */
+START_TEST(test_matmul_matches_vec_dot)
+{
+    uint32_t type = k_types[_i];
+    const size_t ncols = blck_of(type) == 256 ? 768 : blck_of(type) == 1 ? 72 : 224;
+    const size_t rb = gguf_row_size(type, ncols), max_rows = 101, max_tok = 13, pad = 3;
+    static const size_t toks[] = {1, 2, 3, 4, 5, 8, 13};
+    static const size_t rows[] = {101, 100, 7};
+    uint8_t *W = xmalloc(max_rows * rb);
+    float *x = xmalloc(ncols * 4);
+    for (size_t r = 0; r < max_rows; r++) {
+        for (size_t i = 0; i < ncols; i++) x[i] = 0.02f * rng_gauss();
+        ck_assert(make_row(type, x, W + r * rb, ncols));
+    }
+    const size_t asz = kern_act_size(type, ncols);
+    uint8_t *act = xmalloc(max_tok * asz);
+    const size_t ys = max_rows + pad;
+    float *ref = xmalloc(max_tok * ys * 4), *y = xmalloc(max_tok * ys * 4), *first = xmalloc(max_tok * ys * 4);
+    struct kern_pool *p2 = NULL, *p3 = NULL;
+    ck_assert_int_eq(kern_pool_create(&p2, 2), 0);
+    ck_assert_int_eq(kern_pool_create(&p3, 3), 0);
+    struct kern_pool *pools[3] = {NULL, p2, p3};
+    const char *keep = kern_isa_name();
+    struct kern_cpu_info ci;
+    kern_cpu_info(&ci);
+    for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+        size_t nrows = rows[ri];
+        for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
+            size_t nt = toks[ti];
+            bool have_first = false;
+            for (int ii = ci.n_isa - 1; ii >= 0; ii--) { /* scalar first */
+                if (!ci.isa_available[ii]) continue;
+                ck_assert_int_eq(kern_isa_select(ci.isa[ii]), 0);
+                for (size_t t = 0; t < nt; t++) {
+                    for (size_t i = 0; i < ncols; i++) x[i] = rng_gauss();
+                    if (!have_first) kern_act_prepare(type, x, act + t * asz, ncols);
+                }
+                /* the per-element definition: tinyBLAS' rows % 4 rule for the float types */
+                unsigned eff = blck_of(type) == 1 && nrows % 4 ? KERN_ORDER_VECDOT : KERN_ORDER_GEMM;
+                for (size_t t = 0; t < nt; t++)
+                    for (size_t r = 0; r < nrows; r++)
+                        ref[t * ys + r] = kern_vec_dot_ex(type, W + r * rb, act + t * asz, ncols, eff);
+                for (int pi = 0; pi < 3; pi++) {
+                    for (size_t i = 0; i < max_tok * ys; i++) y[i] = -12345.0f;
+                    kern_matmul(pools[pi], type, W, nrows, ncols, act, asz, nt, y, ys);
+                    for (size_t t = 0; t < nt; t++) {
+                        for (size_t r = 0; r < nrows; r++)
+                            ck_assert_msg(fbits(y[t * ys + r]) == fbits(ref[t * ys + r]),
+                                          "%s %s rows=%zu tok=%zu pool=%d: y[%zu][%zu] %.9g vs vec_dot %.9g", ci.isa[ii],
+                                          gguf_type_name(type), nrows, nt, pi, t, r, (double)y[t * ys + r],
+                                          (double)ref[t * ys + r]);
+                        for (size_t r = nrows; r < ys; r++) ck_assert(y[t * ys + r] == -12345.0f);
+                    }
+                    for (size_t t = nt; t < max_tok; t++)
+                        for (size_t r = 0; r < ys; r++) ck_assert(y[t * ys + r] == -12345.0f);
+                    if (nt == 1) { /* kern_matvec is the one-token case */
+                        float *yv = xmalloc(nrows * 4);
+                        kern_matvec(pools[pi], type, W, nrows, ncols, act, yv);
+                        ck_assert(memcmp(yv, y, nrows * 4) == 0);
+                        free(yv);
+                    }
+                }
+                /* and every ISA gives the scalar reference's bits */
+                if (!have_first) {
+                    memcpy(first, ref, max_tok * ys * 4);
+                    have_first = true;
+                } else {
+                    for (size_t t = 0; t < nt; t++)
+                        ck_assert(memcmp(first + t * ys, ref + t * ys, nrows * 4) == 0);
+                }
+            }
+        }
+    }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+    kern_pool_destroy(p2);
+    kern_pool_destroy(p3);
+    free(W);
+    free(x);
+    free(act);
+    free(ref);
+    free(y);
+    free(first);
 }
 END_TEST
 
@@ -1560,12 +1882,8 @@ static bool x86_ok(void)
     return fma && f16c && osxsave && (b & (1u << 5)); /* leaf 7 EBX bit 5: AVX2 */
 }
 
-START_TEST(test_x86_bit_exact)
+static void x86_bit_exact_body(void)
 {
-    if (!x86_ok()) {
-        fprintf(stderr, "check_kern: no AVX2/FMA/F16C, skipping the bit-exactness test\n");
-        return;
-    }
     enum { NB = 9, N = NB * 32 };
     for (int rep = 0; rep < 200; rep++) {
         float w[N + 12], a[N + 12];
@@ -1609,11 +1927,9 @@ START_TEST(test_x86_bit_exact)
                   fbits(nr % 8 ? x86_vecdot_f16(wh, ah, nr) : x86_gemm_f16(wh, ah, nr)));
     }
 }
-END_TEST
 
-START_TEST(test_x86_bit_exact_more)
+static void x86_bit_exact_more_body(void)
 {
-    if (!x86_ok()) return;
     enum { NB = 7, N = NB * 32, NK = 3, NKE = NK * 256 };
     float w[NKE], a[NKE];
     for (int rep = 0; rep < 100; rep++) {
@@ -1704,8 +2020,396 @@ START_TEST(test_x86_bit_exact_more)
         ck_assert(memcmp(out1, out2, sizeof(float) * (size_t)m) == 0);
     }
 }
+
+/* The transcription checks the scalar reference (the specification) and, through the same
+ * public entry points, every SIMD ISA this CPU runs. */
+static void for_each_isa(void (*body)(void))
+{
+    const char *keep = kern_isa_name();
+    struct kern_cpu_info ci;
+    kern_cpu_info(&ci);
+    for (int i = 0; i < ci.n_isa; i++) {
+        if (!ci.isa_available[i]) continue;
+        ck_assert_int_eq(kern_isa_select(ci.isa[i]), 0);
+        body();
+    }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+
+START_TEST(test_x86_bit_exact)
+{
+    if (!x86_ok()) {
+        fprintf(stderr, "check_kern: no AVX2/FMA/F16C, skipping the bit-exactness test\n");
+        return;
+    }
+    for_each_isa(x86_bit_exact_body);
+}
+END_TEST
+
+START_TEST(test_x86_bit_exact_more)
+{
+    if (!x86_ok()) return;
+    for_each_isa(x86_bit_exact_more_body);
+}
 END_TEST
 #endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* NEON tables called directly (kern_neon.c, kern_neon_dotprod.c)                             */
+/* The "isa" tests above compare every ISA this CPU runs through the public entry points. These
+ * call the NEON tables themselves against the reference table, so they also check that the
+ * tables are filled (a dotprod file built without its -march flag is silently unavailable), and
+ * feed inputs the test quantizers never produce: full-range int8 weights and activations (pairs
+ * of -128 * -128 overflow int16, which the plain NEON lane sums must widen first), all-zero /
+ * all-ones / 0x80 bit patterns of every packed layout, and activation blocks at the edges of the
+ * vector path (zero, tiny, subnormal, NaN, inf, ties, equal extremes of both signs, random bits).
+ * Tolerance: none. NEON follows the reference's summation order, so every result must have the
+ * reference's bits (a NaN may be any NaN) — except where 32-bit NEON flushes subnormals to zero:
+ * F32/BF16 rows whose terms are subnormal, checked there against a stated bound instead. */
+#if defined(__ARM_NEON) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#include "kern/kern_int.h"
+
+#include <sys/auxv.h>
+
+extern const struct kern_isa kern_isa_neon;
+extern const struct kern_isa kern_isa_neon_dotprod;
+
+/* kern_neon.c has kernels for this target (32-bit ARM needs VFPv4's fused multiply-add). */
+#if defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+#define NEON_HAS_TABLE 1
+#else
+#define NEON_HAS_TABLE 0
+#endif
+
+static bool neon_same(float a, float b)
+{
+    return fbits(a) == fbits(b) || (isnan(a) && isnan(b));
+}
+
+static void *neon_alloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* The NEON variants this CPU can run (plain first). */
+static int neon_variants(const struct kern_isa *v[2])
+{
+    int n = 0;
+    if (kern_isa_neon.available()) v[n++] = &kern_isa_neon;
+    if (kern_isa_neon_dotprod.available()) v[n++] = &kern_isa_neon_dotprod;
+    return n;
+}
+
+START_TEST(test_neon_tables)
+{
+    const struct kern_isa *t[2] = {&kern_isa_neon, &kern_isa_neon_dotprod};
+    ck_assert_str_eq(kern_isa_neon.name, "neon");
+    ck_assert_str_eq(kern_isa_neon_dotprod.name, "neon-dotprod");
+    ck_assert(kern_isa_neon.available && kern_isa_neon_dotprod.available);
+    unsigned long hw = getauxval(AT_HWCAP);
+#if defined(__aarch64__)
+    ck_assert(kern_isa_neon.available());
+    /* HWCAP_ASIMDDP (bit 20): the dotprod table runs exactly when the CPU has sdot */
+    ck_assert(kern_isa_neon_dotprod.available() == ((hw & (1ul << 20)) != 0));
+    int nt = 2; /* the Makefile builds kern_neon_dotprod.c with +dotprod: both tables filled */
+#else
+    ck_assert(!kern_isa_neon_dotprod.available()); /* aarch64 only */
+    int nt = NEON_HAS_TABLE;
+    /* HWCAP_ARM_NEON (bit 12) and HWCAP_ARM_VFPv4 (bit 16) */
+    if (NEON_HAS_TABLE) ck_assert(kern_isa_neon.available() == ((hw & (1ul << 12)) && (hw & (1ul << 16))));
+    else ck_assert(!kern_isa_neon.available());
+#endif
+    for (int v = 0; v < nt; v++) {
+        for (int i = 0; i < N_TYPES; i++)
+            ck_assert_msg(t[v]->dot_gemm[k_types[i]] && t[v]->dot_vecdot[k_types[i]], "%s has no %s dot", t[v]->name,
+                          gguf_type_name(k_types[i]));
+        ck_assert(t[v]->act[GGUF_T_Q8_0] && t[v]->act[GGUF_T_Q8_1] && t[v]->act[GGUF_T_Q8_K]);
+        ck_assert(t[v]->act[GGUF_T_BF16] && t[v]->dot_f32);
+    }
+    /* the dispatcher prefers NEON (dotprod first) unless told otherwise */
+    const char *req = getenv("LMPIPE_ISA");
+    if (!req || !*req || !strcmp(req, "auto")) {
+        const struct kern_isa *v[2];
+        int nv = neon_variants(v);
+        ck_assert_str_eq(kern_isa_name(), nv ? v[nv - 1]->name : "scalar");
+    }
+}
+END_TEST
+
+/* Sane fp16 scales for every block of a quantized row whose bytes are a bit pattern. */
+static void neon_fix_scales(uint32_t type, void *row, size_t nb)
+{
+    for (size_t i = 0; i < nb; i++) {
+        uint16_t d = util_f32_to_fp16(0.01f * (float)(1.0 + rng_unif()));
+        uint16_t dk = util_f32_to_fp16(0.0005f * (float)(1.0 + rng_unif()));
+        uint16_t m = util_f32_to_fp16(-0.1f * (float)rng_unif());
+        switch (type) {
+        case GGUF_T_Q8_0: ((struct kern_block_q8_0 *)row)[i].d = d; break;
+        case GGUF_T_Q4_0: ((struct kern_block_q4_0 *)row)[i].d = d; break;
+        case GGUF_T_Q5_0: ((struct kern_block_q5_0 *)row)[i].d = d; break;
+        case GGUF_T_IQ4_NL: ((struct kern_block_iq4_nl *)row)[i].d = d; break;
+        case GGUF_T_Q4_1: ((struct kern_block_q4_1 *)row)[i].d = d; ((struct kern_block_q4_1 *)row)[i].m = m; break;
+        case GGUF_T_Q5_1: ((struct kern_block_q5_1 *)row)[i].d = d; ((struct kern_block_q5_1 *)row)[i].m = m; break;
+        case GGUF_T_Q2_K: ((struct kern_block_q2_K *)row)[i].d = dk; ((struct kern_block_q2_K *)row)[i].dmin = dk; break;
+        case GGUF_T_Q3_K: ((struct kern_block_q3_K *)row)[i].d = dk; break;
+        case GGUF_T_Q4_K: ((struct kern_block_q4_K *)row)[i].d = dk; ((struct kern_block_q4_K *)row)[i].dmin = dk; break;
+        case GGUF_T_Q5_K: ((struct kern_block_q5_K *)row)[i].d = dk; ((struct kern_block_q5_K *)row)[i].dmin = dk; break;
+        case GGUF_T_Q6_K: ((struct kern_block_q6_K *)row)[i].d = dk; break;
+        case GGUF_T_IQ4_XS: ((struct kern_block_iq4_xs *)row)[i].d = dk; break;
+        default: break;
+        }
+    }
+}
+
+/* Byte pattern `rep` of packed quants: random, 0x80, all ones, all zeros. */
+static uint8_t neon_wbyte(int rep)
+{
+    return rep == 0 ? rng_byte() : rep == 1 ? 0x80 : rep == 2 ? 0xFF : 0x00;
+}
+
+/* Activation int8 pattern `rep`: random, all -128, all 127, random. */
+static int8_t neon_abyte(int rep)
+{
+    return (int8_t)(rep == 1 ? 0x80 : rep == 2 ? 0x7F : rng_byte());
+}
+
+/* A weight row of n elements: bit patterns for quantized types, normal floats for float types
+ * (F16 rows of random bits include subnormal halves, which every NEON target converts exactly). */
+static void neon_fill_row(uint32_t type, int rep, void *row, size_t n)
+{
+    switch (type) {
+    case GGUF_T_F32:
+        for (size_t i = 0; i < n; i++) ((float *)row)[i] = rng_gauss() * (rep == 2 ? 1e3f : 0.02f);
+        return;
+    case GGUF_T_F16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = rep == 3 ? (uint16_t)rng_next() : util_f32_to_fp16(rng_gauss() * (rep == 2 ? 1e3f : 0.02f));
+            if ((h & 0x7C00) == 0x7C00) h &= 0xBFFF; /* no inf / NaN */
+            ((uint16_t *)row)[i] = h;
+        }
+        return;
+    case GGUF_T_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)row)[i] = util_f32_to_bf16(rng_gauss() * (rep == 2 ? 1e3f : 0.02f));
+        return;
+    default: {
+        const struct gguf_type_info *ti = gguf_type_info(type);
+        size_t nb = n / ti->blck;
+        for (size_t i = 0; i < nb * ti->size; i++) ((uint8_t *)row)[i] = neon_wbyte(rep);
+        neon_fix_scales(type, row, nb);
+    }
+    }
+}
+
+/* A prepared activation of n elements made directly (not by kern_act_prepare), so its quants
+ * cover the full int8 range; Q8_1 s and Q8_K bsums are consistent with the quants. */
+static void neon_fill_act(uint32_t act_type, int rep, void *act, size_t n)
+{
+    switch (act_type) {
+    case GGUF_T_F32:
+        for (size_t i = 0; i < n; i++) ((float *)act)[i] = rng_gauss() * (rep == 2 ? 37.0f : 1.0f);
+        return;
+    case GGUF_T_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)act)[i] = util_f32_to_fp16(rng_gauss() * (rep == 2 ? 37.0f : 1.0f));
+        return;
+    case GGUF_T_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)act)[i] = util_f32_to_bf16(rng_gauss() * (rep == 2 ? 37.0f : 1.0f));
+        return;
+    case GGUF_T_Q8_0:
+        for (size_t b = 0; b < n / 32; b++) {
+            struct kern_block_q8_0 *y = (struct kern_block_q8_0 *)act + b;
+            y->d = util_f32_to_fp16(0.01f * (float)(1.0 + rng_unif()));
+            for (int j = 0; j < 32; j++) y->qs[j] = neon_abyte(rep);
+        }
+        return;
+    case GGUF_T_Q8_1:
+        for (size_t b = 0; b < n / 32; b++) {
+            struct kern_block_q8_1 *y = (struct kern_block_q8_1 *)act + b;
+            float d = 0.01f * (float)(1.0 + rng_unif());
+            int sum = 0;
+            for (int j = 0; j < 32; j++) sum += y->qs[j] = neon_abyte(rep);
+            y->d = util_f32_to_fp16(d);
+            y->s = util_f32_to_fp16(d * (float)sum);
+        }
+        return;
+    default: /* Q8_K */
+        for (size_t b = 0; b < n / 256; b++) {
+            struct kern_block_q8_K *y = (struct kern_block_q8_K *)act + b;
+            y->d = 0.01f * (float)(1.0 + rng_unif());
+            for (int g = 0; g < 16; g++) {
+                int sum = 0;
+                for (int j = 0; j < 16; j++) sum += y->qs[16 * g + j] = neon_abyte(rep);
+                y->bsums[g] = (int16_t)sum;
+            }
+        }
+    }
+}
+
+/* Every dot of every NEON variant == the reference's, bit for bit: 1, 2, 3, 7 and 9 blocks (odd
+ * tails; IQ4_NL's paired blocks), ragged lengths for the float types, four bit patterns. */
+START_TEST(test_neon_dots)
+{
+    const uint32_t type = k_types[_i];
+    const struct kern_isa *v[2];
+    const int nv = neon_variants(v);
+    if (nv == 0) return;
+    const struct kern_type_ops *ref = &kern_ref_ops[type];
+    const size_t blk = blck_of(type) < 32 ? 32 : blck_of(type);
+    static const size_t nblk[] = {1, 2, 3, 7, 9};
+    for (size_t bi = 0; bi < sizeof nblk / sizeof nblk[0]; bi++)
+        for (int rep = 0; rep < 4; rep++) {
+            size_t n = blk * nblk[bi];
+            if (blck_of(type) == 1) n -= (size_t)(rep * 5 + (int)bi) % 13; /* 19..288: every tail shape */
+            void *w = neon_alloc((size_t)gguf_row_size(type, n));
+            void *a = neon_alloc((size_t)gguf_row_size(ref->act_type, n));
+            neon_fill_row(type, rep, w, n);
+            neon_fill_act(ref->act_type, rep, a, n);
+            const float g0 = ref->dot_gemm(w, a, n), v0 = ref->dot_vecdot(w, a, n);
+            for (int k = 0; k < nv; k++) {
+                const float g1 = v[k]->dot_gemm[type](w, a, n), v1 = v[k]->dot_vecdot[type](w, a, n);
+                ck_assert_msg(neon_same(g0, g1), "%s %s gemm n=%zu rep=%d: %.9g vs ref %.9g", v[k]->name,
+                              gguf_type_name(type), n, rep, (double)g1, (double)g0);
+                ck_assert_msg(neon_same(v0, v1), "%s %s vecdot n=%zu rep=%d: %.9g vs ref %.9g", v[k]->name,
+                              gguf_type_name(type), n, rep, (double)v1, (double)v0);
+                if (type == GGUF_T_F32)
+                    ck_assert(neon_same(kern_ref_dot_f32(w, a, n), v[k]->dot_f32(w, a, n)));
+            }
+            free(w);
+            free(a);
+        }
+}
+END_TEST
+
+/* Activation inputs at the edges of the NEON vector path: n floats, the block patterns in each
+ * whole block of `blk`. */
+static void neon_edge_values(int pat, float *x, size_t n, size_t blk)
+{
+    for (size_t i = 0; i < n; i++) x[i] = rng_gauss();
+    switch (pat) {
+    case 1: /* zero blocks, signed zeros */
+        for (size_t i = 0; i < n; i++) x[i] = (i & 1) ? -0.0f : 0.0f;
+        break;
+    case 2: /* block maximum below the vector path's 2^-100 threshold: the scalar path */
+        for (size_t i = 0; i < n; i++) x[i] *= 1e-35f;
+        break;
+    case 3: /* just above it, with subnormal elements (which 32-bit NEON would flush) */
+        for (size_t i = 0; i < n; i++) x[i] = i % 3 ? x[i] * 1e-29f : (i % 2 ? 1e-39f : -3e-42f);
+        break;
+    case 4: /* a NaN in every block */
+        for (size_t b = 0; b + blk <= n; b += blk) x[b + (b / blk * 7) % blk] = NAN;
+        break;
+    case 5: /* +-inf in every block */
+        for (size_t b = 0; b + blk <= n; b += blk) x[b + (b / blk * 5) % blk] = (b / blk) % 2 ? INFINITY : -INFINITY;
+        break;
+    case 6: /* amax = 127 so the multiplier is 1: every other value is a tie (k + 0.5) */
+        for (size_t i = 0; i < n; i++) x[i] = (float)((int)(rng_next() % 253) - 126) + ((i & 1) ? 0.5f : 0.0f);
+        for (size_t b = 0; b + blk <= n; b += blk) x[b + 3] = (b / blk) % 2 ? -127.0f : 127.0f;
+        break;
+    case 7: /* equal extremes of both signs: Q8_K takes the sign of the first */
+        for (size_t b = 0; b + blk <= n; b += blk) {
+            float e = (b / blk) % 2 ? 9.0f : -9.0f;
+            x[b + 1] = e;
+            x[b + blk - 2] = -e;
+        }
+        break;
+    case 8: /* huge and tiny together */
+        for (size_t i = 0; i < n; i++) x[i] *= i % 4 == 0 ? 1e37f : 1e-20f;
+        break;
+    case 9: /* the whole block subnormal */
+        for (size_t i = 0; i < n; i++) x[i] *= 1e-39f;
+        break;
+    case 10: /* a tiny normal maximum (multiplier ~1.3e38) over subnormals that quantize to +-1
+              * (what flushing would make 0) */
+        for (size_t i = 0; i < n; i++) x[i] = (i % 2 ? 1.0f : -1.0f) * (i % 3 ? 6e-39f : 1.1e-38f);
+        for (size_t b = 0; b + blk <= n; b += blk) x[b + 2] = 1e-36f;
+        break;
+    default: /* random bit patterns: NaN, inf, subnormals, every exponent */
+        for (size_t i = 0; i < n; i++) x[i] = bitsf((uint32_t)rng_next());
+        break;
+    }
+}
+
+/* Prepared activations of every NEON variant == the reference's, byte for byte. */
+START_TEST(test_neon_act_edges)
+{
+    static const uint32_t act_types[] = {GGUF_T_Q8_0, GGUF_T_Q8_1, GGUF_T_Q8_K, GGUF_T_F16, GGUF_T_BF16};
+    const struct kern_isa *v[2];
+    const int nv = neon_variants(v);
+    if (nv == 0) return;
+    for (size_t ti = 0; ti < sizeof act_types / sizeof act_types[0]; ti++) {
+        const uint32_t at = act_types[ti];
+        const size_t blk = at == GGUF_T_Q8_K ? 256 : 32;
+        /* 3 blocks; the float types a ragged length (vector body and scalar tail) */
+        const size_t n = at == GGUF_T_F16 || at == GGUF_T_BF16 ? 3 * blk + 3 : 3 * blk;
+        const size_t sz = (size_t)gguf_row_size(at, n);
+        float *x = neon_alloc(n * 4);
+        uint8_t *r0 = neon_alloc(sz), *r1 = neon_alloc(sz);
+        for (int pat = 0; pat < 15; pat++) {
+            neon_edge_values(pat, x, n, blk);
+            memset(r0, 0xA5, sz);
+            kern_ref_act(at)(x, r0, n);
+            for (int k = 0; k < nv; k++) {
+                if (!v[k]->act[at]) continue; /* F16 on 32-bit ARM: the reference's */
+                memset(r1, 0x5A, sz);
+                v[k]->act[at](x, r1, n);
+                size_t off = 0;
+                while (off < sz && r0[off] == r1[off]) off++;
+                ck_assert_msg(off == sz, "%s act %s pattern %d: byte %zu differs (%02x vs ref %02x)", v[k]->name,
+                              gguf_type_name(at), pat, off, off < sz ? r1[off] : 0, off < sz ? r0[off] : 0);
+            }
+        }
+        free(x);
+        free(r0);
+        free(r1);
+    }
+}
+END_TEST
+
+/* F32 / BF16 rows whose terms are subnormal: exact on aarch64; on 32-bit ARM, where NEON
+ * flushes subnormal inputs and results to zero, the difference is what the flushed terms and the
+ * roundings they touch can add up to: at most 1e-6 of sum |terms| plus n * 2^-120. */
+START_TEST(test_neon_subnormal_terms)
+{
+    const struct kern_isa *v[2];
+    const int nv = neon_variants(v);
+    if (nv == 0) return;
+    enum { N = 203 };
+    float x[N], y[N];
+    uint16_t xb[N], yb[N];
+    for (int rep = 0; rep < 20; rep++) {
+        double mag = 0, magb = 0;
+        for (int i = 0; i < N; i++) {
+            x[i] = rng_gauss() * (i % 3 == 0 ? 1e-39f : i % 3 == 1 ? 1e-20f : 1e-18f);
+            y[i] = rng_gauss() * (rep % 2 ? 1e-19f : 1.0f);
+            xb[i] = util_f32_to_bf16(x[i]);
+            yb[i] = util_f32_to_bf16(y[i]);
+            mag += fabs((double)x[i] * y[i]);
+            magb += fabs((double)util_bf16_to_f32(xb[i]) * util_bf16_to_f32(yb[i]));
+        }
+        for (int k = 0; k < nv; k++)
+            for (size_t n = 200; n <= N; n += 3) { /* 200: tinyBLAS order, 203: vec_dot with a tail */
+                float r[5] = {kern_ref_ops[GGUF_T_F32].dot_gemm(x, y, n), kern_ref_ops[GGUF_T_F32].dot_vecdot(x, y, n),
+                              kern_ref_dot_f32(x, y, n), kern_ref_ops[GGUF_T_BF16].dot_gemm(xb, yb, n),
+                              kern_ref_ops[GGUF_T_BF16].dot_vecdot(xb, yb, n)};
+                float g[5] = {v[k]->dot_gemm[GGUF_T_F32](x, y, n), v[k]->dot_vecdot[GGUF_T_F32](x, y, n),
+                              v[k]->dot_f32(x, y, n), v[k]->dot_gemm[GGUF_T_BF16](xb, yb, n),
+                              v[k]->dot_vecdot[GGUF_T_BF16](xb, yb, n)};
+                for (int j = 0; j < 5; j++) {
+#if defined(__aarch64__)
+                    ck_assert_msg(neon_same(r[j], g[j]), "%s subnormal terms #%d n=%zu: %a vs ref %a", v[k]->name, j, n,
+                                  (double)g[j], (double)r[j]);
+#else
+                    double tol = 1e-6 * (j < 3 ? mag : magb) + (double)n * 0x1.0p-120;
+                    ck_assert_msg(fabs((double)g[j] - (double)r[j]) <= tol, "%s subnormal terms #%d n=%zu: %a vs ref %a",
+                                  v[k]->name, j, n, (double)g[j], (double)r[j]);
+#endif
+                }
+            }
+    }
+}
+END_TEST
+#endif /* __ARM_NEON */
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -1738,6 +2442,23 @@ Suite *make_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_x86_bit_exact);
     tcase_add_test(tc, test_x86_bit_exact_more);
+    suite_add_tcase(s, tc);
+#endif
+
+    tc = tcase_create("isa");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_isa_matches_reference, 0, N_TYPES);
+    tcase_add_loop_test(tc, test_matmul_matches_vec_dot, 0, N_TYPES);
+    tcase_add_test(tc, test_isa_helpers_match_reference);
+    suite_add_tcase(s, tc);
+
+#if defined(__ARM_NEON) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    tc = tcase_create("neon");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_neon_tables);
+    tcase_add_loop_test(tc, test_neon_dots, 0, N_TYPES);
+    tcase_add_test(tc, test_neon_act_edges);
+    tcase_add_test(tc, test_neon_subnormal_terms);
     suite_add_tcase(s, tc);
 #endif
 

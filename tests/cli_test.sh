@@ -134,6 +134,15 @@ has out "F32" info-types; has out "bos_token_id" info-special; has out "chat_tem
 has out "kv_cache" info-kv
 expect 0 info-q4 -- "$BIN" info "$SHARED/models/stories260K-Q4_0.gguf"; has out "Q4_0" info-q4
 
+# --- kernels: info --cpu names the choice; LMPIPE_ISA=scalar forces the reference, same text
+expect 0 info-cpu -- "$BIN" info --cpu; has out "isa" info-cpu; has out "scalar" info-cpu-built
+LMPIPE_ISA=scalar "$BIN" run -m "$M" -p "Once upon a time" -n 24 --temp 0 >"$TMP/isa1" 2>"$TMP/isa1.err"
+"$BIN" run -m "$M" -p "Once upon a time" -n 24 --temp 0 >"$TMP/isa2" 2>/dev/null
+if cmp -s "$TMP/isa1" "$TMP/isa2"; then ok; else bad "LMPIPE_ISA=scalar changed the greedy text"; fi
+if grep -q "kernels scalar" "$TMP/isa1.err"; then ok; else bad "LMPIPE_ISA=scalar not honoured"; fi
+LMPIPE_ISA=bogus "$BIN" run -m "$M" -p "Once" -n 2 --temp 0 >/dev/null 2>"$TMP/err" && ok || bad "LMPIPE_ISA=bogus failed the run"
+has err "bogus" isa-bogus-warning
+
 # --- quantize: F32 -> Q8_0 round trip runs and keeps the story; bad input is a clear error
 expect 0 quantize -- "$BIN" quantize "$M" "$TMP/q8.gguf" Q8_0
 expect 0 quantized-run -- "$BIN" run -m "$TMP/q8.gguf" -p "Once upon a time" -n 12 --temp 0

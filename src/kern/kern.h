@@ -240,7 +240,52 @@ void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, 
 void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
                     size_t ncols, const void *act, float *y, unsigned order);
 
-/* Name of the ISA the dispatch chose ("scalar" in this build). */
+/* ---- batched products ----
+ * kern_matmul: y[t * y_stride + r] = dot(W row r, act + t * act_stride) for every row r < nrows
+ * and token t < n_tok, where each act row was made by kern_act_prepare(wtype, x_t, ., ncols).
+ * Every output has exactly the bits of kern_matvec_ex(..., KERN_ORDER_GEMM) on that token alone,
+ * which is kern_vec_dot per (row, token) (for F32/F16/BF16 with nrows % 4 != 0 it is the
+ * vec_dot order, llama.cpp's tinyBLAS rule, as in kern_matvec_ex). So a batched prefill is
+ * bit-identical to token-by-token decoding, for any thread count.
+ * Work is split over the pool by fixed row chunks (never by thread count or timing); inside a
+ * chunk, SIMD tile kernels load each weight block once for several tokens and rows.
+ * kern_matmul_ex takes an explicit order (KERN_ORDER_*). n_tok == 1 is kern_matvec(_ex)
+ * (y_stride unused); for n_tok > 1, y_stride must be >= nrows (else nothing is written). */
+void kern_matmul(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows, size_t ncols,
+                 const void *act, size_t act_stride, size_t n_tok, float *y, size_t y_stride);
+void kern_matmul_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows, size_t ncols,
+                    const void *act, size_t act_stride, size_t n_tok, float *y, size_t y_stride,
+                    unsigned order);
+
+/* ---- ISA dispatch (kern_dispatch.c) ----
+ * On first use kern picks the best kernel set this CPU can run, in a fixed order: neon-dotprod,
+ * neon, avx2, then the scalar reference (only ISAs built for the target are candidates).
+ * LMPIPE_ISA=scalar|avx2|neon|neon-dotprod forces one ("auto" or unset: automatic). A forced
+ * ISA that is unknown, not built for this target, or not supported by this CPU is NOT fatal:
+ * kern warns once on stderr and uses the automatic choice, so a stale setting never makes the
+ * engine unusable; `lmpipe info --cpu` shows what was asked for and what runs.
+ * Every ISA returns the scalar reference's bits where it can follow its summation order (AVX2
+ * does for every function), else stays within a tolerance documented and tested in
+ * tests/check_kern.c; the choice changes speed, not results. */
+
+/* Name of the ISA in use: "scalar", "avx2", "neon" or "neon-dotprod". */
 const char *kern_isa_name(void);
+/* Switch the whole process to ISA `name` (tests, tools). 0; ERR_INVALID for an unknown name;
+ * ERR_UNSUPPORTED when it is not built for this target or this CPU cannot run it (the current
+ * choice is kept). Must not run while other threads are inside kern functions. */
+int kern_isa_select(const char *name);
+
+#define KERN_MAX_ISAS 8
+/* What `lmpipe info --cpu` prints. */
+struct kern_cpu_info {
+    char features[192];      /* CPU features kern looks at, space-separated ("avx2 fma f16c ...") */
+    const char *chosen;      /* kern_isa_name() */
+    const char *requested;   /* LMPIPE_ISA as seen at start-up; NULL when unset */
+    bool request_honoured;   /* false: unknown / unavailable, the automatic choice runs */
+    int n_isa;               /* ISAs built for this target, in choice order, "scalar" last */
+    const char *isa[KERN_MAX_ISAS];
+    bool isa_available[KERN_MAX_ISAS]; /* this CPU can run it */
+};
+void kern_cpu_info(struct kern_cpu_info *out);
 
 #endif

@@ -130,4 +130,59 @@ struct kern_isa {
     float (*dot_f32)(const float *a, const float *b, size_t n); /* kern_dot_f32 */
 };
 
+/* ---- dispatcher internals (kern_dispatch.c; below the ISA contract, free to change) ---- */
+
+/* The reference (kern_ref.c): the table every ISA is laid over, and its activation converters
+ * by activation type (NULL for a type that is not an activation type). */
+extern const struct kern_type_ops kern_ref_ops[GGUF_T_COUNT_];
+kern_act_fn kern_ref_act(uint32_t act_type);
+float kern_ref_dot_f32(const float *a, const float *b, size_t n);
+/* The references of kern_softmax_f32, kern_swiglu_f32, kern_silu_f32, kern_wsum_f32 (same
+ * contracts as in kern.h; the public names dispatch). */
+void kern_ref_softmax_f32(float *x, size_t n, size_t n_pad);
+void kern_ref_swiglu_f32(float *y, const float *x, const float *g, size_t n);
+void kern_ref_silu_f32(float *y, const float *x, size_t n);
+void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad,
+                       size_t dim, unsigned order);
+
+/* x86: CPU and OS support AVX2 + FMA + F16C (kern_isa_avx2.available). Lives in
+ * kern_dispatch.c, which is compiled for the baseline ISA, so it runs safely on any x86. */
+bool kern_cpu_has_avx2(void);
+
+/* Optional tile kernel of an ISA for one weight type: for r < nr and t < nt,
+ *   y[t * ys + r] = dot_gemm(w + r * row_bytes, act + t * act_stride, n)
+ * with exactly the bits of that ISA's dot_gemm (so of the reference): it may only share loads
+ * and unpacking between the independent per-(row, token) accumulators. Any nr, nt >= 1. */
+typedef void (*kern_tile_fn)(const void *w, size_t row_bytes, size_t nr, const void *act, size_t act_stride,
+                             size_t nt, size_t n, float *y, size_t ys);
+
+/* Optional extras of an ISA beyond the contract, matched to its struct kern_isa by name
+ * (kern_ext_avx2, ...): tile kernels, and the ggml-exact attention / FFN helpers of kern.h.
+ * Every member may be NULL (the reference runs) and must return the reference's bits. */
+struct kern_isa_ext {
+    const char *name;
+    kern_tile_fn tile[GGUF_T_COUNT_]; /* by weight type; NULL: rows x tokens of dot_gemm */
+    void (*softmax)(float *x, size_t n, size_t n_pad);
+    void (*swiglu)(float *y, const float *x, const float *g, size_t n);
+    void (*silu)(float *y, const float *x, size_t n);
+    void (*wsum)(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
+                 unsigned order);
+};
+
+/* What the public entry points use: the reference with the chosen ISA's non-NULL members laid
+ * over it. Built once; kern_active() never returns NULL. */
+struct kern_active {
+    const char *name;
+    struct kern_type_ops ops[GGUF_T_COUNT_];
+    kern_act_fn act[GGUF_T_COUNT_]; /* by activation type */
+    float (*dot_f32)(const float *a, const float *b, size_t n);
+    kern_tile_fn tile[GGUF_T_COUNT_];
+    void (*softmax)(float *x, size_t n, size_t n_pad);
+    void (*swiglu)(float *y, const float *x, const float *g, size_t n);
+    void (*silu)(float *y, const float *x, size_t n);
+    void (*wsum)(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
+                 unsigned order);
+};
+const struct kern_active *kern_active(void);
+
 #endif

@@ -1,10 +1,11 @@
-/* kern_ref: the scalar specification of every kernel, the dispatch table and the public entry
- * points of kern.h.
+/* kern_ref: the scalar specification of every kernel and the reference dispatch table.
  *
  * What: dequantization of GGUF tensor types, conversion of f32 activations into ggml's
  * "vec_dot type" for each weight type, and fused row dot products between weight blocks and
- * quantized activation blocks (integer dot product per block, then scaled), plus kern_matvec on
- * top of the thread pool, and ggml-exact softmax / SiLU / attention-weighted sums.
+ * quantized activation blocks (integer dot product per block, then scaled), and ggml-exact
+ * softmax / SiLU / attention-weighted sums. kern_dispatch.c owns the public entry points
+ * (kern_vec_dot, kern_matvec, ...): it starts from the table here (kern_ref_ops) and lays the
+ * chosen ISA's functions over it, so every SIMD function is checked against these.
  *
  * Why this exact arithmetic: our logits must match llama.cpp (x86 AVX2 build, commit 34af94cd)
  * to ~1e-5, and an activation that lands one ulp away from llama.cpp's can flip an 8-bit or fp16
@@ -30,13 +31,11 @@
  * Float expressions are written so that no contraction can happen (clang: FP_CONTRACT OFF; gcc
  * in ISO C mode never contracts); every FMA is an explicit fmaf().
  *
- * Invariants: no allocation and no failure inside kern_act_prepare / kern_vec_dot /
- * kern_matvec (invalid arguments give NaN outputs, never a crash); a task of kern_matvec writes
- * only its own rows, so results are bit-identical for any thread count. */
+ * Invariants: nothing here allocates or fails; the public wrappers in kern_dispatch.c check
+ * types and lengths first (invalid arguments give NaN outputs, never a crash). */
 #include "kern_int.h"
 
 #include "../gguf/gguf.h"
-#include "../util/err.h"
 #include "../util/util.h"
 
 #include <math.h>
@@ -46,11 +45,6 @@
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
-
-#define MATVEC_CHUNK_ROWS 16 /* rows per pool task: fixed, never derived from the thread count */
-/* Below this many weights a product runs on the caller: waking workers costs more than the
- * work. The chunking (and so every result bit) is the same either way. */
-#define MATVEC_MIN_PARALLEL (1u << 14)
 
 const int8_t kern_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                       1,    13,   25,  38,  53,  69,  89,  113};
@@ -949,7 +943,7 @@ static void dequant_q8_K(const void *src, float *dst, size_t nb)
 
 /* The scalar table. An entry with dot_gemm == NULL cannot be multiplied (kern_type_supported
  * is false); an entry with only `dequant` can still be dequantized (e.g. embeddings). */
-static const struct kern_type_ops k_ref_ops[GGUF_T_COUNT_] = {
+const struct kern_type_ops kern_ref_ops[GGUF_T_COUNT_] = {
     [GGUF_T_F32] = {GGUF_T_F32, dequant_f32, dot_f32_gemm, dot_f32_vecdot, true},
     [GGUF_T_F16] = {GGUF_T_F16, dequant_f16, dot_f16_gemm, dot_f16_vecdot, true},
     [GGUF_T_Q8_0] = {GGUF_T_Q8_0, dequant_q8_0, dot_q8_0, dot_q8_0, false},
@@ -970,10 +964,8 @@ static const struct kern_type_ops k_ref_ops[GGUF_T_COUNT_] = {
     [GGUF_T_Q8_K] = {GGUF_T_Q8_K, dequant_q8_K, NULL, NULL, false},
 };
 
-/* The table in use. A SIMD build will pick its own table here once, at startup. */
-static const struct kern_type_ops *const k_ops = k_ref_ops;
-
-static kern_act_fn act_fn_for(uint32_t act_type)
+/* The reference activation converter for an activation type (NULL: none). */
+kern_act_fn kern_ref_act(uint32_t act_type)
 {
     switch (act_type) {
     case GGUF_T_F32: return act_f32;
@@ -986,72 +978,10 @@ static kern_act_fn act_fn_for(uint32_t act_type)
     }
 }
 
-static const struct kern_type_ops *ops_for(uint32_t type)
+/* kern_dot_f32's reference: ggml_vec_dot_f32 order. */
+float kern_ref_dot_f32(const float *a, const float *b, size_t n)
 {
-    return type < GGUF_T_COUNT_ ? &k_ops[type] : NULL;
-}
-
-bool kern_type_supported(uint32_t type)
-{
-    const struct kern_type_ops *o = ops_for(type);
-    return o && o->dot_gemm && o->dot_vecdot && act_fn_for(o->act_type);
-}
-
-int kern_dequant_row(uint32_t type, const void *src, float *dst, size_t n)
-{
-    const struct kern_type_ops *o = ops_for(type);
-    const struct gguf_type_info *ti = gguf_type_info(type);
-    if (!o || !o->dequant || !ti) return ERR_UNSUPPORTED;
-    if (n % ti->blck) return ERR_SHAPE;
-    if (n == 0) return 0;
-    if (!src || !dst) return ERR_INVALID;
-    o->dequant(src, dst, n / ti->blck);
-    return 0;
-}
-
-size_t kern_act_size(uint32_t wtype, size_t n)
-{
-    if (!kern_type_supported(wtype)) return 0;
-    if (gguf_row_size(wtype, n) == 0) return 0; /* n must fill whole weight blocks */
-    uint64_t sz = gguf_row_size(k_ops[wtype].act_type, n);
-    return sz > SIZE_MAX ? 0 : (size_t)sz;
-}
-
-void kern_act_prepare(uint32_t wtype, const float *x, void *dst, size_t n)
-{
-    if (kern_act_size(wtype, n) == 0 || !x || !dst) return;
-    act_fn_for(k_ops[wtype].act_type)(x, dst, n);
-}
-
-/* The row kernel for (type, order), or NULL when the row cannot be multiplied. */
-static kern_dot_fn dot_for(uint32_t wtype, size_t n, unsigned order)
-{
-    if (!kern_type_supported(wtype) || n == 0 || gguf_row_size(wtype, n) == 0) return NULL;
-    return order == KERN_ORDER_VECDOT ? k_ops[wtype].dot_vecdot : k_ops[wtype].dot_gemm;
-}
-
-float kern_vec_dot_ex(uint32_t wtype, const void *wrow, const void *act, size_t n, unsigned order)
-{
-    kern_dot_fn fn = dot_for(wtype, n, order);
-    if (!fn || !wrow || !act) return NAN;
-    return fn(wrow, act, n);
-}
-
-float kern_vec_dot(uint32_t wtype, const void *wrow, const void *act, size_t n)
-{
-    return kern_vec_dot_ex(wtype, wrow, act, n, KERN_ORDER_GEMM);
-}
-
-float kern_dot_f32(const float *a, const float *b, size_t n)
-{
-    if (n == 0) return 0.0f;
     return dot_f32_vecdot(a, b, n);
-}
-
-float kern_dot_f32_gemm(const float *a, const float *b, size_t n)
-{
-    if (n == 0) return 0.0f;
-    return dot_f32_gemm(a, b, n);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1093,7 +1023,7 @@ static float ggml_silu_tail(float x)
     return x / (1.0f + expf(-x));
 }
 
-void kern_softmax_f32(float *x, size_t n, size_t n_pad)
+void kern_ref_softmax_f32(float *x, size_t n, size_t n_pad)
 {
     if (!x || n == 0) return;
     if (n_pad < n) n_pad = n;
@@ -1120,7 +1050,7 @@ void kern_softmax_f32(float *x, size_t n, size_t n_pad)
     for (size_t t = 0; t < n; t++) x[t] *= inv;
 }
 
-void kern_swiglu_f32(float *y, const float *x, const float *g, size_t n)
+void kern_ref_swiglu_f32(float *y, const float *x, const float *g, size_t n)
 {
     if (!y || !x || !g) return;
     size_t nv = n & ~(size_t)7, i = 0;
@@ -1128,7 +1058,7 @@ void kern_swiglu_f32(float *y, const float *x, const float *g, size_t n)
     for (; i < n; i++) y[i] = ggml_silu_tail(x[i]) * g[i];
 }
 
-void kern_silu_f32(float *y, const float *x, size_t n)
+void kern_ref_silu_f32(float *y, const float *x, size_t n)
 {
     if (!y || !x) return;
     size_t nv = n & ~(size_t)7, i = 0;
@@ -1136,7 +1066,7 @@ void kern_silu_f32(float *y, const float *x, size_t n)
     for (; i < n; i++) y[i] = ggml_silu_tail(x[i]);
 }
 
-void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n,
+void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n,
                    size_t n_pad, size_t dim, unsigned order)
 {
     if (!out || !p || !v) return;
@@ -1186,55 +1116,4 @@ void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, 
             if (i < n) sumf = fmaf(v[i * v_stride + d], p[i], sumf);
         out[d] = sumf;
     }
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Matrix-vector product over the pool                                                        */
-
-struct matvec_ctx {
-    kern_dot_fn fn;
-    const uint8_t *W; /* [nrows][row_bytes] */
-    size_t row_bytes;
-    size_t nrows, ncols;
-    const void *act;
-    float *y; /* [nrows] */
-};
-
-static void matvec_task(void *vctx, int task, int n_tasks)
-{
-    (void)n_tasks;
-    const struct matvec_ctx *c = vctx;
-    size_t r0 = (size_t)task * MATVEC_CHUNK_ROWS;
-    size_t r1 = r0 + MATVEC_CHUNK_ROWS < c->nrows ? r0 + MATVEC_CHUNK_ROWS : c->nrows;
-    for (size_t r = r0; r < r1; r++) c->y[r] = c->fn(c->W + r * c->row_bytes, c->act, c->ncols);
-}
-
-void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
-                    size_t ncols, const void *act, float *y, unsigned order)
-{
-    if (!y || nrows == 0) return;
-    /* llama.cpp's tinyBLAS takes a float matrix only when its row count is a multiple of 4;
-     * otherwise the batched product also runs through ggml_vec_dot_*. */
-    if (order == KERN_ORDER_GEMM && wtype < GGUF_T_COUNT_ && k_ops[wtype].gemm_rows4 && nrows % 4)
-        order = KERN_ORDER_VECDOT;
-    kern_dot_fn fn = dot_for(wtype, ncols, order);
-    size_t n_tasks = (nrows + MATVEC_CHUNK_ROWS - 1) / MATVEC_CHUNK_ROWS;
-    if (!fn || !W || !act || n_tasks > (size_t)INT32_MAX) {
-        for (size_t r = 0; r < nrows; r++) y[r] = NAN;
-        return;
-    }
-    struct matvec_ctx c = {fn, W, (size_t)gguf_row_size(wtype, ncols), nrows, ncols, act, y};
-    if (nrows <= (MATVEC_MIN_PARALLEL - 1) / ncols) pool = NULL; /* nrows*ncols < MIN, no overflow */
-    kern_pool_run(pool, matvec_task, &c, (int)n_tasks);
-}
-
-void kern_matvec(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
-                 size_t ncols, const void *act, float *y)
-{
-    kern_matvec_ex(pool, wtype, W, nrows, ncols, act, y, KERN_ORDER_GEMM);
-}
-
-const char *kern_isa_name(void)
-{
-    return "scalar";
 }

@@ -461,48 +461,16 @@ static void prepare(struct model_state *st, const struct gguf_tensor *w, const f
                          (size_t)w->ne[0]);
 }
 
-#define MM_CHUNK 16 /* rows per task: fixed, so the split never depends on the thread count */
-
-struct mm_job {
-    const struct gguf_tensor *w;
-    size_t row_bytes;
-    const uint8_t *act;
-    size_t act_stride;
-    uint32_t n;
-    float *y; /* [n][ys] */
-    size_t ys;
-};
-
-/* Each weight row is read once and multiplied with every token of the batch. */
-static void mm_task(void *arg, int task, int n_tasks)
-{
-    (void)n_tasks;
-    const struct mm_job *j = arg;
-    size_t nrows = (size_t)j->w->ne[1], ncols = (size_t)j->w->ne[0];
-    size_t r0 = (size_t)task * MM_CHUNK, r1 = r0 + MM_CHUNK < nrows ? r0 + MM_CHUNK : nrows;
-    /* tinyBLAS (llama.cpp's batched path for float weights) declines row counts that are not a
-     * multiple of 4 and ggml falls back to its vec_dot order; quantized types have one order */
-    unsigned order = nrows % 4 == 0 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
-    for (size_t r = r0; r < r1; r++) {
-        const void *row = (const uint8_t *)j->w->data + r * j->row_bytes;
-        for (uint32_t t = 0; t < j->n; t++)
-            j->y[t * j->ys + r] =
-                kern_vec_dot_ex(j->w->type, row, j->act + t * j->act_stride, ncols, order);
-    }
-}
-
-/* y[t][r] = W row r . prepared activation t, for the n prepared rows. */
+/* y[t][r] = W row r . prepared activation t, for the n prepared rows. One token gets llama.cpp's
+ * vec_dot order, as in its decode; a batch gets its batched order (kern_matmul_ex applies
+ * tinyBLAS' rows % 4 rule for float weights; quantized types have one order). kern_matmul_ex
+ * loads each weight block once per group of tokens, in fixed row chunks. */
 static void matmul(const struct model_state *st, const struct gguf_tensor *w, uint32_t n, float *y,
                    size_t ys)
 {
-    if (n == 1) { /* one token: llama.cpp's vec_dot order, as in its decode */
-        kern_matvec_ex(st->pool, w->type, w->data, (size_t)w->ne[1], (size_t)w->ne[0], st->act, y,
-                       KERN_ORDER_VECDOT);
-        return;
-    }
-    struct mm_job j = {w, (size_t)gguf_row_size(w->type, w->ne[0]), st->act, st->act_stride, n, y, ys};
-    int tasks = (int)((w->ne[1] + MM_CHUNK - 1) / MM_CHUNK);
-    kern_pool_run(st->pool, mm_task, &j, tasks);
+    size_t nrows = (size_t)w->ne[1], ncols = (size_t)w->ne[0];
+    kern_matmul_ex(st->pool, w->type, w->data, nrows, ncols, st->act, st->act_stride, n, y,
+                   n == 1 ? nrows : ys, n == 1 ? KERN_ORDER_VECDOT : KERN_ORDER_GEMM);
 }
 
 /* Rotate one head in place. NORM rotates adjacent pairs, NEOX the halves. The angle of pair i is
