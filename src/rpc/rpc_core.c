@@ -287,7 +287,7 @@ static void m_session_list(struct rpc_server *s, json_t *id)
     for (size_t i = 0; i < RPC_MAX_SESSIONS; i++) {
         const struct rpc_sess *e = &s->sessions[i];
         if (!e->used || e->closing) continue;
-        json_array_append_new(arr, json_pack("{s:s,s:i,s:i,s:b}", "session", e->id, "n_ctx",
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:b}", "session", e->id, "n_ctx",
                                              (json_int_t)(e->ready ? e->n_ctx : e->n_ctx_req),
                                              "n_tokens", (json_int_t)e->n_tokens, "busy", e->busy));
     }
@@ -425,7 +425,7 @@ static void m_job(struct rpc_server *s, json_t *id, int method, json_t *params)
 
 static json_t *usage_json(const struct eng_gen_result *r)
 {
-    return json_pack("{s:i,s:i,s:i,s:i}", "prompt_tokens", (json_int_t)r->prompt_tokens,
+    return json_pack("{s:I,s:I,s:I,s:I}", "prompt_tokens", (json_int_t)r->prompt_tokens,
                      "completion_tokens", (json_int_t)r->completion_tokens, "total_tokens",
                      (json_int_t)(r->prompt_tokens + r->completion_tokens), "cached_tokens",
                      (json_int_t)r->cached_tokens);
@@ -455,7 +455,7 @@ static void send_delta(struct rpc_server *s, struct rpc_job *job, const char *te
     json_object_set(p, "id", job->id);
     json_object_set_new(p, "index", json_integer(job->n_deltas++));
     json_object_set_new(p, "text", rpc_json_text(text, len));
-    if (job->return_tokens) json_object_set_new(p, "tokens", token >= 0 ? json_pack("[i]", (json_int_t)token) : json_array());
+    if (job->return_tokens) json_object_set_new(p, "tokens", token >= 0 ? json_pack("[I]", (json_int_t)token) : json_array());
     rpc_emit(s, rpc_msg_notify("gen/delta", p));
 }
 
@@ -552,7 +552,7 @@ static void finish_job(struct rpc_server *s, struct rpc_job *job)
             s->n.errors++;
             msg = rpc_msg_error(id, rpc_error_obj(RPC_E_ENGINE_BASE + ERR_LIMIT, err_kind(ERR_LIMIT), false,
                                                   "the token list does not fit in one line; tokenize a shorter text",
-                                                  json_pack("{s:i}", "n_tokens", (json_int_t)job->n_toks)));
+                                                  json_pack("{s:I}", "n_tokens", (json_int_t)job->n_toks)));
         }
         break;
     }
@@ -588,7 +588,7 @@ void rpc_handle_event(struct rpc_server *s, struct rpc_event *ev)
         free(ev->text);
         break;
     case RPC_EV_PROGRESS:
-        rpc_emit(s, rpc_msg_notify("gen/progress", json_pack("{s:O,s:i,s:i}", "id", job->id, "processed",
+        rpc_emit(s, rpc_msg_notify("gen/progress", json_pack("{s:O,s:I,s:I}", "id", job->id, "processed",
                                                              (json_int_t)ev->a, "total", (json_int_t)ev->b)));
         break;
     case RPC_EV_MODEL_PROGRESS:
