@@ -180,6 +180,24 @@ static _Noreturn void die_err(const char *what, const struct err_info *ei, int r
     exit(1);
 }
 
+/* Load MODEL and create one session, or exit 1 with the reason (freeing `owned` first). */
+static void open_session_or_die(const char *path, int64_t threads, int64_t n_ctx,
+                                struct eng_model *em, struct eng_session *s, void *owned)
+{
+    struct err_info ei;
+    err_clear(&ei);
+    int rc = eng_model_open(em, path, (int)threads, &ei);
+    if (rc) {
+        free(owned);
+        die_err("cannot load model", &ei, rc);
+    }
+    if ((rc = eng_session_init(s, em, (uint32_t)n_ctx, &ei))) {
+        eng_model_free(em);
+        free(owned);
+        die_err("cannot create session", &ei, rc);
+    }
+}
+
 /* ---------------- run ---------------- */
 
 struct run_out {
@@ -300,17 +318,12 @@ static int cmd_run(int argc, char **argv)
     const char *text = prompt ? prompt : buf;
     if (prompt) plen = strlen(prompt);
 
+    struct eng_model em;
+    struct eng_session s;
+    open_session_or_die(model, threads, n_ctx, &em, &s, buf);
     struct err_info ei;
     err_clear(&ei);
-    struct eng_model em;
-    int rc = eng_model_open(&em, model, (int)threads, &ei);
-    if (rc) { free(buf); die_err("cannot load model", &ei, rc); }
-    struct eng_session s;
-    if ((rc = eng_session_init(&s, &em, (uint32_t)n_ctx, &ei))) {
-        eng_model_free(&em);
-        free(buf);
-        die_err("cannot create session", &ei, rc);
-    }
+    int rc;
     if (n_ctx > (int64_t)em.model.hp.n_ctx_train)
         LOG_WARN("context %lld capped to the model's training context %u", (long long)n_ctx,
                  em.model.hp.n_ctx_train);
@@ -418,22 +431,18 @@ static int cmd_chat(int argc, char **argv)
     if (tmpl_name && (tmpl = chat_template_by_name(tmpl_name)) < 0)
         cli_usage_error("unknown chat template '%s'", tmpl_name);
 
+    struct eng_model em;
+    struct eng_session s;
+    open_session_or_die(o.model, o.threads, o.n_ctx, &em, &s, NULL);
     struct err_info ei;
     err_clear(&ei);
-    struct eng_model em;
-    int rc = eng_model_open(&em, o.model, (int)o.threads, &ei);
-    if (rc) die_err("cannot load model", &ei, rc);
+    int rc = 0;
     if (tmpl < 0) {
         bool fallback = false;
         tmpl = chat_template_from_gguf(em.model.g, &fallback);
         if (fallback)
             LOG_WARN("the model has no chat template lmpipe recognises: using chatml "
                      "(--chat-template NAME to choose)");
-    }
-    struct eng_session s;
-    if ((rc = eng_session_init(&s, &em, (uint32_t)o.n_ctx, &ei))) {
-        eng_model_free(&em);
-        die_err("cannot create session", &ei, rc);
     }
     bool tty = isatty(STDIN_FILENO);
     if (tty)
@@ -653,17 +662,12 @@ static int cmd_eval(int argc, char **argv)
     else plen = strlen(prompt);
     const char *text = prompt ? prompt : buf;
 
+    struct eng_model em;
+    struct eng_session s;
+    open_session_or_die(model, threads, n_ctx, &em, &s, buf);
     struct err_info ei;
     err_clear(&ei);
-    struct eng_model em;
-    int rc = eng_model_open(&em, model, (int)threads, &ei);
-    if (rc) { free(buf); die_err("cannot load model", &ei, rc); }
-    struct eng_session s;
-    if ((rc = eng_session_init(&s, &em, (uint32_t)n_ctx, &ei))) {
-        eng_model_free(&em);
-        free(buf);
-        die_err("cannot create session", &ei, rc);
-    }
+    int rc;
     const int32_t *toks;
     size_t n = 0;
     rc = eng_tokenize(&s, text, plen, bos && tok_add_bos(em.vocab), special, &toks, &n, &ei);
