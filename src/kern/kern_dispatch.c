@@ -442,6 +442,17 @@ void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, 
 #define MM_MIN_CHUNK_ROWS 16
 #define MM_CHUNK_BYTES (16u << 10)
 
+/* Chunks are grouped into one contiguous range per thread: a thread walks its own range front
+ * to back (so its prefetches run ahead into its own next rows and the chunk counter it bumps
+ * stays in its own cache line), then helps the other ranges from their fronts. Which thread
+ * computes a chunk still never changes a result: the chunks themselves depend only on the
+ * shape. */
+#define MM_MAX_RANGES 64
+struct mm_range {
+    _Alignas(64) atomic_size_t next; /* next chunk of this range to hand out */
+    size_t end;                      /* one past its last chunk */
+};
+
 struct mm_ctx {
     kern_dot_fn fn;    /* per (row, token) when tile is NULL */
     kern_tile_fn tile; /* SIMD tile kernel for the gemm order, or NULL */
@@ -451,6 +462,7 @@ struct mm_ctx {
     size_t act_stride, n_tok;
     float *y;
     size_t y_stride;
+    struct mm_range *ranges; /* [n_ranges] */
 };
 
 /* Decode streams each weight row once from DRAM; asking for the bytes ~6 KiB ahead before each
@@ -467,11 +479,9 @@ static inline void prefetch_row(const uint8_t *row, size_t rb)
 #endif
 }
 
-static void mm_task(void *vctx, int task, int n_tasks)
+static void mm_chunk(const struct mm_ctx *c, size_t ci)
 {
-    (void)n_tasks;
-    const struct mm_ctx *c = vctx;
-    size_t r0 = (size_t)task * c->chunk;
+    size_t r0 = ci * c->chunk;
     size_t r1 = r0 + c->chunk < c->nrows ? r0 + c->chunk : c->nrows;
     if (c->tile) {
         c->tile(c->W + r0 * c->row_bytes, c->row_bytes, r1 - r0, c->act, c->act_stride, c->n_tok, c->ncols, c->y + r0,
@@ -482,6 +492,20 @@ static void mm_task(void *vctx, int task, int n_tasks)
         const uint8_t *row = c->W + r * c->row_bytes;
         if (c->n_tok == 1) prefetch_row(row, c->row_bytes);
         for (size_t t = 0; t < c->n_tok; t++) c->y[t * c->y_stride + r] = c->fn(row, c->act + t * c->act_stride, c->ncols);
+    }
+}
+
+/* Task k = range k first, then whatever is left of ranges k+1, k+2, ... */
+static void mm_task(void *vctx, int task, int n_tasks)
+{
+    const struct mm_ctx *c = vctx;
+    for (int i = 0; i < n_tasks; i++) {
+        struct mm_range *rg = &c->ranges[(task + i) % n_tasks];
+        for (;;) {
+            size_t ci = atomic_fetch_add_explicit(&rg->next, 1, memory_order_relaxed);
+            if (ci >= rg->end) break;
+            mm_chunk(c, ci);
+        }
     }
 }
 
@@ -508,15 +532,18 @@ void kern_matmul_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_
     /* tiles compute dot_gemm's bits: usable for the vec_dot order too when it is the same
      * function (every quantized type but IQ4_NL) */
     kern_tile_fn tile = order == KERN_ORDER_GEMM || fn == a->ops[wtype].dot_gemm ? a->tile[wtype] : NULL;
-    struct mm_ctx c = {fn,  tile,
-                       W,   rb,
-                       nrows, ncols,
-                       chunk, act,
-                       act_stride, n_tok,
-                       y,   y_stride};
+    struct mm_range ranges[MM_MAX_RANGES];
+    struct mm_ctx c = {fn, tile, W, rb, nrows, ncols, chunk, act, act_stride, n_tok, y, y_stride, ranges};
     /* nrows * ncols * n_tok < MIN without overflow */
     if (nrows <= (MM_MIN_PARALLEL - 1) / ncols / n_tok) pool = NULL;
-    kern_pool_run(pool, mm_task, &c, (int)n_tasks);
+    size_t n_ranges = pool ? (size_t)kern_pool_threads(pool) : 1;
+    if (n_ranges > MM_MAX_RANGES) n_ranges = MM_MAX_RANGES;
+    if (n_ranges > n_tasks) n_ranges = n_tasks;
+    for (size_t i = 0; i < n_ranges; i++) {
+        atomic_init(&ranges[i].next, i * n_tasks / n_ranges);
+        ranges[i].end = (i + 1) * n_tasks / n_ranges;
+    }
+    kern_pool_run(pool, mm_task, &c, (int)n_ranges);
 }
 
 void kern_matmul(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows, size_t ncols,

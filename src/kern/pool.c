@@ -35,6 +35,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define POOL_MAX_THREADS 256
 #define POOL_SPIN_ITERS 20000 /* ~1 ms of pause instructions before a worker sleeps */
@@ -48,16 +49,18 @@ struct kern_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* workers wait here for a new job or stop */
 
-    atomic_uint gen;
+    /* Own cache lines: workers spin reading gen while tasks bump next and done; sharing one
+     * line would make every hand-out and completion bounce it between cores. */
+    _Alignas(64) atomic_uint gen;
     atomic_int active;
-    atomic_int next;
-    atomic_int done;
     atomic_int sleeping;
     atomic_bool stop;
     atomic_bool busy;
+    _Alignas(64) atomic_int next;
+    _Alignas(64) atomic_int done;
 
     /* The job: written only while gen is even and active == 0. */
-    kern_task_fn fn;
+    _Alignas(64) kern_task_fn fn;
     void *arg;
     int n_tasks;
 };
@@ -153,8 +156,10 @@ int kern_pool_create(struct kern_pool **out, int n_threads)
     if (!out) return ERR_INVALID;
     *out = NULL;
     if (n_threads < 1 || n_threads > POOL_MAX_THREADS) return ERR_INVALID;
-    struct kern_pool *p = calloc(1, sizeof *p);
+    /* sizeof is a multiple of the 64-byte alignment, as aligned_alloc requires */
+    struct kern_pool *p = aligned_alloc(_Alignof(struct kern_pool), sizeof *p);
     if (!p) return ERR_NOMEM;
+    memset(p, 0, sizeof *p);
     p->n_threads = n_threads;
     p->n_workers = n_threads - 1;
     atomic_init(&p->gen, 0);
