@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -684,11 +685,45 @@ START_TEST(epipe_exits_cleanly)
 }
 END_TEST
 
+/* Bytes the server wrote to its stdout pipe that we have not read yet. */
+static int pipe_unread(int fd)
+{
+    int n = 0;
+    ck_assert_int_eq(ioctl(fd, FIONREAD, &n), 0);
+    return n;
+}
+
+/* Sorts one message read in `backpressure`: a notification goes to notes, the response to one of
+ * the n generate requests (ids 100..) to resp, the answer to stats request probe_id sets *waits,
+ * *pending (its output.waits and pending_bytes) and *probe_done. */
+static void bp_take(json_t *j, json_t *notes, json_t **resp, int n, int *got, json_int_t probe_id,
+                    json_int_t *waits, json_int_t *pending, bool *probe_done)
+{
+    json_int_t id = json_integer_value(json_object_get(j, "id"));
+    if (json_object_get(j, "method")) {
+        json_array_append_new(notes, j);
+    } else if (id == probe_id) {
+        json_t *out = json_object_get(json_object_get(j, "result"), "output");
+        ck_assert_msg(out != NULL, "stats without result.output");
+        *waits = json_integer_value(json_object_get(out, "waits"));
+        *pending = json_integer_value(json_object_get(out, "pending_bytes"));
+        *probe_done = true;
+        json_decref(j);
+    } else {
+        ck_assert_msg(id >= 100 && id < 100 + n && !resp[id - 100], "unexpected response id %lld",
+                      (long long)id);
+        resp[id - 100] = j;
+        (*got)++;
+    }
+}
+
 START_TEST(backpressure)
 {
     struct proc p;
     const char *args[] = {"-m", model(), "--write-buffer", "2048", NULL};
     proc_start_v(&p, args, 4096); /* a one-page pipe fills after a few dozen deltas */
+    const int pipe_cap = fcntl(p.out, F_GETPIPE_SZ);
+    ck_assert_int_ge(pipe_cap, 4096);
     init(&p);
     const int N = 4;
     for (int i = 0; i < N; i++) {
@@ -697,22 +732,54 @@ START_TEST(backpressure)
                  "\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,\"return_tokens\":true}}", 100 + i);
         proc_send(&p, line);
     }
-    usleep(1500 * 1000); /* stop reading */
-    /* nothing is lost once reading resumes: every delta in order, every response complete */
+    /* Stop reading until the worker has had to wait for the parent, however slow the machine
+     * (a fixed sleep was too short under qemu-user on riscv64). The generations never end by
+     * themselves (max_tokens -1, ignore_eos), so without reading:
+     *   1. the pipe fills: wait until at most 1 KiB of it is free (every delta line is shorter,
+     *      so the server cannot stop short of that unless it stopped generating);
+     *   2. the server's writes queue up in its own buffer; once more than --write-buffer bytes
+     *      are queued the worker must block: keep not reading for twice as long as 1. took (at
+     *      least 0.25 s), which at the same speed produces about twice the 1 + 2 KiB needed;
+     *   3. ask `stats` (answered by the I/O loop at once, behind what is queued) and read up to
+     *      its answer, keeping every message for the checks below. output.waits > 0: done;
+     *      otherwise the machine slowed down: repeat with twice the wait, for 60 s at most. */
     json_t *notes = json_array();
     json_t *resp[4] = {0};
     int got = 0;
-    while (got < N) {
-        json_t *j = proc_recv(&p, 30000);
-        if (json_object_get(j, "method")) {
-            json_array_append_new(notes, j);
-        } else {
-            json_int_t id = json_integer_value(json_object_get(j, "id"));
-            ck_assert(id >= 100 && id < 100 + N);
-            resp[id - 100] = j;
-            got++;
+    json_int_t waits = 0, pending = 0;
+    const double deadline = now_s() + 60;
+    double t_stop = now_s(), hold = 0;
+    for (int probe = 0; waits == 0; probe++) {
+        int unread;
+        while ((unread = pipe_unread(p.out)) < pipe_cap - 1024) {
+            ck_assert_msg(now_s() < deadline,
+                          "backpressure: the server did not fill its %d-byte stdout pipe in 60 s "
+                          "(%d bytes unread): is it generating?", pipe_cap, unread);
+            usleep(10 * 1000);
         }
+        double fill = now_s() - t_stop;
+        hold = 2 * (hold > fill ? hold : fill);
+        if (hold < 0.25) hold = 0.25;
+        struct timespec ts = {(time_t)hold, (long)((hold - (double)(time_t)hold) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        json_int_t probe_id = 700 + probe;
+        char line[128];
+        snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"method\":\"stats\"}", (long long)probe_id);
+        proc_send(&p, line);
+        bool probe_done = false;
+        while (!probe_done) bp_take(proc_recv(&p, 30000), notes, resp, N, &got, probe_id, &waits, &pending, &probe_done);
+        ck_assert_msg(waits > 0 || (got < N && now_s() < deadline),
+                      "backpressure: the worker never waited for the parent (output.waits 0, %lld bytes "
+                      "pending, %d of %d generations done, %d stats probes, last hold %.2f s): "
+                      "--write-buffer 2048 not enforced?", (long long)pending, got, N, probe + 1, hold);
+        t_stop = now_s();
+        if (waits > 0)
+            fprintf(stderr, "backpressure: pipe full after %.2f s, the worker waited within %.2f s more "
+                    "(stats probe %d)\n", fill, hold, probe + 1);
     }
+    /* nothing is lost once reading resumes: every delta in order, every response complete */
+    bool no_probe = false;
+    while (got < N) bp_take(proc_recv(&p, 30000), notes, resp, N, &got, -1, &waits, &pending, &no_probe);
     for (int i = 0; i < N; i++) {
         check_stream(notes, resp[i], 100 + i, false);
         ck_assert_str_eq(json_string_value(json_object_get(json_object_get(resp[i], "result"), "text")),
