@@ -1042,12 +1042,22 @@ HOT float kq_result(uint32_t type, __m256 acc, __m128 accm, float summs)
 #define KT_R 8  /* rows whose accumulators share one pass over a token group's activations */
 #define KT_T 16 /* tokens per group: their activation blocks stay in L1 across the rows */
 
-/* Loop order: row block, token group, super-block, row, tokens (4 at a time). The group's
+/* Decode (one token): the type's per-row dot function itself, row after row, prefetching ahead.
+ * Batches: loop order row block, token group, super-block, row, tokens (4 at a time). The group's
  * activation super-blocks are reused by KT_R rows while hot in L1; each row's super-block is
  * unpacked once per token group. */
 HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n,
                  float *y, size_t ys)
 {
+    if (nt == 1) {
+        /* type is a constant in every caller (the tile_* wrappers): a direct call */
+        const kern_dot_fn dot = type == GGUF_T_Q4_K ? dot_q4_K : type == GGUF_T_Q5_K ? dot_q5_K : dot_q6_K;
+        for (size_t r = 0; r < nr; r++) {
+            pf_row(row_at(w, rb, r), rb);
+            y[r] = dot(row_at(w, rb, r), act, n);
+        }
+        return;
+    }
     const size_t nb = n / QK_K;
     for (size_t r0 = 0; r0 < nr; r0 += KT_R) {
         const size_t rr = nr - r0 < KT_R ? nr - r0 : KT_R;
@@ -1087,45 +1097,6 @@ HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
                 for (size_t t = 0; t < tg; t++) y[(t0 + t) * ys + r0 + r] = kq_result(type, acc[r][t], accm[r][t], summs[r][t]);
         }
     }
-}
-
-static void tile_q4_K(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y,
-                      size_t ys)
-{
-    if (nt == 1) {
-        for (size_t r = 0; r < nr; r++) {
-            pf_row(row_at(w, rb, r), rb);
-            y[r] = dot_q4_K(row_at(w, rb, r), act, n);
-        }
-        return;
-    }
-    kq_tile(GGUF_T_Q4_K, w, rb, nr, act, as, nt, n, y, ys);
-}
-
-static void tile_q5_K(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y,
-                      size_t ys)
-{
-    if (nt == 1) {
-        for (size_t r = 0; r < nr; r++) {
-            pf_row(row_at(w, rb, r), rb);
-            y[r] = dot_q5_K(row_at(w, rb, r), act, n);
-        }
-        return;
-    }
-    kq_tile(GGUF_T_Q5_K, w, rb, nr, act, as, nt, n, y, ys);
-}
-
-static void tile_q6_K(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y,
-                      size_t ys)
-{
-    if (nt == 1) {
-        for (size_t r = 0; r < nr; r++) {
-            pf_row(row_at(w, rb, r), rb);
-            y[r] = dot_q6_K(row_at(w, rb, r), act, n);
-        }
-        return;
-    }
-    kq_tile(GGUF_T_Q6_K, w, rb, nr, act, as, nt, n, y, ys);
 }
 
 /* Q8_0-activation types with one scale per 32 weights (Q8_0, Q4_0, Q5_0, IQ4_NL batched):
@@ -1278,30 +1249,23 @@ HOT void q0_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void
     }
 }
 
-static void tile_q8_0(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y,
-                      size_t ys)
-{
-    q0_tile(GGUF_T_Q8_0, w, rb, nr, act, as, nt, n, y, ys);
-}
-
-static void tile_q4_0(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y,
-                      size_t ys)
-{
-    q0_tile(GGUF_T_Q4_0, w, rb, nr, act, as, nt, n, y, ys);
-}
-
-static void tile_q5_0(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y,
-                      size_t ys)
-{
-    q0_tile(GGUF_T_Q5_0, w, rb, nr, act, as, nt, n, y, ys);
-}
-
+/* The table's tile entries (kern_tile_fn has no type argument): one function per type, each
+ * with its type as a constant, so the always-inline kq_tile / q0_tile bodies are specialised. */
+#define TILE_FN(name, body, type)                                                                                   \
+    static void name(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y, \
+                     size_t ys)                                                                                      \
+    {                                                                                                                \
+        body(type, w, rb, nr, act, as, nt, n, y, ys);                                                                \
+    }
+TILE_FN(tile_q4_K, kq_tile, GGUF_T_Q4_K)
+TILE_FN(tile_q5_K, kq_tile, GGUF_T_Q5_K)
+TILE_FN(tile_q6_K, kq_tile, GGUF_T_Q6_K)
+TILE_FN(tile_q8_0, q0_tile, GGUF_T_Q8_0)
+TILE_FN(tile_q4_0, q0_tile, GGUF_T_Q4_0)
+TILE_FN(tile_q5_0, q0_tile, GGUF_T_Q5_0)
 /* IQ4_NL: the batched (tinyBLAS) order only; its single-token order pairs blocks differently. */
-static void tile_iq4_nl(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y,
-                        size_t ys)
-{
-    q0_tile(GGUF_T_IQ4_NL, w, rb, nr, act, as, nt, n, y, ys);
-}
+TILE_FN(tile_iq4_nl, q0_tile, GGUF_T_IQ4_NL)
+#undef TILE_FN
 
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax, SiLU, SwiGLU and the attention-weighted sum (kern_ref.c's ggml-exact definitions)  */
