@@ -219,12 +219,16 @@ START_TEST(test_conform)
 }
 END_TEST
 
-/* LMPIPE_CONFORM_SUBSET=1 (slow targets: qemu-user in .ci/cross): every model file with one of
- * its prompts, rotating p0/p1/p2 over the table, so every file and every prompt is still checked
- * at a third of the cost. */
+/* LMPIPE_CONFORM_SUBSET=k, k = 1..3 (slow targets: qemu-user in .ci/cross): every model file
+ * with one of its prompts, rotating p0/p1/p2 over the table from offset k-1 (file i gets prompt
+ * (i + k - 1) % 3), so every file and every prompt is still checked at a third of the cost, and
+ * three runs with k = 1, 2, 3 (on different targets) together check all (file, prompt) cases.
+ * Unset, empty or 0: every case. */
+static int g_subset_offset;
+
 START_TEST(test_conform_subset)
 {
-    run_case(&g_cases[_i], _i % N_PROMPTS, NULL, false);
+    run_case(&g_cases[_i], (_i + g_subset_offset) % N_PROMPTS, NULL, false);
 }
 END_TEST
 
@@ -390,10 +394,19 @@ static Suite *make_suite(void)
     TCase *tc = tcase_create("llama.cpp");
     tcase_set_timeout(tc, 120);
     const char *subset = getenv("LMPIPE_CONFORM_SUBSET");
-    if (subset && !strcmp(subset, "1"))
-        tcase_add_loop_test(tc, test_conform_subset, 0, (int)N_CASES);
-    else
+    if (!subset || !*subset || !strcmp(subset, "0")) {
         tcase_add_loop_test(tc, test_conform, 0, (int)(N_CASES * N_PROMPTS));
+    } else if (strlen(subset) == 1 && subset[0] >= '1' && subset[0] < '1' + N_PROMPTS) {
+        g_subset_offset = subset[0] - '1';
+        fprintf(stderr, "conform: LMPIPE_CONFORM_SUBSET=%s: %zu of %zu (file, prompt) cases, file i "
+                "with prompt (i + %d) %% %d\n", subset, N_CASES, N_CASES * N_PROMPTS, g_subset_offset,
+                N_PROMPTS);
+        tcase_add_loop_test(tc, test_conform_subset, 0, (int)N_CASES);
+    } else {
+        fprintf(stderr, "conform: LMPIPE_CONFORM_SUBSET=%s: expected 0 (all cases) or 1..%d\n", subset,
+                N_PROMPTS);
+        exit(2);
+    }
     tcase_add_loop_test(tc, test_threads_bit_identical, 0, 2);
     tcase_add_test(tc, test_prefix_reuse);
     tcase_add_loop_test(tc, test_batch_equals_sequential, 0, 5);
