@@ -653,20 +653,19 @@ START_TEST(test_softmax_silu_wsum)
         ck_assert_msg(fabs(y[j] - want) <= 4e-7 * fabs(want) + 1e-30, "silu(%g) = %g, want %g", (double)x[j], (double)y[j], want);
         ck_assert(y2[j] == y[j] * g[j]);
     }
-    /* weighted sum over cells t of v[t][d]: both orders close to float64, padding ignored */
-    enum { T = 45, D = 12 };
-    float v[T * D], w[T], out[D];
-    for (int t = 0; t < T; t++) {
-        w[t] = t < 5 ? 0.0f : (float)rng_unif();
-        for (int d = 0; d < D; d++) v[t * D + d] = rng_gauss();
-    }
+    /* weighted sum over cells t of the transposed v[d][t] (row stride VS > T): both orders
+     * close to float64, padding ignored */
+    enum { T = 45, D = 12, VS = 50 };
+    float v[D * VS], w[T], out[D];
+    for (int t = 0; t < T; t++) w[t] = t < 5 ? 0.0f : (float)rng_unif();
+    for (int i = 0; i < D * VS; i++) v[i] = i % VS < T ? rng_gauss() : NAN; /* cells past T: never read */
     for (unsigned order = 0; order < 2; order++) {
-        kern_wsum_f32(out, w, v, D, T, 256, D, order);
+        kern_wsum_f32(out, w, v, VS, T, 256, D, order);
         for (int d = 0; d < D; d++) {
             double want = 0, mag = 0;
             for (int t = 0; t < T; t++) {
-                want += (double)w[t] * v[t * D + d];
-                mag += fabs((double)w[t] * v[t * D + d]);
+                want += (double)w[t] * v[d * VS + t];
+                mag += fabs((double)w[t] * v[d * VS + t]);
             }
             ck_assert(fabs(out[d] - want) <= 1e-6 * mag);
         }
@@ -1057,10 +1056,12 @@ START_TEST(test_isa_helpers_match_reference)
         size_t n = ns[ni];
         size_t pads[3] = {n, (n + 7) & ~(size_t)7, 256};
         for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
-            size_t dim = dims[di], vs = dim + 3;
-            float *pw = xmalloc(n * 4), *v = xmalloc(n * vs * 4), *o0 = xmalloc(dim * 4), *o1 = xmalloc(dim * 4);
+            /* transposed V: dim rows of n cells, stride n + 3; the allocation ends right after the
+             * last row's n-th cell, so a read of a padding cell is out of bounds (ASan) */
+            size_t dim = dims[di], vs = n + 3, nv = (dim - 1) * vs + n;
+            float *pw = xmalloc(n * 4), *v = xmalloc(nv * 4), *o0 = xmalloc(dim * 4), *o1 = xmalloc(dim * 4);
             for (size_t t = 0; t < n; t++) pw[t] = t % 7 == 3 ? 0.0f : (float)rng_unif();
-            for (size_t i = 0; i < n * vs; i++) v[i] = rng_gauss();
+            for (size_t i = 0; i < nv; i++) v[i] = i % vs < n ? rng_gauss() : NAN; /* gaps: never read */
             for (int pi = 0; pi < 3; pi++)
                 for (unsigned order = 0; order < 2; order++) {
                     ck_assert_int_eq(kern_isa_select("scalar"), 0);
@@ -1117,6 +1118,40 @@ START_TEST(test_isa_helpers_match_reference)
             free(y1);
         }
     }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* kern_dot_f32_rows == kern_dot_f32 row by row, bit for bit, for the reference and every SIMD
+ * ISA: head sizes with and without a tail past the 32-element blocks, row counts around the
+ * 8-key groups, keys strided like the cache (a gap between rows filled with NaN, never read). */
+START_TEST(test_dot_f32_rows)
+{
+    const char *isas[KERN_MAX_ISAS + 1];
+    int n_isa = simd_isas(isas);
+    isas[n_isa++] = "scalar";
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {1, 7, 32, 33, 64, 67, 100, 128};
+    static const size_t rows[] = {1, 7, 8, 9, 16, 23};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+            size_t n = ns[ni], nr = rows[ri], ks = n + 5, nk = (nr - 1) * ks + n;
+            float *q = xmalloc(n * 4), *k = xmalloc(nk * 4), *o = xmalloc(nr * 4);
+            for (size_t i = 0; i < n; i++) q[i] = rng_gauss();
+            for (size_t i = 0; i < nk; i++) k[i] = i % ks < n ? rng_gauss() : NAN;
+            for (int i = 0; i < n_isa; i++) {
+                ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                kern_dot_f32_rows(o, q, k, ks, n, nr);
+                for (size_t r = 0; r < nr; r++) {
+                    float want = kern_dot_f32(q, k + r * ks, n);
+                    ck_assert_msg(memcmp(&o[r], &want, 4) == 0, "%s n=%zu rows=%zu row %zu: %a != %a", isas[i], n, nr, r,
+                                  (double)o[r], (double)want);
+                }
+            }
+            free(q);
+            free(k);
+            free(o);
+        }
     ck_assert_int_eq(kern_isa_select(keep), 0);
 }
 END_TEST
@@ -2430,6 +2465,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_q8_0_rounding);
     tcase_add_test(tc, test_q8_1_q8_K_act);
     tcase_add_test(tc, test_softmax_silu_wsum);
+    tcase_add_test(tc, test_dot_f32_rows);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("known_answer");

@@ -170,6 +170,9 @@ float kern_vec_dot(uint32_t wtype, const void *wrow, const void *act, size_t n);
 
 /* Plain f32 helpers used by attention and norms. */
 float kern_dot_f32(const float *a, const float *b, size_t n);
+/* out[r] = kern_dot_f32(q, k + r * k_stride, n) for r < n_rows, with exactly those bits (the
+ * keys of one attention head against its query: an ISA may share loads and reductions). */
+void kern_dot_f32_rows(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows);
 
 /* ---- llama.cpp summation-order variants ----
  * llama.cpp (x86 AVX2, the reference build) computes the same products in two orders, and we
@@ -228,7 +231,8 @@ void kern_softmax_f32(float *x, size_t n, size_t n_pad);
 void kern_swiglu_f32(float *y, const float *x, const float *g, size_t n);
 /* y[i] = silu(x[i]) as ggml_silu. */
 void kern_silu_f32(float *y, const float *x, size_t n);
-/* The attention output of one head: out[d] = sum_t p[t] * v[t*v_stride + d] for d < dim, in the
+/* The attention output of one head: out[d] = sum_t p[t] * v[d*v_stride + t] for d < dim (V is
+ * stored transposed, cells contiguous per dim, as llama.cpp's cache does), in the
  * summation order llama.cpp's softmax(qk).V product uses for a row of n_pad cells (its n_kv):
  * KERN_ORDER_GEMM = prompt batches (tinyBLAS, needs n_pad % 8 == 0 else falls back as llama.cpp
  * does), KERN_ORDER_VECDOT = single-token decode. Cells t >= n are padding (weight 0) and are not

@@ -197,6 +197,40 @@ static float dot_f32_pub(const float *a, const float *b, size_t n)
     return dot_f32_vecdot(a, b, n);
 }
 
+/* kern_dot_f32_rows: 8 keys at a time. Each key keeps dot_f32_vecdot's four accumulators; the
+ * eight reduce4 horizontal sums then run lane-parallel: lo + hi per key (the two 128-bit halves
+ * are brought together by permutes), then the two hadd steps of hsum8_hadd, which leave the
+ * keys in lane order 0 2 4 6 1 3 5 7. Same additions on the same operands: same bits. */
+static void dot_f32_rows_avx2(float *out, const float *q, const float *k, size_t ks, size_t n, size_t n_rows)
+{
+    const size_t np = n & ~(size_t)31;
+    size_t r = 0;
+    for (; r + 8 <= n_rows; r += 8) {
+        __m256 red[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const float *x = k + (r + (size_t)j) * ks;
+            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            for (size_t i = 0; i < np; i += 32) {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(x + i), s0);
+                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+                s2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 16), _mm256_loadu_ps(x + i + 16), s2);
+                s3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+            }
+            red[j] = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+        }
+        __m256 t[4];
+        for (int j = 0; j < 4; j++)
+            t[j] = _mm256_add_ps(_mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x20),
+                                 _mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x31));
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(t[0], t[1]), _mm256_hadd_ps(t[2], t[3]));
+        _mm256_storeu_ps(out + r, _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        if (np < n)
+            for (size_t j = 0; j < 8; j++) out[r + j] = f32_tail(q, k + (r + j) * ks, np, n, out[r + j]);
+    }
+    for (; r < n_rows; r++) out[r] = dot_f32_vecdot(q, k + r * ks, n);
+}
+
 static inline __m256 load_f16x8(const uint16_t *p)
 {
     return _mm256_cvtph_ps(loadu128(p));
@@ -1354,58 +1388,98 @@ static void silu_avx2(float *y, const float *x, size_t n)
     for (; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
-/* kern_wsum_f32 for 8 consecutive output dims at once: each lane is one dim and performs that
- * dim's reference operations (the reference's per-dim accumulators become vectors over dims). */
-static void wsum8(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, bool gemm)
+/* kern_wsum_f32 over a transposed V (v[d * vs + t]): each output dim is a dot product of
+ * contiguous cells with p, vectorized over cells, which is exactly how the reference's
+ * accumulators are laid out (lane = cell % 8). Cells t >= n are not read: the block that holds
+ * n loads them masked and keeps the old accumulator lanes (blend), as the reference skips them. */
+
+/* lanes < rem set (0 < rem < 8) */
+static inline __m256i lanes_below(size_t rem)
 {
-    if (gemm) {
-        __m256 acc[8];
-        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
-        for (size_t t = 0; t < n; t++)
-            acc[t % 8] = _mm256_fmadd_ps(_mm256_loadu_ps(v + t * v_stride), _mm256_set1_ps(p[t]), acc[t % 8]);
-        /* kern_hsum8 over the 8 accumulators, lane-wise */
-        const __m256 a0 = _mm256_add_ps(acc[0], acc[4]), a1 = _mm256_add_ps(acc[1], acc[5]);
-        const __m256 a2 = _mm256_add_ps(acc[2], acc[6]), a3 = _mm256_add_ps(acc[3], acc[7]);
-        _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)));
-        return;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* acc + x * y on the lanes of m (cells < n), acc unchanged elsewhere */
+static inline __m256 fma_masked(const float *x, const float *y, __m256i m, __m256 acc)
+{
+    const __m256 r = _mm256_fmadd_ps(_mm256_maskload_ps(x, m), _mm256_maskload_ps(y, m), acc);
+    return _mm256_blendv_ps(acc, r, _mm256_castsi256_ps(m));
+}
+
+/* tinyBLAS order, 4 output dims at a time (gemm needs dim % 4 == 0). */
+static void wsum_gemm4(float *out, const float *p, const float *v, size_t vs, size_t n)
+{
+    const size_t n8 = n & ~(size_t)7, rem = n - n8;
+    const float *v0 = v, *v1 = v + vs, *v2 = v + 2 * vs, *v3 = v + 3 * vs;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t t = 0; t < n8; t += 8) {
+        const __m256 pv = _mm256_loadu_ps(p + t);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v0 + t), pv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v1 + t), pv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(v2 + t), pv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(v3 + t), pv, a3);
     }
-    const size_t np = n_pad & ~(size_t)31;
-    __m256 s[32];
-    for (int k = 0; k < 32; k++) s[k] = _mm256_setzero_ps();
+    if (rem) {
+        const __m256i m = lanes_below(rem);
+        a0 = fma_masked(v0 + n8, p + n8, m, a0);
+        a1 = fma_masked(v1 + n8, p + n8, m, a1);
+        a2 = fma_masked(v2 + n8, p + n8, m, a2);
+        a3 = fma_masked(v3 + n8, p + n8, m, a3);
+    }
+    out[0] = hsum8(a0);
+    out[1] = hsum8(a1);
+    out[2] = hsum8(a2);
+    out[3] = hsum8(a3);
+}
+
+/* ggml_vec_dot_f32 order over n_pad cells for one dim: four 8-lane accumulators per 32 cells
+ * below n_pad & ~31, then the reference's tail (cells past n skipped throughout). */
+static float wsum_vecdot1(const float *p, const float *x, size_t n, size_t n_pad)
+{
+    const size_t np = n_pad & ~(size_t)31, lim = n < np ? n : np;
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     size_t t = 0;
-    for (; t < n && t < np; t++) s[t % 32] = _mm256_fmadd_ps(_mm256_loadu_ps(v + t * v_stride), _mm256_set1_ps(p[t]), s[t % 32]);
-    /* s[8j + k]: accumulator j, lane k of the reference; reduce x0+=x2, x1+=x3, x0+=x1 */
-    __m256 r[8];
-    for (int k = 0; k < 8; k++) {
-        const __m256 x0 = _mm256_add_ps(s[k], s[16 + k]), x1 = _mm256_add_ps(s[8 + k], s[24 + k]);
-        r[k] = _mm256_add_ps(x0, x1);
+    for (; t + 32 <= lim; t += 32) {
+        s[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(p + t), s[0]);
+        s[1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 8), _mm256_loadu_ps(p + t + 8), s[1]);
+        s[2] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 16), _mm256_loadu_ps(p + t + 16), s[2]);
+        s[3] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 24), _mm256_loadu_ps(p + t + 24), s[3]);
     }
-    /* kern_hsum8_hadd over lanes k */
-    const __m256 t0 = _mm256_add_ps(r[0], r[4]), t1 = _mm256_add_ps(r[1], r[5]);
-    const __m256 t2 = _mm256_add_ps(r[2], r[6]), t3 = _mm256_add_ps(r[3], r[7]);
-    __m256 sumf = _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3));
+    for (int j = 0; t < lim; t += 8, j++) { /* the block of 32 that holds lim */
+        if (lim - t >= 8) s[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(p + t), s[j]);
+        else s[j] = fma_masked(x + t, p + t, lanes_below(lim - t), s[j]);
+    }
+    float sumf = reduce4(s[0], s[1], s[2], s[3]);
+    /* the reference's tail over np..n_pad: 8-wide and 4-wide product groups, then FMAs */
     size_t i = np;
     for (; n_pad - i >= 8; i += 8)
         for (size_t k = 0; k < 8; k++)
-            if (i + k < n) sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_loadu_ps(v + (i + k) * v_stride), _mm256_set1_ps(p[i + k])));
+            if (i + k < n) {
+                float pr = x[i + k] * p[i + k];
+                sumf = sumf + pr;
+            }
     if (n_pad - i >= 4) {
         for (size_t k = 0; k < 4; k++)
-            if (i + k < n) sumf = _mm256_add_ps(sumf, _mm256_mul_ps(_mm256_loadu_ps(v + (i + k) * v_stride), _mm256_set1_ps(p[i + k])));
+            if (i + k < n) {
+                float pr = x[i + k] * p[i + k];
+                sumf = sumf + pr;
+            }
         i += 4;
     }
     for (; i < n_pad; i++)
-        if (i < n) sumf = _mm256_fmadd_ps(_mm256_loadu_ps(v + i * v_stride), _mm256_set1_ps(p[i]), sumf);
-    _mm256_storeu_ps(out, sumf);
+        if (i < n) sumf = fmaf(x[i], p[i], sumf);
+    return sumf;
 }
 
 static void wsum_avx2(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
                       unsigned order)
 {
     /* tinyBLAS takes k % 8 == 0 and m % 4 == 0 (m = dim); otherwise ggml_vec_dot_f32 */
-    const bool gemm = order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0;
-    size_t d = 0;
-    for (; d + 8 <= dim; d += 8) wsum8(out + d, p, v + d, v_stride, n, n_pad, gemm);
-    if (d < dim) kern_ref_wsum_f32(out + d, p, v + d, v_stride, n, n_pad, dim - d, gemm ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT);
+    if (order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0) {
+        for (size_t d = 0; d < dim; d += 4) wsum_gemm4(out + d, p, v + d * v_stride, v_stride, n);
+        return;
+    }
+    for (size_t d = 0; d < dim; d++) out[d] = wsum_vecdot1(p, v + d * v_stride, n, n_pad);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1497,6 +1571,7 @@ const struct kern_isa_ext kern_ext_avx2 = {
     .swiglu = swiglu_avx2,
     .silu = silu_avx2,
     .wsum = wsum_avx2,
+    .dot_f32_rows = dot_f32_rows_avx2,
 };
 
 #else /* not an AVX2-capable x86 compilation */

@@ -226,6 +226,7 @@ static void build_isa(struct kern_active *a, const struct kern_isa *isa)
         if (ext->swiglu) a->swiglu = ext->swiglu;
         if (ext->silu) a->silu = ext->silu;
         if (ext->wsum) a->wsum = ext->wsum;
+        if (ext->dot_f32_rows) a->dot_f32_rows = ext->dot_f32_rows;
     }
 }
 
@@ -398,6 +399,19 @@ float kern_dot_f32(const float *a, const float *b, size_t n)
 {
     if (n == 0) return 0.0f;
     return kern_active()->dot_f32(a, b, n);
+}
+
+void kern_dot_f32_rows(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows)
+{
+    if (!out || n_rows == 0) return;
+    const struct kern_active *a = kern_active();
+    if (n == 0) {
+        for (size_t r = 0; r < n_rows; r++) out[r] = 0.0f;
+    } else if (a->dot_f32_rows) {
+        a->dot_f32_rows(out, q, k, k_stride, n, n_rows);
+    } else { /* no row kernel: the ISA's (or the reference's) dot, row by row */
+        for (size_t r = 0; r < n_rows; r++) out[r] = a->dot_f32(q, k + r * k_stride, n);
+    }
 }
 
 float kern_dot_f32_gemm(const float *a, const float *b, size_t n)

@@ -167,6 +167,7 @@ struct kern_isa_ext {
     void (*silu)(float *y, const float *x, size_t n);
     void (*wsum)(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
                  unsigned order);
+    void (*dot_f32_rows)(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows);
 };
 
 /* What the public entry points use: the reference with the chosen ISA's non-NULL members laid
@@ -182,6 +183,7 @@ struct kern_active {
     void (*silu)(float *y, const float *x, size_t n);
     void (*wsum)(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
                  unsigned order);
+    void (*dot_f32_rows)(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows);
 };
 const struct kern_active *kern_active(void);
 

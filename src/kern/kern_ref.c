@@ -163,6 +163,52 @@ static float dot_f32_gemm(const void *wv, const void *av, size_t n)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* 16-bit float rows (F16 and BF16)                                                           */
+/* ggml's F16 and BF16 dot products perform the same float operations in the same order; they  */
+/* differ only in the element conversion (cvt) and in the single-token order's final 8-lane     */
+/* reduction (hsum). Products of two 16-bit floats are exact in f32, so ggml's FMAs round like  */
+/* the multiply-then-add written here.                                                         */
+
+typedef float (*half_cvt_fn)(uint16_t h);
+
+/* ggml_vec_dot_f16 (AVX2+F16C) / ggml_vec_dot_bf16 (AVX2): 4 accumulators x 8 lanes over
+ * 32-element steps, lanes combined (s0+s2)+(s1+s3), reduced by hsum (F16: GGML_F32x8_REDUCE's
+ * haddps order, kern_hsum8_hadd; BF16: hsum_float_8, kern_hsum8), then a double-precision tail. */
+static inline float dot_half_vecdot(const uint16_t *x, const uint16_t *y, size_t n, half_cvt_fn cvt,
+                                    float (*hsum)(const float v[8]))
+{
+    size_t np = n & ~(size_t)31;
+    float s[4][8] = {{0}};
+    for (size_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; j++)
+            for (int k = 0; k < 8; k++) {
+                float p = cvt(x[i + 8 * j + k]) * cvt(y[i + 8 * j + k]);
+                s[j][k] = s[j][k] + p;
+            }
+    float t[8];
+    for (int k = 0; k < 8; k++) {
+        float a = s[0][k] + s[2][k], b = s[1][k] + s[3][k];
+        t[k] = a + b;
+    }
+    double sumf = (double)hsum(t);
+    for (size_t i = np; i < n; i++) sumf += (double)(cvt(x[i]) * cvt(y[i]));
+    return (float)sumf;
+}
+
+/* tinyBLAS<8, __m256>: one accumulator of 8 lanes, lane k += w[i+k]*a[i+k], hsum_float_8. The
+ * caller handles n % 8 != 0 (tinyBLAS declines it; llama.cpp then uses the vec_dot). */
+static inline float dot_half_gemm(const uint16_t *x, const uint16_t *y, size_t n, half_cvt_fn cvt)
+{
+    float acc[8] = {0};
+    for (size_t i = 0; i < n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float p = cvt(x[i + k]) * cvt(y[i + k]); /* exact: FMA would round the same */
+            acc[k] = acc[k] + p;
+        }
+    return kern_hsum8(acc);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* F16 (activations rounded to fp16, round to nearest even like F16C)                         */
 
 static void dequant_f16(const void *src, float *dst, size_t n)
@@ -177,40 +223,14 @@ static void act_f16(const float *x, void *dst, size_t n)
     for (size_t i = 0; i < n; i++) h[i] = util_f32_to_fp16(x[i]);
 }
 
-/* ggml_vec_dot_f16, AVX2+F16C: same 4x8 structure as f32 (products of two halves are exact in
- * f32, so FMA == multiply-add), reduce to f32, then a double-precision tail. */
 static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
 {
-    const uint16_t *x = wv, *y = av;
-    size_t np = n & ~(size_t)31;
-    float s[4][8] = {{0}};
-    for (size_t i = 0; i < np; i += 32)
-        for (int j = 0; j < 4; j++)
-            for (int k = 0; k < 8; k++) {
-                float p = h2f(x[i + 8 * j + k]) * h2f(y[i + 8 * j + k]);
-                s[j][k] = s[j][k] + p;
-            }
-    for (int k = 0; k < 8; k++) {
-        s[0][k] = s[0][k] + s[2][k];
-        s[1][k] = s[1][k] + s[3][k];
-    }
-    for (int k = 0; k < 8; k++) s[0][k] = s[0][k] + s[1][k];
-    double sumf = (double)kern_hsum8_hadd(s[0]);
-    for (size_t i = np; i < n; i++) sumf += (double)(h2f(x[i]) * h2f(y[i]));
-    return (float)sumf;
+    return dot_half_vecdot(wv, av, n, h2f, kern_hsum8_hadd);
 }
 
 static float dot_f16_gemm(const void *wv, const void *av, size_t n)
 {
-    if (n % 8) return dot_f16_vecdot(wv, av, n);
-    const uint16_t *x = wv, *y = av;
-    float acc[8] = {0};
-    for (size_t i = 0; i < n; i += 8)
-        for (int k = 0; k < 8; k++) {
-            float p = h2f(x[i + k]) * h2f(y[i + k]); /* exact: FMA would round the same */
-            acc[k] = acc[k] + p;
-        }
-    return kern_hsum8(acc);
+    return n % 8 ? dot_f16_vecdot(wv, av, n) : dot_half_gemm(wv, av, n, h2f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -309,40 +329,14 @@ static void act_bf16(const float *x, void *dst, size_t n)
     for (size_t i = 0; i < n; i++) h[i] = util_f32_to_bf16(x[i]);
 }
 
-/* ggml_vec_dot_bf16, AVX2: accumulators c1..c4 over 32-element steps (products of bf16 values
- * are exact in f32), combined (c1+c3)+(c2+c4), hsum_float_8, then a double-precision tail. */
 static float dot_bf16_vecdot(const void *wv, const void *av, size_t n)
 {
-    const uint16_t *x = wv, *y = av;
-    size_t np = n & ~(size_t)31;
-    float c[4][8] = {{0}};
-    for (size_t i = 0; i < np; i += 32)
-        for (int j = 0; j < 4; j++)
-            for (int k = 0; k < 8; k++) {
-                float p = util_bf16_to_f32(x[i + 8 * j + k]) * util_bf16_to_f32(y[i + 8 * j + k]);
-                c[j][k] = c[j][k] + p;
-            }
-    float t[8];
-    for (int k = 0; k < 8; k++) {
-        float a = c[0][k] + c[2][k], b = c[1][k] + c[3][k];
-        t[k] = a + b;
-    }
-    double sumf = (double)kern_hsum8(t);
-    for (size_t i = np; i < n; i++) sumf += (double)(util_bf16_to_f32(x[i]) * util_bf16_to_f32(y[i]));
-    return (float)sumf;
+    return dot_half_vecdot(wv, av, n, util_bf16_to_f32, kern_hsum8);
 }
 
 static float dot_bf16_gemm(const void *wv, const void *av, size_t n)
 {
-    if (n % 8) return dot_bf16_vecdot(wv, av, n);
-    const uint16_t *x = wv, *y = av;
-    float acc[8] = {0};
-    for (size_t i = 0; i < n; i += 8)
-        for (int k = 0; k < 8; k++) {
-            float p = util_bf16_to_f32(x[i + k]) * util_bf16_to_f32(y[i + k]);
-            acc[k] = acc[k] + p;
-        }
-    return kern_hsum8(acc);
+    return n % 8 ? dot_bf16_vecdot(wv, av, n) : dot_half_gemm(wv, av, n, util_bf16_to_f32);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1076,7 +1070,7 @@ void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stri
     for (size_t d = 0; d < dim; d++) {
         if (gemm) {
             float acc[8] = {0};
-            for (size_t t = 0; t < n; t++) acc[t % 8] = fmaf(v[t * v_stride + d], p[t], acc[t % 8]);
+            for (size_t t = 0; t < n; t++) acc[t % 8] = fmaf(v[d * v_stride + t], p[t], acc[t % 8]);
             out[d] = kern_hsum8(acc);
             continue;
         }
@@ -1087,7 +1081,7 @@ void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stri
         size_t t = 0;
         for (; t < n && t < np; t++) {
             size_t j = (t % 32) / 8, k = t % 8;
-            s[j][k] = fmaf(v[t * v_stride + d], p[t], s[j][k]);
+            s[j][k] = fmaf(v[d * v_stride + t], p[t], s[j][k]);
         }
         for (int k = 0; k < 8; k++) {
             s[0][k] = s[0][k] + s[2][k];
@@ -1101,19 +1095,19 @@ void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stri
         for (; n_pad - i >= 8; i += 8)
             for (size_t k = 0; k < 8; k++)
                 if (i + k < n) {
-                    float pr = v[(i + k) * v_stride + d] * p[i + k];
+                    float pr = v[d * v_stride + i + k] * p[i + k];
                     sumf = sumf + pr;
                 }
         if (n_pad - i >= 4) {
             for (size_t k = 0; k < 4; k++)
                 if (i + k < n) {
-                    float pr = v[(i + k) * v_stride + d] * p[i + k];
+                    float pr = v[d * v_stride + i + k] * p[i + k];
                     sumf = sumf + pr;
                 }
             i += 4;
         }
         for (; i < n_pad; i++)
-            if (i < n) sumf = fmaf(v[i * v_stride + d], p[i], sumf);
+            if (i < n) sumf = fmaf(v[d * v_stride + i], p[i], sumf);
         out[d] = sumf;
     }
 }

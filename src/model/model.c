@@ -526,13 +526,12 @@ static void attn_task(void *arg, int task, int n_tasks)
         uint32_t n = pos + 1;
         size_t n_pad = ((size_t)n + 255) / 256 * 256;
         for (uint32_t t = 0; t < first; t++) att[t] = -INFINITY;
-        for (uint32_t t = first; t < n; t++) {
-            const float *k = kv_k(&st->kv, j->layer, t) + (size_t)kvh * hd;
-            att[t] = kern_dot_f32(q, k, hd) * scale;
-        }
+        kern_dot_f32_rows(att + first, q, kv_k(&st->kv, j->layer, first) + (size_t)kvh * hd, st->kv.kv_dim, hd,
+                          n - first);
+        for (uint32_t t = first; t < n; t++) att[t] *= scale;
         kern_softmax_f32(att, n, n_pad);
         float *o = j->out + row * j->out_stride + (size_t)h * hd;
-        kern_wsum_f32(o, att, kv_v(&st->kv, j->layer, 0) + (size_t)kvh * hd, st->kv.kv_dim, n, n_pad,
+        kern_wsum_f32(o, att, kv_vt(&st->kv, j->layer) + (size_t)kvh * hd * st->kv.n_ctx, st->kv.n_ctx, n, n_pad,
                       hd, j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT);
     }
 }
@@ -595,7 +594,6 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
                 const float *r = st->qkv + t * qkvd;
                 memcpy(st->q + t * qd, r, qd * sizeof(float));
                 memcpy(kv_k(&st->kv, l, pos0 + t), r + qd, kvd * sizeof(float));
-                memcpy(kv_v(&st->kv, l, pos0 + t), r + qd + kvd, kvd * sizeof(float));
             }
         } else {
             /* K and V rows of consecutive positions are contiguous in the cache */
@@ -604,14 +602,17 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
             if (L->wk->type != L->wq->type) prepare(st, L->wk, st->xb, xbs, n);
             matmul(st, L->wk, n, kv_k(&st->kv, l, pos0), kvd);
             if (L->wv->type != L->wk->type) prepare(st, L->wv, st->xb, xbs, n);
-            matmul(st, L->wv, n, kv_v(&st->kv, l, pos0), kvd);
+            matmul(st, L->wv, n, st->tmp, tms); /* V rows go to the transposed cache below */
         }
+        /* V row of token t, before it is scattered into the cache */
+        float *vrows = d->fused_qkv ? st->qkv + qd + kvd : st->tmp;
+        size_t vrs = d->fused_qkv ? qkvd : tms;
         /* SWA layers (gemma3) use their own base and no linear scaling */
         float base = L->swa ? hp->rope_base_swa : hp->rope_base;
         float rscale = L->swa ? 1.0f : hp->rope_scale;
         for (uint32_t t = 0; t < n; t++) {
             uint32_t pos = pos0 + t;
-            float *q = st->q + t * qd, *kc = kv_k(&st->kv, l, pos), *vc = kv_v(&st->kv, l, pos);
+            float *q = st->q + t * qd, *kc = kv_k(&st->kv, l, pos), *vc = vrows + t * vrs;
             if (d->qkv_bias) {
                 add_bias(q, L->bq, qd);
                 add_bias(kc, L->bk, kvd);
@@ -631,6 +632,7 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
                 float qs = 1.0f / sqrtf((float)hd);
                 for (size_t i = 0; i < qd; i++) q[i] *= qs;
             }
+            kv_v_put(&st->kv, l, pos, vc);
         }
         struct attn_job job = {m, st, l, pos0, n, L->swa, st->xb, xbs};
         uint32_t pairs = n * hp->n_head;
