@@ -153,6 +153,14 @@ expect 1 quantize-quantized -- "$BIN" quantize "$SHARED/models/stories260K-Q4_0.
 # --- bench prints prefill and decode rates
 expect 0 bench -- "$BIN" bench -m "$M" -p 8 -n 4 -r 1 -t 1
 has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss
+# --- dev peak-rss (bench.sh measures the peer with it): the child's output and exit status pass
+# through, and the file gets its peak RSS in bytes (an lmpipe run maps at least the 1 MB model)
+expect 0 peak-rss -- "$BIN" dev peak-rss "$TMP/rss" "$BIN" run -m "$M" -p "Once upon a time" -n 4 --temp 0
+has out "there was" peak-rss-out
+if [ "$(cat "$TMP/rss" 2>/dev/null || echo 0)" -gt 1000000 ]; then ok; else bad "peak-rss: '$(cat "$TMP/rss" 2>/dev/null)' is not > 1 MB"; fi
+expect 1 peak-rss-status -- "$BIN" dev peak-rss "$TMP/rss2" "$BIN" run -m "$TMP/nope.gguf" -p hi
+expect 127 peak-rss-nocmd -- "$BIN" dev peak-rss "$TMP/rss3" "$TMP/no-such-command"
+expect 2 peak-rss-usage -- "$BIN" dev peak-rss "$TMP/rss4"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

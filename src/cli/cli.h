@@ -20,5 +20,7 @@ _Noreturn void cli_usage_error(const char *fmt, ...)
 int cli_quantize_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
 int cli_dev_main(int argc, char **argv);
+/* `dev peak-rss FILE CMD...` (tests/bench.sh): the peak RSS of CMD in bytes, into FILE. */
+int cli_dev_peak_rss(int argc, char **argv);
 
 #endif

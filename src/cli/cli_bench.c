@@ -19,10 +19,13 @@
 #include "../util/err.h"
 #include "../util/util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 
@@ -255,4 +258,38 @@ int cli_bench_main(int argc, char **argv)
     free(pp);
     free(tg);
     return status;
+}
+
+/* `lmpipe dev peak-rss FILE CMD [ARGS...]`: run CMD (stdio inherited), then write its peak
+ * resident set in bytes to FILE and exit with its status. tests/bench.sh measures the peer's
+ * memory this way, so both engines' peak RSS come from the same getrusage field. */
+int cli_dev_peak_rss(int argc, char **argv)
+{
+    if (argc < 2) cli_usage_error("usage: lmpipe dev peak-rss FILE CMD [ARGS...]");
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "lmpipe: dev peak-rss: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        execvp(argv[1], argv + 1);
+        fprintf(stderr, "lmpipe: dev peak-rss: cannot run '%s': %s\n", argv[1], strerror(errno));
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) {
+            fprintf(stderr, "lmpipe: dev peak-rss: waitpid: %s\n", strerror(errno));
+            return 1;
+        }
+    struct rusage ru;
+    if (getrusage(RUSAGE_CHILDREN, &ru) != 0) return 1;
+    FILE *f = fopen(argv[0], "w");
+    bool ok = f && fprintf(f, "%llu\n", (unsigned long long)ru.ru_maxrss * 1024ull) > 0;
+    if (f && fclose(f) != 0) ok = false;
+    if (!ok) {
+        fprintf(stderr, "lmpipe: dev peak-rss: cannot write '%s'\n", argv[0]);
+        return 1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }

@@ -471,5 +471,6 @@ int cli_dev_main(int argc, char **argv)
         return argc < 1 ? 2 : 0;
     }
     if (!strcmp(argv[0], "synth")) return cmd_synth(argc - 1, argv + 1);
-    cli_usage_error("unknown dev command '%s' (synth)", argv[0]);
+    if (!strcmp(argv[0], "peak-rss")) return cli_dev_peak_rss(argc - 1, argv + 1);
+    cli_usage_error("unknown dev command '%s' (synth, peak-rss)", argv[0]);
 }
