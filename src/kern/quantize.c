@@ -187,10 +187,28 @@ static void row_q5_1(const float *x, void *dst, size_t nb)
 
 /* ---- scale searches used by the K-quants ---- */
 
-/* Symmetric levels -nmax..nmax-1 for x[0..n), weighting each element by x^2: start from the
- * scale that maps the extreme element onto -nmax, then try 18 nearby scales and keep the
- * least-squares scale of the best level assignment. L receives level + nmax. */
-static float search_sym(int n, int nmax, const float *x, int8_t *L)
+/* The weighted fit of the symmetric levels l = clamp(round(iscale * x), -nmax, nmax-1) with
+ * weights x^2: *sumlx = sum w*x*l, *suml2 = sum w*l*l, summed in element order. With L, also
+ * stores l + off there. */
+static inline void sym_fit(int n, int nmax, const float *x, float iscale, int8_t *L, int off, float *sumlx,
+                           float *suml2)
+{
+    float slx = 0, sl2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = iclamp(qround(iscale * x[i]), -nmax, nmax - 1);
+        if (L) L[i] = (int8_t)(l + off);
+        float w = x[i] * x[i];
+        slx += w * x[i] * (float)l;
+        sl2 += w * (float)l * (float)l;
+    }
+    *sumlx = slx;
+    *suml2 = sl2;
+}
+
+/* How both symmetric searches start: the levels (stored as l + off) of the scale that maps the
+ * extreme element onto -nmax, and their fit. Returns that signed extreme element, or 0 for a
+ * group of (near-)zeros, whose L is then all 0. */
+static float sym_start(int n, int nmax, const float *x, int8_t *L, int off, float *sumlx, float *suml2)
 {
     float amax;
     float max = signed_absmax(x, n, &amax);
@@ -198,27 +216,24 @@ static float search_sym(int n, int nmax, const float *x, int8_t *L)
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
-    float iscale = (float)-nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = iclamp(qround(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    sym_fit(n, nmax, x, (float)-nmax / max, L, off, sumlx, suml2);
+    return max;
+}
+
+/* Symmetric levels -nmax..nmax-1 for x[0..n), weighting each element by x^2: start from the
+ * scale that maps the extreme element onto -nmax, then try 18 nearby scales and keep the
+ * least-squares scale of the best level assignment. L receives level + nmax. */
+static float search_sym(int n, int nmax, const float *x, int8_t *L)
+{
+    float sumlx, suml2;
+    const float max = sym_start(n, nmax, x, L, nmax, &sumlx, &suml2);
+    if (max == 0) return 0.0f;
     float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
-        iscale = -((float)nmax + 0.1f * (float)is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = iclamp(qround(iscale * x[i]), -nmax, nmax - 1);
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)l * (float)l;
-        }
+        const float iscale = -((float)nmax + 0.1f * (float)is) / max;
+        sym_fit(n, nmax, x, iscale, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++)
                 L[i] = (int8_t)(nmax + iclamp(qround(iscale * x[i]), -nmax, nmax - 1));
@@ -233,21 +248,8 @@ static float search_sym(int n, int nmax, const float *x, int8_t *L)
  * elements to the level that best improves the weighted fit. L receives level + nmax. */
 static float search_sym_refine(int n, int nmax, const float *x, int8_t *L)
 {
-    float amax;
-    float max = signed_absmax(x, n, &amax);
-    if (amax < QEPS) {
-        memset(L, 0, (size_t)n);
-        return 0.0f;
-    }
-    float iscale = (float)-nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = iclamp(qround(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    float sumlx, suml2;
+    if (sym_start(n, nmax, x, L, 0, &sumlx, &suml2) == 0) return 0.0f;
     for (int pass = 0; pass < 5; pass++) {
         int changed = 0;
         for (int i = 0; i < n; i++) {
@@ -392,15 +394,9 @@ static void row_q3_K(const float *x, void *dst, size_t nb)
     int8_t L[256];
     float scales[16];
     for (size_t b = 0; b < nb; b++, x += 256) {
-        float max_scale = 0, amax = 0;
-        for (int j = 0; j < 16; j++) {
-            scales[j] = search_sym_refine(16, 4, x + 16 * j, L + 16 * j);
-            float a = fabsf(scales[j]);
-            if (a > amax) {
-                amax = a;
-                max_scale = scales[j];
-            }
-        }
+        for (int j = 0; j < 16; j++) scales[j] = search_sym_refine(16, 4, x + 16 * j, L + 16 * j);
+        float amax;
+        const float max_scale = signed_absmax(scales, 16, &amax);
         /* 16 six-bit scales: low nibbles in bytes 0..7, top two bits in bytes 8..11 */
         memset(y[b].scales, 0, 12);
         if (max_scale != 0) {
@@ -547,15 +543,9 @@ static void row_q6_K(const float *x, void *dst, size_t nb)
     int8_t L[256];
     float scales[16];
     for (size_t b = 0; b < nb; b++, x += 256) {
-        float max_scale = 0, max_abs = 0;
-        for (int j = 0; j < 16; j++) {
-            scales[j] = search_sym(16, 32, x + 16 * j, L + 16 * j);
-            float a = fabsf(scales[j]);
-            if (a > max_abs) {
-                max_abs = a;
-                max_scale = scales[j];
-            }
-        }
+        for (int j = 0; j < 16; j++) scales[j] = search_sym(16, 32, x + 16 * j, L + 16 * j);
+        float max_abs;
+        const float max_scale = signed_absmax(scales, 16, &max_abs);
         if (max_abs < QEPS) {
             memset(&y[b], 0, sizeof y[b]);
             continue;
@@ -665,15 +655,9 @@ static void row_iq4_xs(const float *x, void *dst, size_t nb)
     uint8_t L[256];
     float scales[8];
     for (size_t b = 0; b < nb; b++, x += 256) {
-        float max_scale = 0, amax_scale = 0;
-        for (int ib = 0; ib < 8; ib++) {
-            scales[ib] = iq4_block_scale(x + 32 * ib, L + 32 * ib);
-            float a = fabsf(scales[ib]);
-            if (a > amax_scale) {
-                amax_scale = a;
-                max_scale = scales[ib];
-            }
-        }
+        for (int ib = 0; ib < 8; ib++) scales[ib] = iq4_block_scale(x + 32 * ib, L + 32 * ib);
+        float amax_scale;
+        const float max_scale = signed_absmax(scales, 8, &amax_scale);
         /* 6-bit signed sub-block scales relative to d = -max/32, indices re-derived from them */
         float d = -max_scale / 32;
         y[b].d = f2h(d);
