@@ -245,16 +245,15 @@ int rpc_cmd_batch(int argc, char **argv)
     cfg.inline_exec = cfg.batch = cfg.allow_load = true;
     cfg.max_line_out = SIZE_MAX;
     uint64_t shard_i = 0, shard_n = 1;
-    int64_t x;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             batch_usage(stdout);
             return 0;
         }
-        if (rpc_opt(argc, argv, &i, "-m", &v) || rpc_opt(argc, argv, &i, "--model", &v)) {
-            if (!v) return 2;
-            model = v;
-        } else if (rpc_opt(argc, argv, &i, "-o", &v) || rpc_opt(argc, argv, &i, "--output", &v)) {
+        const int common = rpc_opt_server(argc, argv, &i, &model, &cfg);
+        if (common < 0) return 2;
+        if (common) continue;
+        if (rpc_opt(argc, argv, &i, "-o", &v) || rpc_opt(argc, argv, &i, "--output", &v)) {
             if (!v) return 2;
             out_path = v;
         } else if (!strcmp(argv[i], "--resume")) {
@@ -273,15 +272,6 @@ int rpc_cmd_batch(int argc, char **argv)
                 return 2;
             shard_i = (uint64_t)si;
             shard_n = (uint64_t)sn;
-        } else if (rpc_opt(argc, argv, &i, "-c", &v) || rpc_opt(argc, argv, &i, "--ctx-size", &v)) {
-            if (rpc_opt_int("-c", v, 1, 1 << 24, &x)) return 2;
-            cfg.n_ctx = (uint32_t)x;
-        } else if (rpc_opt(argc, argv, &i, "-t", &v) || rpc_opt(argc, argv, &i, "--threads", &v)) {
-            if (rpc_opt_int("-t", v, 1, 1024, &x)) return 2;
-            cfg.threads = (int)x;
-        } else if (rpc_opt(argc, argv, &i, "--max-line", &v)) {
-            if (rpc_opt_int("--max-line", v, (int64_t)RPC_LINE_IN_MIN, (int64_t)1 << 32, &x)) return 2;
-            cfg.max_line_in = (size_t)x;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "lmpipe: unknown option '%s' for batch\n", argv[i]);
             batch_usage(stderr);

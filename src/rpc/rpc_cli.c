@@ -34,3 +34,25 @@ int rpc_opt_int(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t
                 flag, (long long)lo, (long long)hi);
     return -1;
 }
+
+int rpc_opt_server(int argc, char **argv, int *i, const char **model, struct rpc_config *cfg)
+{
+    const char *v;
+    int64_t x;
+    if (rpc_opt(argc, argv, i, "-m", &v) || rpc_opt(argc, argv, i, "--model", &v)) {
+        if (!v) return -1;
+        *model = v;
+    } else if (rpc_opt(argc, argv, i, "-c", &v) || rpc_opt(argc, argv, i, "--ctx-size", &v)) {
+        if (rpc_opt_int("-c", v, 1, 1 << 24, &x)) return -1;
+        cfg->n_ctx = (uint32_t)x;
+    } else if (rpc_opt(argc, argv, i, "-t", &v) || rpc_opt(argc, argv, i, "--threads", &v)) {
+        if (rpc_opt_int("-t", v, 1, 1024, &x)) return -1;
+        cfg->threads = (int)x;
+    } else if (rpc_opt(argc, argv, i, "--max-line", &v)) {
+        if (rpc_opt_int("--max-line", v, (int64_t)RPC_LINE_IN_MIN, (int64_t)1 << 32, &x)) return -1;
+        cfg->max_line_in = (size_t)x;
+    } else {
+        return 0;
+    }
+    return 1;
+}

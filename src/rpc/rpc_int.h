@@ -303,5 +303,9 @@ void rpc_exec_drop_sessions(struct rpc_server *s); /* every session, the model s
 bool rpc_opt(int argc, char **argv, int *i, const char *name, const char **val);
 /* Strict integer flag value in [lo, hi]; prints the problem and returns -1 when it is not. */
 int rpc_opt_int(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out);
+/* The server options serve and batch both take (-m/--model, -c/--ctx-size, -t/--threads,
+ * --max-line), into *model and cfg: 1 if argv[*i] was one (*i advanced past its value), 0 if
+ * not, -1 on a missing or invalid value (already reported). */
+int rpc_opt_server(int argc, char **argv, int *i, const char **model, struct rpc_config *cfg);
 
 #endif

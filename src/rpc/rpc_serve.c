@@ -372,19 +372,10 @@ int rpc_cmd_serve(int argc, char **argv)
             serve_usage(stdout);
             return 0;
         }
-        if (rpc_opt(argc, argv, &i, "-m", &v) || rpc_opt(argc, argv, &i, "--model", &v)) {
-            if (!v) return 2;
-            model = v;
-        } else if (rpc_opt(argc, argv, &i, "-c", &v) || rpc_opt(argc, argv, &i, "--ctx-size", &v)) {
-            if (rpc_opt_int("-c", v, 1, 1 << 24, &x)) return 2;
-            cfg.n_ctx = (uint32_t)x;
-        } else if (rpc_opt(argc, argv, &i, "-t", &v) || rpc_opt(argc, argv, &i, "--threads", &v)) {
-            if (rpc_opt_int("-t", v, 1, 1024, &x)) return 2;
-            cfg.threads = (int)x;
-        } else if (rpc_opt(argc, argv, &i, "--max-line", &v)) {
-            if (rpc_opt_int("--max-line", v, (int64_t)RPC_LINE_IN_MIN, (int64_t)1 << 32, &x)) return 2;
-            cfg.max_line_in = (size_t)x;
-        } else if (rpc_opt(argc, argv, &i, "--queue", &v)) {
+        const int common = rpc_opt_server(argc, argv, &i, &model, &cfg);
+        if (common < 0) return 2;
+        if (common) continue;
+        if (rpc_opt(argc, argv, &i, "--queue", &v)) {
             if (rpc_opt_int("--queue", v, 1, 1 << 20, &x)) return 2;
             cfg.queue_max = (size_t)x;
         } else if (rpc_opt(argc, argv, &i, "--write-buffer", &v)) {
