@@ -275,6 +275,32 @@ static void gen_opts_finish(struct gen_opts *o)
     o->gp.n_stop = o->n_stop;
 }
 
+/* A generating command's own string-valued option: name, a second spelling or NULL, where the
+ * value goes. */
+struct own_opt {
+    const char *name, *alt;
+    const char **val;
+};
+
+/* The arguments of run and chat: the shared generation flags plus the command's own options;
+ * anything else, or no -m, is a usage error. Leaves *o finished (gen_opts_finish). */
+static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict, const struct own_opt *own,
+                     size_t n_own, struct gen_opts *o)
+{
+    gen_opts_init(o, n_predict);
+    struct args a = {argc, 0, argv, NULL, {0}};
+    for (a.i = 0; a.i < argc; a.i++) {
+        if (gen_flag(&a, o)) continue;
+        size_t k = 0;
+        for (; k < n_own; k++)
+            if (opt_match(&a, own[k].name, true) || (own[k].alt && opt_match(&a, own[k].alt, true))) break;
+        if (k == n_own) cli_usage_error("unknown option '%s' for %s", argv[a.i], cmd);
+        *own[k].val = a.val;
+    }
+    if (!o->model) cli_usage_error("%s needs -m MODEL", cmd);
+    gen_opts_finish(o);
+}
+
 static void print_gen_stats(const struct eng_gen_result *res, const struct eng_model *em)
 {
     fprintf(stderr,
@@ -293,19 +319,11 @@ static int cmd_run(int argc, char **argv)
 {
     const char *prompt = NULL, *file = NULL;
     struct gen_opts o;
-    gen_opts_init(&o, 128);
-    struct args a = {argc, 0, argv, NULL, {0}};
-    for (a.i = 0; a.i < argc; a.i++) {
-        if (gen_flag(&a, &o)) continue;
-        if (opt_match(&a, "-p", true) || opt_match(&a, "--prompt", true)) prompt = a.val;
-        else if (opt_match(&a, "-f", true) || opt_match(&a, "--file", true)) file = a.val;
-        else die_usage("unknown option '%s' for run%s", argv[a.i], "");
-    }
+    const struct own_opt own[] = {{"-p", "--prompt", &prompt}, {"-f", "--file", &file}};
+    gen_args(argc, argv, "run", 128, own, sizeof own / sizeof own[0], &o);
     const char *model = o.model;
     int64_t n_ctx = o.n_ctx, threads = o.threads;
-    gen_opts_finish(&o);
     struct eng_gen_params gp = o.gp;
-    if (!model) die_usage("run needs -m MODEL%s%s", "", "");
     if (prompt && file) die_usage("give either -p or -f, not both%s%s", "", "");
 
     char *buf = NULL;
@@ -416,16 +434,8 @@ static int cmd_chat(int argc, char **argv)
 {
     const char *tmpl_name = NULL, *system = NULL;
     struct gen_opts o;
-    gen_opts_init(&o, 512);
-    struct args a = {argc, 0, argv, NULL, {0}};
-    for (a.i = 0; a.i < argc; a.i++) {
-        if (gen_flag(&a, &o)) continue;
-        if (opt_match(&a, "--chat-template", true)) tmpl_name = a.val;
-        else if (opt_match(&a, "--system", true)) system = a.val;
-        else cli_usage_error("unknown option '%s' for chat", argv[a.i]);
-    }
-    if (!o.model) cli_usage_error("chat needs -m MODEL");
-    gen_opts_finish(&o);
+    const struct own_opt own[] = {{"--chat-template", NULL, &tmpl_name}, {"--system", NULL, &system}};
+    gen_args(argc, argv, "chat", 512, own, sizeof own / sizeof own[0], &o);
     o.gp.parse_special = true; /* the template's own markers are special tokens */
     int tmpl = -1;
     if (tmpl_name && (tmpl = chat_template_by_name(tmpl_name)) < 0)
