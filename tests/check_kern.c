@@ -653,23 +653,33 @@ START_TEST(test_softmax_silu_wsum)
         ck_assert_msg(fabs(y[j] - want) <= 4e-7 * fabs(want) + 1e-30, "silu(%g) = %g, want %g", (double)x[j], (double)y[j], want);
         ck_assert(y2[j] == y[j] * g[j]);
     }
-    /* weighted sum over cells t of the transposed v[d][t] (row stride VS > T): both orders
-     * close to float64, padding ignored */
-    enum { T = 45, D = 12, VS = 50 };
-    float v[D * VS], w[T], out[D];
-    for (int t = 0; t < T; t++) w[t] = t < 5 ? 0.0f : (float)rng_unif();
-    for (int i = 0; i < D * VS; i++) v[i] = i % VS < T ? rng_gauss() : NAN; /* cells past T: never read */
+    /* weighted sum over cells t of a transposed, blocked V (2 blocks of 32 cells; gaps between
+     * dims and blocks hold NaN and are never read): both orders close to float64, padding ignored */
+    enum { T = 45, D = 12, BLK = 32, DS = BLK + 2, BS = D * DS + 5 };
+    float v[2 * BS], w[T], out[D];
+    struct kern_vt vt = {v, DS, BLK, BS};
+    for (int i = 0; i < 2 * BS; i++) v[i] = NAN;
+    for (int t = 0; t < T; t++) {
+        w[t] = t < 5 ? 0.0f : (float)rng_unif();
+        for (int d = 0; d < D; d++) v[(t / BLK) * BS + d * DS + t % BLK] = rng_gauss();
+    }
+#define VCELL(d, t) v[((t) / BLK) * BS + (d) * DS + (t) % BLK]
     for (unsigned order = 0; order < 2; order++) {
-        kern_wsum_f32(out, w, v, VS, T, 256, D, order);
+        kern_wsum_f32(out, w, &vt, T, 256, D, order);
         for (int d = 0; d < D; d++) {
             double want = 0, mag = 0;
             for (int t = 0; t < T; t++) {
-                want += (double)w[t] * v[d * VS + t];
-                mag += fabs((double)w[t] * v[d * VS + t]);
+                want += (double)w[t] * VCELL(d, t);
+                mag += fabs((double)w[t] * VCELL(d, t));
             }
             ck_assert(fabs(out[d] - want) <= 1e-6 * mag);
         }
     }
+#undef VCELL
+    /* a block that is not a multiple of 32 cells would split the kernels' groups: NaN, not garbage */
+    struct kern_vt bad = {v, DS, 48, BS};
+    kern_wsum_f32(out, w, &bad, T, 256, D, KERN_ORDER_GEMM);
+    for (int d = 0; d < D; d++) ck_assert(isnan(out[d]));
 }
 END_TEST
 
@@ -1056,19 +1066,25 @@ START_TEST(test_isa_helpers_match_reference)
         size_t n = ns[ni];
         size_t pads[3] = {n, (n + 7) & ~(size_t)7, 256};
         for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
-            /* transposed V: dim rows of n cells, stride n + 3; the allocation ends right after the
-             * last row's n-th cell, so a read of a padding cell is out of bounds (ASan) */
-            size_t dim = dims[di], vs = n + 3, nv = (dim - 1) * vs + n;
+            /* transposed V in blocks of 32 cells (several blocks for n > 32) and of 128 (one);
+             * dims and blocks are separated by NaN gaps, and the allocation ends right after the
+             * last cell, so reading a padding cell shows up as NaN or as an ASan error */
+            size_t dim = dims[di], blk = (di % 2) ? 128 : 32, ds = blk + 2, bs = dim * ds + 5;
+            size_t nv = ((n - 1) / blk) * bs + (dim - 1) * ds + (n - 1) % blk + 1;
             float *pw = xmalloc(n * 4), *v = xmalloc(nv * 4), *o0 = xmalloc(dim * 4), *o1 = xmalloc(dim * 4);
+            struct kern_vt vt = {v, ds, blk, bs};
             for (size_t t = 0; t < n; t++) pw[t] = t % 7 == 3 ? 0.0f : (float)rng_unif();
-            for (size_t i = 0; i < nv; i++) v[i] = i % vs < n ? rng_gauss() : NAN; /* gaps: never read */
+            for (size_t i = 0; i < nv; i++) v[i] = NAN;
+            for (size_t t = 0; t < n; t++)
+                for (size_t d = 0; d < dim; d++) v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
             for (int pi = 0; pi < 3; pi++)
                 for (unsigned order = 0; order < 2; order++) {
                     ck_assert_int_eq(kern_isa_select("scalar"), 0);
-                    kern_wsum_f32(o0, pw, v, vs, n, pads[pi], dim, order);
+                    kern_wsum_f32(o0, pw, &vt, n, pads[pi], dim, order);
+                    for (size_t d = 0; d < dim; d++) ck_assert_msg(!isnan(o0[d]), "reference read a gap cell");
                     for (int i = 0; i < n_isa; i++) {
                         ck_assert_int_eq(kern_isa_select(isas[i]), 0);
-                        kern_wsum_f32(o1, pw, v, vs, n, pads[pi], dim, order);
+                        kern_wsum_f32(o1, pw, &vt, n, pads[pi], dim, order);
                         ck_assert_msg(memcmp(o0, o1, dim * 4) == 0, "%s wsum n=%zu pad=%zu dim=%zu order=%u", isas[i], n,
                                       pads[pi], dim, order);
                     }

@@ -231,14 +231,22 @@ void kern_softmax_f32(float *x, size_t n, size_t n_pad);
 void kern_swiglu_f32(float *y, const float *x, const float *g, size_t n);
 /* y[i] = silu(x[i]) as ggml_silu. */
 void kern_silu_f32(float *y, const float *x, size_t n);
-/* The attention output of one head: out[d] = sum_t p[t] * v[d*v_stride + t] for d < dim (V is
- * stored transposed, cells contiguous per dim, as llama.cpp's cache does), in the
+/* A transposed V (cells contiguous per dim, as llama.cpp's cache stores V) cut into blocks of
+ * `blk` cells: cell t of dim d is v[(t / blk) * blk_stride + d * dim_stride + t % blk]. blk must
+ * be a positive multiple of 32 (the kernels' cell groups never straddle a block). Blocks let a
+ * cache touch memory only as positions are used. */
+struct kern_vt {
+    const float *v;
+    size_t dim_stride, blk, blk_stride;
+};
+/* The attention output of one head: out[d] = sum_t p[t] * V(t, d) for d < dim, in the
  * summation order llama.cpp's softmax(qk).V product uses for a row of n_pad cells (its n_kv):
  * KERN_ORDER_GEMM = prompt batches (tinyBLAS, needs n_pad % 8 == 0 else falls back as llama.cpp
  * does), KERN_ORDER_VECDOT = single-token decode. Cells t >= n are padding (weight 0) and are not
- * read; p[t] == 0 entries (masked) add exactly nothing. */
-void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n,
-                   size_t n_pad, size_t dim, unsigned order);
+ * read; p[t] == 0 entries (masked) add exactly nothing. A bad layout (blk not a positive multiple
+ * of 32) gives NaN outputs. */
+void kern_wsum_f32(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
+                   unsigned order);
 
 /* kern_matvec with an explicit summation order (KERN_ORDER_*). */
 void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,

@@ -1388,10 +1388,11 @@ static void silu_avx2(float *y, const float *x, size_t n)
     for (; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
-/* kern_wsum_f32 over a transposed V (v[d * vs + t]): each output dim is a dot product of
- * contiguous cells with p, vectorized over cells, which is exactly how the reference's
- * accumulators are laid out (lane = cell % 8). Cells t >= n are not read: the block that holds
- * n loads them masked and keeps the old accumulator lanes (blend), as the reference skips them. */
+/* kern_wsum_f32 over a transposed V (kern_vt): each output dim is a dot product of contiguous
+ * cells with p, vectorized over cells, which is exactly how the reference's accumulators are laid
+ * out (lane = cell % 8, and blocks hold whole groups of 32 cells). Cells t >= n are not read: the
+ * group that holds n loads them masked and keeps the old accumulator lanes (blend), as the
+ * reference skips them. */
 
 /* lanes < rem set (0 < rem < 8) */
 static inline __m256i lanes_below(size_t rem)
@@ -1406,25 +1407,29 @@ static inline __m256 fma_masked(const float *x, const float *y, __m256i m, __m25
     return _mm256_blendv_ps(acc, r, _mm256_castsi256_ps(m));
 }
 
-/* tinyBLAS order, 4 output dims at a time (gemm needs dim % 4 == 0). */
-static void wsum_gemm4(float *out, const float *p, const float *v, size_t vs, size_t n)
+/* tinyBLAS order, output dims d..d+3 (gemm needs dim % 4 == 0), block by block. */
+static void wsum_gemm4(float *out, const float *p, const struct kern_vt *vt, size_t d, size_t n)
 {
-    const size_t n8 = n & ~(size_t)7, rem = n - n8;
-    const float *v0 = v, *v1 = v + vs, *v2 = v + 2 * vs, *v3 = v + 3 * vs;
+    const size_t ds = vt->dim_stride;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t t = 0; t < n8; t += 8) {
-        const __m256 pv = _mm256_loadu_ps(p + t);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v0 + t), pv, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v1 + t), pv, a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(v2 + t), pv, a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(v3 + t), pv, a3);
-    }
-    if (rem) {
-        const __m256i m = lanes_below(rem);
-        a0 = fma_masked(v0 + n8, p + n8, m, a0);
-        a1 = fma_masked(v1 + n8, p + n8, m, a1);
-        a2 = fma_masked(v2 + n8, p + n8, m, a2);
-        a3 = fma_masked(v3 + n8, p + n8, m, a3);
+    for (size_t b0 = 0; b0 < n; b0 += vt->blk) {
+        const size_t len = n - b0 < vt->blk ? n - b0 : vt->blk, n8 = len & ~(size_t)7, rem = len - n8;
+        const float *v0 = kern_vt_cell(vt, d, b0), *v1 = v0 + ds, *v2 = v0 + 2 * ds, *v3 = v0 + 3 * ds;
+        const float *pb = p + b0;
+        for (size_t t = 0; t < n8; t += 8) {
+            const __m256 pv = _mm256_loadu_ps(pb + t);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v0 + t), pv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v1 + t), pv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(v2 + t), pv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(v3 + t), pv, a3);
+        }
+        if (rem) {
+            const __m256i m = lanes_below(rem);
+            a0 = fma_masked(v0 + n8, pb + n8, m, a0);
+            a1 = fma_masked(v1 + n8, pb + n8, m, a1);
+            a2 = fma_masked(v2 + n8, pb + n8, m, a2);
+            a3 = fma_masked(v3 + n8, pb + n8, m, a3);
+        }
     }
     out[0] = hsum8(a0);
     out[1] = hsum8(a1);
@@ -1432,22 +1437,26 @@ static void wsum_gemm4(float *out, const float *p, const float *v, size_t vs, si
     out[3] = hsum8(a3);
 }
 
-/* ggml_vec_dot_f32 order over n_pad cells for one dim: four 8-lane accumulators per 32 cells
+/* ggml_vec_dot_f32 order over n_pad cells for dim d: four 8-lane accumulators per 32 cells
  * below n_pad & ~31, then the reference's tail (cells past n skipped throughout). */
-static float wsum_vecdot1(const float *p, const float *x, size_t n, size_t n_pad)
+static float wsum_vecdot1(const float *p, const struct kern_vt *vt, size_t d, size_t n, size_t n_pad)
 {
     const size_t np = n_pad & ~(size_t)31, lim = n < np ? n : np;
     __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    size_t t = 0;
-    for (; t + 32 <= lim; t += 32) {
-        s[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(p + t), s[0]);
-        s[1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 8), _mm256_loadu_ps(p + t + 8), s[1]);
-        s[2] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 16), _mm256_loadu_ps(p + t + 16), s[2]);
-        s[3] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 24), _mm256_loadu_ps(p + t + 24), s[3]);
-    }
-    for (int j = 0; t < lim; t += 8, j++) { /* the block of 32 that holds lim */
-        if (lim - t >= 8) s[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(p + t), s[j]);
-        else s[j] = fma_masked(x + t, p + t, lanes_below(lim - t), s[j]);
+    for (size_t b0 = 0; b0 < lim; b0 += vt->blk) {
+        const size_t len = lim - b0 < vt->blk ? lim - b0 : vt->blk;
+        const float *x = kern_vt_cell(vt, d, b0), *pb = p + b0;
+        size_t t = 0;
+        for (; t + 32 <= len; t += 32) {
+            s[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(pb + t), s[0]);
+            s[1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 8), _mm256_loadu_ps(pb + t + 8), s[1]);
+            s[2] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 16), _mm256_loadu_ps(pb + t + 16), s[2]);
+            s[3] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 24), _mm256_loadu_ps(pb + t + 24), s[3]);
+        }
+        for (int j = 0; t < len; t += 8, j++) { /* the group of 32 that holds lim */
+            if (len - t >= 8) s[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(pb + t), s[j]);
+            else s[j] = fma_masked(x + t, pb + t, lanes_below(len - t), s[j]);
+        }
     }
     float sumf = reduce4(s[0], s[1], s[2], s[3]);
     /* the reference's tail over np..n_pad: 8-wide and 4-wide product groups, then FMAs */
@@ -1455,31 +1464,31 @@ static float wsum_vecdot1(const float *p, const float *x, size_t n, size_t n_pad
     for (; n_pad - i >= 8; i += 8)
         for (size_t k = 0; k < 8; k++)
             if (i + k < n) {
-                float pr = x[i + k] * p[i + k];
+                float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
                 sumf = sumf + pr;
             }
     if (n_pad - i >= 4) {
         for (size_t k = 0; k < 4; k++)
             if (i + k < n) {
-                float pr = x[i + k] * p[i + k];
+                float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
                 sumf = sumf + pr;
             }
         i += 4;
     }
     for (; i < n_pad; i++)
-        if (i < n) sumf = fmaf(x[i], p[i], sumf);
+        if (i < n) sumf = fmaf(*kern_vt_cell(vt, d, i), p[i], sumf);
     return sumf;
 }
 
-static void wsum_avx2(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
+static void wsum_avx2(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                       unsigned order)
 {
     /* tinyBLAS takes k % 8 == 0 and m % 4 == 0 (m = dim); otherwise ggml_vec_dot_f32 */
     if (order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0) {
-        for (size_t d = 0; d < dim; d += 4) wsum_gemm4(out + d, p, v + d * v_stride, v_stride, n);
+        for (size_t d = 0; d < dim; d += 4) wsum_gemm4(out + d, p, vt, d, n);
         return;
     }
-    for (size_t d = 0; d < dim; d++) out[d] = wsum_vecdot1(p, v + d * v_stride, n, n_pad);
+    for (size_t d = 0; d < dim; d++) out[d] = wsum_vecdot1(p, vt, d, n, n_pad);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -438,11 +438,15 @@ void kern_silu_f32(float *y, const float *x, size_t n)
     kern_active()->silu(y, x, n);
 }
 
-void kern_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
+void kern_wsum_f32(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                    unsigned order)
 {
-    if (!out || !p || !v) return;
-    kern_active()->wsum(out, p, v, v_stride, n, n_pad < n ? n : n_pad, dim, order);
+    if (!out || !p || !vt || !vt->v) return;
+    if (vt->blk == 0 || vt->blk % 32) { /* cell groups would straddle blocks: refuse, visibly */
+        for (size_t d = 0; d < dim; d++) out[d] = NAN;
+        return;
+    }
+    kern_active()->wsum(out, p, vt, n, n_pad < n ? n : n_pad, dim, order);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -142,8 +142,14 @@ float kern_ref_dot_f32(const float *a, const float *b, size_t n);
 void kern_ref_softmax_f32(float *x, size_t n, size_t n_pad);
 void kern_ref_swiglu_f32(float *y, const float *x, const float *g, size_t n);
 void kern_ref_silu_f32(float *y, const float *x, size_t n);
-void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad,
-                       size_t dim, unsigned order);
+void kern_ref_wsum_f32(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
+                       unsigned order);
+
+/* Cell t of dim d of a kern_vt (see kern.h). */
+static inline const float *kern_vt_cell(const struct kern_vt *vt, size_t d, size_t t)
+{
+    return vt->v + (t / vt->blk) * vt->blk_stride + d * vt->dim_stride + t % vt->blk;
+}
 
 /* x86: CPU and OS support AVX2 + FMA + F16C (kern_isa_avx2.available). Lives in
  * kern_dispatch.c, which is compiled for the baseline ISA, so it runs safely on any x86. */
@@ -165,7 +171,7 @@ struct kern_isa_ext {
     void (*softmax)(float *x, size_t n, size_t n_pad);
     void (*swiglu)(float *y, const float *x, const float *g, size_t n);
     void (*silu)(float *y, const float *x, size_t n);
-    void (*wsum)(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
+    void (*wsum)(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                  unsigned order);
     void (*dot_f32_rows)(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows);
 };
@@ -181,7 +187,7 @@ struct kern_active {
     void (*softmax)(float *x, size_t n, size_t n_pad);
     void (*swiglu)(float *y, const float *x, const float *g, size_t n);
     void (*silu)(float *y, const float *x, size_t n);
-    void (*wsum)(float *out, const float *p, const float *v, size_t v_stride, size_t n, size_t n_pad, size_t dim,
+    void (*wsum)(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                  unsigned order);
     void (*dot_f32_rows)(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows);
 };

@@ -1060,17 +1060,17 @@ void kern_ref_silu_f32(float *y, const float *x, size_t n)
     for (; i < n; i++) y[i] = ggml_silu_tail(x[i]);
 }
 
-void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stride, size_t n,
-                   size_t n_pad, size_t dim, unsigned order)
+void kern_ref_wsum_f32(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
+                       unsigned order)
 {
-    if (!out || !p || !v) return;
+    if (!out || !p || !vt) return;
     if (n_pad < n) n_pad = n;
     /* tinyBLAS takes k % 8 == 0 and m % 4 == 0 (m = dim); otherwise ggml_vec_dot_f32 */
     bool gemm = order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0;
     for (size_t d = 0; d < dim; d++) {
         if (gemm) {
             float acc[8] = {0};
-            for (size_t t = 0; t < n; t++) acc[t % 8] = fmaf(v[d * v_stride + t], p[t], acc[t % 8]);
+            for (size_t t = 0; t < n; t++) acc[t % 8] = fmaf(*kern_vt_cell(vt, d, t), p[t], acc[t % 8]);
             out[d] = kern_hsum8(acc);
             continue;
         }
@@ -1081,7 +1081,7 @@ void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stri
         size_t t = 0;
         for (; t < n && t < np; t++) {
             size_t j = (t % 32) / 8, k = t % 8;
-            s[j][k] = fmaf(v[d * v_stride + t], p[t], s[j][k]);
+            s[j][k] = fmaf(*kern_vt_cell(vt, d, t), p[t], s[j][k]);
         }
         for (int k = 0; k < 8; k++) {
             s[0][k] = s[0][k] + s[2][k];
@@ -1095,19 +1095,19 @@ void kern_ref_wsum_f32(float *out, const float *p, const float *v, size_t v_stri
         for (; n_pad - i >= 8; i += 8)
             for (size_t k = 0; k < 8; k++)
                 if (i + k < n) {
-                    float pr = v[d * v_stride + i + k] * p[i + k];
+                    float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
                     sumf = sumf + pr;
                 }
         if (n_pad - i >= 4) {
             for (size_t k = 0; k < 4; k++)
                 if (i + k < n) {
-                    float pr = v[d * v_stride + i + k] * p[i + k];
+                    float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
                     sumf = sumf + pr;
                 }
             i += 4;
         }
         for (; i < n_pad; i++)
-            if (i < n) sumf = fmaf(v[d * v_stride + i], p[i], sumf);
+            if (i < n) sumf = fmaf(*kern_vt_cell(vt, d, i), p[i], sumf);
         out[d] = sumf;
     }
 }

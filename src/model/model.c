@@ -531,7 +531,9 @@ static void attn_task(void *arg, int task, int n_tasks)
         for (uint32_t t = first; t < n; t++) att[t] *= scale;
         kern_softmax_f32(att, n, n_pad);
         float *o = j->out + row * j->out_stride + (size_t)h * hd;
-        kern_wsum_f32(o, att, kv_vt(&st->kv, j->layer) + (size_t)kvh * hd * st->kv.n_ctx, st->kv.n_ctx, n, n_pad,
+        const struct kern_vt vt = {kv_v_layer(&st->kv, j->layer) + (size_t)kvh * hd * KV_VBLK, KV_VBLK, KV_VBLK,
+                                   (size_t)st->kv.kv_dim * KV_VBLK};
+        kern_wsum_f32(o, att, &vt, n, n_pad,
                       hd, j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT);
     }
 }
