@@ -161,18 +161,22 @@ static float f32_tail(const float *x, const float *y, size_t i, size_t n, float 
     return sumf;
 }
 
+/* The vector part of GGML_F32x8_REDUCE of four accumulators: (s0 + s2) + (s1 + s3). */
+static inline __m256 reduce4_v(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
+{
+    return _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+}
+
 /* GGML_F32x8_REDUCE of four accumulators. */
 static inline float reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
 {
-    s0 = _mm256_add_ps(s0, s2);
-    s1 = _mm256_add_ps(s1, s3);
-    return hsum8_hadd(_mm256_add_ps(s0, s1));
+    return hsum8_hadd(reduce4_v(s0, s1, s2, s3));
 }
 
-static float dot_f32_vecdot(const void *wv, const void *av, size_t n)
+/* ggml_vec_dot_f32's main loop over the first np (a multiple of 32) elements, reduced to the
+ * vector that hsum8_hadd finishes (the tail np..n is the caller's). */
+static inline __m256 f32_blocks(const float *x, const float *y, size_t np)
 {
-    const float *x = wv, *y = av;
-    size_t np = n & ~(size_t)31;
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (size_t i = 0; i < np; i += 32) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
@@ -180,7 +184,14 @@ static float dot_f32_vecdot(const void *wv, const void *av, size_t n)
         s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
         s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
     }
-    return f32_tail(x, y, np, n, reduce4(s0, s1, s2, s3));
+    return reduce4_v(s0, s1, s2, s3);
+}
+
+static float dot_f32_vecdot(const void *wv, const void *av, size_t n)
+{
+    const float *x = wv, *y = av;
+    size_t np = n & ~(size_t)31;
+    return f32_tail(x, y, np, n, hsum8_hadd(f32_blocks(x, y, np)));
 }
 
 static float dot_f32_gemm(const void *wv, const void *av, size_t n)
@@ -208,17 +219,7 @@ static void dot_f32_rows_avx2(float *out, const float *q, const float *k, size_t
     for (; r + 8 <= n_rows; r += 8) {
         __m256 red[8];
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            const float *x = k + (r + (size_t)j) * ks;
-            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-            for (size_t i = 0; i < np; i += 32) {
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(x + i), s0);
-                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(x + i + 8), s1);
-                s2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 16), _mm256_loadu_ps(x + i + 16), s2);
-                s3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 24), _mm256_loadu_ps(x + i + 24), s3);
-            }
-            red[j] = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
-        }
+        for (int j = 0; j < 8; j++) red[j] = f32_blocks(q, k + (r + (size_t)j) * ks, np);
         __m256 t[4];
         for (int j = 0; j < 4; j++)
             t[j] = _mm256_add_ps(_mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x20),
