@@ -1459,26 +1459,8 @@ static float wsum_vecdot1(const float *p, const struct kern_vt *vt, size_t d, si
             else s[j] = fma_masked(x + t, pb + t, lanes_below(len - t), s[j]);
         }
     }
-    float sumf = reduce4(s[0], s[1], s[2], s[3]);
-    /* the reference's tail over np..n_pad: 8-wide and 4-wide product groups, then FMAs */
-    size_t i = np;
-    for (; n_pad - i >= 8; i += 8)
-        for (size_t k = 0; k < 8; k++)
-            if (i + k < n) {
-                float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
-                sumf = sumf + pr;
-            }
-    if (n_pad - i >= 4) {
-        for (size_t k = 0; k < 4; k++)
-            if (i + k < n) {
-                float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
-                sumf = sumf + pr;
-            }
-        i += 4;
-    }
-    for (; i < n_pad; i++)
-        if (i < n) sumf = fmaf(*kern_vt_cell(vt, d, i), p[i], sumf);
-    return sumf;
+    /* then the reference's own tail over np..n_pad */
+    return kern_ref_wsum_tail(p, vt, d, np, n, n_pad, reduce4(s[0], s[1], s[2], s[3]));
 }
 
 static void wsum_avx2(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,

@@ -145,6 +145,11 @@ void kern_ref_silu_f32(float *y, const float *x, size_t n);
 void kern_ref_wsum_f32(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                        unsigned order);
 
+/* The single-token order's tail of kern_ref_wsum_f32 for dim d: cells np..n_pad (np = n_pad
+ * rounded down to 32) added to sumf, cells past n skipped. SIMD wsums end with it too. */
+float kern_ref_wsum_tail(const float *p, const struct kern_vt *vt, size_t d, size_t np, size_t n, size_t n_pad,
+                         float sumf);
+
 /* Cell t of dim d of a kern_vt (see kern.h). */
 static inline const float *kern_vt_cell(const struct kern_vt *vt, size_t d, size_t t)
 {

@@ -1089,25 +1089,31 @@ void kern_ref_wsum_f32(float *out, const float *p, const struct kern_vt *vt, siz
         }
         for (int k = 0; k < 8; k++) s[0][k] = s[0][k] + s[1][k];
         float sumf = kern_hsum8_hadd(s[0]);
-        /* tail np..n_pad as gcc vectorizes it: 8-wide and 4-wide product groups added in
-         * order, then scalar FMAs (padding cells contribute +0 products and are skipped) */
-        size_t i = np;
-        for (; n_pad - i >= 8; i += 8)
-            for (size_t k = 0; k < 8; k++)
-                if (i + k < n) {
-                    float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
-                    sumf = sumf + pr;
-                }
-        if (n_pad - i >= 4) {
-            for (size_t k = 0; k < 4; k++)
-                if (i + k < n) {
-                    float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
-                    sumf = sumf + pr;
-                }
-            i += 4;
-        }
-        for (; i < n_pad; i++)
-            if (i < n) sumf = fmaf(*kern_vt_cell(vt, d, i), p[i], sumf);
-        out[d] = sumf;
+        out[d] = kern_ref_wsum_tail(p, vt, d, np, n, n_pad, sumf);
     }
+}
+
+float kern_ref_wsum_tail(const float *p, const struct kern_vt *vt, size_t d, size_t np, size_t n, size_t n_pad,
+                         float sumf)
+{
+    /* as gcc vectorizes ggml_vec_dot_f32's tail: 8-wide and 4-wide product groups added in
+     * order, then scalar FMAs (padding cells contribute +0 products and are skipped) */
+    size_t i = np;
+    for (; n_pad - i >= 8; i += 8)
+        for (size_t k = 0; k < 8; k++)
+            if (i + k < n) {
+                float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
+                sumf = sumf + pr;
+            }
+    if (n_pad - i >= 4) {
+        for (size_t k = 0; k < 4; k++)
+            if (i + k < n) {
+                float pr = *kern_vt_cell(vt, d, i + k) * p[i + k];
+                sumf = sumf + pr;
+            }
+        i += 4;
+    }
+    for (; i < n_pad; i++)
+        if (i < n) sumf = fmaf(*kern_vt_cell(vt, d, i), p[i], sumf);
+    return sumf;
 }

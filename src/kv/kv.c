@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Elements of k and of v; 0 on overflow. */
+/* Elements of k and of v, or ERR_OVERFLOW. */
 static int kv_elems(uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim, uint64_t *nk, uint64_t *nv)
 {
     uint64_t n_vblk = ((uint64_t)n_ctx + KV_VBLK - 1) / KV_VBLK;
@@ -27,8 +27,10 @@ int kv_init(struct kv_cache *kv, uint32_t n_layer, uint32_t n_ctx, uint32_t kv_d
 {
     memset(kv, 0, sizeof *kv);
     uint64_t nk, nv;
-    if (kv_bytes(n_layer, n_ctx, kv_dim) == 0 || kv_elems(n_layer, n_ctx, kv_dim, &nk, &nv)) return ERR_OVERFLOW;
-    if (nk > SIZE_MAX / sizeof(float) || nv > SIZE_MAX / sizeof(float)) return ERR_OVERFLOW;
+    /* nk == 0: an empty cache is a caller error, reported like the old whole-size check did */
+    if (kv_elems(n_layer, n_ctx, kv_dim, &nk, &nv) || nk == 0 || nk > SIZE_MAX / sizeof(float) ||
+        nv > SIZE_MAX / sizeof(float))
+        return ERR_OVERFLOW;
     /* calloc: pages become resident only when a position is written */
     kv->k = calloc((size_t)nk, sizeof(float));
     kv->v = calloc((size_t)nv, sizeof(float));
@@ -39,7 +41,7 @@ int kv_init(struct kv_cache *kv, uint32_t n_layer, uint32_t n_ctx, uint32_t kv_d
     kv->n_layer = n_layer;
     kv->n_ctx = n_ctx;
     kv->kv_dim = kv_dim;
-    kv->n_vblk = (uint32_t)(nv / ((uint64_t)n_layer * KV_VBLK * kv_dim));
+    kv->n_vblk = (uint32_t)(((uint64_t)n_ctx + KV_VBLK - 1) / KV_VBLK);
     return 0;
 }
 
