@@ -773,7 +773,7 @@ static int cmd_info(int argc, char **argv)
     print_kv_scalar(&g, "general.name", "name");
     print_kv_scalar(&g, "general.architecture", "architecture");
     /* tensor type histogram */
-    uint64_t count[GGUF_T_COUNT_] = {0}, bytes[GGUF_T_COUNT_] = {0};
+    uint64_t count[BLK_T_COUNT_] = {0}, bytes[BLK_T_COUNT_] = {0};
     uint64_t n_params = 0;
     for (uint64_t i = 0; i < g.n_tensors; i++) {
         count[g.tensors[i].type]++;
@@ -781,9 +781,9 @@ static int cmd_info(int argc, char **argv)
         n_params += g.tensors[i].ne[0] * g.tensors[i].ne[1] * g.tensors[i].ne[2] * g.tensors[i].ne[3];
     }
     printf("tensors: %llu parameters\n", (unsigned long long)n_params);
-    for (int t = 0; t < GGUF_T_COUNT_; t++)
+    for (int t = 0; t < BLK_T_COUNT_; t++)
         if (count[t])
-            printf("  %-8s %5llu tensors %12llu bytes%s\n", gguf_type_name((uint32_t)t),
+            printf("  %-8s %5llu tensors %12llu bytes%s\n", blk_type_name((uint32_t)t),
                    (unsigned long long)count[t], (unsigned long long)bytes[t],
                    kern_type_supported((uint32_t)t) ? "" : "  (not supported by this build)");
     struct model m;

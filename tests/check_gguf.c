@@ -86,7 +86,7 @@ static void small_file(struct gguf_builder *b)
     gb_tensor_f32_1d(b, "a", 8, 0.0f, 1.0f);               /* 32 bytes */
     gb_tensor_f32_2d(b, "b", 4, 3, 0.0f, 1.0f);            /* 48 bytes */
     uint64_t ne_c[2] = {64, 2};                             /* Q8_0: 2 blocks per row */
-    gb_tensor_raw(b, "c", GGUF_T_Q8_0, 2, ne_c, NULL, 2 * 2 * 34);
+    gb_tensor_raw(b, "c", BLK_T_Q8_0, 2, ne_c, NULL, 2 * 2 * 34);
     uint64_t ne_d[4] = {2, 3, 1, 2};
     gb_tensor_f32(b, "d", 4, ne_d, 0.0f, 1.0f); /* 48 bytes */
     gb_build(b);
@@ -417,7 +417,7 @@ START_TEST(test_unknown_tensor_types)
     /* a row length that is not a whole number of blocks */
     gb_reset(&b);
     uint64_t ne[2] = {33, 1};
-    gb_tensor_raw(&b, "q", GGUF_T_Q8_0, 2, ne, NULL, 34);
+    gb_tensor_raw(&b, "q", BLK_T_Q8_0, 2, ne, NULL, 34);
     gb_build(&b);
     expect_fail_b(&b, ERR_SHAPE, b.t[0].at_type, "'q'");
     gb_free(&b);
@@ -986,29 +986,29 @@ START_TEST(test_type_table)
         uint32_t blck, size;
         const char *name;
     } want[] = {
-        {GGUF_T_F32, 1, 4, "F32"},        {GGUF_T_F16, 1, 2, "F16"},
-        {GGUF_T_BF16, 1, 2, "BF16"},      {GGUF_T_Q4_0, 32, 18, "Q4_0"},
-        {GGUF_T_Q4_1, 32, 20, "Q4_1"},    {GGUF_T_Q5_0, 32, 22, "Q5_0"},
-        {GGUF_T_Q5_1, 32, 24, "Q5_1"},    {GGUF_T_Q8_0, 32, 34, "Q8_0"},
-        {GGUF_T_Q2_K, 256, 84, "Q2_K"},   {GGUF_T_Q3_K, 256, 110, "Q3_K"},
-        {GGUF_T_Q4_K, 256, 144, "Q4_K"},  {GGUF_T_Q5_K, 256, 176, "Q5_K"},
-        {GGUF_T_Q6_K, 256, 210, "Q6_K"},  {GGUF_T_IQ4_NL, 32, 18, "IQ4_NL"},
-        {GGUF_T_IQ4_XS, 256, 136, "IQ4_XS"},
+        {BLK_T_F32, 1, 4, "F32"},        {BLK_T_F16, 1, 2, "F16"},
+        {BLK_T_BF16, 1, 2, "BF16"},      {BLK_T_Q4_0, 32, 18, "Q4_0"},
+        {BLK_T_Q4_1, 32, 20, "Q4_1"},    {BLK_T_Q5_0, 32, 22, "Q5_0"},
+        {BLK_T_Q5_1, 32, 24, "Q5_1"},    {BLK_T_Q8_0, 32, 34, "Q8_0"},
+        {BLK_T_Q2_K, 256, 84, "Q2_K"},   {BLK_T_Q3_K, 256, 110, "Q3_K"},
+        {BLK_T_Q4_K, 256, 144, "Q4_K"},  {BLK_T_Q5_K, 256, 176, "Q5_K"},
+        {BLK_T_Q6_K, 256, 210, "Q6_K"},  {BLK_T_IQ4_NL, 32, 18, "IQ4_NL"},
+        {BLK_T_IQ4_XS, 256, 136, "IQ4_XS"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const struct gguf_type_info *ti = gguf_type_info(want[i].t);
+        const struct blk_type_info *ti = blk_type_info(want[i].t);
         ck_assert_ptr_nonnull(ti);
         ck_assert_uint_eq(ti->blck, want[i].blck);
         ck_assert_uint_eq(ti->size, want[i].size);
-        ck_assert_str_eq(gguf_type_name(want[i].t), want[i].name);
-        ck_assert_uint_eq(gguf_row_size(want[i].t, 512), 512 / want[i].blck * want[i].size);
+        ck_assert_str_eq(blk_type_name(want[i].t), want[i].name);
+        ck_assert_uint_eq(blk_row_size(want[i].t, 512), 512 / want[i].blck * want[i].size);
     }
-    ck_assert_ptr_null(gguf_type_info(4));
-    ck_assert_ptr_null(gguf_type_info(GGUF_T_COUNT_));
-    ck_assert_ptr_null(gguf_type_info(UINT32_MAX));
-    ck_assert_str_eq(gguf_type_name(5), "?");
-    ck_assert_uint_eq(gguf_row_size(GGUF_T_Q8_0, 33), 0);
-    ck_assert_uint_eq(gguf_row_size(99, 32), 0);
+    ck_assert_ptr_null(blk_type_info(4));
+    ck_assert_ptr_null(blk_type_info(BLK_T_COUNT_));
+    ck_assert_ptr_null(blk_type_info(UINT32_MAX));
+    ck_assert_str_eq(blk_type_name(5), "?");
+    ck_assert_uint_eq(blk_row_size(BLK_T_Q8_0, 33), 0);
+    ck_assert_uint_eq(blk_row_size(99, 32), 0);
     ck_assert_uint_eq(gguf_vtype_size(GGUF_VT_FLOAT64), 8);
     ck_assert_uint_eq(gguf_vtype_size(GGUF_VT_STRING), 0);
     ck_assert_uint_eq(gguf_vtype_size(GGUF_VT_COUNT_), 0);
@@ -1154,7 +1154,7 @@ START_TEST(test_real_file)
         const struct gguf_tensor *t = &g.tensors[i];
         ck_assert((const uint8_t *)t->data >= g.buf + g.data_offset);
         ck_assert((const uint8_t *)t->data + t->nbytes <= g.buf + g.len);
-        ck_assert_uint_eq(t->nbytes, gguf_row_size(t->type, t->ne[0]) * t->ne[1] * t->ne[2] *
+        ck_assert_uint_eq(t->nbytes, blk_row_size(t->type, t->ne[0]) * t->ne[1] * t->ne[2] *
                                          t->ne[3]);
         total += t->nbytes;
     }
@@ -1602,7 +1602,7 @@ START_TEST(test_model_hparams)
     llama(&b);
     uint64_t ne[2] = {64, 64};
     gb_tensor_del(&b, "blk.0.attn_q.weight");
-    gb_tensor_raw(&b, "blk.0.attn_q.weight", GGUF_T_I32, 2, ne, NULL, 64 * 64 * 4);
+    gb_tensor_raw(&b, "blk.0.attn_q.weight", BLK_T_I32, 2, ne, NULL, 64 * 64 * 4);
     ck_assert_int_lt(load_built(&b, &ei, "blk.0.attn_q.weight"), 0);
     gb_free(&b);
 }

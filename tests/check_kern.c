@@ -117,7 +117,7 @@ START_TEST(test_fp16_special)
         static uint16_t all[65536];
         static float got[65536];
         for (uint32_t h = 0; h < 65536; h++) all[h] = (uint16_t)h;
-        ck_assert_int_eq(kern_dequant_row(GGUF_T_F16, all, got, 65536), 0);
+        ck_assert_int_eq(kern_dequant_row(BLK_T_F16, all, got, 65536), 0);
         for (uint32_t h = 0; h < 65536; h++) {
             float want = util_fp16_to_f32((uint16_t)h);
             ck_assert_msg(memcmp(&got[h], &want, 4) == 0, "half 0x%04x", h);
@@ -153,7 +153,7 @@ END_TEST
 /* Per-type test data: quantize (or randomly fill) rows, dequantize prepared activations        */
 
 /* Quantizers written for the test (ggml's reference formulas, so rows look like real ones). */
-static void tq_q8_0(const float *x, struct kern_block_q8_0 *y, size_t n)
+static void tq_q8_0(const float *x, struct blk_q8_0 *y, size_t n)
 {
     for (size_t i = 0; i < n / 32; i++, x += 32) {
         float amax = 0;
@@ -164,7 +164,7 @@ static void tq_q8_0(const float *x, struct kern_block_q8_0 *y, size_t n)
     }
 }
 
-static void tq_q4_0(const float *x, struct kern_block_q4_0 *y, size_t n)
+static void tq_q4_0(const float *x, struct blk_q4_0 *y, size_t n)
 {
     for (size_t i = 0; i < n / 32; i++, x += 32) {
         float amax = 0, max = 0;
@@ -184,7 +184,7 @@ static void tq_q4_0(const float *x, struct kern_block_q4_0 *y, size_t n)
     }
 }
 
-static void tq_q4_1(const float *x, struct kern_block_q4_1 *y, size_t n)
+static void tq_q4_1(const float *x, struct blk_q4_1 *y, size_t n)
 {
     for (size_t i = 0; i < n / 32; i++, x += 32) {
         float mn = x[0], mx = x[0];
@@ -214,7 +214,7 @@ static void pack_q5(const int *q, uint8_t *qs, uint8_t *qh4)
     for (int k = 0; k < 4; k++) qh4[k] = (uint8_t)(qh >> (8 * k)); /* little endian */
 }
 
-static void tq_q5_0(const float *x, struct kern_block_q5_0 *y, size_t n)
+static void tq_q5_0(const float *x, struct blk_q5_0 *y, size_t n)
 {
     for (size_t i = 0; i < n / 32; i++, x += 32) {
         float amax = 0, max = 0;
@@ -234,7 +234,7 @@ static void tq_q5_0(const float *x, struct kern_block_q5_0 *y, size_t n)
     }
 }
 
-static void tq_q5_1(const float *x, struct kern_block_q5_1 *y, size_t n)
+static void tq_q5_1(const float *x, struct blk_q5_1 *y, size_t n)
 {
     for (size_t i = 0; i < n / 32; i++, x += 32) {
         float mn = x[0], mx = x[0];
@@ -262,7 +262,7 @@ static int iq4_nearest(float v) /* index of the closest IQ4_NL code value */
     return best;
 }
 
-static void tq_iq4_nl(const float *x, struct kern_block_iq4_nl *y, size_t n)
+static void tq_iq4_nl(const float *x, struct blk_iq4_nl *y, size_t n)
 {
     for (size_t i = 0; i < n / 32; i++, x += 32) {
         float amax = 0, max = 0;
@@ -282,7 +282,7 @@ static void tq_iq4_nl(const float *x, struct kern_block_iq4_nl *y, size_t n)
  * exercised everywhere; the known-answer tests check them against real files). */
 static void random_blocks(uint32_t type, void *row, size_t n)
 {
-    const struct gguf_type_info *ti = gguf_type_info(type);
+    const struct blk_type_info *ti = blk_type_info(type);
     size_t nb = n / ti->blck;
     uint8_t *p = row;
     for (size_t i = 0; i < nb * ti->size; i++) p[i] = rng_byte();
@@ -290,12 +290,12 @@ static void random_blocks(uint32_t type, void *row, size_t n)
         uint16_t d = util_f32_to_fp16(0.0005f * (float)(1.0 + rng_unif()));
         uint16_t dm = util_f32_to_fp16(0.0005f * (float)rng_unif());
         switch (type) {
-        case GGUF_T_Q2_K: ((struct kern_block_q2_K *)row)[i].d = d; ((struct kern_block_q2_K *)row)[i].dmin = dm; break;
-        case GGUF_T_Q3_K: ((struct kern_block_q3_K *)row)[i].d = d; break;
-        case GGUF_T_Q4_K: ((struct kern_block_q4_K *)row)[i].d = d; ((struct kern_block_q4_K *)row)[i].dmin = dm; break;
-        case GGUF_T_Q5_K: ((struct kern_block_q5_K *)row)[i].d = d; ((struct kern_block_q5_K *)row)[i].dmin = dm; break;
-        case GGUF_T_Q6_K: ((struct kern_block_q6_K *)row)[i].d = d; break;
-        case GGUF_T_IQ4_XS: ((struct kern_block_iq4_xs *)row)[i].d = d; break;
+        case BLK_T_Q2_K: ((struct blk_q2_K *)row)[i].d = d; ((struct blk_q2_K *)row)[i].dmin = dm; break;
+        case BLK_T_Q3_K: ((struct blk_q3_K *)row)[i].d = d; break;
+        case BLK_T_Q4_K: ((struct blk_q4_K *)row)[i].d = d; ((struct blk_q4_K *)row)[i].dmin = dm; break;
+        case BLK_T_Q5_K: ((struct blk_q5_K *)row)[i].d = d; ((struct blk_q5_K *)row)[i].dmin = dm; break;
+        case BLK_T_Q6_K: ((struct blk_q6_K *)row)[i].d = d; break;
+        case BLK_T_IQ4_XS: ((struct blk_iq4_xs *)row)[i].d = d; break;
         default: break;
         }
     }
@@ -306,25 +306,25 @@ static void random_blocks(uint32_t type, void *row, size_t n)
 static bool make_row(uint32_t type, const float *x, void *row, size_t n)
 {
     switch (type) {
-    case GGUF_T_F32: memcpy(row, x, n * 4); return true;
-    case GGUF_T_F16:
+    case BLK_T_F32: memcpy(row, x, n * 4); return true;
+    case BLK_T_F16:
         for (size_t i = 0; i < n; i++) ((uint16_t *)row)[i] = util_f32_to_fp16(x[i]);
         return true;
-    case GGUF_T_Q8_0: tq_q8_0(x, row, n); return true;
-    case GGUF_T_Q4_0: tq_q4_0(x, row, n); return true;
-    case GGUF_T_BF16:
+    case BLK_T_Q8_0: tq_q8_0(x, row, n); return true;
+    case BLK_T_Q4_0: tq_q4_0(x, row, n); return true;
+    case BLK_T_BF16:
         for (size_t i = 0; i < n; i++) ((uint16_t *)row)[i] = util_f32_to_bf16(x[i]);
         return true;
-    case GGUF_T_Q4_1: tq_q4_1(x, row, n); return true;
-    case GGUF_T_Q5_0: tq_q5_0(x, row, n); return true;
-    case GGUF_T_Q5_1: tq_q5_1(x, row, n); return true;
-    case GGUF_T_IQ4_NL: tq_iq4_nl(x, row, n); return true;
-    case GGUF_T_Q2_K:
-    case GGUF_T_Q3_K:
-    case GGUF_T_Q4_K:
-    case GGUF_T_Q5_K:
-    case GGUF_T_Q6_K:
-    case GGUF_T_IQ4_XS: random_blocks(type, row, n); return true;
+    case BLK_T_Q4_1: tq_q4_1(x, row, n); return true;
+    case BLK_T_Q5_0: tq_q5_0(x, row, n); return true;
+    case BLK_T_Q5_1: tq_q5_1(x, row, n); return true;
+    case BLK_T_IQ4_NL: tq_iq4_nl(x, row, n); return true;
+    case BLK_T_Q2_K:
+    case BLK_T_Q3_K:
+    case BLK_T_Q4_K:
+    case BLK_T_Q5_K:
+    case BLK_T_Q6_K:
+    case BLK_T_IQ4_XS: random_blocks(type, row, n); return true;
     default: return false;
     }
 }
@@ -333,16 +333,16 @@ static bool make_row(uint32_t type, const float *x, void *row, size_t n)
 static uint32_t act_type_of(uint32_t type)
 {
     switch (type) {
-    case GGUF_T_F32: return GGUF_T_F32;
-    case GGUF_T_F16: return GGUF_T_F16;
-    case GGUF_T_BF16: return GGUF_T_BF16;
-    case GGUF_T_Q8_0:
-    case GGUF_T_Q4_0:
-    case GGUF_T_Q5_0:
-    case GGUF_T_IQ4_NL: return GGUF_T_Q8_0;
-    case GGUF_T_Q4_1:
-    case GGUF_T_Q5_1: return GGUF_T_Q8_1;
-    default: return GGUF_T_Q8_K;
+    case BLK_T_F32: return BLK_T_F32;
+    case BLK_T_F16: return BLK_T_F16;
+    case BLK_T_BF16: return BLK_T_BF16;
+    case BLK_T_Q8_0:
+    case BLK_T_Q4_0:
+    case BLK_T_Q5_0:
+    case BLK_T_IQ4_NL: return BLK_T_Q8_0;
+    case BLK_T_Q4_1:
+    case BLK_T_Q5_1: return BLK_T_Q8_1;
+    default: return BLK_T_Q8_K;
     }
 }
 
@@ -350,27 +350,27 @@ static uint32_t act_type_of(uint32_t type)
 static void act_dequant(uint32_t wtype, const void *act, double *out, size_t n)
 {
     switch (act_type_of(wtype)) {
-    case GGUF_T_F32:
+    case BLK_T_F32:
         for (size_t i = 0; i < n; i++) out[i] = ((const float *)act)[i];
         break;
-    case GGUF_T_F16:
+    case BLK_T_F16:
         for (size_t i = 0; i < n; i++) out[i] = util_fp16_to_f32(((const uint16_t *)act)[i]);
         break;
-    case GGUF_T_BF16:
+    case BLK_T_BF16:
         for (size_t i = 0; i < n; i++) out[i] = util_bf16_to_f32(((const uint16_t *)act)[i]);
         break;
-    case GGUF_T_Q8_0: {
-        const struct kern_block_q8_0 *b = act;
+    case BLK_T_Q8_0: {
+        const struct blk_q8_0 *b = act;
         for (size_t i = 0; i < n; i++) out[i] = (double)util_fp16_to_f32(b[i / 32].d) * b[i / 32].qs[i % 32];
         break;
     }
-    case GGUF_T_Q8_1: {
-        const struct kern_block_q8_1 *b = act;
+    case BLK_T_Q8_1: {
+        const struct blk_q8_1 *b = act;
         for (size_t i = 0; i < n; i++) out[i] = (double)util_fp16_to_f32(b[i / 32].d) * b[i / 32].qs[i % 32];
         break;
     }
     default: {
-        const struct kern_block_q8_K *b = act;
+        const struct blk_q8_K *b = act;
         for (size_t i = 0; i < n; i++) out[i] = (double)b[i / 256].d * b[i / 256].qs[i % 256];
         break;
     }
@@ -378,14 +378,14 @@ static void act_dequant(uint32_t wtype, const void *act, double *out, size_t n)
 }
 
 /* The weight types this build must support, in the order of the brief's priorities. */
-static const uint32_t k_types[] = {GGUF_T_F32,  GGUF_T_F16,  GGUF_T_Q8_0, GGUF_T_Q4_0,  GGUF_T_BF16,
-                                   GGUF_T_Q4_1, GGUF_T_Q5_0, GGUF_T_Q5_1, GGUF_T_Q2_K,  GGUF_T_Q3_K,
-                                   GGUF_T_Q4_K, GGUF_T_Q5_K, GGUF_T_Q6_K, GGUF_T_IQ4_NL, GGUF_T_IQ4_XS};
+static const uint32_t k_types[] = {BLK_T_F32,  BLK_T_F16,  BLK_T_Q8_0, BLK_T_Q4_0,  BLK_T_BF16,
+                                   BLK_T_Q4_1, BLK_T_Q5_0, BLK_T_Q5_1, BLK_T_Q2_K,  BLK_T_Q3_K,
+                                   BLK_T_Q4_K, BLK_T_Q5_K, BLK_T_Q6_K, BLK_T_IQ4_NL, BLK_T_IQ4_XS};
 #define N_TYPES ((int)(sizeof k_types / sizeof k_types[0]))
 
 static size_t blck_of(uint32_t type)
 {
-    return gguf_type_info(type)->blck;
+    return blk_type_info(type)->blck;
 }
 
 /* Row lengths: 1, 3 and 7 blocks of the type's act block (at least 32 elements). */
@@ -404,17 +404,17 @@ static void ref_dot(uint32_t type, const void *row, const float *wd, const void 
 {
     *ref = 0;
     *mag = 0;
-    if (act_type_of(type) != GGUF_T_Q8_1) {
+    if (act_type_of(type) != BLK_T_Q8_1) {
         for (size_t i = 0; i < n; i++) {
             *ref += (double)wd[i] * ad[i];
             *mag += fabs((double)wd[i] * ad[i]);
         }
         return;
     }
-    const struct kern_block_q8_1 *a = act;
+    const struct blk_q8_1 *a = act;
     for (size_t b = 0; b < n / 32; b++) {
-        double m = type == GGUF_T_Q4_1 ? util_fp16_to_f32(((const struct kern_block_q4_1 *)row)[b].m)
-                                       : util_fp16_to_f32(((const struct kern_block_q5_1 *)row)[b].m);
+        double m = type == BLK_T_Q4_1 ? util_fp16_to_f32(((const struct blk_q4_1 *)row)[b].m)
+                                       : util_fp16_to_f32(((const struct blk_q5_1 *)row)[b].m);
         for (size_t i = 32 * b; i < 32 * b + 32; i++) {
             *ref += ((double)wd[i] - m) * ad[i];
             *mag += fabs(((double)wd[i] - m) * ad[i]);
@@ -426,14 +426,14 @@ static void ref_dot(uint32_t type, const void *row, const float *wd, const void 
 
 START_TEST(test_supported)
 {
-    for (int i = 0; i < N_TYPES; i++) ck_assert_msg(kern_type_supported(k_types[i]), "%s", gguf_type_name(k_types[i]));
-    ck_assert(!kern_type_supported(GGUF_T_Q8_K)); /* activation-only types are not weights */
-    ck_assert(!kern_type_supported(GGUF_T_COUNT_));
+    for (int i = 0; i < N_TYPES; i++) ck_assert_msg(kern_type_supported(k_types[i]), "%s", blk_type_name(k_types[i]));
+    ck_assert(!kern_type_supported(BLK_T_Q8_K)); /* activation-only types are not weights */
+    ck_assert(!kern_type_supported(BLK_T_COUNT_));
     ck_assert(!kern_type_supported(9999));
-    ck_assert_uint_eq(kern_act_size(GGUF_T_Q8_0, 33), 0);
-    ck_assert_uint_eq(kern_act_size(GGUF_T_Q8_0, 64), 68);
-    ck_assert_uint_eq(kern_act_size(GGUF_T_F16, 3), 6);
-    ck_assert_int_eq(kern_dequant_row(GGUF_T_Q8_0, NULL, NULL, 31), ERR_SHAPE);
+    ck_assert_uint_eq(kern_act_size(BLK_T_Q8_0, 33), 0);
+    ck_assert_uint_eq(kern_act_size(BLK_T_Q8_0, 64), 68);
+    ck_assert_uint_eq(kern_act_size(BLK_T_F16, 3), 6);
+    ck_assert_int_eq(kern_dequant_row(BLK_T_Q8_0, NULL, NULL, 31), ERR_SHAPE);
     ck_assert_int_eq(kern_dequant_row(9999, NULL, NULL, 32), ERR_UNSUPPORTED);
     ck_assert(isnan(kern_vec_dot(9999, "", "", 32)));
     const char *isa = kern_isa_name();
@@ -476,7 +476,7 @@ START_TEST(test_vec_dot_matches_dequant)
                 x[i] = 0.02f * rng_gauss() * scale;
                 a[i] = rng_gauss() * (r == 2 ? 1e-3f : 1.0f);
             }
-            if (!make_row(type, x, row, n)) ck_abort_msg("no test quantizer for %s", gguf_type_name(type));
+            if (!make_row(type, x, row, n)) ck_abort_msg("no test quantizer for %s", blk_type_name(type));
             ck_assert_int_eq(kern_dequant_row(type, row, wd, n), 0);
             size_t asz = kern_act_size(type, n);
             ck_assert_uint_gt(asz, 0);
@@ -488,7 +488,7 @@ START_TEST(test_vec_dot_matches_dequant)
                 float got = kern_vec_dot_ex(type, row, act, n, order);
                 double tol = 1e-5 * mag + 1e-30;
                 ck_assert_msg(fabs(got - ref) <= tol, "%s n=%zu row=%d order=%u: got %.9g want %.9g (tol %.3g)",
-                              gguf_type_name(type), n, r, order, (double)got, ref, tol);
+                              blk_type_name(type), n, r, order, (double)got, ref, tol);
             }
             ck_assert(kern_vec_dot(type, row, act, n) == kern_vec_dot_ex(type, row, act, n, KERN_ORDER_GEMM));
             /* the prepared activation itself is close to x (quantization error only) */
@@ -497,7 +497,7 @@ START_TEST(test_vec_dot_matches_dequant)
                 amax = fmax(amax, fabs(a[i]));
                 emax = fmax(emax, fabs(ad[i] - a[i]));
             }
-            ck_assert_msg(emax <= amax * 0.006 + 1e-30, "%s act error %g (amax %g)", gguf_type_name(type), emax, amax);
+            ck_assert_msg(emax <= amax * 0.006 + 1e-30, "%s act error %g (amax %g)", blk_type_name(type), emax, amax);
         }
     }
     free(x);
@@ -515,7 +515,7 @@ END_TEST
 START_TEST(test_q8_0_rounding)
 {
     float x[64];
-    struct kern_block_q8_0 b[2];
+    struct blk_q8_0 b[2];
     /* amax = 127 makes the multiplier exactly 1, so x itself is the value being rounded */
     for (int j = 0; j < 32; j++) x[j] = 0.0f;
     x[0] = 127.0f;
@@ -529,7 +529,7 @@ START_TEST(test_q8_0_rounding)
     x[8] = -126.5f; /* -> -126 */
     x[9] = 126.5f;  /* -> 126 */
     for (int j = 32; j < 64; j++) x[j] = 0.0f; /* second block all zero */
-    kern_act_prepare(GGUF_T_Q8_0, x, b, 64);
+    kern_act_prepare(BLK_T_Q8_0, x, b, 64);
     ck_assert_uint_eq(b[0].d, util_f32_to_fp16(1.0f));
     ck_assert_int_eq(b[0].qs[0], 127);
     ck_assert_int_eq(b[0].qs[1], 2);
@@ -545,7 +545,7 @@ START_TEST(test_q8_0_rounding)
     for (int j = 0; j < 32; j++) ck_assert_int_eq(b[1].qs[j], 0);
     /* scale: d = amax/127 in f32, stored as fp16; multiplier 127/amax */
     for (int j = 0; j < 32; j++) x[j] = 0.01f * (float)(j - 16);
-    kern_act_prepare(GGUF_T_Q8_0, x, b, 32);
+    kern_act_prepare(BLK_T_Q8_0, x, b, 32);
     ck_assert_uint_eq(b[0].d, util_f32_to_fp16(0.16f / 127.0f));
     ck_assert_int_eq(b[0].qs[0], -127);
     for (int j = 0; j < 32; j++) ck_assert_int_eq(b[0].qs[j], (int)nearbyintf(x[j] * (127.0f / 0.16f)));
@@ -559,8 +559,8 @@ START_TEST(test_q8_1_q8_K_act)
 {
     float x[512];
     for (int j = 0; j < 64; j++) x[j] = 0.01f * (float)((j * 37) % 23 - 11);
-    struct kern_block_q8_1 b1[2];
-    kern_act_prepare(GGUF_T_Q4_1, x, b1, 64);
+    struct blk_q8_1 b1[2];
+    kern_act_prepare(BLK_T_Q4_1, x, b1, 64);
     for (int ib = 0; ib < 2; ib++) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * ib + j]));
@@ -578,11 +578,11 @@ START_TEST(test_q8_1_q8_K_act)
     x[17] = -0.9f;
     x[256 + 3] = 0.7f;
     x[256 + 200] = -0.7f;
-    struct kern_block_q8_K bk[3];
+    struct blk_q8_K bk[3];
     float z[768];
     memcpy(z, x, sizeof x);
     for (int j = 512; j < 768; j++) z[j] = 0.0f;
-    kern_act_prepare(GGUF_T_Q4_K, z, bk, 768);
+    kern_act_prepare(BLK_T_Q4_K, z, bk, 768);
     ck_assert_int_eq(bk[0].qs[17], -127);
     ck_assert(bk[0].d == 1.0f / (-127.0f / -0.9f));
     ck_assert_int_eq(bk[1].qs[3], -127);
@@ -596,16 +596,16 @@ START_TEST(test_q8_1_q8_K_act)
     ck_assert(bk[2].d == 0.0f);
     for (int j = 0; j < 256; j++) ck_assert_int_eq(bk[2].qs[j], 0);
     for (int g = 0; g < 16; g++) ck_assert_int_eq(bk[2].bsums[g], 0);
-    ck_assert_uint_eq(kern_act_size(GGUF_T_Q4_K, 768), 3 * sizeof(struct kern_block_q8_K));
-    ck_assert_uint_eq(kern_act_size(GGUF_T_Q4_K, 32), 0);
+    ck_assert_uint_eq(kern_act_size(BLK_T_Q4_K, 768), 3 * sizeof(struct blk_q8_K));
+    ck_assert_uint_eq(kern_act_size(BLK_T_Q4_K, 32), 0);
     /* activation-only types dequantize but never multiply */
     float back[768];
-    ck_assert_int_eq(kern_dequant_row(GGUF_T_Q8_K, bk, back, 768), 0);
+    ck_assert_int_eq(kern_dequant_row(BLK_T_Q8_K, bk, back, 768), 0);
     ck_assert(back[17] == bk[0].d * -127.0f);
-    ck_assert(!kern_type_supported(GGUF_T_Q8_1));
+    ck_assert(!kern_type_supported(BLK_T_Q8_1));
     /* unsupported products fill NaN instead of failing silently */
     float y[4];
-    kern_matvec(NULL, GGUF_T_Q8_K, bk, 1, 256, bk, y);
+    kern_matvec(NULL, BLK_T_Q8_K, bk, 1, 256, bk, y);
     ck_assert(isnan(y[0]));
 }
 END_TEST
@@ -695,11 +695,11 @@ struct kat {
 /* Bounds are ~1.5-2x the measured errors (weights ~N(0, 0.02), |w| up to ~0.1); a wrong bit
  * layout gives errors of the order of the weights themselves. The RMS bound is max_err/4. */
 static const struct kat k_kats[] = {
-    {"F16", GGUF_T_F16, 5e-5},       {"BF16", GGUF_T_BF16, 5e-4},     {"Q8_0", GGUF_T_Q8_0, 0.001},
-    {"Q4_0", GGUF_T_Q4_0, 0.011},    {"Q4_1", GGUF_T_Q4_1, 0.008},    {"Q5_0", GGUF_T_Q5_0, 0.006},
-    {"Q5_1", GGUF_T_Q5_1, 0.004},    {"Q2_K", GGUF_T_Q2_K, 0.04},     {"Q3_K", GGUF_T_Q3_K, 0.02},
-    {"Q4_K", GGUF_T_Q4_K, 0.01},     {"Q5_K", GGUF_T_Q5_K, 0.005},    {"Q6_K", GGUF_T_Q6_K, 0.0025},
-    {"IQ4_NL", GGUF_T_IQ4_NL, 0.01}, {"IQ4_XS", GGUF_T_IQ4_XS, 0.01},
+    {"F16", BLK_T_F16, 5e-5},       {"BF16", BLK_T_BF16, 5e-4},     {"Q8_0", BLK_T_Q8_0, 0.001},
+    {"Q4_0", BLK_T_Q4_0, 0.011},    {"Q4_1", BLK_T_Q4_1, 0.008},    {"Q5_0", BLK_T_Q5_0, 0.006},
+    {"Q5_1", BLK_T_Q5_1, 0.004},    {"Q2_K", BLK_T_Q2_K, 0.04},     {"Q3_K", BLK_T_Q3_K, 0.02},
+    {"Q4_K", BLK_T_Q4_K, 0.01},     {"Q5_K", BLK_T_Q5_K, 0.005},    {"Q6_K", BLK_T_Q6_K, 0.0025},
+    {"IQ4_NL", BLK_T_IQ4_NL, 0.01}, {"IQ4_XS", BLK_T_IQ4_XS, 0.01},
 };
 #define N_KATS ((int)(sizeof k_kats / sizeof k_kats[0]))
 
@@ -725,9 +725,9 @@ START_TEST(test_known_answer)
         const struct gguf_tensor *tq = gguf_find_tensor(&q, names[t]);
         ck_assert(tf && tq);
         ck_assert_uint_eq(tq->type, k->type);
-        ck_assert_uint_eq(tf->type, GGUF_T_F32);
+        ck_assert_uint_eq(tf->type, BLK_T_F32);
         size_t ncols = tq->ne[0], nrows = tq->ne[1];
-        size_t rb = gguf_row_size(tq->type, ncols);
+        size_t rb = blk_row_size(tq->type, ncols);
         float *row = malloc(ncols * 4);
         ck_assert(row);
         double emax = 0, esq = 0;
@@ -869,7 +869,7 @@ START_TEST(test_matvec_deterministic)
 {
     uint32_t type = k_types[_i];
     const size_t nrows = 101, ncols = blck_of(type) == 256 ? 512 : 256 + (blck_of(type) == 1 ? 8 : 0);
-    size_t rb = gguf_row_size(type, ncols);
+    size_t rb = blk_row_size(type, ncols);
     uint8_t *W = malloc(nrows * rb);
     float *x = malloc(ncols * 4), *y0 = malloc(nrows * 4), *y2 = malloc(nrows * 4), *y3 = malloc(nrows * 4);
     void *act = malloc(kern_act_size(type, ncols));
@@ -963,9 +963,9 @@ static size_t isa_len(uint32_t type, int k)
  * values that round to inf in f16, NaN. */
 static void isa_act_values(uint32_t type, int rep, float *a, size_t n)
 {
-    size_t ablk = act_type_of(type) == GGUF_T_Q8_K ? 256 : act_type_of(type) == GGUF_T_F32 ||
-                                                                   act_type_of(type) == GGUF_T_F16 ||
-                                                                   act_type_of(type) == GGUF_T_BF16
+    size_t ablk = act_type_of(type) == BLK_T_Q8_K ? 256 : act_type_of(type) == BLK_T_F32 ||
+                                                                   act_type_of(type) == BLK_T_F16 ||
+                                                                   act_type_of(type) == BLK_T_BF16
                                                                ? 1
                                                                : 32;
     for (size_t i = 0; i < n; i++) a[i] = rng_gauss() * (rep == 1 ? 1e-3f : rep == 2 ? 37.0f : 1.0f);
@@ -992,13 +992,13 @@ START_TEST(test_isa_matches_reference)
     const char *isas[KERN_MAX_ISAS];
     int n_isa = simd_isas(isas);
     if (n_isa == 0) {
-        fprintf(stderr, "check_kern: no SIMD ISA available here, nothing to compare for %s\n", gguf_type_name(type));
+        fprintf(stderr, "check_kern: no SIMD ISA available here, nothing to compare for %s\n", blk_type_name(type));
         return;
     }
     const char *keep = kern_isa_name();
     for (int k = 0; isa_len(type, k); k++) {
         size_t n = isa_len(type, k);
-        size_t rb = gguf_row_size(type, n);
+        size_t rb = blk_row_size(type, n);
         for (int rep = 0; rep < 5; rep++) {
             float *x = xmalloc(n * 4), *a = xmalloc(n * 4);
             for (size_t i = 0; i < n; i++) x[i] = 0.02f * rng_gauss() * (rep == 2 ? 100.0f : 1.0f);
@@ -1015,7 +1015,7 @@ START_TEST(test_isa_matches_reference)
             float v0 = kern_vec_dot_ex(type, row, act0, n, KERN_ORDER_VECDOT);
             ck_assert_int_eq(kern_dequant_row(type, row, d0, n), 0);
             float f0 = 0, fg0 = 0;
-            if (type == GGUF_T_F32) {
+            if (type == BLK_T_F32) {
                 f0 = kern_dot_f32(x, a, n);
                 fg0 = kern_dot_f32_gemm(x, a, n);
             }
@@ -1023,16 +1023,16 @@ START_TEST(test_isa_matches_reference)
                 ck_assert_int_eq(kern_isa_select(isas[i]), 0);
                 kern_act_prepare(type, a, act1, n);
                 ck_assert_msg(memcmp(act0, act1, asz) == 0, "%s %s act n=%zu rep=%d differs", isas[i],
-                              gguf_type_name(type), n, rep);
+                              blk_type_name(type), n, rep);
                 float g1 = kern_vec_dot_ex(type, row, act0, n, KERN_ORDER_GEMM);
                 float v1 = kern_vec_dot_ex(type, row, act0, n, KERN_ORDER_VECDOT);
                 ck_assert_msg(same_float(g0, g1), "%s %s gemm n=%zu rep=%d: %.9g vs ref %.9g", isas[i],
-                              gguf_type_name(type), n, rep, (double)g1, (double)g0);
+                              blk_type_name(type), n, rep, (double)g1, (double)g0);
                 ck_assert_msg(same_float(v0, v1), "%s %s vecdot n=%zu rep=%d: %.9g vs ref %.9g", isas[i],
-                              gguf_type_name(type), n, rep, (double)v1, (double)v0);
+                              blk_type_name(type), n, rep, (double)v1, (double)v0);
                 ck_assert_int_eq(kern_dequant_row(type, row, d1, n), 0);
-                ck_assert_msg(memcmp(d0, d1, n * 4) == 0, "%s %s dequant n=%zu", isas[i], gguf_type_name(type), n);
-                if (type == GGUF_T_F32) {
+                ck_assert_msg(memcmp(d0, d1, n * 4) == 0, "%s %s dequant n=%zu", isas[i], blk_type_name(type), n);
+                if (type == BLK_T_F32) {
                     ck_assert(same_float(f0, kern_dot_f32(x, a, n)));
                     ck_assert(same_float(fg0, kern_dot_f32_gemm(x, a, n)));
                 }
@@ -1177,7 +1177,7 @@ START_TEST(test_matmul_matches_vec_dot)
 {
     uint32_t type = k_types[_i];
     const size_t ncols = blck_of(type) == 256 ? 768 : blck_of(type) == 1 ? 72 : 224;
-    const size_t rb = gguf_row_size(type, ncols), max_rows = 101, max_tok = 13, pad = 3;
+    const size_t rb = blk_row_size(type, ncols), max_rows = 101, max_tok = 13, pad = 3;
     static const size_t toks[] = {1, 2, 3, 4, 5, 8, 13};
     static const size_t rows[] = {101, 100, 7};
     uint8_t *W = xmalloc(max_rows * rb);
@@ -1221,7 +1221,7 @@ START_TEST(test_matmul_matches_vec_dot)
                         for (size_t r = 0; r < nrows; r++)
                             ck_assert_msg(fbits(y[t * ys + r]) == fbits(ref[t * ys + r]),
                                           "%s %s rows=%zu tok=%zu pool=%d: y[%zu][%zu] %.9g vs vec_dot %.9g", ci.isa[ii],
-                                          gguf_type_name(type), nrows, nt, pi, t, r, (double)y[t * ys + r],
+                                          blk_type_name(type), nrows, nt, pi, t, r, (double)y[t * ys + r],
                                           (double)ref[t * ys + r]);
                         for (size_t r = nrows; r < ys; r++) ck_assert(y[t * ys + r] == -12345.0f);
                     }
@@ -1285,7 +1285,7 @@ AVX2_FN static __m256 x86_mul_sum_i8_pairs_float(__m256i x, __m256i y)
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot));
 }
 
-AVX2_FN static float x86_dot_q8_0(const struct kern_block_q8_0 *x, const struct kern_block_q8_0 *y, int nb)
+AVX2_FN static float x86_dot_q8_0(const struct blk_q8_0 *x, const struct blk_q8_0 *y, int nb)
 {
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
@@ -1297,7 +1297,7 @@ AVX2_FN static float x86_dot_q8_0(const struct kern_block_q8_0 *x, const struct 
     return x86_hsum_float_8(acc);
 }
 
-AVX2_FN static float x86_dot_q4_0(const struct kern_block_q4_0 *x, const struct kern_block_q8_0 *y, int nb)
+AVX2_FN static float x86_dot_q4_0(const struct blk_q4_0 *x, const struct blk_q8_0 *y, int nb)
 {
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
@@ -1312,7 +1312,7 @@ AVX2_FN static float x86_dot_q4_0(const struct kern_block_q4_0 *x, const struct 
     return x86_hsum_float_8(acc);
 }
 
-AVX2_FN static void x86_quant_q8_0(const float *x, struct kern_block_q8_0 *y, int nb)
+AVX2_FN static void x86_quant_q8_0(const float *x, struct blk_q8_0 *y, int nb)
 {
     for (int i = 0; i < nb; i++, x += 32) {
         __m256 v[4];
@@ -1429,7 +1429,7 @@ AVX2_FN static float x86_fma_ss(float a, float b, float c)
     return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
 }
 
-AVX2_FN static void x86_quant_q8_1(const float *x, struct kern_block_q8_1 *y, int nb)
+AVX2_FN static void x86_quant_q8_1(const float *x, struct blk_q8_1 *y, int nb)
 {
     for (int i = 0; i < nb; i++, x += 32) {
         __m256 v[4];
@@ -1460,7 +1460,7 @@ AVX2_FN static void x86_quant_q8_1(const float *x, struct kern_block_q8_1 *y, in
     }
 }
 
-AVX2_FN static float x86_dot_q4_1(const struct kern_block_q4_1 *x, const struct kern_block_q8_1 *y, int nb)
+AVX2_FN static float x86_dot_q4_1(const struct blk_q4_1 *x, const struct blk_q8_1 *y, int nb)
 {
     __m256 acc = _mm256_setzero_ps();
     float summs = 0;
@@ -1473,7 +1473,7 @@ AVX2_FN static float x86_dot_q4_1(const struct kern_block_q4_1 *x, const struct 
     return x86_hsum_float_8(acc) + summs;
 }
 
-AVX2_FN static float x86_dot_q5_1(const struct kern_block_q5_1 *x, const struct kern_block_q8_1 *y, int nb)
+AVX2_FN static float x86_dot_q5_1(const struct blk_q5_1 *x, const struct blk_q8_1 *y, int nb)
 {
     __m256 acc = _mm256_setzero_ps();
     float summs = 0;
@@ -1488,7 +1488,7 @@ AVX2_FN static float x86_dot_q5_1(const struct kern_block_q5_1 *x, const struct 
     return x86_hsum_float_8(acc) + summs;
 }
 
-AVX2_FN static float x86_dot_q5_0(const struct kern_block_q5_0 *x, const struct kern_block_q8_0 *y, int nb)
+AVX2_FN static float x86_dot_q5_0(const struct blk_q5_0 *x, const struct blk_q8_0 *y, int nb)
 {
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
@@ -1509,7 +1509,7 @@ AVX2_FN static __m256i x86_iq4(const uint8_t *qs)
 }
 
 /* tinyBLAS_Q0_AVX on IQ4_NL: the Q8_0 structure */
-AVX2_FN static float x86_gemm_iq4_nl(const struct kern_block_iq4_nl *x, const struct kern_block_q8_0 *y, int nb)
+AVX2_FN static float x86_gemm_iq4_nl(const struct blk_iq4_nl *x, const struct blk_q8_0 *y, int nb)
 {
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
@@ -1519,7 +1519,7 @@ AVX2_FN static float x86_gemm_iq4_nl(const struct kern_block_iq4_nl *x, const st
     return x86_hsum_float_8(acc);
 }
 
-AVX2_FN static float x86_vecdot_iq4_nl(const struct kern_block_iq4_nl *x, const struct kern_block_q8_0 *y, int nb)
+AVX2_FN static float x86_vecdot_iq4_nl(const struct blk_iq4_nl *x, const struct blk_q8_0 *y, int nb)
 {
     __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
     int ib = 0;
@@ -1581,7 +1581,7 @@ AVX2_FN static __m256i x86_shuf_k4(int i) /* both lanes: scale i */
     return _mm256_set1_epi16((short)((2 * i) | (2 * i + 1) << 8));
 }
 
-AVX2_FN static float x86_dot_q2_K(const struct kern_block_q2_K *x, const struct kern_block_q8_K *y, int nb)
+AVX2_FN static float x86_dot_q2_K(const struct blk_q2_K *x, const struct blk_q8_K *y, int nb)
 {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i m4 = _mm_set1_epi8(0xF);
@@ -1617,7 +1617,7 @@ AVX2_FN static float x86_dot_q2_K(const struct kern_block_q2_K *x, const struct 
     return x86_hsum_float_8(acc);
 }
 
-AVX2_FN static float x86_dot_q3_K(const struct kern_block_q3_K *x, const struct kern_block_q8_K *y, int nb)
+AVX2_FN static float x86_dot_q3_K(const struct blk_q3_K *x, const struct blk_q8_K *y, int nb)
 {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     const __m256i m3 = _mm256_set1_epi8(3), mone = _mm256_set1_epi8(1);
@@ -1670,7 +1670,7 @@ static void k4_utmp(const uint8_t *scales, uint32_t utmp[4])
     utmp[0] &= kmask1;
 }
 
-AVX2_FN static float x86_dot_q4_K(const struct kern_block_q4_K *x, const struct kern_block_q8_K *y, int nb)
+AVX2_FN static float x86_dot_q4_K(const struct blk_q4_K *x, const struct blk_q8_K *y, int nb)
 {
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
@@ -1710,7 +1710,7 @@ AVX2_FN static float x86_dot_q4_K(const struct kern_block_q4_K *x, const struct 
     return x86_hsum_float_8(acc) + _mm_cvtss_f32(acc_m);
 }
 
-AVX2_FN static float x86_dot_q5_K(const struct kern_block_q5_K *x, const struct kern_block_q8_K *y, int nb)
+AVX2_FN static float x86_dot_q5_K(const struct blk_q5_K *x, const struct blk_q8_K *y, int nb)
 {
     const __m256i m4 = _mm256_set1_epi8(0xF), mone = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
@@ -1758,7 +1758,7 @@ AVX2_FN static float x86_dot_q5_K(const struct kern_block_q5_K *x, const struct 
     return x86_hsum_float_8(acc) + summs;
 }
 
-AVX2_FN static float x86_dot_q6_K(const struct kern_block_q6_K *x, const struct kern_block_q8_K *y, int nb)
+AVX2_FN static float x86_dot_q6_K(const struct blk_q6_K *x, const struct blk_q8_K *y, int nb)
 {
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
@@ -1805,7 +1805,7 @@ AVX2_FN static float x86_dot_q6_K(const struct kern_block_q6_K *x, const struct 
     return x86_hsum_float_8(acc);
 }
 
-AVX2_FN static float x86_dot_iq4_xs(const struct kern_block_iq4_xs *x, const struct kern_block_q8_K *y, int nb)
+AVX2_FN static float x86_dot_iq4_xs(const struct blk_iq4_xs *x, const struct blk_q8_K *y, int nb)
 {
     __m256 acc = _mm256_setzero_ps();
     for (int ibl = 0; ibl < nb; ibl++) {
@@ -1891,7 +1891,7 @@ AVX2_FN static void x86_swiglu(float *y, const float *x, const float *g, int n)
 }
 
 /* quantize_row_q8_K_ref with ggml's nearest_int */
-static void ref_quant_q8_K(const float *x, struct kern_block_q8_K *y, int nb)
+static void ref_quant_q8_K(const float *x, struct blk_q8_K *y, int nb)
 {
     for (int i = 0; i < nb; i++, x += 256) {
         float max = 0, amax = 0;
@@ -1945,36 +1945,36 @@ static void x86_bit_exact_body(void)
         }
         if (rep % 10 == 0) a[5] = 0.0f;
         /* activation quantization */
-        struct kern_block_q8_0 qa[NB], qb[NB];
-        kern_act_prepare(GGUF_T_Q8_0, a, qa, N);
+        struct blk_q8_0 qa[NB], qb[NB];
+        kern_act_prepare(BLK_T_Q8_0, a, qa, N);
         x86_quant_q8_0(a, qb, NB);
         ck_assert(memcmp(qa, qb, sizeof qa) == 0);
         /* Q8_0 and Q4_0 dots */
-        struct kern_block_q8_0 wq8[NB];
-        struct kern_block_q4_0 wq4[NB];
+        struct blk_q8_0 wq8[NB];
+        struct blk_q4_0 wq4[NB];
         tq_q8_0(w, wq8, N);
         tq_q4_0(w, wq4, N);
-        float r1 = kern_vec_dot(GGUF_T_Q8_0, wq8, qa, N), e1 = x86_dot_q8_0(wq8, qa, NB);
-        float r2 = kern_vec_dot(GGUF_T_Q4_0, wq4, qa, N), e2 = x86_dot_q4_0(wq4, qa, NB);
+        float r1 = kern_vec_dot(BLK_T_Q8_0, wq8, qa, N), e1 = x86_dot_q8_0(wq8, qa, NB);
+        float r2 = kern_vec_dot(BLK_T_Q4_0, wq4, qa, N), e2 = x86_dot_q4_0(wq4, qa, NB);
         ck_assert_msg(fbits(r1) == fbits(e1), "q8_0 %.9g vs %.9g", (double)r1, (double)e1);
         ck_assert_msg(fbits(r2) == fbits(e2), "q4_0 %.9g vs %.9g", (double)r2, (double)e2);
         /* F32: gemm order on N, vec_dot order on N and on a ragged length */
         int nr = N - 20 + rep % 13;
-        ck_assert(fbits(kern_vec_dot(GGUF_T_F32, w, a, N)) == fbits(x86_gemm_f32(w, a, N)));
-        ck_assert(fbits(kern_vec_dot_ex(GGUF_T_F32, w, a, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_f32(w, a, N)));
+        ck_assert(fbits(kern_vec_dot(BLK_T_F32, w, a, N)) == fbits(x86_gemm_f32(w, a, N)));
+        ck_assert(fbits(kern_vec_dot_ex(BLK_T_F32, w, a, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_f32(w, a, N)));
         ck_assert(fbits(kern_dot_f32(w, a, (size_t)nr)) == fbits(x86_vecdot_f32(w, a, nr)));
         ck_assert(fbits(kern_dot_f32_gemm(w, a, N)) == fbits(x86_gemm_f32(w, a, N)));
         /* tinyBLAS declines k % 8 != 0: llama.cpp then uses vec_dot even when batched */
-        ck_assert(fbits(kern_vec_dot(GGUF_T_F32, w, a, (size_t)nr)) ==
+        ck_assert(fbits(kern_vec_dot(BLK_T_F32, w, a, (size_t)nr)) ==
                   fbits(nr % 8 ? x86_vecdot_f32(w, a, nr) : x86_gemm_f32(w, a, nr)));
         /* F16 */
         uint16_t wh[N + 12], ah[N + 12];
         for (int i = 0; i < N + 12; i++) wh[i] = util_f32_to_fp16(w[i]);
-        kern_act_prepare(GGUF_T_F16, a, ah, N + 12);
+        kern_act_prepare(BLK_T_F16, a, ah, N + 12);
         for (int i = 0; i < N + 12; i++) ck_assert_uint_eq(ah[i], x86_f2h(a[i]));
-        ck_assert(fbits(kern_vec_dot(GGUF_T_F16, wh, ah, N)) == fbits(x86_gemm_f16(wh, ah, N)));
-        ck_assert(fbits(kern_vec_dot_ex(GGUF_T_F16, wh, ah, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_f16(wh, ah, N)));
-        ck_assert(fbits(kern_vec_dot(GGUF_T_F16, wh, ah, (size_t)nr)) ==
+        ck_assert(fbits(kern_vec_dot(BLK_T_F16, wh, ah, N)) == fbits(x86_gemm_f16(wh, ah, N)));
+        ck_assert(fbits(kern_vec_dot_ex(BLK_T_F16, wh, ah, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_f16(wh, ah, N)));
+        ck_assert(fbits(kern_vec_dot(BLK_T_F16, wh, ah, (size_t)nr)) ==
                   fbits(nr % 8 ? x86_vecdot_f16(wh, ah, nr) : x86_gemm_f16(wh, ah, nr)));
     }
 }
@@ -1990,64 +1990,64 @@ static void x86_bit_exact_more_body(void)
             a[i] = s * rng_gauss();
         }
         /* Q8_1 activations, Q4_1 / Q5_1 */
-        struct kern_block_q8_1 qa[NB], qb[NB];
-        kern_act_prepare(GGUF_T_Q4_1, a, qa, N);
+        struct blk_q8_1 qa[NB], qb[NB];
+        kern_act_prepare(BLK_T_Q4_1, a, qa, N);
         x86_quant_q8_1(a, qb, NB);
         ck_assert(memcmp(qa, qb, sizeof qa) == 0);
-        struct kern_block_q4_1 w41[NB];
-        struct kern_block_q5_1 w51[NB];
+        struct blk_q4_1 w41[NB];
+        struct blk_q5_1 w51[NB];
         tq_q4_1(w, w41, N);
         tq_q5_1(w, w51, N);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q4_1, w41, qa, N)) == fbits(x86_dot_q4_1(w41, qa, NB)));
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q5_1, w51, qa, N)) == fbits(x86_dot_q5_1(w51, qa, NB)));
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q4_1, w41, qa, N)) == fbits(x86_dot_q4_1(w41, qa, NB)));
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q5_1, w51, qa, N)) == fbits(x86_dot_q5_1(w51, qa, NB)));
         /* Q8_0 activations, Q5_0 / IQ4_NL (both orders, odd and even block counts) */
-        struct kern_block_q8_0 q8[NB];
-        kern_act_prepare(GGUF_T_Q5_0, a, q8, N);
-        struct kern_block_q5_0 w50[NB];
-        struct kern_block_iq4_nl wnl[NB];
+        struct blk_q8_0 q8[NB];
+        kern_act_prepare(BLK_T_Q5_0, a, q8, N);
+        struct blk_q5_0 w50[NB];
+        struct blk_iq4_nl wnl[NB];
         tq_q5_0(w, w50, N);
         tq_iq4_nl(w, wnl, N);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q5_0, w50, q8, N)) == fbits(x86_dot_q5_0(w50, q8, NB)));
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q5_0, w50, q8, N)) == fbits(x86_dot_q5_0(w50, q8, NB)));
         for (int nb = NB - 1; nb <= NB; nb++) {
-            ck_assert(fbits(kern_vec_dot(GGUF_T_IQ4_NL, wnl, q8, (size_t)nb * 32)) == fbits(x86_gemm_iq4_nl(wnl, q8, nb)));
-            ck_assert(fbits(kern_vec_dot_ex(GGUF_T_IQ4_NL, wnl, q8, (size_t)nb * 32, KERN_ORDER_VECDOT)) ==
+            ck_assert(fbits(kern_vec_dot(BLK_T_IQ4_NL, wnl, q8, (size_t)nb * 32)) == fbits(x86_gemm_iq4_nl(wnl, q8, nb)));
+            ck_assert(fbits(kern_vec_dot_ex(BLK_T_IQ4_NL, wnl, q8, (size_t)nb * 32, KERN_ORDER_VECDOT)) ==
                       fbits(x86_vecdot_iq4_nl(wnl, q8, nb)));
         }
         /* BF16 */
         uint16_t wb[N], ab[N];
         for (int i = 0; i < N; i++) wb[i] = util_f32_to_bf16(w[i]);
-        kern_act_prepare(GGUF_T_BF16, a, ab, N);
+        kern_act_prepare(BLK_T_BF16, a, ab, N);
         int nr = N - 8 - rep % 11;
-        ck_assert(fbits(kern_vec_dot(GGUF_T_BF16, wb, ab, N)) == fbits(x86_gemm_bf16(wb, ab, N)));
-        ck_assert(fbits(kern_vec_dot_ex(GGUF_T_BF16, wb, ab, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_bf16(wb, ab, N)));
-        ck_assert(fbits(kern_vec_dot(GGUF_T_BF16, wb, ab, (size_t)nr)) ==
+        ck_assert(fbits(kern_vec_dot(BLK_T_BF16, wb, ab, N)) == fbits(x86_gemm_bf16(wb, ab, N)));
+        ck_assert(fbits(kern_vec_dot_ex(BLK_T_BF16, wb, ab, N, KERN_ORDER_VECDOT)) == fbits(x86_vecdot_bf16(wb, ab, N)));
+        ck_assert(fbits(kern_vec_dot(BLK_T_BF16, wb, ab, (size_t)nr)) ==
                   fbits(nr % 8 ? x86_vecdot_bf16(wb, ab, nr) : x86_gemm_bf16(wb, ab, nr)));
         /* Q8_K activations and the K-quants */
-        struct kern_block_q8_K ka[NK], kb[NK];
+        struct blk_q8_K ka[NK], kb[NK];
         if (rep % 7 == 0) a[300] = -40.0f * s; /* a negative extreme sets the scale sign */
-        kern_act_prepare(GGUF_T_Q4_K, a, ka, NKE);
+        kern_act_prepare(BLK_T_Q4_K, a, ka, NKE);
         ref_quant_q8_K(a, kb, NK);
         ck_assert(memcmp(ka, kb, sizeof ka) == 0);
         union {
-            struct kern_block_q2_K q2[NK];
-            struct kern_block_q3_K q3[NK];
-            struct kern_block_q4_K q4[NK];
-            struct kern_block_q5_K q5[NK];
-            struct kern_block_q6_K q6[NK];
-            struct kern_block_iq4_xs xs[NK];
+            struct blk_q2_K q2[NK];
+            struct blk_q3_K q3[NK];
+            struct blk_q4_K q4[NK];
+            struct blk_q5_K q5[NK];
+            struct blk_q6_K q6[NK];
+            struct blk_iq4_xs xs[NK];
         } wk;
-        random_blocks(GGUF_T_Q2_K, wk.q2, NKE);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q2_K, wk.q2, ka, NKE)) == fbits(x86_dot_q2_K(wk.q2, ka, NK)));
-        random_blocks(GGUF_T_Q3_K, wk.q3, NKE);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q3_K, wk.q3, ka, NKE)) == fbits(x86_dot_q3_K(wk.q3, ka, NK)));
-        random_blocks(GGUF_T_Q4_K, wk.q4, NKE);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q4_K, wk.q4, ka, NKE)) == fbits(x86_dot_q4_K(wk.q4, ka, NK)));
-        random_blocks(GGUF_T_Q5_K, wk.q5, NKE);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q5_K, wk.q5, ka, NKE)) == fbits(x86_dot_q5_K(wk.q5, ka, NK)));
-        random_blocks(GGUF_T_Q6_K, wk.q6, NKE);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_Q6_K, wk.q6, ka, NKE)) == fbits(x86_dot_q6_K(wk.q6, ka, NK)));
-        random_blocks(GGUF_T_IQ4_XS, wk.xs, NKE);
-        ck_assert(fbits(kern_vec_dot(GGUF_T_IQ4_XS, wk.xs, ka, NKE)) == fbits(x86_dot_iq4_xs(wk.xs, ka, NK)));
+        random_blocks(BLK_T_Q2_K, wk.q2, NKE);
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q2_K, wk.q2, ka, NKE)) == fbits(x86_dot_q2_K(wk.q2, ka, NK)));
+        random_blocks(BLK_T_Q3_K, wk.q3, NKE);
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q3_K, wk.q3, ka, NKE)) == fbits(x86_dot_q3_K(wk.q3, ka, NK)));
+        random_blocks(BLK_T_Q4_K, wk.q4, NKE);
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q4_K, wk.q4, ka, NKE)) == fbits(x86_dot_q4_K(wk.q4, ka, NK)));
+        random_blocks(BLK_T_Q5_K, wk.q5, NKE);
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q5_K, wk.q5, ka, NKE)) == fbits(x86_dot_q5_K(wk.q5, ka, NK)));
+        random_blocks(BLK_T_Q6_K, wk.q6, NKE);
+        ck_assert(fbits(kern_vec_dot(BLK_T_Q6_K, wk.q6, ka, NKE)) == fbits(x86_dot_q6_K(wk.q6, ka, NK)));
+        random_blocks(BLK_T_IQ4_XS, wk.xs, NKE);
+        ck_assert(fbits(kern_vec_dot(BLK_T_IQ4_XS, wk.xs, ka, NKE)) == fbits(x86_dot_iq4_xs(wk.xs, ka, NK)));
         /* softmax over a padded, partly masked row; SiLU-gate; exp at the range limits */
         int n_pad = rep % 2 ? 256 : 40 + rep % 23, n = 1 + rep % (n_pad - 1);
         float row[256], p1[256], p2[256];
@@ -2175,9 +2175,9 @@ START_TEST(test_neon_tables)
     for (int v = 0; v < nt; v++) {
         for (int i = 0; i < N_TYPES; i++)
             ck_assert_msg(t[v]->dot_gemm[k_types[i]] && t[v]->dot_vecdot[k_types[i]], "%s has no %s dot", t[v]->name,
-                          gguf_type_name(k_types[i]));
-        ck_assert(t[v]->act[GGUF_T_Q8_0] && t[v]->act[GGUF_T_Q8_1] && t[v]->act[GGUF_T_Q8_K]);
-        ck_assert(t[v]->act[GGUF_T_BF16] && t[v]->dot_f32);
+                          blk_type_name(k_types[i]));
+        ck_assert(t[v]->act[BLK_T_Q8_0] && t[v]->act[BLK_T_Q8_1] && t[v]->act[BLK_T_Q8_K]);
+        ck_assert(t[v]->act[BLK_T_BF16] && t[v]->dot_f32);
     }
     /* the dispatcher prefers NEON (dotprod first) unless told otherwise */
     const char *req = getenv("LMPIPE_ISA");
@@ -2197,18 +2197,18 @@ static void neon_fix_scales(uint32_t type, void *row, size_t nb)
         uint16_t dk = util_f32_to_fp16(0.0005f * (float)(1.0 + rng_unif()));
         uint16_t m = util_f32_to_fp16(-0.1f * (float)rng_unif());
         switch (type) {
-        case GGUF_T_Q8_0: ((struct kern_block_q8_0 *)row)[i].d = d; break;
-        case GGUF_T_Q4_0: ((struct kern_block_q4_0 *)row)[i].d = d; break;
-        case GGUF_T_Q5_0: ((struct kern_block_q5_0 *)row)[i].d = d; break;
-        case GGUF_T_IQ4_NL: ((struct kern_block_iq4_nl *)row)[i].d = d; break;
-        case GGUF_T_Q4_1: ((struct kern_block_q4_1 *)row)[i].d = d; ((struct kern_block_q4_1 *)row)[i].m = m; break;
-        case GGUF_T_Q5_1: ((struct kern_block_q5_1 *)row)[i].d = d; ((struct kern_block_q5_1 *)row)[i].m = m; break;
-        case GGUF_T_Q2_K: ((struct kern_block_q2_K *)row)[i].d = dk; ((struct kern_block_q2_K *)row)[i].dmin = dk; break;
-        case GGUF_T_Q3_K: ((struct kern_block_q3_K *)row)[i].d = dk; break;
-        case GGUF_T_Q4_K: ((struct kern_block_q4_K *)row)[i].d = dk; ((struct kern_block_q4_K *)row)[i].dmin = dk; break;
-        case GGUF_T_Q5_K: ((struct kern_block_q5_K *)row)[i].d = dk; ((struct kern_block_q5_K *)row)[i].dmin = dk; break;
-        case GGUF_T_Q6_K: ((struct kern_block_q6_K *)row)[i].d = dk; break;
-        case GGUF_T_IQ4_XS: ((struct kern_block_iq4_xs *)row)[i].d = dk; break;
+        case BLK_T_Q8_0: ((struct blk_q8_0 *)row)[i].d = d; break;
+        case BLK_T_Q4_0: ((struct blk_q4_0 *)row)[i].d = d; break;
+        case BLK_T_Q5_0: ((struct blk_q5_0 *)row)[i].d = d; break;
+        case BLK_T_IQ4_NL: ((struct blk_iq4_nl *)row)[i].d = d; break;
+        case BLK_T_Q4_1: ((struct blk_q4_1 *)row)[i].d = d; ((struct blk_q4_1 *)row)[i].m = m; break;
+        case BLK_T_Q5_1: ((struct blk_q5_1 *)row)[i].d = d; ((struct blk_q5_1 *)row)[i].m = m; break;
+        case BLK_T_Q2_K: ((struct blk_q2_K *)row)[i].d = dk; ((struct blk_q2_K *)row)[i].dmin = dk; break;
+        case BLK_T_Q3_K: ((struct blk_q3_K *)row)[i].d = dk; break;
+        case BLK_T_Q4_K: ((struct blk_q4_K *)row)[i].d = dk; ((struct blk_q4_K *)row)[i].dmin = dk; break;
+        case BLK_T_Q5_K: ((struct blk_q5_K *)row)[i].d = dk; ((struct blk_q5_K *)row)[i].dmin = dk; break;
+        case BLK_T_Q6_K: ((struct blk_q6_K *)row)[i].d = dk; break;
+        case BLK_T_IQ4_XS: ((struct blk_iq4_xs *)row)[i].d = dk; break;
         default: break;
         }
     }
@@ -2231,21 +2231,21 @@ static int8_t neon_abyte(int rep)
 static void neon_fill_row(uint32_t type, int rep, void *row, size_t n)
 {
     switch (type) {
-    case GGUF_T_F32:
+    case BLK_T_F32:
         for (size_t i = 0; i < n; i++) ((float *)row)[i] = rng_gauss() * (rep == 2 ? 1e3f : 0.02f);
         return;
-    case GGUF_T_F16:
+    case BLK_T_F16:
         for (size_t i = 0; i < n; i++) {
             uint16_t h = rep == 3 ? (uint16_t)rng_next() : util_f32_to_fp16(rng_gauss() * (rep == 2 ? 1e3f : 0.02f));
             if ((h & 0x7C00) == 0x7C00) h &= 0xBFFF; /* no inf / NaN */
             ((uint16_t *)row)[i] = h;
         }
         return;
-    case GGUF_T_BF16:
+    case BLK_T_BF16:
         for (size_t i = 0; i < n; i++) ((uint16_t *)row)[i] = util_f32_to_bf16(rng_gauss() * (rep == 2 ? 1e3f : 0.02f));
         return;
     default: {
-        const struct gguf_type_info *ti = gguf_type_info(type);
+        const struct blk_type_info *ti = blk_type_info(type);
         size_t nb = n / ti->blck;
         for (size_t i = 0; i < nb * ti->size; i++) ((uint8_t *)row)[i] = neon_wbyte(rep);
         neon_fix_scales(type, row, nb);
@@ -2258,25 +2258,25 @@ static void neon_fill_row(uint32_t type, int rep, void *row, size_t n)
 static void neon_fill_act(uint32_t act_type, int rep, void *act, size_t n)
 {
     switch (act_type) {
-    case GGUF_T_F32:
+    case BLK_T_F32:
         for (size_t i = 0; i < n; i++) ((float *)act)[i] = rng_gauss() * (rep == 2 ? 37.0f : 1.0f);
         return;
-    case GGUF_T_F16:
+    case BLK_T_F16:
         for (size_t i = 0; i < n; i++) ((uint16_t *)act)[i] = util_f32_to_fp16(rng_gauss() * (rep == 2 ? 37.0f : 1.0f));
         return;
-    case GGUF_T_BF16:
+    case BLK_T_BF16:
         for (size_t i = 0; i < n; i++) ((uint16_t *)act)[i] = util_f32_to_bf16(rng_gauss() * (rep == 2 ? 37.0f : 1.0f));
         return;
-    case GGUF_T_Q8_0:
+    case BLK_T_Q8_0:
         for (size_t b = 0; b < n / 32; b++) {
-            struct kern_block_q8_0 *y = (struct kern_block_q8_0 *)act + b;
+            struct blk_q8_0 *y = (struct blk_q8_0 *)act + b;
             y->d = util_f32_to_fp16(0.01f * (float)(1.0 + rng_unif()));
             for (int j = 0; j < 32; j++) y->qs[j] = neon_abyte(rep);
         }
         return;
-    case GGUF_T_Q8_1:
+    case BLK_T_Q8_1:
         for (size_t b = 0; b < n / 32; b++) {
-            struct kern_block_q8_1 *y = (struct kern_block_q8_1 *)act + b;
+            struct blk_q8_1 *y = (struct blk_q8_1 *)act + b;
             float d = 0.01f * (float)(1.0 + rng_unif());
             int sum = 0;
             for (int j = 0; j < 32; j++) sum += y->qs[j] = neon_abyte(rep);
@@ -2286,7 +2286,7 @@ static void neon_fill_act(uint32_t act_type, int rep, void *act, size_t n)
         return;
     default: /* Q8_K */
         for (size_t b = 0; b < n / 256; b++) {
-            struct kern_block_q8_K *y = (struct kern_block_q8_K *)act + b;
+            struct blk_q8_K *y = (struct blk_q8_K *)act + b;
             y->d = 0.01f * (float)(1.0 + rng_unif());
             for (int g = 0; g < 16; g++) {
                 int sum = 0;
@@ -2312,18 +2312,18 @@ START_TEST(test_neon_dots)
         for (int rep = 0; rep < 4; rep++) {
             size_t n = blk * nblk[bi];
             if (blck_of(type) == 1) n -= (size_t)(rep * 5 + (int)bi) % 13; /* 19..288: every tail shape */
-            void *w = neon_alloc((size_t)gguf_row_size(type, n));
-            void *a = neon_alloc((size_t)gguf_row_size(ref->act_type, n));
+            void *w = neon_alloc((size_t)blk_row_size(type, n));
+            void *a = neon_alloc((size_t)blk_row_size(ref->act_type, n));
             neon_fill_row(type, rep, w, n);
             neon_fill_act(ref->act_type, rep, a, n);
             const float g0 = ref->dot_gemm(w, a, n), v0 = ref->dot_vecdot(w, a, n);
             for (int k = 0; k < nv; k++) {
                 const float g1 = v[k]->dot_gemm[type](w, a, n), v1 = v[k]->dot_vecdot[type](w, a, n);
                 ck_assert_msg(neon_same(g0, g1), "%s %s gemm n=%zu rep=%d: %.9g vs ref %.9g", v[k]->name,
-                              gguf_type_name(type), n, rep, (double)g1, (double)g0);
+                              blk_type_name(type), n, rep, (double)g1, (double)g0);
                 ck_assert_msg(neon_same(v0, v1), "%s %s vecdot n=%zu rep=%d: %.9g vs ref %.9g", v[k]->name,
-                              gguf_type_name(type), n, rep, (double)v1, (double)v0);
-                if (type == GGUF_T_F32)
+                              blk_type_name(type), n, rep, (double)v1, (double)v0);
+                if (type == BLK_T_F32)
                     ck_assert(neon_same(kern_ref_dot_f32(w, a, n), v[k]->dot_f32(w, a, n)));
             }
             free(w);
@@ -2384,16 +2384,16 @@ static void neon_edge_values(int pat, float *x, size_t n, size_t blk)
 /* Prepared activations of every NEON variant == the reference's, byte for byte. */
 START_TEST(test_neon_act_edges)
 {
-    static const uint32_t act_types[] = {GGUF_T_Q8_0, GGUF_T_Q8_1, GGUF_T_Q8_K, GGUF_T_F16, GGUF_T_BF16};
+    static const uint32_t act_types[] = {BLK_T_Q8_0, BLK_T_Q8_1, BLK_T_Q8_K, BLK_T_F16, BLK_T_BF16};
     const struct kern_isa *v[2];
     const int nv = neon_variants(v);
     if (nv == 0) return;
     for (size_t ti = 0; ti < sizeof act_types / sizeof act_types[0]; ti++) {
         const uint32_t at = act_types[ti];
-        const size_t blk = at == GGUF_T_Q8_K ? 256 : 32;
+        const size_t blk = at == BLK_T_Q8_K ? 256 : 32;
         /* 3 blocks; the float types a ragged length (vector body and scalar tail) */
-        const size_t n = at == GGUF_T_F16 || at == GGUF_T_BF16 ? 3 * blk + 3 : 3 * blk;
-        const size_t sz = (size_t)gguf_row_size(at, n);
+        const size_t n = at == BLK_T_F16 || at == BLK_T_BF16 ? 3 * blk + 3 : 3 * blk;
+        const size_t sz = (size_t)blk_row_size(at, n);
         float *x = neon_alloc(n * 4);
         uint8_t *r0 = neon_alloc(sz), *r1 = neon_alloc(sz);
         for (int pat = 0; pat < 15; pat++) {
@@ -2407,7 +2407,7 @@ START_TEST(test_neon_act_edges)
                 size_t off = 0;
                 while (off < sz && r0[off] == r1[off]) off++;
                 ck_assert_msg(off == sz, "%s act %s pattern %d: byte %zu differs (%02x vs ref %02x)", v[k]->name,
-                              gguf_type_name(at), pat, off, off < sz ? r1[off] : 0, off < sz ? r0[off] : 0);
+                              blk_type_name(at), pat, off, off < sz ? r1[off] : 0, off < sz ? r0[off] : 0);
             }
         }
         free(x);
@@ -2440,12 +2440,12 @@ START_TEST(test_neon_subnormal_terms)
         }
         for (int k = 0; k < nv; k++)
             for (size_t n = 200; n <= N; n += 3) { /* 200: tinyBLAS order, 203: vec_dot with a tail */
-                float r[5] = {kern_ref_ops[GGUF_T_F32].dot_gemm(x, y, n), kern_ref_ops[GGUF_T_F32].dot_vecdot(x, y, n),
-                              kern_ref_dot_f32(x, y, n), kern_ref_ops[GGUF_T_BF16].dot_gemm(xb, yb, n),
-                              kern_ref_ops[GGUF_T_BF16].dot_vecdot(xb, yb, n)};
-                float g[5] = {v[k]->dot_gemm[GGUF_T_F32](x, y, n), v[k]->dot_vecdot[GGUF_T_F32](x, y, n),
-                              v[k]->dot_f32(x, y, n), v[k]->dot_gemm[GGUF_T_BF16](xb, yb, n),
-                              v[k]->dot_vecdot[GGUF_T_BF16](xb, yb, n)};
+                float r[5] = {kern_ref_ops[BLK_T_F32].dot_gemm(x, y, n), kern_ref_ops[BLK_T_F32].dot_vecdot(x, y, n),
+                              kern_ref_dot_f32(x, y, n), kern_ref_ops[BLK_T_BF16].dot_gemm(xb, yb, n),
+                              kern_ref_ops[BLK_T_BF16].dot_vecdot(xb, yb, n)};
+                float g[5] = {v[k]->dot_gemm[BLK_T_F32](x, y, n), v[k]->dot_vecdot[BLK_T_F32](x, y, n),
+                              v[k]->dot_f32(x, y, n), v[k]->dot_gemm[BLK_T_BF16](xb, yb, n),
+                              v[k]->dot_vecdot[BLK_T_BF16](xb, yb, n)};
                 for (int j = 0; j < 5; j++) {
 #if defined(__aarch64__)
                     ck_assert_msg(neon_same(r[j], g[j]), "%s subnormal terms #%d n=%zu: %a vs ref %a", v[k]->name, j, n,

@@ -103,24 +103,24 @@ static float gauss(void)
 static double rel_bound(uint32_t t)
 {
     switch (t) {
-    case GGUF_T_F32: return 1e-9;
-    case GGUF_T_F16: return 0.001;
-    case GGUF_T_BF16: return 0.004;
-    case GGUF_T_Q8_0: return 0.008;
-    case GGUF_T_Q6_K: return 0.025;
-    case GGUF_T_Q5_0: case GGUF_T_Q5_1: case GGUF_T_Q5_K: return 0.05;
-    case GGUF_T_Q4_0: return 0.10;
-    case GGUF_T_Q4_1: case GGUF_T_Q4_K: case GGUF_T_IQ4_NL: case GGUF_T_IQ4_XS: return 0.09;
-    case GGUF_T_Q3_K: return 0.18;
-    case GGUF_T_Q2_K: return 0.35;
+    case BLK_T_F32: return 1e-9;
+    case BLK_T_F16: return 0.001;
+    case BLK_T_BF16: return 0.004;
+    case BLK_T_Q8_0: return 0.008;
+    case BLK_T_Q6_K: return 0.025;
+    case BLK_T_Q5_0: case BLK_T_Q5_1: case BLK_T_Q5_K: return 0.05;
+    case BLK_T_Q4_0: return 0.10;
+    case BLK_T_Q4_1: case BLK_T_Q4_K: case BLK_T_IQ4_NL: case BLK_T_IQ4_XS: return 0.09;
+    case BLK_T_Q3_K: return 0.18;
+    case BLK_T_Q2_K: return 0.35;
     default: return 0;
     }
 }
 
-static const uint32_t k_types[] = {GGUF_T_F32,  GGUF_T_F16,  GGUF_T_BF16, GGUF_T_Q8_0,
-                                   GGUF_T_Q4_0, GGUF_T_Q4_1, GGUF_T_Q5_0, GGUF_T_Q5_1,
-                                   GGUF_T_Q2_K, GGUF_T_Q3_K, GGUF_T_Q4_K, GGUF_T_Q5_K,
-                                   GGUF_T_Q6_K, GGUF_T_IQ4_NL, GGUF_T_IQ4_XS};
+static const uint32_t k_types[] = {BLK_T_F32,  BLK_T_F16,  BLK_T_BF16, BLK_T_Q8_0,
+                                   BLK_T_Q4_0, BLK_T_Q4_1, BLK_T_Q5_0, BLK_T_Q5_1,
+                                   BLK_T_Q2_K, BLK_T_Q3_K, BLK_T_Q4_K, BLK_T_Q5_K,
+                                   BLK_T_Q6_K, BLK_T_IQ4_NL, BLK_T_IQ4_XS};
 #define N_TYPES (sizeof k_types / sizeof k_types[0])
 
 /* ---- writer ---- */
@@ -178,9 +178,9 @@ START_TEST(writer_roundtrip)
     float tdata[64];
     for (int i = 0; i < 64; i++) tdata[i] = (float)i;
     uint64_t ne1[1] = {64}, ne2[2] = {32, 3};
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "a.weight", 1, ne1, GGUF_T_F32, tdata), 0);
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "b.weight", 2, ne2, GGUF_T_Q8_0, NULL), 0);
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "c", 1, ne1, GGUF_T_F16, NULL), 0);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "a.weight", 1, ne1, BLK_T_F32, tdata), 0);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "b.weight", 2, ne2, BLK_T_Q8_0, NULL), 0);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "c", 1, ne1, BLK_T_F16, NULL), 0);
     ck_assert_uint_eq(gguf_writer_tensor_nbytes(w, 1), 3 * 34);
     int calls = 0;
     struct err_info ei;
@@ -249,16 +249,16 @@ START_TEST(writer_roundtrip)
     ck_assert_mem_eq(g.tensors[0].data, tdata, sizeof tdata);
     ck_assert_uint_eq(g.tensors[1].ne[0], 32);
     ck_assert_uint_eq(g.tensors[1].ne[1], 3);
-    ck_assert_uint_eq(g.tensors[1].type, GGUF_T_Q8_0);
+    ck_assert_uint_eq(g.tensors[1].type, BLK_T_Q8_0);
     for (int i = 0; i < 3 * 34; i++)
         ck_assert_uint_eq(((const uint8_t *)g.tensors[1].data)[i], (uint8_t)(31 + i));
-    ck_assert_uint_eq(g.tensors[2].type, GGUF_T_F16);
+    ck_assert_uint_eq(g.tensors[2].type, BLK_T_F16);
 
     /* a copy through copy_kv reproduces every value; the old file survives failed writes */
     ck_assert_int_eq(gguf_writer_create(&w), 0);
     for (uint64_t i = 0; i < g.n_kv; i++) ck_assert_int_eq(gguf_writer_copy_kv(w, &g.kv[i]), 0);
     ck_assert_uint_eq(gguf_writer_n_kv(w), g.n_kv);
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "x", 1, ne1, GGUF_T_F32, NULL), 0);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "x", 1, ne1, BLK_T_F32, NULL), 0);
     size_t before_len;
     char *before = tutil_read(spath("w.gguf"), &before_len);
     ck_assert_ptr_nonnull(before);
@@ -301,13 +301,13 @@ START_TEST(writer_rejects)
     struct gguf_writer *w;
     ck_assert_int_eq(gguf_writer_create(&w), 0);
     uint64_t ne[2] = {33, 2};
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "q", 2, ne, GGUF_T_Q8_0, NULL), ERR_SHAPE);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "q", 2, ne, BLK_T_Q8_0, NULL), ERR_SHAPE);
     uint64_t ok[1] = {32};
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "", 1, ok, GGUF_T_F32, NULL), ERR_INVALID);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "", 1, ok, BLK_T_F32, NULL), ERR_INVALID);
     char longname[80];
     memset(longname, 'x', sizeof longname - 1);
     longname[79] = 0;
-    ck_assert_int_eq(gguf_writer_add_tensor(w, longname, 1, ok, GGUF_T_F32, NULL), ERR_INVALID);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, longname, 1, ok, BLK_T_F32, NULL), ERR_INVALID);
     ck_assert_int_eq(gguf_writer_add_tensor(w, "t", 1, ok, 99, NULL), ERR_BAD_TYPE);
     ck_assert_int_eq(gguf_writer_set_alignment(w, 48), ERR_ALIGN);
     uint8_t two = 2;
@@ -320,11 +320,11 @@ START_TEST(writer_rejects)
     gguf_writer_free(w);
     /* duplicate tensor names; a tensor without data and no callback */
     ck_assert_int_eq(gguf_writer_create(&w), 0);
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "t", 1, ok, GGUF_T_F32, NULL), 0);
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "t", 1, ok, GGUF_T_F32, NULL), ERR_DUPLICATE);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "t", 1, ok, BLK_T_F32, NULL), 0);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "t", 1, ok, BLK_T_F32, NULL), ERR_DUPLICATE);
     gguf_writer_free(w);
     ck_assert_int_eq(gguf_writer_create(&w), 0);
-    ck_assert_int_eq(gguf_writer_add_tensor(w, "t", 1, ok, GGUF_T_F32, NULL), 0);
+    ck_assert_int_eq(gguf_writer_add_tensor(w, "t", 1, ok, BLK_T_F32, NULL), 0);
     err_clear(&ei);
     ck_assert_int_eq(gguf_writer_write(w, spath("bad.gguf"), NULL, NULL, &ei), ERR_INVALID);
     gguf_writer_free(w);
@@ -345,7 +345,7 @@ START_TEST(rows_roundtrip)
     for (size_t k = 0; k < N_TYPES; k++) {
         uint32_t t = k_types[k];
         ck_assert(quant_type_supported(t));
-        size_t rb = (size_t)gguf_row_size(t, n);
+        size_t rb = (size_t)blk_row_size(t, n);
         ck_assert_int_eq(quant_rows(NULL, t, x, q, rows, n), 0);
         ck_assert_int_eq(quant_rows(pool, t, x, q3, rows, n), 0);
         ck_assert_mem_eq(q, q3, rb * rows);
@@ -359,13 +359,13 @@ START_TEST(rows_roundtrip)
             }
         }
         double rel = sqrt(se / ss);
-        ck_assert_msg(rel <= rel_bound(t), "%s: relative RMSE %.4f > %.4f", gguf_type_name(t), rel,
+        ck_assert_msg(rel <= rel_bound(t), "%s: relative RMSE %.4f > %.4f", blk_type_name(t), rel,
                       rel_bound(t));
     }
     kern_pool_destroy(pool);
-    ck_assert_int_eq(quant_row(GGUF_T_Q4_K, x, q, 100), ERR_SHAPE);
-    ck_assert_int_eq(quant_row(GGUF_T_IQ2_XXS, x, q, 256), ERR_UNSUPPORTED);
-    ck_assert(!quant_type_supported(GGUF_T_Q8_K));
+    ck_assert_int_eq(quant_row(BLK_T_Q4_K, x, q, 100), ERR_SHAPE);
+    ck_assert_int_eq(quant_row(BLK_T_IQ2_XXS, x, q, 256), ERR_UNSUPPORTED);
+    ck_assert(!quant_type_supported(BLK_T_Q8_K));
     free(x);
     free(back);
     free(q);
@@ -395,18 +395,18 @@ START_TEST(rows_degenerate)
             ck_assert_int_eq(quant_row(t, x, q, n), 0);
             ck_assert_int_eq(kern_dequant_row(t, q, back, n), 0);
             if (c == 0)
-                for (size_t i = 0; i < n; i++) ck_assert_msg(back[i] == 0, "%s zeros", gguf_type_name(t));
-            if (c != 5 && c != 4 && t != GGUF_T_F32)
+                for (size_t i = 0; i < n; i++) ck_assert_msg(back[i] == 0, "%s zeros", blk_type_name(t));
+            if (c != 5 && c != 4 && t != BLK_T_F32)
                 for (size_t i = 0; i < n; i++)
                     ck_assert_msg(isfinite(back[i]), "%s case %d: element %zu not finite",
-                                  gguf_type_name(t), c, i);
+                                  blk_type_name(t), c, i);
         }
     }
     x[10] = NAN;
-    ck_assert_int_eq(quant_row(GGUF_T_Q4_0, x, q, n), ERR_RANGE);
+    ck_assert_int_eq(quant_row(BLK_T_Q4_0, x, q, n), ERR_RANGE);
     x[10] = INFINITY;
-    ck_assert_int_eq(quant_row(GGUF_T_Q6_K, x, q, n), ERR_RANGE);
-    ck_assert_int_eq(quant_row(GGUF_T_F16, x, q, n), 0); /* float targets carry infinities */
+    ck_assert_int_eq(quant_row(BLK_T_Q6_K, x, q, n), ERR_RANGE);
+    ck_assert_int_eq(quant_row(BLK_T_F16, x, q, n), 0); /* float targets carry infinities */
 }
 END_TEST
 
@@ -414,7 +414,7 @@ END_TEST
 
 static struct quant_tensor_desc D(const char *name, uint64_t ne0, uint64_t ne1)
 {
-    struct quant_tensor_desc d = {name, ne1 ? 2u : 1u, {ne0, ne1 ? ne1 : 1, 1, 1}, GGUF_T_F32};
+    struct quant_tensor_desc d = {name, ne1 ? 2u : 1u, {ne0, ne1 ? ne1 : 1, 1, 1}, BLK_T_F32};
     return d;
 }
 
@@ -450,14 +450,14 @@ START_TEST(recipe_mixes)
     struct err_info ei;
     err_clear(&ei);
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("q4_k_m"), false, d, n, 2, &ei), 0);
-    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), GGUF_T_Q6_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "token_embd.weight"), GGUF_T_Q4_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), GGUF_T_Q4_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), GGUF_T_Q6_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_down.weight"), GGUF_T_Q4_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.ffn_down.weight"), GGUF_T_Q6_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_q.weight"), GGUF_T_Q4_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_norm.weight"), GGUF_T_F32);
+    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q6_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "token_embd.weight"), BLK_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), BLK_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), BLK_T_Q6_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_down.weight"), BLK_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.ffn_down.weight"), BLK_T_Q6_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_q.weight"), BLK_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_norm.weight"), BLK_T_F32);
     ck_assert_uint_eq(p.n_fallback, 0);
     /* processing order: non-block tensors first, then by block, names sorted */
     ck_assert_str_eq(d[p.order[0]].name, "output.weight");
@@ -465,30 +465,30 @@ START_TEST(recipe_mixes)
     quant_plan_free(&p);
     /* --pure: the base type everywhere, output included */
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_K_M"), true, d, n, 2, &ei), 0);
-    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), GGUF_T_Q4_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.ffn_down.weight"), GGUF_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.ffn_down.weight"), BLK_T_Q4_K);
     quant_plan_free(&p);
     /* plain names are pure */
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_0"), false, d, n, 2, &ei), 0);
-    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), GGUF_T_Q4_0);
+    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q4_0);
     quant_plan_free(&p);
     /* Q3_K_M: attn_v Q5_K for the first two, attn_output Q4_K, ffn_down Q4_K (n/16 = 0) */
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q3_K_M"), false, d, n, 2, &ei), 0);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), GGUF_T_Q5_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), GGUF_T_Q5_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_output.weight"), GGUF_T_Q4_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_down.weight"), GGUF_T_Q4_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_up.weight"), GGUF_T_Q3_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), GGUF_T_Q6_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), BLK_T_Q5_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), BLK_T_Q5_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_output.weight"), BLK_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_down.weight"), BLK_T_Q4_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_up.weight"), BLK_T_Q3_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q6_K);
     quant_plan_free(&p);
     /* Q5_K_M */
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q5_K_M"), false, d, n, 2, &ei), 0);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), GGUF_T_Q6_K);
-    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), GGUF_T_Q5_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), BLK_T_Q6_K);
+    ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), BLK_T_Q5_K);
     quant_plan_free(&p);
     /* tied embeddings (no output.weight): token_embd takes output's Q6_K */
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_K_M"), false, d, n - 1, 2, &ei), 0);
-    ck_assert_uint_eq(plan_type(&p, d, n - 1, "token_embd.weight"), GGUF_T_Q6_K);
+    ck_assert_uint_eq(plan_type(&p, d, n - 1, "token_embd.weight"), BLK_T_Q6_K);
     quant_plan_free(&p);
     ck_assert_ptr_null(quant_target_find("Q4_K_X"));
     ck_assert_ptr_null(quant_target_find(NULL));
@@ -503,18 +503,18 @@ START_TEST(recipe_fallback)
     struct err_info ei;
     err_clear(&ei);
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_K"), false, d, 4, 1, &ei), 0);
-    ck_assert_uint_eq(p.type[0], GGUF_T_F16);  /* Q4_K -> Q5_0 -> 172 % 32 -> F16 */
-    ck_assert_uint_eq(p.type[1], GGUF_T_Q5_0); /* 96 fits 32-blocks */
-    ck_assert_uint_eq(p.want[1], GGUF_T_Q4_K);
-    ck_assert_uint_eq(p.type[3], GGUF_T_F32);
+    ck_assert_uint_eq(p.type[0], BLK_T_F16);  /* Q4_K -> Q5_0 -> 172 % 32 -> F16 */
+    ck_assert_uint_eq(p.type[1], BLK_T_Q5_0); /* 96 fits 32-blocks */
+    ck_assert_uint_eq(p.want[1], BLK_T_Q4_K);
+    ck_assert_uint_eq(p.type[3], BLK_T_F32);
     ck_assert_uint_eq(p.n_fallback, 3);
     quant_plan_free(&p);
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("IQ4_XS"), false, d, 4, 1, &ei), 0);
-    ck_assert_uint_eq(p.type[1], GGUF_T_IQ4_NL);
+    ck_assert_uint_eq(p.type[1], BLK_T_IQ4_NL);
     quant_plan_free(&p);
     ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q8_0"), false, d, 4, 1, &ei), 0);
-    ck_assert_uint_eq(p.type[0], GGUF_T_F16);
-    ck_assert_uint_eq(p.type[2], GGUF_T_F16); /* 48 does not fill 32-blocks either */
+    ck_assert_uint_eq(p.type[0], BLK_T_F16);
+    ck_assert_uint_eq(p.type[2], BLK_T_F16); /* 48 does not fill 32-blocks either */
     quant_plan_free(&p);
 }
 END_TEST
@@ -580,13 +580,13 @@ static void check_one_file(const struct file_case *fc, struct kern_pool *pool)
         ck_assert_ptr_nonnull(s);
         ck_assert(memcmp(s->ne, t->ne, sizeof s->ne) == 0);
         if (t->n_dims == 1) {
-            ck_assert_uint_eq(t->type, GGUF_T_F32);
+            ck_assert_uint_eq(t->type, BLK_T_F32);
             ck_assert_mem_eq(t->data, s->data, s->nbytes);
             continue;
         }
         if (!o.target->mix) ck_assert_uint_eq(t->type, o.target->base);
         size_t n = (size_t)t->ne[0], rows = (size_t)t->ne[1];
-        uint64_t rb = gguf_row_size(t->type, n);
+        uint64_t rb = blk_row_size(t->type, n);
         double se = 0, ss = 0;
         for (size_t r = 0; r < rows; r++) {
             ck_assert_int_eq(kern_dequant_row(t->type, (const uint8_t *)t->data + r * rb, a, n), 0);
@@ -603,8 +603,8 @@ static void check_one_file(const struct file_case *fc, struct kern_pool *pool)
             const struct gguf_tensor *r = gguf_find_tensor(&gr, name);
             ck_assert_ptr_nonnull(r);
             ck_assert_msg(r->type == t->type, "%s %s: llama.cpp chose %s, we %s", fc->type, name,
-                          gguf_type_name(r->type), gguf_type_name(t->type));
-            const struct gguf_type_info *ti = gguf_type_info(t->type);
+                          blk_type_name(r->type), blk_type_name(t->type));
+            const struct blk_type_info *ti = blk_type_info(t->type);
             uint64_t nb = t->nbytes / ti->size;
             for (uint64_t k = 0; k < nb; k++) {
                 blocks++;
@@ -723,14 +723,14 @@ START_TEST(cli_exits)
     ck_assert_msg(model_open(&m, spath("s1.gguf"), &ei) == 0, "%s", ei.msg);
     ck_assert_uint_eq(m.hp.n_vocab, 300);
     ck_assert_ptr_eq(m.output, m.tok_embd);
-    ck_assert_uint_eq(m.layers[0].wq->type, GGUF_T_Q8_0);
+    ck_assert_uint_eq(m.layers[0].wq->type, BLK_T_Q8_0);
     model_free(&m);
     err_clear(&ei);
     ck_assert_msg(model_open(&m, spath("s2.gguf"), &ei) == 0, "%s", ei.msg);
     /* 64 columns do not fill 256-blocks: attn_qkv (attn_v-like, Q6_K in Q4_K_M) -> Q8_0, the
      * rest Q4_K -> Q5_0 */
-    ck_assert_uint_eq(m.layers[0].wqkv->type, GGUF_T_Q8_0);
-    ck_assert_uint_eq(m.layers[0].w_up->type, GGUF_T_Q5_0);
+    ck_assert_uint_eq(m.layers[0].wqkv->type, BLK_T_Q8_0);
+    ck_assert_uint_eq(m.layers[0].w_up->type, BLK_T_Q5_0);
     model_free(&m);
 }
 END_TEST

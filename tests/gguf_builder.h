@@ -412,7 +412,7 @@ static inline struct gb_tensor *gb_tensor_f32(struct gguf_builder *b, const char
     float *v = gb_xrealloc(NULL, nel * sizeof *v);
     for (size_t i = 0; i < nel; i++) v[i] = center + scale * gb_randf(b);
     gb_tensor_del(b, name);
-    struct gb_tensor *t = gb_tensor_raw(b, name, GGUF_T_F32, n_dims, ne, v, nel * sizeof *v);
+    struct gb_tensor *t = gb_tensor_raw(b, name, BLK_T_F32, n_dims, ne, v, nel * sizeof *v);
     free(v);
     return t;
 }

@@ -187,7 +187,7 @@ int cli_bench_main(int argc, char **argv)
         } else {
             /* type histogram and size */
             const struct gguf_ctx *g = m->g;
-            uint64_t count[GGUF_T_COUNT_] = {0}, n_params = 0, wbytes = 0;
+            uint64_t count[BLK_T_COUNT_] = {0}, n_params = 0, wbytes = 0;
             for (uint64_t i = 0; i < g->n_tensors; i++) {
                 const struct gguf_tensor *t = &g->tensors[i];
                 count[t->type]++;
@@ -204,9 +204,9 @@ int cli_bench_main(int argc, char **argv)
                        model_arch_name(m->arch), (unsigned long long)n_params,
                        (unsigned long long)wbytes);
                 bool first = true;
-                for (int t = 0; t < GGUF_T_COUNT_; t++)
+                for (int t = 0; t < BLK_T_COUNT_; t++)
                     if (count[t]) {
-                        printf("%s\"%s\": %llu", first ? "" : ", ", gguf_type_name((uint32_t)t),
+                        printf("%s\"%s\": %llu", first ? "" : ", ", blk_type_name((uint32_t)t),
                                (unsigned long long)count[t]);
                         first = false;
                     }
@@ -230,9 +230,9 @@ int cli_bench_main(int argc, char **argv)
                            model_arch_name(m->arch), (double)n_params / 1e6,
                            (double)wbytes / 1048576.0);
                     printf("types:");
-                    for (int t = 0; t < GGUF_T_COUNT_; t++)
+                    for (int t = 0; t < BLK_T_COUNT_; t++)
                         if (count[t])
-                            printf(" %s×%llu", gguf_type_name((uint32_t)t), (unsigned long long)count[t]);
+                            printf(" %s×%llu", blk_type_name((uint32_t)t), (unsigned long long)count[t]);
                     printf("\nkernels: %s, %lld runs each after a warm-up\n", kern_isa_name(),
                            (long long)reps);
                     printf("| threads | test   |              t/s |\n");

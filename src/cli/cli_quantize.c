@@ -34,15 +34,15 @@ static void on_tensor(void *ud, size_t i, size_t n, const char *name, uint32_t f
     struct progress *p = ud;
     if (p->verbose)
         fprintf(stderr, "  [%4zu/%4zu] %-36s [%6llu, %6llu] %-6s -> %s\n", i + 1, n, name,
-                (unsigned long long)ne[0], (unsigned long long)ne[1], gguf_type_name(from),
-                gguf_type_name(to));
+                (unsigned long long)ne[0], (unsigned long long)ne[1], blk_type_name(from),
+                blk_type_name(to));
     if (to != want) {
-        const struct gguf_type_info *ti = gguf_type_info(want);
+        const struct blk_type_info *ti = blk_type_info(want);
         fprintf(stderr,
                 "lmpipe: fallback: %s has rows of %llu, not a multiple of the %s block size %u: "
                 "using %s\n",
-                name, (unsigned long long)ne[0], gguf_type_name(want), ti ? ti->blck : 0,
-                gguf_type_name(to));
+                name, (unsigned long long)ne[0], blk_type_name(want), ti ? ti->blck : 0,
+                blk_type_name(to));
         p->n_fallback++;
     }
 }
@@ -63,7 +63,7 @@ static void print_report(const struct quant_file_report *r, const char *out, dou
             out, r->n_tensors, r->n_quantized, r->n_copied, (double)r->in_bytes / 1048576.0,
             (double)r->out_bytes / 1048576.0, secs);
     bool any = false;
-    for (int t = 0; t < GGUF_T_COUNT_; t++) {
+    for (int t = 0; t < BLK_T_COUNT_; t++) {
         const struct quant_err_stat *s = &r->by_type[t];
         if (!s->n) continue;
         if (!any)
@@ -74,7 +74,7 @@ static void print_report(const struct quant_file_report *r, const char *out, dou
         double rmse = sqrt(s->sum_sq / (double)s->n);
         double rel = s->sum_sq_src > 0 ? sqrt(s->sum_sq / s->sum_sq_src) : 0.0;
         fprintf(stderr, "  %-7s %7llu %12llu %10.3e %9.3f%% %10.3e %7.2f\n",
-                gguf_type_name((uint32_t)t), (unsigned long long)s->n_tensors,
+                blk_type_name((uint32_t)t), (unsigned long long)s->n_tensors,
                 (unsigned long long)s->n, rmse, 100.0 * rel, s->max_abs,
                 8.0 * (double)s->bytes / (double)s->n);
     }

@@ -250,7 +250,7 @@ static int synth_data(void *ud, uint64_t idx, void *dst, uint64_t nbytes, struct
     struct synth_ctx *c = ud;
     const struct synth_tensor *t = &c->t[idx];
     struct synth_job j = {t, idx, c->seed, c->type[idx], dst, (size_t)t->ne[0], (size_t)t->ne[1],
-                          0, (size_t)gguf_row_size(c->type[idx], t->ne[0]), NULL};
+                          0, (size_t)blk_row_size(c->type[idx], t->ne[0]), NULL};
     if ((uint64_t)j.row_bytes * j.nrows != nbytes)
         return err_set(ei, ERR_SHAPE, ERR_NO_OFFSET, "size mismatch for %s", t->name);
     j.per_task = 16384 / j.n ? 16384 / j.n : 1; /* fixed, independent of the thread count */
@@ -371,15 +371,15 @@ static int cmd_synth(int argc, char **argv)
         desc[i].ne[0] = tl.t[i].ne[0];
         desc[i].ne[1] = tl.t[i].ne[1];
         desc[i].ne[2] = desc[i].ne[3] = 1;
-        desc[i].type = GGUF_T_F32;
+        desc[i].type = BLK_T_F32;
     }
     if ((rc = quant_plan_make(&plan, tg, false, desc, tl.n, (uint32_t)c.layers, &ei))) goto done;
     for (size_t i = 0; i < tl.n; i++) {
         types[i] = plan.type[i];
         if (plan.type[i] != plan.want[i])
             fprintf(stderr, "lmpipe: fallback: %s has rows of %llu: %s instead of %s\n",
-                    tl.t[i].name, (unsigned long long)tl.t[i].ne[0], gguf_type_name(plan.type[i]),
-                    gguf_type_name(plan.want[i]));
+                    tl.t[i].name, (unsigned long long)tl.t[i].ne[0], blk_type_name(plan.type[i]),
+                    blk_type_name(plan.want[i]));
     }
     if ((rc = gguf_writer_create(&w))) {
         err_set(&ei, rc, ERR_NO_OFFSET, "out of memory");

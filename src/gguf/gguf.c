@@ -17,45 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const struct gguf_type_info g_types[GGUF_T_COUNT_] = {
-    [GGUF_T_F32] = {"F32", 1, 4},         [GGUF_T_F16] = {"F16", 1, 2},
-    [GGUF_T_Q4_0] = {"Q4_0", 32, 18},     [GGUF_T_Q4_1] = {"Q4_1", 32, 20},
-    [GGUF_T_Q5_0] = {"Q5_0", 32, 22},     [GGUF_T_Q5_1] = {"Q5_1", 32, 24},
-    [GGUF_T_Q8_0] = {"Q8_0", 32, 34},     [GGUF_T_Q8_1] = {"Q8_1", 32, 36},
-    [GGUF_T_Q2_K] = {"Q2_K", 256, 84},    [GGUF_T_Q3_K] = {"Q3_K", 256, 110},
-    [GGUF_T_Q4_K] = {"Q4_K", 256, 144},   [GGUF_T_Q5_K] = {"Q5_K", 256, 176},
-    [GGUF_T_Q6_K] = {"Q6_K", 256, 210},   [GGUF_T_Q8_K] = {"Q8_K", 256, 292},
-    [GGUF_T_IQ2_XXS] = {"IQ2_XXS", 256, 66}, [GGUF_T_IQ2_XS] = {"IQ2_XS", 256, 74},
-    [GGUF_T_IQ3_XXS] = {"IQ3_XXS", 256, 98}, [GGUF_T_IQ1_S] = {"IQ1_S", 256, 50},
-    [GGUF_T_IQ4_NL] = {"IQ4_NL", 32, 18}, [GGUF_T_IQ3_S] = {"IQ3_S", 256, 110},
-    [GGUF_T_IQ2_S] = {"IQ2_S", 256, 82},  [GGUF_T_IQ4_XS] = {"IQ4_XS", 256, 136},
-    [GGUF_T_I8] = {"I8", 1, 1},           [GGUF_T_I16] = {"I16", 1, 2},
-    [GGUF_T_I32] = {"I32", 1, 4},         [GGUF_T_I64] = {"I64", 1, 8},
-    [GGUF_T_F64] = {"F64", 1, 8},         [GGUF_T_IQ1_M] = {"IQ1_M", 256, 56},
-    [GGUF_T_BF16] = {"BF16", 1, 2},
-};
-
-const struct gguf_type_info *gguf_type_info(uint32_t type)
-{
-    if (type >= GGUF_T_COUNT_ || !g_types[type].name) return NULL;
-    return &g_types[type];
-}
-
-const char *gguf_type_name(uint32_t type)
-{
-    const struct gguf_type_info *ti = gguf_type_info(type);
-    return ti ? ti->name : "?";
-}
-
-uint64_t gguf_row_size(uint32_t type, uint64_t n)
-{
-    const struct gguf_type_info *ti = gguf_type_info(type);
-    if (!ti || n % ti->blck) return 0;
-    uint64_t r;
-    if (util_mul_overflow(n / ti->blck, ti->size, &r)) return 0;
-    return r;
-}
-
 static const uint32_t g_vsize[GGUF_VT_COUNT_] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 static const char *const g_vname[GGUF_VT_COUNT_] = {
     "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
@@ -213,7 +174,7 @@ static int parse_tensor_info(struct rd *r, struct gguf_tensor *t, uint64_t idx)
     }
     uint64_t tat = r->pos;
     if ((rc = rd_u32(r, &t->type, "tensor type"))) return rc;
-    const struct gguf_type_info *ti = gguf_type_info(t->type);
+    const struct blk_type_info *ti = blk_type_info(t->type);
     if (!ti)
         return err_set(r->ei, ERR_BAD_TYPE, tat, "tensor '%.*s': unknown tensor type %u", nl,
                        t->name.ptr, t->type);

@@ -12,6 +12,7 @@
 #ifndef LMPIPE_GGUF_GGUF_H
 #define LMPIPE_GGUF_GGUF_H
 
+#include "../util/blk.h"
 #include "../util/err.h"
 
 #include <stdbool.h>
@@ -44,51 +45,6 @@ enum gguf_vtype {
     GGUF_VT_COUNT_
 };
 
-/* ggml tensor types (numbering fixed by the file format). */
-enum gguf_ttype {
-    GGUF_T_F32 = 0,
-    GGUF_T_F16 = 1,
-    GGUF_T_Q4_0 = 2,
-    GGUF_T_Q4_1 = 3,
-    GGUF_T_Q5_0 = 6,
-    GGUF_T_Q5_1 = 7,
-    GGUF_T_Q8_0 = 8,
-    GGUF_T_Q8_1 = 9,
-    GGUF_T_Q2_K = 10,
-    GGUF_T_Q3_K = 11,
-    GGUF_T_Q4_K = 12,
-    GGUF_T_Q5_K = 13,
-    GGUF_T_Q6_K = 14,
-    GGUF_T_Q8_K = 15,
-    GGUF_T_IQ2_XXS = 16,
-    GGUF_T_IQ2_XS = 17,
-    GGUF_T_IQ3_XXS = 18,
-    GGUF_T_IQ1_S = 19,
-    GGUF_T_IQ4_NL = 20,
-    GGUF_T_IQ3_S = 21,
-    GGUF_T_IQ2_S = 22,
-    GGUF_T_IQ4_XS = 23,
-    GGUF_T_I8 = 24,
-    GGUF_T_I16 = 25,
-    GGUF_T_I32 = 26,
-    GGUF_T_I64 = 27,
-    GGUF_T_F64 = 28,
-    GGUF_T_IQ1_M = 29,
-    GGUF_T_BF16 = 30,
-    GGUF_T_COUNT_ = 40
-};
-
-struct gguf_type_info {
-    const char *name; /* NULL for numbers that are not a known type */
-    uint32_t blck;    /* elements per block */
-    uint32_t size;    /* bytes per block */
-};
-/* NULL when `type` is not a known ggml type. */
-const struct gguf_type_info *gguf_type_info(uint32_t type);
-const char *gguf_type_name(uint32_t type); /* "?" when unknown */
-/* Bytes for one row of n elements; 0 when n is not a multiple of the block size or unknown. */
-uint64_t gguf_row_size(uint32_t type, uint64_t n);
-
 /* A string inside the buffer: not NUL-terminated. */
 struct gguf_str {
     const char *ptr;
@@ -108,7 +64,7 @@ struct gguf_tensor {
     struct gguf_str name;
     uint32_t n_dims;
     uint64_t ne[GGUF_MAX_DIMS]; /* ne[0] = row length (innermost); unused dims are 1 */
-    uint32_t type;              /* enum gguf_ttype */
+    uint32_t type;              /* enum blk_type */
     uint64_t offset;            /* relative to the data section */
     uint64_t nbytes;
     const void *data;           /* inside the buffer, aligned to the file's alignment */
@@ -211,7 +167,7 @@ int gguf_writer_remove(struct gguf_writer *w, const char *key);
 uint64_t gguf_writer_n_kv(const struct gguf_writer *w);
 
 /* Add a tensor: ne[0..n_dims) with ne[0] a multiple of the type's block size. `data` (may be
- * NULL: then the write callback supplies it) holds gguf_row_size(type, ne[0]) * rows bytes. */
+ * NULL: then the write callback supplies it) holds blk_row_size(type, ne[0]) * rows bytes. */
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t n_dims,
                            const uint64_t *ne, uint32_t type, const void *data);
 uint64_t gguf_writer_n_tensors(const struct gguf_writer *w);

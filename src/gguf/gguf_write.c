@@ -11,7 +11,7 @@
  *
  * Invariants: every stored kv value is a well-formed encoding of its type; tensor names are
  * unique and 1..GGUF_WRITER_MAX_NAME bytes; every tensor's nbytes equals
- * gguf_row_size(type, ne[0]) * rows. The destination is only ever replaced by rename() of a
+ * blk_row_size(type, ne[0]) * rows. The destination is only ever replaced by rename() of a
  * complete, fsync'ed temporary file in the same directory; on any failure the temporary file
  * is unlinked. The first error is sticky (w->err) so callers may check once at the end. */
 #define _POSIX_C_SOURCE 200809L
@@ -298,7 +298,7 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t n_d
     for (size_t i = 0; i < w->nt; i++)
         if (w->t[i].name_len == nl && memcmp(w->t[i].name, name, nl) == 0)
             return w_fail(w, ERR_DUPLICATE);
-    const struct gguf_type_info *ti = gguf_type_info(type);
+    const struct blk_type_info *ti = blk_type_info(type);
     if (!ti) return w_fail(w, ERR_BAD_TYPE);
     struct wtensor t;
     memset(&t, 0, sizeof t);
@@ -313,7 +313,7 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t n_d
         if (t.ne[d] == 0) return w_fail(w, ERR_SHAPE);
         if (d > 0 && util_mul_overflow(rows, t.ne[d], &rows)) return w_fail(w, ERR_OVERFLOW);
     }
-    uint64_t rs = gguf_row_size(type, t.ne[0]);
+    uint64_t rs = blk_row_size(type, t.ne[0]);
     if (rs == 0) return w_fail(w, ERR_SHAPE);
     if (util_mul_overflow(rs, rows, &t.nbytes)) return w_fail(w, ERR_OVERFLOW);
     if (w->nt == w->capt) {

@@ -13,143 +13,11 @@
 #ifndef LMPIPE_KERN_KERN_H
 #define LMPIPE_KERN_KERN_H
 
+#include "../util/blk.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define QK8_0 32
-#define QK4_0 32
-
-/* 34 bytes: 32 int8 values sharing one fp16 scale. */
-struct kern_block_q8_0 {
-    uint16_t d; /* fp16 scale */
-    int8_t qs[QK8_0];
-};
-_Static_assert(sizeof(struct kern_block_q8_0) == 34, "q8_0 block size");
-
-/* 18 bytes: 32 4-bit values (low nibbles = elements 0..15, high = 16..31), value = (q-8)*d. */
-struct kern_block_q4_0 {
-    uint16_t d;
-    uint8_t qs[QK4_0 / 2];
-};
-_Static_assert(sizeof(struct kern_block_q4_0) == 18, "q4_0 block size");
-
-#define QK4_1 32
-#define QK5_0 32
-#define QK5_1 32
-#define QK8_1 32
-#define QK4_NL 32
-#define QK_K 256 /* K-quant super-block */
-
-/* The remaining ggml block layouts (ggml-common.h). fp16 fields are raw IEEE half bits. */
-
-/* 20 bytes: value = q*d + m, q in 0..15 (low nibbles = elements 0..15, high = 16..31). */
-struct kern_block_q4_1 {
-    uint16_t d;
-    uint16_t m;
-    uint8_t qs[QK4_1 / 2];
-};
-_Static_assert(sizeof(struct kern_block_q4_1) == 20, "q4_1 block size");
-
-/* 22 bytes: 5-bit q = nibble | (bit j of qh) << 4, value = (q-16)*d. qh is little-endian u32. */
-struct kern_block_q5_0 {
-    uint16_t d;
-    uint8_t qh[4];
-    uint8_t qs[QK5_0 / 2];
-};
-_Static_assert(sizeof(struct kern_block_q5_0) == 22, "q5_0 block size");
-
-/* 24 bytes: as q5_0 but value = q*d + m. */
-struct kern_block_q5_1 {
-    uint16_t d;
-    uint16_t m;
-    uint8_t qh[4];
-    uint8_t qs[QK5_1 / 2];
-};
-_Static_assert(sizeof(struct kern_block_q5_1) == 24, "q5_1 block size");
-
-/* 36 bytes (activations only): s = fp16(d_f32 * sum(qs)), d the fp16 scale. */
-struct kern_block_q8_1 {
-    uint16_t d;
-    uint16_t s;
-    int8_t qs[QK8_1];
-};
-_Static_assert(sizeof(struct kern_block_q8_1) == 36, "q8_1 block size");
-
-/* 84 bytes: 16 sub-blocks of 16, scales = 4-bit scale | 4-bit min << 4, 2-bit quants,
- * value = d*(sc&15)*q - dmin*(sc>>4). */
-struct kern_block_q2_K {
-    uint8_t scales[QK_K / 16];
-    uint8_t qs[QK_K / 4];
-    uint16_t d;
-    uint16_t dmin;
-};
-_Static_assert(sizeof(struct kern_block_q2_K) == 84, "q2_K block size");
-
-/* 110 bytes: 3-bit quants = 2 low bits in qs + high bit in hmask, 16 6-bit scales packed in 12
- * bytes, value = d*(scale-32)*(q-4). */
-struct kern_block_q3_K {
-    uint8_t hmask[QK_K / 8];
-    uint8_t qs[QK_K / 4];
-    uint8_t scales[12];
-    uint16_t d;
-};
-_Static_assert(sizeof(struct kern_block_q3_K) == 110, "q3_K block size");
-
-/* 144 bytes: 8 sub-blocks of 32 with 6-bit scale and min packed in 12 bytes,
- * value = d*sc*q - dmin*m. */
-struct kern_block_q4_K {
-    uint16_t d;
-    uint16_t dmin;
-    uint8_t scales[12];
-    uint8_t qs[QK_K / 2];
-};
-_Static_assert(sizeof(struct kern_block_q4_K) == 144, "q4_K block size");
-
-/* 176 bytes: q4_K plus a fifth bit per element in qh. */
-struct kern_block_q5_K {
-    uint16_t d;
-    uint16_t dmin;
-    uint8_t scales[12];
-    uint8_t qh[QK_K / 8];
-    uint8_t qs[QK_K / 2];
-};
-_Static_assert(sizeof(struct kern_block_q5_K) == 176, "q5_K block size");
-
-/* 210 bytes: 6-bit quants (4 low bits in ql, 2 high in qh), 16 int8 scales,
- * value = d*scale*(q-32). */
-struct kern_block_q6_K {
-    uint8_t ql[QK_K / 2];
-    uint8_t qh[QK_K / 4];
-    int8_t scales[QK_K / 16];
-    uint16_t d;
-};
-_Static_assert(sizeof(struct kern_block_q6_K) == 210, "q6_K block size");
-
-/* 292 bytes (activations only): f32 scale, 256 int8, bsums[i] = sum of qs[16i..16i+15]. */
-struct kern_block_q8_K {
-    float d;
-    int8_t qs[QK_K];
-    int16_t bsums[QK_K / 16];
-};
-_Static_assert(sizeof(struct kern_block_q8_K) == 292, "q8_K block size");
-
-/* 18 bytes: 4-bit indices into the fixed non-linear table kern_iq4nl_values, value = d*table[q]. */
-struct kern_block_iq4_nl {
-    uint16_t d;
-    uint8_t qs[QK4_NL / 2];
-};
-_Static_assert(sizeof(struct kern_block_iq4_nl) == 18, "iq4_nl block size");
-
-/* 136 bytes: 8 sub-blocks of 32 with a 6-bit scale each (low 4 bits in scales_l, high 2 bits in
- * scales_h), value = d*(ls-32)*table[q]. */
-struct kern_block_iq4_xs {
-    uint16_t d;
-    uint16_t scales_h;
-    uint8_t scales_l[QK_K / 64];
-    uint8_t qs[QK_K / 2];
-};
-_Static_assert(sizeof(struct kern_block_iq4_xs) == 136, "iq4_xs block size");
 
 /* The 16 IQ4_NL / IQ4_XS code values. */
 extern const int8_t kern_iq4nl_values[16];
@@ -212,7 +80,7 @@ int kern_pool_threads(const struct kern_pool *pool);
 void kern_pool_run(struct kern_pool *pool, kern_task_fn fn, void *arg, int n_tasks);
 
 /* y[r] = dot(W row r, act) for r in [0, nrows). W rows are contiguous with
- * gguf_row_size(wtype, ncols) bytes each; act was made by kern_act_prepare(wtype, x, act, ncols).
+ * blk_row_size(wtype, ncols) bytes each; act was made by kern_act_prepare(wtype, x, act, ncols).
  * Rows are split across the pool in fixed chunks (deterministic). */
 void kern_matvec(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
                  size_t ncols, const void *act, float *y);

@@ -34,7 +34,6 @@
  * compiler does not target x86 with AVX2/FMA/F16C (the Makefile adds -mavx2 -mfma -mf16c). */
 #include "kern_int.h"
 
-#include "../gguf/gguf.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
@@ -382,7 +381,7 @@ static inline __m256i quant32(const __m256 v[4], __m256 mul, __m256i *sum)
 
 static void act_q8_0(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_0 *y = dst;
+    struct blk_q8_0 *y = dst;
     for (size_t ib = 0; ib < n / QK8_0; ib++, x += QK8_0) {
         __m256 v[4];
         const float amax = amax32(x, v);
@@ -395,7 +394,7 @@ static void act_q8_0(const float *x, void *dst, size_t n)
 
 static void act_q8_1(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_1 *y = dst;
+    struct blk_q8_1 *y = dst;
     for (size_t ib = 0; ib < n / QK8_1; ib++, x += QK8_1) {
         __m256 v[4];
         const float amax = amax32(x, v);
@@ -416,7 +415,7 @@ static void act_q8_1(const float *x, void *dst, size_t n)
  * q = min(127, nearest_int(iscale * x)) with nearest_int(v) = bits(v + 1.5*2^23) - 2^22. */
 static void act_q8_K(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_K *y = dst;
+    struct blk_q8_K *y = dst;
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (size_t ib = 0; ib < n / QK_K; ib++, x += QK_K) {
         __m256 m = _mm256_setzero_ps();
@@ -478,7 +477,7 @@ static void act_q8_K(const float *x, void *dst, size_t n)
 
 static float dot_q8_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q8_0 *w = wv, *a = av;
+    const struct blk_q8_0 *w = wv, *a = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ib = 0; ib < n / QK8_0; ib++) {
         const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
@@ -488,15 +487,15 @@ static float dot_q8_0(const void *wv, const void *av, size_t n)
     return hsum8(acc);
 }
 
-HOT __m256i q4_0_vals(const struct kern_block_q4_0 *b)
+HOT __m256i q4_0_vals(const struct blk_q4_0 *b)
 {
     return _mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8));
 }
 
 static float dot_q4_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q4_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ib = 0; ib < n / QK4_0; ib++) {
         const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
@@ -508,8 +507,8 @@ static float dot_q4_0(const void *wv, const void *av, size_t n)
 
 static float dot_q4_1(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_1 *w = wv;
-    const struct kern_block_q8_1 *a = av;
+    const struct blk_q4_1 *w = wv;
+    const struct blk_q8_1 *a = av;
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (size_t ib = 0; ib < n / QK4_1; ib++) {
@@ -523,8 +522,8 @@ static float dot_q4_1(const void *wv, const void *av, size_t n)
 
 static float dot_q5_1(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_1 *w = wv;
-    const struct kern_block_q8_1 *a = av;
+    const struct blk_q5_1 *w = wv;
+    const struct blk_q8_1 *a = av;
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (size_t ib = 0; ib < n / QK5_1; ib++) {
@@ -539,8 +538,8 @@ static float dot_q5_1(const void *wv, const void *av, size_t n)
 
 static float dot_q5_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q5_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ib = 0; ib < n / QK5_0; ib++) {
         /* (nibble | bit << 4) - 16 == nibble | (bit ? 0 : 0xF0) as int8 */
@@ -554,8 +553,8 @@ static float dot_q5_0(const void *wv, const void *av, size_t n)
 
 static float dot_iq4_nl_gemm(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_nl *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_iq4_nl *w = wv;
+    const struct blk_q8_0 *a = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ib = 0; ib < n / QK4_NL; ib++) {
         const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
@@ -566,8 +565,8 @@ static float dot_iq4_nl_gemm(const void *wv, const void *av, size_t n)
 
 static float dot_iq4_nl_vecdot(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_nl *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_iq4_nl *w = wv;
+    const struct blk_q8_0 *a = av;
     size_t nb = n / QK4_NL, ib = 0;
     __m256 a1 = _mm256_setzero_ps(), a2 = a1;
     for (; ib + 1 < nb; ib += 2) {
@@ -600,8 +599,8 @@ static inline __m256i shuf_q3k(int i)
 
 static float dot_q2_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q2_K *x = wv;
-    const struct kern_block_q8_K *y = av;
+    const struct blk_q2_K *x = wv;
+    const struct blk_q8_K *y = av;
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i m4 = _mm_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
@@ -638,8 +637,8 @@ static float dot_q2_K(const void *wv, const void *av, size_t n)
 
 static float dot_q3_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q3_K *x = wv;
-    const struct kern_block_q8_K *y = av;
+    const struct blk_q3_K *x = wv;
+    const struct blk_q8_K *y = av;
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
     const __m256i m3 = _mm256_set1_epi8(3), mone = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
@@ -750,8 +749,8 @@ HOT __m128 neg_lane1(__m128 dm)
 
 static float dot_q4_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_K *x = wv;
-    const struct kern_block_q8_K *y = av;
+    const struct blk_q4_K *x = wv;
+    const struct blk_q8_K *y = av;
     __m256 acc = _mm256_setzero_ps();
     __m128 acc_m = _mm_setzero_ps();
     for (size_t i = 0; i < n / QK_K; i++) {
@@ -772,7 +771,7 @@ HOT int32_t hsum4_i(__m128i p)
 }
 
 /* sumi of a Q5_K super-block: nibbles plus bit (2j) / (2j+1) of qh as the fifth bit. */
-HOT __m256i q5k_sumi(const struct kern_block_q5_K *b, __m256i scales, const int8_t *q8)
+HOT __m256i q5k_sumi(const struct blk_q5_K *b, __m256i scales, const int8_t *q8)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
     const __m256i hb = loadu256(b->qh);
@@ -790,8 +789,8 @@ HOT __m256i q5k_sumi(const struct kern_block_q5_K *b, __m256i scales, const int8
 
 static float dot_q5_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_K *x = wv;
-    const struct kern_block_q8_K *y = av;
+    const struct blk_q5_K *x = wv;
+    const struct blk_q8_K *y = av;
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (size_t i = 0; i < n / QK_K; i++) {
@@ -830,7 +829,7 @@ HOT __m256i q6_K_sub(__m256i sc16, const int16_t *bsums)
     return _mm256_slli_epi32(_mm256_madd_epi16(loadu256(bsums), sc16), 5);
 }
 
-HOT __m256i q6k_sumi(const struct kern_block_q6_K *b, const int8_t *q8, const int16_t *bsums)
+HOT __m256i q6k_sumi(const struct blk_q6_K *b, const int8_t *q8, const int16_t *bsums)
 {
     const __m256i all = _mm256_cvtepi8_epi16(loadu128(b->scales)); /* 16 int16 scales */
     const __m256i s_lo = _mm256_permute2x128_si256(all, all, 0x00), s_hi = _mm256_permute2x128_si256(all, all, 0x11);
@@ -840,8 +839,8 @@ HOT __m256i q6k_sumi(const struct kern_block_q6_K *b, const int8_t *q8, const in
 
 static float dot_q6_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q6_K *x = wv;
-    const struct kern_block_q8_K *y = av;
+    const struct blk_q6_K *x = wv;
+    const struct blk_q8_K *y = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK_K; i++) {
         const __m256 d = _mm256_set1_ps(y[i].d * h2f(x[i].d));
@@ -852,8 +851,8 @@ static float dot_q6_K(const void *wv, const void *av, size_t n)
 
 static float dot_iq4_xs(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_xs *x = wv;
-    const struct kern_block_q8_K *y = av;
+    const struct blk_iq4_xs *x = wv;
+    const struct blk_q8_K *y = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ibl = 0; ibl < n / QK_K; ibl++) {
         const uint8_t *qs = x[ibl].qs;
@@ -903,9 +902,9 @@ HOT void pf_row(const uint8_t *row, size_t rb)
     for (size_t o = 0; o < rb; o += 64) _mm_prefetch((const char *)(p + o), _MM_HINT_T0);
 }
 
-HOT const struct kern_block_q8_K *q8k_at(const uint8_t *a, size_t as, size_t t, size_t i)
+HOT const struct blk_q8_K *q8k_at(const uint8_t *a, size_t as, size_t t, size_t i)
 {
-    return (const struct kern_block_q8_K *)(a + t * as) + i;
+    return (const struct blk_q8_K *)(a + t * as) + i;
 }
 
 /* The integer sums of one unpacked K-quant super-block (q[g]: 32 unsigned values of group g,
@@ -924,9 +923,9 @@ HOT const struct kern_block_q8_K *q8k_at(const uint8_t *a, size_t as, size_t t, 
         KEEP(s3);                                                                                     \
     } while (0)
 
-HOT void kq_sumi4(const __m256i q[8], const __m256i sc[8], const struct kern_block_q8_K *y0,
-                            const struct kern_block_q8_K *y1, const struct kern_block_q8_K *y2,
-                            const struct kern_block_q8_K *y3, __m256i out[4])
+HOT void kq_sumi4(const __m256i q[8], const __m256i sc[8], const struct blk_q8_K *y0,
+                            const struct blk_q8_K *y1, const struct blk_q8_K *y2,
+                            const struct blk_q8_K *y3, __m256i out[4])
 {
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
     KQ_STEP(0);
@@ -943,7 +942,7 @@ HOT void kq_sumi4(const __m256i q[8], const __m256i sc[8], const struct kern_blo
     out[3] = s3;
 }
 
-HOT __m256i kq_sumi1(const __m256i q[8], const __m256i sc[8], const struct kern_block_q8_K *y0)
+HOT __m256i kq_sumi1(const __m256i q[8], const __m256i sc[8], const struct blk_q8_K *y0)
 {
     __m256i s = _mm256_setzero_si256();
     for (int g = 0; g < 8; g++) s = _mm256_add_epi32(s, _mm256_madd_epi16(sc[g], _mm256_maddubs_epi16(q[g], loadu256(y0->qs + 32 * g))));
@@ -974,11 +973,11 @@ struct kq_blk {
 HOT void kq_unpack(uint32_t type, const uint8_t *row, size_t i, struct kq_blk *b)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    if (type == GGUF_T_Q4_K || type == GGUF_T_Q5_K) {
-        const uint8_t *blk = row + i * (type == GGUF_T_Q4_K ? sizeof(struct kern_block_q4_K) : sizeof(struct kern_block_q5_K));
-        const uint8_t *qs = type == GGUF_T_Q4_K ? ((const struct kern_block_q4_K *)blk)->qs
-                                                : ((const struct kern_block_q5_K *)blk)->qs;
-        const uint8_t *scales = ((const struct kern_block_q4_K *)blk)->scales; /* same offset in both */
+    if (type == BLK_T_Q4_K || type == BLK_T_Q5_K) {
+        const uint8_t *blk = row + i * (type == BLK_T_Q4_K ? sizeof(struct blk_q4_K) : sizeof(struct blk_q5_K));
+        const uint8_t *qs = type == BLK_T_Q4_K ? ((const struct blk_q4_K *)blk)->qs
+                                                : ((const struct blk_q5_K *)blk)->qs;
+        const uint8_t *scales = ((const struct blk_q4_K *)blk)->scales; /* same offset in both */
         uint32_t u;
         memcpy(&u, blk, 4); /* d, dmin */
         b->dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
@@ -1000,9 +999,9 @@ HOT void kq_unpack(uint32_t type, const uint8_t *row, size_t i, struct kq_blk *b
             b->q[2 * j] = _mm256_and_si256(bits, m4);
             b->q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
         }
-        if (type == GGUF_T_Q5_K) {
+        if (type == BLK_T_Q5_K) {
             const __m256i m16 = _mm256_set1_epi8(0x10);
-            const __m256i hb = loadu256(((const struct kern_block_q5_K *)blk)->qh);
+            const __m256i hb = loadu256(((const struct blk_q5_K *)blk)->qh);
             for (int j = 0; j < 4; j++) { /* fifth bits 2j and 2j+1 of each qh byte to bit 4 */
                 b->q[2 * j] = _mm256_or_si256(b->q[2 * j], _mm256_and_si256(_mm256_srli_epi16(_mm256_slli_epi16(hb, 7 - 2 * j), 3), m16));
                 b->q[2 * j + 1] =
@@ -1012,7 +1011,7 @@ HOT void kq_unpack(uint32_t type, const uint8_t *row, size_t i, struct kq_blk *b
         return;
     }
     /* Q6_K */
-    const struct kern_block_q6_K *x = (const struct kern_block_q6_K *)row + i;
+    const struct blk_q6_K *x = (const struct blk_q6_K *)row + i;
     const __m256i m2 = _mm256_set1_epi8(0x30);
     b->d6 = h2f(x->d);
     b->dw = _mm_setzero_ps();
@@ -1050,16 +1049,16 @@ struct kq_tok {
  * scales come pre-broadcast: dv = d_w, mv = -dmin_w (Q4_K/Q5_K; ya * -dmin_w is bit for bit
  * -(ya * dmin_w): IEEE multiplication is sign-symmetric). */
 HOT void kq_finish(uint32_t type, const struct kq_blk *b, __m256 dv, __m128 mv, const struct kq_tok *tk,
-                   const struct kern_block_q8_K *yb, __m256i sumi, __m256 *acc, __m128 *accm, float *summs)
+                   const struct blk_q8_K *yb, __m256i sumi, __m256 *acc, __m128 *accm, float *summs)
 {
     const __m256 ya = _mm256_broadcast_ss(&tk->ya);
-    if (type == GGUF_T_Q6_K) {
+    if (type == BLK_T_Q6_K) {
         const __m256i si = _mm256_sub_epi32(sumi, q6_K_sub(b->all6, yb->bsums));
         *acc = _mm256_fmadd_ps(_mm256_mul_ps(ya, dv), _mm256_cvtepi32_ps(si), *acc);
         return;
     }
     const __m128i prod = _mm_madd_epi16(b->mins, tk->q8s);
-    if (type == GGUF_T_Q4_K) {
+    if (type == BLK_T_Q4_K) {
         *accm = _mm_fmadd_ps(_mm_mul_ps(_mm256_castps256_ps128(ya), mv), _mm_cvtepi32_ps(prod), *accm);
     } else {
         *summs = fmaf(tk->ya * _mm_cvtss_f32(mv), (float)hsum4_i(prod), *summs);
@@ -1069,8 +1068,8 @@ HOT void kq_finish(uint32_t type, const struct kq_blk *b, __m256 dv, __m128 mv, 
 
 HOT float kq_result(uint32_t type, __m256 acc, __m128 accm, float summs)
 {
-    if (type == GGUF_T_Q4_K) return hsum8(acc) + hsum4_m(accm);
-    if (type == GGUF_T_Q5_K) return hsum8(acc) + summs;
+    if (type == BLK_T_Q4_K) return hsum8(acc) + hsum4_m(accm);
+    if (type == BLK_T_Q5_K) return hsum8(acc) + summs;
     return hsum8(acc);
 }
 
@@ -1086,7 +1085,7 @@ HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
 {
     if (nt == 1) {
         /* type is a constant in every caller (the tile_* wrappers): a direct call */
-        const kern_dot_fn dot = type == GGUF_T_Q4_K ? dot_q4_K : type == GGUF_T_Q5_K ? dot_q5_K : dot_q6_K;
+        const kern_dot_fn dot = type == BLK_T_Q4_K ? dot_q4_K : type == BLK_T_Q5_K ? dot_q5_K : dot_q6_K;
         for (size_t r = 0; r < nr; r++) {
             pf_row(row_at(w, rb, r), rb);
             y[r] = dot(row_at(w, rb, r), act, n);
@@ -1111,7 +1110,7 @@ HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
             for (size_t i = 0; i < nb; i++) {
                 struct kq_tok tk[KT_T];
                 for (size_t t = 0; t < tg; t++) {
-                    const struct kern_block_q8_K *yb = q8k_at(a0, as, t, i);
+                    const struct blk_q8_K *yb = q8k_at(a0, as, t, i);
                     const __m256i bs = loadu256(yb->bsums);
                     tk[t].q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
                     tk[t].ya = yb->d;
@@ -1120,7 +1119,7 @@ HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
                     struct kq_blk b;
                     __m256i sumi[KT_T];
                     kq_unpack(type, row_at(w, rb, r0 + r), i, &b);
-                    const __m256 dv = _mm256_set1_ps(type == GGUF_T_Q6_K ? b.d6 : _mm_cvtss_f32(b.dw));
+                    const __m256 dv = _mm256_set1_ps(type == BLK_T_Q6_K ? b.d6 : _mm_cvtss_f32(b.dw));
                     const __m128 mv = _mm_xor_ps(_mm_shuffle_ps(b.dw, b.dw, 0x55), _mm_set1_ps(-0.0f));
                     kq_sumi(b.q, b.sc, a0, as, i, tg, sumi);
                     for (size_t t = 0; t < tg; t++)
@@ -1143,21 +1142,21 @@ HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
 HOT __m256i q0_weights(uint32_t type, const uint8_t *row, size_t i)
 {
     switch (type) {
-    case GGUF_T_Q8_0: return loadu256(((const struct kern_block_q8_0 *)row)[i].qs);
-    case GGUF_T_Q4_0: return q4_0_vals((const struct kern_block_q4_0 *)row + i);
-    case GGUF_T_Q5_0: {
-        const struct kern_block_q5_0 *b = (const struct kern_block_q5_0 *)row + i;
+    case BLK_T_Q8_0: return loadu256(((const struct blk_q8_0 *)row)[i].qs);
+    case BLK_T_Q4_0: return q4_0_vals((const struct blk_q4_0 *)row + i);
+    case BLK_T_Q5_0: {
+        const struct blk_q5_0 *b = (const struct blk_q5_0 *)row + i;
         return _mm256_or_si256(nibbles32(b->qs), _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xF0)));
     }
-    default: return iq4_32(((const struct kern_block_iq4_nl *)row)[i].qs);
+    default: return iq4_32(((const struct blk_iq4_nl *)row)[i].qs);
     }
 }
 
 HOT size_t q0_bsize(uint32_t type)
 {
-    return type == GGUF_T_Q8_0 ? sizeof(struct kern_block_q8_0)
-           : type == GGUF_T_Q5_0 ? sizeof(struct kern_block_q5_0)
-                                 : sizeof(struct kern_block_q4_0); /* Q4_0 and IQ4_NL: 18 */
+    return type == BLK_T_Q8_0 ? sizeof(struct blk_q8_0)
+           : type == BLK_T_Q5_0 ? sizeof(struct blk_q5_0)
+                                 : sizeof(struct blk_q4_0); /* Q4_0 and IQ4_NL: 18 */
 }
 
 /* The block's fp16 scale is its first field in all four layouts. */
@@ -1179,7 +1178,7 @@ HOT __m256 q0_lanes(__m256i w, __m256i a)
  * decode streams rows one at a time instead: four interleaved row streams halve the DRAM
  * throughput here). d_w * d_a is the reference's f32 product (the vector multiply of two
  * broadcasts rounds exactly like the scalar one). */
-HOT void q0_rows4(uint32_t type, const uint8_t *w, size_t rb, const struct kern_block_q8_0 *a, size_t nb, float *y)
+HOT void q0_rows4(uint32_t type, const uint8_t *w, size_t rb, const struct blk_q8_0 *a, size_t nb, float *y)
 {
     const size_t bs = q0_bsize(type);
     const uint8_t *r0 = w, *r1 = w + rb, *r2 = w + 2 * rb, *r3 = w + 3 * rb;
@@ -1210,7 +1209,7 @@ HOT void q0_row_tok8(uint32_t type, const uint8_t *row, const uint8_t *a, size_t
     for (size_t i = 0; i < nb; i++) {
         const __m256i w = q0_weights(type, row, i), aw = _mm256_sign_epi8(w, w);
         const __m256 dw = q0_dw(row, i, bs);
-        const uint8_t *ai = a + i * sizeof(struct kern_block_q8_0) + offsetof(struct kern_block_q8_0, qs);
+        const uint8_t *ai = a + i * sizeof(struct blk_q8_0) + offsetof(struct blk_q8_0, qs);
 #define Q0_T8(t, c)                                                                                          \
     c = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(da + (t) * nb + i)),                          \
                         _mm256_cvtepi32_ps(_mm256_madd_epi16(                                                \
@@ -1237,7 +1236,7 @@ HOT void q0_row_tok8(uint32_t type, const uint8_t *row, const uint8_t *a, size_t
 }
 
 /* One row x one token (edges). */
-HOT float q0_one(uint32_t type, const uint8_t *row, const struct kern_block_q8_0 *a, size_t nb)
+HOT float q0_one(uint32_t type, const uint8_t *row, const struct blk_q8_0 *a, size_t nb)
 {
     const size_t bs = q0_bsize(type);
     __m256 c = _mm256_setzero_ps();
@@ -1267,7 +1266,7 @@ HOT void q0_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void
         float da[8 * Q0_DA_MAX_BLOCKS];
         for (; t + 8 <= nt; t += 8) {
             for (size_t k = 0; k < 8; k++) {
-                const struct kern_block_q8_0 *ak = (const void *)(a + (t + k) * as);
+                const struct blk_q8_0 *ak = (const void *)(a + (t + k) * as);
                 for (size_t i = 0; i < nb; i++) da[k * nb + i] = h2f(ak[i].d);
             }
             for (size_t r = 0; r < nr; r++) q0_row_tok8(type, w + r * rb, a + t * as, as, da, nb, y + t * ys + r, ys);
@@ -1292,14 +1291,14 @@ HOT void q0_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void
     {                                                                                                                \
         body(type, w, rb, nr, act, as, nt, n, y, ys);                                                                \
     }
-TILE_FN(tile_q4_K, kq_tile, GGUF_T_Q4_K)
-TILE_FN(tile_q5_K, kq_tile, GGUF_T_Q5_K)
-TILE_FN(tile_q6_K, kq_tile, GGUF_T_Q6_K)
-TILE_FN(tile_q8_0, q0_tile, GGUF_T_Q8_0)
-TILE_FN(tile_q4_0, q0_tile, GGUF_T_Q4_0)
-TILE_FN(tile_q5_0, q0_tile, GGUF_T_Q5_0)
+TILE_FN(tile_q4_K, kq_tile, BLK_T_Q4_K)
+TILE_FN(tile_q5_K, kq_tile, BLK_T_Q5_K)
+TILE_FN(tile_q6_K, kq_tile, BLK_T_Q6_K)
+TILE_FN(tile_q8_0, q0_tile, BLK_T_Q8_0)
+TILE_FN(tile_q4_0, q0_tile, BLK_T_Q4_0)
+TILE_FN(tile_q5_0, q0_tile, BLK_T_Q5_0)
 /* IQ4_NL: the batched (tinyBLAS) order only; its single-token order pairs blocks differently. */
-TILE_FN(tile_iq4_nl, q0_tile, GGUF_T_IQ4_NL)
+TILE_FN(tile_iq4_nl, q0_tile, BLK_T_IQ4_NL)
 #undef TILE_FN
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1501,49 +1500,49 @@ const struct kern_isa kern_isa_avx2 = {
     .available = kern_cpu_has_avx2,
     .dot_gemm =
         {
-            [GGUF_T_F32] = dot_f32_gemm,
-            [GGUF_T_F16] = dot_f16_gemm,
-            [GGUF_T_BF16] = dot_bf16_gemm,
-            [GGUF_T_Q8_0] = dot_q8_0,
-            [GGUF_T_Q4_0] = dot_q4_0,
-            [GGUF_T_Q4_1] = dot_q4_1,
-            [GGUF_T_Q5_0] = dot_q5_0,
-            [GGUF_T_Q5_1] = dot_q5_1,
-            [GGUF_T_IQ4_NL] = dot_iq4_nl_gemm,
-            [GGUF_T_Q2_K] = dot_q2_K,
-            [GGUF_T_Q3_K] = dot_q3_K,
-            [GGUF_T_Q4_K] = dot_q4_K,
-            [GGUF_T_Q5_K] = dot_q5_K,
-            [GGUF_T_Q6_K] = dot_q6_K,
-            [GGUF_T_IQ4_XS] = dot_iq4_xs,
+            [BLK_T_F32] = dot_f32_gemm,
+            [BLK_T_F16] = dot_f16_gemm,
+            [BLK_T_BF16] = dot_bf16_gemm,
+            [BLK_T_Q8_0] = dot_q8_0,
+            [BLK_T_Q4_0] = dot_q4_0,
+            [BLK_T_Q4_1] = dot_q4_1,
+            [BLK_T_Q5_0] = dot_q5_0,
+            [BLK_T_Q5_1] = dot_q5_1,
+            [BLK_T_IQ4_NL] = dot_iq4_nl_gemm,
+            [BLK_T_Q2_K] = dot_q2_K,
+            [BLK_T_Q3_K] = dot_q3_K,
+            [BLK_T_Q4_K] = dot_q4_K,
+            [BLK_T_Q5_K] = dot_q5_K,
+            [BLK_T_Q6_K] = dot_q6_K,
+            [BLK_T_IQ4_XS] = dot_iq4_xs,
         },
     .dot_vecdot =
         {
-            [GGUF_T_F32] = dot_f32_vecdot,
-            [GGUF_T_F16] = dot_f16_vecdot,
-            [GGUF_T_BF16] = dot_bf16_vecdot,
-            [GGUF_T_Q8_0] = dot_q8_0,
-            [GGUF_T_Q4_0] = dot_q4_0,
-            [GGUF_T_Q4_1] = dot_q4_1,
-            [GGUF_T_Q5_0] = dot_q5_0,
-            [GGUF_T_Q5_1] = dot_q5_1,
-            [GGUF_T_IQ4_NL] = dot_iq4_nl_vecdot,
-            [GGUF_T_Q2_K] = dot_q2_K,
-            [GGUF_T_Q3_K] = dot_q3_K,
-            [GGUF_T_Q4_K] = dot_q4_K,
-            [GGUF_T_Q5_K] = dot_q5_K,
-            [GGUF_T_Q6_K] = dot_q6_K,
-            [GGUF_T_IQ4_XS] = dot_iq4_xs,
+            [BLK_T_F32] = dot_f32_vecdot,
+            [BLK_T_F16] = dot_f16_vecdot,
+            [BLK_T_BF16] = dot_bf16_vecdot,
+            [BLK_T_Q8_0] = dot_q8_0,
+            [BLK_T_Q4_0] = dot_q4_0,
+            [BLK_T_Q4_1] = dot_q4_1,
+            [BLK_T_Q5_0] = dot_q5_0,
+            [BLK_T_Q5_1] = dot_q5_1,
+            [BLK_T_IQ4_NL] = dot_iq4_nl_vecdot,
+            [BLK_T_Q2_K] = dot_q2_K,
+            [BLK_T_Q3_K] = dot_q3_K,
+            [BLK_T_Q4_K] = dot_q4_K,
+            [BLK_T_Q5_K] = dot_q5_K,
+            [BLK_T_Q6_K] = dot_q6_K,
+            [BLK_T_IQ4_XS] = dot_iq4_xs,
         },
     .act =
         {
-            [GGUF_T_F16] = act_f16,
-            [GGUF_T_BF16] = act_bf16,
-            [GGUF_T_Q8_0] = act_q8_0,
-            [GGUF_T_Q8_1] = act_q8_1,
-            [GGUF_T_Q8_K] = act_q8_K,
+            [BLK_T_F16] = act_f16,
+            [BLK_T_BF16] = act_bf16,
+            [BLK_T_Q8_0] = act_q8_0,
+            [BLK_T_Q8_1] = act_q8_1,
+            [BLK_T_Q8_K] = act_q8_K,
         },
-    .dequant = {[GGUF_T_F16] = dequant_f16},
+    .dequant = {[BLK_T_F16] = dequant_f16},
     .dot_f32 = dot_f32_pub,
 };
 
@@ -1551,13 +1550,13 @@ const struct kern_isa_ext kern_ext_avx2 = {
     .name = "avx2",
     .tile =
         {
-            [GGUF_T_Q4_K] = tile_q4_K,
-            [GGUF_T_Q5_K] = tile_q5_K,
-            [GGUF_T_Q6_K] = tile_q6_K,
-            [GGUF_T_Q8_0] = tile_q8_0,
-            [GGUF_T_Q4_0] = tile_q4_0,
-            [GGUF_T_Q5_0] = tile_q5_0,
-            [GGUF_T_IQ4_NL] = tile_iq4_nl,
+            [BLK_T_Q4_K] = tile_q4_K,
+            [BLK_T_Q5_K] = tile_q5_K,
+            [BLK_T_Q6_K] = tile_q6_K,
+            [BLK_T_Q8_0] = tile_q8_0,
+            [BLK_T_Q4_0] = tile_q4_0,
+            [BLK_T_Q5_0] = tile_q5_0,
+            [BLK_T_IQ4_NL] = tile_iq4_nl,
         },
     .softmax = softmax_avx2,
     .swiglu = swiglu_avx2,

@@ -21,7 +21,6 @@
  * whose result does not depend on the chunk, so results are bit-identical for any pool. */
 #include "kern_int.h"
 
-#include "../gguf/gguf.h"
 #include "../util/err.h"
 #include "../util/util.h"
 
@@ -197,7 +196,7 @@ static void build_ref(struct kern_active *a)
     memset(a, 0, sizeof *a);
     a->name = "scalar";
     memcpy(a->ops, kern_ref_ops, sizeof a->ops);
-    for (uint32_t t = 0; t < GGUF_T_COUNT_; t++) a->act[t] = kern_ref_act(t);
+    for (uint32_t t = 0; t < BLK_T_COUNT_; t++) a->act[t] = kern_ref_act(t);
     a->dot_f32 = kern_ref_dot_f32;
     a->softmax = kern_ref_softmax_f32;
     a->swiglu = kern_ref_swiglu_f32;
@@ -209,7 +208,7 @@ static void build_isa(struct kern_active *a, const struct kern_isa *isa)
 {
     build_ref(a);
     a->name = isa->name;
-    for (uint32_t t = 0; t < GGUF_T_COUNT_; t++) {
+    for (uint32_t t = 0; t < BLK_T_COUNT_; t++) {
         struct kern_type_ops *o = &a->ops[t];
         /* an ISA may only speed up what the reference can do, never add a type */
         if (o->dot_gemm && isa->dot_gemm[t]) o->dot_gemm = isa->dot_gemm[t];
@@ -220,7 +219,7 @@ static void build_isa(struct kern_active *a, const struct kern_isa *isa)
     if (isa->dot_f32) a->dot_f32 = isa->dot_f32;
     const struct kern_isa_ext *ext = ext_for(isa->name);
     if (ext) {
-        for (uint32_t t = 0; t < GGUF_T_COUNT_; t++)
+        for (uint32_t t = 0; t < BLK_T_COUNT_; t++)
             if (a->ops[t].dot_gemm) a->tile[t] = ext->tile[t];
         if (ext->softmax) a->softmax = ext->softmax;
         if (ext->swiglu) a->swiglu = ext->swiglu;
@@ -330,13 +329,13 @@ void kern_cpu_info(struct kern_cpu_info *out)
 
 static const struct kern_type_ops *ops_for(const struct kern_active *a, uint32_t type)
 {
-    return type < GGUF_T_COUNT_ ? &a->ops[type] : NULL;
+    return type < BLK_T_COUNT_ ? &a->ops[type] : NULL;
 }
 
 static bool supported(const struct kern_active *a, uint32_t type)
 {
     const struct kern_type_ops *o = ops_for(a, type);
-    return o && o->dot_gemm && o->dot_vecdot && o->act_type < GGUF_T_COUNT_ && a->act[o->act_type];
+    return o && o->dot_gemm && o->dot_vecdot && o->act_type < BLK_T_COUNT_ && a->act[o->act_type];
 }
 
 bool kern_type_supported(uint32_t type)
@@ -347,7 +346,7 @@ bool kern_type_supported(uint32_t type)
 int kern_dequant_row(uint32_t type, const void *src, float *dst, size_t n)
 {
     const struct kern_type_ops *o = ops_for(kern_active(), type);
-    const struct gguf_type_info *ti = gguf_type_info(type);
+    const struct blk_type_info *ti = blk_type_info(type);
     if (!o || !o->dequant || !ti) return ERR_UNSUPPORTED;
     if (n % ti->blck) return ERR_SHAPE;
     if (n == 0) return 0;
@@ -359,8 +358,8 @@ int kern_dequant_row(uint32_t type, const void *src, float *dst, size_t n)
 static size_t act_size(const struct kern_active *a, uint32_t wtype, size_t n)
 {
     if (!supported(a, wtype)) return 0;
-    if (gguf_row_size(wtype, n) == 0) return 0; /* n must fill whole weight blocks */
-    uint64_t sz = gguf_row_size(a->ops[wtype].act_type, n);
+    if (blk_row_size(wtype, n) == 0) return 0; /* n must fill whole weight blocks */
+    uint64_t sz = blk_row_size(a->ops[wtype].act_type, n);
     return sz > SIZE_MAX ? 0 : (size_t)sz;
 }
 
@@ -379,7 +378,7 @@ void kern_act_prepare(uint32_t wtype, const float *x, void *dst, size_t n)
 /* The row kernel for (type, order), or NULL when the row cannot be multiplied. */
 static kern_dot_fn dot_for(const struct kern_active *a, uint32_t wtype, size_t n, unsigned order)
 {
-    if (!supported(a, wtype) || n == 0 || gguf_row_size(wtype, n) == 0) return NULL;
+    if (!supported(a, wtype) || n == 0 || blk_row_size(wtype, n) == 0) return NULL;
     return order == KERN_ORDER_VECDOT ? a->ops[wtype].dot_vecdot : a->ops[wtype].dot_gemm;
 }
 
@@ -417,7 +416,7 @@ void kern_dot_f32_rows(float *out, const float *q, const float *k, size_t k_stri
 float kern_dot_f32_gemm(const float *a, const float *b, size_t n)
 {
     if (n == 0) return 0.0f;
-    return kern_active()->ops[GGUF_T_F32].dot_gemm(a, b, n);
+    return kern_active()->ops[BLK_T_F32].dot_gemm(a, b, n);
 }
 
 void kern_softmax_f32(float *x, size_t n, size_t n_pad)
@@ -535,10 +534,10 @@ void kern_matmul_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_
     const struct kern_active *a = kern_active();
     /* llama.cpp's tinyBLAS takes a float matrix only when its row count is a multiple of 4;
      * otherwise the batched product also runs through ggml_vec_dot_*. */
-    if (order == KERN_ORDER_GEMM && wtype < GGUF_T_COUNT_ && a->ops[wtype].gemm_rows4 && nrows % 4)
+    if (order == KERN_ORDER_GEMM && wtype < BLK_T_COUNT_ && a->ops[wtype].gemm_rows4 && nrows % 4)
         order = KERN_ORDER_VECDOT;
     kern_dot_fn fn = dot_for(a, wtype, ncols, order);
-    size_t rb = fn ? (size_t)gguf_row_size(wtype, ncols) : 0;
+    size_t rb = fn ? (size_t)blk_row_size(wtype, ncols) : 0;
     size_t chunk = MM_MIN_CHUNK_ROWS;
     if (rb && rb * chunk < MM_CHUNK_BYTES) chunk = (MM_CHUNK_BYTES + rb - 1) / rb;
     size_t n_tasks = (nrows + chunk - 1) / chunk;

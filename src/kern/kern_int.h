@@ -12,7 +12,7 @@
 #define LMPIPE_KERN_KERN_INT_H
 
 #include "kern.h"
-#include "../gguf/gguf.h"
+#include "../util/blk.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -123,10 +123,10 @@ static inline float kern_hsum8_hadd(const float v[8])
 struct kern_isa {
     const char *name;
     bool (*available)(void); /* may this CPU run it (cpuid / getauxval)? */
-    kern_dot_fn dot_gemm[GGUF_T_COUNT_];   /* by weight type */
-    kern_dot_fn dot_vecdot[GGUF_T_COUNT_]; /* by weight type */
-    kern_act_fn act[GGUF_T_COUNT_];        /* by activation type (Q8_0, Q8_1, Q8_K, F16, BF16) */
-    kern_dequant_fn dequant[GGUF_T_COUNT_];
+    kern_dot_fn dot_gemm[BLK_T_COUNT_];   /* by weight type */
+    kern_dot_fn dot_vecdot[BLK_T_COUNT_]; /* by weight type */
+    kern_act_fn act[BLK_T_COUNT_];        /* by activation type (Q8_0, Q8_1, Q8_K, F16, BF16) */
+    kern_dequant_fn dequant[BLK_T_COUNT_];
     float (*dot_f32)(const float *a, const float *b, size_t n); /* kern_dot_f32 */
 };
 
@@ -134,7 +134,7 @@ struct kern_isa {
 
 /* The reference (kern_ref.c): the table every ISA is laid over, and its activation converters
  * by activation type (NULL for a type that is not an activation type). */
-extern const struct kern_type_ops kern_ref_ops[GGUF_T_COUNT_];
+extern const struct kern_type_ops kern_ref_ops[BLK_T_COUNT_];
 kern_act_fn kern_ref_act(uint32_t act_type);
 float kern_ref_dot_f32(const float *a, const float *b, size_t n);
 /* The references of kern_softmax_f32, kern_swiglu_f32, kern_silu_f32, kern_wsum_f32 (same
@@ -172,7 +172,7 @@ typedef void (*kern_tile_fn)(const void *w, size_t row_bytes, size_t nr, const v
  * Every member may be NULL (the reference runs) and must return the reference's bits. */
 struct kern_isa_ext {
     const char *name;
-    kern_tile_fn tile[GGUF_T_COUNT_]; /* by weight type; NULL: rows x tokens of dot_gemm */
+    kern_tile_fn tile[BLK_T_COUNT_]; /* by weight type; NULL: rows x tokens of dot_gemm */
     void (*softmax)(float *x, size_t n, size_t n_pad);
     void (*swiglu)(float *y, const float *x, const float *g, size_t n);
     void (*silu)(float *y, const float *x, size_t n);
@@ -185,10 +185,10 @@ struct kern_isa_ext {
  * over it. Built once; kern_active() never returns NULL. */
 struct kern_active {
     const char *name;
-    struct kern_type_ops ops[GGUF_T_COUNT_];
-    kern_act_fn act[GGUF_T_COUNT_]; /* by activation type */
+    struct kern_type_ops ops[BLK_T_COUNT_];
+    kern_act_fn act[BLK_T_COUNT_]; /* by activation type */
     float (*dot_f32)(const float *a, const float *b, size_t n);
-    kern_tile_fn tile[GGUF_T_COUNT_];
+    kern_tile_fn tile[BLK_T_COUNT_];
     void (*softmax)(float *x, size_t n, size_t n_pad);
     void (*swiglu)(float *y, const float *x, const float *g, size_t n);
     void (*silu)(float *y, const float *x, size_t n);

@@ -36,7 +36,6 @@
 
 #include "kern_int.h"
 
-#include "../gguf/gguf.h"
 #include "../util/util.h"
 
 #include <arm_neon.h>
@@ -310,7 +309,7 @@ static inline float q8_block(const float *x, int8_t *qs, uint16_t *dh, int32_t *
 
 static void act_q8_0(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_0 *y = dst;
+    struct blk_q8_0 *y = dst;
     for (size_t ib = 0; ib < n / QK8_0; ib++, x += QK8_0) {
         int32_t sum;
         (void)q8_block(x, y[ib].qs, &y[ib].d, &sum);
@@ -320,7 +319,7 @@ static void act_q8_0(const float *x, void *dst, size_t n)
 /* Q8_1: as Q8_0 plus s = fp16(d * sum) with the unrounded f32 d (kern_ref.c act_q8_1). */
 static void act_q8_1(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_1 *y = dst;
+    struct blk_q8_1 *y = dst;
     for (size_t ib = 0; ib < n / QK8_1; ib++, x += QK8_1) {
         int32_t sum;
         const float d = q8_block(x, y[ib].qs, &y[ib].d, &sum);
@@ -329,7 +328,7 @@ static void act_q8_1(const float *x, void *dst, size_t n)
 }
 
 /* The reference's Q8_K block (zero, tiny and NaN blocks). */
-static void q8_K_block_scalar(const float *x, struct kern_block_q8_K *y)
+static void q8_K_block_scalar(const float *x, struct blk_q8_K *y)
 {
     float max = 0.0f, amax = 0.0f;
     for (int j = 0; j < QK_K; j++) {
@@ -362,7 +361,7 @@ static void q8_K_block_scalar(const float *x, struct kern_block_q8_K *y)
  * v + 1.5*2^23 — the same two roundings here, then the same bit arithmetic. */
 static void act_q8_K(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_K *y = dst;
+    struct blk_q8_K *y = dst;
     for (size_t ib = 0; ib < n / QK_K; ib++, x += QK_K) {
         float32x4_t m = vdupq_n_f32(0.0f);
         for (int k = 0; k < QK_K; k += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + k)));
@@ -565,8 +564,8 @@ static float dot_bf16_gemm(const void *wv, const void *av, size_t n)
 
 static float dot_q8_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q8_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q8_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     for (size_t ib = 0; ib < n / QK8_0; ib++) {
         const float d = neon_h2f(w[ib].d) * neon_h2f(a[ib].d);
@@ -577,8 +576,8 @@ static float dot_q8_0(const void *wv, const void *av, size_t n)
 
 static float dot_q4_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q4_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t s8 = vdupq_n_s8(8);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
@@ -604,8 +603,8 @@ static inline void q5_high(const uint8_t *qh4, uint8x16_t *h0, uint8x16_t *h1)
 
 static float dot_q5_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q5_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t s16 = vdupq_n_s8(16);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
@@ -624,8 +623,8 @@ static float dot_q5_0(const void *wv, const void *av, size_t n)
  * added after the lane reduction. */
 static float dot_q4_1(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_1 *w = wv;
-    const struct kern_block_q8_1 *a = av;
+    const struct blk_q4_1 *w = wv;
+    const struct blk_q8_1 *a = av;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     float summs = 0.0f;
@@ -640,8 +639,8 @@ static float dot_q4_1(const void *wv, const void *av, size_t n)
 
 static float dot_q5_1(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_1 *w = wv;
-    const struct kern_block_q8_1 *a = av;
+    const struct blk_q5_1 *w = wv;
+    const struct blk_q8_1 *a = av;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     float summs = 0.0f;
@@ -666,8 +665,8 @@ static inline void iq4_unpack(const uint8_t *qs, int8x16_t tbl, int8x16_t *q0, i
 /* IQ4_NL batched (tinyBLAS_Q0): the Q8_0 structure. */
 static float dot_iq4_nl_gemm(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_nl *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_iq4_nl *w = wv;
+    const struct blk_q8_0 *a = av;
     const int8x16_t tbl = vld1q_s8(kern_iq4nl_values);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     for (size_t ib = 0; ib < n / QK4_NL; ib++) {
@@ -682,8 +681,8 @@ static float dot_iq4_nl_gemm(const void *wv, const void *av, size_t n)
  * reduction; an odd last block joins the scalar sum with one FMA. */
 static float dot_iq4_nl_vecdot(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_nl *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_iq4_nl *w = wv;
+    const struct blk_q8_0 *a = av;
     const int8x16_t tbl = vld1q_s8(kern_iq4nl_values);
     const size_t nb = n / QK4_NL;
     size_t ib = 0;
@@ -734,8 +733,8 @@ static inline int32x4_t k4_min_prod(const uint8_t m[8], const int16_t *bsums)
  * reduced (m0+m2)+(m1+m3) and added after hsum8(acc). */
 static float dot_q4_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q4_K *w = wv;
+    const struct blk_q8_K *a = av;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f), accm = vdupq_n_f32(0.0f);
     for (size_t i = 0; i < n / QK_K; i++) {
@@ -764,8 +763,8 @@ static float dot_q4_K(const void *wv, const void *av, size_t n)
  * the min term is an exact integer per super-block folded into a scalar FMA. */
 static float dot_q5_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q5_K *w = wv;
+    const struct blk_q8_K *a = av;
     const uint8x16_t m4 = vdupq_n_u8(0x0F), b16 = vdupq_n_u8(0x10);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     float summs = 0.0f;
@@ -802,8 +801,8 @@ static float dot_q5_K(const void *wv, const void *av, size_t n)
  * that lane split is what the f32 rounding depends on. */
 static float dot_q6_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q6_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q6_K *w = wv;
+    const struct blk_q8_K *a = av;
     const uint8x16_t m4 = vdupq_n_u8(0x0F), m30 = vdupq_n_u8(0x30);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     for (size_t i = 0; i < n / QK_K; i++) {
@@ -852,8 +851,8 @@ static float dot_q6_K(const void *wv, const void *av, size_t n)
  * acc += d * lanes; element 128h + 32s + l is bits 2s..2s+1 of qs[32h + l]. */
 static float dot_q2_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q2_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q2_K *w = wv;
+    const struct blk_q8_K *a = av;
     const uint8x16_t m3 = vdupq_n_u8(3);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     for (size_t i = 0; i < n / QK_K; i++) {
@@ -903,8 +902,8 @@ static inline void q3_scales(const uint8_t *p, int8_t out[16])
 /* Q3_K: value = (bits 2s..2s+1 of qs[32h + l]) - 4 + 4 * (hmask[l] bit 4h+s). */
 static float dot_q3_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q3_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q3_K *w = wv;
+    const struct blk_q8_K *a = av;
     const uint8x16_t m3 = vdupq_n_u8(3), m4 = vdupq_n_u8(4);
     const int8x16_t s4 = vdupq_n_s8(4);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
@@ -938,8 +937,8 @@ static float dot_q3_K(const void *wv, const void *av, size_t n)
 /* IQ4_XS: 8 sub-blocks of 32 with a 6-bit scale (minus 32) each, values from the IQ4 table. */
 static float dot_iq4_xs(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_xs *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_iq4_xs *w = wv;
+    const struct blk_q8_K *a = av;
     const int8x16_t tbl = vld1q_s8(kern_iq4nl_values);
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     for (size_t i = 0; i < n / QK_K; i++) {
@@ -993,48 +992,48 @@ const struct kern_isa NEON_ISA_SYM = {
     .available = neon_available,
     .dot_gemm =
         {
-            [GGUF_T_F32] = dot_f32_gemm,
-            [GGUF_T_F16] = dot_f16_gemm,
-            [GGUF_T_BF16] = dot_bf16_gemm,
-            [GGUF_T_Q8_0] = dot_q8_0,
-            [GGUF_T_Q4_0] = dot_q4_0,
-            [GGUF_T_Q4_1] = dot_q4_1,
-            [GGUF_T_Q5_0] = dot_q5_0,
-            [GGUF_T_Q5_1] = dot_q5_1,
-            [GGUF_T_Q2_K] = dot_q2_K,
-            [GGUF_T_Q3_K] = dot_q3_K,
-            [GGUF_T_Q4_K] = dot_q4_K,
-            [GGUF_T_Q5_K] = dot_q5_K,
-            [GGUF_T_Q6_K] = dot_q6_K,
-            [GGUF_T_IQ4_NL] = dot_iq4_nl_gemm,
-            [GGUF_T_IQ4_XS] = dot_iq4_xs,
+            [BLK_T_F32] = dot_f32_gemm,
+            [BLK_T_F16] = dot_f16_gemm,
+            [BLK_T_BF16] = dot_bf16_gemm,
+            [BLK_T_Q8_0] = dot_q8_0,
+            [BLK_T_Q4_0] = dot_q4_0,
+            [BLK_T_Q4_1] = dot_q4_1,
+            [BLK_T_Q5_0] = dot_q5_0,
+            [BLK_T_Q5_1] = dot_q5_1,
+            [BLK_T_Q2_K] = dot_q2_K,
+            [BLK_T_Q3_K] = dot_q3_K,
+            [BLK_T_Q4_K] = dot_q4_K,
+            [BLK_T_Q5_K] = dot_q5_K,
+            [BLK_T_Q6_K] = dot_q6_K,
+            [BLK_T_IQ4_NL] = dot_iq4_nl_gemm,
+            [BLK_T_IQ4_XS] = dot_iq4_xs,
         },
     .dot_vecdot =
         {
-            [GGUF_T_F32] = dot_f32_vecdot,
-            [GGUF_T_F16] = dot_f16_vecdot,
-            [GGUF_T_BF16] = dot_bf16_vecdot,
-            [GGUF_T_Q8_0] = dot_q8_0,
-            [GGUF_T_Q4_0] = dot_q4_0,
-            [GGUF_T_Q4_1] = dot_q4_1,
-            [GGUF_T_Q5_0] = dot_q5_0,
-            [GGUF_T_Q5_1] = dot_q5_1,
-            [GGUF_T_Q2_K] = dot_q2_K,
-            [GGUF_T_Q3_K] = dot_q3_K,
-            [GGUF_T_Q4_K] = dot_q4_K,
-            [GGUF_T_Q5_K] = dot_q5_K,
-            [GGUF_T_Q6_K] = dot_q6_K,
-            [GGUF_T_IQ4_NL] = dot_iq4_nl_vecdot,
-            [GGUF_T_IQ4_XS] = dot_iq4_xs,
+            [BLK_T_F32] = dot_f32_vecdot,
+            [BLK_T_F16] = dot_f16_vecdot,
+            [BLK_T_BF16] = dot_bf16_vecdot,
+            [BLK_T_Q8_0] = dot_q8_0,
+            [BLK_T_Q4_0] = dot_q4_0,
+            [BLK_T_Q4_1] = dot_q4_1,
+            [BLK_T_Q5_0] = dot_q5_0,
+            [BLK_T_Q5_1] = dot_q5_1,
+            [BLK_T_Q2_K] = dot_q2_K,
+            [BLK_T_Q3_K] = dot_q3_K,
+            [BLK_T_Q4_K] = dot_q4_K,
+            [BLK_T_Q5_K] = dot_q5_K,
+            [BLK_T_Q6_K] = dot_q6_K,
+            [BLK_T_IQ4_NL] = dot_iq4_nl_vecdot,
+            [BLK_T_IQ4_XS] = dot_iq4_xs,
         },
     .act =
         {
-            [GGUF_T_Q8_0] = act_q8_0,
-            [GGUF_T_Q8_1] = act_q8_1,
-            [GGUF_T_Q8_K] = act_q8_K,
-            [GGUF_T_BF16] = act_bf16,
+            [BLK_T_Q8_0] = act_q8_0,
+            [BLK_T_Q8_1] = act_q8_1,
+            [BLK_T_Q8_K] = act_q8_K,
+            [BLK_T_BF16] = act_bf16,
 #if defined(__aarch64__)
-            [GGUF_T_F16] = act_f16,
+            [BLK_T_F16] = act_f16,
 #endif
         },
     .dot_f32 = dot_f32_row,

@@ -35,7 +35,6 @@
  * types and lengths first (invalid arguments give NaN outputs, never a crash). */
 #include "kern_int.h"
 
-#include "../gguf/gguf.h"
 #include "../util/util.h"
 
 #include <math.h>
@@ -239,7 +238,7 @@ static float dot_f16_gemm(const void *wv, const void *av, size_t n)
 /* quantize_row_q8_0, AVX2 path. */
 static void act_q8_0(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_0 *y = dst;
+    struct blk_q8_0 *y = dst;
     for (size_t ib = 0; ib < n / QK8_0; ib++, x += QK8_0) {
         float amax = 0.0f;
         for (int j = 0; j < QK8_0; j++) {
@@ -259,7 +258,7 @@ static void act_q8_0(const float *x, void *dst, size_t n)
 
 static void dequant_q8_0(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q8_0 *b = src;
+    const struct blk_q8_0 *b = src;
     for (size_t i = 0; i < nb; i++) {
         const float d = h2f(b[i].d);
         for (int j = 0; j < QK8_0; j++) dst[i * QK8_0 + j] = (float)b[i].qs[j] * d;
@@ -268,8 +267,8 @@ static void dequant_q8_0(const void *src, float *dst, size_t nb)
 
 static float dot_q8_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q8_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q8_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     float acc[8] = {0};
     for (size_t ib = 0; ib < n / QK8_0; ib++) {
         const float d = h2f(w[ib].d) * h2f(a[ib].d);
@@ -281,7 +280,7 @@ static float dot_q8_0(const void *wv, const void *av, size_t n)
 /* ------------------------------------------------------------------------------------------ */
 /* Q4_0 weights                                                                               */
 
-static inline void unpack_q4_0(const struct kern_block_q4_0 *b, int8_t q[32])
+static inline void unpack_q4_0(const struct blk_q4_0 *b, int8_t q[32])
 {
     for (int j = 0; j < 16; j++) {
         q[j] = (int8_t)((b->qs[j] & 0x0F) - 8);
@@ -291,7 +290,7 @@ static inline void unpack_q4_0(const struct kern_block_q4_0 *b, int8_t q[32])
 
 static void dequant_q4_0(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q4_0 *b = src;
+    const struct blk_q4_0 *b = src;
     for (size_t i = 0; i < nb; i++) {
         const float d = h2f(b[i].d);
         int8_t q[32];
@@ -302,8 +301,8 @@ static void dequant_q4_0(const void *src, float *dst, size_t nb)
 
 static float dot_q4_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q4_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     float acc[8] = {0};
     for (size_t ib = 0; ib < n / QK4_0; ib++) {
         int8_t q[32];
@@ -345,7 +344,7 @@ static float dot_bf16_gemm(const void *wv, const void *av, size_t n)
 /* quantize_row_q8_1, AVX2 path: as Q8_0, plus s = fp16(d * sum(q)) with the unrounded f32 d. */
 static void act_q8_1(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_1 *y = dst;
+    struct blk_q8_1 *y = dst;
     for (size_t ib = 0; ib < n / QK8_1; ib++, x += QK8_1) {
         float amax = 0.0f;
         for (int j = 0; j < QK8_1; j++) {
@@ -373,7 +372,7 @@ static inline uint32_t load_u32le(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static inline void unpack_q4_1(const struct kern_block_q4_1 *b, int8_t q[32])
+static inline void unpack_q4_1(const struct blk_q4_1 *b, int8_t q[32])
 {
     for (int j = 0; j < 16; j++) {
         q[j] = (int8_t)(b->qs[j] & 0x0F);
@@ -393,7 +392,7 @@ static inline void unpack_q5(const uint8_t *qs, const uint8_t *qh4, int8_t q[32]
 
 static void dequant_q4_1(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q4_1 *b = src;
+    const struct blk_q4_1 *b = src;
     for (size_t i = 0; i < nb; i++) {
         const float d = h2f(b[i].d), m = h2f(b[i].m);
         int8_t q[32];
@@ -407,7 +406,7 @@ static void dequant_q4_1(const void *src, float *dst, size_t nb)
 
 static void dequant_q5_0(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q5_0 *b = src;
+    const struct blk_q5_0 *b = src;
     for (size_t i = 0; i < nb; i++) {
         const float d = h2f(b[i].d);
         int8_t q[32];
@@ -418,7 +417,7 @@ static void dequant_q5_0(const void *src, float *dst, size_t nb)
 
 static void dequant_q5_1(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q5_1 *b = src;
+    const struct blk_q5_1 *b = src;
     for (size_t i = 0; i < nb; i++) {
         const float d = h2f(b[i].d), m = h2f(b[i].m);
         int8_t q[32];
@@ -435,8 +434,8 @@ static void dequant_q5_1(const void *src, float *dst, size_t nb)
  * the lane reduction. */
 static float dot_q4_1(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_1 *w = wv;
-    const struct kern_block_q8_1 *a = av;
+    const struct blk_q4_1 *w = wv;
+    const struct blk_q8_1 *a = av;
     float acc[8] = {0}, summs = 0.0f;
     for (size_t ib = 0; ib < n / QK4_1; ib++) {
         summs = fmaf(h2f(w[ib].m), h2f(a[ib].s), summs);
@@ -449,8 +448,8 @@ static float dot_q4_1(const void *wv, const void *av, size_t n)
 
 static float dot_q5_1(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_1 *w = wv;
-    const struct kern_block_q8_1 *a = av;
+    const struct blk_q5_1 *w = wv;
+    const struct blk_q8_1 *a = av;
     float acc[8] = {0}, summs = 0.0f;
     for (size_t ib = 0; ib < n / QK5_1; ib++) {
         summs = fmaf(h2f(w[ib].m), h2f(a[ib].s), summs);
@@ -464,8 +463,8 @@ static float dot_q5_1(const void *wv, const void *av, size_t n)
 /* Q5_0: the Q8_0 structure (vec_dot and tinyBLAS agree). */
 static float dot_q5_0(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_0 *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_q5_0 *w = wv;
+    const struct blk_q8_0 *a = av;
     float acc[8] = {0};
     for (size_t ib = 0; ib < n / QK5_0; ib++) {
         int8_t q[32];
@@ -489,7 +488,7 @@ static inline void unpack_iq4(const uint8_t *qs, int8_t q[32])
 
 static void dequant_iq4_nl(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_iq4_nl *b = src;
+    const struct blk_iq4_nl *b = src;
     for (size_t i = 0; i < nb; i++) {
         const float d = h2f(b[i].d);
         int8_t q[32];
@@ -501,8 +500,8 @@ static void dequant_iq4_nl(const void *src, float *dst, size_t nb)
 /* Batched (tinyBLAS_Q0_AVX): the Q8_0 structure. */
 static float dot_iq4_nl_gemm(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_nl *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_iq4_nl *w = wv;
+    const struct blk_q8_0 *a = av;
     float acc[8] = {0};
     for (size_t ib = 0; ib < n / QK4_NL; ib++) {
         int8_t q[32];
@@ -516,8 +515,8 @@ static float dot_iq4_nl_gemm(const void *wv, const void *av, size_t n)
  * are added lane-wise before the reduction; an odd last block is added in scalar (FMA). */
 static float dot_iq4_nl_vecdot(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_nl *w = wv;
-    const struct kern_block_q8_0 *a = av;
+    const struct blk_iq4_nl *w = wv;
+    const struct blk_q8_0 *a = av;
     size_t nb = n / QK4_NL, ib = 0;
     float acc1[8] = {0}, acc2[8] = {0};
     int8_t q[32];
@@ -555,7 +554,7 @@ static inline int32_t nearest_int(float v)
  * d = 1/iscale in f32; bsums are the sums of each 16 quants. */
 static void act_q8_K(const float *x, void *dst, size_t n)
 {
-    struct kern_block_q8_K *y = dst;
+    struct blk_q8_K *y = dst;
     for (size_t ib = 0; ib < n / QK_K; ib++, x += QK_K) {
         float max = 0.0f, amax = 0.0f;
         for (int j = 0; j < QK_K; j++) {
@@ -611,7 +610,7 @@ static inline void scales_q3_K(const uint8_t *s, int32_t out[16])
 
 /* Element order of the 2-bit/3-bit layouts: element 128h + 32s + l has its bits in byte
  * qs[32h + l] at shift 2s (h = 0..1, s = 0..3, l = 0..31). */
-static inline void unpack_q2_K(const struct kern_block_q2_K *b, int8_t q[256])
+static inline void unpack_q2_K(const struct blk_q2_K *b, int8_t q[256])
 {
     for (int h = 0; h < 2; h++)
         for (int s = 0; s < 4; s++)
@@ -619,7 +618,7 @@ static inline void unpack_q2_K(const struct kern_block_q2_K *b, int8_t q[256])
 }
 
 /* Q3_K: value = low 2 bits - (hmask bit (4h+s) of byte l set ? 0 : 4). */
-static inline void unpack_q3_K(const struct kern_block_q3_K *b, int8_t q[256])
+static inline void unpack_q3_K(const struct blk_q3_K *b, int8_t q[256])
 {
     for (int h = 0; h < 2; h++)
         for (int s = 0; s < 4; s++)
@@ -641,7 +640,7 @@ static inline void unpack_q4_K(const uint8_t *qs, int8_t q[256])
 }
 
 /* Q5_K: Q4_K plus bit (2j) / (2j+1) of qh[l] as the fifth bit. */
-static inline void unpack_q5_K(const struct kern_block_q5_K *b, int8_t q[256])
+static inline void unpack_q5_K(const struct blk_q5_K *b, int8_t q[256])
 {
     unpack_q4_K(b->qs, q);
     for (int j = 0; j < 4; j++)
@@ -653,7 +652,7 @@ static inline void unpack_q5_K(const struct kern_block_q5_K *b, int8_t q[256])
 
 /* Q6_K: element 128h + l + 32s: low 4 bits from ql[64h + l + 32(s&1)] (nibble s>>1),
  * high 2 bits from qh[32h + l] at shift 2s; value - 32. */
-static inline void unpack_q6_K(const struct kern_block_q6_K *b, int8_t q[256])
+static inline void unpack_q6_K(const struct blk_q6_K *b, int8_t q[256])
 {
     for (int h = 0; h < 2; h++)
         for (int l = 0; l < 32; l++) {
@@ -668,7 +667,7 @@ static inline void unpack_q6_K(const struct kern_block_q6_K *b, int8_t q[256])
 
 /* IQ4_XS: 6-bit sub-block scales minus 32; low 4 bits in scales_l (nibble ib%2), high 2 bits at
  * scales_h >> 2ib. */
-static inline int32_t ls_iq4_xs(const struct kern_block_iq4_xs *b, int ib)
+static inline int32_t ls_iq4_xs(const struct blk_iq4_xs *b, int ib)
 {
     int lo = (b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F;
     int hi = (b->scales_h >> (2 * ib)) & 3;
@@ -677,7 +676,7 @@ static inline int32_t ls_iq4_xs(const struct kern_block_iq4_xs *b, int ib)
 
 static void dequant_q2_K(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q2_K *b = src;
+    const struct blk_q2_K *b = src;
     for (size_t i = 0; i < nb; i++, dst += QK_K) {
         const float d = h2f(b[i].d), min = h2f(b[i].dmin);
         int8_t q[256];
@@ -694,7 +693,7 @@ static void dequant_q2_K(const void *src, float *dst, size_t nb)
 
 static void dequant_q3_K(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q3_K *b = src;
+    const struct blk_q3_K *b = src;
     for (size_t i = 0; i < nb; i++, dst += QK_K) {
         const float d = h2f(b[i].d);
         int32_t sc[16];
@@ -710,7 +709,7 @@ static void dequant_q3_K(const void *src, float *dst, size_t nb)
 
 static void dequant_q4_K(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q4_K *b = src;
+    const struct blk_q4_K *b = src;
     for (size_t i = 0; i < nb; i++, dst += QK_K) {
         const float d = h2f(b[i].d), min = h2f(b[i].dmin);
         int8_t q[256];
@@ -729,7 +728,7 @@ static void dequant_q4_K(const void *src, float *dst, size_t nb)
 
 static void dequant_q5_K(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q5_K *b = src;
+    const struct blk_q5_K *b = src;
     for (size_t i = 0; i < nb; i++, dst += QK_K) {
         const float d = h2f(b[i].d), min = h2f(b[i].dmin);
         int8_t q[256];
@@ -748,7 +747,7 @@ static void dequant_q5_K(const void *src, float *dst, size_t nb)
 
 static void dequant_q6_K(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q6_K *b = src;
+    const struct blk_q6_K *b = src;
     for (size_t i = 0; i < nb; i++, dst += QK_K) {
         const float d = h2f(b[i].d);
         int8_t q[256];
@@ -762,7 +761,7 @@ static void dequant_q6_K(const void *src, float *dst, size_t nb)
 
 static void dequant_iq4_xs(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_iq4_xs *b = src;
+    const struct blk_iq4_xs *b = src;
     for (size_t i = 0; i < nb; i++, dst += QK_K) {
         const float d = h2f(b[i].d);
         for (int ib = 0; ib < 8; ib++) {
@@ -778,8 +777,8 @@ static void dequant_iq4_xs(const void *src, float *dst, size_t nb)
  * 8 lanes) with dmin' = -(d_a * dmin_w), then acc += d * sumi; one hsum at the end. */
 static float dot_q2_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q2_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q2_K *w = wv;
+    const struct blk_q8_K *a = av;
     float acc[8] = {0};
     for (size_t i = 0; i < n / QK_K; i++) {
         const float d = a[i].d * h2f(w[i].d);
@@ -800,8 +799,8 @@ static float dot_q2_K(const void *wv, const void *av, size_t n)
 
 static float dot_q3_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q3_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q3_K *w = wv;
+    const struct blk_q8_K *a = av;
     float acc[8] = {0};
     for (size_t i = 0; i < n / QK_K; i++) {
         const float d = a[i].d * h2f(w[i].d);
@@ -831,8 +830,8 @@ static inline void mins_prod_k4(const uint8_t *scales, const int16_t *bsums, int
  * accumulator (FMA), reduced (m0+m2)+(m1+m3) and added after hsum_float_8(acc). */
 static float dot_q4_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q4_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q4_K *w = wv;
+    const struct blk_q8_K *a = av;
     float acc[8] = {0}, accm[4] = {0};
     for (size_t i = 0; i < n / QK_K; i++) {
         const float d = a[i].d * h2f(w[i].d);
@@ -854,8 +853,8 @@ static float dot_q4_K(const void *wv, const void *av, size_t n)
  * scalar f32 (summs += dmin * isum, an FMA after contraction) and added after the reduction. */
 static float dot_q5_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q5_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q5_K *w = wv;
+    const struct blk_q8_K *a = av;
     float acc[8] = {0}, summs = 0.0f;
     for (size_t i = 0; i < n / QK_K; i++) {
         const float d = a[i].d * h2f(w[i].d);
@@ -878,8 +877,8 @@ static float dot_q5_K(const void *wv, const void *av, size_t n)
  * with signed values, but the split over lanes (and so the f32 rounding) is not. */
 static float dot_q6_K(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_q6_K *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_q6_K *w = wv;
+    const struct blk_q8_K *a = av;
     float acc[8] = {0};
     for (size_t i = 0; i < n / QK_K; i++) {
         const float d = a[i].d * h2f(w[i].d);
@@ -898,8 +897,8 @@ static float dot_q6_K(const void *wv, const void *av, size_t n)
 
 static float dot_iq4_xs(const void *wv, const void *av, size_t n)
 {
-    const struct kern_block_iq4_xs *w = wv;
-    const struct kern_block_q8_K *a = av;
+    const struct blk_iq4_xs *w = wv;
+    const struct blk_q8_K *a = av;
     float acc[8] = {0};
     for (size_t i = 0; i < n / QK_K; i++) {
         const float d = h2f(w[i].d) * a[i].d;
@@ -918,7 +917,7 @@ static float dot_iq4_xs(const void *wv, const void *av, size_t n)
 /* Dequantize activation-only types too (handy for tests and debugging). */
 static void dequant_q8_1(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q8_1 *b = src;
+    const struct blk_q8_1 *b = src;
     for (size_t i = 0; i < nb; i++) {
         const float d = h2f(b[i].d);
         for (int j = 0; j < 32; j++) dst[i * 32 + j] = (float)b[i].qs[j] * d;
@@ -927,7 +926,7 @@ static void dequant_q8_1(const void *src, float *dst, size_t nb)
 
 static void dequant_q8_K(const void *src, float *dst, size_t nb)
 {
-    const struct kern_block_q8_K *b = src;
+    const struct blk_q8_K *b = src;
     for (size_t i = 0; i < nb; i++)
         for (int j = 0; j < QK_K; j++) dst[i * QK_K + j] = b[i].d * (float)b[i].qs[j];
 }
@@ -937,37 +936,37 @@ static void dequant_q8_K(const void *src, float *dst, size_t nb)
 
 /* The scalar table. An entry with dot_gemm == NULL cannot be multiplied (kern_type_supported
  * is false); an entry with only `dequant` can still be dequantized (e.g. embeddings). */
-const struct kern_type_ops kern_ref_ops[GGUF_T_COUNT_] = {
-    [GGUF_T_F32] = {GGUF_T_F32, dequant_f32, dot_f32_gemm, dot_f32_vecdot, true},
-    [GGUF_T_F16] = {GGUF_T_F16, dequant_f16, dot_f16_gemm, dot_f16_vecdot, true},
-    [GGUF_T_Q8_0] = {GGUF_T_Q8_0, dequant_q8_0, dot_q8_0, dot_q8_0, false},
-    [GGUF_T_Q4_0] = {GGUF_T_Q8_0, dequant_q4_0, dot_q4_0, dot_q4_0, false},
-    [GGUF_T_BF16] = {GGUF_T_BF16, dequant_bf16, dot_bf16_gemm, dot_bf16_vecdot, true},
-    [GGUF_T_Q4_1] = {GGUF_T_Q8_1, dequant_q4_1, dot_q4_1, dot_q4_1, false},
-    [GGUF_T_Q5_0] = {GGUF_T_Q8_0, dequant_q5_0, dot_q5_0, dot_q5_0, false},
-    [GGUF_T_Q5_1] = {GGUF_T_Q8_1, dequant_q5_1, dot_q5_1, dot_q5_1, false},
-    [GGUF_T_Q2_K] = {GGUF_T_Q8_K, dequant_q2_K, dot_q2_K, dot_q2_K, false},
-    [GGUF_T_Q3_K] = {GGUF_T_Q8_K, dequant_q3_K, dot_q3_K, dot_q3_K, false},
-    [GGUF_T_Q4_K] = {GGUF_T_Q8_K, dequant_q4_K, dot_q4_K, dot_q4_K, false},
-    [GGUF_T_Q5_K] = {GGUF_T_Q8_K, dequant_q5_K, dot_q5_K, dot_q5_K, false},
-    [GGUF_T_Q6_K] = {GGUF_T_Q8_K, dequant_q6_K, dot_q6_K, dot_q6_K, false},
-    [GGUF_T_IQ4_NL] = {GGUF_T_Q8_0, dequant_iq4_nl, dot_iq4_nl_gemm, dot_iq4_nl_vecdot, false},
-    [GGUF_T_IQ4_XS] = {GGUF_T_Q8_K, dequant_iq4_xs, dot_iq4_xs, dot_iq4_xs, false},
+const struct kern_type_ops kern_ref_ops[BLK_T_COUNT_] = {
+    [BLK_T_F32] = {BLK_T_F32, dequant_f32, dot_f32_gemm, dot_f32_vecdot, true},
+    [BLK_T_F16] = {BLK_T_F16, dequant_f16, dot_f16_gemm, dot_f16_vecdot, true},
+    [BLK_T_Q8_0] = {BLK_T_Q8_0, dequant_q8_0, dot_q8_0, dot_q8_0, false},
+    [BLK_T_Q4_0] = {BLK_T_Q8_0, dequant_q4_0, dot_q4_0, dot_q4_0, false},
+    [BLK_T_BF16] = {BLK_T_BF16, dequant_bf16, dot_bf16_gemm, dot_bf16_vecdot, true},
+    [BLK_T_Q4_1] = {BLK_T_Q8_1, dequant_q4_1, dot_q4_1, dot_q4_1, false},
+    [BLK_T_Q5_0] = {BLK_T_Q8_0, dequant_q5_0, dot_q5_0, dot_q5_0, false},
+    [BLK_T_Q5_1] = {BLK_T_Q8_1, dequant_q5_1, dot_q5_1, dot_q5_1, false},
+    [BLK_T_Q2_K] = {BLK_T_Q8_K, dequant_q2_K, dot_q2_K, dot_q2_K, false},
+    [BLK_T_Q3_K] = {BLK_T_Q8_K, dequant_q3_K, dot_q3_K, dot_q3_K, false},
+    [BLK_T_Q4_K] = {BLK_T_Q8_K, dequant_q4_K, dot_q4_K, dot_q4_K, false},
+    [BLK_T_Q5_K] = {BLK_T_Q8_K, dequant_q5_K, dot_q5_K, dot_q5_K, false},
+    [BLK_T_Q6_K] = {BLK_T_Q8_K, dequant_q6_K, dot_q6_K, dot_q6_K, false},
+    [BLK_T_IQ4_NL] = {BLK_T_Q8_0, dequant_iq4_nl, dot_iq4_nl_gemm, dot_iq4_nl_vecdot, false},
+    [BLK_T_IQ4_XS] = {BLK_T_Q8_K, dequant_iq4_xs, dot_iq4_xs, dot_iq4_xs, false},
     /* activation-only types: dequantize, never multiply */
-    [GGUF_T_Q8_1] = {GGUF_T_Q8_1, dequant_q8_1, NULL, NULL, false},
-    [GGUF_T_Q8_K] = {GGUF_T_Q8_K, dequant_q8_K, NULL, NULL, false},
+    [BLK_T_Q8_1] = {BLK_T_Q8_1, dequant_q8_1, NULL, NULL, false},
+    [BLK_T_Q8_K] = {BLK_T_Q8_K, dequant_q8_K, NULL, NULL, false},
 };
 
 /* The reference activation converter for an activation type (NULL: none). */
 kern_act_fn kern_ref_act(uint32_t act_type)
 {
     switch (act_type) {
-    case GGUF_T_F32: return act_f32;
-    case GGUF_T_F16: return act_f16;
-    case GGUF_T_BF16: return act_bf16;
-    case GGUF_T_Q8_0: return act_q8_0;
-    case GGUF_T_Q8_1: return act_q8_1;
-    case GGUF_T_Q8_K: return act_q8_K;
+    case BLK_T_F32: return act_f32;
+    case BLK_T_F16: return act_f16;
+    case BLK_T_BF16: return act_bf16;
+    case BLK_T_Q8_0: return act_q8_0;
+    case BLK_T_Q8_1: return act_q8_1;
+    case BLK_T_Q8_K: return act_q8_K;
     default: return NULL;
     }
 }

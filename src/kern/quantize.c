@@ -82,7 +82,7 @@ static inline float signed_absmax(const float *x, int n, float *amax_out)
 
 static void row_q8_0(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q8_0 *y = dst;
+    struct blk_q8_0 *y = dst;
     for (size_t b = 0; b < nb; b++, x += 32) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
@@ -97,7 +97,7 @@ static void row_q8_0(const float *x, void *dst, size_t nb)
  * code, so the scale is negative when that element is positive. */
 static void row_q4_0(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q4_0 *y = dst;
+    struct blk_q4_0 *y = dst;
     for (size_t b = 0; b < nb; b++, x += 32) {
         float amax;
         float max = signed_absmax(x, 32, &amax);
@@ -114,7 +114,7 @@ static void row_q4_0(const float *x, void *dst, size_t nb)
 
 static void row_q5_0(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q5_0 *y = dst;
+    struct blk_q5_0 *y = dst;
     for (size_t b = 0; b < nb; b++, x += 32) {
         float amax;
         float max = signed_absmax(x, 32, &amax);
@@ -147,7 +147,7 @@ static inline void minmax32(const float *x, float *mn, float *mx)
 
 static void row_q4_1(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q4_1 *y = dst;
+    struct blk_q4_1 *y = dst;
     for (size_t b = 0; b < nb; b++, x += 32) {
         float mn, mx;
         minmax32(x, &mn, &mx);
@@ -165,7 +165,7 @@ static void row_q4_1(const float *x, void *dst, size_t nb)
 
 static void row_q5_1(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q5_1 *y = dst;
+    struct blk_q5_1 *y = dst;
     for (size_t b = 0; b < nb; b++, x += 32) {
         float mn, mx;
         minmax32(x, &mn, &mx);
@@ -345,7 +345,7 @@ static float search_asym(int n, int nmax, const float *x, const float *w, uint8_
 
 static void row_q2_K(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q2_K *y = dst;
+    struct blk_q2_K *y = dst;
     uint8_t L[256], Laux[16];
     float w[16], mins[16], scales[16];
     for (size_t b = 0; b < nb; b++, x += 256) {
@@ -390,7 +390,7 @@ static void row_q2_K(const float *x, void *dst, size_t nb)
 
 static void row_q3_K(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q3_K *y = dst;
+    struct blk_q3_K *y = dst;
     int8_t L[256];
     float scales[16];
     for (size_t b = 0; b < nb; b++, x += 256) {
@@ -499,7 +499,7 @@ static void k4_levels(const float *x, int nmax, float rmin, int nstep, uint8_t s
 
 static void row_q4_K(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q4_K *y = dst;
+    struct blk_q4_K *y = dst;
     uint8_t L[256];
     for (size_t b = 0; b < nb; b++, x += 256) {
         k4_levels(x, 15, -1.0f, 20, y[b].scales, &y[b].d, &y[b].dmin, L);
@@ -511,7 +511,7 @@ static void row_q4_K(const float *x, void *dst, size_t nb)
 
 static void row_q5_K(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q5_K *y = dst;
+    struct blk_q5_K *y = dst;
     uint8_t L[256];
     for (size_t b = 0; b < nb; b++, x += 256) {
         k4_levels(x, 31, -0.5f, 15, y[b].scales, &y[b].d, &y[b].dmin, L);
@@ -539,7 +539,7 @@ static void row_q5_K(const float *x, void *dst, size_t nb)
 
 static void row_q6_K(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_q6_K *y = dst;
+    struct blk_q6_K *y = dst;
     int8_t L[256];
     float scales[16];
     for (size_t b = 0; b < nb; b++, x += 256) {
@@ -638,7 +638,7 @@ static void pack_iq4(const uint8_t *L, uint8_t *qs, int n)
 
 static void row_iq4_nl(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_iq4_nl *y = dst;
+    struct blk_iq4_nl *y = dst;
     uint8_t L[32];
     for (size_t b = 0; b < nb; b++, x += 32) {
         float d = iq4_block_scale(x, L);
@@ -651,7 +651,7 @@ static void row_iq4_nl(const float *x, void *dst, size_t nb)
 
 static void row_iq4_xs(const float *x, void *dst, size_t nb)
 {
-    struct kern_block_iq4_xs *y = dst;
+    struct blk_iq4_xs *y = dst;
     uint8_t L[256];
     float scales[8];
     for (size_t b = 0; b < nb; b++, x += 256) {
@@ -699,28 +699,28 @@ typedef void (*row_fn)(const float *x, void *dst, size_t nblocks);
 static row_fn row_fn_for(uint32_t type)
 {
     switch (type) {
-    case GGUF_T_F32: return row_f32;
-    case GGUF_T_F16: return row_f16;
-    case GGUF_T_BF16: return row_bf16;
-    case GGUF_T_Q8_0: return row_q8_0;
-    case GGUF_T_Q4_0: return row_q4_0;
-    case GGUF_T_Q4_1: return row_q4_1;
-    case GGUF_T_Q5_0: return row_q5_0;
-    case GGUF_T_Q5_1: return row_q5_1;
-    case GGUF_T_Q2_K: return row_q2_K;
-    case GGUF_T_Q3_K: return row_q3_K;
-    case GGUF_T_Q4_K: return row_q4_K;
-    case GGUF_T_Q5_K: return row_q5_K;
-    case GGUF_T_Q6_K: return row_q6_K;
-    case GGUF_T_IQ4_NL: return row_iq4_nl;
-    case GGUF_T_IQ4_XS: return row_iq4_xs;
+    case BLK_T_F32: return row_f32;
+    case BLK_T_F16: return row_f16;
+    case BLK_T_BF16: return row_bf16;
+    case BLK_T_Q8_0: return row_q8_0;
+    case BLK_T_Q4_0: return row_q4_0;
+    case BLK_T_Q4_1: return row_q4_1;
+    case BLK_T_Q5_0: return row_q5_0;
+    case BLK_T_Q5_1: return row_q5_1;
+    case BLK_T_Q2_K: return row_q2_K;
+    case BLK_T_Q3_K: return row_q3_K;
+    case BLK_T_Q4_K: return row_q4_K;
+    case BLK_T_Q5_K: return row_q5_K;
+    case BLK_T_Q6_K: return row_q6_K;
+    case BLK_T_IQ4_NL: return row_iq4_nl;
+    case BLK_T_IQ4_XS: return row_iq4_xs;
     default: return NULL;
     }
 }
 
 static bool is_float_type(uint32_t t)
 {
-    return t == GGUF_T_F32 || t == GGUF_T_F16 || t == GGUF_T_BF16;
+    return t == BLK_T_F32 || t == BLK_T_F16 || t == BLK_T_BF16;
 }
 
 bool quant_type_supported(uint32_t type) { return row_fn_for(type) != NULL; }
@@ -728,7 +728,7 @@ bool quant_type_supported(uint32_t type) { return row_fn_for(type) != NULL; }
 int quant_row(uint32_t type, const float *x, void *dst, size_t n)
 {
     row_fn fn = row_fn_for(type);
-    const struct gguf_type_info *ti = gguf_type_info(type);
+    const struct blk_type_info *ti = blk_type_info(type);
     if (!fn || !ti) return ERR_UNSUPPORTED;
     if (n % ti->blck) return ERR_SHAPE;
     if (n == 0) return 0;
@@ -771,7 +771,7 @@ int quant_rows(struct kern_pool *pool, uint32_t type, const float *x, void *dst,
                size_t n)
 {
     if (!quant_type_supported(type)) return ERR_UNSUPPORTED;
-    uint64_t rb = gguf_row_size(type, n);
+    uint64_t rb = blk_row_size(type, n);
     if (n == 0 || rb == 0) return ERR_SHAPE;
     if (nrows == 0) return 0;
     struct rows_job j = {type, x, dst, nrows, n, (size_t)rb, rows_per_task(n), NULL};
@@ -791,17 +791,17 @@ int quant_rows(struct kern_pool *pool, uint32_t type, const float *x, void *dst,
 /* llama_ftype values (llama.h). A plain K name is written as llama-quantize writes it (its
  * "Q4_K" is an alias of Q4_K_M), so files made either way carry the same file_type. */
 static const struct quant_target g_targets[] = {
-    {"F32", GGUF_T_F32, 0, false},        {"F16", GGUF_T_F16, 1, false},
-    {"BF16", GGUF_T_BF16, 32, false},     {"Q8_0", GGUF_T_Q8_0, 7, false},
-    {"Q4_0", GGUF_T_Q4_0, 2, false},      {"Q4_1", GGUF_T_Q4_1, 3, false},
-    {"Q5_0", GGUF_T_Q5_0, 8, false},      {"Q5_1", GGUF_T_Q5_1, 9, false},
-    {"Q2_K", GGUF_T_Q2_K, 10, false},     {"Q3_K", GGUF_T_Q3_K, 12, false},
-    {"Q4_K", GGUF_T_Q4_K, 15, false},     {"Q5_K", GGUF_T_Q5_K, 17, false},
-    {"Q6_K", GGUF_T_Q6_K, 18, false},     {"IQ4_NL", GGUF_T_IQ4_NL, 25, false},
-    {"IQ4_XS", GGUF_T_IQ4_XS, 30, false}, {"Q3_K_S", GGUF_T_Q3_K, 11, true},
-    {"Q3_K_M", GGUF_T_Q3_K, 12, true},    {"Q3_K_L", GGUF_T_Q3_K, 13, true},
-    {"Q4_K_S", GGUF_T_Q4_K, 14, true},    {"Q4_K_M", GGUF_T_Q4_K, 15, true},
-    {"Q5_K_S", GGUF_T_Q5_K, 16, true},    {"Q5_K_M", GGUF_T_Q5_K, 17, true},
+    {"F32", BLK_T_F32, 0, false},        {"F16", BLK_T_F16, 1, false},
+    {"BF16", BLK_T_BF16, 32, false},     {"Q8_0", BLK_T_Q8_0, 7, false},
+    {"Q4_0", BLK_T_Q4_0, 2, false},      {"Q4_1", BLK_T_Q4_1, 3, false},
+    {"Q5_0", BLK_T_Q5_0, 8, false},      {"Q5_1", BLK_T_Q5_1, 9, false},
+    {"Q2_K", BLK_T_Q2_K, 10, false},     {"Q3_K", BLK_T_Q3_K, 12, false},
+    {"Q4_K", BLK_T_Q4_K, 15, false},     {"Q5_K", BLK_T_Q5_K, 17, false},
+    {"Q6_K", BLK_T_Q6_K, 18, false},     {"IQ4_NL", BLK_T_IQ4_NL, 25, false},
+    {"IQ4_XS", BLK_T_IQ4_XS, 30, false}, {"Q3_K_S", BLK_T_Q3_K, 11, true},
+    {"Q3_K_M", BLK_T_Q3_K, 12, true},    {"Q3_K_L", BLK_T_Q3_K, 13, true},
+    {"Q4_K_S", BLK_T_Q4_K, 14, true},    {"Q4_K_M", BLK_T_Q4_K, 15, true},
+    {"Q5_K_S", BLK_T_Q5_K, 16, true},    {"Q5_K_M", BLK_T_Q5_K, 17, true},
 };
 #define N_TARGETS (sizeof g_targets / sizeof g_targets[0])
 
@@ -893,27 +893,27 @@ static uint32_t mix_type(struct recipe_state *s, uint32_t ftype, uint32_t t,
                          const struct quant_tensor_desc *d, enum cat c)
 {
     if (c == CAT_OUTPUT || (s->tied && c == CAT_TOKEN_EMBD)) {
-        if (d->ne[0] % gguf_type_info(t)->blck) t = GGUF_T_Q8_0;
-        else if (t != GGUF_T_Q8_0) t = GGUF_T_Q6_K;
+        if (d->ne[0] % blk_type_info(t)->blck) t = BLK_T_Q8_0;
+        else if (t != BLK_T_Q8_0) t = BLK_T_Q6_K;
     } else if (c == CAT_TOKEN_EMBD) {
         /* kept at the default type by every K mix */
     } else if (cat_is_attn_v(c)) {
         int i = s->i_attn_v, n = s->n_attn_v;
-        if (ftype == FT_Q3_K_M) t = i < 2 ? GGUF_T_Q5_K : GGUF_T_Q4_K;
-        else if (ftype == FT_Q3_K_L) t = GGUF_T_Q5_K;
-        else if ((ftype == FT_Q4_K_M || ftype == FT_Q5_K_M) && use_more_bits(i, n)) t = GGUF_T_Q6_K;
-        else if (ftype == FT_Q4_K_S && i < 4) t = GGUF_T_Q5_K;
+        if (ftype == FT_Q3_K_M) t = i < 2 ? BLK_T_Q5_K : BLK_T_Q4_K;
+        else if (ftype == FT_Q3_K_L) t = BLK_T_Q5_K;
+        else if ((ftype == FT_Q4_K_M || ftype == FT_Q5_K_M) && use_more_bits(i, n)) t = BLK_T_Q6_K;
+        else if (ftype == FT_Q4_K_S && i < 4) t = BLK_T_Q5_K;
         s->i_attn_v++;
     } else if (c == CAT_FFN_DOWN) {
         int i = s->i_ffn_down, n = s->n_ffn_down;
-        if (ftype == FT_Q3_K_M) t = i < n / 16 ? GGUF_T_Q5_K : GGUF_T_Q4_K;
-        else if (ftype == FT_Q3_K_L) t = GGUF_T_Q5_K;
-        else if ((ftype == FT_Q4_K_M || ftype == FT_Q5_K_M) && use_more_bits(i, n)) t = GGUF_T_Q6_K;
-        else if (ftype == FT_Q4_K_S && i < n / 8) t = GGUF_T_Q5_K;
+        if (ftype == FT_Q3_K_M) t = i < n / 16 ? BLK_T_Q5_K : BLK_T_Q4_K;
+        else if (ftype == FT_Q3_K_L) t = BLK_T_Q5_K;
+        else if ((ftype == FT_Q4_K_M || ftype == FT_Q5_K_M) && use_more_bits(i, n)) t = BLK_T_Q6_K;
+        else if (ftype == FT_Q4_K_S && i < n / 8) t = BLK_T_Q5_K;
         s->i_ffn_down++;
     } else if (c == CAT_ATTN_OUTPUT) {
-        if (ftype == FT_Q3_K_M) t = GGUF_T_Q4_K;
-        else if (ftype == FT_Q3_K_L) t = GGUF_T_Q5_K;
+        if (ftype == FT_Q3_K_M) t = BLK_T_Q4_K;
+        else if (ftype == FT_Q3_K_L) t = BLK_T_Q5_K;
     }
     return t;
 }
@@ -922,18 +922,18 @@ static uint32_t mix_type(struct recipe_state *s, uint32_t ftype, uint32_t t,
  * gives up where we use F16 directly: a plain 32-block type has no narrower substitute). */
 static uint32_t fallback_type(uint32_t t, uint64_t ne0)
 {
-    if (ne0 % gguf_type_info(t)->blck == 0) return t;
+    if (ne0 % blk_type_info(t)->blck == 0) return t;
     uint32_t r;
     switch (t) {
-    case GGUF_T_IQ4_XS: r = GGUF_T_IQ4_NL; break;
-    case GGUF_T_Q2_K:
-    case GGUF_T_Q3_K: r = GGUF_T_Q4_0; break;
-    case GGUF_T_Q4_K: r = GGUF_T_Q5_0; break;
-    case GGUF_T_Q5_K: r = GGUF_T_Q5_1; break;
-    case GGUF_T_Q6_K: r = GGUF_T_Q8_0; break;
-    default: r = GGUF_T_F16; break;
+    case BLK_T_IQ4_XS: r = BLK_T_IQ4_NL; break;
+    case BLK_T_Q2_K:
+    case BLK_T_Q3_K: r = BLK_T_Q4_0; break;
+    case BLK_T_Q4_K: r = BLK_T_Q5_0; break;
+    case BLK_T_Q5_K: r = BLK_T_Q5_1; break;
+    case BLK_T_Q6_K: r = BLK_T_Q8_0; break;
+    default: r = BLK_T_F16; break;
     }
-    if (ne0 % gguf_type_info(r)->blck) r = GGUF_T_F16;
+    if (ne0 % blk_type_info(r)->blck) r = BLK_T_F16;
     return r;
 }
 
@@ -978,7 +978,7 @@ int quant_plan_make(struct quant_plan *p, const struct quant_target *tg, bool pu
         return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
-        if (!t[i].name || !gguf_type_info(t[i].type) || t[i].ne[0] == 0) {
+        if (!t[i].name || !blk_type_info(t[i].type) || t[i].ne[0] == 0) {
             free(ni);
             quant_plan_free(p);
             return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "bad tensor description %zu", i);
@@ -1047,7 +1047,7 @@ static void qf_task(void *arg, int task, int n_tasks)
         const uint8_t *srow = (const uint8_t *)j->src->data + r * j->src_row;
         uint8_t *drow = j->dst + r * j->dst_row;
         const float *x = xs;
-        if (j->src->type == GGUF_T_F32) {
+        if (j->src->type == BLK_T_F32) {
             memcpy(xs, srow, j->n * sizeof *xs); /* the mapping may not be float-aligned */
         } else if ((st->rc = kern_dequant_row(j->src->type, srow, xs, j->n))) {
             goto out;
@@ -1088,8 +1088,8 @@ static int qf_data(void *ud, uint64_t idx, void *dst, uint64_t nbytes, struct er
     j.n = (size_t)src->ne[0];
     j.nrows = (size_t)(src->ne[1] * src->ne[2] * src->ne[3]);
     j.per_task = rows_per_task(j.n);
-    j.src_row = gguf_row_size(src->type, src->ne[0]);
-    j.dst_row = gguf_row_size(to, src->ne[0]);
+    j.src_row = blk_row_size(src->type, src->ne[0]);
+    j.dst_row = blk_row_size(to, src->ne[0]);
     size_t nt = (j.nrows + j.per_task - 1) / j.per_task;
     if (j.dst_row * j.nrows != nbytes || nt > INT32_MAX)
         return err_set(ei, ERR_SHAPE, ERR_NO_OFFSET, "internal size mismatch for '%.*s'",
@@ -1108,8 +1108,8 @@ static int qf_data(void *ud, uint64_t idx, void *dst, uint64_t nbytes, struct er
     free(j.st);
     if (rc)
         return err_set(ei, rc, ERR_NO_OFFSET, "converting '%.*s' from %s to %s failed: %s%s",
-                       (int)src->name.len, src->name.ptr, gguf_type_name(src->type),
-                       gguf_type_name(to), err_str(rc),
+                       (int)src->name.len, src->name.ptr, blk_type_name(src->type),
+                       blk_type_name(to), err_str(rc),
                        rc == ERR_RANGE ? " (the tensor holds NaN or infinite values)" : "");
     s->n_tensors++;
     s->n += (uint64_t)j.n * j.nrows;
@@ -1168,7 +1168,7 @@ int quant_file(const char *in, const char *out, const struct quant_file_opts *o,
             rc = err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
                          "tensor '%s' is %s: only F32, F16 and BF16 tensors can be quantized "
                          "(re-quantizing a quantized file would compound the error)",
-                         d[i].name, gguf_type_name(t->type));
+                         d[i].name, blk_type_name(t->type));
             goto done;
         }
     }

@@ -23,7 +23,7 @@
  * Q2_K..Q6_K, IQ4_NL, IQ4_XS). */
 bool quant_type_supported(uint32_t type);
 
-/* Quantize x[n] (n a multiple of the type's block size) into dst (gguf_row_size(type, n)
+/* Quantize x[n] (n a multiple of the type's block size) into dst (blk_row_size(type, n)
  * bytes). 0, ERR_UNSUPPORTED or ERR_SHAPE. */
 int quant_row(uint32_t type, const float *x, void *dst, size_t n);
 
@@ -99,7 +99,7 @@ struct quant_file_opts {
 };
 
 struct quant_file_report {
-    struct quant_err_stat by_type[GGUF_T_COUNT_];
+    struct quant_err_stat by_type[BLK_T_COUNT_];
     uint64_t in_bytes, out_bytes;
     size_t n_tensors, n_quantized, n_copied, n_fallback;
 };

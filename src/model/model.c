@@ -104,11 +104,11 @@ static int bind(const struct model *m, const char *name, uint64_t ne0, uint64_t 
         if (!kern_type_supported(t->type))
             return err_set(ei, ERR_UNSUPPORTED, tensor_off(m, t),
                            "tensor '%s' has type %s, which this build cannot multiply yet", name,
-                           gguf_type_name(t->type));
-    } else if (t->type != GGUF_T_F32) {
+                           blk_type_name(t->type));
+    } else if (t->type != BLK_T_F32) {
         return err_set(ei, ERR_BAD_TYPE, tensor_off(m, t),
                        "tensor '%s' must be F32 (norm weights), got %s", name,
-                       gguf_type_name(t->type));
+                       blk_type_name(t->type));
     }
     return 0;
 }
@@ -541,7 +541,7 @@ static void attn_task(void *arg, int task, int n_tasks)
 static int embed(const struct model *m, int32_t token, float *x)
 {
     const struct gguf_tensor *e = m->tok_embd;
-    size_t row = (size_t)gguf_row_size(e->type, e->ne[0]);
+    size_t row = (size_t)blk_row_size(e->type, e->ne[0]);
     int rc = kern_dequant_row(e->type, (const uint8_t *)e->data + (size_t)token * row, x,
                               (size_t)e->ne[0]);
     if (rc == 0 && m->desc->embd_scale) {

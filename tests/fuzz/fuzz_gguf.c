@@ -100,13 +100,13 @@ static void walk_tensors(const struct gguf_ctx *g)
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const struct gguf_tensor *t = &g->tensors[i];
         CHECK(t->n_dims >= 1 && t->n_dims <= GGUF_MAX_DIMS);
-        CHECK(gguf_type_info(t->type) != NULL);
+        CHECK(blk_type_info(t->type) != NULL);
         CHECK(t->offset % g->alignment == 0);
         const uint8_t *p = t->data;
         CHECK(p >= g->buf + g->data_offset && p <= g->buf + g->len);
         CHECK(t->nbytes <= (uint64_t)(g->buf + g->len - p));
         uint64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-        CHECK(gguf_row_size(t->type, t->ne[0]) * rows == t->nbytes);
+        CHECK(blk_row_size(t->type, t->ne[0]) * rows == t->nbytes);
         /* touch the first and last byte: ASan proves they are inside the input */
         volatile uint8_t sink = p[0];
         sink = p[t->nbytes - 1];

@@ -72,8 +72,8 @@ int main(int argc, char **argv)
     gb_every_type(&b);
     gb_tensor_f32_1d(&b, "a", 8, 0, 1);
     uint64_t ne_q8[2] = {32, 2}, ne_q4k[2] = {256, 1}, ne_4d[4] = {2, 3, 1, 2};
-    gb_tensor_raw(&b, "q8", GGUF_T_Q8_0, 2, ne_q8, NULL, 2 * 34);
-    gb_tensor_raw(&b, "q4k", GGUF_T_Q4_K, 2, ne_q4k, NULL, 144);
+    gb_tensor_raw(&b, "q8", BLK_T_Q8_0, 2, ne_q8, NULL, 2 * 34);
+    gb_tensor_raw(&b, "q4k", BLK_T_Q4_K, 2, ne_q4k, NULL, 144);
     gb_tensor_f32(&b, "d4", 4, ne_4d, 0, 1);
     rc |= write_built(dir, "types.gguf", &b);
 
