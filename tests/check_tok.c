@@ -153,6 +153,44 @@ static const char *const vocab_names[] = {
 START_TEST(vectors) { run_vectors(vocab_names[_i]); }
 END_TEST
 
+/* The vocabulary view agrees with the tokenizer's own answers for every id of every vocabulary:
+ * bytes = tok_piece_bytes(special = true), flags = the token's type and end-of-generation set,
+ * byte tokens are exactly their one byte. */
+START_TEST(vocab_view)
+{
+    char rel[256];
+    struct vocab x;
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", vocab_names[_i]);
+    vocab_open(&x, rel);
+    const struct vocab_view *vv = tok_view(x.v);
+    ck_assert_ptr_nonnull(vv);
+    ck_assert_uint_eq(vv->n_vocab, tok_n_vocab(x.v));
+    ck_assert_int_eq(vv->bos, tok_bos(x.v));
+    ck_assert_int_eq(vv->eos, tok_eos(x.v));
+    char buf[4096];
+    uint32_t n_eog = 0, n_byte = 0;
+    for (uint32_t id = 0; id < vv->n_vocab; id++) {
+        size_t len, want = tok_piece_bytes(x.v, (int32_t)id, true, buf, sizeof buf);
+        const char *b = vocab_bytes(vv, (int32_t)id, &len);
+        ck_assert_msg(len == want && memcmp(b, buf, len) == 0, "%s id %u: view bytes differ", rel, id);
+        unsigned f = vocab_flags(vv, (int32_t)id);
+        ck_assert_msg(!!(f & VOCAB_EOG) == tok_is_eog(x.v, (int32_t)id), "%s id %u: EOG flag", rel, id);
+        int ty = tok_token_type(x.v, (int32_t)id);
+        if (ty == TOK_T_CONTROL) ck_assert_msg(f & VOCAB_CONTROL, "%s id %u: control flag", rel, id);
+        if (f & VOCAB_BYTE) {
+            ck_assert_msg(len == 1, "%s id %u: byte token of %zu bytes", rel, id, len);
+            n_byte++;
+        }
+        n_eog += !!(f & VOCAB_EOG);
+    }
+    ck_assert_msg(n_eog > 0, "%s: no end-of-generation token in the view", rel);
+    ck_assert_ptr_null(vocab_bytes(vv, -1, &(size_t){0}));
+    ck_assert_ptr_null(vocab_bytes(vv, (int32_t)vv->n_vocab, &(size_t){0}));
+    if (!strcmp(vocab_names[_i], "llama-spm")) ck_assert_uint_eq(n_byte, 256);
+    vocab_close(&x);
+}
+END_TEST
+
 /* ---- stories260K against the reference JSON ---- */
 
 static void hex_of(char *buf, const char *s, size_t n)
@@ -949,6 +987,7 @@ Suite *make_suite(void)
     TCase *tc = tcase_create("vectors");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, vectors, 0, N_VOCABS);
+    tcase_add_loop_test(tc, vocab_view, 0, N_VOCABS);
     tcase_add_loop_test(tc, stories_prompts, 0, 3);
     tcase_add_loop_test(tc, long_input, 0, 4);
     suite_add_tcase(s, tc);

@@ -371,6 +371,48 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
     return 0;
 }
 
+struct piece {
+    const char *p;
+    size_t n;
+    bool unescape;
+};
+static bool piece_of(const struct tok_vocab *v, int32_t id, bool special, struct piece *pc, char *byte);
+static char piece_next(const struct piece *pc, size_t *i);
+
+/* The vocabulary view: every token's printed bytes (special = true) back to back, and flags. */
+static int build_view(struct tok_vocab *v, struct err_info *ei)
+{
+    uint64_t total = 0;
+    for (uint32_t id = 0; id < v->n; id++) total += v->len[id];
+    if (total > UINT32_MAX) return err_set(ei, ERR_LIMIT, ERR_NO_OFFSET, "tokenizer: token texts too long");
+    v->view_off = malloc(((size_t)v->n + 1) * sizeof *v->view_off);
+    v->view_text = malloc(total ? (size_t)total : 1); /* printing never lengthens a piece */
+    v->view_flags = calloc(v->n, 1);
+    if (!v->view_off || !v->view_text || !v->view_flags)
+        return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "tokenizer: out of memory for the vocabulary view");
+    uint32_t w = 0;
+    for (uint32_t id = 0; id < v->n; id++) {
+        v->view_off[id] = w;
+        struct piece pc;
+        char byte;
+        if (piece_of(v, (int32_t)id, true, &pc, &byte))
+            for (size_t i = 0; i < pc.n && w < total;) v->view_text[w++] = piece_next(&pc, &i);
+        uint16_t at = v->attr[id];
+        uint8_t f = 0;
+        if (at & A_CONTROL) f |= VOCAB_CONTROL;
+        if (at & A_EOG) f |= VOCAB_EOG;
+        if (at & A_BYTE) f |= VOCAB_BYTE;
+        if (at & A_USER) f |= VOCAB_USER;
+        if ((at & (A_UNKNOWN | A_UNUSED)) || !(at & (A_NORMAL | A_CONTROL | A_USER | A_BYTE))) f |= VOCAB_UNUSED;
+        v->view_flags[id] = f;
+    }
+    v->view_off[v->n] = w;
+    v->view = (struct vocab_view){v->n, v->view_off, v->view_text, v->view_flags, v->sid[S_BOS], v->sid[S_EOS]};
+    return 0;
+}
+
+const struct vocab_view *tok_view(const struct tok_vocab *v) { return v ? &v->view : NULL; }
+
 int tok_load(struct tok_vocab **out, const struct gguf_ctx *g, struct err_info *ei)
 {
     if (!out || !g) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "tok_load: NULL argument");
@@ -437,7 +479,7 @@ int tok_load(struct tok_vocab **out, const struct gguf_ctx *g, struct err_info *
     }
     snprintf(v->model, sizeof v->model, "%s", spm ? "llama" : gemma4 ? "gemma4" : "gpt2");
     if ((rc = load_tokens(v, tk, sc, ty, ei)) || (v->kind == TOK_KIND_BPE && (rc = tok_bpe_load(v, g, ei))) ||
-        (rc = load_specials(v, g, ei))) {
+        (rc = load_specials(v, g, ei)) || (rc = build_view(v, ei))) {
         tok_free(v);
         return rc;
     }
@@ -450,6 +492,7 @@ void tok_free(struct tok_vocab *v)
     if (!v) return;
     free(v->blob), free(v->off), free(v->len), free(v->score), free(v->type), free(v->attr);
     free(v->ht), free(v->special);
+    free(v->view_off), free(v->view_text), free(v->view_flags);
     tok_bpe_free(v);
     free(v);
 }
@@ -764,12 +807,6 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, bool add
 
 /* What a token prints, as llama_token_to_piece: raw text, U+2581-unescaped text (SPM and
  * gemma4 NORMAL tokens), the mapped-back bytes (byte-level BPE NORMAL tokens), or a byte. */
-struct piece {
-    const char *p;
-    size_t n;
-    bool unescape;
-};
-
 static bool piece_of(const struct tok_vocab *v, int32_t id, bool special, struct piece *pc, char *byte)
 {
     if (!valid_id(v, id)) return false;

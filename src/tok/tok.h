@@ -33,6 +33,7 @@
 
 #include "../gguf/gguf.h"
 #include "../util/err.h"
+#include "../util/vocab.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -64,6 +65,10 @@ bool tok_add_eos(const struct tok_vocab *v);      /* the file's default (SPM: fa
 bool tok_is_eog(const struct tok_vocab *v, int32_t id); /* end of generation (eos, eot, ...) */
 int tok_token_type(const struct tok_vocab *v, int32_t id); /* enum tok_type, or -1 */
 const char *tok_model_name(const struct tok_vocab *v);  /* "llama", "gpt2" or "gemma4" */
+
+/* The vocabulary view (util/vocab.h) for samp and gram: built by tok_load, valid until tok_free.
+ * Bytes are what tok_piece_bytes prints with special = true (control tokens: their text). */
+const struct vocab_view *tok_view(const struct tok_vocab *v);
 
 /* Raw piece text as stored in the vocabulary (e.g. "▁Once", "<0x7B>", byte-level "Ġworld"),
  * with its length; it is also NUL-terminated ("" for an invalid id). */

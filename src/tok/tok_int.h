@@ -15,6 +15,8 @@
 
 #include "tok.h"
 
+#include "../util/vocab.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +81,12 @@ struct tok_vocab {
     char *dec_blob;         /* byte-level: printed bytes of each NORMAL token */
     size_t *dec_off;        /* [n] */
     uint32_t *dec_len;      /* [n] */
+
+    /* ---- the vocabulary view (util/vocab.h), built once at load ---- */
+    struct vocab_view view;
+    uint32_t *view_off;   /* [n + 1] */
+    char *view_text;      /* printed bytes of every token (control ones: their text) */
+    uint8_t *view_flags;  /* [n] */
 };
 
 /* Token ids appended in order; counting goes on past cap so the caller learns the size. */
