@@ -11,6 +11,7 @@
 #include "tok/tok.h"
 #include "util/err.h"
 #include "util/util.h"
+#include "util/version.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,7 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LMPIPE_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {

@@ -12,6 +12,7 @@
 #include "tutil.h"
 
 #include "rpc/rpc_int.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,11 +100,11 @@ END_TEST
 
 START_TEST(json_utf8)
 {
-    ck_assert_uint_eq(rpc_utf8_valid_prefix("ab\xc3\xa9", 4), 4);
-    ck_assert_uint_eq(rpc_utf8_valid_prefix("ab\xc3", 3), 2);         /* cut */
-    ck_assert_uint_eq(rpc_utf8_valid_prefix("a\xc0\x80", 3), 1);      /* overlong */
-    ck_assert_uint_eq(rpc_utf8_valid_prefix("a\xed\xa0\x80", 4), 1);  /* surrogate */
-    ck_assert_uint_eq(rpc_utf8_valid_prefix("\xf4\x90\x80\x80", 4), 0); /* > U+10FFFF */
+    ck_assert_uint_eq(util_utf8_valid_prefix("ab\xc3\xa9", 4), 4);
+    ck_assert_uint_eq(util_utf8_valid_prefix("ab\xc3", 3), 2);         /* cut */
+    ck_assert_uint_eq(util_utf8_valid_prefix("a\xc0\x80", 3), 1);      /* overlong */
+    ck_assert_uint_eq(util_utf8_valid_prefix("a\xed\xa0\x80", 4), 1);  /* surrogate */
+    ck_assert_uint_eq(util_utf8_valid_prefix("\xf4\x90\x80\x80", 4), 0); /* > U+10FFFF */
     json_t *j = rpc_json_text("a\xff" "b\xe2\x82", 5);
     ck_assert_str_eq(json_string_value(j), "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd");
     json_decref(j);
@@ -239,7 +240,7 @@ static json_t *check_line(const char *line)
 {
     size_t n = strlen(line);
     ck_assert_msg(n + 1 <= RPC_LINE_OUT_MAX, "line of %zu bytes", n);
-    ck_assert_msg(rpc_utf8_valid_prefix(line, n) == n, "invalid UTF-8 on stdout");
+    ck_assert_msg(util_utf8_valid_prefix(line, n) == n, "invalid UTF-8 on stdout");
     ck_assert_msg(!strstr(line, "\xe2\x80\xa8") && !strstr(line, "\xe2\x80\xa9") && !strstr(line, "\xc2\x85"),
                   "raw line separator on stdout");
     json_error_t e;

@@ -769,7 +769,7 @@ void rpc_handle_line(void *ud, const char *line, size_t len)
     size_t i = 0;
     while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
     if (i == len) return; /* blank lines are allowed between messages */
-    size_t ok = rpc_utf8_valid_prefix(line, len);
+    size_t ok = util_utf8_valid_prefix(line, len);
     if (ok != len) {
         s->n.bad_lines++;
         reply_err(s, NULL, RPC_E_PARSE, "parse_error", "parse error: invalid UTF-8 at byte %zu", ok);

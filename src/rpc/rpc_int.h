@@ -22,6 +22,7 @@
 #include "../eng/eng.h"
 #include "../tok/chat.h"
 #include "../util/err.h"
+#include "../util/version.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -31,7 +32,7 @@
 #include <uv.h>
 
 #define RPC_SERVER_NAME "lmpipe"
-#define RPC_SERVER_VERSION "0.1.0" /* keep in step with LMPIPE_VERSION in main.c */
+#define RPC_SERVER_VERSION LMPIPE_VERSION
 #define RPC_PROTOCOL_VERSION "lmpipe/0.1"
 
 #define RPC_LINE_IN_DEFAULT ((size_t)8 << 20) /* inbound line limit (--max-line) */
@@ -246,8 +247,6 @@ void rpc_lines_finish(struct rpc_lines *l, rpc_line_fn fn, void *ud);
 /* Serialise compactly, escape U+2028, U+2029, U+0085, append '\n' (and a NUL not counted in
  * *len). NULL on failure. */
 char *rpc_json_line(const json_t *msg, size_t *len);
-/* Length of the longest prefix of s[0..n) that is valid UTF-8 (== n when all of it is). */
-size_t rpc_utf8_valid_prefix(const char *s, size_t n);
 /* A JSON string from bytes, invalid UTF-8 sequences replaced by U+FFFD. */
 json_t *rpc_json_text(const char *s, size_t n);
 /* Bytes s[0..n) takes inside a JSON string after escaping (ours and jansson's). */

@@ -9,55 +9,22 @@
  * bad bytes by U+FFFD, because jansson would refuse the whole string. */
 #include "rpc_int.h"
 
+#include "../util/util.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 if the bytes there are not one.
- * Strict: no overlong forms, no surrogates, nothing above U+10FFFF (jansson's rules). */
-static size_t utf8_char(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
-    if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
-size_t rpc_utf8_valid_prefix(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t k = utf8_char(u + i, n - i);
-        if (!k) break;
-        i += k;
-    }
-    return i;
-}
-
 json_t *rpc_json_text(const char *s, size_t n)
 {
-    size_t ok = rpc_utf8_valid_prefix(s, n);
+    size_t ok = util_utf8_valid_prefix(s, n);
     if (ok == n) return json_stringn(s, n);
     /* worst case every byte becomes the 3-byte U+FFFD */
     if (n > (SIZE_MAX - 1) / 3) return NULL;
     char *t = malloc(n * 3 + 1);
     if (!t) return NULL;
-    const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, o = 0;
     while (i < n) {
-        size_t k = utf8_char(u + i, n - i);
+        size_t k = util_utf8_char(s + i, n - i);
         if (k) {
             memcpy(t + o, s + i, k);
             o += k;
@@ -92,7 +59,7 @@ size_t rpc_json_escaped_len(const char *s, size_t n)
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, cost = 0;
     while (i < n) {
-        size_t k = utf8_char(u + i, n - i);
+        size_t k = util_utf8_char(s + i, n - i);
         if (!k) { cost += 3; i++; continue; } /* becomes U+FFFD */
         cost += esc_cost(u + i, k);
         i += k;
@@ -105,7 +72,7 @@ size_t rpc_text_fit(const char *s, size_t n, size_t budget)
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, cost = 0;
     while (i < n) {
-        size_t k = utf8_char(u + i, n - i);
+        size_t k = util_utf8_char(s + i, n - i);
         size_t c = k ? esc_cost(u + i, k) : 3;
         if (!k) k = 1;
         if (cost + c > budget) break;

@@ -35,6 +35,8 @@
  * thousands of control tokens cheap. */
 #include "tok_int.h"
 
+#include "../util/util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -872,40 +874,20 @@ static void put(char *out, size_t cap, size_t *w, const char *s, size_t n)
     for (size_t i = 0; i < n && *w < cap; i++) out[(*w)++] = s[i];
 }
 
-/* Length of the sequence a lead byte starts (strict UTF-8), 0 if it starts none. */
-static size_t seq_len(unsigned char c)
-{
-    return c < 0x80 ? 1 : c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
-}
-
-/* Is b valid at position pos (>= 1) of a sequence led by lead? Excludes overlong forms,
- * surrogates and code points above U+10FFFF. */
-static bool cont_ok(unsigned char lead, size_t pos, unsigned char b)
-{
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (pos == 1) {
-        if (lead == 0xe0) lo = 0xa0;
-        else if (lead == 0xed) hi = 0x9f;
-        else if (lead == 0xf0) lo = 0x90;
-        else if (lead == 0xf4) hi = 0x8f;
-    }
-    return b >= lo && b <= hi;
-}
-
 static void feed(struct tok_detok *d, unsigned char b, char *out, size_t cap, size_t *w)
 {
     for (;;) {
         if (d->n_pend == 0) {
-            size_t l = seq_len(b);
+            size_t l = (size_t)util_utf8_seq_len(b);
             if (l == 1) put(out, cap, w, (const char *)&b, 1);
             else if (l == 0) put(out, cap, w, "\xef\xbf\xbd", 3);
             else d->pend[d->n_pend++] = (char)b;
             return;
         }
         unsigned char lead = (unsigned char)d->pend[0];
-        if (cont_ok(lead, d->n_pend, b)) {
+        if (util_utf8_cont_ok(lead, d->n_pend, b)) {
             d->pend[d->n_pend++] = (char)b;
-            if (d->n_pend == seq_len(lead)) {
+            if (d->n_pend == (size_t)util_utf8_seq_len(lead)) {
                 put(out, cap, w, d->pend, d->n_pend);
                 d->n_pend = 0;
             }

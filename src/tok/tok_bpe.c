@@ -31,6 +31,8 @@
  * what makes id-keyed lookup exact: a pair is looked up only when both ids are valid. */
 #include "tok_int.h"
 
+#include "../util/util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,7 +203,7 @@ static size_t decode_piece(const char *t, size_t n, uint32_t *cp, char *out)
             continue;
         }
         char u[4], hx[32];
-        size_t ul = tok_utf8_encode(cp[i], u), hl = 0;
+        size_t ul = util_utf8_encode(cp[i], u), hl = 0;
         for (size_t k = 0; k < ul; k++) hl += (size_t)snprintf(hx + hl, sizeof hx - hl, "%02x", (unsigned char)u[k]);
         if (out) {
             memcpy(out + w, "[UNK_BYTE_0x", 12);
@@ -255,7 +257,7 @@ int tok_bpe_load(struct tok_vocab *v, const struct gguf_ctx *g, struct err_info 
     if (rc) return rc;
     for (unsigned b = 0; b < 256; b++) {
         char u[4], raw = (char)b, hx[7];
-        v->sym_byte[b] = tok_lookup(v, u, tok_utf8_encode(byte_cp(b), u));
+        v->sym_byte[b] = tok_lookup(v, u, util_utf8_encode(byte_cp(b), u));
         /* A symbol that is no token falls back to single-byte tokens: the raw byte as a text of
          * its own (byte-level; llama.cpp looks the byte up, not its mapped char) or "<0xHH>". */
         snprintf(hx, sizeof hx, "<0x%02X>", b);
@@ -415,7 +417,7 @@ int tok_bpe_fragment(const struct tok_vocab *v, struct tok_bpe_scratch *s, const
         bool all_nl = true;
         for (uint32_t k = st; k < s->seg[i]; k++) {
             char u[4];
-            size_t ul = tok_utf8_encode(s->cp[k], u);
+            size_t ul = util_utf8_encode(s->cp[k], u);
             all_nl = all_nl && s->cp[k] == '\n';
             if (!v->byte_level) { /* one symbol per char of the raw text */
                 int32_t id = s->cp[k] < 128 ? v->sym_ascii[s->cp[k]] : tok_lookup(v, u, ul);
@@ -426,7 +428,7 @@ int tok_bpe_fragment(const struct tok_vocab *v, struct tok_bpe_scratch *s, const
             }
             for (size_t j = 0; j < ul; j++) { /* one symbol per byte, as its mapped char */
                 unsigned char b = (unsigned char)u[j];
-                size_t ml = tok_utf8_encode(byte_cp(b), s->word + wl);
+                size_t ml = util_utf8_encode(byte_cp(b), s->word + wl);
                 w.sym[ns] = (struct bsym){ns - 1, ns + 1, (uint32_t)wl, (uint32_t)ml, v->sym_byte[b]};
                 wl += ml, ns++;
             }

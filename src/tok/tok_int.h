@@ -147,13 +147,9 @@ uint8_t tok_uni_class(uint32_t cp);
 bool tok_pre_by_name(const char *name, size_t len, enum tok_pre *pre, bool *ignore_merges,
                      bool *add_bos);
 
-/* Decode UTF-8 the way llama.cpp does (a byte that starts no sequence with the right
- * continuation bytes becomes U+FFFD; overlong forms and surrogates are kept as code points;
- * above U+10FFFF, which llama.cpp cannot re-encode, becomes U+FFFD too). escape_space turns
- * ' ' into U+2581. cp must hold len entries; returns the count. */
+/* Decode all of s[0..len) with util_utf8_decode (the lenient policy: as llama.cpp reads text).
+ * escape_space turns ' ' into U+2581. cp must hold len entries; returns the count. */
 size_t tok_utf8_decode(const char *s, size_t len, bool escape_space, uint32_t *cp);
-/* UTF-8 bytes of cp (<= U+10FFFF) into out[0..4); returns the count. */
-size_t tok_utf8_encode(uint32_t cp, char *out);
 
 /* Split cp[0..n) into words: writes the ascending end offsets to seg (the last one is n) and
  * returns their number. fl holds the class of each code point; tmp is n entries of scratch. */

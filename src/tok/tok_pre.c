@@ -25,6 +25,8 @@
  * in the piece length (no rescans), so splitting is O(n). */
 #include "tok_int.h"
 
+#include "../util/util.h"
+
 #include <string.h>
 
 uint8_t tok_uni_class(uint32_t cp)
@@ -43,54 +45,13 @@ uint8_t tok_uni_class(uint32_t cp)
 
 size_t tok_utf8_decode(const char *s, size_t len, bool escape_space, uint32_t *cp)
 {
-    const unsigned char *u = (const unsigned char *)s;
     size_t n = 0;
     for (size_t i = 0; i < len;) {
-        unsigned c = u[i];
-        size_t need = c < 0x80 ? 0 : c < 0xc0 ? 9 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : c < 0xf8 ? 3 : 9;
-        if (need == 0) {
-            cp[n++] = escape_space && c == ' ' ? 0x2581 : c;
-            i++;
-            continue;
-        }
-        /* llama.cpp checks only that the continuation bytes exist and are 10xxxxxx. */
-        bool ok = need < 9 && len - i > need;
-        for (size_t k = 1; ok && k <= need; k++) ok = (u[i + k] & 0xc0) == 0x80;
-        if (!ok) {
-            cp[n++] = 0xfffd;
-            i++;
-            continue;
-        }
-        uint32_t v = c & (0x3fu >> need);
-        for (size_t k = 1; k <= need; k++) v = v << 6 | (u[i + k] & 0x3fu);
-        cp[n++] = v > 0x10ffff ? 0xfffd : v;
-        i += need + 1;
+        uint32_t c;
+        i += util_utf8_decode(s + i, len - i, &c);
+        cp[n++] = escape_space && c == ' ' ? 0x2581 : c;
     }
     return n;
-}
-
-size_t tok_utf8_encode(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* ---- names ---- */

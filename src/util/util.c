@@ -75,14 +75,39 @@ int util_parse_f64(const char *s, double min, double max, double *out)
     return 0;
 }
 
-int util_utf8_seq_len(unsigned char c)
+size_t util_utf8_encode(uint32_t cp, char *out)
 {
-    if (c < 0x80) return 1;
-    if (c < 0xc2) return 0;
-    if (c < 0xe0) return 2;
-    if (c < 0xf0) return 3;
-    if (c < 0xf5) return 4;
-    return 0;
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+size_t util_utf8_valid_prefix(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t k = util_utf8_char(s + i, n - i);
+        if (!k) break;
+        i += k;
+    }
+    return i;
 }
 
 size_t util_utf8_complete_prefix(const char *s, size_t n)

@@ -114,8 +114,76 @@ uint64_t util_peak_rss(void);
 int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 int util_parse_f64(const char *s, double min, double max, double *out);
 
-/* UTF-8: length of the complete sequence starting with byte c (1..4), 0 if c cannot start one. */
-int util_utf8_seq_len(unsigned char c);
+/* ---- UTF-8: the one decoder ----
+ * Two policies over one set of byte rules, because two readers need different answers:
+ *  - strict (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF; jansson's and
+ *    Python's rules): what we accept from and release to clients (rpc, the detokenizer);
+ *  - lenient (llama.cpp's unicode_cpt_from_utf8): a lead byte says the length by its high bits
+ *    alone and only the continuation bytes' 10xxxxxx pattern is checked, so overlong forms and
+ *    surrogates decode to their code points; anything else is one U+FFFD per byte. The
+ *    tokenizer must see text exactly as llama.cpp does, or the token ids would differ.
+ * Inline: the tokenizer decodes every byte of its input through these. */
+
+/* Strict: length of the sequence lead byte c starts (1..4), 0 if it starts none. */
+static inline int util_utf8_seq_len(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+}
+
+/* Strict: may byte b stand at position pos (1..3) of a sequence led by lead? The second byte's
+ * narrower ranges exclude overlong forms (E0, F0), surrogates (ED) and > U+10FFFF (F4). */
+static inline bool util_utf8_cont_ok(unsigned char lead, size_t pos, unsigned char b)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (pos == 1) {
+        if (lead == 0xe0) lo = 0xa0;
+        else if (lead == 0xed) hi = 0x9f;
+        else if (lead == 0xf0) lo = 0x90;
+        else if (lead == 0xf4) hi = 0x8f;
+    }
+    return b >= lo && b <= hi;
+}
+
+/* Strict: length (1..4) of the valid character at s[0..n), 0 if the bytes there are none. */
+static inline size_t util_utf8_char(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t len = n ? (size_t)util_utf8_seq_len(u[0]) : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if (!util_utf8_cont_ok(u[0], i, u[i])) return 0;
+    return len;
+}
+
+/* Lenient (llama.cpp): decode the character at s[0..n) (n >= 1) into *cp and return the bytes
+ * it takes (1..4). A lead byte without its continuation bytes, a stray continuation byte and
+ * the leads F8..FF give U+FFFD for that one byte; a value above U+10FFFF gives U+FFFD for the
+ * whole sequence. */
+static inline size_t util_utf8_decode(const char *s, size_t n, uint32_t *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned c = u[0];
+    size_t need = c < 0x80 ? 0 : c < 0xc0 ? 9 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : c < 0xf8 ? 3 : 9;
+    if (need == 0) {
+        *cp = c;
+        return 1;
+    }
+    bool ok = need < 9 && n > need;
+    for (size_t k = 1; ok && k <= need; k++) ok = (u[k] & 0xc0) == 0x80;
+    if (!ok) {
+        *cp = 0xfffd;
+        return 1;
+    }
+    uint32_t v = c & (0x3fu >> need);
+    for (size_t k = 1; k <= need; k++) v = v << 6 | (u[k] & 0x3fu);
+    *cp = v > 0x10ffff ? 0xfffd : v;
+    return need + 1;
+}
+
+/* UTF-8 bytes of cp (<= U+10FFFF) into out[0..4); returns the count. */
+size_t util_utf8_encode(uint32_t cp, char *out);
+/* Strict: length of the longest prefix of s[0..n) that is valid UTF-8 (== n when all is). */
+size_t util_utf8_valid_prefix(const char *s, size_t n);
 /* Length of the longest prefix of s[0..n) that does not end inside a UTF-8 sequence: bytes after
  * it are the start of a character still waiting for its continuation bytes. Invalid bytes count
  * as complete (they will never be completed). */

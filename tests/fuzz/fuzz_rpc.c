@@ -18,6 +18,7 @@
  *     -lm -lpthread -o build-fuzz/fuzz_rpc
  *   LMPIPE_SHARED=../shared build-fuzz/fuzz_rpc -max_len=4096 -max_total_time=60 */
 #include "rpc/rpc_int.h"
+#include "util/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -48,7 +49,7 @@ static void load_model_once(void)
 static int check_write(struct rpc_server *s, char *line, size_t len)
 {
     if (len == 0 || len > s->cfg.max_line_out || line[len - 1] != '\n') abort();
-    if (rpc_utf8_valid_prefix(line, len) != len) abort();
+    if (util_utf8_valid_prefix(line, len) != len) abort();
     for (size_t i = 0; i + 1 < len; i++) {
         unsigned char c = (unsigned char)line[i];
         if (c == 0xc2 && (unsigned char)line[i + 1] == 0x85) abort();
