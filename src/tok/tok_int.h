@@ -3,7 +3,9 @@
  * What: the vocabulary struct, the token attribute and special-slot numbering, the output
  * buffer every encoder appends to, and the entry points between tok.c (loading, special-token
  * partition, SentencePiece, detokenization), tok_bpe.c (merges, GPT-2 byte<->unicode map,
- * BPE words) and tok_pre.c (pre-tokenizer splitting rules over unicode_tab.c's classes).
+ * BPE words), tok_pre.c (pre-tokenizer splitting rules over unicode_tab.c's classes) and
+ * tok_hash.c (the text -> id hash). Calls run one way: tok.c -> tok_bpe.c -> tok_pre.c, and
+ * both tok.c and tok_bpe.c -> tok_hash.c.
  *
  * Why one private header: the BPE encoder needs the vocabulary's hash and attributes, and the
  * public tok.h should not show them. Symbols with external linkage keep the tok_ prefix.
@@ -101,7 +103,8 @@ static inline void tok_out_emit(struct tok_out *o, int32_t id)
     o->n++;
 }
 
-/* tok.c */
+/* tok_hash.c: the text -> id hash (below tok.c and tok_bpe.c) */
+int tok_hash_build(struct tok_vocab *v, struct err_info *ei);
 int32_t tok_lookup(const struct tok_vocab *v, const char *s, size_t n); /* id or -1 */
 struct tok_key {
     const char *s;
