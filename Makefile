@@ -76,20 +76,26 @@ $(BUILD)/liblmpipe.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-# The command line: src/main.c plus one file per larger subcommand in src/cli/ (not in the library).
-CLI_SRC := src/main.c $(sort $(wildcard src/cli/*.c))
+# The command line: the subcommands in src/cli/ (their own archive, which the test binaries also
+# link so they can run a command in-process) and src/main.c (the dispatch).
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_LIB := $(BUILD)/liblmpipe_cli.a
+
+$(CLI_LIB): $(CLI_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
 
 # Only the test binaries (cross builds run them elsewhere).
 tests: $(TEST_BIN)
 
-$(BIN): $(CLI_OBJ) $(BUILD)/liblmpipe.a
+$(BIN): $(BUILD)/src/main.o $(CLI_LIB) $(BUILD)/liblmpipe.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/liblmpipe.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(CLI_LIB) $(BUILD)/liblmpipe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) -o $@ $< \
-	  $(BUILD)/liblmpipe.a $(CHECK_LIBS) $(PKG_LIBS) $(LDLIBS)
+	  $(CLI_LIB) $(BUILD)/liblmpipe.a $(CHECK_LIBS) $(PKG_LIBS) $(LDLIBS)
 
 deps:
 	@if $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null; then :; else \
@@ -120,7 +126,7 @@ demo: deps
 clean:
 	rm -rf build build-san build-clang build-fuzz lmpipe
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/main.d
 
 # ---- fuzz (GGUF harness owner: tests/fuzz/README.md) ----
 # `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer binary in build-fuzz/, against all

@@ -26,6 +26,7 @@
 #include "gguf/gguf.h"
 #include "kern/kern.h"
 #include "kern/quantize.h"
+#include "ftool/ftool.h"
 #include "model/model.h"
 #include "util/err.h"
 #include "util/util.h"
@@ -412,13 +413,13 @@ END_TEST
 
 /* ---- recipes ---- */
 
-static struct quant_tensor_desc D(const char *name, uint64_t ne0, uint64_t ne1)
+static struct ftool_tensor_desc D(const char *name, uint64_t ne0, uint64_t ne1)
 {
-    struct quant_tensor_desc d = {name, ne1 ? 2u : 1u, {ne0, ne1 ? ne1 : 1, 1, 1}, BLK_T_F32};
+    struct ftool_tensor_desc d = {name, ne1 ? 2u : 1u, {ne0, ne1 ? ne1 : 1, 1, 1}, BLK_T_F32};
     return d;
 }
 
-static uint32_t plan_type(const struct quant_plan *p, const struct quant_tensor_desc *d, size_t n,
+static uint32_t plan_type(const struct ftool_plan *p, const struct ftool_tensor_desc *d, size_t n,
                           const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -430,7 +431,7 @@ static uint32_t plan_type(const struct quant_plan *p, const struct quant_tensor_
 START_TEST(recipe_mixes)
 {
     /* the shared synth512-llama-d256 layout, in file order */
-    struct quant_tensor_desc d[32];
+    struct ftool_tensor_desc d[32];
     size_t n = 0;
     static char names[2][9][40];
     static const char *const sfx[9] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
@@ -446,10 +447,10 @@ START_TEST(recipe_mixes)
         }
     d[n++] = D("output_norm.weight", 256, 0);
     d[n++] = D("output.weight", 256, 512);
-    struct quant_plan p;
+    struct ftool_plan p;
     struct err_info ei;
     err_clear(&ei);
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("q4_k_m"), false, d, n, 2, &ei), 0);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("q4_k_m"), false, d, n, 2, &ei), 0);
     ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q6_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "token_embd.weight"), BLK_T_Q4_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), BLK_T_Q4_K);
@@ -462,60 +463,60 @@ START_TEST(recipe_mixes)
     /* processing order: non-block tensors first, then by block, names sorted */
     ck_assert_str_eq(d[p.order[0]].name, "output.weight");
     ck_assert_str_eq(d[p.order[3]].name, "blk.0.attn_k.weight");
-    quant_plan_free(&p);
+    ftool_plan_free(&p);
     /* --pure: the base type everywhere, output included */
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_K_M"), true, d, n, 2, &ei), 0);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("Q4_K_M"), true, d, n, 2, &ei), 0);
     ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q4_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.ffn_down.weight"), BLK_T_Q4_K);
-    quant_plan_free(&p);
+    ftool_plan_free(&p);
     /* plain names are pure */
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_0"), false, d, n, 2, &ei), 0);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("Q4_0"), false, d, n, 2, &ei), 0);
     ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q4_0);
-    quant_plan_free(&p);
+    ftool_plan_free(&p);
     /* Q3_K_M: attn_v Q5_K for the first two, attn_output Q4_K, ffn_down Q4_K (n/16 = 0) */
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q3_K_M"), false, d, n, 2, &ei), 0);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("Q3_K_M"), false, d, n, 2, &ei), 0);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), BLK_T_Q5_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), BLK_T_Q5_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_output.weight"), BLK_T_Q4_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_down.weight"), BLK_T_Q4_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.ffn_up.weight"), BLK_T_Q3_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "output.weight"), BLK_T_Q6_K);
-    quant_plan_free(&p);
+    ftool_plan_free(&p);
     /* Q5_K_M */
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q5_K_M"), false, d, n, 2, &ei), 0);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("Q5_K_M"), false, d, n, 2, &ei), 0);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.1.attn_v.weight"), BLK_T_Q6_K);
     ck_assert_uint_eq(plan_type(&p, d, n, "blk.0.attn_v.weight"), BLK_T_Q5_K);
-    quant_plan_free(&p);
+    ftool_plan_free(&p);
     /* tied embeddings (no output.weight): token_embd takes output's Q6_K */
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_K_M"), false, d, n - 1, 2, &ei), 0);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("Q4_K_M"), false, d, n - 1, 2, &ei), 0);
     ck_assert_uint_eq(plan_type(&p, d, n - 1, "token_embd.weight"), BLK_T_Q6_K);
-    quant_plan_free(&p);
-    ck_assert_ptr_null(quant_target_find("Q4_K_X"));
-    ck_assert_ptr_null(quant_target_find(NULL));
+    ftool_plan_free(&p);
+    ck_assert_ptr_null(ftool_target_find("Q4_K_X"));
+    ck_assert_ptr_null(ftool_target_find(NULL));
 }
 END_TEST
 
 START_TEST(recipe_fallback)
 {
-    struct quant_tensor_desc d[4] = {D("blk.0.ffn_down.weight", 172, 64), D("blk.0.ffn_up.weight", 96, 64),
+    struct ftool_tensor_desc d[4] = {D("blk.0.ffn_down.weight", 172, 64), D("blk.0.ffn_up.weight", 96, 64),
                                      D("blk.0.attn_q.weight", 48, 48), D("blk.0.attn_norm.weight", 172, 0)};
-    struct quant_plan p;
+    struct ftool_plan p;
     struct err_info ei;
     err_clear(&ei);
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q4_K"), false, d, 4, 1, &ei), 0);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("Q4_K"), false, d, 4, 1, &ei), 0);
     ck_assert_uint_eq(p.type[0], BLK_T_F16);  /* Q4_K -> Q5_0 -> 172 % 32 -> F16 */
     ck_assert_uint_eq(p.type[1], BLK_T_Q5_0); /* 96 fits 32-blocks */
     ck_assert_uint_eq(p.want[1], BLK_T_Q4_K);
     ck_assert_uint_eq(p.type[3], BLK_T_F32);
     ck_assert_uint_eq(p.n_fallback, 3);
-    quant_plan_free(&p);
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("IQ4_XS"), false, d, 4, 1, &ei), 0);
+    ftool_plan_free(&p);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("IQ4_XS"), false, d, 4, 1, &ei), 0);
     ck_assert_uint_eq(p.type[1], BLK_T_IQ4_NL);
-    quant_plan_free(&p);
-    ck_assert_int_eq(quant_plan_make(&p, quant_target_find("Q8_0"), false, d, 4, 1, &ei), 0);
+    ftool_plan_free(&p);
+    ck_assert_int_eq(ftool_plan_make(&p, ftool_target_find("Q8_0"), false, d, 4, 1, &ei), 0);
     ck_assert_uint_eq(p.type[0], BLK_T_F16);
     ck_assert_uint_eq(p.type[2], BLK_T_F16); /* 48 does not fill 32-blocks either */
-    quant_plan_free(&p);
+    ftool_plan_free(&p);
 }
 END_TEST
 
@@ -536,7 +537,7 @@ static const struct file_case k_cases[] = {
     {"Q4_K_M", "synth512-llama-d256-Q4_K_M.gguf"}, {"Q5_K_M", NULL}, {"Q3_K_M", NULL},
 };
 
-static void check_one_file(const struct file_case *fc, struct kern_pool *pool)
+static void check_one_file(const struct file_case *fc, int n_threads)
 {
     const char *src = tutil_shared("models/synth512-llama-d256-F32.gguf");
     if (access(src, R_OK) != 0) {
@@ -546,12 +547,12 @@ static void check_one_file(const struct file_case *fc, struct kern_pool *pool)
     char outname[64];
     snprintf(outname, sizeof outname, "out-%s.gguf", fc->type);
     const char *out = spath(outname);
-    struct quant_file_opts o = {quant_target_find(fc->type), false, pool, NULL, NULL};
+    struct ftool_quant_opts o = {ftool_target_find(fc->type), false, n_threads, NULL, NULL};
     ck_assert_ptr_nonnull(o.target);
-    struct quant_file_report *rep = malloc(sizeof *rep);
+    struct ftool_quant_report *rep = malloc(sizeof *rep);
     struct err_info ei;
     err_clear(&ei);
-    int rc = quant_file(src, out, &o, rep, &ei);
+    int rc = ftool_quantize(src, out, &o, rep, &ei);
     ck_assert_msg(rc == 0, "%s: %s", fc->type, ei.msg);
     ck_assert_uint_eq(rep->n_fallback, 0);
 
@@ -630,24 +631,21 @@ static void check_one_file(const struct file_case *fc, struct kern_pool *pool)
 
 START_TEST(file_types)
 {
-    struct kern_pool *pool;
-    ck_assert_int_eq(kern_pool_create(&pool, 2), 0);
-    check_one_file(&k_cases[_i], pool);
-    kern_pool_destroy(pool);
+    check_one_file(&k_cases[_i], 2);
 }
 END_TEST
 
 START_TEST(file_errors)
 {
-    struct quant_file_opts o = {quant_target_find("Q4_0"), false, NULL, NULL, NULL};
-    struct quant_file_report *rep = malloc(sizeof *rep);
+    struct ftool_quant_opts o = {ftool_target_find("Q4_0"), false, 1, NULL, NULL};
+    struct ftool_quant_report *rep = malloc(sizeof *rep);
     struct err_info ei;
     err_clear(&ei);
-    ck_assert_int_eq(quant_file(spath("missing.gguf"), spath("o.gguf"), &o, rep, &ei), ERR_NOT_FOUND);
+    ck_assert_int_eq(ftool_quantize(spath("missing.gguf"), spath("o.gguf"), &o, rep, &ei), ERR_NOT_FOUND);
     const char *q8 = tutil_shared("models/synth512-llama-d256-Q8_0.gguf");
     if (access(q8, R_OK) == 0) {
         err_clear(&ei);
-        ck_assert_int_eq(quant_file(q8, spath("o.gguf"), &o, rep, &ei), ERR_UNSUPPORTED);
+        ck_assert_int_eq(ftool_quantize(q8, spath("o.gguf"), &o, rep, &ei), ERR_UNSUPPORTED);
         ck_assert_ptr_nonnull(strstr(ei.msg, "only F32, F16 and BF16"));
         ck_assert_int_eq(access(spath("o.gguf"), F_OK), -1);
     }

@@ -14,8 +14,6 @@
 #include "cli.h"
 
 #include "../eng/eng.h"
-#include "../gguf/gguf.h"
-#include "../kern/kern.h"
 #include "../util/err.h"
 #include "../util/util.h"
 
@@ -49,24 +47,12 @@ static struct stats stats_of(const double *v, int n)
     return s;
 }
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 static int time_prefill(struct eng_session *s, const int32_t *toks, size_t n, double *secs,
                         struct err_info *ei)
 {
     eng_session_reset(s);
     double t0 = util_now();
-    int rc = eng_prefill(s, toks, n, NULL, NULL, NULL, NULL, NULL, ei);
+    int rc = eng_prefill(s, toks, n, NULL, NULL, ei);
     *secs = util_now() - t0;
     return rc;
 }
@@ -78,185 +64,195 @@ static int time_decode(struct eng_session *s, const int32_t *toks, size_t n, dou
     eng_session_reset(s);
     double t0 = util_now();
     for (size_t i = 0; i < n; i++) {
-        int rc = eng_prefill(s, toks, i + 1, NULL, NULL, NULL, NULL, NULL, ei);
+        int rc = eng_prefill(s, toks, i + 1, NULL, NULL, ei);
         if (rc) return rc;
     }
     *secs = util_now() - t0;
     return 0;
 }
 
-static int parse_threads(const char *v, int *out, int max)
+/* -t 1,2,4: the thread counts, in order. */
+struct thread_list {
+    int t[BENCH_MAX_THREADS];
+    int n;
+};
+
+static void parse_threads(void *dst, const char *name, const char *v)
 {
-    int n = 0;
+    struct thread_list *l = dst;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", v);
+    l->n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == max) cli_usage_error("at most %d thread counts in -t", max);
-        out[n++] = (int)cli_flag_int("-t", tok, 1, 1024);
+        if (l->n == BENCH_MAX_THREADS) cli_usage_error("at most %d thread counts in -t", BENCH_MAX_THREADS);
+        l->t[l->n++] = (int)cli_flag_int(name, tok, 1, 1024);
     }
-    if (!n) cli_usage_error("-t needs a thread count or a comma-separated list");
-    return n;
+    if (!l->n) cli_usage_error("-t needs a thread count or a comma-separated list");
 }
 
-int cli_bench_main(int argc, char **argv)
+struct bench {
+    const char *path;
+    int64_t n_prompt, n_gen, reps;
+    bool json;
+    int32_t *toks;  /* [max(n_prompt, n_gen)] random ids */
+    double *pp, *tg; /* [reps] tokens/s of each run */
+};
+
+/* One warm-up, then reps runs of prefill and decode. */
+static int measure(struct bench *b, struct eng_session *s, struct err_info *ei)
 {
-    const char *path = NULL;
-    int64_t n_prompt = 64, n_gen = 32, reps = 5;
-    int threads[BENCH_MAX_THREADS], n_threads = 0;
-    bool json = false;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-#define VAL() (i + 1 < argc ? argv[++i] : (cli_usage_error("option %s needs a value", a), ""))
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) path = VAL();
-        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_prompt = cli_flag_int("-p", VAL(), 0, 1 << 20);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_gen = cli_flag_int("-n", VAL(), 0, 1 << 20);
-        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_flag_int("-r", VAL(), 1, 1000);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_threads = parse_threads(VAL(), threads, BENCH_MAX_THREADS);
-        else if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: lmpipe bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-t T[,T...]] [-r REPS] [--json]\n"
-                   "  prefill: N_PROMPT tokens from an empty cache; decode: N_GEN single-token steps\n"
-                   "  from an empty cache; mean ± sd over REPS runs after one warm-up.\n");
-            return 0;
-        } else cli_usage_error("unknown argument '%s' for bench", a);
-#undef VAL
+    double secs;
+    int rc = 0;
+    if (b->n_prompt) rc = time_prefill(s, b->toks, (size_t)b->n_prompt, &secs, ei);
+    if (!rc && b->n_gen) rc = time_decode(s, b->toks, 1, &secs, ei);
+    for (int r = 0; r < b->reps && !rc; r++) {
+        if (b->n_prompt && !(rc = time_prefill(s, b->toks, (size_t)b->n_prompt, &secs, ei)))
+            b->pp[r] = (double)b->n_prompt / secs;
+        if (!rc && b->n_gen && !(rc = time_decode(s, b->toks, (size_t)b->n_gen, &secs, ei)))
+            b->tg[r] = (double)b->n_gen / secs;
     }
-    if (!path) cli_usage_error("bench needs -m MODEL");
-    if (n_prompt == 0 && n_gen == 0) cli_usage_error("nothing to measure: -p and -n are both 0");
-    if (!n_threads) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        threads[n_threads++] = nc > 0 ? (int)nc : 1;
+    return rc;
+}
+
+/* One JSON object per thread count (tests/bench.sh reads these). */
+static void report_json(const struct bench *b, const struct eng_model_info *m, uint64_t wbytes)
+{
+    struct stats sp = stats_of(b->pp, (int)b->reps), sg = stats_of(b->tg, (int)b->reps);
+    printf("{\"model\": ");
+    cli_json_str(stdout, b->path, strlen(b->path));
+    printf(", \"arch\": \"%s\", \"n_params\": %llu, \"size\": %llu, \"types\": {", m->arch,
+           (unsigned long long)m->n_params, (unsigned long long)wbytes);
+    bool first = true;
+    for (int t = 0; t < BLK_T_COUNT_; t++)
+        if (m->type_count[t]) {
+            printf("%s\"%s\": %llu", first ? "" : ", ", blk_type_name((uint32_t)t),
+                   (unsigned long long)m->type_count[t]);
+            first = false;
+        }
+    printf("}, \"isa\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %lld",
+           m->isa, m->threads, (long long)b->n_prompt, (long long)b->n_gen, (long long)b->reps);
+    if (b->n_prompt) {
+        printf(", \"pp_tps\": %.4f, \"pp_tps_sd\": %.4f, \"pp_samples\": [", sp.mean, sp.sd);
+        for (int r = 0; r < b->reps; r++) printf("%s%.4f", r ? ", " : "", b->pp[r]);
+        printf("]");
     }
-    size_t n_tok = (size_t)(n_prompt > n_gen ? n_prompt : n_gen);
-    int32_t *toks = malloc(n_tok * sizeof *toks);
-    double *pp = malloc((size_t)reps * sizeof *pp), *tg = malloc((size_t)reps * sizeof *tg);
-    if (!toks || !pp || !tg) {
-        fprintf(stderr, "lmpipe: out of memory\n");
+    if (b->n_gen) {
+        printf(", \"tg_tps\": %.4f, \"tg_tps_sd\": %.4f, \"tg_samples\": [", sg.mean, sg.sd);
+        for (int r = 0; r < b->reps; r++) printf("%s%.4f", r ? ", " : "", b->tg[r]);
+        printf("]");
+    }
+    printf(", \"peak_rss\": %llu}\n", (unsigned long long)util_peak_rss());
+}
+
+/* The table: a header before the first thread count, one row per test, peak RSS at the end. */
+static void report_table(const struct bench *b, const struct eng_model_info *m, uint64_t wbytes,
+                         bool first, bool last)
+{
+    struct stats sp = stats_of(b->pp, (int)b->reps), sg = stats_of(b->tg, (int)b->reps);
+    if (first) {
+        printf("model: %s (%s, %.1f M params, %.1f MiB of weights)\n", b->path, m->arch,
+               (double)m->n_params / 1e6, (double)wbytes / 1048576.0);
+        printf("types:");
+        for (int t = 0; t < BLK_T_COUNT_; t++)
+            if (m->type_count[t])
+                printf(" %s×%llu", blk_type_name((uint32_t)t), (unsigned long long)m->type_count[t]);
+        printf("\nkernels: %s, %lld runs each after a warm-up\n", m->isa, (long long)b->reps);
+        printf("| threads | test   |              t/s |\n");
+        printf("| ------: | :----- | ---------------: |\n");
+    }
+    char test[32];
+    if (b->n_prompt) {
+        snprintf(test, sizeof test, "pp%lld", (long long)b->n_prompt);
+        printf("| %7d | %-6s | %8.2f ± %5.2f |\n", m->threads, test, sp.mean, sp.sd);
+    }
+    if (b->n_gen) {
+        snprintf(test, sizeof test, "tg%lld", (long long)b->n_gen);
+        printf("| %7d | %-6s | %8.2f ± %5.2f |\n", m->threads, test, sg.mean, sg.sd);
+    }
+    if (last) printf("peak RSS: %.1f MiB\n", (double)util_peak_rss() / 1048576.0);
+}
+
+/* Load the model with n threads, measure, report. 0 or 1 (the reason said on stderr). */
+static int bench_threads(struct bench *b, int n, bool first, bool last)
+{
+    struct err_info ei;
+    err_clear(&ei);
+    char msg[512];
+    struct eng_model *em;
+    struct eng_session *s = NULL;
+    struct eng_model_info *m = malloc(sizeof *m);
+    int rc = m ? eng_model_open(&em, b->path, n, &ei) : err_set(&ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    if (rc) {
+        fprintf(stderr, "lmpipe: cannot load model: %s\n", err_format(&ei, rc, msg, sizeof msg));
+        if (rc == ERR_UNSUPPORTED)
+            fprintf(stderr, "lmpipe: bench: this build's kernels cannot run this file's tensor types yet\n");
+        free(m);
         return 1;
     }
-    int status = 0;
-    for (int ti = 0; ti < n_threads && !status; ti++) {
-        struct err_info ei;
-        err_clear(&ei);
-        struct eng_model em;
-        struct eng_session s;
-        memset(&s, 0, sizeof s);
-        char msg[512];
-        int rc = eng_model_open(&em, path, threads[ti], &ei);
-        if (rc) {
-            fprintf(stderr, "lmpipe: cannot load model: %s\n", err_format(&ei, rc, msg, sizeof msg));
-            if (rc == ERR_UNSUPPORTED)
-                fprintf(stderr, "lmpipe: bench: this build's kernels (%s) cannot run this file's "
-                                "tensor types yet\n", kern_isa_name());
-            status = 1;
-            break;
-        }
-        const struct model *m = &em.model;
-        uint32_t n_ctx = (uint32_t)(n_prompt + n_gen);
-        if (n_tok > m->hp.n_ctx_train) {
-            fprintf(stderr, "lmpipe: bench: -p/-n %zu exceeds the model's context %u\n", n_tok,
-                    m->hp.n_ctx_train);
-            eng_model_free(&em);
-            status = 1;
-            break;
-        }
-        if ((rc = eng_session_init(&s, &em, n_ctx, &ei))) {
-            fprintf(stderr, "lmpipe: cannot create session: %s\n", err_format(&ei, rc, msg, sizeof msg));
-            eng_model_free(&em);
-            status = 1;
-            break;
-        }
+    eng_model_info(em, 0, m);
+    size_t n_tok = (size_t)(b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen);
+    if (n_tok > m->n_ctx_train) {
+        fprintf(stderr, "lmpipe: bench: -p/-n %zu exceeds the model's context %u\n", n_tok, m->n_ctx_train);
+        rc = ERR_CONTEXT;
+    } else if ((rc = eng_session_create(&s, em, (uint32_t)(b->n_prompt + b->n_gen), &ei))) {
+        fprintf(stderr, "lmpipe: cannot create session: %s\n", err_format(&ei, rc, msg, sizeof msg));
+    } else {
         uint64_t state = 0x5eed;
         for (size_t i = 0; i < n_tok; i++) {
             state = state * 6364136223846793005ull + 1442695040888963407ull;
-            toks[i] = (int32_t)((state >> 33) % m->hp.n_vocab);
+            b->toks[i] = (int32_t)((state >> 33) % m->n_vocab);
         }
-        /* warm-up, not measured */
-        double secs;
-        if (n_prompt) rc = time_prefill(&s, toks, (size_t)n_prompt, &secs, &ei);
-        if (!rc && n_gen) rc = time_decode(&s, toks, 1, &secs, &ei);
-        for (int r = 0; r < reps && !rc; r++) {
-            if (n_prompt && !(rc = time_prefill(&s, toks, (size_t)n_prompt, &secs, &ei)))
-                pp[r] = (double)n_prompt / secs;
-            if (!rc && n_gen && !(rc = time_decode(&s, toks, (size_t)n_gen, &secs, &ei)))
-                tg[r] = (double)n_gen / secs;
-        }
-        if (rc) {
-            fprintf(stderr, "lmpipe: bench failed: %s\n", err_format(&ei, rc, msg, sizeof msg));
-            status = 1;
-        } else {
-            /* type histogram and size */
-            const struct gguf_ctx *g = m->g;
-            uint64_t count[BLK_T_COUNT_] = {0}, n_params = 0, wbytes = 0;
-            for (uint64_t i = 0; i < g->n_tensors; i++) {
-                const struct gguf_tensor *t = &g->tensors[i];
-                count[t->type]++;
-                n_params += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-                wbytes += t->nbytes;
-            }
-            struct stats sp = stats_of(pp, (int)reps), sg = stats_of(tg, (int)reps);
-            int nthr = em.pool ? kern_pool_threads(em.pool) : 1;
-            double rss = (double)util_peak_rss() / 1048576.0;
-            if (json) {
-                printf("{\"model\": ");
-                json_str(path);
-                printf(", \"arch\": \"%s\", \"n_params\": %llu, \"size\": %llu, \"types\": {",
-                       model_arch_name(m->arch), (unsigned long long)n_params,
-                       (unsigned long long)wbytes);
-                bool first = true;
-                for (int t = 0; t < BLK_T_COUNT_; t++)
-                    if (count[t]) {
-                        printf("%s\"%s\": %llu", first ? "" : ", ", blk_type_name((uint32_t)t),
-                               (unsigned long long)count[t]);
-                        first = false;
-                    }
-                printf("}, \"isa\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, \"n_gen\": %lld, "
-                       "\"reps\": %lld",
-                       kern_isa_name(), nthr, (long long)n_prompt, (long long)n_gen, (long long)reps);
-                if (n_prompt) {
-                    printf(", \"pp_tps\": %.4f, \"pp_tps_sd\": %.4f, \"pp_samples\": [", sp.mean, sp.sd);
-                    for (int r = 0; r < reps; r++) printf("%s%.4f", r ? ", " : "", pp[r]);
-                    printf("]");
-                }
-                if (n_gen) {
-                    printf(", \"tg_tps\": %.4f, \"tg_tps_sd\": %.4f, \"tg_samples\": [", sg.mean, sg.sd);
-                    for (int r = 0; r < reps; r++) printf("%s%.4f", r ? ", " : "", tg[r]);
-                    printf("]");
-                }
-                printf(", \"peak_rss\": %llu}\n", (unsigned long long)util_peak_rss());
-            } else {
-                if (ti == 0) {
-                    printf("model: %s (%s, %.1f M params, %.1f MiB of weights)\n", path,
-                           model_arch_name(m->arch), (double)n_params / 1e6,
-                           (double)wbytes / 1048576.0);
-                    printf("types:");
-                    for (int t = 0; t < BLK_T_COUNT_; t++)
-                        if (count[t])
-                            printf(" %s×%llu", blk_type_name((uint32_t)t), (unsigned long long)count[t]);
-                    printf("\nkernels: %s, %lld runs each after a warm-up\n", kern_isa_name(),
-                           (long long)reps);
-                    printf("| threads | test   |              t/s |\n");
-                    printf("| ------: | :----- | ---------------: |\n");
-                }
-                char test[32];
-                if (n_prompt) {
-                    snprintf(test, sizeof test, "pp%lld", (long long)n_prompt);
-                    printf("| %7d | %-6s | %8.2f ± %5.2f |\n", nthr, test, sp.mean, sp.sd);
-                }
-                if (n_gen) {
-                    snprintf(test, sizeof test, "tg%lld", (long long)n_gen);
-                    printf("| %7d | %-6s | %8.2f ± %5.2f |\n", nthr, test, sg.mean, sg.sd);
-                }
-                if (ti == n_threads - 1) printf("peak RSS: %.1f MiB\n", rss);
-            }
-            fflush(stdout);
-        }
-        eng_session_free(&s);
-        eng_model_free(&em);
+        if ((rc = measure(b, s, &ei))) fprintf(stderr, "lmpipe: bench failed: %s\n", err_format(&ei, rc, msg, sizeof msg));
     }
-    free(toks);
-    free(pp);
-    free(tg);
+    if (rc == 0) {
+        uint64_t wbytes = 0;
+        for (int t = 0; t < BLK_T_COUNT_; t++) wbytes += m->type_bytes[t];
+        if (b->json) report_json(b, m, wbytes);
+        else report_table(b, m, wbytes, first, last);
+        fflush(stdout);
+    }
+    eng_session_free(s);
+    eng_model_free(em);
+    free(m);
+    return rc ? 1 : 0;
+}
+
+static const char k_bench_usage[] =
+    "usage: lmpipe bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-t T[,T...]] [-r REPS] [--json]\n"
+    "  prefill: N_PROMPT tokens from an empty cache; decode: N_GEN single-token steps\n"
+    "  from an empty cache; mean ± sd over REPS runs after one warm-up.\n";
+
+int cli_bench_main(int argc, char **argv)
+{
+    struct bench b = {NULL, 64, 32, 5, false, NULL, NULL, NULL};
+    struct thread_list tl = {{0}, 0};
+    const struct cli_opt opts[] = {
+        {.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &b.path},
+        {.name = "-p", .alt = "--n-prompt", .kind = CLI_INT, .dst = &b.n_prompt, .lo = 0, .hi = 1 << 20},
+        {.name = "-n", .alt = "--n-gen", .kind = CLI_INT, .dst = &b.n_gen, .lo = 0, .hi = 1 << 20},
+        {.name = "-r", .alt = "--repetitions", .kind = CLI_INT, .dst = &b.reps, .lo = 1, .hi = 1000},
+        {.name = "-t", .alt = "--threads", .kind = CLI_FN, .dst = &tl, .fn = parse_threads},
+        {.name = "--json", .kind = CLI_SET, .dst = &b.json},
+    };
+    const struct cli_spec spec = {.cmd = "bench", .usage = k_bench_usage, .opts = opts,
+                                  .n_opts = sizeof opts / sizeof opts[0]};
+    cli_parse(&spec, argc, argv);
+    if (!b.path) cli_usage_error("bench needs -m MODEL");
+    if (b.n_prompt == 0 && b.n_gen == 0) cli_usage_error("nothing to measure: -p and -n are both 0");
+    if (!tl.n) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        tl.t[tl.n++] = nc > 0 ? (int)nc : 1;
+    }
+    size_t n_tok = (size_t)(b.n_prompt > b.n_gen ? b.n_prompt : b.n_gen);
+    b.toks = malloc(n_tok * sizeof *b.toks);
+    b.pp = calloc((size_t)b.reps, sizeof *b.pp);
+    b.tg = calloc((size_t)b.reps, sizeof *b.tg);
+    int status = !b.toks || !b.pp || !b.tg;
+    if (status) fprintf(stderr, "lmpipe: out of memory\n");
+    for (int i = 0; i < tl.n && !status; i++) status = bench_threads(&b, tl.t[i], i == 0, i == tl.n - 1);
+    free(b.toks);
+    free(b.pp);
+    free(b.tg);
     return status;
 }
 

@@ -1,7 +1,7 @@
 /* cli_quantize: `lmpipe quantize IN OUT TYPE [--pure] [-t N] [-v]`.
  *
- * A thin front end over quant_file() (src/kern/quantize.h): parse the arguments, run it with
- * a thread pool, and report on stderr what happened — every tensor whose row length forced a
+ * A thin front end over ftool_quantize() (src/ftool/ftool.h): parse the arguments, run it with
+ * the threads asked for, and report on stderr what happened — every tensor whose row length forced a
  * different type than the recipe wanted, the sizes, and the quantization error per output type
  * (RMSE, RMSE relative to the source's RMS, and max |error|, all against the f32 source).
  *
@@ -10,9 +10,7 @@
  * failure never leaves a half-written OUT behind. */
 #include "cli.h"
 
-#include "../gguf/gguf.h"
-#include "../kern/kern.h"
-#include "../kern/quantize.h"
+#include "../ftool/ftool.h"
 #include "../util/err.h"
 #include "../util/util.h"
 
@@ -50,12 +48,12 @@ static void on_tensor(void *ud, size_t i, size_t n, const char *name, uint32_t f
 static void list_types(FILE *f)
 {
     fputs("types:", f);
-    const struct quant_target *t;
-    for (size_t i = 0; (t = quant_target_at(i)); i++) fprintf(f, " %s", t->name);
+    const struct ftool_target *t;
+    for (size_t i = 0; (t = ftool_target_at(i)); i++) fprintf(f, " %s", t->name);
     fputc('\n', f);
 }
 
-static void print_report(const struct quant_file_report *r, const char *out, double secs)
+static void print_report(const struct ftool_quant_report *r, const char *out, double secs)
 {
     fprintf(stderr,
             "lmpipe: wrote %s: %zu tensors (%zu converted, %zu copied), %.2f MiB -> %.2f MiB "
@@ -64,7 +62,7 @@ static void print_report(const struct quant_file_report *r, const char *out, dou
             (double)r->out_bytes / 1048576.0, secs);
     bool any = false;
     for (int t = 0; t < BLK_T_COUNT_; t++) {
-        const struct quant_err_stat *s = &r->by_type[t];
+        const struct ftool_err_stat *s = &r->by_type[t];
         if (!s->n) continue;
         if (!any)
             fprintf(stderr, "quantization error of the converted tensors against the source weights (as f32):\n"
@@ -80,35 +78,36 @@ static void print_report(const struct quant_file_report *r, const char *out, dou
     }
 }
 
+static const char k_usage[] =
+    "usage: lmpipe quantize IN.gguf OUT.gguf TYPE [--pure] [-t THREADS] [-v]\n"
+    "  IN holds F32/F16/BF16 weights; OUT is replaced atomically.\n"
+    "  Plain type names put every 2-D weight in that type (norms and biases stay\n"
+    "  F32), like llama-quantize --pure. The _S/_M/_L names are llama.cpp's mixes\n"
+    "  (Q4_K_M: Q6_K for output.weight and half of attn_v/ffn_down, ...); --pure\n"
+    "  turns a mix into its base type everywhere.\n";
+
 int cli_quantize_main(int argc, char **argv)
 {
     const char *pos[3] = {NULL, NULL, NULL};
-    int npos = 0;
+    size_t npos = 0;
     bool pure = false, verbose = false;
     int64_t threads = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--pure")) pure = true;
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (i + 1 >= argc) cli_usage_error("option %s needs a value", a);
-            threads = cli_flag_int("-t", argv[++i], 1, 1024);
-        } else if (!strncmp(a, "--threads=", 10)) threads = cli_flag_int("-t", a + 10, 1, 1024);
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: lmpipe quantize IN.gguf OUT.gguf TYPE [--pure] [-t THREADS] [-v]\n"
-                   "  IN holds F32/F16/BF16 weights; OUT is replaced atomically.\n"
-                   "  Plain type names put every 2-D weight in that type (norms and biases stay\n"
-                   "  F32), like llama-quantize --pure. The _S/_M/_L names are llama.cpp's mixes\n"
-                   "  (Q4_K_M: Q6_K for output.weight and half of attn_v/ffn_down, ...); --pure\n"
-                   "  turns a mix into its base type everywhere.\n");
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { /* the usage, then the types */
+            fputs(k_usage, stdout);
             list_types(stdout);
             return 0;
-        } else if (a[0] == '-' && a[1]) cli_usage_error("unknown option '%s' for quantize", a);
-        else if (npos < 3) pos[npos++] = a;
-        else cli_usage_error("quantize takes IN OUT TYPE (extra argument '%s')", a);
-    }
+        }
+    const struct cli_opt opts[] = {
+        {.name = "--pure", .kind = CLI_SET, .dst = &pure},
+        {.name = "-v", .alt = "--verbose", .kind = CLI_SET, .dst = &verbose},
+        {.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &threads, .lo = 1, .hi = 1024},
+    };
+    const struct cli_spec spec = {"quantize", k_usage, opts, sizeof opts / sizeof opts[0], pos, 3, &npos,
+                                  "IN OUT TYPE"};
+    cli_parse(&spec, argc, argv);
     if (npos < 3) cli_usage_error("quantize needs IN OUT TYPE (e.g. lmpipe quantize m-F32.gguf m-Q4_K_M.gguf Q4_K_M)");
-    const struct quant_target *tg = quant_target_find(pos[2]);
+    const struct ftool_target *tg = ftool_target_find(pos[2]);
     if (!tg) {
         fprintf(stderr, "lmpipe: unknown quantization type '%s'\n", pos[2]);
         list_types(stderr);
@@ -118,16 +117,10 @@ int cli_quantize_main(int argc, char **argv)
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         threads = nc > 0 ? nc : 1;
     }
-    struct kern_pool *pool = NULL;
-    if (threads > 1 && kern_pool_create(&pool, (int)threads)) {
-        fprintf(stderr, "lmpipe: cannot start %lld threads\n", (long long)threads);
-        return 1;
-    }
     struct progress pr = {verbose, 0};
-    struct quant_file_opts o = {tg, pure, pool, on_tensor, &pr};
-    struct quant_file_report *rep = malloc(sizeof *rep);
+    struct ftool_quant_opts o = {tg, pure, (int)threads, on_tensor, &pr};
+    struct ftool_quant_report *rep = malloc(sizeof *rep);
     if (!rep) {
-        kern_pool_destroy(pool);
         fprintf(stderr, "lmpipe: out of memory\n");
         return 1;
     }
@@ -136,9 +129,8 @@ int cli_quantize_main(int argc, char **argv)
     struct err_info ei;
     err_clear(&ei);
     double t0 = util_now();
-    int rc = quant_file(pos[0], pos[1], &o, rep, &ei);
+    int rc = ftool_quantize(pos[0], pos[1], &o, rep, &ei);
     double secs = util_now() - t0;
-    kern_pool_destroy(pool);
     if (rc) {
         char msg[512];
         fprintf(stderr, "lmpipe: quantize failed: %s\n", err_format(&ei, rc, msg, sizeof msg));

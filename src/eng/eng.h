@@ -1,96 +1,352 @@
-/* eng: the engine seen from the front ends (CLI, JSON-RPC server, batch): a loaded model with its
- * tokenizer and thread pool, sessions that own a KV cache and their token history, and the
- * generation loop (prompt → tokens → forward → sample → text) with streaming callbacks.
+/* eng: the one door into the engine. Every front end (the CLI commands, `serve`, `batch`, bench)
+ * does everything through this header: open a model, describe it, open sessions, tokenize, render
+ * a chat, generate, evaluate. Nothing above eng includes model, kv, kern or gguf headers.
  *
- * No I/O and no threads of its own: callers pass callbacks and a cancel flag. A session reuses
- * the longest common prefix of its history with a new prompt, so a conversation re-sent every
- * turn is only processed from where it changed. The token loop allocates nothing: all buffers
- * are sized at session creation. */
+ * Owners: struct eng_model and struct eng_session are opaque; eng allocates, owns and frees
+ * them, and nothing outside eng writes into them. Plain structs in this header (params, results,
+ * info) belong to whoever declares them.
+ *
+ * No I/O and no threads of its own: callers pass a sink (text and progress callbacks and a
+ * cancel flag). A model may be shared by sessions used from one thread at a time (rpc's worker).
+ *
+ * The generation loop is a sequence of named steps (eng_gen.c), in the spirit of llama2.c's
+ * generate(): prefill, then per token: logits → constraint → sample → accept → end check →
+ * detokenize → stop strings → emit. Seams for what comes next, none of which needs the loop to
+ * change: a constraint (grammars, tool calls), a context-full hook (a shift), a hook after
+ * prefill (a prompt cache), and chat rendering behind one function (templates).
+ *
+ * The token loop allocates nothing: every buffer it touches is sized when the session is
+ * created; a constraint's own work is its own business. */
 #ifndef LMPIPE_ENG_ENG_H
 #define LMPIPE_ENG_ENG_H
 
-#include "../kern/kern.h"
-#include "../model/model.h"
 #include "../samp/samp.h"
-#include "../tok/tok.h"
+#include "../util/blk.h"
 #include "../util/err.h"
+#include "../util/vocab.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct eng_model {
-    struct model model;
-    struct tok_vocab *vocab;
-    struct kern_pool *pool;
+struct json_t; /* jansson's value (the chat API takes JSON; this header does not need jansson.h) */
+
+/* ================================ models ================================ */
+
+struct eng_model;
+
+/* Open a GGUF model: weights (mapped, validated), tokenizer, thread pool. n_threads <= 0: the
+ * number of online cores. */
+int eng_model_open(struct eng_model **out, const char *path, int n_threads, struct err_info *ei);
+/* Open only the tokenizer of a GGUF file (vocab-only files work): tokenize, detokenize and
+ * the vocabulary view, no sessions. */
+int eng_model_open_vocab(struct eng_model **out, const char *path, struct err_info *ei);
+void eng_model_free(struct eng_model *em); /* NULL-safe */
+
+/* The vocabulary view (util/vocab.h) the sampler and constraints see; valid until free. */
+const struct vocab_view *eng_model_vocab(const struct eng_model *em);
+uint32_t eng_model_n_vocab(const struct eng_model *em);
+/* Context lengths: the training context, and n_ctx capped to it (0: the training context). */
+uint32_t eng_model_n_ctx_train(const struct eng_model *em);
+uint32_t eng_model_ctx_cap(const struct eng_model *em, uint32_t n_ctx);
+/* Read every page of the weights once, so the first request does not pay for paging them in.
+ * progress (may be NULL) hears stage "mapped" (0 of total), "paging" every 64 MiB, "ready". */
+typedef void (*eng_stage_fn)(void *ud, const char *stage, uint64_t done, uint64_t total);
+void eng_model_prefault(const struct eng_model *em, eng_stage_fn progress, void *ud);
+
+/* ---- describing a model: one struct that `lmpipe info` and the protocol's model/info print ----
+ * Metadata scalars are rendered as text the way the file holds them (strings up to 200 bytes,
+ * numbers in %g / %lld), so a strange file is shown as it is. */
+#define ENG_INFO_TEXT 208
+struct eng_info_kv {
+    const char *key;   /* GGUF key, e.g. "tokenizer.ggml.bos_token_id" */
+    const char *label; /* short name, e.g. "bos_token_id" */
+    bool present;
+    char text[ENG_INFO_TEXT];
+};
+enum eng_info_meta { /* indices into eng_model_info.meta */
+    ENG_META_NAME, ENG_META_ARCH, ENG_META_TOK_MODEL, ENG_META_TOK_PRE,
+    ENG_META_BOS, ENG_META_EOS, ENG_META_EOT, ENG_META_EOM, ENG_META_UNK, ENG_META_PAD,
+    ENG_META_ADD_BOS, ENG_META_ADD_EOS, ENG_META_ADD_SPACE_PREFIX,
+    ENG_META_N_
+};
+#define ENG_META_FIRST_SPECIAL ENG_META_BOS /* BOS..ADD_SPACE_PREFIX: the tokenizer's specials */
+
+struct eng_model_info {
+    /* the file */
     char path[1024];
     uint64_t file_size;
+    uint32_t gguf_version, alignment;
+    uint64_t n_kv, n_tensors, n_params;
+    uint64_t type_count[BLK_T_COUNT_], type_bytes[BLK_T_COUNT_]; /* tensor-type histogram */
+    bool type_supported[BLK_T_COUNT_];                          /* this build's kernels run it */
+    struct eng_info_kv meta[ENG_META_N_];
+    /* the model (when model_ok; else model_error says why it cannot be loaded) */
+    bool model_ok;
+    char model_error[ERR_MSG_MAX + 64];
+    char arch[32];
+    uint32_t n_vocab, n_ctx_train, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, rope_dim;
+    float rms_eps, rope_base, rope_scale;
+    bool output_tied;
+    uint32_t n_ctx;              /* the context the two sizes below are for */
+    uint64_t kv_bytes;           /* K and V cache at n_ctx */
+    uint64_t session_bytes;      /* everything a session allocates at n_ctx */
+    /* the tokenizer (when tok_ok) */
+    bool tok_ok;
+    char tok_model[16];          /* "llama", "gpt2", "gemma4" */
+    uint64_t n_tokens;           /* entries of tokenizer.ggml.tokens */
+    int32_t bos, eos;            /* -1: none */
+    /* chat */
+    bool has_chat_template;      /* tokenizer.chat_template is present */
+    uint64_t chat_template_bytes;
+    const char *chat_template;   /* the built-in template chat renders with by default */
+    bool chat_fallback;          /* ... chatml, because the file's template was not recognised */
+    /* how it runs here */
+    const char *isa;             /* kernel set in use ("avx2", "neon", "scalar", ...) */
+    int threads;                 /* 0 for eng_file_info: nothing is running */
 };
+/* Describe an open model; n_ctx as for eng_model_ctx_cap. */
+int eng_model_info(const struct eng_model *em, uint32_t n_ctx, struct eng_model_info *out);
+/* Describe a file without keeping it open. Fails only when it is no readable GGUF file; a model
+ * or tokenizer that cannot be loaded is described as such (model_ok / tok_ok false). */
+int eng_file_info(const char *path, uint32_t n_ctx, struct eng_model_info *out,
+                  struct err_info *ei);
 
-/* n_threads <= 0: number of online cores. */
-int eng_model_open(struct eng_model *em, const char *path, int n_threads, struct err_info *ei);
-void eng_model_free(struct eng_model *em); /* safe on zeroed / partial */
-
-struct eng_session {
-    const struct eng_model *em;
-    struct model_state st;
-    int32_t *tokens; /* [n_ctx] tokens whose K/V are in the cache, in order */
-    uint32_t n_tokens;
-    int32_t *scratch; /* [n_ctx] tokenizer output */
-    float *logits;    /* [n_vocab] logits after the last evaluated token (valid if has_logits) */
-    bool has_logits;
+/* The kernels this CPU offers and runs (`lmpipe info --cpu`). */
+#define ENG_MAX_ISAS 8
+struct eng_cpu_info {
+    char features[192];    /* CPU features the kernels look at, space-separated */
+    const char *chosen;    /* the kernel set in use */
+    const char *requested; /* LMPIPE_ISA as seen at start-up, NULL when unset */
+    bool request_honoured;
+    int n_isa;             /* kernel sets built for this target, in choice order */
+    const char *isa[ENG_MAX_ISAS];
+    bool isa_available[ENG_MAX_ISAS];
 };
+void eng_cpu_info(struct eng_cpu_info *out);
 
-int eng_session_init(struct eng_session *s, const struct eng_model *em, uint32_t n_ctx,
-                     struct err_info *ei);
-void eng_session_free(struct eng_session *s);
-void eng_session_reset(struct eng_session *s);
+/* ================================ tokens ================================ */
+
+/* Tokenize text[0..len) into out[0..cap). *n receives the number of ids the text needs; when
+ * that exceeds cap the result is ERR_LIMIT and the caller may retry with cap = *n. add_bos
+ * prepends BOS when the vocabulary's own default asks for one (tokenizer.ggml.add_bos_token);
+ * special parses control-token text such as "<s>". */
+int eng_tokenize(const struct eng_model *em, const char *text, size_t len, bool add_bos,
+                 bool special, int32_t *out, size_t cap, size_t *n, struct err_info *ei);
+/* The text of toks[0..n) as a streaming detokenizer prints it (complete UTF-8; control tokens
+ * only with special). *out is malloc'd and NUL-terminated. An id outside the vocabulary is
+ * ERR_RANGE, naming its index. */
+int eng_detokenize(const struct eng_model *em, const int32_t *toks, size_t n, bool special,
+                   char **out, size_t *len, struct err_info *ei);
+/* A token's text exactly as the vocabulary stores it ("▁Once", "<0x7B>", "Ġworld"); "" with
+ * *len 0 for an id outside the vocabulary. */
+const char *eng_token_text(const struct eng_model *em, int32_t id, size_t *len);
+/* The tokenizer kind: "llama", "gpt2" or "gemma4". */
+const char *eng_tokenizer_name(const struct eng_model *em);
+
+/* ================================ sessions ================================ */
+
+/* A session owns a KV cache and the tokens in it; a new prompt reuses the longest common prefix
+ * with them, so a conversation re-sent every turn is only processed from where it changed. */
+struct eng_session;
+
+/* n_ctx 0 or above the training context: the training context. */
+int eng_session_create(struct eng_session **out, struct eng_model *em, uint32_t n_ctx,
+                       struct err_info *ei);
+void eng_session_free(struct eng_session *s); /* NULL-safe */
+void eng_session_reset(struct eng_session *s); /* forget the cached tokens */
 uint32_t eng_session_n_ctx(const struct eng_session *s);
+uint32_t eng_session_n_tokens(const struct eng_session *s);
 
-/* Tokenize into the session's scratch. Prompts longer than the context are ERR_CONTEXT with a
- * message containing "context_length_exceeded". */
-int eng_tokenize(struct eng_session *s, const char *text, size_t len, bool add_bos,
-                 bool parse_special, const int32_t **toks, size_t *n, struct err_info *ei);
-
-/* Make the cache hold exactly toks[0..n): keeps the common prefix, evaluates the rest.
- * on_logits (may be NULL) is called after each evaluated position with its logits (the logits
- * of every position are computed only when on_logits is set; otherwise only the last).
- * *n_cached receives how many tokens were reused from the cache. */
-typedef int (*eng_logits_fn)(void *ud, uint32_t pos, int32_t token, const float *logits);
+/* What a caller hears while eng works. Every member may be NULL. on_text gets each piece of
+ * released text (complete UTF-8, stop strings held back) and the token that released it (-1
+ * for a final flush); a nonzero return stops the generation (finish "cancelled").
+ * on_progress hears prefill progress (positions evaluated of those not cached). */
+typedef int (*eng_text_fn)(void *ud, const char *text, size_t len, int32_t token);
 typedef void (*eng_progress_fn)(void *ud, uint32_t done, uint32_t total);
-int eng_prefill(struct eng_session *s, const int32_t *toks, size_t n, eng_logits_fn on_logits,
-                eng_progress_fn on_progress, void *ud, const atomic_bool *cancel,
+struct eng_sink {
+    eng_text_fn on_text;
+    eng_progress_fn on_progress;
+    void *ud;
+    const atomic_bool *cancel; /* checked before every step */
+};
+
+/* Make the cache hold exactly toks[0..n): keep the common prefix, evaluate the rest (at least
+ * the last token, so logits exist). *n_cached (may be NULL) receives the tokens reused. This is
+ * what bench times: a prefill from an empty cache, and decode steps as prefills one longer. */
+int eng_prefill(struct eng_session *s, const int32_t *toks, size_t n, const struct eng_sink *sink,
                 uint32_t *n_cached, struct err_info *ei);
 
-enum eng_finish { ENG_FINISH_STOP = 0, ENG_FINISH_LENGTH, ENG_FINISH_CANCELLED, ENG_FINISH_ERROR };
-const char *eng_finish_name(int f);
+/* Teacher-forced evaluation (`lmpipe eval`): evaluate toks[0..n) from an empty cache and call
+ * on_logits with the logits after every position; a nonzero return stops and is returned. */
+typedef int (*eng_logits_fn)(void *ud, uint32_t pos, int32_t token, const float *logits,
+                             uint32_t n_vocab);
+int eng_evaluate(struct eng_session *s, const int32_t *toks, size_t n, eng_logits_fn on_logits,
+                 void *ud, struct err_info *ei);
+
+/* ================================ seams ================================ */
+
+/* ---- constraints ----
+ * A constraint decides which tokens may come next (a grammar, a tool-call format). The loop
+ * samples first and asks check() about the token it drew; only when that token is refused does
+ * it ask mask() for the whole allowed set and draw again from those (most steps never build a
+ * mask). End-of-generation tokens are ordinary ids to a constraint (VOCAB_EOG in the vocabulary
+ * view): allowing one means "the text may end here". A step where nothing is allowed is
+ * ERR_DEAD_END, never a loop. Prompt tokens are not shown to a constraint.
+ *   check(self, tok)      1: allowed, 0: not, < 0: an error code
+ *   mask(self, bits)      set bit i of bits[i / 64] for every allowed id (bits arrive zeroed,
+ *                         (n_vocab + 63) / 64 words); 0 or an error code
+ *   accept(self, tok)     tok is the next token of the text (sampled or forced); 0 or error
+ *   forced(self, toks, cap, n)   optional: the next tokens are certain (only one id is possible
+ *                         at each of the next *n steps): up to cap of them into toks. eng
+ *                         accepts them without sampling and evaluates them as one batch.
+ *   complete(self)        optional: 1 when the text is complete: the generation ends cleanly
+ *                         (finish "stop") whatever the stop settings, ignore_eos included
+ *   reset(self)           optional: back to the start (eng calls it when a generation begins)
+ *   free(self)            optional: called by eng only for constraints a factory made */
+struct eng_constraint_ops {
+    int (*check)(void *self, int32_t tok);
+    int (*mask)(void *self, uint64_t *bits);
+    int (*accept)(void *self, int32_t tok);
+    int (*forced)(void *self, int32_t *toks, size_t cap, size_t *n);
+    int (*complete)(void *self);
+    void (*reset)(void *self);
+    void (*free)(void *self);
+};
+struct eng_constraint {
+    const struct eng_constraint_ops *ops; /* NULL: no constraint */
+    void *self;
+};
+/* Make a fresh constraint for one generation over the model's vocabulary view (out->ops NULL:
+ * none this time). 0 or an error code (ei names the problem). */
+typedef int (*eng_constraint_make_fn)(void *ud, const struct vocab_view *v,
+                                      struct eng_constraint *out, struct err_info *ei);
+/* A constraint for every generation that names none in its params: per model handle, or for
+ * the whole process (models opened afterwards start with it). NULL make: none. Set these before
+ * generating; they are not synchronised with running generations. */
+void eng_model_set_default_constraint(struct eng_model *em, eng_constraint_make_fn make, void *ud);
+void eng_set_default_constraint(eng_constraint_make_fn make, void *ud);
+
+/* ---- session hooks ---- */
+enum eng_ctx_event {
+    ENG_CTX_PROMPT = 0, /* the prompt does not fit the context (need = its tokens) */
+    ENG_CTX_GENERATE,   /* generating: the context is full (need = 1 more position) */
+};
+#define ENG_HOOK_END 1 /* ctx_full: end the generation (finish "length") */
+struct eng_hooks {
+    /* The context cannot hold what comes next. Return 0 after making room (the session's
+     * n_tokens must then have dropped, e.g. a shift), ENG_HOOK_END to end the generation, or a
+     * negative error. NULL: eng_ctx_full_default. */
+    int (*ctx_full)(void *ud, struct eng_session *s, int event, size_t need, struct err_info *ei);
+    /* The prompt toks[0..n) is in the cache (n_cached of it was reused). Nonzero: an error that
+     * ends the generation. NULL: nothing. */
+    int (*after_prefill)(void *ud, struct eng_session *s, const int32_t *toks, size_t n,
+                         uint32_t n_cached, struct err_info *ei);
+    void *ud;
+};
+/* Today's policy: a prompt that does not fit is ERR_CONTEXT with a message that contains
+ * "context_length_exceeded"; a full context while generating ends it with finish "length". */
+int eng_ctx_full_default(void *ud, struct eng_session *s, int event, size_t need,
+                         struct err_info *ei);
+void eng_session_set_hooks(struct eng_session *s, const struct eng_hooks *h); /* NULL: none */
+
+/* ================================ generation ================================ */
+
+#define ENG_MAX_STOPS 8      /* caller stop strings per generation */
+#define ENG_MAX_STOP_LEN 256 /* bytes per stop string */
 
 struct eng_gen_params {
     struct samp_params samp;
-    int32_t max_tokens;     /* < 0: until the context is full */
-    const char *const *stop; /* stop strings, n_stop of them */
+    int32_t max_tokens;        /* < 0: until the end of generation or a full context */
+    const char *const *stop;   /* stop strings (the match is not emitted), n_stop of them */
     size_t n_stop;
-    bool add_bos;
-    bool parse_special;
-    bool ignore_eos;
+    bool add_bos;              /* as the vocabulary's default says (see eng_tokenize) */
+    bool parse_special;        /* control-token text in the prompt is parsed */
+    bool ignore_eos;           /* end-of-generation tokens are text */
+    const struct eng_constraint *constraint; /* borrowed; NULL: the model's default, if any */
 };
+/* Defaults: samp_params_default, max_tokens -1, add_bos true, no stops, no constraint. */
 void eng_gen_params_default(struct eng_gen_params *p);
+/* Every range at once (sampling ranges, bias ids < n_vocab, stop strings): ERR_INVALID naming
+ * the field. eng_generate and eng_chat check too; front ends call this to tell a caller's
+ * mistake from a failure. */
+int eng_gen_params_check(const struct eng_model *em, const struct eng_gen_params *p,
+                         struct err_info *ei);
+
+enum eng_finish { ENG_FINISH_STOP = 0, ENG_FINISH_LENGTH, ENG_FINISH_CANCELLED, ENG_FINISH_ERROR };
+const char *eng_finish_name(int f); /* "stop", "length", "cancelled", "error" */
 
 struct eng_gen_result {
     int finish;
     uint32_t prompt_tokens, cached_tokens, completion_tokens;
+    uint32_t forced_tokens; /* of the completion tokens, those a constraint forced */
     double prefill_ms, decode_ms;
 };
 
-/* Called with each piece of released text (complete UTF-8, stop strings held back) and the
- * token that produced it (-1 for a final flush). Return nonzero to stop. */
-typedef int (*eng_text_fn)(void *ud, const char *text, size_t len, int32_t token);
+/* Generate a continuation of raw text prompt[0..len). Returns 0 when the generation ran (also
+ * when it was cancelled: res->finish says so) or an error (res->finish "error"; text emitted
+ * before it stays emitted). */
+int eng_generate(struct eng_session *s, const char *prompt, size_t len,
+                 const struct eng_gen_params *p, const struct eng_sink *sink,
+                 struct eng_gen_result *res, struct err_info *ei);
 
-/* Generate a continuation of `prompt` (raw text). */
-int eng_generate(struct eng_session *s, const char *prompt, size_t prompt_len,
-                 const struct eng_gen_params *p, eng_text_fn on_text, eng_progress_fn on_progress,
-                 void *ud, const atomic_bool *cancel, struct eng_gen_result *res,
-                 struct err_info *ei);
+/* ================================ chat ================================ */
+
+/* Which template renders a conversation. */
+enum eng_tmpl_kind {
+    ENG_TMPL_MODEL = 0, /* the model's own: tokenizer.chat_template recognised as one of the
+                           built-in families, chatml (with chat_fallback set) when it is not */
+    ENG_TMPL_BUILTIN,   /* a built-in template by name (eng_chat_template_name) */
+};
+struct eng_chat_opts {
+    int kind;                   /* enum eng_tmpl_kind */
+    const char *name;           /* ENG_TMPL_BUILTIN */
+    bool add_generation_prompt; /* open the assistant's turn (default true) */
+};
+void eng_chat_opts_default(struct eng_chat_opts *o);
+/* ERR_INVALID when the options name no template ("... is not a built-in template name"). */
+int eng_chat_opts_check(const struct eng_chat_opts *o, struct err_info *ei);
+size_t eng_chat_template_count(void);
+const char *eng_chat_template_name(size_t i); /* NULL past the end */
+
+#define ENG_MAX_MESSAGES 4096
+/* Validate a chat request without a model: an object whose "messages" is a non-empty array
+ * (at most ENG_MAX_MESSAGES) of {role: non-empty string, content: string, null or an array of
+ * {"type": "text", "text": string} parts}; "tools" must be absent, null or empty and
+ * "tool_choice" absent, null, "none" or "auto" until tool calling lands. ERR_INVALID names the
+ * field; ERR_UNSUPPORTED says what is not supported yet. */
+int eng_chat_check(const struct json_t *request, struct err_info *ei);
+
+/* A rendered conversation: the prompt text and how to generate from it. */
+#define ENG_MAX_TMPL_STOPS 2
+struct eng_prompt {
+    char *text; /* malloc'd, NUL-terminated, len bytes */
+    size_t len;
+    const char *stops[ENG_MAX_TMPL_STOPS]; /* end-of-turn texts of the template (static) */
+    size_t n_stops;
+    const char *tmpl;  /* the template used */
+    bool fallback;     /* the model's template was not recognised: chatml */
+};
+/* Render `request` (as eng_chat_check accepts) with the template o (NULL: defaults) chooses. */
+int eng_chat_render(const struct eng_model *em, const struct json_t *request,
+                    const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei);
+void eng_prompt_free(struct eng_prompt *p); /* safe on zeroed */
+
+/* The chat: render, then generate with the template's markers parsed as special tokens and
+ * its end-of-turn texts as extra stop strings. The one chat behaviour of every front end. */
+int eng_chat(struct eng_session *s, const struct json_t *request, const struct eng_chat_opts *o,
+             const struct eng_gen_params *p, const struct eng_sink *sink,
+             struct eng_gen_result *res, struct err_info *ei);
+
+/* A conversation kept by eng for front ends that do not speak JSON (the interactive chat):
+ * messages are added and dropped at the end; request() is the chat request they make. */
+struct eng_conv;
+int eng_conv_create(struct eng_conv **out);
+void eng_conv_free(struct eng_conv *c); /* NULL-safe */
+int eng_conv_add(struct eng_conv *c, const char *role, const char *text, size_t len);
+size_t eng_conv_len(const struct eng_conv *c);
+void eng_conv_truncate(struct eng_conv *c, size_t n); /* keep the first n messages */
+const struct json_t *eng_conv_request(const struct eng_conv *c);
 
 #endif

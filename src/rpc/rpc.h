@@ -2,14 +2,36 @@
  * libuv loop, spec in protocol/PROTOCOL.md) and `lmpipe batch` (one request per JSONL line, one
  * response per output line, resumable, shardable).
  *
- * This directory is the only place that includes <uv.h> and <jansson.h>; everything below it
- * (eng, tok, samp, ...) stays free of I/O and threads. main.c calls these two entry points with
- * the arguments after the subcommand name and returns what they return as the exit code
- * (0 success, 1 runtime failure, 2 usage error). */
+ * This directory is the only place that includes <uv.h>; it reaches the engine through eng.h
+ * alone. The command line (src/cli) parses the flags into these option structs; each entry point
+ * returns the process exit code (0 success, 1 runtime failure). */
 #ifndef LMPIPE_RPC_RPC_H
 #define LMPIPE_RPC_RPC_H
 
-int rpc_cmd_serve(int argc, char **argv);
-int rpc_cmd_batch(int argc, char **argv);
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rpc_serve_opts {
+    const char *model;    /* load at start, or NULL (model/load later) */
+    uint32_t n_ctx;       /* context of new sessions; 0: min(model's, 4096) */
+    int threads;          /* 0: online cores */
+    size_t max_line;      /* longest inbound line; 0: 8 MiB */
+    size_t queue;         /* queued engine requests before "overloaded"; 0: 16 */
+    size_t write_buffer;  /* output waiting before generation pauses; 0: 256 KiB */
+};
+int rpc_serve(const struct rpc_serve_opts *o);
+
+struct rpc_batch_opts {
+    const char *model;    /* required */
+    const char *in;       /* input JSONL, "-" for stdin */
+    const char *out;      /* output JSONL, NULL for stdout */
+    bool resume;          /* skip ids already in out (needs out) */
+    uint64_t shard_i, shard_n; /* only input lines whose 0-based number is i modulo n (n >= 1) */
+    uint32_t n_ctx;
+    int threads;
+    size_t max_line;
+};
+int rpc_batch(const struct rpc_batch_opts *o);
 
 #endif

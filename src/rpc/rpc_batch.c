@@ -126,7 +126,62 @@ static void report(struct batch *b, bool final)
 static void line_error(struct batch *b, json_t *id, const char *msg)
 {
     b->s.n.errors++;
-    rpc_emit(&b->s, rpc_msg_error(id, rpc_error_obj(RPC_E_INVALID_REQUEST, "invalid_request", false, msg, NULL)));
+    struct rpc_fail f;
+    rpc_fail_set(&f, RPC_E_INVALID_REQUEST, 0, "%s", msg);
+    rpc_emit(&b->s, rpc_msg_error(id, rpc_error_obj(&f, NULL)));
+}
+
+/* One input object with a fresh id → the JSON-RPC request serve would get: a request as it is,
+ * a flat object as the params of chat ("messages") or generate. */
+static void batch_request(struct batch *b, json_t *in, json_t *id, uint64_t no)
+{
+    json_t *method = json_object_get(in, "method"), *params = json_object_get(in, "params");
+    json_t *req = json_object();
+    json_object_set_new(req, "jsonrpc", json_string("2.0"));
+    json_object_set(req, "id", id);
+    if (method) json_object_set(req, "method", method);
+    else json_object_set_new(req, "method", json_string(json_object_get(in, "messages") ? "chat" : "generate"));
+    if (params) {
+        json_object_set(req, "params", params);
+    } else {
+        json_t *p = json_deep_copy(in);
+        json_object_del(p, "id");
+        json_object_del(p, "method");
+        json_object_del(p, "jsonrpc");
+        json_object_set_new(req, "params", p);
+    }
+    const char *m = json_string_value(json_object_get(req, "method"));
+    if (!m || (strcmp(m, "generate") && strcmp(m, "chat") && strcmp(m, "tokenize") && strcmp(m, "detokenize"))) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "line %llu: 'method' must be generate, chat, tokenize or detokenize",
+                 (unsigned long long)no + 1);
+        line_error(b, id, msg);
+    } else {
+        rpc_handle_message(&b->s, req);
+    }
+    json_decref(req);
+}
+
+/* A parsed input line: skipped when its id is done (--resume), an error when it has none or
+ * repeats one, else a request. */
+static void batch_object(struct batch *b, json_t *in, uint64_t no)
+{
+    char msg[320];
+    json_t *id = json_object_get(in, "id");
+    char *key = id && (json_is_string(id) || json_is_integer(id)) ? id_key(id) : NULL;
+    if (!key) {
+        snprintf(msg, sizeof msg, "line %llu: 'id' (a string or an integer) is required", (unsigned long long)no + 1);
+        line_error(b, NULL, msg);
+    } else if (idset_has(&b->done, key)) {
+        b->n_skipped++;
+    } else if (idset_has(&b->seen, key)) {
+        snprintf(msg, sizeof msg, "line %llu: duplicate id %.200s", (unsigned long long)no + 1, key);
+        line_error(b, id, msg);
+    } else {
+        idset_add(&b->seen, key);
+        batch_request(b, in, id, no);
+    }
+    free(key);
 }
 
 static void batch_line(void *ud, const char *line, size_t len)
@@ -134,9 +189,9 @@ static void batch_line(void *ud, const char *line, size_t len)
     struct batch *b = ud;
     uint64_t no = b->line_no++;
     if (b->shard_n > 1 && no % b->shard_n != b->shard_i) return;
-    uint64_t errors0 = b->s.n.errors;
+    uint64_t errors0 = b->s.n.errors, skipped0 = b->n_skipped;
     size_t i = 0;
-    while (i < len && (line ? (line[i] == ' ' || line[i] == '\t') : false)) i++;
+    while (line && i < len && (line[i] == ' ' || line[i] == '\t')) i++;
     if (line && i == len) return;
     json_t *in = NULL;
     json_error_t jerr;
@@ -151,48 +206,10 @@ static void batch_line(void *ud, const char *line, size_t len)
         snprintf(msg, sizeof msg, "line %llu: each line must be a JSON object with an 'id'", (unsigned long long)no + 1);
         line_error(b, NULL, msg);
     } else {
-        json_t *id = json_object_get(in, "id");
-        char *key = id && (json_is_string(id) || json_is_integer(id)) ? id_key(id) : NULL;
-        if (!key) {
-            snprintf(msg, sizeof msg, "line %llu: 'id' (a string or an integer) is required", (unsigned long long)no + 1);
-            line_error(b, NULL, msg);
-        } else if (idset_has(&b->done, key)) {
-            b->n_skipped++;
-            free(key);
-            json_decref(in);
-            return;
-        } else if (idset_has(&b->seen, key)) {
-            snprintf(msg, sizeof msg, "line %llu: duplicate id %.200s", (unsigned long long)no + 1, key);
-            line_error(b, id, msg);
-        } else {
-            idset_add(&b->seen, key);
-            json_t *method = json_object_get(in, "method"), *params = json_object_get(in, "params");
-            json_t *req = json_object();
-            json_object_set_new(req, "jsonrpc", json_string("2.0"));
-            json_object_set(req, "id", id);
-            if (method) json_object_set(req, "method", method);
-            else json_object_set_new(req, "method", json_string(json_object_get(in, "messages") ? "chat" : "generate"));
-            if (params) {
-                json_object_set(req, "params", params);
-            } else {
-                json_t *p = json_deep_copy(in);
-                json_object_del(p, "id");
-                json_object_del(p, "method");
-                json_object_del(p, "jsonrpc");
-                json_object_set_new(req, "params", p);
-            }
-            const char *m = json_string_value(json_object_get(req, "method"));
-            if (!m || (strcmp(m, "generate") && strcmp(m, "chat") && strcmp(m, "tokenize") && strcmp(m, "detokenize"))) {
-                snprintf(msg, sizeof msg, "line %llu: 'method' must be generate, chat, tokenize or detokenize", (unsigned long long)no + 1);
-                line_error(b, id, msg);
-            } else {
-                rpc_handle_message(&b->s, req);
-            }
-            json_decref(req);
-        }
-        free(key);
+        batch_object(b, in, no);
     }
     json_decref(in);
+    if (b->n_skipped > skipped0) return;
     if (b->s.n.errors > errors0) b->n_failed++;
     else b->n_ok++;
     report(b, false);
@@ -226,127 +243,82 @@ static int load_resume(struct batch *b, const char *path)
     return rc;
 }
 
-static void batch_usage(FILE *f)
+/* Open IN and OUT, reading OUT first with --resume. 0, or -1 after saying why. */
+static int batch_open(struct batch *b, const struct rpc_batch_opts *o, FILE **in)
 {
-    fputs("usage: lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
-          "                    [-c CTX] [-t THREADS] [--max-line BYTES]\n"
-          "One request per input line (generate or chat params plus an 'id'); one JSON-RPC\n"
-          "response per output line. IN may be '-' for stdin; OUT defaults to stdout.\n"
-          "  --resume     skip ids already in OUT (needs -o)\n"
-          "  --shard I/N  only lines whose 0-based number is I modulo N\n",
-          f);
+    if (o->resume && load_resume(b, o->out)) {
+        fprintf(stderr, "lmpipe: batch: cannot read '%s' to resume: %s\n", o->out, strerror(errno));
+        return -1;
+    }
+    *in = strcmp(o->in, "-") ? fopen(o->in, "rb") : stdin;
+    if (!*in) {
+        fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", o->in, strerror(errno));
+        return -1;
+    }
+    b->out_fd = o->out ? open(o->out, O_WRONLY | O_CREAT | O_APPEND | (o->resume ? 0 : O_TRUNC), 0644) : 1;
+    if (b->out_fd < 0) {
+        fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", o->out, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
-int rpc_cmd_batch(int argc, char **argv)
+/* Every line of IN through the protocol, one answer each. */
+static int batch_feed(struct batch *b, FILE *in, const char *in_path)
 {
-    const char *model = NULL, *in_path = NULL, *out_path = NULL, *v;
-    bool resume = false;
+    const size_t chunk = 1 << 16;
+    char *buf = malloc(chunk);
+    if (!buf) return ERR_NOMEM;
+    struct rpc_lines lines;
+    rpc_lines_init(&lines, b->s.cfg.max_line_in);
+    size_t n;
+    while (!b->out_failed && (n = fread(buf, 1, chunk, in)) > 0) rpc_lines_feed(&lines, buf, n, batch_line, b);
+    if (!b->out_failed) rpc_lines_finish(&lines, batch_line, b);
+    rpc_lines_free(&lines);
+    free(buf);
+    if (ferror(in)) {
+        fprintf(stderr, "lmpipe: batch: error reading '%s'\n", in_path);
+        b->n_failed++;
+    }
+    return 0;
+}
+
+int rpc_batch(const struct rpc_batch_opts *o)
+{
     struct rpc_config cfg = {0};
     cfg.inline_exec = cfg.batch = cfg.allow_load = true;
     cfg.max_line_out = SIZE_MAX;
-    uint64_t shard_i = 0, shard_n = 1;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            batch_usage(stdout);
-            return 0;
-        }
-        const int common = rpc_opt_server(argc, argv, &i, &model, &cfg);
-        if (common < 0) return 2;
-        if (common) continue;
-        if (rpc_opt(argc, argv, &i, "-o", &v) || rpc_opt(argc, argv, &i, "--output", &v)) {
-            if (!v) return 2;
-            out_path = v;
-        } else if (!strcmp(argv[i], "--resume")) {
-            resume = true;
-        } else if (rpc_opt(argc, argv, &i, "--shard", &v)) {
-            const char *slash = v ? strchr(v, '/') : NULL;
-            char a[32];
-            int64_t si, sn;
-            if (!slash || (size_t)(slash - v) >= sizeof a) {
-                if (v) fprintf(stderr, "lmpipe: invalid value '%s' for --shard: expected I/N\n", v);
-                return 2;
-            }
-            memcpy(a, v, (size_t)(slash - v));
-            a[slash - v] = 0;
-            if (rpc_opt_int("--shard N", slash + 1, 1, 1 << 20, &sn) || rpc_opt_int("--shard I", a, 0, sn - 1, &si))
-                return 2;
-            shard_i = (uint64_t)si;
-            shard_n = (uint64_t)sn;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "lmpipe: unknown option '%s' for batch\n", argv[i]);
-            batch_usage(stderr);
-            return 2;
-        } else if (!in_path) {
-            in_path = argv[i];
-        } else {
-            fprintf(stderr, "lmpipe: batch takes one input file (got '%s' too)\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!model || !in_path) {
-        fprintf(stderr, "lmpipe: batch needs -m MODEL and an input file\n");
-        batch_usage(stderr);
-        return 2;
-    }
-    if (resume && !out_path) {
-        fprintf(stderr, "lmpipe: --resume needs -o OUT.jsonl\n");
-        return 2;
-    }
-
+    cfg.max_line_in = o->max_line;
+    cfg.n_ctx = o->n_ctx;
+    cfg.threads = o->threads;
     static struct batch b;
     memset(&b, 0, sizeof b);
     b.out_fd = -1;
-    b.shard_i = shard_i;
-    b.shard_n = shard_n;
-    int ret = 1;
-    FILE *in = NULL;
-    char *buf = NULL;
+    b.shard_i = o->shard_i;
+    b.shard_n = o->shard_n ? o->shard_n : 1;
     if (rpc_server_init(&b.s, &cfg)) {
         fprintf(stderr, "lmpipe: batch: cannot initialise\n");
         return 1;
     }
     b.s.write_line = batch_write;
     b.s.sink_ud = &b;
-    if (resume && load_resume(&b, out_path)) {
-        fprintf(stderr, "lmpipe: batch: cannot read '%s' to resume: %s\n", out_path, strerror(errno));
-        goto out;
-    }
-    in = strcmp(in_path, "-") ? fopen(in_path, "rb") : stdin;
-    if (!in) {
-        fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", in_path, strerror(errno));
-        goto out;
-    }
-    b.out_fd = out_path ? open(out_path, O_WRONLY | O_CREAT | O_APPEND | (resume ? 0 : O_TRUNC), 0644) : 1;
-    if (b.out_fd < 0) {
-        fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", out_path, strerror(errno));
-        goto out;
-    }
+    int ret = 1;
+    FILE *in = NULL;
     struct err_info ei;
     err_clear(&ei);
-    int rc = rpc_exec_load(&b.s, model, cfg.n_ctx, cfg.threads, &ei);
-    if (rc) {
+    int rc = batch_open(&b, o, &in);
+    if (rc == 0 && (rc = rpc_exec_load(&b.s, o->model, cfg.n_ctx, cfg.threads, &ei))) {
         char m[512];
         fprintf(stderr, "lmpipe: batch: cannot load model: %s\n", err_format(&ei, rc, m, sizeof m));
-        goto out;
     }
-    if (resume && b.done.n) fprintf(stderr, "lmpipe: batch: resuming, %zu ids already done\n", b.done.n);
-    b.t0 = b.t_report = util_now();
-    struct rpc_lines lines;
-    rpc_lines_init(&lines, b.s.cfg.max_line_in);
-    const size_t chunk = 1 << 16;
-    if (!(buf = malloc(chunk))) goto out;
-    size_t n;
-    while (!b.out_failed && (n = fread(buf, 1, chunk, in)) > 0) rpc_lines_feed(&lines, buf, n, batch_line, &b);
-    if (!b.out_failed) rpc_lines_finish(&lines, batch_line, &b);
-    rpc_lines_free(&lines);
-    if (ferror(in)) {
-        fprintf(stderr, "lmpipe: batch: error reading '%s'\n", in_path);
-        b.n_failed++;
+    if (rc == 0) {
+        if (o->resume && b.done.n) fprintf(stderr, "lmpipe: batch: resuming, %zu ids already done\n", b.done.n);
+        b.t0 = b.t_report = util_now();
+        if (batch_feed(&b, in, o->in) == 0) {
+            report(&b, true);
+            ret = (b.n_failed || b.out_failed) ? 1 : 0;
+        }
     }
-    report(&b, true);
-    ret = (b.n_failed || b.out_failed) ? 1 : 0;
-out:
-    free(buf);
     if (in && in != stdin) fclose(in);
     if (b.out_fd > 1) close(b.out_fd);
     idset_free(&b.done);

@@ -20,18 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void rpc_fail_set(struct rpc_fail *f, int code, const char *kind, bool retryable,
-                  const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    f->code = code;
-    f->kind = kind;
-    f->retryable = retryable;
-    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
-    va_end(ap);
-}
-
 int rpc_server_init(struct rpc_server *s, const struct rpc_config *cfg)
 {
     memset(s, 0, sizeof *s);
@@ -42,6 +30,7 @@ int rpc_server_init(struct rpc_server *s, const struct rpc_config *cfg)
     if (!s->cfg.write_limit) s->cfg.write_limit = RPC_WRITE_LIMIT_DEFAULT;
     s->t_start = util_now();
     s->next_session = 1;
+    s->deliver = rpc_handle_event;
     if (uv_mutex_init(&s->mu)) return ERR_NOMEM;
     if (uv_cond_init(&s->job_cv)) {
         uv_mutex_destroy(&s->mu);
@@ -102,8 +91,9 @@ void rpc_emit(struct rpc_server *s, json_t *msg)
         line = NULL;
         json_t *id = json_object_get(msg, "id");
         if (id) {
-            json_t *e = rpc_msg_error(id, rpc_error_obj(RPC_E_INTERNAL, "internal_error", false,
-                                                        "response too large for one line", NULL));
+            struct rpc_fail f;
+            rpc_fail_set(&f, RPC_E_INTERNAL, 0, "response too large for one line");
+            json_t *e = rpc_msg_error(id, rpc_error_obj(&f, NULL));
             line = rpc_json_line(e, &len);
             json_decref(e);
         }
@@ -125,37 +115,41 @@ static void reply(struct rpc_server *s, json_t *id, json_t *result)
 static void reply_fail(struct rpc_server *s, json_t *id, const struct rpc_fail *f)
 {
     s->n.errors++;
-    rpc_emit(s, rpc_msg_error(id, rpc_error_obj(f->code, f->kind, f->retryable, f->msg, NULL)));
+    rpc_emit(s, rpc_msg_error(id, rpc_error_obj(f, NULL)));
 }
 
-static void reply_err(struct rpc_server *s, json_t *id, int code, const char *kind,
-                      const char *fmt, ...)
+/* Answer id with an error: a protocol code, or 0 and an engine error (see rpc_fail_set). */
+static int reply_err(struct rpc_server *s, json_t *id, int code, int err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 5, 6)))
 #endif
     ;
-static void reply_err(struct rpc_server *s, json_t *id, int code, const char *kind,
-                      const char *fmt, ...)
+static int reply_err(struct rpc_server *s, json_t *id, int code, int err, const char *fmt, ...)
 {
-    struct rpc_fail f = {code, kind, false, {0}};
+    struct rpc_fail f;
+    int rc = rpc_fail_set(&f, code, err, "%s", "");
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(f.msg, sizeof f.msg, fmt, ap);
     va_end(ap);
     reply_fail(s, id, &f);
+    return rc;
 }
 
 /* ---------------- control methods ---------------- */
 
+/* The protocol's model info: printed from the same eng_model_info as `lmpipe info`. */
 static json_t *model_info_json(struct rpc_server *s)
 {
     uv_mutex_lock(&s->mu);
-    struct rpc_model_meta m = s->meta;
+    bool loaded = s->meta.loaded;
+    struct eng_model_info m = s->meta.info;
     uv_mutex_unlock(&s->mu);
-    if (!m.loaded) return json_null();
+    if (!loaded) return json_null();
+    const char *name = m.meta[ENG_META_NAME].text;
     json_t *o = json_object();
     json_object_set_new(o, "path", rpc_json_text(m.path, strlen(m.path)));
-    json_object_set_new(o, "name", rpc_json_text(m.name, strlen(m.name)));
+    json_object_set_new(o, "name", rpc_json_text(name, strlen(name)));
     json_object_set_new(o, "architecture", rpc_json_text(m.arch, strlen(m.arch)));
     json_object_set_new(o, "tokenizer", rpc_json_text(m.tok_model, strlen(m.tok_model)));
     json_object_set_new(o, "file_size", json_integer((json_int_t)m.file_size));
@@ -182,8 +176,8 @@ static json_t *limits_json(struct rpc_server *s)
     json_object_set_new(o, "max_delta_bytes", json_integer(RPC_DELTA_MAX));
     json_object_set_new(o, "queue", json_integer((json_int_t)s->cfg.queue_max));
     json_object_set_new(o, "max_sessions", json_integer(RPC_MAX_SESSIONS));
-    json_object_set_new(o, "max_stop", json_integer(SAMP_MAX_STOPS));
-    json_object_set_new(o, "max_stop_bytes", json_integer(SAMP_MAX_STOP_LEN));
+    json_object_set_new(o, "max_stop", json_integer(ENG_MAX_STOPS));
+    json_object_set_new(o, "max_stop_bytes", json_integer(ENG_MAX_STOP_LEN));
     json_object_set_new(o, "max_id_bytes", json_integer(RPC_ID_MAX));
     return o;
 }
@@ -191,13 +185,13 @@ static json_t *limits_json(struct rpc_server *s)
 static void m_initialize(struct rpc_server *s, json_t *id, json_t *p)
 {
     if (s->initialized) {
-        reply_err(s, id, RPC_E_INVALID_REQUEST, err_kind(ERR_STATE),
+        reply_err(s, id, RPC_E_INVALID_REQUEST, ERR_STATE,
                   "already initialized: initialize may be sent once per process");
         return;
     }
     json_t *pv = p ? json_object_get(p, "protocolVersion") : NULL;
     if (pv && !json_is_string(pv) && !json_is_null(pv)) {
-        reply_err(s, id, RPC_E_PARAMS, "invalid_params", "'protocolVersion' must be a string");
+        reply_err(s, id, RPC_E_PARAMS, 0, "'protocolVersion' must be a string");
         return;
     }
     json_t *ci = p ? json_object_get(p, "clientInfo") : NULL;
@@ -215,7 +209,7 @@ static void m_initialize(struct rpc_server *s, json_t *id, json_t *p)
     json_object_set_new(cap, "sessions", json_true());
     json_object_set_new(cap, "cancel", json_pack("[ss]", "notifications/cancelled", "$/cancelRequest"));
     json_t *tmpl = json_array();
-    for (size_t i = 0; i < chat_template_count(); i++) json_array_append_new(tmpl, json_string(chat_template_name((int)i)));
+    for (size_t i = 0; i < eng_chat_template_count(); i++) json_array_append_new(tmpl, json_string(eng_chat_template_name(i)));
     json_object_set_new(cap, "chat_templates", tmpl);
     json_object_set_new(cap, "tools", json_false());
     json_object_set_new(cap, "grammar", json_false());
@@ -246,8 +240,8 @@ static void m_stats(struct rpc_server *s, json_t *id)
     uint64_t waits = s->bp_waits;
     struct rpc_counters c = s->n; /* token counts are the worker's: copied under the lock */
     bool loaded = s->meta.loaded;
-    char path[sizeof s->meta.path];
-    memcpy(path, s->meta.path, sizeof path);
+    char path[sizeof s->meta.info.path];
+    memcpy(path, s->meta.info.path, sizeof path);
     bool running = s->running != NULL;
     uv_mutex_unlock(&s->mu);
     json_t *r = json_object();
@@ -335,58 +329,67 @@ static struct rpc_sess *sess_find_locked(struct rpc_server *s, const char *sid)
     return NULL;
 }
 
-/* Queue a job or explain why not. The job joins the active list either way on success. */
+/* Under s->mu: the session a job names, claimed for it (busy) unless it closes it. */
+static int claim_session_locked(struct rpc_server *s, struct rpc_job *job, struct rpc_fail *f)
+{
+    struct rpc_sess *e = sess_find_locked(s, job->session);
+    if (!e)
+        return rpc_fail_set(f, 0, ERR_NOT_FOUND,
+                            "session '%s' not found (closed, never created, or dropped by model/load)",
+                            job->session);
+    if (job->method == RPC_M_SESSION_CLOSE) {
+        e->closing = true;
+        return 0;
+    }
+    if (e->busy)
+        return rpc_fail_set(f, 0, ERR_BUSY,
+                            "overloaded: session '%s' is busy with another request; retry when it is answered",
+                            job->session);
+    e->busy = true;
+    return 0;
+}
+
+/* Under s->mu: a slot and an id for session/create (the worker creates the session). */
+static int new_session_locked(struct rpc_server *s, struct rpc_job *job, struct rpc_fail *f)
+{
+    struct rpc_sess *e = NULL;
+    for (size_t i = 0; i < RPC_MAX_SESSIONS && !e; i++)
+        if (!s->sessions[i].used) e = &s->sessions[i];
+    if (!e)
+        return rpc_fail_set(f, 0, ERR_LIMIT, "too many sessions (limit %d): close one first",
+                            RPC_MAX_SESSIONS);
+    memset(e, 0, sizeof *e);
+    e->used = true;
+    e->n_ctx_req = job->n_ctx;
+    snprintf(e->id, sizeof e->id, "s%llu", (unsigned long long)s->next_session++);
+    memcpy(job->session, e->id, sizeof e->id);
+    return 0;
+}
+
+/* Under s->mu: may the job be queued now? 0, or the error with f filled. */
+static int admit_locked(struct rpc_server *s, struct rpc_job *job, struct rpc_fail *f)
+{
+    bool load = job->method == RPC_M_LOAD || job->method == RPC_M_UNLOAD;
+    if (s->stopping) return rpc_fail_set(f, 0, ERR_STATE, "the server is shutting down");
+    if (load && !s->cfg.allow_load)
+        return rpc_fail_set(f, 0, ERR_UNSUPPORTED, "model/load and model/unload are disabled here");
+    if (!load && !s->meta.loaded && !s->q_len) /* a queued job may be a model/load: the worker re-checks */
+        return rpc_fail_set(f, 0, ERR_STATE,
+                            "no model loaded: call model/load first (or start with -m MODEL)");
+    if (!s->cfg.inline_exec && s->q_len >= s->cfg.queue_max)
+        return rpc_fail_set(f, 0, ERR_BUSY, "overloaded: %zu requests are queued (limit %zu); retry later",
+                            s->q_len, s->cfg.queue_max);
+    if (job->session[0]) return claim_session_locked(s, job, f);
+    if (job->method == RPC_M_SESSION_CREATE) return new_session_locked(s, job, f);
+    return 0;
+}
+
+/* Queue a job or explain why not. On success the job joins the active list (and runs at once
+ * in inline mode). */
 static int submit(struct rpc_server *s, struct rpc_job *job, struct rpc_fail *f)
 {
-    bool needs_model = job->method != RPC_M_LOAD && job->method != RPC_M_UNLOAD;
     uv_mutex_lock(&s->mu);
-    int rc = 0;
-    struct rpc_sess *e = NULL;
-    if (s->stopping) {
-        rpc_fail_set(f, RPC_E_ENGINE_BASE + ERR_STATE, err_kind(ERR_STATE), false, "the server is shutting down");
-        rc = -1;
-    } else if ((job->method == RPC_M_LOAD || job->method == RPC_M_UNLOAD) && !s->cfg.allow_load) {
-        rpc_fail_set(f, RPC_E_ENGINE_BASE + ERR_UNSUPPORTED, err_kind(ERR_UNSUPPORTED), false, "model/load and model/unload are disabled here");
-        rc = -1;
-    } else if (needs_model && !s->meta.loaded && !s->q_len) {
-        /* With jobs queued a model/load may be among them; the worker re-checks. */
-        rpc_fail_set(f, RPC_E_ENGINE_BASE + ERR_STATE, err_kind(ERR_STATE), false,
-                     "no model loaded: call model/load first (or start with -m MODEL)");
-        rc = -1;
-    } else if (!s->cfg.inline_exec && s->q_len >= s->cfg.queue_max) {
-        rpc_fail_set(f, RPC_E_ENGINE_BASE + ERR_BUSY, err_kind(ERR_BUSY), true,
-                     "overloaded: %zu requests are queued (limit %zu); retry later", s->q_len, s->cfg.queue_max);
-        rc = -1;
-    } else if (job->session[0]) {
-        e = sess_find_locked(s, job->session);
-        if (!e) {
-            rpc_fail_set(f, RPC_E_ENGINE_BASE + ERR_NOT_FOUND, err_kind(ERR_NOT_FOUND), false,
-                         "session '%s' not found (closed, never created, or dropped by model/load)", job->session);
-            rc = -1;
-        } else if (job->method == RPC_M_SESSION_CLOSE) {
-            e->closing = true;
-        } else if (e->busy) {
-            rpc_fail_set(f, RPC_E_ENGINE_BASE + ERR_BUSY, err_kind(ERR_BUSY), true,
-                         "overloaded: session '%s' is busy with another request; retry when it is answered", job->session);
-            rc = -1;
-        } else {
-            e->busy = true;
-        }
-    } else if (job->method == RPC_M_SESSION_CREATE) {
-        for (size_t i = 0; i < RPC_MAX_SESSIONS && !e; i++)
-            if (!s->sessions[i].used) e = &s->sessions[i];
-        if (!e) {
-            rpc_fail_set(f, RPC_E_ENGINE_BASE + ERR_LIMIT, err_kind(ERR_LIMIT), false,
-                         "too many sessions (limit %d): close one first", RPC_MAX_SESSIONS);
-            rc = -1;
-        } else {
-            memset(e, 0, sizeof *e);
-            e->used = true;
-            e->n_ctx_req = job->n_ctx;
-            snprintf(e->id, sizeof e->id, "s%llu", (unsigned long long)s->next_session++);
-            memcpy(job->session, e->id, sizeof e->id);
-        }
-    }
+    int rc = admit_locked(s, job, f);
     if (rc == 0 && !s->cfg.inline_exec) {
         if (s->q_tail) s->q_tail->next = job;
         else s->q_head = job;
@@ -411,7 +414,7 @@ static void m_job(struct rpc_server *s, json_t *id, int method, json_t *params)
     struct rpc_job *job = rpc_job_new(method);
     struct rpc_fail f;
     if (!job) {
-        reply_err(s, id, RPC_E_ENGINE_BASE + ERR_NOMEM, err_kind(ERR_NOMEM), "out of memory");
+        reply_err(s, id, 0, ERR_NOMEM, "out of memory");
         return;
     }
     job->id = json_incref(id);
@@ -493,42 +496,73 @@ static void fit_text(struct rpc_server *s, json_t *msg, json_t *obj, struct rpc_
     json_object_set_new(obj, "text", rpc_json_text(t, k));
 }
 
+static bool is_gen(const struct rpc_job *job)
+{
+    return job->method == RPC_M_GENERATE || job->method == RPC_M_CHAT;
+}
+
+/* -32800 with what was generated so far. */
+static void finish_cancelled(struct rpc_server *s, struct rpc_job *job)
+{
+    s->n.cancelled++;
+    s->n.errors++;
+    struct rpc_fail f;
+    rpc_fail_set(&f, RPC_E_CANCELLED, 0, "request cancelled");
+    json_t *msg = rpc_msg_error(job->id, rpc_error_obj(&f, NULL));
+    json_t *d = json_object_get(json_object_get(msg, "error"), "data");
+    if (is_gen(job)) {
+        json_object_set_new(d, "text", json_null());
+        json_object_set_new(d, "finish_reason", json_string("cancelled"));
+        json_object_set_new(d, "usage", usage_json(&job->res));
+        fit_text(s, msg, d, job);
+    }
+    rpc_emit(s, msg);
+}
+
+/* The job's error: -32602 when it was about the params, else the engine's code and kind. */
+static void finish_error(struct rpc_server *s, struct rpc_job *job)
+{
+    s->n.errors++;
+    struct rpc_fail f;
+    const char *m = job->ei.code ? job->ei.msg : err_str(job->rc);
+    if (job->params_error) rpc_fail_set(&f, RPC_E_PARAMS, 0, "%s", m);
+    else rpc_fail_set(&f, 0, job->rc, "%s", m);
+    json_t *msg = rpc_msg_error(job->id, rpc_error_obj(&f, NULL));
+    if (is_gen(job) && job->out.len) fit_text(s, msg, json_object_get(json_object_get(msg, "error"), "data"), job);
+    rpc_emit(s, msg);
+}
+
+/* tokenize's answer, or limit_exceeded when the list does not fit one line. */
+static json_t *tokens_result(struct rpc_server *s, struct rpc_job *job, json_t *msg, json_t *r)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < job->n_toks; i++) json_array_append_new(a, json_integer(job->toks[i]));
+    json_object_set_new(r, "tokens", a);
+    size_t len;
+    char *line = rpc_json_line(msg, &len);
+    bool fits = line && len <= s->cfg.max_line_out;
+    free(line);
+    if (fits) return msg;
+    json_decref(msg);
+    s->n.errors++;
+    struct rpc_fail f;
+    rpc_fail_set(&f, 0, ERR_LIMIT, "the token list does not fit in one line; tokenize a shorter text");
+    return rpc_msg_error(job->id, rpc_error_obj(&f, json_pack("{s:I}", "n_tokens", (json_int_t)job->n_toks)));
+}
+
 static void finish_job(struct rpc_server *s, struct rpc_job *job)
 {
-    json_t *id = job->id;
-    bool gen = job->method == RPC_M_GENERATE || job->method == RPC_M_CHAT;
-    bool cancelled = job->rc == ERR_CANCELLED || (gen && job->rc == 0 && job->res.finish == ENG_FINISH_CANCELLED);
-    if (cancelled) {
-        s->n.cancelled++;
-        s->n.errors++;
-        json_t *msg = rpc_msg_error(id, rpc_error_obj(RPC_E_CANCELLED, err_kind(ERR_CANCELLED), false, "request cancelled", NULL));
-        json_t *d = json_object_get(json_object_get(msg, "error"), "data");
-        if (gen) {
-            json_object_set_new(d, "text", json_null());
-            json_object_set_new(d, "finish_reason", json_string("cancelled"));
-            json_object_set_new(d, "usage", usage_json(&job->res));
-            fit_text(s, msg, d, job);
-        }
-        rpc_emit(s, msg);
+    bool gen = is_gen(job);
+    if (job->rc == ERR_CANCELLED || (gen && job->rc == 0 && job->res.finish == ENG_FINISH_CANCELLED)) {
+        finish_cancelled(s, job);
         return;
     }
     if (job->rc) {
-        s->n.errors++;
-        int code = job->params_error ? RPC_E_PARAMS : rpc_engine_code(job->rc);
-        const char *kind = job->params_error ? "invalid_params" : err_kind(job->rc);
-        char buf[ERR_MSG_MAX + 64];
-        const char *m = job->ei.code ? job->ei.msg : err_str(job->rc);
-        snprintf(buf, sizeof buf, "%s", m);
-        json_t *msg = rpc_msg_error(id, rpc_error_obj(code, kind, rpc_err_retryable(job->rc), buf, NULL));
-        if (gen && job->out.len) {
-            json_t *d = json_object_get(json_object_get(msg, "error"), "data");
-            fit_text(s, msg, d, job);
-        }
-        rpc_emit(s, msg);
+        finish_error(s, job);
         return;
     }
     json_t *r = json_object();
-    json_t *msg = rpc_msg_result(id, r);
+    json_t *msg = rpc_msg_result(job->id, r);
     if (gen || job->method == RPC_M_DETOKENIZE) json_object_set_new(r, "text", json_null()); /* first */
     switch (job->method) {
     case RPC_M_GENERATE:
@@ -539,41 +573,16 @@ static void finish_job(struct rpc_server *s, struct rpc_job *job)
         if (job->session[0]) json_object_set_new(r, "session", json_string(job->session));
         fit_text(s, msg, r, job);
         break;
-    case RPC_M_TOKENIZE: {
-        json_t *a = json_array();
-        for (size_t i = 0; i < job->n_toks; i++) json_array_append_new(a, json_integer(job->toks[i]));
-        json_object_set_new(r, "tokens", a);
-        size_t len;
-        char *line = rpc_json_line(msg, &len);
-        bool fits = line && len <= s->cfg.max_line_out;
-        free(line);
-        if (!fits) {
-            json_decref(msg);
-            s->n.errors++;
-            msg = rpc_msg_error(id, rpc_error_obj(RPC_E_ENGINE_BASE + ERR_LIMIT, err_kind(ERR_LIMIT), false,
-                                                  "the token list does not fit in one line; tokenize a shorter text",
-                                                  json_pack("{s:I}", "n_tokens", (json_int_t)job->n_toks)));
-        }
-        break;
-    }
-    case RPC_M_DETOKENIZE:
-        fit_text(s, msg, r, job);
-        break;
-    case RPC_M_LOAD:
-        json_object_set_new(r, "model", model_info_json(s));
-        break;
-    case RPC_M_UNLOAD:
-        json_object_set_new(r, "unloaded", json_boolean(job->n_ctx_out != 0));
-        break;
+    case RPC_M_TOKENIZE: msg = tokens_result(s, job, msg, r); break;
+    case RPC_M_DETOKENIZE: fit_text(s, msg, r, job); break;
+    case RPC_M_LOAD: json_object_set_new(r, "model", model_info_json(s)); break;
+    case RPC_M_UNLOAD: json_object_set_new(r, "unloaded", json_boolean(job->n_ctx_out != 0)); break;
     case RPC_M_SESSION_CREATE:
         json_object_set_new(r, "session", json_string(job->session));
         json_object_set_new(r, "n_ctx", json_integer(job->n_ctx_out));
         break;
-    case RPC_M_SESSION_CLOSE:
-        json_object_set_new(r, "closed", json_true());
-        break;
-    default:
-        break;
+    case RPC_M_SESSION_CLOSE: json_object_set_new(r, "closed", json_true()); break;
+    default: break;
     }
     rpc_emit(s, msg);
 }
@@ -664,73 +673,53 @@ static bool is_cancel(const char *m, const char **key)
     return false;
 }
 
-/* 0 handled; the return value only tells the fuzz harness what happened. */
-int rpc_handle_message(struct rpc_server *s, json_t *msg)
+/* The envelope of a message: the shapes of id, jsonrpc, method and params. 0 with the parts
+ * (*m NULL: a response from the client, ignored), or the error it was answered with. */
+static int envelope(struct rpc_server *s, json_t *msg, json_t **id, const char **m, json_t **params)
 {
-    if (json_is_array(msg)) {
-        reply_err(s, NULL, RPC_E_INVALID_REQUEST, "invalid_request",
-                  "batch arrays are not supported: send one JSON-RPC message per line");
-        return -1;
-    }
-    if (!json_is_object(msg)) {
-        reply_err(s, NULL, RPC_E_INVALID_REQUEST, "invalid_request", "a message must be a JSON object");
-        return -1;
-    }
-    json_t *id = json_object_get(msg, "id");
-    if (id) {
-        if (json_is_string(id) && json_string_length(id) > RPC_ID_MAX) {
-            reply_err(s, NULL, RPC_E_INVALID_REQUEST, "invalid_request", "'id' is longer than %d bytes", RPC_ID_MAX);
-            return -1;
-        }
-        if (!json_is_string(id) && !json_is_integer(id)) {
-            reply_err(s, NULL, RPC_E_INVALID_REQUEST, "invalid_request",
-                      "'id' must be a string or an integer (null and fractions are not accepted)");
-            return -1;
-        }
-    }
+    *m = NULL;
+    if (json_is_array(msg))
+        return reply_err(s, NULL, RPC_E_INVALID_REQUEST, 0,
+                         "batch arrays are not supported: send one JSON-RPC message per line");
+    if (!json_is_object(msg))
+        return reply_err(s, NULL, RPC_E_INVALID_REQUEST, 0, "a message must be a JSON object");
+    *id = json_object_get(msg, "id");
+    if (*id && json_is_string(*id) && json_string_length(*id) > RPC_ID_MAX)
+        return reply_err(s, NULL, RPC_E_INVALID_REQUEST, 0, "'id' is longer than %d bytes", RPC_ID_MAX);
+    if (*id && !json_is_string(*id) && !json_is_integer(*id))
+        return reply_err(s, NULL, RPC_E_INVALID_REQUEST, 0,
+                         "'id' must be a string or an integer (null and fractions are not accepted)");
     json_t *ver = json_object_get(msg, "jsonrpc");
-    if (!json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0) {
-        reply_err(s, id, RPC_E_INVALID_REQUEST, "invalid_request", "'jsonrpc' must be \"2.0\"");
-        return -1;
-    }
+    if (!json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0)
+        return reply_err(s, *id, RPC_E_INVALID_REQUEST, 0, "'jsonrpc' must be \"2.0\"");
     json_t *method = json_object_get(msg, "method");
     if (!method && (json_object_get(msg, "result") || json_object_get(msg, "error"))) {
         LOG_WARN("rpc: ignoring a response from the client (the server sends no requests)");
         return 0;
     }
-    if (!json_is_string(method)) {
-        reply_err(s, id, RPC_E_INVALID_REQUEST, "invalid_request", "'method' must be a string");
-        return -1;
-    }
-    const char *m = json_string_value(method);
-    json_t *params = json_object_get(msg, "params");
-    if (params && json_is_null(params)) params = NULL;
-    if (params && !json_is_object(params) && !json_is_array(params)) {
-        reply_err(s, id, RPC_E_INVALID_REQUEST, "invalid_request", "'params' must be an object or an array");
-        return -1;
-    }
-    const char *ckey;
-    if (!id) { /* notification: never answered */
-        if (is_cancel(m, &ckey)) m_cancel(s, json_is_object(params) ? params : NULL, ckey);
-        else if (!strcmp(m, "notifications/initialized") || !strcmp(m, "initialized")) s->client_ready = true;
-        else LOG_DEBUG("rpc: ignoring notification '%.64s'", m);
-        return 0;
-    }
+    if (!json_is_string(method))
+        return reply_err(s, *id, RPC_E_INVALID_REQUEST, 0, "'method' must be a string");
+    *params = json_object_get(msg, "params");
+    if (*params && json_is_null(*params)) *params = NULL;
+    if (*params && !json_is_object(*params) && !json_is_array(*params))
+        return reply_err(s, *id, RPC_E_INVALID_REQUEST, 0, "'params' must be an object or an array");
+    *m = json_string_value(method);
+    return 0;
+}
+
+/* A request (it has an id): lifecycle and duplicate checks, then its method. */
+static int dispatch(struct rpc_server *s, json_t *id, const char *m, json_t *params)
+{
     s->n.requests++;
-    if (!s->initialized && strcmp(m, "initialize") && strcmp(m, "ping")) {
-        reply_err(s, id, RPC_E_NOT_INITIALIZED, "not_initialized",
-                  "not initialized: send 'initialize' first (only 'ping' is answered before it)");
-        return -1;
-    }
-    if (find_active(s, id)) {
-        reply_err(s, id, RPC_E_INVALID_REQUEST, "invalid_request",
-                  "duplicate id: a request with this id is still in progress");
-        return -1;
-    }
-    if (params && json_is_array(params)) {
-        reply_err(s, id, RPC_E_PARAMS, "invalid_params", "params must be an object (named parameters)");
-        return -1;
-    }
+    if (!s->initialized && strcmp(m, "initialize") && strcmp(m, "ping"))
+        return reply_err(s, id, RPC_E_NOT_INITIALIZED, 0,
+                         "not initialized: send 'initialize' first (only 'ping' is answered before it)");
+    if (find_active(s, id))
+        return reply_err(s, id, RPC_E_INVALID_REQUEST, 0,
+                         "duplicate id: a request with this id is still in progress");
+    if (params && json_is_array(params))
+        return reply_err(s, id, RPC_E_PARAMS, 0, "params must be an object (named parameters)");
+    const char *ckey;
     if (!strcmp(m, "initialize")) m_initialize(s, id, params);
     else if (!strcmp(m, "ping")) reply(s, id, json_object());
     else if (!strcmp(m, "stats")) m_stats(s, id);
@@ -748,9 +737,23 @@ int rpc_handle_message(struct rpc_server *s, json_t *msg)
                 m_job(s, id, job_methods[i].method, params);
                 return 0;
             }
-        reply_err(s, id, RPC_E_METHOD, "method_not_found", "method '%.64s' not found", m);
-        return -1;
+        return reply_err(s, id, RPC_E_METHOD, 0, "method '%.64s' not found", m);
     }
+    return 0;
+}
+
+int rpc_handle_message(struct rpc_server *s, json_t *msg)
+{
+    json_t *id = NULL, *params = NULL;
+    const char *m;
+    int rc = envelope(s, msg, &id, &m, &params);
+    if (rc || !m) return rc;
+    if (id) return dispatch(s, id, m, params);
+    /* a notification: never answered */
+    const char *ckey;
+    if (is_cancel(m, &ckey)) m_cancel(s, json_is_object(params) ? params : NULL, ckey);
+    else if (!strcmp(m, "notifications/initialized") || !strcmp(m, "initialized")) s->client_ready = true;
+    else LOG_DEBUG("rpc: ignoring notification '%.64s'", m);
     return 0;
 }
 
@@ -761,7 +764,7 @@ void rpc_handle_line(void *ud, const char *line, size_t len)
     s->n.lines_in++;
     if (!line) {
         s->n.bad_lines++;
-        reply_err(s, NULL, RPC_E_INVALID_REQUEST, err_kind(ERR_LIMIT),
+        reply_err(s, NULL, RPC_E_INVALID_REQUEST, ERR_LIMIT,
                   "line of %zu bytes exceeds the limit of %zu bytes (--max-line); it was discarded",
                   len, s->cfg.max_line_in);
         return;
@@ -772,14 +775,14 @@ void rpc_handle_line(void *ud, const char *line, size_t len)
     size_t ok = util_utf8_valid_prefix(line, len);
     if (ok != len) {
         s->n.bad_lines++;
-        reply_err(s, NULL, RPC_E_PARSE, "parse_error", "parse error: invalid UTF-8 at byte %zu", ok);
+        reply_err(s, NULL, RPC_E_PARSE, 0, "parse error: invalid UTF-8 at byte %zu", ok);
         return;
     }
     json_error_t jerr;
     json_t *msg = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!msg) {
         s->n.bad_lines++;
-        reply_err(s, NULL, RPC_E_PARSE, "parse_error", "parse error: %s at byte %d", jerr.text, jerr.position);
+        reply_err(s, NULL, RPC_E_PARSE, 0, "parse error: %s at byte %d", jerr.text, jerr.position);
         return;
     }
     rpc_handle_message(s, msg);

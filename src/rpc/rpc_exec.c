@@ -22,7 +22,7 @@ static void post(struct rpc_server *s, struct rpc_event *ev, bool wait_space)
 {
     if (s->cfg.inline_exec) {
         ev->acct = 0;
-        rpc_handle_event(s, ev);
+        s->deliver(s, ev);
         return;
     }
     uv_mutex_lock(&s->mu);
@@ -66,33 +66,11 @@ static void post_done(struct rpc_server *s, struct rpc_job *job)
 
 /* ---------------- sessions and model ---------------- */
 
-static void fill_meta(struct rpc_server *s, const struct eng_model *em, uint32_t n_ctx, struct rpc_model_meta *m)
+uint32_t rpc_session_ctx(const struct rpc_server *s, const struct eng_model *em, uint32_t n_ctx)
 {
-    memset(m, 0, sizeof *m);
-    const struct model_hparams *hp = &em->model.hp;
-    m->loaded = true;
-    snprintf(m->path, sizeof m->path, "%s", em->path);
-    snprintf(m->arch, sizeof m->arch, "%s", em->model.arch_name);
-    struct gguf_str gs;
-    if (gguf_get_str(em->model.g, "general.name", &gs) == 0)
-        snprintf(m->name, sizeof m->name, "%.*s", (int)(gs.len < 127 ? gs.len : 127), gs.ptr);
-    snprintf(m->tok_model, sizeof m->tok_model, "%s", tok_model_name(em->vocab));
-    m->n_vocab = hp->n_vocab;
-    m->n_ctx_train = hp->n_ctx_train;
-    m->n_embd = hp->n_embd;
-    m->n_layer = hp->n_layer;
-    m->n_head = hp->n_head;
-    m->n_head_kv = hp->n_head_kv;
-    m->n_ff = hp->n_ff;
     if (!n_ctx) n_ctx = s->cfg.n_ctx;
     if (!n_ctx) n_ctx = RPC_DEFAULT_CTX;
-    m->n_ctx = n_ctx < hp->n_ctx_train || !hp->n_ctx_train ? n_ctx : hp->n_ctx_train;
-    m->file_size = em->file_size;
-    m->threads = em->pool ? kern_pool_threads(em->pool) : 1;
-    m->bos = tok_bos(em->vocab);
-    m->eos = tok_eos(em->vocab);
-    m->has_chat_template = gguf_find_kv(em->model.g, "tokenizer.chat_template") != NULL;
-    m->chat_tmpl = chat_template_from_gguf(em->model.g, &m->chat_fallback);
+    return eng_model_ctx_cap(em, n_ctx);
 }
 
 /* Free every session whose engine state exists (ready), and the anonymous one. Slots still
@@ -104,66 +82,54 @@ void rpc_exec_drop_sessions(struct rpc_server *s)
     for (size_t i = 0; i < RPC_MAX_SESSIONS; i++) mine[i] = s->sessions[i].used && s->sessions[i].ready;
     uv_mutex_unlock(&s->mu);
     for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
-        if (mine[i]) eng_session_free(&s->sessions[i].es);
+        if (mine[i]) eng_session_free(s->sessions[i].es);
     uv_mutex_lock(&s->mu);
     for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
         if (mine[i]) memset(&s->sessions[i], 0, sizeof s->sessions[i]);
     uv_mutex_unlock(&s->mu);
-    if (s->anon_ready) eng_session_free(&s->anon);
-    s->anon_ready = false;
+    eng_session_free(s->anon);
+    s->anon = NULL;
 }
 
 void rpc_exec_free_all(struct rpc_server *s)
 {
     rpc_exec_drop_sessions(s);
-    if (s->em) {
-        eng_model_free(s->em);
-        free(s->em);
-        s->em = NULL;
-    }
+    eng_model_free(s->em);
+    s->em = NULL;
     uv_mutex_lock(&s->mu);
     s->meta.loaded = false;
     uv_mutex_unlock(&s->mu);
 }
 
-/* Touch every page of the mapping so the first request does not pay for paging the weights in,
- * reporting progress (the one long, silent step of loading a big model). */
-static void prefault(struct rpc_server *s, struct rpc_job *job, const struct eng_model *em)
+struct load_progress {
+    struct rpc_server *s;
+    struct rpc_job *job;
+};
+
+/* model/progress notifications while the weights are paged in (the one long, silent step of
+ * loading a big model). */
+static void on_stage(void *ud, const char *stage, uint64_t done, uint64_t total)
 {
-    const volatile unsigned char *p = em->model.g->buf;
-    size_t len = em->model.g->len;
-    const size_t step = (size_t)64 << 20;
-    unsigned char acc = 0;
-    if (job) post_simple(s, job, RPC_EV_MODEL_PROGRESS, "mapped", 0, len);
-    for (size_t off = 0; off < len; off += 4096) {
-        acc ^= p[off];
-        if (job && off && off % step == 0) post_simple(s, job, RPC_EV_MODEL_PROGRESS, "paging", off, len);
-    }
-    (void)acc;
-    if (job) post_simple(s, job, RPC_EV_MODEL_PROGRESS, "ready", len, len);
+    struct load_progress *lp = ud;
+    post_simple(lp->s, lp->job, RPC_EV_MODEL_PROGRESS, stage, done, total);
 }
 
 static int load(struct rpc_server *s, struct rpc_job *job, const char *path, uint32_t n_ctx,
                 int threads, struct err_info *ei)
 {
-    struct eng_model *nm = calloc(1, sizeof *nm);
-    if (!nm) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-    int rc = eng_model_open(nm, path, threads ? threads : s->cfg.threads, ei);
-    if (rc) {
-        free(nm);
-        return rc;
-    }
-    prefault(s, job, nm);
+    struct eng_model *nm;
+    int rc = eng_model_open(&nm, path, threads ? threads : s->cfg.threads, ei);
+    if (rc) return rc;
+    struct load_progress lp = {s, job};
+    eng_model_prefault(nm, job ? on_stage : NULL, &lp);
     /* the old model and its sessions go only once the new one is good */
     rpc_exec_drop_sessions(s);
-    if (s->em) {
-        eng_model_free(s->em);
-        free(s->em);
-    }
+    eng_model_free(s->em);
     s->em = nm;
     struct rpc_model_meta m;
-    fill_meta(s, nm, n_ctx, &m);
-    if (m.chat_fallback) LOG_INFO("rpc: %s: chat template not recognised; chat uses chatml", path);
+    m.loaded = true;
+    eng_model_info(nm, rpc_session_ctx(s, nm, n_ctx), &m.info);
+    if (m.info.chat_fallback) LOG_INFO("rpc: %s: chat template not recognised; chat uses chatml", path);
     uv_mutex_lock(&s->mu);
     s->meta = m;
     uv_mutex_unlock(&s->mu);
@@ -201,14 +167,12 @@ static int job_session(struct rpc_server *s, struct rpc_job *job, struct eng_ses
         struct rpc_sess *e = slot_find(s, job->session);
         if (!e || !e->ready)
             return err_set(&job->ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "session '%s' not found", job->session);
-        *out = &e->es;
+        *out = e->es;
         return 0;
     }
-    if (!s->anon_ready) {
-        if ((rc = eng_session_init(&s->anon, s->em, s->meta.n_ctx, &job->ei))) return rc;
-        s->anon_ready = true;
-    }
-    *out = &s->anon;
+    if (!s->anon && (rc = eng_session_create(&s->anon, s->em, s->meta.info.n_ctx, &job->ei)))
+        return rc;
+    *out = s->anon;
     return 0;
 }
 
@@ -265,39 +229,22 @@ static void on_progress(void *ud, uint32_t done, uint32_t total)
     post_simple(g->s, g->job, RPC_EV_PROGRESS, NULL, done, total);
 }
 
-static int render_chat(struct rpc_server *s, struct rpc_job *job)
-{
-    int tmpl = job->tmpl >= 0 ? job->tmpl : s->meta.chat_tmpl;
-    size_t need = 0;
-    int rc = chat_render(tmpl, job->msgs, job->n_msgs, job->add_gen, NULL, 0, &need);
-    if (rc && rc != ERR_LIMIT) return err_set(&job->ei, rc, ERR_NO_OFFSET, "cannot render the chat template");
-    if (!(job->prompt = malloc(need + 1))) return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-    if ((rc = chat_render(tmpl, job->msgs, job->n_msgs, job->add_gen, job->prompt, need + 1, &need)))
-        return err_set(&job->ei, rc, ERR_NO_OFFSET, "cannot render the chat template");
-    job->prompt_len = need;
-    /* chatml's end-of-turn marker also ends the reply when the vocabulary lacks it as a token */
-    if (tmpl == CHAT_TMPL_CHATML && job->gp.n_stop < SAMP_MAX_STOPS) {
-        if (!(job->stops[job->gp.n_stop] = malloc(11))) return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-        memcpy(job->stops[job->gp.n_stop++], "<|im_end|>", 11);
-    }
-    return 0;
-}
-
 static int run_gen(struct rpc_server *s, struct rpc_job *job)
 {
     struct eng_session *es = NULL;
     int rc = job_session(s, job, &es);
     if (rc) return rc;
-    if (job->method == RPC_M_CHAT && (rc = render_chat(s, job))) return rc;
-    if ((rc = samp_params_check(&job->gp.samp, s->em->model.hp.n_vocab, &job->ei))) {
-        job->params_error = true;
+    if ((rc = eng_gen_params_check(s->em, &job->gp, &job->ei))) {
+        job->params_error = rc == ERR_INVALID;
         return rc;
     }
-    job->gp.stop = (const char *const *)job->stops;
     job->last_progress = util_now();
     struct gen_ctx g = {s, job, false};
-    rc = eng_generate(es, job->prompt, job->prompt_len, &job->gp, on_text, on_progress, &g,
-                      &job->cancel, &job->res, &job->ei);
+    struct eng_sink sink = {on_text, on_progress, &g, &job->cancel};
+    if (job->method == RPC_M_CHAT)
+        rc = eng_chat(es, job->chat, &job->copts, &job->gp, &sink, &job->res, &job->ei);
+    else
+        rc = eng_generate(es, job->prompt, job->prompt_len, &job->gp, &sink, &job->res, &job->ei);
     if (rc == 0 && g.oom) rc = err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for the generated text");
     uv_mutex_lock(&s->mu);
     s->n.prompt_tokens += job->res.prompt_tokens;
@@ -306,7 +253,7 @@ static int run_gen(struct rpc_server *s, struct rpc_job *job)
     if (job->session[0])
         for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
             if (s->sessions[i].used && !strcmp(s->sessions[i].id, job->session))
-                s->sessions[i].n_tokens = es->n_tokens;
+                s->sessions[i].n_tokens = eng_session_n_tokens(es);
     uv_mutex_unlock(&s->mu);
     return rc;
 }
@@ -317,18 +264,17 @@ static int run_tokenize(struct rpc_server *s, struct rpc_job *job)
 {
     int rc = need_model(s, job);
     if (rc) return rc;
-    const struct tok_vocab *v = s->em->vocab;
     size_t cap = job->prompt_len + 16, n = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         free(job->toks);
         if (!(job->toks = malloc(cap * sizeof *job->toks)))
             return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-        rc = tok_encode(v, job->prompt, job->prompt_len, job->add_bos && tok_add_bos(v), job->special,
-                        job->toks, cap, &n);
-        if (rc != ERR_LIMIT) break;
+        rc = eng_tokenize(s->em, job->prompt, job->prompt_len, job->add_bos, job->special, job->toks,
+                          cap, &n, &job->ei);
+        if (rc != ERR_LIMIT || n <= cap) break;
         cap = n + 1;
     }
-    if (rc) return err_set(&job->ei, rc, ERR_NO_OFFSET, "tokenization failed: %s", err_str(rc));
+    if (rc) return rc;
     job->n_toks = n;
     return 0;
 }
@@ -337,27 +283,15 @@ static int run_detokenize(struct rpc_server *s, struct rpc_job *job)
 {
     int rc = need_model(s, job);
     if (rc) return rc;
-    const struct tok_vocab *v = s->em->vocab;
-    uint32_t nv = tok_n_vocab(v);
-    for (size_t i = 0; i < job->n_toks; i++)
-        if ((uint32_t)job->toks[i] >= nv) {
-            job->params_error = true;
-            return err_set(&job->ei, ERR_RANGE, ERR_NO_OFFSET, "tokens[%zu] = %d is not in [0, %u)", i,
-                           job->toks[i], nv);
-        }
-    size_t cap = tok_detok_max(v) + 16;
-    char *buf = malloc(cap);
-    if (!buf) return err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-    struct tok_detok d;
-    tok_detok_init(&d, v);
-    d.special = job->special;
-    rc = rpc_buf_add(&job->out, "", 0);
-    for (size_t i = 0; i < job->n_toks && !rc; i++) {
-        size_t k = tok_detok_push(&d, v, job->toks[i], buf, cap);
-        rc = rpc_buf_add(&job->out, buf, k);
+    char *text;
+    size_t len;
+    rc = eng_detokenize(s->em, job->toks, job->n_toks, job->special, &text, &len, &job->ei);
+    if (rc) {
+        job->params_error = rc == ERR_RANGE; /* an id outside the vocabulary is the caller's */
+        return rc;
     }
-    if (!rc) rc = rpc_buf_add(&job->out, buf, tok_detok_flush(&d, buf, cap));
-    free(buf);
+    rc = rpc_buf_add(&job->out, text, len);
+    free(text);
     return rc ? err_set(&job->ei, rc, ERR_NO_OFFSET, "out of memory") : 0;
 }
 
@@ -366,13 +300,13 @@ static int run_session_create(struct rpc_server *s, struct rpc_job *job)
     struct rpc_sess *e = slot_find(s, job->session);
     int rc = need_model(s, job);
     if (!e) return err_set(&job->ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "session '%s' was dropped", job->session);
-    if (!rc) rc = eng_session_init(&e->es, s->em, job->n_ctx ? job->n_ctx : s->meta.n_ctx, &job->ei);
+    if (!rc) rc = eng_session_create(&e->es, s->em, job->n_ctx ? job->n_ctx : s->meta.info.n_ctx, &job->ei);
     uv_mutex_lock(&s->mu);
     if (rc) {
         memset(e, 0, sizeof *e);
     } else {
         e->ready = true;
-        e->n_ctx = job->n_ctx_out = eng_session_n_ctx(&e->es);
+        e->n_ctx = job->n_ctx_out = eng_session_n_ctx(e->es);
     }
     uv_mutex_unlock(&s->mu);
     return rc;
@@ -382,7 +316,7 @@ static int run_session_close(struct rpc_server *s, struct rpc_job *job)
 {
     struct rpc_sess *e = slot_find(s, job->session);
     if (!e) return err_set(&job->ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "session '%s' not found", job->session);
-    if (e->ready) eng_session_free(&e->es);
+    if (e->ready) eng_session_free(e->es);
     uv_mutex_lock(&s->mu);
     memset(e, 0, sizeof *e);
     uv_mutex_unlock(&s->mu);

@@ -12,15 +12,20 @@
  * In inline mode (batch, fuzz) there is no worker thread: a submitted job runs at once on the
  * calling thread and its events are handled before rpc_submit returns.
  *
- * JSON values (jansson) never cross threads: the loop parses params into plain C fields of a
- * struct rpc_job, the worker fills plain C results, the loop turns them back into JSON. */
+ * JSON values (jansson) are never shared between threads: the loop parses params into plain C
+ * fields of a struct rpc_job (a chat's request is a deep copy the job owns, handed to the worker
+ * with the job and read only by it until DONE), the worker fills plain C results, the loop turns
+ * them back into JSON.
+ *
+ * Files, and who calls whom (no cycles): rpc_serve.c and rpc_batch.c (transports) → rpc_core.c
+ * (the protocol) → rpc_req.c (params → job) and rpc_exec.c (jobs against eng) → rpc_json.c
+ * (encoding, error shapes) and rpc_lines.c. The worker hands events back through s->deliver. */
 #ifndef LMPIPE_RPC_RPC_INT_H
 #define LMPIPE_RPC_RPC_INT_H
 
 #include "rpc.h"
 
 #include "../eng/eng.h"
-#include "../tok/chat.h"
 #include "../util/err.h"
 #include "../util/version.h"
 
@@ -48,15 +53,22 @@
 #define RPC_MAX_MESSAGES 4096
 #define RPC_DEFAULT_CTX 4096 /* default session context, capped at the model's own */
 
-/* JSON-RPC error codes (see protocol/PROTOCOL.md, "Errors"). */
+/* JSON-RPC error codes of the protocol itself and their data.kind (protocol/PROTOCOL.md,
+ * "Errors"). X(name, code, kind). Engine errors are answered RPC_E_ENGINE_BASE + ERR_x with the
+ * engine's own kind (err_kind). */
+#define RPC_ERR_LIST(X)                                     \
+    X(RPC_E_PARSE, -32700, "parse_error")                   \
+    X(RPC_E_INVALID_REQUEST, -32600, "invalid_request")     \
+    X(RPC_E_METHOD, -32601, "method_not_found")             \
+    X(RPC_E_PARAMS, -32602, "invalid_params")               \
+    X(RPC_E_INTERNAL, -32603, "internal_error")             \
+    X(RPC_E_CANCELLED, -32800, "cancelled")                 \
+    X(RPC_E_NOT_INITIALIZED, -32002, "not_initialized")
+
 enum {
-    RPC_E_PARSE = -32700,
-    RPC_E_INVALID_REQUEST = -32600,
-    RPC_E_METHOD = -32601,
-    RPC_E_PARAMS = -32602,
-    RPC_E_INTERNAL = -32603,
-    RPC_E_CANCELLED = -32800,
-    RPC_E_NOT_INITIALIZED = -32002,
+#define RPC_ERR_ENUM_(name, code, kind) name = code,
+    RPC_ERR_LIST(RPC_ERR_ENUM_)
+#undef RPC_ERR_ENUM_
     RPC_E_ENGINE_BASE = -32050 /* engine error ERR_x (negative) answers RPC_E_ENGINE_BASE + ERR_x */
 };
 
@@ -71,7 +83,7 @@ enum rpc_method {
     RPC_M_SESSION_CLOSE,
 };
 
-/* A failure found on the loop thread, before any job exists. */
+/* A failure to answer: JSON-RPC code, data.kind, data.retryable and the message. */
 struct rpc_fail {
     int code;         /* JSON-RPC code */
     const char *kind; /* stable data.kind */
@@ -100,13 +112,12 @@ struct rpc_job {
     char *prompt; /* NUL-terminated, prompt_len bytes */
     size_t prompt_len;
     struct eng_gen_params gp;
-    char *stops[SAMP_MAX_STOPS];
+    char *stops[ENG_MAX_STOPS];
     struct samp_bias *bias;
-    /* chat: messages as plain C strings, rendered by the worker with the model's template */
-    struct chat_msg *msgs;
-    size_t n_msgs;
-    int tmpl; /* enum chat_tmpl, or -1: the loaded model's own */
-    bool add_gen;
+    /* chat: the request (a deep copy of the params, owned) and the template choice */
+    json_t *chat;
+    struct eng_chat_opts copts;
+    char tmpl_name[64];
     /* tokenize / detokenize */
     bool add_bos, special;
     int32_t *toks; /* detokenize input, tokenize output */
@@ -148,23 +159,12 @@ struct rpc_sess {
     bool busy;    /* [mu] a generate/chat for it is queued or running */
     char id[RPC_SESSION_ID_MAX];
     uint32_t n_ctx_req, n_ctx, n_tokens; /* [mu] */
-    struct eng_session es;               /* [worker] */
+    struct eng_session *es;              /* [worker] */
 };
 
 struct rpc_model_meta {
     bool loaded;
-    char path[1024];
-    char arch[32];
-    char name[128];
-    char tok_model[32];
-    uint32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_ff;
-    uint32_t n_ctx; /* context of new sessions */
-    uint64_t file_size;
-    int threads;
-    int32_t bos, eos;
-    bool has_chat_template;
-    int chat_tmpl;      /* enum chat_tmpl detected from the file */
-    bool chat_fallback; /* the file's template was not recognised: chatml is used */
+    struct eng_model_info info; /* info.n_ctx: the context of new sessions */
 };
 
 struct rpc_counters {
@@ -195,6 +195,8 @@ struct rpc_server {
     rpc_write_fn write_line;
     void *sink_ud;
     void (*wake)(struct rpc_server *s); /* serve: uv_async_send */
+    /* Inline mode: where the worker's events go at once (rpc_core's rpc_handle_event). */
+    void (*deliver)(struct rpc_server *s, struct rpc_event *ev);
     void (*on_stop)(struct rpc_server *s); /* serve: begin the shutdown sequence */
 
     /* [loop] */
@@ -222,8 +224,7 @@ struct rpc_server {
 
     /* [worker] */
     struct eng_model *em;
-    struct eng_session anon;
-    bool anon_ready;
+    struct eng_session *anon; /* requests without a session, created on first use */
 };
 
 /* ---- rpc_lines.c: bounded line splitter ---- */
@@ -253,17 +254,27 @@ json_t *rpc_json_text(const char *s, size_t n);
 size_t rpc_json_escaped_len(const char *s, size_t n);
 /* Longest prefix of s[0..n), ending on a character boundary, whose escaped length <= budget. */
 size_t rpc_text_fit(const char *s, size_t n, size_t budget);
+/* Fill f. code: a protocol code (RPC_ERR_LIST), or 0 for RPC_E_ENGINE_BASE + err. err: an
+ * engine error whose kind and retryability the answer carries, or 0 for the protocol code's
+ * kind (not retryable). Returns err if set, else ERR_INVALID, so parsers can return it. */
+int rpc_fail_set(struct rpc_fail *f, int code, int err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 /* {"code", "message", "data": {"kind", "retryable", ...extra}}; steals `extra` (may be NULL). */
-json_t *rpc_error_obj(int code, const char *kind, bool retryable, const char *msg, json_t *extra);
+json_t *rpc_error_obj(const struct rpc_fail *f, json_t *extra);
 json_t *rpc_msg_result(json_t *id, json_t *result);   /* borrows id, steals result */
 json_t *rpc_msg_error(json_t *id, json_t *error);     /* id NULL → null; steals error */
 json_t *rpc_msg_notify(const char *method, json_t *params); /* steals params */
-/* JSON-RPC code, kind and retryability for an engine error code. */
+/* The protocol's kind for one of its codes ("internal_error" for others). */
+const char *rpc_code_kind(int code);
+/* JSON-RPC code and retryability for an engine error code. */
 int rpc_engine_code(int err);
 bool rpc_err_retryable(int err);
 
 /* ---- rpc_req.c: params → job ---- */
-/* Fill a job from the params of `method` (enum rpc_method). 0, or -1 with f filled. */
+/* Fill a job from the params of `method` (enum rpc_method). 0, or an error code with f filled. */
 int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_job *job,
                   struct rpc_fail *f);
 struct rpc_job *rpc_job_new(int method);
@@ -273,6 +284,7 @@ void rpc_job_free(struct rpc_job *job);
 int rpc_server_init(struct rpc_server *s, const struct rpc_config *cfg);
 void rpc_server_free(struct rpc_server *s); /* joins nothing: the worker must be gone */
 void rpc_handle_line(void *ud, const char *line, size_t len); /* an rpc_line_fn */
+/* 0 when the message was handled normally, else the error it was answered with. */
 int rpc_handle_message(struct rpc_server *s, json_t *msg);
 void rpc_handle_event(struct rpc_server *s, struct rpc_event *ev); /* takes ownership */
 /* serve: the uv_async callback's work. True when the worker has posted its exit. */
@@ -280,12 +292,6 @@ bool rpc_drain_events(struct rpc_server *s);
 void rpc_emit(struct rpc_server *s, json_t *msg); /* steals msg */
 void rpc_written(struct rpc_server *s, size_t len);
 void rpc_cancel_all(struct rpc_server *s);
-void rpc_fail_set(struct rpc_fail *f, int code, const char *kind, bool retryable,
-                  const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 5, 6)))
-#endif
-    ;
 
 /* ---- rpc_exec.c: jobs (worker side) ---- */
 void rpc_exec_job(struct rpc_server *s, struct rpc_job *job); /* ends by posting RPC_EV_DONE */
@@ -293,18 +299,9 @@ void rpc_worker_main(void *arg);                               /* uv_thread entr
 /* Load a model synchronously on the calling thread (serve -m, batch -m). */
 int rpc_exec_load(struct rpc_server *s, const char *path, uint32_t n_ctx, int threads,
                   struct err_info *ei);
+/* The context of new sessions: n_ctx, else cfg.n_ctx, else RPC_DEFAULT_CTX, within the model's. */
+uint32_t rpc_session_ctx(const struct rpc_server *s, const struct eng_model *em, uint32_t n_ctx);
 void rpc_exec_free_all(struct rpc_server *s); /* model + every session ([worker] or no worker) */
 void rpc_exec_drop_sessions(struct rpc_server *s); /* every session, the model stays */
-
-/* ---- rpc_cli.c: flags shared by serve and batch ---- */
-/* argv[*i] is `name` (value in the next argument) or `name=value`: true, *val set, *i advanced.
- * A missing value prints a usage error and sets *val NULL. */
-bool rpc_opt(int argc, char **argv, int *i, const char *name, const char **val);
-/* Strict integer flag value in [lo, hi]; prints the problem and returns -1 when it is not. */
-int rpc_opt_int(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out);
-/* The server options serve and batch both take (-m/--model, -c/--ctx-size, -t/--threads,
- * --max-line), into *model and cfg: 1 if argv[*i] was one (*i advanced past its value), 0 if
- * not, -1 on a missing or invalid value (already reported). */
-int rpc_opt_server(int argc, char **argv, int *i, const char **model, struct rpc_config *cfg);
 
 #endif

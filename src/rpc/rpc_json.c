@@ -11,6 +11,8 @@
 
 #include "../util/util.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,19 +24,7 @@ json_t *rpc_json_text(const char *s, size_t n)
     if (n > (SIZE_MAX - 1) / 3) return NULL;
     char *t = malloc(n * 3 + 1);
     if (!t) return NULL;
-    size_t i = 0, o = 0;
-    while (i < n) {
-        size_t k = util_utf8_char(s + i, n - i);
-        if (k) {
-            memcpy(t + o, s + i, k);
-            o += k;
-            i += k;
-        } else {
-            memcpy(t + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
+    size_t o = util_utf8_repair(s, n, t);
     json_t *j = json_stringn(t, o);
     free(t);
     return j;
@@ -128,18 +118,30 @@ char *rpc_json_line(const json_t *msg, size_t *len)
     return out;
 }
 
-json_t *rpc_error_obj(int code, const char *kind, bool retryable, const char *msg, json_t *extra)
+int rpc_fail_set(struct rpc_fail *f, int code, int err, const char *fmt, ...)
+{
+    f->code = code ? code : rpc_engine_code(err);
+    f->kind = err ? err_kind(err) : rpc_code_kind(code);
+    f->retryable = err ? rpc_err_retryable(err) : false;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+    va_end(ap);
+    return err ? err : ERR_INVALID;
+}
+
+json_t *rpc_error_obj(const struct rpc_fail *f, json_t *extra)
 {
     json_t *data = json_object();
-    json_object_set_new(data, "kind", json_string(kind));
-    json_object_set_new(data, "retryable", json_boolean(retryable));
+    json_object_set_new(data, "kind", json_string(f->kind));
+    json_object_set_new(data, "retryable", json_boolean(f->retryable));
     if (extra) {
         json_object_update(data, extra);
         json_decref(extra);
     }
     json_t *e = json_object();
-    json_object_set_new(e, "code", json_integer(code));
-    json_t *m = rpc_json_text(msg, strlen(msg));
+    json_object_set_new(e, "code", json_integer(f->code));
+    json_t *m = rpc_json_text(f->msg, strlen(f->msg));
     json_object_set_new(e, "message", m ? m : json_string("error"));
     json_object_set_new(e, "data", data);
     return e;
@@ -170,6 +172,18 @@ json_t *rpc_msg_notify(const char *method, json_t *params)
     json_object_set_new(m, "method", json_string(method));
     json_object_set_new(m, "params", params ? params : json_object());
     return m;
+}
+
+const char *rpc_code_kind(int code)
+{
+    switch (code) {
+#define RPC_KIND_(name, c, kind) \
+    case c:                      \
+        return kind;
+        RPC_ERR_LIST(RPC_KIND_)
+#undef RPC_KIND_
+    }
+    return "internal_error";
 }
 
 int rpc_engine_code(int err)

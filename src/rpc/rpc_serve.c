@@ -347,46 +347,47 @@ static int open_stdio(struct uvio *io)
     return 0;
 }
 
-static void serve_usage(FILE *f)
+/* The loop's handles, stdin, stdout and the worker; then run until the shutdown sequence has
+ * closed every handle. 0, or a libuv error (said on stderr) after which nothing runs. */
+static int serve_run(struct uvio *io, const char *model)
 {
-    fputs("usage: lmpipe serve [-m MODEL] [-c CTX] [-t THREADS] [--max-line BYTES] [--queue N]\n"
-          "                    [--write-buffer BYTES]\n"
-          "JSON-RPC 2.0, one message per line on stdin/stdout (see protocol/PROTOCOL.md).\n"
-          "  -m MODEL             load a GGUF model at start (else use model/load)\n"
-          "  -c CTX               context of each session (default min(model, 4096))\n"
-          "  -t THREADS           threads (default: online cores)\n"
-          "  --max-line BYTES     longest accepted input line (default 8 MiB)\n"
-          "  --queue N            queued requests before 'overloaded' (default 16)\n"
-          "  --write-buffer BYTES output waiting to be read before generation pauses (default 256 KiB)\n",
-          f);
+    struct rpc_server *s = io->s;
+    int rc = uv_loop_init(&io->loop);
+    if (rc == 0) {
+        io->loop_ok = true;
+        io->async.data = io->sig_term.data = io->sig_int.data = io->kill_timer.data = io;
+        io->h_async = uv_async_init(&io->loop, &io->async, on_async) == 0;
+        io->h_term = uv_signal_init(&io->loop, &io->sig_term) == 0 && uv_signal_start(&io->sig_term, on_signal, SIGTERM) == 0;
+        io->h_int = uv_signal_init(&io->loop, &io->sig_int) == 0 && uv_signal_start(&io->sig_int, on_signal, SIGINT) == 0;
+        io->h_timer = uv_timer_init(&io->loop, &io->kill_timer) == 0;
+        if (!io->h_async) rc = UV_ENOMEM;
+    }
+    if (rc == 0) rc = open_stdio(io);
+    if (rc == 0) rc = uv_thread_create(&io->worker, rpc_worker_main, s);
+    if (rc) {
+        fprintf(stderr, "lmpipe: serve: cannot start: %s\n", uv_strerror(rc));
+        close_all(io);
+        if (io->loop_ok) uv_run(&io->loop, UV_RUN_DEFAULT);
+        return rc;
+    }
+    io->worker_started = true;
+    LOG_INFO("serve: ready%s%s", model ? ", model " : "", model ? model : "");
+    int rr = io->in ? uv_read_start(io->in, on_alloc, on_read) : 0;
+    if (!io->in) fs_read_next(io);
+    if (rr) input_end(io, "cannot read stdin");
+    uv_run(&io->loop, UV_RUN_DEFAULT);
+    return 0;
 }
 
-int rpc_cmd_serve(int argc, char **argv)
+int rpc_serve(const struct rpc_serve_opts *o)
 {
     struct rpc_config cfg = {0};
     cfg.allow_load = true;
-    const char *model = NULL, *v;
-    int64_t x;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            serve_usage(stdout);
-            return 0;
-        }
-        const int common = rpc_opt_server(argc, argv, &i, &model, &cfg);
-        if (common < 0) return 2;
-        if (common) continue;
-        if (rpc_opt(argc, argv, &i, "--queue", &v)) {
-            if (rpc_opt_int("--queue", v, 1, 1 << 20, &x)) return 2;
-            cfg.queue_max = (size_t)x;
-        } else if (rpc_opt(argc, argv, &i, "--write-buffer", &v)) {
-            if (rpc_opt_int("--write-buffer", v, 1024, (int64_t)1 << 32, &x)) return 2;
-            cfg.write_limit = (size_t)x;
-        } else {
-            fprintf(stderr, "lmpipe: unknown option '%s' for serve\n", argv[i]);
-            serve_usage(stderr);
-            return 2;
-        }
-    }
+    cfg.n_ctx = o->n_ctx;
+    cfg.threads = o->threads;
+    cfg.max_line_in = o->max_line;
+    cfg.queue_max = o->queue;
+    cfg.write_limit = o->write_buffer;
     signal(SIGPIPE, SIG_IGN);
 
     static struct rpc_server srv; /* large (session table); static keeps it off the stack */
@@ -397,10 +398,10 @@ int rpc_cmd_serve(int argc, char **argv)
         fprintf(stderr, "lmpipe: serve: cannot initialise\n");
         return 1;
     }
-    if (model) {
+    if (o->model) {
         struct err_info ei;
         err_clear(&ei);
-        int rc = rpc_exec_load(s, model, cfg.n_ctx, cfg.threads, &ei);
+        int rc = rpc_exec_load(s, o->model, cfg.n_ctx, cfg.threads, &ei);
         if (rc) {
             char buf[512];
             fprintf(stderr, "lmpipe: serve: cannot load model: %s\n", err_format(&ei, rc, buf, sizeof buf));
@@ -414,30 +415,7 @@ int rpc_cmd_serve(int argc, char **argv)
     s->wake = wake;
     s->on_stop = io_stop;
     rpc_lines_init(&io.lines, s->cfg.max_line_in);
-    int rc = uv_loop_init(&io.loop);
-    if (rc == 0) {
-        io.loop_ok = true;
-        io.async.data = io.sig_term.data = io.sig_int.data = io.kill_timer.data = &io;
-        io.h_async = uv_async_init(&io.loop, &io.async, on_async) == 0;
-        io.h_term = uv_signal_init(&io.loop, &io.sig_term) == 0 && uv_signal_start(&io.sig_term, on_signal, SIGTERM) == 0;
-        io.h_int = uv_signal_init(&io.loop, &io.sig_int) == 0 && uv_signal_start(&io.sig_int, on_signal, SIGINT) == 0;
-        io.h_timer = uv_timer_init(&io.loop, &io.kill_timer) == 0;
-        if (!io.h_async) rc = UV_ENOMEM;
-    }
-    if (rc == 0) rc = open_stdio(&io);
-    if (rc == 0) rc = uv_thread_create(&io.worker, rpc_worker_main, s);
-    if (rc == 0) {
-        io.worker_started = true;
-        LOG_INFO("serve: ready%s%s", model ? ", model " : "", model ? model : "");
-        if (io.in) rc = uv_read_start(io.in, on_alloc, on_read);
-        else fs_read_next(&io);
-        if (rc) input_end(&io, "cannot read stdin");
-        uv_run(&io.loop, UV_RUN_DEFAULT);
-    } else {
-        fprintf(stderr, "lmpipe: serve: cannot start: %s\n", uv_strerror(rc));
-        close_all(&io);
-        if (io.loop_ok) uv_run(&io.loop, UV_RUN_DEFAULT);
-    }
+    int rc = serve_run(&io, o->model);
     if (io.worker_started) { /* only when the loop ended abnormally */
         uv_mutex_lock(&s->mu);
         s->quit = s->hurry = true;

@@ -1,4 +1,4 @@
-/* samp: logits -> token, and the incremental stop-string matcher.
+/* samp: logits -> token (stop strings are text, and the engine's: src/eng/eng_stop.c).
  *
  * Pipeline of samp_sample (llama.cpp's common chain, same semantics):
  *   1. logit bias (added in place; -INFINITY bans),
@@ -23,15 +23,11 @@
  * allocate: idx/val/counts/hist are sized in samp_init. counts[t] is the number of occurrences
  * of t in the window ring hist; its top bit is borrowed briefly while penalties are applied so
  * that a token repeated in the window is penalised once.
- *
- * Stop strings: the text held back is always a proper prefix of some stop string (so shorter
- * than SAMP_MAX_STOP_LEN). A feed builds held+text in the caller's out buffer, looks for the
- * match that ends first (then the longest of those), which is what a byte-at-a-time matcher
- * would see, so the result does not depend on how the text was chunked. Without a match, the
- * longest suffix that could still begin a stop string is held and the rest released. */
+ */
 #include "samp.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,34 +53,79 @@ void samp_params_default(struct samp_params *p)
     p->n_bias = 0;
 }
 
+/* The numeric fields. Ranges are the protocol's documented ones (protocol/PROTOCOL.md). */
+static const struct samp_field g_fields[] = {
+    {"temp", "temperature", "--temp", SAMP_FIELD_FLOAT, offsetof(struct samp_params, temp), 0, 100},
+    {"top_k", "top_k", "--top-k", SAMP_FIELD_INT, offsetof(struct samp_params, top_k), 0, INT32_MAX},
+    {"top_p", "top_p", "--top-p", SAMP_FIELD_FLOAT, offsetof(struct samp_params, top_p), 0, 1},
+    {"min_p", "min_p", "--min-p", SAMP_FIELD_FLOAT, offsetof(struct samp_params, min_p), 0, 1},
+    {"repeat_penalty", "repeat_penalty", "--repeat-penalty", SAMP_FIELD_FLOAT,
+     offsetof(struct samp_params, repeat_penalty), 0.01, 100},
+    {"penalty_last_n", "repeat_last_n", "--repeat-last-n", SAMP_FIELD_INT,
+     offsetof(struct samp_params, penalty_last_n), 0, HIST_MAX},
+    {"presence_penalty", "presence_penalty", "--presence-penalty", SAMP_FIELD_FLOAT,
+     offsetof(struct samp_params, presence_penalty), -100, 100},
+    {"freq_penalty", "frequency_penalty", "--frequency-penalty", SAMP_FIELD_FLOAT,
+     offsetof(struct samp_params, freq_penalty), -100, 100},
+};
+#define N_FIELDS (sizeof g_fields / sizeof g_fields[0])
+
+size_t samp_field_count(void) { return N_FIELDS; }
+
+const struct samp_field *samp_field_at(size_t i) { return i < N_FIELDS ? &g_fields[i] : NULL; }
+
+bool samp_field_ok(const struct samp_field *f, double x)
+{
+    /* Written as !(in range) fails for NaN. */
+    if (!(x >= f->lo && x <= f->hi)) return false;
+    return f->type != SAMP_FIELD_INT || x == floor(x);
+}
+
+double samp_field_get(const struct samp_params *p, const struct samp_field *f)
+{
+    const char *m = (const char *)p + f->off;
+    if (f->type == SAMP_FIELD_INT) {
+        int32_t v;
+        memcpy(&v, m, sizeof v);
+        return v;
+    }
+    float v;
+    memcpy(&v, m, sizeof v);
+    return v;
+}
+
+static int field_range_err(const struct samp_field *f, double x, struct err_info *ei)
+{
+    return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "%s must be in [%g, %g], got %g", f->name,
+                   f->lo, f->hi, x);
+}
+
+int samp_field_set(struct samp_params *p, const struct samp_field *f, double x,
+                   struct err_info *ei)
+{
+    if (!samp_field_ok(f, x)) return field_range_err(f, x, ei);
+    char *m = (char *)p + f->off;
+    if (f->type == SAMP_FIELD_INT) {
+        int32_t v = (int32_t)x;
+        memcpy(m, &v, sizeof v);
+    } else {
+        float v = (float)x;
+        memcpy(m, &v, sizeof v);
+    }
+    return 0;
+}
+
 int samp_params_check(const struct samp_params *p, uint32_t n_vocab, struct err_info *ei)
 {
     if (!p) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "sampler params are NULL");
     if (n_vocab == 0 || n_vocab > (uint32_t)INT32_MAX)
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "n_vocab must be in [1, %d], got %u",
                        INT32_MAX, n_vocab);
-    /* Written as !(in range) so that NaN fails every check. */
-    if (!(p->temp >= 0.0f && p->temp <= 100.0f))
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "temp must be in [0, 100], got %g",
-                       (double)p->temp);
-    if (!(p->top_p >= 0.0f && p->top_p <= 1.0f))
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "top_p must be in [0, 1], got %g",
-                       (double)p->top_p);
-    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "min_p must be in [0, 1], got %g",
-                       (double)p->min_p);
-    if (!(p->repeat_penalty > 0.0f && isfinite(p->repeat_penalty)))
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
-                       "repeat_penalty must be finite and > 0, got %g", (double)p->repeat_penalty);
-    if (!isfinite(p->freq_penalty))
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "freq_penalty must be finite, got %g",
-                       (double)p->freq_penalty);
-    if (!isfinite(p->presence_penalty))
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "presence_penalty must be finite, got %g",
-                       (double)p->presence_penalty);
-    if (p->penalty_last_n < 0 || p->penalty_last_n > HIST_MAX)
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
-                       "penalty_last_n must be in [0, %d], got %d", HIST_MAX, p->penalty_last_n);
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const struct samp_field *f = &g_fields[i];
+        double x = samp_field_get(p, f);
+        if (!samp_field_ok(f, x)) return field_range_err(f, x, ei);
+    }
     if (p->n_bias > 0 && !p->bias)
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "bias is NULL but n_bias is %zu",
                        p->n_bias);
@@ -586,106 +627,4 @@ int samp_sample(struct samp_ctx *s, float *logits, const uint64_t *mask, int32_t
     if (pick == n) pick = last_pos; /* unreachable in exact arithmetic; stay safe anyway */
     *out_token = idx[pick];
     return 0;
-}
-
-/* ---- stop strings ---- */
-
-void samp_stop_init(struct samp_stop *st)
-{
-    if (st) memset(st, 0, sizeof *st);
-}
-
-int samp_stop_add(struct samp_stop *st, const char *s, size_t len)
-{
-    if (!st || (!s && len)) return ERR_INVALID;
-    if (len == 0) return ERR_INVALID; /* an empty stop string would match before any text */
-    if (len > SAMP_MAX_STOP_LEN) return ERR_LIMIT;
-    if (st->n_stops >= SAMP_MAX_STOPS) return ERR_LIMIT;
-    memcpy(st->stops[st->n_stops], s, len);
-    st->stops[st->n_stops][len] = '\0';
-    st->stop_len[st->n_stops] = len;
-    st->n_stops++;
-    return 0;
-}
-
-/* First occurrence of needle in hay, or SIZE_MAX. */
-static size_t find_bytes(const char *hay, size_t n, const char *needle, size_t m)
-{
-    if (m > n) return SIZE_MAX;
-    const char *p = hay, *end = hay + (n - m) + 1;
-    while (p < end) {
-        const char *q = memchr(p, (unsigned char)needle[0], (size_t)(end - p));
-        if (!q) return SIZE_MAX;
-        if (memcmp(q, needle, m) == 0) return (size_t)(q - hay);
-        p = q + 1;
-    }
-    return SIZE_MAX;
-}
-
-/* Is buf[0, n) a proper prefix of some stop string? */
-static int is_stop_prefix(const struct samp_stop *st, const char *buf, size_t n)
-{
-    for (size_t k = 0; k < st->n_stops; k++)
-        if (st->stop_len[k] > n && memcmp(st->stops[k], buf, n) == 0) return 1;
-    return 0;
-}
-
-int samp_stop_feed(struct samp_stop *st, const char *text, size_t len, char *out, size_t cap,
-                   size_t *out_len)
-{
-    if (out_len) *out_len = 0;
-    if (!st || !out || !out_len || (!text && len)) return ERR_INVALID;
-    if (st->n_held >= SAMP_MAX_STOP_LEN) return ERR_STATE; /* struct corrupted by the caller */
-    if (len > SIZE_MAX - st->n_held || cap < st->n_held + len) return ERR_INVALID;
-
-    /* Work in out: held text then the new text; whatever is released is already in place. */
-    size_t n = st->n_held + len;
-    memcpy(out, st->held, st->n_held);
-    if (len) memcpy(out + st->n_held, text, len);
-
-    /* The match that ends first (then the longest): what a byte-at-a-time matcher sees. */
-    size_t best_start = SIZE_MAX, best_end = SIZE_MAX;
-    for (size_t k = 0; k < st->n_stops; k++) {
-        size_t m = st->stop_len[k];
-        /* Search only up to where it could still beat the current best. */
-        size_t lim = best_end == SIZE_MAX ? n : best_end;
-        size_t pos = find_bytes(out, lim, st->stops[k], m);
-        if (pos == SIZE_MAX) continue;
-        size_t end = pos + m;
-        if (end < best_end || (end == best_end && pos < best_start)) {
-            best_end = end;
-            best_start = pos;
-        }
-    }
-    if (best_start != SIZE_MAX) {
-        st->n_held = 0; /* the stop string and anything after it are dropped */
-        *out_len = best_start;
-        return 1;
-    }
-
-    /* Hold the longest suffix that is a proper prefix of a stop string; it is shorter than
-     * SAMP_MAX_STOP_LEN, which bounds the struct. */
-    size_t hold = 0;
-    size_t from = n > SAMP_MAX_STOP_LEN - 1 ? n - (SAMP_MAX_STOP_LEN - 1) : 0;
-    for (size_t p = from; p < n; p++) {
-        if (is_stop_prefix(st, out + p, n - p)) {
-            hold = n - p;
-            break;
-        }
-    }
-    memcpy(st->held, out + (n - hold), hold);
-    st->n_held = hold;
-    *out_len = n - hold;
-    return 0;
-}
-
-size_t samp_stop_flush(struct samp_stop *st, char *out, size_t cap)
-{
-    if (!st || !out) return 0;
-    size_t n = st->n_held < cap ? st->n_held : cap;
-    memcpy(out, st->held, n);
-    /* A short buffer gets what fits; the rest stays for the next flush. */
-    memmove(st->held, st->held + n, st->n_held - n);
-    st->n_held -= n;
-    return n;
 }

@@ -37,7 +37,31 @@ struct samp_params {
 
 /* Defaults: temp 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat 1.0 (off), last_n 64, seed 0. */
 void samp_params_default(struct samp_params *p);
-/* Validate ranges (temp 0..100, top_p 0..1, min_p 0..1, penalties finite, bias ids < n_vocab). */
+
+/* ---- the numeric fields: names and ranges, defined once ----
+ * Every front end reads its sampling settings through this table (the CLI's flags, the
+ * protocol's params), and samp_params_check applies the same ranges: one definition of what a
+ * valid setting is. */
+enum samp_field_type { SAMP_FIELD_FLOAT = 0, SAMP_FIELD_INT };
+struct samp_field {
+    const char *name; /* the samp_params member, used in messages: "temp" */
+    const char *key;  /* the protocol's param: "temperature" */
+    const char *flag; /* the CLI's flag: "--temp" */
+    int type;         /* enum samp_field_type: float or int32_t member */
+    size_t off;       /* offsetof(struct samp_params, member) */
+    double lo, hi;    /* inclusive range */
+};
+size_t samp_field_count(void);
+const struct samp_field *samp_field_at(size_t i); /* NULL past the end */
+/* Is x in the field's range (and a whole number for an integer field)? NaN never is. */
+bool samp_field_ok(const struct samp_field *f, double x);
+/* Store x into p's member: 0, or ERR_INVALID "<name> must be in [lo, hi], got x". */
+int samp_field_set(struct samp_params *p, const struct samp_field *f, double x,
+                   struct err_info *ei);
+double samp_field_get(const struct samp_params *p, const struct samp_field *f);
+
+/* Validate: every field of the table in its range, bias ids < n_vocab, bias values finite or
+ * -INFINITY. ERR_INVALID with a message naming the field. */
 int samp_params_check(const struct samp_params *p, uint32_t n_vocab, struct err_info *ei);
 
 struct samp_ctx {
@@ -66,28 +90,5 @@ int32_t samp_argmax(const float *logits, uint32_t n);
 
 /* RNG exposed for tests: uniform in [0, 1). */
 double samp_rng_uniform(struct samp_ctx *s);
-
-/* ---- stop strings ----
- * Incremental matcher over the generated text. samp_stop_feed() appends text and reports how
- * many bytes of the accumulated, not yet released text are safe to emit (they cannot be part of
- * a stop string) and whether a stop string was completed (then everything before it is safe and
- * the stop string itself is never emitted). */
-#define SAMP_MAX_STOPS 8
-#define SAMP_MAX_STOP_LEN 256
-struct samp_stop {
-    char stops[SAMP_MAX_STOPS][SAMP_MAX_STOP_LEN + 1];
-    size_t stop_len[SAMP_MAX_STOPS];
-    size_t n_stops;
-    char held[SAMP_MAX_STOP_LEN * 2 + 64]; /* text held back: could still begin a stop string */
-    size_t n_held;
-};
-void samp_stop_init(struct samp_stop *st);
-int samp_stop_add(struct samp_stop *st, const char *s, size_t len); /* ERR_LIMIT / ERR_INVALID */
-/* Feed text[0..len). Writes releasable text to out (cap must be >= len + SAMP_MAX_STOP_LEN*2+64)
- * and sets *out_len. Returns 1 when a stop string matched (generation should end), else 0. */
-int samp_stop_feed(struct samp_stop *st, const char *text, size_t len, char *out, size_t cap,
-                   size_t *out_len);
-/* End of generation without a match: release everything held. */
-size_t samp_stop_flush(struct samp_stop *st, char *out, size_t cap);
 
 #endif

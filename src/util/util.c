@@ -110,6 +110,24 @@ size_t util_utf8_valid_prefix(const char *s, size_t n)
     return i;
 }
 
+size_t util_utf8_repair(const char *s, size_t n, char *out)
+{
+    size_t i = 0, o = 0;
+    while (i < n) {
+        size_t k = util_utf8_char(s + i, n - i);
+        if (k) {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    return o;
+}
+
 size_t util_utf8_complete_prefix(const char *s, size_t n)
 {
     /* Look back at most 3 bytes for a lead byte whose sequence is not yet complete. */

@@ -184,6 +184,9 @@ static inline size_t util_utf8_decode(const char *s, size_t n, uint32_t *cp)
 size_t util_utf8_encode(uint32_t cp, char *out);
 /* Strict: length of the longest prefix of s[0..n) that is valid UTF-8 (== n when all is). */
 size_t util_utf8_valid_prefix(const char *s, size_t n);
+/* Strict: copy s[0..n) to out with every byte that starts no valid character replaced by
+ * U+FFFD; out needs room for 3 * n bytes. Returns the bytes written. */
+size_t util_utf8_repair(const char *s, size_t n, char *out);
 /* Length of the longest prefix of s[0..n) that does not end inside a UTF-8 sequence: bytes after
  * it are the start of a character still waiting for its continuation bytes. Invalid bytes count
  * as complete (they will never be completed). */

@@ -1,0 +1,322 @@
+/* cli_gen: `lmpipe run` (a continuation of a prompt) and `lmpipe chat` (an interactive
+ * conversation), the two generating commands. They share their flags (one table) and go
+ * through eng like the protocol does: eng_generate for run, eng_chat for each chat turn (the
+ * same rendering, stop strings and defaults as the protocol's chat).
+ *
+ * Generated text goes to stdout as it is released; statistics and logs go to stderr. A prompt
+ * that does not fit the context is an error whose message contains context_length_exceeded. */
+#include "cli.h"
+
+#include "../eng/eng.h"
+#include "../util/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Flags shared by run and chat: model, context, threads, sampling, stops. */
+struct gen_opts {
+    const char *model;
+    int64_t n_predict, n_ctx, threads;
+    struct eng_gen_params gp;
+    const char *stops[ENG_MAX_STOPS];
+    size_t n_stop;
+};
+
+static void add_stop(void *dst, const char *name, const char *v)
+{
+    (void)name;
+    struct gen_opts *o = dst;
+    if (o->n_stop == ENG_MAX_STOPS) cli_usage_error("at most %d stop strings", ENG_MAX_STOPS);
+    if (!v[0]) cli_usage_error("--stop needs a non-empty string");
+    if (strlen(v) > ENG_MAX_STOP_LEN) cli_usage_error("--stop strings have at most %d bytes", ENG_MAX_STOP_LEN);
+    o->stops[o->n_stop++] = v;
+}
+
+static void set_seed(void *dst, const char *name, const char *v)
+{
+    *(uint64_t *)dst = (uint64_t)cli_flag_int(name, v, 0, INT64_MAX);
+}
+
+#define GEN_MAX_OPTS 32
+
+/* The shared part of the option table; returns its length. */
+static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
+{
+    size_t n = 0;
+    t[n++] = (struct cli_opt){.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &o->model};
+    t[n++] = (struct cli_opt){.name = "-n", .alt = "--n-predict", .kind = CLI_INT, .dst = &o->n_predict,
+                              .lo = -1, .hi = INT32_MAX};
+    t[n++] = (struct cli_opt){.name = "-c", .alt = "--ctx-size", .kind = CLI_INT, .dst = &o->n_ctx,
+                              .lo = 1, .hi = 1 << 24};
+    t[n++] = (struct cli_opt){.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &o->threads,
+                              .lo = 1, .hi = 1024};
+    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - 8 - n);
+    t[n++] = (struct cli_opt){.name = "--seed", .kind = CLI_FN, .dst = &o->gp.samp.seed, .fn = set_seed};
+    t[n++] = (struct cli_opt){.name = "--stop", .kind = CLI_FN, .dst = o, .fn = add_stop};
+    t[n++] = (struct cli_opt){.name = "--no-bos", .kind = CLI_CLEAR, .dst = &o->gp.add_bos};
+    t[n++] = (struct cli_opt){.name = "--special", .kind = CLI_SET, .dst = &o->gp.parse_special};
+    t[n++] = (struct cli_opt){.name = "--ignore-eos", .kind = CLI_SET, .dst = &o->gp.ignore_eos};
+    return n;
+}
+
+/* Parse run's or chat's arguments: the shared table plus the command's own options. */
+static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
+                     const struct cli_opt *own, size_t n_own, struct gen_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_predict = n_predict;
+    eng_gen_params_default(&o->gp);
+    struct cli_opt t[GEN_MAX_OPTS];
+    size_t n = gen_table(o, t);
+    for (size_t i = 0; i < n_own && n < GEN_MAX_OPTS; i++) t[n++] = own[i];
+    struct cli_spec spec = {.cmd = cmd, .opts = t, .n_opts = n};
+    cli_parse(&spec, argc, argv);
+    if (!o->model) cli_usage_error("%s needs -m MODEL", cmd);
+    o->gp.max_tokens = (int32_t)o->n_predict;
+    o->gp.stop = o->stops;
+    o->gp.n_stop = o->n_stop;
+}
+
+/* The model and one session, or exit 1 with the reason (freeing `owned` first). */
+static void open_or_die(const struct gen_opts *o, struct eng_model **em, struct eng_session **s,
+                        void *owned)
+{
+    struct err_info ei;
+    err_clear(&ei);
+    int rc = eng_model_open(em, o->model, (int)o->threads, &ei);
+    if (rc) {
+        free(owned);
+        cli_die("cannot load model", &ei, rc);
+    }
+    if ((rc = eng_session_create(s, *em, (uint32_t)o->n_ctx, &ei))) {
+        eng_model_free(*em);
+        free(owned);
+        cli_die("cannot create session", &ei, rc);
+    }
+    if (o->n_ctx > (int64_t)eng_model_n_ctx_train(*em))
+        LOG_WARN("context %lld capped to the model's training context %u", (long long)o->n_ctx,
+                 eng_model_n_ctx_train(*em));
+}
+
+static void print_stats(const struct eng_gen_result *res, const struct eng_model *em)
+{
+    struct eng_model_info *mi = malloc(sizeof *mi);
+    if (!mi || eng_model_info(em, 0, mi)) {
+        free(mi);
+        return;
+    }
+    fprintf(stderr,
+            "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
+            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
+            res->prompt_tokens, res->cached_tokens, res->prefill_ms,
+            res->prefill_ms > 0 ? (res->prompt_tokens - res->cached_tokens) * 1e3 / res->prefill_ms
+                                : 0.0,
+            res->completion_tokens, res->decode_ms,
+            res->decode_ms > 0 ? res->completion_tokens * 1e3 / res->decode_ms : 0.0,
+            eng_finish_name(res->finish), (double)util_peak_rss() / (1024.0 * 1024.0),
+            mi->isa, mi->threads);
+    free(mi);
+}
+
+/* ---------------- run ---------------- */
+
+struct text_out {
+    char *buf; /* chat: the reply being collected (NULL for run) */
+    size_t len, cap;
+    bool collect;
+    int epipe;
+};
+
+static int on_text(void *ud, const char *text, size_t len, int32_t token)
+{
+    (void)token;
+    struct text_out *o = ud;
+    if (o->collect && o->len + len + 1 > o->cap) {
+        size_t nc = (o->len + len + 1) * 2;
+        char *b = realloc(o->buf, nc);
+        if (!b) return 1;
+        o->buf = b;
+        o->cap = nc;
+    }
+    if (o->collect) {
+        memcpy(o->buf + o->len, text, len);
+        o->len += len;
+        o->buf[o->len] = 0;
+    }
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+        o->epipe = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int cli_run_main(int argc, char **argv)
+{
+    const char *prompt = NULL, *file = NULL;
+    struct gen_opts o;
+    const struct cli_opt own[] = {
+        {.name = "-p", .alt = "--prompt", .kind = CLI_STR, .dst = &prompt},
+        {.name = "-f", .alt = "--file", .kind = CLI_STR, .dst = &file},
+    };
+    gen_args(argc, argv, "run", 128, own, sizeof own / sizeof own[0], &o);
+    if (prompt && file) cli_usage_error("give either -p or -f, not both");
+    char *buf = NULL;
+    size_t plen = prompt ? strlen(prompt) : 0;
+    if (file) {
+        buf = cli_read_file_or_die(file, &plen);
+    } else if (!prompt && !(buf = cli_slurp(stdin, &plen))) {
+        fprintf(stderr, "lmpipe: cannot read the prompt from stdin\n");
+        return 1;
+    }
+    struct eng_model *em;
+    struct eng_session *s;
+    open_or_die(&o, &em, &s, buf);
+    struct err_info ei;
+    err_clear(&ei);
+    struct text_out out = {0};
+    struct eng_sink sink = {on_text, NULL, &out, NULL};
+    struct eng_gen_result res;
+    int rc = eng_generate(s, prompt ? prompt : buf, plen, &o.gp, &sink, &res, &ei);
+    if (!out.epipe) {
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "lmpipe: generation failed: %s\n", err_format(&ei, rc, m, sizeof m));
+    } else {
+        print_stats(&res, em);
+    }
+    eng_session_free(s);
+    eng_model_free(em);
+    free(buf);
+    return rc ? 1 : 0;
+}
+
+/* ---------------- chat ---------------- */
+
+struct chat {
+    struct eng_model *em;
+    struct eng_session *s;
+    struct eng_conv *conv;
+    struct eng_chat_opts co;
+    const struct gen_opts *o;
+    size_t base; /* messages kept by /reset (the system prompt) */
+    struct text_out out;
+};
+
+/* A line that starts with '/': 1 to quit, 0 when handled. */
+static int chat_command(struct chat *c, const char *line)
+{
+    if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) return 1;
+    if (!strcmp(line, "/reset")) {
+        eng_conv_truncate(c->conv, c->base);
+        eng_session_reset(c->s);
+        fprintf(stderr, "lmpipe: conversation reset\n");
+    } else if (!strncmp(line, "/save", 5) || !strncmp(line, "/load", 5)) {
+        fprintf(stderr, "lmpipe: %.5s: KV-cache snapshots are not implemented yet\n", line);
+    } else {
+        fprintf(stderr, "lmpipe: unknown command '%s' (/reset /exit)\n", line);
+    }
+    return 0;
+}
+
+/* One turn: the user's line joins the conversation, eng_chat answers it. 0, 1 when stdout is
+ * gone, or an error that ends the chat; a failed turn (e.g. a full context) is forgotten and
+ * the chat goes on (*failed set). */
+static int chat_turn(struct chat *c, const char *line, size_t n, bool *failed)
+{
+    size_t before = eng_conv_len(c->conv);
+    int rc = eng_conv_add(c->conv, "user", line, n);
+    if (rc) return rc;
+    c->out.len = 0;
+    struct eng_sink sink = {on_text, NULL, &c->out, NULL};
+    struct eng_gen_result res;
+    struct err_info ei;
+    err_clear(&ei);
+    rc = eng_chat(c->s, eng_conv_request(c->conv), &c->co, &c->o->gp, &sink, &res, &ei);
+    if (c->out.epipe) return 1;
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "lmpipe: %s\n", err_format(&ei, rc, m, sizeof m));
+        eng_conv_truncate(c->conv, before); /* forget the turn that failed; the session stays usable */
+        if (rc == ERR_CONTEXT) fprintf(stderr, "lmpipe: use /reset to start over\n");
+        *failed = true;
+        return 0;
+    }
+    print_stats(&res, c->em);
+    return eng_conv_add(c->conv, "assistant", c->out.buf ? c->out.buf : "", c->out.len);
+}
+
+/* Read turns until EOF or /exit. The whole conversation is re-rendered every turn; the session
+ * keeps its KV cache, so only the new part of the prompt is evaluated. */
+static int chat_loop(struct chat *c, bool tty)
+{
+    char *line = NULL;
+    size_t line_cap = 0;
+    int status = 0, rc = 0;
+    for (;;) {
+        if (tty) fprintf(stderr, "> ");
+        ssize_t n = getline(&line, &line_cap, stdin);
+        if (n < 0) break;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        if (n == 0) continue;
+        if (line[0] == '/') {
+            if (chat_command(c, line)) break;
+            continue;
+        }
+        bool failed = false;
+        if ((rc = chat_turn(c, line, (size_t)n, &failed))) break;
+        if (failed) status = 1;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "lmpipe: chat failed: %s\n", err_str(rc));
+        status = 1;
+    }
+    free(line);
+    return status;
+}
+
+int cli_chat_main(int argc, char **argv)
+{
+    const char *tmpl_name = NULL, *system = NULL;
+    struct gen_opts o;
+    const struct cli_opt own[] = {
+        {.name = "--chat-template", .kind = CLI_STR, .dst = &tmpl_name},
+        {.name = "--system", .kind = CLI_STR, .dst = &system},
+    };
+    gen_args(argc, argv, "chat", 512, own, sizeof own / sizeof own[0], &o);
+    struct chat c = {.o = &o};
+    eng_chat_opts_default(&c.co);
+    if (tmpl_name) {
+        c.co.kind = ENG_TMPL_BUILTIN;
+        c.co.name = tmpl_name;
+        if (eng_chat_opts_check(&c.co, NULL)) cli_usage_error("unknown chat template '%s'", tmpl_name);
+    }
+    if (eng_conv_create(&c.conv)) {
+        fprintf(stderr, "lmpipe: out of memory\n");
+        return 1;
+    }
+    open_or_die(&o, &c.em, &c.s, NULL);
+    struct eng_model_info *mi = malloc(sizeof *mi);
+    if (mi && eng_model_info(c.em, 0, mi) == 0 && !tmpl_name && mi->chat_fallback)
+        LOG_WARN("the model has no chat template lmpipe recognises: using chatml "
+                 "(--chat-template NAME to choose)");
+    bool tty = isatty(STDIN_FILENO);
+    if (tty && mi)
+        fprintf(stderr, "lmpipe chat: %s, template %s, context %u. Commands: /reset /exit\n", mi->arch,
+                tmpl_name ? tmpl_name : mi->chat_template, eng_session_n_ctx(c.s));
+    free(mi);
+    int status = 0;
+    if (system && eng_conv_add(c.conv, "system", system, strlen(system)) == 0) c.base = 1;
+    else if (system) status = 1;
+    if (!status) status = chat_loop(&c, tty);
+    eng_conv_free(c.conv);
+    free(c.out.buf);
+    eng_session_free(c.s);
+    eng_model_free(c.em);
+    return status;
+}

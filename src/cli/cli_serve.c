@@ -1,0 +1,93 @@
+/* cli_serve: the command lines of `lmpipe serve` and `lmpipe batch`: flags into rpc's option
+ * structs (the protocol itself lives in src/rpc). */
+#include "cli.h"
+
+#include "../rpc/rpc.h"
+
+#include <string.h>
+
+static const char k_serve_usage[] =
+    "usage: lmpipe serve [-m MODEL] [-c CTX] [-t THREADS] [--max-line BYTES] [--queue N]\n"
+    "                    [--write-buffer BYTES]\n"
+    "JSON-RPC 2.0, one message per line on stdin/stdout (see protocol/PROTOCOL.md).\n"
+    "  -m MODEL             load a GGUF model at start (else use model/load)\n"
+    "  -c CTX               context of each session (default min(model, 4096))\n"
+    "  -t THREADS           threads (default: online cores)\n"
+    "  --max-line BYTES     longest accepted input line (default 8 MiB)\n"
+    "  --queue N            queued requests before 'overloaded' (default 16)\n"
+    "  --write-buffer BYTES output waiting to be read before generation pauses (default 256 KiB)\n";
+
+static const char k_batch_usage[] =
+    "usage: lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
+    "                    [-c CTX] [-t THREADS] [--max-line BYTES]\n"
+    "One request per input line (generate or chat params plus an 'id'); one JSON-RPC\n"
+    "response per output line. IN may be '-' for stdin; OUT defaults to stdout.\n"
+    "  --resume     skip ids already in OUT (needs -o)\n"
+    "  --shard I/N  only lines whose 0-based number is I modulo N\n";
+
+/* The options serve and batch share: model, context, threads, longest inbound line. */
+struct server_flags {
+    const char *model;
+    int64_t n_ctx, threads, max_line;
+};
+
+#define SERVER_OPTS(f)                                                                          \
+    {.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &(f).model},                       \
+    {.name = "-c", .alt = "--ctx-size", .kind = CLI_INT, .dst = &(f).n_ctx, .lo = 1, .hi = 1 << 24}, \
+    {.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &(f).threads, .lo = 1, .hi = 1024}, \
+    {.name = "--max-line", .kind = CLI_INT, .dst = &(f).max_line, .lo = 1024, .hi = (int64_t)1 << 32}
+
+int cli_serve_main(int argc, char **argv)
+{
+    struct server_flags f = {0};
+    int64_t queue = 0, write_buffer = 0;
+    const struct cli_opt opts[] = {
+        SERVER_OPTS(f),
+        {.name = "--queue", .kind = CLI_INT, .dst = &queue, .lo = 1, .hi = 1 << 20},
+        {.name = "--write-buffer", .kind = CLI_INT, .dst = &write_buffer, .lo = 1024, .hi = (int64_t)1 << 32},
+    };
+    const struct cli_spec spec = {.cmd = "serve", .usage = k_serve_usage, .opts = opts,
+                                  .n_opts = sizeof opts / sizeof opts[0]};
+    cli_parse(&spec, argc, argv);
+    struct rpc_serve_opts o = {f.model, (uint32_t)f.n_ctx, (int)f.threads, (size_t)f.max_line,
+                               (size_t)queue, (size_t)write_buffer};
+    return rpc_serve(&o);
+}
+
+/* --shard I/N */
+static void shard_value(void *dst, const char *name, const char *v)
+{
+    (void)name;
+    uint64_t *in = dst;
+    const char *slash = strchr(v, '/');
+    char a[32];
+    if (!slash || (size_t)(slash - v) >= sizeof a)
+        cli_usage_error("invalid value '%s' for --shard: expected I/N", v);
+    memcpy(a, v, (size_t)(slash - v));
+    a[slash - v] = 0;
+    int64_t n = cli_flag_int("--shard N", slash + 1, 1, 1 << 20);
+    in[0] = (uint64_t)cli_flag_int("--shard I", a, 0, n - 1);
+    in[1] = (uint64_t)n;
+}
+
+int cli_batch_main(int argc, char **argv)
+{
+    struct server_flags f = {0};
+    const char *in = NULL, *out = NULL;
+    bool resume = false;
+    uint64_t shard[2] = {0, 1};
+    const struct cli_opt opts[] = {
+        SERVER_OPTS(f),
+        {.name = "-o", .alt = "--output", .kind = CLI_STR, .dst = &out},
+        {.name = "--resume", .kind = CLI_SET, .dst = &resume},
+        {.name = "--shard", .kind = CLI_FN, .dst = shard, .fn = shard_value},
+    };
+    const struct cli_spec spec = {"batch", k_batch_usage, opts, sizeof opts / sizeof opts[0], &in, 1,
+                                  NULL, "one input file"};
+    cli_parse(&spec, argc, argv);
+    if (!f.model || !in) cli_usage_error("batch needs -m MODEL and an input file");
+    if (resume && !out) cli_usage_error("--resume needs -o OUT.jsonl");
+    struct rpc_batch_opts o = {f.model, in, out, resume, shard[0], shard[1], (uint32_t)f.n_ctx,
+                               (int)f.threads, (size_t)f.max_line};
+    return rpc_batch(&o);
+}

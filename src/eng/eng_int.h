@@ -1,0 +1,98 @@
+/* eng_int: what the engine's files share and nothing outside src/eng may use (tests may, to look
+ * inside: check_eng, check_conform).
+ *
+ * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
+ * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
+ * chat); eng_stop.c (stop strings) is a leaf the loop uses.
+ *
+ * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
+ * struct eng_session owns its model state (KV cache, activations) and every buffer the token
+ * loop touches, sized once at creation from the model's vocabulary. */
+#ifndef LMPIPE_ENG_ENG_INT_H
+#define LMPIPE_ENG_ENG_INT_H
+
+#include "eng.h"
+
+#include "../kern/kern.h"
+#include "../model/model.h"
+#include "../samp/samp.h"
+#include "../tok/chat.h"
+#include "../tok/tok.h"
+
+struct eng_model {
+    bool has_model;   /* false for eng_model_open_vocab */
+    struct model model;
+    struct gguf_ctx gguf; /* vocab-only handles: the file, for the tokenizer */
+    bool has_gguf;
+    struct tok_vocab *vocab;
+    struct kern_pool *pool;
+    char path[1024];
+    uint64_t file_size;
+    eng_constraint_make_fn make_constraint; /* default constraint factory, or NULL */
+    void *make_ud;
+};
+
+/* The GGUF file behind a handle (the model's, or the vocab-only one). */
+const struct gguf_ctx *eng_gguf(const struct eng_model *em);
+
+struct eng_session {
+    struct eng_model *em;
+    struct model_state st;
+    int32_t *tokens;   /* [n_ctx] tokens whose K/V are in the cache, in order */
+    uint32_t n_tokens;
+    bool has_logits;   /* st.logits belong to tokens[n_tokens - 1] */
+    int32_t *scratch;  /* [n_ctx + 1] the prompt's ids */
+    struct eng_hooks hooks;
+    /* the token loop's buffers */
+    float *logits_raw; /* [n_vocab] logits before sampling changed them (constrained redraw) */
+    uint64_t *mask;    /* [n_mask] allowed ids of a constraint */
+    size_t n_mask;
+    int32_t *pending;  /* [MODEL_BATCH] accepted tokens not yet evaluated */
+    char *piece;       /* [piece_cap] one token's text */
+    size_t piece_cap;
+    char *out;         /* [out_cap] text released by the stop matcher */
+    size_t out_cap;
+    uint32_t eval_max; /* most tokens per forward pass in the loop (MODEL_BATCH; tests: 1) */
+    uint64_t n_passes; /* forward passes the loop made (tests see forced runs batched) */
+};
+
+/* Ask the session's context-full hook (or eng_ctx_full_default). */
+int eng_ctx_full(struct eng_session *s, int event, size_t need, struct err_info *ei);
+/* Tokenize into the session's scratch; a prompt longer than the context is ERR_CONTEXT. */
+int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, bool add_bos,
+                        bool special, const int32_t **toks, size_t *n, struct err_info *ei);
+/* Evaluate toks[0..n) at the end of the cache (n <= MODEL_BATCH) and append them: the logits of
+ * the last one are then in st.logits. */
+int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
+
+/* ---- eng_gen.c ---- */
+/* eng_generate with extra stop strings (a chat template's end-of-turn texts). */
+int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
+                       const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
+                       const struct eng_sink *sink, struct eng_gen_result *res,
+                       struct err_info *ei);
+
+/* ---- eng_stop.c: stop strings ----
+ * Incremental matcher over the generated text. eng_stop_feed() appends text and reports how
+ * many bytes of the accumulated, not yet released text are safe to emit (they cannot be part
+ * of a stop string) and whether a stop string was completed (then everything before it is
+ * safe and the stop string itself is never emitted). */
+#define ENG_STOP_SLOTS (ENG_MAX_STOPS + ENG_MAX_TMPL_STOPS)
+#define ENG_STOP_SLACK (ENG_MAX_STOP_LEN * 2 + 64) /* out capacity beyond the fed text */
+struct eng_stop {
+    char stops[ENG_STOP_SLOTS][ENG_MAX_STOP_LEN + 1];
+    size_t stop_len[ENG_STOP_SLOTS];
+    size_t n_stops;
+    char held[ENG_STOP_SLACK]; /* text held back: could still begin a stop string */
+    size_t n_held;
+};
+void eng_stop_init(struct eng_stop *st);
+int eng_stop_add(struct eng_stop *st, const char *s, size_t len); /* ERR_LIMIT / ERR_INVALID */
+/* Feed text[0..len). Writes releasable text to out (cap must be >= len + ENG_STOP_SLACK) and
+ * sets *out_len. Returns 1 when a stop string matched (generation should end), else 0. */
+int eng_stop_feed(struct eng_stop *st, const char *text, size_t len, char *out, size_t cap,
+                  size_t *out_len);
+/* End of generation without a match: release everything held. */
+size_t eng_stop_flush(struct eng_stop *st, char *out, size_t cap);
+
+#endif
