@@ -253,98 +253,102 @@ static int check_unique(struct gguf_ctx *c, struct err_info *ei)
     return rc;
 }
 
-int gguf_parse(const uint8_t *buf, size_t len, struct gguf_ctx *out, struct err_info *ei)
+/* Magic, version and the two counts, each count bounded by what the file's size can hold. */
+static int parse_header(struct rd *r, struct gguf_ctx *out)
 {
-    memset(out, 0, sizeof *out);
-    struct rd r = {buf, len, 0, ei};
-    int rc;
+    const uint8_t *buf = r->buf;
+    size_t len = r->len;
+    struct err_info *ei = r->ei;
     uint32_t magic;
-    if (!buf && len) return err_set(ei, ERR_INVALID, 0, "NULL buffer");
     if (len < 4) return err_set(ei, ERR_BAD_MAGIC, 0, "not a GGUF file: only %zu bytes", len);
     memcpy(&magic, buf, 4);
     if (magic != GGUF_MAGIC)
         return err_set(ei, ERR_BAD_MAGIC, 0,
                        "not a GGUF file: magic is %02x %02x %02x %02x, expected 'GGUF'", buf[0],
                        buf[1], buf[2], buf[3]);
-    r.pos = 4;
-    if ((rc = rd_u32(&r, &out->version, "version"))) goto fail;
-    if (out->version != 2 && out->version != 3) {
-        rc = err_set(ei, ERR_VERSION, 4, "GGUF version %u is not supported (only 2 and 3)%s",
-                     out->version, out->version == 1 ? ": v1 files predate 64-bit counts" : "");
-        goto fail;
-    }
-    uint64_t nt_at = r.pos;
-    if ((rc = rd_u64(&r, &out->n_tensors, "tensor count"))) goto fail;
-    uint64_t nkv_at = r.pos;
-    if ((rc = rd_u64(&r, &out->n_kv, "metadata count"))) goto fail;
+    r->pos = 4;
+    int rc;
+    if ((rc = rd_u32(r, &out->version, "version"))) return rc;
+    if (out->version != 2 && out->version != 3)
+        return err_set(ei, ERR_VERSION, 4, "GGUF version %u is not supported (only 2 and 3)%s",
+                       out->version, out->version == 1 ? ": v1 files predate 64-bit counts" : "");
+    uint64_t nt_at = r->pos;
+    if ((rc = rd_u64(r, &out->n_tensors, "tensor count"))) return rc;
+    uint64_t nkv_at = r->pos;
+    if ((rc = rd_u64(r, &out->n_kv, "metadata count"))) return rc;
     /* smallest kv: 8 (key len) + 1 (key) + 4 (type) + 1 (u8); smallest tensor info: 8+1+4+8+4+8 */
-    if (out->n_kv > GGUF_MAX_KV || out->n_kv > (len - r.pos) / 14) {
-        rc = err_set(ei, ERR_LIMIT, nkv_at, "metadata count %llu is impossible for a %zu-byte file",
-                     (unsigned long long)out->n_kv, len);
-        goto fail;
+    if (out->n_kv > GGUF_MAX_KV || out->n_kv > (len - r->pos) / 14)
+        return err_set(ei, ERR_LIMIT, nkv_at, "metadata count %llu is impossible for a %zu-byte file",
+                       (unsigned long long)out->n_kv, len);
+    if (out->n_tensors > GGUF_MAX_TENSORS || out->n_tensors > (len - r->pos) / 33)
+        return err_set(ei, ERR_LIMIT, nt_at, "tensor count %llu is impossible for a %zu-byte file",
+                       (unsigned long long)out->n_tensors, len);
+    return 0;
+}
+
+/* general.alignment, if present: a uint32 power of two up to 65536. */
+static int parse_alignment(struct gguf_ctx *out, struct err_info *ei)
+{
+    out->alignment = GGUF_DEFAULT_ALIGNMENT;
+    const struct gguf_kv *al = gguf_find_kv(out, "general.alignment");
+    if (!al) return 0;
+    int64_t a;
+    if (al->type != GGUF_VT_UINT32 || gguf_kv_i64(al, &a) || a == 0 || (a & (a - 1)) || a > 65536)
+        return err_set(ei, ERR_ALIGN, al->offset,
+                       "general.alignment must be a uint32 power of two up to 65536");
+    out->alignment = (uint32_t)a;
+    return 0;
+}
+
+/* The data section starts at the first aligned offset after the infos (pos); every tensor's
+ * data must be aligned and lie inside the file. */
+static int place_tensors(struct gguf_ctx *out, uint64_t pos, struct err_info *ei)
+{
+    uint64_t data = pos;
+    if (data % out->alignment) data += out->alignment - data % out->alignment;
+    out->data_offset = data;
+    if (out->n_tensors && data > out->len)
+        return err_set(ei, ERR_TRUNCATED, pos, "file ends before the tensor data section");
+    for (uint64_t i = 0; i < out->n_tensors; i++) {
+        struct gguf_tensor *t = &out->tensors[i];
+        if (t->offset % out->alignment)
+            return err_set(ei, ERR_ALIGN, data,
+                           "tensor '%.*s': data offset %llu is not a multiple of the alignment %u",
+                           (int)t->name.len, t->name.ptr, (unsigned long long)t->offset,
+                           out->alignment);
+        uint64_t end;
+        if (util_add_overflow(data, t->offset, &end) || util_add_overflow(end, t->nbytes, &end) ||
+            end > out->len)
+            return err_set(ei, ERR_RANGE, data,
+                           "tensor '%.*s': data [%llu, +%llu) lies past the end of the %zu-byte file",
+                           (int)t->name.len, t->name.ptr,
+                           (unsigned long long)(data + (t->offset < out->len ? t->offset : 0)),
+                           (unsigned long long)t->nbytes, out->len);
+        t->data = out->buf + data + t->offset;
     }
-    if (out->n_tensors > GGUF_MAX_TENSORS || out->n_tensors > (len - r.pos) / 33) {
-        rc = err_set(ei, ERR_LIMIT, nt_at, "tensor count %llu is impossible for a %zu-byte file",
-                     (unsigned long long)out->n_tensors, len);
-        goto fail;
-    }
+    return 0;
+}
+
+int gguf_parse(const uint8_t *buf, size_t len, struct gguf_ctx *out, struct err_info *ei)
+{
+    memset(out, 0, sizeof *out);
+    struct rd r = {buf, len, 0, ei};
+    if (!buf && len) return err_set(ei, ERR_INVALID, 0, "NULL buffer");
+    int rc = parse_header(&r, out);
+    if (rc) goto fail;
     out->buf = buf;
     out->len = len;
-    if (out->n_kv && !(out->kv = calloc(out->n_kv, sizeof *out->kv))) {
-        rc = err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-        goto fail;
-    }
-    if (out->n_tensors && !(out->tensors = calloc(out->n_tensors, sizeof *out->tensors))) {
+    if ((out->n_kv && !(out->kv = calloc(out->n_kv, sizeof *out->kv))) ||
+        (out->n_tensors && !(out->tensors = calloc(out->n_tensors, sizeof *out->tensors)))) {
         rc = err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
         goto fail;
     }
     for (uint64_t i = 0; i < out->n_kv; i++)
         if ((rc = parse_kv(&r, &out->kv[i], i))) goto fail;
-
-    out->alignment = GGUF_DEFAULT_ALIGNMENT;
-    const struct gguf_kv *al = gguf_find_kv(out, "general.alignment");
-    if (al) {
-        int64_t a;
-        if (al->type != GGUF_VT_UINT32 || gguf_kv_i64(al, &a) || a == 0 || (a & (a - 1)) ||
-            a > 65536) {
-            rc = err_set(ei, ERR_ALIGN, al->offset,
-                         "general.alignment must be a uint32 power of two up to 65536");
-            goto fail;
-        }
-        out->alignment = (uint32_t)a;
-    }
+    if ((rc = parse_alignment(out, ei))) goto fail;
     for (uint64_t i = 0; i < out->n_tensors; i++)
         if ((rc = parse_tensor_info(&r, &out->tensors[i], i))) goto fail;
-
-    uint64_t data = r.pos;
-    if (data % out->alignment) data += out->alignment - data % out->alignment;
-    out->data_offset = data;
-    if (out->n_tensors && data > len) {
-        rc = err_set(ei, ERR_TRUNCATED, r.pos, "file ends before the tensor data section");
-        goto fail;
-    }
-    for (uint64_t i = 0; i < out->n_tensors; i++) {
-        struct gguf_tensor *t = &out->tensors[i];
-        if (t->offset % out->alignment) {
-            rc = err_set(ei, ERR_ALIGN, data,
-                         "tensor '%.*s': data offset %llu is not a multiple of the alignment %u",
-                         (int)t->name.len, t->name.ptr, (unsigned long long)t->offset,
-                         out->alignment);
-            goto fail;
-        }
-        uint64_t end;
-        if (util_add_overflow(data, t->offset, &end) || util_add_overflow(end, t->nbytes, &end) ||
-            end > len) {
-            rc = err_set(ei, ERR_RANGE, data,
-                         "tensor '%.*s': data [%llu, +%llu) lies past the end of the %zu-byte file",
-                         (int)t->name.len, t->name.ptr,
-                         (unsigned long long)(data + (t->offset < len ? t->offset : 0)),
-                         (unsigned long long)t->nbytes, len);
-            goto fail;
-        }
-        t->data = buf + data + t->offset;
-    }
-    if ((rc = check_unique(out, ei))) goto fail;
+    if ((rc = place_tensors(out, r.pos, ei)) || (rc = check_unique(out, ei))) goto fail;
     return 0;
 fail:
     gguf_free(out);

@@ -372,15 +372,11 @@ static int open_temp(const char *path, char *tmp, size_t cap)
     return -1;
 }
 
-int gguf_writer_write(struct gguf_writer *w, const char *path, gguf_writer_data_fn fn, void *ud,
-                      struct err_info *ei)
+/* Every tensor's offset in the data section, and the largest one the callback must fill. */
+static int layout(struct gguf_writer *w, gguf_writer_data_fn fn, uint64_t *max_cb, struct err_info *ei)
 {
-    if (w->err)
-        return err_set(ei, w->err, ERR_NO_OFFSET, "cannot build the GGUF file: %s",
-                       err_str(w->err));
-    if (!path || !*path) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "empty output path");
-    /* offsets, and the largest tensor that the callback must fill */
-    uint64_t off = 0, max_cb = 0;
+    uint64_t off = 0;
+    *max_cb = 0;
     for (size_t i = 0; i < w->nt; i++) {
         w->t[i].offset = off;
         if (util_add_overflow(off, w->t[i].nbytes, &off))
@@ -391,88 +387,109 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, gguf_writer_data_
                 return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
                                "tensor '%s' has no data and no data callback was given",
                                w->t[i].name);
-            if (w->t[i].nbytes > max_cb) max_cb = w->t[i].nbytes;
+            if (w->t[i].nbytes > *max_cb) *max_cb = w->t[i].nbytes;
         }
     }
-    if (max_cb > SIZE_MAX)
-        return err_set(ei, ERR_OVERFLOW, ERR_NO_OFFSET, "tensor too large for memory");
-    uint8_t *buf = NULL;
-    if (max_cb && !(buf = malloc((size_t)max_cb)))
-        return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for a %llu-byte tensor",
-                       (unsigned long long)max_cb);
+    if (*max_cb > SIZE_MAX) return err_set(ei, ERR_OVERFLOW, ERR_NO_OFFSET, "tensor too large for memory");
+    return 0;
+}
 
-    size_t tcap = strlen(path) + 32;
-    char *tmp = malloc(tcap);
-    if (!tmp) {
-        free(buf);
-        return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-    }
-    int fd = open_temp(path, tmp, tcap);
-    if (fd < 0) {
-        int e = errno;
-        free(buf);
-        free(tmp);
-        return err_set(ei, ERR_IO, ERR_NO_OFFSET, "cannot create a temporary file next to '%s': %s",
-                       path, strerror(e));
-    }
-    struct out o = {fdopen(fd, "wb"), 0};
-    if (!o.f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        free(buf);
-        free(tmp);
-        return err_set(ei, ERR_IO, ERR_NO_OFFSET, "cannot write '%s': %s", path, strerror(e));
-    }
-    int rc = 0;
-    out_u32(&o, GGUF_MAGIC);
-    out_u32(&o, 3);
-    out_u64(&o, w->nt);
-    out_u64(&o, w->nkv);
+/* Header, metadata and tensor infos, padded to the data section. */
+static void write_head(struct out *o, const struct gguf_writer *w)
+{
+    out_u32(o, GGUF_MAGIC);
+    out_u32(o, 3);
+    out_u64(o, w->nt);
+    out_u64(o, w->nkv);
     uint64_t pos = 24;
     for (size_t i = 0; i < w->nkv; i++) {
         const struct wkv *e = &w->kv[i];
-        out_u64(&o, e->key_len);
-        out_bytes(&o, e->key, e->key_len);
-        out_u32(&o, e->type);
-        out_bytes(&o, e->val, e->val_len);
+        out_u64(o, e->key_len);
+        out_bytes(o, e->key, e->key_len);
+        out_u32(o, e->type);
+        out_bytes(o, e->val, e->val_len);
         pos += 8 + e->key_len + 4 + e->val_len;
     }
     for (size_t i = 0; i < w->nt; i++) {
         const struct wtensor *t = &w->t[i];
-        out_u64(&o, t->name_len);
-        out_bytes(&o, t->name, t->name_len);
-        out_u32(&o, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) out_u64(&o, t->ne[d]);
-        out_u32(&o, t->type);
-        out_u64(&o, t->offset);
+        out_u64(o, t->name_len);
+        out_bytes(o, t->name, t->name_len);
+        out_u32(o, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) out_u64(o, t->ne[d]);
+        out_u32(o, t->type);
+        out_u64(o, t->offset);
         pos += 8 + t->name_len + 4 + 8ull * t->n_dims + 4 + 8;
     }
-    out_zeros(&o, (size_t)(pad_to(pos, w->alignment) - pos));
-    for (size_t i = 0; i < w->nt && !o.err && !rc; i++) {
+    out_zeros(o, (size_t)(pad_to(pos, w->alignment) - pos));
+}
+
+/* Tensor data in order: copied, or produced by fn into buf. 0 or fn's error. */
+static int write_data(struct out *o, const struct gguf_writer *w, gguf_writer_data_fn fn, void *ud,
+                      uint8_t *buf, struct err_info *ei)
+{
+    for (size_t i = 0; i < w->nt && !o->err; i++) {
         const struct wtensor *t = &w->t[i];
         const void *src = t->data;
         if (!src) {
-            rc = fn(ud, i, buf, t->nbytes, ei);
-            if (rc) {
-                err_set(ei, rc, ERR_NO_OFFSET, "producing tensor '%s' failed", t->name);
-                break;
-            }
+            int rc = fn(ud, i, buf, t->nbytes, ei);
+            if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "producing tensor '%s' failed", t->name);
             src = buf;
         }
-        out_bytes(&o, src, (size_t)t->nbytes);
-        out_zeros(&o, (size_t)(pad_to(t->nbytes, w->alignment) - t->nbytes));
+        out_bytes(o, src, (size_t)t->nbytes);
+        out_zeros(o, (size_t)(pad_to(t->nbytes, w->alignment) - t->nbytes));
     }
-    free(buf);
-    if (!rc && !o.err && fflush(o.f) != 0) o.err = errno ? errno : EIO;
-    if (!rc && !o.err && fsync(fileno(o.f)) != 0) o.err = errno ? errno : EIO;
-    if (fclose(o.f) != 0 && !o.err) o.err = errno ? errno : EIO;
-    if (!rc && o.err)
-        rc = err_set(ei, ERR_IO, ERR_NO_OFFSET, "writing '%s' failed: %s", path, strerror(o.err));
+    return 0;
+}
+
+/* Flush, fsync and close the temporary file, then rename it over path; on any failure the
+ * temporary file goes and path is untouched. */
+static int finish_file(struct out *o, int rc, const char *tmp, const char *path, struct err_info *ei)
+{
+    if (!rc && !o->err && fflush(o->f) != 0) o->err = errno ? errno : EIO;
+    if (!rc && !o->err && fsync(fileno(o->f)) != 0) o->err = errno ? errno : EIO;
+    if (fclose(o->f) != 0 && !o->err) o->err = errno ? errno : EIO;
+    if (!rc && o->err)
+        rc = err_set(ei, ERR_IO, ERR_NO_OFFSET, "writing '%s' failed: %s", path, strerror(o->err));
     if (!rc && rename(tmp, path) != 0)
         rc = err_set(ei, ERR_IO, ERR_NO_OFFSET, "cannot rename the temporary file to '%s': %s",
                      path, strerror(errno));
     if (rc) unlink(tmp);
+    return rc;
+}
+
+int gguf_writer_write(struct gguf_writer *w, const char *path, gguf_writer_data_fn fn, void *ud,
+                      struct err_info *ei)
+{
+    if (w->err)
+        return err_set(ei, w->err, ERR_NO_OFFSET, "cannot build the GGUF file: %s",
+                       err_str(w->err));
+    if (!path || !*path) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "empty output path");
+    uint64_t max_cb;
+    int rc = layout(w, fn, &max_cb, ei);
+    if (rc) return rc;
+    uint8_t *buf = NULL;
+    if (max_cb && !(buf = malloc((size_t)max_cb)))
+        return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for a %llu-byte tensor",
+                       (unsigned long long)max_cb);
+    size_t tcap = strlen(path) + 32;
+    char *tmp = malloc(tcap);
+    int fd = tmp ? open_temp(path, tmp, tcap) : -1;
+    struct out o = {fd >= 0 ? fdopen(fd, "wb") : NULL, 0};
+    if (!o.f) {
+        int e = tmp ? errno : ENOMEM;
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        free(buf);
+        free(tmp);
+        return err_set(ei, e == ENOMEM ? ERR_NOMEM : ERR_IO, ERR_NO_OFFSET,
+                       "cannot create a temporary file next to '%s': %s", path, strerror(e));
+    }
+    write_head(&o, w);
+    rc = write_data(&o, w, fn, ud, buf, ei);
+    free(buf);
+    rc = finish_file(&o, rc, tmp, path, ei);
     free(tmp);
     return rc;
 }

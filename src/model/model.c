@@ -113,6 +113,47 @@ static int bind(const struct model *m, const char *name, uint64_t ne0, uint64_t 
     return 0;
 }
 
+/* RoPE scaling (none or linear: the factor divides positions), logit soft-capping, and the
+ * sliding window of the architectures that have one. */
+static int load_rope_extras(struct model *m, struct err_info *ei)
+{
+    struct model_hparams *hp = &m->hp;
+    char key[128];
+    int rc;
+    hp->rope_scale = 1.0f;
+    struct gguf_str st;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
+    rc = gguf_get_str(m->g, key, &st);
+    if (rc == 0 && !gguf_str_eq(st, "none") && !gguf_str_eq(st, "linear"))
+        return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET, "rope scaling type '%.*s' is not supported",
+                       (int)(st.len > 32 ? 32 : st.len), st.ptr);
+    if (rc == 0 && gguf_str_eq(st, "linear")) {
+        if ((rc = hp_f32(m, "rope.scaling.factor", &hp->rope_scale, false, 1.0f, ei))) return rc;
+    } else if (rc == ERR_NOT_FOUND) {
+        if ((rc = hp_f32(m, "rope.scale_linear", &hp->rope_scale, false, 1.0f, ei))) return rc;
+    } else if (rc) {
+        return err_set(ei, rc, ERR_NO_OFFSET, "metadata '%s' must be a string", key);
+    }
+    if (hp->rope_scale == 0.0f) hp->rope_scale = 1.0f;
+    if (!(hp->rope_scale > 0 && hp->rope_scale < 1e6f))
+        return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "rope scaling factor %g out of range",
+                       (double)hp->rope_scale);
+    hp->rope_type = m->desc->rope_type;
+    if ((rc = hp_f32(m, "final_logit_softcapping", &hp->logit_softcap, false, 0.0f, ei))) return rc;
+    if (hp->logit_softcap < 0)
+        return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "final_logit_softcapping %g is negative",
+                       (double)hp->logit_softcap);
+    if (m->desc->swa) {
+        if ((rc = hp_u32(m, "attention.sliding_window", &hp->n_swa, false, 0, ei)) ||
+            (rc = hp_u32(m, "attention.sliding_window_pattern", &hp->swa_pattern, false, 6, ei)) ||
+            (rc = hp_f32(m, "rope.freq_base_swa", &hp->rope_base_swa, false, 10000.0f, ei)))
+            return rc;
+        if (!(hp->rope_base_swa > 0))
+            return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "rope.freq_base_swa must be positive");
+    }
+    return 0;
+}
+
 static int load_hparams(struct model *m, struct err_info *ei)
 {
     struct model_hparams *hp = &m->hp;
@@ -162,45 +203,13 @@ static int load_hparams(struct model *m, struct err_info *ei)
     if (!(hp->rms_eps > 0 && hp->rms_eps < 1) || !(hp->rope_base > 0))
         return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "rms epsilon %g or rope base %g out of range",
                        (double)hp->rms_eps, (double)hp->rope_base);
-    /* RoPE scaling: none or linear (the factor divides positions). */
-    hp->rope_scale = 1.0f;
-    struct gguf_str st;
-    snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
-    rc = gguf_get_str(m->g, key, &st);
-    if (rc == 0 && !gguf_str_eq(st, "none") && !gguf_str_eq(st, "linear"))
-        return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET, "rope scaling type '%.*s' is not supported",
-                       (int)(st.len > 32 ? 32 : st.len), st.ptr);
-    if (rc == 0 && gguf_str_eq(st, "linear")) {
-        if ((rc = hp_f32(m, "rope.scaling.factor", &hp->rope_scale, false, 1.0f, ei))) return rc;
-    } else if (rc == ERR_NOT_FOUND) {
-        if ((rc = hp_f32(m, "rope.scale_linear", &hp->rope_scale, false, 1.0f, ei))) return rc;
-    } else if (rc) {
-        return err_set(ei, rc, ERR_NO_OFFSET, "metadata '%s' must be a string", key);
-    }
-    if (hp->rope_scale == 0.0f) hp->rope_scale = 1.0f;
-    if (!(hp->rope_scale > 0 && hp->rope_scale < 1e6f))
-        return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "rope scaling factor %g out of range",
-                       (double)hp->rope_scale);
-    hp->rope_type = m->desc->rope_type;
-    if ((rc = hp_f32(m, "final_logit_softcapping", &hp->logit_softcap, false, 0.0f, ei))) return rc;
-    if (hp->logit_softcap < 0)
-        return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "final_logit_softcapping %g is negative",
-                       (double)hp->logit_softcap);
-    if (m->desc->swa) {
-        if ((rc = hp_u32(m, "attention.sliding_window", &hp->n_swa, false, 0, ei)) ||
-            (rc = hp_u32(m, "attention.sliding_window_pattern", &hp->swa_pattern, false, 6, ei)) ||
-            (rc = hp_f32(m, "rope.freq_base_swa", &hp->rope_base_swa, false, 10000.0f, ei)))
-            return rc;
-        if (!(hp->rope_base_swa > 0))
-            return err_set(ei, ERR_RANGE, ERR_NO_OFFSET, "rope.freq_base_swa must be positive");
-    }
-    return 0;
+    return load_rope_extras(m, ei);
 }
 
-int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
+
+/* general.architecture: one of the table's rows. */
+static int find_arch(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
 {
-    memset(m, 0, sizeof *m);
-    m->g = g;
     struct gguf_str a;
     int rc = gguf_get_str(g, "general.architecture", &a);
     if (rc)
@@ -216,116 +225,128 @@ int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
                        (int)(a.len > 40 ? 40 : a.len), a.ptr);
     m->desc = &g_archs[m->arch];
     snprintf(m->arch_name, sizeof m->arch_name, "%s", m->desc->name);
-    if ((rc = load_hparams(m, ei))) goto fail;
-    struct model_hparams *hp = &m->hp;
+    return 0;
+}
 
-    /* Vocabulary size: the tokenizer's token list if present, else the embedding's rows. */
+/* The vocabulary size (the tokenizer's token list if present, else the embedding's rows) and
+ * the tensors outside the blocks. */
+static int bind_globals(struct model *m, struct err_info *ei)
+{
+    const struct gguf_ctx *g = m->g;
+    struct model_hparams *hp = &m->hp;
     const struct gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
-    if (!emb) {
-        rc = err_set(ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "required tensor 'token_embd.weight' is missing");
-        goto fail;
-    }
+    if (!emb) return err_set(ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "required tensor 'token_embd.weight' is missing");
     uint64_t n_tok = 0;
     uint32_t et;
-    if (gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_tok, NULL) == 0) {
-        if (n_tok != emb->ne[1]) {
-            rc = err_set(ei, ERR_SHAPE, tensor_off(m, emb),
-                         "vocabulary has %llu tokens but token_embd.weight has %llu rows",
-                         (unsigned long long)n_tok, (unsigned long long)emb->ne[1]);
-            goto fail;
-        }
-    }
-    if (emb->ne[1] == 0 || emb->ne[1] > (1u << 24)) {
-        rc = err_set(ei, ERR_RANGE, tensor_off(m, emb), "vocabulary size %llu out of range",
-                     (unsigned long long)emb->ne[1]);
-        goto fail;
-    }
+    if (gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_tok, NULL) == 0 && n_tok != emb->ne[1])
+        return err_set(ei, ERR_SHAPE, tensor_off(m, emb),
+                       "vocabulary has %llu tokens but token_embd.weight has %llu rows",
+                       (unsigned long long)n_tok, (unsigned long long)emb->ne[1]);
+    if (emb->ne[1] == 0 || emb->ne[1] > (1u << 24))
+        return err_set(ei, ERR_RANGE, tensor_off(m, emb), "vocabulary size %llu out of range",
+                       (unsigned long long)emb->ne[1]);
     hp->n_vocab = (uint32_t)emb->ne[1];
-    uint32_t qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+    int rc;
     if ((rc = bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, false, &m->tok_embd, ei)) ||
         (rc = bind(m, "output_norm.weight", hp->n_embd, 0, false, false, &m->output_norm, ei)) ||
         (rc = bind(m, "output.weight", hp->n_embd, hp->n_vocab, true, true, &m->output, ei)))
-        goto fail;
+        return rc;
     if (!m->output) m->output = m->tok_embd; /* tied */
     if ((rc = bind(m, "rope_freqs.weight", hp->rope_dim / 2, 0, false, true, &m->rope_freqs, ei)))
-        goto fail;
+        return rc;
     static const char *const unsupported[] = {"rope_factors_long.weight", "rope_factors_short.weight"};
     for (size_t i = 0; i < 2; i++)
-        if (gguf_find_tensor(g, unsupported[i])) {
-            rc = err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
-                         "LongRoPE tensor '%s' is not supported yet", unsupported[i]);
-            goto fail;
-        }
+        if (gguf_find_tensor(g, unsupported[i]))
+            return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
+                           "LongRoPE tensor '%s' is not supported yet", unsupported[i]);
+    return 0;
+}
 
-    m->layers = calloc(hp->n_layer, sizeof *m->layers);
-    if (!m->layers) {
-        rc = err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
-        goto fail;
+/* Block l's tensors, as the architecture's row says it has them. */
+static int bind_layer(struct model *m, uint32_t l, struct err_info *ei)
+{
+    const struct model_hparams *hp = &m->hp;
+    const struct model_arch_desc *d = m->desc;
+    struct model_layer *L = &m->layers[l];
+    uint32_t qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+    char nm[96];
+    snprintf(nm, sizeof nm, "blk.%u.attn_norm.weight", l);
+    if (!gguf_find_tensor(m->g, nm))
+        return err_set(ei, ERR_NOT_FOUND, ERR_NO_OFFSET,
+                       "block_count is %u but the file has no tensors for block %u (missing '%s')",
+                       hp->n_layer, l, nm);
+    int rc;
+#define BIND(field, suffix, ne0, ne1, mm)                                  \
+    snprintf(nm, sizeof nm, "blk.%u." suffix, l);                          \
+    if ((rc = bind(m, nm, ne0, ne1, mm, false, &L->field, ei))) return rc;
+    BIND(attn_norm, "attn_norm.weight", hp->n_embd, 0, false)
+    if (d->fused_qkv) {
+        BIND(wqkv, "attn_qkv.weight", hp->n_embd, qd + 2 * kvd, true)
+    } else {
+        BIND(wq, "attn_q.weight", hp->n_embd, qd, true)
+        BIND(wk, "attn_k.weight", hp->n_embd, kvd, true)
+        BIND(wv, "attn_v.weight", hp->n_embd, kvd, true)
     }
-    for (uint32_t l = 0; l < hp->n_layer; l++) {
-        struct model_layer *L = &m->layers[l];
-        char nm[96];
-        char probe[64];
-        snprintf(probe, sizeof probe, "blk.%u.attn_norm.weight", l);
-        if (!gguf_find_tensor(g, probe)) {
-            rc = err_set(ei, ERR_NOT_FOUND, ERR_NO_OFFSET,
-                         "block_count is %u but the file has no tensors for block %u "
-                         "(missing '%s')",
-                         hp->n_layer, l, probe);
-            goto fail;
-        }
-#define BIND(field, suffix, ne0, ne1, mm)                                          \
-    snprintf(nm, sizeof nm, "blk.%u." suffix, l);                                  \
-    if ((rc = bind(m, nm, ne0, ne1, mm, false, &L->field, ei))) goto fail;
-        const struct model_arch_desc *d = m->desc;
-        BIND(attn_norm, "attn_norm.weight", hp->n_embd, 0, false)
-        if (d->fused_qkv) {
-            BIND(wqkv, "attn_qkv.weight", hp->n_embd, qd + 2 * kvd, true)
-        } else {
-            BIND(wq, "attn_q.weight", hp->n_embd, qd, true)
-            BIND(wk, "attn_k.weight", hp->n_embd, kvd, true)
-            BIND(wv, "attn_v.weight", hp->n_embd, kvd, true)
-        }
-        if (d->qkv_bias) {
-            BIND(bq, "attn_q.bias", qd, 0, false)
-            BIND(bk, "attn_k.bias", kvd, 0, false)
-            BIND(bv, "attn_v.bias", kvd, 0, false)
-        }
-        if (d->qk_norm) {
-            BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, false)
-            BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, false)
-        }
-        BIND(wo, "attn_output.weight", qd, hp->n_embd, true)
-        if (d->post_norms) {
-            BIND(post_attn_norm, "post_attention_norm.weight", hp->n_embd, 0, false)
-            BIND(post_ffn_norm, "post_ffw_norm.weight", hp->n_embd, 0, false)
-        }
-        BIND(ffn_norm, "ffn_norm.weight", hp->n_embd, 0, false)
-        if (d->fused_gate_up) {
-            BIND(w_up, "ffn_up.weight", hp->n_embd, 2 * hp->n_ff, true)
-        } else {
-            BIND(w_gate, "ffn_gate.weight", hp->n_embd, hp->n_ff, true)
-            BIND(w_up, "ffn_up.weight", hp->n_embd, hp->n_ff, true)
-        }
-        BIND(w_down, "ffn_down.weight", hp->n_ff, hp->n_embd, true)
-        L->swa = d->swa && hp->n_swa > 0 &&
-                 (hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
+    if (d->qkv_bias) {
+        BIND(bq, "attn_q.bias", qd, 0, false)
+        BIND(bk, "attn_k.bias", kvd, 0, false)
+        BIND(bv, "attn_v.bias", kvd, 0, false)
+    }
+    if (d->qk_norm) {
+        BIND(q_norm, "attn_q_norm.weight", hp->head_dim, 0, false)
+        BIND(k_norm, "attn_k_norm.weight", hp->head_dim, 0, false)
+    }
+    BIND(wo, "attn_output.weight", qd, hp->n_embd, true)
+    if (d->post_norms) {
+        BIND(post_attn_norm, "post_attention_norm.weight", hp->n_embd, 0, false)
+        BIND(post_ffn_norm, "post_ffw_norm.weight", hp->n_embd, 0, false)
+    }
+    BIND(ffn_norm, "ffn_norm.weight", hp->n_embd, 0, false)
+    if (d->fused_gate_up) {
+        BIND(w_up, "ffn_up.weight", hp->n_embd, 2 * hp->n_ff, true)
+    } else {
+        BIND(w_gate, "ffn_gate.weight", hp->n_embd, hp->n_ff, true)
+        BIND(w_up, "ffn_up.weight", hp->n_embd, hp->n_ff, true)
+    }
+    BIND(w_down, "ffn_down.weight", hp->n_ff, hp->n_embd, true)
 #undef BIND
-    }
-    /* Tensors of blocks past block_count would be silently ignored: refuse, as llama.cpp does. */
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        const struct gguf_tensor *t = &g->tensors[i];
+    L->swa = d->swa && hp->n_swa > 0 && (hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1);
+    return 0;
+}
+
+/* Tensors of blocks past block_count would be silently ignored: refuse, as llama.cpp does. */
+static int refuse_extra_blocks(const struct model *m, struct err_info *ei)
+{
+    for (uint64_t i = 0; i < m->g->n_tensors; i++) {
+        const struct gguf_tensor *t = &m->g->tensors[i];
         unsigned long blk;
         char rest;
         char nm[64];
         snprintf(nm, sizeof nm, "%.*s", (int)(t->name.len < 63 ? t->name.len : 63), t->name.ptr);
-        if (sscanf(nm, "blk.%lu.%c", &blk, &rest) == 2 && blk >= hp->n_layer) {
-            rc = err_set(ei, ERR_SHAPE, tensor_off(m, t),
-                         "tensor '%s' belongs to block %lu but block_count is %u", nm, blk,
-                         hp->n_layer);
-            goto fail;
-        }
+        if (sscanf(nm, "blk.%lu.%c", &blk, &rest) == 2 && blk >= m->hp.n_layer)
+            return err_set(ei, ERR_SHAPE, tensor_off(m, t),
+                           "tensor '%s' belongs to block %lu but block_count is %u", nm, blk,
+                           m->hp.n_layer);
     }
+    return 0;
+}
+
+int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
+{
+    memset(m, 0, sizeof *m);
+    m->g = g;
+    int rc = find_arch(m, g, ei);
+    if (rc) return rc;
+    if ((rc = load_hparams(m, ei)) || (rc = bind_globals(m, ei))) goto fail;
+    struct model_hparams *hp = &m->hp;
+    if (!(m->layers = calloc(hp->n_layer, sizeof *m->layers))) {
+        rc = err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+        goto fail;
+    }
+    for (uint32_t l = 0; l < hp->n_layer; l++)
+        if ((rc = bind_layer(m, l, ei))) goto fail;
+    if ((rc = refuse_extra_blocks(m, ei))) goto fail;
+    uint32_t qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
     m->max_row = hp->n_embd > qd ? hp->n_embd : qd;
     if (hp->n_ff > m->max_row) m->max_row = hp->n_ff;
     m->max_out = m->max_row;
@@ -569,6 +590,9 @@ static void add_bias(float *y, const struct gguf_tensor *b, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += bb[i];
 }
 
+/* One function on purpose: a layer's steps (norm, q/k/v, RoPE, V scatter, attention, FFN)
+ * read top to bottom in the order of the llama.cpp graph they reproduce bit for bit, and share a
+ * dozen local sizes and strides; the attention and FFN blocks are where it would split. */
 int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
                         uint32_t n, uint32_t pos0, int logits, model_logits_fn cb, void *ud)
 {

@@ -537,75 +537,58 @@ static size_t apply_top_p(float *val, int32_t *idx, size_t n, float vmax, float 
     return l <= r ? l + 1 : l;
 }
 
-int samp_sample(struct samp_ctx *s, float *logits, const uint64_t *mask, int32_t *out_token)
+/* Step 4: the candidates into val/idx: allowed, not NaN, not banned; if any is +inf, only those,
+ * as equal finite logits (they share the mass). Returns how many; *vmax is their largest. */
+static size_t gather(struct samp_ctx *s, const float *logits, const uint64_t *mask, float *vmax)
 {
-    if (!s || !logits || !out_token || !s->idx || !s->val || s->n_vocab == 0)
-        return ERR_INVALID;
-    const uint32_t nv = s->n_vocab;
-    *out_token = -1;
-
-    apply_bias(s, logits);
-    apply_penalties(s, logits);
-
-    /* !(temp > 0) also sends a NaN temp (params mutated after init) to greedy. */
-    if (!(s->p.temp > 0.0f)) {
-        int32_t t = argmax_allowed(logits, nv, mask);
-        if (t < 0) return ERR_STATE;
-        *out_token = t;
-        return 0;
-    }
-
-    /* Gather: allowed, not NaN, not banned. */
     float *val = s->val;
     int32_t *idx = s->idx;
     size_t n = 0, n_inf = 0;
-    float vmax = -INFINITY;
-    for (uint32_t i = 0; i < nv; i++) {
+    *vmax = -INFINITY;
+    for (uint32_t i = 0; i < s->n_vocab; i++) {
         float v = logits[i];
         if (!(v > -INFINITY) || !allowed(mask, i)) continue; /* NaN or -inf or masked */
         if (v == INFINITY) n_inf++;
-        if (v > vmax) vmax = v;
+        if (v > *vmax) *vmax = v;
         val[n] = v;
         idx[n] = (int32_t)i;
         n++;
     }
-    if (n == 0) return ERR_STATE;
-    if (n_inf) {
-        /* +inf tokens take all the mass, equally: keep only them, as equal finite logits. */
-        size_t w = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (val[i] == INFINITY) {
-                val[w] = 0.0f;
-                idx[w] = idx[i];
-                w++;
-            }
+    if (!n_inf) return n;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (val[i] == INFINITY) {
+            val[w] = 0.0f;
+            idx[w] = idx[i];
+            w++;
         }
-        n = w;
-        vmax = 0.0f;
     }
+    *vmax = 0.0f;
+    return w;
+}
 
-    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
-        select_top(val, idx, 0, n, (size_t)s->p.top_k);
-        n = (size_t)s->p.top_k;
-    }
-    if (s->p.top_p < 1.0f && n > 1) n = apply_top_p(val, idx, n, vmax, s->p.top_p);
-    if (s->p.min_p > 0.0f && n > 1) {
-        const float min_logit = vmax + logf(s->p.min_p);
-        size_t w = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (val[i] >= min_logit) {
-                val[w] = val[i];
-                idx[w] = idx[i];
-                w++;
-            }
+/* Step 7: keep logit >= max + log(min_p); the max always passes, so the result is >= 1. */
+static size_t apply_min_p(float *val, int32_t *idx, size_t n, float vmax, float min_p)
+{
+    const float min_logit = vmax + logf(min_p);
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (val[i] >= min_logit) {
+            val[w] = val[i];
+            idx[w] = idx[i];
+            w++;
         }
-        n = w; /* >= 1: the max passes */
     }
+    return w;
+}
 
-    /* Temperature and the draw. The first pass turns val[] into weights (logits are not
-     * needed any more) and sums them; the second walks the same weights in the same order with
-     * the same arithmetic, so the running sum ends exactly at `sum` and a target below it is
-     * always reached. */
+/* Step 8: temperature and the draw. The first pass turns val[] into weights (logits are not
+ * needed any more) and sums them; the second walks the same weights in the same order with
+ * the same arithmetic, so the running sum ends exactly at `sum` and a target below it is
+ * always reached. */
+static int32_t draw(struct samp_ctx *s, size_t n, float vmax)
+{
+    float *val = s->val;
     const float temp = s->p.temp;
     double sum = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -625,6 +608,32 @@ int samp_sample(struct samp_ctx *s, float *logits, const uint64_t *mask, int32_t
         }
     }
     if (pick == n) pick = last_pos; /* unreachable in exact arithmetic; stay safe anyway */
-    *out_token = idx[pick];
+    return s->idx[pick];
+}
+
+int samp_sample(struct samp_ctx *s, float *logits, const uint64_t *mask, int32_t *out_token)
+{
+    if (!s || !logits || !out_token || !s->idx || !s->val || s->n_vocab == 0)
+        return ERR_INVALID;
+    *out_token = -1;
+    apply_bias(s, logits);
+    apply_penalties(s, logits);
+    /* !(temp > 0) also sends a NaN temp (params mutated after init) to greedy. */
+    if (!(s->p.temp > 0.0f)) {
+        int32_t t = argmax_allowed(logits, s->n_vocab, mask);
+        if (t < 0) return ERR_STATE;
+        *out_token = t;
+        return 0;
+    }
+    float vmax;
+    size_t n = gather(s, logits, mask, &vmax);
+    if (n == 0) return ERR_STATE;
+    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
+        select_top(s->val, s->idx, 0, n, (size_t)s->p.top_k);
+        n = (size_t)s->p.top_k;
+    }
+    if (s->p.top_p < 1.0f && n > 1) n = apply_top_p(s->val, s->idx, n, vmax, s->p.top_p);
+    if (s->p.min_p > 0.0f && n > 1) n = apply_min_p(s->val, s->idx, n, vmax, s->p.min_p);
+    *out_token = draw(s, n, vmax);
     return 0;
 }

@@ -187,9 +187,8 @@ static int32_t eog_id(const struct tok_vocab *v, const char *text)
     return id >= 0 && (v->attr[id] & A_EOG) ? id : -1;
 }
 
-/* Special ids, flags, end-of-generation set and attribute fix-ups, in llama.cpp's order.
- * On entry sid[] and add_* hold the defaults of the vocabulary's kind (tok_load). */
-static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct err_info *ei)
+/* The special ids and add_* flags the file sets, checked against the vocabulary. */
+static int read_special_ids(struct tok_vocab *v, const struct gguf_ctx *g, struct err_info *ei)
 {
     for (int k = 0; k < S_N; k++) { /* defaults out of range are dropped */
         if (v->sid[k] >= (int64_t)v->n) v->sid[k] = -1;
@@ -210,6 +209,13 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
     if (v->add_eos && v->sid[S_EOS] < 0)
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "tokenizer: add_eos_token is true but "
                        "there is no valid tokenizer.ggml.eos_token_id");
+    return 0;
+}
+
+/* Slots the file leaves unset, found by their usual texts; the end-of-generation set; and
+ * llama.cpp's attribute workarounds. */
+static void mark_specials(struct tok_vocab *v)
+{
     /* Unset slots found by text (lowest id wins); the token becomes CONTROL. */
     const char *const *t = detect_text;
     for (int k = S_EOT; k < S_N; k++, t++) {
@@ -244,7 +250,11 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
     if (end >= 0 && call && (eog_id(v, "<|return|>") >= 0 || eog_id(v, "<|flush|>") >= 0))
         v->attr[end] = A_USER;
     if (s_id >= 0 && eog_id(v, "<|tool_response>") >= 0) v->attr[s_id] = A_NORMAL;
+}
 
+/* The special-token list the partition uses, longest text first, then lowest id. */
+static int sort_specials(struct tok_vocab *v, struct err_info *ei)
+{
     /* Special-token list, longest text first, then lowest id (llama.cpp leaves ties to
      * std::sort): sort (~len, id) keys. */
     for (uint32_t i = 0; i < v->n; i++)
@@ -262,6 +272,12 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
     for (uint32_t k = 0; k < v->n_special; k++) v->special[k] = (int32_t)(uint32_t)keys[k];
     free(keys);
 
+    return 0;
+}
+
+/* Phi-3 space eating, and the token each byte falls back to. */
+static void last_fixups(struct tok_vocab *v, const struct gguf_ctx *g)
+{
     /* Phi-3 (by general.name, as llama.cpp decides): spaces after special tokens are eaten. */
     struct gguf_str name;
     char low[128] = {0};
@@ -285,6 +301,17 @@ static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct e
         if (id < 0) id = tok_lookup(v, &raw, 1);
         v->byte_tok[b] = id >= 0 ? id : v->sid[S_UNK];
     }
+}
+
+/* Special ids, flags, end-of-generation set and attribute fix-ups, in llama.cpp's order.
+ * On entry sid[] and add_* hold the defaults of the vocabulary's kind (tok_load). */
+static int load_specials(struct tok_vocab *v, const struct gguf_ctx *g, struct err_info *ei)
+{
+    int rc = read_special_ids(v, g, ei);
+    if (rc) return rc;
+    mark_specials(v);
+    if ((rc = sort_specials(v, ei))) return rc;
+    last_fixups(v, g);
     return 0;
 }
 
