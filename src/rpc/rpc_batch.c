@@ -10,7 +10,8 @@
  * as it is ready. --resume reads OUT first, drops a torn last line (no '\n'), and skips every id
  * already there, so a killed job continues where it stopped. --shard I/N keeps input lines whose
  * 0-based line number is I modulo N: N processes (GNU parallel, a Slurm array) cover the file
- * once between them. Exit code 0 when every line succeeded, 1 when any failed, 2 on usage. */
+ * once between them. Exit code 0 when every line succeeded, 1 when any failed (usage errors,
+ * 2, are the command line's: src/cli/cli_serve.c). */
 #include "rpc_int.h"
 
 #include "../util/util.h"
