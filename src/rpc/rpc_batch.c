@@ -216,11 +216,12 @@ static void batch_line(void *ud, const char *line, size_t len)
     report(b, false);
 }
 
-/* Collect the ids already in OUT and cut a torn last line. */
+/* Collect the ids already in OUT and cut a torn last line. 0 (also when OUT does not exist
+ * yet), ERR_NOMEM, or ERR_IO with errno set. */
 static int load_resume(struct batch *b, const char *path)
 {
     FILE *f = fopen(path, "r+b");
-    if (!f) return errno == ENOENT ? 0 : -1;
+    if (!f) return errno == ENOENT ? 0 : ERR_IO;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -233,33 +234,35 @@ static int load_resume(struct batch *b, const char *path)
         json_t *id = j ? json_object_get(j, "id") : NULL;
         if (id && !json_is_null(id)) {
             char *key = id_key(id);
-            if (!key || idset_add(&b->done, key)) rc = -1;
+            if (!key || idset_add(&b->done, key)) rc = ERR_NOMEM;
             free(key);
         }
         json_decref(j);
     }
     free(line);
-    if (rc == 0 && ftruncate(fileno(f), good) != 0) rc = -1;
+    if (rc == 0 && ftruncate(fileno(f), good) != 0) rc = ERR_IO;
     fclose(f);
     return rc;
 }
 
-/* Open IN and OUT, reading OUT first with --resume. 0, or -1 after saying why. */
+/* Open IN and OUT, reading OUT first with --resume. 0, or an error after saying why. */
 static int batch_open(struct batch *b, const struct rpc_batch_opts *o, FILE **in)
 {
-    if (o->resume && load_resume(b, o->out)) {
-        fprintf(stderr, "lmpipe: batch: cannot read '%s' to resume: %s\n", o->out, strerror(errno));
-        return -1;
+    int rc = o->resume ? load_resume(b, o->out) : 0;
+    if (rc) {
+        fprintf(stderr, "lmpipe: batch: cannot read '%s' to resume: %s\n", o->out,
+                rc == ERR_IO ? strerror(errno) : err_str(rc));
+        return rc;
     }
     *in = strcmp(o->in, "-") ? fopen(o->in, "rb") : stdin;
     if (!*in) {
         fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", o->in, strerror(errno));
-        return -1;
+        return ERR_IO;
     }
     b->out_fd = o->out ? open(o->out, O_WRONLY | O_CREAT | O_APPEND | (o->resume ? 0 : O_TRUNC), 0644) : 1;
     if (b->out_fd < 0) {
         fprintf(stderr, "lmpipe: batch: cannot open '%s': %s\n", o->out, strerror(errno));
-        return -1;
+        return ERR_IO;
     }
     return 0;
 }

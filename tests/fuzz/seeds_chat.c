@@ -9,11 +9,11 @@
 
 static const char *const k_seeds[] = {
     "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}",
-    "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":"
-    "\"What is 2+2?\"},{\"role\":\"assistant\",\"content\":\"4\"},{\"role\":\"user\",\"content\":"
-    "\"And 3+3?\"}]}",
-    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
-    "{\"type\":\"text\",\"text\":\"\\u00e9\"}]}],\"tools\":[],\"tool_choice\":\"auto\"}",
+    ("{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":"
+     "\"What is 2+2?\"},{\"role\":\"assistant\",\"content\":\"4\"},{\"role\":\"user\",\"content\":"
+     "\"And 3+3?\"}]}"),
+    ("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+     "{\"type\":\"text\",\"text\":\"\\u00e9\"}]}],\"tools\":[],\"tool_choice\":\"auto\"}"),
     "{\"messages\":[{\"role\":\"tool\",\"content\":null}],\"tools\":null}",
     "{\"messages\":[]}",
     "{\"messages\":[{\"role\":\"\",\"content\":\"x\"}]}",
