@@ -124,6 +124,24 @@ START_TEST(error_codes)
     ck_assert_int_eq(rpc_engine_code(ERR_CONTEXT), -32066);
     ck_assert(rpc_err_retryable(ERR_BUSY));
     ck_assert(!rpc_err_retryable(ERR_CONTEXT));
+    /* one list: every protocol code has its own kind */
+    ck_assert_str_eq(rpc_code_kind(RPC_E_PARSE), "parse_error");
+    ck_assert_str_eq(rpc_code_kind(RPC_E_NOT_INITIALIZED), "not_initialized");
+    ck_assert_str_eq(rpc_code_kind(12345), "internal_error");
+    struct rpc_fail f;
+    ck_assert_int_eq(rpc_fail_set(&f, 0, ERR_BUSY, "queue %d", 3), ERR_BUSY);
+    ck_assert_int_eq(f.code, -32069);
+    ck_assert_str_eq(f.kind, "overloaded");
+    ck_assert(f.retryable);
+    ck_assert_str_eq(f.msg, "queue 3");
+    /* a protocol code with an engine kind (a line over the limit) */
+    rpc_fail_set(&f, RPC_E_INVALID_REQUEST, ERR_LIMIT, "too long");
+    ck_assert_int_eq(f.code, -32600);
+    ck_assert_str_eq(f.kind, "limit_exceeded");
+    ck_assert(!f.retryable);
+    ck_assert_int_eq(rpc_fail_set(&f, RPC_E_PARAMS, 0, "x"), ERR_INVALID);
+    ck_assert_str_eq(f.kind, "invalid_params");
+    ck_assert_int_eq(rpc_engine_code(ERR_DEAD_END), -32073);
 }
 END_TEST
 

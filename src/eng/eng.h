@@ -230,7 +230,9 @@ void eng_set_default_constraint(eng_constraint_make_fn make, void *ud);
 
 /* ---- session hooks ---- */
 enum eng_ctx_event {
-    ENG_CTX_PROMPT = 0, /* the prompt does not fit the context (need = its tokens) */
+    ENG_CTX_PROMPT = 0, /* the prompt does not fit the context (need = the positions it needs,
+                           one more than its tokens when it leaves no room to generate): only an
+                           error can answer it (0 or ENG_HOOK_END end with ERR_CONTEXT too) */
     ENG_CTX_GENERATE,   /* generating: the context is full (need = 1 more position) */
 };
 #define ENG_HOOK_END 1 /* ctx_full: end the generation (finish "length") */
