@@ -622,11 +622,14 @@ START_TEST(sessions_interleaved)
     ck_assert_msg(json_object_get(r1, "result") && json_object_get(r2, "result") && json_object_get(r3, "result"), "generate failed");
     json_int_t cached = json_integer_value(json_object_get(json_object_get(json_object_get(r3, "result"), "usage"), "cached_tokens"));
     ck_assert_int_ge(cached, 5);
-    /* a session serves one request at a time: a second one at once is overloaded, retryable */
-    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"generate\",\"params\":{\"session\":\"%s\",\"prompt\":\"Once\",\"max_tokens\":30}}", sb);
-    proc_send(&p, params);
-    params[strlen("{\"jsonrpc\":\"2.0\",\"id\":") ] = '7';
-    proc_send(&p, params);
+    /* a session serves one request at a time: a second one at once is overloaded, retryable.
+     * Both lines go in one write and the first asks for 200 tokens, so the loop reads the
+     * second while the first still runs even on a loaded machine (30 tokens take ~2 ms). */
+    char two[1100];
+    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"generate\",\"params\":{\"session\":\"%s\",\"prompt\":\"Once\",\"max_tokens\":200}}", sa);
+    snprintf(two, sizeof two, "%s\n%s", params, params);
+    two[strlen(params) + 1 + strlen("{\"jsonrpc\":\"2.0\",\"id\":")] = '7';
+    proc_send(&p, two);
     json_t *r7 = proc_wait(&p, 7, NULL);
     ck_assert_str_eq(err_kind_of(r7), "overloaded");
     ck_assert(json_is_true(json_object_get(json_object_get(json_object_get(r7, "error"), "data"), "retryable")));
