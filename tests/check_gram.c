@@ -435,6 +435,194 @@ START_TEST(test_match_deep)
 }
 END_TEST
 
+
+/* ---- grammars/ and llama.cpp's grammars ---- */
+
+/* Undo the escapes of an example line: \n \r \t \\ \" \xHH. */
+static size_t unescape(const char *s, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 >= n) {
+            out[k++] = s[i];
+            continue;
+        }
+        char e = s[++i];
+        if (e == 'n') out[k++] = '\n';
+        else if (e == 'r') out[k++] = '\r';
+        else if (e == 't') out[k++] = '\t';
+        else if (e == 'x' && i + 2 < n) {
+            unsigned v = 0;
+            ck_assert_int_eq(sscanf(s + i + 1, "%2x", &v), 1);
+            out[k++] = (char)v;
+            i += 2;
+        } else out[k++] = e;
+    }
+    return k;
+}
+
+/* Run the "# accept: "..."" / "# prefix:" / "# reject:" examples of a grammar file; returns how
+ * many of each kind it found (accept, prefix, reject). */
+static void run_examples(const char *path, const char *src, size_t len, int counts[3])
+{
+    struct gram *g = NULL;
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_msg(gram_parse(src, len, &g, &ei) == 0, "%s: %s", path, ei.msg);
+    struct gram_matcher m;
+    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    static const char *kinds[3] = {"# accept: \"", "# prefix: \"", "# reject: \""};
+    static const char want[3] = {'A', 'P', 'R'};
+    for (const char *line = src; line && line < src + len; line = memchr(line, '\n', (size_t)(src + len - line))) {
+        while (line < src + len && *line == '\n') line++;
+        const char *eol = memchr(line, '\n', (size_t)(src + len - line));
+        if (!eol) eol = src + len;
+        for (int k = 0; k < 3; k++) {
+            size_t kl = strlen(kinds[k]);
+            if ((size_t)(eol - line) < kl + 1 || strncmp(line, kinds[k], kl) != 0) continue;
+            ck_assert_msg(eol[-1] == '"', "%s: example line must end with a quote", path);
+            char buf[1024];
+            size_t n = (size_t)(eol - 1 - (line + kl));
+            ck_assert_uint_lt(n, sizeof buf);
+            n = unescape(line + kl, n, buf);
+            char got = run_bytes(&m, buf, n);
+            ck_assert_msg(got == want[k], "%s: example %.*s: got %c, want %c", path, (int)(eol - line), line, got,
+                          want[k]);
+            counts[k]++;
+        }
+    }
+    gram_matcher_free(&m);
+    gram_free(g);
+}
+
+/* Every .gbnf in a folder, sorted; returns how many. */
+static int list_gbnf(const char *dir, char names[][256], int cap)
+{
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open %s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        if (l > 5 && l < 256 && strcmp(e->d_name + l - 5, ".gbnf") == 0 && n < cap) strcpy(names[n++], e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+    return n;
+}
+
+START_TEST(test_grammars_folder)
+{
+    static char names[64][256];
+    int n = list_gbnf("grammars", names, 64);
+    ck_assert_int_ge(n, 6);
+    for (int i = 0; i < n; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "grammars/%.255s", names[i]);
+        size_t len;
+        char *src = tutil_read(path, &len);
+        ck_assert_ptr_nonnull(src);
+        int counts[3] = {0, 0, 0};
+        run_examples(path, src, len, counts);
+        ck_assert_msg(counts[0] >= 2 && counts[2] >= 2, "%s: needs at least 2 accept and 2 reject examples", path);
+        free(src);
+    }
+}
+END_TEST
+
+/* Our strings for llama.cpp's grammars (its grammars/ folder, commit 34af94cd); the expected
+ * answers are llama.cpp's, as its own engine gives them for these strings. */
+static const struct {
+    const char *file, *text;
+    char want;
+} llama_cases[] = {
+    {"arithmetic.gbnf", "1+2=3\n", 'A'},
+    {"arithmetic.gbnf", "x = (a+b)\ny=2\n", 'A'},
+    {"arithmetic.gbnf", "(1+2) = 3", 'P'},
+    {"arithmetic.gbnf", "(1 + 2) = 3", 'R'}, /* a term cannot start with a space */
+    {"arithmetic.gbnf", "x = (a+b)*c\n", 'R'},  /* after "=" one term only */
+    {"arithmetic.gbnf", "1+2", 'P'},
+    {"arithmetic.gbnf", "1++2=3\n", 'R'},
+    {"arithmetic.gbnf", "A=1\n", 'R'},
+    {"c.gbnf", "int main(){return 0;}", 'A'},
+    {"c.gbnf", "int f(int x){while(x<10){x = x+1;}return x;}", 'A'},
+    {"c.gbnf", "char g(){/* hi */}", 'A'},
+    {"c.gbnf", "int main(", 'P'},
+    {"c.gbnf", "void main(){}", 'R'},
+    {"c.gbnf", "int main() {}", 'R'},
+    {"chess.gbnf", "1. e4 e5\n2. Nf3 Nc6\n", 'A'},
+    {"chess.gbnf", "1. d4 d5\n2. c4 dxc4\n3. O-O-O Qxd8+\n", 'A'},
+    {"chess.gbnf", "1. e4 e5\n", 'P'},
+    {"chess.gbnf", "1. e9 e5\n", 'R'},
+    {"chess.gbnf", "2. e4 e5\n", 'R'},
+    {"english.gbnf", "Hello, world!", 'A'},
+    {"english.gbnf", "It's 5 o'clock.\nTime\tfor tea", 'A'},
+    {"english.gbnf", "Hello ", 'P'},
+    {"english.gbnf", "caf\xc3\xa9", 'R'},
+    {"english.gbnf", " leading", 'R'},
+    {"english.gbnf", "two  spaces", 'R'},
+    {"japanese.gbnf", "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\xe3\x80\x81\xe4\xb8\x96\xe7\x95\x8c", 'A'},
+    {"japanese.gbnf", "\xe3\x82\xab\xe3\x82\xbf\xe3\x82\xab\xe3\x83\x8a \xe6\xbc\xa2\xe5\xad\x97", 'A'},
+    {"japanese.gbnf", "\xe3\x81\x82 ", 'P'},
+    {"japanese.gbnf", "abc", 'R'},
+    {"japanese.gbnf", "\xe3\x81\x82\xef\xbc\x81", 'R'},
+    {"json.gbnf", "{}", 'A'},
+    {"json.gbnf", "{\"a\": [1, 2.5, -3e7, true, null, {\"b\": \"\\u00e9\\n\"}]}", 'A'},
+    {"json.gbnf", "{\n  \"k\": \"v\"\n}", 'A'},
+    {"json.gbnf", "{\"a\": 1", 'P'},
+    {"json.gbnf", "[1]", 'R'},
+    {"json.gbnf", "{\"a\": 1.5e10}", 'R'}, /* its exponent rule: [0-9] [1-9]{0,15} */
+    {"json.gbnf", "{\"a\": \"\\/\"}", 'R'},  /* no \/ escape there */
+    {"json.gbnf", "{\"a\": \"\x7f\"}", 'R'},
+    {"json.gbnf", "{\"a\":01}", 'R'},
+    {"json_arr.gbnf", "[\n1,\n\"two\"]", 'A'},
+    {"json_arr.gbnf", "[\n]", 'A'},
+    {"json_arr.gbnf", "[1]", 'R'},
+    {"json_arr.gbnf", "[\n{\"a\": []}]", 'A'},
+    {"json_arr.gbnf", "[\n1,", 'P'},
+    {"list.gbnf", "- a\n- b\n", 'A'},
+    {"list.gbnf", "- caf\xc3\xa9\n", 'A'},
+    {"list.gbnf", "- a", 'P'},
+    {"list.gbnf", "- a\xe2\x80\xa8" "b\n", 'R'},
+    {"list.gbnf", "* a\n", 'R'},
+};
+
+START_TEST(test_llama_grammars)
+{
+    const char *dir = getenv("LMPIPE_LLAMA_GRAMMARS");
+    if (!dir || !*dir) {
+        printf("check_gram: LMPIPE_LLAMA_GRAMMARS is not set: skipping llama.cpp's grammars\n");
+        return;
+    }
+    static char names[64][256];
+    int n = list_gbnf(dir, names, 64), checked = 0;
+    ck_assert_int_gt(n, 0);
+    for (int i = 0; i < n; i++) {
+        char path[1400];
+        snprintf(path, sizeof path, "%.1000s/%.255s", dir, names[i]);
+        size_t len;
+        char *src = tutil_read(path, &len);
+        ck_assert_ptr_nonnull(src);
+        struct gram *g = NULL;
+        struct err_info ei;
+        err_clear(&ei);
+        ck_assert_msg(gram_parse(src, len, &g, &ei) == 0, "%s: %s", path, ei.msg);
+        struct gram_matcher m;
+        ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+        for (size_t k = 0; k < sizeof llama_cases / sizeof llama_cases[0]; k++) {
+            if (strcmp(llama_cases[k].file, names[i]) != 0) continue;
+            char got = run_bytes(&m, llama_cases[k].text, strlen(llama_cases[k].text));
+            ck_assert_msg(got == llama_cases[k].want, "%s: \"%s\": got %c, llama.cpp says %c", names[i],
+                          llama_cases[k].text, got, llama_cases[k].want);
+            checked++;
+        }
+        gram_matcher_free(&m);
+        gram_free(g);
+        free(src);
+    }
+    printf("check_gram: %d llama.cpp grammars parsed, %d strings checked\n", n, checked);
+}
+END_TEST
+
 Suite *make_suite(void);
 Suite *make_suite(void)
 {
@@ -454,6 +642,10 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_match_state);
     tcase_add_test(tc, test_match_bounds);
     tcase_add_test(tc, test_match_deep);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("grammars");
+    tcase_add_test(tc, test_grammars_folder);
+    tcase_add_test(tc, test_llama_grammars);
     suite_add_tcase(s, tc);
     return s;
 }
