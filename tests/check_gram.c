@@ -623,6 +623,433 @@ START_TEST(test_llama_grammars)
 }
 END_TEST
 
+
+/* ---- token level ---- */
+
+struct tvocab {
+    struct gguf_ctx gg;
+    struct tok_vocab *tv;
+    const struct vocab_view *v;
+    struct gram_vocab gv;
+};
+
+static void tv_open(struct tvocab *x, const char *rel)
+{
+    struct err_info ei;
+    err_clear(&ei);
+    memset(x, 0, sizeof *x);
+    ck_assert_msg(gguf_open(tutil_shared(rel), &x->gg, &ei) == 0, "%s: %s", rel, ei.msg);
+    ck_assert_msg(tok_load(&x->tv, &x->gg, &ei) == 0, "%s: %s", rel, ei.msg);
+    x->v = tok_view(x->tv);
+    ck_assert_msg(gram_vocab_init(&x->gv, x->v, &ei) == 0, "%s: %s", rel, ei.msg);
+    ck_assert_uint_eq(x->gv.n_vocab, x->v->n_vocab);
+}
+
+static void tv_close(struct tvocab *x)
+{
+    gram_vocab_free(&x->gv);
+    gram_vocab_free(&x->gv); /* twice: safe */
+    tok_free(x->tv);
+    gguf_free(&x->gg);
+}
+
+static uint64_t rng_state;
+static uint32_t rnd(uint32_t n)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)((rng_state >> 33) % n);
+}
+
+static bool bit(const uint64_t *b, int32_t id) { return (b[id >> 6] >> (id & 63)) & 1; }
+
+/* The reference for one token, from the byte matcher and the token rules of gram.h alone: a
+ * text token is allowed when its bytes continue the grammar, an end-of-generation token when
+ * the grammar may end, nothing else (these grammars name no tokens). `ref` is a byte-level
+ * matcher standing at the same position. */
+static bool ref_allowed(struct gram_matcher *ref, const struct vocab_view *v, int32_t id)
+{
+    unsigned f = vocab_flags(v, id);
+    size_t len;
+    const char *s = vocab_bytes(v, id, &len);
+    if (f & VOCAB_UNUSED) return false;
+    if (f & VOCAB_EOG) return gram_matcher_can_end(ref);
+    if ((f & VOCAB_CONTROL) || len == 0) return false;
+    return gram_matcher_try(ref, s, len) == 0;
+}
+
+/* Random walks through a grammar: at every position the trie mask must equal the reference
+ * for every token of the vocabulary, gram_tok_check must agree, and gram_tok_forced must be
+ * right by definition; then a random allowed token is accepted (end-of-generation tokens are
+ * taken only as the last step). */
+static void walk_compare(struct tvocab *x, const char *src, int walks, int steps)
+{
+    struct gram *g = parse_ok(src);
+    struct gram_matcher m, ref;
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_msg(gram_matcher_init(&m, g, &x->gv, &ei) == 0, "%s", ei.msg);
+    ck_assert_int_eq(gram_matcher_init(&ref, g, NULL, NULL), 0);
+    uint32_t nv = x->gv.n_vocab;
+    uint64_t *bits = calloc(x->gv.n_words + 1, sizeof *bits);
+    int32_t *allowed = malloc(nv * sizeof *allowed);
+    for (int w = 0; w < walks; w++) {
+        gram_matcher_reset(&m);
+        gram_matcher_reset(&ref);
+        for (int step = 0; step < steps; step++) {
+            int rc = gram_tok_mask(&m, bits);
+            uint32_t na = 0, nbad = 0, first_bad = 0;
+            for (uint32_t id = 0; id < nv; id++) { /* plain ifs: a ck_assert per token is slow */
+                bool want = ref_allowed(&ref, x->v, (int32_t)id);
+                if (bit(bits, (int32_t)id) != want && !nbad++) first_bad = id;
+                if (want) allowed[na++] = (int32_t)id;
+            }
+            size_t blen;
+            const char *bs = vocab_bytes(x->v, (int32_t)first_bad, &blen);
+            ck_assert_msg(nbad == 0, "walk %d step %d: %u tokens differ, first %u \"%.*s\": mask %d\n%s", w, step,
+                          nbad, first_bad, (int)blen, bs, bit(bits, (int32_t)first_bad), src);
+            ck_assert_int_eq(rc, na ? 0 : ERR_DEAD_END);
+            for (int k = 0; k < 64; k++) { /* check() on a sample of ids and on every allowed one */
+                int32_t id = k < 32 && na ? allowed[rnd(na)] : (int32_t)rnd(nv);
+                ck_assert_int_eq(gram_tok_check(&m, id) == 0, bit(bits, id));
+            }
+            int32_t run[4];
+            size_t nrun = 99;
+            ck_assert_int_eq(gram_tok_forced(&m, run, 4, &nrun), 0);
+            ck_assert_uint_eq(nrun > 0, na == 1);
+            if (nrun) ck_assert_int_eq(run[0], allowed[0]);
+            if (!na) break;
+            int32_t t = allowed[rnd(na)];
+            bool eog = vocab_flags(x->v, t) & VOCAB_EOG;
+            for (uint32_t tries = 0; eog && na > x->gv.n_eog && tries < 100 && step + 1 < steps; tries++) {
+                t = allowed[rnd(na)];
+                eog = vocab_flags(x->v, t) & VOCAB_EOG;
+            }
+            ck_assert_int_eq(gram_tok_accept(&m, t), 0);
+            if (eog) {
+                ck_assert(gram_matcher_complete(&m));
+                break;
+            }
+            size_t len;
+            const char *s = vocab_bytes(x->v, t, &len);
+            ck_assert_int_eq(gram_matcher_feed(&ref, s, len, NULL), 0);
+            ck_assert_int_eq(gram_matcher_can_end(&m), gram_matcher_can_end(&ref));
+            ck_assert_int_eq(gram_matcher_complete(&m), gram_matcher_complete(&ref));
+        }
+    }
+    free(bits);
+    free(allowed);
+    gram_matcher_free(&ref);
+    gram_matcher_free(&m);
+    gram_free(g);
+}
+
+static const char *walk_grammars[] = {
+    NULL, /* grammars/json.gbnf */
+    "root ::= [ぁ-ゟ一-鿿]{1,12} (\"。\" | \"、\")?\n",
+    "root ::= \"id-\" [0-9]{2,5} (\",\" \" \"? [a-z]{1,3}){0,3} \"\\n\"\n",
+    "root ::= (\"Q: \" [^\\n]{0,40} \"\\n\"){1,2}\n",
+    "root ::= x*\nx ::= \"ab\" | \"a\" | \"\\u00e9t\\u00e9\" | \"\\U0001F600\" | [^abc\\n] [0-9]?\n",
+};
+
+static void walk_vocab(const char *rel, int walks, int steps)
+{
+    struct tvocab x;
+    tv_open(&x, rel);
+    size_t len;
+    char *json = tutil_read("grammars/json.gbnf", &len);
+    ck_assert_ptr_nonnull(json);
+    rng_state = 12345;
+    for (size_t k = 0; k < sizeof walk_grammars / sizeof walk_grammars[0]; k++)
+        walk_compare(&x, walk_grammars[k] ? walk_grammars[k] : json, walks, steps);
+    free(json);
+    tv_close(&x);
+}
+
+static int quick(void) { return getenv("LMPIPE_TEST_QUICK") && atoi(getenv("LMPIPE_TEST_QUICK")) > 0; }
+
+START_TEST(test_tok_mask_stories) { walk_vocab("models/stories260K-F32.gguf", quick() ? 4 : 12, 40); }
+END_TEST
+
+START_TEST(test_tok_mask_spm) { walk_vocab("vocab/ggml-vocab-llama-spm.gguf", 2, quick() ? 6 : 16); }
+END_TEST
+
+START_TEST(test_tok_mask_starcoder) { walk_vocab("vocab/ggml-vocab-starcoder.gguf", 2, quick() ? 5 : 14); }
+END_TEST
+
+START_TEST(test_tok_mask_qwen2) { walk_vocab("vocab/ggml-vocab-qwen2.gguf", 1, quick() ? 5 : 14); }
+END_TEST
+
+/* A matcher over x for grammar src (which must resolve against the vocabulary). */
+static struct gram *tok_matcher(struct tvocab *x, const char *src, struct gram_matcher *m)
+{
+    struct gram *g = parse_ok(src);
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_msg(gram_matcher_init(m, g, &x->gv, &ei) == 0, "%s: %s", src, ei.msg);
+    return g;
+}
+
+static int32_t id_of(struct tvocab *x, const char *text)
+{
+    for (uint32_t id = 0; id < x->v->n_vocab; id++) {
+        size_t len;
+        const char *s = vocab_bytes(x->v, (int32_t)id, &len);
+        if (len == strlen(text) && memcmp(s, text, len) == 0 && !(x->v->flags[id] & VOCAB_UNUSED)) return (int32_t)id;
+    }
+    ck_abort_msg("no token \"%s\"", text);
+    return -1;
+}
+
+static uint32_t count_bits(const uint64_t *b, uint32_t nw)
+{
+    uint32_t n = 0;
+    for (uint32_t w = 0; w < nw; w++) n += (uint32_t)__builtin_popcountll(b[w]);
+    return n;
+}
+
+START_TEST(test_tok_eog_control)
+{
+    struct tvocab x;
+    tv_open(&x, "vocab/ggml-vocab-qwen2.gguf");
+    int32_t im_end = id_of(&x, "<|im_end|>"), im_start = id_of(&x, "<|im_start|>"), eot = id_of(&x, "<|endoftext|>");
+    int32_t yes = id_of(&x, "yes");
+    uint64_t *bits = calloc(x.gv.n_words, sizeof *bits);
+    struct gram_matcher m;
+    struct gram *g = tok_matcher(&x, "root ::= \"yes\" | \"no\"", &m);
+    /* end of generation only where the grammar may end; control tokens never as text */
+    ck_assert_int_eq(gram_tok_check(&m, im_end), ERR_REJECTED);
+    ck_assert_int_eq(gram_tok_check(&m, im_start), ERR_REJECTED);
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0);
+    ck_assert(!bit(bits, im_end) && !bit(bits, eot) && !bit(bits, im_start) && bit(bits, yes));
+    ck_assert_int_eq(gram_tok_accept(&m, im_end), ERR_REJECTED);
+    ck_assert_int_eq(gram_tok_accept(&m, yes), 0);
+    ck_assert(gram_matcher_can_end(&m) && gram_matcher_complete(&m));
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0);
+    ck_assert_uint_eq(count_bits(bits, x.gv.n_words), x.gv.n_eog); /* only the end tokens */
+    for (uint32_t k = 0; k < x.gv.n_eog; k++) ck_assert(bit(bits, x.gv.eog[k]));
+    ck_assert_int_eq(gram_tok_check(&m, yes), ERR_REJECTED);
+    ck_assert_int_eq(gram_tok_check(&m, im_start), ERR_REJECTED);
+    ck_assert_int_eq(gram_tok_accept(&m, im_end), 0);
+    ck_assert(gram_matcher_complete(&m));
+    ck_assert_int_eq(gram_tok_check(&m, -1), ERR_INVALID);
+    ck_assert_int_eq(gram_tok_check(&m, (int32_t)x.gv.n_vocab), ERR_INVALID);
+    gram_matcher_free(&m);
+    gram_free(g);
+
+    /* a grammar naming control tokens (by text and by id) takes them exactly there */
+    char src[256];
+    snprintf(src, sizeof src, "root ::= <|im_start|> \"user\" <[%d]> \"!\"", im_end);
+    g = tok_matcher(&x, src, &m);
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0);
+    ck_assert_uint_eq(count_bits(bits, x.gv.n_words), 1);
+    ck_assert(bit(bits, im_start));
+    int32_t run[8];
+    size_t n;
+    ck_assert_int_eq(gram_tok_forced(&m, run, 8, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(run[0], im_start);
+    ck_assert_int_eq(gram_tok_accept(&m, im_start), 0);
+    ck_assert_int_eq(gram_tok_accept(&m, id_of(&x, "user")), 0);
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0); /* an end token named mid-grammar */
+    ck_assert_uint_eq(count_bits(bits, x.gv.n_words), 1);
+    ck_assert(bit(bits, im_end));
+    ck_assert_int_eq(gram_tok_accept(&m, im_end), 0);
+    ck_assert(!gram_matcher_complete(&m) && !gram_matcher_can_end(&m));
+    ck_assert_int_eq(gram_tok_accept(&m, id_of(&x, "!")), 0);
+    ck_assert(gram_matcher_complete(&m));
+    gram_matcher_free(&m);
+    gram_free(g);
+
+    /* !<token>: any text token but that one; never a control, end or unused token */
+    g = tok_matcher(&x, "root ::= !<[9]> \".\"", &m);
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0);
+    for (uint32_t id = 0; id < x.gv.n_vocab; id++) {
+        size_t len;
+        vocab_bytes(x.v, (int32_t)id, &len);
+        bool text = len && !(x.v->flags[id] & (VOCAB_CONTROL | VOCAB_EOG | VOCAB_UNUSED));
+        if (bit(bits, (int32_t)id) != (text && id != 9)) ck_abort_msg("!<[9]>: token %u wrong", id);
+    }
+    ck_assert_int_eq(gram_tok_accept(&m, 10), 0);
+    ck_assert_int_eq(gram_tok_check(&m, id_of(&x, ".")), 0);
+    gram_matcher_free(&m);
+    gram_free(g);
+
+    /* user-defined tokens are text: <tool_call> by its text resolves to the user token */
+    g = tok_matcher(&x, "root ::= <tool_call> \"{}\"", &m);
+    int32_t tc = id_of(&x, "<tool_call>");
+    ck_assert(x.v->flags[tc] & VOCAB_USER);
+    ck_assert_int_eq(gram_tok_check(&m, tc), 0);
+    gram_matcher_free(&m);
+    gram_free(g);
+
+    /* references the vocabulary cannot resolve: line:column of the reference */
+    struct err_info ei;
+    const char *bad[] = {"root ::= \"a\" <not-a-token>", "root ::= \"a\" |\n  <[999999]>"};
+    const char *where[] = {"line 1:14:", "line 2:3:"};
+    for (int k = 0; k < 2; k++) {
+        g = parse_ok(bad[k]);
+        err_clear(&ei);
+        ck_assert_int_eq(gram_matcher_init(&m, g, &x.gv, &ei), ERR_NOT_FOUND);
+        ck_assert_msg(strncmp(ei.msg, where[k], strlen(where[k])) == 0, "%s", ei.msg);
+        gram_matcher_free(&m);
+        gram_free(g);
+    }
+    free(bits);
+    tv_close(&x);
+}
+END_TEST
+
+START_TEST(test_tok_forced)
+{
+    struct tvocab x;
+    tv_open(&x, "models/stories260K-F32.gguf"); /* one end token: </s> */
+    ck_assert_uint_eq(x.gv.n_eog, 1);
+    uint64_t *bits = calloc(x.gv.n_words, sizeof *bits);
+    struct gram_matcher m;
+    struct gram *g = tok_matcher(&x, "root ::= \"a\" <[300]> <[301]> \"b\"", &m);
+    int32_t run[8];
+    size_t n = 99;
+    ck_assert_int_eq(gram_tok_forced(&m, run, 8, &n), 0);
+    ck_assert_uint_eq(n, 0); /* "a": its token and its byte token <0x61> */
+    int32_t a = id_of(&x, "a");
+    ck_assert_int_eq(gram_tok_accept(&m, a), 0);
+    ck_assert_int_eq(gram_tok_forced(&m, run, 8, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(run[0], 300);
+    ck_assert_int_eq(run[1], 301);
+    ck_assert_int_eq(gram_tok_forced(&m, run, 1, &n), 0); /* cap */
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(gram_tok_check(&m, 300), 0); /* forced() did not move the matcher */
+    ck_assert_int_eq(gram_tok_check(&m, 301), ERR_REJECTED);
+    ck_assert_int_eq(gram_tok_accept(&m, 300), 0);
+    ck_assert_int_eq(gram_tok_accept(&m, 301), 0);
+    ck_assert_int_eq(gram_tok_forced(&m, run, 8, &n), 0);
+    ck_assert_uint_eq(n, 0); /* "b" and <0x62> */
+    ck_assert_int_eq(gram_tok_accept(&m, id_of(&x, "b")), 0);
+    ck_assert_int_eq(gram_tok_forced(&m, run, 8, &n), 0); /* only </s> can follow, and it ends */
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(run[0], x.v->eos);
+    gram_matcher_free(&m);
+    gram_free(g);
+
+    /* a forced run across a literal the vocabulary spells in one way only: check each step of
+     * the run by definition (exactly one allowed token) */
+    g = tok_matcher(&x, "root ::= \"x\" ( <[310]> | <[311]> ) \"q\"{0,1}", &m);
+    ck_assert_int_eq(gram_tok_accept(&m, id_of(&x, "x")), 0);
+    ck_assert_int_eq(gram_tok_forced(&m, run, 8, &n), 0);
+    ck_assert_uint_eq(n, 0); /* two named tokens */
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0);
+    ck_assert_uint_eq(count_bits(bits, x.gv.n_words), 2);
+    gram_matcher_free(&m);
+    gram_free(g);
+    free(bits);
+    tv_close(&x);
+}
+END_TEST
+
+START_TEST(test_tok_utf8_bytes)
+{
+    /* SentencePiece byte fallback: "é!" as two byte tokens and a piece */
+    struct tvocab x;
+    tv_open(&x, "vocab/ggml-vocab-llama-spm.gguf");
+    uint64_t *bits = calloc(x.gv.n_words, sizeof *bits);
+    struct gram_matcher m;
+    struct gram *g = tok_matcher(&x, "root ::= \"\\u00e9!\" | \"\\u00e8?\"", &m);
+    int32_t c3 = id_of(&x, "\xc3"), a9 = -1, a8 = -1, c2 = id_of(&x, "\xc2");
+    for (uint32_t id = 0; id < x.v->n_vocab; id++) {
+        size_t len;
+        const char *s = vocab_bytes(x.v, (int32_t)id, &len);
+        if ((x.v->flags[id] & VOCAB_BYTE) && len == 1 && (unsigned char)s[0] == 0xa9) a9 = (int32_t)id;
+        if ((x.v->flags[id] & VOCAB_BYTE) && len == 1 && (unsigned char)s[0] == 0xa8) a8 = (int32_t)id;
+    }
+    ck_assert(a9 >= 0 && a8 >= 0);
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0);
+    ck_assert(bit(bits, c3) && !bit(bits, c2) && !bit(bits, a9));
+    ck_assert_int_eq(gram_tok_accept(&m, c3), 0); /* the matcher now holds half a character */
+    ck_assert(!gram_matcher_can_end(&m));
+    ck_assert_int_eq(gram_tok_mask(&m, bits), 0);
+    ck_assert(bit(bits, a9) && bit(bits, a8) && !bit(bits, c3));
+    ck_assert_uint_eq(count_bits(bits, x.gv.n_words), 2);
+    ck_assert_int_eq(gram_tok_accept(&m, a8), 0);
+    ck_assert_int_eq(gram_tok_check(&m, id_of(&x, "!")), ERR_REJECTED);
+    ck_assert_int_eq(gram_tok_accept(&m, id_of(&x, "?")), 0);
+    ck_assert(gram_matcher_complete(&m));
+    gram_matcher_free(&m);
+    gram_free(g);
+    free(bits);
+    tv_close(&x);
+
+    /* byte-level BPE: qwen2 tokens of at most two bytes spell 3- and 4-byte characters, so
+     * tokens end inside characters; each is checked, accepted, and the pieces join up */
+    tv_open(&x, "vocab/ggml-vocab-qwen2.gguf");
+    const char *text = "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xf0\x9f\x98\x80\xf0\x9f\xa6\x99";
+    size_t tlen = strlen(text);
+    g = tok_matcher(&x, "root ::= [^a-z]+", &m);
+    uint32_t partial = 0;
+    for (size_t at = 0; at < tlen;) {
+        int32_t best = -1;
+        size_t blen = 0;
+        for (uint32_t id = 0; id < x.v->n_vocab; id++) {
+            size_t len;
+            const char *s = vocab_bytes(x.v, (int32_t)id, &len);
+            if (x.v->flags[id] & (VOCAB_CONTROL | VOCAB_UNUSED)) continue;
+            if (len > blen && len <= 2 && len <= tlen - at && memcmp(s, text + at, len) == 0) best = (int32_t)id, blen = len;
+        }
+        ck_assert_int_ge(best, 0);
+        ck_assert_int_eq(gram_tok_check(&m, best), 0);
+        ck_assert_int_eq(gram_tok_accept(&m, best), 0);
+        at += blen;
+        if (!gram_matcher_can_end(&m)) partial++;
+    }
+    ck_assert_uint_gt(partial, 3);
+    ck_assert(gram_matcher_can_end(&m));
+    /* a lone continuation byte is never allowed between characters, a lead byte is */
+    for (uint32_t id = 0; id < x.v->n_vocab; id++) {
+        size_t len;
+        const char *s = vocab_bytes(x.v, (int32_t)id, &len);
+        if (len == 1 && ((unsigned char)s[0] & 0xc0) == 0x80) ck_assert_int_eq(gram_tok_check(&m, (int32_t)id), ERR_REJECTED);
+        if (len == 1 && (unsigned char)s[0] == 0xe6) ck_assert_int_eq(gram_tok_check(&m, (int32_t)id), 0);
+    }
+    gram_matcher_free(&m);
+    gram_free(g);
+    tv_close(&x);
+}
+END_TEST
+
+START_TEST(test_tok_dead_end)
+{
+    struct tvocab x;
+    tv_open(&x, "models/stories260K-F32.gguf");
+    uint64_t *bits = calloc(x.gv.n_words, sizeof *bits);
+    struct gram_matcher m;
+    /* after "a" the grammar wants code point 0, which never matches: no token at all */
+    struct gram *g = tok_matcher(&x, "root ::= \"a\" [\\x00]", &m);
+    ck_assert_int_eq(gram_tok_accept(&m, id_of(&x, "a")), 0);
+    ck_assert(!gram_matcher_complete(&m)); /* a character element is still on top ... */
+    ck_assert_int_eq(gram_tok_mask(&m, bits), ERR_DEAD_END); /* ... but nothing spells it */
+    ck_assert_uint_eq(count_bits(bits, x.gv.n_words), 0);
+    size_t n = 9;
+    int32_t run[2];
+    ck_assert_int_eq(gram_tok_forced(&m, run, 2, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    gram_matcher_free(&m);
+    gram_free(g);
+    /* token operations need a vocabulary */
+    g = parse_ok("root ::= \"a\"");
+    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    ck_assert_int_eq(gram_tok_mask(&m, bits), ERR_STATE);
+    ck_assert_int_eq(gram_tok_check(&m, 5), ERR_STATE);
+    gram_matcher_free(&m);
+    gram_free(g);
+    free(bits);
+    tv_close(&x);
+    struct gram_vocab z;
+    memset(&z, 0, sizeof z);
+    gram_vocab_free(&z);
+    ck_assert_int_eq(gram_vocab_init(&z, NULL, NULL), ERR_INVALID);
+}
+END_TEST
+
 Suite *make_suite(void);
 Suite *make_suite(void)
 {
@@ -646,6 +1073,17 @@ Suite *make_suite(void)
     tc = tcase_create("grammars");
     tcase_add_test(tc, test_grammars_folder);
     tcase_add_test(tc, test_llama_grammars);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("tok");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_tok_mask_stories);
+    tcase_add_test(tc, test_tok_mask_spm);
+    tcase_add_test(tc, test_tok_mask_starcoder);
+    tcase_add_test(tc, test_tok_mask_qwen2);
+    tcase_add_test(tc, test_tok_eog_control);
+    tcase_add_test(tc, test_tok_forced);
+    tcase_add_test(tc, test_tok_utf8_bytes);
+    tcase_add_test(tc, test_tok_dead_end);
     suite_add_tcase(s, tc);
     return s;
 }

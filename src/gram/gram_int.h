@@ -145,7 +145,15 @@ bool gram_class_has(const struct gram *g, uint32_t k, uint32_t cp);
 /* Does class k match any code point in [lo, hi]? */
 bool gram_class_any(const struct gram *g, uint32_t k, uint32_t lo, uint32_t hi);
 
-/* gram_vocab.nflags bits */
+/* One trie node, all a mask walk reads of it in one cache line or two. */
+struct gram_vnode {
+    uint64_t sig;    /* byte groups (gram_byte_group) of every edge strictly below */
+    uint32_t end;    /* preorder index just past the subtree */
+    uint32_t ord_lo; /* first trie-order token at or below (the sentinel holds n_text) */
+    uint16_t depth;  /* bytes from the root */
+    uint8_t byte;    /* byte on the edge into the node */
+    uint8_t flags;   /* GV_* */
+};
 enum { GV_VALID = 1, GV_SUBOK = 2 }; /* path from the root is valid UTF-8; so is every path below */
 
 /* ---- matcher core ---- */

@@ -34,26 +34,34 @@
 
 static bool is_end_op(uint8_t op) { return op <= GOP_ALT; }
 
-unsigned gram_byte_group(unsigned b)
-{
-    static const char punct[] = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
-    if (b >= 0x80) return GRAM_GROUP_NONASCII;
-    if (b == 0) return 0;
-    if (b == '\t') return 2;
-    if (b == '\n') return 3;
-    if (b == '\r') return 4;
-    if (b < 0x20) return 1;
-    if (b == ' ') return 5;
-    if (b == 0x7f) return 44;
-    if (b == '0') return 38;
-    if (b >= '1' && b <= '9') return 39;
-    if (b >= 'A' && b <= 'F') return 40;
-    if (b >= 'G' && b <= 'Z') return 41;
-    if (b >= 'a' && b <= 'f') return 42;
-    if (b >= 'g' && b <= 'z') return 43;
-    const char *q = strchr(punct, (int)b);
-    return 6 + (unsigned)(q - punct); /* 6..37 */
-}
+/* gram_byte_group's table for ASCII, and the bytes of each group in order (group g is
+ * group_bytes[group_start[g] .. group_start[g + 1])); see gram_int.h for the groups. */
+static const uint8_t byte_group[128] = {
+     0,  1,  1,  1,  1,  1,  1,  1,  1,  2,  3,  1,  1,  4,  1,  1,
+     1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,
+     5,  6,  7,  8,  9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+    38, 39, 39, 39, 39, 39, 39, 39, 39, 39, 21, 22, 23, 24, 25, 26,
+    27, 40, 40, 40, 40, 40, 40, 41, 41, 41, 41, 41, 41, 41, 41, 41,
+    41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 28, 29, 30, 31, 32,
+    33, 42, 42, 42, 42, 42, 42, 43, 43, 43, 43, 43, 43, 43, 43, 43,
+    43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 34, 35, 36, 37, 44,
+};
+static const uint8_t group_bytes[128] = {
+      0,   1,   2,   3,   4,   5,   6,   7,   8,  11,  12,  14,  15,  16,  17,  18,
+     19,  20,  21,  22,  23,  24,  25,  26,  27,  28,  29,  30,  31,   9,  10,  13,
+     32,  33,  34,  35,  36,  37,  38,  39,  40,  41,  42,  43,  44,  45,  46,  47,
+     58,  59,  60,  61,  62,  63,  64,  91,  92,  93,  94,  95,  96, 123, 124, 125,
+    126,  48,  49,  50,  51,  52,  53,  54,  55,  56,  57,  65,  66,  67,  68,  69,
+     70,  71,  72,  73,  74,  75,  76,  77,  78,  79,  80,  81,  82,  83,  84,  85,
+     86,  87,  88,  89,  90,  97,  98,  99, 100, 101, 102, 103, 104, 105, 106, 107,
+    108, 109, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 127,
+};
+static const uint8_t group_start[49] = {0,  1,  29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39,
+                                        40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52,
+                                        53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65,
+                                        66, 75, 81, 101, 107, 127, 128, 128, 128, 128};
+
+unsigned gram_byte_group(unsigned b) { return b >= 0x80 ? GRAM_GROUP_NONASCII : byte_group[b]; }
 
 /* ---- growth ---- */
 
@@ -383,20 +391,6 @@ static bool top_matches(const struct gram_core *c, uint32_t t, uint32_t cp)
     return false;
 }
 
-static int delta_cp(struct gram_core *c, uint32_t s, uint32_t cp, uint32_t *res)
-{
-    begin_pass(c);
-    uint32_t off = c->sets[s].off, len = c->sets[s].len;
-    for (uint32_t i = 0; i < len; i++) {
-        uint32_t t = c->spool[off + i];
-        if (t && top_matches(c, t, cp)) {
-            int rc = advance_top(c, t);
-            if (rc) return rc;
-        }
-    }
-    return finish_set(c, res);
-}
-
 static uint32_t tkey_hash(uint64_t k) { return mix3((uint32_t)k, (uint32_t)(k >> 32), 0x5bd1e995u); }
 
 static int trans_find(const struct gram_core *c, uint64_t key, uint32_t *val)
@@ -442,6 +436,38 @@ static int trans_put(struct gram_core *c, uint64_t key, uint32_t val)
     c->tval[h] = val;
     c->tn++;
     return 0;
+}
+
+/* Set s after code point cp. The result depends only on which tops match, so for sets of up to
+ * 32 tops it is cached under that bitmask: every ordinary character inside a JSON string, say,
+ * shares one expansion. */
+static int delta_cp(struct gram_core *c, uint32_t s, uint32_t cp, uint32_t *res)
+{
+    uint32_t off = c->sets[s].off, len = c->sets[s].len, hits = 0;
+    uint64_t key = 0;
+    if (len <= 32) {
+        for (uint32_t i = 0; i < len; i++) {
+            uint32_t t = c->spool[off + i];
+            if (t && top_matches(c, t, cp)) hits |= 1u << i;
+        }
+        if (!hits) {
+            *res = GS_DEAD;
+            return 0;
+        }
+        key = ((uint64_t)s << 34) | (3ull << 32) | hits;
+        if (trans_find(c, key, res)) return 0;
+    }
+    begin_pass(c);
+    for (uint32_t i = 0; i < len; i++) {
+        uint32_t t = c->spool[off + i];
+        if (len <= 32 ? (hits >> i) & 1 : t && top_matches(c, t, cp)) {
+            int rc = advance_top(c, t);
+            if (rc) return rc;
+        }
+    }
+    int rc = finish_set(c, res);
+    if (!rc && len <= 32) rc = trans_put(c, key, *res);
+    return rc;
 }
 
 /* Set s after a whole code point >= 0x80. */
@@ -620,8 +646,8 @@ int gc_loop_groups(struct gram_core *c, uint32_t s, uint64_t want)
             if ((f & GSF_NA_UNIFORM) && (f & GSF_NA_ALL) && (rc = step_cp(c, s, 0x80, &nx))) return rc;
             loop = nx == s;
         } else {
-            for (unsigned b = 1; b < 128 && loop; b++) {
-                if (gram_byte_group(b) != grp) continue;
+            for (unsigned k = group_start[grp]; k < group_start[grp + 1] && loop; k++) {
+                unsigned b = group_bytes[k];
                 struct gram_pos q = {s, 0};
                 rc = gc_step(c, &q, b);
                 if (rc && rc != ERR_REJECTED) return rc;

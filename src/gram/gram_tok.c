@@ -205,28 +205,32 @@ static int walk_trie(struct gram_matcher *m, struct gram_pos start, struct walk 
     const struct gram_vocab *gv = m->gv;
     struct gram_core *c = m->c;
     struct gram_pos *st = c->dstack;
+    const struct gram_vnode *nd = gv->node;
     st[0] = start;
     uint32_t i = 1, n = gv->n_nodes;
     while (i < n) {
-        struct gram_pos q = st[gv->depth[i] - 1];
-        int rc = gc_step(c, &q, gv->byte[i]);
+        const struct gram_vnode *x = &nd[i];
+        struct gram_pos q = st[x->depth - 1];
+        int rc = gc_step(c, &q, x->byte);
         if (rc) {
             if (rc != ERR_REJECTED) return rc;
-            i = gv->end[i];
+            i = x->end;
             continue;
         }
-        uint32_t e = gv->end[i];
-        if (q.part == 0 && e - i > SKIP_MIN && (gv->nflags[i] & GV_SUBOK)) {
-            uint64_t need = gv->sig[i];
+        /* Whole subtree: every byte below leads q's set back to itself. Also right inside an
+         * unfinished character: its continuation bytes are below, so the non-ASCII group must
+         * loop, which means every valid character completes into the set again. */
+        if (x->end - i > SKIP_MIN && (x->flags & GV_SUBOK)) {
+            uint64_t need = x->sig;
             if ((need & ~c->sets[q.set].gknown) && (rc = gc_loop_groups(c, q.set, need))) return rc;
             if ((need & ~c->sets[q.set].gloop) == 0) {
-                if (take(w, gv->ord_lo[i], gv->ord_lo[e])) return 0;
-                i = e;
+                if (take(w, x->ord_lo, nd[x->end].ord_lo)) return 0;
+                i = x->end;
                 continue;
             }
         }
-        st[gv->depth[i]] = q;
-        if (take(w, gv->ord_lo[i], gv->ord_lo[i + 1])) return 0;
+        st[x->depth] = q;
+        if (take(w, x->ord_lo, x[1].ord_lo)) return 0;
         i++;
     }
     return 0;
