@@ -1,7 +1,8 @@
 /* bench_gram: the grammar matcher's cost per token, alone (the engine integration comes later).
  *
- * For the qwen2 (152k) and starcoder (49k, SmolLM2's) vocabularies and two grammars (our
- * grammars/json.gbnf, and a tool-call grammar written here as a schema converter would emit it),
+ * For the qwen2 (152k) and starcoder (49k, SmolLM2's) vocabularies and three grammars (our
+ * grammars/json.gbnf, and a tool-call grammar written here as a schema converter would emit it,
+ * with unbounded strings and with maxLength 500 strings, a counted repetition),
  * it tokenizes realistic tool-call JSON texts (~60 tokens) with the vocabulary's tokenizer and
  * walks them token by token through a fresh matcher, timing at every position:
  *   check  - gram_tok_check of the token that comes next (the sampled token, accepted);
@@ -41,7 +42,7 @@ static const char *tool_grammar =
     "path-kv ::= \"\\\"path\\\"\" ws \":\" ws string\n"
     "content-kv ::= \"\\\"content\\\"\" ws \":\" ws string\n"
     "search ::= \"\\\"query\\\"\" ws \":\" ws string ( \",\" ws \"\\\"count\\\"\" ws \":\" ws integer )?\n"
-    "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} ) )* \"\\\"\" ws\n"
+    "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} ) )%s \"\\\"\" ws\n"
     "integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ws\n"
     "ws ::= \" \"?\n";
 
@@ -145,11 +146,15 @@ static int bench_vocab(const char *shared, const char *name, int rounds)
     printf("%s: %u tokens, trie %u nodes, built in %.1f ms\n", name, gv.n_vocab, gv.n_nodes, (now() - t0) * 1e3);
     size_t jlen;
     const char *json = slurp("grammars/json.gbnf", &jlen);
-    const char *gsrc[2] = {json, tool_grammar};
-    const char *gname[2] = {"json.gbnf", "tool-call"};
+    /* the tool-call grammar with unbounded strings, and with maxLength 500 (a counted class) */
+    char tool[2][4096];
+    snprintf(tool[0], sizeof tool[0], tool_grammar, "*");
+    snprintf(tool[1], sizeof tool[1], tool_grammar, "{0,500}");
+    const char *gsrc[3] = {json, tool[0], tool[1]};
+    const char *gname[3] = {"json.gbnf", "tool-call", "tool-max"};
     uint64_t *bits = calloc(gv.n_words, sizeof *bits);
     int bad = !json || !bits;
-    for (int gi = 0; gi < 2 && !bad; gi++) {
+    for (int gi = 0; gi < 3 && !bad; gi++) {
         struct gram *g;
         if (gram_parse(gsrc[gi], strlen(gsrc[gi]), &g, &ei)) {
             fprintf(stderr, "bench_gram: %s: %s\n", gname[gi], ei.msg);

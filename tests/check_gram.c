@@ -749,6 +749,7 @@ static const char *walk_grammars[] = {
     "root ::= \"id-\" [0-9]{2,5} (\",\" \" \"? [a-z]{1,3}){0,3} \"\\n\"\n",
     "root ::= (\"Q: \" [^\\n]{0,40} \"\\n\"){1,2}\n",
     "root ::= x*\nx ::= \"ab\" | \"a\" | \"\\u00e9t\\u00e9\" | \"\\U0001F600\" | [^abc\\n] [0-9]?\n",
+    "root ::= \"<\" [^<>\\n]{2,30} \">\" [a-z ]{0,8}\n", /* counted classes: chains that end */
 };
 
 static void walk_vocab(const char *rel, int walks, int steps)

@@ -151,6 +151,7 @@ struct gram_vnode {
     uint32_t end;    /* preorder index just past the subtree */
     uint32_t ord_lo; /* first trie-order token at or below (the sentinel holds n_text) */
     uint16_t depth;  /* bytes from the root */
+    uint16_t height; /* bytes from the node to its deepest descendant */
     uint8_t byte;    /* byte on the edge into the node */
     uint8_t flags;   /* GV_* */
 };
@@ -177,14 +178,18 @@ enum gset_flag {
     GSF_CHARS = 4,      /* some top is a character element that matches something */
     GSF_NA_UNIFORM = 8, /* every character top matches all or none of the code points >= 0x80 */
     GSF_NA_ALL = 16,    /* some character top matches all code points >= 0x80 */
+    GSF_UNI_KNOWN = 32, /* ugroups / usucc computed */
+    GSF_CHAIN_KNOWN = 64, /* chain computed */
 };
 
 struct gset_info {
     uint32_t off, len;   /* tops in the core's set pool */
     uint32_t na_next;    /* GSF_NA_UNIFORM: the set after any character >= 0x80, or GS_* */
     uint8_t flags;       /* enum gset_flag */
-    uint64_t gknown;     /* mask walk: byte groups whose loop property is known ... */
-    uint64_t gloop;      /* ... and those whose every byte leads back to this very set */
+    /* mask walk (gc_chain): the byte groups whose every byte leads to one same set usucc, and
+     * for how many such steps in a row the successors keep all those groups uniform */
+    uint64_t ugroups;
+    uint32_t usucc, chain;
 };
 
 struct gram_core {
@@ -253,8 +258,13 @@ int gc_token_step(struct gram_core *c, uint32_t set, int32_t tok, bool text, con
 int gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res);
 /* Set made of the empty stack only (the grammar has ended). */
 int gc_empty_set(struct gram_core *c, uint32_t *res);
-/* Loop groups of set s for the groups in `want` (mask walk); fills sets[s].gknown/gloop. */
-int gc_loop_groups(struct gram_core *c, uint32_t s, uint64_t want);
+/* For the mask walk: the byte groups *groups of set s whose every byte (every character for the
+ * non-ASCII group) leads to one same successor set, and *len = how many such steps in a row
+ * (capped at cap; UINT32_MAX when the chain comes back to a set on it, e.g. a loop) keep all
+ * those groups leading on uniformly. A trie subtree using only those groups and no deeper than
+ * *len accepts every token in it: inside a JSON string the chain is a loop, inside a counted
+ * class like [^"]{0,200} it runs until the count nears its maximum. */
+int gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len);
 /* Byte group (0..47) of a byte value: the mask walk skips a trie subtree whose bytes all lie in
  * groups that lead a set back to itself. Groups: NUL, other C0 controls, \t, \n, \r, space, each
  * ASCII punctuation mark alone, 0, 1-9, A-F, G-Z, a-f, g-z, DEL, and every byte >= 0x80. */

@@ -438,36 +438,57 @@ static int trans_put(struct gram_core *c, uint64_t key, uint32_t val)
     return 0;
 }
 
-/* Set s after code point cp. The result depends only on which tops match, so for sets of up to
- * 32 tops it is cached under that bitmask: every ordinary character inside a JSON string, say,
- * shares one expansion. */
-static int delta_cp(struct gram_core *c, uint32_t s, uint32_t cp, uint32_t *res)
+/* Which tops of set s (at most 32) match code point cp, as a bitmask. */
+static uint32_t top_hits(const struct gram_core *c, uint32_t s, uint32_t cp)
 {
     uint32_t off = c->sets[s].off, len = c->sets[s].len, hits = 0;
-    uint64_t key = 0;
-    if (len <= 32) {
-        for (uint32_t i = 0; i < len; i++) {
-            uint32_t t = c->spool[off + i];
-            if (t && top_matches(c, t, cp)) hits |= 1u << i;
-        }
-        if (!hits) {
-            *res = GS_DEAD;
-            return 0;
-        }
-        key = ((uint64_t)s << 34) | (3ull << 32) | hits;
-        if (trans_find(c, key, res)) return 0;
-    }
-    begin_pass(c);
     for (uint32_t i = 0; i < len; i++) {
         uint32_t t = c->spool[off + i];
-        if (len <= 32 ? (hits >> i) & 1 : t && top_matches(c, t, cp)) {
-            int rc = advance_top(c, t);
+        if (t && top_matches(c, t, cp)) hits |= 1u << i;
+    }
+    return hits;
+}
+
+/* Set s (at most 32 tops) after a character that matched the tops in hits (non-zero). The
+ * result depends only on which tops match, so it is cached under that bitmask: every ordinary
+ * character inside a JSON string, say, shares one expansion. */
+static int delta_hits(struct gram_core *c, uint32_t s, uint32_t hits, uint32_t *res)
+{
+    uint64_t key = ((uint64_t)s << 34) | (3ull << 32) | hits;
+    if (trans_find(c, key, res)) return 0;
+    begin_pass(c);
+    uint32_t off = c->sets[s].off;
+    for (uint32_t i = 0; i < 32; i++) {
+        if ((hits >> i) & 1) {
+            int rc = advance_top(c, c->spool[off + i]);
             if (rc) return rc;
         }
     }
     int rc = finish_set(c, res);
-    if (!rc && len <= 32) rc = trans_put(c, key, *res);
-    return rc;
+    return rc ? rc : trans_put(c, key, *res);
+}
+
+/* Set s after code point cp. */
+static int delta_cp(struct gram_core *c, uint32_t s, uint32_t cp, uint32_t *res)
+{
+    uint32_t off = c->sets[s].off, len = c->sets[s].len;
+    if (len <= 32) {
+        uint32_t hits = top_hits(c, s, cp);
+        if (!hits) {
+            *res = GS_DEAD;
+            return 0;
+        }
+        return delta_hits(c, s, hits, res);
+    }
+    begin_pass(c);
+    for (uint32_t i = 0; i < len; i++) {
+        uint32_t t = c->spool[off + i];
+        if (t && top_matches(c, t, cp)) {
+            int rc = advance_top(c, t);
+            if (rc) return rc;
+        }
+    }
+    return finish_set(c, res);
 }
 
 /* Set s after a whole code point >= 0x80. */
@@ -632,32 +653,76 @@ int gc_empty_set(struct gram_core *c, uint32_t *res)
     return set_intern(c, &zero, 1, res);
 }
 
-int gc_loop_groups(struct gram_core *c, uint32_t s, uint64_t want)
+/* The uniform step of set s for the mask walk: H = the tops most printable ASCII characters
+ * match; ugroups = the byte groups whose every byte matches exactly H (the non-ASCII group when
+ * every character >= 0x80 does), usucc = the set all of them lead to. */
+static int uniform(struct gram_core *c, uint32_t s)
 {
-    uint64_t todo = want & ~c->sets[s].gknown;
-    while (todo) {
-        unsigned grp = (unsigned)__builtin_ctzll(todo);
-        todo &= todo - 1;
-        bool loop = true;
-        int rc;
-        if (grp == GRAM_GROUP_NONASCII) {
-            uint32_t nx = GS_DEAD;
-            uint8_t f = c->sets[s].flags;
-            if ((f & GSF_NA_UNIFORM) && (f & GSF_NA_ALL) && (rc = step_cp(c, s, 0x80, &nx))) return rc;
-            loop = nx == s;
-        } else {
-            for (unsigned k = group_start[grp]; k < group_start[grp + 1] && loop; k++) {
-                unsigned b = group_bytes[k];
-                struct gram_pos q = {s, 0};
-                rc = gc_step(c, &q, b);
-                if (rc && rc != ERR_REJECTED) return rc;
-                loop = rc == 0 && q.set == s;
-            }
-            if (grp == 0) loop = false;
+    if (c->sets[s].flags & GSF_UNI_KNOWN) return 0;
+    uint64_t groups = 0;
+    uint32_t succ = GS_DEAD;
+    if (c->sets[s].len <= 32) {
+        uint32_t hits[128] = {0}, best = 0, best_n = 0;
+        for (uint32_t i = 0; i < c->sets[s].len; i++) { /* every ASCII byte at once, from the bitmaps */
+            uint32_t t = c->spool[c->sets[s].off + i];
+            const struct gel *e = t ? &c->g->el[c->npos[t]] : NULL;
+            if (e && e->op == GOP_CHAR && e->a < 128) hits[e->a] |= 1u << i;
+            if (!e || e->op != GOP_CLASS) continue;
+            for (int w = 0; w < 2; w++)
+                for (uint64_t m = c->g->cls[e->a].asc[w]; m; m &= m - 1) hits[w * 64 + __builtin_ctzll(m)] |= 1u << i;
         }
-        c->sets[s].gknown |= 1ull << grp;
-        if (loop) c->sets[s].gloop |= 1ull << grp;
+        uint32_t val[16], cnt[16], nd = 0; /* the most frequent non-empty match */
+        for (unsigned b = 0x20; b < 0x7f; b++) {
+            if (!hits[b]) continue;
+            uint32_t k = 0;
+            while (k < nd && val[k] != hits[b]) k++;
+            if (k == nd) {
+                if (nd == 16) continue; /* rare: so many distinct matches, no long uniform run */
+                val[nd] = hits[b], cnt[nd++] = 0;
+            }
+            if (++cnt[k] > best_n) best = val[k], best_n = cnt[k];
+        }
+        for (unsigned grp = 0; best && grp < GRAM_GROUP_NONASCII; grp++) {
+            bool all = group_start[grp] < group_start[grp + 1];
+            for (unsigned k = group_start[grp]; k < group_start[grp + 1] && all; k++) all = hits[group_bytes[k]] == best;
+            if (all) groups |= 1ull << grp;
+        }
+        uint8_t f = c->sets[s].flags;
+        if (best && (f & GSF_NA_UNIFORM) && (f & GSF_NA_ALL) && top_hits(c, s, 0x80) == best)
+            groups |= 1ull << GRAM_GROUP_NONASCII;
+        int rc;
+        if (best && (rc = delta_hits(c, s, best, &succ))) return rc;
     }
+    c->sets[s].ugroups = groups;
+    c->sets[s].usucc = succ;
+    c->sets[s].flags |= GSF_UNI_KNOWN;
+    return 0;
+}
+
+int gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len)
+{
+    int rc = uniform(c, s);
+    if (rc) return rc;
+    *groups = c->sets[s].ugroups;
+    if (c->sets[s].flags & GSF_CHAIN_KNOWN) {
+        *len = c->sets[s].chain;
+        return 0;
+    }
+    uint32_t n = 0, cur = s;
+    while (*groups && n < cap) {
+        if ((rc = uniform(c, cur))) return rc;
+        const struct gset_info *ci = &c->sets[cur];
+        if ((ci->ugroups & *groups) != *groups || ci->usucc == GS_DEAD) break;
+        n++;
+        if (ci->usucc == cur || ci->usucc == s) { /* back on the chain: it never ends */
+            n = UINT32_MAX;
+            break;
+        }
+        cur = ci->usucc;
+    }
+    c->sets[s].chain = n; /* == cap: at least cap */
+    c->sets[s].flags |= GSF_CHAIN_KNOWN;
+    *len = c->sets[s].chain;
     return 0;
 }
 

@@ -217,13 +217,15 @@ static int walk_trie(struct gram_matcher *m, struct gram_pos start, struct walk 
             i = x->end;
             continue;
         }
-        /* Whole subtree: every byte below leads q's set back to itself. Also right inside an
-         * unfinished character: its continuation bytes are below, so the non-ASCII group must
-         * loop, which means every valid character completes into the set again. */
+        /* Whole subtree: every byte below takes q's set one uniform step on (gc_chain), for
+         * at least as many steps as the subtree is deep. Also right inside an unfinished
+         * character: its continuation bytes are below, so the non-ASCII group must be uniform,
+         * which means every valid character completes into the next set. */
         if (x->end - i > SKIP_MIN && (x->flags & GV_SUBOK)) {
-            uint64_t need = x->sig;
-            if ((need & ~c->sets[q.set].gknown) && (rc = gc_loop_groups(c, q.set, need))) return rc;
-            if ((need & ~c->sets[q.set].gloop) == 0) {
+            uint64_t groups;
+            uint32_t len;
+            if ((rc = gc_chain(c, q.set, gv->max_depth, &groups, &len))) return rc;
+            if ((x->sig & ~groups) == 0 && x->height <= len) {
                 if (take(w, x->ord_lo, nd[x->end].ord_lo)) return 0;
                 i = x->end;
                 continue;

@@ -110,6 +110,7 @@ static int build_trie(struct gram_vocab *gv, const struct piece *ids, uint32_t n
     for (uint32_t i = nn - 1; i > 0; i--) {
         uint32_t par = parent[i];
         nd[par].sig |= nd[i].sig | (1ull << gram_byte_group(nd[i].byte));
+        if (nd[i].height + 1 > nd[par].height) nd[par].height = (uint16_t)(nd[i].height + 1);
         if (!(nd[i].flags & GV_SUBOK)) nd[par].flags &= (uint8_t)~GV_SUBOK;
     }
     free(path);
