@@ -385,6 +385,37 @@ START_TEST(test_match_state)
 }
 END_TEST
 
+START_TEST(test_match_check_text)
+{
+    struct gram *g = parse_ok("root ::= \"{\" [0-9]+ (\",\" [0-9]+)* \"}\"");
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_int_eq(gram_check(g, "{1,23}", 6, &ei), 0);
+    ck_assert_int_eq(ei.code, 0);
+    ck_assert_int_eq(gram_check(g, "{1,2x}", 6, &ei), ERR_REJECTED);
+    ck_assert_uint_eq(ei.offset, 4);
+    ck_assert_str_eq(ei.msg, "text line 1:5: byte 0x78 cannot continue the grammar; expected , 0-9 }");
+    err_clear(&ei);
+    ck_assert_int_eq(gram_check(g, "{1,", 3, &ei), ERR_REJECTED);
+    ck_assert_uint_eq(ei.offset, 3);
+    ck_assert_str_eq(ei.msg, "text line 1:4: the text ends before the grammar does; expected 0-9");
+    err_clear(&ei);
+    ck_assert_int_eq(gram_check(g, "{1}\n", 4, &ei), ERR_REJECTED);
+    ck_assert_str_eq(ei.msg, "text line 1:4: byte 0x0A cannot continue the grammar; expected nothing more");
+    gram_free(g);
+    g = parse_ok("root ::= \"a\\n\" [^a]");
+    err_clear(&ei);
+    ck_assert_int_eq(gram_check(g, "a\n\xc3\xa9x", 5, &ei), ERR_REJECTED);
+    ck_assert_str_eq(ei.msg, "text line 2:2: byte 0x78 cannot continue the grammar; expected nothing more");
+    err_clear(&ei);
+    ck_assert_int_eq(gram_check(g, "a\na", 3, &ei), ERR_REJECTED);
+    ck_assert_uint_eq(ei.offset, 2);
+    ck_assert_msg(strstr(ei.msg, "expected \\x01-` b-\\x7F \\xC2-\\xF4"), "%s", ei.msg);
+    ck_assert_int_eq(gram_check(NULL, "a", 1, NULL), ERR_INVALID);
+    gram_free(g);
+}
+END_TEST
+
 START_TEST(test_match_bounds)
 {
     /* 3 * 2^n stacks after n "a": each may close with "b" or with "c" later, and the top is an "a"
@@ -1068,6 +1099,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_match_nullable);
     tcase_add_test(tc, test_match_ambiguity);
     tcase_add_test(tc, test_match_state);
+    tcase_add_test(tc, test_match_check_text);
     tcase_add_test(tc, test_match_bounds);
     tcase_add_test(tc, test_match_deep);
     suite_add_tcase(s, tc);

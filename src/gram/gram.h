@@ -119,6 +119,11 @@ bool gram_matcher_complete(const struct gram_matcher *m);
 /* Bytes that may come next: bit b of set[b / 64]. Returns how many. */
 int gram_matcher_next_bytes(struct gram_matcher *m, uint64_t set[4]);
 
+/* Does the whole text match g (one shot, a temporary matcher)? 0 yes; else ERR_REJECTED with
+ * ei->offset = the byte that cannot continue (len when the text ends too early) and a message
+ * "text line L:C: ...; expected <bytes that could come there>", or ERR_LIMIT. */
+int gram_check(const struct gram *g, const void *text, size_t len, struct err_info *ei);
+
 /* ---- token level (the matcher must have been made with a gram_vocab) ---- */
 
 /* Is token `tok` allowed here? 0 yes, ERR_REJECTED no, ERR_LIMIT / ERR_STATE on failure. */

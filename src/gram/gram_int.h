@@ -1,6 +1,7 @@
 /* gram_int: the compiled grammar's layout and the matcher's core, shared by gram_parse.c (text ->
- * builder), gram_compile.c (builder -> struct gram, analyses), gram_match.c (parse stacks, byte
- * transitions) and gram_vocab.c (trie, token operations).
+ * builder), gram_compile.c (builder -> struct gram, analyses), gram_stack.c (frames, expansion,
+ * stack sets, compaction), gram_match.c (transitions, UTF-8, the byte API), gram_text.c (whole
+ * texts), gram_vocab.c (the vocabulary trie) and gram_tok.c (token operations).
  *
  * Compiled grammar: every rule is a run of elements in one array, its alternatives separated by
  * GOP_ALT and closed by GOP_END (llama.cpp's layout). Repetition is one GOP_REP element with its
@@ -229,11 +230,35 @@ struct gram_core {
     uint32_t memo_n, memo_clock;
 };
 
+/* ---- gram_stack.c: frames, expansion, sets ---- */
+
 /* Core setup: nodes/sets/caches allocated with their first capacity; start position computed. */
 int gc_init(struct gram_core *c, const struct gram *g);
 void gc_free(struct gram_core *c);
-/* Compact between operations when the caches have grown past their soft bound. */
-void gc_maybe_compact(struct gram_core *c);
+/* Drop sets and caches (and dead frames) once they pass their soft bounds, keeping the current
+ * and start positions and *extra (a position in progress; may be NULL). Only between steps. */
+void gc_maybe_compact(struct gram_core *c, struct gram_pos *extra);
+/* One transition's expansion: begin a pass (clears the output), continue the stack whose top t
+ * matched (any number of times), then intern the output as a set (GS_DEAD when empty). */
+void gc_begin_pass(struct gram_core *c);
+int gc_advance_top(struct gram_core *c, uint32_t t);
+int gc_push_out(struct gram_core *c, uint32_t t);
+int gc_finish_set(struct gram_core *c, uint32_t *res);
+/* Intern the sorted, distinct tops t[0..n) (ERR_LIMIT past GRAM_MAX_STACKS). */
+int gc_set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *id);
+
+static inline uint32_t gc_mix3(uint32_t a, uint32_t b, uint32_t c)
+{
+    uint64_t h = (uint64_t)a * 0x9e3779b97f4a7c15ull ^ (uint64_t)b * 0xc2b2ae3d27d4eb4full ^
+                 (uint64_t)c * 0x165667b19e3779f9ull;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+/* ---- gram_match.c: transitions ---- */
+
 /* One byte from *p: 0 (p advanced), ERR_REJECTED (p unchanged) or ERR_LIMIT. */
 int gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b);
 static inline int gc_step(struct gram_core *c, struct gram_pos *p, unsigned b)

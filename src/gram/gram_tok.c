@@ -151,7 +151,7 @@ static int advance(struct gram_matcher *m, struct gram_pos p, int32_t tok, struc
 int gram_tok_check(struct gram_matcher *m, int32_t tok)
 {
     if (!m || !m->c || !m->gv) return ERR_STATE;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     struct gram_pos q;
     return advance(m, m->c->cur, tok, &q);
 }
@@ -159,7 +159,7 @@ int gram_tok_check(struct gram_matcher *m, int32_t tok)
 int gram_tok_accept(struct gram_matcher *m, int32_t tok)
 {
     if (!m || !m->c || !m->gv) return ERR_STATE;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     struct gram_pos q;
     int rc = advance(m, m->c->cur, tok, &q);
     if (!rc) m->c->cur = q;
@@ -317,7 +317,7 @@ int gram_tok_mask(struct gram_matcher *m, uint64_t *bits)
     if (!m || !m->c || !m->gv || !bits) return ERR_STATE;
     struct gram_core *c = m->c;
     const struct gram_vocab *gv = m->gv;
-    gc_maybe_compact(c);
+    gc_maybe_compact(c, NULL);
     struct gram_pos p = c->cur;
     int k = memo_find(c, p);
     if (k >= 0) {
@@ -375,7 +375,7 @@ int gram_tok_forced(struct gram_matcher *m, int32_t *toks, size_t cap, size_t *n
 {
     if (n) *n = 0;
     if (!m || !m->c || !m->gv || !n || (!toks && cap)) return ERR_STATE;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     struct gram_pos p = m->c->cur;
     while (*n < cap) {
         int32_t t;
