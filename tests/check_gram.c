@@ -25,6 +25,14 @@ static struct gram *parse_ok(const char *src)
     return g;
 }
 
+/* A byte-level matcher for grammar src; returns the grammar (the caller frees both). */
+static struct gram *byte_matcher(const char *src, struct gram_matcher *m)
+{
+    struct gram *g = parse_ok(src);
+    ck_assert_int_eq(gram_matcher_init(m, g, NULL, NULL), 0);
+    return g;
+}
+
 /* 'A' the whole text is accepted, 'P' it is a viable prefix only, 'R' rejected, 'E' other error. */
 static char run_bytes(struct gram_matcher *m, const char *s, size_t n)
 {
@@ -112,9 +120,8 @@ START_TEST(test_parse_tokens_syntax)
     /* token references parse without a vocabulary and never match bytes */
     TABLE("root ::= \"a\" <[12]> | \"b\" !<[3]> | \"c\" <think> | \"d\" !<|im_end|>",
           {"a", 'P'}, {"b", 'P'}, {"c", 'P'}, {"d", 'P'}, {"a<", 'R'}, {"c<think>", 'R'});
-    struct gram *g = parse_ok("root ::= <[12]>");
     struct gram_matcher m;
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    struct gram *g = byte_matcher("root ::= <[12]>", &m);
     ck_assert(!gram_matcher_complete(&m)); /* a token can still come */
     ck_assert(!gram_matcher_can_end(&m));
     gram_matcher_free(&m);
@@ -280,9 +287,8 @@ START_TEST(test_match_utf8)
           {"\xc3\xa9", 'A'}, {"\xf4\x8f\xbf\xbf", 'A'}, {"\xc2\x80!", 'A'}, {"\xdf\xbf!", 'A'},
           {"\xe0\xa0\x80!", 'R'}, {"\xc3\xa8", 'P'}, {"\xc3\xa8!", 'A'}, {"\xc3\xa9!!", 'R'});
     /* code point 0 never matches, not even '.' (llama.cpp ends strings there) */
-    struct gram *g = parse_ok("root ::= .* | [\\x00-\\x10]");
     struct gram_matcher m;
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    struct gram *g = byte_matcher("root ::= .* | [\\x00-\\x10]", &m);
     ck_assert_int_eq(run_bytes(&m, "a\0", 2), 'R');
     ck_assert_int_eq(run_bytes(&m, "\0", 1), 'R');
     ck_assert_int_eq(run_bytes(&m, "\x01", 1), 'A');
@@ -297,9 +303,8 @@ START_TEST(test_match_repetition)
     TABLE("root ::= (\"ab\" | \"c\"){1,2} \"!\"", {"ab!", 'A'}, {"cab!", 'A'}, {"abcc!", 'R'}, {"!", 'R'}, {"c", 'P'});
     /* big counts are counters, not unrolled rules: this compiles and runs instantly */
     TABLE("root ::= [0-9]{0,65535} \"x\" ([a-z]{1000}){1,2}", {"123x", 'P'}, {"x", 'P'}, {"xa", 'P'});
-    struct gram *g = parse_ok("root ::= [0-9]{3,60000} \".\"");
     struct gram_matcher m;
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    struct gram *g = byte_matcher("root ::= [0-9]{3,60000} \".\"", &m);
     char *buf = malloc(60002);
     memset(buf, '7', 60001);
     buf[60000] = '.';
@@ -340,9 +345,8 @@ END_TEST
 
 START_TEST(test_match_state)
 {
-    struct gram *g = parse_ok("root ::= \"ab\" \"c\"+ | \"x\"");
     struct gram_matcher m;
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    struct gram *g = byte_matcher("root ::= \"ab\" \"c\"+ | \"x\"", &m);
     ck_assert(!gram_matcher_can_end(&m));
     /* a rejected feed changes nothing and says how far it got */
     size_t ok = 99;
@@ -369,8 +373,7 @@ START_TEST(test_match_state)
     /* a pending partial character: not an end, not complete */
     gram_matcher_free(&m);
     gram_free(g);
-    g = parse_ok("root ::= \"\\u00e9\"");
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    g = byte_matcher("root ::= \"\\u00e9\"", &m);
     ck_assert_int_eq(gram_matcher_feed(&m, "\xc3", 1, NULL), 0);
     ck_assert(!gram_matcher_can_end(&m) && !gram_matcher_complete(&m));
     ck_assert_int_eq(gram_matcher_feed(&m, "\xa9", 1, NULL), 0);
@@ -421,9 +424,8 @@ START_TEST(test_match_bounds)
     /* 3 * 2^n stacks after n "a": each may close with "b" or with "c" later, and the top is an "a"
      * of either alternative or the innermost closer; past GRAM_MAX_STACKS the feed is ERR_LIMIT (a
      * clear error, the state unchanged), never a hang */
-    struct gram *g = parse_ok("root ::= x\nx ::= \"a\" x \"b\" | \"a\" x \"c\" | \"\"");
     struct gram_matcher m;
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    struct gram *g = byte_matcher("root ::= x\nx ::= \"a\" x \"b\" | \"a\" x \"c\" | \"\"", &m);
     ck_assert_int_eq(gram_matcher_feed(&m, "aaaaaaaaaa", 10, NULL), 0); /* 3072 stacks */
     ck_assert_int_eq(gram_matcher_feed(&m, "bcbcbcbcbc", 10, NULL), 0);
     ck_assert(gram_matcher_can_end(&m));
@@ -441,9 +443,8 @@ START_TEST(test_match_deep)
 {
     /* deep nesting: 150k open brackets make ~450k live frames; caches are compacted around them
      * inside and between feeds, and the closing run is accepted */
-    struct gram *g = parse_ok("root ::= v\nv ::= \"[\" (v (\",\" v)*)? \"]\" | [0-9]");
     struct gram_matcher m;
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    struct gram *g = byte_matcher("root ::= v\nv ::= \"[\" (v (\",\" v)*)? \"]\" | [0-9]", &m);
     size_t n = 150000;
     char *s = malloc(2 * n + 1);
     memset(s, '[', n);
@@ -1067,8 +1068,7 @@ START_TEST(test_tok_dead_end)
     gram_matcher_free(&m);
     gram_free(g);
     /* token operations need a vocabulary */
-    g = parse_ok("root ::= \"a\"");
-    ck_assert_int_eq(gram_matcher_init(&m, g, NULL, NULL), 0);
+    g = byte_matcher("root ::= \"a\"", &m);
     ck_assert_int_eq(gram_tok_mask(&m, bits), ERR_STATE);
     ck_assert_int_eq(gram_tok_check(&m, 5), ERR_STATE);
     gram_matcher_free(&m);

@@ -28,6 +28,22 @@ static void put(struct gen *s, const char *t)
     }
 }
 
+static void gen_item(struct gen *s, unsigned n_rules, int depth);
+
+/* 1-3 alternatives of up to max_items - 1 items each. */
+static void gen_alts(struct gen *s, unsigned n_rules, int depth, unsigned max_items)
+{
+    unsigned alts = 1 + take(s) % 3;
+    for (unsigned a = 0; a < alts; a++) {
+        if (a) put(s, " | ");
+        unsigned items = take(s) % max_items;
+        for (unsigned k = 0; k < items; k++) {
+            put(s, " ");
+            gen_item(s, n_rules, depth);
+        }
+    }
+}
+
 static void gen_item(struct gen *s, unsigned n_rules, int depth)
 {
     static const char *lits[] = {"\"a\"", "\"ab\"", "\"\\u00e9\"", "\"\\\"\"", "\"\\n\"", "\"\\U0001F600\"", "\"\"",
@@ -44,15 +60,7 @@ static void gen_item(struct gen *s, unsigned n_rules, int depth)
         put(s, buf);
     } else {
         put(s, "(");
-        unsigned alts = 1 + take(s) % 3;
-        for (unsigned a = 0; a < alts; a++) {
-            if (a) put(s, " | ");
-            unsigned items = take(s) % 3;
-            for (unsigned k = 0; k < items; k++) {
-                put(s, " ");
-                gen_item(s, n_rules, depth + 1);
-            }
-        }
+        gen_alts(s, n_rules, depth + 1, 3);
         put(s, ")");
     }
     put(s, quant[take(s) % 11]); /* after "" this is "nothing to repeat": a refusal, also fine */
@@ -66,15 +74,7 @@ static void gen_grammar(struct gen *s)
     for (unsigned r = 0; r < n_rules; r++) {
         snprintf(buf, sizeof buf, "r%u ::= ", r);
         put(s, buf);
-        unsigned alts = 1 + take(s) % 3;
-        for (unsigned a = 0; a < alts; a++) {
-            if (a) put(s, " | ");
-            unsigned items = take(s) % 4;
-            for (unsigned k = 0; k < items; k++) {
-                put(s, " ");
-                gen_item(s, n_rules, 0);
-            }
-        }
+        gen_alts(s, n_rules, 0, 4);
         put(s, "\n");
     }
 }
