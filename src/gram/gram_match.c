@@ -329,7 +329,7 @@ static int uniform(struct gram_core *c, uint32_t s)
         for (uint32_t i = 0; i < c->sets[s].len; i++) { /* every ASCII byte at once, from the bitmaps */
             uint32_t t = c->spool[c->sets[s].off + i];
             const struct gel *e = t ? &c->g->el[c->npos[t]] : NULL;
-            if (e && e->op == GOP_CHAR && e->a < 128) hits[e->a] |= 1u << i;
+            if (e && e->op == GOP_CHAR && e->a >= 1 && e->a < 128) hits[e->a] |= 1u << i; /* 0 never matches */
             if (!e || e->op != GOP_CLASS) continue;
             for (int w = 0; w < 2; w++)
                 for (uint64_t m = c->g->cls[e->a].asc[w]; m; m &= m - 1) hits[w * 64 + __builtin_ctzll(m)] |= 1u << i;
@@ -345,7 +345,7 @@ static int uniform(struct gram_core *c, uint32_t s)
             }
             if (++cnt[k] > best_n) best = val[k], best_n = cnt[k];
         }
-        for (unsigned grp = 0; best && grp < GRAM_GROUP_NONASCII; grp++) {
+        for (unsigned grp = 1; best && grp < GRAM_GROUP_NONASCII; grp++) { /* not 0: NUL */
             bool all = group_start[grp] < group_start[grp + 1];
             for (unsigned k = group_start[grp]; k < group_start[grp + 1] && all; k++) all = hits[group_bytes[k]] == best;
             if (all) groups |= 1ull << grp;
