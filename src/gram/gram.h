@@ -29,12 +29,18 @@
  * GRAM_MAX_STACKS parse stacks, or caches past their hard bound within one operation) gives
  * ERR_LIMIT, never a hang.
  *
- * Differences from llama.cpp, all on inputs llama.cpp handles by accident: invalid UTF-8 is never
- * accepted; a rule defined twice, an empty class [], a reversed range [z-a], {m,n} with n < m,
- * code points past U+10FFFF, and left recursion through rules that can match the empty string are
- * errors (llama.cpp keeps the last definition, reads [] as empty, hangs on {3,1} and on some left
- * recursion); repetition counts are exact up to GRAM_MAX_REPEAT (llama.cpp silently makes a
- * maximum above 2000 unbounded); control tokens never match text. */
+ * On valid UTF-8 text the language is llama.cpp's, string for string. Where we differ, on purpose:
+ *  - invalid UTF-8 is never accepted (llama.cpp's decoder lets some through);
+ *  - a rule defined twice, an empty class [], a reversed range [z-a], {m,n} with n < m, code
+ *    points past U+10FFFF, and any left recursion (also through rules that can match the empty
+ *    string without an empty alternative) are errors; llama.cpp keeps the last definition, reads
+ *    [] as nothing, and hangs on {3,1} and on such left recursion;
+ *  - repetition counts are exact up to GRAM_MAX_REPEAT (llama.cpp makes a maximum above 2000
+ *    unbounded and refuses some nested counts);
+ *  - more than GRAM_MAX_STACKS parse stacks is ERR_LIMIT (llama.cpp goes on, exponentially);
+ *  - tokens: control and unused tokens never match text; a token that ends inside a character is
+ *    allowed when some completion of that character matches (llama.cpp refuses it under a
+ *    negated class when any completion is excluded). */
 #ifndef LMPIPE_GRAM_GRAM_H
 #define LMPIPE_GRAM_GRAM_H
 
@@ -126,7 +132,8 @@ int gram_check(const struct gram *g, const void *text, size_t len, struct err_in
 
 /* ---- token level (the matcher must have been made with a gram_vocab) ---- */
 
-/* Is token `tok` allowed here? 0 yes, ERR_REJECTED no, ERR_LIMIT / ERR_STATE on failure. */
+/* Is token `tok` allowed here? 0 yes, ERR_REJECTED no; ERR_INVALID for an id outside the
+ * vocabulary, ERR_STATE without a vocabulary, ERR_LIMIT on a state explosion. */
 int gram_tok_check(struct gram_matcher *m, int32_t tok);
 /* Every allowed token: bit i of bits[i / 64], bits[gv->n_words]. ERR_DEAD_END when no token at
  * all is allowed (bits then all zero). */
