@@ -3,9 +3,11 @@
  * check / accept walk one token's bytes through the cached byte transitions (a few table reads
  * per byte once warm). mask walks the vocabulary trie in preorder with the position reached at
  * each depth, pruning a subtree at its first rejected byte, and takes a whole subtree at once
- * when the position loops back to itself on every byte group the subtree uses (inside a JSON
- * string, nearly the whole vocabulary); accepted tokens are marked in trie order and turned into
- * ids by the cheaper polarity (set the accepted, or copy all text tokens and clear the rest).
+ * when every byte group it uses moves the position along a uniform chain at least as long as the
+ * subtree is deep (gc_chain: inside a JSON string a loop, nearly the whole vocabulary; inside a
+ * counted class until the count nears its maximum); accepted tokens are marked in trie order and
+ * turned into ids by the cheaper polarity (set the accepted, or copy all text tokens and clear
+ * the rest).
  * The last few masks are memoised by position. forced runs the same walk but stops at the second
  * allowed token.
  *
