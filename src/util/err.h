@@ -35,13 +35,14 @@
     X(ERR_BUSY, -19, "overloaded", "busy or queue full")                     \
     X(ERR_STATE, -20, "bad_state", "operation not valid in this state")      \
     X(ERR_SYNTAX, -21, "syntax_error", "syntax error")                       \
-    X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")
+    X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")                \
+    X(ERR_TEMPLATE, -23, "template_error", "the chat template refused the input or failed")
 
 enum err_code {
 #define ERR_ENUM_(name, val, kind, desc) name = val,
     ERR_LIST(ERR_ENUM_)
 #undef ERR_ENUM_
-    ERR_MIN_ = -22
+    ERR_MIN_ = -23
 };
 
 #define ERR_MSG_MAX 256
