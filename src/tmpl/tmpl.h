@@ -46,7 +46,7 @@ struct tmpl_opts {
 
 #define TMPL_DEFAULT_STEPS 20000000ull
 #define TMPL_DEFAULT_OUTPUT (32u << 20)
-#define TMPL_DEFAULT_MEM (256u << 20)
+#define TMPL_DEFAULT_MEM (64u << 20)
 #define TMPL_DEFAULT_DEPTH 100u
 /* Parser nesting (blocks inside blocks, brackets inside brackets) is bounded at parse time. */
 #define TMPL_MAX_NEST 100

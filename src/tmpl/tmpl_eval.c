@@ -325,23 +325,33 @@ static void slice_indices(int64_t len, const int64_t *a, const int64_t *b, int64
 }
 
 static int get_slice(struct rctx *c, struct val obj, const struct val *sv, const bool *given,
-                     struct val *out)
+                     bool forgiving, struct val *out)
 {
+    /* jinja2 compiles a slice to Python's obj[a:b:c] directly (not its forgiving getitem),
+     * unless the optimizer folded it */
     if (obj.t == VT_UNDEF) return undef_fail(c, obj);
     bool seq = obj.t == VT_STR || (obj.t == VT_LIST && (obj.f == LK_LIST || obj.f == LK_TUPLE));
-    int64_t ix[3];
-    for (int k = 0; k < 3; k++) {
-        if (!given[k] || sv[k].t == VT_NONE) continue;
-        if (!as_index(sv[k], &ix[k]) || !seq) {
-            *out = v_undef(); /* TypeError inside jinja2's getitem: undefined */
-            return 0;
-        }
-    }
-    int64_t step = (given[2] && sv[2].t != VT_NONE) ? ix[2] : 1;
-    if (!seq) {
+    bool bad_ix = false;
+    int64_t tmp;
+    for (int k = 0; k < 3; k++)
+        if (given[k] && sv[k].t != VT_NONE && !as_index(sv[k], &tmp)) bad_ix = true;
+    if (forgiving && (!seq || bad_ix)) {
         *out = v_undef();
         return 0;
     }
+    if (obj.t == VT_DICT)
+        return rt_err(c, ERR_TEMPLATE, "TypeError", "unhashable type: 'slice'");
+    if (!seq)
+        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not subscriptable", type_name(obj));
+    int64_t ix[3];
+    for (int k = 0; k < 3; k++) {
+        if (!given[k] || sv[k].t == VT_NONE) continue;
+        if (sv[k].t == VT_UNDEF) return undef_fail(c, sv[k]);
+        if (!as_index(sv[k], &ix[k]))
+            return rt_err(c, ERR_TEMPLATE, "TypeError",
+                          "slice indices must be integers or None or have an __index__ method");
+    }
+    int64_t step = (given[2] && sv[2].t != VT_NONE) ? ix[2] : 1;
     if (step == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "slice step cannot be zero");
     if (step == INT64_MIN) step = -INT64_MAX;
     const int64_t *pa = (given[0] && sv[0].t != VT_NONE) ? &ix[0] : NULL;
@@ -916,15 +926,8 @@ static int eval_concat(struct rctx *c, struct scope *sc, const struct node *n, s
     return rc;
 }
 
-static int eval_unary(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
+static int neg_value(struct rctx *c, const struct node *n, struct val a, struct val *out)
 {
-    struct val a;
-    if (eval(c, sc, n->u.bin.a, &a)) return -1;
-    c->cur_pos = n->pos;
-    if (n->k == N_NOT) {
-        *out = v_bool(!truthy(a));
-        return 0;
-    }
     if (a.t == VT_UNDEF) return undef_fail(c, a);
     bool neg = n->k == N_NEG;
     if (a.t == VT_FLOAT) *out = v_float(neg ? -a.u.d : a.u.d);
@@ -936,6 +939,18 @@ static int eval_unary(struct rctx *c, struct scope *sc, const struct node *n, st
                       neg ? '-' : '+', type_name(a));
     }
     return 0;
+}
+
+static int eval_unary(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
+{
+    struct val a;
+    if (eval(c, sc, n->u.bin.a, &a)) return -1;
+    c->cur_pos = n->pos;
+    if (n->k == N_NOT) {
+        *out = v_bool(!truthy(a));
+        return 0;
+    }
+    return neg_value(c, n, a, out);
 }
 
 static int eval_literal(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
@@ -975,7 +990,7 @@ static int eval_slice(struct rctx *c, struct scope *sc, const struct node *n, st
     for (int k = 0; k < 3; k++)
         if (given[k] && eval(c, sc, parts[k], &sv[k])) return -1;
     c->cur_pos = n->pos;
-    return get_slice(c, obj, sv, given, out);
+    return get_slice(c, obj, sv, given, n->op == NODE_CONST_SLICE, out);
 }
 
 static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
@@ -1014,6 +1029,13 @@ static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, st
     }
     case N_NEG: case N_POS: case N_NOT: return eval_unary(c, sc, n, out);
     case N_BINOP:
+        if (n->op == B_POW_NEGCONST) { /* -(c ** b): see B_POW_NEGCONST */
+            if (eval(c, sc, n->u.bin.a->u.bin.a, &a) || eval(c, sc, n->u.bin.b, &b)) return -1;
+            c->cur_pos = n->pos;
+            if (binop(c, B_POW, a, b, &a)) return -1;
+            struct node neg = {.k = N_NEG, .pos = n->pos};
+            return neg_value(c, &neg, a, out);
+        }
         if (eval(c, sc, n->u.bin.a, &a) || eval(c, sc, n->u.bin.b, &b)) return -1;
         c->cur_pos = n->pos;
         return binop(c, n->op, a, b, out);
@@ -1115,6 +1137,7 @@ static int exec_for(struct rctx *c, struct scope *sc, const struct node *n, stru
     struct scope *is = scope_new(c, sc);
     if (!is) return -1;
     for (size_t i = 0; i < items->n; i++) {
+        if (rt_steps(c, 1)) return -1;
         is->n = 0; /* a fresh scope per iteration */
         if (lp) {
             lp->i = i;
@@ -1158,7 +1181,9 @@ static int exec_node(struct rctx *c, struct scope *sc, const struct node *n)
         struct list *items;
         if (eval(c, sc, n->u.loop.iter, &v)) return -1;
         c->cur_pos = n->pos;
-        if (v_iter_list(c, v, &items)) return -1;
+        /* a list is iterated in place, as Python does (no copy per loop) */
+        if (v.t == VT_LIST && !v_is_gen(v)) items = v.u.l;
+        else if (v_iter_list(c, v, &items)) return -1;
         return exec_for(c, sc, n, items, 0);
     }
     case N_SET:

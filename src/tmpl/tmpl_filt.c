@@ -441,8 +441,10 @@ static int f_map(struct rctx *c, struct val v, struct val *args, size_t nargs, s
                  struct val *kwv, size_t nkw, struct val *out)
 {
     struct list *l, *r;
-    if (v_iter_list(c, v, &l) || !(r = list_new(c, l->n))) return -1;
+    if (!(r = list_new(c, 0))) return -1;
     *out = gen_of(r);
+    if (!truthy(v)) return 0; /* jinja2: `if value:` before anything else */
+    if (v_iter_list(c, v, &l)) return -1;
     struct val attr = v_undef(), dflt = v_undef();
     bool by_attr = false;
     if (nargs == 0) {
@@ -472,7 +474,7 @@ static int f_map(struct rctx *c, struct val v, struct val *args, size_t nargs, s
         } else if (apply_filter(c, fid, l->v[i], args + 1, nargs - 1, kwn, kwv, nkw, &x)) {
             return -1;
         }
-        r->v[r->n++] = x;
+        if (list_push(c, r, x)) return -1;
     }
     return 0;
 }
@@ -754,9 +756,8 @@ static int f_indent(struct rctx *c, struct val v, const struct val *a, struct va
         }
         if (bput(c, &b, s + i, j - i)) goto fail;
         line++;
-        if (next > n) break;
+        if (next > n) break; /* the appended newline closed the last line */
         i = next;
-        if (i == n) break; /* the appended newline closed the last line */
     }
     buf_free(&ind);
     if (rt_steps(c, n / 64)) {
@@ -771,13 +772,13 @@ fail:
 
 static int f_truncate(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
-    struct val s;
-    if (v_to_str(c, v, &s)) return -1;
+    struct val s = v;
     int64_t length = a[0].t == VT_INT ? a[0].u.i : 255;
     bool kill = a[1].t != VT_UNDEF && truthy(a[1]);
     struct val end = a[2].t == VT_STR ? a[2] : v_cstr(c, "...");
     int64_t leeway = a[3].t == VT_INT ? a[3].u.i : 5;
-    int64_t elen = str_ncp(end.u.s), slen = str_ncp(s.u.s);
+    int64_t elen = str_ncp(end.u.s), slen;
+    if (v_len(c, v, &slen)) return -1; /* jinja2 takes len(s) of whatever it is given */
     if (length < elen)
         return rt_err(c, ERR_TEMPLATE, "AssertionError", "expected length >= %lld, got %lld",
                       (long long)elen, (long long)length);
@@ -788,6 +789,11 @@ static int f_truncate(struct rctx *c, struct val v, const struct val *a, struct 
         *out = s;
         return 0;
     }
+    if (v.t != VT_STR)
+        return rt_err(c, ERR_TEMPLATE, kill ? "TypeError" : "AttributeError",
+                      kill ? "can only concatenate %s (not \"str\") to %s"
+                           : "'%s' object has no attribute 'rsplit'%s",
+                      type_name(v), kill ? type_name(v) : "");
     size_t cut = utf8_off(s.u.s, length - elen);
     if (!kill) { /* rsplit(" ", 1)[0] */
         size_t k = cut;

@@ -235,7 +235,11 @@ enum nk {
     N_WITH, N_BREAK, N_CONTINUE, N_BODY, /* N_BODY: block/generation: just its body */
 };
 
-enum binop { B_ADD, B_SUB, B_MUL, B_DIV, B_FLOORDIV, B_MOD, B_POW };
+enum binop { B_ADD, B_SUB, B_MUL, B_DIV, B_FLOORDIV, B_MOD, B_POW, B_POW_NEGCONST };
+/* B_POW_NEGCONST: `-2 ** x` with x not constant. jinja2 folds -2 into a constant and emits the
+ * Python source "-2 ** x", which Python reads as -(2 ** x); the quirk is reproduced. */
+#define NODE_CONST_SLICE 1 /* N_SLICE flag: every part is a constant, jinja2 folds it with its
+                              forgiving getitem (a TypeError becomes undefined) */
 enum cmpop { C_EQ, C_NE, C_LT, C_LE, C_GT, C_GE, C_IN, C_NOTIN };
 
 struct node;
@@ -498,6 +502,7 @@ int apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t n
 int call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
 enum meth meth_lookup(struct val obj, const char *name, size_t len);
+const char *meth_name(enum meth m);
 int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
 int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out);

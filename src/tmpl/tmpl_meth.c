@@ -104,6 +104,13 @@ static enum meth find_in(int lo, int hi, const char *name, size_t len)
     return M_NONE;
 }
 
+const char *meth_name(enum meth m)
+{
+    if (m == M_LOOP_CYCLE) return "cycle";
+    if (m == M_LOOP_CHANGED) return "changed";
+    return m > M_NONE && m <= M_D_POPITEM && g_str_m[m] ? g_str_m[m] : "?";
+}
+
 enum meth meth_lookup(struct val obj, const char *name, size_t len)
 {
     switch (obj.t) {

@@ -466,13 +466,54 @@ static struct node *parse_math2(struct ps *P)
     }
 }
 
+/* Would jinja2's optimizer fold this expression to a constant? (A conservative subset of its
+ * as_const rules: literals and operators over literals; filters and calls are not folded.) */
+static bool is_const(const struct node *n)
+{
+    if (!n) return true;
+    switch (n->k) {
+    case N_CONST: return true;
+    case N_NEG: case N_POS: case N_NOT: case N_BINOP: case N_AND: case N_OR:
+        return is_const(n->u.bin.a) && is_const(n->u.bin.b);
+    case N_LIST: case N_TUPLE: case N_CONCAT:
+        for (size_t i = 0; i < n->u.items.n; i++)
+            if (!is_const(n->u.items.v[i])) return false;
+        return true;
+    case N_DICT:
+        for (size_t i = 0; i < n->u.dict.keys.n; i++)
+            if (!is_const(n->u.dict.keys.v[i]) || !is_const(n->u.dict.vals.v[i])) return false;
+        return true;
+    case N_COMPARE:
+        if (!is_const(n->u.cmp.first)) return false;
+        for (size_t i = 0; i < n->u.cmp.rhs.n; i++)
+            if (!is_const(n->u.cmp.rhs.v[i])) return false;
+        return true;
+    case N_COND: return is_const(n->u.cond.test) && is_const(n->u.cond.a) && is_const(n->u.cond.b);
+    case N_GETATTR: return is_const(n->u.ga.obj);
+    case N_GETITEM: return is_const(n->u.gi.obj) && is_const(n->u.gi.key);
+    case N_SLICE:
+        return is_const(n->u.sl.obj) && is_const(n->u.sl.a) && is_const(n->u.sl.b) &&
+               is_const(n->u.sl.c);
+    case N_TEST:
+        if (n->u.call.fid < 0 || !is_const(n->u.call.obj) || n->u.call.kwv.n) return false;
+        for (size_t i = 0; i < n->u.call.args.n; i++)
+            if (!is_const(n->u.call.args.v[i])) return false;
+        return true;
+    default: return false;
+    }
+}
+
 static struct node *parse_pow(struct ps *P)
 {
     uint32_t pos = cur(P)->pos;
     struct node *l = parse_unary(P, true);
     while (l && cur(P)->t == TK_POW) {
         next(P);
-        l = bin(P, N_BINOP, B_POW, l, parse_unary(P, true), pos);
+        struct node *r = parse_unary(P, true);
+        bool negconst = r && l->k == N_NEG && l->u.bin.a->k == N_CONST &&
+                        (l->u.bin.a->u.c.t == VT_INT || l->u.bin.a->u.c.t == VT_FLOAT) &&
+                        !is_const(r);
+        l = bin(P, N_BINOP, negconst ? B_POW_NEGCONST : B_POW, l, r, pos);
         pos = cur(P)->pos;
     }
     return l;
@@ -728,6 +769,7 @@ static struct node *parse_subscript(struct ps *P, struct node *obj)
     if (key->k == N_SLICE) { /* obj[a:b:c] */
         key->u.sl.obj = obj;
         key->pos = t->pos;
+        if (is_const(key)) key->op = NODE_CONST_SLICE;
         return key;
     }
     struct node *n = mk(P, N_GETITEM, t->pos);
@@ -793,7 +835,7 @@ static bool parse_call_args(struct ps *P, struct node *n)
 
 static struct node *parse_call(struct ps *P, struct node *fn)
 {
-    struct node *n = mk(P, N_CALL, cur(P)->pos);
+    struct node *n = mk(P, N_CALL, fn->pos); /* errors point at what is called */
     if (!n) return NULL;
     n->u.call.obj = fn;
     return parse_call_args(P, n) ? n : NULL;
@@ -1267,10 +1309,18 @@ static struct node *parse_statement(struct ps *P)
         for (int k = 0; k < P->nends && !expected; k++)
             for (int j = 0; P->ends[k][j]; j++)
                 if (is_name(t, P->ends[k][j])) expected = true;
-        if (expected && P->nends)
+        char want[160] = "";
+        for (int j = 0; P->nends && P->ends[P->nends - 1][j]; j++) {
+            size_t l = strlen(want);
+            snprintf(want + l, sizeof want - l, "%s'%s'", j ? " or " : "", P->ends[P->nends - 1][j]);
+        }
+        if (expected)
             fail(P, pos, ERR_SYNTAX,
-                 "unexpected '%s'; you probably made a nesting mistake, jinja is looking for "
-                 "'%s'", t->s->b, P->ends[P->nends - 1][0]);
+                 "unexpected '%s'; you probably made a nesting mistake, jinja is looking for %s",
+                 t->s->b, want);
+        else if (P->nends)
+            fail(P, pos, ERR_SYNTAX, "encountered unknown tag '%s'; jinja was looking for %s",
+                 t->s->b, want);
         else
             fail(P, pos, ERR_SYNTAX, "encountered unknown tag '%s'", t->s->b);
     }

@@ -300,10 +300,12 @@ json_t *tmpl_msgs_content_form(const json_t *messages, bool to_string)
 #define MK_ARG "ARG_VALUE_MARKER_c9"
 #define MK_TOOL "tool_def_marker_64"
 
-/* Render a probe request (JSON text); true when it renders and the output contains every
- * marker in `want` (NULL-terminated). */
+/* Render a probe request (JSON text); true when it renders, the output contains every marker
+ * in `want` and none of `forbid` (both NULL-terminated, forbid may be NULL). As llama.cpp's
+ * probes, a request without tools gets "tools": [] (a template that iterates tools unguarded
+ * still shows what it does with messages). */
 static bool probe(const struct tmpl *t, const struct tmpl_req_opts *ro, const struct tmpl_opts *o,
-                  const char *req_json, const char *const *want)
+                  const char *req_json, const char *const *want, const char *const *forbid)
 {
     json_error_t je;
     json_t *req = json_loads(req_json, 0, &je), *vars = NULL;
@@ -313,10 +315,13 @@ static bool probe(const struct tmpl *t, const struct tmpl_req_opts *ro, const st
     struct tmpl_req_opts r = *ro;
     r.arguments_as_string = false;
     r.add_generation_prompt = true;
+    if (req && !json_object_get(req, "tools")) json_object_set_new(req, "tools", json_array());
     if (req && tmpl_vars_from_request(req, &r, &vars, NULL) == 0 &&
         tmpl_render(t, vars, o, &out, &len, NULL) == 0) {
         ok = true;
         for (int i = 0; want[i] && ok; i++) ok = mem_find(out, len, want[i], strlen(want[i])) != NULL;
+        for (int i = 0; forbid && forbid[i] && ok; i++)
+            ok = mem_find(out, len, forbid[i], strlen(forbid[i])) == NULL;
     }
     free(out);
     json_decref(vars);
@@ -338,35 +343,37 @@ void tmpl_caps_probe(const struct tmpl *t, const struct tmpl_req_opts *ro,
     struct tmpl_req_opts d = {0};
     if (!ro) ro = &d;
     memset(out, 0, sizeof *out);
-    const char *user_only = "{\"messages\": [{\"role\": \"user\", \"content\": \"" MK_USER "\"}]}";
-    out->string_content = probe(t, ro, opts, user_only, (const char *const[]){MK_USER, NULL});
-    out->typed_content = probe(
-        t, ro, opts,
-        "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"" MK_USER "\"}]}]}",
-        (const char *const[]){MK_USER, NULL});
-    out->system_role = probe(
-        t, ro, opts,
-        "{\"messages\": [{\"role\": \"system\", \"content\": \"" MK_SYS "\"}, "
-        "{\"role\": \"user\", \"content\": \"" MK_USER "\"}]}",
-        (const char *const[]){MK_SYS, NULL});
+    out->string_content =
+        probe(t, ro, opts, "{\"messages\": [{\"role\": \"user\", \"content\": \"" MK_USER "\"}]}",
+              (const char *const[]){MK_USER, NULL}, NULL);
+    /* typed: the marker must come out as text, not inside a printed list or JSON dump */
+    out->typed_content = probe(t, ro, opts,
+                               "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": "
+                               "\"text\", \"text\": \"" MK_USER "\"}]}]}",
+                               (const char *const[]){MK_USER, NULL},
+                               (const char *const[]){"'text': '" MK_USER, "\"text\": \"" MK_USER, NULL});
+    out->system_role = probe(t, ro, opts,
+                             "{\"messages\": [{\"role\": \"system\", \"content\": \"" MK_SYS "\"}, "
+                             "{\"role\": \"user\", \"content\": \"" MK_USER "\"}]}",
+                             (const char *const[]){MK_SYS, NULL}, NULL);
     out->tools = probe(t, ro, opts,
                        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], " TOOL_DEF "}",
-                       (const char *const[]){MK_TOOL, NULL});
+                       (const char *const[]){MK_TOOL, NULL}, NULL);
 #define CONV(calls)                                                                               \
     "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", "       \
     "\"content\": \"\", \"tool_calls\": [" calls "]}, {\"role\": \"tool\", \"content\": \"r\", "  \
     "\"tool_call_id\": \"call00001\"}, {\"role\": \"assistant\", \"content\": \"ok\"}, "          \
     "{\"role\": \"user\", \"content\": \"again\"}], " TOOL_DEF "}"
     out->object_arguments = probe(t, ro, opts, CONV(CALL("call00001", MK_FN1, "{\"arg\": \"" MK_ARG "\"}")),
-                                  (const char *const[]){MK_FN1, MK_ARG, NULL});
+                                  (const char *const[]){MK_FN1, MK_ARG, NULL}, NULL);
     out->tool_calls = out->object_arguments ||
                       probe(t, ro, opts, CONV(CALL("call00001", MK_FN1, "\"{\\\"arg\\\": \\\"v\\\"}\"")),
-                            (const char *const[]){MK_FN1, NULL});
+                            (const char *const[]){MK_FN1, NULL}, NULL);
     if (out->tool_calls) {
         const char *par = out->object_arguments
             ? CONV(CALL("call00001", MK_FN1, "{\"arg\": \"v\"}") ", " CALL("call00002", MK_FN2, "{\"arg\": \"v\"}"))
             : CONV(CALL("call00001", MK_FN1, "\"{}\"") ", " CALL("call00002", MK_FN2, "\"{}\""));
-        out->parallel_calls = probe(t, ro, opts, par, (const char *const[]){MK_FN1, MK_FN2, NULL});
+        out->parallel_calls = probe(t, ro, opts, par, (const char *const[]){MK_FN1, MK_FN2, NULL}, NULL);
     }
 #undef CONV
 }

@@ -593,7 +593,8 @@ static int repr_rec(struct rctx *c, struct buf *b, struct val v, int depth)
         snprintf(tmp, sizeof tmp, "<function %s>", v.id < FN_COUNT_ ? g_fn_names[v.id] : "?");
         return puts_(c, b, tmp);
     case VT_METHOD:
-        snprintf(tmp, sizeof tmp, "<built-in method of %s object>", type_name(v.u.bm->self));
+        snprintf(tmp, sizeof tmp, "<built-in method %s of %s object>", meth_name(v.u.bm->m),
+                 type_name(v.u.bm->self));
         return puts_(c, b, tmp);
     case VT_MACRO:
         if (puts_(c, b, "<Macro ")) return -1;
@@ -922,9 +923,8 @@ int v_iter_list(struct rctx *c, struct val v, struct list **out)
         for (size_t i = 0; i < s->len;) {
             size_t adv;
             utf8_dec(s->b + i, s->len - i, &adv);
-            struct val ch = v_str(c, s->b + i, adv);
+            struct val ch = v_str(c, s->b + i, adv); /* iterating a Markup gives plain str */
             if (ch.t != VT_STR) return -1;
-            ch.f = v.f;
             l->v[l->n++] = ch;
             i += adv;
         }
