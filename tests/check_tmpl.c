@@ -302,6 +302,8 @@ static const struct rt_case g_rt[] = {
     {"{{ 2**64 }}", NULL, ERR_TEMPLATE, "OverflowError: integer result does not fit in 64 bits"},
     {"{{ n[1:] }}", "{\"n\": null}", ERR_TEMPLATE, "TypeError: 'NoneType' object is not subscriptable"},
     {"{{ d[1:] }}", "{\"d\": {}}", ERR_TEMPLATE, "TypeError: unhashable type: 'slice'"},
+    {"{% for x in (1)[:-1] %}{% endfor %}", NULL, ERR_TEMPLATE, "TypeError: 'int' object is not subscriptable"},
+    {"{% if (true)[1:3] %}{% endif %}", NULL, ERR_TEMPLATE, "TypeError: 'bool' object is not subscriptable"},
     {"{{ [][::0] }}", NULL, ERR_TEMPLATE, "ValueError: slice step cannot be zero"},
     {"{{ x() }}", NULL, ERR_TEMPLATE, "UndefinedError: 'x' is undefined"},
     {"{{ 'a'() }}", NULL, ERR_TEMPLATE, "TypeError: 'str' object is not callable"},

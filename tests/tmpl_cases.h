@@ -89,7 +89,9 @@ static const struct tmpl_case g_tmpl_cases[] = {
     {"{{ s[0] }}{{ u[1] }}{{ u|length }}{{ u[-1] }}", V_MSGS, "H\xc3\xa9" "7\xe4\xb8\xad"},
     /* jinja2's optimizer folds constant slices with its forgiving getitem, and emits a folded
      * negative base as "-2 ** x", which Python reads as -(2 ** x) */
-    {"{{ none[1:] }}|{{ 0.5[::2] }}|{{ {}[1:] }}|", V_MSGS, "|||"},
+    {"{{ none[1:] }}|{{ 0.5[::2] }}|{{ {}[1:] }}|{{ [(1)[::2]] }}|{% set v = (1)[1:] ~ 'x' %}{{ v }}"
+     "{% if (0.5)[1:] is defined %}D{% else %}U{% endif %}",
+     V_MSGS, "|||[Undefined]|xU"},
     {"{{ (-2) ** (n + 1) }} {{ -2 ** 2 }} {% set m = -2 %}{{ m ** (n + 1) }} {{ -2.0 ** n }}", V_MSGS,
      "-256 4 256 -128.0"},
     /* ---- strings ---- */

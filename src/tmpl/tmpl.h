@@ -44,7 +44,7 @@ struct tmpl_opts {
     uint32_t max_depth;   /* nested macro / caller / recursive-loop calls */
 };
 
-#define TMPL_DEFAULT_STEPS 20000000ull
+#define TMPL_DEFAULT_STEPS 10000000ull
 #define TMPL_DEFAULT_OUTPUT (32u << 20)
 #define TMPL_DEFAULT_MEM (64u << 20)
 #define TMPL_DEFAULT_DEPTH 100u

@@ -452,7 +452,7 @@ static int repeat(struct rctx *c, struct val seq, int64_t k, struct val *out)
         return rt_err(c, ERR_LIMIT, "MemoryError", "list longer than the limit");
     struct list *l = list_new(c, n * (size_t)k);
     if (!l) return -1;
-    for (int64_t i = 0; i < k; i++) vcopy(l->v + (size_t)i * n, seq.u.l->v, n);
+    for (int64_t i = 0; n && i < k; i++) vcopy(l->v + (size_t)i * n, seq.u.l->v, n);
     l->n = n * (size_t)k;
     if (rt_steps(c, l->n / 8)) return -1;
     *out = v_listv(l, (enum lk)seq.f);
@@ -556,7 +556,7 @@ int binop(struct rctx *c, int op, struct val a, struct val b, struct val *out)
             struct list *l = list_new(c, n);
             if (!l) return -1;
             vcopy(l->v, a.u.l->v, a.u.l->n);
-            vcopy(l->v + a.u.l->n, b.u.l->v, b.u.l->n);
+            if (b.u.l->n) vcopy(l->v + a.u.l->n, b.u.l->v, b.u.l->n);
             l->n = n;
             *out = v_listv(l, (enum lk)a.f);
             return rt_steps(c, n / 8);
@@ -592,6 +592,62 @@ static int call_macro(struct rctx *c, struct macro *m, struct val *args, size_t 
 static int exec_for(struct rctx *c, struct scope *sc, const struct node *n, struct list *items,
                     uint32_t depth0);
 
+/* dict(mapping or pairs, **kw) and namespace(...): a new dict. */
+static int make_dict(struct rctx *c, struct val *args, size_t nargs, struct str **kwn,
+                     struct val *kwv, size_t nkw, struct val *out)
+{
+    if (nargs > 1)
+        return rt_err(c, ERR_TEMPLATE, "TypeError", "dict expected at most 1 argument, got %zu", nargs);
+    struct dict *d = dict_new(c, nkw);
+    if (!d) return -1;
+    if (nargs == 1 && (args[0].t == VT_DICT || args[0].t == VT_NS)) {
+        for (size_t i = 0; i < args[0].u.m->n; i++)
+            if (dict_set(c, d, args[0].u.m->e[i].k, args[0].u.m->e[i].v)) return -1;
+    } else if (nargs == 1) {
+        struct list *l;
+        if (v_iter_list(c, args[0], &l)) return -1;
+        for (size_t i = 0; i < l->n; i++) {
+            struct list *pair;
+            if (l->v[i].t == VT_UNDEF || v_iter_list(c, l->v[i], &pair)) return -1;
+            if (pair->n != 2)
+                return rt_err(c, ERR_TEMPLATE, "ValueError",
+                              "dictionary update sequence element #%zu has length %zu; 2 is required",
+                              i, pair->n);
+            if (dict_set(c, d, pair->v[0], pair->v[1])) return -1;
+        }
+    }
+    for (size_t i = 0; i < nkw; i++)
+        if (dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
+    *out = v_dictv(d);
+    return 0;
+}
+
+/* range(stop) / range(start, stop[, step]) as a list; the sandbox's 100000-item cap. */
+static int make_range(struct rctx *c, struct val *args, size_t nargs, struct val *out)
+{
+    if (nargs < 1 || nargs > 3)
+        return rt_err(c, ERR_TEMPLATE, "TypeError", "range expected 1 to 3 arguments, got %zu", nargs);
+    int64_t v[3] = {0, 0, 1};
+    for (size_t i = 0; i < nargs; i++)
+        if (!as_index(args[i], &v[nargs == 1 ? 1 : i]))
+            return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
+                          type_name(args[i]));
+    if (v[2] == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "range() arg 3 must not be zero");
+    double cnt = v[2] > 0 ? ceil(((double)v[1] - (double)v[0]) / (double)v[2])
+                          : ceil(((double)v[0] - (double)v[1]) / (double)-v[2]);
+    if (cnt < 0) cnt = 0;
+    if (cnt > 100000)
+        return rt_err(c, ERR_TEMPLATE, "OverflowError",
+                      "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+    struct list *l = list_new(c, (size_t)cnt);
+    if (!l) return -1;
+    if (rt_steps(c, (uint64_t)cnt)) return -1; /* a range is materialised: pay per item */
+    for (size_t i = 0; i < (size_t)cnt; i++) l->v[i] = v_int(v[0] + (int64_t)i * v[2]);
+    l->n = (size_t)cnt;
+    *out = v_listv(l, LK_LIST);
+    return 0;
+}
+
 static int call_builtin(struct rctx *c, struct val fn, struct val *args, size_t nargs,
                         struct str **kwn, struct val *kwv, size_t nkw, struct val *out)
 {
@@ -621,58 +677,13 @@ static int call_builtin(struct rctx *c, struct val fn, struct val *args, size_t 
         buf_free(&b);
         return rc;
     }
-    case FN_NAMESPACE: case FN_DICT: {
-        if (nargs > 1)
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "dict expected at most 1 argument, got %zu", nargs);
-        struct dict *d = dict_new(c, nkw);
-        if (!d) return -1;
-        if (nargs == 1) {
-            if (args[0].t == VT_DICT || args[0].t == VT_NS) {
-                for (size_t i = 0; i < args[0].u.m->n; i++)
-                    if (dict_set(c, d, args[0].u.m->e[i].k, args[0].u.m->e[i].v)) return -1;
-            } else {
-                struct list *l;
-                if (v_iter_list(c, args[0], &l)) return -1;
-                for (size_t i = 0; i < l->n; i++) {
-                    struct list *pair;
-                    if (l->v[i].t == VT_UNDEF || v_iter_list(c, l->v[i], &pair)) return -1;
-                    if (pair->n != 2)
-                        return rt_err(c, ERR_TEMPLATE, "ValueError",
-                                      "dictionary update sequence element #%zu has length %zu; 2 is required",
-                                      i, pair->n);
-                    if (dict_set(c, d, pair->v[0], pair->v[1])) return -1;
-                }
-            }
-        }
-        for (size_t i = 0; i < nkw; i++)
-            if (dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
-        *out = v_dictv(d);
+    case FN_NAMESPACE: case FN_DICT:
+        if (make_dict(c, args, nargs, kwn, kwv, nkw, out)) return -1;
         if (fn.id == FN_NAMESPACE) out->t = VT_NS;
         return 0;
-    }
-    case FN_RANGE: {
+    case FN_RANGE:
         if (nkw) return rt_err(c, ERR_TEMPLATE, "TypeError", "range() takes no keyword arguments");
-        if (nargs < 1 || nargs > 3)
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "range expected 1 to 3 arguments, got %zu", nargs);
-        int64_t v[3] = {0, 0, 1};
-        for (size_t i = 0; i < nargs; i++)
-            if (!as_index(args[i], &v[nargs == 1 ? 1 : i]))
-                return rt_err(c, ERR_TEMPLATE, "TypeError",
-                              "'%s' object cannot be interpreted as an integer", type_name(args[i]));
-        if (v[2] == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "range() arg 3 must not be zero");
-        double cnt = v[2] > 0 ? ceil(((double)v[1] - (double)v[0]) / (double)v[2])
-                              : ceil(((double)v[0] - (double)v[1]) / (double)-v[2]);
-        if (cnt < 0) cnt = 0;
-        if (cnt > 100000)
-            return rt_err(c, ERR_TEMPLATE, "OverflowError",
-                          "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
-        struct list *l = list_new(c, (size_t)cnt);
-        if (!l) return -1;
-        for (size_t i = 0; i < (size_t)cnt; i++) l->v[i] = v_int(v[0] + (int64_t)i * v[2]);
-        l->n = (size_t)cnt;
-        *out = v_listv(l, LK_LIST);
-        return rt_steps(c, l->n / 8);
-    }
+        return make_range(c, args, nargs, out);
     case FN_JOINER: {
         static const char *const names[] = {"sep"};
         struct val a[1];

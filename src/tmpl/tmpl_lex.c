@@ -228,7 +228,7 @@ static size_t match_int(const char *s, size_t n, size_t i, int64_t *v, bool *ovf
 
 /* Decode a string literal body with Python's unicode-escape rules (after jinja2's
  * backslashreplace: a backslash before a non-ASCII character stays a backslash and the
- * character becomes its \x/\u/\U spelling). */
+ * character becomes its \x/\u/\U spelling). One loop, one case per escape. */
 static int unescape(struct lx *L, size_t pos, const char *p, size_t n, struct str **out)
 {
     struct str *o = str_alloc(&L->t->ar, n);
@@ -385,6 +385,18 @@ static int lex_operator(struct lx *L, size_t i, size_t *end)
     return emit(L, (uint8_t)t, i, NULL);
 }
 
+/* The end of a `%}` (block) or `}}` tag starting at i, with its whitespace control, or 0:
+ * `+%}` keeps what follows, `-%}` / `-}}` eat all whitespace, `%}` eats one newline. */
+static size_t tag_end_at(const char *s, size_t n, size_t i, bool block)
+{
+    char close = block ? '%' : '}';
+    if (block && i + 2 < n && s[i] == '+' && s[i + 1] == '%' && s[i + 2] == '}') return i + 3;
+    if (i + 2 < n && s[i] == '-' && s[i + 1] == close && s[i + 2] == '}') return skip_ws(s, n, i + 3);
+    if (i + 1 < n && s[i] == close && s[i + 1] == '}')
+        return i + 2 + (block && i + 2 < n && s[i + 2] == '\n');
+    return 0;
+}
+
 /* One token inside a tag at L->pos. *done when the tag ended (or the text did). */
 static int lex_tag_token(struct lx *L, bool block, bool *done)
 {
@@ -394,20 +406,8 @@ static int lex_tag_token(struct lx *L, bool block, bool *done)
         *done = true; /* the template ends inside a tag: the parser reports it */
         return 0;
     }
-    if (L->nbal == 0) {
-        size_t end = 0;
-        if (block) {
-            if (i + 2 < n && s[i] == '+' && s[i + 1] == '%' && s[i + 2] == '}') end = i + 3;
-            else if (i + 2 < n && s[i] == '-' && s[i + 1] == '%' && s[i + 2] == '}')
-                end = skip_ws(s, n, i + 3);
-            else if (i + 1 < n && s[i] == '%' && s[i + 1] == '}')
-                end = i + 2 + (i + 2 < n && s[i + 2] == '\n');
-        } else {
-            if (i + 2 < n && s[i] == '-' && s[i + 1] == '}' && s[i + 2] == '}')
-                end = skip_ws(s, n, i + 3);
-            else if (i + 1 < n && s[i] == '}' && s[i + 1] == '}')
-                end = i + 2;
-        }
+    if (L->nbal == 0) { /* end tags only count outside brackets, as in jinja2 */
+        size_t end = tag_end_at(s, n, i, block);
         if (end) {
             *done = true;
             L->line_starting = s[end - 1] == '\n';

@@ -3,7 +3,8 @@
  *
  * The arena hands out 16-aligned zeroed blocks from 64 KiB chunks (a request larger than a
  * quarter chunk gets its own chunk) and is freed in one go; `used` counts every byte handed out
- * so a render can be bounded in memory as well as in steps. */
+ * so a render can be bounded in memory as well as in steps. Chunks come from calloc and an arena
+ * never reuses memory, so every block is zero without a memset (large chunks are fresh pages). */
 #include "tmpl_int.h"
 
 #include <stdio.h>
@@ -26,7 +27,7 @@ void *arena_alloc(struct arena *a, size_t n)
     struct arena_blk *b = a->head;
     if (!b || b->size - b->used < n) {
         size_t sz = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
-        struct arena_blk *nb = malloc(sizeof *nb + sz);
+        struct arena_blk *nb = calloc(1, sizeof *nb + sz);
         if (!nb) return NULL;
         nb->size = sz;
         nb->used = 0;
@@ -43,7 +44,6 @@ void *arena_alloc(struct arena *a, size_t n)
     void *p = b->data + b->used;
     b->used += n;
     a->used += n;
-    memset(p, 0, n);
     return p;
 }
 

@@ -216,112 +216,101 @@ static bool as_int(struct val v, int64_t *out)
     return true;
 }
 
-static int m_split(struct rctx *c, struct val self, bool right, struct val sepv, struct val maxv,
-                   struct val *out)
+static void reverse_vals(struct list *l)
+{
+    for (size_t a = 0; a < l->n / 2; a++) {
+        struct val t = l->v[a];
+        l->v[a] = l->v[l->n - 1 - a];
+        l->v[l->n - 1 - a] = t;
+    }
+}
+
+/* str.split() / rsplit() without a separator: runs of whitespace, no empty strings; after
+ * maxsplit splits the rest (stripped on the splitting side only) is the last item. */
+static int split_ws(struct rctx *c, struct val self, bool right, int64_t maxsplit, struct list *l)
 {
     const struct str *s = self.u.s;
-    int64_t maxsplit = -1;
-    if (maxv.t != VT_UNDEF && !as_int(maxv, &maxsplit))
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
-                      type_name(maxv));
-    struct list *l = list_new(c, 0);
-    if (!l) return -1;
-    if (rt_steps(c, s->len / 32)) return -1;
-    if (sepv.t == VT_UNDEF || sepv.t == VT_NONE) { /* runs of whitespace */
-        size_t i = 0, n = s->len;
+    size_t n = s->len, adv;
+    size_t i = right ? n : 0; /* the edge being consumed */
+    for (;;) {
         if (!right) {
-            while (true) {
-                while (i < n) {
-                    size_t adv;
-                    if (!uni_isspace(utf8_dec(s->b + i, n - i, &adv))) break;
-                    i += adv;
-                }
-                if (i >= n) break;
-                if (maxsplit >= 0 && (int64_t)l->n == maxsplit) {
-                    if (list_push(c, l, sub(c, s, i, n, self.f))) return -1;
-                    break;
-                }
-                size_t j = i;
-                while (j < n) {
-                    size_t adv;
-                    if (uni_isspace(utf8_dec(s->b + j, n - j, &adv))) break;
-                    j += adv;
-                }
-                if (list_push(c, l, sub(c, s, i, j, self.f))) return -1;
-                i = j;
-            }
+            while (i < n && uni_isspace(utf8_dec(s->b + i, n - i, &adv))) i += adv;
+            if (i >= n) break;
         } else {
-            size_t j = n;
-            while (true) {
-                while (j > 0) {
-                    size_t st = cp_start(s->b, j), adv;
-                    if (!uni_isspace(utf8_dec(s->b + st, j - st, &adv))) break;
-                    j = st;
-                }
-                if (j == 0) break;
-                if (maxsplit >= 0 && (int64_t)l->n == maxsplit) {
-                    if (list_push(c, l, sub(c, s, 0, j, self.f))) return -1;
-                    break;
-                }
-                size_t k = j;
-                while (k > 0) {
-                    size_t st = cp_start(s->b, k), adv;
-                    if (uni_isspace(utf8_dec(s->b + st, k - st, &adv))) break;
-                    k = st;
-                }
-                if (list_push(c, l, sub(c, s, k, j, self.f))) return -1;
-                j = k;
-            }
-            for (size_t a = 0; a < l->n / 2; a++) {
-                struct val t = l->v[a];
-                l->v[a] = l->v[l->n - 1 - a];
-                l->v[l->n - 1 - a] = t;
-            }
+            while (i > 0 && uni_isspace(utf8_dec(s->b + cp_start(s->b, i), i - cp_start(s->b, i), &adv)))
+                i = cp_start(s->b, i);
+            if (i == 0) break;
         }
-        *out = v_listv(l, LK_LIST);
-        return 0;
+        if (maxsplit >= 0 && (int64_t)l->n == maxsplit) {
+            if (list_push(c, l, right ? sub(c, s, 0, i, self.f) : sub(c, s, i, n, self.f))) return -1;
+            break;
+        }
+        size_t j = i;
+        if (!right) {
+            while (j < n && !uni_isspace(utf8_dec(s->b + j, n - j, &adv))) j += adv;
+            if (list_push(c, l, sub(c, s, i, j, self.f))) return -1;
+        } else {
+            while (j > 0 && !uni_isspace(utf8_dec(s->b + cp_start(s->b, j), j - cp_start(s->b, j), &adv)))
+                j = cp_start(s->b, j);
+            if (list_push(c, l, sub(c, s, j, i, self.f))) return -1;
+        }
+        i = j;
     }
-    if (need_str(c, sepv, "must be str or None")) return -1;
-    const struct str *sep = sepv.u.s;
-    if (sep->len == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "empty separator");
-    if (!right) {
-        size_t i = 0;
-        for (;;) {
-            const char *f = (maxsplit < 0 || (int64_t)l->n < maxsplit)
-                                ? mem_find(s->b + i, s->len - i, sep->b, sep->len) : NULL;
-            if (!f) {
-                if (list_push(c, l, sub(c, s, i, s->len, self.f))) return -1;
-                break;
-            }
-            size_t at = (size_t)(f - s->b);
-            if (list_push(c, l, sub(c, s, i, at, self.f))) return -1;
-            i = at + sep->len;
-        }
-    } else {
-        size_t j = s->len;
-        struct list *r = list_new(c, 0);
-        if (!r) return -1;
-        for (;;) {
-            size_t at = SIZE_MAX;
-            if ((maxsplit < 0 || (int64_t)r->n < maxsplit) && j >= sep->len) {
-                for (size_t k = j - sep->len + 1; k-- > 0;)
+    if (right) reverse_vals(l);
+    return 0;
+}
+
+/* str.split(sep) / rsplit(sep): every occurrence, empty strings kept. */
+static int split_sep(struct rctx *c, struct val self, bool right, const struct str *sep,
+                     int64_t maxsplit, struct list *l)
+{
+    const struct str *s = self.u.s;
+    size_t i = right ? s->len : 0;
+    for (;;) {
+        size_t at = SIZE_MAX;
+        if (maxsplit < 0 || (int64_t)l->n < maxsplit) {
+            if (!right) {
+                const char *f = mem_find(s->b + i, s->len - i, sep->b, sep->len);
+                if (f) at = (size_t)(f - s->b);
+            } else if (i >= sep->len) {
+                for (size_t k = i - sep->len + 1; k-- > 0;)
                     if (memcmp(s->b + k, sep->b, sep->len) == 0) {
                         at = k;
                         break;
                     }
             }
-            if (at == SIZE_MAX) {
-                if (list_push(c, r, sub(c, s, 0, j, self.f))) return -1;
-                break;
-            }
-            if (list_push(c, r, sub(c, s, at + sep->len, j, self.f))) return -1;
-            j = at;
         }
-        for (size_t a = r->n; a-- > 0;)
-            if (list_push(c, l, r->v[a])) return -1;
+        if (at == SIZE_MAX) {
+            if (list_push(c, l, right ? sub(c, s, 0, i, self.f) : sub(c, s, i, s->len, self.f))) return -1;
+            break;
+        }
+        if (list_push(c, l, right ? sub(c, s, at + sep->len, i, self.f) : sub(c, s, i, at, self.f)))
+            return -1;
+        i = right ? at : at + sep->len;
+    }
+    if (right) reverse_vals(l);
+    return 0;
+}
+
+static int m_split(struct rctx *c, struct val self, bool right, struct val sepv, struct val maxv,
+                   struct val *out)
+{
+    int64_t maxsplit = -1;
+    if (maxv.t != VT_UNDEF && !as_int(maxv, &maxsplit))
+        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
+                      type_name(maxv));
+    struct list *l = list_new(c, 0);
+    if (!l || rt_steps(c, self.u.s->len / 32)) return -1;
+    int rc;
+    if (sepv.t == VT_UNDEF || sepv.t == VT_NONE) {
+        rc = split_ws(c, self, right, maxsplit, l);
+    } else {
+        if (need_str(c, sepv, "must be str or None")) return -1;
+        if (sepv.u.s->len == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "empty separator");
+        rc = split_sep(c, self, right, sepv.u.s, maxsplit, l);
     }
     *out = v_listv(l, LK_LIST);
-    return 0;
+    return rc;
 }
 
 static int m_splitlines(struct rctx *c, struct val self, bool keep, struct val *out)
@@ -806,6 +795,7 @@ static int no_args(struct rctx *c, const char *name, size_t nargs, size_t nkw)
     return 0;
 }
 
+/* list methods: one case per method, each a few lines; splitting would only scatter them. */
 static int call_list(struct rctx *c, struct val self, enum meth m, struct val *args, size_t nargs,
                      size_t nkw, struct val *out)
 {
@@ -899,6 +889,7 @@ static int call_list(struct rctx *c, struct val self, enum meth m, struct val *a
     }
 }
 
+/* dict methods: one case per method (as call_list). */
 static int call_dict(struct rctx *c, struct val self, enum meth m, struct val *args, size_t nargs,
                      struct str **kwn, struct val *kwv, size_t nkw, struct val *out)
 {
@@ -1240,7 +1231,8 @@ static int format_value(struct rctx *c, struct val v, const char *spec, size_t s
     return 0;
 }
 
-/* One replacement field "name.attr[key]!c:spec" -> out. */
+/* One replacement field "name.attr[key]!c:spec" -> out: the name, its accessors, the
+ * conversion and the spec are consecutive steps over one field, kept together. */
 static int format_field(struct rctx *c, const char *f, size_t n, struct val *args, size_t nargs,
                         struct str **kwn, struct val *kwv, size_t nkw, size_t *autoidx,
                         int *mode, bool markup, struct buf *out)
@@ -1403,14 +1395,155 @@ int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, s
 
 /* ---- printf-style % ---- */
 
+/* Where the arguments of `fmt % args` come from: a tuple's items in order, a dict by key, or one
+ * single value. */
+struct pct_args {
+    struct val args, *av;
+    size_t an, ai;
+    bool tuple, mapping;
+};
+
+struct pct_spec {
+    struct fspec f;
+    bool left;
+    char type;
+};
+
+/* One conversion after '%' (s[*i] is the first char after it): mapping key, flags, width and
+ * precision ('*' takes them from the arguments), length modifiers, type. *v is the argument it
+ * converts (none for "%%"). */
+static int pct_parse(struct rctx *c, const char *s, size_t n, size_t *pi, struct pct_args *pa,
+                     struct pct_spec *sp, struct val *v)
+{
+    size_t i = *pi;
+    bool have = false;
+    memset(sp, 0, sizeof *sp);
+    sp->f.fill = ' ';
+    sp->f.width = sp->f.prec = -1;
+    if (i < n && s[i] == '(') {
+        size_t j = i + 1;
+        while (j < n && s[j] != ')') j++;
+        if (j >= n || !pa->mapping) return rt_err(c, ERR_TEMPLATE, "TypeError", "format requires a mapping");
+        struct val key = v_str(c, s + i + 1, j - i - 1);
+        int rc;
+        struct val *p = key.t == VT_STR ? dict_get(c, pa->args.u.m, key, &rc) : NULL;
+        if (!p) return rt_err(c, ERR_TEMPLATE, "KeyError", "'%.*s'", (int)(j - i - 1), s + i + 1);
+        *v = *p;
+        have = true;
+        i = j + 1;
+    }
+    for (; i < n && strchr("-+ #0", s[i]); i++) {
+        if (s[i] == '-') sp->left = true;
+        else if (s[i] == '+' || s[i] == ' ') sp->f.sign = sp->f.sign == '+' ? '+' : s[i];
+        else if (s[i] == '#') sp->f.alt = true;
+        else sp->f.zero = true;
+    }
+    for (int part = 0; part < 2; part++) {
+        int64_t *dst = part ? &sp->f.prec : &sp->f.width;
+        if (part) {
+            if (i >= n || s[i] != '.') break;
+            i++;
+            sp->f.prec = 0;
+        }
+        if (i < n && s[i] == '*') {
+            struct val w = pa->ai < pa->an ? pa->av[pa->ai] : v_undef();
+            if (w.t != VT_INT && w.t != VT_BOOL) return rt_err(c, ERR_TEMPLATE, "TypeError", "* wants int");
+            *dst = w.t == VT_INT ? w.u.i : w.u.b;
+            if (!part && *dst < 0) sp->left = true, *dst = -*dst;
+            pa->ai++;
+            i++;
+        } else {
+            if (!part) sp->f.width = (i < n && s[i] >= '0' && s[i] <= '9') ? 0 : -1;
+            while (i < n && s[i] >= '0' && s[i] <= '9' && *dst < 100000) *dst = *dst * 10 + (s[i++] - '0');
+        }
+    }
+    if (sp->f.width > 10000 || sp->f.prec > 1000)
+        return rt_err(c, ERR_LIMIT, "ValueError", "format width or precision too large");
+    while (i < n && (s[i] == 'l' || s[i] == 'h' || s[i] == 'L')) i++;
+    if (i >= n) return rt_err(c, ERR_TEMPLATE, "ValueError", "incomplete format");
+    sp->type = s[i++];
+    *pi = i;
+    if (sp->type == '%' || have) return 0;
+    if (pa->mapping && !pa->tuple) *v = pa->args;
+    else if (pa->ai < pa->an) *v = pa->av[pa->ai++];
+    else return rt_err(c, ERR_TEMPLATE, "TypeError", "not enough arguments for format string");
+    return 0;
+}
+
+/* The text of one conversion, before padding. A Markup format escapes what it inserts. */
+static int pct_convert(struct rctx *c, const struct pct_spec *sp, struct val v, bool markup,
+                       struct buf *piece)
+{
+    char t = sp->type;
+    if (t == 's' || t == 'r' || t == 'a') {
+        struct buf raw = {.limit = c->max_output};
+        int rc = t == 's' ? v_str_to(c, &raw, v) : v_repr_to(c, &raw, v);
+        if (!rc && markup && !(v.t == VT_STR && v.f && t == 's'))
+            rc = html_escape_to(piece, raw.p ? raw.p : "", raw.n) ? -1 : 0;
+        else if (!rc)
+            rc = buf_put(piece, raw.p ? raw.p : "", raw.n) ? -1 : 0;
+        buf_free(&raw);
+        if (!rc && sp->f.prec >= 0) { /* precision truncates, in characters */
+            size_t k = 0;
+            for (int64_t cps = 0; k < piece->n && cps < sp->f.prec; cps++) {
+                k++;
+                while (k < piece->n && ((unsigned char)piece->p[k] & 0xc0) == 0x80) k++;
+            }
+            piece->n = k;
+        }
+        return rc ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+    }
+    if (!strchr("diuoxXeEfFgGc", t))
+        return rt_err(c, ERR_TEMPLATE, "ValueError", "unsupported format character '%c'", t);
+    if (t == 'c' && v.t == VT_STR && str_ncp(v.u.s) == 1) /* %c of a one-character string */
+        return buf_put(piece, v.u.s->b, v.u.s->len) ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+    struct val num = v;
+    if (v.t == VT_FLOAT && strchr("diu", t)) {
+        if (!isfinite(v.u.d))
+            return rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
+        num = v_int((int64_t)v.u.d);
+    }
+    if (!(num.t == VT_INT || num.t == VT_BOOL || num.t == VT_FLOAT) || (strchr("oxXc", t) && num.t == VT_FLOAT))
+        return rt_err(c, ERR_TEMPLATE, "TypeError", "%%%c format: a%s number is required, not %s", t,
+                      strchr("oxXc", t) ? "n integer" : " real", type_name(v));
+    struct fspec g = sp->f;
+    g.type = (t == 'i' || t == 'u') ? 'd' : t;
+    g.width = -1;
+    if (strchr("diuoxXc", t)) g.prec = -1;
+    char tmp[512];
+    if (fmt_number(c, num, &g, tmp, sizeof tmp)) return -1;
+    return buf_put(piece, tmp, strlen(tmp)) ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+}
+
+/* Pad a converted piece to the width (zeros after the sign for numbers with '0'). */
+static int pct_pad(struct rctx *c, struct buf *b, const struct pct_spec *sp, const struct buf *piece)
+{
+    const char *p = piece->p ? piece->p : "";
+    int64_t len = 0;
+    for (size_t k = 0; k < piece->n; k++) len += ((unsigned char)p[k] & 0xc0) != 0x80;
+    int64_t pad = sp->f.width > len ? sp->f.width - len : 0;
+    size_t lead = 0;
+    int rc = 0;
+    if (!sp->left && sp->f.zero && strchr("diuoxXeEfFgG", sp->type)) {
+        while (lead < piece->n && strchr("+- ", p[lead])) lead++;
+        rc = buf_put(b, p, lead);
+        for (int64_t k = 0; k < pad && !rc; k++) rc = buf_putc(b, '0');
+        pad = 0;
+    }
+    for (int64_t k = 0; !sp->left && k < pad && !rc; k++) rc = buf_putc(b, ' ');
+    if (!rc) rc = buf_put(b, p + lead, piece->n - lead);
+    for (int64_t k = 0; sp->left && k < pad && !rc; k++) rc = buf_putc(b, ' ');
+    return rc ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+}
+
 int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out)
 {
     const char *s = fmt.u.s->b;
     size_t n = fmt.u.s->len;
-    bool tuple = args.t == VT_LIST && args.f == LK_TUPLE;
-    bool mapping = args.t == VT_DICT;
-    struct val *av = tuple ? args.u.l->v : &args;
-    size_t an = tuple ? args.u.l->n : 1, ai = 0;
+    struct pct_args pa = {.args = args, .tuple = args.t == VT_LIST && args.f == LK_TUPLE,
+                          .mapping = args.t == VT_DICT};
+    pa.av = pa.tuple ? args.u.l->v : &args;
+    pa.an = pa.tuple ? args.u.l->n : 1;
     struct buf b = {.limit = c->max_output};
     for (size_t i = 0; i < n;) {
         if (s[i] != '%') {
@@ -1421,166 +1554,26 @@ int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out
             continue;
         }
         i++;
-        if (i >= n) {
-            buf_free(&b);
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "incomplete format");
-        }
-        struct val v;
-        bool have = false;
-        if (s[i] == '(') {
-            size_t j = i + 1;
-            while (j < n && s[j] != ')') j++;
-            if (j >= n || !mapping) {
-                buf_free(&b);
-                return rt_err(c, ERR_TEMPLATE, "TypeError", "format requires a mapping");
-            }
-            struct val key = v_str(c, s + i + 1, j - i - 1);
-            int rc;
-            struct val *p = key.t == VT_STR ? dict_get(c, args.u.m, key, &rc) : NULL;
-            if (!p) {
-                buf_free(&b);
-                return rt_err(c, ERR_TEMPLATE, "KeyError", "'%.*s'", (int)(j - i - 1), s + i + 1);
-            }
-            v = *p;
-            have = true;
-            i = j + 1;
-        }
-        struct fspec f = {.fill = ' ', .width = -1, .prec = -1};
-        bool left = false;
-        while (i < n && strchr("-+ #0", s[i])) {
-            if (s[i] == '-') left = true;
-            else if (s[i] == '+' || s[i] == ' ') f.sign = f.sign == '+' ? '+' : s[i];
-            else if (s[i] == '#') f.alt = true;
-            else f.zero = true;
-            i++;
-        }
-        for (int part = 0; part < 2; part++) {
-            int64_t *dst = part ? &f.prec : &f.width;
-            if (part) {
-                if (i >= n || s[i] != '.') break;
-                i++;
-                f.prec = 0;
-            }
-            if (i < n && s[i] == '*') {
-                if (ai >= an || (av[ai].t != VT_INT && av[ai].t != VT_BOOL)) {
-                    buf_free(&b);
-                    return rt_err(c, ERR_TEMPLATE, "TypeError", "* wants int");
-                }
-                *dst = av[ai].t == VT_INT ? av[ai].u.i : av[ai].u.b;
-                if (!part && *dst < 0) left = true, *dst = -*dst;
-                ai++;
-                i++;
-            } else {
-                if (!part) f.width = (i < n && s[i] >= '0' && s[i] <= '9') ? 0 : -1;
-                while (i < n && s[i] >= '0' && s[i] <= '9' && *dst < 100000) *dst = *dst * 10 + (s[i++] - '0');
-            }
-        }
-        if (f.width > 10000 || f.prec > 1000) {
-            buf_free(&b);
-            return rt_err(c, ERR_LIMIT, "ValueError", "format width or precision too large");
-        }
-        while (i < n && (s[i] == 'l' || s[i] == 'h' || s[i] == 'L')) i++;
-        if (i >= n) {
-            buf_free(&b);
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "incomplete format");
-        }
-        char t = s[i++];
-        if (t == '%') {
-            if (bput(c, &b, "%", 1)) return -1;
-            continue;
-        }
-        if (!have) {
-            if (mapping && !tuple) v = args;
-            else if (ai < an) v = av[ai++];
-            else {
-                buf_free(&b);
-                return rt_err(c, ERR_TEMPLATE, "TypeError", "not enough arguments for format string");
-            }
-        }
-        f.align = left ? '<' : '>';
-        struct buf piece = {.limit = c->max_output};
-        int rc = 0;
-        if (t == 's' || t == 'r' || t == 'a') {
-            rc = t == 's' ? v_str_to(c, &piece, v) : v_repr_to(c, &piece, v);
-            if (!rc && fmt.f && !(v.t == VT_STR && v.f && t == 's')) { /* Markup % escapes */
-                struct buf e = {.limit = c->max_output};
-                rc = html_escape_to(&e, piece.p ? piece.p : "", piece.n) ? -1 : 0;
-                buf_free(&piece);
-                piece = e;
-            }
-            if (!rc && f.prec >= 0 && piece.n) {
-                struct str tmp = {0};
-                size_t k = 0;
-                int64_t cps = 0;
-                while (k < piece.n && cps < f.prec) {
-                    k++;
-                    while (k < piece.n && ((unsigned char)piece.p[k] & 0xc0) == 0x80) k++;
-                    cps++;
-                }
-                piece.n = k;
-                (void)tmp;
-            }
-            f.zero = false;
-        } else if (strchr("diuoxXeEfFgGc", t)) {
-            struct val num = v;
-            if (v.t == VT_FLOAT && strchr("diu", t)) {
-                if (!isfinite(v.u.d)) {
-                    buf_free(&b);
-                    return rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
-                }
-                num = v_int((int64_t)v.u.d);
-            }
-            if (!(num.t == VT_INT || num.t == VT_BOOL || num.t == VT_FLOAT) ||
-                (strchr("oxXc", t) && num.t == VT_FLOAT)) {
-                buf_free(&b);
-                if (t == 'c' && v.t == VT_STR && str_ncp(v.u.s) == 1) {
-                    num = v; /* %c of a one-character string */
-                } else {
-                    return rt_err(c, ERR_TEMPLATE, "TypeError", "%%%c format: a%s number is required, not %s",
-                                  t, strchr("oxXc", t) ? "n integer" : " real", type_name(v));
-                }
-            }
-            struct fspec g = f;
-            g.type = (t == 'i' || t == 'u') ? 'd' : t;
-            g.width = -1;
-            if (strchr("diuoxXc", t)) g.prec = -1;
-            char tmp[512];
-            if (num.t == VT_STR) {
-                rc = bput(c, &piece, num.u.s->b, num.u.s->len);
-            } else if (fmt_number(c, num, &g, tmp, sizeof tmp) == 0) {
-                rc = bput(c, &piece, tmp, strlen(tmp));
-            } else {
-                rc = -1;
-            }
-        } else {
-            buf_free(&piece);
-            buf_free(&b);
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "unsupported format character '%c'", t);
-        }
-        if (rc) {
-            buf_free(&piece);
+        struct pct_spec sp;
+        struct val v = v_undef();
+        if (pct_parse(c, s, n, &i, &pa, &sp, &v)) {
             buf_free(&b);
             return -1;
         }
-        int64_t len = 0;
-        for (size_t k = 0; k < piece.n; k++) len += ((unsigned char)piece.p[k] & 0xc0) != 0x80;
-        int64_t pad = f.width > len ? f.width - len : 0;
-        size_t lead = 0;
-        if (!left && f.zero && strchr("diuoxXeEfFgG", t)) {
-            while (lead < piece.n && strchr("+- ", piece.p[lead])) lead++;
-            if (bput(c, &b, piece.p, lead)) return -1;
-            for (int64_t k = 0; k < pad; k++)
-                if (bput(c, &b, "0", 1)) return -1;
-            pad = 0;
+        if (sp.type == '%') {
+            if (bput(c, &b, "%", 1)) return -1;
+            continue;
         }
-        for (int64_t k = 0; !left && k < pad; k++)
-            if (bput(c, &b, " ", 1)) return -1;
-        if (bput(c, &b, piece.p ? piece.p + lead : "", piece.n - lead)) return -1;
-        for (int64_t k = 0; left && k < pad; k++)
-            if (bput(c, &b, " ", 1)) return -1;
+        struct buf piece = {.limit = c->max_output};
+        int rc = pct_convert(c, &sp, v, fmt.f, &piece);
+        if (!rc) rc = pct_pad(c, &b, &sp, &piece);
         buf_free(&piece);
+        if (rc) {
+            buf_free(&b);
+            return -1;
+        }
     }
-    if (!mapping && ai < an && !(tuple && an == 0)) {
+    if (!pa.mapping && pa.ai < pa.an && !(pa.tuple && pa.an == 0)) {
         buf_free(&b);
         return rt_err(c, ERR_TEMPLATE, "TypeError", "not all arguments converted during string formatting");
     }
@@ -1605,6 +1598,7 @@ static void civil(int64_t days, int64_t *y, int *m, int *d)
 
 static bool leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
+/* One switch over the directives (a table would need a function per entry for the same lines). */
 int strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct buf *b)
 {
     static const char *const wd[] = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday",

@@ -1108,51 +1108,89 @@ static struct node *parse_set(struct ps *P, uint32_t pos)
     return parse_body_hard(P, END_SET, &n->u.setb.body, true) ? n : NULL;
 }
 
-/* Does anything under n load symbol s? (jinja2's find_undeclared for caller/varargs/kwargs) */
-static bool uses_sym(const struct node *n, uint32_t s);
-static bool uses_any(const struct nodes *v, uint32_t s)
+/* ---- walking the tree ---- */
+
+/* Call f on every direct child of n (expressions and statements alike) until it returns true;
+ * returns whether it did. */
+typedef bool (*child_fn)(struct node *child, void *ctx);
+
+static bool each(const struct nodes *v, child_fn f, void *ctx)
 {
     for (size_t i = 0; i < v->n; i++)
-        if (uses_sym(v->v[i], s)) return true;
+        if (v->v[i] && f(v->v[i], ctx)) return true;
     return false;
 }
-static bool uses_sym(const struct node *n, uint32_t s)
+
+static bool one(struct node *n, child_fn f, void *ctx) { return n && f(n, ctx); }
+
+static bool visit_children(struct node *n, child_fn f, void *ctx)
 {
-    if (!n || s == SYM_NONE) return false;
     switch (n->k) {
-    case N_NAME: return n->u.name.sym == s;
-    case N_CONST: case N_TEXT: case N_BREAK: case N_CONTINUE: case N_NSREF: return false;
-    case N_GETATTR: return uses_sym(n->u.ga.obj, s);
-    case N_GETITEM: return uses_sym(n->u.gi.obj, s) || uses_sym(n->u.gi.key, s);
+    case N_GETATTR: return one(n->u.ga.obj, f, ctx);
+    case N_GETITEM: return one(n->u.gi.obj, f, ctx) || one(n->u.gi.key, f, ctx);
     case N_SLICE:
-        return uses_sym(n->u.sl.obj, s) || uses_sym(n->u.sl.a, s) || uses_sym(n->u.sl.b, s) ||
-               uses_sym(n->u.sl.c, s);
+        return one(n->u.sl.obj, f, ctx) || one(n->u.sl.a, f, ctx) || one(n->u.sl.b, f, ctx) ||
+               one(n->u.sl.c, f, ctx);
     case N_CALL: case N_FILTER: case N_TEST:
-        return uses_sym(n->u.call.obj, s) || uses_any(&n->u.call.args, s) ||
-               uses_any(&n->u.call.kwv, s);
+        return one(n->u.call.obj, f, ctx) || each(&n->u.call.args, f, ctx) ||
+               each(&n->u.call.kwv, f, ctx);
     case N_NEG: case N_POS: case N_NOT: case N_BINOP: case N_AND: case N_OR:
-        return uses_sym(n->u.bin.a, s) || uses_sym(n->u.bin.b, s);
-    case N_COMPARE: return uses_sym(n->u.cmp.first, s) || uses_any(&n->u.cmp.rhs, s);
-    case N_COND:
-        return uses_sym(n->u.cond.test, s) || uses_sym(n->u.cond.a, s) || uses_sym(n->u.cond.b, s);
-    case N_LIST: case N_TUPLE: case N_CONCAT: return uses_any(&n->u.items, s);
-    case N_DICT: return uses_any(&n->u.dict.keys, s) || uses_any(&n->u.dict.vals, s);
-    case N_OUTPUT: return uses_any(&n->u.out, s);
-    case N_IF:
-        return uses_sym(n->u.iff.test, s) || uses_any(&n->u.iff.body, s) || uses_any(&n->u.iff.els, s);
+        return one(n->u.bin.a, f, ctx) || one(n->u.bin.b, f, ctx);
+    case N_COMPARE: return one(n->u.cmp.first, f, ctx) || each(&n->u.cmp.rhs, f, ctx);
+    case N_COND: return one(n->u.cond.test, f, ctx) || one(n->u.cond.a, f, ctx) || one(n->u.cond.b, f, ctx);
+    case N_LIST: case N_TUPLE: case N_CONCAT: return each(&n->u.items, f, ctx);
+    case N_DICT: return each(&n->u.dict.keys, f, ctx) || each(&n->u.dict.vals, f, ctx);
+    case N_OUTPUT: return each(&n->u.out, f, ctx);
+    case N_IF: return one(n->u.iff.test, f, ctx) || each(&n->u.iff.body, f, ctx) || each(&n->u.iff.els, f, ctx);
     case N_FOR:
-        return uses_sym(n->u.loop.iter, s) || uses_sym(n->u.loop.test, s) ||
-               uses_any(&n->u.loop.body, s) || uses_any(&n->u.loop.els, s);
-    case N_SET: return uses_sym(n->u.set.value, s);
-    case N_SETBLOCK: return uses_sym(n->u.setb.filter, s) || uses_any(&n->u.setb.body, s);
+        return one(n->u.loop.iter, f, ctx) || one(n->u.loop.test, f, ctx) ||
+               each(&n->u.loop.body, f, ctx) || each(&n->u.loop.els, f, ctx);
+    case N_SET: return one(n->u.set.value, f, ctx);
+    case N_SETBLOCK: return one(n->u.setb.filter, f, ctx) || each(&n->u.setb.body, f, ctx);
     case N_MACRO: case N_CALLBLOCK:
-        return uses_any(&n->u.mac.defaults, s) || uses_sym(n->u.mac.call, s) ||
-               uses_any(&n->u.mac.body, s);
-    case N_FILTERBLOCK: return uses_sym(n->u.fb.filter, s) || uses_any(&n->u.fb.body, s);
-    case N_WITH: return uses_any(&n->u.with.vals, s) || uses_any(&n->u.with.body, s);
-    case N_BODY: return uses_any(&n->u.body, s);
-    default: return false;
+        return each(&n->u.mac.defaults, f, ctx) || one(n->u.mac.call, f, ctx) || each(&n->u.mac.body, f, ctx);
+    case N_FILTERBLOCK: return one(n->u.fb.filter, f, ctx) || each(&n->u.fb.body, f, ctx);
+    case N_WITH: return each(&n->u.with.vals, f, ctx) || each(&n->u.with.body, f, ctx);
+    case N_BODY: return each(&n->u.body, f, ctx);
+    default: return false; /* N_CONST, N_NAME, N_NSREF, N_TEXT, N_BREAK, N_CONTINUE */
     }
+}
+
+/* Does anything under n load symbol *ctx? (jinja2's find_undeclared for caller/varargs/kwargs) */
+static bool uses_visit(struct node *n, void *ctx)
+{
+    uint32_t s = *(const uint32_t *)ctx;
+    return (n->k == N_NAME && n->u.name.sym == s) || visit_children(n, uses_visit, ctx);
+}
+static bool uses_any(const struct nodes *v, uint32_t s)
+{
+    return s != SYM_NONE && each(v, uses_visit, &s);
+}
+
+/* jinja2 folds a constant expression at the largest constant node, and keeps the value only if
+ * it has a Python literal repr, except for the whole expression of an output, which is folded
+ * regardless. A constant slice therefore goes through jinja2's forgiving getitem (so slicing a
+ * number gives undefined) unless it is itself the largest constant of a non-output position,
+ * where it runs as Python's obj[a:b] and raises. This pass clears NODE_CONST_SLICE there. */
+static bool strict_expr(struct node *n, void *ctx);
+static bool strict_stmt(struct node *n, void *ctx)
+{
+    if (n->k == N_OUTPUT) {
+        for (size_t i = 0; i < n->u.out.n; i++)
+            if (!is_const(n->u.out.v[i])) strict_expr(n->u.out.v[i], ctx);
+        return false;
+    }
+    if (n->k >= N_TEXT) return visit_children(n, strict_stmt, ctx);
+    return strict_expr(n, ctx);
+}
+static bool strict_expr(struct node *n, void *ctx)
+{
+    if (n->k >= N_TEXT) return strict_stmt(n, ctx);
+    if (is_const(n)) {
+        if (n->k == N_SLICE) n->op = 0;
+        return false;
+    }
+    return visit_children(n, strict_expr, ctx);
 }
 
 static bool parse_signature(struct ps *P, struct node *n)
@@ -1390,6 +1428,7 @@ int tmpl_parse_tokens(struct tmpl *t, const struct lexed *lx, struct err_info *e
     struct nvec body = {0};
     if (!P.err) subparse(&P, NULL, &body);
     t->body = nv_done(&P, &body);
+    if (!P.err) each(&t->body, strict_stmt, NULL);
     for (size_t k = 0; k < P.nunk && !P.err; k++) {
         const struct unk *u = &P.unk[k];
         if (u->soft) continue;

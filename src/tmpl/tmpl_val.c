@@ -607,6 +607,20 @@ static int repr_rec(struct rctx *c, struct buf *b, struct val v, int depth)
 
 int v_repr_to(struct rctx *c, struct buf *b, struct val v) { return repr_rec(c, b, v, 0); }
 
+/* Decimal digits of i into the end of tmp[24]; returns the start. */
+static const char *fmt_int(int64_t i, char *tmp)
+{
+    char *p = tmp + 23;
+    uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+    *p = 0;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (i < 0) *--p = '-';
+    return p;
+}
+
 int v_str_to(struct rctx *c, struct buf *b, struct val v)
 {
     char tmp[64];
@@ -614,9 +628,7 @@ int v_str_to(struct rctx *c, struct buf *b, struct val v)
     case VT_UNDEF: return 0;
     case VT_NONE: return puts_(c, b, "None");
     case VT_BOOL: return puts_(c, b, v.u.b ? "True" : "False");
-    case VT_INT:
-        snprintf(tmp, sizeof tmp, "%lld", (long long)v.u.i);
-        return puts_(c, b, tmp);
+    case VT_INT: return puts_(c, b, fmt_int(v.u.i, tmp));
     case VT_FLOAT:
         fmt_float(tmp, sizeof tmp, v.u.d);
         return puts_(c, b, tmp);
@@ -905,7 +917,7 @@ int v_iter_list(struct rctx *c, struct val v, struct list **out)
         struct list *src = v.u.l;
         size_t from = v_is_gen(v) ? src->pos : 0, n = src->n - from;
         if (!(l = list_new(c, n))) return -1;
-        vcopy(l->v, src->v + from, n);
+        if (n) vcopy(l->v, src->v + from, n);
         l->n = n;
         if (v_is_gen(v)) src->pos = src->n;
         break;
