@@ -49,20 +49,6 @@ static int run(const char *src, const char *vars_json, const struct tmpl_opts *o
     return rc;
 }
 
-/* 0 when equal, else prints where the two first differ and returns 1. */
-static int diff_report(const char *what, const char *got, size_t gn, const char *want, size_t wn)
-{
-    if (gn == wn && memcmp(got, want, gn) == 0) return 0;
-    size_t k = 0;
-    while (k < gn && k < wn && got[k] == want[k]) k++;
-    size_t from = k > 30 ? k - 30 : 0;
-    printf("MISMATCH %s: first difference at byte %zu (got %zu bytes, want %zu)\n"
-           "  got:  ...%.*s\n  want: ...%.*s\n",
-           what, k, gn, wn, (int)((gn - from) < 80 ? gn - from : 80), got + from,
-           (int)((wn - from) < 80 ? wn - from : 80), want + from);
-    return 1;
-}
-
 /* ---- the fixtures ---- */
 
 static json_t *load_fixture(void)
@@ -128,7 +114,7 @@ START_TEST(test_fixtures)
                 nbad++;
             } else {
                 const char *want = json_string_value(json_object_get(cs, "expected"));
-                nbad += diff_report(what, out, len, want, strlen(want));
+                nbad += tutil_diff_report(what, out, len, want, strlen(want));
             }
             free(out);
             json_decref(vars);
@@ -157,7 +143,7 @@ START_TEST(test_language)
     ck_assert_msg(rc == 0, "case %d: %s\n  template: %s", _i, ei.msg, tc->tpl);
     char what[32];
     snprintf(what, sizeof what, "case %d", _i);
-    int bad = diff_report(what, out, len, tc->want, strlen(tc->want));
+    int bad = tutil_diff_report(what, out, len, tc->want, strlen(tc->want));
     free(out);
     ck_assert_msg(!bad, "case %d differs: %s", _i, tc->tpl);
 }

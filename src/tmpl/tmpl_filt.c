@@ -31,14 +31,14 @@ static const char *const g_filt_names[F_COUNT_] = {
     [F_REJECTATTR] = "rejectattr", [F_REPLACE] = "replace", [F_REVERSE] = "reverse",
     [F_ROUND] = "round",       [F_SAFE] = "safe",           [F_SELECT] = "select",
     [F_SELECTATTR] = "selectattr", [F_SLICE] = "slice",     [F_SORT] = "sort",
-    [F_STRING] = "string",     [F_STRIPTAGS] = "striptags", [F_SUM] = "sum",
+    [F_STRING] = "string",     [F_SUM] = "sum",
     [F_TITLE] = "title",       [F_TOJSON] = "tojson",       [F_TRIM] = "trim",
     [F_TRUNCATE] = "truncate", [F_UNIQUE] = "unique",       [F_UPPER] = "upper",
     [F_WORDCOUNT] = "wordcount",
 };
 static const char *const g_filt_unsupported[] = {
     "filesizeformat", "pprint", "random", "urlencode", "urlize", "wordwrap", "xmlattr",
-    "groupby", "striptags", "mark_safe", NULL};
+    "groupby", "striptags", NULL};
 
 static const char *const g_test_names[T_COUNT_] = {
     [T_ODD] = "odd",         [T_EVEN] = "even",     [T_DIVISIBLEBY] = "divisibleby",
@@ -82,32 +82,9 @@ int test_lookup(const char *name, size_t len)
     return -1;
 }
 
-static int oom(struct rctx *c)
-{
-    return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
-}
-
 static int type_err(struct rctx *c, const char *fmt, const char *a)
 {
     return rt_err(c, ERR_TEMPLATE, "TypeError", fmt, a);
-}
-
-/* A string value made from a buffer, freeing it. */
-static int take(struct rctx *c, struct buf *b, bool markup, struct val *out)
-{
-    *out = buf_take(c, b, markup);
-    buf_free(b);
-    return out->t == VT_STR ? 0 : -1;
-}
-
-static int bput(struct rctx *c, struct buf *b, const char *s, size_t n)
-{
-    int rc = buf_put(b, s, n);
-    if (rc) {
-        buf_free(b);
-        return rt_err(c, rc == ERR_LIMIT ? ERR_LIMIT : ERR_NOMEM, "MemoryError", "string too long");
-    }
-    return 0;
 }
 
 /* ---- attribute paths (make_attrgetter) ---- */
@@ -194,12 +171,19 @@ static int msort(struct rctx *c, struct keyed *v, struct keyed *tmp, size_t n, b
     return rt_steps(c, n / 4);
 }
 
-/* Python's sorted(): stable, reverse keeps stability (equal keys keep their order). */
-static int sort_keyed(struct rctx *c, struct keyed *v, size_t n, bool rev)
+/* Python's sorted(): stable, reverse keeps stability (equal keys keep their order); the items
+ * in their new order as a list. */
+static int sort_keyed(struct rctx *c, struct keyed *v, size_t n, bool rev, struct val *out)
 {
     struct keyed *tmp = arena_alloc(&c->ar, (n ? n : 1) * sizeof *tmp);
-    if (!tmp) return oom(c);
-    return msort(c, v, tmp, n, rev);
+    if (!tmp) return rt_oom(c);
+    if (msort(c, v, tmp, n, rev)) return -1;
+    struct list *r = list_new(c, n);
+    if (!r) return -1;
+    for (size_t i = 0; i < n; i++) r->v[i] = v[i].item;
+    r->n = n;
+    *out = v_listv(r, LK_LIST);
+    return 0;
 }
 
 /* ---- individual filters ---- */
@@ -230,7 +214,7 @@ static int f_join(struct rctx *c, struct val v, const struct val *a, struct val 
             return -1;
         }
     }
-    return take(c, &b, false, out);
+    return rt_take(c, &b, false, out);
 }
 
 static bool is_scalar_kind(struct val v)
@@ -301,7 +285,7 @@ static int f_sort(struct rctx *c, struct val v, const struct val *a, struct val 
     bool rev = a[0].t != VT_UNDEF && truthy(a[0]);
     bool cs = a[1].t != VT_UNDEF && truthy(a[1]);
     struct keyed *kv = arena_alloc(&c->ar, (l->n ? l->n : 1) * sizeof *kv);
-    if (!kv) return oom(c);
+    if (!kv) return rt_oom(c);
     /* attribute may be "a,b": the key is then the list of each */
     struct list *attrs = NULL;
     if (a[2].t == VT_STR && memchr(a[2].u.s->b, ',', a[2].u.s->len)) {
@@ -330,13 +314,7 @@ static int f_sort(struct rctx *c, struct val v, const struct val *a, struct val 
         }
         kv[i].key = k;
     }
-    if (sort_keyed(c, kv, l->n, rev)) return -1;
-    struct list *r = list_new(c, l->n);
-    if (!r) return -1;
-    for (size_t i = 0; i < l->n; i++) r->v[i] = kv[i].item;
-    r->n = l->n;
-    *out = v_listv(r, LK_LIST);
-    return 0;
+    return sort_keyed(c, kv, l->n, rev, out);
 }
 
 static int f_dictsort(struct rctx *c, struct val v, const struct val *a, struct val *out)
@@ -357,7 +335,7 @@ static int f_dictsort(struct rctx *c, struct val v, const struct val *a, struct 
     bool rev = a[2].t != VT_UNDEF && truthy(a[2]);
     struct dict *d = v.u.m;
     struct keyed *kv = arena_alloc(&c->ar, (d->n ? d->n : 1) * sizeof *kv);
-    if (!kv) return oom(c);
+    if (!kv) return rt_oom(c);
     for (size_t i = 0; i < d->n; i++) {
         struct list *pair = list_new(c, 2);
         if (!pair) return -1;
@@ -368,13 +346,7 @@ static int f_dictsort(struct rctx *c, struct val v, const struct val *a, struct 
         kv[i].key = pair->v[pos];
         if (!cs && !lower_key(c, kv[i].key, &kv[i].key)) return -1;
     }
-    if (sort_keyed(c, kv, d->n, rev)) return -1;
-    struct list *r = list_new(c, d->n);
-    if (!r) return -1;
-    for (size_t i = 0; i < d->n; i++) r->v[i] = kv[i].item;
-    r->n = d->n;
-    *out = v_listv(r, LK_LIST);
-    return 0;
+    return sort_keyed(c, kv, d->n, rev, out);
 }
 
 static int f_items(struct rctx *c, struct val v, struct val *out)
@@ -715,13 +687,13 @@ static int f_indent(struct rctx *c, struct val v, const struct val *a, struct va
     if (v.t != VT_STR) return type_err(c, "unsupported operand type(s) for +=: '%s' and 'str'", type_name(v));
     struct buf ind = {.limit = 4096};
     if (a[0].t == VT_STR) {
-        if (bput(c, &ind, a[0].u.s->b, a[0].u.s->len)) return -1;
+        if (rt_bput(c, &ind, a[0].u.s->b, a[0].u.s->len)) return -1;
     } else {
         int64_t w = a[0].t == VT_UNDEF ? 4 : a[0].t == VT_INT ? a[0].u.i : a[0].t == VT_BOOL ? a[0].u.b : -1;
         if (a[0].t != VT_UNDEF && a[0].t != VT_INT && a[0].t != VT_BOOL)
             return type_err(c, "can't multiply sequence by non-int of type '%s'", type_name(a[0]));
         for (int64_t i = 0; i < w && i < 4096; i++)
-            if (bput(c, &ind, " ", 1)) return -1;
+            if (rt_bput(c, &ind, " ", 1)) return -1;
     }
     bool first = a[1].t != VT_UNDEF && truthy(a[1]);
     bool blank = a[2].t != VT_UNDEF && truthy(a[2]);
@@ -731,7 +703,7 @@ static int f_indent(struct rctx *c, struct val v, const struct val *a, struct va
     const char *s = v.u.s->b;
     size_t n = v.u.s->len;
     struct buf b = {.limit = c->max_output};
-    if (first && bput(c, &b, indp, indn)) goto fail;
+    if (first && rt_bput(c, &b, indp, indn)) goto fail;
     size_t i = 0, line = 0;
     for (;;) {
         /* find the end of the line starting at i (the appended "\n" ends the last one) */
@@ -751,10 +723,10 @@ static int f_indent(struct rctx *c, struct val v, const struct val *a, struct va
         }
         bool empty = j == i;
         if (line > 0) {
-            if (bput(c, &b, "\n", 1)) goto fail;
-            if ((blank || !empty) && bput(c, &b, indp, indn)) goto fail;
+            if (rt_bput(c, &b, "\n", 1)) goto fail;
+            if ((blank || !empty) && rt_bput(c, &b, indp, indn)) goto fail;
         }
-        if (bput(c, &b, s + i, j - i)) goto fail;
+        if (rt_bput(c, &b, s + i, j - i)) goto fail;
         line++;
         if (next > n) break; /* the appended newline closed the last line */
         i = next;
@@ -764,7 +736,7 @@ static int f_indent(struct rctx *c, struct val v, const struct val *a, struct va
         buf_free(&b);
         return -1;
     }
-    return take(c, &b, v.f, out);
+    return rt_take(c, &b, v.f, out);
 fail:
     buf_free(&ind);
     return -1;
@@ -801,8 +773,8 @@ static int f_truncate(struct rctx *c, struct val v, const struct val *a, struct 
         if (k > 0) cut = k - 1;
     }
     struct buf b = {.limit = c->max_output};
-    if (bput(c, &b, s.u.s->b, cut) || bput(c, &b, end.u.s->b, end.u.s->len)) return -1;
-    return take(c, &b, false, out);
+    if (rt_bput(c, &b, s.u.s->b, cut) || rt_bput(c, &b, end.u.s->b, end.u.s->len)) return -1;
+    return rt_take(c, &b, false, out);
 }
 
 static int f_wordcount(struct rctx *c, struct val v, struct val *out)
@@ -839,10 +811,10 @@ static int f_title(struct rctx *c, struct val v, struct val *out)
         uint32_t o = seg_start ? uni_upper(cp) : uni_lower(cp);
         seg_start = false;
         char tmp[4];
-        if (bput(c, &b, tmp, utf8_enc(o, tmp))) return -1;
+        if (rt_bput(c, &b, tmp, utf8_enc(o, tmp))) return -1;
         i += adv;
     }
-    return take(c, &b, s.f, out);
+    return rt_take(c, &b, s.f, out);
 }
 
 static int f_tojson(struct rctx *c, struct val v, const struct val *a, struct val *out)
@@ -883,7 +855,7 @@ static int f_tojson(struct rctx *c, struct val v, const struct val *a, struct va
         buf_free(&b);
         return -1;
     }
-    return take(c, &b, false, out);
+    return rt_take(c, &b, false, out);
 }
 
 static int f_sum(struct rctx *c, struct val v, const struct val *a, struct val *out)
@@ -918,10 +890,10 @@ static int f_reverse(struct rctx *c, struct val v, struct val *out)
         for (size_t i = s->len; i > 0;) {
             size_t st = i - 1;
             while (st > 0 && ((unsigned char)s->b[st] & 0xc0) == 0x80) st--;
-            if (bput(c, &b, s->b + st, i - st)) return -1;
+            if (rt_bput(c, &b, s->b + st, i - st)) return -1;
             i = st;
         }
-        return take(c, &b, v.f, out);
+        return rt_take(c, &b, v.f, out);
     }
     struct list *l;
     if (v_iter_list(c, v, &l)) return -1;

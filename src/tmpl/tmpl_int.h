@@ -305,8 +305,8 @@ enum filt {
     F_ABS, F_ATTR, F_BATCH, F_CAPITALIZE, F_CENTER, F_COUNT, F_D, F_DEFAULT, F_DICTSORT, F_E,
     F_ESCAPE, F_FIRST, F_FLOAT, F_FORCEESCAPE, F_FORMAT, F_INDENT, F_INT, F_ITEMS, F_JOIN,
     F_LAST, F_LENGTH, F_LIST, F_LOWER, F_MAP, F_MAX, F_MIN, F_REJECT, F_REJECTATTR, F_REPLACE,
-    F_REVERSE, F_ROUND, F_SAFE, F_SELECT, F_SELECTATTR, F_SLICE, F_SORT, F_STRING, F_STRIPTAGS,
-    F_SUM, F_TITLE, F_TOJSON, F_TRIM, F_TRUNCATE, F_UNIQUE, F_UPPER, F_WORDCOUNT,
+    F_REVERSE, F_ROUND, F_SAFE, F_SELECT, F_SELECTATTR, F_SLICE, F_SORT, F_STRING, F_SUM, F_TITLE,
+    F_TOJSON, F_TRIM, F_TRUNCATE, F_UNIQUE, F_UPPER, F_WORDCOUNT,
     F_COUNT_
 };
 enum test {
@@ -370,6 +370,11 @@ int rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* Buffer helpers for render code: append (on failure the buffer is freed and a MemoryError /
+ * limit recorded), turn a buffer into a string value (freeing it), record "too much memory". */
+int rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n);
+int rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out);
+int rt_oom(struct rctx *c);
 /* Charge `n` steps; -1 (with the error recorded) when the budget is spent. */
 int rt_steps(struct rctx *c, uint64_t n);
 
@@ -515,6 +520,10 @@ int bind_args(struct rctx *c, const char *what, const char *const *names, size_t
               struct val *vals);
 
 /* ---- lexer / parser ---- */
+
+/* Record a parse error at normalised offset pos: "line L, column C: <message>". */
+void tmpl_errv(const struct tmpl *t, struct err_info *ei, int code, uint32_t pos, const char *fmt,
+               va_list ap);
 
 struct lexed {
     struct token *v;

@@ -36,13 +36,10 @@ static int lex_fail(struct lx *L, uint32_t pos, int code, const char *fmt, ...)
     ;
 static int lex_fail(struct lx *L, uint32_t pos, int code, const char *fmt, ...)
 {
-    char msg[200], where[48];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    tmpl_errv(L->t, L->ei, code, pos, fmt, ap);
     va_end(ap);
-    tmpl_pos_str(L->t, pos, where, sizeof where);
-    err_set(L->ei, code, tmpl_orig_off(L->t, pos), "%s: %s", where, msg);
     return code;
 }
 

@@ -147,3 +147,25 @@ struct val buf_take(struct rctx *c, struct buf *b, bool markup)
     b->n = 0;
     return v;
 }
+
+int rt_oom(struct rctx *c)
+{
+    return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+}
+
+int rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n)
+{
+    int rc = buf_put(b, s, n);
+    if (rc) {
+        buf_free(b);
+        return rt_err(c, rc == ERR_LIMIT ? ERR_LIMIT : ERR_NOMEM, "MemoryError", "string too long");
+    }
+    return 0;
+}
+
+int rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out)
+{
+    *out = buf_take(c, b, markup);
+    buf_free(b);
+    return out->t == VT_STR ? 0 : -1;
+}

@@ -14,28 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int oom(struct rctx *c)
-{
-    return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
-}
-
-static int bput(struct rctx *c, struct buf *b, const char *s, size_t n)
-{
-    int rc = buf_put(b, s, n);
-    if (rc) {
-        buf_free(b);
-        return rt_err(c, rc == ERR_LIMIT ? ERR_LIMIT : ERR_NOMEM, "MemoryError", "string too long");
-    }
-    return 0;
-}
-
-static int take(struct rctx *c, struct buf *b, bool markup, struct val *out)
-{
-    *out = buf_take(c, b, markup);
-    buf_free(b);
-    return out->t == VT_STR ? 0 : -1;
-}
-
 static struct val sub(struct rctx *c, const struct str *s, size_t a, size_t b, bool markup)
 {
     struct val v = v_str(c, s->b + a, b - a);
@@ -144,7 +122,7 @@ static int cpset_of(struct rctx *c, struct val chars, struct cpset *set, const c
         return rt_err(c, ERR_TEMPLATE, "TypeError", "%s arg must be None or str", what);
     const struct str *s = chars.u.s;
     set->v = arena_alloc(&c->ar, (s->len + 1) * sizeof *set->v);
-    if (!set->v) return oom(c);
+    if (!set->v) return rt_oom(c);
     for (size_t i = 0; i < s->len;) {
         size_t adv;
         set->v[set->n++] = utf8_dec(s->b + i, s->len - i, &adv);
@@ -404,12 +382,12 @@ static int m_replace(struct rctx *c, struct val self, struct val *a, struct val 
     int64_t done = 0;
     if (old->len == 0) { /* insert before every code point and at the end */
         while (count < 0 || done < count) {
-            if (bput(c, &b, rep->b, rep->len)) return -1;
+            if (rt_bput(c, &b, rep->b, rep->len)) return -1;
             done++;
             if (i >= s->len) break;
             size_t adv;
             utf8_dec(s->b + i, s->len - i, &adv);
-            if (bput(c, &b, s->b + i, adv)) return -1;
+            if (rt_bput(c, &b, s->b + i, adv)) return -1;
             i += adv;
         }
     } else {
@@ -417,7 +395,7 @@ static int m_replace(struct rctx *c, struct val self, struct val *a, struct val 
             const char *f = mem_find(s->b + i, s->len - i, old->b, old->len);
             if (!f) break;
             size_t at = (size_t)(f - s->b);
-            if (bput(c, &b, s->b + i, at - i) || bput(c, &b, rep->b, rep->len)) return -1;
+            if (rt_bput(c, &b, s->b + i, at - i) || rt_bput(c, &b, rep->b, rep->len)) return -1;
             i = at + old->len;
             done++;
             if (rt_steps(c, 1)) {
@@ -426,12 +404,12 @@ static int m_replace(struct rctx *c, struct val self, struct val *a, struct val 
             }
         }
     }
-    if (bput(c, &b, s->b + i, s->len - i)) return -1;
+    if (rt_bput(c, &b, s->b + i, s->len - i)) return -1;
     if (rt_steps(c, b.n / 64)) {
         buf_free(&b);
         return -1;
     }
-    return take(c, &b, self.f, out);
+    return rt_take(c, &b, self.f, out);
 }
 
 enum casing { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAP, CASE_SWAP };
@@ -455,14 +433,14 @@ static int m_case(struct rctx *c, struct val self, enum casing how, struct val *
         }
         first = false;
         char tmp[4];
-        if (bput(c, &b, tmp, utf8_enc(o, tmp))) return -1;
+        if (rt_bput(c, &b, tmp, utf8_enc(o, tmp))) return -1;
         i += adv;
     }
     if (rt_steps(c, s->len / 32)) {
         buf_free(&b);
         return -1;
     }
-    return take(c, &b, self.f, out);
+    return rt_take(c, &b, self.f, out);
 }
 
 static int m_find(struct rctx *c, struct val self, enum meth m, struct val *a, struct val *out)
@@ -538,22 +516,22 @@ static int m_pad(struct rctx *c, struct val self, enum meth m, struct val *a, st
     struct buf b = {.limit = c->max_output};
     size_t body_at = 0;
     if (m == M_S_ZFILL && s->len && (s->b[0] == '+' || s->b[0] == '-')) {
-        if (bput(c, &b, s->b, 1)) return -1;
+        if (rt_bput(c, &b, s->b, 1)) return -1;
         body_at = 1;
         fill = "0";
     } else if (m == M_S_ZFILL) {
         fill = "0";
     }
     for (int64_t i = 0; i < left; i++)
-        if (bput(c, &b, fill, fl)) return -1;
-    if (bput(c, &b, s->b + body_at, s->len - body_at)) return -1;
+        if (rt_bput(c, &b, fill, fl)) return -1;
+    if (rt_bput(c, &b, s->b + body_at, s->len - body_at)) return -1;
     for (int64_t i = 0; i < marg - left; i++)
-        if (bput(c, &b, fill, fl)) return -1;
+        if (rt_bput(c, &b, fill, fl)) return -1;
     if (rt_steps(c, (size_t)w / 64)) {
         buf_free(&b);
         return -1;
     }
-    return take(c, &b, self.f, out);
+    return rt_take(c, &b, self.f, out);
 }
 
 static int m_join(struct rctx *c, struct val self, struct val it, struct val *out)
@@ -572,14 +550,14 @@ static int m_join(struct rctx *c, struct val self, struct val it, struct val *ou
             buf_free(&b);
             return -1;
         }
-        if ((i && bput(c, &b, self.u.s->b, self.u.s->len)) || bput(c, &b, x.u.s->b, x.u.s->len))
+        if ((i && rt_bput(c, &b, self.u.s->b, self.u.s->len)) || rt_bput(c, &b, x.u.s->b, x.u.s->len))
             return -1;
     }
     if (rt_steps(c, b.n / 64)) {
         buf_free(&b);
         return -1;
     }
-    return take(c, &b, self.f, out);
+    return rt_take(c, &b, self.f, out);
 }
 
 static int m_partition(struct rctx *c, struct val self, bool right, struct val sepv, struct val *out)
@@ -698,15 +676,15 @@ static int m_expandtabs(struct rctx *c, struct val self, struct val ts, struct v
         if (cp == '\t') {
             int64_t k = tab > 0 ? tab - col % tab : 0;
             for (int64_t j = 0; j < k; j++)
-                if (bput(c, &b, " ", 1)) return -1;
+                if (rt_bput(c, &b, " ", 1)) return -1;
             col += k;
         } else {
-            if (bput(c, &b, s->b + i, adv)) return -1;
+            if (rt_bput(c, &b, s->b + i, adv)) return -1;
             col = (cp == '\n' || cp == '\r') ? 0 : col + 1;
         }
         i += adv;
     }
-    return take(c, &b, self.f, out);
+    return rt_take(c, &b, self.f, out);
 }
 
 /* str methods: one case per method, mostly a call into a helper above. */
@@ -1270,7 +1248,7 @@ static int format_field(struct rctx *c, const char *f, size_t n, struct val *arg
         if (f[i] == '.') {
             while (j < n && f[j] != '.' && f[j] != '[' && f[j] != '!' && f[j] != ':') j++;
             struct str *nm = str_new(&c->ar, f + i + 1, j - i - 1);
-            if (!nm) return oom(c);
+            if (!nm) return rt_oom(c);
             if (get_attr(c, v, nm, &v)) return -1;
             i = j;
         } else {
@@ -1332,10 +1310,10 @@ int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, s
     struct buf b = {.limit = c->max_output};
     for (size_t i = 0; i < n;) {
         if (s[i] == '{' && i + 1 < n && s[i + 1] == '{') {
-            if (bput(c, &b, "{", 1)) return -1;
+            if (rt_bput(c, &b, "{", 1)) return -1;
             i += 2;
         } else if (s[i] == '}' && i + 1 < n && s[i + 1] == '}') {
-            if (bput(c, &b, "}", 1)) return -1;
+            if (rt_bput(c, &b, "}", 1)) return -1;
             i += 2;
         } else if (s[i] == '}') {
             buf_free(&b);
@@ -1365,8 +1343,8 @@ int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, s
                     return -1;
                 }
                 struct buf fb = {.limit = c->max_output};
-                if (bput(c, &fb, field, (size_t)(colon - field) + 1) ||
-                    bput(c, &fb, spec.u.s->b, spec.u.s->len)) {
+                if (rt_bput(c, &fb, field, (size_t)(colon - field) + 1) ||
+                    rt_bput(c, &fb, spec.u.s->b, spec.u.s->len)) {
                     buf_free(&b);
                     return -1;
                 }
@@ -1386,11 +1364,11 @@ int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, s
         } else {
             size_t j = i;
             while (j < n && s[j] != '{' && s[j] != '}') j++;
-            if (bput(c, &b, s + i, j - i)) return -1;
+            if (rt_bput(c, &b, s + i, j - i)) return -1;
             i = j;
         }
     }
-    return take(c, &b, fmt.f, out);
+    return rt_take(c, &b, fmt.f, out);
 }
 
 /* ---- printf-style % ---- */
@@ -1549,7 +1527,7 @@ int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out
         if (s[i] != '%') {
             size_t j = i;
             while (j < n && s[j] != '%') j++;
-            if (bput(c, &b, s + i, j - i)) return -1;
+            if (rt_bput(c, &b, s + i, j - i)) return -1;
             i = j;
             continue;
         }
@@ -1561,7 +1539,7 @@ int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out
             return -1;
         }
         if (sp.type == '%') {
-            if (bput(c, &b, "%", 1)) return -1;
+            if (rt_bput(c, &b, "%", 1)) return -1;
             continue;
         }
         struct buf piece = {.limit = c->max_output};
@@ -1577,7 +1555,7 @@ int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out
         buf_free(&b);
         return rt_err(c, ERR_TEMPLATE, "TypeError", "not all arguments converted during string formatting");
     }
-    return take(c, &b, fmt.f, out);
+    return rt_take(c, &b, fmt.f, out);
 }
 
 /* ---- strftime (C locale, glibc flags '-', '_', '0') ---- */

@@ -56,16 +56,22 @@ static void *fail(struct ps *P, uint32_t pos, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+void tmpl_errv(const struct tmpl *t, struct err_info *ei, int code, uint32_t pos, const char *fmt,
+               va_list ap)
+{
+    char msg[200], where[48];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    tmpl_pos_str(t, pos, where, sizeof where);
+    err_set(ei, code, tmpl_orig_off(t, pos), "%s: %s", where, msg);
+}
+
 static void *fail(struct ps *P, uint32_t pos, int code, const char *fmt, ...)
 {
     if (!P->err) {
-        char msg[200], where[48];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
+        tmpl_errv(P->t, P->ei, code, pos, fmt, ap);
         va_end(ap);
-        tmpl_pos_str(P->t, pos, where, sizeof where);
-        err_set(P->ei, code, tmpl_orig_off(P->t, pos), "%s: %s", where, msg);
         P->err = code;
     }
     return NULL;
