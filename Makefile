@@ -130,7 +130,7 @@ clean:
 
 # ---- fuzz (GGUF harness owner: tests/fuzz/README.md) ----
 # `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer binary in build-fuzz/, against all
-# library sources except src/rpc (only fuzz_rpc* harnesses add src/rpc and libuv).
+# library sources except src/rpc (only fuzz_rpc* harnesses add src/rpc and libuv; all link jansson).
 # `make fuzz-smoke` runs each harness for FUZZ_SECONDS on a corpus generated at run time by
 # tests/fuzz/seeds_<name>.c when it exists (a seed program gets the corpus directory and
 # $(SHARED)/models/stories260K-*.gguf as extra seeds). Needs clang with compiler-rt
@@ -148,6 +148,9 @@ FUZZ_SEED_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(sort $(wildcard tes
 FUZZ_SEED_FILES := $(wildcard $(SHARED)/models/stories260K-*.gguf)
 FUZZ_RPC_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard src/rpc/*.c))
 FUZZ_RPC_BIN := $(filter $(FUZZ_BUILD)/fuzz_rpc%,$(FUZZ_BIN))
+# eng's chat API and src/tmpl's values are jansson values, so every harness links jansson; the
+# rpc ones all of PKG_LIBS.
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null)
 
 .PHONY: fuzz-smoke clean-fuzz
 fuzz: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
@@ -164,8 +167,6 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< \
 	  $(filter %.o,$^) $(FUZZ_LIBS) $(LDLIBS)
 $(FUZZ_RPC_BIN): $(FUZZ_RPC_OBJ)
-# eng's chat API takes JSON: every harness links jansson; the rpc ones libuv too.
-FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null)
 $(FUZZ_RPC_BIN): FUZZ_LIBS = $(PKG_LIBS)
 
 # Seed generators are ordinary programs (they only use the header-only test builders).
@@ -187,6 +188,13 @@ clean-fuzz:
 	rm -rf $(FUZZ_BUILD)
 
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_RPC_OBJ:.o=.d)
+
+# ---- bench-tmpl: what a chat template costs per request (tests/bench_tmpl.c: parse, building
+# the variables and rendering a 20-message, 5-tool conversation with the largest shared
+# templates; medians printed, nothing asserted) ----
+.PHONY: bench-tmpl
+bench-tmpl: $(BUILD)/tests/bench_tmpl
+	@LMPIPE_SHARED=$(SHARED) $(BUILD)/tests/bench_tmpl
 
 # ---- bench (owner: quantize/bench tools; the script is tests/bench.sh) ----
 # `make bench` builds ./lmpipe, generates $(BENCH_DIR)/tinyllama-Q4_K_M.gguf and

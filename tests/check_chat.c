@@ -48,20 +48,6 @@ static size_t conv_msgs(json_t *conv, struct chat_msg *m, size_t cap)
     return n;
 }
 
-/* 0 when equal, else prints where the two first differ and returns 1. */
-static int diff_report(const char *what, const char *got, size_t gn, const char *want, size_t wn)
-{
-    if (gn == wn && memcmp(got, want, gn) == 0) return 0;
-    size_t k = 0;
-    while (k < gn && k < wn && got[k] == want[k]) k++;
-    size_t from = k > 20 ? k - 20 : 0;
-    printf("MISMATCH %s: first difference at byte %zu (got %zu bytes, want %zu)\n"
-           "  got:  ...%.*s\n  want: ...%.*s\n",
-           what, k, gn, wn, (int)((gn - from) < 60 ? gn - from : 60), got + from,
-           (int)((wn - from) < 60 ? wn - from : 60), want + from);
-    return 1;
-}
-
 static json_t *load_fixture(void)
 {
     json_error_t jerr;
@@ -107,7 +93,7 @@ START_TEST(test_fixture_results)
         char *got = render(id, m, n, gen);
         char what[96];
         snprintf(what, sizeof what, "%s conversation %d", name, (int)ci);
-        if (!diff_report(what, got, strlen(got), json_string_value(want), json_string_length(want)))
+        if (!tutil_diff_report(what, got, strlen(got), json_string_value(want), json_string_length(want)))
             ok++;
         free(got);
     }
@@ -489,7 +475,7 @@ START_TEST(test_quirks)
         char *got = render(g_quirks[i].id, g_quirks[i].m, g_quirks[i].n, g_quirks[i].gen);
         char what[64];
         snprintf(what, sizeof what, "quirk %zu (%s)", i, chat_template_name(g_quirks[i].id));
-        int bad = diff_report(what, got, strlen(got), g_quirks[i].want, strlen(g_quirks[i].want));
+        int bad = tutil_diff_report(what, got, strlen(got), g_quirks[i].want, strlen(g_quirks[i].want));
         free(got);
         ck_assert_msg(!bad, "%s", what);
     }

@@ -45,6 +45,22 @@ static inline char *tutil_read(const char *path, size_t *len)
     return p;
 }
 
+/* 0 when got == want; else prints where the two first differ (with some context on both
+ * sides) and returns 1, so a suite can count mismatches and still show each. */
+static inline int tutil_diff_report(const char *what, const char *got, size_t gn, const char *want,
+                                    size_t wn)
+{
+    if (gn == wn && memcmp(got, want, gn) == 0) return 0;
+    size_t k = 0;
+    while (k < gn && k < wn && got[k] == want[k]) k++;
+    size_t from = k > 20 ? k - 20 : 0;
+    printf("MISMATCH %s: first difference at byte %zu (got %zu bytes, want %zu)\n"
+           "  got:  ...%.*s\n  want: ...%.*s\n",
+           what, k, gn, wn, (int)((gn - from) < 60 ? gn - from : 60), got + from,
+           (int)((wn - from) < 60 ? wn - from : 60), want + from);
+    return 1;
+}
+
 #define TUTIL_MAIN                                                     \
     int main(void)                                                     \
     {                                                                  \

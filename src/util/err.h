@@ -37,13 +37,14 @@
     X(ERR_SYNTAX, -21, "syntax_error", "syntax error")                       \
     X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")                 \
     X(ERR_DEAD_END, -23, "constraint_dead_end", "no token is allowed by the constraint") \
-    X(ERR_REJECTED, -24, "rejected", "rejected by the grammar")
+    X(ERR_REJECTED, -24, "rejected", "rejected by the grammar")                    \
+    X(ERR_TEMPLATE, -25, "template_error", "the chat template refused the input or failed")
 
 enum err_code {
 #define ERR_ENUM_(name, val, kind, desc) name = val,
     ERR_LIST(ERR_ENUM_)
 #undef ERR_ENUM_
-    ERR_MIN_ = -24
+    ERR_MIN_ = -25
 };
 
 #define ERR_MSG_MAX 256
