@@ -35,13 +35,17 @@
     X(ERR_BUSY, -19, "overloaded", "busy or queue full")                     \
     X(ERR_STATE, -20, "bad_state", "operation not valid in this state")      \
     X(ERR_SYNTAX, -21, "syntax_error", "syntax error")                       \
-    X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")
+    X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")             \
+    X(ERR_SNAP_MODEL, -23, "snapshot_model_mismatch", "snapshot is of another model") \
+    X(ERR_SNAP_CORRUPT, -24, "snapshot_corrupt", "snapshot damaged or not a snapshot") \
+    X(ERR_SNAP_VERSION, -25, "snapshot_version", "snapshot format version not supported") \
+    X(ERR_SNAP_KV, -26, "snapshot_kv_mismatch", "snapshot KV cache does not fit this session")
 
 enum err_code {
 #define ERR_ENUM_(name, val, kind, desc) name = val,
     ERR_LIST(ERR_ENUM_)
 #undef ERR_ENUM_
-    ERR_MIN_ = -22
+    ERR_MIN_ = -26
 };
 
 #define ERR_MSG_MAX 256
