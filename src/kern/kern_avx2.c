@@ -1474,6 +1474,179 @@ static void wsum_avx2(float *out, const float *p, const struct kern_vt *vt, size
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Attention over F16 and Q8_0 caches (kern.h; references at the end of kern_ref.c)           */
+
+/* ggml_vec_dot_f16's main loop over np (a multiple of 32) elements, reduced to the vector that
+ * hsum8_hadd finishes. */
+static inline __m256 f16_blocks(const uint16_t *x, const uint16_t *y, size_t np)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i < np; i += 32) {
+        s0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), s0);
+        s1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), load_f16x8(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), load_f16x8(y + i + 24), s3);
+    }
+    return reduce4_v(s0, s1, s2, s3);
+}
+
+/* Single-token order, 8 keys at a time: each key keeps dot_f16_vecdot's accumulators and the
+ * eight horizontal sums run lane-parallel exactly as in dot_f32_rows_avx2; then each key's
+ * double tail. */
+static void dot_f16_rows_avx2(float *out, const uint16_t *q, const uint16_t *k, size_t ks, size_t n, size_t n_rows,
+                              unsigned order)
+{
+    if (order == KERN_ORDER_GEMM && n % 8 == 0) {
+        for (size_t r = 0; r < n_rows; r++) out[r] = dot_f16_gemm(k + r * ks, q, n);
+        return;
+    }
+    const size_t np = n & ~(size_t)31;
+    size_t r = 0;
+    for (; r + 8 <= n_rows; r += 8) {
+        __m256 red[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) red[j] = f16_blocks(q, k + (r + (size_t)j) * ks, np);
+        __m256 t[4];
+        for (int j = 0; j < 4; j++)
+            t[j] = _mm256_add_ps(_mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x20),
+                                 _mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x31));
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(t[0], t[1]), _mm256_hadd_ps(t[2], t[3]));
+        _mm256_storeu_ps(out + r, _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        if (np < n)
+            for (size_t j = 0; j < 8; j++) {
+                const uint16_t *kr = k + (r + j) * ks;
+                double sumf = (double)out[r + j];
+                for (size_t i = np; i < n; i++) sumf += (double)(h2f(kr[i]) * h2f(q[i]));
+                out[r + j] = (float)sumf;
+            }
+    }
+    for (; r < n_rows; r++) out[r] = dot_f16_vecdot(k + r * ks, q, n);
+}
+
+/* 8 cells of 16-bit floats, the first rem (< 8) read, the rest zero: no read past the row. */
+static inline __m256 load_f16_part(const uint16_t *p, size_t rem)
+{
+    uint16_t t[8] = {0};
+    memcpy(t, p, rem * sizeof *t);
+    return load_f16x8(t);
+}
+
+/* acc + x * y on the lanes below rem, acc unchanged elsewhere (the reference skips cells >= n) */
+static inline __m256 fma16_part(const uint16_t *x, const uint16_t *y, size_t rem, __m256 acc)
+{
+    const __m256 r = _mm256_fmadd_ps(load_f16_part(x, rem), load_f16_part(y, rem), acc);
+    return _mm256_blendv_ps(acc, r, _mm256_castsi256_ps(lanes_below(rem)));
+}
+
+static inline const uint16_t *vt16_at(const struct kern_vt_f16 *vt, size_t d, size_t t)
+{
+    return vt->v + (t / vt->blk) * vt->blk_stride + d * vt->dim_stride + t % vt->blk;
+}
+
+/* tinyBLAS F16 order for output dims d..d+3, block by block (as wsum_gemm4). */
+static void wsum16_gemm4(float *out, const uint16_t *p, const struct kern_vt_f16 *vt, size_t d, size_t n)
+{
+    const size_t ds = vt->dim_stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t b0 = 0; b0 < n; b0 += vt->blk) {
+        const size_t len = n - b0 < vt->blk ? n - b0 : vt->blk, n8 = len & ~(size_t)7, rem = len - n8;
+        const uint16_t *v0 = vt16_at(vt, d, b0), *v1 = v0 + ds, *v2 = v0 + 2 * ds, *v3 = v0 + 3 * ds;
+        const uint16_t *pb = p + b0;
+        for (size_t t = 0; t < n8; t += 8) {
+            const __m256 pv = load_f16x8(pb + t);
+            a0 = _mm256_fmadd_ps(load_f16x8(v0 + t), pv, a0);
+            a1 = _mm256_fmadd_ps(load_f16x8(v1 + t), pv, a1);
+            a2 = _mm256_fmadd_ps(load_f16x8(v2 + t), pv, a2);
+            a3 = _mm256_fmadd_ps(load_f16x8(v3 + t), pv, a3);
+        }
+        if (rem) {
+            a0 = fma16_part(v0 + n8, pb + n8, rem, a0);
+            a1 = fma16_part(v1 + n8, pb + n8, rem, a1);
+            a2 = fma16_part(v2 + n8, pb + n8, rem, a2);
+            a3 = fma16_part(v3 + n8, pb + n8, rem, a3);
+        }
+    }
+    out[0] = hsum8(a0);
+    out[1] = hsum8(a1);
+    out[2] = hsum8(a2);
+    out[3] = hsum8(a3);
+}
+
+/* ggml_vec_dot_f16 order over n_pad cells for dim d (as wsum_vecdot1), then the reference's
+ * double tail. */
+static float wsum16_vecdot1(const uint16_t *p, const struct kern_vt_f16 *vt, size_t d, size_t n, size_t n_pad)
+{
+    const size_t np = n_pad & ~(size_t)31, lim = n < np ? n : np;
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (size_t b0 = 0; b0 < lim; b0 += vt->blk) {
+        const size_t len = lim - b0 < vt->blk ? lim - b0 : vt->blk;
+        const uint16_t *x = vt16_at(vt, d, b0), *pb = p + b0;
+        size_t t = 0;
+        for (; t + 32 <= len; t += 32) {
+            s[0] = _mm256_fmadd_ps(load_f16x8(x + t), load_f16x8(pb + t), s[0]);
+            s[1] = _mm256_fmadd_ps(load_f16x8(x + t + 8), load_f16x8(pb + t + 8), s[1]);
+            s[2] = _mm256_fmadd_ps(load_f16x8(x + t + 16), load_f16x8(pb + t + 16), s[2]);
+            s[3] = _mm256_fmadd_ps(load_f16x8(x + t + 24), load_f16x8(pb + t + 24), s[3]);
+        }
+        for (int j = 0; t < len; t += 8, j++) { /* the group of 32 that holds lim */
+            if (len - t >= 8) s[j] = _mm256_fmadd_ps(load_f16x8(x + t), load_f16x8(pb + t), s[j]);
+            else s[j] = fma16_part(x + t, pb + t, len - t, s[j]);
+        }
+    }
+    return kern_ref_wsum_f16_tail(p, vt, d, np, n, reduce4(s[0], s[1], s[2], s[3]));
+}
+
+static void wsum_f16_avx2(float *out, const uint16_t *p, const struct kern_vt_f16 *vt, size_t n, size_t n_pad,
+                          size_t dim, unsigned order)
+{
+    if (order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0) {
+        for (size_t d = 0; d < dim; d += 4) wsum16_gemm4(out + d, p, vt, d, n);
+        return;
+    }
+    for (size_t d = 0; d < dim; d++) out[d] = wsum16_vecdot1(p, vt, d, n, n_pad);
+}
+
+/* The one_chunk flash attention over Q8_0 rows: scores with this file's dot_q8_0, the online
+ * softmax in scalar libm expf as the reference, the V row dequantized and accumulated 8 lanes at
+ * a time (x = q * d rounded, then one FMA per element: the reference's operations). */
+static void fattn_q8_0_avx2(float *out, const void *q8, const void *k, size_t k_stride, const void *v,
+                            size_t v_stride, size_t n, size_t dim, float scale)
+{
+    float S = 0.0f, M = -INFINITY;
+    for (size_t d = 0; d < dim; d++) out[d] = 0.0f;
+    for (size_t t = 0; t < n; t++) {
+        float s = dot_q8_0((const uint8_t *)k + t * k_stride, q8, dim);
+        s = s * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            const __m256 vm = _mm256_set1_ps(ms);
+            for (size_t d = 0; d < dim; d += 8) _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(out + d), vm));
+        } else {
+            vs = expf(s - M);
+        }
+        const struct blk_q8_0 *vb = (const struct blk_q8_0 *)((const uint8_t *)v + t * v_stride);
+        const __m256 vv = _mm256_set1_ps(vs);
+        for (size_t b = 0; b < dim / QK8_0; b++) {
+            const __m256 dv = _mm256_set1_ps(h2f(vb[b].d));
+            const __m256i q = loadu256(vb[b].qs);
+            float *o = out + b * QK8_0;
+            for (int g = 0; g < 4; g++) {
+                const __m128i q8g = g < 2 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
+                const __m128i q8h = (g & 1) ? _mm_srli_si128(q8g, 8) : q8g;
+                const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8h)), dv);
+                _mm256_storeu_ps(o + 8 * g, _mm256_fmadd_ps(x, vv, _mm256_loadu_ps(o + 8 * g)));
+            }
+        }
+        S = fmaf(S, ms, vs);
+    }
+    const __m256 vi = _mm256_set1_ps(S == 0.0f ? 0.0f : 1.0f / S);
+    for (size_t d = 0; d < dim; d += 8) _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(out + d), vi));
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Dequantization (only what runs per token: F16 embeddings)                                 */
 
 static void dequant_f16(const void *src, float *dst, size_t n)
@@ -1563,6 +1736,9 @@ const struct kern_isa_ext kern_ext_avx2 = {
     .silu = silu_avx2,
     .wsum = wsum_avx2,
     .dot_f32_rows = dot_f32_rows_avx2,
+    .dot_f16_rows = dot_f16_rows_avx2,
+    .wsum_f16 = wsum_f16_avx2,
+    .fattn_q8_0 = fattn_q8_0_avx2,
 };
 
 #else /* not an AVX2-capable x86 compilation */
