@@ -1,4 +1,5 @@
-/* kv: the key/value cache of one session, in one of three element types.
+/* kv: the key/value cache of one session, in one of three element types, and its snapshot files
+ * (kv_snap.c, format in protocol/SNAPSHOT.md).
  *
  * Types (chosen per session; what each means numerically is model.c's and kern.h's business):
  *   KV_F32   4 + 4 bytes per element (K + V), the layout of the llama.cpp references;
@@ -91,5 +92,74 @@ void kv_v_put(const struct kv_cache *kv, uint32_t layer, uint32_t pos, const flo
 /* Copy position src's K and V to position dst in every layer (context shift; the model then
  * re-rotates K). dst may equal src. */
 void kv_move(const struct kv_cache *kv, uint32_t dst, uint32_t src);
+
+/* ---- snapshots (kv_snap.c; protocol/SNAPSHOT.md is the format) ----
+ *
+ * A snapshot holds the token ids of positions 0..n_tokens-1 of a session and the K and V of
+ * exactly those positions, plus everything needed to refuse it where it does not belong: the
+ * model fingerprint (gguf_fingerprint), the KV type, n_layer, kv_dim, the writer's context size.
+ * Writing is atomic (temporary file beside the target, fsync, rename, fsync of the directory).
+ * Reading is a pure parse over a buffer that validates everything (structure, checksum, then
+ * fit against the session) before anything touches a cache; restoring a parsed snapshot into a
+ * matching cache cannot fail. */
+
+#define KV_SNAP_VERSION 1u
+#define KV_SNAP_HEADER 64u /* bytes of the version-1 header */
+
+/* What the reading session is: a snapshot must match all of it (n_ctx: must hold its tokens). */
+struct kv_snap_expect {
+    uint64_t fingerprint;
+    int kv_type;
+    uint32_t n_layer, kv_dim, n_ctx;
+    uint32_t n_vocab; /* token ids must be below it */
+};
+
+/* A parsed snapshot: a view into the caller's buffer (nothing allocated). */
+struct kv_snap {
+    uint32_t version;
+    uint64_t fingerprint;
+    int kv_type;
+    uint32_t n_ctx; /* the writer's context size */
+    uint32_t n_layer, kv_dim, n_tokens;
+    const uint8_t *tokens; /* [n_tokens] little-endian int32 (may be unaligned: use kv_snap_token) */
+    const uint8_t *data;   /* per layer: K rows of n_tokens positions, then V rows of n_tokens positions */
+    size_t row_bytes;      /* bytes of one position's K (or V) row in the file */
+    uint64_t checksum;
+};
+
+/* Bytes of a snapshot of n_tokens positions (0 on overflow or a bad type). */
+uint64_t kv_snap_size(int kv_type, uint32_t n_layer, uint32_t kv_dim, uint32_t n_tokens);
+
+/* Validate buf[0..len) completely against `expect` (NULL: structure and checksum only). Errors:
+ * ERR_SNAP_CORRUPT (not a snapshot, truncated, trailing bytes, checksum, impossible fields or
+ * token ids), ERR_SNAP_VERSION (a well-formed file of another format version), ERR_SNAP_MODEL
+ * (another model), ERR_SNAP_KV (another KV type, n_layer or kv_dim, or more tokens than the
+ * context holds). ei gets the byte offset and the reason. */
+int kv_snap_parse(const uint8_t *buf, size_t len, const struct kv_snap_expect *expect, struct kv_snap *out,
+                  struct err_info *ei);
+int32_t kv_snap_token(const struct kv_snap *s, uint32_t i);
+/* Length of the common prefix of the snapshot's tokens and toks[0..n). */
+uint32_t kv_snap_common_prefix(const struct kv_snap *s, const int32_t *toks, size_t n);
+/* Copy positions 0..n_cells-1 (n_cells <= s->n_tokens) into kv, which must match what the
+ * snapshot was parsed against (type, n_layer, kv_dim; n_ctx >= n_cells). Cannot fail. */
+void kv_snap_restore(struct kv_cache *kv, const struct kv_snap *s, uint32_t n_cells);
+
+/* Called while a snapshot is written, after each piece, with bytes done and total; a nonzero
+ * return cancels the write (the target is left as it was; ERR_CANCELLED). */
+typedef int (*kv_snap_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
+/* Serialise positions 0..n_tokens-1 of kv with their token ids through `write` (called with
+ * consecutive pieces; nonzero stops with that code). For memory buffers, tests and fuzz seeds. */
+typedef int (*kv_snap_write_fn)(void *ud, const void *p, size_t n);
+int kv_snap_encode(const struct kv_cache *kv, uint64_t fingerprint, const int32_t *tokens, uint32_t n_tokens,
+                   kv_snap_write_fn write, void *ud, kv_snap_progress_fn progress, void *pud);
+/* Write a snapshot file atomically. Errors: ERR_INVALID (n_tokens > n_ctx), ERR_IO (with the
+ * path and errno text in ei), ERR_CANCELLED; on any error the file at `path` is unchanged. */
+int kv_snap_write(const char *path, const struct kv_cache *kv, uint64_t fingerprint, const int32_t *tokens,
+                  uint32_t n_tokens, kv_snap_progress_fn progress, void *pud, struct err_info *ei);
+/* Read a whole snapshot file into a malloc'd buffer (caller frees), refusing what cannot be one:
+ * a directory or other non-regular file, an unreadable path (ERR_IO with the reason), more than
+ * max_len bytes (ERR_SNAP_KV: too big for this session; 0 = no limit). */
+int kv_snap_read_file(const char *path, uint64_t max_len, uint8_t **buf, size_t *len, struct err_info *ei);
 
 #endif

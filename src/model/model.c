@@ -522,6 +522,17 @@ void model_state_free(struct model_state *st)
     memset(st, 0, sizeof *st);
 }
 
+void model_snap_expect(const struct model *m, const struct model_state *st, struct kv_snap_expect *x)
+{
+    memset(x, 0, sizeof *x);
+    x->fingerprint = m->fingerprint;
+    x->kv_type = st->kv_type;
+    x->n_layer = st->kv.n_layer;
+    x->kv_dim = st->kv.kv_dim;
+    x->n_ctx = st->n_ctx;
+    x->n_vocab = m->hp.n_vocab;
+}
+
 /* ---- forward ---- */
 
 static void rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)

@@ -173,4 +173,7 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
 int model_kv_shift(const struct model *m, struct model_state *st, uint32_t n_past, uint32_t keep,
                    uint32_t n_discard);
 
+/* What a snapshot must match to be restored into st (kv.h, struct kv_snap_expect). */
+void model_snap_expect(const struct model *m, const struct model_state *st, struct kv_snap_expect *x);
+
 #endif
