@@ -165,6 +165,11 @@ $(FUZZ_BUILD)/seeds_%: tests/fuzz/seeds_%.c $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -o $@ $< $(LDLIBS)
 
+# ...except seeds_snapshot, which writes real snapshots with the library's own encoder.
+$(FUZZ_BUILD)/seeds_snapshot: tests/fuzz/seeds_snapshot.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $< $(filter %.o,$^) $(LDLIBS)
+
 fuzz-smoke: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
 	@for f in $(FUZZ_BIN); do \
 	  n=$${f#$(FUZZ_BUILD)/fuzz_}; c=$(FUZZ_BUILD)/corpus/$$n; mkdir -p $$c || exit 1; \
