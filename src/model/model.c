@@ -5,9 +5,12 @@
  *   - RoPE angles are built by repeated float multiplication theta *= base^(-2/n_dims), as
  *     ggml's rope cache does, and positions are divided by the linear scaling factor.
  *   - Weight matmuls convert the activation to the weight's vec_dot type first (kern).
- *   - Attention runs in f32 against an f32 KV cache; softmax sums in double.
+ *   - Attention follows the session's KV type (model.h): f32 scores and softmax over an F32 or
+ *     F16 cache (F16 rounds q and the probabilities to fp16 as ggml does), llama.cpp's flash
+ *     attention kernel and Hadamard rotation over a Q8_0 cache.
+ *   - A context shift re-rotates kept keys by the negative delta, as llama.cpp's K-shift.
  * Invariants: after model_load every tensor pointer the forward pass touches exists, has the
- * shape it expects and a type kern supports; model_forward never allocates. */
+ * shape it expects and a type kern supports; model_forward and model_kv_shift never allocate. */
 #include "model.h"
 
 #include "../util/util.h"
