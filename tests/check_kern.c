@@ -1179,6 +1179,14 @@ END_TEST
 /* ------------------------------------------------------------------------------------------ */
 /* attention over F16 and Q8_0 caches (kern_attn.c)                                           */
 
+/* The SIMD ISAs this CPU can run, then "scalar". */
+static int isas_and_scalar(const char *out[KERN_MAX_ISAS + 1])
+{
+    int n = simd_isas(out);
+    out[n++] = "scalar";
+    return n;
+}
+
 static uint16_t rng_half(void)
 {
     return util_f32_to_fp16(rng_gauss());
@@ -1191,8 +1199,7 @@ static uint16_t rng_half(void)
 START_TEST(test_dot_f16_rows)
 {
     const char *isas[KERN_MAX_ISAS + 1];
-    int n_isa = simd_isas(isas);
-    isas[n_isa++] = "scalar";
+    int n_isa = isas_and_scalar(isas);
     const char *keep = kern_isa_name();
     static const size_t ns[] = {1, 7, 8, 24, 32, 33, 64, 67, 100, 128};
     static const size_t rows[] = {1, 7, 8, 9, 16, 23};
@@ -1229,8 +1236,7 @@ END_TEST
 START_TEST(test_wsum_f16)
 {
     const char *isas[KERN_MAX_ISAS + 1];
-    int n_isa = simd_isas(isas);
-    isas[n_isa++] = "scalar";
+    int n_isa = isas_and_scalar(isas);
     const char *keep = kern_isa_name();
     static const size_t ns[] = {1, 5, 8, 13, 31, 33, 40, 100, 300};
     static const size_t dims[] = {1, 7, 8, 12, 64, 67};
@@ -1288,8 +1294,7 @@ END_TEST
 START_TEST(test_fattn_q8_0)
 {
     const char *isas[KERN_MAX_ISAS + 1];
-    int n_isa = simd_isas(isas);
-    isas[n_isa++] = "scalar";
+    int n_isa = isas_and_scalar(isas);
     const char *keep = kern_isa_name();
     static const size_t ns[] = {0, 1, 2, 5, 31, 33, 100};
     static const size_t dims[] = {32, 64, 96, 128};

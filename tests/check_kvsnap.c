@@ -454,15 +454,12 @@ static char g_dir[256];
 
 static void dir_setup(void)
 {
-    snprintf(g_dir, sizeof g_dir, "%s/lmpipe-kvsnap-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert(mkdtemp(g_dir) != NULL);
+    ck_assert(tutil_mkdtemp(g_dir, sizeof g_dir, "kvsnap") == 0);
 }
 
 static void dir_teardown(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
+    tutil_rmtree(g_dir);
 }
 
 /* Number of entries of g_dir whose name starts with prefix. */

@@ -243,15 +243,12 @@ static char g_tmpdir[256];
 
 static void tmpdir_setup(void)
 {
-    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/lmpipe-kvtypes-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert(mkdtemp(g_tmpdir) != NULL);
+    ck_assert(tutil_mkdtemp(g_tmpdir, sizeof g_tmpdir, "kvtypes") == 0);
 }
 
 static void tmpdir_teardown(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_tmpdir);
+    tutil_rmtree(g_tmpdir);
 }
 
 struct shift_case {

@@ -168,6 +168,36 @@ typedef void (*kern_wsum_f16_fn)(float *out, const uint16_t *p16, const struct k
 typedef void (*kern_fattn_fn)(float *out, const void *q8, const void *k, size_t k_stride, const void *v,
                               size_t v_stride, size_t n, size_t dim, float scale);
 
+/* The online softmax of kern_fattn_q8_0 (kern.h: llama.cpp's flash_attn_ext one_chunk), shared by
+ * the reference and the ISAs, which supply the score (K row . q8, ggml_vec_dot_q8_0_q8_0), the
+ * rescale of the accumulator (ggml_vec_scale_f32: out *= m) and the V row's accumulation
+ * (dequantize_row_q8_0 then ggml_vec_mad_f32: out = fma(x, w, out)). Always inlined, so the
+ * function pointers are constants and their calls direct. */
+static inline void kern_fattn_drive(float *out, const void *q8, const void *k, size_t k_stride, const void *v,
+                                    size_t v_stride, size_t n, size_t dim, float scale, kern_dot_fn dot,
+                                    void (*rescale)(float *out, size_t dim, float m),
+                                    void (*mad)(float *out, const void *vrow, size_t dim, float w))
+{
+    float S = 0.0f, M = -INFINITY;
+    for (size_t d = 0; d < dim; d++) out[d] = 0.0f;
+    for (size_t t = 0; t < n; t++) {
+        float s = dot((const uint8_t *)k + t * k_stride, q8, dim);
+        s = s * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) { /* a new maximum: rescale what was accumulated */
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            rescale(out, dim, ms);
+        } else {
+            vs = expf(s - M);
+        }
+        mad(out, (const uint8_t *)v + t * v_stride, dim, vs);
+        S = fmaf(S, ms, vs); /* S*ms + vs, contracted by gcc in ggml's build */
+    }
+    rescale(out, dim, S == 0.0f ? 0.0f : 1.0f / S);
+}
+
 /* Cell t of dim d of a kern_vt (see kern.h). */
 static inline const float *kern_vt_cell(const struct kern_vt *vt, size_t d, size_t t)
 {

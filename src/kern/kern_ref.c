@@ -1175,33 +1175,25 @@ void kern_ref_wsum_f16(float *out, const uint16_t *p16, const struct kern_vt_f16
     }
 }
 
+static void fattn_rescale(float *out, size_t dim, float m)
+{
+    for (size_t d = 0; d < dim; d++) out[d] *= m;
+}
+
+static void fattn_mad_q8_0(float *out, const void *vrow, size_t dim, float w)
+{
+    const struct blk_q8_0 *vb = vrow;
+    for (size_t b = 0; b < dim / QK8_0; b++) {
+        const float dv = h2f(vb[b].d);
+        for (size_t j = 0; j < QK8_0; j++) {
+            const float x = (float)vb[b].qs[j] * dv; /* dequantize_row_q8_0 */
+            out[b * QK8_0 + j] = fmaf(x, w, out[b * QK8_0 + j]);
+        }
+    }
+}
+
 void kern_ref_fattn_q8_0(float *out, const void *q8, const void *k, size_t k_stride, const void *v, size_t v_stride,
                          size_t n, size_t dim, float scale)
 {
-    float S = 0.0f, M = -INFINITY;
-    for (size_t d = 0; d < dim; d++) out[d] = 0.0f;
-    for (size_t t = 0; t < n; t++) {
-        float s = dot_q8_0((const uint8_t *)k + t * k_stride, q8, dim);
-        s = s * scale;
-        float ms = 1.0f, vs = 1.0f;
-        if (s > M) { /* a new maximum: rescale what was accumulated */
-            const float m_old = M;
-            M = s;
-            ms = expf(m_old - M);
-            for (size_t d = 0; d < dim; d++) out[d] *= ms;
-        } else {
-            vs = expf(s - M);
-        }
-        const struct blk_q8_0 *vb = (const struct blk_q8_0 *)((const uint8_t *)v + t * v_stride);
-        for (size_t b = 0; b < dim / QK8_0; b++) {
-            const float dv = h2f(vb[b].d);
-            for (size_t j = 0; j < QK8_0; j++) {
-                const float x = (float)vb[b].qs[j] * dv; /* dequantize_row_q8_0 */
-                out[b * QK8_0 + j] = fmaf(x, vs, out[b * QK8_0 + j]);
-            }
-        }
-        S = fmaf(S, ms, vs);
-    }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    for (size_t d = 0; d < dim; d++) out[d] *= inv;
+    kern_fattn_drive(out, q8, k, k_stride, v, v_stride, n, dim, scale, dot_q8_0, fattn_rescale, fattn_mad_q8_0);
 }

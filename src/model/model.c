@@ -795,13 +795,25 @@ static void layer_qkv(const struct model *m, struct model_state *st, uint32_t l,
     }
 }
 
+/* x[t] += o[t] for the batch's block outputs o in st->tmp, after the optional post-norm (gemma3). */
+static void residual_add(const struct model *m, struct model_state *st, const struct gguf_tensor *post_norm,
+                         uint32_t n)
+{
+    uint32_t ne = m->hp.n_embd;
+    for (uint32_t t = 0; t < n; t++) {
+        float *o = st->tmp + t * st->tms, *x = st->x + (size_t)t * ne;
+        if (post_norm) rmsnorm(o, o, post_norm->data, ne, m->hp.rms_eps);
+        for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
+    }
+}
+
 /* Layer l's FFN on the batch, from the normed inputs in st->xb into the residual streams. */
 static void layer_ffn(const struct model *m, struct model_state *st, uint32_t l, uint32_t n)
 {
     const struct model_hparams *hp = &m->hp;
     const struct model_arch_desc *d = m->desc;
     const struct model_layer *L = &m->layers[l];
-    uint32_t ne = hp->n_embd, nff = hp->n_ff;
+    uint32_t nff = hp->n_ff;
     size_t xbs = st->xbs, tms = st->tms, gs = st->hbs; /* gs: row stride of gate */
     float *up = st->hb2;
     size_t us = nff;
@@ -827,11 +839,7 @@ static void layer_ffn(const struct model *m, struct model_state *st, uint32_t l,
     }
     prepare(st, L->w_down, st->hb, gs, n);
     matmul(st, L->w_down, n, st->tmp, tms);
-    for (uint32_t t = 0; t < n; t++) {
-        float *o = st->tmp + t * tms, *x = st->x + (size_t)t * ne;
-        if (d->post_norms) rmsnorm(o, o, L->post_ffn_norm->data, ne, hp->rms_eps);
-        for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
-    }
+    residual_add(m, st, d->post_norms ? L->post_ffn_norm : NULL, n);
 }
 
 int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
@@ -859,12 +867,9 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
         for (uint32_t t = 0; t < n; t++) hadamard_row(st->xb + t * xbs, qd, st->rot_v); /* undo v's */
         prepare(st, L->wo, st->xb, xbs, n);
         matmul(st, L->wo, n, st->tmp, tms);
-        for (uint32_t t = 0; t < n; t++) {
-            float *o = st->tmp + t * tms, *x = st->x + (size_t)t * ne;
-            if (d->post_norms) rmsnorm(o, o, L->post_attn_norm->data, ne, hp->rms_eps);
-            for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
-            rmsnorm(st->xb + t * xbs, x, L->ffn_norm->data, ne, hp->rms_eps);
-        }
+        residual_add(m, st, d->post_norms ? L->post_attn_norm : NULL, n);
+        for (uint32_t t = 0; t < n; t++)
+            rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->ffn_norm->data, ne, hp->rms_eps);
         layer_ffn(m, st, l, n);
     }
     if (logits == MODEL_LOGITS_NONE) return 0;

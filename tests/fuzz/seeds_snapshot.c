@@ -12,6 +12,8 @@
 #include "kv/kv.h"
 #include "util/hash.h"
 
+#include "seed_io.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,18 +37,6 @@ static int mem_write(void *ud, const void *p, size_t n)
     }
     memcpy(m->p + m->n, p, n);
     m->n += n;
-    return 0;
-}
-
-static int write_seed(const char *dir, const char *name, const void *p, size_t n)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-        fprintf(stderr, "seeds_snapshot: cannot write %s\n", path);
-        return 1;
-    }
     return 0;
 }
 
@@ -104,13 +94,13 @@ int main(int argc, char **argv)
             }
             char name[64];
             snprintf(name, sizeof name, "snap-%s-%u", kv_type_name(type), counts[c]);
-            rc |= write_seed(dir, name, m.p, m.n);
+            rc |= seed_write("seeds_snapshot", dir, name, m.p, m.n);
             if (type == KV_F16 && counts[c] == 1) {
-                rc |= write_seed(dir, "snap-cut", m.p, m.n / 2);
+                rc |= seed_write("seeds_snapshot", dir, "snap-cut", m.p, m.n / 2);
                 m.p[8] = 2; /* a future version, checksum made valid again */
                 uint64_t h = util_xxh64(m.p, m.n - 8, 0);
                 for (int i = 0; i < 8; i++) m.p[m.n - 8 + i] = (uint8_t)(h >> (8 * i));
-                rc |= write_seed(dir, "snap-v2", m.p, m.n);
+                rc |= seed_write("seeds_snapshot", dir, "snap-v2", m.p, m.n);
             }
             free(m.p);
             kv_free(&kv);
