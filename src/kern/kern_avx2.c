@@ -244,12 +244,11 @@ static inline __m256 load_f16x8(const uint16_t *p)
     return _mm256_cvtph_ps(loadu128(p));
 }
 
-/* Products of two halves are exact in f32, so an FMA rounds exactly like the reference's
- * multiply-then-add. */
-static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
+/* ggml_vec_dot_f16's main loop over np (a multiple of 32) elements, reduced to the vector that
+ * hsum8_hadd finishes. Products of two halves are exact in f32, so an FMA rounds exactly like the
+ * reference's multiply-then-add. */
+static inline __m256 f16_blocks(const uint16_t *x, const uint16_t *y, size_t np)
 {
-    const uint16_t *x = wv, *y = av;
-    size_t np = n & ~(size_t)31;
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (size_t i = 0; i < np; i += 32) {
         s0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), s0);
@@ -257,7 +256,14 @@ static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
         s2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), s2);
         s3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), load_f16x8(y + i + 24), s3);
     }
-    double sumf = (double)reduce4(s0, s1, s2, s3);
+    return reduce4_v(s0, s1, s2, s3);
+}
+
+static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
+{
+    const uint16_t *x = wv, *y = av;
+    size_t np = n & ~(size_t)31;
+    double sumf = (double)hsum8_hadd(f16_blocks(x, y, np));
     for (size_t i = np; i < n; i++) sumf += (double)(h2f(x[i]) * h2f(y[i]));
     return (float)sumf;
 }
@@ -1540,20 +1546,6 @@ static void wsum_f16_avx2(float *out, const uint16_t *p, const struct kern_vt_f1
 
 /* ------------------------------------------------------------------------------------------ */
 /* Attention over F16 and Q8_0 caches (kern.h; references at the end of kern_ref.c)           */
-
-/* ggml_vec_dot_f16's main loop over np (a multiple of 32) elements, reduced to the vector that
- * hsum8_hadd finishes. */
-static inline __m256 f16_blocks(const uint16_t *x, const uint16_t *y, size_t np)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (size_t i = 0; i < np; i += 32) {
-        s0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), s0);
-        s1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), load_f16x8(y + i + 8), s1);
-        s2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), s2);
-        s3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), load_f16x8(y + i + 24), s3);
-    }
-    return reduce4_v(s0, s1, s2, s3);
-}
 
 /* Single-token order, 8 keys at a time: each key keeps dot_f16_vecdot's accumulators and the
  * eight horizontal sums run lane-parallel exactly as in dot_f32_rows_avx2; then each key's
