@@ -110,6 +110,32 @@ static void enc_progress(struct enc *e)
     if (!e->rc && e->progress && e->progress(e->pud, e->done, e->total)) e->rc = ERR_CANCELLED;
 }
 
+/* One position's V row <-> its cells in a transposed block (stride KV_VBLK elements), for
+ * elements of el = 2 or 4 bytes: typed copies, not a memcpy call per element. */
+static void cells_gather(uint8_t *row, const uint8_t *cell, uint32_t n, size_t el)
+{
+    if (el == 2) {
+        const uint16_t *c = (const uint16_t *)(const void *)cell;
+        uint16_t *r = (uint16_t *)(void *)row;
+        for (uint32_t d = 0; d < n; d++) r[d] = c[(size_t)d * KV_VBLK];
+    } else {
+        const uint32_t *c = (const uint32_t *)(const void *)cell;
+        uint32_t *r = (uint32_t *)(void *)row;
+        for (uint32_t d = 0; d < n; d++) r[d] = c[(size_t)d * KV_VBLK];
+    }
+}
+
+static void cells_scatter(uint8_t *cell, const uint8_t *row, uint32_t n, size_t el)
+{
+    if (el == 2) {
+        uint16_t *c = (uint16_t *)(void *)cell;
+        for (uint32_t d = 0; d < n; d++) memcpy(&c[(size_t)d * KV_VBLK], row + 2 * (size_t)d, 2);
+    } else {
+        uint32_t *c = (uint32_t *)(void *)cell;
+        for (uint32_t d = 0; d < n; d++) memcpy(&c[(size_t)d * KV_VBLK], row + 4 * (size_t)d, 4);
+    }
+}
+
 /* V rows of positions 0..n-1 of a transposed layer, gathered into chunks of whole rows. */
 static void enc_v_transposed(struct enc *e, const struct kv_cache *kv, uint32_t l, uint32_t n, uint8_t *chunk,
                              size_t cap)
@@ -119,7 +145,7 @@ static void enc_v_transposed(struct enc *e, const struct kv_cache *kv, uint32_t 
     size_t used = 0;
     for (uint32_t t = 0; t < n && !e->rc; t++) {
         const uint8_t *cell = base + (((size_t)(t / KV_VBLK) * kv->kv_dim * KV_VBLK) + t % KV_VBLK) * el;
-        for (uint32_t d = 0; d < kv->kv_dim; d++) memcpy(chunk + used + d * el, cell + (size_t)d * KV_VBLK * el, el);
+        cells_gather(chunk + used, cell, kv->kv_dim, el);
         used += row;
         if (used + row > cap || t + 1 == n) {
             enc_put(e, chunk, used);
@@ -426,8 +452,7 @@ void kv_snap_restore(struct kv_cache *kv, const struct kv_snap *s, uint32_t n_ce
         uint8_t *base = kv->v + (size_t)l * kv->n_vblk * kv->kv_dim * KV_VBLK * el;
         for (uint32_t t = 0; t < n_cells; t++) {
             uint8_t *cell = base + ((size_t)(t / KV_VBLK) * kv->kv_dim * KV_VBLK + t % KV_VBLK) * el;
-            const uint8_t *src = v + (size_t)t * row;
-            for (uint32_t d = 0; d < kv->kv_dim; d++) memcpy(cell + (size_t)d * KV_VBLK * el, src + d * el, el);
+            cells_scatter(cell, v + (size_t)t * row, kv->kv_dim, el);
         }
     }
 }

@@ -14,11 +14,18 @@ static inline uint64_t rotl(uint64_t x, unsigned r)
     return (x << r) | (x >> (64 - r));
 }
 
+/* Little-endian reads: one load on a little-endian host (the usual case), bytes elsewhere. */
 static inline uint64_t rd64(const uint8_t *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+#else
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
+#endif
 }
 
 static inline uint32_t rd32(const uint8_t *p)
