@@ -282,6 +282,11 @@ START_TEST(test_roundtrip)
     ck_assert(!same_cells(&a, &b, 78));
     for (uint32_t l = 0; l < NL; l++) ck_assert(all_zero(kv_k_row(&b, l, 77), (size_t)(CTX - 77) * b.k_row));
     kv_free(&b);
+    /* a negative token id would make a file no reader accepts: refused before writing */
+    struct membuf bad = {0};
+    toks[3] = -2;
+    ck_assert_int_eq(kv_snap_encode(&a, 0x1234, toks, N, mem_write, &bad, NULL, NULL), ERR_INVALID);
+    ck_assert_uint_eq(bad.n, 0);
     /* an empty snapshot is valid */
     struct membuf e = encode(&a, 0x1234, toks, 0);
     ck_assert_int_eq(kv_snap_parse(e.p, e.n, &x, &s, &ei), 0);

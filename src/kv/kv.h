@@ -149,7 +149,8 @@ void kv_snap_restore(struct kv_cache *kv, const struct kv_snap *s, uint32_t n_ce
 typedef int (*kv_snap_progress_fn)(void *ud, uint64_t done, uint64_t total);
 
 /* Serialise positions 0..n_tokens-1 of kv with their token ids through `write` (called with
- * consecutive pieces; nonzero stops with that code). For memory buffers, tests and fuzz seeds. */
+ * consecutive pieces; nonzero stops with that code). For memory buffers, tests and fuzz seeds.
+ * ERR_INVALID: more tokens than positions, a negative token id, no writer. */
 typedef int (*kv_snap_write_fn)(void *ud, const void *p, size_t n);
 int kv_snap_encode(const struct kv_cache *kv, uint64_t fingerprint, const int32_t *tokens, uint32_t n_tokens,
                    kv_snap_write_fn write, void *ud, kv_snap_progress_fn progress, void *pud);

@@ -158,6 +158,8 @@ int kv_snap_encode(const struct kv_cache *kv, uint64_t fingerprint, const int32_
                    kv_snap_write_fn write, void *ud, kv_snap_progress_fn progress, void *pud)
 {
     if (!kv || !kv->k || n_tokens > kv->n_ctx || (n_tokens && !tokens) || !write) return ERR_INVALID;
+    for (uint32_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0) return ERR_INVALID; /* would write a file no reader accepts */
     uint64_t total = kv_snap_size(kv->type, kv->n_layer, kv->kv_dim, n_tokens);
     if (!total) return ERR_OVERFLOW;
     struct enc e = {.write = write, .ud = ud, .total = total, .progress = progress, .pud = pud};
