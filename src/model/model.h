@@ -169,7 +169,11 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
  * -n_discard positions (RoPE of the layer's base, per type: F32 in place; F16 and Q8_0 read,
  * rotated in f32 and stored back, Q8_0 undoing and redoing its Hadamard rotation, as llama.cpp's
  * build_rope_shift). Afterwards the cache holds n_past - n_discard positions. ERR_INVALID when
- * keep + n_discard > n_past. Allocates nothing. */
+ * keep + n_discard > n_past. Allocates nothing.
+ * The moved cells still carry the dropped tokens in their context (in every layer after the
+ * first): they are not what evaluating their tokens afresh gives. So a caller must not reuse
+ * positions >= keep as a cached prefix of another prompt, nor save them in a snapshot under
+ * those token ids: only positions < keep stay clean. */
 int model_kv_shift(const struct model *m, struct model_state *st, uint32_t n_past, uint32_t keep,
                    uint32_t n_discard);
 
