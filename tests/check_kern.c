@@ -23,6 +23,10 @@
  *  - kern_matmul equals kern_vec_dot per (row, token) bit for bit for every type, ISA, token
  *    count and pool size, and leaves the y_stride padding alone;
  *  - softmax / SiLU / SwiGLU / the weighted V sum of every ISA equal the reference's bits;
+ *  - attention over F16 and Q8_0 caches: the F16 score rows and weighted V sum equal the F16 dot
+ *    product (itself checked against llama.cpp's order) bit for bit, the Q8_0 flash attention
+ *    matches float64 math on the same quantized numbers, and every ISA returns the reference's
+ *    bits on odd cell counts and head sizes; the Hadamard rotation against its matrix;
  *  - the llama.cpp transcription tests run once per available ISA;
  *  - ARM: the NEON tables themselves (plain and dotprod) are filled and chosen as expected, and
  *    match the reference bit for bit on full-range int8 quants, packed-bit patterns and
@@ -1169,6 +1173,224 @@ START_TEST(test_dot_f32_rows)
             free(o);
         }
     ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* attention over F16 and Q8_0 caches (kern_attn.c)                                           */
+
+/* The SIMD ISAs this CPU can run, then "scalar". */
+static int isas_and_scalar(const char *out[KERN_MAX_ISAS + 1])
+{
+    int n = simd_isas(out);
+    out[n++] = "scalar";
+    return n;
+}
+
+static uint16_t rng_half(void)
+{
+    return util_f32_to_fp16(rng_gauss());
+}
+
+/* kern_dot_f16_rows == kern_vec_dot_ex(BLK_T_F16, row, q16) row by row in both orders, bit for
+ * bit, for the reference and every SIMD ISA (that dot is the one checked against llama.cpp's
+ * ggml_vec_dot_f16 / tinyBLAS): head sizes around the 8- and 32-element steps, row counts around
+ * the 8-key groups, rows strided like the cache with NaN halves in the gaps (never read). */
+START_TEST(test_dot_f16_rows)
+{
+    const char *isas[KERN_MAX_ISAS + 1];
+    int n_isa = isas_and_scalar(isas);
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {1, 7, 8, 24, 32, 33, 64, 67, 100, 128};
+    static const size_t rows[] = {1, 7, 8, 9, 16, 23};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+            size_t n = ns[ni], nr = rows[ri], ks = n + 3, nk = (nr - 1) * ks + n;
+            uint16_t *q = xmalloc(n * 2), *k = xmalloc(nk * 2);
+            float *o = xmalloc(nr * 4);
+            for (size_t i = 0; i < n; i++) q[i] = rng_half();
+            for (size_t i = 0; i < nk; i++) k[i] = i % ks < n ? rng_half() : 0x7e00;
+            for (int i = 0; i < n_isa; i++)
+                for (unsigned order = 0; order < 2; order++) {
+                    ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                    kern_dot_f16_rows(o, q, k, ks, n, nr, order);
+                    for (size_t r = 0; r < nr; r++) {
+                        float want = kern_vec_dot_ex(BLK_T_F16, k + r * ks, q, n, order);
+                        ck_assert_msg(memcmp(&o[r], &want, 4) == 0, "%s n=%zu rows=%zu order=%u row %zu: %a != %a",
+                                      isas[i], n, nr, order, r, (double)o[r], (double)want);
+                    }
+                }
+            free(q);
+            free(k);
+            free(o);
+        }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* kern_wsum_f16 over a transposed, blocked F16 V: for every dim the same bits as the F16 dot of
+ * that dim's cells with the probabilities, padded with zeros to n_pad (llama.cpp multiplies the
+ * whole padded row; zero weights add nothing), in the order tinyBLAS' m % 4 rule picks; the same
+ * bits from every ISA; odd cell counts, paddings, head sizes, blocks of 32 (several) and 128, gaps
+ * of NaN halves that must never be read, exact-size allocations for ASan. */
+START_TEST(test_wsum_f16)
+{
+    const char *isas[KERN_MAX_ISAS + 1];
+    int n_isa = isas_and_scalar(isas);
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {1, 5, 8, 13, 31, 33, 40, 100, 300};
+    static const size_t dims[] = {1, 7, 8, 12, 64, 67};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        size_t n = ns[ni];
+        size_t pads[3] = {n, (n + 7) & ~(size_t)7, (n + 255) / 256 * 256};
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            size_t dim = dims[di], blk = (di % 2) ? 128 : 32, ds = blk + 2, bs = dim * ds + 5;
+            size_t nv = ((n - 1) / blk) * bs + (dim - 1) * ds + (n - 1) % blk + 1;
+            uint16_t *p = xmalloc(n * 2), *v = xmalloc(nv * 2), *row = xmalloc(pads[2] * 2), *pp = xmalloc(pads[2] * 2);
+            float *o = xmalloc(dim * 4);
+            struct kern_vt_f16 vt = {v, ds, blk, bs};
+            for (size_t t = 0; t < n; t++) p[t] = t % 7 == 3 ? 0 : util_f32_to_fp16((float)rng_unif());
+            for (size_t i = 0; i < nv; i++) v[i] = 0x7e00;
+            for (size_t t = 0; t < n; t++)
+                for (size_t d = 0; d < dim; d++) v[(t / blk) * bs + d * ds + t % blk] = rng_half();
+            memset(pp, 0, pads[2] * 2);
+            memcpy(pp, p, n * 2);
+            for (int pi = 0; pi < 3; pi++)
+                for (unsigned order = 0; order < 2; order++)
+                    for (int i = 0; i < n_isa; i++) {
+                        ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                        kern_wsum_f16(o, p, &vt, n, pads[pi], dim, order);
+                        unsigned ord = order == KERN_ORDER_GEMM && dim % 4 == 0 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
+                        for (size_t d = 0; d < dim; d++) {
+                            memset(row, 0, pads[2] * 2);
+                            for (size_t t = 0; t < n; t++) row[t] = v[(t / blk) * bs + d * ds + t % blk];
+                            float want = kern_vec_dot_ex(BLK_T_F16, row, pp, pads[pi], ord);
+                            ck_assert_msg(memcmp(&o[d], &want, 4) == 0, "%s wsum_f16 n=%zu pad=%zu dim=%zu order=%u d=%zu: %a != %a",
+                                          isas[i], n, pads[pi], dim, order, d, (double)o[d], (double)want);
+                        }
+                    }
+            free(p);
+            free(v);
+            free(row);
+            free(pp);
+            free(o);
+        }
+    }
+    /* a block that is not a multiple of 32 cells: NaN, not garbage */
+    uint16_t v[64] = {0}, p[8] = {0};
+    float o[2];
+    struct kern_vt_f16 bad = {v, 8, 48, 16};
+    kern_wsum_f16(o, p, &bad, 8, 8, 2, KERN_ORDER_GEMM);
+    ck_assert(isnan(o[0]) && isnan(o[1]));
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* Flash attention of one head over a Q8_0 cache: the reference against float64 math on the same
+ * quantized numbers (softmax of scale * dequant(k).dequant(q8), times dequant(v)), and every ISA
+ * against the reference bit for bit; visible-cell counts 0, 1, 2 and odd ones, head sizes 32..128,
+ * rows strided like the cache with NaN-scaled blocks in the gaps (never read), a huge score that
+ * makes every earlier weight vanish, and a head size that does not fit Q8_0 blocks (NaN). */
+START_TEST(test_fattn_q8_0)
+{
+    const char *isas[KERN_MAX_ISAS + 1];
+    int n_isa = isas_and_scalar(isas);
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {0, 1, 2, 5, 31, 33, 100};
+    static const size_t dims[] = {32, 64, 96, 128};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            size_t n = ns[ni], dim = dims[di], nb = dim / 32, rs = (nb + 1) * 34; /* one gap block per row */
+            uint8_t *k = xmalloc(n ? n * rs : 1), *v = xmalloc(n ? n * rs : 1), *q8 = xmalloc(nb * 34);
+            float *q = xmalloc(dim * 4), *o0 = xmalloc(dim * 4), *o1 = xmalloc(dim * 4), *kf = xmalloc(dim * 4),
+                  *qf = xmalloc(dim * 4), *vf = xmalloc(dim * 4);
+            for (size_t t = 0; t < n; t++)
+                for (size_t b = 0; b <= nb; b++) {
+                    struct blk_q8_0 bk, bv;
+                    bk.d = b < nb ? util_f32_to_fp16(0.02f + 0.05f * (float)rng_unif()) : 0x7e00;
+                    bv.d = b < nb ? util_f32_to_fp16(0.01f + 0.02f * (float)rng_unif()) : 0x7e00;
+                    for (int j = 0; j < 32; j++) {
+                        bk.qs[j] = (int8_t)(rng_byte() % 255 - 127);
+                        bv.qs[j] = (int8_t)(rng_byte() % 255 - 127);
+                    }
+                    memcpy(k + t * rs + b * 34, &bk, 34);
+                    memcpy(v + t * rs + b * 34, &bv, 34);
+                }
+            for (size_t d = 0; d < dim; d++) q[d] = rng_gauss();
+            if (n > 3) q[0] = 40.0f; /* a dominating score somewhere: exp underflow of others */
+            kern_act_prepare(BLK_T_Q8_0, q, q8, dim);
+            float scale = 1.0f / sqrtf((float)dim);
+            ck_assert_int_eq(kern_isa_select("scalar"), 0);
+            kern_fattn_q8_0(o0, q8, k, rs, v, rs, n, dim, scale);
+            /* float64 on the same numbers */
+            ck_assert_int_eq(kern_dequant_row(BLK_T_Q8_0, q8, qf, dim), 0);
+            double *s = xmalloc((n ? n : 1) * sizeof(double)), mx = -INFINITY, sum = 0;
+            for (size_t t = 0; t < n; t++) {
+                ck_assert_int_eq(kern_dequant_row(BLK_T_Q8_0, k + t * rs, kf, dim), 0);
+                double acc = 0;
+                for (size_t d = 0; d < dim; d++) acc += (double)kf[d] * qf[d];
+                s[t] = acc * scale;
+                mx = fmax(mx, s[t]);
+            }
+            for (size_t t = 0; t < n; t++) sum += exp(s[t] - mx);
+            for (size_t d = 0; d < dim; d++) {
+                double want = 0, mag = 0;
+                for (size_t t = 0; t < n; t++) {
+                    ck_assert_int_eq(kern_dequant_row(BLK_T_Q8_0, v + t * rs, vf, dim), 0);
+                    double w = exp(s[t] - mx) / sum;
+                    want += w * vf[d];
+                    mag += fabs(w * vf[d]);
+                }
+                /* float rounding of the running sums and rescalings (~1 ulp per cell) and of the
+                 * float scores (~1 ulp per 8 products) */
+                double tol = 1e-7 + mag * 1.2e-7 * (double)(n + dim / 8 + 8);
+                ck_assert_msg(fabs(o0[d] - want) <= tol, "fattn n=%zu dim=%zu d=%zu: %.9g vs %.9g", n, dim, d,
+                              (double)o0[d], want);
+            }
+            for (int i = 0; i < n_isa; i++) {
+                ck_assert_int_eq(kern_isa_select(isas[i]), 0);
+                kern_fattn_q8_0(o1, q8, k, rs, v, rs, n, dim, scale);
+                ck_assert_msg(memcmp(o0, o1, dim * 4) == 0, "%s fattn n=%zu dim=%zu", isas[i], n, dim);
+            }
+            free(s);
+            free(k);
+            free(v);
+            free(q8);
+            free(q);
+            free(o0);
+            free(o1);
+            free(kf);
+            free(qf);
+            free(vf);
+        }
+    float o[48];
+    uint8_t z[34 * 2] = {0};
+    kern_fattn_q8_0(o, z, z, 34, z, 34, 1, 48, 1.0f);
+    for (int d = 0; d < 48; d++) ck_assert(isnan(o[d]));
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* The Walsh-Hadamard rotation: the explicit orthonormal matrix in float64 (H[i][j] = (-1)^popcount(i & j)
+ * / sqrt(n)), and applied twice it returns the input (H^2 = I) to float rounding. */
+START_TEST(test_fwht)
+{
+    for (size_t n = 1; n <= 256; n *= 2) {
+        float x[256], y[256];
+        for (size_t i = 0; i < n; i++) x[i] = y[i] = rng_gauss();
+        kern_fwht_f32(y, n);
+        for (size_t i = 0; i < n; i++) {
+            double want = 0;
+            for (size_t j = 0; j < n; j++) want += (__builtin_popcountll(i & j) % 2 ? -1.0 : 1.0) * x[j];
+            want /= sqrt((double)n);
+            ck_assert_msg(fabs(y[i] - want) <= 1e-6 * (1 + fabs(want)) * (double)(n > 1 ? n : 1), "n=%zu i=%zu", n, i);
+        }
+        kern_fwht_f32(y, n);
+        for (size_t i = 0; i < n; i++) ck_assert_msg(fabsf(y[i] - x[i]) <= 1e-5f * (1 + fabsf(x[i])), "n=%zu twice", n);
+    }
+    float a[3] = {1, 2, 3}, b[3] = {1, 2, 3};
+    kern_fwht_f32(a, 3); /* not a power of two: untouched */
+    ck_assert(memcmp(a, b, sizeof a) == 0);
 }
 END_TEST
 
@@ -2513,6 +2735,14 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_neon_subnormal_terms);
     suite_add_tcase(s, tc);
 #endif
+
+    tc = tcase_create("attn");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_dot_f16_rows);
+    tcase_add_test(tc, test_wsum_f16);
+    tcase_add_test(tc, test_fattn_q8_0);
+    tcase_add_test(tc, test_fwht);
+    suite_add_tcase(s, tc);
 
     tc = tcase_create("pool");
     tcase_set_timeout(tc, 120);

@@ -14,7 +14,7 @@ START_TEST(sizes)
     ck_assert_uint_eq(kv_bytes(1, 257, 4), (257ull * 4 + 512ull * 4) * 4);
     ck_assert_uint_eq(kv_bytes(UINT32_MAX, UINT32_MAX, UINT32_MAX), 0); /* overflow */
     struct kv_cache kv;
-    ck_assert_int_eq(kv_init(&kv, 3, 300, 16), 0);
+    ck_assert_int_eq(kv_init(&kv, KV_F32, 3, 300, 16), 0);
     ck_assert_uint_eq(kv.n_layer, 3);
     ck_assert_uint_eq(kv.n_ctx, 300);
     ck_assert_uint_eq(kv.kv_dim, 16);
@@ -32,10 +32,10 @@ END_TEST
 START_TEST(bad_sizes)
 {
     struct kv_cache kv;
-    ck_assert_int_eq(kv_init(&kv, 0, 16, 8), ERR_OVERFLOW); /* empty */
-    ck_assert_int_eq(kv_init(&kv, 2, 0, 8), ERR_OVERFLOW);
-    ck_assert_int_eq(kv_init(&kv, 2, 16, 0), ERR_OVERFLOW);
-    ck_assert_int_eq(kv_init(&kv, UINT32_MAX, UINT32_MAX, UINT32_MAX), ERR_OVERFLOW);
+    ck_assert_int_eq(kv_init(&kv, KV_F32, 0, 16, 8), ERR_OVERFLOW); /* empty */
+    ck_assert_int_eq(kv_init(&kv, KV_F32, 2, 0, 8), ERR_OVERFLOW);
+    ck_assert_int_eq(kv_init(&kv, KV_F32, 2, 16, 0), ERR_OVERFLOW);
+    ck_assert_int_eq(kv_init(&kv, KV_F32, UINT32_MAX, UINT32_MAX, UINT32_MAX), ERR_OVERFLOW);
     ck_assert_ptr_null(kv.k);
     ck_assert_ptr_null(kv.v);
 }
@@ -47,12 +47,12 @@ START_TEST(layout)
 {
     const uint32_t L = 2, C = 300, D = 5; /* C spans two V blocks, the second one partial */
     struct kv_cache kv;
-    ck_assert_int_eq(kv_init(&kv, L, C, D), 0);
+    ck_assert_int_eq(kv_init(&kv, KV_F32, L, C, D), 0);
     for (uint32_t l = 0; l < L; l++) {
-        const float *vl = kv_v_layer(&kv, l);
+        const float *vl = (const float *)kv_v_layer(&kv, l);
         for (uint32_t t = 0; t < C; t++) {
             float *k = kv_k(&kv, l, t);
-            ck_assert_ptr_eq(k, kv.k + ((size_t)l * C + t) * D);
+            ck_assert_ptr_eq(k, (float *)(void *)kv.k + ((size_t)l * C + t) * D);
             float row[5];
             for (uint32_t d = 0; d < D; d++) {
                 ck_assert(k[d] == 0.0f);
@@ -64,8 +64,8 @@ START_TEST(layout)
         }
     }
     for (uint32_t l = 0; l < L; l++) {
-        const float *vl = kv_v_layer(&kv, l);
-        ck_assert_ptr_eq(vl, kv.v + (size_t)l * kv.n_vblk * D * KV_VBLK);
+        const float *vl = (const float *)kv_v_layer(&kv, l);
+        ck_assert_ptr_eq(vl, (float *)(void *)kv.v + (size_t)l * kv.n_vblk * D * KV_VBLK);
         for (uint32_t t = 0; t < C; t++)
             for (uint32_t d = 0; d < D; d++) {
                 float want = (float)(l * 100000 + t * 10 + d);

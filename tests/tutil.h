@@ -61,6 +61,22 @@ static inline int tutil_diff_report(const char *what, const char *got, size_t gn
     return 1;
 }
 
+/* A fresh directory $TMPDIR/lmpipe-<tag>-XXXXXX (TMPDIR unset: /tmp) written into buf; 0 or -1. */
+static inline int tutil_mkdtemp(char *buf, size_t cap, const char *tag)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/lmpipe-%s-XXXXXX", t && *t ? t : "/tmp", tag);
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+/* Remove a directory made by tutil_mkdtemp with everything in it (warns on failure). */
+static inline void tutil_rmtree(const char *dir)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "tutil: cannot remove %s\n", dir);
+}
+
 #define TUTIL_MAIN                                                     \
     int main(void)                                                     \
     {                                                                  \

@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gguf.h"
 
+#include "../util/hash.h"
 #include "../util/util.h"
 
 #include <errno.h>
@@ -348,6 +349,7 @@ int gguf_parse(const uint8_t *buf, size_t len, struct gguf_ctx *out, struct err_
     if ((rc = parse_alignment(out, ei))) goto fail;
     for (uint64_t i = 0; i < out->n_tensors; i++)
         if ((rc = parse_tensor_info(&r, &out->tensors[i], i))) goto fail;
+    out->header_len = r.pos; /* magic .. last tensor info: what gguf_fingerprint hashes */
     if ((rc = place_tensors(out, r.pos, ei)) || (rc = check_unique(out, ei))) goto fail;
     return 0;
 fail:
@@ -544,4 +546,16 @@ bool gguf_str_iter_next(struct gguf_str_iter *it, struct gguf_str *out)
     it->p += 8 + n;
     it->left--;
     return true;
+}
+
+uint64_t gguf_fingerprint(const struct gguf_ctx *ctx)
+{
+    struct util_xxh64 h;
+    util_xxh64_init(&h, 0);
+    uint64_t n = ctx->header_len <= ctx->len ? ctx->header_len : ctx->len;
+    util_xxh64_update(&h, ctx->buf, (size_t)n);
+    uint8_t size[8];
+    for (int i = 0; i < 8; i++) size[i] = (uint8_t)((uint64_t)ctx->len >> (8 * i));
+    util_xxh64_update(&h, size, sizeof size);
+    return util_xxh64_final(&h);
 }

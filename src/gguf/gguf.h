@@ -75,6 +75,7 @@ struct gguf_ctx {
     size_t len;
     uint32_t version;
     uint32_t alignment;
+    uint64_t header_len;  /* bytes from the magic to the end of the last tensor info */
     uint64_t data_offset; /* start of the tensor data section */
     uint64_t n_kv;
     struct gguf_kv *kv; /* [n_kv] */
@@ -103,6 +104,17 @@ int gguf_get_str(const struct gguf_ctx *ctx, const char *key, struct gguf_str *o
 /* An array value: element type and count. */
 int gguf_get_arr(const struct gguf_ctx *ctx, const char *key, uint32_t *elem_type, uint64_t *n,
                  const struct gguf_kv **kv);
+
+/* The model fingerprint: XXH64 (util/hash.h, seed 0) of the byte sequence
+ *     buf[0 .. header_len)  ||  len as 8 little-endian bytes
+ * i.e. the file's own encoding of its magic, version, counts, every metadata key/value and every
+ * tensor info (name, dims, type, data offset), then the file size. It never reads tensor data, so
+ * it costs one pass over the header (the vocabulary dominates: ~1 MB for a 32k vocabulary), and
+ * it is the same on every machine and every run. Two files with the same header and size but
+ * different weights (rare: a fine-tune keeps names and shapes, but usually not general.name and
+ * never all metadata) share a fingerprint; snapshot files accept that risk for speed. For a
+ * context from gguf_open, len is the file size. */
+uint64_t gguf_fingerprint(const struct gguf_ctx *ctx);
 
 /* Scalar decoding of one value (kv->data) */
 int gguf_kv_i64(const struct gguf_kv *kv, int64_t *out);

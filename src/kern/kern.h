@@ -116,6 +116,54 @@ struct kern_vt {
 void kern_wsum_f32(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                    unsigned order);
 
+/* ---- attention over F16 and Q8_0 KV caches (kern_attn.c; references in kern_ref.c) ----
+ * What llama.cpp's CPU backend (34af94cd) computes for these cache types, bit for bit:
+ *  - F16 K and V, flash attention off (what F16 means here): q is rounded to fp16 (ggml converts
+ *    src1 to the K type's vec_dot type) and each score is an F16 dot product: tinyBLAS' order for
+ *    a prompt batch (llamafile_sgemm takes F16 x F16 when n_tokens >= 2 and head_dim % 8 == 0),
+ *    ggml_vec_dot_f16's for one token. The probabilities are rounded to fp16 the same way before
+ *    softmax(qk).V, which is an F16 product over V's transposed cells: tinyBLAS for a batch
+ *    (n_kv % 8 == 0, head_dim % 4 == 0), ggml_vec_dot_f16 over the n_kv cells for one token.
+ *  - Q8_0 K and V: 34af94cd refuses a quantized V cache without flash attention, so a Q8_0 cache
+ *    means its flash-attention kernel, whose K/V types are neither F32 nor F16 and which then
+ *    always runs ggml_compute_forward_flash_attn_ext_f16_one_chunk, for a batch as for one token:
+ *    q quantized to Q8_0 (quantize_row_q8_0), per visible cell s = vec_dot_q8_0_q8_0(k, q) * scale,
+ *    an online softmax with libm expf (M, S, rescaling the accumulator by expf(M_old - M)), the V
+ *    row dequantized (fp16 scale times int8) and added with one FMA per element, S = S*ms + vs
+ *    contracted to an FMA (gcc -O3 -march=native), and a final scale by 1/S. V is therefore
+ *    stored per position (not transposed), in blocks of 32 along the head dimension.
+ * n is the number of visible cells, passed contiguously; padding cells (llama.cpp's n_kv) are
+ * never read. The F16 functions give exactly the bits of kern_vec_dot_ex(BLK_T_F16, ...) on the
+ * same rows; the reference and every ISA return identical bits (tests/check_kern.c). */
+
+/* out[r] = q16 . (k16 + r * k_stride)[0..n) for r < n_rows, in summation order `order`
+ * (KERN_ORDER_GEMM falls back to the single-token order when n % 8 != 0, as tinyBLAS declines). */
+void kern_dot_f16_rows(float *out, const uint16_t *q16, const uint16_t *k16, size_t k_stride, size_t n,
+                       size_t n_rows, unsigned order);
+/* A transposed F16 V cut into blocks: the same layout as struct kern_vt with 2-byte cells. */
+struct kern_vt_f16 {
+    const uint16_t *v;
+    size_t dim_stride, blk, blk_stride;
+};
+/* out[d] = sum_t p16[t] * V(t, d) for d < dim over the n visible cells of a row llama.cpp sees
+ * with n_pad cells, in its F16 order for `order` (GEMM needs n_pad % 8 == 0 and dim % 4 == 0,
+ * else the single-token order). p16 holds the probabilities rounded to fp16. A bad layout (blk
+ * not a positive multiple of 32) gives NaN outputs. */
+void kern_wsum_f16(float *out, const uint16_t *p16, const struct kern_vt_f16 *vt, size_t n, size_t n_pad,
+                   size_t dim, unsigned order);
+/* Flash attention of one query head over n visible cells of a Q8_0 cache: q8 is the query made
+ * by kern_act_prepare(BLK_T_Q8_0, q, q8, dim); K row t starts at (const uint8_t *)k + t * k_stride,
+ * V row t at v + t * v_stride (dim / 32 blocks each). out[0..dim) receives the normalised
+ * softmax(scale * q.k) . V. dim must be a positive multiple of 32 (else NaN outputs); n == 0
+ * gives zeros (llama.cpp's S == 0 case). */
+void kern_fattn_q8_0(float *out, const void *q8, const void *k, size_t k_stride, const void *v, size_t v_stride,
+                     size_t n, size_t dim, float scale);
+/* x[0..n) = H x / sqrt(n), the orthonormal Walsh-Hadamard rotation llama.cpp applies to q, k, v
+ * and the attention output for a quantized cache (ggml_compute_forward_fwht: scale first, then
+ * butterflies u + v, u - v with the span doubling from 1). n a power of two; scalar only, it is
+ * O(n log n) per head next to O(n * n_ctx) for the attention itself. */
+void kern_fwht_f32(float *x, size_t n);
+
 /* kern_matvec with an explicit summation order (KERN_ORDER_*). */
 void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
                     size_t ncols, const void *act, float *y, unsigned order);

@@ -207,6 +207,19 @@ static float dot_f32_pub(const float *a, const float *b, size_t n)
     return dot_f32_vecdot(a, b, n);
 }
 
+/* hsum8_hadd of eight vectors at once, into out[0..8): lo + hi per vector (the two 128-bit halves
+ * brought together by permutes), then the two hadd steps, which leave the results in lane order
+ * 0 2 4 6 1 3 5 7 (undone by the final permute). Same additions on the same operands. */
+HOT void hsum8_hadd_x8(float *out, const __m256 red[8])
+{
+    __m256 t[4];
+    for (int j = 0; j < 4; j++)
+        t[j] = _mm256_add_ps(_mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x20),
+                             _mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x31));
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(t[0], t[1]), _mm256_hadd_ps(t[2], t[3]));
+    _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
 /* kern_dot_f32_rows: 8 keys at a time. Each key keeps dot_f32_vecdot's four accumulators; the
  * eight reduce4 horizontal sums then run lane-parallel: lo + hi per key (the two 128-bit halves
  * are brought together by permutes), then the two hadd steps of hsum8_hadd, which leave the
@@ -219,12 +232,7 @@ static void dot_f32_rows_avx2(float *out, const float *q, const float *k, size_t
         __m256 red[8];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) red[j] = f32_blocks(q, k + (r + (size_t)j) * ks, np);
-        __m256 t[4];
-        for (int j = 0; j < 4; j++)
-            t[j] = _mm256_add_ps(_mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x20),
-                                 _mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x31));
-        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(t[0], t[1]), _mm256_hadd_ps(t[2], t[3]));
-        _mm256_storeu_ps(out + r, _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        hsum8_hadd_x8(out + r, red);
         if (np < n)
             for (size_t j = 0; j < 8; j++) out[r + j] = f32_tail(q, k + (r + j) * ks, np, n, out[r + j]);
     }
@@ -236,12 +244,11 @@ static inline __m256 load_f16x8(const uint16_t *p)
     return _mm256_cvtph_ps(loadu128(p));
 }
 
-/* Products of two halves are exact in f32, so an FMA rounds exactly like the reference's
- * multiply-then-add. */
-static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
+/* ggml_vec_dot_f16's main loop over np (a multiple of 32) elements, reduced to the vector that
+ * hsum8_hadd finishes. Products of two halves are exact in f32, so an FMA rounds exactly like the
+ * reference's multiply-then-add. */
+static inline __m256 f16_blocks(const uint16_t *x, const uint16_t *y, size_t np)
 {
-    const uint16_t *x = wv, *y = av;
-    size_t np = n & ~(size_t)31;
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (size_t i = 0; i < np; i += 32) {
         s0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), s0);
@@ -249,7 +256,14 @@ static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
         s2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), s2);
         s3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), load_f16x8(y + i + 24), s3);
     }
-    double sumf = (double)reduce4(s0, s1, s2, s3);
+    return reduce4_v(s0, s1, s2, s3);
+}
+
+static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
+{
+    const uint16_t *x = wv, *y = av;
+    size_t np = n & ~(size_t)31;
+    double sumf = (double)hsum8_hadd(f16_blocks(x, y, np));
     for (size_t i = np; i < n; i++) sumf += (double)(h2f(x[i]) * h2f(y[i]));
     return (float)sumf;
 }
@@ -1388,11 +1402,13 @@ static void silu_avx2(float *y, const float *x, size_t n)
     for (; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
-/* kern_wsum_f32 over a transposed V (kern_vt): each output dim is a dot product of contiguous
- * cells with p, vectorized over cells, which is exactly how the reference's accumulators are laid
- * out (lane = cell % 8, and blocks hold whole groups of 32 cells). Cells t >= n are not read: the
- * group that holds n loads them masked and keeps the old accumulator lanes (blend), as the
- * reference skips them. */
+/* kern_wsum_f32 / kern_wsum_f16 over a transposed V (kern_vt / kern_vt_f16): each output dim is
+ * a dot product of contiguous cells with p, vectorized over cells, which is exactly how the
+ * references' accumulators are laid out (lane = cell % 8, and blocks hold whole groups of 32
+ * cells). Cells t >= n are not read: the group that holds n loads them masked (f32) or from a
+ * zero-padded copy (halves) and keeps the old accumulator lanes (blend), as the references skip
+ * them. One body serves both element types: `h` (1 = IEEE halves, for V and p alike) is a
+ * constant in every caller and the always-inlined helpers fold it away. */
 
 /* lanes < rem set (0 < rem < 8) */
 static inline __m256i lanes_below(size_t rem)
@@ -1407,28 +1423,66 @@ static inline __m256 fma_masked(const float *x, const float *y, __m256i m, __m25
     return _mm256_blendv_ps(acc, r, _mm256_castsi256_ps(m));
 }
 
-/* tinyBLAS order, output dims d..d+3 (gemm needs dim % 4 == 0), block by block. */
-static void wsum_gemm4(float *out, const float *p, const struct kern_vt *vt, size_t d, size_t n)
+/* 8 cells of 16-bit floats, the first rem (< 8) read, the rest zero: no read past the row. */
+static inline __m256 load_f16_part(const uint16_t *p, size_t rem)
 {
-    const size_t ds = vt->dim_stride;
+    uint16_t t[8] = {0};
+    memcpy(t, p, rem * sizeof *t);
+    return load_f16x8(t);
+}
+
+/* A transposed V of either element type. */
+struct vt_any {
+    const void *v;
+    size_t ds, blk, bs; /* dim stride, cells per block, block stride (in cells) */
+    int h;              /* 1: IEEE halves, 0: floats */
+};
+
+HOT const void *cells_at(const void *p, size_t i, int h)
+{
+    return h ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+}
+
+HOT const void *vt_any_at(const struct vt_any *vt, size_t d, size_t t)
+{
+    return cells_at(vt->v, (t / vt->blk) * vt->bs + d * vt->ds + t % vt->blk, vt->h);
+}
+
+HOT __m256 load8_any(const void *p, size_t i, int h)
+{
+    return h ? load_f16x8((const uint16_t *)p + i) : _mm256_loadu_ps((const float *)p + i);
+}
+
+/* acc + x[i..] * y[i..] on the lanes below rem (0 < rem < 8), acc unchanged elsewhere */
+HOT __m256 fma_part_any(const void *x, const void *y, size_t i, size_t rem, __m256 acc, int h)
+{
+    if (!h) return fma_masked((const float *)x + i, (const float *)y + i, lanes_below(rem), acc);
+    const __m256 r = _mm256_fmadd_ps(load_f16_part((const uint16_t *)x + i, rem), load_f16_part((const uint16_t *)y + i, rem), acc);
+    return _mm256_blendv_ps(acc, r, _mm256_castsi256_ps(lanes_below(rem)));
+}
+
+/* tinyBLAS order, output dims d..d+3 (gemm needs dim % 4 == 0), block by block. Products of
+ * halves are exact in f32, so the FMA rounds like the reference's multiply-then-add. */
+HOT void wsum_gemm4(float *out, const void *p, const struct vt_any *vt, size_t d, size_t n)
+{
+    const int h = vt->h;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t b0 = 0; b0 < n; b0 += vt->blk) {
         const size_t len = n - b0 < vt->blk ? n - b0 : vt->blk, n8 = len & ~(size_t)7, rem = len - n8;
-        const float *v0 = kern_vt_cell(vt, d, b0), *v1 = v0 + ds, *v2 = v0 + 2 * ds, *v3 = v0 + 3 * ds;
-        const float *pb = p + b0;
+        const void *v0 = vt_any_at(vt, d, b0), *v1 = vt_any_at(vt, d + 1, b0), *v2 = vt_any_at(vt, d + 2, b0),
+                   *v3 = vt_any_at(vt, d + 3, b0), *pb = cells_at(p, b0, h);
         for (size_t t = 0; t < n8; t += 8) {
-            const __m256 pv = _mm256_loadu_ps(pb + t);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v0 + t), pv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v1 + t), pv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(v2 + t), pv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(v3 + t), pv, a3);
+            const __m256 pv = load8_any(pb, t, h);
+            a0 = _mm256_fmadd_ps(load8_any(v0, t, h), pv, a0);
+            a1 = _mm256_fmadd_ps(load8_any(v1, t, h), pv, a1);
+            a2 = _mm256_fmadd_ps(load8_any(v2, t, h), pv, a2);
+            a3 = _mm256_fmadd_ps(load8_any(v3, t, h), pv, a3);
         }
         if (rem) {
-            const __m256i m = lanes_below(rem);
-            a0 = fma_masked(v0 + n8, pb + n8, m, a0);
-            a1 = fma_masked(v1 + n8, pb + n8, m, a1);
-            a2 = fma_masked(v2 + n8, pb + n8, m, a2);
-            a3 = fma_masked(v3 + n8, pb + n8, m, a3);
+            a0 = fma_part_any(v0, pb, n8, rem, a0, h);
+            a1 = fma_part_any(v1, pb, n8, rem, a1, h);
+            a2 = fma_part_any(v2, pb, n8, rem, a2, h);
+            a3 = fma_part_any(v3, pb, n8, rem, a3, h);
         }
     }
     out[0] = hsum8(a0);
@@ -1437,40 +1491,121 @@ static void wsum_gemm4(float *out, const float *p, const struct kern_vt *vt, siz
     out[3] = hsum8(a3);
 }
 
-/* ggml_vec_dot_f32 order over n_pad cells for dim d: four 8-lane accumulators per 32 cells
- * below n_pad & ~31, then the reference's tail (cells past n skipped throughout). */
-static float wsum_vecdot1(const float *p, const struct kern_vt *vt, size_t d, size_t n, size_t n_pad)
+/* ggml_vec_dot_f32 / ggml_vec_dot_f16 order over n_pad cells for dim d: four 8-lane
+ * accumulators per 32 cells below n_pad & ~31, reduced as GGML_F32x8_REDUCE; the caller adds
+ * its type's tail (cells past n skipped throughout). */
+HOT float wsum_vecdot1(const void *p, const struct vt_any *vt, size_t d, size_t n, size_t n_pad)
 {
+    const int h = vt->h;
     const size_t np = n_pad & ~(size_t)31, lim = n < np ? n : np;
     __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (size_t b0 = 0; b0 < lim; b0 += vt->blk) {
         const size_t len = lim - b0 < vt->blk ? lim - b0 : vt->blk;
-        const float *x = kern_vt_cell(vt, d, b0), *pb = p + b0;
+        const void *x = vt_any_at(vt, d, b0), *pb = cells_at(p, b0, h);
         size_t t = 0;
         for (; t + 32 <= len; t += 32) {
-            s[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(pb + t), s[0]);
-            s[1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 8), _mm256_loadu_ps(pb + t + 8), s[1]);
-            s[2] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 16), _mm256_loadu_ps(pb + t + 16), s[2]);
-            s[3] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t + 24), _mm256_loadu_ps(pb + t + 24), s[3]);
+            s[0] = _mm256_fmadd_ps(load8_any(x, t, h), load8_any(pb, t, h), s[0]);
+            s[1] = _mm256_fmadd_ps(load8_any(x, t + 8, h), load8_any(pb, t + 8, h), s[1]);
+            s[2] = _mm256_fmadd_ps(load8_any(x, t + 16, h), load8_any(pb, t + 16, h), s[2]);
+            s[3] = _mm256_fmadd_ps(load8_any(x, t + 24, h), load8_any(pb, t + 24, h), s[3]);
         }
         for (int j = 0; t < len; t += 8, j++) { /* the group of 32 that holds lim */
-            if (len - t >= 8) s[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t), _mm256_loadu_ps(pb + t), s[j]);
-            else s[j] = fma_masked(x + t, pb + t, lanes_below(len - t), s[j]);
+            if (len - t >= 8) s[j] = _mm256_fmadd_ps(load8_any(x, t, h), load8_any(pb, t, h), s[j]);
+            else s[j] = fma_part_any(x, pb, t, len - t, s[j], h);
         }
     }
-    /* then the reference's own tail over np..n_pad */
-    return kern_ref_wsum_tail(p, vt, d, np, n, n_pad, reduce4(s[0], s[1], s[2], s[3]));
+    return reduce4(s[0], s[1], s[2], s[3]);
 }
 
 static void wsum_avx2(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                       unsigned order)
 {
+    const struct vt_any va = {vt->v, vt->dim_stride, vt->blk, vt->blk_stride, 0};
     /* tinyBLAS takes k % 8 == 0 and m % 4 == 0 (m = dim); otherwise ggml_vec_dot_f32 */
     if (order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0) {
-        for (size_t d = 0; d < dim; d += 4) wsum_gemm4(out + d, p, vt, d, n);
+        for (size_t d = 0; d < dim; d += 4) wsum_gemm4(out + d, p, &va, d, n);
         return;
     }
-    for (size_t d = 0; d < dim; d++) out[d] = wsum_vecdot1(p, vt, d, n, n_pad);
+    const size_t np = n_pad & ~(size_t)31;
+    for (size_t d = 0; d < dim; d++)
+        out[d] = kern_ref_wsum_tail(p, vt, d, np, n, n_pad, wsum_vecdot1(p, &va, d, n, n_pad));
+}
+
+static void wsum_f16_avx2(float *out, const uint16_t *p, const struct kern_vt_f16 *vt, size_t n, size_t n_pad,
+                          size_t dim, unsigned order)
+{
+    const struct vt_any va = {vt->v, vt->dim_stride, vt->blk, vt->blk_stride, 1};
+    if (order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0) {
+        for (size_t d = 0; d < dim; d += 4) wsum_gemm4(out + d, p, &va, d, n);
+        return;
+    }
+    const size_t np = n_pad & ~(size_t)31;
+    for (size_t d = 0; d < dim; d++)
+        out[d] = kern_ref_wsum_f16_tail(p, vt, d, np, n, wsum_vecdot1(p, &va, d, n, n_pad));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attention over F16 and Q8_0 caches (kern.h; references at the end of kern_ref.c)           */
+
+/* Single-token order, 8 keys at a time: each key keeps dot_f16_vecdot's accumulators and the
+ * eight horizontal sums run lane-parallel exactly as in dot_f32_rows_avx2; then each key's
+ * double tail. */
+static void dot_f16_rows_avx2(float *out, const uint16_t *q, const uint16_t *k, size_t ks, size_t n, size_t n_rows,
+                              unsigned order)
+{
+    if (order == KERN_ORDER_GEMM && n % 8 == 0) {
+        for (size_t r = 0; r < n_rows; r++) out[r] = dot_f16_gemm(k + r * ks, q, n);
+        return;
+    }
+    const size_t np = n & ~(size_t)31;
+    size_t r = 0;
+    for (; r + 8 <= n_rows; r += 8) {
+        __m256 red[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) red[j] = f16_blocks(q, k + (r + (size_t)j) * ks, np);
+        hsum8_hadd_x8(out + r, red);
+        if (np < n)
+            for (size_t j = 0; j < 8; j++) {
+                const uint16_t *kr = k + (r + j) * ks;
+                double sumf = (double)out[r + j];
+                for (size_t i = np; i < n; i++) sumf += (double)(h2f(kr[i]) * h2f(q[i]));
+                out[r + j] = (float)sumf;
+            }
+    }
+    for (; r < n_rows; r++) out[r] = dot_f16_vecdot(k + r * ks, q, n);
+}
+
+/* The one_chunk flash attention over Q8_0 rows (kern_fattn_drive) with this file's dot_q8_0, the
+ * accumulator rescaled and the V row dequantized and accumulated 8 lanes at a time (x = q * d
+ * rounded, then one FMA per element: the reference's operations). dim % 32 == 0 (checked). */
+static void fattn_rescale_avx2(float *out, size_t dim, float m)
+{
+    const __m256 vm = _mm256_set1_ps(m);
+    for (size_t d = 0; d < dim; d += 8) _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(out + d), vm));
+}
+
+static void fattn_mad_q8_0_avx2(float *out, const void *vrow, size_t dim, float w)
+{
+    const struct blk_q8_0 *vb = vrow;
+    const __m256 vw = _mm256_set1_ps(w);
+    for (size_t b = 0; b < dim / QK8_0; b++) {
+        const __m256 dv = _mm256_set1_ps(h2f(vb[b].d));
+        const __m256i q = loadu256(vb[b].qs);
+        float *o = out + b * QK8_0;
+        for (int g = 0; g < 4; g++) {
+            const __m128i q8g = g < 2 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
+            const __m128i q8h = (g & 1) ? _mm_srli_si128(q8g, 8) : q8g;
+            const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8h)), dv);
+            _mm256_storeu_ps(o + 8 * g, _mm256_fmadd_ps(x, vw, _mm256_loadu_ps(o + 8 * g)));
+        }
+    }
+}
+
+static void fattn_q8_0_avx2(float *out, const void *q8, const void *k, size_t k_stride, const void *v,
+                            size_t v_stride, size_t n, size_t dim, float scale)
+{
+    kern_fattn_drive(out, q8, k, k_stride, v, v_stride, n, dim, scale, dot_q8_0, fattn_rescale_avx2,
+                     fattn_mad_q8_0_avx2);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1563,6 +1698,9 @@ const struct kern_isa_ext kern_ext_avx2 = {
     .silu = silu_avx2,
     .wsum = wsum_avx2,
     .dot_f32_rows = dot_f32_rows_avx2,
+    .dot_f16_rows = dot_f16_rows_avx2,
+    .wsum_f16 = wsum_f16_avx2,
+    .fattn_q8_0 = fattn_q8_0_avx2,
 };
 
 #else /* not an AVX2-capable x86 compilation */

@@ -202,6 +202,9 @@ static void build_ref(struct kern_active *a)
     a->swiglu = kern_ref_swiglu_f32;
     a->silu = kern_ref_silu_f32;
     a->wsum = kern_ref_wsum_f32;
+    a->dot_f16_rows = kern_ref_dot_f16_rows;
+    a->wsum_f16 = kern_ref_wsum_f16;
+    a->fattn_q8_0 = kern_ref_fattn_q8_0;
 }
 
 static void build_isa(struct kern_active *a, const struct kern_isa *isa)
@@ -226,6 +229,9 @@ static void build_isa(struct kern_active *a, const struct kern_isa *isa)
         if (ext->silu) a->silu = ext->silu;
         if (ext->wsum) a->wsum = ext->wsum;
         if (ext->dot_f32_rows) a->dot_f32_rows = ext->dot_f32_rows;
+        if (ext->dot_f16_rows) a->dot_f16_rows = ext->dot_f16_rows;
+        if (ext->wsum_f16) a->wsum_f16 = ext->wsum_f16;
+        if (ext->fattn_q8_0) a->fattn_q8_0 = ext->fattn_q8_0;
     }
 }
 

@@ -150,6 +150,54 @@ void kern_ref_wsum_f32(float *out, const float *p, const struct kern_vt *vt, siz
 float kern_ref_wsum_tail(const float *p, const struct kern_vt *vt, size_t d, size_t np, size_t n, size_t n_pad,
                          float sumf);
 
+/* The references of kern_dot_f16_rows, kern_wsum_f16 and kern_fattn_q8_0 (kern.h; arguments
+ * already checked by kern_attn.c), and the double tail every wsum_f16 ends with: the cells
+ * np..n (np = n_pad rounded down to 32) of dim d added to `head` in double. */
+void kern_ref_dot_f16_rows(float *out, const uint16_t *q16, const uint16_t *k16, size_t k_stride, size_t n,
+                           size_t n_rows, unsigned order);
+void kern_ref_wsum_f16(float *out, const uint16_t *p16, const struct kern_vt_f16 *vt, size_t n, size_t n_pad,
+                       size_t dim, unsigned order);
+float kern_ref_wsum_f16_tail(const uint16_t *p16, const struct kern_vt_f16 *vt, size_t d, size_t np, size_t n,
+                             float head);
+void kern_ref_fattn_q8_0(float *out, const void *q8, const void *k, size_t k_stride, const void *v, size_t v_stride,
+                         size_t n, size_t dim, float scale);
+typedef void (*kern_dot_f16_rows_fn)(float *out, const uint16_t *q16, const uint16_t *k16, size_t k_stride,
+                                     size_t n, size_t n_rows, unsigned order);
+typedef void (*kern_wsum_f16_fn)(float *out, const uint16_t *p16, const struct kern_vt_f16 *vt, size_t n,
+                                 size_t n_pad, size_t dim, unsigned order);
+typedef void (*kern_fattn_fn)(float *out, const void *q8, const void *k, size_t k_stride, const void *v,
+                              size_t v_stride, size_t n, size_t dim, float scale);
+
+/* The online softmax of kern_fattn_q8_0 (kern.h: llama.cpp's flash_attn_ext one_chunk), shared by
+ * the reference and the ISAs, which supply the score (K row . q8, ggml_vec_dot_q8_0_q8_0), the
+ * rescale of the accumulator (ggml_vec_scale_f32: out *= m) and the V row's accumulation
+ * (dequantize_row_q8_0 then ggml_vec_mad_f32: out = fma(x, w, out)). Always inlined, so the
+ * function pointers are constants and their calls direct. */
+static inline void kern_fattn_drive(float *out, const void *q8, const void *k, size_t k_stride, const void *v,
+                                    size_t v_stride, size_t n, size_t dim, float scale, kern_dot_fn dot,
+                                    void (*rescale)(float *out, size_t dim, float m),
+                                    void (*mad)(float *out, const void *vrow, size_t dim, float w))
+{
+    float S = 0.0f, M = -INFINITY;
+    for (size_t d = 0; d < dim; d++) out[d] = 0.0f;
+    for (size_t t = 0; t < n; t++) {
+        float s = dot((const uint8_t *)k + t * k_stride, q8, dim);
+        s = s * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) { /* a new maximum: rescale what was accumulated */
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            rescale(out, dim, ms);
+        } else {
+            vs = expf(s - M);
+        }
+        mad(out, (const uint8_t *)v + t * v_stride, dim, vs);
+        S = fmaf(S, ms, vs); /* S*ms + vs, contracted by gcc in ggml's build */
+    }
+    rescale(out, dim, S == 0.0f ? 0.0f : 1.0f / S);
+}
+
 /* Cell t of dim d of a kern_vt (see kern.h). */
 static inline const float *kern_vt_cell(const struct kern_vt *vt, size_t d, size_t t)
 {
@@ -179,6 +227,9 @@ struct kern_isa_ext {
     void (*wsum)(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                  unsigned order);
     void (*dot_f32_rows)(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows);
+    kern_dot_f16_rows_fn dot_f16_rows; /* attention over F16 / Q8_0 caches (kern_attn.c) */
+    kern_wsum_f16_fn wsum_f16;
+    kern_fattn_fn fattn_q8_0;
 };
 
 /* What the public entry points use: the reference with the chosen ISA's non-NULL members laid
@@ -195,6 +246,9 @@ struct kern_active {
     void (*wsum)(float *out, const float *p, const struct kern_vt *vt, size_t n, size_t n_pad, size_t dim,
                  unsigned order);
     void (*dot_f32_rows)(float *out, const float *q, const float *k, size_t k_stride, size_t n, size_t n_rows);
+    kern_dot_f16_rows_fn dot_f16_rows; /* never NULL (the reference) */
+    kern_wsum_f16_fn wsum_f16;
+    kern_fattn_fn fattn_q8_0;
 };
 const struct kern_active *kern_active(void);
 

@@ -1116,3 +1116,84 @@ float kern_ref_wsum_tail(const float *p, const struct kern_vt *vt, size_t d, siz
         if (i < n) sumf = fmaf(*kern_vt_cell(vt, d, i), p[i], sumf);
     return sumf;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attention over F16 and Q8_0 KV caches (kern.h says what llama.cpp computes and why)        */
+
+void kern_ref_dot_f16_rows(float *out, const uint16_t *q16, const uint16_t *k16, size_t k_stride, size_t n,
+                           size_t n_rows, unsigned order)
+{
+    for (size_t r = 0; r < n_rows; r++)
+        out[r] = order == KERN_ORDER_GEMM ? dot_f16_gemm(k16 + r * k_stride, q16, n)
+                                          : dot_f16_vecdot(k16 + r * k_stride, q16, n);
+}
+
+/* Cell t of dim d of a kern_vt_f16, as a float. */
+static inline float vt16_cell(const struct kern_vt_f16 *vt, size_t d, size_t t)
+{
+    return h2f(vt->v[(t / vt->blk) * vt->blk_stride + d * vt->dim_stride + t % vt->blk]);
+}
+
+float kern_ref_wsum_f16_tail(const uint16_t *p16, const struct kern_vt_f16 *vt, size_t d, size_t np, size_t n,
+                             float head)
+{
+    /* ggml_vec_dot_f16's tail: the cells np..n_pad in double; padding products are +0 */
+    double sumf = (double)head;
+    for (size_t t = np; t < n; t++) sumf += (double)(vt16_cell(vt, d, t) * h2f(p16[t]));
+    return (float)sumf;
+}
+
+void kern_ref_wsum_f16(float *out, const uint16_t *p16, const struct kern_vt_f16 *vt, size_t n, size_t n_pad,
+                       size_t dim, unsigned order)
+{
+    if (n_pad < n) n_pad = n;
+    bool gemm = order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0;
+    for (size_t d = 0; d < dim; d++) {
+        if (gemm) { /* tinyBLAS F16: one 8-lane accumulator, exact products */
+            float acc[8] = {0};
+            for (size_t t = 0; t < n; t++) {
+                float pr = vt16_cell(vt, d, t) * h2f(p16[t]);
+                acc[t % 8] = acc[t % 8] + pr;
+            }
+            out[d] = kern_hsum8(acc);
+            continue;
+        }
+        /* ggml_vec_dot_f16 over n_pad cells: 4 x 8 lanes per 32 cells, (s0+s2)+(s1+s3), the
+         * haddps reduction, then the double tail; cells past n hold zero weights and are skipped */
+        size_t np = n_pad & ~(size_t)31;
+        float s[4][8] = {{0}};
+        for (size_t t = 0; t < n && t < np; t++) {
+            float pr = vt16_cell(vt, d, t) * h2f(p16[t]);
+            s[(t % 32) / 8][t % 8] = s[(t % 32) / 8][t % 8] + pr;
+        }
+        float l[8];
+        for (int k = 0; k < 8; k++) {
+            float a = s[0][k] + s[2][k], b = s[1][k] + s[3][k];
+            l[k] = a + b;
+        }
+        out[d] = kern_ref_wsum_f16_tail(p16, vt, d, np, n, kern_hsum8_hadd(l));
+    }
+}
+
+static void fattn_rescale(float *out, size_t dim, float m)
+{
+    for (size_t d = 0; d < dim; d++) out[d] *= m;
+}
+
+static void fattn_mad_q8_0(float *out, const void *vrow, size_t dim, float w)
+{
+    const struct blk_q8_0 *vb = vrow;
+    for (size_t b = 0; b < dim / QK8_0; b++) {
+        const float dv = h2f(vb[b].d);
+        for (size_t j = 0; j < QK8_0; j++) {
+            const float x = (float)vb[b].qs[j] * dv; /* dequantize_row_q8_0 */
+            out[b * QK8_0 + j] = fmaf(x, w, out[b * QK8_0 + j]);
+        }
+    }
+}
+
+void kern_ref_fattn_q8_0(float *out, const void *q8, const void *k, size_t k_stride, const void *v, size_t v_stride,
+                         size_t n, size_t dim, float scale)
+{
+    kern_fattn_drive(out, q8, k, k_stride, v, v_stride, n, dim, scale, dot_q8_0, fattn_rescale, fattn_mad_q8_0);
+}

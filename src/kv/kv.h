@@ -1,46 +1,166 @@
-/* kv: the key/value cache of one session: memory only (snapshots come later).
+/* kv: the key/value cache of one session, in one of three element types, and its snapshot files
+ * (kv_snap.c, format in protocol/SNAPSHOT.md).
  *
- * Layout: k is [n_layer][n_ctx][kv_dim] f32 (a position's keys are one row, as q.k reads them).
- * v is transposed like llama.cpp's cache, so that softmax(qk).V walks contiguous cells for each
- * output dim, but in blocks of KV_VBLK positions: [n_layer][n_vblk][kv_dim][KV_VBLK]. Writing
- * position t touches only its block, so like k the cache becomes resident as positions are used
- * (a plain [kv_dim][n_ctx] transpose would touch every page of a long context on the first
- * token). Allocated once at init, so appending a position never allocates. */
+ * Types (chosen per session; what each means numerically is model.c's and kern.h's business):
+ *   KV_F32   4 + 4 bytes per element (K + V), the layout of the llama.cpp references;
+ *   KV_F16   2 + 2 bytes, llama.cpp's default cache type (IEEE half, round to nearest even);
+ *   KV_Q8_0  34/32 + 34/32 bytes: blocks of 32 int8 with an fp16 scale along the head dimension,
+ *            for K and V (needs head_dim % 32 == 0, checked by the model).
+ *
+ * Layout. A position's keys are one row, as q.k reads them: k is [n_layer][n_ctx][k_row bytes]
+ * (k_row = kv_dim elements, or kv_dim/32 Q8_0 blocks). For F32 and F16, v is transposed like
+ * llama.cpp's cache (softmax(qk).V then walks contiguous cells for each output dim), in blocks
+ * of KV_VBLK positions: [n_layer][n_vblk][kv_dim][KV_VBLK] elements. For Q8_0, v is stored like k,
+ * one row of kv_dim/32 blocks per position ([n_layer][n_ctx][v_row bytes]): llama.cpp only runs a
+ * quantized V cache with flash attention, which reads V by position and quantizes it in blocks of
+ * 32 along the head dimension (a transposed Q8_0 V would put 32 positions in a block, which no
+ * kernel of the reference computes). Writing position t touches only its own rows / block, so the
+ * cache becomes resident as positions are used: calloc'd pages cost nothing until touched.
+ * Allocated once at init; appending a position never allocates.
+ *
+ * Memory (kv_mem_bytes), with kv_dim = n_head_kv * head_dim and n_vblk = ceil(n_ctx / 256):
+ *   F32   n_layer * kv_dim * (n_ctx * 4 + n_vblk * 256 * 4)
+ *   F16   n_layer * kv_dim * (n_ctx * 2 + n_vblk * 256 * 2)
+ *   Q8_0  n_layer * (kv_dim / 32) * 34 * (n_ctx + n_ctx)
+ * i.e. n_layer x n_ctx x kv_dim x (K + V bytes per element), V rounded up to whole 256-position
+ * blocks for F32/F16, and Q8_0's fp16 scale per 32 elements. TinyLlama-1.1B (22 layers, kv_dim
+ * 256) at 2048 positions: F32 88 MiB, F16 44 MiB, Q8_0 23.4 MiB. */
 #ifndef LMPIPE_KV_KV_H
 #define LMPIPE_KV_KV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../util/err.h"
+
 #define KV_VBLK 256u /* positions per V block: a multiple of 32 (kern.h's kern_vt), llama.cpp's n_kv step */
+#define KV_QBLK 32u  /* elements per Q8_0 block */
+#define KV_QBLK_BYTES 34u
+
+enum kv_type { KV_F32 = 0, KV_F16 = 1, KV_Q8_0 = 2, KV_TYPE_COUNT_ };
+
+/* "f32", "f16", "q8_0" ("?" for anything else). */
+const char *kv_type_name(int type);
+/* Parse a type name (case-insensitive; also "fp32", "fp16", "q8"). 0 or ERR_INVALID. */
+int kv_type_parse(const char *s, int *out);
+/* Bytes per element of K (or V) of a type, times 32 (exact for Q8_0: 34). 0 for a bad type. */
+uint32_t kv_type_bytes32(int type);
 
 struct kv_cache {
+    int type; /* enum kv_type */
     uint32_t n_layer, n_ctx, kv_dim;
-    float *k; /* [n_layer][n_ctx][kv_dim] */
-    uint32_t n_vblk; /* ceil(n_ctx / KV_VBLK) */
-    float *v;        /* [n_layer][n_vblk][kv_dim][KV_VBLK] */
+    size_t k_row;   /* bytes of one position's K (and, for Q8_0, V) row */
+    uint8_t *k;     /* [n_layer][n_ctx][k_row] */
+    uint32_t n_vblk; /* ceil(n_ctx / KV_VBLK) (F32 / F16) */
+    uint8_t *v;      /* F32/F16: [n_layer][n_vblk][kv_dim][KV_VBLK] elements; Q8_0: [n_layer][n_ctx][k_row] */
 };
 
-/* Bytes kv_init would allocate (0 on overflow). */
+/* Bytes kv_init would allocate (0 for a bad type, kv_dim not fitting Q8_0 blocks, or overflow). */
+uint64_t kv_mem_bytes(int type, uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim);
+/* kv_mem_bytes for F32 (the callers that predate KV types). */
 uint64_t kv_bytes(uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim);
-int kv_init(struct kv_cache *kv, uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim);
+/* 0, ERR_INVALID (bad type; Q8_0 with kv_dim % 32), ERR_OVERFLOW (empty or absurd sizes), ERR_NOMEM. */
+int kv_init(struct kv_cache *kv, int type, uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim);
 void kv_free(struct kv_cache *kv); /* safe on zeroed / partial */
 
+/* K row of position pos (k_row bytes). */
+static inline uint8_t *kv_k_row(const struct kv_cache *kv, uint32_t layer, uint32_t pos)
+{
+    return kv->k + ((size_t)layer * kv->n_ctx + pos) * kv->k_row;
+}
+/* F32 K row (type KV_F32 only). */
 static inline float *kv_k(const struct kv_cache *kv, uint32_t layer, uint32_t pos)
 {
-    return kv->k + ((size_t)layer * kv->n_ctx + pos) * kv->kv_dim;
+    return (float *)(void *)kv_k_row(kv, layer, pos);
 }
-/* V of a layer: dim d of position t at [(t / KV_VBLK) * kv_dim * KV_VBLK + d * KV_VBLK + t % KV_VBLK]
- * (model.c describes it to the kernels as a struct kern_vt). */
-static inline const float *kv_v_layer(const struct kv_cache *kv, uint32_t layer)
+/* Q8_0 V row of position pos (type KV_Q8_0 only). */
+static inline uint8_t *kv_v_row(const struct kv_cache *kv, uint32_t layer, uint32_t pos)
 {
-    return kv->v + (size_t)layer * kv->n_vblk * kv->kv_dim * KV_VBLK;
+    return kv->v + ((size_t)layer * kv->n_ctx + pos) * kv->k_row;
 }
-/* Store the kv_dim values of position pos (a scatter with stride KV_VBLK inside its block). */
-static inline void kv_v_put(const struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *row)
+/* Transposed V of a layer (F32 / F16): element d of position t at index
+ * (t / KV_VBLK) * kv_dim * KV_VBLK + d * KV_VBLK + t % KV_VBLK of this array of 4- or 2-byte cells
+ * (model.c describes it to the kernels as a struct kern_vt / kern_vt_f16). */
+static inline const void *kv_v_layer(const struct kv_cache *kv, uint32_t layer)
 {
-    float *base = kv->v + ((size_t)layer * kv->n_vblk + pos / KV_VBLK) * kv->kv_dim * KV_VBLK + pos % KV_VBLK;
-    for (uint32_t d = 0; d < kv->kv_dim; d++) base[(size_t)d * KV_VBLK] = row[d];
+    return kv->v + (size_t)layer * kv->n_vblk * kv->kv_dim * KV_VBLK * (kv->type == KV_F16 ? 2 : 4);
 }
+/* Store the kv_dim values of position pos into a transposed V (F32: as is; F16: rounded to
+ * nearest even, as ggml's fp32 -> fp16). Not for Q8_0 (the model quantizes into kv_v_row). */
+void kv_v_put(const struct kv_cache *kv, uint32_t layer, uint32_t pos, const float *row);
+/* Copy position src's K and V to position dst in every layer (context shift; the model then
+ * re-rotates K). dst may equal src. */
+void kv_move(const struct kv_cache *kv, uint32_t dst, uint32_t src);
+
+/* ---- snapshots (kv_snap.c; protocol/SNAPSHOT.md is the format) ----
+ *
+ * A snapshot holds the token ids of positions 0..n_tokens-1 of a session and the K and V of
+ * exactly those positions, plus everything needed to refuse it where it does not belong: the
+ * model fingerprint (gguf_fingerprint), the KV type, n_layer, kv_dim, the writer's context size.
+ * Writing is atomic (temporary file beside the target, fsync, rename, fsync of the directory).
+ * Reading is a pure parse over a buffer that validates everything (structure, checksum, then
+ * fit against the session) before anything touches a cache; restoring a parsed snapshot into a
+ * matching cache cannot fail. */
+
+#define KV_SNAP_VERSION 1u
+#define KV_SNAP_HEADER 64u /* bytes of the version-1 header */
+
+/* What the reading session is: a snapshot must match all of it (n_ctx: must hold its tokens). */
+struct kv_snap_expect {
+    uint64_t fingerprint;
+    int kv_type;
+    uint32_t n_layer, kv_dim, n_ctx;
+    uint32_t n_vocab; /* token ids must be below it */
+};
+
+/* A parsed snapshot: a view into the caller's buffer (nothing allocated). */
+struct kv_snap {
+    uint32_t version;
+    uint64_t fingerprint;
+    int kv_type;
+    uint32_t n_ctx; /* the writer's context size */
+    uint32_t n_layer, kv_dim, n_tokens;
+    const uint8_t *tokens; /* [n_tokens] little-endian int32 (may be unaligned: use kv_snap_token) */
+    const uint8_t *data;   /* per layer: K rows of n_tokens positions, then V rows of n_tokens positions */
+    size_t row_bytes;      /* bytes of one position's K (or V) row in the file */
+    uint64_t checksum;
+};
+
+/* Bytes of a snapshot of n_tokens positions (0 on overflow or a bad type). */
+uint64_t kv_snap_size(int kv_type, uint32_t n_layer, uint32_t kv_dim, uint32_t n_tokens);
+
+/* Validate buf[0..len) completely against `expect` (NULL: structure and checksum only). Errors:
+ * ERR_SNAP_CORRUPT (not a snapshot, truncated, trailing bytes, checksum, impossible fields or
+ * token ids), ERR_SNAP_VERSION (a well-formed file of another format version), ERR_SNAP_MODEL
+ * (another model), ERR_SNAP_KV (another KV type, n_layer or kv_dim, or more tokens than the
+ * context holds). ei gets the byte offset and the reason. */
+int kv_snap_parse(const uint8_t *buf, size_t len, const struct kv_snap_expect *expect, struct kv_snap *out,
+                  struct err_info *ei);
+int32_t kv_snap_token(const struct kv_snap *s, uint32_t i);
+/* Length of the common prefix of the snapshot's tokens and toks[0..n). */
+uint32_t kv_snap_common_prefix(const struct kv_snap *s, const int32_t *toks, size_t n);
+/* Copy positions 0..n_cells-1 (n_cells <= s->n_tokens) into kv, which must match what the
+ * snapshot was parsed against (type, n_layer, kv_dim; n_ctx >= n_cells). Cannot fail. */
+void kv_snap_restore(struct kv_cache *kv, const struct kv_snap *s, uint32_t n_cells);
+
+/* Called while a snapshot is written, after each piece, with bytes done and total; a nonzero
+ * return cancels the write (the target is left as it was; ERR_CANCELLED). */
+typedef int (*kv_snap_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
+/* Serialise positions 0..n_tokens-1 of kv with their token ids through `write` (called with
+ * consecutive pieces; nonzero stops with that code). For memory buffers, tests and fuzz seeds.
+ * ERR_INVALID: more tokens than positions, a negative token id, no writer. */
+typedef int (*kv_snap_write_fn)(void *ud, const void *p, size_t n);
+int kv_snap_encode(const struct kv_cache *kv, uint64_t fingerprint, const int32_t *tokens, uint32_t n_tokens,
+                   kv_snap_write_fn write, void *ud, kv_snap_progress_fn progress, void *pud);
+/* Write a snapshot file atomically. Errors: ERR_INVALID (n_tokens > n_ctx), ERR_IO (with the
+ * path and errno text in ei), ERR_CANCELLED; on any error the file at `path` is unchanged. */
+int kv_snap_write(const char *path, const struct kv_cache *kv, uint64_t fingerprint, const int32_t *tokens,
+                  uint32_t n_tokens, kv_snap_progress_fn progress, void *pud, struct err_info *ei);
+/* Read a whole snapshot file into a malloc'd buffer (caller frees), refusing what cannot be one:
+ * a directory or other non-regular file, an unreadable path (ERR_IO with the reason), more than
+ * max_len bytes (ERR_SNAP_KV: too big for this session; 0 = no limit). */
+int kv_snap_read_file(const char *path, uint64_t max_len, uint8_t **buf, size_t *len, struct err_info *ei);
 
 #endif

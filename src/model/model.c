@@ -5,9 +5,12 @@
  *   - RoPE angles are built by repeated float multiplication theta *= base^(-2/n_dims), as
  *     ggml's rope cache does, and positions are divided by the linear scaling factor.
  *   - Weight matmuls convert the activation to the weight's vec_dot type first (kern).
- *   - Attention runs in f32 against an f32 KV cache; softmax sums in double.
+ *   - Attention follows the session's KV type (model.h): f32 scores and softmax over an F32 or
+ *     F16 cache (F16 rounds q and the probabilities to fp16 as ggml does), llama.cpp's flash
+ *     attention kernel and Hadamard rotation over a Q8_0 cache.
+ *   - A context shift re-rotates kept keys by the negative delta, as llama.cpp's K-shift.
  * Invariants: after model_load every tensor pointer the forward pass touches exists, has the
- * shape it expects and a type kern supports; model_forward never allocates. */
+ * shape it expects and a type kern supports; model_forward and model_kv_shift never allocate. */
 #include "model.h"
 
 #include "../util/util.h"
@@ -346,12 +349,7 @@ int model_load(struct model *m, const struct gguf_ctx *g, struct err_info *ei)
     for (uint32_t l = 0; l < hp->n_layer; l++)
         if ((rc = bind_layer(m, l, ei))) goto fail;
     if ((rc = refuse_extra_blocks(m, ei))) goto fail;
-    uint32_t qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
-    m->max_row = hp->n_embd > qd ? hp->n_embd : qd;
-    if (hp->n_ff > m->max_row) m->max_row = hp->n_ff;
-    m->max_out = m->max_row;
-    if (2 * hp->n_ff > m->max_out) m->max_out = 2 * hp->n_ff;
-    if (qd + 2 * kvd > m->max_out) m->max_out = qd + 2 * kvd;
+    m->fingerprint = gguf_fingerprint(g);
     return 0;
 fail:
     model_free(m);
@@ -403,46 +401,129 @@ static size_t act_cap_for(const struct model *m)
     return (cap + 63) & ~(size_t)63; /* each row's activation starts on a cache line */
 }
 
-uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx)
+/* Every size a state of this model needs, computed once for model_state_init_kv and
+ * model_state_bytes_kv so the two cannot disagree. Element counts unless named _bytes. */
+struct state_layout {
+    uint32_t n_ctx;
+    size_t qd, kvd, xbs, tms, hbs;
+    size_t n_qkv, n_hb2;     /* 0 when the architecture does not use the buffer */
+    size_t n_att;            /* score row per slot (0 for Q8_0: flash attention needs none) */
+    size_t ascr_stride;      /* bytes per attention slot of q / probabilities in the cache type */
+    size_t act_stride;       /* bytes per prepared activation row */
+    uint32_t rot_k, rot_v;
+};
+
+static int state_layout(const struct model *m, uint32_t n_ctx, int kv_type, struct state_layout *L,
+                        struct err_info *ei)
 {
     const struct model_hparams *hp = &m->hp;
+    memset(L, 0, sizeof *L);
     if (n_ctx == 0 || n_ctx > hp->n_ctx_train) n_ctx = hp->n_ctx_train;
-    uint64_t qd = (uint64_t)hp->n_head * hp->head_dim;
-    uint64_t qkv = qd + 2ull * hp->n_head_kv * hp->head_dim;
-    uint64_t per_tok = hp->n_embd + m->max_row + qd + qkv + 3ull * hp->n_ff + m->max_out;
-    uint64_t floats = MODEL_BATCH * per_tok + (uint64_t)MODEL_ATT_SLOTS * n_ctx + hp->n_vocab;
-    return kv_bytes(hp->n_layer, n_ctx, hp->n_head_kv * hp->head_dim) + floats * sizeof(float) +
-           (uint64_t)MODEL_BATCH * act_cap_for(m);
+    L->n_ctx = n_ctx;
+    uint32_t hd = hp->head_dim;
+    L->qd = (size_t)hp->n_head * hd;
+    L->kvd = (size_t)hp->n_head_kv * hd;
+    L->xbs = hp->n_embd > L->qd ? hp->n_embd : L->qd;
+    L->tms = hp->n_embd > L->kvd ? hp->n_embd : L->kvd;
+    L->hbs = m->desc->fused_gate_up ? 2 * (size_t)hp->n_ff : hp->n_ff;
+    L->n_hb2 = m->desc->fused_gate_up ? 0 : hp->n_ff;
+    L->n_qkv = m->desc->fused_qkv ? L->qd + 2 * L->kvd : 0;
+    L->act_stride = act_cap_for(m);
+    switch (kv_type) {
+    case KV_F32: L->n_att = n_ctx; break;
+    case KV_F16: /* q in fp16, then the probabilities in fp16 */
+        L->n_att = n_ctx;
+        L->ascr_stride = ((hd + (size_t)n_ctx) * 2 + 63) & ~(size_t)63;
+        break;
+    case KV_Q8_0:
+        if (hd % KV_QBLK)
+            return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
+                           "a Q8_0 KV cache needs a head size that is a multiple of 32 (this model's is %u)", hd);
+        L->ascr_stride = ((hd / KV_QBLK) * KV_QBLK_BYTES + 63) & ~(size_t)63;
+        if (hd % 64 == 0) { /* llama.cpp's attn_rot_k / attn_rot_v */
+            L->rot_v = 64;
+            for (L->rot_k = 64; hd % (2 * L->rot_k) == 0;) L->rot_k *= 2;
+        }
+        break;
+    default: return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "unknown KV cache type %d", kv_type);
+    }
+    return 0;
+}
+
+uint64_t model_state_bytes_kv(const struct model *m, uint32_t n_ctx, int kv_type)
+{
+    const struct model_hparams *hp = &m->hp;
+    struct state_layout L;
+    if (state_layout(m, n_ctx, kv_type, &L, NULL)) return 0;
+    uint64_t kv = kv_mem_bytes(kv_type, hp->n_layer, L.n_ctx, (uint32_t)L.kvd);
+    if (!kv) return 0;
+    uint64_t per_tok = hp->n_embd + L.xbs + L.qd + L.kvd + L.n_qkv + L.hbs + L.n_hb2 + L.tms;
+    uint64_t floats = MODEL_BATCH * per_tok + (uint64_t)MODEL_ATT_SLOTS * L.n_att + hp->n_vocab;
+    return kv + floats * sizeof(float) + (uint64_t)MODEL_ATT_SLOTS * L.ascr_stride +
+           (uint64_t)MODEL_BATCH * L.act_stride;
+}
+
+uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx)
+{
+    return model_state_bytes_kv(m, n_ctx, KV_F32);
+}
+
+/* calloc(n, size), or NULL without allocating when n == 0 (an unused buffer). */
+static void *calloc_opt(size_t n, size_t size, bool *fail)
+{
+    if (!n) return NULL;
+    void *p = calloc(n, size);
+    if (!p) *fail = true;
+    return p;
+}
+
+int model_state_init_kv(struct model_state *st, const struct model *m, uint32_t n_ctx, int kv_type,
+                        struct kern_pool *pool, struct err_info *ei)
+{
+    memset(st, 0, sizeof *st);
+    const struct model_hparams *hp = &m->hp;
+    struct state_layout L;
+    int rc = state_layout(m, n_ctx, kv_type, &L, ei);
+    if (rc) return rc;
+    st->n_ctx = L.n_ctx;
+    st->kv_type = kv_type;
+    st->rot_k = L.rot_k;
+    st->rot_v = L.rot_v;
+    st->pool = pool;
+    rc = kv_init(&st->kv, kv_type, hp->n_layer, L.n_ctx, (uint32_t)L.kvd);
+    if (rc)
+        return err_set(ei, rc, ERR_NO_OFFSET, "cannot allocate the %s KV cache for %u positions",
+                       kv_type_name(kv_type), L.n_ctx);
+    size_t B = MODEL_BATCH;
+    bool fail = false;
+    st->xbs = L.xbs;
+    st->tms = L.tms;
+    st->hbs = L.hbs;
+    st->x = calloc_opt(B * hp->n_embd, sizeof(float), &fail);
+    st->xb = calloc_opt(B * L.xbs, sizeof(float), &fail);
+    st->q = calloc_opt(B * L.qd, sizeof(float), &fail);
+    st->kb = calloc_opt(B * L.kvd, sizeof(float), &fail);
+    st->qkv = calloc_opt(B * L.n_qkv, sizeof(float), &fail);
+    st->att = calloc_opt((size_t)MODEL_ATT_SLOTS * L.n_att, sizeof(float), &fail);
+    st->ascr_stride = L.ascr_stride;
+    st->ascr = calloc_opt(MODEL_ATT_SLOTS, L.ascr_stride, &fail);
+    st->hb = calloc_opt(B * L.hbs, sizeof(float), &fail);
+    st->hb2 = calloc_opt(B * L.n_hb2, sizeof(float), &fail);
+    st->tmp = calloc_opt(B * L.tms, sizeof(float), &fail);
+    st->logits = calloc_opt(hp->n_vocab, sizeof(float), &fail);
+    st->act_stride = L.act_stride;
+    st->act = calloc_opt(B, st->act_stride ? st->act_stride : 64, &fail);
+    if (fail) {
+        model_state_free(st);
+        return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for model state");
+    }
+    return 0;
 }
 
 int model_state_init(struct model_state *st, const struct model *m, uint32_t n_ctx,
                      struct kern_pool *pool, struct err_info *ei)
 {
-    memset(st, 0, sizeof *st);
-    const struct model_hparams *hp = &m->hp;
-    if (n_ctx == 0 || n_ctx > hp->n_ctx_train) n_ctx = hp->n_ctx_train;
-    st->n_ctx = n_ctx;
-    st->pool = pool;
-    int rc = kv_init(&st->kv, hp->n_layer, n_ctx, hp->n_head_kv * hp->head_dim);
-    if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "cannot allocate the KV cache for %u positions", n_ctx);
-    size_t B = MODEL_BATCH, qd = (size_t)hp->n_head * hp->head_dim;
-    st->x = calloc(B * hp->n_embd, sizeof(float));
-    st->xb = calloc(B * m->max_row, sizeof(float));
-    st->q = calloc(B * qd, sizeof(float));
-    st->qkv = calloc(B * (qd + 2 * (size_t)hp->n_head_kv * hp->head_dim), sizeof(float));
-    st->att = calloc((size_t)MODEL_ATT_SLOTS * n_ctx, sizeof(float));
-    st->hb = calloc(B * 2 * (size_t)hp->n_ff, sizeof(float));
-    st->hb2 = calloc(B * hp->n_ff, sizeof(float));
-    st->tmp = calloc(B * m->max_out, sizeof(float));
-    st->logits = calloc(hp->n_vocab, sizeof(float));
-    st->act_stride = act_cap_for(m);
-    st->act = calloc(B, st->act_stride ? st->act_stride : 64);
-    if (!st->x || !st->xb || !st->q || !st->qkv || !st->att || !st->hb || !st->hb2 || !st->tmp ||
-        !st->logits || !st->act) {
-        model_state_free(st);
-        return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for model state");
-    }
-    return 0;
+    return model_state_init_kv(st, m, n_ctx, KV_F32, pool, ei);
 }
 
 void model_state_free(struct model_state *st)
@@ -452,14 +533,27 @@ void model_state_free(struct model_state *st)
     free(st->x);
     free(st->xb);
     free(st->q);
+    free(st->kb);
     free(st->qkv);
     free(st->att);
+    free(st->ascr);
     free(st->hb);
     free(st->hb2);
     free(st->tmp);
     free(st->logits);
     free(st->act);
     memset(st, 0, sizeof *st);
+}
+
+void model_snap_expect(const struct model *m, const struct model_state *st, struct kv_snap_expect *x)
+{
+    memset(x, 0, sizeof *x);
+    x->fingerprint = m->fingerprint;
+    x->kv_type = st->kv_type;
+    x->n_layer = st->kv.n_layer;
+    x->kv_dim = st->kv.kv_dim;
+    x->n_ctx = st->n_ctx;
+    x->n_vocab = m->hp.n_vocab;
 }
 
 /* ---- forward ---- */
@@ -496,8 +590,9 @@ static void matmul(const struct model_state *st, const struct gguf_tensor *w, ui
 
 /* Rotate one head in place. NORM rotates adjacent pairs, NEOX the halves. The angle of pair i is
  * pos * base^(-2i/rope_dim) built by repeated multiplication (ggml's rope cache), divided by the
- * linear scale and by the optional per-pair frequency factor. */
-static void rope_head(float *v, uint32_t rope_dim, uint32_t pos, float base, float scale,
+ * linear scale and by the optional per-pair frequency factor. pos is signed: a context shift
+ * rotates by a negative delta, as llama.cpp's K-shift does. */
+static void rope_head(float *v, uint32_t rope_dim, int32_t pos, float base, float scale,
                       const float *freq_factors, int type)
 {
     float theta_scale = powf(base, -2.0f / (float)rope_dim);
@@ -515,6 +610,49 @@ static void rope_head(float *v, uint32_t rope_dim, uint32_t pos, float base, flo
     }
 }
 
+/* RoPE of every head of a row of n_heads heads, with layer l's base and scaling. */
+static void rope_row(const struct model *m, uint32_t l, float *row, uint32_t n_heads, int32_t pos)
+{
+    const struct model_hparams *hp = &m->hp;
+    const struct model_layer *L = &m->layers[l];
+    /* SWA layers (gemma3) use their own base and no linear scaling */
+    float base = L->swa ? hp->rope_base_swa : hp->rope_base;
+    float rscale = L->swa ? 1.0f : hp->rope_scale;
+    const float *ff = m->rope_freqs ? m->rope_freqs->data : NULL;
+    for (uint32_t h = 0; h < n_heads; h++)
+        rope_head(row + (size_t)h * hp->head_dim, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
+}
+
+/* llama.cpp's Hadamard rotation of a row for a quantized cache: chunks of `chunk` (a power of
+ * two dividing head_dim, so no chunk straddles heads); 0 means none. */
+static void hadamard_row(float *row, size_t n, uint32_t chunk)
+{
+    if (!chunk) return;
+    for (size_t i = 0; i < n; i += chunk) kern_fwht_f32(row + i, chunk);
+}
+
+/* Store position pos's K row (rotated when the cache says so) and V row in the cache's type. */
+static void kv_store(struct model_state *st, uint32_t l, uint32_t pos, float *k, float *v)
+{
+    struct kv_cache *kv = &st->kv;
+    switch (kv->type) {
+    case KV_F32:
+        memcpy(kv_k(kv, l, pos), k, kv->kv_dim * sizeof(float));
+        kv_v_put(kv, l, pos, v);
+        break;
+    case KV_F16: /* ggml's fp32 -> fp16 (round to nearest even) */
+        kern_act_prepare(BLK_T_F16, k, kv_k_row(kv, l, pos), kv->kv_dim);
+        kv_v_put(kv, l, pos, v);
+        break;
+    case KV_Q8_0: /* quantize_row_q8_0, as ggml_set_rows into a Q8_0 tensor */
+        hadamard_row(k, kv->kv_dim, st->rot_k);
+        hadamard_row(v, kv->kv_dim, st->rot_v);
+        kern_act_prepare(BLK_T_Q8_0, k, kv_k_row(kv, l, pos), kv->kv_dim);
+        kern_act_prepare(BLK_T_Q8_0, v, kv_v_row(kv, l, pos), kv->kv_dim);
+        break;
+    }
+}
+
 struct attn_job {
     const struct model *m;
     struct model_state *st;
@@ -524,17 +662,55 @@ struct attn_job {
     size_t out_stride;
 };
 
+/* One (row, head) pair over a float cache (F32 or F16): scores, softmax, softmax.V. llama.cpp
+ * sees a score row of n_pad cells (its KV size padded to 256); cells outside the window are
+ * masked. Reproducing the row layout reproduces its summation groups. */
+static void attn_pair_float(const struct attn_job *j, float *att, uint8_t *scr, const float *q, uint32_t kvh,
+                            uint32_t first, uint32_t n, float scale, float *o)
+{
+    const struct model_state *st = j->st;
+    const struct kv_cache *kv = &st->kv;
+    uint32_t hd = j->m->hp.head_dim;
+    size_t n_pad = ((size_t)n + 255) / 256 * 256;
+    unsigned order = j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
+    for (uint32_t t = 0; t < first; t++) att[t] = -INFINITY;
+    if (kv->type == KV_F32) {
+        kern_dot_f32_rows(att + first, q, kv_k(kv, j->layer, first) + (size_t)kvh * hd, kv->kv_dim, hd, n - first);
+    } else { /* q rounded to fp16 as ggml converts src1 to F16's vec_dot type */
+        uint16_t *q16 = (uint16_t *)(void *)scr;
+        kern_act_prepare(BLK_T_F16, q, q16, hd);
+        const uint16_t *k16 = (const uint16_t *)(const void *)kv_k_row(kv, j->layer, first) + (size_t)kvh * hd;
+        kern_dot_f16_rows(att + first, q16, k16, kv->kv_dim, hd, n - first, order);
+    }
+    for (uint32_t t = first; t < n; t++) att[t] *= scale;
+    kern_softmax_f32(att, n, n_pad);
+    const size_t blk_stride = (size_t)kv->kv_dim * KV_VBLK;
+    if (kv->type == KV_F32) {
+        const struct kern_vt vt = {(const float *)kv_v_layer(kv, j->layer) + (size_t)kvh * hd * KV_VBLK, KV_VBLK,
+                                   KV_VBLK, blk_stride};
+        kern_wsum_f32(o, att, &vt, n, n_pad, hd, order);
+    } else { /* the probabilities rounded to fp16 likewise */
+        uint16_t *p16 = (uint16_t *)(void *)scr + hd;
+        kern_act_prepare(BLK_T_F16, att, p16, n);
+        const struct kern_vt_f16 vt = {(const uint16_t *)kv_v_layer(kv, j->layer) + (size_t)kvh * hd * KV_VBLK,
+                                       KV_VBLK, KV_VBLK, blk_stride};
+        kern_wsum_f16(o, p16, &vt, n, n_pad, hd, order);
+    }
+}
+
 /* Task k computes the (row, head) pairs k, k + n_tasks, ... entirely by itself, with its own
- * score row, so the result of every pair is independent of the scheduling. */
+ * score row and scratch, so the result of every pair is independent of the scheduling. */
 static void attn_task(void *arg, int task, int n_tasks)
 {
     struct attn_job *j = arg;
     const struct model_hparams *hp = &j->m->hp;
     struct model_state *st = j->st;
+    const struct kv_cache *kv = &st->kv;
     uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     size_t qd = (size_t)hp->n_head * hd;
     float scale = j->m->desc->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
-    float *att = st->att + (size_t)task * st->n_ctx;
+    float *att = st->att ? st->att + (size_t)task * st->n_ctx : NULL;
+    uint8_t *scr = st->ascr ? st->ascr + (size_t)task * st->ascr_stride : NULL;
     uint32_t pairs = j->n * hp->n_head;
     for (uint32_t pr = (uint32_t)task; pr < pairs; pr += (uint32_t)n_tasks) {
         uint32_t row = pr / hp->n_head, h = pr % hp->n_head;
@@ -542,20 +718,16 @@ static void attn_task(void *arg, int task, int n_tasks)
         uint32_t first = (j->swa && pos >= hp->n_swa) ? pos - hp->n_swa + 1 : 0;
         const float *q = st->q + row * qd + (size_t)h * hd;
         uint32_t kvh = h / group;
-        /* llama.cpp sees a score row of n_pad cells (its KV size padded to 256); cells outside the
-         * window are masked. Reproducing the row layout reproduces its summation groups. */
-        uint32_t n = pos + 1;
-        size_t n_pad = ((size_t)n + 255) / 256 * 256;
-        for (uint32_t t = 0; t < first; t++) att[t] = -INFINITY;
-        kern_dot_f32_rows(att + first, q, kv_k(&st->kv, j->layer, first) + (size_t)kvh * hd, st->kv.kv_dim, hd,
-                          n - first);
-        for (uint32_t t = first; t < n; t++) att[t] *= scale;
-        kern_softmax_f32(att, n, n_pad);
         float *o = j->out + row * j->out_stride + (size_t)h * hd;
-        const struct kern_vt vt = {kv_v_layer(&st->kv, j->layer) + (size_t)kvh * hd * KV_VBLK, KV_VBLK, KV_VBLK,
-                                   (size_t)st->kv.kv_dim * KV_VBLK};
-        kern_wsum_f32(o, att, &vt, n, n_pad,
-                      hd, j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT);
+        if (kv->type != KV_Q8_0) {
+            attn_pair_float(j, att, scr, q, kvh, first, pos + 1, scale, o);
+            continue;
+        }
+        /* flash attention over the visible cells first..pos (masked cells are skipped) */
+        kern_act_prepare(BLK_T_Q8_0, q, scr, hd);
+        size_t head_off = (size_t)kvh * (hd / KV_QBLK) * KV_QBLK_BYTES;
+        kern_fattn_q8_0(o, scr, kv_k_row(kv, j->layer, first) + head_off, kv->k_row,
+                        kv_v_row(kv, j->layer, first) + head_off, kv->k_row, pos + 1 - first, hd, scale);
     }
 }
 
@@ -590,9 +762,106 @@ static void add_bias(float *y, const struct gguf_tensor *b, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += bb[i];
 }
 
-/* One function on purpose: a layer's steps (norm, q/k/v, RoPE, V scatter, attention, FFN)
- * read top to bottom in the order of the llama.cpp graph they reproduce bit for bit, and share a
- * dozen local sizes and strides; the attention and FFN blocks are where it would split. */
+/* Layer l's q, k, v for the batch: the projections (st->xb holds the normed inputs), biases,
+ * q/k norms, RoPE, q's prescale and Hadamard rotation, then K and V of each position into the
+ * cache. */
+static void layer_qkv(const struct model *m, struct model_state *st, uint32_t l, uint32_t pos0, uint32_t n)
+{
+    const struct model_hparams *hp = &m->hp;
+    const struct model_arch_desc *d = m->desc;
+    const struct model_layer *L = &m->layers[l];
+    uint32_t hd = hp->head_dim;
+    size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd, qkvd = qd + 2 * kvd;
+    size_t xbs = st->xbs, tms = st->tms;
+    float *krows = st->kb, *vrows = st->tmp; /* row of token t at t * krs / t * vrs */
+    size_t krs = kvd, vrs = tms;
+    if (d->fused_qkv) {
+        prepare(st, L->wqkv, st->xb, xbs, n);
+        matmul(st, L->wqkv, n, st->qkv, qkvd);
+        for (uint32_t t = 0; t < n; t++) memcpy(st->q + t * qd, st->qkv + t * qkvd, qd * sizeof(float));
+        krows = st->qkv + qd;
+        vrows = st->qkv + qd + kvd;
+        krs = vrs = qkvd;
+    } else {
+        prepare(st, L->wq, st->xb, xbs, n);
+        matmul(st, L->wq, n, st->q, qd);
+        if (L->wk->type != L->wq->type) prepare(st, L->wk, st->xb, xbs, n);
+        matmul(st, L->wk, n, st->kb, kvd);
+        if (L->wv->type != L->wk->type) prepare(st, L->wv, st->xb, xbs, n);
+        matmul(st, L->wv, n, st->tmp, tms);
+    }
+    for (uint32_t t = 0; t < n; t++) {
+        uint32_t pos = pos0 + t;
+        float *q = st->q + t * qd, *kc = krows + t * krs, *vc = vrows + t * vrs;
+        if (d->qkv_bias) {
+            add_bias(q, L->bq, qd);
+            add_bias(kc, L->bk, kvd);
+            add_bias(vc, L->bv, kvd);
+        }
+        if (d->qk_norm) {
+            for (uint32_t h = 0; h < hp->n_head; h++)
+                rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm->data, hd, hp->rms_eps);
+            for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                rmsnorm(kc + (size_t)h * hd, kc + (size_t)h * hd, L->k_norm->data, hd, hp->rms_eps);
+        }
+        rope_row(m, l, q, hp->n_head, (int32_t)pos);
+        rope_row(m, l, kc, hp->n_head_kv, (int32_t)pos);
+        if (d->q_prescale) {
+            float qs = 1.0f / sqrtf((float)hd);
+            for (size_t i = 0; i < qd; i++) q[i] *= qs;
+        }
+        hadamard_row(q, qd, st->rot_k);
+        kv_store(st, l, pos, kc, vc);
+    }
+}
+
+/* x[t] += o[t] for the batch's block outputs o in st->tmp, after the optional post-norm (gemma3). */
+static void residual_add(const struct model *m, struct model_state *st, const struct gguf_tensor *post_norm,
+                         uint32_t n)
+{
+    uint32_t ne = m->hp.n_embd;
+    for (uint32_t t = 0; t < n; t++) {
+        float *o = st->tmp + t * st->tms, *x = st->x + (size_t)t * ne;
+        if (post_norm) rmsnorm(o, o, post_norm->data, ne, m->hp.rms_eps);
+        for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
+    }
+}
+
+/* Layer l's FFN on the batch, from the normed inputs in st->xb into the residual streams. */
+static void layer_ffn(const struct model *m, struct model_state *st, uint32_t l, uint32_t n)
+{
+    const struct model_hparams *hp = &m->hp;
+    const struct model_arch_desc *d = m->desc;
+    const struct model_layer *L = &m->layers[l];
+    uint32_t nff = hp->n_ff;
+    size_t xbs = st->xbs, tms = st->tms, gs = st->hbs; /* gs: row stride of gate */
+    float *up = st->hb2;
+    size_t us = nff;
+    if (d->fused_gate_up) {
+        prepare(st, L->w_up, st->xb, xbs, n);
+        matmul(st, L->w_up, n, st->hb, gs); /* [gate | up] per row */
+        up = st->hb + nff;
+        us = gs;
+    } else {
+        prepare(st, L->w_gate, st->xb, xbs, n);
+        matmul(st, L->w_gate, n, st->hb, gs);
+        if (L->w_up->type != L->w_gate->type) prepare(st, L->w_up, st->xb, xbs, n);
+        matmul(st, L->w_up, n, up, us);
+    }
+    for (uint32_t t = 0; t < n; t++) {
+        float *g = st->hb + t * gs;
+        const float *u = up + t * us;
+        if (d->gelu) {
+            for (uint32_t i = 0; i < nff; i++) g[i] = gelu_ggml(g[i]) * u[i];
+        } else {
+            kern_swiglu_f32(g, g, u, nff);
+        }
+    }
+    prepare(st, L->w_down, st->hb, gs, n);
+    matmul(st, L->w_down, n, st->tmp, tms);
+    residual_add(m, st, d->post_norms ? L->post_ffn_norm : NULL, n);
+}
+
 int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
                         uint32_t n, uint32_t pos0, int logits, model_logits_fn cb, void *ud)
 {
@@ -602,105 +871,26 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
     if (pos0 >= st->n_ctx || n > st->n_ctx - pos0) return ERR_CONTEXT;
     for (uint32_t t = 0; t < n; t++)
         if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab) return ERR_RANGE;
-    uint32_t hd = hp->head_dim, ne = hp->n_embd, nff = hp->n_ff;
-    size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)hp->n_head_kv * hd, qkvd = qd + 2 * kvd;
-    size_t xbs = m->max_row, tms = m->max_out;
+    uint32_t ne = hp->n_embd;
+    size_t qd = (size_t)hp->n_head * hp->head_dim, xbs = st->xbs, tms = st->tms;
     int rc;
     for (uint32_t t = 0; t < n; t++)
         if ((rc = embed(m, tokens[t], st->x + (size_t)t * ne))) return rc;
-    const float *ff = m->rope_freqs ? m->rope_freqs->data : NULL;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
         for (uint32_t t = 0; t < n; t++)
             rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->attn_norm->data, ne, hp->rms_eps);
-        if (d->fused_qkv) {
-            prepare(st, L->wqkv, st->xb, xbs, n);
-            matmul(st, L->wqkv, n, st->qkv, qkvd);
-            for (uint32_t t = 0; t < n; t++) {
-                const float *r = st->qkv + t * qkvd;
-                memcpy(st->q + t * qd, r, qd * sizeof(float));
-                memcpy(kv_k(&st->kv, l, pos0 + t), r + qd, kvd * sizeof(float));
-            }
-        } else {
-            /* K and V rows of consecutive positions are contiguous in the cache */
-            prepare(st, L->wq, st->xb, xbs, n);
-            matmul(st, L->wq, n, st->q, qd);
-            if (L->wk->type != L->wq->type) prepare(st, L->wk, st->xb, xbs, n);
-            matmul(st, L->wk, n, kv_k(&st->kv, l, pos0), kvd);
-            if (L->wv->type != L->wk->type) prepare(st, L->wv, st->xb, xbs, n);
-            matmul(st, L->wv, n, st->tmp, tms); /* V rows go to the transposed cache below */
-        }
-        /* V row of token t, before it is scattered into the cache */
-        float *vrows = d->fused_qkv ? st->qkv + qd + kvd : st->tmp;
-        size_t vrs = d->fused_qkv ? qkvd : tms;
-        /* SWA layers (gemma3) use their own base and no linear scaling */
-        float base = L->swa ? hp->rope_base_swa : hp->rope_base;
-        float rscale = L->swa ? 1.0f : hp->rope_scale;
-        for (uint32_t t = 0; t < n; t++) {
-            uint32_t pos = pos0 + t;
-            float *q = st->q + t * qd, *kc = kv_k(&st->kv, l, pos), *vc = vrows + t * vrs;
-            if (d->qkv_bias) {
-                add_bias(q, L->bq, qd);
-                add_bias(kc, L->bk, kvd);
-                add_bias(vc, L->bv, kvd);
-            }
-            if (d->qk_norm) {
-                for (uint32_t h = 0; h < hp->n_head; h++)
-                    rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm->data, hd, hp->rms_eps);
-                for (uint32_t h = 0; h < hp->n_head_kv; h++)
-                    rmsnorm(kc + (size_t)h * hd, kc + (size_t)h * hd, L->k_norm->data, hd, hp->rms_eps);
-            }
-            for (uint32_t h = 0; h < hp->n_head; h++)
-                rope_head(q + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
-            for (uint32_t h = 0; h < hp->n_head_kv; h++)
-                rope_head(kc + (size_t)h * hd, hp->rope_dim, pos, base, rscale, ff, hp->rope_type);
-            if (d->q_prescale) {
-                float qs = 1.0f / sqrtf((float)hd);
-                for (size_t i = 0; i < qd; i++) q[i] *= qs;
-            }
-            kv_v_put(&st->kv, l, pos, vc);
-        }
+        layer_qkv(m, st, l, pos0, n);
         struct attn_job job = {m, st, l, pos0, n, L->swa, st->xb, xbs};
         uint32_t pairs = n * hp->n_head;
         kern_pool_run(st->pool, attn_task, &job, (int)(pairs < MODEL_ATT_SLOTS ? pairs : MODEL_ATT_SLOTS));
+        for (uint32_t t = 0; t < n; t++) hadamard_row(st->xb + t * xbs, qd, st->rot_v); /* undo v's */
         prepare(st, L->wo, st->xb, xbs, n);
         matmul(st, L->wo, n, st->tmp, tms);
-        for (uint32_t t = 0; t < n; t++) {
-            float *o = st->tmp + t * tms, *x = st->x + (size_t)t * ne;
-            if (d->post_norms) rmsnorm(o, o, L->post_attn_norm->data, ne, hp->rms_eps);
-            for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
-            rmsnorm(st->xb + t * xbs, x, L->ffn_norm->data, ne, hp->rms_eps);
-        }
-        size_t gs = d->fused_gate_up ? 2 * (size_t)nff : nff; /* row stride of gate */
-        float *up = st->hb2;
-        size_t us = nff;
-        if (d->fused_gate_up) {
-            prepare(st, L->w_up, st->xb, xbs, n);
-            matmul(st, L->w_up, n, st->hb, gs); /* [gate | up] per row */
-            up = st->hb + nff;
-            us = gs;
-        } else {
-            prepare(st, L->w_gate, st->xb, xbs, n);
-            matmul(st, L->w_gate, n, st->hb, gs);
-            if (L->w_up->type != L->w_gate->type) prepare(st, L->w_up, st->xb, xbs, n);
-            matmul(st, L->w_up, n, up, us);
-        }
-        for (uint32_t t = 0; t < n; t++) {
-            float *g = st->hb + t * gs;
-            const float *u = up + t * us;
-            if (d->gelu) {
-                for (uint32_t i = 0; i < nff; i++) g[i] = gelu_ggml(g[i]) * u[i];
-            } else {
-                kern_swiglu_f32(g, g, u, nff);
-            }
-        }
-        prepare(st, L->w_down, st->hb, gs, n);
-        matmul(st, L->w_down, n, st->tmp, tms);
-        for (uint32_t t = 0; t < n; t++) {
-            float *o = st->tmp + t * tms, *x = st->x + (size_t)t * ne;
-            if (d->post_norms) rmsnorm(o, o, L->post_ffn_norm->data, ne, hp->rms_eps);
-            for (uint32_t i = 0; i < ne; i++) x[i] += o[i];
-        }
+        residual_add(m, st, d->post_norms ? L->post_attn_norm : NULL, n);
+        for (uint32_t t = 0; t < n; t++)
+            rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->ffn_norm->data, ne, hp->rms_eps);
+        layer_ffn(m, st, l, n);
     }
     if (logits == MODEL_LOGITS_NONE) return 0;
     for (uint32_t t = logits == MODEL_LOGITS_ALL ? 0 : n - 1; t < n; t++) {
@@ -713,6 +903,47 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
         }
         if (logits == MODEL_LOGITS_ALL && cb && (rc = cb(ud, t, st->logits))) return rc;
     }
+    return 0;
+}
+
+/* Rotate the K row of position pos in layer l by delta positions, in the cache's type, as
+ * llama.cpp's build_rope_shift: F32 in place; F16 through f32 and back (rounded to nearest even);
+ * Q8_0 dequantized, its Hadamard rotation undone, rotated, the rotation redone, requantized.
+ * row: kv_dim floats of scratch. */
+static void shift_k_row(const struct model *m, struct model_state *st, uint32_t l, uint32_t pos, int32_t delta,
+                        float *row)
+{
+    struct kv_cache *kv = &st->kv;
+    uint32_t n_kv = m->hp.n_head_kv;
+    switch (kv->type) {
+    case KV_F32:
+        rope_row(m, l, kv_k(kv, l, pos), n_kv, delta);
+        break;
+    case KV_F16:
+        kern_dequant_row(BLK_T_F16, kv_k_row(kv, l, pos), row, kv->kv_dim);
+        rope_row(m, l, row, n_kv, delta);
+        kern_act_prepare(BLK_T_F16, row, kv_k_row(kv, l, pos), kv->kv_dim);
+        break;
+    case KV_Q8_0:
+        kern_dequant_row(BLK_T_Q8_0, kv_k_row(kv, l, pos), row, kv->kv_dim);
+        hadamard_row(row, kv->kv_dim, st->rot_k);
+        rope_row(m, l, row, n_kv, delta);
+        hadamard_row(row, kv->kv_dim, st->rot_k);
+        kern_act_prepare(BLK_T_Q8_0, row, kv_k_row(kv, l, pos), kv->kv_dim);
+        break;
+    }
+}
+
+int model_kv_shift(const struct model *m, struct model_state *st, uint32_t n_past, uint32_t keep,
+                   uint32_t n_discard)
+{
+    if (n_past > st->n_ctx || keep > n_past || n_discard > n_past - keep) return ERR_INVALID;
+    if (n_discard == 0) return 0;
+    uint32_t n_keep_after = n_past - keep - n_discard;
+    if (n_discard > (uint32_t)INT32_MAX) return ERR_INVALID;
+    for (uint32_t i = 0; i < n_keep_after; i++) kv_move(&st->kv, keep + i, keep + n_discard + i);
+    for (uint32_t l = 0; l < m->hp.n_layer; l++)
+        for (uint32_t i = 0; i < n_keep_after; i++) shift_k_row(m, st, l, keep + i, -(int32_t)n_discard, st->kb);
     return 0;
 }
 

@@ -87,8 +87,7 @@ struct model {
     const struct gguf_tensor *tok_embd, *output_norm, *output;
     const struct gguf_tensor *rope_freqs; /* optional [rope_dim/2] frequency divisors (Llama 3) */
     struct model_layer *layers; /* [n_layer] */
-    uint32_t max_row; /* longest matmul input length, for activation scratch */
-    uint32_t max_out; /* longest matmul output length */
+    uint64_t fingerprint; /* gguf_fingerprint of the file: what snapshots are checked against */
 };
 
 /* Bind an already parsed GGUF (borrowed: it must outlive the model). */
@@ -105,29 +104,48 @@ const char *model_arch_name(int arch);
  * with its own score scratch row. */
 #define MODEL_ATT_SLOTS 16
 
+/* How attention runs for each KV type (kv.h has the layouts, kern.h the exact arithmetic):
+ *   KV_F32, KV_F16: llama.cpp with flash attention off (scores, softmax, softmax.V over the
+ *     transposed V); F16 rounds q and the probabilities to fp16 as ggml does;
+ *   KV_Q8_0: llama.cpp's flash-attention kernel (the only way 34af94cd runs a quantized V), and,
+ *     when head_dim % 64 == 0, its Walsh-Hadamard rotation of q, k, v and of the attention output
+ *     (in chunks of the largest power of two dividing head_dim for q/k, of 64 for v), which
+ *     spreads outliers before the 8-bit rounding and cancels out exactly in exact arithmetic.
+ * Memory per session: model_state_bytes_kv. */
 struct model_state {
     uint32_t n_ctx;
+    int kv_type;            /* enum kv_type */
+    uint32_t rot_k, rot_v;  /* Hadamard chunk of q/k and of v/output (0: no rotation) */
     struct kv_cache kv;
     struct kern_pool *pool; /* borrowed, may be NULL */
+    size_t xbs, tms, hbs;   /* row strides of xb, tmp, hb (see below) */
     float *x;      /* [MODEL_BATCH][n_embd] residual streams */
-    float *xb;     /* [MODEL_BATCH][max_row] normed input / attention output */
+    float *xb;     /* [MODEL_BATCH][xbs = max(n_embd, n_head*head_dim)] normed input / attention output */
     float *q;      /* [MODEL_BATCH][n_head * head_dim] */
-    float *qkv;    /* [MODEL_BATCH][n_head*head_dim + 2*n_head_kv*head_dim] fused output (phi3) */
-    float *att;    /* [MODEL_ATT_SLOTS][n_ctx] attention scores */
-    float *hb;     /* [MODEL_BATCH][2 * n_ff] gate (fused gate|up for phi3) */
-    float *hb2;    /* [MODEL_BATCH][n_ff] up */
-    float *tmp;    /* [MODEL_BATCH][max_out] matmul output scratch */
+    float *kb;     /* [MODEL_BATCH][kv_dim] K rows before they are stored in the cache */
+    float *qkv;    /* [MODEL_BATCH][n_head*head_dim + 2*kv_dim] fused output (phi3 only, else NULL) */
+    float *att;    /* [MODEL_ATT_SLOTS][n_ctx] attention scores (F32/F16 caches, else NULL) */
+    uint8_t *ascr; /* [MODEL_ATT_SLOTS][ascr_stride] per-slot q / probabilities in the cache's type */
+    size_t ascr_stride;
+    float *hb;     /* [MODEL_BATCH][hbs = n_ff, 2*n_ff fused] gate (phi3: gate|up) */
+    float *hb2;    /* [MODEL_BATCH][n_ff] up (NULL when fused) */
+    float *tmp;    /* [MODEL_BATCH][tms = max(n_embd, kv_dim)] V rows, attention and FFN outputs */
     void *act;     /* [MODEL_BATCH][act_stride] prepared activations */
     size_t act_stride;
     float *logits; /* [n_vocab] */
 };
 
-/* n_ctx 0 means the model's training context. Caps n_ctx at the training context. */
+/* n_ctx 0 means the model's training context. Caps n_ctx at the training context. kv_type is an
+ * enum kv_type; KV_Q8_0 needs head_dim % 32 == 0 (ERR_UNSUPPORTED otherwise). */
+int model_state_init_kv(struct model_state *st, const struct model *m, uint32_t n_ctx, int kv_type,
+                        struct kern_pool *pool, struct err_info *ei);
+/* model_state_init_kv with an F32 cache (the llama.cpp references' type). */
 int model_state_init(struct model_state *st, const struct model *m, uint32_t n_ctx,
                      struct kern_pool *pool, struct err_info *ei);
 void model_state_free(struct model_state *st);
-/* Bytes model_state_init would allocate for n_ctx (KV cache + scratch). */
-uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx);
+/* Bytes model_state_init_kv would allocate for n_ctx (KV cache + scratch; 0 if it cannot). */
+uint64_t model_state_bytes_kv(const struct model *m, uint32_t n_ctx, int kv_type);
+uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx); /* F32 */
 
 /* Run one token at position pos (0 <= pos < n_ctx), writing K/V for pos into the cache, and
  * the logits into st->logits when want_logits. */
@@ -138,9 +156,28 @@ enum model_logits { MODEL_LOGITS_NONE = 0, MODEL_LOGITS_LAST, MODEL_LOGITS_ALL }
 /* Called with the logits (st->logits) of batch row i when MODEL_LOGITS_ALL; nonzero stops. */
 typedef int (*model_logits_fn)(void *ud, uint32_t i, const float *logits);
 
-/* Run tokens[0..n) (1 <= n <= MODEL_BATCH) at positions pos0.. in one pass. Gives exactly the
- * numbers n calls of model_forward would. LAST leaves the last row's logits in st->logits. */
+/* Run tokens[0..n) (1 <= n <= MODEL_BATCH) at positions pos0.. in one pass. Batches of two or
+ * more tokens give the same bits however they are split; a one-token batch is llama.cpp's decode,
+ * whose float sums run in another order (kern.h, KERN_ORDER_*), so it agrees with a batch within
+ * rounding, except where every product has one order (quantized weights with a Q8_0 cache).
+ * LAST leaves the last row's logits in st->logits. */
 int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
                         uint32_t n, uint32_t pos0, int logits, model_logits_fn cb, void *ud);
+
+/* Context shift (llama.cpp's n_discard / K-shift): of the n_past cached positions, drop
+ * keep..keep+n_discard-1, move the later ones down by n_discard, and rotate their keys by
+ * -n_discard positions (RoPE of the layer's base, per type: F32 in place; F16 and Q8_0 read,
+ * rotated in f32 and stored back, Q8_0 undoing and redoing its Hadamard rotation, as llama.cpp's
+ * build_rope_shift). Afterwards the cache holds n_past - n_discard positions. ERR_INVALID when
+ * keep + n_discard > n_past. Allocates nothing.
+ * The moved cells still carry the dropped tokens in their context (in every layer after the
+ * first): they are not what evaluating their tokens afresh gives. So a caller must not reuse
+ * positions >= keep as a cached prefix of another prompt, nor save them in a snapshot under
+ * those token ids: only positions < keep stay clean. */
+int model_kv_shift(const struct model *m, struct model_state *st, uint32_t n_past, uint32_t keep,
+                   uint32_t n_discard);
+
+/* What a snapshot must match to be restored into st (kv.h, struct kv_snap_expect). */
+void model_snap_expect(const struct model *m, const struct model_state *st, struct kv_snap_expect *x);
 
 #endif

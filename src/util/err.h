@@ -38,13 +38,17 @@
     X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")                 \
     X(ERR_DEAD_END, -23, "constraint_dead_end", "no token is allowed by the constraint") \
     X(ERR_REJECTED, -24, "rejected", "rejected by the grammar")                    \
-    X(ERR_TEMPLATE, -25, "template_error", "the chat template refused the input or failed")
+    X(ERR_TEMPLATE, -25, "template_error", "the chat template refused the input or failed") \
+    X(ERR_SNAP_MODEL, -26, "snapshot_model_mismatch", "snapshot is of another model") \
+    X(ERR_SNAP_CORRUPT, -27, "snapshot_corrupt", "snapshot damaged or not a snapshot") \
+    X(ERR_SNAP_VERSION, -28, "snapshot_version", "snapshot format version not supported") \
+    X(ERR_SNAP_KV, -29, "snapshot_kv_mismatch", "snapshot KV cache does not fit this session")
 
 enum err_code {
 #define ERR_ENUM_(name, val, kind, desc) name = val,
     ERR_LIST(ERR_ENUM_)
 #undef ERR_ENUM_
-    ERR_MIN_ = -25
+    ERR_MIN_ = -29
 };
 
 #define ERR_MSG_MAX 256

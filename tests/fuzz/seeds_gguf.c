@@ -9,27 +9,16 @@
  *
  * usage: seeds_gguf <dir> [file.gguf ...] */
 #include "gguf_builder.h"
+#include "seed_io.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int write_seed(const char *dir, const char *name, const void *p, size_t n)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-        fprintf(stderr, "seeds_gguf: cannot write %s\n", path);
-        return 1;
-    }
-    return 0;
-}
-
 static int write_built(const char *dir, const char *name, struct gguf_builder *b)
 {
     gb_build(b);
-    int rc = write_seed(dir, name, b->buf, b->len);
+    int rc = seed_write("seeds_gguf", dir, name, b->buf, b->len);
     gb_free(b);
     return rc;
 }
@@ -48,7 +37,7 @@ static int copy_file(const char *dir, const char *src)
     const char *base = strrchr(src, '/');
     char name[512];
     snprintf(name, sizeof name, "real-%s", base ? base + 1 : src);
-    int rc = write_seed(dir, name, p, n);
+    int rc = seed_write("seeds_gguf", dir, name, p, n);
     free(p);
     return rc;
 }
