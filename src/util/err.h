@@ -35,13 +35,15 @@
     X(ERR_BUSY, -19, "overloaded", "busy or queue full")                     \
     X(ERR_STATE, -20, "bad_state", "operation not valid in this state")      \
     X(ERR_SYNTAX, -21, "syntax_error", "syntax error")                       \
-    X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")
+    X(ERR_CHECKSUM, -22, "checksum_mismatch", "checksum mismatch")               \
+    X(ERR_REJECTED, -23, "rejected", "rejected by the grammar")                  \
+    X(ERR_DEAD_END, -24, "grammar_dead_end", "no token can continue the grammar")
 
 enum err_code {
 #define ERR_ENUM_(name, val, kind, desc) name = val,
     ERR_LIST(ERR_ENUM_)
 #undef ERR_ENUM_
-    ERR_MIN_ = -22
+    ERR_MIN_ = -24
 };
 
 #define ERR_MSG_MAX 256
