@@ -561,6 +561,7 @@ static const json_t *pointer_get(const json_t *root, const char *p, size_t n)
 static const json_t *anchor_find(const json_t *s, const char *name, size_t n, int depth)
 {
     if (!json_is_object(s) || depth > GRAM_JS_MAX_DEPTH) return NULL;
+    if (depth > 0 && json_object_get(s, "$id")) return NULL; /* another resource's anchors */
     const json_t *a = json_object_get(s, "$anchor");
     if (json_is_string(a) && json_string_length(a) == n && memcmp(json_string_value(a), name, n) == 0)
         return s;
@@ -837,7 +838,6 @@ static void check_kw(struct sx *x, const json_t *s, const char *k, const json_t 
         }
     } else if (strcmp(k, "$id") == 0) {
         bad = !json_is_string(v);
-        if (!bad && s != x->root) problem(x, ptr, k, "embedded schema resources are not supported");
     } else if (strcmp(k, "$anchor") == 0) {
         bad = !json_is_string(v);
     } else if (strcmp(k, "minProperties") == 0 && is_count(v) && count_of(v) == 0) {
@@ -887,6 +887,11 @@ static void walk(struct sx *x, const json_t *s, struct path *pa, int depth)
     }
     x->nv++;
     const char *ptr = pa->n ? pa->p : "";
+    if (s != x->root && json_object_get(s, "$id")) {
+        /* a schema resource of its own: its references resolve against its $id; stop here */
+        problem(x, ptr, "$id", "embedded schema resources are not supported");
+        return;
+    }
     char *myptr = strdup(ptr);
     if (!myptr) {
         gram_js_fail(c, ERR_NOMEM, "out of memory");
