@@ -226,13 +226,22 @@ static char *jsval_ere(const char *p, size_t n, const char **why)
                 i += 2;
                 continue;
             }
+            if (i + 3 < n && p[i + 2] == '<' && p[i + 3] != '=' && p[i + 3] != '!') { /* (?<name> */
+                const char *gt = memchr(p + i, '>', n - i);
+                if (gt) {
+                    jsval_put(&o, &on, &cap, "(", 1);
+                    i = (size_t)(gt - p);
+                    continue;
+                }
+            }
             *why = "lookaround or named group";
             free(o);
             return NULL;
         }
         if (c == '?' && i > 0 && strchr("*+?}", p[i - 1]) && !(i > 1 && p[i - 2] == '\\')) continue; /* lazy */
         if (c == '.') {
-            jsval_put(&o, &on, &cap, "[^\n\r\xe2\x80\xa8\xe2\x80\xa9]", 10);
+            static const char dot[] = "[^\n\r\xe2\x80\xa8\xe2\x80\xa9]";
+            jsval_put(&o, &on, &cap, dot, sizeof dot - 1);
             continue;
         }
         jsval_put(&o, &on, &cap, &c, 1);

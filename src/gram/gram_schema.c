@@ -324,13 +324,39 @@ static int term_cmp(const void *a, const void *b)
     return x->kind - y->kind;
 }
 
-/* Sorted, deduplicated, `true` dropped. */
+static const char *const g_annotations[] = {
+    "$schema", "$comment", "title", "description", "default", "examples", "deprecated",
+    "readOnly", "writeOnly", "contentMediaType", "contentEncoding", "contentSchema",
+    "$vocabulary", "$defs", "definitions", "$anchor", "$id"};
+
+static int in_list(const char *k, const char *const *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k, l[i]) == 0) return 1;
+    return 0;
+}
+
+/* A schema that constrains nothing (true or annotations only). */
+static int is_universal(const json_t *s)
+{
+    if (json_is_true(s)) return 1;
+    if (!json_is_object(s)) return 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)s, k, v) {
+        if (!in_list(k, g_annotations, sizeof g_annotations / sizeof g_annotations[0]) && strncmp(k, "x-", 2) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Sorted, deduplicated, schemas that constrain nothing dropped. */
 static size_t tset_norm(struct term *t, size_t n)
 {
     qsort(t, n, sizeof *t, term_cmp);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (t[i].kind == TK_SCHEMA && json_is_true(t[i].j)) continue;
+        if (t[i].kind == TK_SCHEMA && is_universal(t[i].j)) continue;
         if (k > 0 && term_cmp(&t[k - 1], &t[i]) == 0) continue;
         t[k++] = t[i];
     }
@@ -638,23 +664,11 @@ static void problem(struct sx *x, const char *ptr, const char *kw, const char *w
     if (why) gram_js_printf(b, " (%s)", why);
 }
 
-static const char *const g_annotations[] = {
-    "$schema", "$comment", "title", "description", "default", "examples", "deprecated",
-    "readOnly", "writeOnly", "contentMediaType", "contentEncoding", "contentSchema",
-    "$vocabulary", "$defs", "definitions", "$anchor", "$id"};
-
 static const char *const g_unsupported[] = {
     "not", "if", "then", "else", "dependentSchemas", "dependentRequired", "dependencies",
     "patternProperties", "propertyNames", "unevaluatedProperties", "unevaluatedItems",
     "contains", "minContains", "maxContains", "uniqueItems", "multipleOf", "minProperties",
     "maxProperties", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor"};
-
-static int in_list(const char *k, const char *const *l, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(k, l[i]) == 0) return 1;
-    return 0;
-}
 
 static int is_count(const json_t *v)
 {
@@ -777,8 +791,8 @@ static void check_kw(struct sx *x, const json_t *s, const char *k, const json_t 
     } else if (strcmp(k, "minLength") == 0 || strcmp(k, "maxLength") == 0 ||
                strcmp(k, "minItems") == 0 || strcmp(k, "maxItems") == 0) {
         bad = !is_count(v);
-        if (!bad && count_of(v) > GRAM_JS_MAX_REPEAT) {
-            gram_js_fail(c, ERR_LIMIT, "%s at %s/%s is above %d", k, ptr, k, GRAM_JS_MAX_REPEAT);
+        if (!bad && count_of(v) > GRAM_JS_MAX_COUNT) {
+            gram_js_fail(c, ERR_LIMIT, "%s at %s/%s is above %llu", k, ptr, k, (unsigned long long)GRAM_JS_MAX_COUNT);
             return;
         }
     } else if (strcmp(k, "pattern") == 0) {
@@ -1478,20 +1492,6 @@ static int set_empty(struct sx *x, struct tvec *v)
     x->depth--;
     x->m[idx].empty = x->c->rc ? 0 : empty ? 2 : 3; /* x->m may have moved */
     return x->c->rc ? 0 : empty;
-}
-
-/* A schema that constrains nothing (true or annotations only). */
-static int is_universal(const json_t *s)
-{
-    if (json_is_true(s)) return 1;
-    if (!json_is_object(s)) return 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)s, k, v) {
-        if (!in_list(k, g_annotations, sizeof g_annotations / sizeof g_annotations[0]) && strncmp(k, "x-", 2) != 0)
-            return 0;
-    }
-    return 1;
 }
 
 /* oneOf verdict for arr (inside schema owner): exclusive branches (state 1), two branches that

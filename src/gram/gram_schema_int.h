@@ -50,7 +50,8 @@ void gram_js_put_lit(struct gram_js_buf *b, const char *s, size_t n);
 #define GRAM_JS_MAX_NFA 20000           /* automaton states of one pattern */
 #define GRAM_JS_MAX_DFA 2000            /* deterministic states of one pattern */
 #define GRAM_JS_MAX_PRODUCT 4096        /* states of patterns x formats x length counter */
-#define GRAM_JS_MAX_REPEAT 100000       /* largest min/max length or item count */
+#define GRAM_JS_REPEAT 65535u           /* the largest count gram's {m,n} takes */
+#define GRAM_JS_MAX_COUNT 4294836225ull /* min/max length or items: 65535^2, by nesting */
 #define GRAM_JS_MAX_DIGITS 400          /* decimal digits of a numeric bound */
 #define GRAM_JS_MAX_PROPS 1024          /* property names of one object */
 #define GRAM_JS_DEFAULT_ANY_ORDER 6     /* objects up to this many properties: any order */
@@ -122,6 +123,18 @@ struct gram_js_cset {
 
 void gram_js_cset_add(struct gram_js_cset *s, uint32_t lo, uint32_t hi);
 void gram_js_cset_free(struct gram_js_cset *s);
+void gram_js_cset_add_set(struct gram_js_cset *d, const struct gram_js_cset *s);
+/* d = the code points in [0, lim] not in s (d must not be s). */
+void gram_js_cset_complement(struct gram_js_cset *d, const struct gram_js_cset *s, uint32_t lim);
+/* d = a without [lo, hi] (d must not be a). */
+void gram_js_cset_minus_range(struct gram_js_cset *d, const struct gram_js_cset *a, uint32_t lo,
+                              uint32_t hi);
+/* Every character a JSON string can hold: all code points but surrogates. */
+void gram_js_cset_universe(struct gram_js_cset *s);
+int gram_js_cset_has(const struct gram_js_cset *s, uint32_t c);
+
+/* Code points of well-formed UTF-8 s[0..n) into *out (malloc'd). 0 or ERR_NOMEM. */
+int gram_js_utf8_cps(const char *s, size_t n, uint32_t **out, size_t *nout);
 /* Name of a rule matching one character of a JSON string whose code point is in s, written in
  * any way JSON allows (literal UTF-8, \" \\ \/ \b \f \n \r \t, \uXXXX in either case, a
  * surrogate pair for U+10000 and above). Surrogate code points are never matched. */
@@ -159,8 +172,33 @@ enum {
 
 /* Format name -> GRAM_JS_F_* bit, 0 when unknown. */
 unsigned gram_js_format_bit(const char *name);
-/* Check that a pattern is in the supported subset; on refusal writes why. 0 or a code. */
+
+/* ---- patterns as automata (gram_schema_rx.c) ---- */
+
+struct gram_js_dtr {
+    uint32_t lo, hi; /* code points */
+    int to;
+};
+
+struct gram_js_dst {
+    int accept;
+    struct gram_js_dtr *t; /* sorted, disjoint */
+    size_t nt;
+};
+
+/* Minimal DFA; state 0 is the start (it may accept nothing: no transitions, not accepting). */
+struct gram_js_dfa {
+    struct gram_js_dst *s;
+    size_t n;
+};
+
+/* Check that a pattern is in the supported subset; on refusal writes why. 0 or a code
+ * (ERR_UNSUPPORTED, ERR_INVALID for a syntax error, ERR_LIMIT). */
 int gram_js_pattern_check(const char *pat, size_t len, char *why, size_t why_len);
+/* Compile; NULL with *rc and why set on failure. */
+struct gram_js_dfa *gram_js_rx_compile(const char *pat, size_t len, int *rc, char *why,
+                                       size_t why_len);
+void gram_js_dfa_free(struct gram_js_dfa *d); /* NULL-safe */
 /* Append the grammar of a JSON string (quotes included) meeting s to out; *empty = 1 (and
  * nothing appended) when no string can. */
 void gram_js_str_emit(struct gram_js_ctx *c, const struct gram_js_strc *s, const char *hint,

@@ -7,24 +7,18 @@
  * spelled: a set of code points becomes one rule listing all spellings of its members
  * (gram_js_cset_rule), which keeps the grammar exact whatever escapes a writer uses.
  *
- * pattern and format become deterministic automata: an ECMA-262 pattern is parsed into a tree,
- * compiled to a Thompson NFA, determinised over code point intervals and minimised; formats are
- * patterns we wrote. Several patterns and formats and minLength/maxLength (a counter) are
- * combined as a product automaton, explored from the start state, pruned to the states that can
- * still reach acceptance, and written as one right-linear rule per state. A state that only loops
- * on one set and accepts ends the recursion as `set{a,b}`, so `^[a-z]+$` with maxLength 64 is a
+ * pattern and format are deterministic automata (gram_schema_rx.c; formats are patterns we
+ * wrote, below). Several patterns and formats and minLength/maxLength (a counter) are combined
+ * as a product automaton, explored from the start state, pruned to the states that can still
+ * reach acceptance, and written as one right-linear rule per state. A state that only loops on
+ * one set and accepts ends the recursion as `set{a,b}`, so `^[a-z]+$` with maxLength 64 is a
  * handful of rules, not 64. A deterministic automaton means one parse per text, so the matcher
  * never carries more than one stack for a string.
  *
- * Supported pattern subset (ECMA-262 without flags): alternation, groups ( ) (?: ) (?<name> ),
- * quantifiers * + ? {n} {n,} {n,m} (lazy forms too, same language), . and classes [...] [^...]
- * with ranges, \d \D \w \W \s \S, escapes \t \n \v \f \r \0 \cX \xHH \uHHHH (a surrogate pair
- * of \u escapes is one character), identity escapes of punctuation, ^ at the start and $ at the
- * end of a top-level alternative. A pattern is unanchored: without ^ (without $) any text may
- * come before (after) the match. Refused: backreferences, lookaround, \b \B, \p{...}, \u{...},
- * anchors elsewhere, non-BMP characters inside classes or under a quantifier (UTF-16 and code
- * point semantics disagree there). `.`, negated classes and \D \W \S match BMP characters only
- * (the two semantics agree there), so a match never depends on which one a validator uses. */
+ * Keys that must differ from a set of names (extra properties beside declared ones) are a trie
+ * of the names turned inside out: at each node, end the string (when no name ends there), take
+ * a character no name continues with, or follow a name's next character - every spelling
+ * included, so "f\u006fo" can never pass for an extra key when "foo" is declared. */
 #include "gram_schema_int.h"
 
 #include <jansson.h>
@@ -82,13 +76,13 @@ void gram_js_cset_free(struct gram_js_cset *s)
     memset(s, 0, sizeof *s);
 }
 
-static void cset_add_set(struct gram_js_cset *d, const struct gram_js_cset *s)
+void gram_js_cset_add_set(struct gram_js_cset *d, const struct gram_js_cset *s)
 {
     for (size_t i = 0; i < s->n; i++) gram_js_cset_add(d, s->r[2 * i], s->r[2 * i + 1]);
 }
 
 /* d = complement of s within [0, lim], surrogates excluded. */
-static void cset_complement(struct gram_js_cset *d, const struct gram_js_cset *s, uint32_t lim)
+void gram_js_cset_complement(struct gram_js_cset *d, const struct gram_js_cset *s, uint32_t lim)
 {
     uint32_t next = 0;
     for (size_t i = 0; i < s->n && next <= lim; i++) {
@@ -100,7 +94,7 @@ static void cset_complement(struct gram_js_cset *d, const struct gram_js_cset *s
 }
 
 /* d = a \ [lo, hi] (d may not alias a). */
-static void cset_minus_range(struct gram_js_cset *d, const struct gram_js_cset *a, uint32_t lo,
+void gram_js_cset_minus_range(struct gram_js_cset *d, const struct gram_js_cset *a, uint32_t lo,
                              uint32_t hi)
 {
     for (size_t i = 0; i < a->n; i++) {
@@ -127,7 +121,7 @@ static void cset_intersect(struct gram_js_cset *d, const struct gram_js_cset *a,
     }
 }
 
-static int cset_has(const struct gram_js_cset *s, uint32_t c)
+int gram_js_cset_has(const struct gram_js_cset *s, uint32_t c)
 {
     size_t lo = 0, hi = s->n;
     while (lo < hi) {
@@ -145,7 +139,7 @@ static int cset_eq(const struct gram_js_cset *a, const struct gram_js_cset *b)
 }
 
 /* Every character a JSON string can hold: all code points but surrogates. */
-static void cset_universe(struct gram_js_cset *s)
+void gram_js_cset_universe(struct gram_js_cset *s)
 {
     gram_js_cset_add(s, 0, SUR_LO - 1);
     gram_js_cset_add(s, SUR_HI + 1, CP_MAX);
@@ -302,16 +296,16 @@ static void spell_set(struct gram_js_ctx *c, struct gram_js_buf *b, const struct
 {
     struct gram_js_cset lit = {0}, tmp = {0}, tmp2 = {0}, comp = {0};
     /* literal: not a control, ", \ */
-    cset_minus_range(&tmp, s, 0, 0x1f);
-    cset_minus_range(&tmp2, &tmp, 0x22, 0x22);
-    cset_minus_range(&lit, &tmp2, 0x5c, 0x5c);
+    gram_js_cset_minus_range(&tmp, s, 0, 0x1f);
+    gram_js_cset_minus_range(&tmp2, &tmp, 0x22, 0x22);
+    gram_js_cset_minus_range(&lit, &tmp2, 0x5c, 0x5c);
     int first = 1;
     if (lit.n > 0) {
         /* the negated form when it is shorter (surrogates are no characters either way) */
         struct gram_js_cset with_sur = {0};
-        cset_add_set(&with_sur, &lit);
+        gram_js_cset_add_set(&with_sur, &lit);
         gram_js_cset_add(&with_sur, SUR_LO, SUR_HI);
-        cset_complement(&comp, &with_sur, CP_MAX);
+        gram_js_cset_complement(&comp, &with_sur, CP_MAX);
         gram_js_cset_free(&with_sur);
         if (comp.n < lit.n) put_class(b, &comp, 1);
         else put_class(b, &lit, 0);
@@ -325,7 +319,7 @@ static void spell_set(struct gram_js_ctx *c, struct gram_js_buf *b, const struct
     char esc[16];
     size_t ne = 0;
     for (size_t i = 0; i < sizeof shorts / sizeof shorts[0]; i++)
-        if (cset_has(s, shorts[i].cp)) esc[ne++] = shorts[i].esc;
+        if (gram_js_cset_has(s, shorts[i].cp)) esc[ne++] = shorts[i].esc;
     if (ne > 0) {
         gram_js_puts(b, first ? "\"\\\\\" [" : " | \"\\\\\" [");
         for (size_t i = 0; i < ne; i++) {
@@ -348,8 +342,6 @@ static void spell_set(struct gram_js_ctx *c, struct gram_js_buf *b, const struct
 
 /* ---- per-context caches: set rules, compiled patterns ---- */
 
-struct dfa;
-static void dfa_free(struct dfa *d);
 
 struct cs_entry {
     struct gram_js_cset set;
@@ -360,7 +352,7 @@ struct pat_entry {
     char *src; /* pattern text (format entries: NULL) */
     size_t len;
     unsigned format;
-    struct dfa *d; /* NULL: compile failed (error already recorded) */
+    struct gram_js_dfa *d; /* NULL: compile failed (error already recorded) */
 };
 
 struct gram_js_charset_memo {
@@ -386,7 +378,7 @@ void gram_js_str_ctx_free(struct gram_js_ctx *c)
     for (size_t i = 0; i < m->n; i++) gram_js_cset_free(&m->e[i].set);
     for (size_t i = 0; i < m->np; i++) {
         free(m->p[i].src);
-        dfa_free(m->p[i].d);
+        gram_js_dfa_free(m->p[i].d);
     }
     free(m->e);
     free(m->p);
@@ -418,7 +410,7 @@ const char *gram_js_cset_rule(struct gram_js_ctx *c, const struct gram_js_cset *
     if (r == SIZE_MAX) return "";
     struct cs_entry *e = &m->e[m->n];
     memset(e, 0, sizeof *e);
-    cset_add_set(&e->set, s);
+    gram_js_cset_add_set(&e->set, s);
     e->rule = r;
     m->n++;
     struct gram_js_buf b = {0};
@@ -442,7 +434,7 @@ static size_t utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
 }
 
 /* Code points of s into *out (malloc'd). */
-static int utf8_cps(const char *s, size_t n, uint32_t **out, size_t *nout)
+int gram_js_utf8_cps(const char *s, size_t n, uint32_t **out, size_t *nout)
 {
     uint32_t *v = malloc((n + 1) * sizeof *v);
     if (!v) return ERR_NOMEM;
@@ -531,9 +523,9 @@ static void key_rest(struct gram_js_ctx *c, struct gram_js_buf *b, const struct 
     }
     struct gram_js_cset kids = {0}, other = {0}, uni = {0};
     for (const struct trie *k = t->kid; k; k = k->sib) gram_js_cset_add(&kids, k->cp, k->cp);
-    cset_universe(&uni);
+    gram_js_cset_universe(&uni);
     struct gram_js_cset all = {0};
-    cset_complement(&all, &kids, CP_MAX);
+    gram_js_cset_complement(&all, &kids, CP_MAX);
     cset_intersect(&other, &all, &uni);
     gram_js_cset_free(&all);
     if (other.n > 0) {
@@ -584,1056 +576,6 @@ const char *gram_js_key_not_in(struct gram_js_ctx *c, const char *const *keys,
     return gram_js_rule_name(c, r);
 }
 
-/* ---- regular expressions: parse ---- */
-
-enum { RX_SET, RX_CAT, RX_ALT, RX_REP, RX_EMPTY };
-
-struct rxn {
-    int type;
-    int first, next; /* children (CAT, ALT, REP) as a sibling list */
-    int set;         /* RX_SET: index into sets */
-    int min, max;    /* RX_REP; max < 0: unbounded */
-};
-
-struct rx {
-    const uint32_t *s; /* pattern code points */
-    size_t n, i;
-    struct rxn *nodes;
-    size_t nn, capn;
-    struct gram_js_cset *sets;
-    size_t ns, caps;
-    char *why;
-    size_t why_len;
-    int rc;
-    int depth;
-};
-
-#define RX_MAX_DEPTH 100
-#define RX_MAX_COUNT 1000
-
-static int rx_fail(struct rx *p, int code, const char *msg)
-{
-    if (!p->rc) {
-        p->rc = code;
-        if (p->why && p->why_len) {
-            size_t n = strlen(msg);
-            if (n >= p->why_len) n = p->why_len - 1;
-            memcpy(p->why, msg, n);
-            p->why[n] = 0;
-        }
-    }
-    return -1;
-}
-
-static int rx_node(struct rx *p, int type)
-{
-    if (p->rc) return -1;
-    if (p->nn == p->capn) {
-        size_t cap = p->capn ? p->capn * 2 : 32;
-        if (cap > GRAM_JS_MAX_NFA) return rx_fail(p, ERR_LIMIT, "pattern too long");
-        struct rxn *n = realloc(p->nodes, cap * sizeof *n);
-        if (!n) return rx_fail(p, ERR_NOMEM, "out of memory");
-        p->nodes = n;
-        p->capn = cap;
-    }
-    struct rxn *n = &p->nodes[p->nn];
-    memset(n, 0, sizeof *n);
-    n->type = type;
-    n->first = n->next = n->set = -1;
-    return (int)p->nn++;
-}
-
-/* A new empty set; returns its index. */
-static int rx_set(struct rx *p)
-{
-    if (p->rc) return -1;
-    if (p->ns == p->caps) {
-        size_t cap = p->caps ? p->caps * 2 : 16;
-        struct gram_js_cset *s = realloc(p->sets, cap * sizeof *s);
-        if (!s) return rx_fail(p, ERR_NOMEM, "out of memory");
-        p->sets = s;
-        p->caps = cap;
-    }
-    memset(&p->sets[p->ns], 0, sizeof p->sets[0]);
-    return (int)p->ns++;
-}
-
-static void rx_free(struct rx *p)
-{
-    for (size_t i = 0; i < p->ns; i++) gram_js_cset_free(&p->sets[i]);
-    free(p->sets);
-    free(p->nodes);
-}
-
-static int rx_peek(const struct rx *p, size_t k) { return p->i + k < p->n ? (int)p->s[p->i + k] : -1; }
-
-static int is_digit(int c) { return c >= '0' && c <= '9'; }
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Predefined classes. BMP only for the negated ones (see the file comment). */
-static void class_named(struct gram_js_cset *s, int name)
-{
-    struct gram_js_cset pos = {0};
-    int lower = name | 0x20;
-    if (lower == 'd') {
-        gram_js_cset_add(&pos, '0', '9');
-    } else if (lower == 'w') {
-        gram_js_cset_add(&pos, '0', '9');
-        gram_js_cset_add(&pos, 'A', 'Z');
-        gram_js_cset_add(&pos, '_', '_');
-        gram_js_cset_add(&pos, 'a', 'z');
-    } else { /* s: WhiteSpace and LineTerminator */
-        static const uint32_t ws[][2] = {{9, 13},         {32, 32},         {0xa0, 0xa0},
-                                         {0x1680, 0x1680}, {0x2000, 0x200a}, {0x2028, 0x2029},
-                                         {0x202f, 0x202f}, {0x205f, 0x205f}, {0x3000, 0x3000},
-                                         {0xfeff, 0xfeff}};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) gram_js_cset_add(&pos, ws[i][0], ws[i][1]);
-    }
-    if (name == lower) {
-        cset_add_set(s, &pos);
-    } else {
-        struct gram_js_cset neg = {0};
-        gram_js_cset_add(&pos, SUR_LO, SUR_HI);
-        cset_complement(&neg, &pos, 0xFFFF);
-        cset_add_set(s, &neg);
-        gram_js_cset_free(&neg);
-    }
-    if (pos.oom) s->oom = 1;
-    gram_js_cset_free(&pos);
-}
-
-/* An escape after '\'. Sets *cp (a character, returns 1) or adds to set (returns 2). */
-static int rx_escape(struct rx *p, int in_class, uint32_t *cp, struct gram_js_cset *set)
-{
-    int c = rx_peek(p, 0);
-    if (c < 0) return rx_fail(p, ERR_INVALID, "pattern ends with a backslash");
-    p->i++;
-    switch (c) {
-    case 'd': case 'D': case 'w': case 'W': case 's': case 'S':
-        class_named(set, c);
-        return 2;
-    case 't': *cp = 9; return 1;
-    case 'n': *cp = 10; return 1;
-    case 'v': *cp = 11; return 1;
-    case 'f': *cp = 12; return 1;
-    case 'r': *cp = 13; return 1;
-    case 'b':
-        if (in_class) {
-            *cp = 8;
-            return 1;
-        }
-        return rx_fail(p, ERR_UNSUPPORTED, "word boundary \\b is not supported");
-    case '0':
-        if (is_digit(rx_peek(p, 0))) return rx_fail(p, ERR_UNSUPPORTED, "octal escapes are not supported");
-        *cp = 0;
-        return 1;
-    case 'c': {
-        int l = rx_peek(p, 0);
-        if (!((l >= 'a' && l <= 'z') || (l >= 'A' && l <= 'Z')))
-            return rx_fail(p, ERR_UNSUPPORTED, "\\c must be followed by a letter");
-        p->i++;
-        *cp = (uint32_t)(l % 32);
-        return 1;
-    }
-    case 'x': {
-        int h1 = hexval(rx_peek(p, 0)), h2 = hexval(rx_peek(p, 1));
-        if (h1 < 0 || h2 < 0) return rx_fail(p, ERR_UNSUPPORTED, "\\x needs two hex digits");
-        p->i += 2;
-        *cp = (uint32_t)(h1 * 16 + h2);
-        return 1;
-    }
-    case 'u': {
-        if (rx_peek(p, 0) == '{') return rx_fail(p, ERR_UNSUPPORTED, "\\u{...} needs unicode mode");
-        uint32_t v = 0;
-        for (int k = 0; k < 4; k++) {
-            int h = hexval(rx_peek(p, (size_t)k));
-            if (h < 0) return rx_fail(p, ERR_UNSUPPORTED, "\\u needs four hex digits");
-            v = v * 16 + (uint32_t)h;
-        }
-        p->i += 4;
-        if (v >= 0xD800 && v <= 0xDBFF && rx_peek(p, 0) == '\\' && rx_peek(p, 1) == 'u') {
-            uint32_t w = 0;
-            int ok = 1;
-            for (int k = 0; k < 4 && ok; k++) {
-                int h = hexval(rx_peek(p, (size_t)k + 2));
-                if (h < 0) ok = 0;
-                else w = w * 16 + (uint32_t)h;
-            }
-            if (ok && w >= 0xDC00 && w <= 0xDFFF) {
-                p->i += 6;
-                *cp = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
-                return 1;
-            }
-        }
-        if (v >= SUR_LO && v <= SUR_HI)
-            return rx_fail(p, ERR_UNSUPPORTED, "a lone surrogate \\u escape is not supported");
-        *cp = v;
-        return 1;
-    }
-    case 'p': case 'P':
-        return rx_fail(p, ERR_UNSUPPORTED, "unicode property escapes \\p{...} are not supported");
-    case 'B':
-        return rx_fail(p, ERR_UNSUPPORTED, "\\B is not supported");
-    case 'k':
-        return rx_fail(p, ERR_UNSUPPORTED, "named backreferences are not supported");
-    default:
-        break;
-    }
-    if (c >= '1' && c <= '9') return rx_fail(p, ERR_UNSUPPORTED, "backreferences are not supported");
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
-        return rx_fail(p, ERR_UNSUPPORTED, "unknown escape");
-    *cp = (uint32_t)c; /* identity escape of punctuation (and anything else non-alphanumeric) */
-    return 1;
-}
-
-static int rx_set_node(struct rx *p, int set)
-{
-    int n = rx_node(p, RX_SET);
-    if (n >= 0) p->nodes[n].set = set;
-    return n;
-}
-
-/* [...] after the '['. */
-static int rx_class(struct rx *p)
-{
-    int neg = 0;
-    if (rx_peek(p, 0) == '^') {
-        neg = 1;
-        p->i++;
-    }
-    int si = rx_set(p);
-    if (si < 0) return -1;
-    struct gram_js_cset acc = {0};
-    for (;;) {
-        int c = rx_peek(p, 0);
-        if (c < 0) {
-            gram_js_cset_free(&acc);
-            return rx_fail(p, ERR_INVALID, "unterminated character class");
-        }
-        if (c == ']') {
-            p->i++;
-            break;
-        }
-        uint32_t a = 0;
-        int kind = 1;
-        p->i++;
-        if (c == '\\') kind = rx_escape(p, 1, &a, &acc);
-        else a = (uint32_t)c;
-        if (kind < 0) break;
-        if (kind == 2) {
-            if (rx_peek(p, 0) == '-' && rx_peek(p, 1) != ']' && rx_peek(p, 1) >= 0) {
-                rx_fail(p, ERR_UNSUPPORTED, "a range with a class escape as an end");
-                break;
-            }
-            continue;
-        }
-        uint32_t b = a;
-        if (rx_peek(p, 0) == '-' && rx_peek(p, 1) != ']' && rx_peek(p, 1) >= 0) {
-            p->i++;
-            int d = rx_peek(p, 0);
-            p->i++;
-            struct gram_js_cset dummy = {0};
-            int k2 = 1;
-            if (d == '\\') k2 = rx_escape(p, 1, &b, &dummy);
-            else b = (uint32_t)d;
-            gram_js_cset_free(&dummy);
-            if (k2 < 0) break;
-            if (k2 == 2) {
-                rx_fail(p, ERR_UNSUPPORTED, "a range with a class escape as an end");
-                break;
-            }
-            if (b < a) {
-                rx_fail(p, ERR_INVALID, "range out of order in character class");
-                break;
-            }
-        }
-        if (b > 0xFFFF) {
-            rx_fail(p, ERR_UNSUPPORTED, "non-BMP characters inside a class are not supported");
-            break;
-        }
-        gram_js_cset_add(&acc, a, b);
-    }
-    if (p->rc) {
-        gram_js_cset_free(&acc);
-        return -1;
-    }
-    /* characters only: no surrogates */
-    struct gram_js_cset clean = {0};
-    cset_minus_range(&clean, &acc, SUR_LO, SUR_HI);
-    if (neg) {
-        gram_js_cset_add(&clean, SUR_LO, SUR_HI);
-        cset_complement(&p->sets[si], &clean, 0xFFFF);
-    } else {
-        cset_add_set(&p->sets[si], &clean);
-    }
-    if (acc.oom || clean.oom || p->sets[si].oom) rx_fail(p, ERR_NOMEM, "out of memory");
-    gram_js_cset_free(&acc);
-    gram_js_cset_free(&clean);
-    return rx_set_node(p, si);
-}
-
-static int rx_disj(struct rx *p, int top, int *anch);
-
-/* {n}, {n,}, {n,m} at p->i (just past '{'): 0 and the bounds, or 1 when it is not a quantifier. */
-static int rx_braces(struct rx *p, int *mn, int *mx)
-{
-    size_t i = p->i;
-    long a = 0, b = -1;
-    int nd = 0;
-    while (i < p->n && is_digit((int)p->s[i]) && nd < 9) a = a * 10 + (long)(p->s[i++] - '0'), nd++;
-    if (nd == 0 || i >= p->n) return 1;
-    if (p->s[i] == ',') {
-        i++;
-        int nd2 = 0;
-        long v = 0;
-        while (i < p->n && is_digit((int)p->s[i]) && nd2 < 9) v = v * 10 + (long)(p->s[i++] - '0'), nd2++;
-        if (nd2 > 0) b = v;
-    } else {
-        b = a;
-    }
-    if (i >= p->n || p->s[i] != '}') return 1;
-    p->i = i + 1;
-    *mn = (int)(a > RX_MAX_COUNT + 1 ? RX_MAX_COUNT + 1 : a);
-    *mx = b < 0 ? -1 : (int)(b > RX_MAX_COUNT + 1 ? RX_MAX_COUNT + 1 : b);
-    return 0;
-}
-
-static int rx_atom(struct rx *p, int *is_astral)
-{
-    int c = rx_peek(p, 0);
-    *is_astral = 0;
-    p->i++;
-    if (c == '(') {
-        if (rx_peek(p, 0) == '?') {
-            int d = rx_peek(p, 1);
-            if (d == ':') {
-                p->i += 2;
-            } else if (d == '<' && rx_peek(p, 2) != '=' && rx_peek(p, 2) != '!') {
-                p->i += 2;
-                while (rx_peek(p, 0) >= 0 && rx_peek(p, 0) != '>') p->i++;
-                if (rx_peek(p, 0) != '>') return rx_fail(p, ERR_INVALID, "unterminated group name");
-                p->i++;
-            } else {
-                return rx_fail(p, ERR_UNSUPPORTED, "lookaround assertions are not supported");
-            }
-        }
-        if (++p->depth > RX_MAX_DEPTH) return rx_fail(p, ERR_LIMIT, "pattern nests too deeply");
-        int n = rx_disj(p, 0, NULL);
-        p->depth--;
-        if (n < 0) return -1;
-        if (rx_peek(p, 0) != ')') return rx_fail(p, ERR_INVALID, "unbalanced parenthesis");
-        p->i++;
-        return n;
-    }
-    if (c == '[') return rx_class(p);
-    int si = rx_set(p);
-    if (si < 0) return -1;
-    struct gram_js_cset *s = &p->sets[si];
-    if (c == '.') {
-        /* any BMP character but line terminators */
-        gram_js_cset_add(s, 0, 9);
-        gram_js_cset_add(s, 11, 12);
-        gram_js_cset_add(s, 14, 0x2027);
-        gram_js_cset_add(s, 0x202a, SUR_LO - 1);
-        gram_js_cset_add(s, SUR_HI + 1, 0xFFFF);
-    } else if (c == '\\') {
-        uint32_t cp = 0;
-        int k = rx_escape(p, 0, &cp, s);
-        if (k < 0) return -1;
-        if (k == 1) gram_js_cset_add(s, cp, cp);
-        *is_astral = k == 1 && cp > 0xFFFF;
-    } else {
-        gram_js_cset_add(s, (uint32_t)c, (uint32_t)c);
-        *is_astral = (uint32_t)c > 0xFFFF;
-    }
-    if (s->oom) return rx_fail(p, ERR_NOMEM, "out of memory");
-    return rx_set_node(p, si);
-}
-
-/* One alternative: a sequence of quantified atoms. anch (top level only): bit 0 = ^ at the
- * start, bit 1 = $ at the end. */
-static int rx_alt(struct rx *p, int top, int *anch)
-{
-    int cat = rx_node(p, RX_CAT);
-    if (cat < 0) return -1;
-    int last = -1;
-    if (anch) *anch = 0;
-    if (rx_peek(p, 0) == '^') {
-        if (!top) return rx_fail(p, ERR_UNSUPPORTED, "^ is only supported at the start of the pattern");
-        *anch |= 1;
-        p->i++;
-    }
-    for (;;) {
-        int c = rx_peek(p, 0);
-        if (c < 0 || c == '|' || c == ')') break;
-        if (c == '$') {
-            p->i++;
-            int d = rx_peek(p, 0);
-            if (!top || !(d < 0 || d == '|'))
-                return rx_fail(p, ERR_UNSUPPORTED, "$ is only supported at the end of the pattern");
-            *anch |= 2;
-            break;
-        }
-        if (c == '^') return rx_fail(p, ERR_UNSUPPORTED, "^ is only supported at the start of the pattern");
-        if (c == '*' || c == '+' || c == '?') return rx_fail(p, ERR_INVALID, "nothing to repeat");
-        if (c == '{') {
-            int a, b;
-            size_t save = p->i;
-            p->i++;
-            if (!rx_braces(p, &a, &b)) return rx_fail(p, ERR_INVALID, "nothing to repeat");
-            p->i = save;
-        }
-        int astral = 0;
-        int at;
-        if (c == '{' || c == '}' || c == ']') { /* Annex B: literal */
-            p->i++;
-            int si = rx_set(p);
-            if (si < 0) return -1;
-            gram_js_cset_add(&p->sets[si], (uint32_t)c, (uint32_t)c);
-            at = rx_set_node(p, si);
-        } else {
-            at = rx_atom(p, &astral);
-        }
-        if (at < 0) return -1;
-        int q = rx_peek(p, 0), mn = 1, mx = 1, quant = 0;
-        if (q == '*') mn = 0, mx = -1, quant = 1, p->i++;
-        else if (q == '+') mn = 1, mx = -1, quant = 1, p->i++;
-        else if (q == '?') mn = 0, mx = 1, quant = 1, p->i++;
-        else if (q == '{') {
-            p->i++;
-            if (rx_braces(p, &mn, &mx) == 0) quant = 1;
-            else p->i--;
-        }
-        if (quant) {
-            if (rx_peek(p, 0) == '?') p->i++; /* lazy: same language */
-            if (astral)
-                return rx_fail(p, ERR_UNSUPPORTED, "a quantified non-BMP character is not supported");
-            if (mx >= 0 && mx < mn) return rx_fail(p, ERR_INVALID, "numbers out of order in {} quantifier");
-            if (mn > RX_MAX_COUNT || mx > RX_MAX_COUNT) return rx_fail(p, ERR_LIMIT, "quantifier bound above 1000");
-            int r = rx_node(p, RX_REP);
-            if (r < 0) return -1;
-            p->nodes[r].first = at;
-            p->nodes[r].min = mn;
-            p->nodes[r].max = mx;
-            at = r;
-            c = rx_peek(p, 0);
-            if (c == '*' || c == '+' || c == '?') return rx_fail(p, ERR_INVALID, "nothing to repeat");
-        }
-        if (last < 0) p->nodes[cat].first = at;
-        else p->nodes[last].next = at;
-        last = at;
-    }
-    return cat;
-}
-
-/* Alternatives. At the top level every alternative gets its own anchors; *anch unused. */
-static int rx_disj(struct rx *p, int top, int *anch)
-{
-    (void)anch;
-    int alt = rx_node(p, RX_ALT);
-    if (alt < 0) return -1;
-    int last = -1;
-    for (;;) {
-        int a = 0;
-        int n = rx_alt(p, top, &a);
-        if (n < 0) return -1;
-        if (top) {
-            /* (anything)* unless anchored, on each side */
-            int cat = rx_node(p, RX_CAT);
-            if (cat < 0) return -1;
-            int head = -1, tail = -1;
-            if (!(a & 1)) {
-                int si = rx_set(p);
-                if (si < 0) return -1;
-                cset_universe(&p->sets[si]);
-                int s = rx_set_node(p, si), r = rx_node(p, RX_REP);
-                if (s < 0 || r < 0) return -1;
-                p->nodes[r].first = s;
-                p->nodes[r].min = 0;
-                p->nodes[r].max = -1;
-                head = r;
-            }
-            if (!(a & 2)) {
-                int si = rx_set(p);
-                if (si < 0) return -1;
-                cset_universe(&p->sets[si]);
-                int s = rx_set_node(p, si), r = rx_node(p, RX_REP);
-                if (s < 0 || r < 0) return -1;
-                p->nodes[r].first = s;
-                p->nodes[r].min = 0;
-                p->nodes[r].max = -1;
-                tail = r;
-            }
-            int seq[3] = {head, n, tail}, prev = -1;
-            for (int k = 0; k < 3; k++) {
-                if (seq[k] < 0) continue;
-                if (prev < 0) p->nodes[cat].first = seq[k];
-                else p->nodes[prev].next = seq[k];
-                prev = seq[k];
-            }
-            n = cat;
-        }
-        if (last < 0) p->nodes[alt].first = n;
-        else p->nodes[last].next = n;
-        last = n;
-        if (rx_peek(p, 0) != '|') break;
-        p->i++;
-    }
-    return alt;
-}
-
-/* Parse pat; on success p holds the tree and returns its root. */
-static int rx_parse(struct rx *p, const char *pat, size_t len, uint32_t **cps)
-{
-    size_t n;
-    if (len > GRAM_JS_MAX_PATTERN) return rx_fail(p, ERR_LIMIT, "pattern longer than 4096 bytes");
-    if (utf8_cps(pat, len, cps, &n)) return rx_fail(p, ERR_NOMEM, "out of memory");
-    p->s = *cps;
-    p->n = n;
-    int root = rx_disj(p, 1, NULL);
-    if (root >= 0 && p->i < p->n) return rx_fail(p, ERR_INVALID, "unbalanced parenthesis");
-    return root;
-}
-
-int gram_js_pattern_check(const char *pat, size_t len, char *why, size_t why_len)
-{
-    struct rx p = {0};
-    p.why = why;
-    p.why_len = why_len;
-    uint32_t *cps = NULL;
-    rx_parse(&p, pat, len, &cps);
-    free(cps);
-    rx_free(&p);
-    return p.rc;
-}
-
-/* ---- NFA ---- */
-
-enum { N_EPS, N_SET, N_ACC };
-
-struct nst {
-    int kind;
-    int out1, out2; /* N_EPS: up to two targets (-1: none); N_SET: out1 */
-    int set;
-};
-
-struct nfa {
-    struct nst *st;
-    size_t n, cap;
-    int rc;
-};
-
-static int nfa_new(struct nfa *a, int kind, int out1, int out2, int set)
-{
-    if (a->rc) return -1;
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        if (a->n >= GRAM_JS_MAX_NFA) {
-            a->rc = ERR_LIMIT;
-            return -1;
-        }
-        struct nst *s = realloc(a->st, cap * sizeof *s);
-        if (!s) {
-            a->rc = ERR_NOMEM;
-            return -1;
-        }
-        a->st = s;
-        a->cap = cap;
-    }
-    a->st[a->n] = (struct nst){kind, out1, out2, set};
-    return (int)a->n++;
-}
-
-/* Build node x so that it continues at state next; returns x's start state. */
-static int nfa_build(struct nfa *a, const struct rx *p, int x, int next)
-{
-    if (a->rc || x < 0) return -1;
-    const struct rxn *n = &p->nodes[x];
-    switch (n->type) {
-    case RX_SET:
-        return nfa_new(a, N_SET, next, -1, n->set);
-    case RX_CAT: {
-        /* children in order, then built back to front */
-        size_t nk = 0;
-        for (int k = n->first; k >= 0; k = p->nodes[k].next) nk++;
-        int *v = malloc((nk + 1) * sizeof *v);
-        if (!v) {
-            a->rc = ERR_NOMEM;
-            return -1;
-        }
-        nk = 0;
-        for (int k = n->first; k >= 0; k = p->nodes[k].next) v[nk++] = k;
-        int s = next;
-        for (size_t i = nk; i-- > 0 && s >= 0;) s = nfa_build(a, p, v[i], s);
-        free(v);
-        return s;
-    }
-    case RX_ALT: {
-        int s = -1;
-        for (int k = n->first; k >= 0; k = p->nodes[k].next) {
-            int b = nfa_build(a, p, k, next);
-            if (b < 0) return -1;
-            s = s < 0 ? b : nfa_new(a, N_EPS, b, s, -1);
-        }
-        return s < 0 ? next : s;
-    }
-    case RX_REP: {
-        int s = next;
-        if (n->max < 0) {
-            int loop = nfa_new(a, N_EPS, -1, next, -1);
-            if (loop < 0) return -1;
-            int body = nfa_build(a, p, n->first, loop);
-            if (body < 0) return -1;
-            a->st[loop].out1 = body;
-            s = loop;
-        } else {
-            for (int i = n->min; i < n->max; i++) {
-                int body = nfa_build(a, p, n->first, s);
-                if (body < 0) return -1;
-                s = nfa_new(a, N_EPS, body, next, -1);
-            }
-        }
-        for (int i = 0; i < n->min && s >= 0; i++) s = nfa_build(a, p, n->first, s);
-        return s;
-    }
-    default:
-        return next;
-    }
-}
-
-/* ---- DFA ---- */
-
-struct dtr {
-    uint32_t lo, hi;
-    int to;
-};
-
-struct dst {
-    int accept;
-    struct dtr *t; /* sorted, disjoint */
-    size_t nt;
-};
-
-struct dfa {
-    struct dst *s; /* state 0 is the start */
-    size_t n;
-};
-
-static void dfa_free(struct dfa *d)
-{
-    if (!d) return;
-    for (size_t i = 0; i < d->n; i++) free(d->s[i].t);
-    free(d->s);
-    free(d);
-}
-
-/* Sets of NFA states keyed for the subset construction. */
-struct sset {
-    int *v;
-    size_t n;
-};
-
-struct det {
-    const struct nfa *a;
-    const struct rx *p;
-    struct sset *sets; /* [dfa state] */
-    size_t n, cap;
-    size_t *hash; /* open addressing: dfa index + 1 */
-    size_t hcap;
-    struct dst *st;
-    int *stack, *mark;
-    int gen;
-    int rc;
-};
-
-static uint64_t hash_ints(const int *v, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint64_t)(unsigned)v[i]) * 1099511628211ull;
-    return h;
-}
-
-/* Epsilon closure of seeds (only N_SET and N_ACC states kept), sorted. */
-static int closure(struct det *d, const int *seeds, size_t ns, struct sset *out)
-{
-    size_t sp = 0, no = 0;
-    d->gen++;
-    int *res = malloc((d->a->n + 1) * sizeof *res);
-    if (!res) return ERR_NOMEM;
-    for (size_t i = 0; i < ns; i++)
-        if (seeds[i] >= 0 && d->mark[seeds[i]] != d->gen) {
-            d->mark[seeds[i]] = d->gen;
-            d->stack[sp++] = seeds[i];
-        }
-    while (sp > 0) {
-        int s = d->stack[--sp];
-        const struct nst *x = &d->a->st[s];
-        if (x->kind != N_EPS) {
-            res[no++] = s;
-            continue;
-        }
-        int outs[2] = {x->out1, x->out2};
-        for (int k = 0; k < 2; k++)
-            if (outs[k] >= 0 && d->mark[outs[k]] != d->gen) {
-                d->mark[outs[k]] = d->gen;
-                d->stack[sp++] = outs[k];
-            }
-    }
-    /* insertion sort is fine: closures are small, and sorting gives a canonical key */
-    for (size_t i = 1; i < no; i++) {
-        int v = res[i];
-        size_t j = i;
-        while (j > 0 && res[j - 1] > v) res[j] = res[j - 1], j--;
-        res[j] = v;
-    }
-    out->v = res;
-    out->n = no;
-    return 0;
-}
-
-/* Index of the DFA state for set s (taking s), creating it. -1 on error. */
-static int det_state(struct det *d, struct sset *s)
-{
-    if (d->hcap == 0 || d->n * 2 >= d->hcap) {
-        size_t hc = d->hcap ? d->hcap * 2 : 64;
-        size_t *h = calloc(hc, sizeof *h);
-        if (!h) {
-            d->rc = ERR_NOMEM;
-            return -1;
-        }
-        for (size_t i = 0; i < d->n; i++) {
-            size_t k = hash_ints(d->sets[i].v, d->sets[i].n) & (hc - 1);
-            while (h[k]) k = (k + 1) & (hc - 1);
-            h[k] = i + 1;
-        }
-        free(d->hash);
-        d->hash = h;
-        d->hcap = hc;
-    }
-    size_t k = hash_ints(s->v, s->n) & (d->hcap - 1);
-    while (d->hash[k]) {
-        struct sset *o = &d->sets[d->hash[k] - 1];
-        if (o->n == s->n && memcmp(o->v, s->v, s->n * sizeof *s->v) == 0) {
-            free(s->v);
-            s->v = NULL;
-            return (int)(d->hash[k] - 1);
-        }
-        k = (k + 1) & (d->hcap - 1);
-    }
-    if (d->n >= GRAM_JS_MAX_DFA) {
-        d->rc = ERR_LIMIT;
-        free(s->v);
-        s->v = NULL;
-        return -1;
-    }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 32;
-        struct sset *ns = realloc(d->sets, cap * sizeof *ns);
-        struct dst *st = ns ? realloc(d->st, cap * sizeof *st) : NULL;
-        if (ns) d->sets = ns;
-        if (!ns || !st) {
-            d->rc = ERR_NOMEM;
-            free(s->v);
-            s->v = NULL;
-            return -1;
-        }
-        d->st = st;
-        d->cap = cap;
-    }
-    d->sets[d->n] = *s;
-    s->v = NULL;
-    memset(&d->st[d->n], 0, sizeof d->st[0]);
-    d->hash[k] = d->n + 1;
-    return (int)d->n++;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Transitions of DFA state i: split the code points at every range edge of its members, and
- * follow each elementary interval. */
-static int det_expand(struct det *d, size_t i)
-{
-    const struct sset cur = d->sets[i];
-    size_t nb = 0, capb = 16;
-    uint32_t *bnd = malloc(capb * sizeof *bnd);
-    if (!bnd) return ERR_NOMEM;
-    for (size_t k = 0; k < cur.n; k++) {
-        const struct nst *x = &d->a->st[cur.v[k]];
-        if (x->kind == N_ACC) d->st[i].accept = 1;
-        if (x->kind != N_SET) continue;
-        const struct gram_js_cset *cs = &d->p->sets[x->set];
-        for (size_t r = 0; r < cs->n; r++) {
-            if (nb + 2 > capb) {
-                uint32_t *b2 = realloc(bnd, capb * 2 * sizeof *b2);
-                if (!b2) {
-                    free(bnd);
-                    return ERR_NOMEM;
-                }
-                bnd = b2;
-                capb *= 2;
-            }
-            bnd[nb++] = cs->r[2 * r];
-            bnd[nb++] = cs->r[2 * r + 1] + 1;
-        }
-    }
-    qsort(bnd, nb, sizeof *bnd, cmp_u32);
-    int *seeds = malloc((cur.n + 1) * sizeof *seeds);
-    struct dtr *t = NULL;
-    size_t nt = 0, capt = 0;
-    int rc = seeds ? 0 : ERR_NOMEM;
-    for (size_t b = 0; b + 1 < nb && !rc; b++) {
-        uint32_t lo = bnd[b], hi = bnd[b + 1] - 1;
-        if (bnd[b + 1] == lo) continue;
-        size_t ns = 0;
-        for (size_t k = 0; k < cur.n; k++) {
-            const struct nst *x = &d->a->st[d->sets[i].v[k]];
-            if (x->kind == N_SET && cset_has(&d->p->sets[x->set], lo)) seeds[ns++] = x->out1;
-        }
-        if (ns == 0) continue;
-        struct sset tgt;
-        rc = closure(d, seeds, ns, &tgt);
-        if (rc) break;
-        int to = det_state(d, &tgt);
-        if (to < 0) {
-            rc = d->rc;
-            break;
-        }
-        if (nt > 0 && t[nt - 1].to == to && t[nt - 1].hi + 1 == lo) {
-            t[nt - 1].hi = hi;
-            continue;
-        }
-        if (nt == capt) {
-            size_t c2 = capt ? capt * 2 : 8;
-            struct dtr *t2 = realloc(t, c2 * sizeof *t2);
-            if (!t2) {
-                rc = ERR_NOMEM;
-                break;
-            }
-            t = t2;
-            capt = c2;
-        }
-        t[nt++] = (struct dtr){lo, hi, to};
-    }
-    free(seeds);
-    free(bnd);
-    d->st[i].t = t;
-    d->st[i].nt = nt;
-    return rc;
-}
-
-/* Merge equivalent states (Moore's partition refinement), dropping states that cannot reach
- * acceptance. The result's state 0 is the start; it may have no transitions and not accept. */
-static struct dfa *dfa_minimise(struct dst *st, size_t n, int *rc);
-
-static struct dfa *rx_compile(const char *pat, size_t len, int *rc, char *why, size_t why_len)
-{
-    struct rx p = {0};
-    p.why = why;
-    p.why_len = why_len;
-    uint32_t *cps = NULL;
-    int root = rx_parse(&p, pat, len, &cps);
-    free(cps);
-    struct nfa a = {0};
-    struct dfa *out = NULL;
-    struct det d = {0};
-    if (root < 0) {
-        *rc = p.rc;
-        goto done;
-    }
-    int acc = nfa_new(&a, N_ACC, -1, -1, -1);
-    int start = nfa_build(&a, &p, root, acc);
-    if (start < 0 || a.rc) {
-        *rc = a.rc ? a.rc : ERR_LIMIT;
-        if (why && why_len) snprintf(why, why_len, "pattern automaton too large");
-        goto done;
-    }
-    d.a = &a;
-    d.p = &p;
-    d.stack = malloc(a.n * sizeof *d.stack);
-    d.mark = calloc(a.n, sizeof *d.mark);
-    struct sset s0;
-    if (!d.stack || !d.mark || closure(&d, &start, 1, &s0)) {
-        *rc = ERR_NOMEM;
-        goto done;
-    }
-    det_state(&d, &s0);
-    for (size_t i = 0; i < d.n && !d.rc; i++) {
-        int r = det_expand(&d, i);
-        if (r) d.rc = r;
-    }
-    if (d.rc) {
-        *rc = d.rc;
-        if (why && why_len) snprintf(why, why_len, "pattern has too many states (limit %d)", GRAM_JS_MAX_DFA);
-        goto done;
-    }
-    out = dfa_minimise(d.st, d.n, rc);
-done:
-    for (size_t i = 0; i < d.n; i++) {
-        free(d.sets[i].v);
-        if (d.st) free(d.st[i].t);
-    }
-    free(d.sets);
-    free(d.st);
-    free(d.hash);
-    free(d.stack);
-    free(d.mark);
-    free(a.st);
-    rx_free(&p);
-    return out;
-}
-
-/* Which states can reach an accepting one: reverse reachability by iteration (n is small). */
-static unsigned char *coreachable(const struct dst *st, size_t n)
-{
-    unsigned char *live = calloc(n ? n : 1, 1);
-    if (!live) return NULL;
-    for (size_t i = 0; i < n; i++) live[i] = (unsigned char)st[i].accept;
-    for (int changed = 1; changed;) {
-        changed = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (live[i]) continue;
-            for (size_t k = 0; k < st[i].nt; k++)
-                if (live[st[i].t[k].to]) {
-                    live[i] = 1;
-                    changed = 1;
-                    break;
-                }
-        }
-    }
-    return live;
-}
-
-/* Signature of a state under a partition: accept flag then (lo, hi, class) with adjacent equal
- * classes merged; dead targets dropped. Written into sig; returns its length. */
-static size_t signature(const struct dst *s, const int *cls, const unsigned char *live,
-                        uint32_t *sig)
-{
-    size_t k = 0;
-    sig[k++] = (uint32_t)s->accept;
-    for (size_t i = 0; i < s->nt; i++) {
-        if (!live[s->t[i].to]) continue;
-        uint32_t c = (uint32_t)cls[s->t[i].to];
-        if (k > 1 && sig[k - 1] == c && sig[k - 2] + 1 == s->t[i].lo) {
-            sig[k - 2] = s->t[i].hi;
-            continue;
-        }
-        sig[k++] = s->t[i].lo;
-        sig[k++] = s->t[i].hi;
-        sig[k++] = c;
-    }
-    return k;
-}
-
-static uint64_t hash_u32(const uint32_t *v, size_t n, uint32_t seed)
-{
-    uint64_t h = 1469598103934665603ull ^ seed;
-    for (size_t i = 0; i < n; i++) h = (h ^ v[i]) * 1099511628211ull;
-    return h;
-}
-
-/* One refinement round: ncls[i] = the first state with i's class and signature. Returns the
- * number of classes. */
-static size_t refine(const struct dst *st, size_t n, const int *cls, const unsigned char *live,
-                     uint32_t **sig, size_t *sl, int *ncls, size_t *tab, size_t tcap)
-{
-    size_t count = 0;
-    memset(tab, 0, tcap * sizeof *tab);
-    for (size_t i = 0; i < n; i++) {
-        sl[i] = signature(&st[i], cls, live, sig[i]);
-        size_t k = hash_u32(sig[i], sl[i], (uint32_t)cls[i]) & (tcap - 1);
-        for (;; k = (k + 1) & (tcap - 1)) {
-            if (!tab[k]) {
-                tab[k] = i + 1;
-                ncls[i] = (int)i;
-                count++;
-                break;
-            }
-            size_t j = tab[k] - 1;
-            if (cls[j] == cls[i] && sl[j] == sl[i] && memcmp(sig[j], sig[i], sl[i] * sizeof **sig) == 0) {
-                ncls[i] = (int)j;
-                break;
-            }
-        }
-    }
-    return count;
-}
-
-static struct dfa *dfa_minimise(struct dst *st, size_t n, int *rc)
-{
-    unsigned char *live = coreachable(st, n);
-    int *cls = malloc(n * sizeof *cls), *ncls = malloc(n * sizeof *ncls);
-    uint32_t **sig = calloc(n, sizeof *sig);
-    size_t *sl = calloc(n, sizeof *sl);
-    size_t tcap = 16;
-    while (tcap < 2 * n) tcap *= 2;
-    size_t *tab = malloc(tcap * sizeof *tab);
-    int *num = malloc(n * sizeof *num);
-    struct dfa *out = NULL;
-    if (!live || !cls || !ncls || !sig || !sl || !tab || !num) goto oom;
-    for (size_t i = 0; i < n; i++) {
-        cls[i] = live[i] ? (st[i].accept ? 1 : 2) : 0;
-        sig[i] = malloc((3 * st[i].nt + 2) * sizeof **sig);
-        if (!sig[i]) goto oom;
-    }
-    /* refine until the number of classes stops growing */
-    for (size_t ncl = 0;;) {
-        size_t count = refine(st, n, cls, live, sig, sl, ncls, tab, tcap);
-        memcpy(cls, ncls, n * sizeof *cls);
-        if (count == ncl) break;
-        ncl = count;
-    }
-    /* number the classes so the start's class is 0 */
-    for (size_t i = 0; i < n; i++) num[i] = -1;
-    size_t k = 0;
-    num[cls[0]] = (int)k++;
-    for (size_t i = 0; i < n; i++)
-        if (cls[i] == (int)i && num[i] < 0 && live[i]) num[i] = (int)k++;
-    out = calloc(1, sizeof *out);
-    if (out) out->s = calloc(k, sizeof *out->s);
-    if (!out || !out->s) goto oom;
-    out->n = k;
-    for (size_t i = 0; i < n; i++) {
-        if (cls[i] != (int)i || num[i] < 0 || !live[i]) continue;
-        struct dst *o = &out->s[num[i]];
-        o->accept = st[i].accept;
-        o->t = malloc((st[i].nt + 1) * sizeof *o->t);
-        if (!o->t) goto oom;
-        for (size_t t = 0; t < st[i].nt; t++) {
-            if (!live[st[i].t[t].to]) continue;
-            int to = num[cls[st[i].t[t].to]];
-            if (o->nt > 0 && o->t[o->nt - 1].to == to && o->t[o->nt - 1].hi + 1 == st[i].t[t].lo)
-                o->t[o->nt - 1].hi = st[i].t[t].hi;
-            else
-                o->t[o->nt++] = (struct dtr){st[i].t[t].lo, st[i].t[t].hi, to};
-        }
-    }
-    goto done;
-oom:
-    *rc = ERR_NOMEM;
-    dfa_free(out);
-    out = NULL;
-done:
-    for (size_t i = 0; sig && i < n; i++) free(sig[i]);
-    free(sig);
-    free(sl);
-    free(cls);
-    free(ncls);
-    free(tab);
-    free(num);
-    free(live);
-    return out;
-}
-
 /* ---- formats ---- */
 
 #define DATE_RX                                                                                \
@@ -1670,7 +612,7 @@ unsigned gram_js_format_bit(const char *name)
 }
 
 /* The compiled automaton of a pattern (fmt == 0) or a format, cached per context. */
-static const struct dfa *get_dfa(struct gram_js_ctx *c, const char *src, size_t len, unsigned fmt)
+static const struct gram_js_dfa *get_dfa(struct gram_js_ctx *c, const char *src, size_t len, unsigned fmt)
 {
     struct gram_js_charset_memo *m = memo(c);
     if (!m) return NULL;
@@ -1711,7 +653,7 @@ static const struct dfa *get_dfa(struct gram_js_ctx *c, const char *src, size_t 
     m->np++;
     int rc = 0;
     char why[128] = "";
-    e->d = rx_compile(rx, rlen, &rc, why, sizeof why);
+    e->d = gram_js_rx_compile(rx, rlen, &rc, why, sizeof why);
     if (!e->d) {
         if (fname) gram_js_fail(c, rc ? rc : ERR_NOMEM, "format %s: %s", fname, why);
         else gram_js_fail(c, rc ? rc : ERR_NOMEM, "pattern \"%.60s\": %s", src, why[0] ? why : "cannot compile");
@@ -1730,13 +672,13 @@ struct pstate {
     int loop;      /* every component loops on itself and accepts: written as set{a,b} */
     int loop_any;  /* loop: the loop set is not empty */
     size_t rule;   /* SIZE_MAX: not written yet */
-    struct dtr *t; /* transitions (to = product index) */
+    struct gram_js_dtr *t; /* transitions (to = product index) */
     size_t nt;
 };
 
 struct prod {
     struct gram_js_ctx *c;
-    const struct dfa *d[PROD_MAX_DFAS];
+    const struct gram_js_dfa *d[PROD_MAX_DFAS];
     size_t k;
     uint64_t min, max; /* max UINT64_MAX: none */
     struct pstate *s;
@@ -1744,9 +686,9 @@ struct prod {
     int rc;
 };
 
-static int comp_loop(const struct dfa *d, int q)
+static int comp_loop(const struct gram_js_dfa *d, int q)
 {
-    const struct dst *s = &d->s[q];
+    const struct gram_js_dst *s = &d->s[q];
     if (!s->accept) return 0;
     for (size_t i = 0; i < s->nt; i++)
         if (s->t[i].to != q) return 0;
@@ -1822,7 +764,7 @@ static void pstate_expand(struct prod *p, size_t i)
     cur[0].lo = 0;
     cur[0].hi = CP_MAX;
     for (size_t d = 0; d < p->k && n > 0; d++) {
-        const struct dst *s = &p->d[d]->s[p->s[i].q[d]];
+        const struct gram_js_dst *s = &p->d[d]->s[p->s[i].q[d]];
         size_t m = 0, capm = n + s->nt + 4;
         struct iv *nx = malloc(capm * sizeof *nx);
         if (!nx) {
@@ -1860,7 +802,7 @@ static void pstate_expand(struct prod *p, size_t i)
         n = m;
     }
     uint64_t cnt = next_cnt(p, p->s[i].cnt);
-    struct dtr *t = malloc((2 * n + 1) * sizeof *t);
+    struct gram_js_dtr *t = malloc((2 * n + 1) * sizeof *t);
     if (!t) {
         free(cur);
         p->rc = ERR_NOMEM;
@@ -1873,10 +815,10 @@ static void pstate_expand(struct prod *p, size_t i)
         int to = pstate_find(p, cur[k].q, cnt);
         if (to < 0) break;
         if (lo <= SUR_HI && hi >= SUR_LO) {
-            if (lo < SUR_LO) t[nt++] = (struct dtr){lo, SUR_LO - 1, to};
-            if (hi > SUR_HI) t[nt++] = (struct dtr){SUR_HI + 1, hi, to};
+            if (lo < SUR_LO) t[nt++] = (struct gram_js_dtr){lo, SUR_LO - 1, to};
+            if (hi > SUR_HI) t[nt++] = (struct gram_js_dtr){SUR_HI + 1, hi, to};
         } else {
-            t[nt++] = (struct dtr){lo, hi, to};
+            t[nt++] = (struct gram_js_dtr){lo, hi, to};
         }
     }
     free(cur);
@@ -1923,10 +865,10 @@ static void prod_free(struct prod *p)
 static void loop_set(const struct prod *p, const struct pstate *s, struct gram_js_cset *out)
 {
     struct gram_js_cset cur = {0};
-    cset_universe(&cur);
+    gram_js_cset_universe(&cur);
     for (size_t i = 0; i < p->k; i++) {
         struct gram_js_cset mine = {0}, nx = {0};
-        const struct dst *d = &p->d[i]->s[s->q[i]];
+        const struct gram_js_dst *d = &p->d[i]->s[s->q[i]];
         for (size_t t = 0; t < d->nt; t++) gram_js_cset_add(&mine, d->t[t].lo, d->t[t].hi);
         cset_intersect(&nx, &cur, &mine);
         gram_js_cset_free(&cur);
@@ -1936,7 +878,8 @@ static void loop_set(const struct prod *p, const struct pstate *s, struct gram_j
     *out = cur;
 }
 
-void gram_js_put_repeat(struct gram_js_buf *b, const char *what, uint64_t a, uint64_t bmax)
+/* what{a,b} with both counts within gram's limit. */
+static void repeat_small(struct gram_js_buf *b, const char *what, uint64_t a, uint64_t bmax)
 {
     if (bmax == UINT64_MAX) {
         if (a == 0) gram_js_printf(b, "%s*", what);
@@ -1950,6 +893,56 @@ void gram_js_put_repeat(struct gram_js_buf *b, const char *what, uint64_t a, uin
     } else {
         gram_js_printf(b, "%s{%llu,%llu}", what, (unsigned long long)a, (unsigned long long)bmax);
     }
+}
+
+/* Counts past GRAM_JS_REPEAT (M) nest: exactly a = q*M + r is (what{M}){q} what{r}; up to N =
+ * K*M + R more is ((what{M}){0,K-1} what{0,M-1} | (what{M}){K} what{0,R}), two disjoint length
+ * ranges, each with one way to split a length, so the matcher keeps at most a few stacks. */
+void gram_js_put_repeat(struct gram_js_buf *b, const char *what, uint64_t a, uint64_t bmax)
+{
+    const uint64_t M = GRAM_JS_REPEAT;
+    if (a <= M && (bmax == UINT64_MAX || bmax <= M)) {
+        repeat_small(b, what, a, bmax);
+        return;
+    }
+    struct gram_js_buf blk = {0};
+    gram_js_printf(&blk, "(%s{%llu})", what, (unsigned long long)M);
+    const char *B = blk.p ? blk.p : "";
+    gram_js_puts(b, "(");
+    if (a > 0) {
+        repeat_small(b, B, a / M, a / M);
+        if (a % M) {
+            gram_js_puts(b, " ");
+            repeat_small(b, what, a % M, a % M);
+        }
+    }
+    if (bmax == UINT64_MAX) {
+        gram_js_printf(b, " %s*", what);
+    } else if (bmax > a) {
+        uint64_t n = bmax - a;
+        gram_js_puts(b, " ");
+        if (n <= M) {
+            repeat_small(b, what, 0, n);
+        } else {
+            uint64_t k = n / M, r = n % M;
+            gram_js_puts(b, "(");
+            if (k > 1) {
+                repeat_small(b, B, 0, k - 1);
+                gram_js_puts(b, " ");
+            }
+            repeat_small(b, what, 0, M - 1);
+            gram_js_puts(b, " | ");
+            repeat_small(b, B, k, k);
+            if (r) {
+                gram_js_puts(b, " ");
+                repeat_small(b, what, 0, r);
+            }
+            gram_js_puts(b, ")");
+        }
+    }
+    gram_js_puts(b, ")");
+    if (blk.oom) b->oom = 1;
+    gram_js_buf_free(&blk);
 }
 
 static void prod_ref(struct prod *p, size_t i, struct gram_js_buf *b, const char *hint);
@@ -2025,7 +1018,7 @@ static void prod_ref(struct prod *p, size_t i, struct gram_js_buf *b, const char
 static int collect_dfas(struct gram_js_ctx *c, const struct gram_js_strc *s, struct prod *p)
 {
     for (size_t i = 0; i < s->n_pat; i++) {
-        const struct dfa *d = get_dfa(c, s->pat[i], s->pat_len[i], 0);
+        const struct gram_js_dfa *d = get_dfa(c, s->pat[i], s->pat_len[i], 0);
         if (!d) return -1;
         if (p->k == PROD_MAX_DFAS) {
             gram_js_fail(c, ERR_LIMIT, "more than %d patterns and formats on one string", PROD_MAX_DFAS);
@@ -2035,7 +1028,7 @@ static int collect_dfas(struct gram_js_ctx *c, const struct gram_js_strc *s, str
     }
     for (size_t i = 0; i < N_FORMATS; i++) {
         if (!(s->formats & g_formats[i].bit)) continue;
-        const struct dfa *d = get_dfa(c, NULL, 0, g_formats[i].bit);
+        const struct gram_js_dfa *d = get_dfa(c, NULL, 0, g_formats[i].bit);
         if (!d) return -1;
         if (p->k == PROD_MAX_DFAS) {
             gram_js_fail(c, ERR_LIMIT, "more than %d patterns and formats on one string", PROD_MAX_DFAS);
@@ -2051,7 +1044,7 @@ static int lit_ok(struct gram_js_ctx *c, const struct gram_js_strc *s)
 {
     uint32_t *cps;
     size_t n;
-    if (utf8_cps(s->lit, s->lit_len, &cps, &n)) {
+    if (gram_js_utf8_cps(s->lit, s->lit_len, &cps, &n)) {
         gram_js_fail(c, ERR_NOMEM, "out of memory");
         return 0;
     }
@@ -2061,7 +1054,7 @@ static int lit_ok(struct gram_js_ctx *c, const struct gram_js_strc *s)
     for (size_t d = 0; d < p.k && ok; d++) {
         int q = 0;
         for (size_t i = 0; i < n && q >= 0; i++) {
-            const struct dst *st = &p.d[d]->s[q];
+            const struct gram_js_dst *st = &p.d[d]->s[q];
             int to = -1;
             for (size_t t = 0; t < st->nt; t++)
                 if (cps[i] >= st->t[t].lo && cps[i] <= st->t[t].hi) to = st->t[t].to;
