@@ -124,7 +124,8 @@ clean:
 
 # ---- fuzz (GGUF harness owner: tests/fuzz/README.md) ----
 # `make fuzz` builds every tests/fuzz/fuzz_*.c as a libFuzzer binary in build-fuzz/, against all
-# library sources except src/rpc (only fuzz_rpc* harnesses add src/rpc and libuv/jansson).
+# library sources except src/rpc (only fuzz_rpc* harnesses add src/rpc and libuv). Every harness
+# links jansson: the library's JSON-by-nature modules (gram's schema converter) use it.
 # `make fuzz-smoke` runs each harness for FUZZ_SECONDS on a corpus generated at run time by
 # tests/fuzz/seeds_<name>.c when it exists (a seed program gets the corpus directory and
 # $(SHARED)/models/stories260K-*.gguf as extra seeds). Needs clang with compiler-rt
@@ -157,6 +158,7 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< \
 	  $(filter %.o,$^) $(FUZZ_LIBS) $(LDLIBS)
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null)
 $(FUZZ_RPC_BIN): $(FUZZ_RPC_OBJ)
 $(FUZZ_RPC_BIN): FUZZ_LIBS = $(PKG_LIBS)
 

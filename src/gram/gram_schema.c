@@ -111,10 +111,41 @@ int gram_js_fail(struct gram_js_ctx *c, int code, const char *fmt, ...)
     return code;
 }
 
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 static int name_taken(const struct gram_js_ctx *c, const char *name)
 {
-    for (size_t i = 0; i < c->n_rules; i++)
-        if (strcmp(c->rules[i].name, name) == 0) return 1;
+    if (!c->names_cap) return 0;
+    for (size_t k = name_hash(name) & (c->names_cap - 1); c->names[k]; k = (k + 1) & (c->names_cap - 1))
+        if (strcmp(c->rules[c->names[k] - 1].name, name) == 0) return 1;
+    return 0;
+}
+
+/* Index rule i's name (the table stays at most half full). */
+static int name_index(struct gram_js_ctx *c, size_t i)
+{
+    if ((c->n_rules + 1) * 2 > c->names_cap) {
+        size_t cap = c->names_cap ? c->names_cap * 2 : 256;
+        size_t *t = calloc(cap, sizeof *t);
+        if (!t) return -1;
+        for (size_t r = 0; r < c->n_rules; r++) {
+            if (r == i) continue;
+            size_t k = name_hash(c->rules[r].name) & (cap - 1);
+            while (t[k]) k = (k + 1) & (cap - 1);
+            t[k] = r + 1;
+        }
+        free(c->names);
+        c->names = t;
+        c->names_cap = cap;
+    }
+    size_t k = name_hash(c->rules[i].name) & (c->names_cap - 1);
+    while (c->names[k]) k = (k + 1) & (c->names_cap - 1);
+    c->names[k] = i + 1;
     return 0;
 }
 
@@ -144,6 +175,11 @@ static size_t rule_add(struct gram_js_ctx *c, char *name)
     c->rules[c->n_rules].name = name;
     c->rules[c->n_rules].body = NULL;
     c->bytes += strlen(name) + 6;
+    if (name_index(c, c->n_rules)) {
+        free(name);
+        gram_js_fail(c, ERR_NOMEM, "out of memory");
+        return SIZE_MAX;
+    }
     return c->n_rules++;
 }
 
@@ -170,13 +206,8 @@ size_t gram_js_rule_new(struct gram_js_ctx *c, const char *hint)
     while (k > np && name[k - 1] == '-') k--;
     if (k == np) name[k++] = 'r';
     name[k] = 0;
-    if (name_taken(c, name)) {
-        size_t base = k;
-        for (unsigned long i = 1;; i++) {
-            snprintf(name + base, 22, "-%lu", i);
-            if (!name_taken(c, name)) break;
-        }
-    }
+    /* a taken name gets a number; numbers only grow, so this ends at once in practice */
+    while (name_taken(c, name)) snprintf(name + k, 22, "-%zu", ++c->name_seq);
     return rule_add(c, name);
 }
 
@@ -353,6 +384,7 @@ static int is_universal(const json_t *s)
 /* Sorted, deduplicated, schemas that constrain nothing dropped. */
 static size_t tset_norm(struct term *t, size_t n)
 {
+    if (n == 0) return 0;
     qsort(t, n, sizeof *t, term_cmp);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1986,6 +2018,7 @@ static void ctx_free(struct gram_js_ctx *c)
         free(c->rules[i].body);
     }
     free(c->rules);
+    free(c->names);
     gram_js_str_ctx_free(c);
 }
 

@@ -86,6 +86,8 @@ struct gram_js_ctx {
     int rc; /* first error, 0 while none */
     struct gram_js_rule *rules;
     size_t n_rules, cap_rules;
+    size_t *names; /* hash set of rule names: rule index + 1, 0 = empty */
+    size_t names_cap, name_seq;
     size_t bytes; /* grammar bytes so far (names + bodies) */
     size_t prim[GRAM_JS_P_COUNT_]; /* rule index + 1, 0 = not defined yet */
     struct gram_js_charset_memo *cs; /* character-set rules, keyed by their code point ranges */
