@@ -148,6 +148,37 @@ static const char *jsval_class_body(char e)
     }
 }
 
+/* One escape (the character after the backslash) in ERE; 0 with *why when ERE cannot say it. */
+static int jsval_ere_escape(char **o, size_t *on, size_t *cap, char e, int in_class, const char **why)
+{
+    const char *body = jsval_class_body((char)(e | 0x20));
+    if (body) {
+        int neg = e >= 'A' && e <= 'Z';
+        if (in_class && neg) return *why = "negated class escape inside a class", 0;
+        if (!in_class) jsval_put(o, on, cap, neg ? "[^" : "[", neg ? 2 : 1);
+        jsval_put(o, on, cap, body, strlen(body));
+        if (!in_class) jsval_put(o, on, cap, "]", 1);
+        return 1;
+    }
+    static const char from[] = "tnrfv", to[] = "\t\n\r\f\v";
+    const char *lit = strchr(from, e);
+    if (lit && e) {
+        jsval_put(o, on, cap, &to[lit - from], 1);
+        return 1;
+    }
+    if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'))
+        return *why = "escape (backreference, \\b, \\p, \\x, \\u...)", 0;
+    if (in_class) {
+        if (e == ']' || e == '\\' || e == '-' || e == '^') return *why = "escaped bracket syntax inside a class", 0;
+        jsval_put(o, on, cap, &e, 1);
+    } else {
+        char esc[2] = {'\\', e};
+        if (strchr(".[]()*+?{}|^$\\", e)) jsval_put(o, on, cap, esc, 2);
+        else jsval_put(o, on, cap, &e, 1);
+    }
+    return 1;
+}
+
 /* Translate; NULL with *why set when the pattern needs what ERE lacks. */
 static char *jsval_ere(const char *p, size_t n, const char **why)
 {
@@ -158,49 +189,9 @@ static char *jsval_ere(const char *p, size_t n, const char **why)
     for (size_t i = 0; i < n && o; i++) {
         char c = p[i];
         if (c == '\\' && i + 1 < n) {
-            char e = p[++i];
-            const char *body = jsval_class_body((char)(e | 0x20));
-            if (body) {
-                int neg = e >= 'A' && e <= 'Z';
-                if (in_class && neg) {
-                    *why = "negated class escape inside a class";
-                    free(o);
-                    return NULL;
-                }
-                if (!in_class) jsval_put(&o, &on, &cap, neg ? "[^" : "[", neg ? 2 : 1);
-                jsval_put(&o, &on, &cap, body, strlen(body));
-                if (!in_class) jsval_put(&o, &on, &cap, "]", 1);
-                continue;
-            }
-            char lit = 0;
-            switch (e) {
-            case 't': lit = '\t'; break;
-            case 'n': lit = '\n'; break;
-            case 'r': lit = '\r'; break;
-            case 'f': lit = '\f'; break;
-            case 'v': lit = '\v'; break;
-            default: break;
-            }
-            if (lit) {
-                jsval_put(&o, &on, &cap, &lit, 1);
-                continue;
-            }
-            if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) {
-                *why = "escape (backreference, \\b, \\p, \\x, \\u...)";
+            if (!jsval_ere_escape(&o, &on, &cap, p[++i], in_class, why)) {
                 free(o);
                 return NULL;
-            }
-            if (in_class) {
-                if (e == ']' || e == '\\' || e == '-' || e == '^') {
-                    *why = "escaped bracket syntax inside a class";
-                    free(o);
-                    return NULL;
-                }
-                jsval_put(&o, &on, &cap, &e, 1);
-            } else {
-                char esc[2] = {'\\', e};
-                if (strchr(".[]()*+?{}|^$\\", e)) jsval_put(&o, &on, &cap, esc, 2);
-                else jsval_put(&o, &on, &cap, &e, 1);
             }
             continue;
         }

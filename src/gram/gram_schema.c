@@ -482,6 +482,15 @@ static uint64_t tset_hash(const struct term *t, size_t n)
     return h;
 }
 
+/* Field by field: struct term has padding, which memcmp would read. */
+static int tset_eq(const struct term *a, const struct term *b, size_t n, size_t na)
+{
+    if (n != na) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i].j != b[i].j || a[i].kind != b[i].kind) return 0;
+    return 1;
+}
+
 /* The memo entry of a normalised set, created when missing. NULL after an error. */
 static struct mset *mset_get(struct sx *x, const struct term *t, size_t n)
 {
@@ -490,7 +499,7 @@ static struct mset *mset_get(struct sx *x, const struct term *t, size_t n)
     if (x->hcap) {
         for (size_t k = h & (x->hcap - 1); x->htab[k]; k = (k + 1) & (x->hcap - 1)) {
             struct mset *e = &x->m[x->htab[k] - 1];
-            if (e->h == h && e->n == n && (n == 0 || memcmp(e->t, t, n * sizeof *t) == 0)) return e;
+            if (e->h == h && tset_eq(e->t, t, n, e->n)) return e;
         }
     }
     if (x->nm * 2 + 2 >= x->hcap) {
@@ -699,7 +708,7 @@ static void problem(struct sx *x, const char *ptr, const char *kw, const char *w
 static const char *const g_unsupported[] = {
     "not", "if", "then", "else", "dependentSchemas", "dependentRequired", "dependencies",
     "patternProperties", "propertyNames", "unevaluatedProperties", "unevaluatedItems",
-    "contains", "minContains", "maxContains", "uniqueItems", "multipleOf", "minProperties",
+    "contains", "minContains", "maxContains", "uniqueItems", "multipleOf",
     "maxProperties", "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor"};
 
 static int is_count(const json_t *v)
@@ -793,112 +802,258 @@ static void walk_array(struct sx *x, const json_t *s, const char *kw, struct pat
     path_pop(pa, o);
 }
 
-/* Check one keyword's value; returns 0 or records a problem / error. */
+/* Keyword checkers: each returns 1 when the value is malformed (check_kw then reports
+ * ERR_INVALID), and may itself record a problem (unsupported use) or a limit. */
+typedef int (*kw_check)(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr);
+
+static int ck_type(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)x, (void)s, (void)k, (void)ptr;
+    if (!json_is_array(v)) return !valid_type_name(v);
+    if (json_array_size(v) == 0) return 1;
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (!valid_type_name(json_array_get(v, i))) return 1;
+    return 0;
+}
+
+static int ck_enum(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s, (void)k;
+    if (!json_is_array(v)) return 1;
+    if (json_array_size(v) > GRAM_JS_MAX_ENUM)
+        gram_js_fail(x->c, ERR_LIMIT, "enum at %s/enum has %zu values (limit %d)", ptr, json_array_size(v),
+                     GRAM_JS_MAX_ENUM);
+    return 0;
+}
+
+static int ck_bool(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s;
+    if (!json_is_boolean(v)) return 1;
+    if (strcmp(k, "uniqueItems") == 0 && json_is_true(v)) problem(x, ptr, k, NULL);
+    return 0;
+}
+
+static int ck_number(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)x, (void)s, (void)k, (void)ptr;
+    return !json_is_number(v);
+}
+
+/* exclusiveMinimum / exclusiveMaximum: a number, or draft-04's boolean modifier */
+static int ck_exclusive(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)x, (void)s, (void)k, (void)ptr;
+    return !json_is_number(v) && !json_is_boolean(v);
+}
+
+static int ck_count(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s;
+    if (!is_count(v)) return 1;
+    if (count_of(v) > GRAM_JS_MAX_COUNT)
+        gram_js_fail(x->c, ERR_LIMIT, "%s at %s/%s is above %llu", k, ptr, k, (unsigned long long)GRAM_JS_MAX_COUNT);
+    return 0;
+}
+
+static int ck_pattern(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s;
+    if (!json_is_string(v)) return 1;
+    char why[128] = "";
+    int rc = gram_js_pattern_check(json_string_value(v), json_string_length(v), why, sizeof why);
+    if (rc == ERR_UNSUPPORTED) problem(x, ptr, k, why);
+    else if (rc) gram_js_fail(x->c, rc == ERR_NOMEM || rc == ERR_LIMIT ? rc : ERR_INVALID, "pattern at %s/pattern: %s", ptr, why);
+    return 0;
+}
+
+static int ck_format(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s;
+    if (!json_is_string(v)) return 1;
+    if (!gram_js_format_bit(json_string_value(v)) && !(x->c->o.flags & GRAM_SCHEMA_LAX_FORMAT)) {
+        char why[96];
+        snprintf(why, sizeof why, "format \"%.40s\" unknown", json_string_value(v));
+        problem(x, ptr, k, why);
+    }
+    return 0;
+}
+
+static int ck_required(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s, (void)k;
+    if (!json_is_array(v)) return 1;
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *e = json_array_get(v, i);
+        if (!json_is_string(e)) return 1;
+        if (json_string_length(e) > GRAM_JS_MAX_KEY)
+            gram_js_fail(x->c, ERR_LIMIT, "required at %s/required: a name longer than %d bytes", ptr, GRAM_JS_MAX_KEY);
+    }
+    if (json_array_size(v) > GRAM_JS_MAX_PROPS)
+        gram_js_fail(x->c, ERR_LIMIT, "required at %s/required lists more than %d names", ptr, GRAM_JS_MAX_PROPS);
+    return 0;
+}
+
+/* properties, $defs, definitions: name -> schema */
+static int ck_schema_map(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s;
+    if (!json_is_object(v)) return 1;
+    const char *kk;
+    json_t *vv;
+    json_object_foreach((json_t *)v, kk, vv) {
+        if (!is_schema(vv)) return 1;
+        if (k[0] == 'p' && key_len_of(kk) > GRAM_JS_MAX_KEY)
+            gram_js_fail(x->c, ERR_LIMIT, "properties at %s/properties: a name longer than %d bytes", ptr, GRAM_JS_MAX_KEY);
+    }
+    if (k[0] == 'p' && json_object_size(v) > GRAM_JS_MAX_PROPS)
+        gram_js_fail(x->c, ERR_LIMIT, "properties at %s/properties has more than %d names", ptr, GRAM_JS_MAX_PROPS);
+    return 0;
+}
+
+/* allOf, anyOf, oneOf, prefixItems: a non-empty list of schemas */
+static int ck_schema_list(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)x, (void)s, (void)k, (void)ptr;
+    if (!json_is_array(v) || json_array_size(v) == 0) return 1;
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (!is_schema(json_array_get(v, i))) return 1;
+    return 0;
+}
+
+static int ck_schema(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)x, (void)s, (void)k, (void)ptr;
+    return !is_schema(v);
+}
+
+/* items: a schema, or draft-07's list (then not beside prefixItems) */
+static int ck_items(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    if (!json_is_array(v)) return !is_schema(v);
+    if (ck_schema_list(x, s, k, v, ptr) && json_array_size(v) > 0) return 1;
+    if (json_object_get(s, "prefixItems"))
+        gram_js_fail(x->c, ERR_INVALID, "items at %s/items: an array of items beside prefixItems", ptr);
+    return 0;
+}
+
+static int ck_ref(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s;
+    if (!json_is_string(v)) return 1;
+    const char *why = NULL;
+    if (ref_resolve(x, json_string_value(v), json_string_length(v), &why)) return 0;
+    if (strcmp(why, "target not found") == 0 || strcmp(why, "target is not a schema") == 0)
+        gram_js_fail(x->c, ERR_INVALID, "$ref at %s/$ref: \"%.80s\": %s", ptr, json_string_value(v), why);
+    else
+        problem(x, ptr, k, why);
+    return 0;
+}
+
+static int ck_string(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)x, (void)s, (void)k, (void)ptr;
+    return !json_is_string(v);
+}
+
+/* minProperties 0 says nothing; anything else is not supported */
+static int ck_min_properties(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)s;
+    if (!is_count(v)) return 1;
+    if (count_of(v) > 0) problem(x, ptr, k, NULL);
+    return 0;
+}
+
+static int ck_none(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
+{
+    (void)x, (void)s, (void)k, (void)v, (void)ptr;
+    return 0;
+}
+
+static const struct {
+    const char *kw;
+    kw_check fn;
+} g_keywords[] = {
+    {"type", ck_type},           {"enum", ck_enum},           {"const", ck_none},
+    {"nullable", ck_bool},       {"uniqueItems", ck_bool},    {"minimum", ck_number},
+    {"maximum", ck_number},      {"exclusiveMinimum", ck_exclusive},
+    {"exclusiveMaximum", ck_exclusive},                       {"minLength", ck_count},
+    {"maxLength", ck_count},     {"minItems", ck_count},      {"maxItems", ck_count},
+    {"pattern", ck_pattern},     {"format", ck_format},       {"required", ck_required},
+    {"properties", ck_schema_map}, {"$defs", ck_schema_map},  {"definitions", ck_schema_map},
+    {"allOf", ck_schema_list},   {"anyOf", ck_schema_list},   {"oneOf", ck_schema_list},
+    {"prefixItems", ck_schema_list}, {"items", ck_items},     {"additionalProperties", ck_schema},
+    {"additionalItems", ck_schema}, {"$ref", ck_ref},         {"$id", ck_string},
+    {"$anchor", ck_string},      {"minProperties", ck_min_properties},
+};
+
+/* Check one keyword: supported ones by their checker, unsupported and unknown ones recorded as
+ * problems, annotations (and x- extensions) ignored. */
 static void check_kw(struct sx *x, const json_t *s, const char *k, const json_t *v, const char *ptr)
 {
-    struct gram_js_ctx *c = x->c;
-    int bad = 0;
-    if (strcmp(k, "type") == 0) {
-        if (json_is_array(v)) {
-            bad = json_array_size(v) == 0;
-            for (size_t i = 0; i < json_array_size(v) && !bad; i++)
-                bad = !valid_type_name(json_array_get(v, i));
-        } else {
-            bad = !valid_type_name(v);
-        }
-    } else if (strcmp(k, "enum") == 0) {
-        bad = !json_is_array(v);
-        if (!bad && json_array_size(v) > GRAM_JS_MAX_ENUM) {
-            gram_js_fail(c, ERR_LIMIT, "enum at %s/enum has %zu values (limit %d)", ptr,
-                         json_array_size(v), GRAM_JS_MAX_ENUM);
-            return;
-        }
-    } else if (strcmp(k, "nullable") == 0 || strcmp(k, "uniqueItems") == 0) {
-        bad = !json_is_boolean(v);
-        if (!bad && strcmp(k, "uniqueItems") == 0 && json_is_true(v)) problem(x, ptr, k, NULL);
-    } else if (strcmp(k, "minimum") == 0 || strcmp(k, "maximum") == 0) {
-        bad = !json_is_number(v);
-    } else if (strcmp(k, "exclusiveMinimum") == 0 || strcmp(k, "exclusiveMaximum") == 0) {
-        bad = !json_is_number(v) && !json_is_boolean(v);
-    } else if (strcmp(k, "minLength") == 0 || strcmp(k, "maxLength") == 0 ||
-               strcmp(k, "minItems") == 0 || strcmp(k, "maxItems") == 0) {
-        bad = !is_count(v);
-        if (!bad && count_of(v) > GRAM_JS_MAX_COUNT) {
-            gram_js_fail(c, ERR_LIMIT, "%s at %s/%s is above %llu", k, ptr, k, (unsigned long long)GRAM_JS_MAX_COUNT);
-            return;
-        }
-    } else if (strcmp(k, "pattern") == 0) {
-        bad = !json_is_string(v);
-        if (!bad) {
-            char why[128] = "";
-            int rc = gram_js_pattern_check(json_string_value(v), json_string_length(v), why, sizeof why);
-            if (rc == ERR_UNSUPPORTED) problem(x, ptr, k, why);
-            else if (rc == ERR_LIMIT) gram_js_fail(c, rc, "pattern at %s/pattern: %s", ptr, why);
-            else if (rc) gram_js_fail(c, rc == ERR_NOMEM ? rc : ERR_INVALID, "pattern at %s/pattern: %s", ptr, why);
-        }
-    } else if (strcmp(k, "format") == 0) {
-        bad = !json_is_string(v);
-        if (!bad && !gram_js_format_bit(json_string_value(v)) && !(c->o.flags & GRAM_SCHEMA_LAX_FORMAT)) {
-            char why[96];
-            snprintf(why, sizeof why, "format \"%.40s\" unknown", json_string_value(v));
-            problem(x, ptr, k, why);
-        }
-    } else if (strcmp(k, "required") == 0) {
-        bad = !json_is_array(v);
-        for (size_t i = 0; !bad && i < json_array_size(v); i++) bad = !json_is_string(json_array_get(v, i));
-        if (!bad && json_array_size(v) > GRAM_JS_MAX_PROPS) {
-            gram_js_fail(c, ERR_LIMIT, "required at %s/required lists more than %d names", ptr, GRAM_JS_MAX_PROPS);
-            return;
-        }
-    } else if (strcmp(k, "properties") == 0 || strcmp(k, "$defs") == 0 || strcmp(k, "definitions") == 0) {
-        bad = !json_is_object(v);
-        const char *kk;
-        json_t *vv;
-        if (!bad) json_object_foreach((json_t *)v, kk, vv) bad |= !is_schema(vv);
-        if (!bad && k[0] == 'p' && json_object_size(v) > GRAM_JS_MAX_PROPS) {
-            gram_js_fail(c, ERR_LIMIT, "properties at %s/properties has more than %d names", ptr, GRAM_JS_MAX_PROPS);
-            return;
-        }
-    } else if (strcmp(k, "allOf") == 0 || strcmp(k, "anyOf") == 0 || strcmp(k, "oneOf") == 0 ||
-               strcmp(k, "prefixItems") == 0) {
-        bad = !json_is_array(v) || json_array_size(v) == 0;
-        for (size_t i = 0; !bad && i < json_array_size(v); i++) bad = !is_schema(json_array_get(v, i));
-    } else if (strcmp(k, "items") == 0) {
-        bad = !is_schema(v) && !json_is_array(v);
-        for (size_t i = 0; !bad && json_is_array(v) && i < json_array_size(v); i++)
-            bad = !is_schema(json_array_get(v, i));
-        if (!bad && json_is_array(v) && json_object_get(s, "prefixItems")) {
-            gram_js_fail(c, ERR_INVALID, "items at %s/items: an array of items beside prefixItems", ptr);
-            return;
-        }
-    } else if (strcmp(k, "additionalProperties") == 0 || strcmp(k, "additionalItems") == 0) {
-        bad = !is_schema(v);
-    } else if (strcmp(k, "$ref") == 0) {
-        bad = !json_is_string(v);
-        const char *why = NULL;
-        if (!bad && !ref_resolve(x, json_string_value(v), json_string_length(v), &why)) {
-            if (strcmp(why, "target not found") == 0 || strcmp(why, "target is not a schema") == 0)
-                gram_js_fail(c, ERR_INVALID, "$ref at %s/$ref: \"%.80s\": %s", ptr, json_string_value(v), why);
-            else
-                problem(x, ptr, k, why);
-        }
-    } else if (strcmp(k, "$id") == 0) {
-        bad = !json_is_string(v);
-    } else if (strcmp(k, "$anchor") == 0) {
-        bad = !json_is_string(v);
-    } else if (strcmp(k, "minProperties") == 0 && is_count(v) && count_of(v) == 0) {
-        return; /* no constraint */
-    } else if (in_list(k, g_unsupported, sizeof g_unsupported / sizeof g_unsupported[0])) {
-        problem(x, ptr, k, NULL);
-        return;
-    } else if (strcmp(k, "const") == 0 || in_list(k, g_annotations, sizeof g_annotations / sizeof g_annotations[0]) ||
-               strncmp(k, "x-", 2) == 0) {
-        return;
-    } else {
-        problem(x, ptr, k, "unknown keyword");
+    for (size_t i = 0; i < sizeof g_keywords / sizeof g_keywords[0]; i++) {
+        if (strcmp(k, g_keywords[i].kw) != 0) continue;
+        if (g_keywords[i].fn(x, s, k, v, ptr)) gram_js_fail(x->c, ERR_INVALID, "%s at %s/%s: invalid value", k, ptr, k);
         return;
     }
-    if (bad) gram_js_fail(c, ERR_INVALID, "%s at %s/%s: invalid value", k, ptr, k);
+    if (in_list(k, g_unsupported, sizeof g_unsupported / sizeof g_unsupported[0])) problem(x, ptr, k, NULL);
+    else if (!in_list(k, g_annotations, sizeof g_annotations / sizeof g_annotations[0]) && strncmp(k, "x-", 2) != 0)
+        problem(x, ptr, k, "unknown keyword");
+}
+
+/* The subschemas of s under their pointers. */
+static void walk_children(struct sx *x, const json_t *s, struct path *pa, int depth)
+{
+    static const char *const single[] = {"additionalProperties", "additionalItems"};
+    for (size_t i = 0; i < 2; i++)
+        if (json_object_get(s, single[i])) walk_kw(x, s, single[i], pa, depth);
+    const json_t *it = json_object_get(s, "items");
+    if (json_is_array(it)) walk_array(x, s, "items", pa, depth);
+    else if (it) walk_kw(x, s, "items", pa, depth);
+    static const char *const arrays[] = {"allOf", "anyOf", "oneOf", "prefixItems"};
+    for (size_t i = 0; i < 4; i++)
+        if (json_object_get(s, arrays[i])) walk_array(x, s, arrays[i], pa, depth);
+    const json_t *props = json_object_get(s, "properties");
+    if (!props) return;
+    int o = path_push(pa, "properties", 10);
+    const char *pk;
+    json_t *pv;
+    json_object_foreach((json_t *)props, pk, pv) {
+        int o2 = path_push(pa, pk, key_len_of(pk));
+        if (o2 < 0) {
+            gram_js_fail(x->c, ERR_NOMEM, "out of memory");
+            break;
+        }
+        walk(x, pv, pa, depth + 1);
+        path_pop(pa, o2);
+    }
+    path_pop(pa, o);
+}
+
+/* The target of s's $ref, under its own pointer (its fragment), or the root's when it is not a
+ * pointer. Deeper for the depth limit, so a chain of references counts as nesting. */
+static void walk_ref_target(struct sx *x, const json_t *s, int depth)
+{
+    const json_t *ref = json_object_get(s, "$ref");
+    if (!json_is_string(ref)) return;
+    const char *why;
+    const json_t *t = ref_resolve(x, json_string_value(ref), json_string_length(ref), &why);
+    if (!t || !json_is_object(t)) return;
+    struct path tp = {0};
+    const char *frag = strchr(json_string_value(ref), '#');
+    if (frag && frag[1] == '/') {
+        size_t fl = strlen(frag + 1);
+        tp.p = malloc(fl + 1);
+        if (!tp.p) {
+            gram_js_fail(x->c, ERR_NOMEM, "out of memory");
+            return;
+        }
+        tp.n = pct_decode(frag + 1, fl, tp.p);
+        tp.cap = fl + 1;
+    }
+    walk(x, t, &tp, depth + 1);
+    free(tp.p);
 }
 
 static void walk(struct sx *x, const json_t *s, struct path *pa, int depth)
@@ -947,54 +1102,8 @@ static void walk(struct sx *x, const json_t *s, struct path *pa, int depth)
     json_t *v;
     json_object_foreach((json_t *)s, k, v) check_kw(x, s, k, v, myptr);
     free(myptr);
-    if (c->rc) return;
-    /* subschemas */
-    static const char *const single[] = {"additionalProperties", "additionalItems"};
-    for (size_t i = 0; i < 2; i++)
-        if (json_object_get(s, single[i])) walk_kw(x, s, single[i], pa, depth);
-    const json_t *it = json_object_get(s, "items");
-    if (json_is_array(it)) walk_array(x, s, "items", pa, depth);
-    else if (it) walk_kw(x, s, "items", pa, depth);
-    static const char *const arrays[] = {"allOf", "anyOf", "oneOf", "prefixItems"};
-    for (size_t i = 0; i < 4; i++)
-        if (json_object_get(s, arrays[i])) walk_array(x, s, arrays[i], pa, depth);
-    const json_t *props = json_object_get(s, "properties");
-    if (props) {
-        int o = path_push(pa, "properties", 10);
-        const char *pk;
-        json_t *pv;
-        json_object_foreach((json_t *)props, pk, pv) {
-            int o2 = path_push(pa, pk, key_len_of(pk));
-            walk(x, pv, pa, depth + 1);
-            path_pop(pa, o2);
-        }
-        path_pop(pa, o);
-    }
-    const json_t *ref = json_object_get(s, "$ref");
-    if (json_is_string(ref)) {
-        const char *why;
-        const json_t *t = ref_resolve(x, json_string_value(ref), json_string_length(ref), &why);
-        if (t && json_is_object(t)) {
-            /* walk the target under its own pointer */
-            struct path tp = {0};
-            const char *frag = strchr(json_string_value(ref), '#');
-            int ok = 1;
-            if (frag && frag[1] == '/') {
-                char *dec = malloc(strlen(frag) + 1);
-                if (dec) {
-                    size_t dl = pct_decode(frag + 1, strlen(frag + 1), dec);
-                    tp.p = dec;
-                    tp.n = dl;
-                    tp.cap = strlen(frag) + 1;
-                } else {
-                    ok = 0;
-                }
-            }
-            if (ok) walk(x, t, &tp, depth + 1);
-            else gram_js_fail(c, ERR_NOMEM, "out of memory");
-            free(tp.p);
-        }
-    }
+    if (!c->rc) walk_children(x, s, pa, depth);
+    if (!c->rc) walk_ref_target(x, s, depth);
 }
 
 /* ---- pass 2: flatten into conjunctions ---- */
@@ -1268,7 +1377,8 @@ static const json_t *arr_tail(const json_t *s)
 struct arr_plan {
     size_t L;          /* prefix positions */
     uint64_t min, max; /* after every term and every impossible position */
-    struct tvec *kid;  /* [L] */
+    struct tvec *kid;  /* [n_kid >= L] */
+    size_t n_kid;
     struct tvec tail;  /* positions >= L */
     int tail_empty;
     int empty;
@@ -1276,7 +1386,7 @@ struct arr_plan {
 
 static void arr_plan_free(struct arr_plan *p)
 {
-    for (size_t i = 0; p->kid && i < p->L; i++) tv_free(&p->kid[i]);
+    for (size_t i = 0; p->kid && i < p->n_kid; i++) tv_free(&p->kid[i]);
     free(p->kid);
     tv_free(&p->tail);
 }
@@ -1308,6 +1418,7 @@ static void arr_plan(struct sx *x, const struct ir *r, struct arr_plan *p)
         return;
     }
     p->kid = calloc(p->L ? p->L : 1, sizeof *p->kid);
+    p->n_kid = p->L;
     if (!p->kid) {
         gram_js_fail(x->c, ERR_NOMEM, "out of memory");
         p->empty = 1;
@@ -1609,24 +1720,22 @@ static void emit_array(struct sx *x, const struct ir *r, const char *hint, struc
     }
     if (p.max > p.L) {
         /* later items: (sep item){a,b}; without a prefix the first has no separator */
-        char *item = strdup(rule_for(x, &p.tail, hint2(hb, sizeof hb, hint, "item", 4)));
+        const char *item = rule_for(x, &p.tail, hint2(hb, sizeof hb, hint, "item", 4));
         uint64_t a = p.min > p.L ? p.min - p.L : 0;
         uint64_t b = p.max == UINT64_MAX ? UINT64_MAX : p.max - p.L;
         struct gram_js_buf one = {0};
         gram_js_puts(&one, "(");
         put_sep(c, &one);
-        gram_js_printf(&one, "%s)", item ? item : "");
-        if (!item) gram_js_fail(c, ERR_NOMEM, "out of memory");
+        gram_js_printf(&one, "%s)", item);
         if (p.L > 0) {
             gram_js_put_repeat(out, one.p ? one.p : "", a, b);
         } else {
-            gram_js_printf(out, "(%s ", item ? item : "");
+            gram_js_printf(out, "(%s ", item);
             gram_js_put_repeat(out, one.p ? one.p : "", a > 0 ? a - 1 : 0, b == UINT64_MAX ? b : b - 1);
             gram_js_printf(out, ")%s", a == 0 ? "?" : "");
         }
         if (one.oom) out->oom = 1;
         gram_js_buf_free(&one);
-        free(item);
     }
     for (size_t i = 0; i < open; i++) gram_js_puts(out, ")?");
     gram_js_gap(c, out);
@@ -1766,6 +1875,22 @@ static void emit_members_ordered(struct obj_emit *e, struct gram_js_buf *out)
     free(g);
 }
 
+/* A rule for one member: key (a GBNF expression), gap ":" gap, the value's rule. */
+static const char *pair_rule(struct sx *x, const char *key, struct tvec *val, const char *hint)
+{
+    struct gram_js_ctx *c = x->c;
+    char hb[112];
+    size_t r = gram_js_rule_new(c, hint2(hb, sizeof hb, hint, "kv", 2));
+    struct gram_js_buf b = {0};
+    gram_js_puts(&b, key);
+    gram_js_gap(c, &b);
+    gram_js_puts(&b, "\":\"");
+    gram_js_gap(c, &b);
+    gram_js_puts(&b, rule_for(x, val, hint));
+    gram_js_rule_set(c, r, &b);
+    return gram_js_rule_name(c, r); /* names never move: each is its own allocation */
+}
+
 static void emit_object(struct sx *x, const struct ir *r, const char *hint, struct gram_js_buf *out,
                         int *empty)
 {
@@ -1789,51 +1914,23 @@ static void emit_object(struct sx *x, const struct ir *r, const char *hint, stru
     e.req = calloc(p.n + 1, sizeof *e.req);
     const char **keys = calloc(p.n + 1, sizeof *keys);
     size_t *lens = calloc(p.n + 1, sizeof *lens);
-    char **kvnames = calloc(p.n + 1, sizeof *kvnames);
-    if (!e.kv || !e.req || !keys || !lens || !kvnames) {
-        gram_js_fail(c, ERR_NOMEM, "out of memory");
-        goto done;
-    }
+    if (!e.kv || !e.req || !keys || !lens) gram_js_fail(c, ERR_NOMEM, "out of memory");
     char hb[96];
     for (size_t i = 0; i < p.n && !c->rc; i++) {
         keys[i] = p.p[i].key;
         lens[i] = p.p[i].len;
-        if (p.p[i].empty) continue;
-        const char *kh = hint2(hb, sizeof hb, hint, p.p[i].key, p.p[i].len);
-        char kvh[112];
-        size_t kr = gram_js_rule_new(c, hint2(kvh, sizeof kvh, kh, "kv", 2));
-        if (kr == SIZE_MAX) break;
-        struct gram_js_buf b = {0};
-        gram_js_put_json_string(&b, p.p[i].key, p.p[i].len);
-        gram_js_gap(c, &b);
-        gram_js_puts(&b, "\":\"");
-        gram_js_gap(c, &b);
-        gram_js_puts(&b, rule_for(x, &p.p[i].kid, kh));
-        gram_js_rule_set(c, kr, &b);
-        kvnames[e.n] = strdup(gram_js_rule_name(c, kr));
-        if (!kvnames[e.n]) gram_js_fail(c, ERR_NOMEM, "out of memory");
-        e.kv[e.n] = kvnames[e.n];
-        e.req[e.n] = p.p[i].required;
-        e.n++;
+        if (p.p[i].empty) continue; /* may not appear; still never an extra key */
+        struct gram_js_buf key = {0};
+        gram_js_put_json_string(&key, p.p[i].key, p.p[i].len);
+        if (key.oom) gram_js_fail(c, ERR_NOMEM, "out of memory");
+        e.kv[e.n] = pair_rule(x, key.p ? key.p : "", &p.p[i].kid, hint2(hb, sizeof hb, hint, p.p[i].key, p.p[i].len));
+        e.req[e.n++] = p.p[i].required;
+        gram_js_buf_free(&key);
     }
-    char *extra = NULL;
     if (!p.add_empty && !c->rc) {
         const char *key = p.n ? gram_js_key_not_in(c, keys, lens, p.n, hint2(hb, sizeof hb, hint, "key", 3))
                               : gram_js_prim(c, GRAM_JS_P_STRING);
-        char *keyname = strdup(key);
-        const char *val = rule_for(x, &p.add, hint2(hb, sizeof hb, hint, "more", 4));
-        size_t er = gram_js_rule_new(c, hint2(hb, sizeof hb, hint, "more-kv", 7));
-        struct gram_js_buf b = {0};
-        gram_js_puts(&b, keyname ? keyname : "");
-        gram_js_gap(c, &b);
-        gram_js_puts(&b, "\":\"");
-        gram_js_gap(c, &b);
-        gram_js_puts(&b, val);
-        gram_js_rule_set(c, er, &b);
-        free(keyname);
-        extra = strdup(gram_js_rule_name(c, er));
-        if (!extra) gram_js_fail(c, ERR_NOMEM, "out of memory");
-        e.extra = extra;
+        e.extra = pair_rule(x, key, &p.add, hint2(hb, sizeof hb, hint, "more", 4));
     }
     unsigned k = c->o.any_order_max ? c->o.any_order_max : GRAM_JS_DEFAULT_ANY_ORDER;
     if (k > GRAM_JS_MAX_ANY_ORDER) k = GRAM_JS_MAX_ANY_ORDER;
@@ -1844,10 +1941,6 @@ static void emit_object(struct sx *x, const struct ir *r, const char *hint, stru
     } else if (!c->rc) {
         emit_members_ordered(&e, out);
     }
-    free(extra);
-done:
-    for (size_t i = 0; kvnames && i < p.n; i++) free(kvnames[i]);
-    free(kvnames);
     free(e.kv);
     free(e.req);
     free(e.state);

@@ -54,6 +54,7 @@ void gram_js_put_lit(struct gram_js_buf *b, const char *s, size_t n);
 #define GRAM_JS_MAX_COUNT 4294836225ull /* min/max length or items: 65535^2, by nesting */
 #define GRAM_JS_MAX_DIGITS 400          /* decimal digits of a numeric bound */
 #define GRAM_JS_MAX_PROPS 1024          /* property names of one object */
+#define GRAM_JS_MAX_KEY 1024            /* bytes of one property name */
 #define GRAM_JS_DEFAULT_ANY_ORDER 6     /* objects up to this many properties: any order */
 #define GRAM_JS_MAX_ANY_ORDER 10
 

@@ -151,6 +151,37 @@ static void class_named(struct gram_js_cset *s, int name)
     gram_js_cset_free(&pos);
 }
 
+/* \uHHHH (after the u); a lead and trail surrogate pair of escapes is one character. */
+static int rx_escape_u(struct rx *p, uint32_t *cp)
+{
+    if (rx_peek(p, 0) == '{') return rx_fail(p, ERR_UNSUPPORTED, "\\u{...} needs unicode mode");
+    uint32_t v = 0;
+    for (int k = 0; k < 4; k++) {
+        int h = hexval(rx_peek(p, (size_t)k));
+        if (h < 0) return rx_fail(p, ERR_UNSUPPORTED, "\\u needs four hex digits");
+        v = v * 16 + (uint32_t)h;
+    }
+    p->i += 4;
+    if (v >= 0xD800 && v <= 0xDBFF && rx_peek(p, 0) == '\\' && rx_peek(p, 1) == 'u') {
+        uint32_t w = 0;
+        int ok = 1;
+        for (int k = 0; k < 4 && ok; k++) {
+            int h = hexval(rx_peek(p, (size_t)k + 2));
+            if (h < 0) ok = 0;
+            else w = w * 16 + (uint32_t)h;
+        }
+        if (ok && w >= 0xDC00 && w <= 0xDFFF) {
+            p->i += 6;
+            *cp = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
+            return 1;
+        }
+    }
+    if (v >= SUR_LO && v <= SUR_HI)
+        return rx_fail(p, ERR_UNSUPPORTED, "a lone surrogate \\u escape is not supported");
+    *cp = v;
+    return 1;
+}
+
 /* An escape after '\'. Sets *cp (a character, returns 1) or adds to set (returns 2). */
 static int rx_escape(struct rx *p, int in_class, uint32_t *cp, struct gram_js_cset *set)
 {
@@ -191,34 +222,8 @@ static int rx_escape(struct rx *p, int in_class, uint32_t *cp, struct gram_js_cs
         *cp = (uint32_t)(h1 * 16 + h2);
         return 1;
     }
-    case 'u': {
-        if (rx_peek(p, 0) == '{') return rx_fail(p, ERR_UNSUPPORTED, "\\u{...} needs unicode mode");
-        uint32_t v = 0;
-        for (int k = 0; k < 4; k++) {
-            int h = hexval(rx_peek(p, (size_t)k));
-            if (h < 0) return rx_fail(p, ERR_UNSUPPORTED, "\\u needs four hex digits");
-            v = v * 16 + (uint32_t)h;
-        }
-        p->i += 4;
-        if (v >= 0xD800 && v <= 0xDBFF && rx_peek(p, 0) == '\\' && rx_peek(p, 1) == 'u') {
-            uint32_t w = 0;
-            int ok = 1;
-            for (int k = 0; k < 4 && ok; k++) {
-                int h = hexval(rx_peek(p, (size_t)k + 2));
-                if (h < 0) ok = 0;
-                else w = w * 16 + (uint32_t)h;
-            }
-            if (ok && w >= 0xDC00 && w <= 0xDFFF) {
-                p->i += 6;
-                *cp = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
-                return 1;
-            }
-        }
-        if (v >= SUR_LO && v <= SUR_HI)
-            return rx_fail(p, ERR_UNSUPPORTED, "a lone surrogate \\u escape is not supported");
-        *cp = v;
-        return 1;
-    }
+    case 'u':
+        return rx_escape_u(p, cp);
     case 'p': case 'P':
         return rx_fail(p, ERR_UNSUPPORTED, "unicode property escapes \\p{...} are not supported");
     case 'B':
