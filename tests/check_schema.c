@@ -501,9 +501,23 @@ START_TEST(test_number_edges)
         {"{\"const\":-2.0}", {"-2", "-2.0", "-2.000", NULL}, {"2", "-2.00001", "-20", "-2e0", NULL}},
         {"{\"const\":0}", {"0", "-0", "0.0", "-0.00", NULL}, {"0.1", "00", "false", NULL}},
         {"{\"type\":\"integer\",\"exclusiveMinimum\":0,\"exclusiveMaximum\":1}", {NULL}, {"0", "1", "0.5", NULL}},
-        {"{\"type\":\"integer\",\"minimum\":9007199254740990,\"maximum\":9007199254740993}",
-         {"9007199254740990", "9007199254740993", "9007199254740991.0", NULL},
-         {"9007199254740989", "9007199254740994", "9007199254740993.5", NULL}},
+        /* past 2^53 an integer range takes integers only: "N.0" is a double to most validators */
+        {"{\"type\":\"integer\",\"minimum\":9007199254740990,\"maximum\":9007199254740995}",
+         {"9007199254740990", "9007199254740993", "9007199254740995", NULL},
+         {"9007199254740989", "9007199254740996", "9007199254740993.5", "9007199254740995.0", NULL}},
+        /* ranges agree with double-based validators: within one ulp of an exclusive bound is out */
+        {"{\"type\":\"number\",\"exclusiveMaximum\":1}", {"0.9999999999999999", "0.5", "-1e400", NULL},
+         {"1", "0.99999999999999999", "1.0", NULL}},
+        /* (a bounded piece has no exponent: 1e3 is refused though valid, see gram_schema.h) */
+        {"{\"type\":\"number\",\"exclusiveMinimum\":0}", {"0.1", "1000", "0.000001", NULL}, {"0", "-0.0", "1e3", NULL}},
+        {"{\"type\":\"number\",\"exclusiveMinimum\":1.1}", {"1.1000000000000003", "1.2", NULL},
+         {"1.1", "1.1000000000000001", "1.10000000000000008881784197001", NULL}},
+        /* a real bound past 2^53 is an integer: 1e23 is 99999999999999991611392 as a double */
+        {"{\"type\":\"integer\",\"maximum\":1e23}", {"99999999999999991611392", "-5", NULL},
+         {"99999999999999991611393", "100000000000000000000000", NULL}},
+        /* integers with a fraction or exponent stay finite doubles */
+        {"{\"type\":\"integer\"}", {"1234567890123456.0", "1e99", "-32.00", "123456789012345678901234567890", NULL},
+         {"12345678901234567.0", "1e100", "1e-1", NULL}},
         {"{\"type\":\"number\",\"minimum\":1e-7,\"maximum\":2.5e2}", {"0.0000001", "250", "250.0", "0.00000010001", NULL},
          {"0.00000009999", "250.00001", "0", NULL}},
         {"{\"type\":\"integer\",\"maximum\":-1e300}", {NULL}, {"0", "-1", NULL}},
@@ -519,16 +533,24 @@ START_TEST(test_number_edges)
             ck_assert_msg(gbnf_accepts(g, t[i].no[k], strlen(t[i].no[k])) == 0, "%s accepts %s", t[i].schema, t[i].no[k]);
         free(g);
     }
-    /* -1e300 as an integer maximum: 301 digits of bound, still exact */
+    /* -1e300 as an integer maximum: the bound is the double's exact value (301 digits), which
+     * is below -10^300; double-based validators compare integers with exactly that */
     struct err_info ei;
     char *g = convert("{\"type\":\"integer\",\"maximum\":-1e300}", GRAM_SCHEMA_PLAIN, &ei);
-    char big[320] = "-1";
+    ck_assert_ptr_nonnull(g);
+    char big[400];
+    snprintf(big, sizeof big, "%.0f", -1e300);
+    ck_assert_int_eq(gbnf_accepts(g, big, strlen(big)), 1);
+    char above[400] = "-100000000000000005"; /* -1.00000000000000005e300: above the bound */
+    memset(above + 19, '0', 283);
+    above[302] = 0;
+    ck_assert_int_eq(gbnf_accepts(g, above, strlen(above)), 0);
+    memset(big, 0, sizeof big);
+    big[0] = '-', big[1] = '1';
     memset(big + 2, '0', 300);
-    big[302] = 0;
+    ck_assert_int_eq(gbnf_accepts(g, big, strlen(big)), 0); /* -10^300 > the double */
+    big[1] = '2';
     ck_assert_int_eq(gbnf_accepts(g, big, strlen(big)), 1);
-    big[301] = '1';
-    ck_assert_int_eq(gbnf_accepts(g, big, strlen(big)), 1);
-    ck_assert_int_eq(gbnf_accepts(g, big, 301), 0); /* -1e299 */
     free(g);
 }
 END_TEST

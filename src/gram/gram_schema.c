@@ -281,10 +281,9 @@ const char *gram_js_prim(struct gram_js_ctx *c, enum gram_js_prim p)
         gram_js_printf(&b, "\"\\\"\" %s* \"\\\"\"", gram_js_prim(c, GRAM_JS_P_CHAR));
         break;
     case GRAM_JS_P_INT:
-        gram_js_puts(&b, "\"-\"? (\"0\" | [1-9] [0-9]*) (\".\" \"0\"+)? ([eE] \"+\"? [0-9]+)?");
-        break;
     case GRAM_JS_P_NUMBER:
-        gram_js_puts(&b, "\"-\"? (\"0\" | [1-9] [0-9]*) (\".\" [0-9]+)? ([eE] [-+]? [0-9]+)?");
+        gram_js_puts(&b, "\"-\"? ");
+        gram_js_num_any_mag(&b, p == GRAM_JS_P_INT);
         break;
     case GRAM_JS_P_VALUE:
         gram_js_printf(&b, "%s | %s | %s | %s | \"true\" | \"false\" | \"null\"",
@@ -1253,10 +1252,8 @@ static unsigned type_bits(const char *t)
 
 static void ir_bound(struct ir *r, const json_t *v, int lower, int strict)
 {
-    struct gram_js_bound b = {0};
-    b.has = 1;
-    b.strict = strict;
-    if (gram_js_dec_from_json(v, &b.v)) {
+    struct gram_js_bound b;
+    if (gram_js_bound_from_json(v, strict, &b)) {
         r->bad_bound = 1;
         return;
     }

@@ -222,15 +222,21 @@ struct gram_js_dec {
     char fp[GRAM_JS_MAX_DIGITS + 1];
 };
 
-/* One side of a numeric interval. */
+/* One side of a numeric interval: the exact decimal (what JSON Schema compares with) and the
+ * JSON number it came from (what double-based validators compare with). */
 struct gram_js_bound {
     int has;
     int strict; /* exclusive */
     struct gram_js_dec v;
+    int is_int;  /* a JSON integer n, else a JSON real d */
+    long long n;
+    double d;
 };
 
 /* 0, or ERR_RANGE for a real that is not finite / has too many digits. */
 int gram_js_dec_from_json(const struct json_t *j, struct gram_js_dec *d);
+/* The bound a JSON number sets; 0 or ERR_RANGE / ERR_BAD_TYPE. */
+int gram_js_bound_from_json(const struct json_t *j, int strict, struct gram_js_bound *b);
 int gram_js_dec_cmp(const struct gram_js_dec *a, const struct gram_js_dec *b);
 int gram_js_dec_is_int(const struct gram_js_dec *d);
 /* Tighten *lo (lower bound) / *hi (upper) with b. */
@@ -244,5 +250,7 @@ int gram_js_num_empty(const struct gram_js_bound *lo, const struct gram_js_bound
 void gram_js_num_emit(struct gram_js_ctx *c, const struct gram_js_bound *lo,
                       const struct gram_js_bound *hi, int integer_only, struct gram_js_buf *out,
                       int *empty);
+/* The unbounded magnitude (no sign): any number, or any integer-valued one. */
+void gram_js_num_any_mag(struct gram_js_buf *b, int integer_only);
 
 #endif

@@ -13,7 +13,17 @@
  *
  * Bounded pieces carry no exponent (documented in gram_schema.h); a piece that is all of
  * [0, inf) uses the general number grammar, exponent included. Deep digit chains are cut into
- * rules every NEST_MAX levels so the grammar's group nesting stays shallow. */
+ * rules every NEST_MAX levels so the grammar's group nesting stays shallow.
+ *
+ * Double-based validators (Python's jsonschema, anything on jansson) read a number with a
+ * fraction or exponent as the nearest double and compare it with the bound's double, so a
+ * decimal within one ulp of a bound may pass exact comparison and fail theirs ("0.99999999999
+ * 999999" is 1.0). The range is therefore narrowed until both agree (safe_bounds): an exclusive
+ * bound becomes an inclusive one at the neighbouring double (its shortest spelling), an integer
+ * bound that is no double is rounded inward to one, and a real bound past 2^53 is also cut at
+ * its exact integer value; integer-only ranges allow "1.0"-style spellings only while every
+ * bound is within +-2^53, where rounding cannot cross it. What is lost is a sliver of width one
+ * ulp at each bound. */
 #include "gram_schema_int.h"
 
 #include <jansson.h>
@@ -86,6 +96,19 @@ int gram_js_dec_from_json(const json_t *j, struct gram_js_dec *d)
     }
     if (json_is_real(j)) return dec_from_double(json_real_value(j), d);
     return ERR_BAD_TYPE;
+}
+
+int gram_js_bound_from_json(const json_t *j, int strict, struct gram_js_bound *b)
+{
+    memset(b, 0, sizeof *b);
+    int rc = gram_js_dec_from_json(j, &b->v);
+    if (rc) return rc;
+    b->has = 1;
+    b->strict = strict;
+    b->is_int = json_is_integer(j);
+    b->n = b->is_int ? (long long)json_integer_value(j) : 0;
+    b->d = json_number_value(j);
+    return 0;
 }
 
 static int is_zero(const struct gram_js_dec *d) { return d->ni == 0 && d->nf == 0; }
@@ -210,6 +233,7 @@ static int mag_empty(const struct mag *m)
 struct gen {
     struct gram_js_ctx *c;
     int integer_only;
+    int no_frac; /* integer-only and no "1.0" spellings: integers as integers only */
 };
 
 /* Open a nested group: inline "(" while shallow, else a fresh rule whose name goes into *b and
@@ -480,6 +504,10 @@ static void fr_emit(struct gen *g, struct frac *f, struct gram_js_buf *b, size_t
 static int frac_part(struct gen *g, struct gram_js_buf *b, const struct gram_js_dec *lo, int ls,
                      const struct gram_js_dec *hi, int hs)
 {
+    if (g->no_frac) { /* only the integer itself: fraction zero, no dot */
+        int zero_ok = (!lo || (lo->nf == 0 && !ls)) && (!hi || !(hs && hi->nf == 0));
+        return zero_ok;
+    }
     struct frac f = {0};
     f.integer_only = g->integer_only;
     if (lo) f.lo = lo->fp, f.nlo = lo->nf, f.ls = ls;
@@ -545,13 +573,16 @@ static void put_int_lit(struct gram_js_buf *b, const char *ip, size_t n)
     else gram_js_put_lit(b, ip, n);
 }
 
-/* Unbounded magnitudes, exponent included. */
-static void put_any_mag(struct gram_js_buf *b, int integer_only)
+/* Unbounded magnitudes, exponent included. An integer written with a fraction (zeros) or an
+ * exponent has at most 16 digits before it and a two-digit exponent, so a double-based reader
+ * gets a finite integer (1e999 would be infinity, which Python's jsonschema calls no integer). */
+void gram_js_num_any_mag(struct gram_js_buf *b, int integer_only)
 {
     if (integer_only)
-        gram_js_puts(b, "(\"0\" | [1-9] [0-9]*) (\".\" \"0\"+)? ([eE] \"+\"? [0-9]+)?");
+        gram_js_puts(b, "((\"0\" | [1-9] [0-9]*) | (\"0\" | [1-9] [0-9]{0,15}) (\".\" \"0\"+ ([eE] \"+\"? [0-9]{1,2})? | "
+                        "[eE] \"+\"? [0-9]{1,2}))");
     else
-        gram_js_puts(b, "(\"0\" | [1-9] [0-9]*) (\".\" [0-9]+)? ([eE] [-+]? [0-9]+)?");
+        gram_js_puts(b, "((\"0\" | [1-9] [0-9]*) (\".\" [0-9]+)? ([eE] [-+]? [0-9]+)?)");
 }
 
 /* One alternative "I F": appended with a separator; returns 1 when something was written. */
@@ -575,7 +606,7 @@ static void mag_emit(struct gen *g, struct gram_js_buf *b, const struct mag *m)
 {
     const struct gram_js_dec *a = m->a, *bb = m->b;
     if (!bb && is_zero(a) && !m->sa) {
-        put_any_mag(b, m->integer_only);
+        gram_js_num_any_mag(b, m->integer_only);
         return;
     }
     gram_js_puts(b, "(");
@@ -598,7 +629,7 @@ static void mag_emit(struct gen *g, struct gram_js_buf *b, const struct mag *m)
             if (!first) gram_js_puts(b, " | ");
             first = 0;
             int_range(g, b, x, bb ? y : NULL);
-            gram_js_puts(b, m->integer_only ? " (\".\" \"0\"+)?" : " (\".\" [0-9]+)?");
+            if (!g->no_frac) gram_js_puts(b, m->integer_only ? " (\".\" \"0\"+)?" : " (\".\" [0-9]+)?");
         }
         if (bb) mag_piece(g, b, &first, bb->ip, bb->ni, NULL, 0, bb, m->sb);
     }
@@ -627,9 +658,97 @@ static void split(const struct gram_js_bound *lo, const struct gram_js_bound *hi
     neg->sb = lo->strict;
 }
 
-int gram_js_num_empty(const struct gram_js_bound *lo, const struct gram_js_bound *hi,
+/* ---- agreement with double-based validators ---- */
+
+/* Whether |b| <= 2^53, where every integer is a double. */
+static int within_2p53(const struct gram_js_bound *b)
+{
+    struct gram_js_dec t;
+    dec_set(&t, 0, "9007199254740992", 16, "", 0);
+    return !b->has || mag_cmp(&b->v, &t) <= 0;
+}
+
+/* (double)n against n, exactly: -1, 0, 1. */
+static int cmp_double_ll(double d, long long n)
+{
+    if (d >= 9223372036854775808.0) return 1;
+    if (d < -9223372036854775808.0) return -1;
+    long long back = (long long)d;
+    return back < n ? -1 : back > n;
+}
+
+/* The double a reading must reach (lower side) or not pass (upper side) for a double-based
+ * validator to agree with b: 1 and *q, or 0 when exact comparison already implies it. */
+static int safe_double(const struct gram_js_bound *b, int lower, double *q)
+{
+    if (!b->is_int) {
+        if (!b->strict) return 0; /* x >= B implies double(x) >= double(B) = d */
+        *q = nextafter(b->d, lower ? INFINITY : -INFINITY);
+        return 1;
+    }
+    double d = (double)b->n;
+    int c = cmp_double_ll(d, b->n);
+    if (c == 0 && !b->strict) return 0;
+    if (lower) *q = c > 0 || (c == 0 && !b->strict) ? d : nextafter(d, INFINITY);
+    else *q = c < 0 || (c == 0 && !b->strict) ? d : nextafter(d, -INFINITY);
+    return 1;
+}
+
+/* An inclusive bound at the shortest spelling of q (infinity: 2e308, past which every decimal
+ * reads as infinity). */
+static void bound_at(double q, struct gram_js_bound *out)
+{
+    memset(out, 0, sizeof *out);
+    out->has = 1;
+    if (isinf(q)) {
+        char big[310];
+        big[0] = '2';
+        memset(big + 1, '0', 308);
+        dec_set(&out->v, q < 0, big, 309, "", 0);
+    } else {
+        dec_from_double(q, &out->v);
+    }
+    out->is_int = 0;
+    out->d = q;
+}
+
+/* The range both exact and double-based comparison accept (see the file comment); *frac_ok:
+ * integer-only ranges may use "1.0" spellings. */
+static void safe_bounds(const struct gram_js_bound *lo, const struct gram_js_bound *hi, int integer_only,
+                        struct gram_js_bound *elo, struct gram_js_bound *ehi, int *frac_ok)
+{
+    *elo = *lo;
+    *ehi = *hi;
+    const struct gram_js_bound *side[2] = {lo, hi};
+    for (int k = 0; k < 2; k++) {
+        const struct gram_js_bound *b = side[k];
+        if (!b->has || b->is_int || fabs(b->d) < 9007199254740992.0) continue;
+        /* a real past 2^53 is an integer: integer instances compare with it exactly */
+        struct gram_js_bound x = *b;
+        char buf[400];
+        snprintf(buf, sizeof buf, "%.0f", fabs(b->d));
+        if (dec_set(&x.v, b->d < 0, buf, strlen(buf), "", 0)) continue;
+        if (k == 0) gram_js_bound_lower(elo, &x);
+        else gram_js_bound_upper(ehi, &x);
+    }
+    *frac_ok = !integer_only || (within_2p53(elo) && within_2p53(ehi));
+    if (!*frac_ok) return; /* integers only: compared exactly everywhere */
+    for (int k = 0; k < 2; k++) {
+        double q;
+        if (!side[k]->has || !safe_double(side[k], k == 0, &q)) continue;
+        struct gram_js_bound x;
+        bound_at(q, &x);
+        if (k == 0) gram_js_bound_lower(elo, &x);
+        else gram_js_bound_upper(ehi, &x);
+    }
+}
+
+int gram_js_num_empty(const struct gram_js_bound *lo0, const struct gram_js_bound *hi0,
                       int integer_only)
 {
+    struct gram_js_bound lo_s, hi_s, *lo = &lo_s, *hi = &hi_s;
+    int frac_ok;
+    safe_bounds(lo0, hi0, integer_only, lo, hi, &frac_ok);
     struct gram_js_dec zero;
     dec_set(&zero, 0, "", 0, "", 0);
     struct mag pos = {0}, neg = {0};
@@ -639,15 +758,18 @@ int gram_js_num_empty(const struct gram_js_bound *lo, const struct gram_js_bound
     return !(hp && !mag_empty(&pos)) && !(hn && !mag_empty(&neg));
 }
 
-void gram_js_num_emit(struct gram_js_ctx *c, const struct gram_js_bound *lo,
-                      const struct gram_js_bound *hi, int integer_only, struct gram_js_buf *out,
+void gram_js_num_emit(struct gram_js_ctx *c, const struct gram_js_bound *lo0,
+                      const struct gram_js_bound *hi0, int integer_only, struct gram_js_buf *out,
                       int *empty)
 {
     *empty = 0;
-    if (!lo->has && !hi->has) {
+    if (!lo0->has && !hi0->has) {
         gram_js_puts(out, gram_js_prim(c, integer_only ? GRAM_JS_P_INT : GRAM_JS_P_NUMBER));
         return;
     }
+    struct gram_js_bound lo_s, hi_s, *lo = &lo_s, *hi = &hi_s;
+    int frac_ok;
+    safe_bounds(lo0, hi0, integer_only, lo, hi, &frac_ok);
     struct gram_js_dec zero;
     dec_set(&zero, 0, "", 0, "", 0);
     struct mag pos = {0}, neg = {0};
@@ -660,7 +782,7 @@ void gram_js_num_emit(struct gram_js_ctx *c, const struct gram_js_bound *lo,
         *empty = 1;
         return;
     }
-    struct gen g = {c, integer_only};
+    struct gen g = {c, integer_only, !frac_ok};
     if (hp && hn) gram_js_puts(out, "(");
     if (hn) {
         gram_js_puts(out, "\"-\" ");
