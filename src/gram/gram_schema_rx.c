@@ -16,8 +16,10 @@
  * ^ (without $) anything may come before (after) the match, i.e. it means "contains". Refused
  * (ERR_UNSUPPORTED with the reason): backreferences, lookaround, \b \B, \p{...}, \u{...},
  * anchors elsewhere, non-BMP characters inside classes or under a quantifier (UTF-16 and code
- * point semantics disagree there). `.`, negated classes and \D \W \S match BMP characters
- * only, where the two semantics agree, so a match never depends on which one a validator uses. */
+ * point semantics disagree there). `.` and negated classes match BMP characters only, where
+ * the two agree; \d \w \s and their negations keep only what they mean both in ECMA-262 and
+ * in Unicode-aware engines such as Python's re (class_named), so a match never depends on
+ * which one a validator uses. */
 #include "gram_schema_int.h"
 
 #include <stdio.h>
@@ -119,36 +121,54 @@ static int hexval(int c)
     return -1;
 }
 
-/* Predefined classes. BMP only for the negated ones (see the file comment). */
-static void class_named(struct gram_js_cset *s, int name)
+/* Predefined classes as two sets: `sure` holds what the class matches under ECMA-262 and under
+ * Unicode-aware engines alike (Python's re reads \d \w \s as Unicode classes), `maybe` what it
+ * matches under either. A pattern keeps a character only when it is sure: a positive class
+ * uses the sure sets of its members, a negated one the complement of their maybe sets. So
+ * \d \w are ASCII, \s leaves out U+FEFF (not space to Python), \D \W are ASCII non-digits /
+ * non-word characters (a non-ASCII letter or digit may be either), \S leaves out U+001C-001F
+ * and U+0085 as well (space to Python). All within the BMP. */
+static void class_named(struct gram_js_cset *sure, struct gram_js_cset *maybe, int name)
 {
-    struct gram_js_cset pos = {0};
+    struct gram_js_cset ps = {0}, pm = {0}; /* the lower-case class */
     int lower = name | 0x20;
-    if (lower == 'd') {
-        gram_js_cset_add(&pos, '0', '9');
-    } else if (lower == 'w') {
-        gram_js_cset_add(&pos, '0', '9');
-        gram_js_cset_add(&pos, 'A', 'Z');
-        gram_js_cset_add(&pos, '_', '_');
-        gram_js_cset_add(&pos, 'a', 'z');
-    } else { /* s: WhiteSpace and LineTerminator */
-        static const uint32_t ws[][2] = {{9, 13},         {32, 32},         {0xa0, 0xa0},
-                                         {0x1680, 0x1680}, {0x2000, 0x200a}, {0x2028, 0x2029},
-                                         {0x202f, 0x202f}, {0x205f, 0x205f}, {0x3000, 0x3000},
-                                         {0xfeff, 0xfeff}};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) gram_js_cset_add(&pos, ws[i][0], ws[i][1]);
+    if (lower == 'd' || lower == 'w') {
+        gram_js_cset_add(&ps, '0', '9');
+        if (lower == 'w') {
+            gram_js_cset_add(&ps, 'A', 'Z');
+            gram_js_cset_add(&ps, '_', '_');
+            gram_js_cset_add(&ps, 'a', 'z');
+        }
+        gram_js_cset_add_set(&pm, &ps);
+        gram_js_cset_add(&pm, 0x80, 0xFFFF);
+    } else { /* s: ECMA's WhiteSpace and LineTerminator, Python's isspace() */
+        static const uint32_t both[][2] = {{9, 13}, {32, 32}, {0xa0, 0xa0}, {0x1680, 0x1680},
+                                           {0x2000, 0x200a}, {0x2028, 0x2029}, {0x202f, 0x202f},
+                                           {0x205f, 0x205f}, {0x3000, 0x3000}};
+        for (size_t i = 0; i < sizeof both / sizeof both[0]; i++) gram_js_cset_add(&ps, both[i][0], both[i][1]);
+        gram_js_cset_add_set(&pm, &ps);
+        gram_js_cset_add(&pm, 0x1c, 0x1f);
+        gram_js_cset_add(&pm, 0x85, 0x85);
+        gram_js_cset_add(&pm, 0xfeff, 0xfeff);
     }
     if (name == lower) {
-        gram_js_cset_add_set(s, &pos);
-    } else {
-        struct gram_js_cset neg = {0};
-        gram_js_cset_add(&pos, SUR_LO, SUR_HI);
-        gram_js_cset_complement(&neg, &pos, 0xFFFF);
-        gram_js_cset_add_set(s, &neg);
-        gram_js_cset_free(&neg);
+        gram_js_cset_add_set(sure, &ps);
+        gram_js_cset_add_set(maybe, &pm);
+    } else { /* negated: sure = not maybe, maybe = not sure (BMP, no surrogates) */
+        struct gram_js_cset a = {0}, b = {0};
+        gram_js_cset_add(&pm, SUR_LO, SUR_HI);
+        gram_js_cset_add(&ps, SUR_LO, SUR_HI);
+        gram_js_cset_complement(&a, &pm, 0xFFFF);
+        gram_js_cset_complement(&b, &ps, 0xFFFF);
+        gram_js_cset_add_set(sure, &a);
+        gram_js_cset_add_set(maybe, &b);
+        if (a.oom || b.oom) sure->oom = 1;
+        gram_js_cset_free(&a);
+        gram_js_cset_free(&b);
     }
-    if (pos.oom) s->oom = 1;
-    gram_js_cset_free(&pos);
+    if (ps.oom || pm.oom) sure->oom = 1;
+    gram_js_cset_free(&ps);
+    gram_js_cset_free(&pm);
 }
 
 /* \uHHHH (after the u); a lead and trail surrogate pair of escapes is one character. */
@@ -182,15 +202,17 @@ static int rx_escape_u(struct rx *p, uint32_t *cp)
     return 1;
 }
 
-/* An escape after '\'. Sets *cp (a character, returns 1) or adds to set (returns 2). */
-static int rx_escape(struct rx *p, int in_class, uint32_t *cp, struct gram_js_cset *set)
+/* An escape after '\'. Sets *cp (a character, returns 1) or adds a class to set and maybe
+ * (returns 2; see class_named). */
+static int rx_escape(struct rx *p, int in_class, uint32_t *cp, struct gram_js_cset *set,
+                     struct gram_js_cset *maybe)
 {
     int c = rx_peek(p, 0);
     if (c < 0) return rx_fail(p, ERR_INVALID, "pattern ends with a backslash");
     p->i++;
     switch (c) {
     case 'd': case 'D': case 'w': case 'W': case 's': case 'S':
-        class_named(set, c);
+        class_named(set, maybe, c);
         return 2;
     case 't': *cp = 9; return 1;
     case 'n': *cp = 10; return 1;
@@ -257,11 +279,12 @@ static int rx_class(struct rx *p)
     }
     int si = rx_set(p);
     if (si < 0) return -1;
-    struct gram_js_cset acc = {0};
+    struct gram_js_cset acc = {0}, may = {0}; /* sure members, possible members */
     for (;;) {
         int c = rx_peek(p, 0);
         if (c < 0) {
             gram_js_cset_free(&acc);
+            gram_js_cset_free(&may);
             return rx_fail(p, ERR_INVALID, "unterminated character class");
         }
         if (c == ']') {
@@ -271,7 +294,7 @@ static int rx_class(struct rx *p)
         uint32_t a = 0;
         int kind = 1;
         p->i++;
-        if (c == '\\') kind = rx_escape(p, 1, &a, &acc);
+        if (c == '\\') kind = rx_escape(p, 1, &a, &acc, &may);
         else a = (uint32_t)c;
         if (kind < 0) break;
         if (kind == 2) {
@@ -286,11 +309,12 @@ static int rx_class(struct rx *p)
             p->i++;
             int d = rx_peek(p, 0);
             p->i++;
-            struct gram_js_cset dummy = {0};
+            struct gram_js_cset dummy = {0}, dummy2 = {0};
             int k2 = 1;
-            if (d == '\\') k2 = rx_escape(p, 1, &b, &dummy);
+            if (d == '\\') k2 = rx_escape(p, 1, &b, &dummy, &dummy2);
             else b = (uint32_t)d;
             gram_js_cset_free(&dummy);
+            gram_js_cset_free(&dummy2);
             if (k2 < 0) break;
             if (k2 == 2) {
                 rx_fail(p, ERR_UNSUPPORTED, "a range with a class escape as an end");
@@ -306,22 +330,25 @@ static int rx_class(struct rx *p)
             break;
         }
         gram_js_cset_add(&acc, a, b);
+        gram_js_cset_add(&may, a, b);
     }
     if (p->rc) {
         gram_js_cset_free(&acc);
+        gram_js_cset_free(&may);
         return -1;
     }
-    /* characters only: no surrogates */
+    /* characters only, no surrogates; a negated class keeps what is surely none of its members */
     struct gram_js_cset clean = {0};
-    gram_js_cset_minus_range(&clean, &acc, SUR_LO, SUR_HI);
+    gram_js_cset_minus_range(&clean, neg ? &may : &acc, SUR_LO, SUR_HI);
     if (neg) {
         gram_js_cset_add(&clean, SUR_LO, SUR_HI);
         gram_js_cset_complement(&p->sets[si], &clean, 0xFFFF);
     } else {
         gram_js_cset_add_set(&p->sets[si], &clean);
     }
-    if (acc.oom || clean.oom || p->sets[si].oom) rx_fail(p, ERR_NOMEM, "out of memory");
+    if (acc.oom || may.oom || clean.oom || p->sets[si].oom) rx_fail(p, ERR_NOMEM, "out of memory");
     gram_js_cset_free(&acc);
+    gram_js_cset_free(&may);
     gram_js_cset_free(&clean);
     return rx_set_node(p, si);
 }
@@ -392,7 +419,9 @@ static int rx_atom(struct rx *p, int *is_astral)
         gram_js_cset_add(s, SUR_HI + 1, 0xFFFF);
     } else if (c == '\\') {
         uint32_t cp = 0;
-        int k = rx_escape(p, 0, &cp, s);
+        struct gram_js_cset maybe = {0};
+        int k = rx_escape(p, 0, &cp, s, &maybe);
+        gram_js_cset_free(&maybe);
         if (k < 0) return -1;
         if (k == 1) gram_js_cset_add(s, cp, cp);
         *is_astral = k == 1 && cp > 0xFFFF;
