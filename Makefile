@@ -65,7 +65,7 @@ ifneq ($(filter aarch64-%,$(CC_MACHINE)),)
 $(BUILD)/src/kern/%_dotprod.o: ISA_FLAGS := -march=armv8.2-a+dotprod
 endif
 
-.PHONY: all test check-unit check-cli demo deps bench clean fuzz tests
+.PHONY: all test check-unit check-cli demo deps bench bench-gram clean fuzz tests
 all: $(BIN) $(BUILD)/liblmpipe.a
 
 $(BUILD)/%.o: %.c
@@ -200,4 +200,11 @@ PEER_COMMIT ?=
 bench: $(BIN)
 	@BENCH_DIR='$(BENCH_DIR)' BENCH_P='$(BENCH_P)' BENCH_N='$(BENCH_N)' BENCH_R='$(BENCH_R)' \
 	  BENCH_T='$(BENCH_T)' PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' sh tests/bench.sh $(abspath $(BIN))
+
+# `make bench-gram` times the grammar matcher alone (tests/bench_gram.c, not a unit test): per
+# token check, mask, forced and accept on the starcoder and qwen2 vocabularies walking tool-call
+# JSON texts. BENCH_GRAM_ROUNDS sets the rounds.
+BENCH_GRAM_ROUNDS ?= 5
+bench-gram: $(BUILD)/tests/bench_gram
+	@LMPIPE_SHARED=$(SHARED) $(BUILD)/tests/bench_gram $(BENCH_GRAM_ROUNDS)
 # ---- end of bench ----

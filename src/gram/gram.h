@@ -69,18 +69,14 @@ uint32_t gram_n_rules(const struct gram *g); /* named and synthesized */
 /* The byte trie of the text tokens in preorder (node 0 is the root, which spells nothing), the
  * ids in trie order and per-node summaries the mask walk uses to skip whole subtrees. Treat the
  * fields as private to gram; they are here so the struct can live inside the caller's model. */
+struct gram_vnode; /* gram_int.h */
 struct gram_vocab {
     const struct vocab_view *v; /* borrowed: must outlive this and every matcher using it */
     uint32_t n_vocab, n_words;  /* n_words = (n_vocab + 63) / 64, the mask length */
     uint32_t n_nodes;           /* trie nodes including the root */
     uint32_t n_text;            /* tokens in the trie */
     uint32_t max_depth;         /* longest text token in bytes */
-    uint8_t *byte;              /* [n_nodes] byte on the edge into the node */
-    uint16_t *depth;            /* [n_nodes] bytes from the root */
-    uint8_t *nflags;            /* [n_nodes] GV_* bits (gram_vocab.c) */
-    uint32_t *end;              /* [n_nodes] preorder index just past the node's subtree */
-    uint32_t *ord_lo;           /* [n_nodes + 1] first trie-order token at or below the node */
-    uint64_t *sig;              /* [n_nodes] byte groups used strictly below the node */
+    struct gram_vnode *node;    /* [n_nodes + 1] preorder, plus a sentinel */
     int32_t *order;             /* [n_text] token ids in trie order */
     uint64_t *text_bits;        /* [n_words] every text token */
     int32_t *eog;               /* [n_eog] end-of-generation ids */
@@ -122,6 +118,11 @@ bool gram_matcher_can_end(const struct gram_matcher *m);
 bool gram_matcher_complete(const struct gram_matcher *m);
 /* Bytes that may come next: bit b of set[b / 64]. Returns how many. */
 int gram_matcher_next_bytes(struct gram_matcher *m, uint64_t set[4]);
+
+/* Does the whole text match g (one shot, a temporary matcher)? 0 yes; else ERR_REJECTED with
+ * ei->offset = the byte that cannot continue (len when the text ends too early) and a message
+ * "text line L:C: ...; expected <bytes that could come there>", or ERR_LIMIT. */
+int gram_check(const struct gram *g, const void *text, size_t len, struct err_info *ei);
 
 /* ---- token level (the matcher must have been made with a gram_vocab) ---- */
 

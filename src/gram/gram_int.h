@@ -1,6 +1,7 @@
 /* gram_int: the compiled grammar's layout and the matcher's core, shared by gram_parse.c (text ->
- * builder), gram_compile.c (builder -> struct gram, analyses), gram_match.c (parse stacks, byte
- * transitions) and gram_vocab.c (trie, token operations).
+ * builder), gram_compile.c (builder -> struct gram, analyses), gram_stack.c (frames, expansion,
+ * stack sets, compaction), gram_match.c (transitions, UTF-8, the byte API), gram_text.c (whole
+ * texts), gram_vocab.c (the vocabulary trie) and gram_tok.c (token operations).
  *
  * Compiled grammar: every rule is a run of elements in one array, its alternatives separated by
  * GOP_ALT and closed by GOP_END (llama.cpp's layout). Repetition is one GOP_REP element with its
@@ -145,7 +146,16 @@ bool gram_class_has(const struct gram *g, uint32_t k, uint32_t cp);
 /* Does class k match any code point in [lo, hi]? */
 bool gram_class_any(const struct gram *g, uint32_t k, uint32_t lo, uint32_t hi);
 
-/* gram_vocab.nflags bits */
+/* One trie node, all a mask walk reads of it in one cache line or two. */
+struct gram_vnode {
+    uint64_t sig;    /* byte groups (gram_byte_group) of every edge strictly below */
+    uint32_t end;    /* preorder index just past the subtree */
+    uint32_t ord_lo; /* first trie-order token at or below (the sentinel holds n_text) */
+    uint16_t depth;  /* bytes from the root */
+    uint16_t height; /* bytes from the node to its deepest descendant */
+    uint8_t byte;    /* byte on the edge into the node */
+    uint8_t flags;   /* GV_* */
+};
 enum { GV_VALID = 1, GV_SUBOK = 2 }; /* path from the root is valid UTF-8; so is every path below */
 
 /* ---- matcher core ---- */
@@ -169,14 +179,18 @@ enum gset_flag {
     GSF_CHARS = 4,      /* some top is a character element that matches something */
     GSF_NA_UNIFORM = 8, /* every character top matches all or none of the code points >= 0x80 */
     GSF_NA_ALL = 16,    /* some character top matches all code points >= 0x80 */
+    GSF_UNI_KNOWN = 32, /* ugroups / usucc computed */
+    GSF_CHAIN_KNOWN = 64, /* chain computed */
 };
 
 struct gset_info {
     uint32_t off, len;   /* tops in the core's set pool */
     uint32_t na_next;    /* GSF_NA_UNIFORM: the set after any character >= 0x80, or GS_* */
     uint8_t flags;       /* enum gset_flag */
-    uint64_t gknown;     /* mask walk: byte groups whose loop property is known ... */
-    uint64_t gloop;      /* ... and those whose every byte leads back to this very set */
+    /* mask walk (gc_chain): the byte groups whose every byte leads to one same set usucc, and
+     * for how many such steps in a row the successors keep all those groups uniform */
+    uint64_t ugroups;
+    uint32_t usucc, chain;
 };
 
 struct gram_core {
@@ -216,11 +230,35 @@ struct gram_core {
     uint32_t memo_n, memo_clock;
 };
 
+/* ---- gram_stack.c: frames, expansion, sets ---- */
+
 /* Core setup: nodes/sets/caches allocated with their first capacity; start position computed. */
 int gc_init(struct gram_core *c, const struct gram *g);
 void gc_free(struct gram_core *c);
-/* Compact between operations when the caches have grown past their soft bound. */
-void gc_maybe_compact(struct gram_core *c);
+/* Drop sets and caches (and dead frames) once they pass their soft bounds, keeping the current
+ * and start positions and *extra (a position in progress; may be NULL). Only between steps. */
+void gc_maybe_compact(struct gram_core *c, struct gram_pos *extra);
+/* One transition's expansion: begin a pass (clears the output), continue the stack whose top t
+ * matched (any number of times), then intern the output as a set (GS_DEAD when empty). */
+void gc_begin_pass(struct gram_core *c);
+int gc_advance_top(struct gram_core *c, uint32_t t);
+int gc_push_out(struct gram_core *c, uint32_t t);
+int gc_finish_set(struct gram_core *c, uint32_t *res);
+/* Intern the sorted, distinct tops t[0..n) (ERR_LIMIT past GRAM_MAX_STACKS). */
+int gc_set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *id);
+
+static inline uint32_t gc_mix3(uint32_t a, uint32_t b, uint32_t c)
+{
+    uint64_t h = (uint64_t)a * 0x9e3779b97f4a7c15ull ^ (uint64_t)b * 0xc2b2ae3d27d4eb4full ^
+                 (uint64_t)c * 0x165667b19e3779f9ull;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+/* ---- gram_match.c: transitions ---- */
+
 /* One byte from *p: 0 (p advanced), ERR_REJECTED (p unchanged) or ERR_LIMIT. */
 int gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b);
 static inline int gc_step(struct gram_core *c, struct gram_pos *p, unsigned b)
@@ -245,8 +283,13 @@ int gc_token_step(struct gram_core *c, uint32_t set, int32_t tok, bool text, con
 int gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res);
 /* Set made of the empty stack only (the grammar has ended). */
 int gc_empty_set(struct gram_core *c, uint32_t *res);
-/* Loop groups of set s for the groups in `want` (mask walk); fills sets[s].gknown/gloop. */
-int gc_loop_groups(struct gram_core *c, uint32_t s, uint64_t want);
+/* For the mask walk: the byte groups *groups of set s whose every byte (every character for the
+ * non-ASCII group) leads to one same successor set, and *len = how many such steps in a row
+ * (capped at cap; UINT32_MAX when the chain comes back to a set on it, e.g. a loop) keep all
+ * those groups leading on uniformly. A trie subtree using only those groups and no deeper than
+ * *len accepts every token in it: inside a JSON string the chain is a loop, inside a counted
+ * class like [^"]{0,200} it runs until the count nears its maximum. */
+int gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len);
 /* Byte group (0..47) of a byte value: the mask walk skips a trie subtree whose bytes all lie in
  * groups that lead a set back to itself. Groups: NUL, other C0 controls, \t, \n, \r, space, each
  * ASCII punctuation mark alone, 0, 1-9, A-F, G-Z, a-f, g-z, DEL, and every byte >= 0x80. */

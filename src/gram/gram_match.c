@@ -1,377 +1,48 @@
-/* gram_match: parse stacks, stack sets and byte transitions (the layout is in gram_int.h), and
- * the byte-level matcher API.
- *
- * Expansion ("closure") takes a frame and replaces it, without consuming input, until every
- * resulting stack has a terminal on top: a rule reference pushes each alternative of the rule
- * over the continuation frame (dropped when the reference is the last element of its
- * alternative, so right recursion does not grow the stack); a repetition frame (pos at GOP_REP,
- * cnt iterations done) offers to leave when cnt >= min and to run the body again when cnt < max,
- * with cnt+1 in the frame under the body (an unbounded count saturates at min, so `x*` loops in
- * one frame). Each frame is expanded at most once per transition (marks), which is what makes a
- * nullable repetition body terminate; left recursion is refused at compile time, so expansion
- * creates finitely many frames, and the arena's hard bound turns anything unexpected into
- * ERR_LIMIT instead of a hang.
+/* gram_match: transitions between stack sets and the byte-level matcher API.
  *
  * A transition on a code point keeps the stacks whose top matches it, moves each past its
- * terminal and expands again; the result is interned as a new set. UTF-8 is decoded here, byte
- * by byte and strictly; while a character is unfinished the position keeps its bytes and accepts
- * a byte only if some top still matches a code point the character could become (llama.cpp's
- * partial-character check), so any byte string accepted is a prefix of the grammar's language. */
+ * terminal and expands again (gram_stack.c); the result is interned as a new set and cached:
+ * per set, a row of the 128 ASCII transitions, the transition on any non-ASCII character when
+ * every top treats them alike, and others in a hash keyed by which tops matched. UTF-8 is decoded
+ * here, byte by byte and strictly; while a character is unfinished the position keeps its bytes
+ * and accepts a byte only if some top still matches a code point the character could become
+ * (llama.cpp's partial-character check), so any byte string accepted is a prefix of the grammar's
+ * language. The mask walk's uniform chains (gc_chain) are computed here as well. */
 #include "gram_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define NODE_SOFT (1u << 18)
-#define NODE_HARD (1u << 22)
-#define SET_SOFT 4096u
-#define SET_HARD 65536u
-#define SPOOL_SOFT (1u << 20)
-#define SPOOL_HARD (1u << 24)
-#define TRANS_SOFT (1u << 16)
-#define TRANS_HARD (1u << 20)
-#define WORK_HARD (1u << 24)
+#define TRANS_HARD (1u << 20) /* cached transitions in the hash (between compactions) */
 
-static bool is_end_op(uint8_t op) { return op <= GOP_ALT; }
+/* gram_byte_group's table for ASCII, and the bytes of each group in order (group g is
+ * group_bytes[group_start[g] .. group_start[g + 1])); see gram_int.h for the groups. */
+static const uint8_t byte_group[128] = {
+     0,  1,  1,  1,  1,  1,  1,  1,  1,  2,  3,  1,  1,  4,  1,  1,
+     1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,
+     5,  6,  7,  8,  9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+    38, 39, 39, 39, 39, 39, 39, 39, 39, 39, 21, 22, 23, 24, 25, 26,
+    27, 40, 40, 40, 40, 40, 40, 41, 41, 41, 41, 41, 41, 41, 41, 41,
+    41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 28, 29, 30, 31, 32,
+    33, 42, 42, 42, 42, 42, 42, 43, 43, 43, 43, 43, 43, 43, 43, 43,
+    43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 34, 35, 36, 37, 44,
+};
+static const uint8_t group_bytes[128] = {
+      0,   1,   2,   3,   4,   5,   6,   7,   8,  11,  12,  14,  15,  16,  17,  18,
+     19,  20,  21,  22,  23,  24,  25,  26,  27,  28,  29,  30,  31,   9,  10,  13,
+     32,  33,  34,  35,  36,  37,  38,  39,  40,  41,  42,  43,  44,  45,  46,  47,
+     58,  59,  60,  61,  62,  63,  64,  91,  92,  93,  94,  95,  96, 123, 124, 125,
+    126,  48,  49,  50,  51,  52,  53,  54,  55,  56,  57,  65,  66,  67,  68,  69,
+     70,  71,  72,  73,  74,  75,  76,  77,  78,  79,  80,  81,  82,  83,  84,  85,
+     86,  87,  88,  89,  90,  97,  98,  99, 100, 101, 102, 103, 104, 105, 106, 107,
+    108, 109, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 127,
+};
+static const uint8_t group_start[49] = {0,  1,  29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39,
+                                        40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52,
+                                        53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65,
+                                        66, 75, 81, 101, 107, 127, 128, 128, 128, 128};
 
-unsigned gram_byte_group(unsigned b)
-{
-    static const char punct[] = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
-    if (b >= 0x80) return GRAM_GROUP_NONASCII;
-    if (b == 0) return 0;
-    if (b == '\t') return 2;
-    if (b == '\n') return 3;
-    if (b == '\r') return 4;
-    if (b < 0x20) return 1;
-    if (b == ' ') return 5;
-    if (b == 0x7f) return 44;
-    if (b == '0') return 38;
-    if (b >= '1' && b <= '9') return 39;
-    if (b >= 'A' && b <= 'F') return 40;
-    if (b >= 'G' && b <= 'Z') return 41;
-    if (b >= 'a' && b <= 'f') return 42;
-    if (b >= 'g' && b <= 'z') return 43;
-    const char *q = strchr(punct, (int)b);
-    return 6 + (unsigned)(q - punct); /* 6..37 */
-}
-
-/* ---- growth ---- */
-
-static int grow_arr(void *pp, size_t elem, uint32_t ncap)
-{
-    void *q = realloc(*(void **)pp, (size_t)ncap * elem);
-    if (!q) return ERR_NOMEM;
-    *(void **)pp = q;
-    return 0;
-}
-
-static uint32_t mix3(uint32_t a, uint32_t b, uint32_t c)
-{
-    uint64_t h = (uint64_t)a * 0x9e3779b97f4a7c15ull ^ (uint64_t)b * 0xc2b2ae3d27d4eb4full ^
-                 (uint64_t)c * 0x165667b19e3779f9ull;
-    h ^= h >> 31;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 29;
-    return (uint32_t)h;
-}
-
-static void node_rehash(struct gram_core *c)
-{
-    memset(c->nhash, 0, (size_t)c->nhash_cap * sizeof *c->nhash);
-    uint32_t mask = c->nhash_cap - 1;
-    for (uint32_t n = 1; n < c->n_nodes; n++) {
-        uint32_t h = mix3(c->npos[n], c->ncnt[n], c->npar[n]) & mask;
-        while (c->nhash[h]) h = (h + 1) & mask;
-        c->nhash[h] = n;
-    }
-}
-
-static int node_grow(struct gram_core *c)
-{
-    if (c->cap_nodes >= NODE_HARD) return ERR_LIMIT;
-    uint32_t nc = c->cap_nodes * 2;
-    if (grow_arr(&c->npos, 4, nc) || grow_arr(&c->ncnt, 4, nc) ||
-        grow_arr(&c->npar, 4, nc) || grow_arr(&c->nmark, 4, nc))
-        return ERR_NOMEM;
-    memset(c->nmark + c->cap_nodes, 0, (size_t)(nc - c->cap_nodes) * 4);
-    c->cap_nodes = nc;
-    uint32_t *h = realloc(c->nhash, (size_t)nc * 2 * sizeof *h);
-    if (!h) return ERR_NOMEM;
-    c->nhash = h;
-    c->nhash_cap = nc * 2;
-    node_rehash(c);
-    return 0;
-}
-
-/* The frame (pos, cnt) over par, interned. */
-static int node_intern(struct gram_core *c, uint32_t pos, uint32_t cnt, uint32_t par, uint32_t *out)
-{
-    uint32_t mask = c->nhash_cap - 1, h = mix3(pos, cnt, par) & mask;
-    for (uint32_t n; (n = c->nhash[h]); h = (h + 1) & mask) {
-        if (c->npos[n] == pos && c->ncnt[n] == cnt && c->npar[n] == par) {
-            *out = n;
-            return 0;
-        }
-    }
-    if (c->n_nodes == c->cap_nodes) {
-        int rc = node_grow(c);
-        if (rc) return rc;
-        return node_intern(c, pos, cnt, par, out);
-    }
-    uint32_t n = c->n_nodes++;
-    c->npos[n] = pos;
-    c->ncnt[n] = cnt;
-    c->npar[n] = par;
-    c->nmark[n] = 0;
-    c->nhash[h] = n;
-    *out = n;
-    return 0;
-}
-
-static int push_u32(uint32_t **arr, uint32_t *n, uint32_t *cap, uint32_t v)
-{
-    if (*n == *cap) {
-        if (*cap >= WORK_HARD) return ERR_LIMIT;
-        if (grow_arr(arr, 4, *cap * 2)) return ERR_NOMEM;
-        *cap *= 2;
-    }
-    (*arr)[(*n)++] = v;
-    return 0;
-}
-
-static int push_work(struct gram_core *c, uint32_t v) { return push_u32(&c->work, &c->n_work, &c->cap_work, v); }
-static int push_out(struct gram_core *c, uint32_t v) { return push_u32(&c->out, &c->n_out, &c->cap_out, v); }
-
-static void begin_pass(struct gram_core *c)
-{
-    if (++c->pass == 0) { /* wrapped: old marks could collide */
-        memset(c->nmark, 0, (size_t)c->cap_nodes * sizeof *c->nmark);
-        c->pass = 1;
-    }
-    c->n_out = 0;
-    c->n_work = 0;
-}
-
-/* ---- expansion ---- */
-
-/* Push the frame at element pos over par, or par itself when pos ends the alternative. */
-static int push_frame(struct gram_core *c, uint32_t pos, uint32_t cnt, uint32_t par)
-{
-    uint32_t n = par;
-    if (!is_end_op(c->g->el[pos].op)) {
-        int rc = node_intern(c, pos, cnt, par, &n);
-        if (rc) return rc;
-    }
-    return push_work(c, n);
-}
-
-/* Push every alternative of rule r over the frame under. */
-static int push_alts(struct gram_core *c, uint32_t r, uint32_t under)
-{
-    const struct grule *rule = &c->g->rules[r];
-    for (uint32_t k = 0; k < rule->n_alt; k++) {
-        int rc = push_frame(c, c->g->alts[rule->alt0 + k], 0, under);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-/* Expand every frame on the work stack (and everything they lead to) into terminal-top stacks
- * appended to c->out. */
-static int drain(struct gram_core *c)
-{
-    int rc = 0;
-    while (!rc && c->n_work) {
-        uint32_t n = c->work[--c->n_work];
-        if (c->nmark[n] == c->pass) continue;
-        c->nmark[n] = c->pass;
-        if (n == 0) {
-            rc = push_out(c, 0);
-            continue;
-        }
-        uint32_t pos = c->npos[n], par = c->npar[n];
-        const struct gel *e = &c->g->el[pos];
-        if (e->op == GOP_RULE) {
-            uint32_t cont = par;
-            if (!is_end_op(c->g->el[pos + 1].op)) rc = node_intern(c, pos + 1, 0, par, &cont);
-            if (!rc) rc = push_alts(c, e->a, cont);
-        } else if (e->op == GOP_REP) {
-            const struct grep *rp = &c->g->reps[e->b];
-            uint32_t cnt = c->ncnt[n];
-            if (cnt >= rp->min) rc = push_frame(c, pos + 1, 0, par);
-            if (!rc && cnt < rp->max) {
-                uint32_t nc = rp->max == GRAM_INF ? (cnt + 1 < rp->min ? cnt + 1 : rp->min) : cnt + 1;
-                uint32_t f;
-                rc = node_intern(c, pos, nc, par, &f);
-                if (!rc) rc = push_alts(c, e->a, f);
-            }
-        } else if (is_end_op(e->op)) {
-            rc = push_work(c, par);
-        } else {
-            rc = push_out(c, n);
-        }
-    }
-    return rc;
-}
-
-static int expand(struct gram_core *c, uint32_t n0)
-{
-    int rc = push_work(c, n0);
-    return rc ? rc : drain(c);
-}
-
-/* Continue the stack whose top t just matched its terminal. */
-static int advance_top(struct gram_core *c, uint32_t t)
-{
-    uint32_t pos = c->npos[t] + 1, par = c->npar[t], n = par;
-    if (!is_end_op(c->g->el[pos].op)) {
-        int rc = node_intern(c, pos, 0, par, &n);
-        if (rc) return rc;
-    }
-    return expand(c, n);
-}
-
-/* ---- sets ---- */
-
-static void sort_u32(uint32_t *a, uint32_t n)
-{
-    if (n < 24) {
-        for (uint32_t i = 1; i < n; i++) {
-            uint32_t v = a[i], j = i;
-            for (; j && a[j - 1] > v; j--) a[j] = a[j - 1];
-            a[j] = v;
-        }
-        return;
-    }
-    uint32_t p = a[n / 2], i = 0, j = n - 1; /* Hoare partition, recursing on the smaller side */
-    for (;;) {
-        while (a[i] < p) i++;
-        while (a[j] > p) j--;
-        if (i >= j) break;
-        uint32_t t = a[i];
-        a[i++] = a[j];
-        a[j--] = t;
-    }
-    sort_u32(a, j + 1);
-    sort_u32(a + j + 1, n - j - 1);
-}
-
-static uint32_t set_hash(const uint32_t *t, uint32_t n)
-{
-    uint64_t h = 0x84222325cbf29ce4ull ^ n;
-    for (uint32_t i = 0; i < n; i++) {
-        h ^= t[i];
-        h *= 0x100000001b3ull;
-        h ^= h >> 32;
-    }
-    return (uint32_t)h;
-}
-
-static uint8_t set_flags(const struct gram_core *c, const uint32_t *t, uint32_t n)
-{
-    uint8_t f = GSF_NA_UNIFORM;
-    for (uint32_t i = 0; i < n; i++) {
-        if (t[i] == 0) {
-            f |= GSF_CAN_END;
-            continue;
-        }
-        const struct gel *e = &c->g->el[c->npos[t[i]]];
-        if (e->op == GOP_TOKEN || e->op == GOP_NTOKEN) {
-            f |= GSF_TOKENS;
-        } else if (e->op == GOP_CHAR) {
-            f |= GSF_CHARS;
-            if (e->a >= 0x80) f &= (uint8_t)~GSF_NA_UNIFORM;
-        } else {
-            uint8_t cf = c->g->cls[e->a].flags;
-            if (!(cf & GC_EMPTY)) f |= GSF_CHARS;
-            if (cf & GC_NA_ALL) f |= GSF_NA_ALL;
-            else if (!(cf & GC_NA_NONE)) f &= (uint8_t)~GSF_NA_UNIFORM;
-        }
-    }
-    return f;
-}
-
-static int shash_grow(struct gram_core *c)
-{
-    uint32_t nc = c->shash_cap * 2;
-    uint32_t *t = calloc(nc, sizeof *t);
-    if (!t) return ERR_NOMEM;
-    for (uint32_t s = 0; s < c->n_sets; s++) {
-        uint32_t h = set_hash(c->spool + c->sets[s].off, c->sets[s].len) & (nc - 1);
-        while (t[h]) h = (h + 1) & (nc - 1);
-        t[h] = s + 1;
-    }
-    free(c->shash);
-    c->shash = t;
-    c->shash_cap = nc;
-    return 0;
-}
-
-static int sets_grow(struct gram_core *c)
-{
-    if (c->cap_sets >= SET_HARD) return ERR_LIMIT;
-    uint32_t nc = c->cap_sets * 2;
-    if (grow_arr(&c->sets, sizeof *c->sets, nc) ||
-        grow_arr(&c->asc, 128 * sizeof *c->asc, nc))
-        return ERR_NOMEM;
-    c->cap_sets = nc;
-    return 0;
-}
-
-/* Intern the sorted, distinct tops t[0..n). */
-static int set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *id)
-{
-    if (n > GRAM_MAX_STACKS) return ERR_LIMIT;
-    uint32_t h0 = set_hash(t, n), mask = c->shash_cap - 1;
-    uint32_t h = h0 & mask;
-    for (uint32_t s; (s = c->shash[h]); h = (h + 1) & mask) {
-        const struct gset_info *si = &c->sets[s - 1];
-        if (si->len == n && memcmp(c->spool + si->off, t, n * sizeof *t) == 0) {
-            *id = s - 1;
-            return 0;
-        }
-    }
-    int rc;
-    if (c->n_sets == c->cap_sets && (rc = sets_grow(c))) return rc;
-    if (c->n_spool + n > c->cap_spool) {
-        if (c->n_spool + n > SPOOL_HARD) return ERR_LIMIT;
-        uint32_t nc = c->cap_spool;
-        while (nc < c->n_spool + n) nc *= 2;
-        if (grow_arr(&c->spool, 4, nc)) return ERR_NOMEM;
-        c->cap_spool = nc;
-    }
-    if ((c->n_sets + 1) * 2 > c->shash_cap) {
-        if ((rc = shash_grow(c))) return rc;
-        mask = c->shash_cap - 1;
-        for (h = h0 & mask; c->shash[h]; h = (h + 1) & mask) {}
-    }
-    uint32_t s = c->n_sets++;
-    memcpy(c->spool + c->n_spool, t, n * sizeof *t);
-    struct gset_info *si = &c->sets[s];
-    memset(si, 0, sizeof *si);
-    si->off = c->n_spool;
-    si->len = n;
-    si->na_next = GS_UNKNOWN;
-    si->flags = set_flags(c, t, n);
-    c->n_spool += n;
-    uint32_t *row = c->asc + (size_t)s * 128;
-    for (int b = 0; b < 128; b++) row[b] = GS_UNKNOWN;
-    row[0] = GS_DEAD; /* code point 0 never matches */
-    c->shash[h] = s + 1;
-    *id = s;
-    return 0;
-}
-
-/* The expansion output as a set (GS_DEAD when empty). */
-static int finish_set(struct gram_core *c, uint32_t *res)
-{
-    if (c->n_out == 0) {
-        *res = GS_DEAD;
-        return 0;
-    }
-    sort_u32(c->out, c->n_out);
-    return set_intern(c, c->out, c->n_out, res);
-}
+unsigned gram_byte_group(unsigned b) { return b >= 0x80 ? GRAM_GROUP_NONASCII : byte_group[b]; }
 
 /* ---- transitions ---- */
 
@@ -383,21 +54,7 @@ static bool top_matches(const struct gram_core *c, uint32_t t, uint32_t cp)
     return false;
 }
 
-static int delta_cp(struct gram_core *c, uint32_t s, uint32_t cp, uint32_t *res)
-{
-    begin_pass(c);
-    uint32_t off = c->sets[s].off, len = c->sets[s].len;
-    for (uint32_t i = 0; i < len; i++) {
-        uint32_t t = c->spool[off + i];
-        if (t && top_matches(c, t, cp)) {
-            int rc = advance_top(c, t);
-            if (rc) return rc;
-        }
-    }
-    return finish_set(c, res);
-}
-
-static uint32_t tkey_hash(uint64_t k) { return mix3((uint32_t)k, (uint32_t)(k >> 32), 0x5bd1e995u); }
+static uint32_t tkey_hash(uint64_t k) { return gc_mix3((uint32_t)k, (uint32_t)(k >> 32), 0x5bd1e995u); }
 
 static int trans_find(const struct gram_core *c, uint64_t key, uint32_t *val)
 {
@@ -442,6 +99,59 @@ static int trans_put(struct gram_core *c, uint64_t key, uint32_t val)
     c->tval[h] = val;
     c->tn++;
     return 0;
+}
+
+/* Which tops of set s (at most 32) match code point cp, as a bitmask. */
+static uint32_t top_hits(const struct gram_core *c, uint32_t s, uint32_t cp)
+{
+    uint32_t off = c->sets[s].off, len = c->sets[s].len, hits = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        uint32_t t = c->spool[off + i];
+        if (t && top_matches(c, t, cp)) hits |= 1u << i;
+    }
+    return hits;
+}
+
+/* Set s (at most 32 tops) after a character that matched the tops in hits (non-zero). The
+ * result depends only on which tops match, so it is cached under that bitmask: every ordinary
+ * character inside a JSON string, say, shares one expansion. */
+static int delta_hits(struct gram_core *c, uint32_t s, uint32_t hits, uint32_t *res)
+{
+    uint64_t key = ((uint64_t)s << 34) | (3ull << 32) | hits;
+    if (trans_find(c, key, res)) return 0;
+    gc_begin_pass(c);
+    uint32_t off = c->sets[s].off;
+    for (uint32_t i = 0; i < 32; i++) {
+        if ((hits >> i) & 1) {
+            int rc = gc_advance_top(c, c->spool[off + i]);
+            if (rc) return rc;
+        }
+    }
+    int rc = gc_finish_set(c, res);
+    return rc ? rc : trans_put(c, key, *res);
+}
+
+/* Set s after code point cp. */
+static int delta_cp(struct gram_core *c, uint32_t s, uint32_t cp, uint32_t *res)
+{
+    uint32_t off = c->sets[s].off, len = c->sets[s].len;
+    if (len <= 32) {
+        uint32_t hits = top_hits(c, s, cp);
+        if (!hits) {
+            *res = GS_DEAD;
+            return 0;
+        }
+        return delta_hits(c, s, hits, res);
+    }
+    gc_begin_pass(c);
+    for (uint32_t i = 0; i < len; i++) {
+        uint32_t t = c->spool[off + i];
+        if (t && top_matches(c, t, cp)) {
+            int rc = gc_advance_top(c, t);
+            if (rc) return rc;
+        }
+    }
+    return gc_finish_set(c, res);
 }
 
 /* Set s after a whole code point >= 0x80. */
@@ -558,7 +268,7 @@ int gc_token_step(struct gram_core *c, uint32_t s, int32_t tok, bool text, const
 {
     uint64_t key = ((uint64_t)s << 34) | ((uint64_t)(text ? 2 : 1) << 32) | (uint32_t)tok;
     if (trans_find(c, key, res)) return 0;
-    begin_pass(c);
+    gc_begin_pass(c);
     uint32_t off = c->sets[s].off, len = c->sets[s].len;
     for (uint32_t i = 0; i < len; i++) {
         uint32_t t = c->spool[off + i];
@@ -567,11 +277,11 @@ int gc_token_step(struct gram_core *c, uint32_t s, int32_t tok, bool text, const
         bool hit = (e->op == GOP_TOKEN && tokid[e->a] == tok) ||
                    (e->op == GOP_NTOKEN && text && tokid[e->a] != tok);
         if (hit) {
-            int rc = advance_top(c, t);
+            int rc = gc_advance_top(c, t);
             if (rc) return rc;
         }
     }
-    int rc = finish_set(c, res);
+    int rc = gc_finish_set(c, res);
     if (!rc) rc = trans_put(c, key, *res);
     return rc;
 }
@@ -586,181 +296,97 @@ int gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res)
         *res = a;
         return 0;
     }
-    begin_pass(c);
+    gc_begin_pass(c);
     const uint32_t ids[2] = {a, b};
     for (int k = 0; k < 2; k++) {
         for (uint32_t i = 0; i < c->sets[ids[k]].len; i++) {
             uint32_t t = c->spool[c->sets[ids[k]].off + i];
             if (c->nmark[t] == c->pass) continue;
             c->nmark[t] = c->pass;
-            int rc = push_out(c, t);
+            int rc = gc_push_out(c, t);
             if (rc) return rc;
         }
     }
-    return finish_set(c, res);
+    return gc_finish_set(c, res);
 }
 
 int gc_empty_set(struct gram_core *c, uint32_t *res)
 {
     const uint32_t zero = 0;
-    return set_intern(c, &zero, 1, res);
+    return gc_set_intern(c, &zero, 1, res);
 }
 
-int gc_loop_groups(struct gram_core *c, uint32_t s, uint64_t want)
+/* The uniform step of set s for the mask walk: H = the tops most printable ASCII characters
+ * match; ugroups = the byte groups whose every byte matches exactly H (the non-ASCII group when
+ * every character >= 0x80 does), usucc = the set all of them lead to. */
+static int uniform(struct gram_core *c, uint32_t s)
 {
-    uint64_t todo = want & ~c->sets[s].gknown;
-    while (todo) {
-        unsigned grp = (unsigned)__builtin_ctzll(todo);
-        todo &= todo - 1;
-        bool loop = true;
-        int rc;
-        if (grp == GRAM_GROUP_NONASCII) {
-            uint32_t nx = GS_DEAD;
-            uint8_t f = c->sets[s].flags;
-            if ((f & GSF_NA_UNIFORM) && (f & GSF_NA_ALL) && (rc = step_cp(c, s, 0x80, &nx))) return rc;
-            loop = nx == s;
-        } else {
-            for (unsigned b = 1; b < 128 && loop; b++) {
-                if (gram_byte_group(b) != grp) continue;
-                struct gram_pos q = {s, 0};
-                rc = gc_step(c, &q, b);
-                if (rc && rc != ERR_REJECTED) return rc;
-                loop = rc == 0 && q.set == s;
-            }
-            if (grp == 0) loop = false;
+    if (c->sets[s].flags & GSF_UNI_KNOWN) return 0;
+    uint64_t groups = 0;
+    uint32_t succ = GS_DEAD;
+    if (c->sets[s].len <= 32) {
+        uint32_t hits[128] = {0}, best = 0, best_n = 0;
+        for (uint32_t i = 0; i < c->sets[s].len; i++) { /* every ASCII byte at once, from the bitmaps */
+            uint32_t t = c->spool[c->sets[s].off + i];
+            const struct gel *e = t ? &c->g->el[c->npos[t]] : NULL;
+            if (e && e->op == GOP_CHAR && e->a < 128) hits[e->a] |= 1u << i;
+            if (!e || e->op != GOP_CLASS) continue;
+            for (int w = 0; w < 2; w++)
+                for (uint64_t m = c->g->cls[e->a].asc[w]; m; m &= m - 1) hits[w * 64 + __builtin_ctzll(m)] |= 1u << i;
         }
-        c->sets[s].gknown |= 1ull << grp;
-        if (loop) c->sets[s].gloop |= 1ull << grp;
+        uint32_t val[16], cnt[16], nd = 0; /* the most frequent non-empty match */
+        for (unsigned b = 0x20; b < 0x7f; b++) {
+            if (!hits[b]) continue;
+            uint32_t k = 0;
+            while (k < nd && val[k] != hits[b]) k++;
+            if (k == nd) {
+                if (nd == 16) continue; /* rare: so many distinct matches, no long uniform run */
+                val[nd] = hits[b], cnt[nd++] = 0;
+            }
+            if (++cnt[k] > best_n) best = val[k], best_n = cnt[k];
+        }
+        for (unsigned grp = 0; best && grp < GRAM_GROUP_NONASCII; grp++) {
+            bool all = group_start[grp] < group_start[grp + 1];
+            for (unsigned k = group_start[grp]; k < group_start[grp + 1] && all; k++) all = hits[group_bytes[k]] == best;
+            if (all) groups |= 1ull << grp;
+        }
+        uint8_t f = c->sets[s].flags;
+        if (best && (f & GSF_NA_UNIFORM) && (f & GSF_NA_ALL) && top_hits(c, s, 0x80) == best)
+            groups |= 1ull << GRAM_GROUP_NONASCII;
+        int rc;
+        if (best && (rc = delta_hits(c, s, best, &succ))) return rc;
     }
+    c->sets[s].ugroups = groups;
+    c->sets[s].usucc = succ;
+    c->sets[s].flags |= GSF_UNI_KNOWN;
     return 0;
 }
 
-/* ---- compaction ---- */
-
-/* Drop every set and cached transition and re-intern the live positions (current, start, and
- * *extra when given). With `nodes`, first keep only the frames under their stacks, renumbered in
- * place: a parent always has a smaller id than its child, so one ascending pass remaps. Sets are
- * cheap to rebuild; frames are compacted only when they have doubled past the live ones, so a
- * deep stack is not copied over and over. */
-static void compact(struct gram_core *c, struct gram_pos *extra, bool nodes)
+int gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len)
 {
-    struct gram_pos *keep[3] = {&c->cur, &c->start, extra};
-    int nk = extra ? 3 : 2;
-    uint32_t ntop[3] = {0, 0, 0}, total = 0;
-    for (int k = 0; k < nk; k++) total += ntop[k] = c->sets[keep[k]->set].len;
-    uint32_t *tops = malloc(((size_t)total + 1) * sizeof *tops);
-    if (!tops) return; /* compaction is an optimisation: skip it */
-    for (int k = 0, at = 0; k < nk; at += (int)ntop[k], k++)
-        memcpy(tops + at, c->spool + c->sets[keep[k]->set].off, ntop[k] * sizeof *tops);
-    if (nodes) {
-        uint32_t live = ++c->pass;
-        if (live == 0) live = c->pass = 1;
-        for (uint32_t i = 0; i < total; i++)
-            for (uint32_t n = tops[i]; n && c->nmark[n] != live; n = c->npar[n]) c->nmark[n] = live;
-        uint32_t k = 1;
-        c->nmark[0] = 0;
-        for (uint32_t n = 1; n < c->n_nodes; n++) {
-            if (c->nmark[n] != live) continue;
-            c->npos[k] = c->npos[n];
-            c->ncnt[k] = c->ncnt[n];
-            c->npar[k] = c->nmark[c->npar[n]]; /* parent already renumbered (0 stays 0) */
-            c->nmark[n] = k++;
-        }
-        for (uint32_t i = 0; i < total; i++) tops[i] = tops[i] ? c->nmark[tops[i]] : 0;
-        c->n_nodes = c->live_nodes = k;
-        memset(c->nmark, 0, (size_t)c->cap_nodes * sizeof *c->nmark);
-        c->pass = 1;
-        node_rehash(c);
+    int rc = uniform(c, s);
+    if (rc) return rc;
+    *groups = c->sets[s].ugroups;
+    if (c->sets[s].flags & GSF_CHAIN_KNOWN) {
+        *len = c->sets[s].chain;
+        return 0;
     }
-    c->n_sets = c->n_spool = 0;
-    memset(c->shash, 0, (size_t)c->shash_cap * sizeof *c->shash);
-    memset(c->tkey, 0, (size_t)c->tcap * sizeof *c->tkey);
-    c->tn = 0;
-    for (uint32_t i = 0; i < c->memo_n; i++) c->memo_age[i] = 0;
-    /* renumbering keeps the order, so the tops stay sorted; interning cannot fail here (the
-     * tables are at least as large as when these sets were first made) */
-    for (int j = 0, at = 0; j < nk; at += (int)ntop[j], j++) set_intern(c, tops + at, ntop[j], &keep[j]->set);
-    free(tops);
-}
-
-static bool nodes_over(const struct gram_core *c) { return c->n_nodes > NODE_SOFT + 2 * c->live_nodes; }
-
-static bool over_soft(const struct gram_core *c)
-{
-    return nodes_over(c) || c->n_sets > SET_SOFT || c->n_spool > SPOOL_SOFT || c->tn > TRANS_SOFT;
-}
-
-static void maybe_compact(struct gram_core *c, struct gram_pos *extra)
-{
-    if (over_soft(c)) compact(c, extra, nodes_over(c));
-}
-
-void gc_maybe_compact(struct gram_core *c) { maybe_compact(c, NULL); }
-
-/* ---- setup ---- */
-
-int gc_init(struct gram_core *c, const struct gram *g)
-{
-    memset(c, 0, sizeof *c);
-    c->g = g;
-    c->cap_nodes = 1024;
-    c->nhash_cap = 2048;
-    c->cap_sets = 64;
-    c->shash_cap = 256;
-    c->cap_spool = 1024;
-    c->tcap = 1024;
-    c->cap_work = c->cap_out = 256;
-    c->npos = malloc(c->cap_nodes * 4);
-    c->ncnt = malloc(c->cap_nodes * 4);
-    c->npar = malloc(c->cap_nodes * 4);
-    c->nmark = calloc(c->cap_nodes, 4);
-    c->nhash = calloc(c->nhash_cap, 4);
-    c->sets = malloc(c->cap_sets * sizeof *c->sets);
-    c->asc = malloc((size_t)c->cap_sets * 128 * 4);
-    c->shash = calloc(c->shash_cap, 4);
-    c->spool = malloc(c->cap_spool * 4);
-    c->tkey = calloc(c->tcap, sizeof *c->tkey);
-    c->tval = malloc(c->tcap * sizeof *c->tval);
-    c->work = malloc(c->cap_work * 4);
-    c->out = malloc(c->cap_out * 4);
-    if (!c->npos || !c->ncnt || !c->npar || !c->nmark || !c->nhash || !c->sets || !c->asc ||
-        !c->shash || !c->spool || !c->tkey || !c->tval || !c->work || !c->out)
-        return ERR_NOMEM;
-    c->npos[0] = c->ncnt[0] = c->npar[0] = 0; /* the bottom */
-    c->n_nodes = 1;
-    c->pass = 1;
-    begin_pass(c);
-    int rc = push_alts(c, g->root, 0);
-    if (!rc) rc = drain(c);
-    if (!rc) rc = finish_set(c, &c->start.set);
-    if (!rc && c->start.set == GS_DEAD) rc = ERR_STATE;
-    c->cur = c->start;
-    return rc;
-}
-
-void gc_free(struct gram_core *c)
-{
-    if (!c) return;
-    free(c->npos);
-    free(c->ncnt);
-    free(c->npar);
-    free(c->nmark);
-    free(c->nhash);
-    free(c->sets);
-    free(c->asc);
-    free(c->shash);
-    free(c->spool);
-    free(c->tkey);
-    free(c->tval);
-    free(c->work);
-    free(c->out);
-    free(c->tokid);
-    free(c->obits);
-    free(c->dstack);
-    free(c->memo_bits);
-    free(c->memo_pos);
-    free(c->memo_age);
-    memset(c, 0, sizeof *c);
+    uint32_t n = 0, cur = s;
+    while (*groups && n < cap) {
+        if ((rc = uniform(c, cur))) return rc;
+        const struct gset_info *ci = &c->sets[cur];
+        if ((ci->ugroups & *groups) != *groups || ci->usucc == GS_DEAD) break;
+        n++;
+        if (ci->usucc == cur || ci->usucc == s) { /* back on the chain: it never ends */
+            n = UINT32_MAX;
+            break;
+        }
+        cur = ci->usucc;
+    }
+    c->sets[s].chain = n; /* == cap: at least cap */
+    c->sets[s].flags |= GSF_CHAIN_KNOWN;
+    *len = c->sets[s].chain;
+    return 0;
 }
 
 /* ---- byte-level matcher API ---- */
@@ -770,11 +396,11 @@ int gram_matcher_feed(struct gram_matcher *m, const void *bytes, size_t n, size_
     if (n_ok) *n_ok = 0;
     if (!m || !m->c || (!bytes && n)) return ERR_INVALID;
     struct gram_core *c = m->c;
-    gc_maybe_compact(c);
+    gc_maybe_compact(c, NULL);
     struct gram_pos q = c->cur;
     const uint8_t *s = bytes;
     for (size_t i = 0; i < n; i++) {
-        if ((i & 1023) == 1023) maybe_compact(c, &q); /* long feeds stay bounded */
+        if ((i & 1023) == 1023) gc_maybe_compact(c, &q); /* long feeds stay bounded */
         int rc = gc_step(c, &q, s[i]);
         if (rc) {
             if (n_ok) *n_ok = i;
@@ -789,11 +415,11 @@ int gram_matcher_feed(struct gram_matcher *m, const void *bytes, size_t n, size_
 int gram_matcher_try(struct gram_matcher *m, const void *bytes, size_t n)
 {
     if (!m || !m->c || (!bytes && n)) return ERR_INVALID;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     struct gram_pos q = m->c->cur;
     const uint8_t *s = bytes;
     for (size_t i = 0; i < n; i++) {
-        if ((i & 1023) == 1023) maybe_compact(m->c, &q);
+        if ((i & 1023) == 1023) gc_maybe_compact(m->c, &q);
         int rc = gc_step(m->c, &q, s[i]);
         if (rc) return rc;
     }
@@ -816,7 +442,7 @@ int gram_matcher_next_bytes(struct gram_matcher *m, uint64_t set[4])
 {
     memset(set, 0, 4 * sizeof *set);
     if (!m || !m->c) return 0;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     int n = 0;
     for (unsigned b = 0; b < 256; b++) {
         struct gram_pos q = m->c->cur;

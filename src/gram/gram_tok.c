@@ -151,7 +151,7 @@ static int advance(struct gram_matcher *m, struct gram_pos p, int32_t tok, struc
 int gram_tok_check(struct gram_matcher *m, int32_t tok)
 {
     if (!m || !m->c || !m->gv) return ERR_STATE;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     struct gram_pos q;
     return advance(m, m->c->cur, tok, &q);
 }
@@ -159,7 +159,7 @@ int gram_tok_check(struct gram_matcher *m, int32_t tok)
 int gram_tok_accept(struct gram_matcher *m, int32_t tok)
 {
     if (!m || !m->c || !m->gv) return ERR_STATE;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     struct gram_pos q;
     int rc = advance(m, m->c->cur, tok, &q);
     if (!rc) m->c->cur = q;
@@ -205,28 +205,34 @@ static int walk_trie(struct gram_matcher *m, struct gram_pos start, struct walk 
     const struct gram_vocab *gv = m->gv;
     struct gram_core *c = m->c;
     struct gram_pos *st = c->dstack;
+    const struct gram_vnode *nd = gv->node;
     st[0] = start;
     uint32_t i = 1, n = gv->n_nodes;
     while (i < n) {
-        struct gram_pos q = st[gv->depth[i] - 1];
-        int rc = gc_step(c, &q, gv->byte[i]);
+        const struct gram_vnode *x = &nd[i];
+        struct gram_pos q = st[x->depth - 1];
+        int rc = gc_step(c, &q, x->byte);
         if (rc) {
             if (rc != ERR_REJECTED) return rc;
-            i = gv->end[i];
+            i = x->end;
             continue;
         }
-        uint32_t e = gv->end[i];
-        if (q.part == 0 && e - i > SKIP_MIN && (gv->nflags[i] & GV_SUBOK)) {
-            uint64_t need = gv->sig[i];
-            if ((need & ~c->sets[q.set].gknown) && (rc = gc_loop_groups(c, q.set, need))) return rc;
-            if ((need & ~c->sets[q.set].gloop) == 0) {
-                if (take(w, gv->ord_lo[i], gv->ord_lo[e])) return 0;
-                i = e;
+        /* Whole subtree: every byte below takes q's set one uniform step on (gc_chain), for
+         * at least as many steps as the subtree is deep. Also right inside an unfinished
+         * character: its continuation bytes are below, so the non-ASCII group must be uniform,
+         * which means every valid character completes into the next set. */
+        if (x->end - i > SKIP_MIN && (x->flags & GV_SUBOK)) {
+            uint64_t groups;
+            uint32_t len;
+            if ((rc = gc_chain(c, q.set, gv->max_depth, &groups, &len))) return rc;
+            if ((x->sig & ~groups) == 0 && x->height <= len) {
+                if (take(w, x->ord_lo, nd[x->end].ord_lo)) return 0;
+                i = x->end;
                 continue;
             }
         }
-        st[gv->depth[i]] = q;
-        if (take(w, gv->ord_lo[i], gv->ord_lo[i + 1])) return 0;
+        st[x->depth] = q;
+        if (take(w, x->ord_lo, x[1].ord_lo)) return 0;
         i++;
     }
     return 0;
@@ -311,7 +317,7 @@ int gram_tok_mask(struct gram_matcher *m, uint64_t *bits)
     if (!m || !m->c || !m->gv || !bits) return ERR_STATE;
     struct gram_core *c = m->c;
     const struct gram_vocab *gv = m->gv;
-    gc_maybe_compact(c);
+    gc_maybe_compact(c, NULL);
     struct gram_pos p = c->cur;
     int k = memo_find(c, p);
     if (k >= 0) {
@@ -369,7 +375,7 @@ int gram_tok_forced(struct gram_matcher *m, int32_t *toks, size_t cap, size_t *n
 {
     if (n) *n = 0;
     if (!m || !m->c || !m->gv || !n || (!toks && cap)) return ERR_STATE;
-    gc_maybe_compact(m->c);
+    gc_maybe_compact(m->c, NULL);
     struct gram_pos p = m->c->cur;
     while (*n < cap) {
         int32_t t;

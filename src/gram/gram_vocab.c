@@ -7,7 +7,8 @@
  * [ord_lo[i], ord_lo[end[i]]) (ord_lo has a sentinel at n_nodes). Tokens with equal bytes share a
  * node and sit next to each other.
  *
- * Per node, for the mask walk to skip whole subtrees (gram_tok.c): sig = the byte groups
+ * Per node (struct gram_vnode, one record so a walk that jumps over subtrees touches one cache
+ * line per visit), for the mask walk to skip whole subtrees (gram_tok.c): sig = the byte groups
  * (gram_byte_group) of every edge strictly below the node, and GV_SUBOK when every path through
  * the node is a valid UTF-8 prefix read from the root. */
 #include "gram_int.h"
@@ -18,12 +19,7 @@
 void gram_vocab_free(struct gram_vocab *gv)
 {
     if (!gv) return;
-    free(gv->byte);
-    free(gv->depth);
-    free(gv->nflags);
-    free(gv->end);
-    free(gv->ord_lo);
-    free(gv->sig);
+    free(gv->node);
     free(gv->order);
     free(gv->text_bits);
     free(gv->eog);
@@ -69,17 +65,6 @@ static bool utf8_next(uint32_t *st, unsigned b)
     return true;
 }
 
-static int alloc_nodes(struct gram_vocab *gv, size_t cap)
-{
-    gv->byte = malloc(cap);
-    gv->depth = malloc(cap * sizeof *gv->depth);
-    gv->nflags = malloc(cap);
-    gv->end = malloc(cap * sizeof *gv->end);
-    gv->ord_lo = malloc((cap + 1) * sizeof *gv->ord_lo);
-    gv->sig = calloc(cap, sizeof *gv->sig);
-    return gv->byte && gv->depth && gv->nflags && gv->end && gv->ord_lo && gv->sig ? 0 : ERR_NOMEM;
-}
-
 /* Trie in preorder from the sorted pieces; parent[] and the UTF-8 states are scratch. */
 static int build_trie(struct gram_vocab *gv, const struct piece *ids, uint32_t n, uint32_t *parent)
 {
@@ -92,41 +77,41 @@ static int build_trie(struct gram_vocab *gv, const struct piece *ids, uint32_t n
     }
     uint32_t nn = 1, nord = 0, plen = 0;
     const char *prev = "";
-    gv->byte[0] = 0, gv->depth[0] = 0, gv->nflags[0] = GV_VALID, gv->ord_lo[0] = 0;
+    struct gram_vnode *nd = gv->node;
+    nd[0] = (struct gram_vnode){.flags = GV_VALID};
     path[0] = 0, ust[0] = 0, parent[0] = 0;
     for (uint32_t k = 0; k < n; k++) {
         size_t len = ids[k].len;
         const char *s = ids[k].s;
         uint32_t lcp = 0;
         while (lcp < plen && lcp < len && prev[lcp] == s[lcp]) lcp++;
-        for (uint32_t d = plen; d > lcp; d--) gv->end[path[d]] = nn; /* close finished subtrees */
+        for (uint32_t d = plen; d > lcp; d--) nd[path[d]].end = nn; /* close finished subtrees */
         for (uint32_t d = lcp + 1; d <= len; d++) {
             uint32_t i = nn++, par = path[d - 1];
             unsigned b = (unsigned char)s[d - 1];
-            gv->byte[i] = (uint8_t)b;
-            gv->depth[i] = (uint16_t)d;
-            gv->ord_lo[i] = nord;
-            parent[i] = par;
             ust[d] = ust[d - 1];
-            bool ok = (gv->nflags[par] & GV_VALID) && utf8_next(&ust[d], b);
-            gv->nflags[i] = ok ? GV_VALID : 0;
+            bool ok = (nd[par].flags & GV_VALID) && utf8_next(&ust[d], b);
+            nd[i] = (struct gram_vnode){.ord_lo = nord, .depth = (uint16_t)d, .byte = (uint8_t)b,
+                                        .flags = ok ? GV_VALID : 0};
+            parent[i] = par;
             path[d] = i;
         }
         gv->order[nord++] = ids[k].id;
         prev = s;
         plen = (uint32_t)len;
     }
-    for (uint32_t d = plen; d > 0; d--) gv->end[path[d]] = nn;
-    gv->end[0] = nn;
-    gv->ord_lo[nn] = nord;
+    for (uint32_t d = plen; d > 0; d--) nd[path[d]].end = nn;
+    nd[0].end = nn;
+    nd[nn] = (struct gram_vnode){.end = nn, .ord_lo = nord};
     gv->n_nodes = nn;
     /* bottom-up summaries: children come after their parent in preorder */
     for (uint32_t i = 0; i < nn; i++)
-        if (gv->nflags[i] & GV_VALID) gv->nflags[i] |= GV_SUBOK;
+        if (nd[i].flags & GV_VALID) nd[i].flags |= GV_SUBOK;
     for (uint32_t i = nn - 1; i > 0; i--) {
         uint32_t par = parent[i];
-        gv->sig[par] |= gv->sig[i] | (1ull << gram_byte_group(gv->byte[i]));
-        if (!(gv->nflags[i] & GV_SUBOK)) gv->nflags[par] &= (uint8_t)~GV_SUBOK;
+        nd[par].sig |= nd[i].sig | (1ull << gram_byte_group(nd[i].byte));
+        if (nd[i].height + 1 > nd[par].height) nd[par].height = (uint16_t)(nd[i].height + 1);
+        if (!(nd[i].flags & GV_SUBOK)) nd[par].flags &= (uint8_t)~GV_SUBOK;
     }
     free(path);
     free(ust);
@@ -171,8 +156,12 @@ int gram_vocab_init(struct gram_vocab *gv, const struct vocab_view *v, struct er
     qsort(ids, n, sizeof *ids, cmp_piece);
     uint32_t *parent = malloc((total + 1) * sizeof *parent);
     gv->order = malloc(((size_t)n + 1) * sizeof *gv->order);
-    int rc = parent && gv->order ? alloc_nodes(gv, total + 1) : ERR_NOMEM;
-    if (!rc) rc = build_trie(gv, ids, n, parent);
+    gv->node = malloc((total + 2) * sizeof *gv->node);
+    int rc = parent && gv->order && gv->node ? build_trie(gv, ids, n, parent) : ERR_NOMEM;
+    if (!rc) { /* give back what the shared prefixes saved */
+        struct gram_vnode *shrunk = realloc(gv->node, ((size_t)gv->n_nodes + 1) * sizeof *gv->node);
+        if (shrunk) gv->node = shrunk;
+    }
     free(parent);
     free(ids);
     if (rc) {
