@@ -54,6 +54,15 @@ static char *convert(const char *schema, int mode, struct err_info *ei)
     return g;
 }
 
+/* Every text in yes (NULL-terminated, up to n) is accepted and every one in no is rejected. */
+static void check_texts(const char *schema, const char *g, const char *const *yes, const char *const *no, size_t n)
+{
+    for (size_t k = 0; yes && k < n && yes[k]; k++)
+        ck_assert_msg(gbnf_accepts(g, yes[k], strlen(yes[k])) == 1, "%s rejects %s", schema, yes[k]);
+    for (size_t k = 0; no && k < n && no[k]; k++)
+        ck_assert_msg(gbnf_accepts(g, no[k], strlen(no[k])) == 0, "%s accepts %s", schema, no[k]);
+}
+
 /* ---- the official suite ---- */
 
 /* Groups the converter refuses, and a keyword its message must name. */
@@ -527,10 +536,7 @@ START_TEST(test_number_edges)
         struct err_info ei;
         char *g = convert(t[i].schema, GRAM_SCHEMA_PLAIN, &ei);
         ck_assert_msg(g != NULL, "%s: %s", t[i].schema, ei.msg);
-        for (int k = 0; k < 6 && t[i].yes[k]; k++)
-            ck_assert_msg(gbnf_accepts(g, t[i].yes[k], strlen(t[i].yes[k])) == 1, "%s rejects %s", t[i].schema, t[i].yes[k]);
-        for (int k = 0; k < 6 && t[i].no[k]; k++)
-            ck_assert_msg(gbnf_accepts(g, t[i].no[k], strlen(t[i].no[k])) == 0, "%s accepts %s", t[i].schema, t[i].no[k]);
+        check_texts(t[i].schema, g, t[i].yes, t[i].no, 6);
         free(g);
     }
     /* -1e300 as an integer maximum: the bound is the double's exact value (301 digits), which
@@ -670,7 +676,7 @@ START_TEST(test_string_spellings)
     g = convert("{\"enum\":[\"a\\nb\",\"\\u0000\",\"\\\"q\\\"\",\"\xc3\xa4\"]}", GRAM_SCHEMA_PLAIN, &ei);
     ck_assert_ptr_nonnull(g);
     static const char *const en[] = {"\"a\\nb\"", "\"\\u0000\"", "\"\\\"q\\\"\"", "\"\xc3\xa4\""};
-    for (size_t i = 0; i < 4; i++) ck_assert_int_eq(gbnf_accepts(g, en[i], strlen(en[i])), 1);
+    check_texts("enum", g, en, NULL, 4);
     ck_assert_int_eq(gbnf_accepts(g, "\"a\\rb\"", 6), 0);
     ck_assert_int_eq(gbnf_accepts(g, "\"a\xcc\x88\"", 5), 0); /* a + combining diaeresis */
     free(g);
@@ -773,9 +779,9 @@ START_TEST(test_object_order)
     g = convert(big, GRAM_SCHEMA_PLAIN, &ei);
     ck_assert_ptr_nonnull(g);
     const char *ok[] = {"{\"p2\":1,\"p7\":2}", "{\"p1\":0,\"p2\":1,\"p5\":[],\"p7\":2,\"p8\":3}", "{\"p2\":1,\"p3\":1,\"p7\":2}"};
-    for (size_t i = 0; i < 3; i++) ck_assert_msg(gbnf_accepts(g, ok[i], strlen(ok[i])) == 1, "%s", ok[i]);
+    check_texts("", g, ok, NULL, 3);
     const char *no[] = {"{\"p7\":2,\"p2\":1}", "{\"p2\":1}", "{\"p2\":1,\"p7\":2,\"p9\":3}", "{\"p2\":1,\"p2\":1,\"p7\":2}"};
-    for (size_t i = 0; i < 4; i++) ck_assert_msg(gbnf_accepts(g, no[i], strlen(no[i])) == 0, "%s", no[i]);
+    check_texts("", g, NULL, no, 4);
     free(g);
 }
 END_TEST
@@ -790,10 +796,10 @@ START_TEST(test_extra_keys_never_spell_declared)
     /* a declared key with a wrong value can never pass as an extra key, in any spelling */
     static const char *const no[] = {"{\"foo\":\"x\"}", "{\"f\\u006fo\":\"x\"}", "{\"\\u0066oo\":\"x\"}", "{\"f\":\"x\"}",
                                      "{\"\\u00e9t\\u00E9\":\"x\"}", "{\"\":\"x\"}", "{\"fo\\u006F\":\"x\"}"};
-    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) ck_assert_msg(gbnf_accepts(g, no[i], strlen(no[i])) == 0, "%s", no[i]);
+    check_texts("", g, NULL, no, sizeof no / sizeof no[0]);
     static const char *const yes[] = {"{\"fo\":\"x\"}", "{\"fooo\":\"x\"}", "{\"g\":\"x\"}", "{\"\xc3\xa9t\":\"x\"}",
                                       "{\"\\u00e9t\\u00e9s\":\"x\"}", "{\"foo\":1,\"x\":\"y\",\"f\":2}", "{\" \":\"\"}"};
-    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) ck_assert_msg(gbnf_accepts(g, yes[i], strlen(yes[i])) == 1, "%s", yes[i]);
+    check_texts("", g, yes, NULL, sizeof yes / sizeof yes[0]);
     free(g);
 }
 END_TEST
@@ -821,10 +827,7 @@ START_TEST(test_arrays)
             continue;
         }
         ck_assert_msg(g != NULL, "%s: %s", t[i].schema, ei.msg);
-        for (int k = 0; k < 5 && t[i].yes[k]; k++)
-            ck_assert_msg(gbnf_accepts(g, t[i].yes[k], strlen(t[i].yes[k])) == 1, "%s rejects %s", t[i].schema, t[i].yes[k]);
-        for (int k = 0; k < 5 && t[i].no[k]; k++)
-            ck_assert_msg(gbnf_accepts(g, t[i].no[k], strlen(t[i].no[k])) == 0, "%s accepts %s", t[i].schema, t[i].no[k]);
+        check_texts(t[i].schema, g, t[i].yes, t[i].no, 5);
         free(g);
     }
 }
@@ -860,10 +863,7 @@ START_TEST(test_combinators_and_refs)
         struct err_info ei;
         char *g = convert(t[i].schema, GRAM_SCHEMA_PLAIN, &ei);
         ck_assert_msg(g != NULL, "%s: %s", t[i].schema, ei.msg);
-        for (int k = 0; k < 5 && t[i].yes[k]; k++)
-            ck_assert_msg(gbnf_accepts(g, t[i].yes[k], strlen(t[i].yes[k])) == 1, "%s rejects %s", t[i].schema, t[i].yes[k]);
-        for (int k = 0; k < 5 && t[i].no[k]; k++)
-            ck_assert_msg(gbnf_accepts(g, t[i].no[k], strlen(t[i].no[k])) == 0, "%s accepts %s", t[i].schema, t[i].no[k]);
+        check_texts(t[i].schema, g, t[i].yes, t[i].no, 5);
         free(g);
     }
 }
@@ -879,9 +879,9 @@ START_TEST(test_whitespace_bound)
     struct err_info ei;
     ck_assert_int_eq(gram_schema_to_gbnf(schema, strlen(schema), &o, &g, NULL, &ei), 0);
     static const char *const yes[] = {"{\"a\":[1,2]}", "{ \"a\" : [ 1 , 2 ] }", "{\n \"a\": [\n 1]\n}", "{  }"};
-    for (size_t i = 0; i < 4; i++) ck_assert_msg(gbnf_accepts(g, yes[i], strlen(yes[i])) == 1, "%s", yes[i]);
+    check_texts("", g, yes, NULL, 4);
     static const char *const no[] = {"{   \"a\":[]}", "{\"a\":[1,   2]}", "{\"a\"\n\n\n:[]}"};
-    for (size_t i = 0; i < 3; i++) ck_assert_msg(gbnf_accepts(g, no[i], strlen(no[i])) == 0, "%s", no[i]);
+    check_texts("", g, NULL, no, 3);
     free(g);
     /* compact by default: no whitespace at all */
     g = convert(schema, GRAM_SCHEMA_PLAIN, &ei);
@@ -915,11 +915,11 @@ START_TEST(test_multi)
     strcat(full, root);
     static const char *const yes[] = {"{\"name\":\"exec\",\"arguments\":{\"command\":\"ls\"}}",
                                       "{\"name\":\"read_file\",\"arguments\":{\"n\":2,\"path\":\"a\"}}"};
-    for (size_t i = 0; i < 2; i++) ck_assert_msg(gbnf_accepts(full, yes[i], strlen(yes[i])) == 1, "%s", yes[i]);
+    check_texts("", full, yes, NULL, 2);
     static const char *const no[] = {"{\"name\":\"exec\",\"arguments\":{\"path\":\"a\"}}",
                                      "{\"name\":\"read_file\",\"arguments\":{\"path\":\"a\",\"n\":0}}",
                                      "{\"name\":\"exec\",\"arguments\":{\"command\":\"ls\",\"x\":1}}"};
-    for (size_t i = 0; i < 3; i++) ck_assert_msg(gbnf_accepts(full, no[i], strlen(no[i])) == 0, "%s", no[i]);
+    check_texts("", full, NULL, no, 3);
     free(full);
     free(g);
     /* bad names */

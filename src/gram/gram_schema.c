@@ -30,16 +30,9 @@
 void gram_js_put(struct gram_js_buf *b, const char *s, size_t n)
 {
     if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    if (gram_js_grow(&b->p, &b->cap, b->n + n + 1, 1)) {
+        b->oom = 1;
+        return;
     }
     memcpy(b->p + b->n, s, n);
     b->n += n;
@@ -76,6 +69,23 @@ void gram_js_buf_free(struct gram_js_buf *b)
 {
     free(b->p);
     memset(b, 0, sizeof *b);
+}
+
+int gram_js_grow(void *pp, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 8;
+    while (c < need) {
+        if (c > SIZE_MAX / 2 / elem) return -1;
+        c *= 2;
+    }
+    void *old, *p;
+    memcpy(&old, pp, sizeof old);
+    p = realloc(old, c * elem);
+    if (!p) return -1;
+    memcpy(pp, &p, sizeof p);
+    *cap = c;
+    return 0;
 }
 
 void gram_js_put_lit(struct gram_js_buf *b, const char *s, size_t n)
@@ -161,16 +171,10 @@ static size_t rule_add(struct gram_js_ctx *c, char *name)
         gram_js_fail(c, ERR_LIMIT, "the grammar needs more than %d rules", GRAM_JS_MAX_RULES);
         return SIZE_MAX;
     }
-    if (c->n_rules == c->cap_rules) {
-        size_t cap = c->cap_rules ? c->cap_rules * 2 : 64;
-        struct gram_js_rule *r = realloc(c->rules, cap * sizeof *r);
-        if (!r) {
-            free(name);
-            gram_js_fail(c, ERR_NOMEM, "out of memory");
-            return SIZE_MAX;
-        }
-        c->rules = r;
-        c->cap_rules = cap;
+    if (gram_js_grow(&c->rules, &c->cap_rules, c->n_rules + 1, sizeof *c->rules)) {
+        free(name);
+        gram_js_fail(c, ERR_NOMEM, "out of memory");
+        return SIZE_MAX;
     }
     c->rules[c->n_rules].name = name;
     c->rules[c->n_rules].body = NULL;
@@ -403,15 +407,9 @@ struct tvec {
 static void tv_push(struct tvec *v, const json_t *j, int kind)
 {
     if (v->oom) return;
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        struct term *t = realloc(v->t, cap * sizeof *t);
-        if (!t) {
-            v->oom = 1;
-            return;
-        }
-        v->t = t;
-        v->cap = cap;
+    if (gram_js_grow(&v->t, &v->cap, v->n + 1, sizeof *v->t)) {
+        v->oom = 1;
+        return;
     }
     v->t[v->n].j = j;
     v->t[v->n].kind = kind;
@@ -517,15 +515,9 @@ static struct mset *mset_get(struct sx *x, const struct term *t, size_t n)
         x->htab = tab;
         x->hcap = hc;
     }
-    if (x->nm == x->capm) {
-        size_t cap = x->capm ? x->capm * 2 : 64;
-        struct mset *m = realloc(x->m, cap * sizeof *m);
-        if (!m) {
-            gram_js_fail(c, ERR_NOMEM, "out of memory");
-            return NULL;
-        }
-        x->m = m;
-        x->capm = cap;
+    if (gram_js_grow(&x->m, &x->capm, x->nm + 1, sizeof *x->m)) {
+        gram_js_fail(c, ERR_NOMEM, "out of memory");
+        return NULL;
     }
     struct mset *e = &x->m[x->nm];
     e->t = malloc((n ? n : 1) * sizeof *t);
@@ -743,15 +735,7 @@ struct path {
 
 static int path_push(struct path *pa, const char *seg, size_t len)
 {
-    size_t need = pa->n + 2 * len + 2;
-    if (need > pa->cap) {
-        size_t cap = pa->cap ? pa->cap * 2 : 128;
-        while (cap < need) cap *= 2;
-        char *p = realloc(pa->p, cap);
-        if (!p) return -1;
-        pa->p = p;
-        pa->cap = cap;
-    }
+    if (gram_js_grow(&pa->p, &pa->cap, pa->n + 2 * len + 2, 1)) return -1;
     size_t old = pa->n;
     pa->p[pa->n++] = '/';
     for (size_t i = 0; i < len; i++) {
@@ -1069,16 +1053,10 @@ static void walk(struct sx *x, const json_t *s, struct path *pa, int depth)
     }
     for (size_t i = 0; i < x->nv; i++)
         if (x->v[i].j == s) return;
-    if (x->nv == x->capv) {
-        size_t cap = x->capv ? x->capv * 2 : 32;
-        struct visit *v = realloc(x->v, cap * sizeof *v);
-        if (!v) {
+    if (gram_js_grow(&x->v, &x->capv, x->nv + 1, sizeof *x->v)) {
             gram_js_fail(c, ERR_NOMEM, "out of memory");
             return;
         }
-        x->v = v;
-        x->capv = cap;
-    }
     x->v[x->nv].j = s;
     x->v[x->nv].ptr = strdup(pa->n ? pa->p : "");
     if (!x->v[x->nv].ptr) {
@@ -1180,15 +1158,9 @@ static void expand(struct sx *x, struct tvec *done, struct tvec *pend, struct dn
                      GRAM_JS_MAX_DNF * 8);
         return;
     }
-    if (out->n == out->cap) {
-        size_t cap = out->cap ? out->cap * 2 : 4;
-        struct tvec *n = realloc(out->c, cap * sizeof *n);
-        if (!n) {
-            gram_js_fail(c, ERR_NOMEM, "out of memory");
-            return;
-        }
-        out->c = n;
-        out->cap = cap;
+    if (gram_js_grow(&out->c, &out->cap, out->n + 1, sizeof *out->c)) {
+        gram_js_fail(c, ERR_NOMEM, "out of memory");
+        return;
     }
     out->c[out->n++] = *done;
     memset(done, 0, sizeof *done);
@@ -1221,7 +1193,7 @@ struct ir {
     unsigned bools; /* 1 false, 2 true */
     struct gram_js_bound lo, hi;
     struct gram_js_strc str;
-    size_t cap_pat;
+    size_t cap_pat, cap_len;
     uint64_t min_items, max_items;
     struct tvec arr; /* terms shaping arrays */
     struct tvec obj; /* terms shaping objects */
@@ -1315,17 +1287,10 @@ static void ir_schema(struct ir *r, const json_t *s)
     if ((v = json_object_get(s, "minItems")) && count_of(v) > r->min_items) r->min_items = count_of(v);
     if ((v = json_object_get(s, "maxItems")) && count_of(v) < r->max_items) r->max_items = count_of(v);
     if ((v = json_object_get(s, "pattern"))) {
-        if (r->str.n_pat == r->cap_pat) {
-            size_t cap = r->cap_pat ? r->cap_pat * 2 : 2;
-            const char **p = realloc(r->str.pat, cap * sizeof *p);
-            if (p) r->str.pat = p;
-            size_t *l = p ? realloc(r->str.pat_len, cap * sizeof *l) : NULL;
-            if (l) r->str.pat_len = l;
-            if (!p || !l) {
-                r->oom = 1;
-                return;
-            }
-            r->cap_pat = cap;
+        if (gram_js_grow(&r->str.pat, &r->cap_pat, r->str.n_pat + 1, sizeof *r->str.pat) ||
+            gram_js_grow(&r->str.pat_len, &r->cap_len, r->str.n_pat + 1, sizeof *r->str.pat_len)) {
+            r->oom = 1;
+            return;
         }
         r->str.pat[r->str.n_pat] = json_string_value(v);
         r->str.pat_len[r->str.n_pat++] = json_string_length(v);
@@ -1479,15 +1444,9 @@ static struct prop *prop_get(struct obj_plan *p, const char *k, size_t len, int 
 {
     for (size_t i = 0; i < p->n; i++)
         if (p->p[i].len == len && memcmp(p->p[i].key, k, len) == 0) return &p->p[i];
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 8;
-        struct prop *n = realloc(p->p, cap * sizeof *n);
-        if (!n) {
-            *oom = 1;
-            return NULL;
-        }
-        p->p = n;
-        p->cap = cap;
+    if (gram_js_grow(&p->p, &p->cap, p->n + 1, sizeof *p->p)) {
+        *oom = 1;
+        return NULL;
     }
     struct prop *e = &p->p[p->n++];
     memset(e, 0, sizeof *e);
@@ -1640,12 +1599,9 @@ static int oneof_check(struct sx *x, const json_t *owner, const json_t *arr)
 {
     for (size_t i = 0; i < x->noo; i++)
         if (x->oo[i].arr == arr) return x->oo[i].state;
-    if (x->noo == x->capoo) {
-        size_t cap = x->capoo ? x->capoo * 2 : 8;
-        struct oneof *o = realloc(x->oo, cap * sizeof *o);
-        if (!o) return gram_js_fail(x->c, ERR_NOMEM, "out of memory"), 0;
-        x->oo = o;
-        x->capoo = cap;
+    if (gram_js_grow(&x->oo, &x->capoo, x->noo + 1, sizeof *x->oo)) {
+        gram_js_fail(x->c, ERR_NOMEM, "out of memory");
+        return 0;
     }
     size_t me = x->noo++;
     x->oo[me].arr = arr;

@@ -36,6 +36,10 @@ void gram_js_printf(struct gram_js_buf *b, const char *fmt, ...)
     ;
 void gram_js_buf_free(struct gram_js_buf *b);
 
+/* Room for `need` elements of `elem` bytes in the array *pp (a T ** passed as void *) whose
+ * capacity is *cap, doubling from 8. 0, or -1 when out of memory (the array is unchanged). */
+int gram_js_grow(void *pp, size_t *cap, size_t need, size_t elem);
+
 /* GBNF literal for the bytes s[0..n) (quotes included): escapes ", \ and control bytes. */
 void gram_js_put_lit(struct gram_js_buf *b, const char *s, size_t n);
 
@@ -120,7 +124,7 @@ void gram_js_gap(struct gram_js_ctx *c, struct gram_js_buf *b);
 /* A set of code points as sorted, disjoint, non-adjacent closed ranges. */
 struct gram_js_cset {
     uint32_t *r; /* [n][2]: lo, hi */
-    size_t n, cap;
+    size_t n, cap; /* cap in uint32_t, not ranges */
     int oom;
 };
 

@@ -743,52 +743,56 @@ static void safe_bounds(const struct gram_js_bound *lo, const struct gram_js_bou
     }
 }
 
-int gram_js_num_empty(const struct gram_js_bound *lo0, const struct gram_js_bound *hi0,
-                      int integer_only)
-{
-    struct gram_js_bound lo_s, hi_s, *lo = &lo_s, *hi = &hi_s;
-    int frac_ok;
-    safe_bounds(lo0, hi0, integer_only, lo, hi, &frac_ok);
+/* The magnitude ranges of [lo0, hi0] after safe_bounds: *hp / *hn say whether the x >= 0 /
+ * x <= 0 parts hold any number. */
+struct parts {
+    struct gram_js_bound lo, hi;
     struct gram_js_dec zero;
-    dec_set(&zero, 0, "", 0, "", 0);
-    struct mag pos = {0}, neg = {0};
-    int hp, hn;
-    split(lo, hi, &zero, &pos, &neg, &hp, &hn);
-    pos.integer_only = neg.integer_only = integer_only;
-    return !(hp && !mag_empty(&pos)) && !(hn && !mag_empty(&neg));
+    struct mag pos, neg;
+    int hp, hn, frac_ok;
+};
+
+static void num_parts(const struct gram_js_bound *lo0, const struct gram_js_bound *hi0, int integer_only,
+                      struct parts *r)
+{
+    memset(r, 0, sizeof *r);
+    safe_bounds(lo0, hi0, integer_only, &r->lo, &r->hi, &r->frac_ok);
+    dec_set(&r->zero, 0, "", 0, "", 0);
+    split(&r->lo, &r->hi, &r->zero, &r->pos, &r->neg, &r->hp, &r->hn);
+    r->pos.integer_only = r->neg.integer_only = integer_only;
+    r->hp = r->hp && !mag_empty(&r->pos);
+    r->hn = r->hn && !mag_empty(&r->neg);
 }
 
-void gram_js_num_emit(struct gram_js_ctx *c, const struct gram_js_bound *lo0,
-                      const struct gram_js_bound *hi0, int integer_only, struct gram_js_buf *out,
+int gram_js_num_empty(const struct gram_js_bound *lo, const struct gram_js_bound *hi, int integer_only)
+{
+    struct parts r;
+    num_parts(lo, hi, integer_only, &r);
+    return !r.hp && !r.hn;
+}
+
+void gram_js_num_emit(struct gram_js_ctx *c, const struct gram_js_bound *lo,
+                      const struct gram_js_bound *hi, int integer_only, struct gram_js_buf *out,
                       int *empty)
 {
     *empty = 0;
-    if (!lo0->has && !hi0->has) {
+    if (!lo->has && !hi->has) {
         gram_js_puts(out, gram_js_prim(c, integer_only ? GRAM_JS_P_INT : GRAM_JS_P_NUMBER));
         return;
     }
-    struct gram_js_bound lo_s, hi_s, *lo = &lo_s, *hi = &hi_s;
-    int frac_ok;
-    safe_bounds(lo0, hi0, integer_only, lo, hi, &frac_ok);
-    struct gram_js_dec zero;
-    dec_set(&zero, 0, "", 0, "", 0);
-    struct mag pos = {0}, neg = {0};
-    int hp, hn;
-    split(lo, hi, &zero, &pos, &neg, &hp, &hn);
-    pos.integer_only = neg.integer_only = integer_only;
-    hp = hp && !mag_empty(&pos);
-    hn = hn && !mag_empty(&neg);
-    if (!hp && !hn) {
+    struct parts r; /* pos / neg point into r */
+    num_parts(lo, hi, integer_only, &r);
+    if (!r.hp && !r.hn) {
         *empty = 1;
         return;
     }
-    struct gen g = {c, integer_only, !frac_ok};
-    if (hp && hn) gram_js_puts(out, "(");
-    if (hn) {
+    struct gen g = {c, integer_only, !r.frac_ok};
+    if (r.hp && r.hn) gram_js_puts(out, "(");
+    if (r.hn) {
         gram_js_puts(out, "\"-\" ");
-        mag_emit(&g, out, &neg);
+        mag_emit(&g, out, &r.neg);
     }
-    if (hp && hn) gram_js_puts(out, " | ");
-    if (hp) mag_emit(&g, out, &pos);
-    if (hp && hn) gram_js_puts(out, ")");
+    if (r.hp && r.hn) gram_js_puts(out, " | ");
+    if (r.hp) mag_emit(&g, out, &r.pos);
+    if (r.hp && r.hn) gram_js_puts(out, ")");
 }

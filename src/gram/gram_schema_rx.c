@@ -73,14 +73,8 @@ static int rx_fail(struct rx *p, int code, const char *msg)
 static int rx_node(struct rx *p, int type)
 {
     if (p->rc) return -1;
-    if (p->nn == p->capn) {
-        size_t cap = p->capn ? p->capn * 2 : 32;
-        if (cap > GRAM_JS_MAX_NFA) return rx_fail(p, ERR_LIMIT, "pattern too long");
-        struct rxn *n = realloc(p->nodes, cap * sizeof *n);
-        if (!n) return rx_fail(p, ERR_NOMEM, "out of memory");
-        p->nodes = n;
-        p->capn = cap;
-    }
+    if (p->nn >= GRAM_JS_MAX_NFA) return rx_fail(p, ERR_LIMIT, "pattern too long");
+    if (gram_js_grow(&p->nodes, &p->capn, p->nn + 1, sizeof *p->nodes)) return rx_fail(p, ERR_NOMEM, "out of memory");
     struct rxn *n = &p->nodes[p->nn];
     memset(n, 0, sizeof *n);
     n->type = type;
@@ -92,13 +86,7 @@ static int rx_node(struct rx *p, int type)
 static int rx_set(struct rx *p)
 {
     if (p->rc) return -1;
-    if (p->ns == p->caps) {
-        size_t cap = p->caps ? p->caps * 2 : 16;
-        struct gram_js_cset *s = realloc(p->sets, cap * sizeof *s);
-        if (!s) return rx_fail(p, ERR_NOMEM, "out of memory");
-        p->sets = s;
-        p->caps = cap;
-    }
+    if (gram_js_grow(&p->sets, &p->caps, p->ns + 1, sizeof *p->sets)) return rx_fail(p, ERR_NOMEM, "out of memory");
     memset(&p->sets[p->ns], 0, sizeof p->sets[0]);
     return (int)p->ns++;
 }
@@ -509,6 +497,20 @@ static int rx_alt(struct rx *p, int top, int *anch)
     return cat;
 }
 
+/* (any character)*: what an unanchored side of a pattern may hold. */
+static int rx_any_star(struct rx *p)
+{
+    int si = rx_set(p);
+    if (si < 0) return -1;
+    gram_js_cset_universe(&p->sets[si]);
+    int s = rx_set_node(p, si), r = rx_node(p, RX_REP);
+    if (s < 0 || r < 0) return -1;
+    p->nodes[r].first = s;
+    p->nodes[r].min = 0;
+    p->nodes[r].max = -1;
+    return r;
+}
+
 /* Alternatives. At the top level every alternative gets its own anchors; *anch unused. */
 static int rx_disj(struct rx *p, int top, int *anch)
 {
@@ -524,32 +526,11 @@ static int rx_disj(struct rx *p, int top, int *anch)
             /* (anything)* unless anchored, on each side */
             int cat = rx_node(p, RX_CAT);
             if (cat < 0) return -1;
-            int head = -1, tail = -1;
-            if (!(a & 1)) {
-                int si = rx_set(p);
-                if (si < 0) return -1;
-                gram_js_cset_universe(&p->sets[si]);
-                int s = rx_set_node(p, si), r = rx_node(p, RX_REP);
-                if (s < 0 || r < 0) return -1;
-                p->nodes[r].first = s;
-                p->nodes[r].min = 0;
-                p->nodes[r].max = -1;
-                head = r;
-            }
-            if (!(a & 2)) {
-                int si = rx_set(p);
-                if (si < 0) return -1;
-                gram_js_cset_universe(&p->sets[si]);
-                int s = rx_set_node(p, si), r = rx_node(p, RX_REP);
-                if (s < 0 || r < 0) return -1;
-                p->nodes[r].first = s;
-                p->nodes[r].min = 0;
-                p->nodes[r].max = -1;
-                tail = r;
-            }
+            int head = a & 1 ? -2 : rx_any_star(p), tail = a & 2 ? -2 : rx_any_star(p);
+            if (head == -1 || tail == -1) return -1;
             int seq[3] = {head, n, tail}, prev = -1;
             for (int k = 0; k < 3; k++) {
-                if (seq[k] < 0) continue;
+                if (seq[k] < 0) continue; /* -2: anchored, nothing there */
                 if (prev < 0) p->nodes[cat].first = seq[k];
                 else p->nodes[prev].next = seq[k];
                 prev = seq[k];
@@ -609,19 +590,13 @@ struct nfa {
 static int nfa_new(struct nfa *a, int kind, int out1, int out2, int set)
 {
     if (a->rc) return -1;
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        if (a->n >= GRAM_JS_MAX_NFA) {
-            a->rc = ERR_LIMIT;
-            return -1;
-        }
-        struct nst *s = realloc(a->st, cap * sizeof *s);
-        if (!s) {
-            a->rc = ERR_NOMEM;
-            return -1;
-        }
-        a->st = s;
-        a->cap = cap;
+    if (a->n >= GRAM_JS_MAX_NFA) {
+        a->rc = ERR_LIMIT;
+        return -1;
+    }
+    if (gram_js_grow(&a->st, &a->cap, a->n + 1, sizeof *a->st)) {
+        a->rc = ERR_NOMEM;
+        return -1;
     }
     a->st[a->n] = (struct nst){kind, out1, out2, set};
     return (int)a->n++;
@@ -704,7 +679,7 @@ struct det {
     const struct nfa *a;
     const struct rx *p;
     struct sset *sets; /* [dfa state] */
-    size_t n, cap;
+    size_t n, cap_sets, cap_st;
     size_t *hash; /* open addressing: dfa index + 1 */
     size_t hcap;
     struct gram_js_dst *st;
@@ -793,19 +768,12 @@ static int det_state(struct det *d, struct sset *s)
         s->v = NULL;
         return -1;
     }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 32;
-        struct sset *ns = realloc(d->sets, cap * sizeof *ns);
-        struct gram_js_dst *st = ns ? realloc(d->st, cap * sizeof *st) : NULL;
-        if (ns) d->sets = ns;
-        if (!ns || !st) {
-            d->rc = ERR_NOMEM;
-            free(s->v);
-            s->v = NULL;
-            return -1;
-        }
-        d->st = st;
-        d->cap = cap;
+    if (gram_js_grow(&d->sets, &d->cap_sets, d->n + 1, sizeof *d->sets) ||
+        gram_js_grow(&d->st, &d->cap_st, d->n + 1, sizeof *d->st)) {
+        d->rc = ERR_NOMEM;
+        free(s->v);
+        s->v = NULL;
+        return -1;
     }
     d->sets[d->n] = *s;
     s->v = NULL;
@@ -820,43 +788,48 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Transitions of DFA state i: split the code points at every range edge of its members, and
- * follow each elementary interval. */
-static int det_expand(struct det *d, size_t i)
+/* The interval edges (lo and hi + 1 of every range) of the sets leaving DFA state i, sorted;
+ * marks the state accepting on the way. NULL when out of memory. */
+static uint32_t *det_edges(struct det *d, size_t i, size_t *nb)
 {
-    const struct sset cur = d->sets[i];
-    size_t nb = 0, capb = 16;
-    uint32_t *bnd = malloc(capb * sizeof *bnd);
-    if (!bnd) return ERR_NOMEM;
-    for (size_t k = 0; k < cur.n; k++) {
-        const struct nst *x = &d->a->st[cur.v[k]];
+    const struct sset *cur = &d->sets[i];
+    size_t cap = 0;
+    uint32_t *bnd = NULL;
+    *nb = 0;
+    if (gram_js_grow(&bnd, &cap, 2, sizeof *bnd)) return NULL;
+    for (size_t k = 0; k < cur->n; k++) {
+        const struct nst *x = &d->a->st[cur->v[k]];
         if (x->kind == N_ACC) d->st[i].accept = 1;
         if (x->kind != N_SET) continue;
         const struct gram_js_cset *cs = &d->p->sets[x->set];
+        if (gram_js_grow(&bnd, &cap, *nb + 2 * cs->n, sizeof *bnd)) {
+            free(bnd);
+            return NULL;
+        }
         for (size_t r = 0; r < cs->n; r++) {
-            if (nb + 2 > capb) {
-                uint32_t *b2 = realloc(bnd, capb * 2 * sizeof *b2);
-                if (!b2) {
-                    free(bnd);
-                    return ERR_NOMEM;
-                }
-                bnd = b2;
-                capb *= 2;
-            }
-            bnd[nb++] = cs->r[2 * r];
-            bnd[nb++] = cs->r[2 * r + 1] + 1;
+            bnd[(*nb)++] = cs->r[2 * r];
+            bnd[(*nb)++] = cs->r[2 * r + 1] + 1;
         }
     }
-    qsort(bnd, nb, sizeof *bnd, cmp_u32);
-    int *seeds = malloc((cur.n + 1) * sizeof *seeds);
+    qsort(bnd, *nb, sizeof *bnd, cmp_u32);
+    return bnd;
+}
+
+/* Transitions of DFA state i: split the code points at every range edge of its members, and
+ * follow each elementary interval to the closure of its targets. */
+static int det_expand(struct det *d, size_t i)
+{
+    size_t nb;
+    uint32_t *bnd = det_edges(d, i, &nb);
+    int *seeds = malloc((d->sets[i].n + 1) * sizeof *seeds);
     struct gram_js_dtr *t = NULL;
     size_t nt = 0, capt = 0;
-    int rc = seeds ? 0 : ERR_NOMEM;
+    int rc = seeds && bnd ? 0 : ERR_NOMEM;
     for (size_t b = 0; b + 1 < nb && !rc; b++) {
         uint32_t lo = bnd[b], hi = bnd[b + 1] - 1;
         if (bnd[b + 1] == lo) continue;
         size_t ns = 0;
-        for (size_t k = 0; k < cur.n; k++) {
+        for (size_t k = 0; k < d->sets[i].n; k++) {
             const struct nst *x = &d->a->st[d->sets[i].v[k]];
             if (x->kind == N_SET && gram_js_cset_has(&d->p->sets[x->set], lo)) seeds[ns++] = x->out1;
         }
@@ -864,7 +837,7 @@ static int det_expand(struct det *d, size_t i)
         struct sset tgt;
         rc = closure(d, seeds, ns, &tgt);
         if (rc) break;
-        int to = det_state(d, &tgt);
+        int to = det_state(d, &tgt); /* may move d->sets and d->st */
         if (to < 0) {
             rc = d->rc;
             break;
@@ -873,15 +846,9 @@ static int det_expand(struct det *d, size_t i)
             t[nt - 1].hi = hi;
             continue;
         }
-        if (nt == capt) {
-            size_t c2 = capt ? capt * 2 : 8;
-            struct gram_js_dtr *t2 = realloc(t, c2 * sizeof *t2);
-            if (!t2) {
-                rc = ERR_NOMEM;
-                break;
-            }
-            t = t2;
-            capt = c2;
+        if (gram_js_grow(&t, &capt, nt + 1, sizeof *t)) {
+            rc = ERR_NOMEM;
+            break;
         }
         t[nt++] = (struct gram_js_dtr){lo, hi, to};
     }

@@ -31,19 +31,12 @@
 
 /* ---- code point sets ---- */
 
+/* Room for n ranges. */
 static int cset_reserve(struct gram_js_cset *s, size_t n)
 {
-    if (n <= s->cap) return 0;
-    size_t cap = s->cap ? s->cap * 2 : 8;
-    while (cap < n) cap *= 2;
-    uint32_t *r = realloc(s->r, cap * 2 * sizeof *r);
-    if (!r) {
-        s->oom = 1;
-        return -1;
-    }
-    s->r = r;
-    s->cap = cap;
-    return 0;
+    if (!gram_js_grow(&s->r, &s->cap, 2 * n, sizeof *s->r)) return 0;
+    s->oom = 1;
+    return -1;
 }
 
 void gram_js_cset_add(struct gram_js_cset *s, uint32_t lo, uint32_t hi)
@@ -396,15 +389,9 @@ const char *gram_js_cset_rule(struct gram_js_ctx *c, const struct gram_js_cset *
     }
     for (size_t i = 0; i < m->n; i++)
         if (cset_eq(&m->e[i].set, s)) return gram_js_rule_name(c, m->e[i].rule);
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 16;
-        struct cs_entry *e = realloc(m->e, cap * sizeof *e);
-        if (!e) {
-            gram_js_fail(c, ERR_NOMEM, "out of memory");
-            return "";
-        }
-        m->e = e;
-        m->cap = cap;
+    if (gram_js_grow(&m->e, &m->cap, m->n + 1, sizeof *m->e)) {
+        gram_js_fail(c, ERR_NOMEM, "out of memory");
+        return "";
     }
     size_t r = gram_js_rule_new(c, "char");
     if (r == SIZE_MAX) return "";
@@ -621,15 +608,9 @@ static const struct gram_js_dfa *get_dfa(struct gram_js_ctx *c, const char *src,
         if (fmt ? e->format == fmt : (!e->format && e->len == len && memcmp(e->src, src, len) == 0))
             return e->d;
     }
-    if (m->np == m->capp) {
-        size_t cap = m->capp ? m->capp * 2 : 8;
-        struct pat_entry *p = realloc(m->p, cap * sizeof *p);
-        if (!p) {
-            gram_js_fail(c, ERR_NOMEM, "out of memory");
-            return NULL;
-        }
-        m->p = p;
-        m->capp = cap;
+    if (gram_js_grow(&m->p, &m->capp, m->np + 1, sizeof *m->p)) {
+        gram_js_fail(c, ERR_NOMEM, "out of memory");
+        return NULL;
     }
     const char *rx = src;
     size_t rlen = len;
@@ -719,15 +700,9 @@ static int pstate_find(struct prod *p, const int *q, uint64_t cnt)
         p->rc = ERR_LIMIT;
         return -1;
     }
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        struct pstate *s = realloc(p->s, cap * sizeof *s);
-        if (!s) {
-            p->rc = ERR_NOMEM;
-            return -1;
-        }
-        p->s = s;
-        p->cap = cap;
+    if (gram_js_grow(&p->s, &p->cap, p->n + 1, sizeof *p->s)) {
+        p->rc = ERR_NOMEM;
+        return -1;
     }
     struct pstate *s = &p->s[p->n];
     memset(s, 0, sizeof *s);
@@ -765,8 +740,9 @@ static void pstate_expand(struct prod *p, size_t i)
     cur[0].hi = CP_MAX;
     for (size_t d = 0; d < p->k && n > 0; d++) {
         const struct gram_js_dst *s = &p->d[d]->s[p->s[i].q[d]];
-        size_t m = 0, capm = n + s->nt + 4;
-        struct iv *nx = malloc(capm * sizeof *nx);
+        /* merging two sorted lists of disjoint intervals gives fewer than n + nt pieces */
+        size_t m = 0;
+        struct iv *nx = malloc((n + s->nt + 1) * sizeof *nx);
         if (!nx) {
             free(cur);
             p->rc = ERR_NOMEM;
@@ -777,17 +753,6 @@ static void pstate_expand(struct prod *p, size_t i)
             uint32_t lo = cur[a].lo > s->t[b].lo ? cur[a].lo : s->t[b].lo;
             uint32_t hi = cur[a].hi < s->t[b].hi ? cur[a].hi : s->t[b].hi;
             if (lo <= hi) {
-                if (m == capm) {
-                    capm *= 2;
-                    struct iv *n2 = realloc(nx, capm * sizeof *n2);
-                    if (!n2) {
-                        free(nx);
-                        free(cur);
-                        p->rc = ERR_NOMEM;
-                        return;
-                    }
-                    nx = n2;
-                }
                 nx[m] = cur[a];
                 nx[m].lo = lo;
                 nx[m].hi = hi;
