@@ -449,6 +449,50 @@ static int fr_nonempty(struct frac *f, size_t k, int lt, int ht)
     return r;
 }
 
+static void fr_emit(struct gen *g, struct frac *f, struct gram_js_buf *b, size_t k, int lt, int ht,
+                    int depth);
+
+/* Zeros in the one tight bound's digits from k on (lower side when lt). */
+static size_t fr_zero_run(const struct frac *f, size_t k, int lt)
+{
+    const char *d = lt ? f->lo : f->hi;
+    size_t n = lt ? f->nlo : f->nhi, r = 0;
+    while (k + r < n && d[k + r] == '0') r++;
+    return r;
+}
+
+/* A run of r zeros in the one tight bound (a tiny bound such as 5e-324 has hundreds), as
+ * counted repetition instead of r nested states. Lower bound: a non-zero digit inside the run
+ * already exceeds it, else the run is read whole. Upper bound: only zeros fit, and the text may
+ * stop anywhere inside (it is below the bound there). */
+static void fr_emit_run(struct gen *g, struct frac *f, struct gram_js_buf *b, size_t k, int lt, int depth)
+{
+    size_t r = fr_zero_run(f, k, lt);
+    int more = fr_nonempty(f, k + r, lt, !lt);
+    struct grp gr;
+    int saved = depth;
+    struct gram_js_buf *o = open_group(g, b, &depth, &gr);
+    int first = 1;
+    if (lt && !f->integer_only) {
+        gram_js_printf(o, "\"0\"{0,%zu} [1-9] [0-9]*", r - 1);
+        first = 0;
+    } else if (!lt) {
+        gram_js_printf(o, "\"0\"{0,%zu}", r - 1);
+        first = 0;
+    }
+    if (more) {
+        gram_js_printf(o, "%s\"0\"{%zu} ", first ? "" : " | ", r);
+        struct grp g2;
+        int saved2 = depth;
+        struct gram_js_buf *o2 = open_group(g, o, &depth, &g2);
+        fr_emit(g, f, o2, k + r, lt, !lt, depth);
+        close_group(g, &g2, &depth, saved2);
+        first = 0;
+    }
+    if (first) gram_js_puts(o, "\"\"");
+    close_group(g, &gr, &depth, saved);
+}
+
 /* Digits after k read (k >= 1, or the first digit after "." when k == 0 and first). */
 static void fr_emit(struct gen *g, struct frac *f, struct gram_js_buf *b, size_t k, int lt,
                     int ht, int depth)
@@ -459,6 +503,10 @@ static void fr_emit(struct gen *g, struct frac *f, struct gram_js_buf *b, size_t
         return;
     }
     int stop = k > 0 && fr_stop_ok(f, k, lt, ht);
+    if (k < f->kmax && lt != ht && fr_zero_run(f, k, lt) >= 2) {
+        fr_emit_run(g, f, b, k, lt, depth);
+        return;
+    }
     if (k >= f->kmax) {
         /* stationary: tight sides read zeros */
         if (lt && !ht && !f->ls && !f->integer_only) gram_js_puts(b, "[0-9]*");
