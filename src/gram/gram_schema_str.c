@@ -348,11 +348,20 @@ struct pat_entry {
     struct gram_js_dfa *d; /* NULL: compile failed (error already recorded) */
 };
 
+/* A string constraint already written: its key (counts, formats, patterns) and its grammar. */
+struct str_entry {
+    char *key;
+    size_t key_len;
+    char *expr; /* NULL: no string meets it */
+};
+
 struct gram_js_charset_memo {
     struct cs_entry *e;
     size_t n, cap;
     struct pat_entry *p;
     size_t np, capp;
+    struct str_entry *s;
+    size_t ns, caps;
 };
 
 static struct gram_js_charset_memo *memo(struct gram_js_ctx *c)
@@ -373,8 +382,13 @@ void gram_js_str_ctx_free(struct gram_js_ctx *c)
         free(m->p[i].src);
         gram_js_dfa_free(m->p[i].d);
     }
+    for (size_t i = 0; i < m->ns; i++) {
+        free(m->s[i].key);
+        free(m->s[i].expr);
+    }
     free(m->e);
     free(m->p);
+    free(m->s);
     free(m);
     c->cs = NULL;
 }
@@ -1082,15 +1096,41 @@ void gram_js_str_emit(struct gram_js_ctx *c, const struct gram_js_strc *s, const
         gram_js_puts(out, " \"\\\"\"");
         return;
     }
+    /* the same constraints twice (two date-time fields) share one set of rules */
+    struct gram_js_charset_memo *m = memo(c);
+    struct gram_js_buf key = {0};
+    gram_js_printf(&key, "%llu %llu %u", (unsigned long long)s->min, (unsigned long long)s->max, s->formats);
+    for (size_t i = 0; i < s->n_pat; i++) {
+        gram_js_printf(&key, " %zu:", s->pat_len[i]);
+        gram_js_put(&key, s->pat[i], s->pat_len[i]);
+    }
+    for (size_t i = 0; m && !key.oom && i < m->ns; i++) {
+        if (m->s[i].key_len != key.n || memcmp(m->s[i].key, key.p, key.n) != 0) continue;
+        if (m->s[i].expr) gram_js_puts(out, m->s[i].expr);
+        else *empty = 1;
+        gram_js_buf_free(&key);
+        return;
+    }
+    struct gram_js_buf expr = {0};
     struct prod p;
     if (prod_setup(c, s, &p) == 0) {
         if (!p.s[0].live) {
             *empty = 1;
         } else {
-            gram_js_puts(out, "\"\\\"\" ");
-            prod_ref(&p, 0, out, hint);
-            gram_js_puts(out, " \"\\\"\"");
+            gram_js_puts(&expr, "\"\\\"\" ");
+            prod_ref(&p, 0, &expr, hint);
+            gram_js_puts(&expr, " \"\\\"\"");
+            gram_js_put(out, expr.p ? expr.p : "", expr.n);
         }
     }
     prod_free(&p);
+    if (key.oom || expr.oom || !m || gram_js_grow(&m->s, &m->caps, m->ns + 1, sizeof *m->s)) {
+        gram_js_fail(c, ERR_NOMEM, "out of memory");
+        gram_js_buf_free(&key);
+        gram_js_buf_free(&expr);
+        return;
+    }
+    m->s[m->ns].key = key.p;
+    m->s[m->ns].key_len = key.n;
+    m->s[m->ns++].expr = *empty ? (gram_js_buf_free(&expr), NULL) : expr.p;
 }
