@@ -12,6 +12,7 @@
 #include "gram/gram.h"
 #include "gram/gram_schema.h"
 
+#include "gram_walk.h"
 #include "jsval.h"
 #include "pyjson.h"
 #include "tutil.h"
@@ -275,45 +276,13 @@ END_TEST
 
 /* ---- random walks: everything a grammar generates must validate ---- */
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void)
-{
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 11);
-}
+#define rnd gw_rnd
 
 /* One text from the grammar by a random walk over allowed bytes, biased toward closing
  * strings and containers so most walks end. Returns its length, or 0 when the walk gave up. */
 static size_t walk_once(struct gram_matcher *m, char *out, size_t cap)
 {
-    static const char prefer[] = "\"}],:0123456789tfn";
-    gram_matcher_reset(m);
-    size_t n = 0;
-    while (n + 1 < cap) {
-        if (gram_matcher_can_end(m) && (rnd() % 100 < 40 || gram_matcher_complete(m))) return n;
-        uint64_t set[4];
-        int k = gram_matcher_next_bytes(m, set);
-        if (k <= 0) return 0;
-        int pick = -1;
-        if (rnd() % 100 < 45) {
-            size_t start = rnd() % (sizeof prefer - 1);
-            for (size_t i = 0; i < sizeof prefer - 1 && pick < 0; i++) {
-                unsigned char b = (unsigned char)prefer[(start + i) % (sizeof prefer - 1)];
-                if (set[b / 64] >> (b % 64) & 1) pick = b;
-            }
-        }
-        if (pick < 0) {
-            int want = (int)(rnd() % (unsigned)k);
-            for (int b = 0; b < 256 && pick < 0; b++)
-                if ((set[b / 64] >> (b % 64) & 1) && want-- == 0) pick = b;
-        }
-        char c = (char)pick;
-        ck_assert_int_eq(gram_matcher_feed(m, &c, 1, NULL), 0);
-        out[n++] = c;
-    }
-    return 0;
+    return gw_walk(m, "\"}],:0123456789tfn", 40, 45, out, cap);
 }
 
 /* Walk a grammar `tries` times; every finished text must parse as JSON and satisfy the schema
