@@ -72,6 +72,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
+# The built-in JSON grammar (response_format json_object, `run --json`) is grammars/json.gbnf
+# itself, made a C string literal at build time (one source of truth); eng_gram.c includes it.
+%/gen/json_gbnf.inc: grammars/json.gbnf
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@.tmp
+	mv $@.tmp $@
+$(BUILD)/src/eng/eng_gram.o: $(BUILD)/gen/json_gbnf.inc
+$(BUILD)/src/eng/eng_gram.o: CPPFLAGS += -I$(BUILD)/gen
+
 $(BUILD)/liblmpipe.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -161,6 +170,9 @@ $(FUZZ_BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(ISA_FLAGS) $(PKG_CFLAGS) \
 	  -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/src/eng/eng_gram.o: $(FUZZ_BUILD)/gen/json_gbnf.inc
+$(FUZZ_BUILD)/src/eng/eng_gram.o: CPPFLAGS += -I$(FUZZ_BUILD)/gen
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)

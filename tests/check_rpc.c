@@ -886,7 +886,7 @@ START_TEST(bad_input)
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
                      "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}", -32064, false, "not supported yet");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"response_format\":{\"type\":\"json_object\"}}}", -32064, false, "not supported yet");
+                     "\"response_format\":{\"type\":\"xml\"}}}", -32602, false, "response_format.type");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"detokenize\",\"params\":{\"tokens\":[1,99999]}}", -32602, false, NULL);
     /* invalid UTF-8 inside a string */
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"a\xff\xfe\"}}", -32700, true, "UTF-8");

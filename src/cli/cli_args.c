@@ -36,6 +36,9 @@ void cli_usage(FILE *f)
           "                                                   convert F32/F16/BF16 weights (Q4_K_M, Q8_0, ...)\n"
           "  lmpipe bench -m MODEL [-p 64] [-n 32] [-t 1,2] [-r 5] [--json]\n"
           "                                                   prefill and decode tokens/s\n"
+          "  lmpipe grammar convert --json-schema FILE        a JSON Schema as a GBNF grammar\n"
+          "  lmpipe grammar check (-g FILE.gbnf | --json-schema FILE | --json) [TEXT | stdin]\n"
+          "                                                   exit 0 accepted, 1 rejected, 2 invalid grammar\n"
           "  lmpipe --help | --version\n"
           "\n"
           "run options:\n"
@@ -53,7 +56,10 @@ void cli_usage(FILE *f)
           "  --stop TEXT          stop string (repeatable, up to 8)\n"
           "  --no-bos             do not add the BOS token\n"
           "  --special            parse special-token text such as <s> in the prompt\n"
-          "  --ignore-eos         keep generating after end-of-generation tokens\n",
+          "  --ignore-eos         keep generating after end-of-generation tokens\n"
+          "  --grammar FILE       the text must match this GBNF grammar (llama.cpp's syntax)\n"
+          "  --json-schema FILE   ... this JSON Schema (--strict: OpenAI's strict mode)\n"
+          "  --json               ... a JSON object (grammars/json.gbnf, built in)\n",
           f);
 }
 

@@ -14,13 +14,16 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Flags shared by run and chat: model, context, threads, sampling, stops. */
+/* Flags shared by run and chat: model, context, threads, sampling, stops, grammar. */
 struct gen_opts {
     const char *model;
     int64_t n_predict, n_ctx, threads;
     struct eng_gen_params gp;
     const char *stops[ENG_MAX_STOPS];
     size_t n_stop;
+    const char *grammar_file, *schema_file;
+    bool json, strict;
+    struct eng_grammar *grammar; /* owned: freed by the command */
 };
 
 static void add_stop(void *dst, const char *name, const char *v)
@@ -38,7 +41,8 @@ static void set_seed(void *dst, const char *name, const char *v)
     *(uint64_t *)dst = (uint64_t)cli_flag_int(name, v, 0, INT64_MAX);
 }
 
-#define GEN_MAX_OPTS 32
+#define GEN_MAX_OPTS 40
+#define GEN_OWN_OPTS 16 /* room in the table after the sampling fields */
 
 /* The shared part of the option table; returns its length. */
 static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
@@ -51,12 +55,18 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
                               .lo = 1, .hi = 1 << 24};
     t[n++] = (struct cli_opt){.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &o->threads,
                               .lo = 1, .hi = 1024};
-    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - 8 - n);
+    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - GEN_OWN_OPTS - n);
     t[n++] = (struct cli_opt){.name = "--seed", .kind = CLI_FN, .dst = &o->gp.samp.seed, .fn = set_seed};
     t[n++] = (struct cli_opt){.name = "--stop", .kind = CLI_FN, .dst = o, .fn = add_stop};
     t[n++] = (struct cli_opt){.name = "--no-bos", .kind = CLI_CLEAR, .dst = &o->gp.add_bos};
     t[n++] = (struct cli_opt){.name = "--special", .kind = CLI_SET, .dst = &o->gp.parse_special};
     t[n++] = (struct cli_opt){.name = "--ignore-eos", .kind = CLI_SET, .dst = &o->gp.ignore_eos};
+    t[n++] = (struct cli_opt){.name = "--grammar", .kind = CLI_STR, .dst = &o->grammar_file};
+    t[n++] = (struct cli_opt){.name = "--json-schema", .kind = CLI_STR, .dst = &o->schema_file};
+    t[n++] = (struct cli_opt){.name = "--json", .kind = CLI_SET, .dst = &o->json};
+    t[n++] = (struct cli_opt){.name = "--strict", .kind = CLI_SET, .dst = &o->strict};
+    /* hidden: forced runs of a grammar sampled token by token (what tests/bench_grammar.sh compares) */
+    t[n++] = (struct cli_opt){.name = "--no-forced", .kind = CLI_SET, .dst = &o->gp.no_forced};
     return n;
 }
 
@@ -76,6 +86,8 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
     o->gp.max_tokens = (int32_t)o->n_predict;
     o->gp.stop = o->stops;
     o->gp.n_stop = o->n_stop;
+    o->grammar = cli_grammar_load(o->grammar_file, o->schema_file, o->json, o->strict);
+    o->gp.grammar = o->grammar;
 }
 
 /* The model and one session, or exit 1 with the reason (freeing `owned` first). */
@@ -106,6 +118,10 @@ static void print_stats(const struct eng_gen_result *res, const struct eng_model
         free(mi);
         return;
     }
+    if (res->constraint_ms > 0)
+        fprintf(stderr, "lmpipe: grammar %.2f ms of the decode (%.2f%%); %u of %u tokens forced\n",
+                res->constraint_ms, res->decode_ms > 0 ? 100.0 * res->constraint_ms / res->decode_ms : 0.0,
+                res->forced_tokens, res->completion_tokens);
     fprintf(stderr,
             "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
             "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
@@ -190,6 +206,7 @@ int cli_run_main(int argc, char **argv)
     }
     eng_session_free(s);
     eng_model_free(em);
+    eng_grammar_free(o.grammar);
     free(buf);
     return rc ? 1 : 0;
 }
@@ -318,5 +335,6 @@ int cli_chat_main(int argc, char **argv)
     free(c.out.buf);
     eng_session_free(c.s);
     eng_model_free(c.em);
+    eng_grammar_free(o.grammar);
     return status;
 }

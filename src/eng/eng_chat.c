@@ -54,7 +54,7 @@ static json_t *field(const json_t *o, const char *key)
 static int unsupported(struct err_info *ei, const char *what)
 {
     return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
-                   "%s not supported yet (tools and grammars arrive with the grammar work; "
+                   "%s not supported yet (tool calling is not implemented yet; "
                    "leave the field out or null)",
                    what);
 }

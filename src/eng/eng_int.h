@@ -3,7 +3,8 @@
  *
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
  * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
- * chat); eng_stop.c (stop strings) is a leaf the loop uses.
+ * chat); eng_stop.c (stop strings) and eng_gram.c (grammars and their constraint) are leaves the
+ * loop uses.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -13,6 +14,7 @@
 
 #include "eng.h"
 
+#include "../gram/gram.h"
 #include "../kern/kern.h"
 #include "../model/model.h"
 #include "../samp/samp.h"
@@ -30,6 +32,10 @@ struct eng_model {
     uint64_t file_size;
     eng_constraint_make_fn make_constraint; /* default constraint factory, or NULL */
     void *make_ud;
+    /* the grammar engine's view of the vocabulary: built on the first grammar, then shared by
+     * every grammar constraint of this model (read-only) */
+    struct gram_vocab gv;
+    int gv_state; /* 0: not built; 1: built; < 0: building failed (that error, again) */
 };
 
 /* The GGUF file behind a handle (the model's, or the vocab-only one). */
@@ -62,8 +68,30 @@ int eng_ctx_full(struct eng_session *s, int event, size_t need, struct err_info 
 int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, bool add_bos,
                         bool special, const int32_t **toks, size_t *n, struct err_info *ei);
 /* Evaluate toks[0..n) at the end of the cache (n <= MODEL_BATCH) and append them: the logits of
- * the last one are then in st.logits. */
+ * the last one are then in st.logits. Several tokens are one pass in the one-token summation
+ * order (model_state.decode_order): the same bits as evaluating them one by one. */
 int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
+
+/* ---- eng_gram.c: grammar constraints ----
+ * struct eng_grammar is a compiled gram (and nothing else yet: a grammar that only starts
+ * after a trigger text, for tool calls, wraps the constraint below rather than changing it).
+ * struct eng_gcon adapts one gram matcher to the constraint seam, 1:1: check is gram_tok_check,
+ * mask gram_tok_mask, accept gram_tok_accept, forced gram_tok_forced, complete
+ * gram_matcher_complete. It is a plain struct so another constraint can embed one and feed its
+ * matcher bytes itself (eng_gcon_ops takes the struct as self). */
+struct eng_grammar {
+    struct gram *g;
+};
+struct eng_gcon {
+    struct gram_matcher m;
+};
+extern const struct eng_constraint_ops eng_gcon_ops; /* no free: the owner calls eng_gcon_free */
+/* The model's gram_vocab, built on first use (the model's one thread, like sessions). */
+int eng_gram_vocab(struct eng_model *em, const struct gram_vocab **out, struct err_info *ei);
+/* A matcher of g at its start over em's vocabulary; ERR_INVALID for an unknown token reference. */
+int eng_gcon_init(struct eng_gcon *c, struct eng_model *em, const struct gram *g,
+                  struct err_info *ei);
+void eng_gcon_free(struct eng_gcon *c); /* safe on zeroed */
 
 /* ---- eng_gen.c ---- */
 /* eng_generate with extra stop strings (a chat template's end-of-turn texts). */
