@@ -458,7 +458,8 @@ int eng_tparse_feed(struct eng_tparse *p, const char *buf, size_t n, struct err_
         if (!rc && p->st == S_CALL_CLOSE && !p->s->call_close[0]) p->st = S_AFTER, p->lit_pos = 0;
         if (!rc) rc = o.rc;
     }
-    if (!rc) out_flush(&o), rc = o.rc;
+    out_flush(&o); /* what was read before an error is still reported: chunking never matters */
+    if (!rc) rc = o.rc;
     p->off += n;
     if (rc && !p->err) p->err = rc;
     return rc;
