@@ -162,7 +162,8 @@ uint32_t eng_session_n_tokens(const struct eng_session *s);
 /* What a caller hears while eng works. Every member may be NULL. on_text gets each piece of
  * released text (complete UTF-8, stop strings held back) and the token that released it (-1
  * for a final flush); a nonzero return stops the generation (finish "cancelled").
- * on_progress hears prefill progress (positions evaluated of those not cached). */
+ * on_progress hears prefill progress (positions evaluated of those not cached).
+ * A chat's tool calls go to its options' on_tool (struct eng_chat_opts). */
 typedef int (*eng_text_fn)(void *ud, const char *text, size_t len, int32_t token);
 typedef void (*eng_progress_fn)(void *ud, uint32_t done, uint32_t total);
 struct eng_sink {
@@ -318,8 +319,14 @@ void eng_gen_params_default(struct eng_gen_params *p);
 int eng_gen_params_check(const struct eng_model *em, const struct eng_gen_params *p,
                          struct err_info *ei);
 
-enum eng_finish { ENG_FINISH_STOP = 0, ENG_FINISH_LENGTH, ENG_FINISH_CANCELLED, ENG_FINISH_ERROR };
-const char *eng_finish_name(int f); /* "stop", "length", "cancelled", "error" */
+enum eng_finish {
+    ENG_FINISH_STOP = 0,
+    ENG_FINISH_LENGTH,
+    ENG_FINISH_CANCELLED,
+    ENG_FINISH_ERROR,
+    ENG_FINISH_TOOL_CALLS, /* a chat reply ended after complete tool calls */
+};
+const char *eng_finish_name(int f); /* "stop", "length", "cancelled", "error", "tool_calls" */
 
 struct eng_gen_result {
     int finish;
@@ -345,10 +352,29 @@ enum eng_tmpl_kind {
                            built-in families, chatml (with chat_fallback set) when it is not */
     ENG_TMPL_BUILTIN,   /* a built-in template by name (eng_chat_template_name) */
 };
+/* A chat's tool calls as they are generated (a request with "tools"): a call BEGINs once its
+ * name is complete, its arguments' JSON text streams in ARGS pieces, and END comes once the
+ * arguments are complete and validated against the tool's schema, with all of them. The reply's
+ * text (the sink's on_text) is only what came before the calls. A nonzero return stops the
+ * generation (finish "cancelled"). */
+enum eng_tool_ev { ENG_TOOL_BEGIN = 0, ENG_TOOL_ARGS, ENG_TOOL_END };
+struct eng_tool_event {
+    int kind;         /* enum eng_tool_ev */
+    uint32_t index;   /* the call's index in the reply: 0, 1, ... */
+    const char *id;   /* the call's id, unique in the process ("call_..."; Mistral: 9 of
+                         [A-Za-z0-9]) */
+    const char *name; /* the tool */
+    const char *text; /* ARGS: the next piece of the arguments' JSON text; END: all of it */
+    size_t len;
+};
+typedef int (*eng_tool_fn)(void *ud, const struct eng_tool_event *ev);
+
 struct eng_chat_opts {
     int kind;                   /* enum eng_tmpl_kind */
     const char *name;           /* ENG_TMPL_BUILTIN */
     bool add_generation_prompt; /* open the assistant's turn (default true) */
+    eng_tool_fn on_tool;        /* tool calls (NULL: not heard; they still end the reply) */
+    void *tool_ud;
 };
 void eng_chat_opts_default(struct eng_chat_opts *o);
 /* ERR_INVALID when the options name no template ("... is not a built-in template name"). */

@@ -41,6 +41,7 @@ struct gen {
     struct tok_detok dt;
     struct eng_constraint con;
     bool con_owned;      /* made by the model's factory: freed at the end */
+    const struct eng_region *rg; /* tool calls: where call text goes, or NULL */
     uint32_t n_pending;  /* s->pending[0..n_pending): accepted, not evaluated */
     bool done;           /* the generation has ended; finish says how */
     bool stop_matched;   /* it ended on a stop string: nothing held is released */
@@ -55,8 +56,8 @@ static void end(struct gen *g, int finish)
 
 const char *eng_finish_name(int f)
 {
-    static const char *const names[] = {"stop", "length", "cancelled", "error"};
-    return (f >= 0 && f <= ENG_FINISH_ERROR) ? names[f] : "error";
+    static const char *const names[] = {"stop", "length", "cancelled", "error", "tool_calls"};
+    return (f >= 0 && f <= ENG_FINISH_TOOL_CALLS) ? names[f] : "error";
 }
 
 void eng_gen_params_default(struct eng_gen_params *p)
@@ -160,6 +161,13 @@ static int gen_setup(struct gen *g, const char *prompt, size_t len, const char *
         return err_set(g->ei, rc, ERR_NO_OFFSET, "cannot initialise the sampler");
     tok_detok_init(&g->dt, s->em->vocab);
     g->dt.at_start = false; /* a continuation keeps its leading space: it follows the prompt */
+    if (g->rg) {
+        const char *skip = g->rg->skip ? g->rg->skip : "";
+        if ((rc = eng_stop_switch(&g->stop, g->rg->trigger, strlen(g->rg->trigger), g->rg->at_start,
+                                  skip, strlen(skip))))
+            return err_set(g->ei, rc, ERR_NO_OFFSET, "the tool-call trigger is invalid");
+        g->dt.special = true; /* call markers may be control tokens */
+    }
     return setup_constraint(g);
 }
 
@@ -264,14 +272,26 @@ static int gen_pick(struct gen *g, int32_t *tok)
     return rc;
 }
 
+/* Released text to the sink, call text (after the switch, r == 2) to the region. */
+static int gen_release(struct gen *g, int r, size_t ol, int32_t tok)
+{
+    const struct eng_sink *k = g->sink;
+    const char *out = g->s->out;
+    if (ol && k && k->on_text && k->on_text(k->ud, out, ol, tok)) return 1;
+    if (r == 2 && g->stop.region_len && g->rg && g->rg->on_text &&
+        g->rg->on_text(g->rg->ud, out + ol, g->stop.region_len, tok))
+        return 1;
+    return 0;
+}
+
 /* Text of the token through the detokenizer and the stop matcher to the sink. */
 static void gen_emit(struct gen *g, int32_t tok)
 {
     struct eng_session *s = g->s;
     size_t pl = tok_detok_push(&g->dt, s->em->vocab, tok, s->piece, s->piece_cap), ol = 0;
-    g->stop_matched = eng_stop_feed(&g->stop, s->piece, pl, s->out, s->out_cap, &ol) == 1;
-    const struct eng_sink *k = g->sink;
-    if (ol && k && k->on_text && k->on_text(k->ud, s->out, ol, tok)) end(g, ENG_FINISH_CANCELLED);
+    int r = eng_stop_feed(&g->stop, s->piece, pl, s->out, s->out_cap, &ol);
+    g->stop_matched = r == 1;
+    if (gen_release(g, r, ol, tok)) end(g, ENG_FINISH_CANCELLED);
     else if (g->stop_matched) end(g, ENG_FINISH_STOP);
 }
 
@@ -345,19 +365,18 @@ static int gen_step(struct gen *g)
 static void gen_flush(struct gen *g)
 {
     struct eng_session *s = g->s;
-    const struct eng_sink *k = g->sink;
     size_t fl = tok_detok_flush(&g->dt, s->piece, s->piece_cap), ol = 0;
-    if (fl && eng_stop_feed(&g->stop, s->piece, fl, s->out, s->out_cap, &ol) == 1)
-        g->finish = ENG_FINISH_STOP;
-    if (ol && k && k->on_text) k->on_text(k->ud, s->out, ol, -1);
+    int r = fl ? eng_stop_feed(&g->stop, s->piece, fl, s->out, s->out_cap, &ol) : 0;
+    if (r == 1) g->finish = ENG_FINISH_STOP;
+    gen_release(g, r, ol, -1);
     ol = eng_stop_flush(&g->stop, s->out, s->out_cap);
-    if (ol && k && k->on_text) k->on_text(k->ud, s->out, ol, -1);
+    if (ol) gen_release(g, 0, ol, -1);
 }
 
-int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
-                       const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
-                       const struct eng_sink *sink, struct eng_gen_result *res,
-                       struct err_info *ei)
+int eng_generate_region(struct eng_session *s, const char *prompt, size_t len,
+                        const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
+                        const struct eng_region *rg, const struct eng_sink *sink,
+                        struct eng_gen_result *res, struct err_info *ei)
 {
     memset(res, 0, sizeof *res);
     res->finish = ENG_FINISH_ERROR;
@@ -369,6 +388,7 @@ int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
     g.res = res;
     g.ei = ei;
     g.vv = tok_view(s->em->vocab);
+    g.rg = rg;
     const int32_t *toks;
     size_t n = 0;
     int rc = gen_setup(&g, prompt, len, extra, n_extra, &toks, &n);
@@ -382,6 +402,14 @@ int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
     res->decode_ms = (util_now() - t1) * 1e3;
     res->finish = rc ? ENG_FINISH_ERROR : g.finish;
     return rc;
+}
+
+int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
+                       const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
+                       const struct eng_sink *sink, struct eng_gen_result *res,
+                       struct err_info *ei)
+{
+    return eng_generate_region(s, prompt, len, p, extra, n_extra, NULL, sink, res, ei);
 }
 
 int eng_generate(struct eng_session *s, const char *prompt, size_t len,

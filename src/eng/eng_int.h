@@ -13,6 +13,7 @@
 #define LMPIPE_ENG_ENG_INT_H
 
 #include "eng.h"
+#include "eng_tools.h"
 
 #include "../gram/gram.h"
 #include "../kern/kern.h"
@@ -99,25 +100,107 @@ int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
                        const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
                        const struct eng_sink *sink, struct eng_gen_result *res,
                        struct err_info *ei);
+/* A reply that may turn into tool calls: from the trigger on (eng_stop's switch) the text goes
+ * to on_text here instead of the sink, stop strings no longer apply, and control tokens are
+ * text (their markers are part of the call syntax). trigger "" : call text from the start. */
+struct eng_region {
+    const char *trigger; /* NUL-terminated */
+    bool at_start;
+    const char *skip;    /* NUL-terminated or NULL */
+    eng_text_fn on_text;
+    void *ud;
+};
+int eng_generate_region(struct eng_session *s, const char *prompt, size_t len,
+                        const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
+                        const struct eng_region *rg, const struct eng_sink *sink,
+                        struct eng_gen_result *res, struct err_info *ei);
 
-/* ---- eng_stop.c: stop strings ----
+/* ---- eng_tcon.c: the tool-call constraint ----
+ * The call section's grammar gbnf (from eng_tools_gbnf over em's vocabulary); lazy: every token
+ * is allowed until the text holds trigger (at_start: at its first non-space byte), the grammar
+ * holds what follows (eng_tcon.c says how a trigger inside a token is handled). out->ops->free
+ * releases it. */
+struct eng_tcon;
+int eng_tcon_make(struct eng_model *em, const char *gbnf, size_t len, const char *trigger,
+                  bool at_start, bool lazy, struct eng_constraint *out, struct err_info *ei);
+void eng_tcon_free(struct eng_tcon *c);
+
+/* ---- eng_tchat.c: one reply that may call tools ----
+ * parse: the request's tools, tool_choice, parallel_tool_calls (absent: parallel_default);
+ * setup: the syntax the model writes calls in, the grammar and constraint (nothing when
+ * tool_choice is none); generate: the reply, calls reported to sink->on_tool, finish
+ * "tool_calls" after complete calls. */
+struct eng_trun {
+    struct eng_toolset ts;
+    int choice, named;
+    bool parallel;
+    struct eng_tsyn syn;
+    bool active;               /* a constraint and a region (tool_choice not none) */
+    struct eng_constraint con; /* owned */
+    struct eng_region rg;
+    struct eng_tparse parser;
+    eng_tool_fn on_tool;
+    void *tool_ud;
+    size_t n_calls, n_done;    /* calls begun, calls complete and validated */
+    int tool[ENG_TOOL_CALLS_MAX];
+    char id[ENG_TOOL_CALLS_MAX][32];
+    struct eng_sb args[ENG_TOOL_CALLS_MAX];
+    struct gram **check;       /* [ts.n] each tool's arguments alone, built when needed */
+    bool seen_region;
+    int err;                   /* the parser's or the validation's error, ends the reply */
+    struct err_info ei;
+};
+int eng_trun_parse(struct eng_trun *r, const json_t *req, bool parallel_default,
+                   struct err_info *ei);
+int eng_trun_setup(struct eng_trun *r, struct eng_model *em, const struct eng_tsyn *syn,
+                   struct err_info *ei);
+int eng_trun_generate(struct eng_session *s, struct eng_trun *r, const char *prompt, size_t len,
+                      const struct eng_gen_params *p, const char *const *stops, size_t n_stops,
+                      eng_tool_fn on_tool, void *tool_ud, const struct eng_sink *sink,
+                      struct eng_gen_result *res, struct err_info *ei);
+void eng_trun_free(struct eng_trun *r); /* safe on zeroed */
+
+/* ---- eng_stop.c: stop strings, and the switch to call text ----
  * Incremental matcher over the generated text. eng_stop_feed() appends text and reports how
  * many bytes of the accumulated, not yet released text are safe to emit (they cannot be part
  * of a stop string) and whether a stop string was completed (then everything before it is
- * safe and the stop string itself is never emitted). */
+ * safe and the stop string itself is never emitted).
+ *
+ * The switch (tool calls in "auto"): from the first occurrence of a trigger text on, the text
+ * is a call's, not the reply's: the text before it is released, the trigger and everything
+ * after are handed back as call text, and stop strings no longer apply. A trigger is never cut
+ * by a stop string: a stop match that ends after a possible trigger begins waits until the
+ * trigger completes (it wins) or cannot (the stop wins). With at_start the trigger counts only
+ * at the first non-space byte of the text; skip, when the text starts with it, is dropped
+ * (functionary's ">>>all\n" before a reply of plain text). */
 #define ENG_STOP_SLOTS (ENG_MAX_STOPS + ENG_MAX_TMPL_STOPS)
 #define ENG_STOP_SLACK (ENG_MAX_STOP_LEN * 2 + 64) /* out capacity beyond the fed text */
+#define ENG_SWITCH_MAX 128                        /* bytes of a trigger or a skip text */
 struct eng_stop {
     char stops[ENG_STOP_SLOTS][ENG_MAX_STOP_LEN + 1];
     size_t stop_len[ENG_STOP_SLOTS];
     size_t n_stops;
-    char held[ENG_STOP_SLACK]; /* text held back: could still begin a stop string */
+    char held[ENG_STOP_SLACK]; /* text held back: could still begin a stop string or trigger */
     size_t n_held;
+    /* the switch */
+    char sw[ENG_SWITCH_MAX], skip[ENG_SWITCH_MAX];
+    size_t sw_len, skip_len;
+    bool sw_at_start;
+    bool skip_done;     /* the start of the text was compared with skip */
+    bool start_done;    /* at_start: the first non-space byte was seen */
+    bool switched;      /* call text from here on */
+    size_t region_len;  /* after a feed that returned 2: call-text bytes after the released text */
 };
 void eng_stop_init(struct eng_stop *st);
 int eng_stop_add(struct eng_stop *st, const char *s, size_t len); /* ERR_LIMIT / ERR_INVALID */
+/* Arm the switch: trigger sw[0..sw_len) (sw_len 0: switched already, all text is call text),
+ * at_start, and skip[0..skip_len) (may be 0). ERR_LIMIT for texts over ENG_SWITCH_MAX. */
+int eng_stop_switch(struct eng_stop *st, const char *sw, size_t sw_len, bool at_start,
+                    const char *skip, size_t skip_len);
 /* Feed text[0..len). Writes releasable text to out (cap must be >= len + ENG_STOP_SLACK) and
- * sets *out_len. Returns 1 when a stop string matched (generation should end), else 0. */
+ * sets *out_len. Returns 1 when a stop string matched (generation should end); 2 when the
+ * switch has happened (now or before): out[*out_len .. *out_len + st->region_len) is call text;
+ * else 0. */
 int eng_stop_feed(struct eng_stop *st, const char *text, size_t len, char *out, size_t cap,
                   size_t *out_len);
 /* End of generation without a match: release everything held. */
