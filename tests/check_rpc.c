@@ -884,7 +884,10 @@ START_TEST(bad_input)
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"session\":\"nope\"}}", -32062, false, "not found");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[]}}", -32602, false, "messages");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}", -32064, false, "not supported yet");
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}", -32064, false, "need a Jinja chat template");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"tool_choice\":\"required\"}}", -32064, false, "not supported yet");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat/render\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":5}]}}", -32602, false, "content");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
                      "\"response_format\":{\"type\":\"json_object\"}}}", -32064, false, "not supported yet");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"detokenize\",\"params\":{\"tokens\":[1,99999]}}", -32602, false, NULL);
