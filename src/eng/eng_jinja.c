@@ -373,7 +373,7 @@ int eng_template_render(const struct eng_template *t, const char *request, size_
     if (!req)
         return err_set(ei, ERR_INVALID, je.position >= 0 ? (uint64_t)je.position : ERR_NO_OFFSET,
                        "the request is not JSON: line %d, column %d: %s", je.line, je.column, je.text);
-    struct tmpl_req_opts ro = {.extra_top_level = true};
+    struct tmpl_req_opts ro = {.extra_top_level = true, .arguments_as_given = true};
     int rc = tmpl_vars_from_request(req, &ro, &vars, ei);
     json_decref(req);
     if (rc) return rc;
