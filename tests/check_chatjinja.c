@@ -268,6 +268,14 @@ START_TEST(end_of_turn_shared_templates)
         ck_assert_msg(!strcmp(ci.end_of_turn, k[i].eot), "%s: '%s', expected '%s'", k[i].file,
                       ci.end_of_turn, k[i].eot);
     }
+    /* Llama 3's original template writes the next header right after the marker (the
+     * vocabulary file keeps that template) */
+    struct eng_model *vm;
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_msg(eng_model_open_vocab(&vm, tutil_shared("vocab/ggml-vocab-llama-bpe.gguf"), &ei) == 0, "%s", ei.msg);
+    ck_assert_str_eq(chat_info(vm).end_of_turn, "<|eot_id|>");
+    eng_model_free(vm);
     /* nothing marker-like after the reply: no stop */
     static const char *const none[] = {
         "{% for m in messages %}{{ m.content }}\n{% endfor %}",       /* only whitespace */

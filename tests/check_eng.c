@@ -1069,6 +1069,12 @@ START_TEST(chat_checks)
          "\"f\", \"arguments\": \"{nope\"}}]}]}", ERR_INVALID, "arguments must be an object or a string"},
         {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": "
          "\"f\", \"arguments\": \"[1]\"}}]}]}", ERR_INVALID, "holding a JSON object"},
+        {"{\"messages\": [{\"role\": \"tool\", \"content\": \"r\", \"tool_call_id\": \"a\\u0000\"}]}",
+         ERR_INVALID, "messages[0] must not contain NUL"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"function\": "
+         "{\"name\": \"f\", \"description\": \"\\u0000\"}}]}", ERR_INVALID, "'tools' must not contain NUL"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"chat_template_kwargs\": "
+         "{\"x\": [\"\\u0000\"]}}", ERR_INVALID, "'chat_template_kwargs' must not contain NUL"},
         {"[]", ERR_INVALID, "object"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -325,7 +325,8 @@ int eng_generate(struct eng_session *s, const char *prompt, size_t len,
  * parts, tool calls, object arguments, parallel calls) and derives its end-of-turn text: the
  * marker that follows an assistant reply when [user "X", assistant "Y"] is rendered without a
  * generation prompt (e.g. "<|im_end|>", "<|eot_id|>", "<|end|>"), whitespace trimmed, cut at
- * the first whitespace, 2..ENG_EOT_MAX bytes and not only letters and digits. A template that
+ * the first whitespace (a marker that opens with '<' or '[' at its closing bracket),
+ * 2..ENG_EOT_MAX bytes and not only letters and digits. A template that
  * does not parse falls back to the built-in family its text is recognised as (chatml when none
  * is); a file without a template renders with chatml. eng_model_info().chat says which.
  *

@@ -133,6 +133,21 @@ static int check_tool_calls(const json_t *tc, size_t i, struct err_info *ei)
     return 0;
 }
 
+/* No string anywhere in v holds a NUL (the texts reach a template and then the tokenizer as C
+ * strings' contents); what: the field for the message. Nesting is bounded by the JSON parser. */
+static int check_no_nul(const json_t *v, const char *what, struct err_info *ei)
+{
+    if (json_is_string(v) && !nul_free(v))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "%s must not contain NUL characters", what);
+    const char *k;
+    json_t *x;
+    size_t i;
+    int rc = 0;
+    if (json_is_object(v)) json_object_foreach((json_t *)v, k, x) if (!rc) rc = check_no_nul(x, what, ei);
+    if (json_is_array(v)) json_array_foreach(v, i, x) if (!rc) rc = check_no_nul(x, what, ei);
+    return rc;
+}
+
 static int check_message(const json_t *m, size_t i, struct err_info *ei)
 {
     if (!json_is_object(m))
@@ -142,7 +157,10 @@ static int check_message(const json_t *m, size_t i, struct err_info *ei)
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
                        "messages[%zu].role must be a non-empty string", i);
     int rc = check_tool_calls(json_object_get(m, "tool_calls"), i, ei);
-    return rc ? rc : check_content(json_object_get(m, "content"), i, ei);
+    if (rc || (rc = check_content(json_object_get(m, "content"), i, ei))) return rc;
+    char what[32];
+    snprintf(what, sizeof what, "messages[%zu]", i);
+    return check_no_nul(m, what, ei); /* the other fields: name, tool_call_id, ... */
 }
 
 static int check_tools(const json_t *tools, struct err_info *ei)
@@ -179,6 +197,13 @@ static int check_fields(const json_t *request, struct err_info *ei)
         json_t *v = field(request, k[i].key);
         bool ok = !v || (k[i].type == JSON_TRUE ? json_is_boolean(v) : json_typeof(v) == k[i].type);
         if (!ok) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'%s' must be %s", k[i].key, k[i].says);
+    }
+    static const char *const walked[] = {"tools", "documents", "chat_template_kwargs"};
+    for (size_t i = 0; i < sizeof walked / sizeof walked[0]; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "'%s'", walked[i]);
+        int rc = check_no_nul(field(request, walked[i]), what, ei);
+        if (rc) return rc;
     }
     return 0;
 }

@@ -127,6 +127,11 @@ static void derive_eot(const struct tmpl *t, const char *bos, const char *eos, c
     size_t a = after ? (size_t)(after - text) : len, b;
     while (a < len && is_space(text[a])) a++;
     for (b = a; b < len && !is_space(text[b]) && text[b]; b++) {}
+    /* a bracketed marker ends at its bracket: Llama 3's original template writes the next
+     * header right after "<|eot_id|>" */
+    char close = a < b && text[a] == '<' ? '>' : a < b && text[a] == '[' ? ']' : 0;
+    const char *end = close ? memchr(text + a, close, b - a) : NULL;
+    if (end) b = (size_t)(end - text) + 1;
     size_t n = b - a;
     bool word = true; /* only letters and digits: not a marker */
     for (size_t i = a; i < b; i++)
