@@ -46,11 +46,7 @@ static void write_model(const char *tmpl, const char *tool_use)
     gb_llama(&b, &o);
     if (tmpl) gb_kv_str(&b, "tokenizer.chat_template", tmpl);
     if (tool_use) gb_kv_str(&b, "tokenizer.chat_template.tool_use", tool_use);
-    uint8_t *buf = gb_build(&b);
-    FILE *f = fopen(g_path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(buf, 1, b.len, f), b.len);
-    fclose(f);
+    ck_assert_int_eq(gb_write_file(&b, g_path), 0);
     gb_free(&b);
 }
 
@@ -317,25 +313,8 @@ static int script_accept(void *self, int32_t tok)
 static const struct eng_constraint_ops k_script = {script_check, script_mask, script_accept, NULL,
                                                    NULL, NULL, NULL};
 
-struct text {
-    char buf[1024];
-    size_t len;
-};
-
-static int on_text(void *ud, const char *t, size_t n, int32_t tok)
-{
-    (void)tok;
-    struct text *x = ud;
-    if (x->len + n < sizeof x->buf) {
-        memcpy(x->buf + x->len, t, n);
-        x->len += n;
-        x->buf[x->len] = 0;
-    }
-    return 0;
-}
-
 /* Chat USER_HI with the script "ok<|im_end|>more"; the text produced and the result. */
-static void chat_script(struct eng_model *em, struct text *out, struct eng_gen_result *res)
+static void chat_script(struct eng_model *em, struct tutil_text *out, struct eng_gen_result *res)
 {
     struct err_info ei;
     err_clear(&ei);
@@ -351,7 +330,7 @@ static void chat_script(struct eng_model *em, struct text *out, struct eng_gen_r
     p.max_tokens = 40;
     p.constraint = &c;
     memset(out, 0, sizeof *out);
-    struct eng_sink sink = {on_text, NULL, out, NULL};
+    struct eng_sink sink = {tutil_text_add, NULL, out, NULL};
     json_t *r = req(USER_HI);
     ck_assert_msg(eng_chat(s, r, NULL, &p, &sink, res, &ei) == 0, "%s", ei.msg);
     json_decref(r);
@@ -363,7 +342,7 @@ START_TEST(end_of_turn_stops_generation)
     /* the tiny vocabulary has no <|im_end|> token: only the derived text stop can end it */
     struct eng_model *em = open_with(NULL, NULL);
     use_file(em, "Qwen-Qwen2.5-7B-Instruct.jinja");
-    struct text t;
+    struct tutil_text t;
     struct eng_gen_result res;
     chat_script(em, &t, &res);
     ck_assert_str_eq(t.buf, "ok");

@@ -1282,11 +1282,7 @@ static void write_tiny(const char *path, const char *tmpl, const char *tool_use)
     gb_llama(&b, &o);
     if (tmpl) gb_kv_str(&b, "tokenizer.chat_template", tmpl);
     if (tool_use) gb_kv_str(&b, "tokenizer.chat_template.tool_use", tool_use);
-    gb_build(&b);
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b.buf, 1, b.len, f), b.len);
-    fclose(f);
+    ck_assert_int_eq(gb_write_file(&b, path), 0);
     gb_free(&b);
 }
 

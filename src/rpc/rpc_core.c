@@ -562,22 +562,34 @@ static void finish_error(struct rpc_server *s, struct rpc_job *job)
     rpc_emit(s, msg);
 }
 
+/* msg when it fits in one line; else (msg freed) limit_exceeded saying why, with extra (stolen)
+ * in data. */
+static json_t *fit_or_limit(struct rpc_server *s, struct rpc_job *job, json_t *msg, const char *why,
+                            json_t *extra)
+{
+    size_t len;
+    char *line = rpc_json_line(msg, &len);
+    bool fits = line && len <= s->cfg.max_line_out;
+    free(line);
+    if (fits) {
+        json_decref(extra);
+        return msg;
+    }
+    json_decref(msg);
+    s->n.errors++;
+    struct rpc_fail f;
+    rpc_fail_set(&f, 0, ERR_LIMIT, "%s", why);
+    return rpc_msg_error(job->id, rpc_error_obj(&f, extra));
+}
+
 /* tokenize's answer, or limit_exceeded when the list does not fit one line. */
 static json_t *tokens_result(struct rpc_server *s, struct rpc_job *job, json_t *msg, json_t *r)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < job->n_toks; i++) json_array_append_new(a, json_integer(job->toks[i]));
     json_object_set_new(r, "tokens", a);
-    size_t len;
-    char *line = rpc_json_line(msg, &len);
-    bool fits = line && len <= s->cfg.max_line_out;
-    free(line);
-    if (fits) return msg;
-    json_decref(msg);
-    s->n.errors++;
-    struct rpc_fail f;
-    rpc_fail_set(&f, 0, ERR_LIMIT, "the token list does not fit in one line; tokenize a shorter text");
-    return rpc_msg_error(job->id, rpc_error_obj(&f, json_pack("{s:I}", "n_tokens", (json_int_t)job->n_toks)));
+    return fit_or_limit(s, job, msg, "the token list does not fit in one line; tokenize a shorter text",
+                        json_pack("{s:I}", "n_tokens", (json_int_t)job->n_toks));
 }
 
 /* chat/render's answer, or limit_exceeded when the prompt does not fit in one line. */
@@ -591,17 +603,9 @@ static json_t *render_result(struct rpc_server *s, struct rpc_job *job, json_t *
     for (size_t i = 0; i < job->render.n_stop; i++)
         json_array_append_new(stops, rpc_json_text(job->render.stop[i], strlen(job->render.stop[i])));
     json_object_set_new(r, "stop", stops);
-    size_t len;
-    char *line = rpc_json_line(msg, &len);
-    bool fits = line && len <= s->cfg.max_line_out;
-    free(line);
-    if (fits) return msg;
-    json_decref(msg);
-    s->n.errors++;
-    struct rpc_fail f;
-    rpc_fail_set(&f, 0, ERR_LIMIT, "the rendered prompt does not fit in one line (%zu bytes)", job->out.len);
-    return rpc_msg_error(job->id, rpc_error_obj(&f, json_pack("{s:I,s:I}", "prompt_bytes", (json_int_t)job->out.len,
-                                                              "prompt_tokens", (json_int_t)job->n_toks)));
+    return fit_or_limit(s, job, msg, "the rendered prompt does not fit in one line",
+                        json_pack("{s:I,s:I}", "prompt_bytes", (json_int_t)job->out.len, "prompt_tokens",
+                                  (json_int_t)job->n_toks));
 }
 
 static void finish_job(struct rpc_server *s, struct rpc_job *job)

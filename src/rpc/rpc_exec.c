@@ -290,7 +290,6 @@ static int run_render(struct rpc_server *s, struct rpc_job *job)
     job->n_toks = n;
     snprintf(job->render.tmpl, sizeof job->render.tmpl, "%s", pr.tmpl ? pr.tmpl : "");
     job->render.jinja = pr.jinja;
-    job->render.fallback = pr.fallback;
     for (size_t i = 0; i < pr.n_stops; i++)
         snprintf(job->render.stop[i], sizeof job->render.stop[i], "%s", pr.stops[i]);
     job->render.n_stop = pr.n_stops;

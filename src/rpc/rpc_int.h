@@ -132,7 +132,7 @@ struct rpc_job {
     int rc;
     struct { /* chat/render: what rendered it (the text is in out, its token count in n_toks) */
         char tmpl[256];
-        bool jinja, fallback;
+        bool jinja;
         char stop[ENG_MAX_TMPL_STOPS][ENG_MAX_STOP_LEN + 1];
         size_t n_stop;
     } render;
