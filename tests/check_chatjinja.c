@@ -548,6 +548,10 @@ START_TEST(fixes_one_by_one)
                       "{\"role\": \"user\", \"content\": \"What is the weather in Paris?\"}]}",
                   "<s><start_of_turn>user\nYou are a helpful assistant.\nWhat is the weather in Paris?"
                   "<end_of_turn>\n<start_of_turn>model\n");
+    /* ... also from the developer role and with the user's text in parts */
+    expect_render(em, "{\"messages\": [{\"role\": \"developer\", \"content\": \"S\"}, {\"role\": \"user\", "
+                      "\"content\": [{\"type\": \"text\", \"text\": \"a\"}, {\"type\": \"text\", \"text\": \"b\"}]}]}",
+                  "<s><start_of_turn>user\nS\na\nb<end_of_turn>\n<start_of_turn>model\n");
     /* a system message alone is dropped (as llama.cpp does): gemma then has no message 0 */
     expect_render(em, "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}]}",
                   "!UndefinedError: 'list object' has no element 0");

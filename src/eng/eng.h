@@ -341,7 +341,7 @@ int eng_generate(struct eng_session *s, const char *prompt, size_t len,
  *   - tool-call arguments as objects when the template renders object arguments, else as the
  *     JSON string OpenAI sends (either form is accepted in the request);
  *   - content parts joined into a string ("\n" between) for templates that do not take parts
- *     (a string becomes one part for a template that only takes parts);
+ *     (a string becomes one part for a template that only takes parts), before the fold;
  *   - the tool_use variant renders only requests with tools;
  *   - parallel_tool_calls defaults to whether the template renders parallel calls.
  * A conversation the template still refuses is ERR_TEMPLATE with its own message

@@ -288,12 +288,13 @@ static int fixed_messages(const struct jinja *j, const json_t *request, json_t *
     json_t *m = json_incref(json_object_get(request, "messages"));
     int rc = 0;
     if (!j->keep_developer) rc = apply_fix(&m, tmpl_msgs_developer_to_system, ei);
-    if (!rc && !j->caps.system_role) rc = apply_fix(&m, tmpl_msgs_fold_system, ei);
-    if (!rc && j->caps.tool_calls) rc = apply_fix(&m, tmpl_msgs_fill_tool_call_content, ei);
+    /* contents in the template's form first: the fold joins strings */
     if (!rc && !j->caps.typed_content && j->caps.string_content)
         rc = apply_fix(&m, content_to_string, ei);
     else if (!rc && j->caps.typed_content && !j->caps.string_content)
         rc = apply_fix(&m, content_to_parts, ei);
+    if (!rc && !j->caps.system_role) rc = apply_fix(&m, tmpl_msgs_fold_system, ei);
+    if (!rc && j->caps.tool_calls) rc = apply_fix(&m, tmpl_msgs_fill_tool_call_content, ei);
     if (rc) {
         json_decref(m);
         return rc;
