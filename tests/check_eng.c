@@ -1051,8 +1051,8 @@ START_TEST(chat_checks)
          ERR_INVALID, "tools[0] must be"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": {}}",
          ERR_INVALID, "'tools' must be an array"},
-        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"function\": "
-         "{\"name\": \"\"}}]}", ERR_INVALID, "tools[0].function.name"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\", "
+         "\"function\": {\"name\": \"\"}}]}", ERR_INVALID, "tools[0].function.name"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"parallel_tool_calls\": 1}",
          ERR_INVALID, "'parallel_tool_calls' must be true or false"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"chat_template_kwargs\": []}",
@@ -1060,7 +1060,7 @@ START_TEST(chat_checks)
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"documents\": \"d\"}",
          ERR_INVALID, "'documents' must be an array"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tool_choice\": \"required\"}",
-         ERR_UNSUPPORTED, "'tool_choice'"},
+         ERR_INVALID, "'tool_choice' \"required\" needs at least one tool"},
         {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{}]}]}", ERR_INVALID,
          "messages[0].tool_calls[0] must be"},
         {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": {}}]}", ERR_INVALID,
@@ -1073,6 +1073,16 @@ START_TEST(chat_checks)
          ERR_INVALID, "messages[0] must not contain NUL"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"function\": "
          "{\"name\": \"f\", \"description\": \"\\u0000\"}}]}", ERR_INVALID, "'tools' must not contain NUL"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\", "
+         "\"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"a\": "
+         "{\"type\": \"string\"}}, \"patternProperties\": {\"^x\": {}}}}}]}", ERR_INVALID,
+         "tools[0] (f): its parameters cannot be enforced"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\", "
+         "\"function\": {\"name\": \"f\"}}, {\"type\": \"function\", \"function\": {\"name\": \"f\"}}]}",
+         ERR_INVALID, "declared twice"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\", "
+         "\"function\": {\"name\": \"f\"}}], \"tool_choice\": {\"type\": \"function\", \"function\": "
+         "{\"name\": \"g\"}}}", ERR_INVALID, "not a tool in 'tools'"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"chat_template_kwargs\": "
          "{\"x\": [\"\\u0000\"]}}", ERR_INVALID, "'chat_template_kwargs' must not contain NUL"},
         {"[]", ERR_INVALID, "object"},

@@ -96,6 +96,8 @@ struct eng_chat_info {
                                           of every chat ("" when none could be derived) */
     /* jinja: what the template accepts, probed once (see eng_chat_render for the fixes) */
     bool system_role, typed_content, tools, tool_calls, object_arguments, parallel_calls;
+    const char *tool_syntax; /* how the model writes tool calls: "hermes", "llama3", "mistral",
+                                ..., "derived" (from rendering the template) or "generic" */
 };
 
 struct eng_model_info {
@@ -409,6 +411,7 @@ enum eng_tmpl_kind {
  * arguments are complete and validated against the tool's schema, with all of them. The reply's
  * text (the sink's on_text) is only what came before the calls. A nonzero return stops the
  * generation (finish "cancelled"). */
+#define ENG_MAX_TOOL_CALLS 16 /* calls in one reply */
 enum eng_tool_ev { ENG_TOOL_BEGIN = 0, ENG_TOOL_ARGS, ENG_TOOL_END };
 struct eng_tool_event {
     int kind;         /* enum eng_tool_ev */
@@ -509,5 +512,23 @@ int eng_conv_add(struct eng_conv *c, const char *role, const char *text, size_t 
 size_t eng_conv_len(const struct eng_conv *c);
 void eng_conv_truncate(struct eng_conv *c, size_t n); /* keep the first n messages */
 const struct json_t *eng_conv_request(const struct eng_conv *c);
+/* Tools for every turn: json[0..len) is a JSON array of OpenAI tools (or an object whose "tools"
+ * is one), tool_choice "auto", "none", "required" or a tool's name (NULL: auto). Checked as
+ * eng_chat_check checks a request's: ERR_INVALID (or ERR_SYNTAX for text that is not JSON, with
+ * line and column) says what is wrong, and the conversation is left as it was. */
+int eng_conv_set_tools(struct eng_conv *c, const char *json, size_t len, const char *tool_choice,
+                       struct err_info *ei);
+/* A call the assistant made (from ENG_TOOL_END): added to the last message when it is the
+ * assistant's, else to a new assistant message. args[0..len) is its arguments' JSON text. */
+int eng_conv_add_call(struct eng_conv *c, const char *id, const char *name, const char *args,
+                      size_t len);
+/* The id of the oldest call of the last assistant message without a "tool" result after it, or
+ * NULL. */
+const char *eng_conv_pending_call(const struct eng_conv *c);
+/* A tool's result for call id (a "tool" message). */
+int eng_conv_add_tool_result(struct eng_conv *c, const char *id, const char *text, size_t len);
+/* One call as the text of OpenAI's object {"id", "type": "function", "function": {"name",
+ * "arguments": "<its JSON text as a string>"}} (malloc'd, NUL-terminated), or NULL. */
+char *eng_tool_call_json(const char *id, const char *name, const char *args, size_t len);
 
 #endif

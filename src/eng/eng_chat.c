@@ -53,14 +53,6 @@ static json_t *field(const json_t *o, const char *key)
     return v && !json_is_null(v) ? v : NULL;
 }
 
-static int unsupported(struct err_info *ei, const char *what)
-{
-    return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
-                   "%s not supported yet (it arrives with tool calling; leave the field out or "
-                   "null)",
-                   what);
-}
-
 static bool nul_free(const json_t *s) { return strlen(json_string_value(s)) == json_string_length(s); }
 
 /* Content: a string, null, or an array of {"type": "text", "text": string} parts. */
@@ -163,23 +155,6 @@ static int check_message(const json_t *m, size_t i, struct err_info *ei)
     return check_no_nul(m, what, ei); /* the other fields: name, tool_call_id, ... */
 }
 
-static int check_tools(const json_t *tools, struct err_info *ei)
-{
-    if (!tools) return 0;
-    if (!json_is_array(tools))
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'tools' must be an array of tools");
-    if (json_array_size(tools) > ENG_MAX_TOOLS)
-        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'tools' has %zu entries; at most %d",
-                       json_array_size(tools), ENG_MAX_TOOLS);
-    for (size_t i = 0; i < json_array_size(tools); i++) {
-        char what[32];
-        snprintf(what, sizeof what, "tools[%zu]", i);
-        int rc = check_function(json_array_get(tools, i), what, ei);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
 /* The request's other fields: their types. */
 static int check_fields(const json_t *request, struct err_info *ei)
 {
@@ -212,12 +187,8 @@ int eng_chat_check(const struct json_t *request, struct err_info *ei)
 {
     if (!json_is_object(request))
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "a chat request must be an object");
-    int rc = check_tools(field(request, "tools"), ei);
-    if (rc || (rc = check_fields(request, ei))) return rc;
-    json_t *tc = field(request, "tool_choice");
-    if (tc && !(json_is_string(tc) && (!strcmp(json_string_value(tc), "none") ||
-                                      !strcmp(json_string_value(tc), "auto"))))
-        return unsupported(ei, "'tool_choice' other than \"none\" or \"auto\" is");
+    int rc = check_fields(request, ei);
+    if (rc || (rc = eng_tools_check(request, ei))) return rc;
     json_t *msgs = field(request, "messages");
     if (!msgs) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'messages' is required");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
@@ -345,8 +316,10 @@ done:
     return rc;
 }
 
-int eng_chat_render(const struct eng_model *em, const struct json_t *request,
-                    const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei)
+/* Render, with what the template makes of tools in *tv: a request with tools, tool calls or
+ * tool results the template does not show is rewritten first (eng_trun_rewrite). */
+static int render(const struct eng_model *em, const json_t *request, const struct eng_chat_opts *o,
+                  struct eng_prompt *out, struct eng_tview *tv, struct err_info *ei)
 {
     memset(out, 0, sizeof *out);
     struct eng_chat_opts opts;
@@ -356,12 +329,27 @@ int eng_chat_render(const struct eng_model *em, const struct json_t *request,
     if (rc || (rc = eng_chat_opts_check(&opts, ei))) return rc;
     json_t *agp = field(request, "add_generation_prompt"); /* the request's own word wins */
     if (agp) opts.add_generation_prompt = json_is_true(agp);
+    struct eng_toolset ts;
+    if ((rc = eng_toolset_parse(field(request, "tools"), &ts, ei))) return rc;
+    eng_chat_tmpls_tools(em->chat, &opts, ts.n > 0, tv);
+    json_t *req = NULL;
+    rc = eng_trun_rewrite(request, tv, &ts, &req, ei);
+    eng_toolset_free(&ts);
+    if (rc) return rc;
     if (opts.kind == ENG_TMPL_MODEL && eng_chat_tmpls_info(em->chat)->jinja)
-        rc = eng_jinja_render(em->chat, request, &opts, out, ei);
+        rc = eng_jinja_render(em->chat, req, &opts, out, ei);
     else
-        rc = builtin_render(em, request, &opts, out, ei);
+        rc = builtin_render(em, req, &opts, out, ei);
+    json_decref(req);
     if (rc) eng_prompt_free(out);
     return rc;
+}
+
+int eng_chat_render(const struct eng_model *em, const struct json_t *request,
+                    const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei)
+{
+    struct eng_tview tv;
+    return render(em, request, o, out, &tv, ei);
 }
 
 void eng_prompt_free(struct eng_prompt *p)
@@ -378,12 +366,29 @@ int eng_chat(struct eng_session *s, const struct json_t *request, const struct e
     memset(res, 0, sizeof *res);
     res->finish = ENG_FINISH_ERROR;
     struct eng_prompt pr;
-    int rc = eng_chat_render(s->em, request, o, &pr, ei);
+    struct eng_tview tv;
+    int rc = render(s->em, request, o, &pr, &tv, ei);
     if (rc) return rc;
-    struct eng_gen_params gp = *p;
-    gp.parse_special = true; /* the template's markers are special tokens */
-    if (pr.bos_in_text) gp.add_bos = false; /* the template wrote it (as transformers has it) */
-    rc = eng_generate_stops(s, pr.text, pr.len, &gp, pr.stops, pr.n_stops, sink, res, ei);
+    /* the tools: their grammar in the model's call syntax (a definition this syntax cannot
+     * write is the request's mistake, as a schema the converter refuses is) */
+    struct eng_trun tr;
+    if (!(rc = eng_trun_parse(&tr, request, pr.parallel_tool_calls || !pr.jinja, ei)) &&
+        (rc = eng_trun_setup(&tr, s->em, &tv.syn, ei)) && rc != ERR_NOMEM) {
+        if (ei) ei->code = ERR_INVALID;
+        rc = ERR_INVALID;
+    }
+    if (!rc && tr.active && (p->grammar || p->constraint))
+        rc = err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
+                     "give tools or a grammar (grammar, json_schema, response_format), not both "
+                     "(or tool_choice \"none\")");
+    if (!rc) {
+        struct eng_gen_params gp = *p;
+        gp.parse_special = true; /* the template's markers are special tokens */
+        if (pr.bos_in_text) gp.add_bos = false; /* the template wrote it (as transformers has it) */
+        rc = eng_trun_generate(s, &tr, pr.text, pr.len, &gp, pr.stops, pr.n_stops,
+                               o ? o->on_tool : NULL, o ? o->tool_ud : NULL, sink, res, ei);
+    }
+    eng_trun_free(&tr);
     eng_prompt_free(&pr);
     return rc;
 }
@@ -418,16 +423,21 @@ void eng_conv_free(struct eng_conv *c)
     free(c);
 }
 
-/* Text that is not valid UTF-8 (a terminal's bytes) is kept with U+FFFD for each bad byte:
- * JSON strings are UTF-8. */
+/* Text as a JSON string; bytes that are not valid UTF-8 (a terminal's) become U+FFFD each. */
+static json_t *repaired(const char *text, size_t len)
+{
+    if (len > (SIZE_MAX - 1) / 3) return NULL;
+    char *fixed = malloc(len * 3 + 1);
+    if (!fixed) return NULL;
+    size_t n = util_utf8_repair(text, len, fixed);
+    json_t *s = json_stringn(fixed, n);
+    free(fixed);
+    return s;
+}
+
 int eng_conv_add(struct eng_conv *c, const char *role, const char *text, size_t len)
 {
-    if (len > (SIZE_MAX - 1) / 3) return ERR_NOMEM;
-    char *fixed = malloc(len * 3 + 1);
-    if (!fixed) return ERR_NOMEM;
-    size_t n = util_utf8_repair(text, len, fixed);
-    json_t *m = json_pack("{s:s,s:s%}", "role", role, "content", fixed, n);
-    free(fixed);
+    json_t *m = json_pack("{s:s,s:o}", "role", role, "content", repaired(text, len));
     if (!m) return ERR_NOMEM;
     return json_array_append_new(c->msgs, m) ? ERR_NOMEM : 0;
 }
@@ -440,3 +450,83 @@ void eng_conv_truncate(struct eng_conv *c, size_t n)
 }
 
 const struct json_t *eng_conv_request(const struct eng_conv *c) { return c->request; }
+
+int eng_conv_set_tools(struct eng_conv *c, const char *json, size_t len, const char *tool_choice,
+                       struct err_info *ei)
+{
+    json_error_t je;
+    json_t *t = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!t)
+        return err_set(ei, ERR_SYNTAX, je.position >= 0 ? (uint64_t)je.position : ERR_NO_OFFSET,
+                       "the tools are not JSON: line %d, column %d: %s", je.line, je.column, je.text);
+    json_t *tools = json_is_object(t) ? json_object_get(t, "tools") : t;
+    json_t *tc = !tool_choice || !strcmp(tool_choice, "auto") || !strcmp(tool_choice, "none") ||
+                         !strcmp(tool_choice, "required")
+                     ? json_string(tool_choice ? tool_choice : "auto")
+                     : json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name", tool_choice);
+    json_t *r = json_copy(c->request);
+    int rc = !tc || !r || json_object_set(r, "tools", tools ? tools : json_null()) ||
+                     json_object_set(r, "tool_choice", tc)
+                 ? err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory")
+                 : 0;
+    if (!rc && !json_is_array(tools))
+        rc = err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "the tools must be a JSON array (or {\"tools\": [...]})");
+    if (!rc) rc = eng_tools_check(r, ei);
+    if (!rc) {
+        json_object_set(c->request, "tools", tools);
+        json_object_set(c->request, "tool_choice", tc);
+    }
+    json_decref(r);
+    json_decref(tc);
+    json_decref(t);
+    return rc;
+}
+
+int eng_conv_add_call(struct eng_conv *c, const char *id, const char *name, const char *args,
+                      size_t len)
+{
+    json_t *last = json_array_get(c->msgs, json_array_size(c->msgs) - 1);
+    json_t *role = json_object_get(last, "role");
+    if (!last || !json_is_string(role) || strcmp(json_string_value(role), "assistant") != 0) {
+        last = json_pack("{s:s,s:s}", "role", "assistant", "content", "");
+        if (!last || json_array_append_new(c->msgs, last)) return ERR_NOMEM;
+    }
+    json_t *calls = json_object_get(last, "tool_calls");
+    if (!calls && (!(calls = json_array()) || json_object_set_new(last, "tool_calls", calls)))
+        return ERR_NOMEM;
+    json_t *call = json_pack("{s:s,s:s,s:{s:s,s:s%}}", "id", id, "type", "function", "function",
+                             "name", name, "arguments", args, len);
+    return !call || json_array_append_new(calls, call) ? ERR_NOMEM : 0;
+}
+
+const char *eng_conv_pending_call(const struct eng_conv *c)
+{
+    size_t n = json_array_size(c->msgs), answered = 0;
+    for (size_t i = n; i-- > 0;) {
+        json_t *m = json_array_get(c->msgs, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (role && !strcmp(role, "tool")) {
+            answered++;
+            continue;
+        }
+        json_t *calls = json_object_get(m, "tool_calls");
+        if (!role || strcmp(role, "assistant") != 0 || answered >= json_array_size(calls)) return NULL;
+        return json_string_value(json_object_get(json_array_get(calls, answered), "id"));
+    }
+    return NULL;
+}
+
+int eng_conv_add_tool_result(struct eng_conv *c, const char *id, const char *text, size_t len)
+{
+    json_t *m = json_pack("{s:s,s:s,s:o}", "role", "tool", "tool_call_id", id, "content", repaired(text, len));
+    return !m || json_array_append_new(c->msgs, m) ? ERR_NOMEM : 0;
+}
+
+char *eng_tool_call_json(const char *id, const char *name, const char *args, size_t len)
+{
+    json_t *o = json_pack("{s:s,s:s,s:{s:s,s:s%}}", "id", id, "type", "function", "function", "name",
+                          name, "arguments", args, len);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}

@@ -143,6 +143,17 @@ int eng_tcon_make(struct eng_model *em, const char *gbnf, size_t len, const char
                   bool at_start, bool lazy, struct eng_constraint *out, struct err_info *ei);
 void eng_tcon_free(struct eng_tcon *c);
 
+/* What a chat's template makes of tools: the syntax the model writes calls in, and whether the
+ * template shows the tools, calls in the history and tool results itself (else eng_trun_rewrite
+ * writes them into the conversation). */
+struct eng_tview {
+    struct eng_tsyn syn;
+    bool jinja, shows_tools, shows_calls, tool_role;
+};
+/* For the template o chooses on this model, for a request with or without tools. */
+void eng_chat_tmpls_tools(const struct eng_chat_tmpls *ct, const struct eng_chat_opts *o,
+                          bool has_tools, struct eng_tview *out);
+
 /* ---- eng_tchat.c: one reply that may call tools ----
  * parse: the request's tools, tool_choice, parallel_tool_calls (absent: parallel_default);
  * setup: the syntax the model writes calls in, the grammar and constraint (nothing when
@@ -177,6 +188,17 @@ int eng_trun_generate(struct eng_session *s, struct eng_trun *r, const char *pro
                       eng_tool_fn on_tool, void *tool_ud, const struct eng_sink *sink,
                       struct eng_gen_result *res, struct err_info *ei);
 void eng_trun_free(struct eng_trun *r); /* safe on zeroed */
+/* The request as a template that shows no tools / calls / tool results renders it: the tools'
+ * description (eng_tsyn_describe) opens the system message; an assistant's tool_calls become
+ * the end of its content, written in the syntax; a "tool" message becomes a user message
+ * "<tool_response>\n...\n</tool_response>" (consecutive ones joined) unless the template has a
+ * tool role; a built-in template loses "tools". *out: a new request, or req itself (a new
+ * reference) when nothing changes. */
+int eng_trun_rewrite(const json_t *req, const struct eng_tview *tv, const struct eng_toolset *ts,
+                     json_t **out, struct err_info *ei);
+/* The request's tools, tool_choice and parallel_tool_calls as eng_chat_check checks them:
+ * shapes, names, duplicates, each schema through the converter. ERR_INVALID says which. */
+int eng_tools_check(const json_t *req, struct err_info *ei);
 
 /* ---- eng_stop.c: stop strings, and the switch to call text ----
  * Incremental matcher over the generated text. eng_stop_feed() appends text and reports how

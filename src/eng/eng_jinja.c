@@ -26,6 +26,8 @@
 struct jinja {
     struct tmpl *t;
     struct tmpl_caps caps;
+    struct eng_tsyn syn;         /* how the model writes tool calls (eng_tsyn.c) */
+    bool tool_role;              /* a "tool" message's content appears in the output */
     bool keep_developer;         /* GPT-OSS ("<|channel|>"): role developer is its own */
     char eot[ENG_EOT_MAX + 1];   /* end-of-turn text, "" when none */
     char name[256];              /* what eng_prompt.tmpl says */
@@ -152,6 +154,35 @@ static void jinja_free(struct jinja *j)
     memset(j, 0, sizeof *j);
 }
 
+/* Does a "tool" message's content appear when rendered? (llama.cpp's probes have no such one:
+ * tool results of a template that shows no calls are written as user messages unless it does.) */
+static bool probe_tool_role(const struct tmpl *t, const struct tmpl_req_opts *ro,
+                            const struct tmpl_opts *o)
+{
+    json_t *req = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s,s:s}]}", "messages", "role", "user",
+                            "content", "u", "role", "assistant", "content", "a", "role", "tool",
+                            "tool_call_id", "Pr0beTool", "content", "TOOL_RESULT_PROBE"),
+           *vars = NULL;
+    char *out = NULL;
+    size_t n = 0;
+    bool seen = req && tmpl_vars_from_request(req, ro, &vars, NULL) == 0 &&
+                tmpl_render(t, vars, o, &out, &n, NULL) == 0 &&
+                util_mem_find(out, n, "TOOL_RESULT_PROBE", 17) != NULL;
+    free(out);
+    json_decref(vars);
+    json_decref(req);
+    return seen;
+}
+
+/* The tool-call syntax of a template: its family by markers, else derived by rendering, else
+ * the generic one. */
+static void tool_syntax(struct jinja *j, const char *src, size_t len, const struct tmpl_req_opts *ro)
+{
+    int fam = eng_tsyn_detect(src, len);
+    if (fam != ENG_TF_DERIVED) eng_tsyn_family(&j->syn, fam);
+    else if (eng_tsyn_derive(j->t, ro, &j->syn) != 0) eng_tsyn_family(&j->syn, ENG_TF_GENERIC);
+}
+
 /* Parse src into j: probe it and derive its end-of-turn text. */
 static int jinja_init(struct jinja *j, const char *src, size_t len, const char *bos,
                       const char *eos, const char *name, struct err_info *ei)
@@ -163,6 +194,8 @@ static int jinja_init(struct jinja *j, const char *src, size_t len, const char *
     struct tmpl_opts o;
     probe_opts(&o);
     tmpl_caps_probe(j->t, &ro, &o, &j->caps);
+    j->tool_role = probe_tool_role(j->t, &ro, &o);
+    tool_syntax(j, src, len, &ro);
     j->keep_developer = util_mem_find(src, len, "<|channel|>", 11) != NULL;
     derive_eot(j->t, bos, eos, j->eot);
     snprintf(j->name, sizeof j->name, "%s", name ? name : "(unnamed)");
@@ -188,6 +221,23 @@ static void describe(struct eng_chat_tmpls *ct, int source)
     d->tool_calls = c->tool_calls;
     d->object_arguments = c->object_arguments;
     d->parallel_calls = c->parallel_calls;
+    d->tool_syntax = eng_tfam_name(d->jinja ? ct->main.syn.family : ENG_TF_GENERIC);
+}
+
+void eng_chat_tmpls_tools(const struct eng_chat_tmpls *ct, const struct eng_chat_opts *o,
+                          bool has_tools, struct eng_tview *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct jinja *j = has_tools && ct->tool_use.t ? &ct->tool_use : &ct->main;
+    if (o->kind != ENG_TMPL_MODEL || !j->t) { /* a built-in template: ours, written in */
+        eng_tsyn_family(&out->syn, ENG_TF_GENERIC);
+        return;
+    }
+    out->syn = j->syn;
+    out->jinja = true;
+    out->shows_tools = j->caps.tools;
+    out->shows_calls = j->caps.tool_calls;
+    out->tool_role = j->tool_role || j->caps.tool_calls;
 }
 
 /* A special token's text for bos_token / eos_token: NULL when there is none or it is no

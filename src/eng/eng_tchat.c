@@ -175,3 +175,162 @@ int eng_trun_generate(struct eng_session *s, struct eng_trun *r, const char *pro
     }
     return 0;
 }
+
+/* ---------------- requests ---------------- */
+
+int eng_tools_check(const json_t *req, struct err_info *ei)
+{
+    struct eng_trun r;
+    int rc = eng_trun_parse(&r, req, true, ei);
+    for (size_t i = 0; !rc && i < r.ts.n; i++) {
+        char *g = NULL;
+        struct err_info cei;
+        err_clear(&cei);
+        if (eng_tools_args_gbnf(&r.ts, i, &g, NULL, &cei))
+            rc = err_set(ei, ERR_INVALID, cei.offset,
+                         "tools[%zu] (%s): its parameters cannot be enforced: %s", i,
+                         r.ts.t[i].name, cei.msg);
+        free(g);
+    }
+    eng_trun_free(&r);
+    return rc;
+}
+
+/* Append a message to msgs, joined to the previous one when both are tool results made user
+ * messages (templates that alternate roles refuse two in a row). */
+static int add_tool_result(json_t *msgs, const json_t *m, bool *joinable)
+{
+    json_t *c = json_object_get(m, "content");
+    const char *text = json_is_string(c) ? json_string_value(c) : "";
+    struct eng_sb b = {0};
+    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    if (*joinable && last) {
+        json_t *lc = json_object_get(last, "content");
+        eng_sb_add(&b, json_string_value(lc), json_string_length(lc));
+        eng_sb_str(&b, "\n");
+    }
+    eng_sb_str(&b, "<tool_response>\n");
+    eng_sb_str(&b, text);
+    eng_sb_str(&b, "\n</tool_response>");
+    json_t *u = b.oom ? NULL : json_pack("{s:s,s:s}", "role", "user", "content", b.p);
+    eng_sb_free(&b);
+    if (!u) return ERR_NOMEM;
+    int rc = *joinable && last ? json_array_set_new(msgs, json_array_size(msgs) - 1, u)
+                               : json_array_append_new(msgs, u);
+    *joinable = true;
+    return rc ? ERR_NOMEM : 0;
+}
+
+/* An assistant message whose calls are written into its content (NULL: out of memory, or
+ * calls eng_chat_check would have refused, *ei says). */
+static json_t *calls_as_text(const json_t *m, const struct eng_tview *tv,
+                             const struct eng_toolset *ts, struct err_info *ei)
+{
+    json_t *c = json_object_get(m, "content");
+    struct eng_sb b = {0};
+    if (json_is_string(c) && json_string_length(c)) {
+        eng_sb_add(&b, json_string_value(c), json_string_length(c));
+        eng_sb_str(&b, "\n");
+    }
+    if (eng_tsyn_render(&tv->syn, ts, json_object_get(m, "tool_calls"), &b, ei)) {
+        eng_sb_free(&b);
+        return NULL;
+    }
+    json_t *a = b.oom ? NULL : json_copy((json_t *)m);
+    if (a && (json_object_del(a, "tool_calls") || json_object_set_new(a, "content", json_string(b.p)))) {
+        json_decref(a);
+        a = NULL;
+    }
+    eng_sb_free(&b);
+    if (!a) err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    return a;
+}
+
+/* The messages with calls and tool results written as text (see eng_int.h). */
+static int rewrite_history(const json_t *msgs, const struct eng_tview *tv,
+                           const struct eng_toolset *ts, json_t **out, struct err_info *ei)
+{
+    *out = json_array();
+    if (!*out) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    bool joinable = false;
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i), *role = json_object_get(m, "role");
+        int rc = 0;
+        if (!strcmp(json_string_value(role), "tool") && !tv->tool_role) {
+            rc = add_tool_result(*out, m, &joinable);
+            if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "out of memory");
+            continue;
+        }
+        joinable = false;
+        struct err_info cei;
+        err_clear(&cei);
+        json_t *n = json_array_size(json_object_get(m, "tool_calls")) ? calls_as_text(m, tv, ts, &cei)
+                                                                       : json_incref(m);
+        if (!n) return err_set(ei, cei.code ? cei.code : ERR_NOMEM, ERR_NO_OFFSET, "messages[%zu]: %s", i, cei.msg);
+        if (json_array_append_new(*out, n)) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    }
+    return 0;
+}
+
+/* The tools' description as the first system message's head (or a new system message). */
+static int describe_tools(json_t *msgs, const struct eng_tview *tv, const struct eng_toolset *ts,
+                          struct err_info *ei)
+{
+    struct eng_sb b = {0};
+    int rc = eng_tsyn_describe(&tv->syn, ts, &b, ei);
+    json_t *first = json_array_get(msgs, 0), *c = json_object_get(first, "content");
+    bool merge = !rc && first && !strcmp(json_string_value(json_object_get(first, "role")), "system") &&
+                 (json_is_string(c) || !c || json_is_null(c));
+    if (merge && json_is_string(c) && json_string_length(c)) {
+        eng_sb_str(&b, "\n\n");
+        eng_sb_add(&b, json_string_value(c), json_string_length(c));
+    }
+    json_t *sys = rc || b.oom ? NULL : json_pack("{s:s,s:s}", "role", "system", "content", b.p);
+    eng_sb_free(&b);
+    if (rc) return rc;
+    if (!sys) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    if (merge) {
+        json_t *m = json_copy(first);
+        if (!m || json_object_set(m, "content", json_object_get(sys, "content")) ||
+            json_array_set_new(msgs, 0, m)) {
+            json_decref(sys);
+            return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+        }
+        json_decref(sys);
+        return 0;
+    }
+    return json_array_insert_new(msgs, 0, sys) ? err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory") : 0;
+}
+
+int eng_trun_rewrite(const json_t *req, const struct eng_tview *tv, const struct eng_toolset *ts,
+                     json_t **out, struct err_info *ei)
+{
+    const json_t *msgs = json_object_get(req, "messages");
+    bool calls = false, results = false;
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        calls |= json_array_size(json_object_get(m, "tool_calls")) > 0;
+        results |= !strcmp(json_string_value(json_object_get(m, "role")), "tool");
+    }
+    bool want_tools = ts->n && !tv->shows_tools, want_calls = (calls && !tv->shows_calls) ||
+                                                              (results && !tv->tool_role);
+    if (!want_tools && !want_calls && (tv->jinja || !json_object_get(req, "tools"))) {
+        *out = json_incref((json_t *)req);
+        return 0;
+    }
+    json_t *r = json_copy((json_t *)req), *m = NULL;
+    if (!r) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    int rc = want_calls ? rewrite_history(msgs, tv, ts, &m, ei) : 0;
+    if (!want_calls) m = json_copy((json_t *)msgs);
+    if (!rc && !m) rc = err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    if (!rc && want_tools) rc = describe_tools(m, tv, ts, ei);
+    if (!rc && json_object_set(r, "messages", m)) rc = err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    if (!rc && !tv->jinja) json_object_del(r, "tools");
+    json_decref(m);
+    if (rc) {
+        json_decref(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}

@@ -32,6 +32,8 @@
 #ifndef LMPIPE_ENG_ENG_TOOLS_H
 #define LMPIPE_ENG_ENG_TOOLS_H
 
+#include "eng.h"
+
 #include "../util/err.h"
 #include "../util/vocab.h"
 
@@ -66,8 +68,8 @@ void eng_sb_free(struct eng_sb *b);
 /* ---------------- tools ---------------- */
 
 #define ENG_TOOL_NAME_MAX 64  /* OpenAI's limit on a function name */
-#define ENG_TOOLS_MAX 128     /* tools in one request */
-#define ENG_TOOL_CALLS_MAX 16 /* calls in one reply (the grammar's bound on parallel calls) */
+#define ENG_TOOLS_MAX ENG_MAX_TOOLS /* tools in one request (eng.h) */
+#define ENG_TOOL_CALLS_MAX ENG_MAX_TOOL_CALLS /* calls in one reply (the grammar's bound) */
 
 struct eng_tool {
     char name[ENG_TOOL_NAME_MAX + 1];
