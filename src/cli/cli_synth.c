@@ -1,12 +1,14 @@
 /* cli_synth: `lmpipe dev ...`, the hidden developer commands: `dev synth OUT --arch A --dim D
  * ...` writes a random-weight model with ftool_synth (src/ftool/ftool_synth.c says how and why),
- * `dev peak-rss` is in cli_bench.c. */
+ * `dev edit IN OUT --ctx N --chat-template-file F` copies a model with that metadata replaced
+ * (ftool_edit), `dev peak-rss` is in cli_bench.c. */
 #include "cli.h"
 
 #include "../ftool/ftool.h"
 #include "../util/err.h"
 #include "../util/util.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -95,6 +97,39 @@ static int cmd_synth(int argc, char **argv)
     return 0;
 }
 
+static const char k_edit_usage[] =
+    "usage: lmpipe dev edit IN.gguf OUT.gguf [--ctx N] [--chat-template-file FILE]\n"
+    "  copies a model with its declared context length and/or its tokenizer.chat_template\n"
+    "  replaced (the model then runs past its training context, as llama.cpp lets it).\n";
+
+static int cmd_edit(int argc, char **argv)
+{
+    int64_t ctx = 0;
+    const char *tmpl = NULL, *paths[2] = {NULL, NULL};
+    const struct cli_opt opts[] = {
+        {.name = "--ctx", .kind = CLI_INT, .dst = &ctx, .lo = 1, .hi = 1 << 24},
+        {.name = "--chat-template-file", .kind = CLI_STR, .dst = &tmpl},
+    };
+    const struct cli_spec spec = {"dev edit", k_edit_usage, opts, sizeof opts / sizeof opts[0], paths,
+                                  2, NULL, "IN and OUT paths"};
+    cli_parse(&spec, argc, argv);
+    if (!paths[0] || !paths[1]) cli_usage_error("dev edit needs IN and OUT paths");
+    if (!ctx && !tmpl) cli_usage_error("dev edit: nothing to change (--ctx, --chat-template-file)");
+    struct ftool_edit_opts o = {(uint32_t)ctx, NULL, 0};
+    char *src = tmpl ? cli_read_file_or_die(tmpl, &o.chat_template_len) : NULL;
+    o.chat_template = src;
+    struct err_info ei;
+    err_clear(&ei);
+    int rc = ftool_edit(paths[0], paths[1], &o, &ei);
+    free(src);
+    if (rc) {
+        char msg[512];
+        fprintf(stderr, "lmpipe: dev edit failed: %s\n", err_format(&ei, rc, msg, sizeof msg));
+        return 1;
+    }
+    return 0;
+}
+
 /* `lmpipe dev SUBCOMMAND ...`: developer tools, not in the main usage. */
 int cli_dev_main(int argc, char **argv)
 {
@@ -102,9 +137,11 @@ int cli_dev_main(int argc, char **argv)
         FILE *f = argc < 1 ? stderr : stdout;
         fputs("lmpipe dev: developer tools\n", f);
         fputs(k_synth_usage, f);
+        fputs(k_edit_usage, f);
         return argc < 1 ? 2 : 0;
     }
     if (!strcmp(argv[0], "synth")) return cmd_synth(argc - 1, argv + 1);
+    if (!strcmp(argv[0], "edit")) return cmd_edit(argc - 1, argv + 1);
     if (!strcmp(argv[0], "peak-rss")) return cli_dev_peak_rss(argc - 1, argv + 1);
-    cli_usage_error("unknown dev command '%s' (synth, peak-rss)", argv[0]);
+    cli_usage_error("unknown dev command '%s' (synth, edit, peak-rss)", argv[0]);
 }

@@ -137,4 +137,15 @@ struct ftool_synth_opts {
 int ftool_synth(const struct ftool_synth_cfg *cfg, const char *out, const struct ftool_synth_opts *o,
                 struct err_info *ei);
 
+/* ---- editing metadata (ftool_edit.c) ---- */
+struct ftool_edit_opts {
+    uint32_t n_ctx;            /* 0: keep; else the new <arch>.context_length */
+    const char *chat_template; /* NULL: keep; else the new tokenizer.chat_template */
+    size_t chat_template_len;
+};
+/* Copy `in` to `out` (atomically) with that metadata replaced, everything else as it is.
+ * ERR_NOT_FOUND when n_ctx is given and the file has no *.context_length. */
+int ftool_edit(const char *in, const char *out, const struct ftool_edit_opts *o,
+               struct err_info *ei);
+
 #endif
