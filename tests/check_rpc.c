@@ -884,10 +884,22 @@ START_TEST(bad_input)
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"logit_bias\":{\"99999\":1}}}", -32602, false, NULL);
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"session\":\"nope\"}}", -32062, false, "not found");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[]}}", -32602, false, "messages");
+    /* invalid tool definitions: -32602 with the reason */
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}", -32064, false, "need a Jinja chat template");
+                     "\"tool_choice\":\"required\"}}", -32602, false, "needs at least one tool");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tool_choice\":\"required\"}}", -32064, false, "not supported yet");
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}",
+                 -32602, false, "declared twice");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"bad name!\"}}]}}", -32602, false, "tools[0]");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"patternProperties\":{\"^x\":{}}}}}]}}",
+                 -32602, false, "cannot be enforced");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}}}",
+                 -32602, false, "not a tool in 'tools'");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"sometimes\"}}", -32602, false, "tool_choice");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat/render\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":5}]}}", -32602, false, "content");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
                      "\"response_format\":{\"type\":\"xml\"}}}", -32602, false, "response_format.type");

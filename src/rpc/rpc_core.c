@@ -58,7 +58,7 @@ void rpc_server_free(struct rpc_server *s)
     while (s->ev_head) {
         struct rpc_event *e = s->ev_head;
         s->ev_head = e->next;
-        if (e->kind == RPC_EV_DELTA) free(e->text);
+        if (e->kind == RPC_EV_DELTA || e->kind == RPC_EV_TOOL) free(e->text);
         free(e);
     }
     rpc_exec_free_all(s);
@@ -239,7 +239,7 @@ static void m_initialize(struct rpc_server *s, json_t *id, json_t *p)
     json_t *tmpl = json_array();
     for (size_t i = 0; i < eng_chat_template_count(); i++) json_array_append_new(tmpl, json_string(eng_chat_template_name(i)));
     json_object_set_new(cap, "chat_templates", tmpl);
-    json_object_set_new(cap, "tools", json_false());
+    json_object_set_new(cap, "tools", json_true());
     json_object_set_new(cap, "grammar", json_true());
     json_object_set_new(cap, "jsonrpc_batch", json_false());
     json_object_set_new(r, "capabilities", cap);
@@ -490,6 +490,35 @@ static void send_delta(struct rpc_server *s, struct rpc_job *job, const char *te
     rpc_emit(s, rpc_msg_notify("gen/delta", p));
 }
 
+/* gen/tool_call: the piece of call `index` (its start: arguments_delta ""). */
+static void send_tool_note(struct rpc_server *s, struct rpc_job *job, uint64_t index, const char *text,
+                           size_t len)
+{
+    const struct rpc_call *c = &job->calls[index < ENG_MAX_TOOL_CALLS ? index : 0];
+    json_t *p = json_object();
+    json_object_set(p, "id", job->id);
+    json_object_set_new(p, "index", json_integer(job->n_tool_notes++));
+    json_object_set_new(p, "call_index", json_integer((json_int_t)index));
+    json_object_set_new(p, "call_id", json_string(c->id));
+    json_object_set_new(p, "name", json_string(c->name));
+    json_object_set_new(p, "arguments_delta", rpc_json_text(text, len));
+    rpc_emit(s, rpc_msg_notify("gen/tool_call", p));
+}
+
+/* A chat's tool calls, OpenAI's shape: the complete ones (a call cut by max_tokens is not one). */
+static json_t *tool_calls_json(const struct rpc_job *job)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < job->n_calls && i < ENG_MAX_TOOL_CALLS; i++) {
+        const struct rpc_call *c = &job->calls[i];
+        if (!c->done) continue;
+        json_array_append_new(a, json_pack("{s:s,s:s,s:{s:s,s:o}}", "id", c->id, "type", "function",
+                                           "function", "name", c->name, "arguments",
+                                           rpc_json_text(c->args.p ? c->args.p : "", c->args.len)));
+    }
+    return a;
+}
+
 /* Put `text` (full text, for results or error data) into obj so the message fits one line:
  * msg is the complete message that contains obj. Cuts the text when needed and says so. */
 static void fit_text(struct rpc_server *s, json_t *msg, json_t *obj, struct rpc_job *job)
@@ -629,6 +658,10 @@ static void finish_job(struct rpc_server *s, struct rpc_job *job)
         json_object_set_new(r, "usage", usage_json(&job->res));
         json_object_set_new(r, "timings", timings_json(&job->res));
         if (job->session[0]) json_object_set_new(r, "session", json_string(job->session));
+        if (job->n_calls && job->calls[0].done) { /* OpenAI's: content (null when only calls), calls */
+            json_object_set_new(r, "content", job->out.len ? rpc_json_text(job->out.p, job->out.len) : json_null());
+            json_object_set_new(r, "tool_calls", tool_calls_json(job));
+        }
         fit_text(s, msg, r, job);
         break;
     case RPC_M_TOKENIZE: msg = tokens_result(s, job, msg, r); break;
@@ -653,6 +686,10 @@ void rpc_handle_event(struct rpc_server *s, struct rpc_event *ev)
     switch (ev->kind) {
     case RPC_EV_DELTA:
         send_delta(s, job, ev->text, ev->len, ev->token);
+        free(ev->text);
+        break;
+    case RPC_EV_TOOL:
+        send_tool_note(s, job, ev->a, ev->text, ev->len);
         free(ev->text);
         break;
     case RPC_EV_PROGRESS:

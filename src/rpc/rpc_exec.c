@@ -229,6 +229,64 @@ static int on_text(void *ud, const char *text, size_t len, int32_t token)
     return atomic_load(&job->cancel) ? 1 : 0;
 }
 
+/* One gen/tool_call piece of call `index` for the loop (text copied). 0, or 1 out of memory. */
+static int post_tool(struct gen_ctx *g, uint32_t index, const char *text, size_t k)
+{
+    struct rpc_event *e = calloc(1, sizeof *e);
+    char *t = malloc(k ? k : 1);
+    if (!e || !t) {
+        free(e);
+        free(t);
+        g->oom = true;
+        return 1;
+    }
+    if (k) memcpy(t, text, k);
+    e->kind = RPC_EV_TOOL;
+    e->job = g->job;
+    e->text = t;
+    e->len = k;
+    e->a = index;
+    e->acct = k + 192;
+    post(g->s, e, true);
+    return 0;
+}
+
+/* A tool call's piece: kept for the result (id and name when it begins, the validated arguments
+ * when it ends) and, streamed, posted as gen/tool_call: the start with "" (it names the call),
+ * then the arguments in pieces of at most RPC_DELTA_MAX bytes. */
+static int on_tool(void *ud, const struct eng_tool_event *ev)
+{
+    struct gen_ctx *g = ud;
+    struct rpc_job *job = g->job;
+    if (ev->index >= ENG_MAX_TOOL_CALLS) return 1;
+    struct rpc_call *c = &job->calls[ev->index];
+    if (ev->kind == ENG_TOOL_END) {
+        c->args.len = 0;
+        if (rpc_buf_add(&c->args, ev->text, ev->len)) {
+            g->oom = true;
+            return 1;
+        }
+        c->done = true;
+        return 0;
+    }
+    if (ev->kind == ENG_TOOL_BEGIN) {
+        snprintf(c->id, sizeof c->id, "%s", ev->id);
+        snprintf(c->name, sizeof c->name, "%s", ev->name);
+        job->n_calls = ev->index + 1;
+        if (job->stream && post_tool(g, ev->index, "", 0)) return 1;
+    }
+    for (size_t off = 0; job->stream && ev->kind == ENG_TOOL_ARGS && off < ev->len;) {
+        size_t k = ev->len - off;
+        if (k > RPC_DELTA_MAX) {
+            k = util_utf8_complete_prefix(ev->text + off, RPC_DELTA_MAX);
+            if (k == 0) k = RPC_DELTA_MAX;
+        }
+        if (post_tool(g, ev->index, ev->text + off, k)) return 1;
+        off += k;
+    }
+    return atomic_load(&job->cancel) ? 1 : 0;
+}
+
 static void on_progress(void *ud, uint32_t done, uint32_t total)
 {
     struct gen_ctx *g = ud;
@@ -251,8 +309,13 @@ static int run_gen(struct rpc_server *s, struct rpc_job *job)
     job->last_progress = util_now();
     struct gen_ctx g = {s, job, false};
     struct eng_sink sink = {on_text, on_progress, &g, &job->cancel};
-    if (job->method == RPC_M_CHAT)
+    if (job->method == RPC_M_CHAT) {
+        job->copts.on_tool = on_tool;
+        job->copts.tool_ud = &g;
         rc = eng_chat(es, job->chat, &job->copts, &job->gp, &sink, &job->res, &job->ei);
+        /* a tool definition the model's call syntax cannot write is the request's */
+        job->params_error = rc == ERR_INVALID;
+    }
     else
         rc = eng_generate(es, job->prompt, job->prompt_len, &job->gp, &sink, &job->res, &job->ei);
     if (rc == 0 && g.oom) rc = err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for the generated text");

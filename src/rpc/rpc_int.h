@@ -142,18 +142,35 @@ struct rpc_job {
     struct eng_gen_result res;
     struct rpc_buf out; /* generated text, or detokenized text */
     uint32_t n_ctx_out;
+    /* chat: the reply's tool calls; id and name are written once, when the call begins (before
+     * its first RPC_EV_TOOL), args when it ends (validated) */
+    struct rpc_call {
+        char id[32];
+        char name[72];
+        struct rpc_buf args;
+        bool done;
+    } calls[ENG_MAX_TOOL_CALLS];
+    uint32_t n_calls;
     /* [worker] streaming state */
     double last_progress;
     uint32_t n_deltas; /* [loop] gen/delta notifications sent */
+    uint32_t n_tool_notes; /* [loop] gen/tool_call notifications sent */
 };
 
-enum rpc_ev_kind { RPC_EV_DELTA = 0, RPC_EV_PROGRESS, RPC_EV_MODEL_PROGRESS, RPC_EV_DONE, RPC_EV_EXIT };
+enum rpc_ev_kind {
+    RPC_EV_DELTA = 0,
+    RPC_EV_PROGRESS,
+    RPC_EV_MODEL_PROGRESS,
+    RPC_EV_DONE,
+    RPC_EV_EXIT,
+    RPC_EV_TOOL, /* a tool call's piece: a = call index, text = arguments piece (owned) */
+};
 
 struct rpc_event {
     struct rpc_event *next;
     int kind;
     struct rpc_job *job;
-    char *text; /* DELTA: owned copy; MODEL_PROGRESS: stage name (static) */
+    char *text; /* DELTA, TOOL: owned copy; MODEL_PROGRESS: stage name (static) */
     size_t len;
     int32_t token;
     uint64_t a, b; /* PROGRESS: processed, total */

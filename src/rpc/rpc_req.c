@@ -42,6 +42,7 @@ void rpc_job_free(struct rpc_job *job)
     free(job->toks);
     free(job->path);
     rpc_buf_free(&job->out);
+    for (size_t i = 0; i < ENG_MAX_TOOL_CALLS; i++) rpc_buf_free(&job->calls[i].args);
     free(job);
 }
 
