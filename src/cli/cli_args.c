@@ -68,7 +68,13 @@ void cli_usage(FILE *f)
           "  --chat               render the prompt with the model's chat template\n"
           "  --system TEXT        a system message before it\n"
           "  --chat-template NAME a built-in template instead of the model's (chatml, llama3, ...)\n"
-          "  --chat-template-file FILE   a Jinja template instead of the model's\n",
+          "  --chat-template-file FILE   a Jinja template instead of the model's\n"
+          "\n"
+          "tool calling (run and chat; run then renders the prompt as a chat):\n"
+          "  --tools FILE         OpenAI tools (a JSON array, or {\"tools\": [...]}) the model may call;\n"
+          "                       each call is printed as one JSON line after the reply's text\n"
+          "  --tool-choice C      auto (default), none, required, or a tool's name\n"
+          "  (chat: answer the oldest call with a line '/tool RESULT')\n",
           f);
 }
 

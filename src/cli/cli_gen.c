@@ -29,6 +29,9 @@ struct gen_opts {
     char *tmpl_src; /* tmpl_file's text, checked to parse */
     size_t tmpl_len;
     struct eng_chat_opts co;
+    const char *tools_file, *tool_choice;
+    char *tools_src; /* tools_file's text, checked (eng_conv_set_tools) */
+    size_t tools_len;
 };
 
 static void add_stop(void *dst, const char *name, const char *v)
@@ -76,6 +79,8 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
     t[n++] = (struct cli_opt){.name = "--chat-template-file", .kind = CLI_STR, .dst = &o->tmpl_file};
     t[n++] = (struct cli_opt){.name = "--system", .kind = CLI_STR, .dst = &o->system};
     t[n++] = (struct cli_opt){.name = "--chat", .kind = CLI_SET, .dst = &o->chat};
+    t[n++] = (struct cli_opt){.name = "--tools", .kind = CLI_STR, .dst = &o->tools_file};
+    t[n++] = (struct cli_opt){.name = "--tool-choice", .kind = CLI_STR, .dst = &o->tool_choice};
     return n;
 }
 
@@ -107,6 +112,34 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
     }
     /* a file that does not parse is a usage error, found before the model loads */
     if (o->tmpl_file) o->tmpl_src = cli_chat_template_file(o->tmpl_file, &o->tmpl_len);
+    if (o->tool_choice && !o->tools_file) cli_usage_error("--tool-choice needs --tools FILE");
+    if (o->tools_file) {
+        o->tools_src = cli_read_file_or_die(o->tools_file, &o->tools_len);
+        struct eng_conv *c = NULL;
+        struct err_info ei;
+        err_clear(&ei);
+        int rc = eng_conv_create(&c);
+        if (!rc) rc = eng_conv_set_tools(c, o->tools_src, o->tools_len, o->tool_choice, &ei);
+        eng_conv_free(c);
+        if (rc) cli_usage_error("%s: %s", o->tools_file, ei.msg[0] ? ei.msg : err_str(rc));
+    }
+}
+
+/* The tools of --tools for a conversation (checked by gen_args). */
+static int conv_tools(const struct gen_opts *o, struct eng_conv *c, struct err_info *ei)
+{
+    return o->tools_src ? eng_conv_set_tools(c, o->tools_src, o->tools_len, o->tool_choice, ei) : 0;
+}
+
+/* A tool call, once complete: one line of OpenAI's JSON on stdout (after the reply's text). */
+static int print_call(const struct eng_tool_event *ev, int *epipe)
+{
+    char *line = eng_tool_call_json(ev->id, ev->name, ev->text, ev->len);
+    if (!line) return 1;
+    bool ok = printf("\n%s", line) >= 0 && fflush(stdout) == 0;
+    free(line);
+    if (!ok) *epipe = 1;
+    return ok ? 0 : 1;
 }
 
 /* The model (with --chat-template-file's template) and one session, or exit 1 with the reason
@@ -220,8 +253,15 @@ static int on_text(void *ud, const char *text, size_t len, int32_t token)
     return 0;
 }
 
+static int run_on_tool(void *ud, const struct eng_tool_event *ev)
+{
+    struct text_out *o = ud;
+    return ev->kind == ENG_TOOL_END ? print_call(ev, &o->epipe) : 0;
+}
+
 /* run with a chat option: the prompt is one user turn (after the --system message) rendered
- * with the chat template and its generation prompt, generated as chat generates it. */
+ * with the chat template and its generation prompt, generated as chat generates it; with
+ * --tools each call the reply makes is printed as a JSON line after its text. */
 static int run_chat(struct gen_opts *o, struct eng_session *s, const struct eng_model *em,
                     const char *prompt, size_t len, const struct eng_sink *sink,
                     struct eng_gen_result *res, struct err_info *ei)
@@ -235,7 +275,11 @@ static int run_chat(struct gen_opts *o, struct eng_session *s, const struct eng_
     if (o->system) rc = eng_conv_add(c, "system", o->system, strlen(o->system));
     if (!rc) rc = eng_conv_add(c, "user", prompt, len);
     if (rc) err_set(ei, rc, ERR_NO_OFFSET, "out of memory");
-    else rc = eng_chat(s, eng_conv_request(c), &o->co, &o->gp, sink, res, ei);
+    if (!rc) rc = conv_tools(o, c, ei);
+    struct eng_chat_opts co = o->co;
+    co.on_tool = run_on_tool;
+    co.tool_ud = sink->ud;
+    if (!rc) rc = eng_chat(s, eng_conv_request(c), &co, &o->gp, sink, res, ei);
     eng_conv_free(c);
     return rc;
 }
@@ -250,7 +294,7 @@ int cli_run_main(int argc, char **argv)
     };
     gen_args(argc, argv, "run", 128, own, sizeof own / sizeof own[0], &o);
     if (prompt && file) cli_usage_error("give either -p or -f, not both");
-    bool chat = o.chat || o.tmpl_name || o.tmpl_file || o.system;
+    bool chat = o.chat || o.tmpl_name || o.tmpl_file || o.system || o.tools_file;
     char *buf = NULL;
     size_t plen = prompt ? strlen(prompt) : 0;
     if (file) {
@@ -283,6 +327,7 @@ int cli_run_main(int argc, char **argv)
     eng_session_free(s);
     eng_model_free(em);
     eng_grammar_free(o.grammar);
+    free(o.tools_src);
     free(buf);
     return rc ? 1 : 0;
 }
@@ -297,7 +342,40 @@ struct chat {
     const struct gen_opts *o;
     size_t base; /* messages kept by /reset (the system prompt) */
     struct text_out out;
+    /* the calls of the reply being generated (added to the conversation after its text) */
+    struct chat_call {
+        char id[32], name[72];
+        char *args;
+        size_t len;
+    } calls[ENG_MAX_TOOL_CALLS];
+    size_t n_calls;
 };
+
+static int chat_on_tool(void *ud, const struct eng_tool_event *ev)
+{
+    struct chat *c = ud;
+    if (ev->kind != ENG_TOOL_END || c->n_calls == ENG_MAX_TOOL_CALLS) return 0;
+    struct chat_call *k = &c->calls[c->n_calls];
+    if (!(k->args = malloc(ev->len + 1))) return 1;
+    memcpy(k->args, ev->text, ev->len);
+    k->len = ev->len;
+    snprintf(k->id, sizeof k->id, "%s", ev->id);
+    snprintf(k->name, sizeof k->name, "%s", ev->name);
+    c->n_calls++;
+    return print_call(ev, &c->out.epipe);
+}
+
+/* The reply into the conversation: its text, then its calls. */
+static int chat_record(struct chat *c)
+{
+    int rc = eng_conv_add(c->conv, "assistant", c->out.buf ? c->out.buf : "", c->out.len);
+    for (size_t i = 0; i < c->n_calls; i++) {
+        if (!rc) rc = eng_conv_add_call(c->conv, c->calls[i].id, c->calls[i].name, c->calls[i].args, c->calls[i].len);
+        free(c->calls[i].args);
+    }
+    c->n_calls = 0;
+    return rc;
+}
 
 /* A line that starts with '/': 1 to quit, 0 when handled. */
 static int chat_command(struct chat *c, const char *line)
@@ -310,19 +388,31 @@ static int chat_command(struct chat *c, const char *line)
     } else if (!strncmp(line, "/save", 5) || !strncmp(line, "/load", 5)) {
         fprintf(stderr, "lmpipe: %.5s: KV-cache snapshots are not implemented yet\n", line);
     } else {
-        fprintf(stderr, "lmpipe: unknown command '%s' (/reset /exit)\n", line);
+        fprintf(stderr, "lmpipe: unknown command '%s' (/reset /exit /tool RESULT)\n", line);
     }
     return 0;
 }
 
-/* One turn: the user's line joins the conversation, eng_chat answers it. 0, 1 when stdout is
- * gone, or an error that ends the chat; a failed turn (e.g. a full context) is forgotten and
- * the chat goes on (*failed set). */
+/* One turn: the user's line (or, for "/tool RESULT", the result of the oldest call not answered
+ * yet) joins the conversation, eng_chat answers it (once every call has its result). 0, 1 when
+ * stdout is gone, or an error that ends the chat; a failed turn (e.g. a full context) is
+ * forgotten and the chat goes on (*failed set). */
 static int chat_turn(struct chat *c, const char *line, size_t n, bool *failed)
 {
     size_t before = eng_conv_len(c->conv);
-    int rc = eng_conv_add(c->conv, "user", line, n);
-    if (rc) return rc;
+    int rc;
+    if (!strncmp(line, "/tool ", 6)) {
+        const char *id = eng_conv_pending_call(c->conv);
+        if (!id) {
+            fprintf(stderr, "lmpipe: no tool call is waiting for a result\n");
+            *failed = true;
+            return 0;
+        }
+        if ((rc = eng_conv_add_tool_result(c->conv, id, line + 6, n - 6))) return rc;
+        if (eng_conv_pending_call(c->conv)) return 0; /* more results to come */
+    } else if ((rc = eng_conv_add(c->conv, "user", line, n))) {
+        return rc;
+    }
     c->out.len = 0;
     struct eng_sink sink = {on_text, NULL, &c->out, NULL};
     struct eng_gen_result res;
@@ -336,12 +426,14 @@ static int chat_turn(struct chat *c, const char *line, size_t n, bool *failed)
         char m[512];
         fprintf(stderr, "lmpipe: %s\n", err_format(&ei, rc, m, sizeof m));
         eng_conv_truncate(c->conv, before); /* forget the turn that failed; the session stays usable */
+        for (size_t i = 0; i < c->n_calls; i++) free(c->calls[i].args);
+        c->n_calls = 0;
         if (rc == ERR_CONTEXT) fprintf(stderr, "lmpipe: use /reset to start over\n");
         *failed = true;
         return 0;
     }
     print_stats(&res, c->em);
-    return eng_conv_add(c->conv, "assistant", c->out.buf ? c->out.buf : "", c->out.len);
+    return chat_record(c);
 }
 
 /* Read turns until EOF or /exit. The whole conversation is re-rendered every turn; the session
@@ -357,7 +449,7 @@ static int chat_loop(struct chat *c, bool tty)
         if (n < 0) break;
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
         if (n == 0) continue;
-        if (line[0] == '/') {
+        if (line[0] == '/' && strncmp(line, "/tool ", 6) != 0) {
             if (chat_command(c, line)) break;
             continue;
         }
@@ -378,9 +470,13 @@ int cli_chat_main(int argc, char **argv)
     struct gen_opts o;
     gen_args(argc, argv, "chat", 512, NULL, 0, &o);
     struct chat c = {.o = &o, .co = o.co};
-    if (eng_conv_create(&c.conv)) {
+    c.co.on_tool = chat_on_tool;
+    c.co.tool_ud = &c;
+    if (eng_conv_create(&c.conv) || conv_tools(&o, c.conv, NULL)) {
         fprintf(stderr, "lmpipe: out of memory\n");
         free(o.tmpl_src);
+        free(o.tools_src);
+        eng_conv_free(c.conv);
         return 1;
     }
     open_or_die(&o, &c.em, &c.s, NULL);
@@ -400,5 +496,6 @@ int cli_chat_main(int argc, char **argv)
     eng_session_free(c.s);
     eng_model_free(c.em);
     eng_grammar_free(o.grammar);
+    free(o.tools_src);
     return status;
 }
