@@ -1,193 +1,37 @@
-// A Go parent for lmpipe, standard library only (os/exec + bufio + encoding/json).
+// A Go parent for lmpipe, standard library only: the lmpipe package (./lmpipe) spawns
+// `lmpipe serve` and speaks its JSON-RPC; this program uses it the way an agent would.
 //
-// It spawns `lmpipe serve -m MODEL`, initializes, streams a chat and a raw completion, cancels a
-// request mid-generation (and still gets its answer, -32800 with the partial text), uses a
-// session across two turns, then runs `lmpipe batch` over a small JSONL file. It exits non-zero
-// if anything is not as the protocol (protocol/PROTOCOL.md) says, so CI can run it end to end.
+// It streams a raw completion, uses a session across two chat turns, cancels a request
+// mid-generation (and still gets its answer, -32800 with the partial text), runs an agent loop
+// that declares tools, executes the calls the model makes and sends the results back (agent.go),
+// then runs `lmpipe batch` over a small JSONL file. It exits non-zero if anything is not as the
+// protocol (protocol/PROTOCOL.md) says, so CI can run it end to end.
 //
-// Usage: go run . -lmpipe ../../lmpipe -model ../../../shared/models/stories260K-F32.gguf
+// Usage: go run . -lmpipe ../../lmpipe -model ../../../shared/models/stories260K-F32.gguf \
+//
+//	[-agent-model MODEL]   (a model with a chat template and room for the tools' descriptions;
+//	                       default: -model)
 package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	"lmpipe.example/client/lmpipe"
 )
-
-type rpcError struct {
-	Code    int             `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-}
-
-func (e *rpcError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Message) }
-
-type message struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id,omitempty"`
-	Method  string          `json:"method,omitempty"`
-	Params  json.RawMessage `json:"params,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   *rpcError       `json:"error,omitempty"`
-}
-
-type delta struct {
-	ID    json.RawMessage `json:"id"`
-	Index int             `json:"index"`
-	Text  string          `json:"text"`
-}
-
-// Client: one goroutine reads stdout and routes responses to the waiting call and gen/delta
-// notifications to the call's delta channel.
-type Client struct {
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	mu      sync.Mutex
-	nextID  int
-	pending map[string]chan message
-	deltas  map[string]chan delta
-	done    chan struct{}
-}
-
-func Start(bin string, args ...string) (*Client, error) {
-	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &Client{cmd: cmd, stdin: in, pending: map[string]chan message{}, deltas: map[string]chan delta{}, done: make(chan struct{})}
-	go c.readLoop(out)
-	return c, nil
-}
-
-func (c *Client) readLoop(r io.Reader) {
-	defer close(c.done)
-	sc := bufio.NewScanner(r) // default 64 KiB line limit: lmpipe promises shorter lines
-	for sc.Scan() {
-		var m message
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			fmt.Fprintf(os.Stderr, "bad line from lmpipe: %v\n", err)
-			continue
-		}
-		if m.Method == "gen/delta" {
-			var d delta
-			if json.Unmarshal(m.Params, &d) == nil {
-				c.mu.Lock()
-				ch := c.deltas[string(d.ID)]
-				c.mu.Unlock()
-				if ch != nil {
-					ch <- d
-				}
-			}
-			continue
-		}
-		if m.Method != "" {
-			continue // gen/progress, model/progress: ignored here
-		}
-		c.mu.Lock()
-		ch := c.pending[string(m.ID)]
-		delete(c.pending, string(m.ID))
-		if dch := c.deltas[string(m.ID)]; dch != nil {
-			close(dch) // every delta of a request comes before its response
-			delete(c.deltas, string(m.ID))
-		}
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- m
-		}
-	}
-	if err := sc.Err(); err != nil {
-		fmt.Fprintf(os.Stderr, "reading lmpipe: %v\n", err)
-	}
-}
-
-func (c *Client) send(v interface{}) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, err = c.stdin.Write(append(b, '\n'))
-	return err
-}
-
-// Go starts a request and returns its id, the channel of its response and, when stream is
-// true, the channel of its deltas (closed before the response is delivered).
-func (c *Client) Go(method string, params map[string]interface{}, stream bool) (int, chan message, chan delta, error) {
-	c.mu.Lock()
-	c.nextID++
-	id := c.nextID
-	key := fmt.Sprint(id)
-	ch := make(chan message, 1)
-	c.pending[key] = ch
-	var dch chan delta
-	if stream {
-		dch = make(chan delta, 1024)
-		c.deltas[key] = dch
-		params["stream"] = true
-	}
-	c.mu.Unlock()
-	err := c.send(map[string]interface{}{"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-	return id, ch, dch, err
-}
-
-func (c *Client) Call(method string, params map[string]interface{}, result interface{}) error {
-	if params == nil {
-		params = map[string]interface{}{}
-	}
-	_, ch, _, err := c.Go(method, params, false)
-	if err != nil {
-		return err
-	}
-	select {
-	case m := <-ch:
-		if m.Error != nil {
-			return m.Error
-		}
-		if result != nil {
-			return json.Unmarshal(m.Result, result)
-		}
-		return nil
-	case <-c.done:
-		return errors.New("lmpipe exited")
-	case <-time.After(60 * time.Second):
-		return errors.New("timeout")
-	}
-}
-
-func (c *Client) Cancel(id int) error {
-	return c.send(map[string]interface{}{"jsonrpc": "2.0", "method": "notifications/cancelled",
-		"params": map[string]interface{}{"requestId": id, "reason": "user"}})
-}
-
-// Close ends the session the MCP way: close stdin, wait for exit 0.
-func (c *Client) Close() error {
-	c.stdin.Close()
-	return c.cmd.Wait()
-}
 
 type genResult struct {
 	Text         string `json:"text"`
 	FinishReason string `json:"finish_reason"`
-	Session      string `json:"session"`
 	Usage        struct {
 		PromptTokens     int `json:"prompt_tokens"`
 		CompletionTokens int `json:"completion_tokens"`
@@ -198,7 +42,7 @@ type genResult struct {
 	} `json:"timings"`
 }
 
-func fail(format string, a ...interface{}) {
+func fail(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "FAIL: "+format+"\n", a...)
 	os.Exit(1)
 }
@@ -206,33 +50,29 @@ func fail(format string, a ...interface{}) {
 func main() {
 	bin := flag.String("lmpipe", "lmpipe", "path of the lmpipe binary")
 	model := flag.String("model", "../shared/models/stories260K-F32.gguf", "GGUF model")
+	agentModel := flag.String("agent-model", "", "GGUF model for the agent loop (default: -model)")
 	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 
-	c, err := Start(*bin, "-m", *model)
+	c, err := lmpipe.Start(ctx, *bin, *model)
 	if err != nil {
 		fail("start: %v", err)
 	}
-	var init struct {
-		ProtocolVersion string `json:"protocolVersion"`
-		ServerInfo      struct{ Name, Version string }
-	}
-	if err := c.Call("initialize", map[string]interface{}{"protocolVersion": "2025-06-18",
-		"clientInfo": map[string]string{"name": "go-example", "version": "1"}}, &init); err != nil {
-		fail("initialize: %v", err)
-	}
-	c.send(map[string]interface{}{"jsonrpc": "2.0", "method": "notifications/initialized"})
-	fmt.Printf("server %s %s, protocol %s\n", init.ServerInfo.Name, init.ServerInfo.Version, init.ProtocolVersion)
 
 	// 1. stream a raw completion; the deltas add up to the final text
-	_, resp, deltas, err := c.Go("generate", map[string]interface{}{"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0}, true)
+	_, resp, notes, err := c.Go("generate", map[string]any{"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0}, true)
 	if err != nil {
 		fail("generate: %v", err)
 	}
 	var sb strings.Builder
 	fmt.Print("generate: Once upon a time")
-	for d := range deltas {
-		fmt.Print(d.Text)
-		sb.WriteString(d.Text)
+	for f := range notes {
+		var d struct{ Text string }
+		if f.Method == "gen/delta" && json.Unmarshal(f.Params, &d) == nil {
+			fmt.Print(d.Text)
+			sb.WriteString(d.Text)
+		}
 	}
 	m := <-resp
 	var g genResult
@@ -244,42 +84,40 @@ func main() {
 		fail("streamed text %q, final %q", sb.String(), g.Text)
 	}
 
-	// 2. stream a chat in a session, then a second turn that re-uses the cache
+	// 2. a chat in a session, then a second turn that re-uses the cache
 	var sess struct{ Session string }
-	if err := c.Call("session/create", nil, &sess); err != nil {
+	if err := c.Call(ctx, "session/create", nil, &sess); err != nil {
 		fail("session/create: %v", err)
 	}
-	msgs := []map[string]string{{"role": "system", "content": "You tell short stories."}, {"role": "user", "content": "Tell me about a cat."}}
-	_, resp, deltas, _ = c.Go("chat", map[string]interface{}{"session": sess.Session, "messages": msgs, "max_tokens": 24, "temperature": 0}, true)
+	msgs := []lmpipe.Message{{Role: "system", Content: "You tell short stories."}, {Role: "user", Content: "Tell me about a cat."}}
 	fmt.Print("chat: ")
-	for d := range deltas {
-		fmt.Print(d.Text)
+	r, err := c.ChatStream(ctx, msgs, nil, "", map[string]any{"session": sess.Session, "max_tokens": 24, "temperature": 0},
+		func(d lmpipe.Delta) { fmt.Print(d.Text) })
+	if err != nil {
+		fail("chat: %v", err)
 	}
-	m = <-resp
-	if m.Error != nil || json.Unmarshal(m.Result, &g) != nil {
-		fail("chat answered %v", m.Error)
-	}
-	fmt.Printf("\n  [%s]\n", g.FinishReason)
-	msgs = append(msgs, map[string]string{"role": "assistant", "content": g.Text}, map[string]string{"role": "user", "content": "And a dog?"})
-	if err := c.Call("chat", map[string]interface{}{"session": sess.Session, "messages": msgs, "max_tokens": 8, "temperature": 0}, &g); err != nil {
-		var re *rpcError
-		if !errors.As(err, &re) || !strings.Contains(re.Message, "context_length_exceeded") {
+	fmt.Printf("\n  [%s]\n", r.FinishReason)
+	msgs = append(msgs, lmpipe.Message{Role: "assistant", Content: r.Content}, lmpipe.Message{Role: "user", Content: "And a dog?"})
+	r, err = c.Chat(ctx, msgs, nil, "", map[string]any{"session": sess.Session, "max_tokens": 8, "temperature": 0})
+	if err != nil {
+		var re *lmpipe.RPCError
+		if !errors.As(err, &re) || re.Kind() != "context_length_exceeded" {
 			fail("second turn: %v", err)
 		}
 		fmt.Println("second turn: context full (the agent would compress history and retry)")
 	} else {
-		fmt.Printf("second turn: %d of %d prompt tokens came from the cache\n", g.Usage.CachedTokens, g.Usage.PromptTokens)
-		if g.Usage.CachedTokens == 0 {
+		fmt.Printf("second turn: %d of %d prompt tokens came from the cache\n", r.Usage.CachedTokens, r.Usage.PromptTokens)
+		if r.Usage.CachedTokens == 0 {
 			fail("the session cache was not reused")
 		}
 	}
-	c.Call("session/close", map[string]interface{}{"session": sess.Session}, nil)
+	c.Call(ctx, "session/close", map[string]any{"session": sess.Session}, nil)
 
 	// 3. cancel a request mid-generation: it is still answered, with the partial text
-	id, resp, deltas, _ := c.Go("generate", map[string]interface{}{"prompt": "Once upon a time", "max_tokens": -1, "ignore_eos": true, "temperature": 0}, true)
-	<-deltas // first piece of text: it is running
+	id, resp, notes, _ := c.Go("generate", map[string]any{"prompt": "Once upon a time", "max_tokens": -1, "ignore_eos": true, "temperature": 0}, true)
+	<-notes // the first piece of text: it is running
 	c.Cancel(id)
-	for range deltas {
+	for range notes {
 	}
 	m = <-resp
 	if m.Error == nil || m.Error.Code != -32800 {
@@ -293,24 +131,39 @@ func main() {
 	fmt.Printf("cancelled: %s after %q\n", partial.Kind, partial.Text)
 
 	// 4. errors are data: kind and retryable
-	err = c.Call("chat", map[string]interface{}{"messages": msgs, "tools": []map[string]string{{"type": "function"}}}, nil)
-	var re *rpcError
-	if !errors.As(err, &re) || re.Code != -32064 {
-		fail("tools should be 'not supported yet', got %v", err)
+	err = c.Call(ctx, "chat", map[string]any{"messages": msgs, "tools": []map[string]string{{"type": "function"}}}, nil)
+	var re *lmpipe.RPCError
+	if !errors.As(err, &re) || re.Code != -32602 {
+		fail("a bad tool definition should be -32602, got %v", err)
 	}
-	fmt.Printf("tools: %s\n", re.Message)
-
+	fmt.Printf("bad tool: %s\n", re.Message)
 	if err := c.Close(); err != nil {
 		fail("lmpipe exit: %v", err)
 	}
 
-	// 5. a batch job: one request per line, one response per line, matched by id
+	// 5. an agent loop: tools declared, calls executed, results sent back
+	am := *agentModel
+	if am == "" {
+		am = *model
+	}
+	a, err := lmpipe.Start(ctx, *bin, am)
+	if err != nil {
+		fail("start %s: %v", am, err)
+	}
+	if err := runAgent(ctx, a); err != nil {
+		fail("agent: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		fail("lmpipe exit: %v", err)
+	}
+
+	// 6. a batch job: one request per line, one response per line, matched by id
 	dir, _ := os.MkdirTemp("", "lmpipe-go")
 	defer os.RemoveAll(dir)
 	in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 	var lines []string
 	for i, p := range []string{"Once upon a time", "Tom had a", "The sun"} {
-		b, _ := json.Marshal(map[string]interface{}{"id": fmt.Sprintf("job-%d", i), "prompt": p, "max_tokens": 16, "temperature": 0})
+		b, _ := json.Marshal(map[string]any{"id": fmt.Sprintf("job-%d", i), "prompt": p, "max_tokens": 16, "temperature": 0})
 		lines = append(lines, string(b))
 	}
 	os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
@@ -324,7 +177,7 @@ func main() {
 	sc := bufio.NewScanner(f)
 	n := 0
 	for sc.Scan() {
-		var bm message
+		var bm lmpipe.Frame
 		if err := json.Unmarshal(sc.Bytes(), &bm); err != nil || bm.Error != nil {
 			fail("batch line %q", sc.Text())
 		}

@@ -12,4 +12,9 @@ cd "$here"
 export GOFLAGS=-mod=mod GOCACHE=${GOCACHE:-/tmp/lmpipe-go-cache}
 go vet .
 go build -o /tmp/lmpipe-go-example .
-/tmp/lmpipe-go-example -lmpipe "$bin" -model "$model"
+# the agent loop's prompt (tools described in the system message) needs more than stories260K's
+# 128 positions: a copy that declares 2048 (the model runs past its training length)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$bin" dev edit "$model" "$tmp/agent.gguf" --ctx 2048
+/tmp/lmpipe-go-example -lmpipe "$bin" -model "$model" -agent-model "$tmp/agent.gguf"
