@@ -11,10 +11,12 @@
 #define _GNU_SOURCE /* F_SETPIPE_SZ */
 #include "tutil.h"
 
+#include "ftool/ftool.h"
 #include "gguf_builder.h"
 #include "rpc/rpc_int.h"
 #include "util/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -1638,6 +1640,233 @@ START_TEST(jinja_hostile_template)
 }
 END_TEST
 
+/* ---------------- tool calls ---------------- */
+
+#define RPC_TOOLS "[{\"type\":\"function\",\"function\":{\"name\":\"exec\",\"description\":\"run a command\"," \
+    "\"parameters\":{\"type\":\"object\",\"properties\":{\"command\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":30}}," \
+    "\"required\":[\"command\"]}}},{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":" \
+    "{\"type\":\"object\",\"properties\":{\"location\":{\"type\":\"string\",\"maxLength\":20},\"unit\":{\"enum\":[\"c\",\"f\"]}}," \
+    "\"required\":[\"location\",\"unit\"],\"additionalProperties\":false}}}]"
+
+/* stories260K with 2048 positions (the tools' descriptions need more than its 128) in dir. */
+static void story_2k(char *dir, size_t cap, char *path, size_t pcap)
+{
+    ck_assert_int_eq(tutil_mkdtemp(dir, cap, "rpctools"), 0);
+    snprintf(path, pcap, "%s/stories2k.gguf", dir);
+    struct ftool_edit_opts o = {2048, NULL, 0};
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_msg(ftool_edit(model(), path, &o, &ei) == 0, "%s", ei.msg);
+}
+
+/* The ids seen in this test (unique per process). */
+struct idset {
+    char id[64][40];
+    int n;
+};
+
+/* A result's tool_calls: OpenAI's shape, declared tools (only, when given), arguments a JSON
+ * string of an object; mistral: ids of 9 alphanumerics. Returns the number of calls. */
+static int check_result_calls(json_t *r, const char *only, bool mistral, struct idset *ids)
+{
+    json_t *res = result_of(r);
+    ck_assert_msg(res != NULL, "%s", err_msg(r));
+    json_t *calls = json_object_get(res, "tool_calls");
+    if (!calls) return 0;
+    ck_assert(json_is_array(calls));
+    for (size_t i = 0; i < json_array_size(calls); i++) {
+        json_t *c = json_array_get(calls, i), *fn = json_object_get(c, "function");
+        const char *id = json_string_value(json_object_get(c, "id"));
+        ck_assert_ptr_nonnull(id);
+        ck_assert_str_eq(json_string_value(json_object_get(c, "type")), "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        ck_assert_ptr_nonnull(name);
+        ck_assert(!strcmp(name, "exec") || !strcmp(name, "get_weather"));
+        if (only) ck_assert_str_eq(name, only);
+        const char *args = json_string_value(json_object_get(fn, "arguments"));
+        ck_assert_ptr_nonnull(args);
+        json_t *a = json_loads(args, 0, NULL);
+        ck_assert_msg(json_is_object(a), "arguments %s", args);
+        if (!strcmp(name, "get_weather")) {
+            const char *u = json_string_value(json_object_get(a, "unit"));
+            ck_assert(u && (!strcmp(u, "c") || !strcmp(u, "f")));
+            ck_assert(json_is_string(json_object_get(a, "location")));
+            ck_assert_uint_eq(json_object_size(a), 2); /* additionalProperties false */
+        } else {
+            ck_assert(json_string_length(json_object_get(a, "command")) >= 1);
+        }
+        json_decref(a);
+        if (mistral) {
+            ck_assert_uint_eq(strlen(id), 9);
+            for (int k = 0; k < 9; k++) ck_assert(isalnum((unsigned char)id[k]));
+        } else {
+            ck_assert(!strncmp(id, "call_", 5));
+        }
+        for (int k = 0; k < ids->n; k++) ck_assert_msg(strcmp(ids->id[k], id) != 0, "id %s twice", id);
+        if (ids->n < 64) snprintf(ids->id[ids->n++], sizeof ids->id[0], "%s", id);
+    }
+    return (int)json_array_size(calls);
+}
+
+static json_t *tool_params(const char *choice, int seed, bool stream)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"What is the weather in Paris?\"}],\"tools\":" RPC_TOOLS
+             ",\"tool_choice\":%s,\"temperature\":1.3,\"seed\":%d,\"max_tokens\":300,\"stream\":%s}",
+             choice, seed, stream ? "true" : "false");
+    json_t *p = json_loads(buf, 0, NULL);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+START_TEST(tool_calls)
+{
+    char dir[512], path[600];
+    story_2k(dir, sizeof dir, path, sizeof path);
+    const char *args[] = {"-m", path, NULL};
+    struct proc p;
+    proc_start_v(&p, args, 0);
+    json_t *r = call(&p, 1, "initialize", "{}");
+    ck_assert(json_is_true(json_object_get(result_key(r, "capabilities"), "tools")));
+    json_decref(r);
+    struct idset ids = {.n = 0};
+    /* required, streamed, one call: gen/tool_call pieces add up to the result's arguments */
+    for (int seed = 1; seed <= 5; seed++) {
+        json_t *pa = tool_params("\"required\"", seed, true);
+        json_object_set_new(pa, "parallel_tool_calls", json_false());
+        json_t *m = json_pack("{s:s,s:I,s:s,s:o}", "jsonrpc", "2.0", "id", (json_int_t)(10 + seed), "method", "chat",
+                              "params", pa);
+        char *line = json_dumps(m, JSON_COMPACT);
+        proc_send(&p, line);
+        free(line);
+        json_decref(m);
+        json_t *notes;
+        r = proc_wait(&p, 10 + seed, &notes);
+        ck_assert_int_eq(check_result_calls(r, NULL, false, &ids), 1);
+        ck_assert_str_eq(finish_of(r), "tool_calls");
+        ck_assert(json_is_null(result_key(r, "content"))); /* nothing before the call */
+        json_t *c = json_array_get(result_key(r, "tool_calls"), 0);
+        char streamed[2048] = "";
+        json_int_t next = 0;
+        for (size_t i = 0; i < json_array_size(notes); i++) {
+            json_t *n = json_array_get(notes, i), *np = json_object_get(n, "params");
+            if (strcmp(json_string_value(json_object_get(n, "method")), "gen/tool_call") != 0) continue;
+            ck_assert_int_eq(json_integer_value(json_object_get(np, "id")), 10 + seed);
+            ck_assert_int_eq(json_integer_value(json_object_get(np, "index")), next++);
+            ck_assert_int_eq(json_integer_value(json_object_get(np, "call_index")), 0);
+            ck_assert_str_eq(json_string_value(json_object_get(np, "call_id")), json_string_value(json_object_get(c, "id")));
+            ck_assert_str_eq(json_string_value(json_object_get(np, "name")),
+                             json_string_value(json_object_get(json_object_get(c, "function"), "name")));
+            strncat(streamed, json_string_value(json_object_get(np, "arguments_delta")), sizeof streamed - strlen(streamed) - 1);
+        }
+        ck_assert_int_ge(next, 2); /* the start ("") and at least one piece */
+        ck_assert_str_eq(streamed, json_string_value(json_object_get(json_object_get(c, "function"), "arguments")));
+        json_decref(notes);
+        json_decref(r);
+    }
+    /* named: always that tool (parallel by default: one or more calls) */
+    for (int seed = 1; seed <= 5; seed++) {
+        r = call_obj(&p, 20 + seed, "chat",
+                     tool_params("{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}", seed, false));
+        ck_assert_int_ge(check_result_calls(r, "get_weather", false, &ids), 1);
+        json_decref(r);
+    }
+    /* none: never a call */
+    r = call_obj(&p, 30, "chat", tool_params("\"none\"", 1, false));
+    ck_assert_ptr_nonnull(result_of(r));
+    ck_assert_ptr_null(result_key(r, "tool_calls"));
+    ck_assert_str_ne(finish_of(r), "tool_calls");
+    json_decref(r);
+    /* auto: text, or valid calls */
+    for (int seed = 1; seed <= 3; seed++) {
+        r = call_obj(&p, 40 + seed, "chat", tool_params("\"auto\"", seed, false));
+        int n = check_result_calls(r, NULL, false, &ids);
+        if (!strcmp(finish_of(r), "tool_calls")) ck_assert_int_ge(n, 1);
+        json_decref(r);
+    }
+    /* the round trip in a session: the call, its result, the reply from the cached prefix */
+    r = call(&p, 50, "session/create", NULL);
+    char sess[128];
+    snprintf(sess, sizeof sess, "%s", json_string_value(result_key(r, "session")));
+    json_decref(r);
+    json_t *pa = tool_params("\"required\"", 9, false);
+    json_object_set_new(pa, "session", json_string(sess));
+    json_object_set_new(pa, "parallel_tool_calls", json_false());
+    json_t *msgs = json_deep_copy(json_object_get(pa, "messages"));
+    r = call_obj(&p, 51, "chat", pa);
+    ck_assert_int_eq(check_result_calls(r, NULL, false, &ids), 1);
+    json_t *c = json_array_get(result_key(r, "tool_calls"), 0);
+    json_array_append_new(msgs, json_pack("{s:s,s:n,s:[O]}", "role", "assistant", "content", "tool_calls", c));
+    json_array_append_new(msgs, json_pack("{s:s,s:O,s:s}", "role", "tool", "tool_call_id", json_object_get(c, "id"),
+                                          "content", "sunny, 21 C"));
+    json_decref(r);
+    pa = tool_params("\"auto\"", 10, false);
+    json_object_set_new(pa, "session", json_string(sess));
+    json_object_set_new(pa, "messages", msgs);
+    json_object_set_new(pa, "max_tokens", json_integer(20));
+    r = call_obj(&p, 52, "chat", pa);
+    ck_assert_msg(result_of(r) != NULL, "%s", err_msg(r));
+    ck_assert_int_gt(json_integer_value(json_object_get(result_key(r, "usage"), "cached_tokens")), 100);
+    json_decref(r);
+    assert_alive(&p);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+    /* Mistral's template: its ids are 9 alphanumerics */
+    const char *margs[] = {"-m", path, "--chat-template-file",
+                           tutil_shared("chat/jinja/mistralai-Mistral-Nemo-Instruct-2407.jinja"), NULL};
+    proc_start_v(&p, margs, 0);
+    init(&p);
+    for (int seed = 1; seed <= 3; seed++) {
+        r = call_obj(&p, 60 + seed, "chat", tool_params("\"required\"", seed, false));
+        ck_assert_int_ge(check_result_calls(r, NULL, true, &ids), 1);
+        json_decref(r);
+    }
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+    tutil_rmtree(dir);
+}
+END_TEST
+
+/* batch lines take the same fields: a chat line with tools answers with tool_calls */
+START_TEST(tool_calls_batch)
+{
+    char dir[512], path[600], in[700], out[700], err[700];
+    story_2k(dir, sizeof dir, path, sizeof path);
+    snprintf(in, sizeof in, "%s/in.jsonl", dir);
+    snprintf(out, sizeof out, "%s/out.jsonl", dir);
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"id\":\"r\",\"messages\":[{\"role\":\"user\",\"content\":\"Paris?\"}],\"tools\":" RPC_TOOLS
+          ",\"tool_choice\":\"required\",\"temperature\":1.3,\"seed\":4,\"max_tokens\":300}\n"
+          "{\"id\":\"bad\",\"messages\":[{\"role\":\"user\",\"content\":\"Paris?\"}],\"tools\":[{\"type\":\"function\","
+          "\"function\":{\"name\":\"a b\"}}]}\n",
+          f);
+    fclose(f);
+    const char *args[] = {"-m", path, in, "-o", out, NULL};
+    ck_assert_int_eq(run_batch(args, err), 1); /* the bad line failed */
+    size_t len;
+    char *t = tutil_read(out, &len);
+    ck_assert_ptr_nonnull(t);
+    int n = 0;
+    struct idset ids = {.n = 0};
+    for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n"), n++) {
+        json_t *j = check_line(l);
+        if (!strcmp(json_string_value(json_object_get(j, "id")), "bad")) {
+            ck_assert_int_eq(err_code(j), -32602);
+            ck_assert_msg(strstr(err_msg(j), "tools[0]") != NULL, "%s", err_msg(j));
+        } else {
+            ck_assert_int_ge(check_result_calls(j, NULL, false, &ids), 1);
+        }
+        json_decref(j);
+    }
+    ck_assert_int_eq(n, 2);
+    free(t);
+    tutil_rmtree(dir);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("rpc");
@@ -1670,6 +1899,8 @@ static Suite *make_suite(void)
     tcase_add_test(p, jinja_refusals);
     tcase_add_test(p, jinja_tool_use_and_end_of_turn);
     tcase_add_test(p, jinja_hostile_template);
+    tcase_add_test(p, tool_calls);
+    tcase_add_test(p, tool_calls_batch);
     suite_add_tcase(s, p);
     return s;
 }

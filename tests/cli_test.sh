@@ -281,5 +281,37 @@ expect 2 batch-tmpl-bad -- "$BIN" batch -m "$M" --chat-template-file "$TMP/bad.j
 # info says which template chat uses
 expect 0 info-chat -- "$BIN" info "$M"; has out "chat renders with      none: the file has no chat template" info-chat
 
+# --- tool calling: dev edit gives stories260K room for the tools' descriptions; run/chat --tools
+expect 0 dev-edit -- "$BIN" dev edit "$M" "$TMP/s2k.gguf" --ctx 2048
+expect 0 dev-edit-info -- "$BIN" info "$TMP/s2k.gguf"; has out "context_length         2048" dev-edit-info
+expect 2 dev-edit-nothing -- "$BIN" dev edit "$M" "$TMP/x.gguf"; has err "nothing to change" dev-edit-nothing
+expect 1 dev-edit-missing -- "$BIN" dev edit "$TMP/nope.gguf" "$TMP/x.gguf" --ctx 64
+cat >"$TMP/tools.json" <<'EOF2'
+[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"location":{"type":"string","maxLength":20},"unit":{"enum":["c","f"]}},"required":["location","unit"]}}},
+ {"type":"function","function":{"name":"exec","parameters":{"type":"object","properties":{"command":{"type":"string","minLength":1,"maxLength":30}},"required":["command"]}}}]
+EOF2
+S2K="$TMP/s2k.gguf"
+expect 0 run-tools-required -- "$BIN" run -m "$S2K" --tools "$TMP/tools.json" --tool-choice required -p "Weather?" -n 300 --temp 1.3 --seed 2
+has out '"type":"function","function":{"name":"' run-tools-required
+expect 0 run-tools-named -- "$BIN" run -m "$S2K" --tools "$TMP/tools.json" --tool-choice exec -p "ls" -n 300 --temp 1.3 --seed 2
+has out '"function":{"name":"exec","arguments":"{' run-tools-named
+if grep -q '"name":"get_weather"' "$TMP/out"; then bad "run-tools-named called another tool"; else ok; fi
+expect 0 run-tools-none -- "$BIN" run -m "$S2K" --tools "$TMP/tools.json" --tool-choice none -p "hi" -n 20 --temp 0
+if grep -q '"type":"function"' "$TMP/out"; then bad "run-tools-none made a call"; else ok; fi
+expect 2 tool-choice-alone -- "$BIN" run -m "$S2K" --tool-choice exec -p hi; has err "needs --tools" tool-choice-alone
+printf '[{"type":"function","function":{"name":"a b"}}]' >"$TMP/badtools.json"
+expect 2 tools-bad-name -- "$BIN" run -m "$S2K" --tools "$TMP/badtools.json" -p hi; has err "tools[0].function.name" tools-bad-name
+printf '[{"type":' >"$TMP/trunctools.json"
+expect 2 tools-not-json -- "$BIN" run -m "$S2K" --tools "$TMP/trunctools.json" -p hi; has err "line 1" tools-not-json
+expect 2 tool-choice-unknown -- "$BIN" run -m "$S2K" --tools "$TMP/tools.json" --tool-choice nope -p hi; has err "not a tool in 'tools'" tool-choice-unknown
+expect 1 tools-missing-file -- "$BIN" run -m "$S2K" --tools "$TMP/none.json" -p hi
+# chat: the call, then '/tool RESULT' answers it and the model goes on from the cache
+printf 'Weather?\n/tool sunny\n' >"$TMP/chat.in"
+expect 0 chat-tools -- sh -c "'$BIN' chat -m '$S2K' --tools '$TMP/tools.json' --tool-choice get_weather -n 120 --temp 1.3 --seed 3 <'$TMP/chat.in'"
+has out '"name":"get_weather"' chat-tools
+printf '/tool sunny\n' >"$TMP/chat2.in"
+expect 1 chat-tool-nothing-pending -- sh -c "'$BIN' chat -m '$S2K' --tools '$TMP/tools.json' -n 4 <'$TMP/chat2.in'"
+has err "no tool call is waiting" chat-tool-nothing-pending
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
