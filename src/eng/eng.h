@@ -443,10 +443,11 @@ const char *eng_chat_template_name(size_t i); /* NULL past the end */
  * (at most ENG_MAX_MESSAGES) of {role: non-empty string, content: string, null or an array of
  * {"type": "text", "text": string} parts, tool_calls?: [{function: {name: string, arguments:
  * a JSON string or an object}}]}; "tools" absent, null or an array (at most ENG_MAX_TOOLS) of
- * {function: {name: string}}; "tool_choice" absent, null, "none" or "auto" (the others need the
- * tool-calling work); "parallel_tool_calls" and "add_generation_prompt" booleans; "documents"
- * an array; "chat_template_kwargs" an object. ERR_INVALID names the field; ERR_UNSUPPORTED says
- * what is not supported yet. */
+ * {type: "function", function: {name, description?, parameters?}} with valid, distinct names
+ * and parameters the schema converter can enforce; "tool_choice" absent, null, "auto", "none",
+ * "required" (with tools) or {"type": "function", "function": {"name": a declared tool}};
+ * "parallel_tool_calls" and "add_generation_prompt" booleans; "documents" an array;
+ * "chat_template_kwargs" an object. ERR_INVALID names the field and says why. */
 int eng_chat_check(const struct json_t *request, struct err_info *ei);
 
 /* A rendered conversation: the prompt text and how to generate from it. */
@@ -468,8 +469,9 @@ struct eng_prompt {
     bool parallel_tool_calls; /* the request's, else what the template renders */
 };
 /* Render `request` (as eng_chat_check accepts) with the template o (NULL: defaults) chooses.
- * A built-in template cannot render tools, tool calls or documents (ERR_UNSUPPORTED) and
- * ignores chat_template_kwargs. */
+ * Tools, tool calls and tool results a template does not show are written into the
+ * conversation in the model's call syntax (eng_trun_rewrite); a built-in template cannot render
+ * documents (ERR_UNSUPPORTED) and ignores chat_template_kwargs. */
 int eng_chat_render(const struct eng_model *em, const struct json_t *request,
                     const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei);
 void eng_prompt_free(struct eng_prompt *p); /* safe on zeroed */

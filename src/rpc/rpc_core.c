@@ -162,6 +162,7 @@ static json_t *chat_info_json(const struct eng_chat_info *c)
         if (c->parse_error[0])
             json_object_set_new(o, "parse_error", rpc_json_text(c->parse_error, strlen(c->parse_error)));
     }
+    json_object_set_new(o, "tool_syntax", json_string(c->tool_syntax ? c->tool_syntax : "generic"));
     return o;
 }
 
