@@ -3,7 +3,8 @@
 
 Spawns `lmpipe serve -m MODEL`, streams a completion, runs two requests concurrently (the server
 queues them; the deltas of each carry its id), cancels one mid-generation and still gets its
-answer (-32800 with the partial text). The reader keeps asyncio's default 64 KiB line limit on
+answer (-32800 with the partial text), then has the model call a tool (tool_choice "required")
+and sends the result back. The reader keeps asyncio's default 64 KiB line limit on
 purpose: lmpipe promises shorter lines. Exits non-zero when something is off.
 
 usage: python3 examples/python/client.py [LMPIPE_BIN] [MODEL]
@@ -12,7 +13,9 @@ import asyncio
 import itertools
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 
 class RpcError(Exception):
@@ -131,6 +134,36 @@ async def main():
 
     rc = await lm.close()
     assert rc == 0, rc
+
+    # a tool call: the tools' descriptions need more than stories260K's 128 positions, so the
+    # model is copied with 2048 (`lmpipe dev edit`); tool_choice "required" guarantees a call of
+    # a declared tool whose arguments validate against its schema, even from this tiny model
+    with tempfile.TemporaryDirectory() as tmp:
+        big = os.path.join(tmp, "s2k.gguf")
+        subprocess.run([binary, "dev", "edit", model, big, "--ctx", "2048"], check=True)
+        lm = await Lmpipe.start(binary, "-m", big)
+        await lm.call("initialize", {"protocolVersion": "2025-06-18", "clientInfo": {"name": "py-example"}})
+        tools = [{"type": "function", "function": {
+            "name": "get_weather", "description": "the weather in a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 20}, "unit": {"enum": ["c", "f"]}},
+                "required": ["city", "unit"]}}}]
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+        res = await lm.call("chat", {"messages": messages, "tools": tools, "tool_choice": "required",
+                                     "parallel_tool_calls": False, "temperature": 0.8, "seed": 1,
+                                     "max_tokens": 200})
+        assert res["finish_reason"] == "tool_calls", res
+        call = res["tool_calls"][0]
+        args = json.loads(call["function"]["arguments"])  # OpenAI's JSON string
+        assert call["function"]["name"] == "get_weather" and args["unit"] in ("c", "f"), call
+        print("tool call:", call["id"], call["function"]["name"], args)
+        # the result goes back as a "tool" message; the model continues the conversation
+        messages += [{"role": "assistant", "content": res["content"], "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"}]
+        res = await lm.call("chat", {"messages": messages, "tools": tools, "max_tokens": 16, "temperature": 0})
+        print("after the result:", res["finish_reason"], repr(res["text"]))
+        rc = await lm.close()
+        assert rc == 0, rc
     print("ok")
 
 
