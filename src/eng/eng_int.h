@@ -177,6 +177,8 @@ struct eng_trun {
     struct gram **check;       /* [ts.n] each tool's arguments alone, built when needed */
     bool seen_region;
     int err;                   /* the parser's or the validation's error, ends the reply */
+    bool err_cut;              /* ... on text holding U+FFFD: the detokenizer's flush of a
+                                  character max_tokens cut in half */
     struct err_info ei;
 };
 int eng_trun_parse(struct eng_trun *r, const json_t *req, bool parallel_default,

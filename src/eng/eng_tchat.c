@@ -17,6 +17,8 @@
 
 #include "eng_tools.h"
 
+#include "../util/util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +138,10 @@ static int on_region(void *ud, const char *text, size_t len, int32_t token)
     if (r->err) return 1;
     r->seen_region = true;
     int rc = eng_tparse_feed(&r->parser, text, len, &r->ei);
-    if (rc) r->err = rc;
+    if (rc) {
+        r->err = rc;
+        r->err_cut = util_mem_find(text, len, "\xef\xbf\xbd", 3) != NULL;
+    }
     return rc != 0;
 }
 
@@ -160,6 +165,9 @@ int eng_trun_generate(struct eng_session *s, struct eng_trun *r, const char *pro
     gp.grammar = NULL;
     int rc = eng_generate_region(s, prompt, len, &gp, stops, n_stops, &r->rg, sink, res, ei);
     if (r->err == ERR_CANCELLED) r->err = 0, res->finish = ENG_FINISH_CANCELLED;
+    /* max_tokens ended the reply inside a multi-byte character of the call text: the flushed
+     * tail is U+FFFD, which no call syntax takes. The complete calls stand, finish "length". */
+    if (r->err == ERR_SYNTAX && r->err_cut && res->finish == ENG_FINISH_LENGTH) r->err = 0;
     if (r->err) {
         res->finish = ENG_FINISH_ERROR;
         return err_set(ei, r->err, r->ei.offset, "%s", r->ei.msg[0] ? r->ei.msg : err_str(r->err));
