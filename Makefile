@@ -254,4 +254,11 @@ bench-grammar: $(BIN)
 BENCH_GRAM_ROUNDS ?= 5
 bench-gram: $(BUILD)/tests/bench_gram
 	@LMPIPE_SHARED=$(SHARED) $(BUILD)/tests/bench_gram $(BENCH_GRAM_ROUNDS)
+# `make bench-tools PEER_SERVER=/path/to/llama-server`: one tool call (5 tools, prompt cached)
+# through lmpipe and llama-server --jinja on the same model file, side by side (tests/bench_tools.py).
+PEER_SERVER ?=
+.PHONY: bench-tools
+bench-tools: $(BIN)
+	@test -n '$(PEER_SERVER)' || { echo 'bench-tools: set PEER_SERVER=/path/to/llama-server'; exit 2; }
+	@python3 tests/bench_tools.py $(abspath $(BIN)) '$(PEER_SERVER)' '$(SHARED)'
 # ---- end of bench ----
