@@ -81,7 +81,7 @@ class Lmpipe:
 
     def tool_call(self):
         r = self.call("chat", {"messages": MESSAGES, "tools": TOOLS, "tool_choice": "required",
-                               "parallel_tool_calls": False, "temperature": 0, "max_tokens": 200,
+                               "parallel_tool_calls": False, "temperature": 0, "max_tokens": 100,
                                "session": self.session})
         return r.get("tool_calls"), r["usage"]
 
@@ -107,7 +107,7 @@ class Server:
 
     def tool_call(self):
         body = json.dumps({"messages": MESSAGES, "tools": TOOLS, "tool_choice": "required",
-                           "parallel_tool_calls": False, "temperature": 0, "max_tokens": 200,
+                           "parallel_tool_calls": False, "temperature": 0, "max_tokens": 100,
                            "cache_prompt": True}).encode()
         req = urllib.request.Request(self.url + "/v1/chat/completions", data=body,
                                      headers={"Content-Type": "application/json"})
