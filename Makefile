@@ -32,14 +32,15 @@ LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 # ---- cross builds (.ci/cross, issue 4) ----
 # TARGET_CFLAGS: the target's ISA flags (e.g. -march=armv8-a), before CFLAGS and before per-file
 #   ISA_FLAGS so a kernel file's own -march still wins. EXTRA_LDFLAGS: extra link flags (-static).
-# Per-ISA kernel files follow the compiler's target ($(CC) -dumpmachine): *_avx2.c only for
-#   x86, *_neon.c only for arm/aarch64; riscv64 and others get the scalar kernels only.
+# Per-ISA kernel files follow the compiler's target ($(CC) -dumpmachine): *_avx2.c, *_avxvnni.c
+#   and *_avx512.c only for x86, *_neon.c only for arm/aarch64; riscv64 and others get the
+#   scalar kernels only.
 # RUNNER: prefix for running test binaries in check-unit (e.g. "timeout 900 qemu-aarch64 -cpu
 #   cortex-a53"); RUN_BIN: what tests run as lmpipe (LMPIPE_BIN; cross: a qemu wrapper script).
 CC_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
 ifneq ($(CC_MACHINE),)
 ifeq ($(filter x86_64-% i386-% i486-% i586-% i686-%,$(CC_MACHINE)),)
-LIB_SRC := $(filter-out %_avx2.c,$(LIB_SRC))
+LIB_SRC := $(filter-out %_avx2.c %_avxvnni.c %_avx512.c,$(LIB_SRC))
 endif
 ifeq ($(filter aarch64-% aarch64_be-% arm-% armv%,$(CC_MACHINE)),)
 LIB_SRC := $(filter-out %_neon.c,$(LIB_SRC))
@@ -57,8 +58,14 @@ TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN := $(if $(filter 1,$(SAN)),$(BUILD)/lmpipe,lmpipe)
 
-# Per-file ISA flags: a user's CFLAGS never drops them.
-$(BUILD)/src/kern/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+# Per-file ISA flags: a user's CFLAGS never drops them. The x86 tiers are chosen at run time
+# (kern_dispatch.c), so each file gets exactly its tier's extensions.
+X86_AVX2_FLAGS := -mavx2 -mfma -mf16c
+X86_AVXVNNI_FLAGS := -mavxvnni $(X86_AVX2_FLAGS)
+X86_AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni $(X86_AVX2_FLAGS)
+$(BUILD)/src/kern/%_avx2.o: ISA_FLAGS := $(X86_AVX2_FLAGS)
+$(BUILD)/src/kern/%_avxvnni.o: ISA_FLAGS := $(X86_AVXVNNI_FLAGS)
+$(BUILD)/src/kern/%_avx512.o: ISA_FLAGS := $(X86_AVX512_FLAGS)
 # aarch64 only (CC_MACHINE above): kern_neon_dotprod.c is built for armv8.2-a+dotprod inside any
 # aarch64 build and chosen at run time only when HWCAP_ASIMDDP is set; elsewhere it is empty.
 ifneq ($(filter aarch64-%,$(CC_MACHINE)),)
@@ -147,7 +154,9 @@ FUZZ_RPC_BIN := $(filter $(FUZZ_BUILD)/fuzz_rpc%,$(FUZZ_BIN))
 fuzz: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
 
 # Library objects: coverage instrumentation without libFuzzer's main (fuzzer-no-link).
-$(FUZZ_BUILD)/src/kern/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+$(FUZZ_BUILD)/src/kern/%_avx2.o: ISA_FLAGS := $(X86_AVX2_FLAGS)
+$(FUZZ_BUILD)/src/kern/%_avxvnni.o: ISA_FLAGS := $(X86_AVXVNNI_FLAGS)
+$(FUZZ_BUILD)/src/kern/%_avx512.o: ISA_FLAGS := $(X86_AVX512_FLAGS)
 $(FUZZ_BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(ISA_FLAGS) $(PKG_CFLAGS) \

@@ -437,7 +437,10 @@ START_TEST(test_supported)
     ck_assert_int_eq(kern_dequant_row(9999, NULL, NULL, 32), ERR_UNSUPPORTED);
     ck_assert(isnan(kern_vec_dot(9999, "", "", 32)));
     const char *isa = kern_isa_name();
-    ck_assert(!strcmp(isa, "scalar") || !strcmp(isa, "avx2") || !strcmp(isa, "neon") || !strcmp(isa, "neon-dotprod"));
+    static const char *const names[] = {"scalar", "avx2", "avx-vnni", "avx512", "neon", "neon-dotprod"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) known = known || !strcmp(isa, names[i]);
+    ck_assert_msg(known, "%s", isa);
     const char *req = getenv("LMPIPE_ISA");
     if (req && !strcmp(req, "scalar")) ck_assert_str_eq(isa, "scalar");
     struct kern_cpu_info ci;
@@ -446,6 +449,37 @@ START_TEST(test_supported)
     ck_assert_int_ge(ci.n_isa, 1);
     ck_assert_str_eq(ci.isa[ci.n_isa - 1], "scalar");
     ck_assert(ci.isa_available[ci.n_isa - 1]);
+    /* automatic: the first available in the listed (best-first) order; a tier the CPU cannot
+     * run is refused by name, and the aliases reach the same tables */
+    int first = 0;
+    while (!ci.isa_available[first]) first++;
+    for (int i = 0; i < ci.n_isa; i++) /* what the "isa" tests below compare, and what they skip */
+        fprintf(stderr, "check_kern: ISA %s: %s\n", ci.isa[i],
+                !ci.isa_available[i]            ? "SKIPPED (this CPU cannot run it)"
+                : !strcmp(ci.isa[i], "scalar") ? "the reference"
+                                               : "compared with the scalar reference");
+    if (!req || !*req || !strcmp(req, "auto")) ck_assert_str_eq(isa, ci.isa[first]);
+    for (int i = 0; i < ci.n_isa; i++) {
+        ck_assert_int_eq(kern_isa_select(ci.isa[i]), ci.isa_available[i] ? 0 : ERR_UNSUPPORTED);
+        if (ci.isa_available[i]) ck_assert_str_eq(kern_isa_name(), ci.isa[i]);
+        if (!strcmp(ci.isa[i], "avx-vnni")) {
+            ck_assert_int_eq(kern_isa_select("avx_vnni"), ci.isa_available[i] ? 0 : ERR_UNSUPPORTED);
+            if (ci.isa_available[i]) ck_assert_str_eq(kern_isa_name(), "avx-vnni");
+        }
+    }
+#if defined(__x86_64__)
+    /* x86-64 builds all three x86 tiers, best first */
+    ck_assert_int_eq(ci.n_isa, 4);
+    ck_assert_str_eq(ci.isa[0], "avx512");
+    ck_assert_str_eq(ci.isa[1], "avx-vnni");
+    ck_assert_str_eq(ci.isa[2], "avx2");
+    /* a tier is offered exactly when the features it needs are listed */
+    bool f512 = strstr(ci.features, "avx512bw") && strstr(ci.features, "avx512vl") && strstr(ci.features, "avx512vnni");
+    ck_assert(!ci.isa_available[0] || f512);
+    ck_assert(!ci.isa_available[1] || strstr(ci.features, "avx-vnni"));
+    ck_assert(!ci.isa_available[0] || ci.isa_available[2]);
+#endif
+    ck_assert_int_eq(kern_isa_select(isa), 0);
     ck_assert_int_eq(kern_isa_select("no-such-isa"), ERR_INVALID);
     ck_assert_str_eq(kern_isa_name(), isa); /* a refused switch keeps the choice */
     ck_assert_int_eq(kern_isa_select("scalar"), 0);
@@ -922,7 +956,8 @@ END_TEST
 /* ------------------------------------------------------------------------------------------ */
 /* Every SIMD ISA against the scalar reference                                                */
 
-/* The ISAs other than scalar that this CPU can run (names from kern_cpu_info). */
+/* The ISAs other than scalar that this CPU can run (names from kern_cpu_info; test_supported
+ * says which built tiers were skipped). */
 static int simd_isas(const char *out[KERN_MAX_ISAS])
 {
     struct kern_cpu_info ci;
