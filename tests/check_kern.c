@@ -1212,8 +1212,8 @@ START_TEST(test_matmul_matches_vec_dot)
 {
     uint32_t type = k_types[_i];
     const size_t ncols = blck_of(type) == 256 ? 768 : blck_of(type) == 1 ? 72 : 224;
-    const size_t rb = blk_row_size(type, ncols), max_rows = 101, max_tok = 13, pad = 3;
-    static const size_t toks[] = {1, 2, 3, 4, 5, 8, 13};
+    const size_t rb = blk_row_size(type, ncols), max_rows = 101, max_tok = 37, pad = 3;
+    static const size_t toks[] = {1, 2, 3, 4, 5, 8, 13, 37};
     static const size_t rows[] = {101, 100, 7};
     uint8_t *W = xmalloc(max_rows * rb);
     float *x = xmalloc(ncols * 4);
