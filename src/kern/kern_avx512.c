@@ -403,6 +403,114 @@ HOT void kz_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Q8_0-activation types with one scale per 32 weights (Q8_0, Q4_0, Q5_0, IQ4_NL batched)     */
+/*                                                                                            */
+/* Per block, every (row, token) does acc = fma(d_w * d_a, float(lanes), acc) (8 lanes). Here  */
+/* the lanes of a token pair share one zmm: [t | u]. The integer lanes come from one vpdpbusd  */
+/* of the activations made unsigned (a + 128, stored so in a per-tile pack) with the signed     */
+/* weights, minus 128 * (the weights' 4-sums) — exact for every int8 input (even -128), and    */
+/* shared by all tokens of the row. The float steps are the reference's, lane for lane.        */
+
+#define Q0Z_R 4           /* rows in registers */
+#define Q0Z_P 4           /* token pairs in registers (8 tokens) */
+#define Q0Z_MAX_BLOCKS 192 /* longer rows: the 256-bit tile (the pack lives on the stack) */
+#define Q0Z_RB 64          /* rows whose results are gathered before they are stored */
+
+/* A token pair's block: unsigned activations [t | u] and the activation scales, 8 lanes each. */
+struct q0z_pk {
+    __m512i au;
+    __m512 da;
+};
+
+/* Pack Q0Z_P pairs of tokens (t0 .. t0 + 2 Q0Z_P - 1, clamped to nt - 1) for every block. */
+HOT void q0z_pack(const uint8_t *a, size_t as, size_t t0, size_t nt, size_t nb, struct q0z_pk *pk)
+{
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    for (size_t p = 0; p < Q0Z_P; p++) {
+        const size_t t = t0 + 2 * p < nt ? t0 + 2 * p : nt - 1, u = t + 1 < nt ? t + 1 : nt - 1;
+        const struct blk_q8_0 *at = (const void *)(a + t * as), *au = (const void *)(a + u * as);
+        for (size_t i = 0; i < nb; i++) {
+            const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(at[i].qs)), loadu256(au[i].qs), 1);
+            pk[p * nb + i].au = _mm512_xor_si512(v, x80);
+            pk[p * nb + i].da = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(h2f(at[i].d))),
+                                                                    _mm256_castps_pd(_mm256_set1_ps(h2f(au[i].d))), 1));
+        }
+    }
+}
+
+/* Block i of Q0Z_R rows against the packed pairs; the first block starts from +0 as the
+ * reference does. All of it stays in registers (the loops are unrolled). */
+HOT void q0z_step(uint32_t type, const uint8_t *const row[Q0Z_R], size_t bs, const struct q0z_pk *pk, size_t nb,
+                  size_t i, __m512 acc[Q0Z_R][Q0Z_P], bool first)
+{
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    __m512i wz[Q0Z_R], nc[Q0Z_R];
+    __m512 dw[Q0Z_R];
+#pragma GCC unroll 4
+    for (size_t k = 0; k < Q0Z_R; k++) {
+        wz[k] = _mm512_broadcast_i64x4(q0_weights(type, row[k], i));
+        /* -128 * (sum of each 4 weights): the a + 128 offset taken back out */
+        nc[k] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, wz[k]));
+        dw[k] = _mm512_broadcastss_ps(_mm256_castps256_ps128(q0_dw(row[k], i, bs)));
+    }
+#pragma GCC unroll 4
+    for (size_t p = 0; p < Q0Z_P; p++) {
+        const __m512i au = pk[p * nb + i].au;
+        const __m512 da = pk[p * nb + i].da;
+#pragma GCC unroll 4
+        for (size_t k = 0; k < Q0Z_R; k++) {
+            const __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(nc[k], au, wz[k]));
+            acc[k][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw[k], da), s, first ? _mm512_setzero_ps() : acc[k][p]);
+        }
+    }
+}
+
+/* Q0Z_R rows (r0.., clamped to nr - 1) x the packed pairs, over all blocks: [row][pair] sums,
+ * each pair's two hsum8 in lanes 0 and 8. */
+HOT void q0z_block(uint32_t type, const uint8_t *w, size_t rb, size_t r0, size_t nr, const struct q0z_pk *pk,
+                   size_t nb, float out[Q0Z_R][Q0Z_P][16])
+{
+    const size_t bs = q0_bsize(type);
+    const uint8_t *row[Q0Z_R];
+    for (size_t k = 0; k < Q0Z_R; k++) row[k] = w + (r0 + k < nr ? r0 + k : nr - 1) * rb;
+    __m512 acc[Q0Z_R][Q0Z_P];
+    q0z_step(type, row, bs, pk, nb, 0, acc, true);
+    for (size_t i = 1; i < nb; i++) q0z_step(type, row, bs, pk, nb, i, acc, false);
+#pragma GCC unroll 4
+    for (size_t k = 0; k < Q0Z_R; k++)
+#pragma GCC unroll 4
+        for (size_t p = 0; p < Q0Z_P; p++) _mm512_storeu_ps(out[k][p], kz_hsum8x2(acc[k][p]));
+}
+
+HOT void q0z_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n,
+                  float *y, size_t ys)
+{
+    const size_t nb = n / QK8_0;
+    if (nt == 1 || nb > Q0Z_MAX_BLOCKS) {
+        q0_tile(type, wv, rb, nr, act, as, nt, n, y, ys);
+        return;
+    }
+    struct q0z_pk pk[Q0Z_P * Q0Z_MAX_BLOCKS];
+    for (size_t t0 = 0; t0 < nt; t0 += 2 * Q0Z_P) {
+        q0z_pack(act, as, t0, nt, nb, pk);
+        const size_t tg = nt - t0 < 2 * Q0Z_P ? nt - t0 : 2 * Q0Z_P;
+        /* results of up to Q0Z_RB rows, then stored a token line at a time (see kz_tile) */
+        for (size_t rb0 = 0; rb0 < nr; rb0 += Q0Z_RB) {
+            const size_t nrb = nr - rb0 < Q0Z_RB ? nr - rb0 : Q0Z_RB;
+            float res[2 * Q0Z_P][Q0Z_RB];
+            for (size_t r0 = 0; r0 < nrb; r0 += Q0Z_R) {
+                float out[Q0Z_R][Q0Z_P][16];
+                q0z_block(type, (const uint8_t *)wv + rb0 * rb, rb, r0, nrb, pk, nb, out);
+                const size_t rr = nrb - r0 < Q0Z_R ? nrb - r0 : Q0Z_R;
+                for (size_t t = 0; t < tg; t++)
+                    for (size_t k = 0; k < rr; k++) res[t][r0 + k] = out[k][t / 2][8 * (t % 2)];
+            }
+            for (size_t t = 0; t < tg; t++) memcpy(y + (t0 + t) * ys + rb0, res[t], nrb * sizeof(float));
+        }
+    }
+}
+
 #define TILE_FN(name, body, type)                                                                                   \
     static void name(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y, \
                      size_t ys)                                                                                      \
@@ -412,6 +520,10 @@ HOT void kz_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
 TILE_FN(tile_q4_K_z, kz_tile, BLK_T_Q4_K)
 TILE_FN(tile_q5_K_z, kz_tile, BLK_T_Q5_K)
 TILE_FN(tile_q6_K_z, kz_tile, BLK_T_Q6_K)
+TILE_FN(tile_q8_0_z, q0z_tile, BLK_T_Q8_0)
+TILE_FN(tile_q4_0_z, q0z_tile, BLK_T_Q4_0)
+TILE_FN(tile_q5_0_z, q0z_tile, BLK_T_Q5_0)
+TILE_FN(tile_iq4_nl_z, q0z_tile, BLK_T_IQ4_NL)
 #undef TILE_FN
 
 static const struct kern_isa_ext kern_ext_avx512 = {
@@ -421,6 +533,10 @@ static const struct kern_isa_ext kern_ext_avx512 = {
             [BLK_T_Q4_K] = tile_q4_K_z,
             [BLK_T_Q5_K] = tile_q5_K_z,
             [BLK_T_Q6_K] = tile_q6_K_z,
+            [BLK_T_Q8_0] = tile_q8_0_z,
+            [BLK_T_Q4_0] = tile_q4_0_z,
+            [BLK_T_Q5_0] = tile_q5_0_z,
+            [BLK_T_IQ4_NL] = tile_iq4_nl_z,
         },
 };
 
