@@ -441,14 +441,18 @@ HOT void q0z_pack(const uint8_t *a, size_t as, size_t t0, size_t nt, size_t nb, 
 
 /* Block i of Q0Z_R rows against the packed pairs; the first block starts from +0 as the
  * reference does. All of it stays in registers (the loops are unrolled). */
-HOT void q0z_step(uint32_t type, const uint8_t *const row[Q0Z_R], size_t bs, const struct q0z_pk *pk, size_t nb,
-                  size_t i, __m512 acc[Q0Z_R][Q0Z_P], bool first)
+HOT void q0z_step(uint32_t type, const uint8_t *const row[Q0Z_R], size_t rb, size_t bs, const struct q0z_pk *pk,
+                  size_t nb, size_t i, __m512 acc[Q0Z_R][Q0Z_P], bool first)
 {
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
     __m512i wz[Q0Z_R], nc[Q0Z_R];
     __m512 dw[Q0Z_R];
 #pragma GCC unroll 4
     for (size_t k = 0; k < Q0Z_R; k++) {
+        /* the rows stream from DRAM on the first token group: ask for the same block of the
+         * rows Q0Z_R further on, which come next (a line holds about two blocks; a prefetch
+         * never faults, past the matrix included) */
+        _mm_prefetch((const char *)((uintptr_t)row[k] + Q0Z_R * rb + i * bs), _MM_HINT_T0);
         wz[k] = _mm512_broadcast_i64x4(q0_weights(type, row[k], i));
         /* -128 * (sum of each 4 weights): the a + 128 offset taken back out */
         nc[k] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, wz[k]));
@@ -475,8 +479,8 @@ HOT void q0z_block(uint32_t type, const uint8_t *w, size_t rb, size_t r0, size_t
     const uint8_t *row[Q0Z_R];
     for (size_t k = 0; k < Q0Z_R; k++) row[k] = w + (r0 + k < nr ? r0 + k : nr - 1) * rb;
     __m512 acc[Q0Z_R][Q0Z_P];
-    q0z_step(type, row, bs, pk, nb, 0, acc, true);
-    for (size_t i = 1; i < nb; i++) q0z_step(type, row, bs, pk, nb, i, acc, false);
+    q0z_step(type, row, rb, bs, pk, nb, 0, acc, true);
+    for (size_t i = 1; i < nb; i++) q0z_step(type, row, rb, bs, pk, nb, i, acc, false);
 #pragma GCC unroll 4
     for (size_t k = 0; k < Q0Z_R; k++)
 #pragma GCC unroll 4
