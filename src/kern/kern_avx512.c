@@ -98,9 +98,11 @@ HOT void kz_unpack(uint32_t type, const uint8_t *blk, struct kz_w *b)
         b->mins8 = _mm256_extracti128_si256(ms, 1);
         b->mins = _mm512_broadcast_i32x4(b->mins8);
         b->sc16 = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) b->w[j] = kz_nib2(qs + 32 * j);
         if (type == BLK_T_Q5_K) { /* fifth bit of group g: bit g of qh[l] */
             const __m512i qh = bcast256(((const struct blk_q5_K *)blk)->qh);
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * j))),
                                                        _mm256_set1_epi8((char)(1 << (2 * j + 1))), 1);
@@ -113,6 +115,7 @@ HOT void kz_unpack(uint32_t type, const uint8_t *blk, struct kz_w *b)
      * bits from qh[32h + l] at bit 2s */
     const struct blk_q6_K *x = (const struct blk_q6_K *)blk;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+#pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         const __m512i ql = loadu512(x->ql + 64 * h), qh = bcast256(x->qh + 32 * h);
         const __m512i hi01 = _mm512_sllv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4));
