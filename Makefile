@@ -194,17 +194,21 @@ clean-fuzz:
 # smollm2-135m-Q8_0.gguf with the hidden `lmpipe dev synth` when they are missing (random
 # weights, real shapes; the folder is git-ignored), and benches each at 1 and 2 threads.
 # PEER=/path/to/llama-bench also runs llama.cpp on the same files, alternating with ours, and
-# prints both and the ratio in one table, plus both peak RSS (PEER_COMMIT=<sha> names a peer built
-# outside a git checkout). BENCH_P / BENCH_N / BENCH_R / BENCH_T ("1 2") tune it.
+# prints both (median, best, mean ± sd) and the ratio of medians in one table, plus both peak RSS
+# (PEER_COMMIT=<sha> names a peer built outside a git checkout). BENCH_P / BENCH_N / BENCH_R /
+# BENCH_T ("1 2") tune it; BENCH_ISA ("auto") lists lmpipe kernel tiers to run side by side, e.g.
+# BENCH_ISA="auto avx2".
 BENCH_DIR ?= .cache/bench
 BENCH_P ?= 64
 BENCH_N ?= 32
 BENCH_R ?= 5
 BENCH_T ?= 1 2
+BENCH_ISA ?= auto
 PEER ?=
 PEER_COMMIT ?=
 
 bench: $(BIN)
 	@BENCH_DIR='$(BENCH_DIR)' BENCH_P='$(BENCH_P)' BENCH_N='$(BENCH_N)' BENCH_R='$(BENCH_R)' \
-	  BENCH_T='$(BENCH_T)' PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' sh tests/bench.sh $(abspath $(BIN))
+	  BENCH_T='$(BENCH_T)' BENCH_ISA='$(BENCH_ISA)' PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' \
+	  sh tests/bench.sh $(abspath $(BIN))
 # ---- end of bench ----

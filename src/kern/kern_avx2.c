@@ -1202,8 +1202,11 @@ HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
                                   &summs[r][t]);
                 }
             }
-            for (size_t r = 0; r < rr; r++)
-                for (size_t t = 0; t < tg; t++) y[(t0 + t) * ys + r0 + r] = kq_result(type, acc[r][t], accm[r][t], summs[r][t]);
+            /* token-major: each token's rows are adjacent in y (row-major would touch one line
+             * per token for every row, and with y_stride a multiple of 4 KiB those lines share
+             * an L1 set) */
+            for (size_t t = 0; t < tg; t++)
+                for (size_t r = 0; r < rr; r++) y[(t0 + t) * ys + r0 + r] = kq_result(type, acc[r][t], accm[r][t], summs[r][t]);
         }
     }
 }
