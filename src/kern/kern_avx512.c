@@ -198,6 +198,13 @@ static float dot_q6_K_z(const void *w, const void *a, size_t n)
     return kz_dot(BLK_T_Q6_K, w, a, n);
 }
 
+/* KZ_DECODE_NOTE: decode streams every weight once from DRAM. On the AVX-512 machines this tier
+ * targets the hardware prefetchers keep up with a row-by-row stream on their own, and the
+ * software prefetch the 256-bit tiers issue 6 KiB ahead (pf_row) costs more than it hides:
+ * TinyLlama-shape Q4_K_M decode on one Zen 5 core measured 34-38 tok/s without it, 29-33 with
+ * it (31-32 at 3 KiB, 23-31 at 1 KiB; thread CPU time, medians of 3, machine under load), so the
+ * 512-bit decode paths read rows plainly, as llama.cpp does. */
+
 /* Batches: a row block of KZ_R rows x a token group of up to KZ_T tokens. Per super-block, what
  * the tokens share across rows is made once (activation scales as pair / quad vectors, Q4_K/
  * Q5_K's bsum pairs, Q6_K's bsums); then each row's super-block is unpacked once and multiplied
@@ -347,11 +354,8 @@ HOT void kz_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
                  float *y, size_t ys)
 {
     const size_t nb = n / QK_K, bsz = kz_bsize(type);
-    if (nt == 1) {
-        for (size_t r = 0; r < nr; r++) {
-            pf_row(row_at(w, rb, r), rb);
-            y[r] = kz_dot(type, row_at(w, rb, r), act, n);
-        }
+    if (nt == 1) { /* decode: row after row; no software prefetch, see KZ_DECODE_NOTE */
+        for (size_t r = 0; r < nr; r++) y[r] = kz_dot(type, row_at(w, rb, r), act, n);
         return;
     }
     for (size_t r0 = 0; r0 < nr; r0 += KZ_R) {
@@ -494,7 +498,11 @@ HOT void q0z_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const voi
                   float *y, size_t ys)
 {
     const size_t nb = n / QK8_0;
-    if (nt == 1 || nb > Q0Z_MAX_BLOCKS) {
+    if (nt == 1) { /* decode: row after row, no software prefetch (KZ_DECODE_NOTE) */
+        for (size_t r = 0; r < nr; r++) y[r] = q0_one(type, (const uint8_t *)wv + r * rb, act, nb);
+        return;
+    }
+    if (nb > Q0Z_MAX_BLOCKS) {
         q0_tile(type, wv, rb, nr, act, as, nt, n, y, ys);
         return;
     }
