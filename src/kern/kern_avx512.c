@@ -411,113 +411,186 @@ HOT void kz_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Q8_0-activation types with one scale per 32 weights (Q8_0, Q4_0, Q5_0, IQ4_NL batched)     */
+/* Types with one scale per 32 weights: Q8_0, Q4_0, Q5_0, IQ4_NL (batched; Q8_0 activations)   */
+/* and Q4_1, Q5_1 (Q8_1 activations, plus an offset term)                                     */
 /*                                                                                            */
-/* Per block, every (row, token) does acc = fma(d_w * d_a, float(lanes), acc) (8 lanes). Here  */
-/* the lanes of a token pair share one zmm: [t | u]. The integer lanes come from one vpdpbusd  */
-/* of the activations made unsigned (a + 128, stored so in a per-tile pack) with the signed     */
-/* weights, minus 128 * (the weights' 4-sums) — exact for every int8 input (even -128), and    */
-/* shared by all tokens of the row. The float steps are the reference's, lane for lane.        */
+/* Per block, every (row, token) does acc = fma(d_w * d_a, float(lanes), acc) (8 lanes) and, for */
+/* Q4_1/Q5_1, summs = fma(m_w, s_a, summs) (one scalar chain, added after hsum8). Here the lanes */
+/* of a token pair share one zmm: [t | u] (the offset chain too, in every lane of its half).   */
+/* The integer lanes are one vpdpbusd per (row, pair, block): Q4_1/Q5_1 weights are unsigned   */
+/* already; for the signed types the activations are packed unsigned (a + 128) and 128 times  */
+/* the weights' 4-sums (shared by all tokens of the row) are taken back out — exact for every  */
+/* int8 input, -128 included. The float steps are the reference's, lane for lane.             */
 
-#define Q0Z_R 4           /* rows in registers */
-#define Q0Z_P 4           /* token pairs in registers (8 tokens) */
+#define Q0Z_R 4            /* rows in registers (2 for Q4_1/Q5_1: their offset chains need room) */
+#define Q0Z_P 4            /* token pairs in registers (8 tokens) */
 #define Q0Z_MAX_BLOCKS 192 /* longer rows: the 256-bit tile (the pack lives on the stack) */
 #define Q0Z_RB 64          /* rows whose results are gathered before they are stored */
 
-/* A token pair's block: unsigned activations [t | u] and the activation scales, 8 lanes each. */
+HOT bool q0z_offset(uint32_t type)
+{
+    return type == BLK_T_Q4_1 || type == BLK_T_Q5_1;
+}
+
+HOT size_t q0z_rows(uint32_t type)
+{
+    return q0z_offset(type) ? 2 : Q0Z_R;
+}
+
+HOT size_t q0z_bsize(uint32_t type)
+{
+    return type == BLK_T_Q4_1 ? sizeof(struct blk_q4_1) : type == BLK_T_Q5_1 ? sizeof(struct blk_q5_1) : q0_bsize(type);
+}
+
+/* The 32 weights of block i as vpdpbusd's unsigned operand (Q4_1/Q5_1) or signed one. */
+HOT __m256i q0z_weights(uint32_t type, const uint8_t *row, size_t i)
+{
+    if (type == BLK_T_Q4_1) return nibbles32(((const struct blk_q4_1 *)row)[i].qs);
+    if (type == BLK_T_Q5_1) {
+        const struct blk_q5_1 *b = (const struct blk_q5_1 *)row + i;
+        return _mm256_or_si256(nibbles32(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
+    }
+    return q0_weights(type, row, i);
+}
+
+/* A token pair's block: activations [t | u] (signed types: + 128, as unsigned bytes), their
+ * scales (8 lanes each), and for Q8_1 the block sums s. */
 struct q0z_pk {
-    __m512i au;
-    __m512 da;
+    __m512i a;
+    __m512 da, sa;
 };
 
-/* Pack Q0Z_P pairs of tokens (t0 .. t0 + 2 Q0Z_P - 1, clamped to nt - 1) for every block. */
-HOT void q0z_pack(const uint8_t *a, size_t as, size_t t0, size_t nt, size_t nb, struct q0z_pk *pk)
+HOT __m512 q0z_pair_ps(float t, float u)
 {
-    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(t)), _mm256_castps_pd(_mm256_set1_ps(u)), 1));
+}
+
+/* Pack Q0Z_P pairs of tokens (t0 .. t0 + 2 Q0Z_P - 1, clamped to nt - 1) for every block. */
+HOT void q0z_pack(uint32_t type, const uint8_t *a, size_t as, size_t t0, size_t nt, size_t nb, struct q0z_pk *pk)
+{
+    const bool q81 = q0z_offset(type);
+    const size_t bs = q81 ? sizeof(struct blk_q8_1) : sizeof(struct blk_q8_0);
+    const size_t qo = q81 ? offsetof(struct blk_q8_1, qs) : offsetof(struct blk_q8_0, qs);
+    const __m512i flip = q81 ? _mm512_setzero_si512() : _mm512_set1_epi8((char)0x80);
     for (size_t p = 0; p < Q0Z_P; p++) {
         const size_t t = t0 + 2 * p < nt ? t0 + 2 * p : nt - 1, u = t + 1 < nt ? t + 1 : nt - 1;
-        const struct blk_q8_0 *at = (const void *)(a + t * as), *au = (const void *)(a + u * as);
-        for (size_t i = 0; i < nb; i++) {
-            const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(at[i].qs)), loadu256(au[i].qs), 1);
-            pk[p * nb + i].au = _mm512_xor_si512(v, x80);
-            pk[p * nb + i].da = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(h2f(at[i].d))),
-                                                                    _mm256_castps_pd(_mm256_set1_ps(h2f(au[i].d))), 1));
+        const uint8_t *at = a + t * as, *au = a + u * as;
+        for (size_t i = 0; i < nb; i++, at += bs, au += bs) {
+            uint16_t dt, du, st = 0, su = 0; /* d is the first field of both layouts, s follows */
+            memcpy(&dt, at, 2);
+            memcpy(&du, au, 2);
+            if (q81) {
+                memcpy(&st, at + 2, 2);
+                memcpy(&su, au + 2, 2);
+            }
+            const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(at + qo)), loadu256(au + qo), 1);
+            pk[p * nb + i].a = _mm512_xor_si512(v, flip);
+            pk[p * nb + i].da = q0z_pair_ps(h2f(dt), h2f(du));
+            pk[p * nb + i].sa = q0z_pair_ps(h2f(st), h2f(su));
         }
     }
 }
 
-/* Block i of Q0Z_R rows against the packed pairs; the first block starts from +0 as the
+/* Block i of the tile's rows against the packed pairs; the first block starts from +0 as the
  * reference does. All of it stays in registers (the loops are unrolled). */
 HOT void q0z_step(uint32_t type, const uint8_t *const row[Q0Z_R], size_t rb, size_t bs, const struct q0z_pk *pk,
-                  size_t nb, size_t i, __m512 acc[Q0Z_R][Q0Z_P], bool first)
+                  size_t nb, size_t i, __m512 acc[Q0Z_R][Q0Z_P], __m512 summs[Q0Z_R][Q0Z_P], bool first)
 {
+    const size_t nrow = q0z_rows(type);
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
     __m512i wz[Q0Z_R], nc[Q0Z_R];
-    __m512 dw[Q0Z_R];
+    __m512 dw[Q0Z_R], mw[Q0Z_R];
 #pragma GCC unroll 4
-    for (size_t k = 0; k < Q0Z_R; k++) {
+    for (size_t k = 0; k < nrow; k++) {
         /* the rows stream from DRAM on the first token group: ask for the same block of the
-         * rows Q0Z_R further on, which come next (a line holds about two blocks; a prefetch
-         * never faults, past the matrix included) */
-        _mm_prefetch((const char *)((uintptr_t)row[k] + Q0Z_R * rb + i * bs), _MM_HINT_T0);
-        wz[k] = _mm512_broadcast_i64x4(q0_weights(type, row[k], i));
-        /* -128 * (sum of each 4 weights): the a + 128 offset taken back out */
-        nc[k] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, wz[k]));
-        dw[k] = _mm512_broadcastss_ps(_mm256_castps256_ps128(q0_dw(row[k], i, bs)));
+         * rows this tile takes next (a line holds about two blocks; a prefetch never faults,
+         * past the matrix included) */
+        _mm_prefetch((const char *)((uintptr_t)row[k] + nrow * rb + i * bs), _MM_HINT_T0);
+        const uint8_t *blk = row[k] + i * bs;
+        wz[k] = _mm512_broadcast_i64x4(q0z_weights(type, row[k], i));
+        uint16_t h;
+        memcpy(&h, blk, 2); /* d: the first field of every layout here */
+        dw[k] = _mm512_set1_ps(h2f(h));
+        if (q0z_offset(type)) {
+            memcpy(&h, blk + 2, 2); /* m follows d in Q4_1 and Q5_1 */
+            mw[k] = _mm512_set1_ps(h2f(h));
+            nc[k] = _mm512_setzero_si512();
+        } else { /* -128 * (sum of each 4 weights): the a + 128 offset taken back out */
+            mw[k] = _mm512_setzero_ps();
+            nc[k] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), x80, wz[k]));
+        }
     }
 #pragma GCC unroll 4
     for (size_t p = 0; p < Q0Z_P; p++) {
-        const __m512i au = pk[p * nb + i].au;
-        const __m512 da = pk[p * nb + i].da;
+        const struct q0z_pk *pp = &pk[p * nb + i];
 #pragma GCC unroll 4
-        for (size_t k = 0; k < Q0Z_R; k++) {
-            const __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(nc[k], au, wz[k]));
-            acc[k][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw[k], da), s, first ? _mm512_setzero_ps() : acc[k][p]);
+        for (size_t k = 0; k < nrow; k++) {
+            const __m512i si = q0z_offset(type) ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[k], pp->a)
+                                                : _mm512_dpbusd_epi32(nc[k], pp->a, wz[k]);
+            acc[k][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw[k], pp->da), _mm512_cvtepi32_ps(si),
+                                        first ? _mm512_setzero_ps() : acc[k][p]);
+            if (q0z_offset(type))
+                summs[k][p] = _mm512_fmadd_ps(mw[k], pp->sa, first ? _mm512_setzero_ps() : summs[k][p]);
         }
     }
 }
 
-/* Q0Z_R rows (r0.., clamped to nr - 1) x the packed pairs, over all blocks: [row][pair] sums,
- * each pair's two hsum8 in lanes 0 and 8. */
+/* The tile's rows (r0.., clamped to nr - 1) x the packed pairs, over all blocks: [row][pair]
+ * results, each pair's two in lanes 0 and 8. */
 HOT void q0z_block(uint32_t type, const uint8_t *w, size_t rb, size_t r0, size_t nr, const struct q0z_pk *pk,
                    size_t nb, float out[Q0Z_R][Q0Z_P][16])
 {
-    const size_t bs = q0_bsize(type);
+    const size_t bs = q0z_bsize(type), nrow = q0z_rows(type);
     const uint8_t *row[Q0Z_R];
     for (size_t k = 0; k < Q0Z_R; k++) row[k] = w + (r0 + k < nr ? r0 + k : nr - 1) * rb;
-    __m512 acc[Q0Z_R][Q0Z_P];
-    q0z_step(type, row, rb, bs, pk, nb, 0, acc, true);
-    for (size_t i = 1; i < nb; i++) q0z_step(type, row, rb, bs, pk, nb, i, acc, false);
+    __m512 acc[Q0Z_R][Q0Z_P], summs[Q0Z_R][Q0Z_P];
+    q0z_step(type, row, rb, bs, pk, nb, 0, acc, summs, true);
+    for (size_t i = 1; i < nb; i++) q0z_step(type, row, rb, bs, pk, nb, i, acc, summs, false);
 #pragma GCC unroll 4
-    for (size_t k = 0; k < Q0Z_R; k++)
+    for (size_t k = 0; k < nrow; k++)
 #pragma GCC unroll 4
-        for (size_t p = 0; p < Q0Z_P; p++) _mm512_storeu_ps(out[k][p], kz_hsum8x2(acc[k][p]));
+        for (size_t p = 0; p < Q0Z_P; p++) {
+            __m512 v = kz_hsum8x2(acc[k][p]);
+            if (q0z_offset(type)) v = _mm512_add_ps(v, summs[k][p]); /* hsum8(acc) + summs */
+            _mm512_storeu_ps(out[k][p], v);
+        }
 }
 
 HOT void q0z_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n,
                   float *y, size_t ys)
 {
-    const size_t nb = n / QK8_0;
+    const size_t nb = n / QK8_0, nrow = q0z_rows(type);
     if (nt == 1) { /* decode: row after row, no software prefetch (KZ_DECODE_NOTE) */
-        for (size_t r = 0; r < nr; r++) y[r] = q0_one(type, (const uint8_t *)wv + r * rb, act, nb);
+        const kern_dot_fn dot = type == BLK_T_Q4_1 ? dot_q4_1 : type == BLK_T_Q5_1 ? dot_q5_1 : NULL;
+        for (size_t r = 0; r < nr; r++) {
+            const uint8_t *row = (const uint8_t *)wv + r * rb;
+            y[r] = dot ? dot(row, act, n) : q0_one(type, row, act, nb);
+        }
         return;
     }
-    if (nb > Q0Z_MAX_BLOCKS) {
-        q0_tile(type, wv, rb, nr, act, as, nt, n, y, ys);
+    if (nb > Q0Z_MAX_BLOCKS) { /* the 256-bit tile, or (Q4_1/Q5_1: none) rows x tokens of the dot */
+        if (!q0z_offset(type)) {
+            q0_tile(type, wv, rb, nr, act, as, nt, n, y, ys);
+            return;
+        }
+        for (size_t t = 0; t < nt; t++)
+            for (size_t r = 0; r < nr; r++)
+                y[t * ys + r] = (type == BLK_T_Q4_1 ? dot_q4_1 : dot_q5_1)((const uint8_t *)wv + r * rb,
+                                                                          (const uint8_t *)act + t * as, n);
         return;
     }
     struct q0z_pk pk[Q0Z_P * Q0Z_MAX_BLOCKS];
     for (size_t t0 = 0; t0 < nt; t0 += 2 * Q0Z_P) {
-        q0z_pack(act, as, t0, nt, nb, pk);
+        q0z_pack(type, act, as, t0, nt, nb, pk);
         const size_t tg = nt - t0 < 2 * Q0Z_P ? nt - t0 : 2 * Q0Z_P;
         /* results of up to Q0Z_RB rows, then stored a token line at a time (see kz_tile) */
         for (size_t rb0 = 0; rb0 < nr; rb0 += Q0Z_RB) {
             const size_t nrb = nr - rb0 < Q0Z_RB ? nr - rb0 : Q0Z_RB;
             float res[2 * Q0Z_P][Q0Z_RB];
-            for (size_t r0 = 0; r0 < nrb; r0 += Q0Z_R) {
+            for (size_t r0 = 0; r0 < nrb; r0 += nrow) {
                 float out[Q0Z_R][Q0Z_P][16];
                 q0z_block(type, (const uint8_t *)wv + rb0 * rb, rb, r0, nrb, pk, nb, out);
-                const size_t rr = nrb - r0 < Q0Z_R ? nrb - r0 : Q0Z_R;
+                const size_t rr = nrb - r0 < nrow ? nrb - r0 : nrow;
                 for (size_t t = 0; t < tg; t++)
                     for (size_t k = 0; k < rr; k++) res[t][r0 + k] = out[k][t / 2][8 * (t % 2)];
             }
@@ -539,6 +612,8 @@ TILE_FN(tile_q8_0_z, q0z_tile, BLK_T_Q8_0)
 TILE_FN(tile_q4_0_z, q0z_tile, BLK_T_Q4_0)
 TILE_FN(tile_q5_0_z, q0z_tile, BLK_T_Q5_0)
 TILE_FN(tile_iq4_nl_z, q0z_tile, BLK_T_IQ4_NL)
+TILE_FN(tile_q4_1_z, q0z_tile, BLK_T_Q4_1)
+TILE_FN(tile_q5_1_z, q0z_tile, BLK_T_Q5_1)
 #undef TILE_FN
 
 static const struct kern_isa_ext kern_ext_avx512 = {
@@ -552,6 +627,8 @@ static const struct kern_isa_ext kern_ext_avx512 = {
             [BLK_T_Q4_0] = tile_q4_0_z,
             [BLK_T_Q5_0] = tile_q5_0_z,
             [BLK_T_IQ4_NL] = tile_iq4_nl_z,
+            [BLK_T_Q4_1] = tile_q4_1_z,
+            [BLK_T_Q5_1] = tile_q5_1_z,
         },
 };
 
