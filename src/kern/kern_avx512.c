@@ -424,7 +424,7 @@ HOT void kz_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
 
 #define Q0Z_R 4            /* rows in registers (2 for Q4_1/Q5_1: their offset chains need room) */
 #define Q0Z_P 4            /* token pairs in registers (8 tokens) */
-#define Q0Z_MAX_BLOCKS 192 /* longer rows: the 256-bit tile (the pack lives on the stack) */
+#define Q0Z_MAX_BLOCKS 256 /* longer rows: the 256-bit tile (the pack, 80 KiB, is on the stack) */
 #define Q0Z_RB 64          /* rows whose results are gathered before they are stored */
 
 HOT bool q0z_offset(uint32_t type)
@@ -453,17 +453,12 @@ HOT __m256i q0z_weights(uint32_t type, const uint8_t *row, size_t i)
     return q0_weights(type, row, i);
 }
 
-/* A token pair's block: activations [t | u] (signed types: + 128, as unsigned bytes), their
- * scales (8 lanes each), and for Q8_1 the block sums s. */
+/* A token pair's block: activations [t | u] (signed types: + 128, as unsigned bytes), and as
+ * floats d_t, d_u and (Q8_1) s_t, s_u; each spread over its 8 lanes when used. */
 struct q0z_pk {
     __m512i a;
-    __m512 da, sa;
+    float f[4];
 };
-
-HOT __m512 q0z_pair_ps(float t, float u)
-{
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(t)), _mm256_castps_pd(_mm256_set1_ps(u)), 1));
-}
 
 /* Pack Q0Z_P pairs of tokens (t0 .. t0 + 2 Q0Z_P - 1, clamped to nt - 1) for every block. */
 HOT void q0z_pack(uint32_t type, const uint8_t *a, size_t as, size_t t0, size_t nt, size_t nb, struct q0z_pk *pk)
@@ -485,8 +480,8 @@ HOT void q0z_pack(uint32_t type, const uint8_t *a, size_t as, size_t t0, size_t 
             }
             const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(at + qo)), loadu256(au + qo), 1);
             pk[p * nb + i].a = _mm512_xor_si512(v, flip);
-            pk[p * nb + i].da = q0z_pair_ps(h2f(dt), h2f(du));
-            pk[p * nb + i].sa = q0z_pair_ps(h2f(st), h2f(su));
+            const float f[4] = {h2f(dt), h2f(du), h2f(st), h2f(su)};
+            memcpy(pk[p * nb + i].f, f, sizeof f);
         }
     }
 }
@@ -523,14 +518,16 @@ HOT void q0z_step(uint32_t type, const uint8_t *const row[Q0Z_R], size_t rb, siz
 #pragma GCC unroll 4
     for (size_t p = 0; p < Q0Z_P; p++) {
         const struct q0z_pk *pp = &pk[p * nb + i];
+        const __m512 f4 = _mm512_castps128_ps512(_mm_loadu_ps(pp->f));
+        const __m512 da = _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), f4);
+        const __m512 sa = _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), f4);
 #pragma GCC unroll 4
         for (size_t k = 0; k < nrow; k++) {
             const __m512i si = q0z_offset(type) ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[k], pp->a)
                                                 : _mm512_dpbusd_epi32(nc[k], pp->a, wz[k]);
-            acc[k][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw[k], pp->da), _mm512_cvtepi32_ps(si),
+            acc[k][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw[k], da), _mm512_cvtepi32_ps(si),
                                         first ? _mm512_setzero_ps() : acc[k][p]);
-            if (q0z_offset(type))
-                summs[k][p] = _mm512_fmadd_ps(mw[k], pp->sa, first ? _mm512_setzero_ps() : summs[k][p]);
+            if (q0z_offset(type)) summs[k][p] = _mm512_fmadd_ps(mw[k], sa, first ? _mm512_setzero_ps() : summs[k][p]);
         }
     }
 }
