@@ -1359,7 +1359,8 @@ HOT void q0_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void
 }
 
 /* The table's tile entries (kern_tile_fn has no type argument): one function per type, each
- * with its type as a constant, so the always-inline kq_tile / q0_tile bodies are specialised. */
+ * with its type as a constant, so the always-inline kq_tile / q0_tile bodies are specialised.
+ * (Left defined: kern_avx512.c, which includes this file, makes its entries with it too.) */
 #define TILE_FN(name, body, type)                                                                                   \
     static void name(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y, \
                      size_t ys)                                                                                      \
@@ -1374,7 +1375,6 @@ TILE_FN(tile_q4_0, q0_tile, BLK_T_Q4_0)
 TILE_FN(tile_q5_0, q0_tile, BLK_T_Q5_0)
 /* IQ4_NL: the batched (tinyBLAS) order only; its single-token order pairs blocks differently. */
 TILE_FN(tile_iq4_nl, q0_tile, BLK_T_IQ4_NL)
-#undef TILE_FN
 
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax, SiLU, SwiGLU and the attention-weighted sum (kern_ref.c's ggml-exact definitions)  */

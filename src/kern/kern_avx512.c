@@ -625,12 +625,7 @@ HOT void q0z_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const voi
     }
 }
 
-#define TILE_FN(name, body, type)                                                                                   \
-    static void name(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y, \
-                     size_t ys)                                                                                      \
-    {                                                                                                                \
-        body(type, w, rb, nr, act, as, nt, n, y, ys);                                                                \
-    }
+/* the table's tile entries, made with kern_avx2.c's TILE_FN */
 TILE_FN(tile_q4_K_z, kz_tile, BLK_T_Q4_K)
 TILE_FN(tile_q5_K_z, kz_tile, BLK_T_Q5_K)
 TILE_FN(tile_q6_K_z, kz_tile, BLK_T_Q6_K)
