@@ -16,12 +16,16 @@
  *    bit-identical results to the scalar kernels;
  *  - the pool: every task runs exactly once for 1/2/4 threads, many back-to-back jobs, nested use,
  *    and kern_matvec is bit-identical for pool NULL / 2 / 3 threads;
+ *  - which ISAs are built, which this CPU runs (the automatic choice is the first of them, every
+ *    tier is refused by name when the CPU cannot run it) and which are skipped here;
  *  - every SIMD ISA this CPU can run (kern_isa_select) against the scalar reference: prepared
  *    activations byte for byte, dot products (both orders), dequantization and kern_dot_f32 bit
  *    for bit, on 1/2/3/7/9-block rows and ragged float lengths, in exact-size heap buffers so
  *    ASan catches a kernel that reads past a row (NaN results only need to be NaN on both);
  *  - kern_matmul equals kern_vec_dot per (row, token) bit for bit for every type, ISA, token
- *    count and pool size, and leaves the y_stride padding alone;
+ *    count (up to 37: more than one 32-token group of the 512-bit tiles) and pool size, and
+ *    leaves the y_stride padding alone; rows too long for the tiles' stack scratch take their
+ *    fallbacks with the same bits;
  *  - softmax / SiLU / SwiGLU / the weighted V sum of every ISA equal the reference's bits;
  *  - the llama.cpp transcription tests run once per available ISA;
  *  - ARM: the NEON tables themselves (plain and dotprod) are filled and chosen as expected, and
@@ -1292,6 +1296,47 @@ START_TEST(test_matmul_matches_vec_dot)
 }
 END_TEST
 
+/* Rows longer than the SIMD tiles' stack scratch holds (the 512-bit one-scale tile packs up to
+ * 256 blocks, 8192 weights) take the tiles' fallbacks: still kern_vec_dot per (row, token), bit
+ * for bit, in every ISA, for the one-scale types (signed and with the offset term) and a K-quant. */
+START_TEST(test_matmul_long_rows)
+{
+    static const uint32_t types[] = {BLK_T_Q8_0, BLK_T_Q4_1, BLK_T_Q5_1, BLK_T_IQ4_NL, BLK_T_Q6_K};
+    const uint32_t type = types[_i];
+    const size_t ncols = 32 * 264, nrows = 5, nt = 3; /* 264 blocks; 33 super-blocks */
+    const size_t rb = blk_row_size(type, ncols), asz = kern_act_size(type, ncols);
+    uint8_t *W = xmalloc(nrows * rb), *act = xmalloc(nt * asz);
+    float *x = xmalloc(ncols * 4), *y = xmalloc(nt * nrows * 4);
+    for (size_t r = 0; r < nrows; r++) {
+        for (size_t i = 0; i < ncols; i++) x[i] = 0.02f * rng_gauss();
+        ck_assert(make_row(type, x, W + r * rb, ncols));
+    }
+    for (size_t t = 0; t < nt; t++) {
+        for (size_t i = 0; i < ncols; i++) x[i] = rng_gauss();
+        kern_act_prepare(type, x, act + t * asz, ncols);
+    }
+    const char *keep = kern_isa_name();
+    struct kern_cpu_info ci;
+    kern_cpu_info(&ci);
+    for (int ii = 0; ii < ci.n_isa; ii++) {
+        if (!ci.isa_available[ii]) continue;
+        ck_assert_int_eq(kern_isa_select(ci.isa[ii]), 0);
+        kern_matmul(NULL, type, W, nrows, ncols, act, asz, nt, y, nrows);
+        for (size_t t = 0; t < nt; t++)
+            for (size_t r = 0; r < nrows; r++) {
+                const float want = kern_vec_dot(type, W + r * rb, act + t * asz, ncols);
+                ck_assert_msg(fbits(y[t * nrows + r]) == fbits(want), "%s %s y[%zu][%zu] %.9g vs %.9g", ci.isa[ii],
+                              blk_type_name(type), t, r, (double)y[t * nrows + r], (double)want);
+            }
+    }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+    free(W);
+    free(act);
+    free(x);
+    free(y);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------------ */
 /* An independent AVX2 transcription of llama.cpp's kernels: the scalar emulation of the lane
  * structure must agree with it bit for bit.                                                   */
@@ -2536,6 +2581,7 @@ Suite *make_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_isa_matches_reference, 0, N_TYPES);
     tcase_add_loop_test(tc, test_matmul_matches_vec_dot, 0, N_TYPES);
+    tcase_add_loop_test(tc, test_matmul_long_rows, 0, 5);
     tcase_add_test(tc, test_isa_helpers_match_reference);
     suite_add_tcase(s, tc);
 
