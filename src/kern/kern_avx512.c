@@ -482,11 +482,13 @@ HOT __m256i q0z_weights(uint32_t type, const uint8_t *row, size_t i)
     return q0_weights(type, row, i);
 }
 
-/* A token pair's block: activations [t | u] (signed types: + 128, as unsigned bytes), and as
- * floats d_t, d_u and (Q8_1) s_t, s_u; each spread over its 8 lanes when used. */
+/* The packed activations, entry p * nb + i for token pair p and block i: the activations
+ * [t | u] (signed types: + 128, as unsigned bytes), and as floats d_t, d_u and (Q8_1) s_t, s_u,
+ * each spread over its 8 lanes when used. Two arrays, so every zmm entry stays 64-byte aligned
+ * and the whole pack is 80 KiB. */
 struct q0z_pk {
-    __m512i a;
-    float f[4];
+    __m512i a[Q0Z_P * Q0Z_MAX_BLOCKS];
+    float f[Q0Z_P * Q0Z_MAX_BLOCKS][4];
 };
 
 /* Pack Q0Z_P pairs of tokens (t0 .. t0 + 2 Q0Z_P - 1, clamped to nt - 1) for every block. */
@@ -508,9 +510,9 @@ HOT void q0z_pack(uint32_t type, const uint8_t *a, size_t as, size_t t0, size_t 
                 memcpy(&su, au + 2, 2);
             }
             const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(at + qo)), loadu256(au + qo), 1);
-            pk[p * nb + i].a = _mm512_xor_si512(v, flip);
+            pk->a[p * nb + i] = _mm512_xor_si512(v, flip);
             const float f[4] = {h2f(dt), h2f(du), h2f(st), h2f(su)};
-            memcpy(pk[p * nb + i].f, f, sizeof f);
+            memcpy(pk->f[p * nb + i], f, sizeof f);
         }
     }
 }
@@ -546,14 +548,14 @@ HOT void q0z_step(uint32_t type, const uint8_t *const row[Q0Z_R], size_t rb, siz
     }
 #pragma GCC unroll 4
     for (size_t p = 0; p < Q0Z_P; p++) {
-        const struct q0z_pk *pp = &pk[p * nb + i];
-        const __m512 f4 = _mm512_castps128_ps512(_mm_loadu_ps(pp->f));
+        const __m512i pa = pk->a[p * nb + i];
+        const __m512 f4 = _mm512_castps128_ps512(_mm_loadu_ps(pk->f[p * nb + i]));
         const __m512 da = _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), f4);
         const __m512 sa = _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2), f4);
 #pragma GCC unroll 4
         for (size_t k = 0; k < nrow; k++) {
-            const __m512i si = q0z_offset(type) ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[k], pp->a)
-                                                : _mm512_dpbusd_epi32(nc[k], pp->a, wz[k]);
+            const __m512i si = q0z_offset(type) ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[k], pa)
+                                                : _mm512_dpbusd_epi32(nc[k], pa, wz[k]);
             acc[k][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw[k], da), _mm512_cvtepi32_ps(si),
                                         first ? _mm512_setzero_ps() : acc[k][p]);
             if (q0z_offset(type)) summs[k][p] = _mm512_fmadd_ps(mw[k], sa, first ? _mm512_setzero_ps() : summs[k][p]);
@@ -605,9 +607,9 @@ HOT void q0z_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const voi
                                                                           (const uint8_t *)act + t * as, n);
         return;
     }
-    struct q0z_pk pk[Q0Z_P * Q0Z_MAX_BLOCKS];
+    struct q0z_pk pk;
     for (size_t t0 = 0; t0 < nt; t0 += 2 * Q0Z_P) {
-        q0z_pack(type, act, as, t0, nt, nb, pk);
+        q0z_pack(type, act, as, t0, nt, nb, &pk);
         const size_t tg = nt - t0 < 2 * Q0Z_P ? nt - t0 : 2 * Q0Z_P;
         /* results of up to Q0Z_RB rows, then stored a token line at a time (see kz_tile) */
         for (size_t rb0 = 0; rb0 < nr; rb0 += Q0Z_RB) {
@@ -615,7 +617,7 @@ HOT void q0z_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const voi
             float res[2 * Q0Z_P][Q0Z_RB];
             for (size_t r0 = 0; r0 < nrb; r0 += nrow) {
                 float out[Q0Z_R][Q0Z_P][16];
-                q0z_block(type, (const uint8_t *)wv + rb0 * rb, rb, r0, nrb, pk, nb, out);
+                q0z_block(type, (const uint8_t *)wv + rb0 * rb, rb, r0, nrb, &pk, nb, out);
                 const size_t rr = nrb - r0 < nrow ? nrb - r0 : nrow;
                 for (size_t t = 0; t < tg; t++)
                     for (size_t k = 0; k < rr; k++) res[t][r0 + k] = out[k][t / 2][8 * (t % 2)];
