@@ -12,9 +12,41 @@
  * cycles), so an adversarial grammar cannot make them quadratic or overflow the C stack. */
 #include "gram_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- errors (here, below the parser, which calls gram_compile: both report through it) ---- */
+
+void gram_linecol(const struct gbuild *b, size_t off, unsigned *line, unsigned *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < b->len; i++) {
+        unsigned char ch = (unsigned char)b->src[i];
+        if (ch == '\n' || (ch == '\r' && (i + 1 >= b->len || b->src[i + 1] != '\n'))) {
+            ++*line;
+            *col = 1;
+        } else if ((ch & 0xc0) != 0x80 && ch != '\r') {
+            ++*col;
+        }
+    }
+}
+
+int gram_gb_error(const struct gbuild *b, int code, size_t off, const char *fmt, ...)
+{
+    if (!b->ei || b->ei->code != 0) return code;
+    if (off > b->len) off = b->len;
+    unsigned line, col;
+    gram_linecol(b, off, &line, &col);
+    char why[ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return err_set(b->ei, code, off, "line %u:%u: %s", line, col, why);
+}
 
 static bool is_end(const struct gel *e) { return e->op <= GOP_ALT; }
 

@@ -132,6 +132,8 @@ struct gbuild {
 };
 
 void gram_gb_free(struct gbuild *b);
+/* 1-based line and column (in characters) of source offset off. */
+void gram_linecol(const struct gbuild *b, size_t off, unsigned *line, unsigned *col);
 /* Report an error at source offset off as "line L:C: ..." (first error wins); returns code. */
 int gram_gb_error(const struct gbuild *b, int code, size_t off, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -27,37 +27,6 @@ struct parser {
     size_t n;
 };
 
-/* ---- errors ---- */
-
-static void linecol(const struct gbuild *b, size_t off, unsigned *line, unsigned *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off && i < b->len; i++) {
-        unsigned char ch = (unsigned char)b->src[i];
-        if (ch == '\n' || (ch == '\r' && (i + 1 >= b->len || b->src[i + 1] != '\n'))) {
-            ++*line;
-            *col = 1;
-        } else if ((ch & 0xc0) != 0x80 && ch != '\r') {
-            ++*col;
-        }
-    }
-}
-
-int gram_gb_error(const struct gbuild *b, int code, size_t off, const char *fmt, ...)
-{
-    if (!b->ei || b->ei->code != 0) return code;
-    if (off > b->len) off = b->len;
-    unsigned line, col;
-    linecol(b, off, &line, &col);
-    char why[ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return err_set(b->ei, code, off, "line %u:%u: %s", line, col, why);
-}
-
 /* A printable rendering of the byte at off, for messages. */
 static const char *show(const struct parser *p, size_t off, char buf[16])
 {
@@ -647,7 +616,7 @@ static int parse_rule(struct parser *p, size_t *i)
     struct gb_rule *r = &b->rules[rid];
     if (r->defined) {
         unsigned line, col;
-        linecol(b, r->def_off, &line, &col);
+        gram_linecol(b, r->def_off, &line, &col);
         return gram_gb_error(b, ERR_DUPLICATE, at, "rule '%.*s' is already defined at line %u:%u",
                         (int)(e - at), p->s + at, line, col);
     }
