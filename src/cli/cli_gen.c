@@ -124,14 +124,15 @@ static void print_stats(const struct eng_gen_result *res, const struct eng_model
                 res->forced_tokens, res->completion_tokens);
     fprintf(stderr,
             "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
-            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
+            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads; "
+            "decode CPU %.1f ms\n",
             res->prompt_tokens, res->cached_tokens, res->prefill_ms,
             res->prefill_ms > 0 ? (res->prompt_tokens - res->cached_tokens) * 1e3 / res->prefill_ms
                                 : 0.0,
             res->completion_tokens, res->decode_ms,
             res->decode_ms > 0 ? res->completion_tokens * 1e3 / res->decode_ms : 0.0,
             eng_finish_name(res->finish), (double)util_peak_rss() / (1024.0 * 1024.0),
-            mi->isa, mi->threads);
+            mi->isa, mi->threads, res->decode_cpu_ms);
     free(mi);
 }
 
