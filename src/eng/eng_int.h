@@ -4,7 +4,8 @@
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
  * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
  * chat); eng_stop.c (stop strings) and eng_gram.c (grammars and their constraint) are leaves the
- * loop uses.
+ * loop uses; eng_jinja.c (a model's Jinja templates: loading, probing, rendering with the
+ * fixes) is a leaf eng.c and eng_chat.c use.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -36,6 +37,7 @@ struct eng_model {
      * every grammar constraint of this model (read-only) */
     struct gram_vocab gv;
     int gv_state; /* 0: not built; 1: built; < 0: building failed (that error, again) */
+    struct eng_chat_tmpls *chat; /* the chat templates (eng_jinja.c) */
 };
 
 /* The GGUF file behind a handle (the model's, or the vocab-only one). */
@@ -97,6 +99,23 @@ int eng_gram_vocab(struct eng_model *em, const struct gram_vocab **out, struct e
 int eng_gcon_init(struct eng_gcon *c, struct eng_model *em, const struct gram *g,
                   struct err_info *ei);
 void eng_gcon_free(struct eng_gcon *c); /* safe on zeroed */
+
+/* ---- eng_jinja.c: a model's chat templates ----
+ * The file's Jinja template(s), parsed and probed once, or what replaces them; the built-in
+ * family when there is no usable Jinja template. Opaque outside eng_jinja.c (its fields need
+ * tmpl.h, which brings jansson). */
+struct eng_chat_tmpls;
+/* From the file's tokenizer.chat_template(.tool_use); v (may be NULL) gives bos/eos texts.
+ * Fails only for lack of memory: a template that does not parse is described, not an error. */
+int eng_chat_tmpls_load(struct eng_chat_tmpls **out, const struct gguf_ctx *g,
+                        const struct tok_vocab *v, struct err_info *ei);
+void eng_chat_tmpls_free(struct eng_chat_tmpls *ct); /* NULL-safe */
+const struct eng_chat_info *eng_chat_tmpls_info(const struct eng_chat_tmpls *ct);
+/* The built-in template id to use when there is no usable Jinja template. */
+int eng_chat_tmpls_builtin(const struct eng_chat_tmpls *ct);
+/* Render with the Jinja template (eng_chat_tmpls_info(ct)->jinja must be true). */
+int eng_jinja_render(const struct eng_chat_tmpls *ct, const struct json_t *request,
+                     const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei);
 
 /* ---- eng_gen.c ---- */
 /* eng_generate with extra stop strings (a chat template's end-of-turn texts). */
