@@ -263,7 +263,7 @@ static int left_recursion(struct gbuild *b, const struct gram *g)
                     n += (size_t)rule_label(g, y, msg + n, sizeof msg - n);
                     if (k < depth && n < sizeof msg - 8) n += (size_t)snprintf(msg + n, sizeof msg - n, " -> ");
                 }
-                rc = gb_error(b, ERR_SYNTAX, g->rules[x].def_off,
+                rc = gram_gb_error(b, ERR_SYNTAX, g->rules[x].def_off,
                               "left recursion: %s can reach itself without consuming input", msg);
             }
         }
@@ -283,11 +283,11 @@ static int check_defined(struct gbuild *b, uint32_t *root)
     for (uint32_t i = 0; i < b->n_rules; i++) {
         const struct gb_rule *r = &b->rules[i];
         if (!r->defined)
-            return gb_error(b, ERR_NOT_FOUND, r->ref_off, "undefined rule '%.*s'", (int)r->name_len,
+            return gram_gb_error(b, ERR_NOT_FOUND, r->ref_off, "undefined rule '%.*s'", (int)r->name_len,
                             b->text + r->name_off);
         if (!r->synth && r->name_len == 4 && memcmp(b->text + r->name_off, "root", 4) == 0) *root = i;
     }
-    if (*root == UINT32_MAX) return gb_error(b, ERR_NOT_FOUND, b->len, "the grammar has no 'root' rule");
+    if (*root == UINT32_MAX) return gram_gb_error(b, ERR_NOT_FOUND, b->len, "the grammar has no 'root' rule");
     return 0;
 }
 
@@ -308,7 +308,7 @@ int gram_compile(struct gbuild *b, struct gram **out)
     int rc = check_defined(b, &root);
     if (rc) return rc;
     struct gram *g = calloc(1, sizeof *g);
-    if (!g) return gb_error(b, ERR_NOMEM, 0, "out of memory");
+    if (!g) return gram_gb_error(b, ERR_NOMEM, 0, "out of memory");
     g->root = root;
     take_tables(b, g);
     rc = flatten(b, g);
@@ -319,7 +319,7 @@ int gram_compile(struct gbuild *b, struct gram **out)
         rc = left_recursion(b, g);
     }
     if (rc) {
-        if (rc == ERR_NOMEM) gb_error(b, ERR_NOMEM, 0, "out of memory");
+        if (rc == ERR_NOMEM) gram_gb_error(b, ERR_NOMEM, 0, "out of memory");
         gram_free(g);
         return rc;
     }
