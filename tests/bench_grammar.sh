@@ -8,10 +8,12 @@
 #
 # 1. Cost per token, for json.gbnf and a tool-call schema ({"name":"exec","arguments":{...}}):
 #    R rounds, each one run without a grammar (--ignore-eos, so it also makes N tokens) and one
-#    with it, same seed, in alternating order; time per token = decode ms / tokens (lmpipe run's
-#    own stderr line); cost = (median with - median without) / median without. Beside it, the
-#    grammar's own share as lmpipe measures it in-process (eng_gen_result.constraint_ms: the
-#    constraint's operations, the logits copy and the redraws), which machine noise hardly moves.
+#    with it, same seed, in alternating order; time per token = decode time / tokens (lmpipe
+#    run's own stderr line), as CPU time (the process's, one thread: what a busy machine's
+#    waiting for a core does not inflate) and as wall-clock time; cost = (median with - median
+#    without) / median without. Beside it, the grammar's own share as lmpipe measures it
+#    in-process (eng_gen_result.constraint_ms: the constraint's operations, the logits copy and
+#    the redraws over decode_ms).
 #    With PEER_COMPLETION=/path/to/llama-completion the same for llama.cpp (--grammar-file /
 #    --json-schema-file, its eval + sampling time per token from llama_perf), alternating with
 #    ours in the same rounds.
@@ -71,7 +73,8 @@ ERRF=$(mktemp "${TMPDIR:-/tmp}/lmpipe-bench-grammar-err.XXXXXX")
 trap 'rm -f "$SAMPLES" "$ERRF"' EXIT
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 
-# ours MODEL TAG SEED N ARGS...: one lmpipe run; appends "model tag engine ms_per_token share tokens forced decode_ms"
+# ours MODEL TAG SEED N ARGS...: one lmpipe run; appends
+# "model tag engine wall_ms_per_token share tokens forced decode_ms cpu_ms_per_token"
 ours() {
     m=$1 tag=$2 seed=$3 n=$4
     shift 4
@@ -80,7 +83,8 @@ ours() {
     awk -v m="$m" -v tag="$tag" '
         /generated [0-9]+ tokens in/ { for (i = 1; i <= NF; i++) { if ($i == "generated") n = $(i + 1); if ($i == "in" && $(i - 1) == "tokens") ms = $(i + 1) } }
         /^lmpipe: grammar / { g = $3; f = $(NF - 4) }
-        END { if (n > 0) printf "%s %s lmpipe %.6f %.6f %d %d %.3f\n", m, tag, ms / n, (g + 0) / ms, n, f + 0, ms }' \
+        /decode CPU/ { c = $(NF - 1) }
+        END { if (n > 0) printf "%s %s lmpipe %.6f %.6f %d %d %.3f %.6f\n", m, tag, ms / n, (g + 0) / ms, n, f + 0, ms, c / n }' \
         "$ERRF" >>"$SAMPLES"
 }
 
@@ -94,7 +98,7 @@ peer() {
     awk -v m="$m" -v tag="$tag" '
         /sampling time =/ { s = $0; sub(/.*sampling time = */, "", s); samp = s + 0 }
         /[^t] eval time =/ && !/prompt eval/ { s = $0; sub(/.*eval time = */, "", s); ev = s + 0; r = $0; sub(/.*\/ */, "", r); n = r + 0 }
-        END { if (n > 0) printf "%s %s llama.cpp %.6f 0 %d 0 %.3f\n", m, tag, (ev + samp) / n, n, ev + samp }' \
+        END { if (n > 0) printf "%s %s llama.cpp %.6f 0 %d 0 %.3f 0\n", m, tag, (ev + samp) / n, n, ev + samp }' \
         "$ERRF" >>"$SAMPLES"
 }
 
@@ -144,16 +148,21 @@ awk -v R="$R" '
         for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
     { k = $1 SUBSEP $2 SUBSEP $3; tpt[k] = tpt[k] " " $4; share[k] = share[k] " " $5; toks[k] = toks[k] " " $6
-      forced[k] = forced[k] " " $7; dms[k] = dms[k] " " $8; if (!($1 in seen)) { seen[$1] = 1; order[++nm] = $1 } }
+      forced[k] = forced[k] " " $7; dms[k] = dms[k] " " $8; cpt[k] = cpt[k] " " $9
+      if (!($1 in seen)) { seen[$1] = 1; order[++nm] = $1 } }
     END {
-        printf "| %-34s | %-9s | %-9s | %12s | %12s | %8s | %14s |\n", "model", "grammar", "engine", "ms/token none", "ms/token with", "cost", "in-process share"
-        printf "| %-34s | %-9s | %-9s | %12s | %12s | %8s | %14s |\n", "---", "---", "---", "---:", "---:", "---:", "---:"
+        printf "| %-34s | %-9s | %-9s | %13s | %13s | %8s | %8s | %8s |\n", "model", "grammar", "engine", "CPU ms/tok no", "CPU ms/tok with", "CPU cost", "wall cost", "in-proc"
+        printf "| %-34s | %-9s | %-9s | %13s | %13s | %8s | %8s | %8s |\n", "---", "---", "---", "---:", "---:", "---:", "---:", "---:"
         for (i = 1; i <= nm; i++) for (e = 1; e <= 2; e++) for (gi = 1; gi <= 2; gi++) {
             m = order[i]; eng = e == 1 ? "lmpipe" : "llama.cpp"; g = gi == 1 ? "json" : "tool"
             a = median(tpt[m, "none", eng]); b = median(tpt[m, g, eng])
             if (a == 0 || b == 0) continue
+            ca = median(cpt[m, "none", eng]); cb = median(cpt[m, g, eng])
+            cc = ca > 0 ? sprintf("%.2f%%", 100 * (cb - ca) / ca) : "-"
             sh = eng == "lmpipe" ? sprintf("%.2f%%", 100 * median(share[m, g, eng])) : "-"
-            printf "| %-34s | %-9s | %-9s | %12.3f | %12.3f | %7.2f%% | %14s |\n", m, g == "json" ? "json.gbnf" : "tool-call", eng, a, b, 100 * (b - a) / a, sh
+            printf "| %-34s | %-9s | %-9s | %13s | %13s | %8s | %7.2f%% | %8s |\n", m, g == "json" ? "json.gbnf" : "tool-call", eng,
+                   (ca > 0 ? sprintf("%.3f", ca) : sprintf("(wall) %.3f", a)), (cb > 0 ? sprintf("%.3f", cb) : sprintf("(wall) %.3f", b)),
+                   cc, 100 * (b - a) / a, sh
         }
         printf "\nforced runs: decode ms (medians of %d) for 60 tokens under the grammar, with forced runs and without (--no-forced)\n", R
         printf "| %-34s | %-14s | %8s | %10s | %12s | %8s |\n", "model", "grammar", "forced", "ms with", "ms without", "saved"

@@ -81,6 +81,23 @@ static struct eng_model *open_model(const char *path)
     return em;
 }
 
+/* A model and a session on it; close_session frees both. */
+static struct eng_session *open_session(const char *path, struct eng_model **em)
+{
+    *em = open_model(path);
+    struct eng_session *s = NULL;
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_msg(eng_session_create(&s, *em, 0, &ei) == 0, "session: %s", ei.msg);
+    return s;
+}
+
+static void close_session(struct eng_session *s, struct eng_model *em)
+{
+    eng_session_free(s);
+    eng_model_free(em);
+}
+
 static struct eng_grammar *gbnf(const char *text)
 {
     struct err_info ei;
@@ -271,12 +288,11 @@ static size_t tokens_starting(const struct vocab_view *v, char c, struct samp_bi
 
 START_TEST(eog_only_where_the_grammar_may_end)
 {
-    struct eng_model *em = open_model(stories());
+    struct eng_model *em;
+    struct eng_session *s = open_session(stories(), &em);
     const struct vocab_view *v = eng_model_vocab(em);
-    struct eng_session *s;
     struct err_info ei;
     err_clear(&ei);
-    ck_assert_int_eq(eng_session_create(&s, em, 0, &ei), 0);
     struct eng_grammar *g = gbnf("root ::= \"ab\" [c-e]?\n");
     struct samp_bias eos = {v->eos, 40.0f};
     struct out o;
@@ -298,20 +314,18 @@ START_TEST(eog_only_where_the_grammar_may_end)
     ck_assert_int_eq(gen(s, "Once upon a time", &p, NULL, &o, &res, &ei), 0);
     ck_assert_uint_eq(res.completion_tokens, 1);
     eng_grammar_free(g);
-    eng_session_free(s);
-    eng_model_free(em);
+    close_session(s, em);
 }
 END_TEST
 
 START_TEST(control_tokens_only_where_named)
 {
-    struct eng_model *em = open_model(stories());
+    struct eng_model *em;
+    struct eng_session *s = open_session(stories(), &em);
     const struct vocab_view *v = eng_model_vocab(em);
     ck_assert(vocab_flags(v, v->bos) & VOCAB_CONTROL);
-    struct eng_session *s;
     struct err_info ei;
     err_clear(&ei);
-    ck_assert_int_eq(eng_session_create(&s, em, 0, &ei), 0);
     struct samp_bias bos = {v->bos, 40.0f};
     struct eng_grammar *free_text = gbnf("root ::= [a-z ]{4,12}\n");
     struct eng_grammar *named = gbnf("root ::= \"x\" <[1]> \"y\"\n");
@@ -336,8 +350,7 @@ START_TEST(control_tokens_only_where_named)
     ck_assert_int_eq(res.finish, ENG_FINISH_STOP);
     eng_grammar_free(free_text);
     eng_grammar_free(named);
-    eng_session_free(s);
-    eng_model_free(em);
+    close_session(s, em);
 }
 END_TEST
 
@@ -345,11 +358,10 @@ END_TEST
  * max_tokens, stop strings that never match. Through eng_gen_params.grammar this time. */
 START_TEST(complete_ends_with_ignore_eos)
 {
-    struct eng_model *em = open_model(stories());
-    struct eng_session *s;
+    struct eng_model *em;
+    struct eng_session *s = open_session(stories(), &em);
     struct err_info ei;
     err_clear(&ei);
-    ck_assert_int_eq(eng_session_create(&s, em, 0, &ei), 0);
     struct eng_grammar *g = gbnf("root ::= (\" yes\" | \" no\") \".\"\n");
     const char *stops[] = {"zzz", "qqq"};
     for (uint64_t seed = 0; seed < 8; seed++) {
@@ -369,18 +381,16 @@ START_TEST(complete_ends_with_ignore_eos)
         ck_assert_uint_le(res.completion_tokens, 5);
     }
     eng_grammar_free(g);
-    eng_session_free(s);
-    eng_model_free(em);
+    close_session(s, em);
 }
 END_TEST
 
 START_TEST(dead_end_is_an_error)
 {
-    struct eng_model *em = open_model(stories());
+    struct eng_model *em;
+    struct eng_session *s = open_session(stories(), &em);
     const struct vocab_view *v = eng_model_vocab(em);
-    struct eng_session *s;
     struct err_info ei;
-    ck_assert_int_eq(eng_session_create(&s, em, 0, NULL), 0);
     struct eng_gen_params p;
     params(&p, 1.0f, 1, 50);
     struct eng_gen_result res;
@@ -413,8 +423,7 @@ START_TEST(dead_end_is_an_error)
     ck_assert_int_eq(res.finish, ENG_FINISH_STOP);
     eng_grammar_free(unk);
     eng_grammar_free(q);
-    eng_session_free(s);
-    eng_model_free(em);
+    close_session(s, em);
 }
 END_TEST
 
@@ -449,9 +458,8 @@ END_TEST
 START_TEST(no_allocation_per_token)
 {
 #ifdef GRAMGEN_COUNT_ALLOCS
-    struct eng_model *em = open_model(stories());
-    struct eng_session *s;
-    ck_assert_int_eq(eng_session_create(&s, em, 0, NULL), 0);
+    struct eng_model *em;
+    struct eng_session *s = open_session(stories(), &em);
     struct eng_grammar *gs[2] = {NULL, NULL};
     ck_assert_int_eq(eng_grammar_json(&gs[0], NULL), 0);
     const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":"
@@ -481,8 +489,7 @@ START_TEST(no_allocation_per_token)
         printf("allocations per generation under grammar %d: %ld (10 or 100 tokens)\n", k, allocs[1]);
         eng_grammar_free(gs[k]);
     }
-    eng_session_free(s);
-    eng_model_free(em);
+    close_session(s, em);
 #endif
 }
 END_TEST
@@ -569,9 +576,8 @@ END_TEST
 
 START_TEST(chat_under_a_schema)
 {
-    struct eng_model *em = open_model(stories());
-    struct eng_session *s;
-    ck_assert_int_eq(eng_session_create(&s, em, 0, NULL), 0);
+    struct eng_model *em;
+    struct eng_session *s = open_session(stories(), &em);
     const char *schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":10},"
                          "\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":99}},\"required\":[\"name\"]}";
     json_t *sj = json_loads(schema, 0, NULL);
@@ -604,8 +610,7 @@ START_TEST(chat_under_a_schema)
     json_decref(sj);
     json_decref(req);
     eng_grammar_free(g);
-    eng_session_free(s);
-    eng_model_free(em);
+    close_session(s, em);
 }
 END_TEST
 
@@ -873,9 +878,8 @@ static void validity_model(const char *file, int json_seeds, int seeds, int32_t 
 {
     char path[1024];
     snprintf(path, sizeof path, "%s", tutil_shared(file));
-    struct eng_model *em = open_model(path);
-    struct eng_session *s;
-    ck_assert_int_eq(eng_session_create(&s, em, 0, NULL), 0);
+    struct eng_model *em;
+    struct eng_session *s = open_session(path, &em);
     struct eng_grammar *json = NULL;
     ck_assert_int_eq(eng_grammar_json(&json, NULL), 0);
     char what[256];
@@ -902,8 +906,7 @@ static void validity_model(const char *file, int json_seeds, int seeds, int32_t 
         eng_grammar_free(g);
     }
     json_decref(all);
-    eng_session_free(s);
-    eng_model_free(em);
+    close_session(s, em);
 }
 
 /* Sanitizer builds run the quick sizes: the same code paths, a tenth of the work. */

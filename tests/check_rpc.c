@@ -986,9 +986,9 @@ static json_t *call_json(struct proc *p, json_int_t id, const char *method, json
     return proc_wait(p, id, NULL);
 }
 
-static json_t *result_of(json_t *r) { return json_object_get(r, "result"); }
-static const char *text_of(json_t *r) { return json_string_value(json_object_get(result_of(r), "text")); }
-static const char *finish_of(json_t *r) { return json_string_value(json_object_get(result_of(r), "finish_reason")); }
+static json_t *res_obj(json_t *r) { return json_object_get(r, "result"); }
+static const char *text_of(json_t *r) { return json_string_value(json_object_get(res_obj(r), "text")); }
+static const char *finish_of(json_t *r) { return json_string_value(json_object_get(res_obj(r), "finish_reason")); }
 
 #define PET_SCHEMA "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8}," \
                    "\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":20}},\"required\":[\"name\",\"age\"]," \
@@ -998,7 +998,7 @@ static const char *finish_of(json_t *r) { return json_string_value(json_object_g
  * name and an integral age in range, nothing else. */
 static int check_pet(json_t *r)
 {
-    ck_assert_msg(result_of(r) != NULL, "%s", err_msg(r));
+    ck_assert_msg(res_obj(r) != NULL, "%s", err_msg(r));
     if (!strcmp(finish_of(r), "length")) return 0;
     ck_assert_str_eq(finish_of(r), "stop");
     json_error_t je;
@@ -1029,7 +1029,7 @@ START_TEST(grammar_requests)
     struct proc p;
     proc_start(&p, true);
     json_t *r = call(&p, 1, "initialize", "{}");
-    ck_assert(json_is_true(json_object_get(json_object_get(result_of(r), "capabilities"), "grammar")));
+    ck_assert(json_is_true(json_object_get(json_object_get(res_obj(r), "capabilities"), "grammar")));
     json_decref(r);
     json_t *schema = json_loads(PET_SCHEMA, 0, NULL);
     /* grammar (GBNF text) on generate, greedy and sampled, streamed: the text is in the language */
@@ -1094,7 +1094,7 @@ START_TEST(grammar_requests)
     json_object_set_new(pa, "ignore_eos", json_true());
     r = call_json(&p, 24, "generate", pa);
     ck_assert_str_eq(finish_of(r), "stop");
-    ck_assert_int_le(json_integer_value(json_object_get(json_object_get(result_of(r), "usage"), "completion_tokens")), 7);
+    ck_assert_int_le(json_integer_value(json_object_get(json_object_get(res_obj(r), "usage"), "completion_tokens")), 7);
     json_decref(r);
     json_decref(schema);
     printf("grammar_requests: %d of 8 schema answers and %d of 6 json_object chats completed\n", pets, completed);
@@ -1111,7 +1111,7 @@ START_TEST(grammar_errors)
     proc_start(&p, true);
     init(&p);
     json_t *r = call(&p, 1, "session/create", "{}");
-    const char *sid = json_string_value(json_object_get(result_of(r), "session"));
+    const char *sid = json_string_value(json_object_get(res_obj(r), "session"));
     ck_assert_ptr_nonnull(sid);
     char session[32];
     snprintf(session, sizeof session, "%s", sid);
@@ -1170,7 +1170,7 @@ START_TEST(grammar_errors)
     json_object_set_new(pa, "session", json_string(session));
     r = call_json(&p, 5, "generate", pa);
     ck_assert_str_eq(text_of(r), first);
-    ck_assert_int_gt(json_integer_value(json_object_get(json_object_get(result_of(r), "usage"), "cached_tokens")), 0);
+    ck_assert_int_gt(json_integer_value(json_object_get(json_object_get(res_obj(r), "usage"), "cached_tokens")), 0);
     json_decref(r);
     r = call_json(&p, 6, "generate", gen_params("Once upon a time", 12, 0, 0));
     ck_assert_str_eq(text_of(r), first);
@@ -1669,7 +1669,7 @@ struct idset {
  * string of an object; mistral: ids of 9 alphanumerics. Returns the number of calls. */
 static int check_result_calls(json_t *r, const char *only, bool mistral, struct idset *ids)
 {
-    json_t *res = result_of(r);
+    json_t *res = res_obj(r);
     ck_assert_msg(res != NULL, "%s", err_msg(r));
     json_t *calls = json_object_get(res, "tool_calls");
     if (!calls) return 0;
@@ -1774,7 +1774,7 @@ START_TEST(tool_calls)
     }
     /* none: never a call */
     r = call_obj(&p, 30, "chat", tool_params("\"none\"", 1, false));
-    ck_assert_ptr_nonnull(result_of(r));
+    ck_assert_ptr_nonnull(res_obj(r));
     ck_assert_ptr_null(result_key(r, "tool_calls"));
     ck_assert_str_ne(finish_of(r), "tool_calls");
     json_decref(r);
@@ -1806,7 +1806,7 @@ START_TEST(tool_calls)
     json_object_set_new(pa, "messages", msgs);
     json_object_set_new(pa, "max_tokens", json_integer(20));
     r = call_obj(&p, 52, "chat", pa);
-    ck_assert_msg(result_of(r) != NULL, "%s", err_msg(r));
+    ck_assert_msg(res_obj(r) != NULL, "%s", err_msg(r));
     ck_assert_int_gt(json_integer_value(json_object_get(result_key(r, "usage"), "cached_tokens")), 100);
     json_decref(r);
     assert_alive(&p);

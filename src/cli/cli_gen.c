@@ -50,7 +50,7 @@ static void set_seed(void *dst, const char *name, const char *v)
 }
 
 #define GEN_MAX_OPTS 48
-#define GEN_OWN_OPTS 24 /* room in the table after the sampling fields */
+#define GEN_OWN_OPTS 24 /* room after the sampling fields: the 15 shared flags below + run's own */
 
 /* The shared part of the option table; returns its length. */
 static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
@@ -100,8 +100,6 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
     o->gp.max_tokens = (int32_t)o->n_predict;
     o->gp.stop = o->stops;
     o->gp.n_stop = o->n_stop;
-    o->grammar = cli_grammar_load(o->grammar_file, o->schema_file, o->json, o->strict);
-    o->gp.grammar = o->grammar;
     eng_chat_opts_default(&o->co);
     if (o->tmpl_name && o->tmpl_file)
         cli_usage_error("give either --chat-template or --chat-template-file, not both");
@@ -112,6 +110,8 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
     }
     /* a file that does not parse is a usage error, found before the model loads */
     if (o->tmpl_file) o->tmpl_src = cli_chat_template_file(o->tmpl_file, &o->tmpl_len);
+    o->grammar = cli_grammar_load(o->grammar_file, o->schema_file, o->json, o->strict);
+    o->gp.grammar = o->grammar;
     if (o->tool_choice && !o->tools_file) cli_usage_error("--tool-choice needs --tools FILE");
     if (o->tools_file) {
         o->tools_src = cli_read_file_or_die(o->tools_file, &o->tools_len);
@@ -210,14 +210,15 @@ static void print_stats(const struct eng_gen_result *res, const struct eng_model
                 res->forced_tokens, res->completion_tokens);
     fprintf(stderr,
             "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
-            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
+            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads; "
+            "decode CPU %.1f ms\n",
             res->prompt_tokens, res->cached_tokens, res->prefill_ms,
             res->prefill_ms > 0 ? (res->prompt_tokens - res->cached_tokens) * 1e3 / res->prefill_ms
                                 : 0.0,
             res->completion_tokens, res->decode_ms,
             res->decode_ms > 0 ? res->completion_tokens * 1e3 / res->decode_ms : 0.0,
             eng_finish_name(res->finish), (double)util_peak_rss() / (1024.0 * 1024.0),
-            mi->isa, mi->threads);
+            mi->isa, mi->threads, res->decode_cpu_ms);
     free(mi);
 }
 

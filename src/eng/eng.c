@@ -374,6 +374,7 @@ int eng_session_create(struct eng_session **out, struct eng_model *em, uint32_t 
     if (!s) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for session");
     s->em = em;
     s->eval_max = MODEL_BATCH;
+    s->run_min = ENG_RUN_MIN;
     int rc = model_state_init(&s->st, &em->model, n_ctx, em->pool, ei);
     if (rc) {
         free(s);
@@ -474,6 +475,7 @@ int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, stru
     int rc = 0;
     for (uint32_t i = 0; i < n && rc == 0;) {
         uint32_t b = n - i < s->eval_max ? n - i : s->eval_max;
+        if (b < s->run_min) b = 1; /* too short to pay for the batch path */
         /* one token: the decode path, exactly as it always ran; a run (a sampled token and the
          * forced ones after it) in the decode's order too, so it gives the same bits */
         s->st.decode_order = true;

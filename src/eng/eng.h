@@ -359,6 +359,8 @@ struct eng_gen_result {
     uint32_t prompt_tokens, cached_tokens, completion_tokens;
     uint32_t forced_tokens; /* of the completion tokens, those a constraint forced */
     double prefill_ms, decode_ms;
+    double decode_cpu_ms;   /* the process's CPU time while decoding (steadier than decode_ms on a
+                               busy machine: time spent waiting for a core is not in it) */
     double constraint_ms;   /* of decode_ms, the time a constraint took: its operations, the
                                logits copy and the redraw from its mask */
 };

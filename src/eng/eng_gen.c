@@ -27,6 +27,7 @@
 #include "../util/util.h"
 
 #include <string.h>
+#include <time.h>
 
 /* One generation: what its steps share. */
 struct gen {
@@ -373,6 +374,12 @@ static void gen_flush(struct gen *g)
     if (ol) gen_release(g, 0, ol, -1);
 }
 
+static double cpu_now(void)
+{
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 ? (double)t.tv_sec + (double)t.tv_nsec * 1e-9 : 0;
+}
+
 int eng_generate_region(struct eng_session *s, const char *prompt, size_t len,
                         const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
                         const struct eng_region *rg, const struct eng_sink *sink,
@@ -393,13 +400,14 @@ int eng_generate_region(struct eng_session *s, const char *prompt, size_t len,
     size_t n = 0;
     int rc = gen_setup(&g, prompt, len, extra, n_extra, &toks, &n);
     if (rc == 0) rc = gen_prefill(&g, toks, n);
-    double t1 = util_now();
+    double t1 = util_now(), c1 = cpu_now();
     while (rc == 0 && !g.done) rc = gen_step(&g);
     if (rc == 0 && g.finish != ENG_FINISH_CANCELLED && !g.stop_matched) gen_flush(&g);
     s->has_logits = false; /* the last accepted token was not evaluated */
     if (g.con_owned && g.con.ops->free) g.con.ops->free(g.con.self);
     samp_free(&g.sc);
     res->decode_ms = (util_now() - t1) * 1e3;
+    res->decode_cpu_ms = (cpu_now() - c1) * 1e3;
     res->finish = rc ? ENG_FINISH_ERROR : g.finish;
     return rc;
 }

@@ -15,7 +15,6 @@
 #include "eng_int.h"
 
 #include "../gram/gram_schema.h"
-#include "../util/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +120,7 @@ int eng_gram_vocab(struct eng_model *em, const struct gram_vocab **out, struct e
         err_clear(&vei);
         int rc = gram_vocab_init(&em->gv, tok_view(em->vocab), &vei);
         em->gv_state = rc ? rc : 1;
-        if (rc) LOG_WARN("eng: the vocabulary cannot be used by grammars: %s", vei.msg);
+        if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "the vocabulary cannot be used by grammars: %s", vei.msg);
     }
     if (em->gv_state < 0)
         return err_set(ei, em->gv_state, ERR_NO_OFFSET,

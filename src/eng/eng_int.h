@@ -4,8 +4,8 @@
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
  * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
  * chat); eng_stop.c (stop strings) and eng_gram.c (grammars and their constraint) are leaves the
- * loop uses; eng_jinja.c (a model's Jinja templates: loading, probing, rendering with the fixes)
- * is a leaf eng.c and eng_chat.c use.
+ * loop uses; eng_jinja.c (a model's Jinja templates: loading, probing, rendering with the
+ * fixes) is a leaf eng.c and eng_chat.c use.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -62,6 +62,7 @@ struct eng_session {
     char *out;         /* [out_cap] text released by the stop matcher */
     size_t out_cap;
     uint32_t eval_max; /* most tokens per forward pass in the loop (MODEL_BATCH; tests: 1) */
+    uint32_t run_min;  /* fewest tokens evaluated as one pass (ENG_RUN_MIN; tests: lower) */
     uint64_t n_passes; /* forward passes the loop made (tests see forced runs batched) */
 };
 
@@ -72,7 +73,11 @@ int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, boo
                         bool special, const int32_t **toks, size_t *n, struct err_info *ei);
 /* Evaluate toks[0..n) at the end of the cache (n <= MODEL_BATCH) and append them: the logits of
  * the last one are then in st.logits. Several tokens are one pass in the one-token summation
- * order (model_state.decode_order): the same bits as evaluating them one by one. */
+ * order (model_state.decode_order): the same bits as evaluating them one by one. Fewer than
+ * s->run_min (ENG_RUN_MIN) go one by one: on x86-64 AVX2 (SmolLM2-135M / Qwen2.5-0.5B shapes, Q8_0, one
+ * thread) a pass of 2-4 tokens took longer than as many one-token passes, 6 about as long,
+ * 8 less than half (the kernels' batch path pays off from 8 rows). */
+#define ENG_RUN_MIN 6
 int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
 
 /* ---- eng_gram.c: grammar constraints ----
