@@ -552,11 +552,11 @@ static void cancel_with(const char *cancel_fmt)
     struct proc p;
     proc_start(&p, true);
     init(&p);
-    json_t *full = call(&p, 1, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true}");
+    json_t *full = call(&p, 1, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":120,\"temperature\":0,\"ignore_eos\":true}");
     const char *full_text = json_string_value(json_object_get(json_object_get(full, "result"), "text"));
     ck_assert_ptr_nonnull(full_text);
     proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
-                  "\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}}");
+                  "\"max_tokens\":120,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}}");
     json_t *notes = json_array();
     for (;;) { /* wait for the first delta, then cancel */
         json_t *j = proc_recv(&p, 30000);
@@ -623,10 +623,10 @@ START_TEST(sessions_interleaved)
     json_int_t cached = json_integer_value(json_object_get(json_object_get(json_object_get(r3, "result"), "usage"), "cached_tokens"));
     ck_assert_int_ge(cached, 5);
     /* a session serves one request at a time: a second one at once is overloaded, retryable.
-     * Both lines go in one write and the first asks for 200 tokens, so the loop reads the
+     * Both lines go in one write and the first asks for 120 tokens, so the loop reads the
      * second while the first still runs even on a loaded machine (30 tokens take ~2 ms). */
     char two[1100];
-    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"generate\",\"params\":{\"session\":\"%s\",\"prompt\":\"Once\",\"max_tokens\":200}}", sa);
+    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"generate\",\"params\":{\"session\":\"%s\",\"prompt\":\"Once\",\"max_tokens\":120}}", sa);
     snprintf(two, sizeof two, "%s\n%s", params, params);
     two[strlen(params) + 1 + strlen("{\"jsonrpc\":\"2.0\",\"id\":")] = '7';
     proc_send(&p, two);
@@ -751,12 +751,12 @@ START_TEST(backpressure)
     for (int i = 0; i < N; i++) {
         char line[512];
         snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
-                 "\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,\"return_tokens\":true}}", 100 + i);
+                 "\"max_tokens\":120,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,\"return_tokens\":true}}", 100 + i);
         proc_send(&p, line);
     }
     /* Stop reading until the worker has had to wait for the parent, however slow the machine
-     * (a fixed sleep was too short under qemu-user on riscv64). The generations never end by
-     * themselves (max_tokens -1, ignore_eos), so without reading:
+     * (a fixed sleep was too short under qemu-user on riscv64). The generations do not end
+     * before 120 tokens (ignore_eos; the 128-token context holds them), so without reading:
      *   1. the pipe fills: wait until at most 1 KiB of it is free (every delta line is shorter,
      *      so the server cannot stop short of that unless it stopped generating);
      *   2. the server's writes queue up in its own buffer; once more than --write-buffer bytes

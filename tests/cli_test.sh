@@ -53,15 +53,16 @@ head -c 100000 "$M" >"$TMP/trunc.gguf"
 expect 1 truncated-model -- "$BIN" run -m "$TMP/trunc.gguf" -p hi; has err "past the end" truncated-model
 expect 1 dir-model -- "$BIN" info "$TMP"
 
-# --- run: the real model, greedy, is llama.cpp's continuation (shared/expected greedy.text)
-expect 0 run-greedy -- "$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0
+# --- run: the real model, greedy, is llama.cpp's continuation (shared/expected greedy.text); the
+# references were made with F32 caches, so these comparisons ask for one (the default is F16)
+expect 0 run-greedy -- "$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0 --kv-type f32
 has out ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw" run-greedy
 has err "tok/s" run-stats
 has err "peak RSS" run-stats-rss
 # every stories260K type, free-running greedy, prints llama.cpp's 32-token continuation of p0
 for ty in F32 F16 Q8_0 Q4_0; do
     want=$(sed -n 's/^ *"text": "\(.*\)",\{0,1\}$/\1/p' "$SHARED/expected/stories260K-$ty.p0.json" | tail -n 1)
-    "$BIN" run -m "$SHARED/models/stories260K-$ty.gguf" -f "$SHARED/prompts/p0.txt" -n 32 --temp 0 >"$TMP/g.out" 2>/dev/null
+    "$BIN" run -m "$SHARED/models/stories260K-$ty.gguf" -f "$SHARED/prompts/p0.txt" -n 32 --temp 0 --kv-type f32 >"$TMP/g.out" 2>/dev/null
     if [ -n "$want" ] && [ "$(cat "$TMP/g.out")" = "$want" ]; then ok; else bad "greedy $ty: '$(cat "$TMP/g.out")' != '$want'"; fi
 done
 # prompt from stdin and from a file give the same text
@@ -120,7 +121,7 @@ printf 'Hello world' | "$BIN" tokenize -m "$SHARED/vocab/ggml-vocab-qwen2.gguf" 
 has out "[9707, 1879]" tok-bpe; has err "tokenized 11 bytes into 2 tokens" tok-time
 
 # --- eval: the reference JSON field names
-expect 0 eval -- "$BIN" eval -m "$M" -p "Once upon a time" --top 3
+expect 0 eval -- "$BIN" eval -m "$M" -p "Once upon a time" --top 3 --kv-type f32
 has out '"prompt_tokens": [1, 403, 407, 261, 378]' eval
 has out '"positions"' eval-pos
 has out '"top": [[403, 17.02' eval-top

@@ -94,6 +94,7 @@ struct bench {
     const char *path;
     int64_t n_prompt, n_gen, reps;
     bool json;
+    int kv_type;    /* --kv-type (default f16, llama-bench's default cache type too) */
     int32_t *toks;  /* [max(n_prompt, n_gen)] random ids */
     double *pp, *tg; /* [reps] tokens/s of each run */
 };
@@ -129,8 +130,10 @@ static void report_json(const struct bench *b, const struct eng_model_info *m, u
                    (unsigned long long)m->type_count[t]);
             first = false;
         }
-    printf("}, \"isa\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, \"n_gen\": %lld, \"reps\": %lld",
-           m->isa, m->threads, (long long)b->n_prompt, (long long)b->n_gen, (long long)b->reps);
+    printf("}, \"isa\": \"%s\", \"kv_type\": \"%s\", \"threads\": %d, \"n_prompt\": %lld, \"n_gen\": %lld, "
+           "\"reps\": %lld",
+           m->isa, eng_kv_type_name(b->kv_type), m->threads, (long long)b->n_prompt, (long long)b->n_gen,
+           (long long)b->reps);
     if (b->n_prompt) {
         printf(", \"pp_tps\": %.4f, \"pp_tps_sd\": %.4f, \"pp_samples\": [", sp.mean, sp.sd);
         for (int r = 0; r < b->reps; r++) printf("%s%.4f", r ? ", " : "", b->pp[r]);
@@ -156,7 +159,8 @@ static void report_table(const struct bench *b, const struct eng_model_info *m, 
         for (int t = 0; t < BLK_T_COUNT_; t++)
             if (m->type_count[t])
                 printf(" %s×%llu", blk_type_name((uint32_t)t), (unsigned long long)m->type_count[t]);
-        printf("\nkernels: %s, %lld runs each after a warm-up\n", m->isa, (long long)b->reps);
+        printf("\nkernels: %s, KV cache %s, %lld runs each after a warm-up\n", m->isa, eng_kv_type_name(b->kv_type),
+               (long long)b->reps);
         printf("| threads | test   |              t/s |\n");
         printf("| ------: | :----- | ---------------: |\n");
     }
@@ -194,7 +198,7 @@ static int bench_threads(struct bench *b, int n, bool first, bool last)
     if (n_tok > m->n_ctx_train) {
         fprintf(stderr, "lmpipe: bench: -p/-n %zu exceeds the model's context %u\n", n_tok, m->n_ctx_train);
         rc = ERR_CONTEXT;
-    } else if ((rc = eng_session_create(&s, em, (uint32_t)(b->n_prompt + b->n_gen), &ei))) {
+    } else if ((rc = eng_session_create_kv(&s, em, (uint32_t)(b->n_prompt + b->n_gen), b->kv_type, &ei))) {
         fprintf(stderr, "lmpipe: cannot create session: %s\n", err_format(&ei, rc, msg, sizeof msg));
     } else {
         uint64_t state = 0x5eed;
@@ -219,12 +223,13 @@ static int bench_threads(struct bench *b, int n, bool first, bool last)
 
 static const char k_bench_usage[] =
     "usage: lmpipe bench -m MODEL [-p N_PROMPT] [-n N_GEN] [-t T[,T...]] [-r REPS] [--json]\n"
+    "                    [--kv-type f16|f32|q8_0]\n"
     "  prefill: N_PROMPT tokens from an empty cache; decode: N_GEN single-token steps\n"
     "  from an empty cache; mean ± sd over REPS runs after one warm-up.\n";
 
 int cli_bench_main(int argc, char **argv)
 {
-    struct bench b = {NULL, 64, 32, 5, false, NULL, NULL, NULL};
+    struct bench b = {NULL, 64, 32, 5, false, ENG_KV_DEFAULT, NULL, NULL, NULL};
     struct thread_list tl = {{0}, 0};
     const struct cli_opt opts[] = {
         {.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &b.path},
@@ -233,6 +238,7 @@ int cli_bench_main(int argc, char **argv)
         {.name = "-r", .alt = "--repetitions", .kind = CLI_INT, .dst = &b.reps, .lo = 1, .hi = 1000},
         {.name = "-t", .alt = "--threads", .kind = CLI_FN, .dst = &tl, .fn = parse_threads},
         {.name = "--json", .kind = CLI_SET, .dst = &b.json},
+        {.name = "--kv-type", .kind = CLI_FN, .dst = &b.kv_type, .fn = cli_kv_type_value},
     };
     const struct cli_spec spec = {.cmd = "bench", .usage = k_bench_usage, .opts = opts,
                                   .n_opts = sizeof opts / sizeof opts[0]};

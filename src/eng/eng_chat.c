@@ -306,3 +306,24 @@ void eng_conv_truncate(struct eng_conv *c, size_t n)
 }
 
 const struct json_t *eng_conv_request(const struct eng_conv *c) { return c->request; }
+
+int eng_conv_dump(const struct eng_conv *c, char **text, size_t *len)
+{
+    *text = json_dumps(c->request, JSON_COMPACT | JSON_ENSURE_ASCII);
+    *len = *text ? strlen(*text) : 0;
+    return *text ? 0 : ERR_NOMEM;
+}
+
+int eng_conv_parse(struct eng_conv *c, const char *text, size_t len, struct err_info *ei)
+{
+    json_error_t je;
+    json_t *r = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!r) return err_set(ei, ERR_INVALID, (uint64_t)je.position, "not a conversation: %s", je.text);
+    json_t *msgs = json_object_get(r, "messages");
+    int rc = eng_chat_check(r, ei);
+    if (!rc && (json_object_size(r) != 1 || json_object_set(c->request, "messages", msgs)))
+        rc = err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "a conversation is {\"messages\": [...]} and nothing else");
+    if (!rc) c->msgs = msgs;
+    json_decref(r);
+    return rc;
+}

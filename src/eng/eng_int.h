@@ -2,8 +2,9 @@
  * inside: check_eng, check_conform).
  *
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
- * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
- * chat); eng_stop.c (stop strings) is a leaf the loop uses.
+ * called by eng_snap.c (snapshots, the prompt cache, the context shift) and both by eng_gen.c
+ * (the generation loop), which is called by eng_chat.c (rendering and the chat); eng_stop.c
+ * (stop strings) is a leaf the loop uses.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -40,7 +41,13 @@ struct eng_session {
     struct model_state st;
     int32_t *tokens;   /* [n_ctx] tokens whose K/V are in the cache, in order */
     uint32_t n_tokens;
+    uint32_t n_clean;  /* cells 0..n_clean-1 are what evaluating tokens[0..n_clean) from position 0
+                          gives (only a context shift makes later cells differ): what prefix reuse,
+                          snapshots and the prompt cache may use. Invariant: n_clean <= n_tokens
+                          except after a hook shortened n_tokens (eng_reuse_limit takes the min) */
     bool has_logits;   /* st.logits belong to tokens[n_tokens - 1] */
+    struct eng_pcache *pcache; /* borrowed, or NULL */
+    uint32_t n_shifts;         /* context shifts made, ever */
     int32_t *scratch;  /* [n_ctx + 1] the prompt's ids */
     struct eng_hooks hooks;
     /* the token loop's buffers */
@@ -64,6 +71,19 @@ int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, boo
 /* Evaluate toks[0..n) at the end of the cache (n <= MODEL_BATCH) and append them: the logits of
  * the last one are then in st.logits. */
 int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
+/* How many leading tokens of toks[0..n) the cache holds cleanly (reusable). */
+uint32_t eng_reuse_len(const struct eng_session *s, const int32_t *toks, size_t n);
+/* eng_prefill, evaluating at least min(n, min_eval) tokens (the generation loop asks 2: see
+ * eng.h's reuse rule; bench's one-token steps ask 1). */
+int eng_prefill_min(struct eng_session *s, const int32_t *toks, size_t n, uint32_t min_eval,
+                    const struct eng_sink *sink, uint32_t *n_cached, struct err_info *ei);
+/* Forget every cached position from m on (cells there may have been overwritten). */
+void eng_session_cut(struct eng_session *s, uint32_t m);
+
+/* ---- eng_snap.c: the prompt cache around a prompt's evaluation (never an error: a failing
+ * cache only costs time) ---- */
+void eng_pcache_before(struct eng_session *s, const int32_t *toks, size_t n);
+void eng_pcache_after(struct eng_session *s, const int32_t *toks, size_t n);
 
 /* ---- eng_gen.c ---- */
 /* eng_generate with extra stop strings (a chat template's end-of-turn texts). */

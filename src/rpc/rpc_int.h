@@ -81,6 +81,8 @@ enum rpc_method {
     RPC_M_UNLOAD,
     RPC_M_SESSION_CREATE,
     RPC_M_SESSION_CLOSE,
+    RPC_M_SESSION_SAVE,
+    RPC_M_SESSION_LOAD,
 };
 
 /* A failure to answer: JSON-RPC code, data.kind, data.retryable and the message. */
@@ -122,10 +124,14 @@ struct rpc_job {
     bool add_bos, special;
     int32_t *toks; /* detokenize input, tokenize output */
     size_t n_toks;
-    /* model/load, session/create */
+    /* model/load, session/create, session/save, session/load */
     char *path;
     uint32_t n_ctx;
     int threads;
+    int kv_type; /* session/create: -1 for the server's default */
+    /* generate / chat: context_shift {keep} (the session's ctx_full hook while the job runs) */
+    bool shift;
+    struct eng_ctx_shift shift_arg;
 
     /* results, written by the worker, read by the loop after RPC_EV_DONE */
     int rc;
@@ -133,7 +139,8 @@ struct rpc_job {
     struct err_info ei;
     struct eng_gen_result res;
     struct rpc_buf out; /* generated text, or detokenized text */
-    uint32_t n_ctx_out;
+    uint32_t n_ctx_out; /* session/create: n_ctx; save, load: tokens */
+    uint64_t bytes_out; /* session/save: bytes written */
     /* [worker] streaming state */
     double last_progress;
     uint32_t n_deltas; /* [loop] gen/delta notifications sent */
@@ -159,6 +166,7 @@ struct rpc_sess {
     bool busy;    /* [mu] a generate/chat for it is queued or running */
     char id[RPC_SESSION_ID_MAX];
     uint32_t n_ctx_req, n_ctx, n_tokens; /* [mu] */
+    int kv_type;                         /* [mu] set when ready */
     struct eng_session *es;              /* [worker] */
 };
 
@@ -188,6 +196,7 @@ struct rpc_config {
     bool batch;       /* batch mode: no sessions, no streaming, already initialised */
     uint32_t n_ctx;   /* default session context (0: min(model, RPC_DEFAULT_CTX)) */
     int threads;
+    int kv_type;      /* KV cache type of sessions that name none (enum eng_kv_type) */
 };
 
 struct rpc_server {
@@ -221,10 +230,13 @@ struct rpc_server {
     struct rpc_sess sessions[RPC_MAX_SESSIONS];
     struct rpc_model_meta meta;
     struct rpc_counters n;
+    bool has_pcache;
+    struct eng_pcache_stats pcache_stats; /* copied from the worker's after every job */
 
     /* [worker] */
     struct eng_model *em;
     struct eng_session *anon; /* requests without a session, created on first use */
+    struct eng_pcache *pcache; /* the disk prompt cache every session uses, or NULL (freed last) */
 };
 
 /* ---- rpc_lines.c: bounded line splitter ---- */
@@ -303,5 +315,8 @@ int rpc_exec_load(struct rpc_server *s, const char *path, uint32_t n_ctx, int th
 uint32_t rpc_session_ctx(const struct rpc_server *s, const struct eng_model *em, uint32_t n_ctx);
 void rpc_exec_free_all(struct rpc_server *s); /* model + every session ([worker] or no worker) */
 void rpc_exec_drop_sessions(struct rpc_server *s); /* every session, the model stays */
+/* Open the disk prompt cache (serve / batch start-up, before the worker runs). */
+int rpc_exec_pcache(struct rpc_server *s, const char *dir, uint32_t min_tokens, uint64_t max_bytes,
+                    struct err_info *ei);
 
 #endif

@@ -51,6 +51,18 @@ uint64_t util_peak_rss(void)
     return (uint64_t)ru.ru_maxrss * 1024u; /* Linux reports KiB */
 }
 
+uint64_t util_rss_anon(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "RssAnon: %llu kB", &kb) == 1;
+    fclose(f);
+    return found ? (uint64_t)kb * 1024u : 0;
+}
+
 int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     if (!s || !*s) return ERR_INVALID;
