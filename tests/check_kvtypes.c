@@ -19,6 +19,7 @@
 #include "gguf/gguf.h"
 #include "kv/kv.h"
 #include "model/model.h"
+#include "model_cut.h"
 
 #include <math.h>
 
@@ -203,41 +204,6 @@ END_TEST
  * new positions, up to the rounding of rotating twice. The tests cut the shared models down to
  * their first layer (a GGUF copy in a temporary directory) to check exactly that, and check the
  * full models' mechanics separately. */
-
-/* Write `dir`/STEM-l1.gguf: the shared model with block_count 1 and only blk.0.* tensors. */
-static void one_layer_copy(const char *stem, const char *dir, char *out, size_t cap)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "models/%s.gguf", stem);
-    snprintf(out, cap, "%s/%s-l1.gguf", dir, stem);
-    struct gguf_ctx g;
-    struct err_info ei;
-    err_clear(&ei);
-    ck_assert_msg(gguf_open(tutil_shared(rel), &g, &ei) == 0, "%s", ei.msg);
-    struct gguf_writer *w;
-    ck_assert_int_eq(gguf_writer_create(&w), 0);
-    gguf_writer_set_alignment(w, g.alignment);
-    for (uint64_t i = 0; i < g.n_kv; i++) {
-        const struct gguf_kv *kv = &g.kv[i];
-        if (kv->key.len > 12 && !memcmp(kv->key.ptr + kv->key.len - 12, ".block_count", 12)) {
-            char key[128];
-            snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
-            gguf_writer_set_u32(w, key, 1);
-        } else {
-            gguf_writer_copy_kv(w, kv);
-        }
-    }
-    for (uint64_t i = 0; i < g.n_tensors; i++) {
-        const struct gguf_tensor *t = &g.tensors[i];
-        char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        if (!strncmp(name, "blk.", 4) && strncmp(name, "blk.0.", 6)) continue;
-        ck_assert_int_eq(gguf_writer_add_tensor(w, name, t->n_dims, t->ne, t->type, t->data), 0);
-    }
-    ck_assert_msg(gguf_writer_write(w, out, NULL, NULL, &ei) == 0, "%s", ei.msg);
-    gguf_writer_free(w);
-    gguf_free(&g);
-}
 
 static char g_tmpdir[256];
 
