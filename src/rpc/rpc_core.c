@@ -557,7 +557,10 @@ static void finish_error(struct rpc_server *s, struct rpc_job *job)
     if (job->params_error) rpc_fail_set(&f, RPC_E_PARAMS, 0, "%s", m);
     else rpc_fail_set(&f, 0, job->rc, "%s", m);
     json_t *msg = rpc_msg_error(job->id, rpc_error_obj(&f, NULL));
-    if (is_gen(job) && job->out.len) fit_text(s, msg, json_object_get(json_object_get(msg, "error"), "data"), job);
+    json_t *d = json_object_get(json_object_get(msg, "error"), "data");
+    /* a generation that failed after its prompt was evaluated (a full context): what it used */
+    if (is_gen(job) && job->res.prompt_tokens) json_object_set_new(d, "usage", usage_json(&job->res));
+    if (is_gen(job) && job->out.len) fit_text(s, msg, d, job);
     rpc_emit(s, msg);
 }
 
