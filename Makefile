@@ -177,7 +177,7 @@ $(FUZZ_BUILD)/seeds_%: tests/fuzz/seeds_%.c $(wildcard tests/*.h tests/fuzz/*.h)
 # ...except seeds_snapshot, which writes real snapshots with the library's own encoder.
 $(FUZZ_BUILD)/seeds_snapshot: tests/fuzz/seeds_snapshot.c tests/fuzz/seed_io.h $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $< $(filter %.o,$^) $(LDLIBS)
+	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $< $(filter %.o,$^) $(FUZZ_LIBS) $(LDLIBS)
 
 fuzz-smoke: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
 	@for f in $(FUZZ_BIN); do \

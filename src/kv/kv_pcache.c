@@ -71,9 +71,9 @@ static bool tmp_char(char c)
 int kv_pcache_name(const char *name, size_t len, struct kv_pcache_name *out)
 {
     memset(out, 0, sizeof *out);
-    if (!name || len < 16 || hex16(name, &out->hash)) return KV_PCN_NONE;
+    if (!name || len < 16 || hex16(name, &out->hash)) goto none;
     if (len == 16) return KV_PCN_BUCKET;
-    if (name[16] != '-') return KV_PCN_NONE;
+    if (name[16] != '-') goto none;
     const char *p = name + 17;
     size_t rest = len - 17;
     for (int t = 0; t < KV_TYPE_COUNT_; t++) { /* "<type>-m<min>" */
