@@ -1,5 +1,6 @@
-/* kv: the key/value cache of one session, in one of three element types, and its snapshot files
- * (kv_snap.c, format in protocol/SNAPSHOT.md).
+/* kv: the key/value cache of one session, in one of three element types, its snapshot files
+ * (kv_snap.c, format in protocol/SNAPSHOT.md), and the prompt cache directory of snapshots
+ * (kv_pcache.c).
  *
  * Types (chosen per session; what each means numerically is model.c's and kern.h's business):
  *   KV_F32   4 + 4 bytes per element (K + V), the layout of the llama.cpp references;
