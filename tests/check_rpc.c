@@ -1030,14 +1030,7 @@ static char g_sdir[256];
 static void sdir_setup(void) { ck_assert(tutil_mkdtemp(g_sdir, sizeof g_sdir, "rpcsnap") == 0); }
 static void sdir_teardown(void) { tutil_rmtree(g_sdir); }
 
-static const char *spath(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    char *b = buf[k++ & 3];
-    snprintf(b, sizeof buf[0], "%s/%s", g_sdir, name);
-    return b;
-}
+static const char *spath(const char *name) { return tutil_path(g_sdir, name); }
 
 /* call() with printf-formatted params. */
 static json_t *callf(struct proc *p, json_int_t id, const char *method, const char *fmt, ...)
@@ -1141,10 +1134,7 @@ static void variant(const char *src, const char *dst, long off, size_t cut, uint
         uint64_t h = util_xxh64(b, len - 8, 0);
         for (int i = 0; i < 8; i++) b[len - 8 + (size_t)i] = (uint8_t)(h >> (8 * i));
     }
-    FILE *f = fopen(dst, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
-    fclose(f);
+    tutil_write(dst, b, len);
     free(b);
 }
 

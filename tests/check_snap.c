@@ -43,14 +43,7 @@ static char g_dir[256];
 static void dir_setup(void) { ck_assert(tutil_mkdtemp(g_dir, sizeof g_dir, "snap") == 0); }
 static void dir_teardown(void) { tutil_rmtree(g_dir); }
 
-static const char *in_dir(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    char *b = buf[k++ & 3];
-    snprintf(b, sizeof buf[0], "%s/%s", g_dir, name);
-    return b;
-}
+static const char *in_dir(const char *name) { return tutil_path(g_dir, name); }
 
 static struct eng_model *open_model(const char *path)
 {
@@ -81,25 +74,8 @@ static struct eng_session *new_session(struct eng_model *em, uint32_t n_ctx, int
     return s;
 }
 
-struct text {
-    char buf[32768];
-    size_t len;
-};
-
-static int on_text(void *ud, const char *t, size_t n, int32_t tok)
-{
-    (void)tok;
-    struct text *x = ud;
-    if (x->len + n < sizeof x->buf) {
-        memcpy(x->buf + x->len, t, n);
-        x->len += n;
-        x->buf[x->len] = 0;
-    }
-    return 0;
-}
-
 /* Greedy, ignore_eos, max_tokens n_gen: the text into *out (reset first). */
-static int gen(struct eng_session *s, const char *prompt, int32_t n_gen, struct text *out, struct eng_gen_result *res,
+static int gen(struct eng_session *s, const char *prompt, int32_t n_gen, struct tutil_text *out, struct eng_gen_result *res,
                struct err_info *ei)
 {
     struct eng_gen_params p;
@@ -109,12 +85,12 @@ static int gen(struct eng_session *s, const char *prompt, int32_t n_gen, struct 
     p.ignore_eos = true;
     out->len = 0;
     out->buf[0] = 0;
-    struct eng_sink sink = {on_text, NULL, out, NULL};
+    struct eng_sink sink = {tutil_text_cb, NULL, out, NULL};
     err_clear(ei);
     return eng_generate(s, prompt, strlen(prompt), &p, &sink, res, ei);
 }
 
-static void gen_ok(struct eng_session *s, const char *prompt, int32_t n_gen, struct text *out,
+static void gen_ok(struct eng_session *s, const char *prompt, int32_t n_gen, struct tutil_text *out,
                    struct eng_gen_result *res)
 {
     struct err_info ei;
@@ -165,14 +141,6 @@ static uint8_t *slurp(const char *path, size_t *len)
     return b;
 }
 
-static void spit(const char *path, const uint8_t *b, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, len, f), len);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
 /* ---------------- snapshots: byte for byte ---------------- */
 
 struct snap_case {
@@ -205,7 +173,7 @@ START_TEST(test_greedy_after_load)
     const struct snap_case *c = &g_snaps[_i];
     struct eng_model *em = open_model(shared_model(c->stem));
     char *prompt = story(c->words);
-    static struct text ta, tb;
+    static struct tutil_text ta, tb;
     struct eng_gen_result ra, rb;
     struct err_info ei;
     err_clear(&ei);
@@ -341,7 +309,7 @@ static struct eng_session *target(struct eng_model *em, int type, bool busy)
 {
     struct eng_session *s = new_session(em, R_CTX, type);
     if (busy) {
-        static struct text t;
+        static struct tutil_text t;
         struct eng_gen_result r;
         gen_ok(s, "Once upon a time there was a dog", 6, &t, &r);
     }
@@ -349,7 +317,7 @@ static struct eng_session *target(struct eng_model *em, int type, bool busy)
 }
 
 struct twin_ref {
-    struct text text;
+    struct tutil_text text;
     uint32_t cached, n_tokens;
 };
 
@@ -378,7 +346,7 @@ static void refused(struct eng_model *em, int type, bool busy, const struct twin
     ck_assert_msg(ei.code == want && ei.msg[0], "%s: no message", what);
     ck_assert_uint_eq(n, 0);
     ck_assert_uint_eq(eng_session_n_tokens(s), ref->n_tokens);
-    static struct text t;
+    static struct tutil_text t;
     struct eng_gen_result r;
     gen_ok(s, R_PROMPT, 12, &t, &r);
     ck_assert_msg(!strcmp(t.buf, ref->text.buf) && r.cached_tokens == ref->cached,
@@ -404,7 +372,7 @@ START_TEST(test_refusals)
     twin(em, type, busy, &ref);
     /* a good snapshot of 20 tokens */
     struct eng_session *src = new_session(em, R_CTX, type);
-    static struct text t;
+    static struct tutil_text t;
     struct eng_gen_result r;
     gen_ok(src, "Once upon a time there was a little", 12, &t, &r);
     uint32_t n_good = 0;
@@ -419,14 +387,14 @@ START_TEST(test_refusals)
     for (size_t k = 0; k < sizeof offs / sizeof offs[0]; k++) {
         memcpy(b, good, len);
         b[offs[k]] ^= 0x10;
-        spit(in_dir("bad.snap"), b, len);
+        tutil_write(in_dir("bad.snap"), b, len);
         char what[64];
         snprintf(what, sizeof what, "bit flip at byte %zu of %zu", offs[k], len);
         refused(em, type, busy, &ref, in_dir("bad.snap"), ERR_SNAP_CORRUPT, what);
     }
     /* truncations (every length for the empty session's streamed load; a spread for the other) */
     for (size_t cut = 0; cut < len; cut += busy ? 97 : 1) {
-        spit(in_dir("cut.snap"), good, cut);
+        tutil_write(in_dir("cut.snap"), good, cut);
         struct eng_session *s = target(em, type, busy);
         struct err_info ei;
         err_clear(&ei);
@@ -440,17 +408,17 @@ START_TEST(test_refusals)
     uint8_t *longer = malloc(len + 3);
     memcpy(longer, good, len);
     memset(longer + len, 0, 3);
-    spit(in_dir("long.snap"), longer, len + 3);
+    tutil_write(in_dir("long.snap"), longer, len + 3);
     refused(em, type, busy, &ref, in_dir("long.snap"), ERR_SNAP_CORRUPT, "trailing bytes");
     free(longer);
     /* a future version (valid checksum), version 0 */
     memcpy(b, good, len);
     rewrite(b, len, 8, 2);
-    spit(in_dir("v2.snap"), b, len);
+    tutil_write(in_dir("v2.snap"), b, len);
     refused(em, type, busy, &ref, in_dir("v2.snap"), ERR_SNAP_VERSION, "version 2");
     memcpy(b, good, len);
     rewrite(b, len, 8, 0);
-    spit(in_dir("v0.snap"), b, len);
+    tutil_write(in_dir("v0.snap"), b, len);
     refused(em, type, busy, &ref, in_dir("v0.snap"), ERR_SNAP_CORRUPT, "version 0");
     /* another model of the same shapes: stories260K-F16 (5 layers, KV width 32 too) */
     struct eng_model *other = open_model(shared_model("stories260K-F16"));
@@ -476,7 +444,7 @@ START_TEST(test_refusals)
     refused(em, type, busy, &ref, g_dir, ERR_IO, "a directory");
     refused(em, type, busy, &ref, in_dir("missing.snap"), ERR_IO, "a missing path");
     refused(em, type, busy, &ref, "", ERR_INVALID, "an empty path");
-    spit(in_dir("empty.snap"), good, 0);
+    tutil_write(in_dir("empty.snap"), good, 0);
     refused(em, type, busy, &ref, in_dir("empty.snap"), ERR_SNAP_CORRUPT, "an empty file");
     /* and the good one loads */
     struct eng_session *s = target(em, type, busy);
@@ -498,7 +466,7 @@ START_TEST(test_save_errors)
 {
     struct eng_model *em = open_model(shared_model("stories260K-F32"));
     struct eng_session *s = new_session(em, R_CTX, ENG_KV_F16);
-    static struct text t;
+    static struct tutil_text t;
     struct eng_gen_result r;
     gen_ok(s, R_PROMPT, 4, &t, &r);
     struct err_info ei;
@@ -556,7 +524,7 @@ static int count_entries(const char *dir)
 }
 
 /* One generation of `prompt` in a new session using pc: its text and result. */
-static void pc_gen(struct eng_model *em, struct eng_pcache *pc, const char *prompt, struct text *t,
+static void pc_gen(struct eng_model *em, struct eng_pcache *pc, const char *prompt, struct tutil_text *t,
                    struct eng_gen_result *r)
 {
     struct eng_session *s = new_session(em, 512, ENG_KV_F16);
@@ -569,7 +537,7 @@ START_TEST(test_pcache_hit_miss)
 {
     struct eng_model *em = open_model(shared_model("synth512-llama-d256-F32"));
     char *p1 = story(120), *p2 = story(200);
-    static struct text want1, want2, t;
+    static struct tutil_text want1, want2, t;
     struct eng_gen_result r;
     struct eng_session *plain = new_session(em, 512, ENG_KV_F16);
     gen_ok(plain, p1, 8, &want1, &r);
@@ -648,7 +616,7 @@ START_TEST(test_pcache_eviction)
         p[i] = story(100);
         p[i][0] = (char)('A' + i); /* "Ance", "Bnce", "Cnce": different first tokens */
     }
-    static struct text t, want[3];
+    static struct tutil_text t, want[3];
     struct eng_gen_result r;
     struct eng_session *plain = new_session(em, 512, ENG_KV_F16);
     for (int i = 0; i < 3; i++) {
@@ -713,7 +681,7 @@ START_TEST(test_pcache_damaged)
 {
     struct eng_model *em = open_model(shared_model("synth512-qwen2-d256-F32"));
     char *p1 = story(120);
-    static struct text want, t;
+    static struct tutil_text want, t;
     struct eng_gen_result r;
     struct eng_session *plain = new_session(em, 512, ENG_KV_F16);
     gen_ok(plain, p1, 8, &want, &r);
@@ -727,7 +695,7 @@ START_TEST(test_pcache_damaged)
     uint8_t *b = slurp(entry, &len);
     for (int k = 0; k < 2; k++) {
         b[k ? len / 2 : len - 3] ^= 1; /* in the cells; in the checksum */
-        spit(entry, b, len);
+        tutil_write(entry, b, len);
         b[k ? len / 2 : len - 3] ^= 1;
         pc_gen(em, pc, p1, &t, &r);
         ck_assert_str_eq(t.buf, want.buf);
@@ -742,7 +710,7 @@ START_TEST(test_pcache_damaged)
     /* files the cache did not make are never touched */
     char stray[1100];
     snprintf(stray, sizeof stray, "%s/README", dir);
-    spit(stray, (const uint8_t *)"keep", 4);
+    tutil_write(stray, (const uint8_t *)"keep", 4);
     eng_pcache_free(pc);
     pc = pc_open(dir, 64, 1);
     ck_assert_int_eq(count_entries(dir), 0);
@@ -793,7 +761,7 @@ START_TEST(test_pcache_processes)
 {
     enum { N_PROC = 3, N_ITER = 12, N_PROMPT = 4 };
     char *p[N_PROMPT];
-    static struct text want[N_PROMPT];
+    static struct tutil_text want[N_PROMPT];
     struct eng_gen_result r;
     struct eng_model *em = open_model(shared_model("synth512-llama-d256-Q4_K_M"));
     struct eng_session *plain = new_session(em, 512, ENG_KV_F16);
@@ -810,7 +778,7 @@ START_TEST(test_pcache_processes)
     {
         struct eng_model *m = open_model(shared_model("synth512-llama-d256-Q4_K_M"));
         struct eng_pcache *pc = pc_open(in_dir("probe"), 32, (uint64_t)1 << 30);
-        static struct text t;
+        static struct tutil_text t;
         pc_gen(m, pc, p[N_PROMPT - 1], &t, &r);
         bound = pc_stats(pc).disk_bytes * 3 / 2; /* one long entry and a bit: the families evict each other */
         eng_pcache_free(pc);
@@ -828,7 +796,7 @@ START_TEST(test_pcache_processes)
         struct eng_pcache *pc = NULL;
         struct err_info ei;
         if (eng_pcache_open(&pc, dir, 32, bound, &ei)) _exit(3);
-        static struct text t;
+        static struct tutil_text t;
         for (int it = 0; it < N_ITER; it++) {
             int i = (it * 7 + k * 3) % N_PROMPT;
             struct eng_session *s = NULL;
@@ -840,7 +808,7 @@ START_TEST(test_pcache_processes)
             gp.max_tokens = 8;
             gp.ignore_eos = true;
             t.len = 0;
-            struct eng_sink sink = {on_text, NULL, &t, NULL};
+            struct eng_sink sink = {tutil_text_cb, NULL, &t, NULL};
             if (eng_generate(s, p[i], strlen(p[i]), &gp, &sink, &r, &ei) || strcmp(t.buf, want[i].buf)) bad = 1;
             eng_session_free(s);
         }
@@ -979,8 +947,8 @@ START_TEST(test_shift_continuation)
     p.ignore_eos = true;
     p.constraint = &con;
     /* without a shift: context_length_exceeded when the context is full */
-    static struct text t;
-    struct eng_sink sink = {on_text, NULL, &t, NULL};
+    static struct tutil_text t;
+    struct eng_sink sink = {tutil_text_cb, NULL, &t, NULL};
     struct eng_gen_result res;
     struct err_info ei;
     err_clear(&ei);
@@ -1053,7 +1021,7 @@ START_TEST(test_shift_limits)
     struct eng_session *s = new_session(em, 32, ENG_KV_F16);
     struct eng_ctx_shift shift = {40}; /* more than the context: nothing to drop */
     eng_session_set_hooks(s, &(struct eng_hooks){.ctx_full = eng_ctx_full_shift, .ud = &shift});
-    static struct text t;
+    static struct tutil_text t;
     struct eng_gen_result r;
     struct err_info ei;
     ck_assert_int_eq(gen(s, "Once upon a time", 60, &t, &r, &ei), ERR_CONTEXT);

@@ -6,6 +6,7 @@
 #define LMPIPE_TESTS_TUTIL_H
 
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,44 @@ static inline void tutil_rmtree(const char *dir)
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "tutil: cannot remove %s\n", dir);
+}
+
+/* dir/name in one of four rotating static buffers (a few may be in use at once). */
+static inline const char *tutil_path(const char *dir, const char *name)
+{
+    static char buf[4][1024];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    return b;
+}
+
+/* Write p[0..n) to path, or fail the test. */
+static inline void tutil_write(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Generated text collected by a sink's on_text (eng.h's eng_text_fn shape), NUL-terminated;
+ * what does not fit is dropped. */
+struct tutil_text {
+    char buf[8192];
+    size_t len;
+};
+
+static inline int tutil_text_cb(void *ud, const char *t, size_t n, int32_t tok)
+{
+    (void)tok;
+    struct tutil_text *x = ud;
+    if (x->len + n < sizeof x->buf) {
+        memcpy(x->buf + x->len, t, n);
+        x->len += n;
+        x->buf[x->len] = 0;
+    }
+    return 0;
 }
 
 #define TUTIL_MAIN                                                     \

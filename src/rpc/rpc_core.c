@@ -242,19 +242,15 @@ static json_t *pcache_json(struct rpc_server *s)
     if (!has) return json_null();
     json_t *o = json_object();
     json_object_set_new(o, "dir", rpc_json_text(p.dir, strlen(p.dir)));
-    json_object_set_new(o, "min_tokens", json_integer(p.min_tokens));
-    json_object_set_new(o, "max_bytes", json_integer((json_int_t)p.max_bytes));
-    json_object_set_new(o, "lookups", json_integer((json_int_t)p.lookups));
-    json_object_set_new(o, "hits", json_integer((json_int_t)p.hits));
-    json_object_set_new(o, "misses", json_integer((json_int_t)p.misses));
-    json_object_set_new(o, "hit_tokens", json_integer((json_int_t)p.hit_tokens));
-    json_object_set_new(o, "stores", json_integer((json_int_t)p.stores));
-    json_object_set_new(o, "evictions", json_integer((json_int_t)p.evictions));
-    json_object_set_new(o, "errors", json_integer((json_int_t)p.errors));
-    json_object_set_new(o, "bytes_read", json_integer((json_int_t)p.bytes_read));
-    json_object_set_new(o, "bytes_written", json_integer((json_int_t)p.bytes_written));
-    json_object_set_new(o, "entries", json_integer((json_int_t)p.entries));
-    json_object_set_new(o, "disk_bytes", json_integer((json_int_t)p.disk_bytes));
+    const struct {
+        const char *key;
+        uint64_t v;
+    } f[] = {{"min_tokens", p.min_tokens}, {"max_bytes", p.max_bytes},         {"lookups", p.lookups},
+             {"hits", p.hits},             {"misses", p.misses},               {"hit_tokens", p.hit_tokens},
+             {"stores", p.stores},         {"evictions", p.evictions},         {"errors", p.errors},
+             {"bytes_read", p.bytes_read}, {"bytes_written", p.bytes_written}, {"entries", p.entries},
+             {"disk_bytes", p.disk_bytes}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) json_object_set_new(o, f[i].key, json_integer((json_int_t)f[i].v));
     return o;
 }
 
