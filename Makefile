@@ -32,14 +32,15 @@ LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 # ---- cross builds (.ci/cross, issue 4) ----
 # TARGET_CFLAGS: the target's ISA flags (e.g. -march=armv8-a), before CFLAGS and before per-file
 #   ISA_FLAGS so a kernel file's own -march still wins. EXTRA_LDFLAGS: extra link flags (-static).
-# Per-ISA kernel files follow the compiler's target ($(CC) -dumpmachine): *_avx2.c only for
-#   x86, *_neon.c only for arm/aarch64; riscv64 and others get the scalar kernels only.
+# Per-ISA kernel files follow the compiler's target ($(CC) -dumpmachine): *_avx2.c, *_avxvnni.c
+#   and *_avx512.c only for x86, *_neon.c only for arm/aarch64; riscv64 and others get the
+#   scalar kernels only.
 # RUNNER: prefix for running test binaries in check-unit (e.g. "timeout 900 qemu-aarch64 -cpu
 #   cortex-a53"); RUN_BIN: what tests run as lmpipe (LMPIPE_BIN; cross: a qemu wrapper script).
 CC_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
 ifneq ($(CC_MACHINE),)
 ifeq ($(filter x86_64-% i386-% i486-% i586-% i686-%,$(CC_MACHINE)),)
-LIB_SRC := $(filter-out %_avx2.c,$(LIB_SRC))
+LIB_SRC := $(filter-out %_avx2.c %_avxvnni.c %_avx512.c,$(LIB_SRC))
 endif
 ifeq ($(filter aarch64-% aarch64_be-% arm-% armv%,$(CC_MACHINE)),)
 LIB_SRC := $(filter-out %_neon.c,$(LIB_SRC))
@@ -57,8 +58,14 @@ TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN := $(if $(filter 1,$(SAN)),$(BUILD)/lmpipe,lmpipe)
 
-# Per-file ISA flags: a user's CFLAGS never drops them.
-$(BUILD)/src/kern/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+# Per-file ISA flags: a user's CFLAGS never drops them. The x86 tiers are chosen at run time
+# (kern_dispatch.c), so each file gets exactly its tier's extensions.
+X86_AVX2_FLAGS := -mavx2 -mfma -mf16c
+X86_AVXVNNI_FLAGS := -mavxvnni $(X86_AVX2_FLAGS)
+X86_AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni $(X86_AVX2_FLAGS)
+$(BUILD)/src/kern/%_avx2.o: ISA_FLAGS := $(X86_AVX2_FLAGS)
+$(BUILD)/src/kern/%_avxvnni.o: ISA_FLAGS := $(X86_AVXVNNI_FLAGS)
+$(BUILD)/src/kern/%_avx512.o: ISA_FLAGS := $(X86_AVX512_FLAGS)
 # aarch64 only (CC_MACHINE above): kern_neon_dotprod.c is built for armv8.2-a+dotprod inside any
 # aarch64 build and chosen at run time only when HWCAP_ASIMDDP is set; elsewhere it is empty.
 ifneq ($(filter aarch64-%,$(CC_MACHINE)),)
@@ -156,7 +163,9 @@ FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null)
 fuzz: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
 
 # Library objects: coverage instrumentation without libFuzzer's main (fuzzer-no-link).
-$(FUZZ_BUILD)/src/kern/%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+$(FUZZ_BUILD)/src/kern/%_avx2.o: ISA_FLAGS := $(X86_AVX2_FLAGS)
+$(FUZZ_BUILD)/src/kern/%_avxvnni.o: ISA_FLAGS := $(X86_AVXVNNI_FLAGS)
+$(FUZZ_BUILD)/src/kern/%_avx512.o: ISA_FLAGS := $(X86_AVX512_FLAGS)
 $(FUZZ_BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(ISA_FLAGS) $(PKG_CFLAGS) \
@@ -206,19 +215,23 @@ bench-tmpl: $(BUILD)/tests/bench_tmpl
 # smollm2-135m-Q8_0.gguf with the hidden `lmpipe dev synth` when they are missing (random
 # weights, real shapes; the folder is git-ignored), and benches each at 1 and 2 threads.
 # PEER=/path/to/llama-bench also runs llama.cpp on the same files, alternating with ours, and
-# prints both and the ratio in one table, plus both peak RSS (PEER_COMMIT=<sha> names a peer built
-# outside a git checkout). BENCH_P / BENCH_N / BENCH_R / BENCH_T ("1 2") tune it.
+# prints both (median, best, mean ± sd) and the ratio of medians in one table, plus both peak RSS
+# (PEER_COMMIT=<sha> names a peer built outside a git checkout). BENCH_P / BENCH_N / BENCH_R /
+# BENCH_T ("1 2") tune it; BENCH_ISA ("auto") lists lmpipe kernel tiers to run side by side, e.g.
+# BENCH_ISA="auto avx2".
 BENCH_DIR ?= .cache/bench
 BENCH_P ?= 64
 BENCH_N ?= 32
 BENCH_R ?= 5
 BENCH_T ?= 1 2
+BENCH_ISA ?= auto
 PEER ?=
 PEER_COMMIT ?=
 
 bench: $(BIN)
 	@BENCH_DIR='$(BENCH_DIR)' BENCH_P='$(BENCH_P)' BENCH_N='$(BENCH_N)' BENCH_R='$(BENCH_R)' \
-	  BENCH_T='$(BENCH_T)' PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' sh tests/bench.sh $(abspath $(BIN))
+	  BENCH_T='$(BENCH_T)' BENCH_ISA='$(BENCH_ISA)' PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' \
+	  sh tests/bench.sh $(abspath $(BIN))
 
 # `make bench-gram` times the grammar matcher alone (tests/bench_gram.c, not a unit test): per
 # token check, mask, forced and accept on the starcoder and qwen2 vocabularies walking tool-call

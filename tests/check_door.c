@@ -94,7 +94,7 @@ static void expected(bool constrained, struct tutil_text *out)
     struct eng_constraint c = {&keep, &mine};
     if (constrained) p.constraint = &c;
     memset(out, 0, sizeof *out);
-    struct eng_sink sink = {tutil_text_cb, NULL, out, NULL};
+    struct eng_sink sink = {tutil_text_add, NULL, out, NULL};
     struct eng_gen_result res;
     ck_assert_int_eq(eng_generate(s, PROMPT, strlen(PROMPT), &p, &sink, &res, &ei), 0);
     if (constrained) {
@@ -198,7 +198,7 @@ static json_t *serve_call(int in, FILE *out, const char *line, json_int_t id, st
                 (*n_tokens)++;
             }
             const char *t = json_string_value(json_object_get(prm, "text"));
-            tutil_text_cb(deltas, t, strlen(t), -1);
+            tutil_text_add(deltas, t, strlen(t), -1);
         }
         json_decref(j);
     }
@@ -218,7 +218,7 @@ START_TEST(toy_constraint_serve)
     close(a[0]);
     close(b[1]);
     FILE *out = fdopen(b[0], "r");
-    static struct tutil_text deltas;
+    struct tutil_text deltas = {{0}, 0};
     size_t n_tokens = 0;
     json_t *r = serve_call(a[1], out, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}\n", 1,
                            &deltas, &n_tokens);

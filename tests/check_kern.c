@@ -16,12 +16,16 @@
  *    bit-identical results to the scalar kernels;
  *  - the pool: every task runs exactly once for 1/2/4 threads, many back-to-back jobs, nested use,
  *    and kern_matvec is bit-identical for pool NULL / 2 / 3 threads;
+ *  - which ISAs are built, which this CPU runs (the automatic choice is the first of them, every
+ *    tier is refused by name when the CPU cannot run it) and which are skipped here;
  *  - every SIMD ISA this CPU can run (kern_isa_select) against the scalar reference: prepared
  *    activations byte for byte, dot products (both orders), dequantization and kern_dot_f32 bit
  *    for bit, on 1/2/3/7/9-block rows and ragged float lengths, in exact-size heap buffers so
  *    ASan catches a kernel that reads past a row (NaN results only need to be NaN on both);
  *  - kern_matmul equals kern_vec_dot per (row, token) bit for bit for every type, ISA, token
- *    count and pool size, and leaves the y_stride padding alone;
+ *    count (up to 37: more than one 32-token group of the 512-bit tiles) and pool size, and
+ *    leaves the y_stride padding alone; rows too long for the tiles' stack scratch take their
+ *    fallbacks with the same bits;
  *  - softmax / SiLU / SwiGLU / the weighted V sum of every ISA equal the reference's bits;
  *  - attention over F16 and Q8_0 caches: the F16 score rows and weighted V sum equal the F16 dot
  *    product (itself checked against llama.cpp's order) bit for bit, the Q8_0 flash attention
@@ -441,7 +445,10 @@ START_TEST(test_supported)
     ck_assert_int_eq(kern_dequant_row(9999, NULL, NULL, 32), ERR_UNSUPPORTED);
     ck_assert(isnan(kern_vec_dot(9999, "", "", 32)));
     const char *isa = kern_isa_name();
-    ck_assert(!strcmp(isa, "scalar") || !strcmp(isa, "avx2") || !strcmp(isa, "neon") || !strcmp(isa, "neon-dotprod"));
+    static const char *const names[] = {"scalar", "avx2", "avx-vnni", "avx512", "neon", "neon-dotprod"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) known = known || !strcmp(isa, names[i]);
+    ck_assert_msg(known, "%s", isa);
     const char *req = getenv("LMPIPE_ISA");
     if (req && !strcmp(req, "scalar")) ck_assert_str_eq(isa, "scalar");
     struct kern_cpu_info ci;
@@ -450,6 +457,37 @@ START_TEST(test_supported)
     ck_assert_int_ge(ci.n_isa, 1);
     ck_assert_str_eq(ci.isa[ci.n_isa - 1], "scalar");
     ck_assert(ci.isa_available[ci.n_isa - 1]);
+    /* automatic: the first available in the listed (best-first) order; a tier the CPU cannot
+     * run is refused by name, and the aliases reach the same tables */
+    int first = 0;
+    while (!ci.isa_available[first]) first++;
+    for (int i = 0; i < ci.n_isa; i++) /* what the "isa" tests below compare, and what they skip */
+        fprintf(stderr, "check_kern: ISA %s: %s\n", ci.isa[i],
+                !ci.isa_available[i]            ? "SKIPPED (this CPU cannot run it)"
+                : !strcmp(ci.isa[i], "scalar") ? "the reference"
+                                               : "compared with the scalar reference");
+    if (!req || !*req || !strcmp(req, "auto")) ck_assert_str_eq(isa, ci.isa[first]);
+    for (int i = 0; i < ci.n_isa; i++) {
+        ck_assert_int_eq(kern_isa_select(ci.isa[i]), ci.isa_available[i] ? 0 : ERR_UNSUPPORTED);
+        if (ci.isa_available[i]) ck_assert_str_eq(kern_isa_name(), ci.isa[i]);
+        if (!strcmp(ci.isa[i], "avx-vnni")) {
+            ck_assert_int_eq(kern_isa_select("avx_vnni"), ci.isa_available[i] ? 0 : ERR_UNSUPPORTED);
+            if (ci.isa_available[i]) ck_assert_str_eq(kern_isa_name(), "avx-vnni");
+        }
+    }
+#if defined(__x86_64__)
+    /* x86-64 builds all three x86 tiers, best first */
+    ck_assert_int_eq(ci.n_isa, 4);
+    ck_assert_str_eq(ci.isa[0], "avx512");
+    ck_assert_str_eq(ci.isa[1], "avx-vnni");
+    ck_assert_str_eq(ci.isa[2], "avx2");
+    /* a tier is offered exactly when the features it needs are listed */
+    bool f512 = strstr(ci.features, "avx512bw") && strstr(ci.features, "avx512vl") && strstr(ci.features, "avx512vnni");
+    ck_assert(!ci.isa_available[0] || f512);
+    ck_assert(!ci.isa_available[1] || strstr(ci.features, "avx-vnni"));
+    ck_assert(!ci.isa_available[0] || ci.isa_available[2]);
+#endif
+    ck_assert_int_eq(kern_isa_select(isa), 0);
     ck_assert_int_eq(kern_isa_select("no-such-isa"), ERR_INVALID);
     ck_assert_str_eq(kern_isa_name(), isa); /* a refused switch keeps the choice */
     ck_assert_int_eq(kern_isa_select("scalar"), 0);
@@ -926,7 +964,8 @@ END_TEST
 /* ------------------------------------------------------------------------------------------ */
 /* Every SIMD ISA against the scalar reference                                                */
 
-/* The ISAs other than scalar that this CPU can run (names from kern_cpu_info). */
+/* The ISAs other than scalar that this CPU can run (names from kern_cpu_info; test_supported
+ * says which built tiers were skipped). */
 static int simd_isas(const char *out[KERN_MAX_ISAS])
 {
     struct kern_cpu_info ci;
@@ -1399,8 +1438,8 @@ START_TEST(test_matmul_matches_vec_dot)
 {
     uint32_t type = k_types[_i];
     const size_t ncols = blck_of(type) == 256 ? 768 : blck_of(type) == 1 ? 72 : 224;
-    const size_t rb = blk_row_size(type, ncols), max_rows = 101, max_tok = 13, pad = 3;
-    static const size_t toks[] = {1, 2, 3, 4, 5, 8, 13};
+    const size_t rb = blk_row_size(type, ncols), max_rows = 101, max_tok = 37, pad = 3;
+    static const size_t toks[] = {1, 2, 3, 4, 5, 8, 13, 37};
     static const size_t rows[] = {101, 100, 7};
     uint8_t *W = xmalloc(max_rows * rb);
     float *x = xmalloc(ncols * 4);
@@ -1476,6 +1515,47 @@ START_TEST(test_matmul_matches_vec_dot)
     free(ref);
     free(y);
     free(first);
+}
+END_TEST
+
+/* Rows longer than the SIMD tiles' stack scratch holds (the 512-bit one-scale tile packs up to
+ * 256 blocks, 8192 weights) take the tiles' fallbacks: still kern_vec_dot per (row, token), bit
+ * for bit, in every ISA, for the one-scale types (signed and with the offset term) and a K-quant. */
+START_TEST(test_matmul_long_rows)
+{
+    static const uint32_t types[] = {BLK_T_Q8_0, BLK_T_Q4_1, BLK_T_Q5_1, BLK_T_IQ4_NL, BLK_T_Q6_K};
+    const uint32_t type = types[_i];
+    const size_t ncols = 32 * 264, nrows = 5, nt = 3; /* 264 blocks; 33 super-blocks */
+    const size_t rb = blk_row_size(type, ncols), asz = kern_act_size(type, ncols);
+    uint8_t *W = xmalloc(nrows * rb), *act = xmalloc(nt * asz);
+    float *x = xmalloc(ncols * 4), *y = xmalloc(nt * nrows * 4);
+    for (size_t r = 0; r < nrows; r++) {
+        for (size_t i = 0; i < ncols; i++) x[i] = 0.02f * rng_gauss();
+        ck_assert(make_row(type, x, W + r * rb, ncols));
+    }
+    for (size_t t = 0; t < nt; t++) {
+        for (size_t i = 0; i < ncols; i++) x[i] = rng_gauss();
+        kern_act_prepare(type, x, act + t * asz, ncols);
+    }
+    const char *keep = kern_isa_name();
+    struct kern_cpu_info ci;
+    kern_cpu_info(&ci);
+    for (int ii = 0; ii < ci.n_isa; ii++) {
+        if (!ci.isa_available[ii]) continue;
+        ck_assert_int_eq(kern_isa_select(ci.isa[ii]), 0);
+        kern_matmul(NULL, type, W, nrows, ncols, act, asz, nt, y, nrows);
+        for (size_t t = 0; t < nt; t++)
+            for (size_t r = 0; r < nrows; r++) {
+                const float want = kern_vec_dot(type, W + r * rb, act + t * asz, ncols);
+                ck_assert_msg(fbits(y[t * nrows + r]) == fbits(want), "%s %s y[%zu][%zu] %.9g vs %.9g", ci.isa[ii],
+                              blk_type_name(type), t, r, (double)y[t * nrows + r], (double)want);
+            }
+    }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+    free(W);
+    free(act);
+    free(x);
+    free(y);
 }
 END_TEST
 
@@ -2723,6 +2803,7 @@ Suite *make_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_isa_matches_reference, 0, N_TYPES);
     tcase_add_loop_test(tc, test_matmul_matches_vec_dot, 0, N_TYPES);
+    tcase_add_loop_test(tc, test_matmul_long_rows, 0, 5);
     tcase_add_test(tc, test_isa_helpers_match_reference);
     suite_add_tcase(s, tc);
 

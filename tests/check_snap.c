@@ -85,7 +85,7 @@ static int gen(struct eng_session *s, const char *prompt, int32_t n_gen, struct 
     p.ignore_eos = true;
     out->len = 0;
     out->buf[0] = 0;
-    struct eng_sink sink = {tutil_text_cb, NULL, out, NULL};
+    struct eng_sink sink = {tutil_text_add, NULL, out, NULL};
     err_clear(ei);
     return eng_generate(s, prompt, strlen(prompt), &p, &sink, res, ei);
 }
@@ -808,7 +808,7 @@ START_TEST(test_pcache_processes)
             gp.max_tokens = 8;
             gp.ignore_eos = true;
             t.len = 0;
-            struct eng_sink sink = {tutil_text_cb, NULL, &t, NULL};
+            struct eng_sink sink = {tutil_text_add, NULL, &t, NULL};
             if (eng_generate(s, p[i], strlen(p[i]), &gp, &sink, &r, &ei) || strcmp(t.buf, want[i].buf)) bad = 1;
             eng_session_free(s);
         }
@@ -948,7 +948,7 @@ START_TEST(test_shift_continuation)
     p.constraint = &con;
     /* without a shift: context_length_exceeded when the context is full */
     static struct tutil_text t;
-    struct eng_sink sink = {tutil_text_cb, NULL, &t, NULL};
+    struct eng_sink sink = {tutil_text_add, NULL, &t, NULL};
     struct eng_gen_result res;
     struct err_info ei;
     err_clear(&ei);

@@ -62,6 +62,25 @@ static inline int tutil_diff_report(const char *what, const char *got, size_t gn
     return 1;
 }
 
+/* Generated text gathered by a sink (eng_text_fn's shape: the token is ignored); longer text
+ * than fits is dropped. */
+struct tutil_text {
+    char buf[8192];
+    size_t len;
+};
+
+static inline int tutil_text_add(void *ud, const char *t, size_t n, int32_t tok)
+{
+    (void)tok;
+    struct tutil_text *x = ud;
+    if (x->len + n < sizeof x->buf) {
+        memcpy(x->buf + x->len, t, n);
+        x->len += n;
+        x->buf[x->len] = 0;
+    }
+    return 0;
+}
+
 /* A fresh directory $TMPDIR/lmpipe-<tag>-XXXXXX (TMPDIR unset: /tmp) written into buf; 0 or -1. */
 static inline int tutil_mkdtemp(char *buf, size_t cap, const char *tag)
 {
@@ -95,25 +114,6 @@ static inline void tutil_write(const char *path, const void *p, size_t n)
     ck_assert_msg(f != NULL, "cannot create %s", path);
     ck_assert_uint_eq(fwrite(p, 1, n, f), n);
     ck_assert_int_eq(fclose(f), 0);
-}
-
-/* Generated text collected by a sink's on_text (eng.h's eng_text_fn shape), NUL-terminated;
- * what does not fit is dropped. */
-struct tutil_text {
-    char buf[8192];
-    size_t len;
-};
-
-static inline int tutil_text_cb(void *ud, const char *t, size_t n, int32_t tok)
-{
-    (void)tok;
-    struct tutil_text *x = ud;
-    if (x->len + n < sizeof x->buf) {
-        memcpy(x->buf + x->len, t, n);
-        x->len += n;
-        x->buf[x->len] = 0;
-    }
-    return 0;
 }
 
 #define TUTIL_MAIN                                                     \

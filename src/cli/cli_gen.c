@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Flags shared by run and chat: model, context, threads, sampling, stops, the KV cache (type,
- * prompt cache, context shift); and what they open. */
+/* Flags shared by run and chat: model, context, threads, sampling, stops, the template, the KV
+ * cache (type, prompt cache, context shift); and what they open. */
 struct gen_opts {
     const char *model;
     int64_t n_predict, n_ctx, threads;
@@ -29,6 +29,11 @@ struct gen_opts {
     int64_t shift_keep;         /* --context-shift KEEP; -1: none */
     struct eng_ctx_shift shift; /* the hook's argument */
     struct eng_pcache *pc;      /* --prompt-cache, opened with the model */
+    const char *tmpl_name, *tmpl_file, *system;
+    bool chat; /* --chat (run: render the prompt as a chat; chat: always) */
+    char *tmpl_src; /* tmpl_file's text, checked to parse */
+    size_t tmpl_len;
+    struct eng_chat_opts co;
 };
 
 static void add_stop(void *dst, const char *name, const char *v)
@@ -59,7 +64,7 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
                               .lo = 1, .hi = 1 << 24};
     t[n++] = (struct cli_opt){.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &o->threads,
                               .lo = 1, .hi = 1024};
-    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - 8 - n);
+    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - 16 - n);
     t[n++] = (struct cli_opt){.name = "--seed", .kind = CLI_FN, .dst = &o->gp.samp.seed, .fn = set_seed};
     t[n++] = (struct cli_opt){.name = "--stop", .kind = CLI_FN, .dst = o, .fn = add_stop};
     t[n++] = (struct cli_opt){.name = "--no-bos", .kind = CLI_CLEAR, .dst = &o->gp.add_bos};
@@ -68,6 +73,10 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
     n += cli_kv_opts(&o->kv, t + n);
     t[n++] = (struct cli_opt){.name = "--context-shift", .kind = CLI_INT, .dst = &o->shift_keep, .lo = 0,
                               .hi = 1 << 24};
+    t[n++] = (struct cli_opt){.name = "--chat-template", .kind = CLI_STR, .dst = &o->tmpl_name};
+    t[n++] = (struct cli_opt){.name = "--chat-template-file", .kind = CLI_STR, .dst = &o->tmpl_file};
+    t[n++] = (struct cli_opt){.name = "--system", .kind = CLI_STR, .dst = &o->system};
+    t[n++] = (struct cli_opt){.name = "--chat", .kind = CLI_SET, .dst = &o->chat};
     return n;
 }
 
@@ -89,21 +98,38 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
     o->gp.max_tokens = (int32_t)o->n_predict;
     o->gp.stop = o->stops;
     o->gp.n_stop = o->n_stop;
+    eng_chat_opts_default(&o->co);
+    if (o->tmpl_name && o->tmpl_file)
+        cli_usage_error("give either --chat-template or --chat-template-file, not both");
+    if (o->tmpl_name) {
+        o->co.kind = ENG_TMPL_BUILTIN;
+        o->co.name = o->tmpl_name;
+        if (eng_chat_opts_check(&o->co, NULL)) cli_usage_error("unknown chat template '%s'", o->tmpl_name);
+    }
+    /* a file that does not parse is a usage error, found before the model loads */
+    if (o->tmpl_file) o->tmpl_src = cli_chat_template_file(o->tmpl_file, &o->tmpl_len);
 }
 
-/* The model and one session with its KV cache settings, or exit 1 with the reason (freeing
- * `owned` first). */
-static void open_or_die(struct gen_opts *o, struct eng_model **em, struct eng_session **s, void *owned)
+/* The model (with --chat-template-file's template) and one session with its KV cache settings,
+ * or exit 1 with the reason (freeing `owned` and the template text first). */
+static void open_or_die(struct gen_opts *o, struct eng_model **em, struct eng_session **s,
+                        void *owned)
 {
     struct err_info ei;
     err_clear(&ei);
     int rc = eng_model_open(em, o->model, (int)o->threads, &ei);
-    if (rc) {
-        free(owned);
-        cli_die("cannot load model", &ei, rc);
+    const char *what = "cannot load model";
+    if (!rc && o->tmpl_src) {
+        rc = eng_model_set_chat_template(*em, o->tmpl_src, o->tmpl_len, o->tmpl_file, &ei);
+        what = "cannot use the chat template";
     }
-    const char *what = "cannot create session";
-    rc = eng_session_create_kv(s, *em, (uint32_t)o->n_ctx, o->kv.kv_type, &ei);
+    free(o->tmpl_src);
+    o->tmpl_src = NULL;
+    *s = NULL;
+    if (!rc) {
+        what = "cannot create session";
+        rc = eng_session_create_kv(s, *em, (uint32_t)o->n_ctx, o->kv.kv_type, &ei);
+    }
     if (!rc && o->kv.pcache_dir) {
         what = "cannot open the prompt cache";
         rc = eng_pcache_open(&o->pc, o->kv.pcache_dir, (uint32_t)o->kv.pcache_min, (uint64_t)o->kv.pcache_max, &ei);
@@ -132,15 +158,44 @@ static void close_all(struct gen_opts *o, struct eng_model *em, struct eng_sessi
     eng_model_free(em);
 }
 
+/* Which template a chat renders with, for the banner. */
+static const char *template_label(const struct eng_chat_info *ci, const struct eng_chat_opts *co)
+{
+    if (co->kind == ENG_TMPL_BUILTIN) return co->name;
+    if (ci->source == ENG_CHAT_FILE) return ci->name;
+    return ci->jinja ? "the model's own (Jinja)" : ci->builtin;
+}
+
+/* The warning when the model's own template cannot be used as it is. */
+static void template_warning(const struct eng_chat_info *ci, const struct eng_chat_opts *co)
+{
+    if (co->kind == ENG_TMPL_BUILTIN || ci->jinja) return;
+    if (ci->source == ENG_CHAT_DETECTED)
+        LOG_WARN("the model's chat template does not parse as Jinja (%s): using the built-in "
+                 "'%s'%s (--chat-template NAME or --chat-template-file FILE to choose)",
+                 ci->parse_error, ci->builtin, ci->fallback ? ", as nothing was recognised" : "");
+    else
+        LOG_WARN("the model has no chat template: using chatml (--chat-template NAME or "
+                 "--chat-template-file FILE to choose)");
+}
+
+/* The model's description, or NULL (out of memory). */
+static struct eng_model_info *model_info(const struct eng_model *em)
+{
+    struct eng_model_info *mi = malloc(sizeof *mi);
+    if (mi && eng_model_info(em, 0, mi)) {
+        free(mi);
+        mi = NULL;
+    }
+    return mi;
+}
+
 /* One line on stderr after each generation (finish error included: what ran until then). */
 static void print_stats(const struct eng_gen_result *res, const struct eng_model *em,
                         const struct eng_session *s, const struct eng_pcache *pc)
 {
-    struct eng_model_info *mi = malloc(sizeof *mi);
-    if (!mi || eng_model_info(em, 0, mi)) {
-        free(mi);
-        return;
-    }
+    struct eng_model_info *mi = model_info(em);
+    if (!mi) return;
     const double mib = 1024.0 * 1024.0;
     fprintf(stderr,
             "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
@@ -200,7 +255,9 @@ static int on_text(void *ud, const char *text, size_t len, int32_t token)
 
 /* --snapshot FILE before the run: restore the prompt's prefix from FILE when they share one. A
  * missing FILE is the first run (nothing to restore); any other problem with it is an error (the
- * file is not overwritten). 0, or 1 after saying why. */
+ * file is not overwritten). text NULL (run with a chat template: the rendered prompt is not known
+ * here): the whole snapshot is loaded and the chat reuses what its rendered prompt shares with it.
+ * 0, or 1 after saying why. */
 static int snapshot_restore(struct eng_session *s, const struct eng_model *em, const struct gen_opts *o,
                             const char *path, const char *text, size_t len)
 {
@@ -213,20 +270,25 @@ static int snapshot_restore(struct eng_session *s, const struct eng_model *em, c
     err_clear(&ei);
     size_t cap = (size_t)eng_session_n_ctx(s) + 1, n = 0;
     int32_t *toks = malloc(cap * sizeof *toks);
-    int rc = toks ? eng_tokenize(em, text, len, o->gp.add_bos, o->gp.parse_special, toks, cap, &n, &ei)
-                  : err_set(&ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    int rc = !toks ? err_set(&ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory")
+             : text ? eng_tokenize(em, text, len, o->gp.add_bos, o->gp.parse_special, toks, cap, &n, &ei)
+                    : 0;
     uint32_t restored = 0;
     double t0 = util_now();
     if (rc == ERR_LIMIT) rc = 0, n = 0; /* longer than the context: the generation says so */
-    else if (!rc) rc = eng_session_load(s, path, toks, n, &restored, &ei);
+    else if (!rc) rc = eng_session_load(s, path, text ? toks : NULL, n, &restored, &ei);
     free(toks);
     if (rc) {
         char m[512];
         fprintf(stderr, "lmpipe: cannot use snapshot %s: %s\n", path, err_format(&ei, rc, m, sizeof m));
         return 1;
     }
-    fprintf(stderr, "lmpipe: snapshot %s: restored %u of %zu prompt tokens in %.1f ms\n", path, restored, n,
-            (util_now() - t0) * 1e3);
+    if (text)
+        fprintf(stderr, "lmpipe: snapshot %s: restored %u of %zu prompt tokens in %.1f ms\n", path, restored, n,
+                (util_now() - t0) * 1e3);
+    else
+        fprintf(stderr, "lmpipe: snapshot %s: restored %u tokens in %.1f ms (the chat reuses its common prefix)\n",
+                path, restored, (util_now() - t0) * 1e3);
     return 0;
 }
 
@@ -249,6 +311,26 @@ static int snapshot_save(struct eng_session *s, const char *path)
     return 0;
 }
 
+/* run with a chat option: the prompt is one user turn (after the --system message) rendered
+ * with the chat template and its generation prompt, generated as chat generates it. */
+static int run_chat(struct gen_opts *o, struct eng_session *s, const struct eng_model *em,
+                    const char *prompt, size_t len, const struct eng_sink *sink,
+                    struct eng_gen_result *res, struct err_info *ei)
+{
+    struct eng_model_info *mi = model_info(em);
+    if (mi) template_warning(&mi->chat, &o->co);
+    free(mi);
+    struct eng_conv *c;
+    int rc = eng_conv_create(&c);
+    if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "out of memory");
+    if (o->system) rc = eng_conv_add(c, "system", o->system, strlen(o->system));
+    if (!rc) rc = eng_conv_add(c, "user", prompt, len);
+    if (rc) err_set(ei, rc, ERR_NO_OFFSET, "out of memory");
+    else rc = eng_chat(s, eng_conv_request(c), &o->co, &o->gp, sink, res, ei);
+    eng_conv_free(c);
+    return rc;
+}
+
 int cli_run_main(int argc, char **argv)
 {
     const char *prompt = NULL, *file = NULL, *snapshot = NULL;
@@ -260,19 +342,21 @@ int cli_run_main(int argc, char **argv)
     };
     gen_args(argc, argv, "run", 128, own, sizeof own / sizeof own[0], &o);
     if (prompt && file) cli_usage_error("give either -p or -f, not both");
+    bool chat = o.chat || o.tmpl_name || o.tmpl_file || o.system;
     char *buf = NULL;
     size_t plen = prompt ? strlen(prompt) : 0;
     if (file) {
         buf = cli_read_file_or_die(file, &plen);
     } else if (!prompt && !(buf = cli_slurp(stdin, &plen))) {
         fprintf(stderr, "lmpipe: cannot read the prompt from stdin\n");
+        free(o.tmpl_src);
         return 1;
     }
     struct eng_model *em;
     struct eng_session *s;
     open_or_die(&o, &em, &s, buf);
     const char *text = prompt ? prompt : buf;
-    if (snapshot && snapshot_restore(s, em, &o, snapshot, text, plen)) {
+    if (snapshot && snapshot_restore(s, em, &o, snapshot, chat ? NULL : text, plen)) {
         close_all(&o, em, s);
         free(buf);
         return 1;
@@ -282,7 +366,8 @@ int cli_run_main(int argc, char **argv)
     struct text_out out = {0};
     struct eng_sink sink = {on_text, NULL, &out, NULL};
     struct eng_gen_result res;
-    int rc = eng_generate(s, text, plen, &o.gp, &sink, &res, &ei);
+    int rc = chat ? run_chat(&o, s, em, text, plen, &sink, &res, &ei)
+                  : eng_generate(s, text, plen, &o.gp, &sink, &res, &ei);
     if (!out.epipe) {
         fputc('\n', stdout);
         fflush(stdout);
@@ -470,37 +555,25 @@ static int chat_loop(struct chat *c, bool tty)
 
 int cli_chat_main(int argc, char **argv)
 {
-    const char *tmpl_name = NULL, *system = NULL;
     struct gen_opts o;
-    const struct cli_opt own[] = {
-        {.name = "--chat-template", .kind = CLI_STR, .dst = &tmpl_name},
-        {.name = "--system", .kind = CLI_STR, .dst = &system},
-    };
-    gen_args(argc, argv, "chat", 512, own, sizeof own / sizeof own[0], &o);
-    struct chat c = {.o = &o};
-    eng_chat_opts_default(&c.co);
-    if (tmpl_name) {
-        c.co.kind = ENG_TMPL_BUILTIN;
-        c.co.name = tmpl_name;
-        if (eng_chat_opts_check(&c.co, NULL)) cli_usage_error("unknown chat template '%s'", tmpl_name);
-    }
+    gen_args(argc, argv, "chat", 512, NULL, 0, &o);
+    struct chat c = {.o = &o, .co = o.co};
     if (eng_conv_create(&c.conv)) {
         fprintf(stderr, "lmpipe: out of memory\n");
+        free(o.tmpl_src);
         return 1;
     }
     open_or_die(&o, &c.em, &c.s, NULL);
-    struct eng_model_info *mi = malloc(sizeof *mi);
-    if (mi && eng_model_info(c.em, 0, mi) == 0 && !tmpl_name && mi->chat_fallback)
-        LOG_WARN("the model has no chat template lmpipe recognises: using chatml "
-                 "(--chat-template NAME to choose)");
+    struct eng_model_info *mi = model_info(c.em);
+    if (mi) template_warning(&mi->chat, &c.co);
     bool tty = isatty(STDIN_FILENO);
     if (tty && mi)
-        fprintf(stderr, "lmpipe chat: %s, template %s, context %u. Commands: /reset /save FILE /load FILE /exit\n", mi->arch,
-                tmpl_name ? tmpl_name : mi->chat_template, eng_session_n_ctx(c.s));
+        fprintf(stderr, "lmpipe chat: %s, template %s, context %u. Commands: /reset /save FILE /load FILE /exit\n",
+                mi->arch, template_label(&mi->chat, &c.co), eng_session_n_ctx(c.s));
     free(mi);
     int status = 0;
-    if (system && eng_conv_add(c.conv, "system", system, strlen(system)) == 0) c.base = 1;
-    else if (system) status = 1;
+    if (o.system && eng_conv_add(c.conv, "system", o.system, strlen(o.system)) == 0) c.base = 1;
+    else if (o.system) status = 1;
     if (!status) status = chat_loop(&c, tty);
     eng_conv_free(c.conv);
     free(c.out.buf);

@@ -4,12 +4,14 @@
 
 #include "../rpc/rpc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char k_serve_usage[] =
     "usage: lmpipe serve [-m MODEL] [-c CTX] [-t THREADS] [--max-line BYTES] [--queue N]\n"
     "                    [--write-buffer BYTES] [--kv-type T] [--prompt-cache DIR]\n"
     "                    [--prompt-cache-min N] [--prompt-cache-max BYTES]\n"
+    "                    [--chat-template-file FILE]\n"
     "JSON-RPC 2.0, one message per line on stdin/stdout (see protocol/PROTOCOL.md).\n"
     "  -m MODEL             load a GGUF model at start (else use model/load)\n"
     "  -c CTX               context of each session (default min(model, 4096))\n"
@@ -19,21 +21,24 @@ static const char k_serve_usage[] =
     "  --write-buffer BYTES output waiting to be read before generation pauses (default 256 KiB)\n"
     "  --kv-type T          KV cache of sessions that name none: f16 (default), f32, q8_0\n"
     "  --prompt-cache DIR   keep evaluated prompts of >= --prompt-cache-min N tokens (256) in DIR,\n"
-    "                       at most --prompt-cache-max BYTES (default 1g; k/m/g suffixes)\n";
+    "                       at most --prompt-cache-max BYTES (default 1g; k/m/g suffixes)\n"
+    "  --chat-template-file FILE   a Jinja chat template used instead of each model's own\n";
 
 static const char k_batch_usage[] =
     "usage: lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
     "                    [-c CTX] [-t THREADS] [--max-line BYTES] [--kv-type T]\n"
     "                    [--prompt-cache DIR] [--prompt-cache-min N] [--prompt-cache-max BYTES]\n"
+    "                    [--chat-template-file FILE]\n"
     "One request per input line (generate or chat params plus an 'id'); one JSON-RPC\n"
     "response per output line. IN may be '-' for stdin; OUT defaults to stdout.\n"
     "  --resume     skip ids already in OUT (needs -o)\n"
     "  --shard I/N  only lines whose 0-based number is I modulo N\n";
 
-/* The options serve and batch share: model, context, threads, longest inbound line, KV cache
- * (SERVER_OPTS ends with CLI_KV_OPTS empty entries that kv_tail fills: it must come last). */
+/* The options serve and batch share: model, context, threads, longest inbound line, the chat
+ * template file, KV cache (SERVER_OPTS ends with CLI_KV_OPTS empty entries that kv_tail fills: it
+ * must come last). */
 struct server_flags {
-    const char *model;
+    const char *model, *tmpl_file;
     int64_t n_ctx, threads, max_line;
     struct cli_kv kv;
 };
@@ -43,6 +48,7 @@ struct server_flags {
     {.name = "-c", .alt = "--ctx-size", .kind = CLI_INT, .dst = &(f).n_ctx, .lo = 1, .hi = 1 << 24}, \
     {.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &(f).threads, .lo = 1, .hi = 1024}, \
     {.name = "--max-line", .kind = CLI_INT, .dst = &(f).max_line, .lo = 1024, .hi = (int64_t)1 << 32}, \
+    {.name = "--chat-template-file", .kind = CLI_STR, .dst = &(f).tmpl_file},                   \
     {0}, {0}, {0}, {0}
 
 static void kv_tail(struct server_flags *f, struct cli_opt *opts, size_t n)
@@ -50,6 +56,15 @@ static void kv_tail(struct server_flags *f, struct cli_opt *opts, size_t n)
     _Static_assert(CLI_KV_OPTS == 4, "SERVER_OPTS leaves four entries for cli_kv_opts");
     cli_kv_defaults(&f->kv);
     cli_kv_opts(&f->kv, opts + n - CLI_KV_OPTS);
+}
+
+/* --chat-template-file: read and checked before anything starts (exit 2 when it does not
+ * parse); src NULL without the flag. */
+static struct rpc_chat_template server_template(const struct server_flags *f)
+{
+    struct rpc_chat_template t = {NULL, 0, f->tmpl_file};
+    if (f->tmpl_file) t.src = cli_chat_template_file(f->tmpl_file, &t.len);
+    return t;
 }
 
 int cli_serve_main(int argc, char **argv)
@@ -69,8 +84,10 @@ int cli_serve_main(int argc, char **argv)
                                .max_line = (size_t)f.max_line, .queue = (size_t)queue,
                                .write_buffer = (size_t)write_buffer, .kv_type = f.kv.kv_type,
                                .pcache_dir = f.kv.pcache_dir, .pcache_min = (uint32_t)f.kv.pcache_min,
-                               .pcache_max = (uint64_t)f.kv.pcache_max};
-    return rpc_serve(&o);
+                               .pcache_max = (uint64_t)f.kv.pcache_max, .chat_template = server_template(&f)};
+    int rc = rpc_serve(&o);
+    free((char *)o.chat_template.src);
+    return rc;
 }
 
 /* --shard I/N */
@@ -109,6 +126,8 @@ int cli_batch_main(int argc, char **argv)
     if (resume && !out) cli_usage_error("--resume needs -o OUT.jsonl");
     struct rpc_batch_opts o = {f.model, in, out, resume, shard[0], shard[1], (uint32_t)f.n_ctx,
                                (int)f.threads, (size_t)f.max_line, f.kv.kv_type, f.kv.pcache_dir,
-                               (uint32_t)f.kv.pcache_min, (uint64_t)f.kv.pcache_max};
-    return rpc_batch(&o);
+                               (uint32_t)f.kv.pcache_min, (uint64_t)f.kv.pcache_max, server_template(&f)};
+    int rc = rpc_batch(&o);
+    free((char *)o.chat_template.src);
+    return rc;
 }

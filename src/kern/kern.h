@@ -187,16 +187,18 @@ void kern_matmul_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_
 
 /* ---- ISA dispatch (kern_dispatch.c) ----
  * On first use kern picks the best kernel set this CPU can run, in a fixed order: neon-dotprod,
- * neon, avx2, then the scalar reference (only ISAs built for the target are candidates).
- * LMPIPE_ISA=scalar|avx2|neon|neon-dotprod forces one ("auto" or unset: automatic). A forced
+ * neon, avx512 (AVX-512 F/BW/VL + VNNI), avx-vnni (256-bit VNNI), avx2, then the scalar
+ * reference (only ISAs built for the target are candidates).
+ * LMPIPE_ISA=scalar|avx2|avx-vnni|avx512|neon|neon-dotprod forces one ("auto" or unset:
+ * automatic). A forced
  * ISA that is unknown, not built for this target, or not supported by this CPU is NOT fatal:
  * kern warns once on stderr and uses the automatic choice, so a stale setting never makes the
  * engine unusable; `lmpipe info --cpu` shows what was asked for and what runs.
- * Every ISA returns the scalar reference's bits where it can follow its summation order (AVX2
- * does for every function), else stays within a tolerance documented and tested in
+ * Every ISA returns the scalar reference's bits where it can follow its summation order (every
+ * x86 tier does for every function), else stays within a tolerance documented and tested in
  * tests/check_kern.c; the choice changes speed, not results. */
 
-/* Name of the ISA in use: "scalar", "avx2", "neon" or "neon-dotprod". */
+/* Name of the ISA in use: "scalar", "avx2", "avx-vnni", "avx512", "neon" or "neon-dotprod". */
 const char *kern_isa_name(void);
 /* Switch the whole process to ISA `name` (tests, tools). 0; ERR_INVALID for an unknown name;
  * ERR_UNSUPPORTED when it is not built for this target or this CPU cannot run it (the current

@@ -1,4 +1,5 @@
-/* kern_avx2: x86 AVX2 + FMA + F16C versions of the hot kernels (`kern_isa_avx2`).
+/* kern_avx2: x86 AVX2 + FMA + F16C versions of the hot kernels (`kern_isa_avx2`), and the
+ * shared body of the avx-vnni tier and of the avx512 tier's base table (see KERN_X86_VNNI).
  *
  * What: activation preparation (Q8_0, Q8_1, Q8_K, F16, BF16), row dot products for all 15
  * weight types in both summation orders, kern_dot_f32, F16 dequantization, tile kernels
@@ -31,11 +32,49 @@
  *  - nothing allocates; everything is reentrant.
  * Float expressions are never contracted implicitly (gcc in ISO C mode does not; clang is told
  * below); every FMA is explicit. The file compiles to an empty, never-available table when the
- * compiler does not target x86 with AVX2/FMA/F16C (the Makefile adds -mavx2 -mfma -mf16c). */
+ * compiler does not target x86 with AVX2/FMA/F16C, plus the variant's VNNI flags (the Makefile
+ * gives each file its flags: -mavx2 -mfma -mf16c, and -mavxvnni / -mavx512* for the others). */
 #include "kern_int.h"
 
+/* Which variant this translation unit builds: kern_avxvnni.c and kern_avx512.c include this file
+ * with KERN_X86_VNNI set, so the three x86 tiers share one body and differ only in how int8
+ * products become 32-bit lanes (x86_lanes_u8, x86_acc_madd below):
+ *   0  avx2:      maddubs + madd, the table `kern_isa_avx2`;
+ *   1  avx-vnni:  VEX vpdpbusd / vpdpwssd (256-bit VNNI), `kern_isa_avxvnni`;
+ *   2  avx512:    EVEX vpdpbusd / vpdpwssd on ymm, the base table `kern_isa_avx512_base` that
+ *                 kern_avx512.c lays its 512-bit kernels over (not a tier of its own). */
+#ifndef KERN_X86_VNNI
+#define KERN_X86_VNNI 0
+#endif
+#if KERN_X86_VNNI == 0
+#define X86_ISA_SYM kern_isa_avx2
+#define X86_EXT_SYM kern_ext_avx2
+#define X86_ISA_NAME "avx2"
+#define X86_AVAILABLE kern_cpu_has_avx2
+#define X86_VNNI_OK 1
+#elif KERN_X86_VNNI == 1
+#define X86_ISA_SYM kern_isa_avxvnni
+#define X86_EXT_SYM kern_ext_avxvnni
+#define X86_ISA_NAME "avx-vnni"
+#define X86_AVAILABLE kern_cpu_has_avxvnni
+#if defined(__AVXVNNI__)
+#define X86_VNNI_OK 1
+#endif
+#else
+#define X86_ISA_SYM kern_isa_avx512_base
+#define X86_EXT_SYM kern_ext_avx512_base
+#define X86_ISA_NAME "avx512"
+#define X86_AVAILABLE kern_cpu_has_avx512
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#define X86_VNNI_OK 1
+#endif
+#endif
+#ifndef X86_VNNI_OK
+#define X86_VNNI_OK 0
+#endif
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && \
+    X86_VNNI_OK
 
 #include <immintrin.h>
 #include <math.h>
@@ -97,17 +136,47 @@ HOT __m128i loadu128(const void *p)
     return _mm_loadu_si128((const __m128i *)p);
 }
 
+/* The integer primitives of the variants (exact: see the invariants; vpdpbusd does not saturate,
+ * and where maddubs would not saturate either the lanes are the same numbers). */
+#if KERN_X86_VNNI == 1
+#define X86_DPBUSD _mm256_dpbusd_avx_epi32
+#define X86_DPWSSD _mm256_dpwssd_avx_epi32
+#elif KERN_X86_VNNI == 2
+#define X86_DPBUSD _mm256_dpbusd_epi32
+#define X86_DPWSSD _mm256_dpwssd_epi32
+#endif
+
+/* Eight i32 lanes: lane k = sum of u[j]*s[j], j = 4k..4k+3 (u unsigned, s signed bytes; pairs
+ * never reach the int16 limit, see the invariants). */
+HOT __m256i x86_lanes_u8(__m256i u, __m256i s)
+{
+#if KERN_X86_VNNI
+    return X86_DPBUSD(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+/* acc + madd(p16, sc16): int16 pairs multiplied and summed into the 32-bit lanes. */
+HOT __m256i x86_acc_madd(__m256i acc, __m256i p16, __m256i sc16)
+{
+#if KERN_X86_VNNI
+    return X86_DPWSSD(acc, p16, sc16);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, sc16));
+#endif
+}
+
 /* Eight i32 lanes: lane k = sum of w[j]*a[j], j = 4k..4k+3 (w signed, a signed, see invariants). */
 HOT __m256i dot_i8_lanes(__m256i w, __m256i a)
 {
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+    return x86_lanes_u8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
 }
 
 /* As dot_i8_lanes with w unsigned (0..127). */
 HOT __m256i dot_u8_lanes(__m256i w, __m256i a)
 {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1));
+    return x86_lanes_u8(w, a);
 }
 
 /* 32 nibbles of 16 bytes: low nibbles in bytes 0..15, high in 16..31. */
@@ -474,8 +543,7 @@ static void act_q8_K(const float *x, void *dst, size_t n)
         /* bsums: sums of 16 quants */
         for (int g = 0; g < QK_K / 16; g += 2) {
             const __m256i q = loadu256(y[ib].qs + 16 * g);
-            const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q); /* pairs, exact */
-            __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));        /* 8 x sums of 4 */
+            __m256i s32 = x86_lanes_u8(_mm256_set1_epi8(1), q); /* 8 x sums of 4, exact */
             __m128i lo = _mm256_castsi256_si128(s32), hi = _mm256_extracti128_si256(s32, 1);
             lo = _mm_hadd_epi32(lo, hi); /* [s0+s1, s2+s3, s4+s5, s6+s7] */
             lo = _mm_hadd_epi32(lo, lo);
@@ -611,6 +679,17 @@ static inline __m256i shuf_q3k(int i)
                             c, e);
 }
 
+/* Four groups' int16 pair products p[k] times their scales (int16 2k of sc for lanes 0-3, 2k+1
+ * for 4-7), summed into 32-bit lanes: two independent multiply-add chains, then one add. */
+HOT __m256i scaled4(const __m256i p[4], __m256i sc)
+{
+    const __m256i a = x86_acc_madd(_mm256_madd_epi16(p[0], _mm256_shuffle_epi8(sc, shuf_q3k(0))), p[1],
+                                   _mm256_shuffle_epi8(sc, shuf_q3k(1)));
+    const __m256i b = x86_acc_madd(_mm256_madd_epi16(p[2], _mm256_shuffle_epi8(sc, shuf_q3k(2))), p[3],
+                                   _mm256_shuffle_epi8(sc, shuf_q3k(3)));
+    return _mm256_add_epi32(a, b);
+}
+
 static float dot_q2_K(const void *wv, const void *av, size_t n)
 {
     const struct blk_q2_K *x = wv;
@@ -640,9 +719,9 @@ static float dot_q2_K(const void *wv, const void *av, size_t n)
                 const __m256i q8v = loadu256(q8);
                 q8 += 32;
                 const __m256i q2v = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
-                p[k] = _mm256_madd_epi16(_mm256_shuffle_epi8(sc[j], shuf_q3k(k)), _mm256_maddubs_epi16(q2v, q8v));
+                p[k] = _mm256_maddubs_epi16(q2v, q8v);
             }
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+            sumi = _mm256_add_epi32(sumi, scaled4(p, sc[j]));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
@@ -684,10 +763,9 @@ static float dot_q3_K(const void *wv, const void *av, size_t n)
                     _mm256_srli_epi16(_mm256_andnot_si256(hbits, _mm256_slli_epi16(mone, bit)), bit), 2);
                 const __m256i q8v = loadu256(q8);
                 q8 += 32;
-                const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(ql, q8v), _mm256_maddubs_epi16(qh, q8v));
-                p[k] = _mm256_madd_epi16(_mm256_shuffle_epi8(sc[j], shuf_q3k(k)), p16);
+                p[k] = _mm256_sub_epi16(_mm256_maddubs_epi16(ql, q8v), _mm256_maddubs_epi16(qh, q8v));
             }
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+            sumi = _mm256_add_epi32(sumi, scaled4(p, sc[j]));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
@@ -731,10 +809,9 @@ HOT __m128 k4_dmin(const void *dpair, float ya)
 
 /* sumi of one 32-element group pair (low and high nibbles of 32 bytes). */
 #define K4_PAIR(bits_lo, bits_hi, j, q8)                                                                    \
-    _mm256_add_epi32(                                                                                       \
+    x86_acc_madd(                                                                                           \
         _mm256_madd_epi16(_mm256_shuffle_epi8(scales, K4_SHUF(2 * (j))), _mm256_maddubs_epi16(bits_lo, loadu256(q8))), \
-        _mm256_madd_epi16(_mm256_shuffle_epi8(scales, K4_SHUF(2 * (j) + 1)),                                \
-                          _mm256_maddubs_epi16(bits_hi, loadu256((q8) + 32))))
+        _mm256_maddubs_epi16(bits_hi, loadu256((q8) + 32)), _mm256_shuffle_epi8(scales, K4_SHUF(2 * (j) + 1)))
 
 /* sumi of a Q4_K super-block: scales = 8 int16 scales in both halves. */
 HOT __m256i q4k_sumi(const uint8_t *qs, __m256i scales, const int8_t *q8)
@@ -830,11 +907,9 @@ HOT __m256i q6k_half(const uint8_t *ql, const uint8_t *qh, __m256i s2, const int
     const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(bH, m2));
     const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
                                        _mm256_and_si256(_mm256_srli_epi16(bH, 2), m2));
-    const __m256i p0 = _mm256_madd_epi16(_mm256_shuffle_epi8(s2, Q6_SHUF(0)), _mm256_maddubs_epi16(q0, loadu256(q8)));
-    const __m256i p1 = _mm256_madd_epi16(_mm256_shuffle_epi8(s2, Q6_SHUF(1)), _mm256_maddubs_epi16(q1, loadu256(q8 + 32)));
-    const __m256i p2 = _mm256_madd_epi16(_mm256_shuffle_epi8(s2, Q6_SHUF(2)), _mm256_maddubs_epi16(q2, loadu256(q8 + 64)));
-    const __m256i p3 = _mm256_madd_epi16(_mm256_shuffle_epi8(s2, Q6_SHUF(3)), _mm256_maddubs_epi16(q3, loadu256(q8 + 96)));
-    return _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3));
+    const __m256i p[4] = {_mm256_maddubs_epi16(q0, loadu256(q8)), _mm256_maddubs_epi16(q1, loadu256(q8 + 32)),
+                          _mm256_maddubs_epi16(q2, loadu256(q8 + 64)), _mm256_maddubs_epi16(q3, loadu256(q8 + 96))};
+    return scaled4(p, s2);
 }
 
 /* 32 * (scale[2k]*bsums[2k] + scale[2k+1]*bsums[2k+1]) per lane k. */
@@ -883,8 +958,8 @@ static float dot_iq4_xs(const void *wv, const void *av, size_t n)
             const int16_t ls1 = (int16_t)(((x[ibl].scales_l[ib / 2] & 0xf) | ((sh << 4) & 0x30)) - 32);
             const int16_t ls2 = (int16_t)(((x[ibl].scales_l[ib / 2] >> 4) | ((sh << 2) & 0x30)) - 32);
             sh = (uint16_t)(sh >> 4);
-            s1 = _mm256_add_epi32(_mm256_madd_epi16(p16_1, _mm256_set1_epi16(ls1)), s1);
-            s2 = _mm256_add_epi32(_mm256_madd_epi16(p16_2, _mm256_set1_epi16(ls2)), s2);
+            s1 = x86_acc_madd(s1, p16_1, _mm256_set1_epi16(ls1));
+            s2 = x86_acc_madd(s2, p16_2, _mm256_set1_epi16(ls2));
         }
         const __m256 d = _mm256_set1_ps(h2f(x[ibl].d) * y[ibl].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(s1, s2)), acc);
@@ -927,10 +1002,10 @@ HOT const struct blk_q8_K *q8k_at(const uint8_t *a, size_t as, size_t t, size_t 
 #define KQ_STEP(g)                                                                                    \
     do {                                                                                              \
         const __m256i qg = q[g], sg = sc[g];                                                          \
-        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(sg, _mm256_maddubs_epi16(qg, loadu256(y0->qs + 32 * (g))))); \
-        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(sg, _mm256_maddubs_epi16(qg, loadu256(y1->qs + 32 * (g))))); \
-        s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(sg, _mm256_maddubs_epi16(qg, loadu256(y2->qs + 32 * (g))))); \
-        s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(sg, _mm256_maddubs_epi16(qg, loadu256(y3->qs + 32 * (g))))); \
+        s0 = x86_acc_madd(s0, _mm256_maddubs_epi16(qg, loadu256(y0->qs + 32 * (g))), sg);            \
+        s1 = x86_acc_madd(s1, _mm256_maddubs_epi16(qg, loadu256(y1->qs + 32 * (g))), sg);            \
+        s2 = x86_acc_madd(s2, _mm256_maddubs_epi16(qg, loadu256(y2->qs + 32 * (g))), sg);            \
+        s3 = x86_acc_madd(s3, _mm256_maddubs_epi16(qg, loadu256(y3->qs + 32 * (g))), sg);            \
         KEEP(s0);                                                                                     \
         KEEP(s1);                                                                                     \
         KEEP(s2);                                                                                     \
@@ -959,7 +1034,7 @@ HOT void kq_sumi4(const __m256i q[8], const __m256i sc[8], const struct blk_q8_K
 HOT __m256i kq_sumi1(const __m256i q[8], const __m256i sc[8], const struct blk_q8_K *y0)
 {
     __m256i s = _mm256_setzero_si256();
-    for (int g = 0; g < 8; g++) s = _mm256_add_epi32(s, _mm256_madd_epi16(sc[g], _mm256_maddubs_epi16(q[g], loadu256(y0->qs + 32 * g))));
+    for (int g = 0; g < 8; g++) s = x86_acc_madd(s, _mm256_maddubs_epi16(q[g], loadu256(y0->qs + 32 * g)), sc[g]);
     return s;
 }
 
@@ -1141,8 +1216,11 @@ HOT void kq_tile(uint32_t type, const void *w, size_t rb, size_t nr, const void 
                                   &summs[r][t]);
                 }
             }
-            for (size_t r = 0; r < rr; r++)
-                for (size_t t = 0; t < tg; t++) y[(t0 + t) * ys + r0 + r] = kq_result(type, acc[r][t], accm[r][t], summs[r][t]);
+            /* token-major: each token's rows are adjacent in y (row-major would touch one line
+             * per token for every row, and with y_stride a multiple of 4 KiB those lines share
+             * an L1 set) */
+            for (size_t t = 0; t < tg; t++)
+                for (size_t r = 0; r < rr; r++) y[(t0 + t) * ys + r0 + r] = kq_result(type, acc[r][t], accm[r][t], summs[r][t]);
         }
     }
 }
@@ -1184,8 +1262,7 @@ HOT __m256 q0_dw(const uint8_t *row, size_t i, size_t bs)
 /* float(lanes(w . a)) with w signed, a signed (never -128). */
 HOT __m256 q0_lanes(__m256i w, __m256i a)
 {
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    return _mm256_cvtepi32_ps(dot_i8_lanes(w, a));
 }
 
 /* One token, 4 rows sharing the activation loads (the token tail of a batch, weights in cache;
@@ -1218,7 +1295,6 @@ HOT void q0_row_tok8(uint32_t type, const uint8_t *row, const uint8_t *a, size_t
                      size_t ys)
 {
     const size_t bs = q0_bsize(type);
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
     for (size_t i = 0; i < nb; i++) {
         const __m256i w = q0_weights(type, row, i), aw = _mm256_sign_epi8(w, w);
@@ -1226,8 +1302,7 @@ HOT void q0_row_tok8(uint32_t type, const uint8_t *row, const uint8_t *a, size_t
         const uint8_t *ai = a + i * sizeof(struct blk_q8_0) + offsetof(struct blk_q8_0, qs);
 #define Q0_T8(t, c)                                                                                          \
     c = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(da + (t) * nb + i)),                          \
-                        _mm256_cvtepi32_ps(_mm256_madd_epi16(                                                \
-                            _mm256_maddubs_epi16(aw, _mm256_sign_epi8(loadu256(ai + (t) * as), w)), ones)), \
+                        _mm256_cvtepi32_ps(x86_lanes_u8(aw, _mm256_sign_epi8(loadu256(ai + (t) * as), w))),  \
                         c)
         Q0_T8(0, c0);
         Q0_T8(1, c1);
@@ -1298,7 +1373,8 @@ HOT void q0_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void
 }
 
 /* The table's tile entries (kern_tile_fn has no type argument): one function per type, each
- * with its type as a constant, so the always-inline kq_tile / q0_tile bodies are specialised. */
+ * with its type as a constant, so the always-inline kq_tile / q0_tile bodies are specialised.
+ * (Left defined: kern_avx512.c, which includes this file, makes its entries with it too.) */
 #define TILE_FN(name, body, type)                                                                                   \
     static void name(const void *w, size_t rb, size_t nr, const void *act, size_t as, size_t nt, size_t n, float *y, \
                      size_t ys)                                                                                      \
@@ -1313,7 +1389,6 @@ TILE_FN(tile_q4_0, q0_tile, BLK_T_Q4_0)
 TILE_FN(tile_q5_0, q0_tile, BLK_T_Q5_0)
 /* IQ4_NL: the batched (tinyBLAS) order only; its single-token order pairs blocks differently. */
 TILE_FN(tile_iq4_nl, q0_tile, BLK_T_IQ4_NL)
-#undef TILE_FN
 
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax, SiLU, SwiGLU and the attention-weighted sum (kern_ref.c's ggml-exact definitions)  */
@@ -1630,9 +1705,10 @@ static void dequant_f16(const void *src, float *dst, size_t n)
 /* ------------------------------------------------------------------------------------------ */
 /* The table                                                                                  */
 
-const struct kern_isa kern_isa_avx2 = {
-    .name = "avx2",
-    .available = kern_cpu_has_avx2,
+const struct kern_isa_ext X86_EXT_SYM;
+const struct kern_isa X86_ISA_SYM = {
+    .name = X86_ISA_NAME,
+    .available = X86_AVAILABLE,
     .dot_gemm =
         {
             [BLK_T_F32] = dot_f32_gemm,
@@ -1679,10 +1755,11 @@ const struct kern_isa kern_isa_avx2 = {
         },
     .dequant = {[BLK_T_F16] = dequant_f16},
     .dot_f32 = dot_f32_pub,
+    .ext = &X86_EXT_SYM,
 };
 
-const struct kern_isa_ext kern_ext_avx2 = {
-    .name = "avx2",
+const struct kern_isa_ext X86_EXT_SYM = {
+    .name = X86_ISA_NAME,
     .tile =
         {
             [BLK_T_Q4_K] = tile_q4_K,
@@ -1703,14 +1780,13 @@ const struct kern_isa_ext kern_ext_avx2 = {
     .fattn_q8_0 = fattn_q8_0_avx2,
 };
 
-#else /* not an AVX2-capable x86 compilation */
+#else /* not an x86 compilation with this variant's ISA flags */
 
-static bool avx2_unavailable(void)
+static bool x86_unavailable(void)
 {
     return false;
 }
 
-const struct kern_isa kern_isa_avx2 = {.name = "avx2", .available = avx2_unavailable};
-const struct kern_isa_ext kern_ext_avx2 = {.name = "avx2"};
+const struct kern_isa X86_ISA_SYM = {.name = X86_ISA_NAME, .available = x86_unavailable};
 
 #endif

@@ -4,7 +4,8 @@
  * What: every SIMD file defines one `struct kern_isa` (kern_int.h's contract). At first use we
  * build, for each ISA built for this target, a `struct kern_active`: the reference table of
  * kern_ref.c with that ISA's non-NULL functions laid over it (plus its optional tile kernels),
- * and publish the best one the CPU can run, in the fixed order neon-dotprod, neon, avx2, scalar.
+ * and publish the best one the CPU can run, in the fixed order neon-dotprod, neon, avx512,
+ * avx-vnni, avx2, scalar.
  * LMPIPE_ISA forces one; an unknown or unavailable request warns once on stderr and keeps the
  * automatic choice (see kern.h for why it is not fatal).
  *
@@ -14,7 +15,7 @@
  * then the reference table is returned, which is always correct.
  *
  * Why this file is compiled without -mavx2: the detection code must run on any x86, so it
- * cannot live in kern_avx2.c (the compiler may use AVX encodings anywhere in that file).
+ * cannot live in the SIMD files (the compiler may use AVX encodings anywhere in them).
  *
  * Invariants: kern_active() never returns NULL; kern_matvec / kern_matmul split rows in chunks
  * whose size depends only on the shape, and each output is computed by one function call
@@ -51,8 +52,9 @@
 /* simply not offered, so the dispatcher never breaks an ARM build.                            */
 
 #ifdef KD_X86
+extern const struct kern_isa kern_isa_avx512;
+extern const struct kern_isa kern_isa_avxvnni;
 extern const struct kern_isa kern_isa_avx2;
-extern const struct kern_isa_ext kern_ext_avx2;
 #endif
 #ifdef KD_ARM
 #if defined(__has_include)
@@ -75,27 +77,20 @@ static const struct kern_isa *const k_isas[] = {
     &kern_isa_neon,
 #endif
 #ifdef KD_X86
+    &kern_isa_avx512,
+    &kern_isa_avxvnni,
     &kern_isa_avx2,
 #endif
     NULL, /* keeps the array non-empty; the scalar reference follows the list */
 };
 #define N_ISAS (sizeof k_isas / sizeof k_isas[0] - 1)
 
-static const struct kern_isa_ext *ext_for(const char *name)
-{
-#ifdef KD_X86
-    if (!strcmp(name, kern_ext_avx2.name)) return &kern_ext_avx2;
-#endif
-    (void)name;
-    return NULL;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* CPU features                                                                               */
 
 #ifdef KD_X86
 struct x86_feat {
-    bool sse2, ssse3, sse41, avx, osymm, fma, f16c, avx2, avx512f, avxvnni;
+    bool sse2, ssse3, sse41, avx, osymm, oszmm, fma, f16c, avx2, avx512f, avx512bw, avx512vl, avx512vnni, avxvnni;
 };
 
 static struct x86_feat x86_detect(void)
@@ -118,20 +113,45 @@ static struct x86_feat x86_detect(void)
         __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
         (void)hi;
         f.osymm = (lo & 6u) == 6u;
+        /* bits 5-7: opmask registers, upper halves of zmm0-15, zmm16-31 */
+        f.oszmm = (lo & 0xE6u) == 0xE6u;
     }
-    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+    unsigned max_leaf = __get_cpuid_max(0, NULL);
+    if (max_leaf >= 7 && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
         f.avx2 = b & (1u << 5);
         f.avx512f = b & (1u << 16);
+        f.avx512bw = b & (1u << 30);
+        f.avx512vl = b & (1u << 31);
+        f.avx512vnni = c & (1u << 11);
+        /* sub-leaf 1 exists when sub-leaf 0 reports it in EAX */
+        unsigned max_sub = a;
+        if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = a & (1u << 4);
     }
-    if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = a & (1u << 4);
 #endif
     return f;
+}
+
+static bool has_avx2(const struct x86_feat *f)
+{
+    return f->avx && f->osymm && f->avx2 && f->fma && f->f16c;
 }
 
 bool kern_cpu_has_avx2(void)
 {
     struct x86_feat f = x86_detect();
-    return f.avx && f.osymm && f.avx2 && f.fma && f.f16c;
+    return has_avx2(&f);
+}
+
+bool kern_cpu_has_avxvnni(void)
+{
+    struct x86_feat f = x86_detect();
+    return has_avx2(&f) && f.avxvnni;
+}
+
+bool kern_cpu_has_avx512(void)
+{
+    struct x86_feat f = x86_detect();
+    return has_avx2(&f) && f.oszmm && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
 }
 #endif
 
@@ -157,8 +177,12 @@ static void features_string(char *buf, size_t cap)
     ADD(f.fma, "fma");
     ADD(f.f16c, "f16c");
     ADD(f.avx512f, "avx512f");
+    ADD(f.avx512bw, "avx512bw");
+    ADD(f.avx512vl, "avx512vl");
+    ADD(f.avx512vnni, "avx512vnni");
     ADD(f.avxvnni, "avx-vnni");
     ADD(f.avx && !f.osymm, "(os-does-not-save-ymm)");
+    ADD(f.avx512f && f.osymm && !f.oszmm, "(os-does-not-save-zmm)");
 #elif defined(KD_ARM)
 #if defined(__linux__)
     unsigned long hw = getauxval(AT_HWCAP);
@@ -207,10 +231,10 @@ static void build_ref(struct kern_active *a)
     a->fattn_q8_0 = kern_ref_fattn_q8_0;
 }
 
-static void build_isa(struct kern_active *a, const struct kern_isa *isa)
+/* Lay an ISA's non-NULL members over a (its base first, recursively). */
+static void lay_isa(struct kern_active *a, const struct kern_isa *isa)
 {
-    build_ref(a);
-    a->name = isa->name;
+    if (isa->base) lay_isa(a, isa->base);
     for (uint32_t t = 0; t < BLK_T_COUNT_; t++) {
         struct kern_type_ops *o = &a->ops[t];
         /* an ISA may only speed up what the reference can do, never add a type */
@@ -220,10 +244,10 @@ static void build_isa(struct kern_active *a, const struct kern_isa *isa)
         if (a->act[t] && isa->act[t]) a->act[t] = isa->act[t];
     }
     if (isa->dot_f32) a->dot_f32 = isa->dot_f32;
-    const struct kern_isa_ext *ext = ext_for(isa->name);
+    const struct kern_isa_ext *ext = isa->ext;
     if (ext) {
         for (uint32_t t = 0; t < BLK_T_COUNT_; t++)
-            if (a->ops[t].dot_gemm) a->tile[t] = ext->tile[t];
+            if (a->ops[t].dot_gemm && ext->tile[t]) a->tile[t] = ext->tile[t];
         if (ext->softmax) a->softmax = ext->softmax;
         if (ext->swiglu) a->swiglu = ext->swiglu;
         if (ext->silu) a->silu = ext->silu;
@@ -235,23 +259,40 @@ static void build_isa(struct kern_active *a, const struct kern_isa *isa)
     }
 }
 
-/* Index in k_built of an ISA name (aliases: neon_dotprod, ref), or -1. */
+static void build_isa(struct kern_active *a, const struct kern_isa *isa)
+{
+    build_ref(a);
+    lay_isa(a, isa);
+    a->name = isa->name;
+}
+
+/* Every ISA name of every target, then the aliases (alias, name) accepted by LMPIPE_ISA. */
+static const char *const k_all_names[] = {"scalar", "avx512", "avx-vnni", "avx2", "neon", "neon-dotprod"};
+static const char *const k_aliases[][2] = {
+    {"ref", "scalar"}, {"neon_dotprod", "neon-dotprod"}, {"avx_vnni", "avx-vnni"}, {"avxvnni", "avx-vnni"}};
+
+static const char *canonical_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof k_aliases / sizeof k_aliases[0]; i++)
+        if (!strcmp(name, k_aliases[i][0])) return k_aliases[i][1];
+    return name;
+}
+
+/* Index in k_built of an ISA name or alias, or -1. */
 static int isa_index(const char *name)
 {
-    if (!strcmp(name, "scalar") || !strcmp(name, "ref")) return (int)N_ISAS;
-    for (size_t i = 0; k_isas[i]; i++) {
-        const char *n = k_isas[i]->name;
-        if (!strcmp(name, n)) return (int)i;
-        if (!strcmp(n, "neon-dotprod") && !strcmp(name, "neon_dotprod")) return (int)i;
-    }
+    name = canonical_name(name);
+    if (!strcmp(name, "scalar")) return (int)N_ISAS;
+    for (size_t i = 0; k_isas[i]; i++)
+        if (!strcmp(name, k_isas[i]->name)) return (int)i;
     return -1;
 }
 
 static bool known_name(const char *name)
 {
-    static const char *const all[] = {"scalar", "ref", "avx2", "neon", "neon-dotprod", "neon_dotprod"};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (!strcmp(name, all[i])) return true;
+    name = canonical_name(name);
+    for (size_t i = 0; i < sizeof k_all_names / sizeof k_all_names[0]; i++)
+        if (!strcmp(name, k_all_names[i])) return true;
     return false;
 }
 
@@ -281,7 +322,7 @@ static void dispatch_init(void)
             util_log(1, "LMPIPE_ISA=%s %s; using %s", k_requested,
                      i >= 0 ? "is not supported by this CPU"
                      : known_name(req) ? "is not built for this target"
-                                       : "is unknown (scalar, avx2, neon, neon-dotprod, auto)",
+                                       : "is unknown (scalar, avx2, avx-vnni, avx512, neon, neon-dotprod, auto)",
                      k_built[pick].name);
         }
     } else {

@@ -111,15 +111,20 @@ static inline float kern_hsum8_hadd(const float v[8])
 }
 
 /* ---- ISA variants (the contract between kern_ref.c, the dispatcher and each SIMD file) ----
- * Each SIMD file (kern_avx2.c, kern_neon.c, kern_neon_dotprod.c, ...) defines exactly one
- * `const struct kern_isa kern_isa_<name>` and compiles to nothing but a NULL-free empty table on
- * targets it does not apply to (guard its body with the target's predefined macros). Every
- * member may be NULL: the dispatcher then keeps the reference function for that slot. The
- * dispatcher (kern_dispatch.c) picks, at start-up, the best ISA whose available() is true, in
- * a fixed order, unless LMPIPE_ISA=scalar|avx2|neon|neon-dotprod forces one. A SIMD function
- * must return what the reference returns for the same inputs: bit-identical where it can follow
- * the reference's summation order (AVX2 does: the reference is written in that order), else
- * within a documented tolerance checked by tests/check_kern.c on odd lengths. */
+ * Each SIMD file (kern_avx2.c, kern_avxvnni.c, kern_avx512.c, kern_neon.c, kern_neon_dotprod.c)
+ * defines exactly one registered `const struct kern_isa kern_isa_<name>` and compiles to nothing
+ * but a NULL-free empty table on targets it does not apply to (guard its body with the target's
+ * predefined macros). Every member may be NULL: the dispatcher then keeps what lies below for
+ * that slot. The dispatcher (kern_dispatch.c) picks, at start-up, the best ISA whose available()
+ * is true, in a fixed order, unless LMPIPE_ISA forces one. A SIMD function must return what the
+ * reference returns for the same inputs: bit-identical where it can follow the reference's
+ * summation order (every x86 tier does: the reference is written in that order), else within a
+ * documented tolerance checked by tests/check_kern.c on odd lengths.
+ *
+ * Layering: an ISA's table is laid over the reference, over its `base` first when it has one (a
+ * tier that only rewrites its hottest kernels takes the rest from an unregistered base table
+ * compiled with its own flags; avx512 does), and its `ext` extras are laid the same way. */
+struct kern_isa_ext;
 struct kern_isa {
     const char *name;
     bool (*available)(void); /* may this CPU run it (cpuid / getauxval)? */
@@ -128,6 +133,8 @@ struct kern_isa {
     kern_act_fn act[BLK_T_COUNT_];        /* by activation type (Q8_0, Q8_1, Q8_K, F16, BF16) */
     kern_dequant_fn dequant[BLK_T_COUNT_];
     float (*dot_f32)(const float *a, const float *b, size_t n); /* kern_dot_f32 */
+    const struct kern_isa *base;     /* laid first (NULL: none); its own base is followed too */
+    const struct kern_isa_ext *ext;  /* tile kernels and helpers (NULL: none) */
 };
 
 /* ---- dispatcher internals (kern_dispatch.c; below the ISA contract, free to change) ---- */
@@ -204,9 +211,15 @@ static inline const float *kern_vt_cell(const struct kern_vt *vt, size_t d, size
     return vt->v + (t / vt->blk) * vt->blk_stride + d * vt->dim_stride + t % vt->blk;
 }
 
-/* x86: CPU and OS support AVX2 + FMA + F16C (kern_isa_avx2.available). Lives in
- * kern_dispatch.c, which is compiled for the baseline ISA, so it runs safely on any x86. */
+/* x86: CPU and OS support what each tier needs (its table's available()). They live in
+ * kern_dispatch.c, which is compiled for the baseline ISA, so they run safely on any x86.
+ *   avx2:     AVX2 + FMA + F16C, YMM state saved by the OS;
+ *   avx-vnni: that plus AVX-VNNI (CPUID 7.1 EAX bit 4; 256-bit vpdpbusd, e.g. Alder Lake);
+ *   avx512:   that plus AVX-512 F/BW/VL/VNNI with opmask and ZMM state saved by the OS (XCR0
+ *             bits 5-7; Ice Lake, Zen 4). */
 bool kern_cpu_has_avx2(void);
+bool kern_cpu_has_avxvnni(void);
+bool kern_cpu_has_avx512(void);
 
 /* Optional tile kernel of an ISA for one weight type: for r < nr and t < nt,
  *   y[t * ys + r] = dot_gemm(w + r * row_bytes, act + t * act_stride, n)
@@ -215,9 +228,9 @@ bool kern_cpu_has_avx2(void);
 typedef void (*kern_tile_fn)(const void *w, size_t row_bytes, size_t nr, const void *act, size_t act_stride,
                              size_t nt, size_t n, float *y, size_t ys);
 
-/* Optional extras of an ISA beyond the contract, matched to its struct kern_isa by name
+/* Optional extras of an ISA beyond the contract, pointed to by its struct kern_isa's `ext`
  * (kern_ext_avx2, ...): tile kernels, and the ggml-exact attention / FFN helpers of kern.h.
- * Every member may be NULL (the reference runs) and must return the reference's bits. */
+ * Every member may be NULL (what lies below runs) and must return the reference's bits. */
 struct kern_isa_ext {
     const char *name;
     kern_tile_fn tile[BLK_T_COUNT_]; /* by weight type; NULL: rows x tokens of dot_gemm */

@@ -12,6 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A Jinja chat template that replaces every loaded model's own (--chat-template-file): its
+ * text (checked to parse by the caller) and its name (the path). src NULL: none. */
+struct rpc_chat_template {
+    const char *src;
+    size_t len;
+    const char *name;
+};
+
 struct rpc_serve_opts {
     const char *model;    /* load at start, or NULL (model/load later) */
     uint32_t n_ctx;       /* context of new sessions; 0: min(model's, 4096) */
@@ -24,6 +32,7 @@ struct rpc_serve_opts {
     const char *pcache_dir;   /* disk prompt cache directory, or NULL */
     uint32_t pcache_min;      /* its minimum prompt (tokens) */
     uint64_t pcache_max;      /* its size bound (bytes) */
+    struct rpc_chat_template chat_template;
 };
 int rpc_serve(const struct rpc_serve_opts *o);
 
@@ -40,6 +49,7 @@ struct rpc_batch_opts {
     const char *pcache_dir;
     uint32_t pcache_min;
     uint64_t pcache_max;
+    struct rpc_chat_template chat_template;
 };
 int rpc_batch(const struct rpc_batch_opts *o);
 
