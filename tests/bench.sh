@@ -18,7 +18,8 @@
 # llama-cli next to llama-bench, when there is one), and the load average before and after, so
 # a table taken on a busy machine says so.
 # With PEER, a second table gives both engines' peak RSS: lmpipe's from its own getrusage, the
-# peer's from `lmpipe dev peak-rss` wrapped around it (the same ru_maxrss field).
+# peer's from `lmpipe dev peak-rss` wrapped around it (the same ru_maxrss field); lmpipe's
+# RssAnon beside it (anonymous memory at the end of a run: what is not the mapped weights).
 set -eu
 
 BIN=${1:?usage: tests/bench.sh LMPIPE_BIN}
@@ -150,10 +151,12 @@ for f in $RUNNABLE; do
                 tg=$(echo "$out" | sed -n 's/.*"tg_tps": \([0-9.eE+-]*\).*/\1/p')
                 got=$(echo "$out" | sed -n 's/.*"isa": "\([^"]*\)".*/\1/p')
                 rss=$(echo "$out" | sed -n 's/.*"peak_rss": \([0-9]*\).*/\1/p')
+                anon=$(echo "$out" | sed -n 's/.*"rss_anon": \([0-9]*\).*/\1/p')
                 eng="lmpipe[$got]"
                 [ "$P" -eq 0 ] || echo "$f $t pp$P $eng $pp" >>"$SAMPLES"
                 [ "$N" -eq 0 ] || echo "$f $t tg$N $eng $tg" >>"$SAMPLES"
                 echo "$f $t rss $eng $rss" >>"$SAMPLES"
+                echo "$f $t anon $eng $anon" >>"$SAMPLES"
             done
             # the peer runs under `lmpipe dev peak-rss`: its peak RSS from the same getrusage field
             pout=$("$BIN" dev peak-rss "$RSSF" "$PEER" -m "$DIR/$f" -p "$P" -n "$N" -t "$t" -r 1 -o jsonl 2>/dev/null) ||
@@ -177,9 +180,11 @@ echo
 echo "lmpipe ($BIN) vs llama.cpp ($PEER, commit $PEER_COMMIT; its CPU features: $peer_isa)"
 echo "alternating runs, $R rounds, -p $P -n $N; t/s: median, best round, mean ± sd;"
 echo "ratio = lmpipe median / llama.cpp median; peak RSS: the largest of the rounds, per process"
-echo "(getrusage ru_maxrss), MiB"
+echo "(getrusage ru_maxrss), MiB; RssAnon (lmpipe only: anonymous memory, the KV cache and buffers, at"
+echo "the end of each run, the largest of the rounds; the mapped weights are not in it)"
 load_line
 awk '
+    $3 == "anon" { k = $1 SUBSEP $2; v = $5 / 1048576; if (v > anon[k, $4]) anon[k, $4] = v; has_anon[k, $4] = 1; next }
     $3 == "rss" { k = $1 SUBSEP $2; v = $5 / 1048576; if (v > rss[k, $4]) rss[k, $4] = v
                   if (!((k, $4) in rseen)) { rseen[k, $4] = 1; reng[k] = reng[k] " " $4 }; next }
     { k = $1 SUBSEP $2 SUBSEP $3; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
@@ -207,12 +212,14 @@ awk '
                        m, best(k, e), mean(k, e), sd(k, e), r
             }
         }
-        printf "\n| %-26s | %7s | %-17s | %9s |\n", "model", "threads", "engine", "RSS MiB"
-        printf "| %-26s | %7s | %-17s | %9s |\n", "--------------------------", "------:", ":----------------", "--------:"
+        printf "\n| %-26s | %7s | %-17s | %9s | %12s |\n", "model", "threads", "engine", "RSS MiB", "RssAnon MiB"
+        printf "| %-26s | %7s | %-17s | %9s | %12s |\n", "--------------------------", "------:", ":----------------", "--------:", "-----------:"
         for (i = 1; i <= n; i++) {
             split(order[i], p, SUBSEP); k = p[1] SUBSEP p[2]
             if (k in done) continue; done[k] = 1
             ne = split(reng[k], el, " ")
-            for (j = 1; j <= ne; j++) printf "| %-26s | %7s | %-17s | %9.1f |\n", p[1], p[2], el[j], rss[k, el[j]]
+            for (j = 1; j <= ne; j++)
+                printf "| %-26s | %7s | %-17s | %9.1f | %12s |\n", p[1], p[2], el[j], rss[k, el[j]],
+                       has_anon[k, el[j]] ? sprintf("%.1f", anon[k, el[j]]) : "n/a"
         }
     }' "$SAMPLES"

@@ -144,10 +144,12 @@ static void report_json(const struct bench *b, const struct eng_model_info *m, u
         for (int r = 0; r < b->reps; r++) printf("%s%.4f", r ? ", " : "", b->tg[r]);
         printf("]");
     }
-    printf(", \"peak_rss\": %llu}\n", (unsigned long long)util_peak_rss());
+    printf(", \"peak_rss\": %llu, \"rss_anon\": %llu}\n", (unsigned long long)util_peak_rss(),
+           (unsigned long long)util_rss_anon());
 }
 
-/* The table: a header before the first thread count, one row per test, peak RSS at the end. */
+/* The table: a header before the first thread count, one row per test, peak RSS (weights
+ * included: they are mapped) and RssAnon (the KV cache and buffers) at the end. */
 static void report_table(const struct bench *b, const struct eng_model_info *m, uint64_t wbytes,
                          bool first, bool last)
 {
@@ -173,7 +175,9 @@ static void report_table(const struct bench *b, const struct eng_model_info *m, 
         snprintf(test, sizeof test, "tg%lld", (long long)b->n_gen);
         printf("| %7d | %-6s | %8.2f ± %5.2f |\n", m->threads, test, sg.mean, sg.sd);
     }
-    if (last) printf("peak RSS: %.1f MiB\n", (double)util_peak_rss() / 1048576.0);
+    if (last)
+        printf("peak RSS: %.1f MiB, RssAnon %.1f MiB\n", (double)util_peak_rss() / 1048576.0,
+               (double)util_rss_anon() / 1048576.0);
 }
 
 /* Load the model with n threads, measure, report. 0 or 1 (the reason said on stderr). */
