@@ -23,7 +23,7 @@ void cli_usage(FILE *f)
           "\n"
           "usage:\n"
           "  lmpipe run -m MODEL [-p TEXT | -f FILE | stdin] [options]   generate text\n"
-          "  lmpipe chat -m MODEL [run options]                interactive chat (/reset, /exit)\n"
+          "  lmpipe chat -m MODEL [run options]                interactive chat (/reset /save F /load F /exit)\n"
           "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
           "                                                   teacher-forced logits as JSON\n"
           "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special] [--time]\n"
