@@ -413,7 +413,7 @@ void kv_pcache_evict(struct kv_pcache *pc)
     clock_gettime(CLOCK_REALTIME, &ts);
     each_dir(pc->root, KV_PCN_MODEL, scan_model, &sc, ts.tv_sec);
     if (sc.oom) LOG_WARN("prompt cache: out of memory while scanning %s; eviction is partial", pc->root);
-    qsort(sc.v, sc.n, sizeof *sc.v, ent_older);
+    if (sc.n) qsort(sc.v, sc.n, sizeof *sc.v, ent_older); /* qsort(NULL, 0) is undefined */
     size_t kept = sc.n;
     for (size_t i = 0; i < sc.n && sc.bytes > pc->max_bytes; i++) {
         if (unlink(sc.v[i].path) != 0 && errno != ENOENT) continue;
