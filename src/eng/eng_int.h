@@ -4,8 +4,9 @@
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
  * called by eng_snap.c (snapshots, the prompt cache, the context shift) and both by eng_gen.c
  * (the generation loop), which is called by eng_chat.c (rendering and the chat); eng_stop.c
- * (stop strings) is a leaf the loop uses; eng_jinja.c (a model's Jinja templates: loading,
- * probing, rendering with the fixes) is a leaf eng.c and eng_chat.c use.
+ * (stop strings) and eng_gram.c (grammars and their constraint) are leaves the loop uses;
+ * eng_jinja.c (a model's Jinja templates: loading, probing, rendering with the fixes) is a leaf
+ * eng.c and eng_chat.c use.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -15,6 +16,7 @@
 
 #include "eng.h"
 
+#include "../gram/gram.h"
 #include "../kern/kern.h"
 #include "../model/model.h"
 #include "../samp/samp.h"
@@ -32,6 +34,10 @@ struct eng_model {
     uint64_t file_size;
     eng_constraint_make_fn make_constraint; /* default constraint factory, or NULL */
     void *make_ud;
+    /* the grammar engine's view of the vocabulary: built on the first grammar, then shared by
+     * every grammar constraint of this model (read-only) */
+    struct gram_vocab gv;
+    int gv_state; /* 0: not built; 1: built; < 0: building failed (that error, again) */
     struct eng_chat_tmpls *chat; /* the chat templates (eng_jinja.c) */
 };
 
@@ -62,6 +68,7 @@ struct eng_session {
     char *out;         /* [out_cap] text released by the stop matcher */
     size_t out_cap;
     uint32_t eval_max; /* most tokens per forward pass in the loop (MODEL_BATCH; tests: 1) */
+    uint32_t run_min;  /* fewest tokens evaluated as one pass (ENG_RUN_MIN; tests: lower) */
     uint64_t n_passes; /* forward passes the loop made (tests see forced runs batched) */
 };
 
@@ -71,7 +78,12 @@ int eng_ctx_full(struct eng_session *s, int event, size_t need, struct err_info 
 int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, bool add_bos,
                         bool special, const int32_t **toks, size_t *n, struct err_info *ei);
 /* Evaluate toks[0..n) at the end of the cache (n <= MODEL_BATCH) and append them: the logits of
- * the last one are then in st.logits. */
+ * the last one are then in st.logits. Several tokens are one pass in the one-token summation
+ * order (model_state.decode_order): the same bits as evaluating them one by one. Fewer than
+ * s->run_min (ENG_RUN_MIN) go one by one: on x86-64 AVX2 (SmolLM2-135M / Qwen2.5-0.5B shapes, Q8_0, one
+ * thread) a pass of 2-4 tokens took longer than as many one-token passes, 6 about as long,
+ * 8 less than half (the kernels' batch path pays off from 8 rows). */
+#define ENG_RUN_MIN 6
 int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
 /* How many leading tokens of toks[0..n) the cache holds cleanly (reusable). */
 uint32_t eng_reuse_len(const struct eng_session *s, const int32_t *toks, size_t n);
@@ -86,6 +98,27 @@ void eng_session_cut(struct eng_session *s, uint32_t m);
  * cache only costs time) ---- */
 void eng_pcache_before(struct eng_session *s, const int32_t *toks, size_t n);
 void eng_pcache_after(struct eng_session *s, const int32_t *toks, size_t n);
+
+/* ---- eng_gram.c: grammar constraints ----
+ * struct eng_grammar is a compiled gram (and nothing else yet: a grammar that only starts
+ * after a trigger text, for tool calls, wraps the constraint below rather than changing it).
+ * struct eng_gcon adapts one gram matcher to the constraint seam, 1:1: check is gram_tok_check,
+ * mask gram_tok_mask, accept gram_tok_accept, forced gram_tok_forced, complete
+ * gram_matcher_complete. It is a plain struct so another constraint can embed one and feed its
+ * matcher bytes itself (eng_gcon_ops takes the struct as self). */
+struct eng_grammar {
+    struct gram *g;
+};
+struct eng_gcon {
+    struct gram_matcher m;
+};
+extern const struct eng_constraint_ops eng_gcon_ops; /* no free: the owner calls eng_gcon_free */
+/* The model's gram_vocab, built on first use (the model's one thread, like sessions). */
+int eng_gram_vocab(struct eng_model *em, const struct gram_vocab **out, struct err_info *ei);
+/* A matcher of g at its start over em's vocabulary; ERR_INVALID for an unknown token reference. */
+int eng_gcon_init(struct eng_gcon *c, struct eng_model *em, const struct gram *g,
+                  struct err_info *ei);
+void eng_gcon_free(struct eng_gcon *c); /* safe on zeroed */
 
 /* ---- eng_jinja.c: a model's chat templates ----
  * The file's Jinja template(s), parsed and probed once, or what replaces them; the built-in

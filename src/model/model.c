@@ -585,7 +585,7 @@ static void matmul(const struct model_state *st, const struct gguf_tensor *w, ui
 {
     size_t nrows = (size_t)w->ne[1], ncols = (size_t)w->ne[0];
     kern_matmul_ex(st->pool, w->type, w->data, nrows, ncols, st->act, st->act_stride, n, y,
-                   n == 1 ? nrows : ys, n == 1 ? KERN_ORDER_VECDOT : KERN_ORDER_GEMM);
+                   n == 1 ? nrows : ys, n == 1 || st->decode_order ? KERN_ORDER_VECDOT : KERN_ORDER_GEMM);
 }
 
 /* Rotate one head in place. NORM rotates adjacent pairs, NEOX the halves. The angle of pair i is
@@ -672,7 +672,7 @@ static void attn_pair_float(const struct attn_job *j, float *att, uint8_t *scr, 
     const struct kv_cache *kv = &st->kv;
     uint32_t hd = j->m->hp.head_dim;
     size_t n_pad = ((size_t)n + 255) / 256 * 256;
-    unsigned order = j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
+    unsigned order = j->n > 1 && !st->decode_order ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
     for (uint32_t t = 0; t < first; t++) att[t] = -INFINITY;
     if (kv->type == KV_F32) {
         kern_dot_f32_rows(att + first, q, kv_k(kv, j->layer, first) + (size_t)kvh * hd, kv->kv_dim, hd, n - first);
