@@ -4,10 +4,15 @@
  *   parse   tmpl_parse of the template text (done once per model load),
  *   vars    tmpl_vars_from_request on the request JSON (per request),
  *   render  tmpl_render (per request; the issue's bound is 2 ms),
+ *   eng     eng_chat_render, what a chat request pays: the request checked, the fixes the
+ *           template's probed capabilities call for, the variables with the vocabulary's
+ *           bos/eos (a vocab-only GGUF of ../shared/vocab), the render, and the tool_use
+ *           variant's choice,
  * as the median of repeated runs, after a warm-up. A measurement, not a test: nothing is
  * asserted; `make bench-tmpl` runs it. */
 #include "tutil.h"
 
+#include "eng/eng.h"
 #include "tmpl/tmpl.h"
 #include "util/util.h"
 
@@ -84,6 +89,29 @@ static int cmp_d(const void *a, const void *b)
 
 #define REPS 201
 
+/* The median of REPS timed eng_chat_render calls (after 20 untimed), in microseconds; < 0 when
+ * it fails. */
+static double time_eng(const struct eng_model *em, const json_t *req)
+{
+    static double t[REPS];
+    for (int r = -20; r < REPS; r++) {
+        struct eng_prompt pr;
+        struct err_info ei;
+        err_clear(&ei);
+        double t0 = util_now();
+        int rc = eng_chat_render(em, req, NULL, &pr, &ei);
+        double t1 = util_now();
+        if (rc) {
+            printf("eng_chat_render failed: %s\n", ei.msg);
+            return -1;
+        }
+        eng_prompt_free(&pr);
+        if (r >= 0) t[r] = (t1 - t0) * 1e6;
+    }
+    qsort(t, REPS, sizeof *t, cmp_d);
+    return t[REPS / 2];
+}
+
 int main(void)
 {
     json_t *req = json_object();
@@ -96,8 +124,13 @@ int main(void)
     printf("conversation: %zu messages, %zu tools\n",
            json_array_size(json_object_get(req, "messages")),
            json_array_size(json_object_get(req, "tools")));
-    printf("%-52s %8s %9s %9s %9s %8s\n", "template", "bytes", "parse_us", "vars_us", "render_us",
-           "out_B");
+    printf("%-52s %8s %9s %9s %9s %8s %9s\n", "template", "bytes", "parse_us", "vars_us", "render_us",
+           "out_B", "eng_us");
+    struct eng_model *em = NULL;
+    struct err_info vei;
+    err_clear(&vei);
+    if (eng_model_open_vocab(&em, tutil_shared("vocab/ggml-vocab-llama-bpe.gguf"), &vei))
+        printf("(no eng column: %s)\n", vei.msg);
     static double tp[REPS], tv[REPS], tr[REPS];
     for (size_t f = 0; f < sizeof g_files / sizeof g_files[0]; f++) {
         char path[256];
@@ -139,12 +172,15 @@ int main(void)
             qsort(tp, REPS, sizeof *tp, cmp_d);
             qsort(tv, REPS, sizeof *tv, cmp_d);
             qsort(tr, REPS, sizeof *tr, cmp_d);
-            printf("%-52s %8zu %9.1f %9.1f %9.1f %8zu\n", g_files[f], n, tp[REPS / 2], tv[REPS / 2],
-                   tr[REPS / 2], outlen);
+            double te = em && eng_model_set_chat_template(em, src, n, g_files[f], NULL) == 0
+                            ? time_eng(em, req) : -1;
+            printf("%-52s %8zu %9.1f %9.1f %9.1f %8zu %9.1f\n", g_files[f], n, tp[REPS / 2], tv[REPS / 2],
+                   tr[REPS / 2], outlen, te);
         }
         free(src);
     }
     printf("(median of %d runs each; render bound in the issue: 2000 us)\n", REPS);
+    eng_model_free(em);
     json_decref(req);
     return 0;
 }

@@ -73,26 +73,9 @@ static int make_even(void *ud, const struct vocab_view *v, struct eng_constraint
 
 /* ---- the expected text, in-process ---- */
 
-struct text {
-    char buf[4096];
-    size_t len;
-};
-
-static int on_text(void *ud, const char *t, size_t n, int32_t tok)
-{
-    (void)tok;
-    struct text *x = ud;
-    if (x->len + n < sizeof x->buf) {
-        memcpy(x->buf + x->len, t, n);
-        x->len += n;
-        x->buf[x->len] = 0;
-    }
-    return 0;
-}
-
 /* Greedy PROMPT continuation of N_GEN tokens, with or without the toy constraint; with it,
  * every accepted token is checked to be even. */
-static void expected(bool constrained, struct text *out)
+static void expected(bool constrained, struct tutil_text *out)
 {
     struct err_info ei;
     err_clear(&ei);
@@ -111,7 +94,7 @@ static void expected(bool constrained, struct text *out)
     struct eng_constraint c = {&keep, &mine};
     if (constrained) p.constraint = &c;
     memset(out, 0, sizeof *out);
-    struct eng_sink sink = {on_text, NULL, out, NULL};
+    struct eng_sink sink = {tutil_text_add, NULL, out, NULL};
     struct eng_gen_result res;
     ck_assert_int_eq(eng_generate(s, PROMPT, strlen(PROMPT), &p, &sink, &res, &ei), 0);
     if (constrained) {
@@ -171,7 +154,7 @@ static size_t read_all(int fd, char *buf, size_t cap)
 
 START_TEST(toy_constraint_run)
 {
-    struct text want, plain;
+    struct tutil_text want, plain;
     expected(true, &want);
     expected(false, &plain);
     ck_assert_msg(strcmp(want.buf, plain.buf) != 0, "the constraint changed nothing: '%s'", want.buf);
@@ -194,7 +177,7 @@ END_TEST
 
 /* Send a line to the server and read lines until the response with this id; the token ids of
  * its gen/delta notifications are checked to be even and their texts concatenated. */
-static json_t *serve_call(int in, FILE *out, const char *line, json_int_t id, struct text *deltas,
+static json_t *serve_call(int in, FILE *out, const char *line, json_int_t id, struct tutil_text *deltas,
                           size_t *n_tokens)
 {
     ck_assert(write(in, line, strlen(line)) == (ssize_t)strlen(line));
@@ -215,7 +198,7 @@ static json_t *serve_call(int in, FILE *out, const char *line, json_int_t id, st
                 (*n_tokens)++;
             }
             const char *t = json_string_value(json_object_get(prm, "text"));
-            on_text(deltas, t, strlen(t), -1);
+            tutil_text_add(deltas, t, strlen(t), -1);
         }
         json_decref(j);
     }
@@ -225,7 +208,7 @@ static json_t *serve_call(int in, FILE *out, const char *line, json_int_t id, st
 
 START_TEST(toy_constraint_serve)
 {
-    struct text want;
+    struct tutil_text want;
     expected(true, &want);
     int a[2], b[2];
     ck_assert_int_eq(pipe(a), 0);
@@ -235,7 +218,7 @@ START_TEST(toy_constraint_serve)
     close(a[0]);
     close(b[1]);
     FILE *out = fdopen(b[0], "r");
-    struct text deltas = {{0}, 0};
+    struct tutil_text deltas = {{0}, 0};
     size_t n_tokens = 0;
     json_t *r = serve_call(a[1], out, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}\n", 1,
                            &deltas, &n_tokens);
@@ -271,7 +254,7 @@ END_TEST
 
 START_TEST(toy_constraint_batch)
 {
-    struct text want;
+    struct tutil_text want;
     expected(true, &want);
     char dir[] = "/tmp/lmpipe_door_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));

@@ -602,8 +602,9 @@ START_TEST(model_info)
     ck_assert_int_eq(m->bos, 1);
     ck_assert_int_eq(m->eos, 2);
     ck_assert_str_eq(m->tok_model, "llama");
-    ck_assert(!m->has_chat_template && m->chat_fallback);
-    ck_assert_str_eq(m->chat_template, "chatml");
+    ck_assert(!m->has_chat_template && m->chat.fallback && !m->chat.jinja);
+    ck_assert_int_eq(m->chat.source, ENG_CHAT_NONE);
+    ck_assert_str_eq(m->chat.builtin, "chatml");
     ck_assert_uint_eq(m->type_count[BLK_T_F32], m->n_tensors);
     ck_assert(m->meta[ENG_META_BOS].present);
     ck_assert_str_eq(m->meta[ENG_META_BOS].text, "1");
@@ -1047,11 +1048,33 @@ START_TEST(chat_checks)
         {"{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": 1}]}]}",
          ERR_INVALID, "content[0].text"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{}]}",
-         ERR_UNSUPPORTED, "'tools'"},
+         ERR_INVALID, "tools[0] must be"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": {}}",
+         ERR_INVALID, "'tools' must be an array"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"function\": "
+         "{\"name\": \"\"}}]}", ERR_INVALID, "tools[0].function.name"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"parallel_tool_calls\": 1}",
+         ERR_INVALID, "'parallel_tool_calls' must be true or false"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"chat_template_kwargs\": []}",
+         ERR_INVALID, "'chat_template_kwargs' must be an object"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"documents\": \"d\"}",
+         ERR_INVALID, "'documents' must be an array"},
         {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tool_choice\": \"required\"}",
          ERR_UNSUPPORTED, "'tool_choice'"},
-        {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{}]}]}", ERR_UNSUPPORTED,
-         "tool_calls"},
+        {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{}]}]}", ERR_INVALID,
+         "messages[0].tool_calls[0] must be"},
+        {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": {}}]}", ERR_INVALID,
+         "messages[0].tool_calls must be an array"},
+        {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": "
+         "\"f\", \"arguments\": \"{nope\"}}]}]}", ERR_INVALID, "arguments must be an object or a string"},
+        {"{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": "
+         "\"f\", \"arguments\": \"[1]\"}}]}]}", ERR_INVALID, "holding a JSON object"},
+        {"{\"messages\": [{\"role\": \"tool\", \"content\": \"r\", \"tool_call_id\": \"a\\u0000\"}]}",
+         ERR_INVALID, "messages[0] must not contain NUL"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"function\": "
+         "{\"name\": \"f\", \"description\": \"\\u0000\"}}]}", ERR_INVALID, "'tools' must not contain NUL"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"chat_template_kwargs\": "
+         "{\"x\": [\"\\u0000\"]}}", ERR_INVALID, "'chat_template_kwargs' must not contain NUL"},
         {"[]", ERR_INVALID, "object"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

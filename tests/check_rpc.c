@@ -11,6 +11,7 @@
 #define _GNU_SOURCE /* F_SETPIPE_SZ */
 #include "tutil.h"
 
+#include "gguf_builder.h"
 #include "rpc/rpc_int.h"
 #include "util/util.h"
 
@@ -884,7 +885,10 @@ START_TEST(bad_input)
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"session\":\"nope\"}}", -32062, false, "not found");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[]}}", -32602, false, "messages");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}", -32064, false, "not supported yet");
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}", -32064, false, "need a Jinja chat template");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"tool_choice\":\"required\"}}", -32064, false, "not supported yet");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat/render\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":5}]}}", -32602, false, "content");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
                      "\"response_format\":{\"type\":\"json_object\"}}}", -32064, false, "not supported yet");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"detokenize\",\"params\":{\"tokens\":[1,99999]}}", -32602, false, NULL);
@@ -1114,6 +1118,258 @@ START_TEST(batch_resume_shard)
 }
 END_TEST
 
+/* ---------------- chat templates (Jinja) ---------------- */
+
+/* A request whose params are built as JSON (stolen): the answer to id. */
+static json_t *call_obj(struct proc *p, json_int_t id, const char *method, json_t *params)
+{
+    json_t *m = json_pack("{s:s,s:I,s:s,s:o}", "jsonrpc", "2.0", "id", id, "method", method, "params", params);
+    char *line = json_dumps(m, JSON_COMPACT);
+    proc_send(p, line);
+    free(line);
+    json_decref(m);
+    return proc_wait(p, id, NULL);
+}
+
+static json_t *result_of(json_t *resp, const char *key)
+{
+    return json_object_get(json_object_get(resp, "result"), key);
+}
+
+/* A case of ../shared/chat/jinja/expected.json as chat params: messages, tools,
+ * add_generation_prompt and the fixture's bos/eos as chat_template_kwargs; *want its text. */
+static json_t *fixture_params(const char *tmpl, const char *name, const char **want, json_t **fx)
+{
+    json_error_t je;
+    *fx = json_load_file(tutil_shared("chat/jinja/expected.json"), 0, &je);
+    ck_assert_msg(*fx != NULL, "expected.json: %s", je.text);
+    json_t *tj = json_object_get(json_object_get(*fx, "templates"), tmpl), *cases = json_object_get(tj, "cases");
+    for (size_t i = 0; i < json_array_size(cases); i++) {
+        json_t *cs = json_array_get(cases, i);
+        if (strcmp(json_string_value(json_object_get(cs, "name")), name) != 0) continue;
+        json_t *pr = json_pack("{s:O,s:O,s:O}", "messages", json_object_get(cs, "messages"), "add_generation_prompt",
+                               json_object_get(cs, "add_generation_prompt"), "chat_template_kwargs",
+                               json_object_get(tj, "kwargs"));
+        if (json_object_get(cs, "tools")) json_object_set(pr, "tools", json_object_get(cs, "tools"));
+        *want = json_string_value(json_object_get(cs, "expected"));
+        return pr;
+    }
+    ck_abort_msg("no case %s/%s", tmpl, name);
+    return NULL;
+}
+
+static void start_with_template(struct proc *p, const char *model_path, const char *tmpl_path)
+{
+    const char *args[] = {"-m", model_path, "--chat-template-file", tmpl_path, NULL};
+    proc_start_v(p, args, 0);
+    init(p);
+}
+
+START_TEST(jinja_file_renders_as_jinja2)
+{
+    const char *qwen = tutil_shared("chat/jinja/Qwen-Qwen2.5-7B-Instruct.jinja");
+    struct proc p;
+    start_with_template(&p, model(), qwen);
+    json_t *r = call(&p, 1, "model/info", NULL);
+    json_t *used = json_object_get(result_of(r, "model"), "chat_template_used");
+    ck_assert_str_eq(json_string_value(json_object_get(used, "source")), "file");
+    ck_assert(json_is_true(json_object_get(used, "jinja")));
+    ck_assert_str_eq(json_string_value(json_object_get(used, "name")), qwen);
+    ck_assert_str_eq(json_string_value(json_object_get(used, "end_of_turn")), "<|im_end|>");
+    json_decref(r);
+    /* chat/render gives jinja2's text: a plain conversation, tools with a call and its result
+     * (arguments as objects, then as OpenAI's JSON strings), parallel calls */
+    static const char *const names[] = {"system_user", "tool_call_and_result", "parallel_tool_calls"};
+    for (int i = 0; i < 3; i++) {
+        json_t *fx;
+        const char *want;
+        json_t *params = fixture_params("Qwen-Qwen2.5-7B-Instruct", names[i], &want, &fx);
+        for (int as_string = 0; as_string < 2; as_string++) {
+            json_t *msgs = json_object_get(params, "messages");
+            for (size_t m = 0; as_string && m < json_array_size(msgs); m++) {
+                json_t *calls = json_object_get(json_array_get(msgs, m), "tool_calls");
+                for (size_t c = 0; c < json_array_size(calls); c++) {
+                    json_t *fn = json_object_get(json_array_get(calls, c), "function");
+                    char *text = json_dumps(json_object_get(fn, "arguments"), 0);
+                    json_object_set_new(fn, "arguments", json_string(text));
+                    free(text);
+                }
+            }
+            r = call_obj(&p, 10 + i * 2 + as_string, "chat/render", json_incref(params));
+            const char *got = json_string_value(result_of(r, "prompt"));
+            ck_assert_msg(got && !strcmp(got, want), "%s (%s arguments): got %s", names[i],
+                          as_string ? "string" : "object", got ? got : err_msg(r));
+            ck_assert(json_is_true(result_of(r, "jinja")));
+            ck_assert_str_eq(json_string_value(json_array_get(result_of(r, "stop"), 0)), "<|im_end|>");
+            json_decref(r);
+        }
+        json_decref(params);
+        json_decref(fx);
+    }
+    /* chat evaluates exactly that prompt: its token count is chat/render's and tokenize's */
+    json_t *fx;
+    const char *want;
+    json_t *params = fixture_params("Qwen-Qwen2.5-7B-Instruct", "system_user", &want, &fx);
+    r = call_obj(&p, 20, "chat/render", json_incref(params));
+    json_int_t n_render = json_integer_value(result_of(r, "prompt_tokens"));
+    json_decref(r);
+    json_object_set_new(params, "max_tokens", json_integer(2));
+    json_object_set_new(params, "temperature", json_integer(0));
+    r = call_obj(&p, 21, "chat", params);
+    ck_assert_int_eq(json_integer_value(json_object_get(result_of(r, "usage"), "prompt_tokens")), n_render);
+    json_decref(r);
+    r = call_obj(&p, 22, "tokenize", json_pack("{s:s,s:b}", "text", want, "special", 1));
+    ck_assert_int_eq((json_int_t)json_array_size(result_of(r, "tokens")), n_render);
+    ck_assert_int_gt(n_render, 20);
+    json_decref(r);
+    json_decref(fx);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+START_TEST(jinja_refusals)
+{
+    struct proc p;
+    start_with_template(&p, model(), tutil_shared("chat/jinja/google-gemma-2-2b-it.jinja"));
+    /* gemma-2 has no system role: the system message is folded into the first user message */
+    json_t *r = call(&p, 1, "chat/render",
+                     "{\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},"
+                     "{\"role\":\"user\",\"content\":\"What is the weather in Paris?\"}]}");
+    ck_assert_str_eq(json_string_value(result_of(r, "prompt")),
+                     "<s><start_of_turn>user\nYou are a helpful assistant.\nWhat is the weather in Paris?"
+                     "<end_of_turn>\n<start_of_turn>model\n");
+    json_decref(r);
+    /* what no fix can mend is -32602 template_error with the template's own message, and only
+     * that request fails */
+    const char *twice = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}],"
+                        "\"max_tokens\":2}";
+    for (int k = 0; k < 2; k++) {
+        r = call(&p, 2 + k, k ? "chat/render" : "chat", twice);
+        ck_assert_int_eq(err_code(r), -32602);
+        ck_assert_str_eq(err_kind_of(r), "template_error");
+        ck_assert_msg(!strncmp(err_msg(r), "TemplateError: Conversation roles must alternate", 48), "%s", err_msg(r));
+        json_decref(r);
+    }
+    r = call(&p, 4, "chat", "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"max_tokens\":3}");
+    ck_assert_int_eq(json_integer_value(json_object_get(result_of(r, "usage"), "completion_tokens")), 3);
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+    /* Llama 3.2 takes one tool call at a time */
+    start_with_template(&p, model(), tutil_shared("chat/jinja/meta-llama-Llama-3.2-3B-Instruct.jinja"));
+    json_t *fx;
+    const char *want;
+    r = call_obj(&p, 5, "chat", fixture_params("meta-llama-Llama-3.2-3B-Instruct", "parallel_tool_calls", &want, &fx));
+    ck_assert_int_eq(err_code(r), -32602);
+    ck_assert_str_eq(err_kind_of(r), "template_error");
+    ck_assert_str_eq(err_msg(r), "TemplateError: This model only supports single tool-calls at once! (line 72, column 17)");
+    json_decref(r);
+    json_decref(fx);
+    assert_alive(&p);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* A tiny model (tests/gguf_builder.h) with these chat templates, written to path. */
+static void write_tiny(const char *path, const char *tmpl, const char *tool_use)
+{
+    struct gguf_builder b = {0};
+    gb_init(&b);
+    struct gb_llama_opts o = gb_llama_defaults();
+    o.n_ctx = 512;
+    gb_llama(&b, &o);
+    if (tmpl) gb_kv_str(&b, "tokenizer.chat_template", tmpl);
+    if (tool_use) gb_kv_str(&b, "tokenizer.chat_template.tool_use", tool_use);
+    ck_assert_int_eq(gb_write_file(&b, path), 0);
+    gb_free(&b);
+}
+
+START_TEST(jinja_tool_use_and_end_of_turn)
+{
+    char dir[256], gguf[300], lily[300];
+    ck_assert_int_eq(tutil_mkdtemp(dir, sizeof dir, "rpcjinja"), 0);
+    snprintf(gguf, sizeof gguf, "%s/tiny.gguf", dir);
+    snprintf(lily, sizeof lily, "%s/lily.jinja", dir);
+    /* the file's tool_use variant renders the requests with tools, and only those */
+    write_tiny(gguf, "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}",
+               "TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}");
+    struct proc p;
+    const char *args[] = {"-m", gguf, NULL};
+    proc_start_v(&p, args, 0);
+    init(&p);
+    json_t *r = call(&p, 1, "model/info", NULL);
+    json_t *used = json_object_get(result_of(r, "model"), "chat_template_used");
+    ck_assert_str_eq(json_string_value(json_object_get(used, "source")), "model");
+    ck_assert(json_is_true(json_object_get(used, "tool_use")));
+    json_decref(r);
+    r = call(&p, 2, "chat/render", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    ck_assert_str_eq(json_string_value(result_of(r, "template")), "tokenizer.chat_template");
+    ck_assert_str_eq(json_string_value(result_of(r, "prompt")), "<user>hi");
+    json_decref(r);
+    r = call(&p, 3, "chat/render", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                                   "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}]}");
+    ck_assert_str_eq(json_string_value(result_of(r, "template")), "tokenizer.chat_template.tool_use");
+    ck_assert_str_eq(json_string_value(result_of(r, "prompt")), "TOOLS:get_time;");
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+    /* the end-of-turn text comes from the template: here one that closes a reply with
+     * " Lily." (artificial, so that stories260K's greedy story meets it) */
+    FILE *f = fopen(lily, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{% for m in messages %}{{ m.content }}{% if m.role == 'assistant' %} Lily.{% endif %}{% endfor %}", f);
+    fclose(f);
+    start_with_template(&p, model(), lily);
+    r = call(&p, 4, "chat", "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],"
+                            "\"max_tokens\":20,\"temperature\":0}");
+    ck_assert_str_eq(json_string_value(result_of(r, "text")), ", there was a little girl named ");
+    ck_assert_str_eq(json_string_value(result_of(r, "finish_reason")), "stop");
+    json_decref(r);
+    r = call(&p, 5, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":20,\"temperature\":0}");
+    ck_assert_ptr_nonnull(strstr(json_string_value(result_of(r, "text")), "named Lily. She"));
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+    tutil_rmtree(dir);
+}
+END_TEST
+
+START_TEST(jinja_hostile_template)
+{
+    char dir[256], gguf[300];
+    ck_assert_int_eq(tutil_mkdtemp(dir, sizeof dir, "rpchostile"), 0);
+    snprintf(gguf, sizeof gguf, "%s/hostile.gguf", dir);
+    write_tiny(gguf, "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}", NULL);
+    struct proc p;
+    const char *args[] = {"-m", gguf, NULL};
+    proc_start_v(&p, args, 0);
+    init(&p);
+    json_t *r = call(&p, 1, "session/create", NULL);
+    json_decref(r);
+    for (int k = 0; k < 2; k++) {
+        r = call(&p, 2 + k, "chat", k ? "{\"session\":\"s1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
+                                      : "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+        ck_assert_int_eq(err_code(r), -32602);
+        ck_assert_str_eq(err_kind_of(r), "template_error");
+        ck_assert_ptr_nonnull(strstr(err_msg(r), "StepLimit"));
+        json_decref(r);
+    }
+    /* the session and the process keep working */
+    r = call(&p, 4, "generate", "{\"session\":\"s1\",\"prompt\":\"hello\",\"max_tokens\":3}");
+    ck_assert_int_eq(json_integer_value(json_object_get(result_of(r, "usage"), "completion_tokens")), 3);
+    json_decref(r);
+    r = call(&p, 5, "chat", "{\"session\":\"s1\",\"chat_template\":\"chatml\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}");
+    ck_assert_ptr_nonnull(result_of(r, "text"));
+    json_decref(r);
+    assert_alive(&p);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+    tutil_rmtree(dir);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("rpc");
@@ -1139,6 +1395,10 @@ static Suite *make_suite(void)
     tcase_add_test(p, no_model_then_load);
     tcase_add_test(p, stdin_is_a_file);
     tcase_add_test(p, batch_resume_shard);
+    tcase_add_test(p, jinja_file_renders_as_jinja2);
+    tcase_add_test(p, jinja_refusals);
+    tcase_add_test(p, jinja_tool_use_and_end_of_turn);
+    tcase_add_test(p, jinja_hostile_template);
     suite_add_tcase(s, p);
     return s;
 }

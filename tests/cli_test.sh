@@ -162,5 +162,71 @@ expect 1 peak-rss-status -- "$BIN" dev peak-rss "$TMP/rss2" "$BIN" run -m "$TMP/
 expect 127 peak-rss-nocmd -- "$BIN" dev peak-rss "$TMP/rss3" "$TMP/no-such-command"
 expect 2 peak-rss-usage -- "$BIN" dev peak-rss "$TMP/rss4"
 
+# --- chat templates: lmpipe template render (the raw Jinja renderer), --chat-template-file
+J="$SHARED/chat/jinja"
+QWEN="$J/Qwen-Qwen2.5-7B-Instruct.jinja"
+printf '{"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": true}' >"$TMP/req.json"
+expect 0 tmpl-render -- "$BIN" template render "$QWEN" "$TMP/req.json"
+printf '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n' >"$TMP/want"
+if cmp -s "$TMP/out" "$TMP/want"; then ok; else bad "template render: bytes differ (no newline may be added): $(od -c "$TMP/out" | tail -3)"; fi
+empty err tmpl-render-quiet
+"$BIN" template render "$QWEN" <"$TMP/req.json" >"$TMP/stdin.out" 2>/dev/null || bad "template render from stdin failed"
+if cmp -s "$TMP/stdin.out" "$TMP/want"; then ok; else bad "template render from stdin differs"; fi
+# any other top-level key is a variable; add_generation_prompt defaults to false
+printf '{{ bos_token }}{{ flavour }}|{{ add_generation_prompt }}' >"$TMP/vars.jinja"
+printf '{"messages": [], "bos_token": "<s>", "flavour": "mint"}' | "$BIN" template render "$TMP/vars.jinja" >"$TMP/out" 2>&1
+if [ "$(cat "$TMP/out")" = "<s>mint|False" ]; then ok; else bad "template render variables: '$(cat "$TMP/out")'"; fi
+# refusals (the template's own message) are 1; no fixes here: gemma-2 refuses a system message
+printf '{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}' >"$TMP/sys.json"
+expect 1 tmpl-refuses -- "$BIN" template render "$J/google-gemma-2-2b-it.jinja" "$TMP/sys.json"
+has err "TemplateError: System role not supported (line 1, column" tmpl-refuses; empty out tmpl-refuses-out
+printf '{%% for i in range(100000) %%}{%% for j in range(100000) %%}{{ j }}{%% endfor %%}{%% endfor %%}' >"$TMP/loop.jinja"
+expect 1 tmpl-steps -- "$BIN" template render "$TMP/loop.jinja" "$TMP/req.json"; has err "StepLimit" tmpl-steps
+# a template that does not parse, a bad request, usage: 2
+printf 'ok\n{%% if x %%}' >"$TMP/bad.jinja"
+expect 2 tmpl-syntax -- "$BIN" template render "$TMP/bad.jinja" "$TMP/req.json"; has err "bad.jinja: line 2, column" tmpl-syntax
+printf '{"messages": [' >"$TMP/badreq.json"
+expect 2 tmpl-badjson -- "$BIN" template render "$QWEN" "$TMP/badreq.json"; has err "not JSON: line 1" tmpl-badjson
+printf '{"tools": []}' >"$TMP/nomsg.json"
+expect 2 tmpl-nomsgs -- "$BIN" template render "$QWEN" "$TMP/nomsg.json"; has err "messages" tmpl-nomsgs
+expect 2 tmpl-nosub -- "$BIN" template
+expect 2 tmpl-badsub -- "$BIN" template draw "$QWEN"
+expect 2 tmpl-nofile -- "$BIN" template render
+expect 1 tmpl-missing -- "$BIN" template render "$TMP/nope.jinja" "$TMP/req.json"
+# run: raw completion unless a chat option is given; with --chat-template-file the prompt is
+# one user turn rendered by that template: as many tokens as `template render` + tokenize say
+"$BIN" tokenize -m "$M" --ids --special <"$TMP/want" >"$TMP/ids" 2>/dev/null
+want_n=$(tr -cd ',' <"$TMP/ids" | wc -c); want_n=$((want_n + 1))
+expect 0 run-tmpl-file -- "$BIN" run -m "$M" --chat-template-file "$QWEN" -p hi -n 4 --temp 0
+has err "prompt $want_n tokens" run-tmpl-file
+expect 0 run-raw -- "$BIN" run -m "$M" -p hi -n 4 --temp 0; has err "prompt 3 tokens" run-raw
+expect 0 run-system -- "$BIN" run -m "$M" --system "Be brief." -p hi -n 2 --temp 0
+has err "no chat template: using chatml" run-system-warns
+expect 2 run-tmpl-bad -- "$BIN" run -m "$M" --chat-template-file "$TMP/bad.jinja" -p hi; has err "line 2, column" run-tmpl-bad
+expect 2 run-tmpl-both -- "$BIN" run -m "$M" --chat-template-file "$QWEN" --chat-template chatml -p hi
+expect 1 run-tmpl-missing -- "$BIN" run -m "$M" --chat-template-file "$TMP/nope.jinja" -p hi
+printf "{{ raise_exception('no chat here') }}" >"$TMP/refuse.jinja"
+expect 1 run-tmpl-refuses -- "$BIN" run -m "$M" --chat-template-file "$TMP/refuse.jinja" -p u -n 2
+has err "TemplateError: no chat here" run-tmpl-refuses
+# gemma-2 has no system role: --system is folded into the user turn (llama.cpp's fix)
+expect 0 run-gemma-fold -- "$BIN" run -m "$M" --chat-template-file "$J/google-gemma-2-2b-it.jinja" --system s -p u -n 2
+# chat renders the same single turn the same way
+printf 'hi\n' | "$BIN" chat -m "$M" --chat-template-file "$QWEN" -n 4 --temp 0 >/dev/null 2>"$TMP/err" || bad "chat --chat-template-file failed"
+has err "prompt $want_n tokens" chat-tmpl-file
+if grep -q "no chat template" "$TMP/err"; then bad "chat --chat-template-file still warned"; else ok; fi
+expect 2 chat-tmpl-bad -- "$BIN" chat -m "$M" --chat-template-file "$TMP/bad.jinja"; has err "line 2, column" chat-tmpl-bad
+# serve and batch
+printf '{"jsonrpc":"2.0","id":1,"method":"initialize"}\n{"jsonrpc":"2.0","id":2,"method":"chat/render","params":{"messages":[{"role":"user","content":"hi"}]}}\n' >"$TMP/serve.in"
+expect 0 serve-tmpl-file -- sh -c "'$BIN' serve -m '$M' --chat-template-file '$QWEN' <'$TMP/serve.in'"
+has out '"source":"file"' serve-tmpl-info; has out '"prompt":"<|im_start|>system\nYou are Qwen' serve-tmpl-render
+expect 2 serve-tmpl-bad -- "$BIN" serve --chat-template-file "$TMP/bad.jinja"; has err "line 2, column" serve-tmpl-bad
+printf '{"id":"a","method":"chat/render","params":{"messages":[{"role":"user","content":"hi"}]}}\n{"id":"b","messages":[{"role":"user","content":"hi"}],"max_tokens":2}\n' >"$TMP/batch.in"
+expect 0 batch-tmpl-file -- "$BIN" batch -m "$M" --chat-template-file "$QWEN" "$TMP/batch.in"
+has out '"prompt":"<|im_start|>system\nYou are Qwen' batch-tmpl-render
+has out "\"prompt_tokens\":$want_n" batch-tmpl-chat
+expect 2 batch-tmpl-bad -- "$BIN" batch -m "$M" --chat-template-file "$TMP/bad.jinja" "$TMP/batch.in"
+# info says which template chat uses
+expect 0 info-chat -- "$BIN" info "$M"; has out "chat renders with      none: the file has no chat template" info-chat
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -510,6 +510,16 @@ static inline void gb_patch_u64(struct gguf_builder *b, size_t at, uint64_t v)
     memcpy(b->buf + at, &v, 8);
 }
 
+/* Build b and write the file to path; 0, or -1 when it cannot be written. */
+static inline int gb_write_file(struct gguf_builder *b, const char *path)
+{
+    gb_build(b);
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t n = fwrite(b->buf, 1, b->len, f);
+    return fclose(f) == 0 && n == b->len ? 0 : -1;
+}
+
 /* ---- one kv of every value type ----
  * Values at the edges of each type, under keys "t.<type>" (scalars) and "a.<type>" (arrays),
  * plus empty strings/arrays and a string with an embedded NUL. check_gguf reads them back

@@ -6,6 +6,7 @@
 #define LMPIPE_TESTS_TUTIL_H
 
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,25 @@ static inline int tutil_diff_report(const char *what, const char *got, size_t gn
            what, k, gn, wn, (int)((gn - from) < 60 ? gn - from : 60), got + from,
            (int)((wn - from) < 60 ? wn - from : 60), want + from);
     return 1;
+}
+
+/* Generated text gathered by a sink (eng_text_fn's shape: the token is ignored); longer text
+ * than fits is dropped. */
+struct tutil_text {
+    char buf[4096];
+    size_t len;
+};
+
+static inline int tutil_text_add(void *ud, const char *t, size_t n, int32_t tok)
+{
+    (void)tok;
+    struct tutil_text *x = ud;
+    if (x->len + n < sizeof x->buf) {
+        memcpy(x->buf + x->len, t, n);
+        x->len += n;
+        x->buf[x->len] = 0;
+    }
+    return 0;
 }
 
 /* A fresh directory $TMPDIR/lmpipe-<tag>-XXXXXX (TMPDIR unset: /tmp) written into buf; 0 or -1. */

@@ -27,6 +27,7 @@ int cli_serve_main(int argc, char **argv);
 int cli_batch_main(int argc, char **argv);
 int cli_quantize_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
+int cli_template_main(int argc, char **argv); /* template render */
 int cli_dev_main(int argc, char **argv); /* hidden: dev synth, dev peak-rss */
 /* `dev peak-rss FILE CMD...` (tests/bench.sh): the peak RSS of CMD in bytes, into FILE. */
 int cli_dev_peak_rss(int argc, char **argv);
@@ -86,6 +87,10 @@ _Noreturn void cli_die(const char *what, const struct err_info *ei, int rc);
 char *cli_slurp(FILE *f, size_t *len);
 /* The file's bytes, or exit(1) saying why. */
 char *cli_read_file_or_die(const char *path, size_t *len);
+/* --chat-template-file FILE: its text (*len bytes, malloc'd), checked to parse as a Jinja
+ * template; exit 1 when it cannot be read, exit 2 ("FILE: line L, column C: ...") when it does
+ * not parse. */
+char *cli_chat_template_file(const char *path, size_t *len);
 /* s[0..n) as a JSON string literal. */
 void cli_json_str(FILE *f, const char *s, size_t n);
 

@@ -7,6 +7,7 @@
  * error (decided here), 1 for a runtime failure (the commands). */
 #include "cli.h"
 
+#include "../eng/eng.h"
 #include "../util/util.h"
 #include "../util/version.h"
 
@@ -22,16 +23,17 @@ void cli_usage(FILE *f)
           "\n"
           "usage:\n"
           "  lmpipe run -m MODEL [-p TEXT | -f FILE | stdin] [options]   generate text\n"
-          "  lmpipe chat -m MODEL [--chat-template NAME] [--system TEXT] [run options]\n"
-          "                                                   interactive chat (/reset, /exit)\n"
+          "  lmpipe chat -m MODEL [run options]                interactive chat (/reset, /exit)\n"
           "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
           "                                                   teacher-forced logits as JSON\n"
           "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special] [--time]\n"
           "  lmpipe info MODEL | --cpu                         describe a GGUF model / the kernels this CPU runs\n"
           "  lmpipe serve [-m MODEL] [-c CTX] [-t N] [--max-line BYTES] [--queue N]\n"
-          "                                                   JSON-RPC 2.0 over stdin/stdout\n"
+          "               [--chat-template-file FILE]         JSON-RPC 2.0 over stdin/stdout\n"
           "  lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
-          "                                                   one request per line, resumable\n"
+          "               [--chat-template-file FILE]         one request per line, resumable\n"
+          "  lmpipe template render FILE.jinja [REQUEST.json | stdin]\n"
+          "                                                   render a Jinja chat template as is\n"
           "  lmpipe quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]\n"
           "                                                   convert F32/F16/BF16 weights (Q4_K_M, Q8_0, ...)\n"
           "  lmpipe bench -m MODEL [-p 64] [-n 32] [-t 1,2] [-r 5] [--json]\n"
@@ -53,7 +55,14 @@ void cli_usage(FILE *f)
           "  --stop TEXT          stop string (repeatable, up to 8)\n"
           "  --no-bos             do not add the BOS token\n"
           "  --special            parse special-token text such as <s> in the prompt\n"
-          "  --ignore-eos         keep generating after end-of-generation tokens\n",
+          "  --ignore-eos         keep generating after end-of-generation tokens\n"
+          "\n"
+          "chat templates (run and chat; run stays raw completion unless one of these is given,\n"
+          "then the prompt is one user turn rendered with the template):\n"
+          "  --chat               render the prompt with the model's chat template\n"
+          "  --system TEXT        a system message before it\n"
+          "  --chat-template NAME a built-in template instead of the model's (chatml, llama3, ...)\n"
+          "  --chat-template-file FILE   a Jinja template instead of the model's\n",
           f);
 }
 
@@ -233,6 +242,23 @@ char *cli_read_file_or_die(const char *path, size_t *len)
         exit(1);
     }
     return p;
+}
+
+char *cli_chat_template_file(const char *path, size_t *len)
+{
+    char *src = cli_read_file_or_die(path, len);
+    struct eng_template *t;
+    struct err_info ei;
+    err_clear(&ei);
+    int rc = eng_template_parse(src, *len, &t, &ei);
+    if (rc) {
+        free(src);
+        if (rc == ERR_NOMEM) cli_die("cannot parse the chat template", &ei, rc);
+        fprintf(stderr, "lmpipe: %s: %s\n", path, ei.msg);
+        exit(2);
+    }
+    eng_template_free(t);
+    return src;
 }
 
 void cli_json_str(FILE *f, const char *s, size_t n)

@@ -14,13 +14,18 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Flags shared by run and chat: model, context, threads, sampling, stops. */
+/* Flags shared by run and chat: model, context, threads, sampling, stops, the template. */
 struct gen_opts {
     const char *model;
     int64_t n_predict, n_ctx, threads;
     struct eng_gen_params gp;
     const char *stops[ENG_MAX_STOPS];
     size_t n_stop;
+    const char *tmpl_name, *tmpl_file, *system;
+    bool chat; /* --chat (run: render the prompt as a chat; chat: always) */
+    char *tmpl_src; /* tmpl_file's text, checked to parse */
+    size_t tmpl_len;
+    struct eng_chat_opts co;
 };
 
 static void add_stop(void *dst, const char *name, const char *v)
@@ -51,12 +56,16 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
                               .lo = 1, .hi = 1 << 24};
     t[n++] = (struct cli_opt){.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &o->threads,
                               .lo = 1, .hi = 1024};
-    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - 8 - n);
+    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - 12 - n);
     t[n++] = (struct cli_opt){.name = "--seed", .kind = CLI_FN, .dst = &o->gp.samp.seed, .fn = set_seed};
     t[n++] = (struct cli_opt){.name = "--stop", .kind = CLI_FN, .dst = o, .fn = add_stop};
     t[n++] = (struct cli_opt){.name = "--no-bos", .kind = CLI_CLEAR, .dst = &o->gp.add_bos};
     t[n++] = (struct cli_opt){.name = "--special", .kind = CLI_SET, .dst = &o->gp.parse_special};
     t[n++] = (struct cli_opt){.name = "--ignore-eos", .kind = CLI_SET, .dst = &o->gp.ignore_eos};
+    t[n++] = (struct cli_opt){.name = "--chat-template", .kind = CLI_STR, .dst = &o->tmpl_name};
+    t[n++] = (struct cli_opt){.name = "--chat-template-file", .kind = CLI_STR, .dst = &o->tmpl_file};
+    t[n++] = (struct cli_opt){.name = "--system", .kind = CLI_STR, .dst = &o->system};
+    t[n++] = (struct cli_opt){.name = "--chat", .kind = CLI_SET, .dst = &o->chat};
     return n;
 }
 
@@ -76,36 +85,80 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
     o->gp.max_tokens = (int32_t)o->n_predict;
     o->gp.stop = o->stops;
     o->gp.n_stop = o->n_stop;
+    eng_chat_opts_default(&o->co);
+    if (o->tmpl_name && o->tmpl_file)
+        cli_usage_error("give either --chat-template or --chat-template-file, not both");
+    if (o->tmpl_name) {
+        o->co.kind = ENG_TMPL_BUILTIN;
+        o->co.name = o->tmpl_name;
+        if (eng_chat_opts_check(&o->co, NULL)) cli_usage_error("unknown chat template '%s'", o->tmpl_name);
+    }
+    /* a file that does not parse is a usage error, found before the model loads */
+    if (o->tmpl_file) o->tmpl_src = cli_chat_template_file(o->tmpl_file, &o->tmpl_len);
 }
 
-/* The model and one session, or exit 1 with the reason (freeing `owned` first). */
-static void open_or_die(const struct gen_opts *o, struct eng_model **em, struct eng_session **s,
+/* The model (with --chat-template-file's template) and one session, or exit 1 with the reason
+ * (freeing `owned` and the template text first). */
+static void open_or_die(struct gen_opts *o, struct eng_model **em, struct eng_session **s,
                         void *owned)
 {
     struct err_info ei;
     err_clear(&ei);
     int rc = eng_model_open(em, o->model, (int)o->threads, &ei);
-    if (rc) {
-        free(owned);
-        cli_die("cannot load model", &ei, rc);
+    const char *what = "cannot load model";
+    if (!rc && o->tmpl_src) {
+        rc = eng_model_set_chat_template(*em, o->tmpl_src, o->tmpl_len, o->tmpl_file, &ei);
+        what = "cannot use the chat template";
     }
-    if ((rc = eng_session_create(s, *em, (uint32_t)o->n_ctx, &ei))) {
+    free(o->tmpl_src);
+    o->tmpl_src = NULL;
+    if (!rc && (rc = eng_session_create(s, *em, (uint32_t)o->n_ctx, &ei))) what = "cannot create session";
+    if (rc) {
         eng_model_free(*em);
         free(owned);
-        cli_die("cannot create session", &ei, rc);
+        cli_die(what, &ei, rc);
     }
     if (o->n_ctx > (int64_t)eng_model_n_ctx_train(*em))
         LOG_WARN("context %lld capped to the model's training context %u", (long long)o->n_ctx,
                  eng_model_n_ctx_train(*em));
 }
 
-static void print_stats(const struct eng_gen_result *res, const struct eng_model *em)
+/* Which template a chat renders with, for the banner. */
+static const char *template_label(const struct eng_chat_info *ci, const struct eng_chat_opts *co)
+{
+    if (co->kind == ENG_TMPL_BUILTIN) return co->name;
+    if (ci->source == ENG_CHAT_FILE) return ci->name;
+    return ci->jinja ? "the model's own (Jinja)" : ci->builtin;
+}
+
+/* The warning when the model's own template cannot be used as it is. */
+static void template_warning(const struct eng_chat_info *ci, const struct eng_chat_opts *co)
+{
+    if (co->kind == ENG_TMPL_BUILTIN || ci->jinja) return;
+    if (ci->source == ENG_CHAT_DETECTED)
+        LOG_WARN("the model's chat template does not parse as Jinja (%s): using the built-in "
+                 "'%s'%s (--chat-template NAME or --chat-template-file FILE to choose)",
+                 ci->parse_error, ci->builtin, ci->fallback ? ", as nothing was recognised" : "");
+    else
+        LOG_WARN("the model has no chat template: using chatml (--chat-template NAME or "
+                 "--chat-template-file FILE to choose)");
+}
+
+/* The model's description, or NULL (out of memory). */
+static struct eng_model_info *model_info(const struct eng_model *em)
 {
     struct eng_model_info *mi = malloc(sizeof *mi);
-    if (!mi || eng_model_info(em, 0, mi)) {
+    if (mi && eng_model_info(em, 0, mi)) {
         free(mi);
-        return;
+        mi = NULL;
     }
+    return mi;
+}
+
+static void print_stats(const struct eng_gen_result *res, const struct eng_model *em)
+{
+    struct eng_model_info *mi = model_info(em);
+    if (!mi) return;
     fprintf(stderr,
             "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
             "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
@@ -151,6 +204,26 @@ static int on_text(void *ud, const char *text, size_t len, int32_t token)
     return 0;
 }
 
+/* run with a chat option: the prompt is one user turn (after the --system message) rendered
+ * with the chat template and its generation prompt, generated as chat generates it. */
+static int run_chat(struct gen_opts *o, struct eng_session *s, const struct eng_model *em,
+                    const char *prompt, size_t len, const struct eng_sink *sink,
+                    struct eng_gen_result *res, struct err_info *ei)
+{
+    struct eng_model_info *mi = model_info(em);
+    if (mi) template_warning(&mi->chat, &o->co);
+    free(mi);
+    struct eng_conv *c;
+    int rc = eng_conv_create(&c);
+    if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "out of memory");
+    if (o->system) rc = eng_conv_add(c, "system", o->system, strlen(o->system));
+    if (!rc) rc = eng_conv_add(c, "user", prompt, len);
+    if (rc) err_set(ei, rc, ERR_NO_OFFSET, "out of memory");
+    else rc = eng_chat(s, eng_conv_request(c), &o->co, &o->gp, sink, res, ei);
+    eng_conv_free(c);
+    return rc;
+}
+
 int cli_run_main(int argc, char **argv)
 {
     const char *prompt = NULL, *file = NULL;
@@ -161,12 +234,14 @@ int cli_run_main(int argc, char **argv)
     };
     gen_args(argc, argv, "run", 128, own, sizeof own / sizeof own[0], &o);
     if (prompt && file) cli_usage_error("give either -p or -f, not both");
+    bool chat = o.chat || o.tmpl_name || o.tmpl_file || o.system;
     char *buf = NULL;
     size_t plen = prompt ? strlen(prompt) : 0;
     if (file) {
         buf = cli_read_file_or_die(file, &plen);
     } else if (!prompt && !(buf = cli_slurp(stdin, &plen))) {
         fprintf(stderr, "lmpipe: cannot read the prompt from stdin\n");
+        free(o.tmpl_src);
         return 1;
     }
     struct eng_model *em;
@@ -177,7 +252,8 @@ int cli_run_main(int argc, char **argv)
     struct text_out out = {0};
     struct eng_sink sink = {on_text, NULL, &out, NULL};
     struct eng_gen_result res;
-    int rc = eng_generate(s, prompt ? prompt : buf, plen, &o.gp, &sink, &res, &ei);
+    int rc = chat ? run_chat(&o, s, em, prompt ? prompt : buf, plen, &sink, &res, &ei)
+                  : eng_generate(s, prompt ? prompt : buf, plen, &o.gp, &sink, &res, &ei);
     if (!out.epipe) {
         fputc('\n', stdout);
         fflush(stdout);
@@ -282,37 +358,25 @@ static int chat_loop(struct chat *c, bool tty)
 
 int cli_chat_main(int argc, char **argv)
 {
-    const char *tmpl_name = NULL, *system = NULL;
     struct gen_opts o;
-    const struct cli_opt own[] = {
-        {.name = "--chat-template", .kind = CLI_STR, .dst = &tmpl_name},
-        {.name = "--system", .kind = CLI_STR, .dst = &system},
-    };
-    gen_args(argc, argv, "chat", 512, own, sizeof own / sizeof own[0], &o);
-    struct chat c = {.o = &o};
-    eng_chat_opts_default(&c.co);
-    if (tmpl_name) {
-        c.co.kind = ENG_TMPL_BUILTIN;
-        c.co.name = tmpl_name;
-        if (eng_chat_opts_check(&c.co, NULL)) cli_usage_error("unknown chat template '%s'", tmpl_name);
-    }
+    gen_args(argc, argv, "chat", 512, NULL, 0, &o);
+    struct chat c = {.o = &o, .co = o.co};
     if (eng_conv_create(&c.conv)) {
         fprintf(stderr, "lmpipe: out of memory\n");
+        free(o.tmpl_src);
         return 1;
     }
     open_or_die(&o, &c.em, &c.s, NULL);
-    struct eng_model_info *mi = malloc(sizeof *mi);
-    if (mi && eng_model_info(c.em, 0, mi) == 0 && !tmpl_name && mi->chat_fallback)
-        LOG_WARN("the model has no chat template lmpipe recognises: using chatml "
-                 "(--chat-template NAME to choose)");
+    struct eng_model_info *mi = model_info(c.em);
+    if (mi) template_warning(&mi->chat, &c.co);
     bool tty = isatty(STDIN_FILENO);
     if (tty && mi)
         fprintf(stderr, "lmpipe chat: %s, template %s, context %u. Commands: /reset /exit\n", mi->arch,
-                tmpl_name ? tmpl_name : mi->chat_template, eng_session_n_ctx(c.s));
+                template_label(&mi->chat, &c.co), eng_session_n_ctx(c.s));
     free(mi);
     int status = 0;
-    if (system && eng_conv_add(c.conv, "system", system, strlen(system)) == 0) c.base = 1;
-    else if (system) status = 1;
+    if (o.system && eng_conv_add(c.conv, "system", o.system, strlen(o.system)) == 0) c.base = 1;
+    else if (o.system) status = 1;
     if (!status) status = chat_loop(&c, tty);
     eng_conv_free(c.conv);
     free(c.out.buf);

@@ -56,6 +56,31 @@ static void print_model(const struct eng_model_info *m)
     printf("  %-22s %s\n", "kernels", m->isa);
 }
 
+/* Which template chat renders with, and why. */
+static void print_chat(const struct eng_chat_info *c)
+{
+    printf("  %-22s ", "chat renders with");
+    switch (c->source) {
+    case ENG_CHAT_MODEL:
+    case ENG_CHAT_FILE:
+        printf("jinja: %s%s", c->source == ENG_CHAT_FILE ? c->name : "the model's tokenizer.chat_template",
+               c->tool_use ? " (tokenizer.chat_template.tool_use for requests with tools)" : "");
+        if (c->end_of_turn[0]) printf("; end of turn \"%s\"", c->end_of_turn);
+        else printf("; no end-of-turn text found");
+        printf("\n  %-22s system %s, tools %s, tool calls %s, parallel calls %s\n", "template accepts",
+               c->system_role ? "yes" : "no", c->tools ? "yes" : "no", c->tool_calls ? "yes" : "no",
+               c->parallel_calls ? "yes" : "no");
+        break;
+    case ENG_CHAT_DETECTED:
+        printf("built-in %s: the model's template does not parse as Jinja (%s)%s\n", c->builtin,
+               c->parse_error, c->fallback ? " and is not recognised (fallback)" : ", detected from its text");
+        break;
+    default:
+        printf("none: the file has no chat template (chat falls back to the built-in %s)\n", c->builtin);
+        break;
+    }
+}
+
 static void print_tokenizer(const struct eng_model_info *m)
 {
     printf("tokenizer:\n");
@@ -65,8 +90,8 @@ static void print_tokenizer(const struct eng_model_info *m)
     for (int i = ENG_META_FIRST_SPECIAL; i < ENG_META_N_; i++) print_kv(&m->meta[i]);
     printf("  %-22s %s", "chat_template", m->has_chat_template ? "present" : "absent");
     if (m->has_chat_template) printf(" (%llu bytes)", (unsigned long long)m->chat_template_bytes);
-    printf("; chat renders with %s%s\n", m->chat_template,
-           m->chat_fallback && m->has_chat_template ? " (the file's template is not recognised)" : "");
+    printf("\n");
+    print_chat(&m->chat);
 }
 
 int cli_info_main(int argc, char **argv)

@@ -4,30 +4,33 @@
 
 #include "../rpc/rpc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char k_serve_usage[] =
     "usage: lmpipe serve [-m MODEL] [-c CTX] [-t THREADS] [--max-line BYTES] [--queue N]\n"
-    "                    [--write-buffer BYTES]\n"
+    "                    [--write-buffer BYTES] [--chat-template-file FILE]\n"
     "JSON-RPC 2.0, one message per line on stdin/stdout (see protocol/PROTOCOL.md).\n"
     "  -m MODEL             load a GGUF model at start (else use model/load)\n"
     "  -c CTX               context of each session (default min(model, 4096))\n"
     "  -t THREADS           threads (default: online cores)\n"
     "  --max-line BYTES     longest accepted input line (default 8 MiB)\n"
     "  --queue N            queued requests before 'overloaded' (default 16)\n"
-    "  --write-buffer BYTES output waiting to be read before generation pauses (default 256 KiB)\n";
+    "  --write-buffer BYTES output waiting to be read before generation pauses (default 256 KiB)\n"
+    "  --chat-template-file FILE   a Jinja chat template used instead of each model's own\n";
 
 static const char k_batch_usage[] =
     "usage: lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"
-    "                    [-c CTX] [-t THREADS] [--max-line BYTES]\n"
+    "                    [-c CTX] [-t THREADS] [--max-line BYTES] [--chat-template-file FILE]\n"
     "One request per input line (generate or chat params plus an 'id'); one JSON-RPC\n"
     "response per output line. IN may be '-' for stdin; OUT defaults to stdout.\n"
     "  --resume     skip ids already in OUT (needs -o)\n"
     "  --shard I/N  only lines whose 0-based number is I modulo N\n";
 
-/* The options serve and batch share: model, context, threads, longest inbound line. */
+/* The options serve and batch share: model, context, threads, longest inbound line, the chat
+ * template file. */
 struct server_flags {
-    const char *model;
+    const char *model, *tmpl_file;
     int64_t n_ctx, threads, max_line;
 };
 
@@ -35,7 +38,17 @@ struct server_flags {
     {.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &(f).model},                       \
     {.name = "-c", .alt = "--ctx-size", .kind = CLI_INT, .dst = &(f).n_ctx, .lo = 1, .hi = 1 << 24}, \
     {.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &(f).threads, .lo = 1, .hi = 1024}, \
-    {.name = "--max-line", .kind = CLI_INT, .dst = &(f).max_line, .lo = 1024, .hi = (int64_t)1 << 32}
+    {.name = "--max-line", .kind = CLI_INT, .dst = &(f).max_line, .lo = 1024, .hi = (int64_t)1 << 32}, \
+    {.name = "--chat-template-file", .kind = CLI_STR, .dst = &(f).tmpl_file}
+
+/* --chat-template-file: read and checked before anything starts (exit 2 when it does not
+ * parse); src NULL without the flag. */
+static struct rpc_chat_template server_template(const struct server_flags *f)
+{
+    struct rpc_chat_template t = {NULL, 0, f->tmpl_file};
+    if (f->tmpl_file) t.src = cli_chat_template_file(f->tmpl_file, &t.len);
+    return t;
+}
 
 int cli_serve_main(int argc, char **argv)
 {
@@ -50,8 +63,10 @@ int cli_serve_main(int argc, char **argv)
                                   .n_opts = sizeof opts / sizeof opts[0]};
     cli_parse(&spec, argc, argv);
     struct rpc_serve_opts o = {f.model, (uint32_t)f.n_ctx, (int)f.threads, (size_t)f.max_line,
-                               (size_t)queue, (size_t)write_buffer};
-    return rpc_serve(&o);
+                               (size_t)queue, (size_t)write_buffer, server_template(&f)};
+    int rc = rpc_serve(&o);
+    free((char *)o.chat_template.src);
+    return rc;
 }
 
 /* --shard I/N */
@@ -88,6 +103,8 @@ int cli_batch_main(int argc, char **argv)
     if (!f.model || !in) cli_usage_error("batch needs -m MODEL and an input file");
     if (resume && !out) cli_usage_error("--resume needs -o OUT.jsonl");
     struct rpc_batch_opts o = {f.model, in, out, resume, shard[0], shard[1], (uint32_t)f.n_ctx,
-                               (int)f.threads, (size_t)f.max_line};
-    return rpc_batch(&o);
+                               (int)f.threads, (size_t)f.max_line, server_template(&f)};
+    int rc = rpc_batch(&o);
+    free((char *)o.chat_template.src);
+    return rc;
 }

@@ -51,6 +51,7 @@ int eng_model_open(struct eng_model **out, const char *path, int n_threads, stru
     em->has_model = true;
     em->file_size = em->model.g->len;
     if ((rc = tok_load(&em->vocab, em->model.g, ei))) goto fail;
+    if ((rc = eng_chat_tmpls_load(&em->chat, em->model.g, em->vocab, ei))) goto fail;
     if (tok_n_vocab(em->vocab) != em->model.hp.n_vocab) {
         rc = err_set(ei, ERR_SHAPE, ERR_NO_OFFSET, "tokenizer has %u tokens, model %u",
                      tok_n_vocab(em->vocab), em->model.hp.n_vocab);
@@ -81,6 +82,7 @@ int eng_model_open_vocab(struct eng_model **out, const char *path, struct err_in
     em->has_gguf = true;
     em->file_size = em->gguf.len;
     if ((rc = tok_load(&em->vocab, &em->gguf, ei))) goto fail;
+    if ((rc = eng_chat_tmpls_load(&em->chat, &em->gguf, em->vocab, ei))) goto fail;
     *out = em;
     return 0;
 fail:
@@ -93,6 +95,7 @@ void eng_model_free(struct eng_model *em)
 {
     if (!em) return;
     kern_pool_destroy(em->pool);
+    eng_chat_tmpls_free(em->chat);
     tok_free(em->vocab);
     if (em->has_model) model_free(&em->model);
     if (em->has_gguf) gguf_free(&em->gguf);
@@ -175,7 +178,7 @@ static void render_kv(const struct gguf_ctx *g, struct eng_info_kv *out)
         out->present = false; /* an array or out of range: nothing to show */
 }
 
-/* The file: sizes, metadata, the tensor-type histogram, the chat template. */
+/* The file: sizes, metadata, the tensor-type histogram, the chat template's size. */
 static void info_file(const struct gguf_ctx *g, struct eng_model_info *o)
 {
     o->file_size = g->len;
@@ -198,7 +201,6 @@ static void info_file(const struct gguf_ctx *g, struct eng_model_info *o)
     struct gguf_str tmpl;
     o->has_chat_template = gguf_get_str(g, "tokenizer.chat_template", &tmpl) == 0;
     o->chat_template_bytes = o->has_chat_template ? tmpl.len : 0;
-    o->chat_template = chat_template_name(chat_template_from_gguf(g, &o->chat_fallback));
     uint64_t nt = 0;
     if (gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &nt, NULL) == 0) o->n_tokens = nt;
     o->isa = kern_isa_name();
@@ -245,6 +247,7 @@ int eng_model_info(const struct eng_model *em, uint32_t n_ctx, struct eng_model_
     if (em->has_model) info_model(&em->model, n_ctx, out);
     else snprintf(out->model_error, sizeof out->model_error, "opened for its vocabulary only");
     info_tok(em->vocab, out);
+    out->chat = *eng_chat_tmpls_info(em->chat);
     out->threads = em->pool ? kern_pool_threads(em->pool) : 1;
     return 0;
 }
@@ -270,9 +273,14 @@ int eng_file_info(const char *path, uint32_t n_ctx, struct eng_model_info *out,
     }
     struct tok_vocab *v = NULL;
     if (tok_load(&v, &g, NULL) == 0) info_tok(v, out);
+    else v = NULL;
+    struct eng_chat_tmpls *ct;
+    rc = eng_chat_tmpls_load(&ct, &g, v, ei);
+    if (rc == 0) out->chat = *eng_chat_tmpls_info(ct);
+    eng_chat_tmpls_free(ct);
     tok_free(v);
     gguf_free(&g);
-    return 0;
+    return rc;
 }
 
 void eng_cpu_info(struct eng_cpu_info *out)

@@ -73,6 +73,31 @@ enum eng_info_meta { /* indices into eng_model_info.meta */
 };
 #define ENG_META_FIRST_SPECIAL ENG_META_BOS /* BOS..ADD_SPACE_PREFIX: the tokenizer's specials */
 
+/* What chat renders with by default (eng_model_info.chat; see "chat" below). */
+enum eng_chat_source {
+    ENG_CHAT_NONE = 0, /* the file has no chat template: built-in chatml (fallback set) */
+    ENG_CHAT_MODEL,    /* the file's tokenizer.chat_template, run as Jinja */
+    ENG_CHAT_FILE,     /* a Jinja template given with eng_model_set_chat_template */
+    ENG_CHAT_DETECTED, /* the file's template does not parse as Jinja: the built-in family
+                          detected from its text (chatml with fallback set when none matches) */
+};
+#define ENG_EOT_MAX 48 /* longest end-of-turn text derived from a template */
+struct eng_chat_info {
+    int source;          /* enum eng_chat_source */
+    bool jinja;          /* source is ENG_CHAT_MODEL or ENG_CHAT_FILE */
+    const char *builtin; /* !jinja: the built-in template's name */
+    bool fallback;       /* !jinja: chatml because no template was recognised */
+    bool tool_use;       /* the file's tokenizer.chat_template.tool_use parsed: it renders the
+                            requests that have tools (ENG_CHAT_MODEL only) */
+    char name[256];      /* ENG_CHAT_FILE: the name the template was given (a path) */
+    char parse_error[ERR_MSG_MAX]; /* ENG_CHAT_DETECTED: why the file's template does not
+                                      parse ("line L, column C: ..."); else "" */
+    char end_of_turn[ENG_EOT_MAX + 1]; /* jinja: the template's end-of-turn text, a stop string
+                                          of every chat ("" when none could be derived) */
+    /* jinja: what the template accepts, probed once (see eng_chat_render for the fixes) */
+    bool system_role, typed_content, tools, tool_calls, object_arguments, parallel_calls;
+};
+
 struct eng_model_info {
     /* the file */
     char path[1024];
@@ -100,8 +125,7 @@ struct eng_model_info {
     /* chat */
     bool has_chat_template;      /* tokenizer.chat_template is present */
     uint64_t chat_template_bytes;
-    const char *chat_template;   /* the built-in template chat renders with by default */
-    bool chat_fallback;          /* ... chatml, because the file's template was not recognised */
+    struct eng_chat_info chat;   /* what chat renders with by default */
     /* how it runs here */
     const char *isa;             /* kernel set in use ("avx2", "neon", "scalar", ...) */
     int threads;                 /* 0 for eng_file_info: nothing is running */
@@ -295,10 +319,38 @@ int eng_generate(struct eng_session *s, const char *prompt, size_t len,
 
 /* ================================ chat ================================ */
 
+/* How a conversation becomes a prompt. A model's chat template is the Jinja source in its
+ * tokenizer.chat_template; eng parses it once when the model is opened (and
+ * tokenizer.chat_template.tool_use when present), probes what it accepts (system role, content
+ * parts, tool calls, object arguments, parallel calls) and derives its end-of-turn text: the
+ * marker that follows an assistant reply when [user "X", assistant "Y"] is rendered without a
+ * generation prompt (e.g. "<|im_end|>", "<|eot_id|>", "<|end|>"), whitespace trimmed, cut at
+ * the first whitespace (a marker that opens with '<' or '[' at its closing bracket),
+ * 2..ENG_EOT_MAX bytes and not only letters and digits. A template that
+ * does not parse falls back to the built-in family its text is recognised as (chatml when none
+ * is); a file without a template renders with chatml. eng_model_info().chat says which.
+ *
+ * A Jinja render gets what transformers' apply_chat_template passes: messages, tools (null when
+ * absent), documents, add_generation_prompt, bos_token / eos_token (the vocabulary's token
+ * texts, unset when the vocabulary has none), every key of the request's chat_template_kwargs
+ * (they win), strftime_now from the clock (SOURCE_DATE_EPOCH, seconds, pins it, in UTC). Before
+ * that, the conversation is fixed the way llama.cpp fixes it for such templates:
+ *   - role "developer" becomes "system" (not for templates containing "<|channel|>", GPT-OSS);
+ *   - no system role: a leading system message is folded into the next message ("\n" between);
+ *   - templates that render tool calls: content "" on tool-call messages without content;
+ *   - tool-call arguments as objects when the template renders object arguments, else as the
+ *     JSON string OpenAI sends (either form is accepted in the request);
+ *   - content parts joined into a string ("\n" between) for templates that do not take parts
+ *     (a string becomes one part for a template that only takes parts), before the fold;
+ *   - the tool_use variant renders only requests with tools;
+ *   - parallel_tool_calls defaults to whether the template renders parallel calls.
+ * A conversation the template still refuses is ERR_TEMPLATE with its own message
+ * ("TemplateError: System role not supported (line 1, column 30)"), as is a render that hits a
+ * bound (steps, memory, output, nesting): an untrusted template fails only that request. */
+
 /* Which template renders a conversation. */
 enum eng_tmpl_kind {
-    ENG_TMPL_MODEL = 0, /* the model's own: tokenizer.chat_template recognised as one of the
-                           built-in families, chatml (with chat_fallback set) when it is not */
+    ENG_TMPL_MODEL = 0, /* the model's own (above; or the one eng_model_set_chat_template set) */
     ENG_TMPL_BUILTIN,   /* a built-in template by name (eng_chat_template_name) */
 };
 struct eng_chat_opts {
@@ -313,11 +365,15 @@ size_t eng_chat_template_count(void);
 const char *eng_chat_template_name(size_t i); /* NULL past the end */
 
 #define ENG_MAX_MESSAGES 4096
+#define ENG_MAX_TOOLS 1024
 /* Validate a chat request without a model: an object whose "messages" is a non-empty array
  * (at most ENG_MAX_MESSAGES) of {role: non-empty string, content: string, null or an array of
- * {"type": "text", "text": string} parts}; "tools" must be absent, null or empty and
- * "tool_choice" absent, null, "none" or "auto" until tool calling lands. ERR_INVALID names the
- * field; ERR_UNSUPPORTED says what is not supported yet. */
+ * {"type": "text", "text": string} parts, tool_calls?: [{function: {name: string, arguments:
+ * a JSON string or an object}}]}; "tools" absent, null or an array (at most ENG_MAX_TOOLS) of
+ * {function: {name: string}}; "tool_choice" absent, null, "none" or "auto" (the others need the
+ * tool-calling work); "parallel_tool_calls" and "add_generation_prompt" booleans; "documents"
+ * an array; "chat_template_kwargs" an object. ERR_INVALID names the field; ERR_UNSUPPORTED says
+ * what is not supported yet. */
 int eng_chat_check(const struct json_t *request, struct err_info *ei);
 
 /* A rendered conversation: the prompt text and how to generate from it. */
@@ -325,15 +381,48 @@ int eng_chat_check(const struct json_t *request, struct err_info *ei);
 struct eng_prompt {
     char *text; /* malloc'd, NUL-terminated, len bytes */
     size_t len;
-    const char *stops[ENG_MAX_TMPL_STOPS]; /* end-of-turn texts of the template (static) */
+    /* end-of-turn texts of the template (static, or owned by the model: valid until it is
+     * freed or its template replaced) */
+    const char *stops[ENG_MAX_TMPL_STOPS];
     size_t n_stops;
-    const char *tmpl;  /* the template used */
+    const char *tmpl;  /* the template used: a built-in name, "tokenizer.chat_template",
+                          "tokenizer.chat_template.tool_use" or the name given to
+                          eng_model_set_chat_template (owned like stops) */
+    bool jinja;        /* rendered by a Jinja template */
     bool fallback;     /* the model's template was not recognised: chatml */
+    bool bos_in_text;  /* the text starts with the BOS token's text (a Jinja template wrote it):
+                          generation adds no second BOS */
+    bool parallel_tool_calls; /* the request's, else what the template renders */
 };
-/* Render `request` (as eng_chat_check accepts) with the template o (NULL: defaults) chooses. */
+/* Render `request` (as eng_chat_check accepts) with the template o (NULL: defaults) chooses.
+ * A built-in template cannot render tools, tool calls or documents (ERR_UNSUPPORTED) and
+ * ignores chat_template_kwargs. */
 int eng_chat_render(const struct eng_model *em, const struct json_t *request,
                     const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei);
 void eng_prompt_free(struct eng_prompt *p); /* safe on zeroed */
+
+/* Render with a Jinja template of the caller's instead of the file's, for every chat of this
+ * model from now on (`--chat-template-file`): parsed, probed and its end-of-turn text derived
+ * here. name (may be NULL) is what eng_model_info and eng_prompt.tmpl call it. A template that
+ * does not parse is ERR_SYNTAX (or ERR_UNSUPPORTED, ERR_UTF8, ERR_LIMIT) with "line L, column
+ * C: ..." and leaves the model as it was. Not synchronised with running chats. */
+int eng_model_set_chat_template(struct eng_model *em, const char *src, size_t len,
+                                const char *name, struct err_info *ei);
+
+/* ---- a Jinja template on its own (`lmpipe template render`, checking a file early) ---- */
+struct eng_template;
+/* Parse src[0..len): errors as eng_model_set_chat_template's. */
+int eng_template_parse(const char *src, size_t len, struct eng_template **out,
+                       struct err_info *ei);
+void eng_template_free(struct eng_template *t); /* NULL-safe */
+/* Render with the variables of the JSON object request[0..len): messages, tools, documents,
+ * add_generation_prompt (default false, as transformers), chat_template_kwargs, and every other
+ * top-level key as a variable of its own (bos_token, ...). No fixes, no model: the raw renderer,
+ * for debugging templates. *out is malloc'd and NUL-terminated (the text itself may hold NUL
+ * bytes: *out_len counts). ERR_INVALID when the request is not such an object (JSON errors say
+ * line and column), ERR_TEMPLATE when the template refuses it or fails, ERR_LIMIT at a bound. */
+int eng_template_render(const struct eng_template *t, const char *request, size_t len, char **out,
+                        size_t *out_len, struct err_info *ei);
 
 /* The chat: render, then generate with the template's markers parsed as special tokens and
  * its end-of-turn texts as extra stop strings. The one chat behaviour of every front end. */

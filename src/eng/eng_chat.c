@@ -3,12 +3,14 @@
  *
  * The request is JSON by nature (the Jinja renderer takes JSON values, tool calling needs the
  * tools' JSON Schemas), so this file includes jansson; eng.h only names `struct json_t`.
- * Rendering happens behind one function, eng_chat_render: today the built-in templates of
- * src/tok/chat.c (the family detected from the model's tokenizer.chat_template, or a name);
- * the template choice is an explicit option struct, so other renderers plug in here.
+ * Rendering happens behind one function, eng_chat_render: the model's Jinja template
+ * (eng_jinja.c) when it has a usable one, else the built-in templates of src/tok/chat.c (the
+ * family detected from the model's tokenizer.chat_template, or a name); the template choice is
+ * an explicit option struct.
  *
- * Invariants: eng_chat_check accepts exactly what eng_chat_render can render; every string
- * reaching the template is NUL-free; the stop strings a template adds are static. */
+ * Invariants: eng_chat_check accepts exactly what eng_chat_render can render with a Jinja
+ * template (a built-in one refuses tools, tool calls and documents); every string reaching a
+ * template is NUL-free; the stop strings a template adds live as long as the model. */
 #include "eng_int.h"
 
 #include "../util/util.h"
@@ -54,17 +56,19 @@ static json_t *field(const json_t *o, const char *key)
 static int unsupported(struct err_info *ei, const char *what)
 {
     return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
-                   "%s not supported yet (tools and grammars arrive with the grammar work; "
-                   "leave the field out or null)",
+                   "%s not supported yet (it arrives with tool calling; leave the field out or "
+                   "null)",
                    what);
 }
+
+static bool nul_free(const json_t *s) { return strlen(json_string_value(s)) == json_string_length(s); }
 
 /* Content: a string, null, or an array of {"type": "text", "text": string} parts. */
 static int check_content(const json_t *c, size_t idx, struct err_info *ei)
 {
     if (!c || json_is_null(c)) return 0;
     if (json_is_string(c)) {
-        if (strlen(json_string_value(c)) != json_string_length(c)) goto nul;
+        if (!nul_free(c)) goto nul;
         return 0;
     }
     if (!json_is_array(c))
@@ -79,7 +83,7 @@ static int check_content(const json_t *c, size_t idx, struct err_info *ei)
         if (!json_is_string(text))
             return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
                            "messages[%zu].content[%zu].text must be a string", idx, i);
-        if (strlen(json_string_value(text)) != json_string_length(text)) goto nul;
+        if (!nul_free(text)) goto nul;
     }
     return 0;
 nul:
@@ -87,28 +91,129 @@ nul:
                    "messages[%zu].content must not contain NUL characters", idx);
 }
 
+/* {function: {name: a non-empty string, ...}}: a tool definition or a tool call's function.
+ * what: "tools[3]" or "messages[2].tool_calls[0]". */
+static int check_function(const json_t *o, const char *what, struct err_info *ei)
+{
+    json_t *fn = json_object_get(o, "function"), *name = json_object_get(fn, "name");
+    if (!json_is_object(o) || !json_is_object(fn))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "%s must be {\"function\": {\"name\": ...}}",
+                       what);
+    if (!json_is_string(name) || json_string_length(name) == 0 || !nul_free(name))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "%s.function.name must be a non-empty string",
+                       what);
+    return 0;
+}
+
+/* tool_calls: [{function: {name, arguments: a JSON string or an object}}] (the id is the
+ * caller's business: templates that need one say so themselves). */
+static int check_tool_calls(const json_t *tc, size_t i, struct err_info *ei)
+{
+    if (!tc || json_is_null(tc)) return 0;
+    if (!json_is_array(tc))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "messages[%zu].tool_calls must be an array", i);
+    for (size_t k = 0; k < json_array_size(tc); k++) {
+        char what[64];
+        snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu]", i, k);
+        int rc = check_function(json_array_get(tc, k), what, ei);
+        if (rc) return rc;
+        json_t *args = json_object_get(json_object_get(json_array_get(tc, k), "function"), "arguments");
+        if (json_is_object(args) || !args || json_is_null(args)) continue;
+        json_t *parsed = json_is_string(args) && nul_free(args)
+                             ? json_loadb(json_string_value(args), json_string_length(args), 0, NULL)
+                             : NULL;
+        bool ok = json_is_object(parsed);
+        json_decref(parsed);
+        if (!ok)
+            return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
+                           "%s.function.arguments must be an object or a string holding a JSON "
+                           "object",
+                           what);
+    }
+    return 0;
+}
+
+/* No string anywhere in v holds a NUL (the texts reach a template and then the tokenizer as C
+ * strings' contents); what: the field for the message. Nesting is bounded by the JSON parser. */
+static int check_no_nul(const json_t *v, const char *what, struct err_info *ei)
+{
+    if (json_is_string(v) && !nul_free(v))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "%s must not contain NUL characters", what);
+    const char *k;
+    json_t *x;
+    size_t i;
+    int rc = 0;
+    if (json_is_object(v)) json_object_foreach((json_t *)v, k, x) if (!rc) rc = check_no_nul(x, what, ei);
+    if (json_is_array(v)) json_array_foreach(v, i, x) if (!rc) rc = check_no_nul(x, what, ei);
+    return rc;
+}
+
 static int check_message(const json_t *m, size_t i, struct err_info *ei)
 {
     if (!json_is_object(m))
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "messages[%zu] must be an object", i);
     json_t *role = json_object_get(m, "role");
-    if (!json_is_string(role) || json_string_length(role) == 0 ||
-        strlen(json_string_value(role)) != json_string_length(role))
+    if (!json_is_string(role) || json_string_length(role) == 0 || !nul_free(role))
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
                        "messages[%zu].role must be a non-empty string", i);
-    json_t *tc = json_object_get(m, "tool_calls");
-    if (tc && !json_is_null(tc) && !(json_is_array(tc) && json_array_size(tc) == 0))
-        return unsupported(ei, "messages with 'tool_calls' are");
-    return check_content(json_object_get(m, "content"), i, ei);
+    int rc = check_tool_calls(json_object_get(m, "tool_calls"), i, ei);
+    if (rc || (rc = check_content(json_object_get(m, "content"), i, ei))) return rc;
+    char what[32];
+    snprintf(what, sizeof what, "messages[%zu]", i);
+    return check_no_nul(m, what, ei); /* the other fields: name, tool_call_id, ... */
+}
+
+static int check_tools(const json_t *tools, struct err_info *ei)
+{
+    if (!tools) return 0;
+    if (!json_is_array(tools))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'tools' must be an array of tools");
+    if (json_array_size(tools) > ENG_MAX_TOOLS)
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'tools' has %zu entries; at most %d",
+                       json_array_size(tools), ENG_MAX_TOOLS);
+    for (size_t i = 0; i < json_array_size(tools); i++) {
+        char what[32];
+        snprintf(what, sizeof what, "tools[%zu]", i);
+        int rc = check_function(json_array_get(tools, i), what, ei);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* The request's other fields: their types. */
+static int check_fields(const json_t *request, struct err_info *ei)
+{
+    static const struct {
+        const char *key;
+        json_type type;
+        const char *says;
+    } k[] = {
+        {"parallel_tool_calls", JSON_TRUE, "true or false"},
+        {"add_generation_prompt", JSON_TRUE, "true or false"},
+        {"documents", JSON_ARRAY, "an array"},
+        {"chat_template_kwargs", JSON_OBJECT, "an object"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        json_t *v = field(request, k[i].key);
+        bool ok = !v || (k[i].type == JSON_TRUE ? json_is_boolean(v) : json_typeof(v) == k[i].type);
+        if (!ok) return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'%s' must be %s", k[i].key, k[i].says);
+    }
+    static const char *const walked[] = {"tools", "documents", "chat_template_kwargs"};
+    for (size_t i = 0; i < sizeof walked / sizeof walked[0]; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "'%s'", walked[i]);
+        int rc = check_no_nul(field(request, walked[i]), what, ei);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 int eng_chat_check(const struct json_t *request, struct err_info *ei)
 {
     if (!json_is_object(request))
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "a chat request must be an object");
-    json_t *tools = field(request, "tools");
-    if (tools && !(json_is_array(tools) && json_array_size(tools) == 0))
-        return unsupported(ei, "'tools' are");
+    int rc = check_tools(field(request, "tools"), ei);
+    if (rc || (rc = check_fields(request, ei))) return rc;
     json_t *tc = field(request, "tool_choice");
     if (tc && !(json_is_string(tc) && (!strcmp(json_string_value(tc), "none") ||
                                       !strcmp(json_string_value(tc), "auto"))))
@@ -122,7 +227,7 @@ int eng_chat_check(const struct json_t *request, struct err_info *ei)
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'messages' has %zu entries; at most %d",
                        json_array_size(msgs), ENG_MAX_MESSAGES);
     for (size_t i = 0; i < json_array_size(msgs); i++) {
-        int rc = check_message(json_array_get(msgs, i), i, ei);
+        rc = check_message(json_array_get(msgs, i), i, ei);
         if (rc) return rc;
     }
     return 0;
@@ -175,14 +280,12 @@ static int collect(const json_t *msgs, struct msgs *out, struct err_info *ei)
 }
 
 /* The built-in template the options choose for this model. */
-static int pick_template(const struct eng_model *em, const struct eng_chat_opts *o, bool *fallback,
-                         struct err_info *ei)
+static int pick_template(const struct eng_model *em, const struct eng_chat_opts *o, bool *fallback)
 {
     *fallback = false;
-    int rc = eng_chat_opts_check(o, ei);
-    if (rc) return rc;
     if (o->kind == ENG_TMPL_BUILTIN) return chat_template_by_name(o->name);
-    return chat_template_from_gguf(eng_gguf(em), fallback);
+    *fallback = eng_chat_tmpls_info(em->chat)->fallback;
+    return eng_chat_tmpls_builtin(em->chat);
 }
 
 /* End-of-turn texts a template closes a reply with, as stop strings: when the vocabulary has
@@ -197,19 +300,31 @@ static size_t template_stops(int tmpl, const char **stops)
     return 0;
 }
 
-int eng_chat_render(const struct eng_model *em, const struct json_t *request,
-                    const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei)
+/* A built-in template writes roles and contents only: what else the request holds would be
+ * dropped without a word, so it is refused. */
+static int builtin_refuses(const json_t *request, int tmpl, struct err_info *ei)
 {
-    memset(out, 0, sizeof *out);
-    struct eng_chat_opts def;
-    if (!o) {
-        eng_chat_opts_default(&def);
-        o = &def;
-    }
-    int rc = eng_chat_check(request, ei);
+    const char *what = NULL;
+    json_t *msgs = field(request, "messages");
+    for (size_t i = 0; i < json_array_size(msgs) && !what; i++)
+        if (json_array_size(json_object_get(json_array_get(msgs, i), "tool_calls")))
+            what = "tool calls";
+    if (json_array_size(field(request, "tools"))) what = "tools";
+    if (json_array_size(field(request, "documents"))) what = "documents";
+    if (!what) return 0;
+    return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
+                   "the built-in chat template '%s' cannot render %s: they need a Jinja chat "
+                   "template (the model's own, or --chat-template-file)",
+                   chat_template_name(tmpl), what);
+}
+
+static int builtin_render(const struct eng_model *em, const json_t *request,
+                          const struct eng_chat_opts *o, struct eng_prompt *out,
+                          struct err_info *ei)
+{
+    int tmpl = pick_template(em, o, &out->fallback);
+    int rc = builtin_refuses(request, tmpl, ei);
     if (rc) return rc;
-    int tmpl = pick_template(em, o, &out->fallback, ei);
-    if (tmpl < 0) return tmpl;
     struct msgs ms = {0};
     if ((rc = collect(field(request, "messages"), &ms, ei))) goto done;
     size_t need = 0;
@@ -219,7 +334,6 @@ int eng_chat_render(const struct eng_model *em, const struct json_t *request,
         rc = chat_render(tmpl, ms.m, ms.n, o->add_generation_prompt, out->text, need + 1, &need);
     if (rc) {
         err_set(ei, rc, ERR_NO_OFFSET, "cannot render the chat template: %s", err_str(rc));
-        eng_prompt_free(out);
         goto done;
     }
     out->len = need;
@@ -228,6 +342,25 @@ int eng_chat_render(const struct eng_model *em, const struct json_t *request,
 done:
     free(ms.m);
     free(ms.text);
+    return rc;
+}
+
+int eng_chat_render(const struct eng_model *em, const struct json_t *request,
+                    const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei)
+{
+    memset(out, 0, sizeof *out);
+    struct eng_chat_opts opts;
+    if (o) opts = *o;
+    else eng_chat_opts_default(&opts);
+    int rc = eng_chat_check(request, ei);
+    if (rc || (rc = eng_chat_opts_check(&opts, ei))) return rc;
+    json_t *agp = field(request, "add_generation_prompt"); /* the request's own word wins */
+    if (agp) opts.add_generation_prompt = json_is_true(agp);
+    if (opts.kind == ENG_TMPL_MODEL && eng_chat_tmpls_info(em->chat)->jinja)
+        rc = eng_jinja_render(em->chat, request, &opts, out, ei);
+    else
+        rc = builtin_render(em, request, &opts, out, ei);
+    if (rc) eng_prompt_free(out);
     return rc;
 }
 
@@ -249,6 +382,7 @@ int eng_chat(struct eng_session *s, const struct json_t *request, const struct e
     if (rc) return rc;
     struct eng_gen_params gp = *p;
     gp.parse_special = true; /* the template's markers are special tokens */
+    if (pr.bos_in_text) gp.add_bos = false; /* the template wrote it (as transformers has it) */
     rc = eng_generate_stops(s, pr.text, pr.len, &gp, pr.stops, pr.n_stops, sink, res, ei);
     eng_prompt_free(&pr);
     return rc;

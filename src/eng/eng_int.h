@@ -3,7 +3,8 @@
  *
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
  * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
- * chat); eng_stop.c (stop strings) is a leaf the loop uses.
+ * chat); eng_stop.c (stop strings) is a leaf the loop uses; eng_jinja.c (a model's Jinja
+ * templates: loading, probing, rendering with the fixes) is a leaf eng.c and eng_chat.c use.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -30,6 +31,7 @@ struct eng_model {
     uint64_t file_size;
     eng_constraint_make_fn make_constraint; /* default constraint factory, or NULL */
     void *make_ud;
+    struct eng_chat_tmpls *chat; /* the chat templates (eng_jinja.c) */
 };
 
 /* The GGUF file behind a handle (the model's, or the vocab-only one). */
@@ -64,6 +66,23 @@ int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, boo
 /* Evaluate toks[0..n) at the end of the cache (n <= MODEL_BATCH) and append them: the logits of
  * the last one are then in st.logits. */
 int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
+
+/* ---- eng_jinja.c: a model's chat templates ----
+ * The file's Jinja template(s), parsed and probed once, or what replaces them; the built-in
+ * family when there is no usable Jinja template. Opaque outside eng_jinja.c (its fields need
+ * tmpl.h, which brings jansson). */
+struct eng_chat_tmpls;
+/* From the file's tokenizer.chat_template(.tool_use); v (may be NULL) gives bos/eos texts.
+ * Fails only for lack of memory: a template that does not parse is described, not an error. */
+int eng_chat_tmpls_load(struct eng_chat_tmpls **out, const struct gguf_ctx *g,
+                        const struct tok_vocab *v, struct err_info *ei);
+void eng_chat_tmpls_free(struct eng_chat_tmpls *ct); /* NULL-safe */
+const struct eng_chat_info *eng_chat_tmpls_info(const struct eng_chat_tmpls *ct);
+/* The built-in template id to use when there is no usable Jinja template. */
+int eng_chat_tmpls_builtin(const struct eng_chat_tmpls *ct);
+/* Render with the Jinja template (eng_chat_tmpls_info(ct)->jinja must be true). */
+int eng_jinja_render(const struct eng_chat_tmpls *ct, const struct json_t *request,
+                     const struct eng_chat_opts *o, struct eng_prompt *out, struct err_info *ei);
 
 /* ---- eng_gen.c ---- */
 /* eng_generate with extra stop strings (a chat template's end-of-turn texts). */

@@ -12,6 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A Jinja chat template that replaces every loaded model's own (--chat-template-file): its
+ * text (checked to parse by the caller) and its name (the path). src NULL: none. */
+struct rpc_chat_template {
+    const char *src;
+    size_t len;
+    const char *name;
+};
+
 struct rpc_serve_opts {
     const char *model;    /* load at start, or NULL (model/load later) */
     uint32_t n_ctx;       /* context of new sessions; 0: min(model's, 4096) */
@@ -19,6 +27,7 @@ struct rpc_serve_opts {
     size_t max_line;      /* longest inbound line; 0: 8 MiB */
     size_t queue;         /* queued engine requests before "overloaded"; 0: 16 */
     size_t write_buffer;  /* output waiting before generation pauses; 0: 256 KiB */
+    struct rpc_chat_template chat_template;
 };
 int rpc_serve(const struct rpc_serve_opts *o);
 
@@ -31,6 +40,7 @@ struct rpc_batch_opts {
     uint32_t n_ctx;
     int threads;
     size_t max_line;
+    struct rpc_chat_template chat_template;
 };
 int rpc_batch(const struct rpc_batch_opts *o);
 

@@ -152,9 +152,11 @@ static void batch_request(struct batch *b, json_t *in, json_t *id, uint64_t no)
         json_object_set_new(req, "params", p);
     }
     const char *m = json_string_value(json_object_get(req, "method"));
-    if (!m || (strcmp(m, "generate") && strcmp(m, "chat") && strcmp(m, "tokenize") && strcmp(m, "detokenize"))) {
+    if (!m || (strcmp(m, "generate") && strcmp(m, "chat") && strcmp(m, "chat/render") &&
+               strcmp(m, "tokenize") && strcmp(m, "detokenize"))) {
         char msg[128];
-        snprintf(msg, sizeof msg, "line %llu: 'method' must be generate, chat, tokenize or detokenize",
+        snprintf(msg, sizeof msg,
+                 "line %llu: 'method' must be generate, chat, chat/render, tokenize or detokenize",
                  (unsigned long long)no + 1);
         line_error(b, id, msg);
     } else {
@@ -295,6 +297,7 @@ int rpc_batch(const struct rpc_batch_opts *o)
     cfg.max_line_in = o->max_line;
     cfg.n_ctx = o->n_ctx;
     cfg.threads = o->threads;
+    cfg.chat_template = o->chat_template;
     static struct batch b;
     memset(&b, 0, sizeof b);
     b.out_fd = -1;

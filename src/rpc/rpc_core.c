@@ -138,6 +138,33 @@ static int reply_err(struct rpc_server *s, json_t *id, int code, int err, const 
 
 /* ---------------- control methods ---------------- */
 
+/* model info's chat_template_used: which template chat renders with (PROTOCOL.md). */
+static json_t *chat_info_json(const struct eng_chat_info *c)
+{
+    static const char *const sources[] = {"none", "model", "file", "detected"};
+    json_t *o = json_object();
+    json_object_set_new(o, "source", json_string(c->source >= 0 && c->source <= ENG_CHAT_DETECTED
+                                                     ? sources[c->source] : "none"));
+    json_object_set_new(o, "jinja", json_boolean(c->jinja));
+    if (c->jinja) {
+        json_object_set_new(o, "name", rpc_json_text(c->name, strlen(c->name)));
+        if (c->source == ENG_CHAT_MODEL) json_object_set_new(o, "name", json_string("tokenizer.chat_template"));
+        json_object_set_new(o, "tool_use", json_boolean(c->tool_use));
+        json_object_set_new(o, "end_of_turn", c->end_of_turn[0] ? rpc_json_text(c->end_of_turn, strlen(c->end_of_turn))
+                                                                 : json_null());
+        json_object_set_new(o, "supports", json_pack("{s:b,s:b,s:b,s:b,s:b}", "system_role", c->system_role,
+                                                     "tools", c->tools, "tool_calls", c->tool_calls,
+                                                     "object_arguments", c->object_arguments,
+                                                     "parallel_tool_calls", c->parallel_calls));
+    } else {
+        json_object_set_new(o, "name", json_string(c->builtin ? c->builtin : "chatml"));
+        json_object_set_new(o, "fallback", json_boolean(c->fallback));
+        if (c->parse_error[0])
+            json_object_set_new(o, "parse_error", rpc_json_text(c->parse_error, strlen(c->parse_error)));
+    }
+    return o;
+}
+
 /* The protocol's model info: printed from the same eng_model_info as `lmpipe info`. */
 static json_t *model_info_json(struct rpc_server *s)
 {
@@ -164,6 +191,7 @@ static json_t *model_info_json(struct rpc_server *s)
     json_object_set_new(o, "bos_token", json_integer(m.bos));
     json_object_set_new(o, "eos_token", json_integer(m.eos));
     json_object_set_new(o, "chat_template", json_boolean(m.has_chat_template));
+    json_object_set_new(o, "chat_template_used", chat_info_json(&m.chat));
     json_object_set_new(o, "threads", json_integer(m.threads));
     return o;
 }
@@ -526,10 +554,32 @@ static void finish_error(struct rpc_server *s, struct rpc_job *job)
     struct rpc_fail f;
     const char *m = job->ei.code ? job->ei.msg : err_str(job->rc);
     if (job->params_error) rpc_fail_set(&f, RPC_E_PARAMS, 0, "%s", m);
+    /* the chat template refused the conversation: about the params, with its own kind */
+    else if (job->rc == ERR_TEMPLATE) rpc_fail_set(&f, RPC_E_PARAMS, ERR_TEMPLATE, "%s", m);
     else rpc_fail_set(&f, 0, job->rc, "%s", m);
     json_t *msg = rpc_msg_error(job->id, rpc_error_obj(&f, NULL));
     if (is_gen(job) && job->out.len) fit_text(s, msg, json_object_get(json_object_get(msg, "error"), "data"), job);
     rpc_emit(s, msg);
+}
+
+/* msg when it fits in one line; else (msg freed) limit_exceeded saying why, with extra (stolen)
+ * in data. */
+static json_t *fit_or_limit(struct rpc_server *s, struct rpc_job *job, json_t *msg, const char *why,
+                            json_t *extra)
+{
+    size_t len;
+    char *line = rpc_json_line(msg, &len);
+    bool fits = line && len <= s->cfg.max_line_out;
+    free(line);
+    if (fits) {
+        json_decref(extra);
+        return msg;
+    }
+    json_decref(msg);
+    s->n.errors++;
+    struct rpc_fail f;
+    rpc_fail_set(&f, 0, ERR_LIMIT, "%s", why);
+    return rpc_msg_error(job->id, rpc_error_obj(&f, extra));
 }
 
 /* tokenize's answer, or limit_exceeded when the list does not fit one line. */
@@ -538,16 +588,24 @@ static json_t *tokens_result(struct rpc_server *s, struct rpc_job *job, json_t *
     json_t *a = json_array();
     for (size_t i = 0; i < job->n_toks; i++) json_array_append_new(a, json_integer(job->toks[i]));
     json_object_set_new(r, "tokens", a);
-    size_t len;
-    char *line = rpc_json_line(msg, &len);
-    bool fits = line && len <= s->cfg.max_line_out;
-    free(line);
-    if (fits) return msg;
-    json_decref(msg);
-    s->n.errors++;
-    struct rpc_fail f;
-    rpc_fail_set(&f, 0, ERR_LIMIT, "the token list does not fit in one line; tokenize a shorter text");
-    return rpc_msg_error(job->id, rpc_error_obj(&f, json_pack("{s:I}", "n_tokens", (json_int_t)job->n_toks)));
+    return fit_or_limit(s, job, msg, "the token list does not fit in one line; tokenize a shorter text",
+                        json_pack("{s:I}", "n_tokens", (json_int_t)job->n_toks));
+}
+
+/* chat/render's answer, or limit_exceeded when the prompt does not fit in one line. */
+static json_t *render_result(struct rpc_server *s, struct rpc_job *job, json_t *msg, json_t *r)
+{
+    json_object_set_new(r, "prompt", rpc_json_text(job->out.p ? job->out.p : "", job->out.len));
+    json_object_set_new(r, "prompt_tokens", json_integer((json_int_t)job->n_toks));
+    json_object_set_new(r, "template", rpc_json_text(job->render.tmpl, strlen(job->render.tmpl)));
+    json_object_set_new(r, "jinja", json_boolean(job->render.jinja));
+    json_t *stops = json_array();
+    for (size_t i = 0; i < job->render.n_stop; i++)
+        json_array_append_new(stops, rpc_json_text(job->render.stop[i], strlen(job->render.stop[i])));
+    json_object_set_new(r, "stop", stops);
+    return fit_or_limit(s, job, msg, "the rendered prompt does not fit in one line",
+                        json_pack("{s:I,s:I}", "prompt_bytes", (json_int_t)job->out.len, "prompt_tokens",
+                                  (json_int_t)job->n_toks));
 }
 
 static void finish_job(struct rpc_server *s, struct rpc_job *job)
@@ -574,6 +632,7 @@ static void finish_job(struct rpc_server *s, struct rpc_job *job)
         fit_text(s, msg, r, job);
         break;
     case RPC_M_TOKENIZE: msg = tokens_result(s, job, msg, r); break;
+    case RPC_M_CHAT_RENDER: msg = render_result(s, job, msg, r); break;
     case RPC_M_DETOKENIZE: fit_text(s, msg, r, job); break;
     case RPC_M_LOAD: json_object_set_new(r, "model", model_info_json(s)); break;
     case RPC_M_UNLOAD: json_object_set_new(r, "unloaded", json_boolean(job->n_ctx_out != 0)); break;
@@ -658,6 +717,7 @@ static const struct {
 } job_methods[] = {
     {"generate", RPC_M_GENERATE},
     {"chat", RPC_M_CHAT},
+    {"chat/render", RPC_M_CHAT_RENDER},
     {"tokenize", RPC_M_TOKENIZE},
     {"detokenize", RPC_M_DETOKENIZE},
     {"model/load", RPC_M_LOAD},

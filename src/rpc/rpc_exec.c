@@ -120,6 +120,11 @@ static int load(struct rpc_server *s, struct rpc_job *job, const char *path, uin
     struct eng_model *nm;
     int rc = eng_model_open(&nm, path, threads ? threads : s->cfg.threads, ei);
     if (rc) return rc;
+    const struct rpc_chat_template *ct = &s->cfg.chat_template;
+    if (ct->src && (rc = eng_model_set_chat_template(nm, ct->src, ct->len, ct->name, ei))) {
+        eng_model_free(nm);
+        return rc;
+    }
     struct load_progress lp = {s, job};
     eng_model_prefault(nm, job ? on_stage : NULL, &lp);
     /* the old model and its sessions go only once the new one is good */
@@ -129,7 +134,12 @@ static int load(struct rpc_server *s, struct rpc_job *job, const char *path, uin
     struct rpc_model_meta m;
     m.loaded = true;
     eng_model_info(nm, rpc_session_ctx(s, nm, n_ctx), &m.info);
-    if (m.info.chat_fallback) LOG_INFO("rpc: %s: chat template not recognised; chat uses chatml", path);
+    const struct eng_chat_info *ci = &m.info.chat;
+    if (ci->source == ENG_CHAT_DETECTED)
+        LOG_WARN("rpc: %s: the chat template does not parse as Jinja (%s); chat uses the built-in '%s'",
+                 path, ci->parse_error, ci->builtin);
+    else if (ci->source == ENG_CHAT_NONE)
+        LOG_INFO("rpc: %s: no chat template; chat uses chatml", path);
     uv_mutex_lock(&s->mu);
     s->meta = m;
     uv_mutex_unlock(&s->mu);
@@ -246,6 +256,8 @@ static int run_gen(struct rpc_server *s, struct rpc_job *job)
     else
         rc = eng_generate(es, job->prompt, job->prompt_len, &job->gp, &sink, &job->res, &job->ei);
     if (rc == 0 && g.oom) rc = err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for the generated text");
+    /* the params passed the loop's check, so this is the conversation's shape */
+    if (job->method == RPC_M_CHAT && rc == ERR_INVALID) job->params_error = true;
     uv_mutex_lock(&s->mu);
     s->n.prompt_tokens += job->res.prompt_tokens;
     s->n.cached_tokens += job->res.cached_tokens;
@@ -259,6 +271,31 @@ static int run_gen(struct rpc_server *s, struct rpc_job *job)
 }
 
 /* ---------------- the others ---------------- */
+
+/* chat/render: the prompt chat would evaluate, and how many tokens it is. */
+static int run_render(struct rpc_server *s, struct rpc_job *job)
+{
+    int rc = need_model(s, job);
+    if (rc) return rc;
+    struct eng_prompt pr;
+    if ((rc = eng_chat_render(s->em, job->chat, &job->copts, &pr, &job->ei))) {
+        job->params_error = rc == ERR_INVALID;
+        return rc;
+    }
+    size_t n = 0;
+    rc = eng_tokenize(s->em, pr.text, pr.len, !pr.bos_in_text, true, NULL, 0, &n, &job->ei);
+    if (rc == ERR_LIMIT && n > 0) rc = 0; /* only the count was asked for */
+    if (!rc && rpc_buf_add(&job->out, pr.text, pr.len))
+        rc = err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    job->n_toks = n;
+    snprintf(job->render.tmpl, sizeof job->render.tmpl, "%s", pr.tmpl ? pr.tmpl : "");
+    job->render.jinja = pr.jinja;
+    for (size_t i = 0; i < pr.n_stops; i++)
+        snprintf(job->render.stop[i], sizeof job->render.stop[i], "%s", pr.stops[i]);
+    job->render.n_stop = pr.n_stops;
+    eng_prompt_free(&pr);
+    return rc;
+}
 
 static int run_tokenize(struct rpc_server *s, struct rpc_job *job)
 {
@@ -335,6 +372,7 @@ void rpc_exec_job(struct rpc_server *s, struct rpc_job *job)
         case RPC_M_CHAT: rc = run_gen(s, job); break;
         case RPC_M_TOKENIZE: rc = run_tokenize(s, job); break;
         case RPC_M_DETOKENIZE: rc = run_detokenize(s, job); break;
+        case RPC_M_CHAT_RENDER: rc = run_render(s, job); break;
         case RPC_M_LOAD: rc = load(s, job, job->path, job->n_ctx, job->threads, &job->ei); break;
         case RPC_M_UNLOAD:
             job->n_ctx_out = s->em != NULL; /* 1: a model was unloaded */

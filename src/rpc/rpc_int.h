@@ -81,6 +81,7 @@ enum rpc_method {
     RPC_M_UNLOAD,
     RPC_M_SESSION_CREATE,
     RPC_M_SESSION_CLOSE,
+    RPC_M_CHAT_RENDER,
 };
 
 /* A failure to answer: JSON-RPC code, data.kind, data.retryable and the message. */
@@ -129,6 +130,12 @@ struct rpc_job {
 
     /* results, written by the worker, read by the loop after RPC_EV_DONE */
     int rc;
+    struct { /* chat/render: what rendered it (the text is in out, its token count in n_toks) */
+        char tmpl[256];
+        bool jinja;
+        char stop[ENG_MAX_TMPL_STOPS][ENG_MAX_STOP_LEN + 1];
+        size_t n_stop;
+    } render;
     bool params_error; /* rc is about the request's params: answer -32602 */
     struct err_info ei;
     struct eng_gen_result res;
@@ -188,6 +195,7 @@ struct rpc_config {
     bool batch;       /* batch mode: no sessions, no streaming, already initialised */
     uint32_t n_ctx;   /* default session context (0: min(model, RPC_DEFAULT_CTX)) */
     int threads;
+    struct rpc_chat_template chat_template; /* replaces each loaded model's own (src NULL: not) */
 };
 
 struct rpc_server {

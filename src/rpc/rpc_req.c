@@ -367,6 +367,8 @@ int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_j
         if ((rc = get_sampling(params, job, f))) return rc;
         if (s->cfg.batch) job->stream = false;
         return method == RPC_M_GENERATE ? parse_gen(params, job, f) : parse_chat(params, job, f);
+    case RPC_M_CHAT_RENDER:
+        return parse_chat(params, job, f);
     case RPC_M_TOKENIZE:
         return parse_tokenize(params, job, f);
     case RPC_M_DETOKENIZE:

@@ -388,6 +388,7 @@ int rpc_serve(const struct rpc_serve_opts *o)
     cfg.max_line_in = o->max_line;
     cfg.queue_max = o->queue;
     cfg.write_limit = o->write_buffer;
+    cfg.chat_template = o->chat_template;
     signal(SIGPIPE, SIG_IGN);
 
     static struct rpc_server srv; /* large (session table); static keeps it off the stack */

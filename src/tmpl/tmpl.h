@@ -79,6 +79,9 @@ struct tmpl_req_opts {
      * object, as transformers users pass them), true = as the JSON string OpenAI sends (an
      * object is serialised the way Python's json.dumps does). */
     bool arguments_as_string;
+    /* Leave tool_calls[].function.arguments exactly as the request has them (string or object;
+     * arguments_as_string is then ignored): the raw renderer and the probes want this. */
+    bool arguments_as_given;
     /* Pass the request's other top-level keys through as variables (`lmpipe template render`
      * wants this: REQUEST.json may hold bos_token, enable_thinking, ...). A chat request passes
      * only chat_template_kwargs. */

@@ -15,6 +15,8 @@
 
 #include "tmpl.h"
 
+#include "../util/util.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -488,8 +490,8 @@ uint32_t uni_lower(uint32_t cp);
 bool uni_isalpha(uint32_t cp);
 bool uni_isdigit(uint32_t cp);
 bool uni_islinebreak(uint32_t cp); /* str.splitlines boundaries */
-/* First occurrence of needle in hay, or NULL (memmem is not POSIX). */
-const char *mem_find(const char *hay, size_t hn, const char *needle, size_t nn);
+/* First occurrence of needle in hay, or NULL (memmem is not POSIX): util's. */
+#define mem_find util_mem_find
 /* Byte offset of code point index i (0..ncp) in s. */
 size_t utf8_off(const struct str *s, int64_t i);
 

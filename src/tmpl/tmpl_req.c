@@ -153,7 +153,7 @@ int tmpl_vars_from_request(const json_t *req, const struct tmpl_req_opts *o, jso
     json_t *v = json_object();
     json_t *mc = json_deep_copy(msgs);
     if (!v || !mc) goto nomem;
-    int rc = convert_arguments(mc, o->arguments_as_string, ei);
+    int rc = o->arguments_as_given ? 0 : convert_arguments(mc, o->arguments_as_string, ei);
     if (rc) {
         json_decref(mc);
         json_decref(v);
@@ -313,7 +313,7 @@ static bool probe(const struct tmpl *t, const struct tmpl_req_opts *ro, const st
     char *out = NULL;
     size_t len = 0;
     struct tmpl_req_opts r = *ro;
-    r.arguments_as_string = false;
+    r.arguments_as_given = true; /* the string-arguments probe must see strings */
     r.add_generation_prompt = true;
     if (req && !json_object_get(req, "tools")) json_object_set_new(req, "tools", json_array());
     if (req && tmpl_vars_from_request(req, &r, &vars, NULL) == 0 &&

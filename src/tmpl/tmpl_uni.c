@@ -204,15 +204,3 @@ size_t utf8_off(const struct str *s, int64_t i)
     return o;
 }
 
-const char *mem_find(const char *hay, size_t hn, const char *needle, size_t nn)
-{
-    if (nn == 0) return hay;
-    if (nn > hn) return NULL;
-    const char *end = hay + (hn - nn);
-    for (const char *p = hay; p <= end; p++) {
-        p = memchr(p, needle[0], (size_t)(end - p) + 1);
-        if (!p) return NULL;
-        if (memcmp(p, needle, nn) == 0) return p;
-    }
-    return NULL;
-}

@@ -22,6 +22,8 @@
  * the rule that catches the rest of its outer condition. */
 #include "chat.h"
 
+#include "../util/util.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -477,17 +479,7 @@ static const struct rule rules[] = {
 /* Byte substring search; the text may hold NULs, so no strstr. */
 static bool contains(const char *hay, size_t n, const char *needle)
 {
-    size_t m = strlen(needle);
-    if (m == 0) return true;
-    if (m > n) return false;
-    const char *p = hay, *end = hay + (n - m) + 1;
-    while (p < end) {
-        const char *q = memchr(p, needle[0], (size_t)(end - p));
-        if (!q) return false;
-        if (memcmp(q, needle, m) == 0) return true;
-        p = q + 1;
-    }
-    return false;
+    return util_mem_find(hay, n, needle, strlen(needle)) != NULL;
 }
 
 static bool rule_matches(const struct rule *r, const char *t, size_t n)

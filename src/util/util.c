@@ -146,3 +146,16 @@ size_t util_utf8_complete_prefix(const char *s, size_t n)
     }
     return i;
 }
+
+const char *util_mem_find(const char *hay, size_t hn, const char *needle, size_t nn)
+{
+    if (nn == 0) return hay;
+    if (nn > hn) return NULL;
+    const char *end = hay + (hn - nn);
+    for (const char *p = hay; p <= end; p++) {
+        p = memchr(p, needle[0], (size_t)(end - p) + 1);
+        if (!p) return NULL;
+        if (memcmp(p, needle, nn) == 0) return p;
+    }
+    return NULL;
+}

@@ -192,4 +192,8 @@ size_t util_utf8_repair(const char *s, size_t n, char *out);
  * as complete (they will never be completed). */
 size_t util_utf8_complete_prefix(const char *s, size_t n);
 
+/* The first occurrence of needle[0..nn) in hay[0..hn) (bytes; either may hold NULs), NULL when
+ * there is none; an empty needle is found at hay. */
+const char *util_mem_find(const char *hay, size_t hn, const char *needle, size_t nn);
+
 #endif

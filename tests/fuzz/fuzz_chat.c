@@ -1,11 +1,13 @@
 /* fuzz_chat: libFuzzer harness for eng's chat API: the request JSON a client sends (`chat`
  * params, batch lines) through eng_chat_check, and every accepted request through
- * eng_chat_render with the model's own template and with a built-in one the input picks.
+ * eng_chat_render with the model's own template (Jinja, with the fixes) and with a built-in one
+ * the input picks.
  *
  * Contract checked on every input: a refusal is ERR_INVALID or ERR_UNSUPPORTED with a message;
  * rendering refuses exactly what the check refuses, with the same code; an accepted request
- * renders (the built-in templates cannot fail on a checked conversation) into NUL-free text of
- * the reported length. The vocabularies (with their chat templates) come, once, from
+ * renders into NUL-free text of the reported length, or is refused with a message: by a Jinja
+ * template (ERR_TEMPLATE) or by a built-in one that cannot write tools, tool calls or documents
+ * (ERR_UNSUPPORTED). The vocabularies (with their chat templates) come, once, from
  * $LMPIPE_SHARED (default ../shared), opened vocab-only. */
 #include "eng/eng.h"
 
@@ -50,7 +52,12 @@ static void render_ok(const struct eng_model *em, const json_t *req, const struc
     struct eng_prompt pr;
     struct err_info ei;
     err_clear(&ei);
-    if (eng_chat_render(em, req, o, &pr, &ei) != 0) abort();
+    int rc = eng_chat_render(em, req, o, &pr, &ei);
+    if (rc) {
+        bool jinja = (!o || o->kind == ENG_TMPL_MODEL) && rc == ERR_TEMPLATE;
+        if ((!jinja && rc != ERR_UNSUPPORTED) || !ei.msg[0] || pr.text) abort();
+        return;
+    }
     if (!pr.text || strlen(pr.text) != pr.len || !pr.tmpl) abort();
     eng_prompt_free(&pr);
 }

@@ -1,7 +1,8 @@
 /* seeds_chat: writes the starting corpus for fuzz_chat into a directory, at run time: chat
  * requests that pass (string content, text parts, several roles, null fields, an empty tools
- * list) and ones that each fail one rule (no messages, a bad role, an image part, tools, a
- * tool call), so mutations start on both sides of every check.
+ * list, tools with calls and results, documents, template variables) and ones that each fail
+ * one rule (no messages, a bad role, an image part, a bad tool, a bad tool call, a NUL, a
+ * tool_choice not supported yet), so mutations start on both sides of every check.
  *
  * usage: seeds_chat <dir> [ignored ...] */
 #include <stdio.h>
@@ -21,6 +22,19 @@ static const char *const k_seeds[] = {
     "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\"}]}",
     "{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{}]}]}",
     "{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}",
+    /* Jinja templates: tools, a call with object and with string arguments and its result,
+     * the developer role, documents and template variables */
+    ("{\"messages\":[{\"role\":\"developer\",\"content\":\"d\"},{\"role\":\"user\",\"content\":"
+     "\"w\"},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":"
+     "\"function\",\"function\":{\"name\":\"get\",\"arguments\":{\"city\":\"Paris\"}}},{\"id\":\"c2\","
+     "\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"city\\\":1}\"}}]},"
+     "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"21\"}],\"tools\":[{\"type\":"
+     "\"function\",\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\"}}}],"
+     "\"parallel_tool_calls\":false}"),
+    ("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"documents\":[{\"title\":\"t\","
+     "\"text\":\"x\"}],\"chat_template_kwargs\":{\"enable_thinking\":false,\"bos_token\":\"B\"},"
+     "\"add_generation_prompt\":false}"),
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}",
 };
 
 int main(int argc, char **argv)
