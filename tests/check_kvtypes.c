@@ -153,16 +153,23 @@ static const char *const g_batch_files[] = {"synth512-llama-d256-Q4_K_M", "synth
                                             "synth512-llama-d256-F16", "stories260K-Q4_0"};
 #define N_BATCH_FILES ((int)(sizeof g_batch_files / sizeof g_batch_files[0]))
 
+/* Open a batch-case file; false (nothing open) when its head size cannot take the cache type. */
+static bool open_batch_case(const char *stem, int type, struct model *m)
+{
+    open_model(stem, m);
+    if (type == KV_Q8_0 && m->hp.head_dim % 32) {
+        model_free(m);
+        return false;
+    }
+    return true;
+}
+
 START_TEST(test_batching)
 {
     const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
     int type = _i % KV_TYPE_COUNT_;
     struct model m;
-    open_model(stem, &m);
-    if (type == KV_Q8_0 && m.hp.head_dim % 32) {
-        model_free(&m);
-        return;
-    }
+    if (!open_batch_case(stem, type, &m)) return;
     uint32_t nv = m.hp.n_vocab;
     enum { N = 71 };
     int32_t toks[N];
@@ -203,11 +210,7 @@ START_TEST(test_batched_attention)
     const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
     int type = _i % KV_TYPE_COUNT_;
     struct model m;
-    open_model(stem, &m);
-    if (type == KV_Q8_0 && m.hp.head_dim % 32) {
-        model_free(&m);
-        return;
-    }
+    if (!open_batch_case(stem, type, &m)) return;
     uint32_t nv = m.hp.n_vocab, n = _i / KV_TYPE_COUNT_ == 0 ? 300 : 71, nb = n - 9;
     int32_t *toks = malloc(n * sizeof *toks);
     size_t sz = (size_t)n * nv;
