@@ -79,6 +79,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
+# The built-in JSON grammar (response_format json_object, `run --json`) is grammars/json.gbnf
+# itself, made a C string literal at build time (one source of truth); eng_gram.c includes it.
+%/gen/json_gbnf.inc: grammars/json.gbnf
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $< >$@.tmp
+	mv $@.tmp $@
+$(BUILD)/src/eng/eng_gram.o: $(BUILD)/gen/json_gbnf.inc
+$(BUILD)/src/eng/eng_gram.o: CPPFLAGS += -I$(BUILD)/gen
+
 $(BUILD)/liblmpipe.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -171,6 +180,9 @@ $(FUZZ_BUILD)/src/%.o: src/%.c
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(ISA_FLAGS) $(PKG_CFLAGS) \
 	  -MMD -MP -c $< -o $@
 
+$(FUZZ_BUILD)/src/eng/eng_gram.o: $(FUZZ_BUILD)/gen/json_gbnf.inc
+$(FUZZ_BUILD)/src/eng/eng_gram.o: CPPFLAGS += -I$(FUZZ_BUILD)/gen
+
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< \
@@ -236,6 +248,22 @@ bench: $(BIN)
 	  BENCH_T='$(BENCH_T)' BENCH_ISA='$(BENCH_ISA)' BENCH_TESTS='$(BENCH_TESTS)' BENCH_FILES='$(BENCH_FILES)' \
 	  PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' \
 	  sh tests/bench.sh $(abspath $(BIN))
+	@$(MAKE) --no-print-directory bench-grammar
+
+# `make bench-grammar` (also the last part of `make bench`): what a grammar costs per generated
+# token on a SmolLM2-135M-shape model with StarCoder's 49k vocabulary and a Qwen2.5-0.5B-shape
+# one with Qwen2's 152k vocabulary (generated into BENCH_DIR), for json.gbnf and a tool-call
+# schema, and what forced runs save on a 60-token tool call (tests/bench_grammar.sh).
+# PEER_COMPLETION=/path/to/llama-completion measures llama.cpp on the same files in the same run.
+# BENCH_GRAMMAR_R (rounds, 5), BENCH_GRAMMAR_N (tokens, 64), BENCH_GRAMMAR_T (threads, 1).
+PEER_COMPLETION ?=
+BENCH_GRAMMAR_R ?= 5
+BENCH_GRAMMAR_N ?= 64
+BENCH_GRAMMAR_T ?= 1
+.PHONY: bench-grammar
+bench-grammar: $(BIN)
+	@BENCH_DIR='$(BENCH_DIR)' SHARED='$(SHARED)' PEER_COMPLETION='$(PEER_COMPLETION)' BENCH_GRAMMAR_R='$(BENCH_GRAMMAR_R)' \
+	  BENCH_GRAMMAR_N='$(BENCH_GRAMMAR_N)' BENCH_GRAMMAR_T='$(BENCH_GRAMMAR_T)' sh tests/bench_grammar.sh $(abspath $(BIN))
 
 # `make bench-gram` times the grammar matcher alone (tests/bench_gram.c, not a unit test): per
 # token check, mask, forced and accept on the starcoder and qwen2 vocabularies walking tool-call

@@ -17,7 +17,8 @@ static const struct {
     {"tokenize", cli_tokenize_main}, {"eval", cli_eval_main},
     {"info", cli_info_main},         {"serve", cli_serve_main},
     {"batch", cli_batch_main},       {"quantize", cli_quantize_main},
-    {"bench", cli_bench_main},       {"template", cli_template_main},
+    {"bench", cli_bench_main},       {"grammar", cli_grammar_main},
+    {"template", cli_template_main},
     {"dev", cli_dev_main}, /* hidden: dev synth, dev peak-rss */
 };
 

@@ -830,6 +830,7 @@ START_TEST(constraint_forced_batched)
     uint64_t passes[3];
     for (int k = 0; k < 3; k++) {
         struct eng_session *s = open_session(em, 64);
+        s->run_min = 2;              /* batch these runs of 4 however short */
         if (k == 1) s->eval_max = 1; /* token by token */
         struct abc a = {0, k != 2, 0, 0, 260};
         struct eng_constraint c = {&k_abc_ops, &a};

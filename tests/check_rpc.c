@@ -890,7 +890,7 @@ START_TEST(bad_input)
                      "\"tool_choice\":\"required\"}}", -32064, false, "not supported yet");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat/render\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":5}]}}", -32602, false, "content");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"response_format\":{\"type\":\"json_object\"}}}", -32064, false, "not supported yet");
+                     "\"response_format\":{\"type\":\"xml\"}}}", -32602, false, "response_format.type");
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"detokenize\",\"params\":{\"tokens\":[1,99999]}}", -32602, false, NULL);
     /* invalid UTF-8 inside a string */
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"a\xff\xfe\"}}", -32700, true, "UTF-8");
@@ -954,6 +954,262 @@ START_TEST(bad_input)
     json_decref(r);
     proc_close_in(&p);
     ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* ---------------- grammars ---------------- */
+
+static int run_batch(const char *const *args, const char *errfile);
+
+/* A request built with jansson (params stolen); the response. */
+static json_t *call_json(struct proc *p, json_int_t id, const char *method, json_t *params)
+{
+    json_t *req = json_pack("{s:s,s:I,s:s,s:o}", "jsonrpc", "2.0", "id", id, "method", method, "params", params);
+    char *line = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    proc_send(p, line);
+    free(line);
+    return proc_wait(p, id, NULL);
+}
+
+static json_t *res_obj(json_t *r) { return json_object_get(r, "result"); }
+static const char *text_of(json_t *r) { return json_string_value(json_object_get(res_obj(r), "text")); }
+static const char *finish_of(json_t *r) { return json_string_value(json_object_get(res_obj(r), "finish_reason")); }
+
+#define PET_SCHEMA "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8}," \
+                   "\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":20}},\"required\":[\"name\",\"age\"]," \
+                   "\"additionalProperties\":false}"
+
+/* An answer under PET_SCHEMA: cut by max_tokens (0), or complete (1): an object with a short
+ * name and an integral age in range, nothing else. */
+static int check_pet(json_t *r)
+{
+    ck_assert_msg(res_obj(r) != NULL, "%s", err_msg(r));
+    if (!strcmp(finish_of(r), "length")) return 0;
+    ck_assert_str_eq(finish_of(r), "stop");
+    json_error_t je;
+    json_t *x = json_loads(text_of(r), 0, &je);
+    ck_assert_msg(x != NULL, "not JSON (%s): %s", je.text, text_of(r));
+    json_t *name = json_object_get(x, "name"), *age = json_object_get(x, "age");
+    ck_assert_uint_eq(json_object_size(x), 2);
+    ck_assert(json_is_string(name) && json_string_length(name) <= 8);
+    ck_assert(json_is_number(age) && json_number_value(age) >= 0 && json_number_value(age) <= 20);
+    ck_assert(json_number_value(age) == floor(json_number_value(age)));
+    json_decref(x);
+    return 1;
+}
+
+static json_t *gen_params(const char *prompt, int max_tokens, double temp, int seed)
+{
+    return json_pack("{s:s,s:i,s:f,s:i}", "prompt", prompt, "max_tokens", max_tokens, "temperature", temp, "seed", seed);
+}
+
+static json_t *chat_params(int max_tokens, double temp, int seed)
+{
+    return json_pack("{s:[{s:s,s:s}],s:i,s:f,s:i}", "messages", "role", "user", "content", "Tell me about a pet",
+                     "max_tokens", max_tokens, "temperature", temp, "seed", seed);
+}
+
+START_TEST(grammar_requests)
+{
+    struct proc p;
+    proc_start(&p, true);
+    json_t *r = call(&p, 1, "initialize", "{}");
+    ck_assert(json_is_true(json_object_get(json_object_get(res_obj(r), "capabilities"), "grammar")));
+    json_decref(r);
+    json_t *schema = json_loads(PET_SCHEMA, 0, NULL);
+    /* grammar (GBNF text) on generate, greedy and sampled, streamed: the text is in the language */
+    for (int seed = 0; seed < 4; seed++) {
+        json_t *pa = gen_params("Once upon a time", 40, seed ? 1.5 : 0, seed);
+        json_object_set_new(pa, "grammar", json_string("root ::= \" \" (\"yes\" | \"no\") \"!\"{1,3}\n"));
+        json_object_set_new(pa, "stream", json_true());
+        proc_send(&p, "");
+        json_t *req = json_pack("{s:s,s:i,s:s,s:o}", "jsonrpc", "2.0", "id", 10 + seed, "method", "generate", "params", pa);
+        char *line = json_dumps(req, JSON_COMPACT);
+        proc_send(&p, line);
+        free(line);
+        json_decref(req);
+        json_t *notes;
+        r = proc_wait(&p, 10 + seed, &notes);
+        const char *t = text_of(r);
+        ck_assert_msg(t && (!strncmp(t, " yes!", 5) || !strncmp(t, " no!", 4)), "%s", t ? t : err_msg(r));
+        ck_assert_str_eq(finish_of(r), "stop");
+        check_stream(notes, r, 10 + seed, false);
+        json_decref(notes);
+        json_decref(r);
+    }
+    /* json_schema on generate; response_format json_schema (strict) on chat. (The integer may be
+     * written -0.000...: the converter bounds no digits, and this model likes zeros.) */
+    int pets = 0;
+    for (int seed = 0; seed < 4; seed++) {
+        json_t *pa = gen_params("Once upon a time", 80, 1.0, seed);
+        json_object_set(pa, "json_schema", schema);
+        pets += check_pet(r = call_json(&p, 20, "generate", pa));
+        json_decref(r);
+        pa = chat_params(70, 1.0, seed); /* the prompt is 51 of the 128 positions */
+        json_object_set_new(pa, "response_format", json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema", "json_schema",
+                                                             "name", "pet", "schema", schema, "strict", 1));
+        pets += check_pet(r = call_json(&p, 21, "chat", pa));
+        json_decref(r);
+    }
+    ck_assert_int_ge(pets, 4);
+    /* response_format json_object: JSON, an object, when it completes; a text one changes nothing */
+    int completed = 0;
+    for (int seed = 0; seed < 6; seed++) {
+        json_t *pa = chat_params(70, 1.5, seed);
+        json_object_set_new(pa, "response_format", json_pack("{s:s}", "type", "json_object"));
+        r = call_json(&p, 22, "chat", pa);
+        const char *t = text_of(r);
+        ck_assert_msg(t && t[0] == '{', "%s", t ? t : err_msg(r));
+        if (!strcmp(finish_of(r), "stop")) {
+            json_t *x = json_loads(t, 0, NULL);
+            ck_assert_msg(json_is_object(x), "%s", t);
+            json_decref(x);
+            completed++;
+        }
+        json_decref(r);
+    }
+    json_t *pa = gen_params("Once upon a time", 12, 0, 0);
+    json_object_set_new(pa, "response_format", json_pack("{s:s}", "type", "text"));
+    r = call_json(&p, 23, "generate", pa);
+    ck_assert_msg(strstr(text_of(r), "there was a little girl") != NULL, "%s", text_of(r));
+    json_decref(r);
+    /* ignore_eos with a grammar that completes: it ends cleanly, finish "stop" */
+    pa = gen_params("Once upon a time", -1, 1.5, 3);
+    json_object_set_new(pa, "grammar", json_string("root ::= [a-z]{2,6} \".\""));
+    json_object_set_new(pa, "ignore_eos", json_true());
+    r = call_json(&p, 24, "generate", pa);
+    ck_assert_str_eq(finish_of(r), "stop");
+    ck_assert_int_le(json_integer_value(json_object_get(json_object_get(res_obj(r), "usage"), "completion_tokens")), 7);
+    json_decref(r);
+    json_decref(schema);
+    printf("grammar_requests: %d of 8 schema answers and %d of 6 json_object chats completed\n", pets, completed);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* Invalid grammars and schemas are -32602 with the parser's line:column or the keyword; a dead
+ * end is -32073; none of it harms the process or a session. */
+START_TEST(grammar_errors)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    json_t *r = call(&p, 1, "session/create", "{}");
+    const char *sid = json_string_value(json_object_get(res_obj(r), "session"));
+    ck_assert_ptr_nonnull(sid);
+    char session[32];
+    snprintf(session, sizeof session, "%s", sid);
+    json_decref(r);
+    json_t *pa = gen_params("Once upon a time", 12, 0, 0);
+    json_object_set_new(pa, "session", json_string(session));
+    r = call_json(&p, 2, "generate", pa);
+    char first[256];
+    snprintf(first, sizeof first, "%s", text_of(r));
+    json_decref(r);
+    static const struct {
+        const char *method, *field, *value, *needle;
+    } bad[] = {
+        {"generate", "grammar", "\"root ::= \\\"a\\\" | \\n  [z-a]\"", "line 2:4"},
+        {"generate", "grammar", "\"root ::= x\"", "line 1:10: undefined rule 'x'"},
+        {"generate", "grammar", "\"x ::= \\\"a\\\"\"", "root"},
+        {"chat", "grammar", "\"root ::= (((\"", "line 1:"},
+        {"generate", "grammar", "5", "'grammar' must be a string"},
+        {"generate", "grammar", "\"root ::= \\\"a\\\" <|nosuchtoken|>\"", "line 1:"},
+        {"generate", "json_schema", "{\"type\":\"object\",\"patternProperties\":{\"^x\":{}}}", "patternProperties"},
+        {"generate", "json_schema", "{\"type\":\"strings\"}", "json_schema"},
+        {"generate", "json_schema", "\"object\"", "'json_schema' must be a JSON Schema"},
+        {"chat", "response_format", "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"if\":{}}}}", "if"},
+        {"chat", "response_format", "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}", "schema"},
+        {"chat", "response_format", "{\"type\":\"json_schema\"}", "json_schema"},
+        {"chat", "response_format", "{\"type\":\"xml\"}", "response_format.type"},
+        {"chat", "response_format", "\"json\"", "response_format"},
+        {"chat", "response_format", "{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{},\"strict\":\"yes\"}}", "strict"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char line[1024];
+        snprintf(line, sizeof line,
+                 "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"%s\",\"params\":{\"session\":\"%s\",%s\"%s\":%s}}", bad[i].method,
+                 session, !strcmp(bad[i].method, "chat") ? "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]," : "\"prompt\":\"x\",",
+                 bad[i].field, bad[i].value);
+        expect_error(&p, line, -32602, false, bad[i].needle);
+    }
+    /* two constraints at once */
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"grammar\":\"root ::= \\\"a\\\"\","
+                     "\"json_schema\":{}}}", -32602, false, "not both");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"grammar\":\"root ::= \\\"a\\\"\","
+                     "\"response_format\":{\"type\":\"json_object\"}}}", -32602, false, "not several");
+    /* a dead end: the only token the grammar allows is never generated (<unk>) */
+    pa = gen_params("Once upon a time", 12, 0, 0);
+    json_object_set_new(pa, "session", json_string(session));
+    json_object_set_new(pa, "grammar", json_string("root ::= \"a\" <[0]>"));
+    r = call_json(&p, 4, "generate", pa);
+    ck_assert_int_eq(err_code(r), -32073);
+    ck_assert_str_eq(err_kind_of(r), "constraint_dead_end");
+    ck_assert_msg(strstr(err_msg(r), "dead end") != NULL, "%s", err_msg(r));
+    /* what came before the dead end is in data.text */
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(r, "error"), "data"), "text")), "a");
+    json_decref(r);
+    /* the session still works and still has its cache; so does the anonymous one */
+    pa = gen_params("Once upon a time", 12, 0, 0);
+    json_object_set_new(pa, "session", json_string(session));
+    r = call_json(&p, 5, "generate", pa);
+    ck_assert_str_eq(text_of(r), first);
+    ck_assert_int_gt(json_integer_value(json_object_get(json_object_get(res_obj(r), "usage"), "cached_tokens")), 0);
+    json_decref(r);
+    r = call_json(&p, 6, "generate", gen_params("Once upon a time", 12, 0, 0));
+    ck_assert_str_eq(text_of(r), first);
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+START_TEST(grammar_batch)
+{
+    char dir[] = "/tmp/lmpipe_gbatch_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char in[256], out[256], err[256];
+    snprintf(in, sizeof in, "%s/in.jsonl", dir);
+    snprintf(out, sizeof out, "%s/out.jsonl", dir);
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    FILE *f = fopen(in, "w");
+    fputs("{\"id\":\"g\",\"prompt\":\"Once upon a time\",\"max_tokens\":20,\"grammar\":\"root ::= \\\" \\\" (\\\"yes\\\" | \\\"no\\\")\"}\n"
+          "{\"id\":\"s\",\"prompt\":\"Once upon a time\",\"max_tokens\":80,\"temperature\":0,\"json_schema\":" PET_SCHEMA "}\n"
+          "{\"id\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":80,\"temperature\":0,"
+          "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"pet\",\"schema\":" PET_SCHEMA "}}}\n"
+          "{\"id\":\"bad\",\"prompt\":\"x\",\"grammar\":\"root ::= [\"}\n"
+          "{\"id\":\"j\",\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":20,"
+          "\"response_format\":{\"type\":\"json_object\"}}}\n",
+          f);
+    fclose(f);
+    const char *args[] = {"-m", model(), in, "-o", out, NULL};
+    ck_assert_int_eq(run_batch(args, err), 1); /* the bad line failed */
+    size_t len;
+    char *t = tutil_read(out, &len);
+    ck_assert_ptr_nonnull(t);
+    int n = 0;
+    for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n"), n++) {
+        json_t *j = check_line(l);
+        const char *id = json_string_value(json_object_get(j, "id"));
+        if (!strcmp(id, "bad")) {
+            ck_assert_int_eq(err_code(j), -32602);
+            ck_assert_msg(strstr(err_msg(j), "line 1:") != NULL, "%s", err_msg(j));
+        } else if (!strcmp(id, "g")) {
+            ck_assert_msg(!strcmp(text_of(j), " yes") || !strcmp(text_of(j), " no"), "%s", text_of(j));
+        } else if (!strcmp(id, "j")) {
+            ck_assert_msg(text_of(j) && text_of(j)[0] == '{', "%s", l);
+        } else {
+            check_pet(j);
+        }
+        json_decref(j);
+    }
+    ck_assert_int_eq(n, 5);
+    free(t);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -1395,6 +1651,9 @@ static Suite *make_suite(void)
     tcase_add_test(p, no_model_then_load);
     tcase_add_test(p, stdin_is_a_file);
     tcase_add_test(p, batch_resume_shard);
+    tcase_add_test(p, grammar_requests);
+    tcase_add_test(p, grammar_errors);
+    tcase_add_test(p, grammar_batch);
     tcase_add_test(p, jinja_file_renders_as_jinja2);
     tcase_add_test(p, jinja_refusals);
     tcase_add_test(p, jinja_tool_use_and_end_of_turn);

@@ -173,6 +173,59 @@ expect 1 peak-rss-status -- "$BIN" dev peak-rss "$TMP/rss2" "$BIN" run -m "$TMP/
 expect 127 peak-rss-nocmd -- "$BIN" dev peak-rss "$TMP/rss3" "$TMP/no-such-command"
 expect 2 peak-rss-usage -- "$BIN" dev peak-rss "$TMP/rss4"
 
+# --- grammar: convert a schema, check texts (0 accepted, 1 rejected, 2 invalid), constrained run
+printf '%s\n' '{"type": "object", "properties": {"name": {"type": "string", "maxLength": 8},' \
+    ' "age": {"type": "integer", "minimum": 0, "maximum": 20}}, "required": ["name"]}' >"$TMP/pet.json"
+expect 0 grammar-convert -- "$BIN" grammar convert --json-schema "$TMP/pet.json"; has out "root ::=" grammar-convert
+cp "$TMP/out" "$TMP/pet.gbnf"
+expect 0 grammar-check-arg -- "$BIN" grammar check --json-schema "$TMP/pet.json" '{"name":"Rex","age":3}'; empty out grammar-check-quiet
+expect 0 grammar-check-gbnf -- "$BIN" grammar check -g "$TMP/pet.gbnf" '{"age":3,"name":"Rex"}'
+expect 1 grammar-check-reject -- "$BIN" grammar check --json-schema "$TMP/pet.json" '{"name":"Rex","age":30}'
+has err "rejected at byte 21" grammar-check-where; has err "line 1:" grammar-check-linecol
+printf '{"name":"Rex"}' | "$BIN" grammar check --json-schema "$TMP/pet.json" >/dev/null 2>&1 && ok || bad "grammar check from stdin: not accepted"
+printf '{"name":"Rex"}\n' | "$BIN" grammar check --json-schema "$TMP/pet.json" >/dev/null 2>&1
+[ $? = 1 ] && ok || bad "grammar check: a trailing newline is part of the text"
+printf '{"a": [1, 2.5, null]}\n' | "$BIN" grammar check --json >/dev/null 2>&1 && ok || bad "grammar check --json from stdin"
+expect 1 grammar-check-short -- "$BIN" grammar check --json '{"a":'; has err "rejected at byte 5" grammar-check-short-where
+printf 'root ::= "a"\nx ::= [z-a]\n' >"$TMP/bad.gbnf"
+expect 2 grammar-check-badgbnf -- "$BIN" grammar check -g "$TMP/bad.gbnf" a; has err "line 2:" grammar-badgbnf-linecol
+printf 'root ::= "a" b\n' >"$TMP/undef.gbnf"
+expect 2 grammar-check-undef -- "$BIN" grammar check -g "$TMP/undef.gbnf" a; has err "line 1:14: undefined rule 'b'" grammar-undef
+printf '{"type": "object", "patternProperties": {"^x": {}}}' >"$TMP/unsup.json"
+expect 2 grammar-convert-unsup -- "$BIN" grammar convert --json-schema "$TMP/unsup.json"; has err "patternProperties" grammar-unsup
+printf '{"type": ' >"$TMP/notjson.json"
+expect 2 grammar-convert-notjson -- "$BIN" grammar convert --json-schema "$TMP/notjson.json"; has err "line 1" grammar-notjson
+expect 2 grammar-convert-missing -- "$BIN" grammar convert --json-schema "$TMP/nope.json"; has err "cannot read" grammar-missing
+expect 2 grammar-no-cmd -- "$BIN" grammar
+expect 2 grammar-bad-cmd -- "$BIN" grammar frob
+expect 2 grammar-check-none -- "$BIN" grammar check '{}'
+expect 2 grammar-check-two -- "$BIN" grammar check --json -g "$TMP/pet.gbnf" '{}'
+expect 2 grammar-convert-noschema -- "$BIN" grammar convert
+expect 0 grammar-help -- "$BIN" grammar --help; has out "grammar check" grammar-help
+# run under a grammar: the output is in the language (grammar check says so; check_gramgen also
+# parses and validates run's outputs with jansson)
+expect 0 run-json-schema -- "$BIN" run -m "$M" -p "Once upon a time" -n 100 --temp 0 --json-schema "$TMP/pet.json" --strict
+head -c -1 "$TMP/out" >"$TMP/pet.out"
+"$BIN" grammar check --json-schema "$TMP/pet.json" <"$TMP/pet.out" && ok || bad "run --json-schema: output rejected: $(cat "$TMP/pet.out")"
+has err "finish stop" run-json-schema-finish; has err "grammar" run-json-schema-stats
+printf 'root ::= " " ("yes" | "no") "."\n' >"$TMP/yn.gbnf"
+expect 0 run-grammar -- "$BIN" run -m "$M" -p "Once upon a time" -n 50 --temp 1.5 --seed 3 --ignore-eos --grammar "$TMP/yn.gbnf"
+if grep -Eqx ' (yes|no)\.' "$TMP/out"; then ok; else bad "run --grammar: '$(cat "$TMP/out")'"; fi
+has err "finish stop" run-grammar-finish
+expect 0 run-json -- "$BIN" run -m "$M" -p "Once upon a time" -n 20 --temp 0 --json; has out "{" run-json
+expect 2 run-grammar-two -- "$BIN" run -m "$M" -p hi --json --grammar "$TMP/yn.gbnf"
+expect 2 run-grammar-bad -- "$BIN" run -m "$M" -p hi --grammar "$TMP/bad.gbnf"; has err "line 2:" run-grammar-bad-linecol
+expect 2 run-grammar-missing -- "$BIN" run -m "$M" -p hi --grammar "$TMP/nope.gbnf"
+printf 'root ::= <|nosuchtoken|>\n' >"$TMP/tok.gbnf"
+expect 1 run-grammar-token -- "$BIN" run -m "$M" -p hi --grammar "$TMP/tok.gbnf"; has err "nosuchtoken" run-grammar-token-msg
+printf 'root ::= <[0]>\n' >"$TMP/dead.gbnf"
+expect 1 run-dead-end -- "$BIN" run -m "$M" -p hi --grammar "$TMP/dead.gbnf"; has err "dead end" run-dead-end-msg
+# dev synth with a real tokenizer (a tiny shape): the vocabulary size is the file's
+expect 0 synth-vocab-from -- "$BIN" dev synth "$TMP/sc.gguf" --arch llama --dim 64 --layers 1 --heads 4 --ffn 128 \
+    --vocab-from "$SHARED/vocab/ggml-vocab-starcoder.gguf" --tied
+expect 0 synth-vocab-info -- "$BIN" info "$TMP/sc.gguf"; has out "49152" synth-vocab-size; has out "starcoder" synth-vocab-pre
+expect 2 synth-vocab-mismatch -- "$BIN" dev synth "$TMP/x.gguf" --preset smollm2-135m --vocab 1000 \
+    --vocab-from "$SHARED/vocab/ggml-vocab-starcoder.gguf"
 # --- chat templates: lmpipe template render (the raw Jinja renderer), --chat-template-file
 J="$SHARED/chat/jinja"
 QWEN="$J/Qwen-Qwen2.5-7B-Instruct.jinja"

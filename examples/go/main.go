@@ -292,13 +292,13 @@ func main() {
 	json.Unmarshal(m.Error.Data, &partial)
 	fmt.Printf("cancelled: %s after %q\n", partial.Kind, partial.Text)
 
-	// 4. errors are data: kind and retryable
+	// 4. errors are data: a malformed tool is invalid params (-32602), with the field named
 	err = c.Call("chat", map[string]interface{}{"messages": msgs, "tools": []map[string]string{{"type": "function"}}}, nil)
 	var re *rpcError
-	if !errors.As(err, &re) || re.Code != -32064 {
-		fail("tools should be 'not supported yet', got %v", err)
+	if !errors.As(err, &re) || re.Code != -32602 || !strings.Contains(re.Message, "tools[0]") {
+		fail("a tool without a function should be -32602 naming tools[0], got %v", err)
 	}
-	fmt.Printf("tools: %s\n", re.Message)
+	fmt.Printf("bad tool: %s\n", re.Message)
 
 	if err := c.Close(); err != nil {
 		fail("lmpipe exit: %v", err)

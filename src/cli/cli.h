@@ -29,6 +29,12 @@ int cli_quantize_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
 int cli_template_main(int argc, char **argv); /* template render */
 int cli_dev_main(int argc, char **argv); /* hidden: dev synth, dev peak-rss */
+int cli_grammar_main(int argc, char **argv); /* grammar convert, grammar check */
+/* The grammar of run's and chat's --grammar FILE / --json-schema FILE / --json (NULL: none);
+ * more than one, or one that cannot be read or compiled, exits 2 saying why. */
+struct eng_grammar;
+struct eng_grammar *cli_grammar_load(const char *gbnf_file, const char *schema_file, bool json,
+                                     bool strict);
 /* `dev peak-rss FILE CMD...` (tests/bench.sh): the peak RSS of CMD in bytes, into FILE. */
 int cli_dev_peak_rss(int argc, char **argv);
 /* The general usage text (`lmpipe --help`). */

@@ -14,13 +14,17 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Flags shared by run and chat: model, context, threads, sampling, stops, the template. */
+/* Flags shared by run and chat: model, context, threads, sampling, stops, the template,
+ * grammar. */
 struct gen_opts {
     const char *model;
     int64_t n_predict, n_ctx, threads;
     struct eng_gen_params gp;
     const char *stops[ENG_MAX_STOPS];
     size_t n_stop;
+    const char *grammar_file, *schema_file;
+    bool json, strict;
+    struct eng_grammar *grammar; /* owned: freed by the command */
     const char *tmpl_name, *tmpl_file, *system;
     bool chat; /* --chat (run: render the prompt as a chat; chat: always) */
     char *tmpl_src; /* tmpl_file's text, checked to parse */
@@ -43,7 +47,8 @@ static void set_seed(void *dst, const char *name, const char *v)
     *(uint64_t *)dst = (uint64_t)cli_flag_int(name, v, 0, INT64_MAX);
 }
 
-#define GEN_MAX_OPTS 32
+#define GEN_MAX_OPTS 48
+#define GEN_OWN_OPTS 24 /* room after the sampling fields: the 15 shared flags below + run's own */
 
 /* The shared part of the option table; returns its length. */
 static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
@@ -56,12 +61,18 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
                               .lo = 1, .hi = 1 << 24};
     t[n++] = (struct cli_opt){.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &o->threads,
                               .lo = 1, .hi = 1024};
-    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - 12 - n);
+    n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - GEN_OWN_OPTS - n);
     t[n++] = (struct cli_opt){.name = "--seed", .kind = CLI_FN, .dst = &o->gp.samp.seed, .fn = set_seed};
     t[n++] = (struct cli_opt){.name = "--stop", .kind = CLI_FN, .dst = o, .fn = add_stop};
     t[n++] = (struct cli_opt){.name = "--no-bos", .kind = CLI_CLEAR, .dst = &o->gp.add_bos};
     t[n++] = (struct cli_opt){.name = "--special", .kind = CLI_SET, .dst = &o->gp.parse_special};
     t[n++] = (struct cli_opt){.name = "--ignore-eos", .kind = CLI_SET, .dst = &o->gp.ignore_eos};
+    t[n++] = (struct cli_opt){.name = "--grammar", .kind = CLI_STR, .dst = &o->grammar_file};
+    t[n++] = (struct cli_opt){.name = "--json-schema", .kind = CLI_STR, .dst = &o->schema_file};
+    t[n++] = (struct cli_opt){.name = "--json", .kind = CLI_SET, .dst = &o->json};
+    t[n++] = (struct cli_opt){.name = "--strict", .kind = CLI_SET, .dst = &o->strict};
+    /* hidden: forced runs of a grammar sampled token by token (what tests/bench_grammar.sh compares) */
+    t[n++] = (struct cli_opt){.name = "--no-forced", .kind = CLI_SET, .dst = &o->gp.no_forced};
     t[n++] = (struct cli_opt){.name = "--chat-template", .kind = CLI_STR, .dst = &o->tmpl_name};
     t[n++] = (struct cli_opt){.name = "--chat-template-file", .kind = CLI_STR, .dst = &o->tmpl_file};
     t[n++] = (struct cli_opt){.name = "--system", .kind = CLI_STR, .dst = &o->system};
@@ -95,6 +106,8 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
     }
     /* a file that does not parse is a usage error, found before the model loads */
     if (o->tmpl_file) o->tmpl_src = cli_chat_template_file(o->tmpl_file, &o->tmpl_len);
+    o->grammar = cli_grammar_load(o->grammar_file, o->schema_file, o->json, o->strict);
+    o->gp.grammar = o->grammar;
 }
 
 /* The model (with --chat-template-file's template) and one session, or exit 1 with the reason
@@ -159,16 +172,21 @@ static void print_stats(const struct eng_gen_result *res, const struct eng_model
 {
     struct eng_model_info *mi = model_info(em);
     if (!mi) return;
+    if (res->constraint_ms > 0)
+        fprintf(stderr, "lmpipe: grammar %.2f ms of the decode (%.2f%%); %u of %u tokens forced\n",
+                res->constraint_ms, res->decode_ms > 0 ? 100.0 * res->constraint_ms / res->decode_ms : 0.0,
+                res->forced_tokens, res->completion_tokens);
     fprintf(stderr,
             "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
-            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads\n",
+            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads; "
+            "decode CPU %.1f ms\n",
             res->prompt_tokens, res->cached_tokens, res->prefill_ms,
             res->prefill_ms > 0 ? (res->prompt_tokens - res->cached_tokens) * 1e3 / res->prefill_ms
                                 : 0.0,
             res->completion_tokens, res->decode_ms,
             res->decode_ms > 0 ? res->completion_tokens * 1e3 / res->decode_ms : 0.0,
             eng_finish_name(res->finish), (double)util_peak_rss() / (1024.0 * 1024.0),
-            mi->isa, mi->threads);
+            mi->isa, mi->threads, res->decode_cpu_ms);
     free(mi);
 }
 
@@ -266,6 +284,7 @@ int cli_run_main(int argc, char **argv)
     }
     eng_session_free(s);
     eng_model_free(em);
+    eng_grammar_free(o.grammar);
     free(buf);
     return rc ? 1 : 0;
 }
@@ -382,5 +401,6 @@ int cli_chat_main(int argc, char **argv)
     free(c.out.buf);
     eng_session_free(c.s);
     eng_model_free(c.em);
+    eng_grammar_free(o.grammar);
     return status;
 }

@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 static const char k_synth_usage[] =
-    "usage: lmpipe dev synth OUT.gguf [--preset tinyllama|smollm2-135m]\n"
+    "usage: lmpipe dev synth OUT.gguf [--preset tinyllama|smollm2-135m|qwen2.5-0.5b]\n"
     "         [--arch llama|qwen2|qwen3|phi3|gemma3] [--dim D] [--layers L] [--heads H]\n"
-    "         [--kv-heads K] [--ffn F] [--vocab V] [--head-dim HD] [--tied]\n"
-    "         [--type T] [--seed S] [--ctx N] [-t THREADS]\n"
+    "         [--kv-heads K] [--ffn F] [--vocab V | --vocab-from VOCAB.gguf] [--head-dim HD]\n"
+    "         [--tied] [--type T] [--seed S] [--ctx N] [-t THREADS]\n"
     "  writes a random-weight model (N(0,0.02) weights, SPM vocabulary) of that shape;\n"
-    "  T is any `lmpipe quantize` type (default F32; mixes such as Q4_K_M apply).\n";
+    "  T is any `lmpipe quantize` type (default F32; mixes such as Q4_K_M apply).\n"
+    "  --vocab-from copies a real tokenizer (the tokenizer.* keys of a GGUF, e.g. llama.cpp's\n"
+    "  ggml-vocab-starcoder.gguf for SmolLM2, ggml-vocab-qwen2.gguf for Qwen2.5).\n";
 
 struct synth_report {
     const char *out;
@@ -45,7 +47,7 @@ static void on_start(void *ud, uint64_t n_params, uint64_t bytes, const char *ty
 
 static int cmd_synth(int argc, char **argv)
 {
-    struct ftool_synth_cfg c = {NULL, -1, -1, -1, -1, -1, -1, -1, 2048, 1234, false, "F32"};
+    struct ftool_synth_cfg c = {NULL, -1, -1, -1, -1, -1, -1, -1, 2048, 1234, false, "F32", NULL};
     const char *out = NULL, *preset = NULL;
     int64_t threads = 0;
     bool tied = false;
@@ -62,6 +64,7 @@ static int cmd_synth(int argc, char **argv)
         {.name = "--ctx", .kind = CLI_INT, .dst = &c.ctx, .lo = 1, .hi = 1 << 24},
         {.name = "--seed", .kind = CLI_INT, .dst = &c.seed, .lo = 0, .hi = INT64_MAX},
         {.name = "--type", .kind = CLI_STR, .dst = &c.type},
+        {.name = "--vocab-from", .kind = CLI_STR, .dst = &c.vocab_from},
         {.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &threads, .lo = 1, .hi = 1024},
         {.name = "--tied", .kind = CLI_SET, .dst = &tied},
     };
@@ -71,7 +74,7 @@ static int cmd_synth(int argc, char **argv)
     if (!out) cli_usage_error("dev synth needs an OUT path");
     c.tied = tied;
     if (preset && ftool_synth_preset(preset, &c, tied))
-        cli_usage_error("unknown preset '%s' (tinyllama, smollm2-135m)", preset);
+        cli_usage_error("unknown preset '%s' (tinyllama, smollm2-135m, qwen2.5-0.5b)", preset);
     struct err_info ei;
     err_clear(&ei);
     if (ftool_synth_check(&c, &ei)) cli_usage_error("%s", ei.msg);

@@ -95,6 +95,7 @@ void eng_model_free(struct eng_model *em)
 {
     if (!em) return;
     kern_pool_destroy(em->pool);
+    gram_vocab_free(&em->gv);
     eng_chat_tmpls_free(em->chat);
     tok_free(em->vocab);
     if (em->has_model) model_free(&em->model);
@@ -373,6 +374,7 @@ int eng_session_create(struct eng_session **out, struct eng_model *em, uint32_t 
     if (!s) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for session");
     s->em = em;
     s->eval_max = MODEL_BATCH;
+    s->run_min = ENG_RUN_MIN;
     int rc = model_state_init(&s->st, &em->model, n_ctx, em->pool, ei);
     if (rc) {
         free(s);
@@ -473,9 +475,13 @@ int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, stru
     int rc = 0;
     for (uint32_t i = 0; i < n && rc == 0;) {
         uint32_t b = n - i < s->eval_max ? n - i : s->eval_max;
-        /* one token: the decode path, exactly as it always ran */
+        if (b < s->run_min) b = 1; /* too short to pay for the batch path */
+        /* one token: the decode path, exactly as it always ran; a run (a sampled token and the
+         * forced ones after it) in the decode's order too, so it gives the same bits */
+        s->st.decode_order = true;
         rc = b == 1 ? model_forward(m, &s->st, toks[i], pos + i, true)
                     : model_forward_batch(m, &s->st, toks + i, b, pos + i, MODEL_LOGITS_LAST, NULL, NULL);
+        s->st.decode_order = false;
         if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "forward pass failed at position %u", pos + i);
         s->n_passes++;
         memcpy(s->tokens + pos + i, toks + i, b * sizeof *toks);

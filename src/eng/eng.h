@@ -252,6 +252,45 @@ typedef int (*eng_constraint_make_fn)(void *ud, const struct vocab_view *v,
 void eng_model_set_default_constraint(struct eng_model *em, eng_constraint_make_fn make, void *ud);
 void eng_set_default_constraint(eng_constraint_make_fn make, void *ud);
 
+/* ---- grammars ----
+ * A grammar constrains a generation's text to a language: GBNF (llama.cpp's syntax), a JSON
+ * Schema (converted to GBNF), or the built-in JSON grammar (grammars/json.gbnf, OpenAI's
+ * response_format json_object). A struct eng_grammar is compiled once and immutable: it may
+ * serve any number of generations, on any model, from any thread. A generation that names one
+ * (eng_gen_params.grammar) runs under a fresh constraint made from it over the model's vocabulary
+ * (built once per model, on first use, and shared): end-of-generation tokens only where the
+ * grammar may end, control tokens only where it names them, a completed grammar ends the text
+ * (finish "stop", ignore_eos included), forced runs (one token possible at each step) are taken
+ * without sampling and evaluated as one batch, and a step where no token fits is ERR_DEAD_END.
+ *
+ * Errors of the makers (ei says where and why): GBNF ERR_SYNTAX / ERR_LIMIT / ERR_NOT_FOUND /
+ * ERR_DUPLICATE with "line L:C: reason"; a schema ERR_SYNTAX (not JSON: line, column), ERR_INVALID
+ * (not a schema), ERR_UNSUPPORTED (the keywords it cannot honour, with their JSON pointers),
+ * ERR_LIMIT. strict: OpenAI's strict mode, where an object that declares properties allows no
+ * others unless it says so (additionalProperties false by default); otherwise the schema is read
+ * as JSON Schema says. */
+struct eng_grammar;
+int eng_grammar_parse(struct eng_grammar **out, const char *gbnf, size_t len, struct err_info *ei);
+int eng_grammar_from_schema(struct eng_grammar **out, const char *json, size_t len, bool strict,
+                            struct err_info *ei);
+int eng_grammar_from_schema_json(struct eng_grammar **out, const struct json_t *schema,
+                                 bool strict, struct err_info *ei);
+int eng_grammar_json(struct eng_grammar **out, struct err_info *ei); /* the built-in JSON */
+void eng_grammar_free(struct eng_grammar *g); /* NULL-safe */
+/* A JSON Schema as GBNF text (`lmpipe grammar convert`): *gbnf malloc'd, NUL-terminated. */
+int eng_schema_to_gbnf(const char *json, size_t len, bool strict, char **gbnf, size_t *gbnf_len,
+                       struct err_info *ei);
+/* Does the grammar accept the whole text? 0 yes; ERR_REJECTED with ei->offset at the first byte
+ * that cannot continue (len when the text ends too early) and "text line L:C: ...; expected ...";
+ * ERR_LIMIT when the grammar's state explodes. */
+int eng_grammar_check(const struct eng_grammar *g, const char *text, size_t len,
+                      struct err_info *ei);
+/* A constraint for one generation on em's vocabulary (what eng_generate makes from
+ * eng_gen_params.grammar; for callers that combine constraints). out->ops->free releases it.
+ * ERR_INVALID when the grammar names a token the vocabulary lacks (its line:column). */
+int eng_grammar_constraint(struct eng_model *em, const struct eng_grammar *g,
+                           struct eng_constraint *out, struct err_info *ei);
+
 /* ---- session hooks ---- */
 enum eng_ctx_event {
     ENG_CTX_PROMPT = 0, /* the prompt does not fit the context (need = the positions it needs,
@@ -291,11 +330,14 @@ struct eng_gen_params {
     bool parse_special;        /* control-token text in the prompt is parsed */
     bool ignore_eos;           /* end-of-generation tokens are text */
     const struct eng_constraint *constraint; /* borrowed; NULL: the model's default, if any */
+    const struct eng_grammar *grammar; /* borrowed; the text must match it (not with constraint) */
+    bool no_forced;            /* a constraint's forced runs are sampled token by token instead
+                                  (benchmarks measure what the runs save) */
 };
-/* Defaults: samp_params_default, max_tokens -1, add_bos true, no stops, no constraint. */
+/* Defaults: samp_params_default, max_tokens -1, add_bos true, no stops, no constraint or grammar. */
 void eng_gen_params_default(struct eng_gen_params *p);
-/* Every range at once (sampling ranges, bias ids < n_vocab, stop strings): ERR_INVALID naming
- * the field. eng_generate and eng_chat check too; front ends call this to tell a caller's
+/* Every range at once (sampling ranges, bias ids < n_vocab, stop strings, a grammar's token
+ * references against the vocabulary): ERR_INVALID naming the field. eng_generate and eng_chat check too; front ends call this to tell a caller's
  * mistake from a failure. */
 int eng_gen_params_check(const struct eng_model *em, const struct eng_gen_params *p,
                          struct err_info *ei);
@@ -308,6 +350,10 @@ struct eng_gen_result {
     uint32_t prompt_tokens, cached_tokens, completion_tokens;
     uint32_t forced_tokens; /* of the completion tokens, those a constraint forced */
     double prefill_ms, decode_ms;
+    double decode_cpu_ms;   /* the process's CPU time while decoding (steadier than decode_ms on a
+                               busy machine: time spent waiting for a core is not in it) */
+    double constraint_ms;   /* of decode_ms, the time a constraint took: its operations, the
+                               logits copy and the redraw from its mask */
 };
 
 /* Generate a continuation of raw text prompt[0..len). Returns 0 when the generation ran (also

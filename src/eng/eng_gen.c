@@ -27,6 +27,7 @@
 #include "../util/util.h"
 
 #include <string.h>
+#include <time.h>
 
 /* One generation: what its steps share. */
 struct gen {
@@ -88,7 +89,15 @@ int eng_gen_params_check(const struct eng_model *em, const struct eng_gen_params
     if (c && c->ops && (!c->ops->check || !c->ops->mask || !c->ops->accept))
         return err_set(ei, ERR_INVALID, ERR_NO_OFFSET,
                        "a constraint needs its check, mask and accept operations");
-    return 0;
+    if (!p->grammar) return 0;
+    if (c && c->ops)
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "give a grammar or a constraint, not both");
+    /* the grammar's token references against this vocabulary: a matcher made and dropped (the
+     * model's gram_vocab is a cache built once, so the model is not const for it) */
+    struct eng_gcon gc;
+    rc = eng_gcon_init(&gc, (struct eng_model *)em, p->grammar->g, ei);
+    eng_gcon_free(&gc);
+    return rc;
 }
 
 /* A constraint's failure, as an error of the generation. */
@@ -100,10 +109,16 @@ static int con_fail(struct gen *g, const char *op, int rc)
 
 /* ---------------- setup and prefill ---------------- */
 
-/* The constraint of this generation: the caller's, else one from the model's factory. */
+/* The constraint of this generation: the caller's, one made from its grammar, else one from the
+ * model's factory. */
 static int setup_constraint(struct gen *g)
 {
-    const struct eng_model *em = g->s->em;
+    struct eng_model *em = g->s->em;
+    if (g->p->grammar) {
+        int rc = eng_grammar_constraint(em, g->p->grammar, &g->con, g->ei);
+        g->con_owned = rc == 0;
+        return rc;
+    }
     if (g->p->constraint) {
         g->con = *g->p->constraint;
         if (g->con.ops && g->con.ops->reset) g->con.ops->reset(g->con.self);
@@ -203,6 +218,27 @@ static int gen_eval_pending(struct gen *g)
     return n ? eng_eval_append(g->s, g->s->pending, n, g->ei) : 0;
 }
 
+/* The constraint's word on the first draw: kept when allowed, else drawn again from the allowed
+ * set (the mask) starting from the logits as they were before the first draw changed them. */
+static int gen_redraw(struct gen *g, float *logits, int32_t *tok)
+{
+    struct eng_session *s = g->s;
+    const struct eng_constraint_ops *o = g->con.ops;
+    int ok = o->check(g->con.self, *tok);
+    if (ok < 0) return con_fail(g, "check", ok);
+    if (ok) return 0;
+    memset(s->mask, 0, s->n_mask * sizeof *s->mask);
+    int rc = o->mask(g->con.self, s->mask);
+    if (rc < 0 && rc != ERR_DEAD_END) return con_fail(g, "mask", rc);
+    memcpy(logits, s->logits_raw, (size_t)g->sc.n_vocab * sizeof *logits);
+    if (rc == 0) rc = samp_sample(&g->sc, logits, s->mask, tok);
+    if (rc == ERR_STATE || rc == ERR_DEAD_END) /* nothing allowed, or all of it banned by a bias */
+        return err_set(g->ei, ERR_DEAD_END, ERR_NO_OFFSET,
+                       "constraint dead end: no token is allowed at completion token %u",
+                       g->res->completion_tokens);
+    return rc ? err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed") : 0;
+}
+
 /* logits → constraint → sample: a token, drawn from the allowed set when a constraint refuses
  * the first draw. The first draw changes the logits in place (bias, penalties), so a redraw
  * starts from the copy taken before it. */
@@ -213,22 +249,20 @@ static int gen_pick(struct gen *g, int32_t *tok)
     if (rc) return rc;
     float *logits = s->st.logits;
     const struct eng_constraint_ops *o = g->con.ops;
-    if (o) memcpy(s->logits_raw, logits, (size_t)g->sc.n_vocab * sizeof *logits);
+    if (!o) {
+        rc = samp_sample(&g->sc, logits, NULL, tok);
+        return rc ? err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed") : 0;
+    }
+    /* the constraint's time: everything here but the first draw */
+    double t0 = util_now();
+    memcpy(s->logits_raw, logits, (size_t)g->sc.n_vocab * sizeof *logits);
+    double t1 = util_now();
     if ((rc = samp_sample(&g->sc, logits, NULL, tok)))
         return err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed");
-    if (!o) return 0;
-    int ok = o->check(g->con.self, *tok);
-    if (ok < 0) return con_fail(g, "check", ok);
-    if (ok) return 0;
-    memset(s->mask, 0, s->n_mask * sizeof *s->mask);
-    if ((rc = o->mask(g->con.self, s->mask)) < 0) return con_fail(g, "mask", rc);
-    memcpy(logits, s->logits_raw, (size_t)g->sc.n_vocab * sizeof *logits);
-    rc = samp_sample(&g->sc, logits, s->mask, tok);
-    if (rc == ERR_STATE)
-        return err_set(g->ei, ERR_DEAD_END, ERR_NO_OFFSET,
-                       "constraint dead end: no token is allowed at completion token %u",
-                       g->res->completion_tokens);
-    return rc ? err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed") : 0;
+    double t2 = util_now();
+    rc = gen_redraw(g, logits, tok);
+    g->res->constraint_ms += (t1 - t0 + util_now() - t2) * 1e3;
+    return rc;
 }
 
 /* Text of the token through the detokenizer and the stop matcher to the sink. */
@@ -248,6 +282,7 @@ static int gen_accept(struct gen *g, int32_t tok, bool forced)
     const struct eng_constraint_ops *o = g->con.ops;
     samp_accept(&g->sc, tok);
     int rc;
+    double t0 = o ? util_now() : 0;
     if (o && (rc = o->accept(g->con.self, tok)) < 0) return con_fail(g, "accept", rc);
     g->res->completion_tokens++;
     g->res->forced_tokens += forced;
@@ -256,6 +291,7 @@ static int gen_accept(struct gen *g, int32_t tok, bool forced)
         end(g, ENG_FINISH_STOP); /* an end-of-generation token is not text */
         return 0;
     }
+    if (o) g->res->constraint_ms += (util_now() - t0) * 1e3;
     gen_emit(g, tok);
     if (g->done || !o || !o->complete) return 0;
     if ((rc = o->complete(g->con.self)) < 0) return con_fail(g, "complete", rc);
@@ -269,12 +305,15 @@ static int gen_accept(struct gen *g, int32_t tok, bool forced)
 static int gen_forced(struct gen *g)
 {
     const struct eng_constraint_ops *o = g->con.ops;
-    if (!o || !o->forced) return 0;
+    if (!o || !o->forced || g->p->no_forced) return 0;
     int rc;
     if (g->n_pending == MODEL_BATCH && (rc = gen_eval_pending(g))) return rc;
     int32_t *buf = g->s->pending + g->n_pending;
     size_t cap = MODEL_BATCH - g->n_pending, n = 0;
-    if ((rc = o->forced(g->con.self, buf, cap, &n)) < 0) return con_fail(g, "forced", rc);
+    double t0 = util_now();
+    rc = o->forced(g->con.self, buf, cap, &n);
+    g->res->constraint_ms += (util_now() - t0) * 1e3;
+    if (rc < 0) return con_fail(g, "forced", rc);
     if (n > cap) return con_fail(g, "forced", ERR_LIMIT);
     /* buf aliases the pending run: accepting appends each token onto itself */
     for (size_t i = 0; i < n && !g->done; i++) {
@@ -316,6 +355,12 @@ static void gen_flush(struct gen *g)
     if (ol && k && k->on_text) k->on_text(k->ud, s->out, ol, -1);
 }
 
+static double cpu_now(void)
+{
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 ? (double)t.tv_sec + (double)t.tv_nsec * 1e-9 : 0;
+}
+
 int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
                        const struct eng_gen_params *p, const char *const *extra, size_t n_extra,
                        const struct eng_sink *sink, struct eng_gen_result *res,
@@ -335,13 +380,14 @@ int eng_generate_stops(struct eng_session *s, const char *prompt, size_t len,
     size_t n = 0;
     int rc = gen_setup(&g, prompt, len, extra, n_extra, &toks, &n);
     if (rc == 0) rc = gen_prefill(&g, toks, n);
-    double t1 = util_now();
+    double t1 = util_now(), c1 = cpu_now();
     while (rc == 0 && !g.done) rc = gen_step(&g);
     if (rc == 0 && g.finish != ENG_FINISH_CANCELLED && !g.stop_matched) gen_flush(&g);
     s->has_logits = false; /* the last accepted token was not evaluated */
     if (g.con_owned && g.con.ops->free) g.con.ops->free(g.con.self);
     samp_free(&g.sc);
     res->decode_ms = (util_now() - t1) * 1e3;
+    res->decode_cpu_ms = (cpu_now() - c1) * 1e3;
     res->finish = rc ? ENG_FINISH_ERROR : g.finish;
     return rc;
 }

@@ -3,8 +3,9 @@
  *
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
  * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
- * chat); eng_stop.c (stop strings) is a leaf the loop uses; eng_jinja.c (a model's Jinja
- * templates: loading, probing, rendering with the fixes) is a leaf eng.c and eng_chat.c use.
+ * chat); eng_stop.c (stop strings) and eng_gram.c (grammars and their constraint) are leaves the
+ * loop uses; eng_jinja.c (a model's Jinja templates: loading, probing, rendering with the
+ * fixes) is a leaf eng.c and eng_chat.c use.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -14,6 +15,7 @@
 
 #include "eng.h"
 
+#include "../gram/gram.h"
 #include "../kern/kern.h"
 #include "../model/model.h"
 #include "../samp/samp.h"
@@ -31,6 +33,10 @@ struct eng_model {
     uint64_t file_size;
     eng_constraint_make_fn make_constraint; /* default constraint factory, or NULL */
     void *make_ud;
+    /* the grammar engine's view of the vocabulary: built on the first grammar, then shared by
+     * every grammar constraint of this model (read-only) */
+    struct gram_vocab gv;
+    int gv_state; /* 0: not built; 1: built; < 0: building failed (that error, again) */
     struct eng_chat_tmpls *chat; /* the chat templates (eng_jinja.c) */
 };
 
@@ -55,6 +61,7 @@ struct eng_session {
     char *out;         /* [out_cap] text released by the stop matcher */
     size_t out_cap;
     uint32_t eval_max; /* most tokens per forward pass in the loop (MODEL_BATCH; tests: 1) */
+    uint32_t run_min;  /* fewest tokens evaluated as one pass (ENG_RUN_MIN; tests: lower) */
     uint64_t n_passes; /* forward passes the loop made (tests see forced runs batched) */
 };
 
@@ -64,8 +71,34 @@ int eng_ctx_full(struct eng_session *s, int event, size_t need, struct err_info 
 int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, bool add_bos,
                         bool special, const int32_t **toks, size_t *n, struct err_info *ei);
 /* Evaluate toks[0..n) at the end of the cache (n <= MODEL_BATCH) and append them: the logits of
- * the last one are then in st.logits. */
+ * the last one are then in st.logits. Several tokens are one pass in the one-token summation
+ * order (model_state.decode_order): the same bits as evaluating them one by one. Fewer than
+ * s->run_min (ENG_RUN_MIN) go one by one: on x86-64 AVX2 (SmolLM2-135M / Qwen2.5-0.5B shapes, Q8_0, one
+ * thread) a pass of 2-4 tokens took longer than as many one-token passes, 6 about as long,
+ * 8 less than half (the kernels' batch path pays off from 8 rows). */
+#define ENG_RUN_MIN 6
 int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
+
+/* ---- eng_gram.c: grammar constraints ----
+ * struct eng_grammar is a compiled gram (and nothing else yet: a grammar that only starts
+ * after a trigger text, for tool calls, wraps the constraint below rather than changing it).
+ * struct eng_gcon adapts one gram matcher to the constraint seam, 1:1: check is gram_tok_check,
+ * mask gram_tok_mask, accept gram_tok_accept, forced gram_tok_forced, complete
+ * gram_matcher_complete. It is a plain struct so another constraint can embed one and feed its
+ * matcher bytes itself (eng_gcon_ops takes the struct as self). */
+struct eng_grammar {
+    struct gram *g;
+};
+struct eng_gcon {
+    struct gram_matcher m;
+};
+extern const struct eng_constraint_ops eng_gcon_ops; /* no free: the owner calls eng_gcon_free */
+/* The model's gram_vocab, built on first use (the model's one thread, like sessions). */
+int eng_gram_vocab(struct eng_model *em, const struct gram_vocab **out, struct err_info *ei);
+/* A matcher of g at its start over em's vocabulary; ERR_INVALID for an unknown token reference. */
+int eng_gcon_init(struct eng_gcon *c, struct eng_model *em, const struct gram *g,
+                  struct err_info *ei);
+void eng_gcon_free(struct eng_gcon *c); /* safe on zeroed */
 
 /* ---- eng_jinja.c: a model's chat templates ----
  * The file's Jinja template(s), parsed and probed once, or what replaces them; the built-in

@@ -109,12 +109,20 @@ struct ftool_synth_cfg {
     int64_t dim, layers, heads, kv_heads, ffn, vocab, head_dim, ctx, seed;
     bool tied;
     const char *type; /* any ftool target name */
+    /* NULL: a synthetic SPM vocabulary of `vocab` pieces. Else a GGUF file (a model or llama.cpp's
+     * vocab-only ggml-vocab-*.gguf) whose tokenizer.* keys are copied as they are; the model's
+     * vocabulary size is its token count. */
+    const char *vocab_from;
 };
-/* Fill what cfg leaves open from a named real model's shape ("tinyllama", "smollm2-135m"):
- * 0, or ERR_NOT_FOUND for an unknown name. tied_given: cfg->tied was set explicitly. */
+/* Fill what cfg leaves open from a named real model's shape ("tinyllama", "smollm2-135m",
+ * "qwen2.5-0.5b"): 0, or ERR_NOT_FOUND for an unknown name. tied_given: cfg->tied was set
+ * explicitly. The real vocabularies (SmolLM2's is StarCoder's, 49152 tokens; Qwen2.5's 151936)
+ * come with vocab_from. */
 int ftool_synth_preset(const char *name, struct ftool_synth_cfg *cfg, bool tied_given);
 /* Complete and validate a shape: kv_heads defaults to heads, head_dim to dim / heads; gemma3 is
- * always tied. ERR_INVALID naming what is wrong. */
+ * always tied; with vocab_from, vocab becomes that file's token count (ERR_INVALID when a vocab
+ * given too differs; the file's own errors when it is no GGUF with tokenizer.ggml.tokens).
+ * ERR_INVALID naming what is wrong. */
 int ftool_synth_check(struct ftool_synth_cfg *cfg, struct err_info *ei);
 
 struct ftool_synth_opts {

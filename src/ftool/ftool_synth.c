@@ -12,7 +12,9 @@
  * straight into the writer's buffer.
  *
  * The vocabulary: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then distinct
- * synthetic pieces up to the vocabulary size, with descending scores. */
+ * synthetic pieces up to the vocabulary size, with descending scores; or a real tokenizer copied
+ * key by key from another GGUF (vocab_from), so grammar and tokenizer work see real token
+ * pieces at a real model's shape. */
 #include "ftool.h"
 
 #include "../gguf/gguf.h"
@@ -199,6 +201,37 @@ out:
     return rc;
 }
 
+/* Every tokenizer.* key of another GGUF file, copied as it is. */
+static int copy_vocab(struct gguf_writer *w, const char *path, struct err_info *ei)
+{
+    struct gguf_ctx g;
+    int rc = gguf_open(path, &g, ei);
+    if (rc) return rc;
+    for (uint64_t i = 0; i < g.n_kv && rc == 0; i++)
+        if (g.kv[i].key.len > 10 && !memcmp(g.kv[i].key.ptr, "tokenizer.", 10))
+            rc = gguf_writer_copy_kv(w, &g.kv[i]);
+    gguf_free(&g);
+    return rc ? err_set(ei, rc, ERR_NO_OFFSET, "cannot copy the vocabulary of '%s': %s", path, err_str(rc)) : 0;
+}
+
+/* The token count of vocab_from, which becomes the model's vocabulary size. */
+static int vocab_size_from(struct ftool_synth_cfg *c, struct err_info *ei)
+{
+    struct gguf_ctx g;
+    int rc = gguf_open(c->vocab_from, &g, ei);
+    if (rc) return rc;
+    uint64_t n = 0;
+    rc = gguf_get_arr(&g, "tokenizer.ggml.tokens", NULL, &n, NULL);
+    gguf_free(&g);
+    if (rc || n < 1 || n > (1u << 22))
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "'%s' has no usable tokenizer.ggml.tokens", c->vocab_from);
+    if (c->vocab >= 0 && (uint64_t)c->vocab != n)
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "--vocab %lld differs from the %llu tokens of '%s'",
+                       (long long)c->vocab, (unsigned long long)n, c->vocab_from);
+    c->vocab = (int64_t)n;
+    return 0;
+}
+
 /* ---- data: rows generated and quantized in parallel ---- */
 
 struct synth_ctx {
@@ -261,9 +294,11 @@ int ftool_synth_preset(const char *name, struct ftool_synth_cfg *c, bool tied_gi
 {
     struct ftool_synth_cfg p;
     if (!strcmp(name, "tinyllama"))
-        p = (struct ftool_synth_cfg){"llama", 2048, 22, 32, 4, 5632, 32000, -1, 2048, 0, false, NULL};
+        p = (struct ftool_synth_cfg){"llama", 2048, 22, 32, 4, 5632, 32000, -1, 2048, 0, false, NULL, NULL};
     else if (!strcmp(name, "smollm2-135m"))
-        p = (struct ftool_synth_cfg){"llama", 576, 30, 9, 3, 1536, 49152, -1, 2048, 0, true, NULL};
+        p = (struct ftool_synth_cfg){"llama", 576, 30, 9, 3, 1536, 49152, -1, 2048, 0, true, NULL, NULL};
+    else if (!strcmp(name, "qwen2.5-0.5b"))
+        p = (struct ftool_synth_cfg){"qwen2", 896, 24, 14, 2, 4864, 151936, -1, 2048, 0, true, NULL, NULL};
     else return ERR_NOT_FOUND;
     /* the preset fills whatever was not given explicitly */
     if (!c->arch) c->arch = p.arch;
@@ -272,7 +307,7 @@ int ftool_synth_preset(const char *name, struct ftool_synth_cfg *c, bool tied_gi
     if (c->heads < 0) c->heads = p.heads;
     if (c->kv_heads < 0) c->kv_heads = p.kv_heads;
     if (c->ffn < 0) c->ffn = p.ffn;
-    if (c->vocab < 0) c->vocab = p.vocab;
+    if (c->vocab < 0 && !c->vocab_from) c->vocab = p.vocab; /* else the file's */
     if (!tied_given) c->tied = p.tied;
     return 0;
 }
@@ -282,6 +317,10 @@ static const char *const k_archs[] = {"llama", "qwen2", "qwen3", "phi3", "gemma3
 int ftool_synth_check(struct ftool_synth_cfg *c, struct err_info *ei)
 {
     if (!c->arch) c->arch = "llama";
+    if (c->vocab_from) {
+        int rc = vocab_size_from(c, ei);
+        if (rc) return rc;
+    }
     bool arch_ok = false;
     for (size_t i = 0; i < sizeof k_archs / sizeof k_archs[0]; i++) arch_ok |= !strcmp(c->arch, k_archs[i]);
     if (!arch_ok)
@@ -396,7 +435,9 @@ int ftool_synth(const struct ftool_synth_cfg *cfg, const char *out, const struct
         goto done;
     }
     write_meta(w, &c, tg->ftype);
-    if ((rc = build_vocab(w, (uint32_t)c.vocab))) {
+    if (c.vocab_from) {
+        if ((rc = copy_vocab(w, c.vocab_from, ei))) goto done;
+    } else if ((rc = build_vocab(w, (uint32_t)c.vocab))) {
         err_set(ei, rc, ERR_NO_OFFSET, "cannot build the vocabulary: %s", err_str(rc));
         goto done;
     }

@@ -12,9 +12,41 @@
  * cycles), so an adversarial grammar cannot make them quadratic or overflow the C stack. */
 #include "gram_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- errors (here, below the parser, which calls gram_compile: both report through it) ---- */
+
+void gram_linecol(const struct gbuild *b, size_t off, unsigned *line, unsigned *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < b->len; i++) {
+        unsigned char ch = (unsigned char)b->src[i];
+        if (ch == '\n' || (ch == '\r' && (i + 1 >= b->len || b->src[i + 1] != '\n'))) {
+            ++*line;
+            *col = 1;
+        } else if ((ch & 0xc0) != 0x80 && ch != '\r') {
+            ++*col;
+        }
+    }
+}
+
+int gram_gb_error(const struct gbuild *b, int code, size_t off, const char *fmt, ...)
+{
+    if (!b->ei || b->ei->code != 0) return code;
+    if (off > b->len) off = b->len;
+    unsigned line, col;
+    gram_linecol(b, off, &line, &col);
+    char why[ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return err_set(b->ei, code, off, "line %u:%u: %s", line, col, why);
+}
 
 static bool is_end(const struct gel *e) { return e->op <= GOP_ALT; }
 
@@ -263,7 +295,7 @@ static int left_recursion(struct gbuild *b, const struct gram *g)
                     n += (size_t)rule_label(g, y, msg + n, sizeof msg - n);
                     if (k < depth && n < sizeof msg - 8) n += (size_t)snprintf(msg + n, sizeof msg - n, " -> ");
                 }
-                rc = gb_error(b, ERR_SYNTAX, g->rules[x].def_off,
+                rc = gram_gb_error(b, ERR_SYNTAX, g->rules[x].def_off,
                               "left recursion: %s can reach itself without consuming input", msg);
             }
         }
@@ -283,11 +315,11 @@ static int check_defined(struct gbuild *b, uint32_t *root)
     for (uint32_t i = 0; i < b->n_rules; i++) {
         const struct gb_rule *r = &b->rules[i];
         if (!r->defined)
-            return gb_error(b, ERR_NOT_FOUND, r->ref_off, "undefined rule '%.*s'", (int)r->name_len,
+            return gram_gb_error(b, ERR_NOT_FOUND, r->ref_off, "undefined rule '%.*s'", (int)r->name_len,
                             b->text + r->name_off);
         if (!r->synth && r->name_len == 4 && memcmp(b->text + r->name_off, "root", 4) == 0) *root = i;
     }
-    if (*root == UINT32_MAX) return gb_error(b, ERR_NOT_FOUND, b->len, "the grammar has no 'root' rule");
+    if (*root == UINT32_MAX) return gram_gb_error(b, ERR_NOT_FOUND, b->len, "the grammar has no 'root' rule");
     return 0;
 }
 
@@ -308,7 +340,7 @@ int gram_compile(struct gbuild *b, struct gram **out)
     int rc = check_defined(b, &root);
     if (rc) return rc;
     struct gram *g = calloc(1, sizeof *g);
-    if (!g) return gb_error(b, ERR_NOMEM, 0, "out of memory");
+    if (!g) return gram_gb_error(b, ERR_NOMEM, 0, "out of memory");
     g->root = root;
     take_tables(b, g);
     rc = flatten(b, g);
@@ -319,7 +351,7 @@ int gram_compile(struct gbuild *b, struct gram **out)
         rc = left_recursion(b, g);
     }
     if (rc) {
-        if (rc == ERR_NOMEM) gb_error(b, ERR_NOMEM, 0, "out of memory");
+        if (rc == ERR_NOMEM) gram_gb_error(b, ERR_NOMEM, 0, "out of memory");
         gram_free(g);
         return rc;
     }

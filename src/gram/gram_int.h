@@ -131,9 +131,11 @@ struct gbuild {
     uint32_t n_text, cap_text;
 };
 
-void gb_free(struct gbuild *b);
+void gram_gb_free(struct gbuild *b);
+/* 1-based line and column (in characters) of source offset off. */
+void gram_linecol(const struct gbuild *b, size_t off, unsigned *line, unsigned *col);
 /* Report an error at source offset off as "line L:C: ..." (first error wins); returns code. */
-int gb_error(const struct gbuild *b, int code, size_t off, const char *fmt, ...)
+int gram_gb_error(const struct gbuild *b, int code, size_t off, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
@@ -187,7 +189,7 @@ struct gset_info {
     uint32_t off, len;   /* tops in the core's set pool */
     uint32_t na_next;    /* GSF_NA_UNIFORM: the set after any character >= 0x80, or GS_* */
     uint8_t flags;       /* enum gset_flag */
-    /* mask walk (gc_chain): the byte groups whose every byte leads to one same set usucc, and
+    /* mask walk (gram_gc_chain): the byte groups whose every byte leads to one same set usucc, and
      * for how many such steps in a row the successors keep all those groups uniform */
     uint64_t ugroups;
     uint32_t usucc, chain;
@@ -233,19 +235,19 @@ struct gram_core {
 /* ---- gram_stack.c: frames, expansion, sets ---- */
 
 /* Core setup: nodes/sets/caches allocated with their first capacity; start position computed. */
-int gc_init(struct gram_core *c, const struct gram *g);
-void gc_free(struct gram_core *c);
+int gram_gc_init(struct gram_core *c, const struct gram *g);
+void gram_gc_free(struct gram_core *c);
 /* Drop sets and caches (and dead frames) once they pass their soft bounds, keeping the current
  * and start positions and *extra (a position in progress; may be NULL). Only between steps. */
-void gc_maybe_compact(struct gram_core *c, struct gram_pos *extra);
+void gram_gc_maybe_compact(struct gram_core *c, struct gram_pos *extra);
 /* One transition's expansion: begin a pass (clears the output), continue the stack whose top t
  * matched (any number of times), then intern the output as a set (GS_DEAD when empty). */
-void gc_begin_pass(struct gram_core *c);
-int gc_advance_top(struct gram_core *c, uint32_t t);
-int gc_push_out(struct gram_core *c, uint32_t t);
-int gc_finish_set(struct gram_core *c, uint32_t *res);
+void gram_gc_begin_pass(struct gram_core *c);
+int gram_gc_advance_top(struct gram_core *c, uint32_t t);
+int gram_gc_push_out(struct gram_core *c, uint32_t t);
+int gram_gc_finish_set(struct gram_core *c, uint32_t *res);
 /* Intern the sorted, distinct tops t[0..n) (ERR_LIMIT past GRAM_MAX_STACKS). */
-int gc_set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *id);
+int gram_gc_set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *id);
 
 static inline uint32_t gc_mix3(uint32_t a, uint32_t b, uint32_t c)
 {
@@ -260,7 +262,7 @@ static inline uint32_t gc_mix3(uint32_t a, uint32_t b, uint32_t c)
 /* ---- gram_match.c: transitions ---- */
 
 /* One byte from *p: 0 (p advanced), ERR_REJECTED (p unchanged) or ERR_LIMIT. */
-int gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b);
+int gram_gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b);
 static inline int gc_step(struct gram_core *c, struct gram_pos *p, unsigned b)
 {
     if (p->part == 0 && b < 0x80) {
@@ -271,25 +273,25 @@ static inline int gc_step(struct gram_core *c, struct gram_pos *p, unsigned b)
         }
         if (nx == GS_DEAD) return ERR_REJECTED;
     }
-    return gc_step_slow(c, p, b);
+    return gram_gc_step_slow(c, p, b);
 }
 /* Bytes [0, n) from *p (all or nothing). */
-int gc_walk(struct gram_core *c, struct gram_pos *p, const uint8_t *s, size_t n);
+int gram_gc_walk(struct gram_core *c, struct gram_pos *p, const uint8_t *s, size_t n);
 /* The set after the token reference tops that match token `tok` (GS_DEAD if none); negated
  * references match only when `text` (tok is a text token). */
-int gc_token_step(struct gram_core *c, uint32_t set, int32_t tok, bool text, const int32_t *tokid,
+int gram_gc_token_step(struct gram_core *c, uint32_t set, int32_t tok, bool text, const int32_t *tokid,
                   uint32_t *res);
 /* Union of two sets (either may be GS_DEAD). */
-int gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res);
+int gram_gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res);
 /* Set made of the empty stack only (the grammar has ended). */
-int gc_empty_set(struct gram_core *c, uint32_t *res);
+int gram_gc_empty_set(struct gram_core *c, uint32_t *res);
 /* For the mask walk: the byte groups *groups of set s whose every byte (every character for the
  * non-ASCII group) leads to one same successor set, and *len = how many such steps in a row
  * (capped at cap; UINT32_MAX when the chain comes back to a set on it, e.g. a loop) keep all
  * those groups leading on uniformly. A trie subtree using only those groups and no deeper than
  * *len accepts every token in it: inside a JSON string the chain is a loop, inside a counted
  * class like [^"]{0,200} it runs until the count nears its maximum. */
-int gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len);
+int gram_gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len);
 /* Byte group (0..47) of a byte value: the mask walk skips a trie subtree whose bytes all lie in
  * groups that lead a set back to itself. Groups: NUL, other C0 controls, \t, \n, \r, space, each
  * ASCII punctuation mark alone, 0, 1-9, A-F, G-Z, a-f, g-z, DEL, and every byte >= 0x80. */

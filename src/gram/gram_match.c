@@ -7,7 +7,7 @@
  * here, byte by byte and strictly; while a character is unfinished the position keeps its bytes
  * and accepts a byte only if some top still matches a code point the character could become
  * (llama.cpp's partial-character check), so any byte string accepted is a prefix of the grammar's
- * language. The mask walk's uniform chains (gc_chain) are computed here as well. */
+ * language. The mask walk's uniform chains (gram_gc_chain) are computed here as well. */
 #include "gram_int.h"
 
 #include <stdlib.h>
@@ -119,15 +119,15 @@ static int delta_hits(struct gram_core *c, uint32_t s, uint32_t hits, uint32_t *
 {
     uint64_t key = ((uint64_t)s << 34) | (3ull << 32) | hits;
     if (trans_find(c, key, res)) return 0;
-    gc_begin_pass(c);
+    gram_gc_begin_pass(c);
     uint32_t off = c->sets[s].off;
     for (uint32_t i = 0; i < 32; i++) {
         if ((hits >> i) & 1) {
-            int rc = gc_advance_top(c, c->spool[off + i]);
+            int rc = gram_gc_advance_top(c, c->spool[off + i]);
             if (rc) return rc;
         }
     }
-    int rc = gc_finish_set(c, res);
+    int rc = gram_gc_finish_set(c, res);
     return rc ? rc : trans_put(c, key, *res);
 }
 
@@ -143,15 +143,15 @@ static int delta_cp(struct gram_core *c, uint32_t s, uint32_t cp, uint32_t *res)
         }
         return delta_hits(c, s, hits, res);
     }
-    gc_begin_pass(c);
+    gram_gc_begin_pass(c);
     for (uint32_t i = 0; i < len; i++) {
         uint32_t t = c->spool[off + i];
         if (t && top_matches(c, t, cp)) {
-            int rc = gc_advance_top(c, t);
+            int rc = gram_gc_advance_top(c, t);
             if (rc) return rc;
         }
     }
-    return gc_finish_set(c, res);
+    return gram_gc_finish_set(c, res);
 }
 
 /* Set s after a whole code point >= 0x80. */
@@ -237,7 +237,7 @@ static int step_cont(struct gram_core *c, struct gram_pos *p, unsigned b)
     return 0;
 }
 
-int gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b)
+int gram_gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b)
 {
     if (p->part) return step_cont(c, p, b);
     if (b >= 0x80) return step_lead(c, p, b);
@@ -252,7 +252,7 @@ int gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b)
     return 0;
 }
 
-int gc_walk(struct gram_core *c, struct gram_pos *p, const uint8_t *s, size_t n)
+int gram_gc_walk(struct gram_core *c, struct gram_pos *p, const uint8_t *s, size_t n)
 {
     struct gram_pos q = *p;
     for (size_t i = 0; i < n; i++) {
@@ -263,12 +263,12 @@ int gc_walk(struct gram_core *c, struct gram_pos *p, const uint8_t *s, size_t n)
     return 0;
 }
 
-int gc_token_step(struct gram_core *c, uint32_t s, int32_t tok, bool text, const int32_t *tokid,
+int gram_gc_token_step(struct gram_core *c, uint32_t s, int32_t tok, bool text, const int32_t *tokid,
                   uint32_t *res)
 {
     uint64_t key = ((uint64_t)s << 34) | ((uint64_t)(text ? 2 : 1) << 32) | (uint32_t)tok;
     if (trans_find(c, key, res)) return 0;
-    gc_begin_pass(c);
+    gram_gc_begin_pass(c);
     uint32_t off = c->sets[s].off, len = c->sets[s].len;
     for (uint32_t i = 0; i < len; i++) {
         uint32_t t = c->spool[off + i];
@@ -277,16 +277,16 @@ int gc_token_step(struct gram_core *c, uint32_t s, int32_t tok, bool text, const
         bool hit = (e->op == GOP_TOKEN && tokid[e->a] == tok) ||
                    (e->op == GOP_NTOKEN && text && tokid[e->a] != tok);
         if (hit) {
-            int rc = gc_advance_top(c, t);
+            int rc = gram_gc_advance_top(c, t);
             if (rc) return rc;
         }
     }
-    int rc = gc_finish_set(c, res);
+    int rc = gram_gc_finish_set(c, res);
     if (!rc) rc = trans_put(c, key, *res);
     return rc;
 }
 
-int gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res)
+int gram_gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res)
 {
     if (a == GS_DEAD || a == b) {
         *res = b;
@@ -296,24 +296,24 @@ int gc_union(struct gram_core *c, uint32_t a, uint32_t b, uint32_t *res)
         *res = a;
         return 0;
     }
-    gc_begin_pass(c);
+    gram_gc_begin_pass(c);
     const uint32_t ids[2] = {a, b};
     for (int k = 0; k < 2; k++) {
         for (uint32_t i = 0; i < c->sets[ids[k]].len; i++) {
             uint32_t t = c->spool[c->sets[ids[k]].off + i];
             if (c->nmark[t] == c->pass) continue;
             c->nmark[t] = c->pass;
-            int rc = gc_push_out(c, t);
+            int rc = gram_gc_push_out(c, t);
             if (rc) return rc;
         }
     }
-    return gc_finish_set(c, res);
+    return gram_gc_finish_set(c, res);
 }
 
-int gc_empty_set(struct gram_core *c, uint32_t *res)
+int gram_gc_empty_set(struct gram_core *c, uint32_t *res)
 {
     const uint32_t zero = 0;
-    return gc_set_intern(c, &zero, 1, res);
+    return gram_gc_set_intern(c, &zero, 1, res);
 }
 
 /* The uniform step of set s for the mask walk: H = the tops most printable ASCII characters
@@ -362,7 +362,7 @@ static int uniform(struct gram_core *c, uint32_t s)
     return 0;
 }
 
-int gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len)
+int gram_gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *groups, uint32_t *len)
 {
     int rc = uniform(c, s);
     if (rc) return rc;
@@ -396,11 +396,11 @@ int gram_matcher_feed(struct gram_matcher *m, const void *bytes, size_t n, size_
     if (n_ok) *n_ok = 0;
     if (!m || !m->c || (!bytes && n)) return ERR_INVALID;
     struct gram_core *c = m->c;
-    gc_maybe_compact(c, NULL);
+    gram_gc_maybe_compact(c, NULL);
     struct gram_pos q = c->cur;
     const uint8_t *s = bytes;
     for (size_t i = 0; i < n; i++) {
-        if ((i & 1023) == 1023) gc_maybe_compact(c, &q); /* long feeds stay bounded */
+        if ((i & 1023) == 1023) gram_gc_maybe_compact(c, &q); /* long feeds stay bounded */
         int rc = gc_step(c, &q, s[i]);
         if (rc) {
             if (n_ok) *n_ok = i;
@@ -415,11 +415,11 @@ int gram_matcher_feed(struct gram_matcher *m, const void *bytes, size_t n, size_
 int gram_matcher_try(struct gram_matcher *m, const void *bytes, size_t n)
 {
     if (!m || !m->c || (!bytes && n)) return ERR_INVALID;
-    gc_maybe_compact(m->c, NULL);
+    gram_gc_maybe_compact(m->c, NULL);
     struct gram_pos q = m->c->cur;
     const uint8_t *s = bytes;
     for (size_t i = 0; i < n; i++) {
-        if ((i & 1023) == 1023) gc_maybe_compact(m->c, &q);
+        if ((i & 1023) == 1023) gram_gc_maybe_compact(m->c, &q);
         int rc = gc_step(m->c, &q, s[i]);
         if (rc) return rc;
     }
@@ -442,7 +442,7 @@ int gram_matcher_next_bytes(struct gram_matcher *m, uint64_t set[4])
 {
     memset(set, 0, 4 * sizeof *set);
     if (!m || !m->c) return 0;
-    gc_maybe_compact(m->c, NULL);
+    gram_gc_maybe_compact(m->c, NULL);
     int n = 0;
     for (unsigned b = 0; b < 256; b++) {
         struct gram_pos q = m->c->cur;

@@ -27,37 +27,6 @@ struct parser {
     size_t n;
 };
 
-/* ---- errors ---- */
-
-static void linecol(const struct gbuild *b, size_t off, unsigned *line, unsigned *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off && i < b->len; i++) {
-        unsigned char ch = (unsigned char)b->src[i];
-        if (ch == '\n' || (ch == '\r' && (i + 1 >= b->len || b->src[i + 1] != '\n'))) {
-            ++*line;
-            *col = 1;
-        } else if ((ch & 0xc0) != 0x80 && ch != '\r') {
-            ++*col;
-        }
-    }
-}
-
-int gb_error(const struct gbuild *b, int code, size_t off, const char *fmt, ...)
-{
-    if (!b->ei || b->ei->code != 0) return code;
-    if (off > b->len) off = b->len;
-    unsigned line, col;
-    linecol(b, off, &line, &col);
-    char why[ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return err_set(b->ei, code, off, "line %u:%u: %s", line, col, why);
-}
-
 /* A printable rendering of the byte at off, for messages. */
 static const char *show(const struct parser *p, size_t off, char buf[16])
 {
@@ -87,13 +56,13 @@ static int grow(void *pp, uint32_t *cap, uint32_t need, size_t elem)
     return 0;
 }
 
-static int oom(struct parser *p) { return gb_error(p->b, ERR_NOMEM, 0, "out of memory"); }
+static int oom(struct parser *p) { return gram_gb_error(p->b, ERR_NOMEM, 0, "out of memory"); }
 
 static int push_el(struct parser *p, uint32_t rid, uint8_t op, uint32_t a, uint32_t bb, size_t off)
 {
     struct gbuild *b = p->b;
     if (b->n_el_total >= GRAM_MAX_ELEMS)
-        return gb_error(b, ERR_LIMIT, off, "grammar too large (more than %u elements)", GRAM_MAX_ELEMS);
+        return gram_gb_error(b, ERR_LIMIT, off, "grammar too large (more than %u elements)", GRAM_MAX_ELEMS);
     struct gb_rule *r = &b->rules[rid];
     if (grow(&r->el, &r->cap, r->n + 1, sizeof *r->el)) return oom(p);
     r->el[r->n++] = (struct gel){op, a, bb};
@@ -117,7 +86,7 @@ static int new_rule(struct parser *p, uint32_t name_off, uint32_t name_len, bool
 {
     struct gbuild *b = p->b;
     if (b->n_rules >= GRAM_MAX_RULES)
-        return gb_error(b, ERR_LIMIT, off, "grammar too large (more than %u rules)", GRAM_MAX_RULES);
+        return gram_gb_error(b, ERR_LIMIT, off, "grammar too large (more than %u rules)", GRAM_MAX_RULES);
     if (grow(&b->rules, &b->cap_rules, b->n_rules + 1, sizeof *b->rules)) return oom(p);
     struct gb_rule *r = &b->rules[b->n_rules];
     memset(r, 0, sizeof *r);
@@ -241,15 +210,15 @@ static size_t utf8_at(const char *s, size_t n, size_t i, uint32_t *cp)
 static int parse_char(struct parser *p, size_t *i, uint32_t *cp)
 {
     size_t at = *i;
-    if (at >= p->n) return gb_error(p->b, ERR_SYNTAX, at, "unexpected end of input");
-    if (p->s[at] == 0) return gb_error(p->b, ERR_SYNTAX, at, "NUL byte in grammar");
+    if (at >= p->n) return gram_gb_error(p->b, ERR_SYNTAX, at, "unexpected end of input");
+    if (p->s[at] == 0) return gram_gb_error(p->b, ERR_SYNTAX, at, "NUL byte in grammar");
     if (p->s[at] != '\\') {
         size_t len = utf8_at(p->s, p->n, at, cp);
-        if (!len) return gb_error(p->b, ERR_SYNTAX, at, "invalid UTF-8 in grammar");
+        if (!len) return gram_gb_error(p->b, ERR_SYNTAX, at, "invalid UTF-8 in grammar");
         *i = at + len;
         return 0;
     }
-    if (at + 1 >= p->n) return gb_error(p->b, ERR_SYNTAX, at, "unexpected end of input after '\\'");
+    if (at + 1 >= p->n) return gram_gb_error(p->b, ERR_SYNTAX, at, "unexpected end of input after '\\'");
     char e = p->s[at + 1];
     int digits = 0;
     switch (e) {
@@ -262,7 +231,7 @@ static int parse_char(struct parser *p, size_t *i, uint32_t *cp)
     case 'U': digits = 8; break;
     default: {
         char buf[16];
-        return gb_error(p->b, ERR_SYNTAX, at, "unknown escape '\\' followed by %s",
+        return gram_gb_error(p->b, ERR_SYNTAX, at, "unknown escape '\\' followed by %s",
                         show(p, at + 1, buf));
     }
     }
@@ -274,11 +243,11 @@ static int parse_char(struct parser *p, size_t *i, uint32_t *cp)
     for (int k = 0; k < digits; k++) {
         int h = at + 2 + (size_t)k < p->n ? hexval(p->s[at + 2 + k]) : -1;
         if (h < 0)
-            return gb_error(p->b, ERR_SYNTAX, at, "expecting %d hex digits after '\\%c'", digits, e);
+            return gram_gb_error(p->b, ERR_SYNTAX, at, "expecting %d hex digits after '\\%c'", digits, e);
         v = (v << 4) | (uint32_t)h;
     }
     if (v > 0x10ffff)
-        return gb_error(p->b, ERR_RANGE, at, "code point U+%X is past U+10FFFF", v);
+        return gram_gb_error(p->b, ERR_RANGE, at, "code point U+%X is past U+10FFFF", v);
     *cp = v;
     *i = at + 2 + (size_t)digits;
     return 0;
@@ -289,12 +258,12 @@ static int parse_count(struct parser *p, size_t *i, uint32_t *out)
 {
     size_t at = *i;
     if (at >= p->n || p->s[at] < '0' || p->s[at] > '9')
-        return gb_error(p->b, ERR_SYNTAX, at, "expecting a number in {m,n}");
+        return gram_gb_error(p->b, ERR_SYNTAX, at, "expecting a number in {m,n}");
     uint64_t v = 0;
     while (at < p->n && p->s[at] >= '0' && p->s[at] <= '9') {
         v = v * 10 + (uint64_t)(p->s[at] - '0');
         if (v > GRAM_MAX_REPEAT)
-            return gb_error(p->b, ERR_LIMIT, *i, "repetition count exceeds %u", GRAM_MAX_REPEAT);
+            return gram_gb_error(p->b, ERR_LIMIT, *i, "repetition count exceeds %u", GRAM_MAX_REPEAT);
         at++;
     }
     *out = (uint32_t)v;
@@ -381,7 +350,7 @@ static int parse_class(struct parser *p, uint32_t rid, size_t *i)
     int rc = 0;
     while (!rc) {
         if (at >= p->n) {
-            rc = gb_error(p->b, ERR_SYNTAX, open, "unterminated character class");
+            rc = gram_gb_error(p->b, ERR_SYNTAX, open, "unterminated character class");
             break;
         }
         if (p->s[at] == ']') break;
@@ -393,7 +362,7 @@ static int parse_class(struct parser *p, uint32_t rid, size_t *i)
             at++;
             if ((rc = parse_char(p, &at, &hi))) break;
             if (hi < lo) {
-                rc = gb_error(p->b, ERR_SYNTAX, cstart, "range end U+%04X is before its start U+%04X",
+                rc = gram_gb_error(p->b, ERR_SYNTAX, cstart, "range end U+%04X is before its start U+%04X",
                               hi, lo);
                 break;
             }
@@ -404,7 +373,7 @@ static int parse_class(struct parser *p, uint32_t rid, size_t *i)
         }
         tmp[nt++] = (struct grange){lo, hi};
     }
-    if (!rc && nt == 0) rc = gb_error(p->b, ERR_SYNTAX, open, "empty character class");
+    if (!rc && nt == 0) rc = gram_gb_error(p->b, ERR_SYNTAX, open, "empty character class");
     if (!rc) {
         if (!neg && nt == 1 && tmp[0].lo == tmp[0].hi) {
             rc = push_el(p, rid, GOP_CHAR, tmp[0].lo, 0, open);
@@ -426,29 +395,29 @@ static int parse_token(struct parser *p, uint32_t rid, size_t *i, bool neg, size
     size_t at = *i;
     char buf[16];
     if (at >= p->n || p->s[at] != '<')
-        return gb_error(b, ERR_SYNTAX, at, "expecting '<' after '!', got %s", show(p, at, buf));
+        return gram_gb_error(b, ERR_SYNTAX, at, "expecting '<' after '!', got %s", show(p, at, buf));
     struct gtokref t = {.id = -1, .src_off = item_off};
     if (at + 1 < p->n && p->s[at + 1] == '[') {
         size_t d = at + 2;
         uint64_t v = 0;
         if (d >= p->n || p->s[d] < '0' || p->s[d] > '9')
-            return gb_error(b, ERR_SYNTAX, d, "expecting a token id in <[id]>");
+            return gram_gb_error(b, ERR_SYNTAX, d, "expecting a token id in <[id]>");
         while (d < p->n && p->s[d] >= '0' && p->s[d] <= '9') {
             v = v * 10 + (uint64_t)(p->s[d] - '0');
-            if (v > INT32_MAX) return gb_error(b, ERR_RANGE, at, "token id too large");
+            if (v > INT32_MAX) return gram_gb_error(b, ERR_RANGE, at, "token id too large");
             d++;
         }
-        if (d >= p->n || p->s[d] != ']') return gb_error(b, ERR_SYNTAX, d, "expecting ']' in <[id]>");
+        if (d >= p->n || p->s[d] != ']') return gram_gb_error(b, ERR_SYNTAX, d, "expecting ']' in <[id]>");
         if (d + 1 >= p->n || p->s[d + 1] != '>')
-            return gb_error(b, ERR_SYNTAX, d + 1, "expecting '>' after <[id]");
+            return gram_gb_error(b, ERR_SYNTAX, d + 1, "expecting '>' after <[id]");
         t.id = (int64_t)v;
         at = d + 2;
     } else {
         size_t e = at + 1;
         while (e < p->n && p->s[e] != '>' && p->s[e] != 0) e++;
-        if (e >= p->n || p->s[e] != '>') return gb_error(b, ERR_SYNTAX, at, "unterminated <token>");
+        if (e >= p->n || p->s[e] != '>') return gram_gb_error(b, ERR_SYNTAX, at, "unterminated <token>");
         if (e + 1 - at > GRAM_MAX_NAME)
-            return gb_error(b, ERR_LIMIT, at, "token text longer than %u bytes", GRAM_MAX_NAME);
+            return gram_gb_error(b, ERR_LIMIT, at, "token text longer than %u bytes", GRAM_MAX_NAME);
         int rc = add_text(p, p->s + at, (uint32_t)(e + 1 - at), &t.text_off);
         if (rc) return rc;
         t.text_len = (uint32_t)(e + 1 - at);
@@ -468,8 +437,8 @@ static int quantify(struct parser *p, uint32_t rid, uint32_t *last, uint32_t min
                     size_t off)
 {
     struct gbuild *b = p->b;
-    if (*last == NONE) return gb_error(b, ERR_SYNTAX, off, "nothing to repeat before the quantifier");
-    if (max < min) return gb_error(b, ERR_SYNTAX, off, "repetition maximum %u is below its minimum %u", max, min);
+    if (*last == NONE) return gram_gb_error(b, ERR_SYNTAX, off, "nothing to repeat before the quantifier");
+    if (max < min) return gram_gb_error(b, ERR_SYNTAX, off, "repetition maximum %u is below its minimum %u", max, min);
     struct gb_rule *r = &b->rules[rid];
     uint32_t n = r->n - *last;
     if (min == 1 && max == 1) return 0;
@@ -518,9 +487,9 @@ static int parse_braces(struct parser *p, size_t *i, bool nested, uint32_t *min,
             at = skip_space(p, at, nested);
         }
         if (at >= p->n || p->s[at] != '}')
-            return gb_error(p->b, ERR_SYNTAX, at, "expecting '}', got %s", show(p, at, buf));
+            return gram_gb_error(p->b, ERR_SYNTAX, at, "expecting '}', got %s", show(p, at, buf));
     } else {
-        return gb_error(p->b, ERR_SYNTAX, at, "expecting ',' or '}', got %s", show(p, at, buf));
+        return gram_gb_error(p->b, ERR_SYNTAX, at, "expecting ',' or '}', got %s", show(p, at, buf));
     }
     *i = at + 1;
     return 0;
@@ -532,7 +501,7 @@ static int parse_group(struct parser *p, uint32_t rid, size_t *i, unsigned depth
 {
     size_t open = *i;
     if (depth >= GRAM_MAX_DEPTH)
-        return gb_error(p->b, ERR_LIMIT, open, "groups nested deeper than %u", GRAM_MAX_DEPTH);
+        return gram_gb_error(p->b, ERR_LIMIT, open, "groups nested deeper than %u", GRAM_MAX_DEPTH);
     uint32_t sub;
     int rc = new_rule(p, p->b->rules[rid].name_off, p->b->rules[rid].name_len, true, open, &sub);
     if (rc) return rc;
@@ -540,7 +509,7 @@ static int parse_group(struct parser *p, uint32_t rid, size_t *i, unsigned depth
     if ((rc = parse_alternates(p, sub, &at, true, depth + 1))) return rc;
     if (at >= p->n || p->s[at] != ')') {
         char buf[16];
-        return gb_error(p->b, ERR_SYNTAX, at, "expecting ')' to close the group at %s",
+        return gram_gb_error(p->b, ERR_SYNTAX, at, "expecting ')' to close the group at %s",
                         show(p, at, buf));
     }
     *i = at + 1;
@@ -559,7 +528,7 @@ static int parse_item(struct parser *p, uint32_t rid, size_t *i, bool nested, un
     if (ch == '"') {
         at++;
         while (!rc) {
-            if (at >= p->n) return gb_error(p->b, ERR_SYNTAX, *i, "unterminated string literal");
+            if (at >= p->n) return gram_gb_error(p->b, ERR_SYNTAX, *i, "unterminated string literal");
             if (p->s[at] == '"') break;
             uint32_t cp;
             if (!(rc = parse_char(p, &at, &cp))) rc = push_el(p, rid, GOP_CHAR, cp, 0, at);
@@ -578,7 +547,7 @@ static int parse_item(struct parser *p, uint32_t rid, size_t *i, bool nested, un
         size_t e = at;
         while (e < p->n && is_word((unsigned char)p->s[e])) e++;
         if (e - at > GRAM_MAX_NAME)
-            return gb_error(p->b, ERR_LIMIT, at, "rule name longer than %u bytes", GRAM_MAX_NAME);
+            return gram_gb_error(p->b, ERR_LIMIT, at, "rule name longer than %u bytes", GRAM_MAX_NAME);
         uint32_t ref;
         if (!(rc = lookup_rule(p, p->s + at, (uint32_t)(e - at), at, &ref)))
             rc = push_el(p, rid, GOP_RULE, ref, 0, at);
@@ -614,7 +583,7 @@ static int parse_sequence(struct parser *p, uint32_t rid, size_t *i, bool nested
     uint32_t last = NONE;
     bool done = false;
     while (*i < p->n && !done) {
-        if (p->s[*i] == 0) return gb_error(p->b, ERR_SYNTAX, *i, "NUL byte in grammar");
+        if (p->s[*i] == 0) return gram_gb_error(p->b, ERR_SYNTAX, *i, "NUL byte in grammar");
         int rc = parse_item(p, rid, i, nested, depth, &last, &done);
         if (rc) return rc;
     }
@@ -638,24 +607,24 @@ static int parse_rule(struct parser *p, size_t *i)
     size_t at = *i, e = at;
     char buf[16];
     while (e < p->n && is_word((unsigned char)p->s[e])) e++;
-    if (e == at) return gb_error(b, ERR_SYNTAX, at, "expecting a rule name, got %s", show(p, at, buf));
+    if (e == at) return gram_gb_error(b, ERR_SYNTAX, at, "expecting a rule name, got %s", show(p, at, buf));
     if (e - at > GRAM_MAX_NAME)
-        return gb_error(b, ERR_LIMIT, at, "rule name longer than %u bytes", GRAM_MAX_NAME);
+        return gram_gb_error(b, ERR_LIMIT, at, "rule name longer than %u bytes", GRAM_MAX_NAME);
     uint32_t rid;
     int rc = lookup_rule(p, p->s + at, (uint32_t)(e - at), at, &rid);
     if (rc) return rc;
     struct gb_rule *r = &b->rules[rid];
     if (r->defined) {
         unsigned line, col;
-        linecol(b, r->def_off, &line, &col);
-        return gb_error(b, ERR_DUPLICATE, at, "rule '%.*s' is already defined at line %u:%u",
+        gram_linecol(b, r->def_off, &line, &col);
+        return gram_gb_error(b, ERR_DUPLICATE, at, "rule '%.*s' is already defined at line %u:%u",
                         (int)(e - at), p->s + at, line, col);
     }
     r->defined = true;
     r->def_off = at;
     size_t q = skip_space(p, e, false);
     if (q + 3 > p->n || memcmp(p->s + q, "::=", 3) != 0)
-        return gb_error(b, ERR_SYNTAX, q, "expecting '::=' after the rule name, got %s", show(p, q, buf));
+        return gram_gb_error(b, ERR_SYNTAX, q, "expecting '::=' after the rule name, got %s", show(p, q, buf));
     q = skip_space(p, q + 3, true);
     if ((rc = parse_alternates(p, rid, &q, false, 0))) return rc;
     if (q < p->n) {
@@ -664,14 +633,14 @@ static int parse_rule(struct parser *p, size_t *i)
         else if (p->s[q] == '\n')
             q++;
         else
-            return gb_error(b, ERR_SYNTAX, q, "unexpected %s (expecting a newline or the end)",
+            return gram_gb_error(b, ERR_SYNTAX, q, "unexpected %s (expecting a newline or the end)",
                             show(p, q, buf));
     }
     *i = skip_space(p, q, true);
     return 0;
 }
 
-void gb_free(struct gbuild *b)
+void gram_gb_free(struct gbuild *b)
 {
     if (!b) return;
     for (uint32_t i = 0; i < b->n_rules; i++) free(b->rules[i].el);
@@ -714,6 +683,6 @@ int gram_parse(const char *src, size_t len, struct gram **out, struct err_info *
         }
         rc = gram_compile(&b, out);
     }
-    gb_free(&b);
+    gram_gb_free(&b);
     return rc;
 }

@@ -13,7 +13,7 @@
  * ERR_LIMIT instead of a hang.
  *
  * Tables grow to their hard bounds inside one operation at most; between operations
- * gc_maybe_compact drops the sets and caches (and, when they have doubled past the live ones, the
+ * gram_gc_maybe_compact drops the sets and caches (and, when they have doubled past the live ones, the
  * dead frames) so memory stays bounded over any length of generation. */
 #include "gram_int.h"
 
@@ -106,9 +106,9 @@ static int push_u32(uint32_t **arr, uint32_t *n, uint32_t *cap, uint32_t v)
 }
 
 static int push_work(struct gram_core *c, uint32_t v) { return push_u32(&c->work, &c->n_work, &c->cap_work, v); }
-int gc_push_out(struct gram_core *c, uint32_t v) { return push_u32(&c->out, &c->n_out, &c->cap_out, v); }
+int gram_gc_push_out(struct gram_core *c, uint32_t v) { return push_u32(&c->out, &c->n_out, &c->cap_out, v); }
 
-void gc_begin_pass(struct gram_core *c)
+void gram_gc_begin_pass(struct gram_core *c)
 {
     if (++c->pass == 0) { /* wrapped: old marks could collide */
         memset(c->nmark, 0, (size_t)c->cap_nodes * sizeof *c->nmark);
@@ -152,7 +152,7 @@ static int drain(struct gram_core *c)
         if (c->nmark[n] == c->pass) continue;
         c->nmark[n] = c->pass;
         if (n == 0) {
-            rc = gc_push_out(c, 0);
+            rc = gram_gc_push_out(c, 0);
             continue;
         }
         uint32_t pos = c->npos[n], par = c->npar[n];
@@ -174,7 +174,7 @@ static int drain(struct gram_core *c)
         } else if (is_end_op(e->op)) {
             rc = push_work(c, par);
         } else {
-            rc = gc_push_out(c, n);
+            rc = gram_gc_push_out(c, n);
         }
     }
     return rc;
@@ -187,7 +187,7 @@ static int expand(struct gram_core *c, uint32_t n0)
 }
 
 /* Continue the stack whose top t just matched its terminal. */
-int gc_advance_top(struct gram_core *c, uint32_t t)
+int gram_gc_advance_top(struct gram_core *c, uint32_t t)
 {
     uint32_t pos = c->npos[t] + 1, par = c->npar[t], n = par;
     if (!is_end_op(c->g->el[pos].op)) {
@@ -285,7 +285,7 @@ static int sets_grow(struct gram_core *c)
 }
 
 /* Intern the sorted, distinct tops t[0..n). */
-int gc_set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *id)
+int gram_gc_set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *id)
 {
     if (n > GRAM_MAX_STACKS) return ERR_LIMIT;
     uint32_t h0 = set_hash(t, n), mask = c->shash_cap - 1;
@@ -329,14 +329,14 @@ int gc_set_intern(struct gram_core *c, const uint32_t *t, uint32_t n, uint32_t *
 }
 
 /* The expansion output as a set (GS_DEAD when empty). */
-int gc_finish_set(struct gram_core *c, uint32_t *res)
+int gram_gc_finish_set(struct gram_core *c, uint32_t *res)
 {
     if (c->n_out == 0) {
         *res = GS_DEAD;
         return 0;
     }
     sort_u32(c->out, c->n_out);
-    return gc_set_intern(c, c->out, c->n_out, res);
+    return gram_gc_set_intern(c, c->out, c->n_out, res);
 }
 
 /* ---- compaction ---- */
@@ -386,7 +386,7 @@ static void compact(struct gram_core *c, struct gram_pos *extra, bool nodes)
     for (uint32_t i = 0; i < c->memo_n; i++) c->memo_age[i] = 0;
     /* renumbering keeps the order, so the tops stay sorted; interning cannot fail here (the
      * tables are at least as large as when these sets were first made) */
-    for (int j = 0, at = 0; j < nk; at += (int)ntop[j], j++) gc_set_intern(c, tops + at, ntop[j], &keep[j]->set);
+    for (int j = 0, at = 0; j < nk; at += (int)ntop[j], j++) gram_gc_set_intern(c, tops + at, ntop[j], &keep[j]->set);
 }
 
 static bool nodes_over(const struct gram_core *c) { return c->n_nodes > NODE_SOFT + 2 * c->live_nodes; }
@@ -396,14 +396,14 @@ static bool over_soft(const struct gram_core *c)
     return nodes_over(c) || c->n_sets > SET_SOFT || c->n_spool > SPOOL_SOFT || c->tn > TRANS_SOFT;
 }
 
-void gc_maybe_compact(struct gram_core *c, struct gram_pos *extra)
+void gram_gc_maybe_compact(struct gram_core *c, struct gram_pos *extra)
 {
     if (over_soft(c)) compact(c, extra, nodes_over(c));
 }
 
 /* ---- setup ---- */
 
-int gc_init(struct gram_core *c, const struct gram *g)
+int gram_gc_init(struct gram_core *c, const struct gram *g)
 {
     memset(c, 0, sizeof *c);
     c->g = g;
@@ -433,16 +433,16 @@ int gc_init(struct gram_core *c, const struct gram *g)
     c->npos[0] = c->ncnt[0] = c->npar[0] = 0; /* the bottom */
     c->n_nodes = 1;
     c->pass = 1;
-    gc_begin_pass(c);
+    gram_gc_begin_pass(c);
     int rc = push_alts(c, g->root, 0);
     if (!rc) rc = drain(c);
-    if (!rc) rc = gc_finish_set(c, &c->start.set);
+    if (!rc) rc = gram_gc_finish_set(c, &c->start.set);
     if (!rc && c->start.set == GS_DEAD) rc = ERR_STATE;
     c->cur = c->start;
     return rc;
 }
 
-void gc_free(struct gram_core *c)
+void gram_gc_free(struct gram_core *c)
 {
     if (!c) return;
     free(c->npos);

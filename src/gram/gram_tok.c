@@ -4,7 +4,7 @@
  * per byte once warm). mask walks the vocabulary trie in preorder with the position reached at
  * each depth, pruning a subtree at its first rejected byte, and takes a whole subtree at once
  * when every byte group it uses moves the position along a uniform chain at least as long as the
- * subtree is deep (gc_chain: inside a JSON string a loop, nearly the whole vocabulary; inside a
+ * subtree is deep (gram_gc_chain: inside a JSON string a loop, nearly the whole vocabulary; inside a
  * counted class until the count nears its maximum); accepted tokens are marked in trie order and
  * turned into ids by the cheaper polarity (set the accepted, or copy all text tokens and clear
  * the rest).
@@ -74,7 +74,7 @@ int gram_matcher_init(struct gram_matcher *m, const struct gram *g, const struct
     m->c = calloc(1, sizeof *m->c);
     if (!m->c) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
     struct gram_core *c = m->c;
-    int rc = gc_init(c, g);
+    int rc = gram_gc_init(c, g);
     if (!rc && gv) {
         rc = resolve_tokens(c, g, gv, ei);
         c->obits = calloc(gv->n_text / 64 + 2, sizeof *c->obits);
@@ -97,7 +97,7 @@ void gram_matcher_free(struct gram_matcher *m)
 {
     if (!m) return;
     if (m->c) {
-        gc_free(m->c);
+        gram_gc_free(m->c);
         free(m->c);
     }
     memset(m, 0, sizeof *m);
@@ -128,7 +128,7 @@ static int advance(struct gram_matcher *m, struct gram_pos p, int32_t tok, struc
         size_t len;
         const uint8_t *s = (const uint8_t *)vocab_bytes(v, tok, &len);
         struct gram_pos q = p;
-        rc = gc_walk(c, &q, s, len);
+        rc = gram_gc_walk(c, &q, s, len);
         if (rc && rc != ERR_REJECTED) return rc;
         if (!rc && q.part) {
             *out = q;
@@ -138,12 +138,12 @@ static int advance(struct gram_matcher *m, struct gram_pos p, int32_t tok, struc
     }
     if (p.part == 0 && (c->sets[p.set].flags & GSF_TOKENS)) {
         uint32_t ts;
-        if ((rc = gc_token_step(c, p.set, tok, text, c->tokid, &ts)) || (rc = gc_union(c, set, ts, &set)))
+        if ((rc = gram_gc_token_step(c, p.set, tok, text, c->tokid, &ts)) || (rc = gram_gc_union(c, set, ts, &set)))
             return rc;
     }
     if ((f & VOCAB_EOG) && gp_can_end(c, p)) {
         uint32_t es;
-        if ((rc = gc_empty_set(c, &es)) || (rc = gc_union(c, set, es, &set))) return rc;
+        if ((rc = gram_gc_empty_set(c, &es)) || (rc = gram_gc_union(c, set, es, &set))) return rc;
     }
     if (set == GS_DEAD) return ERR_REJECTED;
     *out = (struct gram_pos){set, 0};
@@ -153,7 +153,7 @@ static int advance(struct gram_matcher *m, struct gram_pos p, int32_t tok, struc
 int gram_tok_check(struct gram_matcher *m, int32_t tok)
 {
     if (!m || !m->c || !m->gv) return ERR_STATE;
-    gc_maybe_compact(m->c, NULL);
+    gram_gc_maybe_compact(m->c, NULL);
     struct gram_pos q;
     return advance(m, m->c->cur, tok, &q);
 }
@@ -161,7 +161,7 @@ int gram_tok_check(struct gram_matcher *m, int32_t tok)
 int gram_tok_accept(struct gram_matcher *m, int32_t tok)
 {
     if (!m || !m->c || !m->gv) return ERR_STATE;
-    gc_maybe_compact(m->c, NULL);
+    gram_gc_maybe_compact(m->c, NULL);
     struct gram_pos q;
     int rc = advance(m, m->c->cur, tok, &q);
     if (!rc) m->c->cur = q;
@@ -219,14 +219,14 @@ static int walk_trie(struct gram_matcher *m, struct gram_pos start, struct walk 
             i = x->end;
             continue;
         }
-        /* Whole subtree: every byte below takes q's set one uniform step on (gc_chain), for
+        /* Whole subtree: every byte below takes q's set one uniform step on (gram_gc_chain), for
          * at least as many steps as the subtree is deep. Also right inside an unfinished
          * character: its continuation bytes are below, so the non-ASCII group must be uniform,
          * which means every valid character completes into the next set. */
         if (x->end - i > SKIP_MIN && (x->flags & GV_SUBOK)) {
             uint64_t groups;
             uint32_t len;
-            if ((rc = gc_chain(c, q.set, gv->max_depth, &groups, &len))) return rc;
+            if ((rc = gram_gc_chain(c, q.set, gv->max_depth, &groups, &len))) return rc;
             if ((x->sig & ~groups) == 0 && x->height <= len) {
                 if (take(w, x->ord_lo, nd[x->end].ord_lo)) return 0;
                 i = x->end;
@@ -319,7 +319,7 @@ int gram_tok_mask(struct gram_matcher *m, uint64_t *bits)
     if (!m || !m->c || !m->gv || !bits) return ERR_STATE;
     struct gram_core *c = m->c;
     const struct gram_vocab *gv = m->gv;
-    gc_maybe_compact(c, NULL);
+    gram_gc_maybe_compact(c, NULL);
     struct gram_pos p = c->cur;
     int k = memo_find(c, p);
     if (k >= 0) {
@@ -377,7 +377,7 @@ int gram_tok_forced(struct gram_matcher *m, int32_t *toks, size_t cap, size_t *n
 {
     if (n) *n = 0;
     if (!m || !m->c || !m->gv || !n || (!toks && cap)) return ERR_STATE;
-    gc_maybe_compact(m->c, NULL);
+    gram_gc_maybe_compact(m->c, NULL);
     struct gram_pos p = m->c->cur;
     while (*n < cap) {
         int32_t t;

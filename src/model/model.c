@@ -587,7 +587,7 @@ static void matmul(const struct model_state *st, const struct gguf_tensor *w, ui
 {
     size_t nrows = (size_t)w->ne[1], ncols = (size_t)w->ne[0];
     kern_matmul_ex(st->pool, w->type, w->data, nrows, ncols, st->act, st->act_stride, n, y,
-                   n == 1 ? nrows : ys, n == 1 ? KERN_ORDER_VECDOT : KERN_ORDER_GEMM);
+                   n == 1 ? nrows : ys, n == 1 || st->decode_order ? KERN_ORDER_VECDOT : KERN_ORDER_GEMM);
 }
 
 /* Rotate one head in place. NORM rotates adjacent pairs, NEOX the halves. The angle of pair i is
@@ -674,7 +674,7 @@ static void attn_pair_float(const struct attn_job *j, float *att, uint8_t *scr, 
     const struct kv_cache *kv = &st->kv;
     uint32_t hd = j->m->hp.head_dim;
     size_t n_pad = ((size_t)n + 255) / 256 * 256;
-    unsigned order = j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
+    unsigned order = j->n > 1 && !st->decode_order ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
     for (uint32_t t = 0; t < first; t++) att[t] = -INFINITY;
     if (kv->type == KV_F32) {
         kern_dot_f32_rows(att + first, q, kv_k(kv, j->layer, first) + (size_t)kvh * hd, kv->kv_dim, hd, n - first);
@@ -720,7 +720,7 @@ static void attn_unit(const struct attn_job *j, float *att, uint8_t *scr, uint32
     uint32_t hd = hp->head_dim, g = hp->n_head / hp->n_head_kv;
     size_t qd = (size_t)hp->n_head * hd, n_ctx = j->st->n_ctx;
     float scale = j->m->desc->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
-    unsigned order = j->n > 1 ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
+    unsigned order = j->n > 1 && !j->st->decode_order ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
     bool f16 = kv->type == KV_F16;
     float *out[MODEL_ATT_Q], *sc[MODEL_ATT_Q];
     const float *q[MODEL_ATT_Q];

@@ -122,6 +122,8 @@ struct model_state {
     uint32_t rot_k, rot_v;  /* Hadamard chunk of q/k and of v/output (0: no rotation) */
     struct kv_cache kv;
     struct kern_pool *pool; /* borrowed, may be NULL */
+    bool decode_order;      /* batches too sum in the one-token order: every row gets exactly the
+                               bits evaluating it alone would (a generation's forced runs) */
     size_t xbs, tms, hbs;   /* row strides of xb, tmp, hb (see below) */
     float *x;      /* [MODEL_BATCH][n_embd] residual streams */
     float *xb;     /* [MODEL_BATCH][xbs = max(n_embd, n_head*head_dim)] normed input / attention output */
@@ -167,6 +169,8 @@ typedef int (*model_logits_fn)(void *ud, uint32_t i, const float *logits);
  * more tokens give the same bits however they are split; a one-token batch is llama.cpp's decode,
  * whose float sums run in another order (kern.h, KERN_ORDER_*), so it agrees with a batch within
  * rounding, except where every product has one order (quantized weights with a Q8_0 cache).
+ * With st->decode_order a batch runs in the one-token order: the same bits as its tokens one by
+ * one (the weights still stream once per batch).
  * LAST leaves the last row's logits in st->logits. */
 int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
                         uint32_t n, uint32_t pos0, int logits, model_logits_fn cb, void *ud);

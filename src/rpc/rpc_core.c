@@ -240,7 +240,7 @@ static void m_initialize(struct rpc_server *s, json_t *id, json_t *p)
     for (size_t i = 0; i < eng_chat_template_count(); i++) json_array_append_new(tmpl, json_string(eng_chat_template_name(i)));
     json_object_set_new(cap, "chat_templates", tmpl);
     json_object_set_new(cap, "tools", json_false());
-    json_object_set_new(cap, "grammar", json_false());
+    json_object_set_new(cap, "grammar", json_true());
     json_object_set_new(cap, "jsonrpc_batch", json_false());
     json_object_set_new(r, "capabilities", cap);
     json_object_set_new(r, "limits", limits_json(s));

@@ -115,6 +115,7 @@ struct rpc_job {
     struct eng_gen_params gp;
     char *stops[ENG_MAX_STOPS];
     struct samp_bias *bias;
+    struct eng_grammar *grammar; /* compiled by the loop, read by the worker (gp.grammar) */
     /* chat: the request (a deep copy of the params, owned) and the template choice */
     json_t *chat;
     struct eng_chat_opts copts;

@@ -35,6 +35,7 @@ void rpc_job_free(struct rpc_job *job)
     if (!job) return;
     json_decref(job->id);
     json_decref(job->chat);
+    eng_grammar_free(job->grammar);
     free(job->prompt);
     for (size_t i = 0; i < ENG_MAX_STOPS; i++) free(job->stops[i]);
     free(job->bias);
@@ -250,27 +251,74 @@ static int get_sampling(json_t *p, struct rpc_job *job, struct rpc_fail *f)
     return get_bool(p, "ignore_eos", &job->gp.ignore_eos, f);
 }
 
-/* ---- methods ---- */
+/* ---- grammars ---- */
 
-static int unsupported(struct rpc_fail *f, const char *what)
+/* OpenAI's response_format: {type: "text"} (no constraint: *schema and *json stay unset),
+ * {type: "json_object"} (*json), {type: "json_schema", json_schema: {name?, schema, strict?}}
+ * (*schema, *strict). */
+static int get_response_format(json_t *rf, json_t **schema, bool *json, bool *strict,
+                               struct rpc_fail *f)
 {
-    return rpc_fail_set(f, 0, ERR_UNSUPPORTED,
-                        "%s not supported yet (tools and grammars arrive with the grammar work; "
-                        "leave the field out or null)",
-                        what);
+    json_t *t = json_object_get(rf, "type");
+    if (!json_is_object(rf) || !json_is_string(t))
+        return bad(f, "'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}");
+    const char *type = json_string_value(t);
+    if (!strcmp(type, "text")) return 0;
+    if (!strcmp(type, "json_object")) return *json = true, 0;
+    if (strcmp(type, "json_schema"))
+        return bad(f, "'response_format.type' '%.40s' is not \"text\", \"json_object\" or \"json_schema\"", type);
+    json_t *js = json_object_get(rf, "json_schema");
+    if (!json_is_object(js))
+        return bad(f, "'response_format.json_schema' must be an object {name, schema, strict?}");
+    json_t *name = field(js, "name"), *st = field(js, "strict");
+    *schema = json_object_get(js, "schema");
+    if (name && !json_is_string(name)) return bad(f, "'response_format.json_schema.name' must be a string");
+    if (st && !json_is_boolean(st)) return bad(f, "'response_format.json_schema.strict' must be true or false");
+    if (!json_is_object(*schema) && !json_is_boolean(*schema))
+        return bad(f, "'response_format.json_schema.schema' must be a JSON Schema (an object or a boolean)");
+    *strict = json_is_true(st);
+    return 0;
 }
 
-/* A chat: generation constraints first (not there yet), then eng's check of the conversation,
- * the template choice, and a copy of the request for the worker. */
+/* grammar (GBNF text), json_schema (a JSON Schema) or response_format: at most one constrains
+ * the text. It is compiled here, so a bad one is answered -32602 at once with the parser's
+ * line:column or the schema's unsupported keywords, and the worker only runs it. */
+static int get_grammar(json_t *p, struct rpc_job *job, struct rpc_fail *f)
+{
+    const char *gbnf;
+    size_t n;
+    int rc = get_str(p, "grammar", &gbnf, &n, f);
+    if (rc) return rc;
+    json_t *schema = field(p, "json_schema"), *rf = field(p, "response_format");
+    if (schema && !json_is_object(schema) && !json_is_boolean(schema))
+        return bad(f, "'json_schema' must be a JSON Schema (an object or a boolean)");
+    bool json = false, strict = false;
+    const char *what = gbnf ? "grammar" : "json_schema";
+    if (rf) {
+        json_t *rs = NULL;
+        if ((rc = get_response_format(rf, &rs, &json, &strict, f))) return rc;
+        if ((rs || json) && (gbnf || schema))
+            return bad(f, "give one of 'grammar', 'json_schema' and 'response_format', not several");
+        if (rs) schema = rs, what = "response_format.json_schema.schema";
+    }
+    if (gbnf && schema) return bad(f, "give one of 'grammar' and 'json_schema', not both");
+    struct err_info ei;
+    err_clear(&ei);
+    if (gbnf) rc = eng_grammar_parse(&job->grammar, gbnf, n, &ei);
+    else if (schema) rc = eng_grammar_from_schema_json(&job->grammar, schema, strict, &ei);
+    else if (json) rc = eng_grammar_json(&job->grammar, &ei);
+    if (rc == ERR_NOMEM) return oom(f);
+    if (rc) return bad(f, "'%s': %s", what, ei.msg);
+    job->gp.grammar = job->grammar;
+    return 0;
+}
+
+/* ---- methods ---- */
+
+/* A chat: eng's check of the conversation, the template choice, and a copy of the request for
+ * the worker. */
 static int parse_chat(json_t *p, struct rpc_job *job, struct rpc_fail *f)
 {
-    json_t *rf = field(p, "response_format");
-    if (rf) {
-        json_t *t = json_object_get(rf, "type");
-        if (!json_is_object(rf) || !json_is_string(t)) return bad(f, "'response_format' must be {\"type\": ...}");
-        if (strcmp(json_string_value(t), "text") != 0) return unsupported(f, "'response_format' (JSON mode and schemas) is");
-    }
-    if (field(p, "grammar")) return unsupported(f, "'grammar' is");
     if (!p) return bad(f, "'messages' is required");
     struct err_info ei;
     err_clear(&ei);
@@ -364,7 +412,7 @@ int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_j
     case RPC_M_CHAT:
         if ((rc = get_session(s, params, job, f))) return rc;
         /* the sampling defaults of the CLI, except that a request runs until EOS by default */
-        if ((rc = get_sampling(params, job, f))) return rc;
+        if ((rc = get_sampling(params, job, f)) || (rc = get_grammar(params, job, f))) return rc;
         if (s->cfg.batch) job->stream = false;
         return method == RPC_M_GENERATE ? parse_gen(params, job, f) : parse_chat(params, job, f);
     case RPC_M_CHAT_RENDER:

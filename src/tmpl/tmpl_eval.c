@@ -20,7 +20,7 @@
 
 enum { EX_OK = 0, EX_BREAK = 1, EX_CONTINUE = 2 };
 
-int rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
+int tmpl_rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
 {
     if (!c->err) {
         char msg[ERR_MSG_MAX], where[48];
@@ -36,11 +36,11 @@ int rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
     return -1;
 }
 
-int rt_steps(struct rctx *c, uint64_t n)
+int tmpl_rt_steps(struct rctx *c, uint64_t n)
 {
     c->steps += n;
     if (c->steps > c->max_steps)
-        return rt_err(c, ERR_LIMIT, "StepLimit",
+        return tmpl_rt_err(c, ERR_LIMIT, "StepLimit",
                       "the template did more than %llu steps of work (a loop that does not end?)",
                       (unsigned long long)c->max_steps);
     return 0;
@@ -50,9 +50,9 @@ int rt_steps(struct rctx *c, uint64_t n)
 
 static struct scope *scope_new(struct rctx *c, struct scope *parent)
 {
-    struct scope *s = arena_alloc(&c->ar, sizeof *s);
+    struct scope *s = tmpl_arena_alloc(&c->ar, sizeof *s);
     if (!s) {
-        rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         return NULL;
     }
     s->parent = parent;
@@ -73,9 +73,9 @@ static int scope_set(struct rctx *c, struct scope *s, uint32_t sym, struct val v
         }
     if (s->n == s->cap) {
         size_t nc = s->cap ? s->cap * 2 : 4;
-        uint32_t *ns = arena_alloc(&c->ar, nc * sizeof *ns);
-        struct val *nv = arena_alloc(&c->ar, nc * sizeof *nv);
-        if (!ns || !nv) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        uint32_t *ns = tmpl_arena_alloc(&c->ar, nc * sizeof *ns);
+        struct val *nv = tmpl_arena_alloc(&c->ar, nc * sizeof *nv);
+        if (!ns || !nv) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         if (s->n) {
             memcpy(ns, s->sym, s->n * sizeof *ns);
             memcpy(nv, s->v, s->n * sizeof *nv);
@@ -115,15 +115,15 @@ static int enter(struct rctx *c, const struct node *n)
 {
     c->cur_pos = n->pos;
     if (++c->cdepth > TMPL_MAX_CDEPTH)
-        return rt_err(c, ERR_LIMIT, "RecursionError", "template nested deeper than %d levels",
+        return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "template nested deeper than %d levels",
                       TMPL_MAX_CDEPTH);
-    return rt_steps(c, 1);
+    return tmpl_rt_steps(c, 1);
 }
 
 static int out_val(struct rctx *c, struct val v)
 {
     if (v.t == VT_UNDEF) return 0;
-    return v_str_to(c, c->out, v);
+    return tmpl_v_str_to(c, c->out, v);
 }
 
 /* Run body with output captured into a new string value. */
@@ -135,10 +135,10 @@ static int capture(struct rctx *c, struct scope *sc, const struct nodes *body, s
     int rc = exec_nodes(c, sc, body);
     c->out = saved;
     if (rc >= 0) {
-        *out = buf_take(c, &b, false);
+        *out = tmpl_buf_take(c, &b, false);
         rc = out->t == VT_STR ? 0 : -1;
     }
-    buf_free(&b);
+    tmpl_buf_free(&b);
     return rc < 0 ? -1 : 0;
 }
 
@@ -172,8 +172,8 @@ static const char *objtype(struct val v)
 
 static int bound(struct rctx *c, struct val self, enum meth m, struct val *out)
 {
-    struct method *bm = arena_alloc(&c->ar, sizeof *bm);
-    if (!bm) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+    struct method *bm = tmpl_arena_alloc(&c->ar, sizeof *bm);
+    if (!bm) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
     bm->self = self;
     bm->m = m;
     struct val v = {0};
@@ -198,9 +198,9 @@ static int loop_attr(struct rctx *c, struct val lv, const char *a, size_t n, str
     else if (IS("depth")) *out = v_int(lp->depth0 + 1);
     else if (IS("depth0")) *out = v_int(lp->depth0);
     else if (IS("previtem"))
-        *out = i > 0 ? lp->items->v[i - 1] : v_undef_hint(c, "there is no previous item");
+        *out = i > 0 ? lp->items->v[i - 1] : tmpl_v_undef_hint(c, "there is no previous item");
     else if (IS("nextitem"))
-        *out = i + 1 < len ? lp->items->v[i + 1] : v_undef_hint(c, "there is no next item");
+        *out = i + 1 < len ? lp->items->v[i + 1] : tmpl_v_undef_hint(c, "there is no next item");
     else if (IS("cycle")) return bound(c, lv, M_LOOP_CYCLE, out);
     else if (IS("changed")) return bound(c, lv, M_LOOP_CHANGED, out);
     else return 1;
@@ -208,13 +208,13 @@ static int loop_attr(struct rctx *c, struct val lv, const char *a, size_t n, str
     return 0;
 }
 
-int get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out)
+int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out)
 {
     struct val key = v_strv(name, false);
     switch (obj.t) {
-    case VT_UNDEF: return undef_fail(c, obj);
+    case VT_UNDEF: return tmpl_undef_fail(c, obj);
     case VT_NS: {
-        struct val *v = dict_get_cstr(obj.u.m, name->b, name->len);
+        struct val *v = tmpl_dict_get_cstr(obj.u.m, name->b, name->len);
         if (v) {
             *out = *v;
             return 0;
@@ -227,10 +227,10 @@ int get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out)
         break;
     }
     default: {
-        enum meth m = meth_lookup(obj, name->b, name->len);
+        enum meth m = tmpl_meth_lookup(obj, name->b, name->len);
         if (m != M_NONE) return bound(c, obj, m, out);
         if (obj.t == VT_DICT) {
-            struct val *v = dict_get_cstr(obj.u.m, name->b, name->len);
+            struct val *v = tmpl_dict_get_cstr(obj.u.m, name->b, name->len);
             if (v) {
                 *out = *v;
                 return 0;
@@ -239,7 +239,7 @@ int get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out)
         break;
     }
     }
-    *out = v_undef_name(c, key, objtype(obj), false);
+    *out = tmpl_v_undef_name(c, key, objtype(obj), false);
     return 0;
 }
 
@@ -251,15 +251,15 @@ static bool as_index(struct val k, int64_t *i)
     return true;
 }
 
-int get_item(struct rctx *c, struct val obj, struct val key, struct val *out)
+int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *out)
 {
     int64_t i;
     switch (obj.t) {
-    case VT_UNDEF: return undef_fail(c, obj);
+    case VT_UNDEF: return tmpl_undef_fail(c, obj);
     case VT_DICT:
         if (key.t != VT_LIST || key.f == LK_TUPLE) {
             int rc;
-            struct val *v = dict_get(c, obj.u.m, key, &rc);
+            struct val *v = tmpl_dict_get(c, obj.u.m, key, &rc);
             if (rc) {
                 /* unhashable key: a TypeError that jinja2's getitem swallows */
                 c->err = 0;
@@ -284,11 +284,11 @@ int get_item(struct rctx *c, struct val obj, struct val key, struct val *out)
         break;
     case VT_STR:
         if (as_index(key, &i)) {
-            int64_t n = str_ncp(obj.u.s);
+            int64_t n = tmpl_str_ncp(obj.u.s);
             if (i < 0) i += n;
             if (i >= 0 && i < n) {
-                size_t a = utf8_off(obj.u.s, i), b = utf8_off(obj.u.s, i + 1);
-                *out = v_str(c, obj.u.s->b + a, b - a);
+                size_t a = tmpl_utf8_off(obj.u.s, i), b = tmpl_utf8_off(obj.u.s, i + 1);
+                *out = tmpl_v_str(c, obj.u.s->b + a, b - a);
                 out->f = obj.f;
                 return out->t == VT_STR ? 0 : -1;
             }
@@ -296,12 +296,12 @@ int get_item(struct rctx *c, struct val obj, struct val key, struct val *out)
         break;
     default: break;
     }
-    if (key.t == VT_STR && obj.t != VT_DICT) return get_attr(c, obj, key.u.s, out);
+    if (key.t == VT_STR && obj.t != VT_DICT) return tmpl_get_attr(c, obj, key.u.s, out);
     if (key.t == VT_STR && obj.t == VT_DICT) {
-        enum meth m = meth_lookup(obj, key.u.s->b, key.u.s->len);
+        enum meth m = tmpl_meth_lookup(obj, key.u.s->b, key.u.s->len);
         if (m != M_NONE) return bound(c, obj, m, out);
     }
-    *out = v_undef_name(c, key, objtype(obj), true);
+    *out = tmpl_v_undef_name(c, key, objtype(obj), true);
     return 0;
 }
 
@@ -329,7 +329,7 @@ static int get_slice(struct rctx *c, struct val obj, const struct val *sv, const
 {
     /* jinja2 compiles a slice to Python's obj[a:b:c] directly (not its forgiving getitem),
      * unless the optimizer folded it */
-    if (obj.t == VT_UNDEF) return undef_fail(c, obj);
+    if (obj.t == VT_UNDEF) return tmpl_undef_fail(c, obj);
     bool seq = obj.t == VT_STR || (obj.t == VT_LIST && (obj.f == LK_LIST || obj.f == LK_TUPLE));
     bool bad_ix = false;
     int64_t tmp;
@@ -340,54 +340,54 @@ static int get_slice(struct rctx *c, struct val obj, const struct val *sv, const
         return 0;
     }
     if (obj.t == VT_DICT)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "unhashable type: 'slice'");
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "unhashable type: 'slice'");
     if (!seq)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not subscriptable", type_name(obj));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not subscriptable", tmpl_type_name(obj));
     int64_t ix[3];
     for (int k = 0; k < 3; k++) {
         if (!given[k] || sv[k].t == VT_NONE) continue;
-        if (sv[k].t == VT_UNDEF) return undef_fail(c, sv[k]);
+        if (sv[k].t == VT_UNDEF) return tmpl_undef_fail(c, sv[k]);
         if (!as_index(sv[k], &ix[k]))
-            return rt_err(c, ERR_TEMPLATE, "TypeError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                           "slice indices must be integers or None or have an __index__ method");
     }
     int64_t step = (given[2] && sv[2].t != VT_NONE) ? ix[2] : 1;
-    if (step == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "slice step cannot be zero");
+    if (step == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "slice step cannot be zero");
     if (step == INT64_MIN) step = -INT64_MAX;
     const int64_t *pa = (given[0] && sv[0].t != VT_NONE) ? &ix[0] : NULL;
     const int64_t *pb = (given[1] && sv[1].t != VT_NONE) ? &ix[1] : NULL;
-    int64_t len = obj.t == VT_STR ? str_ncp(obj.u.s) : (int64_t)obj.u.l->n, start, stop;
+    int64_t len = obj.t == VT_STR ? tmpl_str_ncp(obj.u.s) : (int64_t)obj.u.l->n, start, stop;
     slice_indices(len, pa, pb, step, &start, &stop);
     if (obj.t == VT_LIST) {
-        struct list *l = list_new(c, 0);
+        struct list *l = tmpl_list_new(c, 0);
         if (!l) return -1;
         for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
-            if (list_push(c, l, obj.u.l->v[i])) return -1;
+            if (tmpl_list_push(c, l, obj.u.l->v[i])) return -1;
             if (__builtin_add_overflow(i, step, &i)) break;
         }
         *out = v_listv(l, (enum lk)obj.f);
-        return rt_steps(c, l->n / 8);
+        return tmpl_rt_steps(c, l->n / 8);
     }
     struct str *s = obj.u.s;
     if (step == 1) {
-        size_t a = utf8_off(s, start), b = stop > start ? utf8_off(s, stop) : a;
-        *out = v_str(c, s->b + a, b - a);
+        size_t a = tmpl_utf8_off(s, start), b = stop > start ? tmpl_utf8_off(s, stop) : a;
+        *out = tmpl_v_str(c, s->b + a, b - a);
     } else {
         struct buf b = {.limit = c->max_output};
         for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
-            size_t o = utf8_off(s, i), e = utf8_off(s, i + 1);
-            if (buf_put(&b, s->b + o, e - o)) {
-                buf_free(&b);
-                return rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
+            size_t o = tmpl_utf8_off(s, i), e = tmpl_utf8_off(s, i + 1);
+            if (tmpl_buf_put(&b, s->b + o, e - o)) {
+                tmpl_buf_free(&b);
+                return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
             }
-            if (rt_steps(c, 1)) {
-                buf_free(&b);
+            if (tmpl_rt_steps(c, 1)) {
+                tmpl_buf_free(&b);
                 return -1;
             }
             if (__builtin_add_overflow(i, step, &i)) break;
         }
-        *out = buf_take(c, &b, false);
-        buf_free(&b);
+        *out = tmpl_buf_take(c, &b, false);
+        tmpl_buf_free(&b);
     }
     if (out->t != VT_STR) return -1;
     out->f = obj.f;
@@ -403,30 +403,30 @@ static double dval(struct val v) { return v.t == VT_FLOAT ? v.u.d : (double)ival
 
 static int ovf(struct rctx *c)
 {
-    return rt_err(c, ERR_TEMPLATE, "OverflowError", "integer result does not fit in 64 bits");
+    return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "integer result does not fit in 64 bits");
 }
 
 static const char *const g_opsym[] = {"+", "-", "*", "/", "//", "%", "**"};
 
 static int unsupported(struct rctx *c, int op, struct val a, struct val b)
 {
-    return rt_err(c, ERR_TEMPLATE, "TypeError",
-                  "unsupported operand type(s) for %s: '%s' and '%s'", g_opsym[op], type_name(a),
-                  type_name(b));
+    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
+                  "unsupported operand type(s) for %s: '%s' and '%s'", g_opsym[op], tmpl_type_name(a),
+                  tmpl_type_name(b));
 }
 
 static int concat_str(struct rctx *c, struct val a, struct val b, struct val *out)
 {
     bool markup = a.f || b.f;
     if (markup) { /* Markup + str escapes the plain side (markupsafe) */
-        if (!a.f && v_escape(c, a, &a)) return -1;
-        if (!b.f && v_escape(c, b, &b)) return -1;
+        if (!a.f && tmpl_v_escape(c, a, &a)) return -1;
+        if (!b.f && tmpl_v_escape(c, b, &b)) return -1;
     }
     size_t n = a.u.s->len + b.u.s->len;
-    if (n > c->max_output) return rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
-    if (rt_steps(c, n / 64)) return -1;
-    struct str *s = str_alloc(&c->ar, n);
-    if (!s) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+    if (n > c->max_output) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
+    if (tmpl_rt_steps(c, n / 64)) return -1;
+    struct str *s = tmpl_str_alloc(&c->ar, n);
+    if (!s) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
     memcpy(s->b, a.u.s->b, a.u.s->len);
     memcpy(s->b + a.u.s->len, b.u.s->b, b.u.s->len);
     *out = v_strv(s, markup);
@@ -439,22 +439,22 @@ static int repeat(struct rctx *c, struct val seq, int64_t k, struct val *out)
     if (seq.t == VT_STR) {
         size_t len = seq.u.s->len;
         if (len && (uint64_t)k > c->max_output / len)
-            return rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
-        if (rt_steps(c, len * (size_t)k / 64)) return -1;
-        struct str *s = str_alloc(&c->ar, len * (size_t)k);
-        if (!s) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+            return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
+        if (tmpl_rt_steps(c, len * (size_t)k / 64)) return -1;
+        struct str *s = tmpl_str_alloc(&c->ar, len * (size_t)k);
+        if (!s) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         for (int64_t i = 0; i < k; i++) memcpy(s->b + (size_t)i * len, seq.u.s->b, len);
         *out = v_strv(s, seq.f);
         return 0;
     }
     size_t n = seq.u.l->n;
     if (n && (uint64_t)k > (c->max_output / 16) / n)
-        return rt_err(c, ERR_LIMIT, "MemoryError", "list longer than the limit");
-    struct list *l = list_new(c, n * (size_t)k);
+        return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "list longer than the limit");
+    struct list *l = tmpl_list_new(c, n * (size_t)k);
     if (!l) return -1;
     for (int64_t i = 0; n && i < k; i++) vcopy(l->v + (size_t)i * n, seq.u.l->v, n);
     l->n = n * (size_t)k;
-    if (rt_steps(c, l->n / 8)) return -1;
+    if (tmpl_rt_steps(c, l->n / 8)) return -1;
     *out = v_listv(l, (enum lk)seq.f);
     return 0;
 }
@@ -481,7 +481,7 @@ static int arith(struct rctx *c, int op, struct val a, struct val b, struct val 
         case B_MUL: if (__builtin_mul_overflow(x, y, &r)) return ovf(c); *out = v_int(r); return 0;
         case B_FLOORDIV: case B_MOD:
             if (y == 0)
-                return rt_err(c, ERR_TEMPLATE, "ZeroDivisionError", "integer division or modulo by zero");
+                return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError", "integer division or modulo by zero");
             if (x == INT64_MIN && y == -1) return ovf(c);
             r = x / y;
             if ((x % y != 0) && ((x < 0) != (y < 0))) r--;
@@ -490,7 +490,7 @@ static int arith(struct rctx *c, int op, struct val a, struct val b, struct val 
         case B_POW:
             if (y >= 0) return pow_int(c, x, y, out);
             if (x == 0)
-                return rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
+                return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
                               "0.0 cannot be raised to a negative power");
             *out = v_float(pow((double)x, (double)y));
             return 0;
@@ -503,12 +503,12 @@ static int arith(struct rctx *c, int op, struct val a, struct val b, struct val 
     case B_SUB: r = x - y; break;
     case B_MUL: r = x * y; break;
     case B_DIV:
-        if (y == 0) return rt_err(c, ERR_TEMPLATE, "ZeroDivisionError", "division by zero");
+        if (y == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError", "division by zero");
         r = x / y;
         break;
     case B_FLOORDIV: case B_MOD: {
         if (y == 0)
-            return rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
                           op == B_MOD ? "float modulo" : "float floor division by zero");
         double m = fmod(x, y);
         if (m != 0 && ((y < 0) != (m < 0))) m += y;
@@ -528,14 +528,14 @@ static int arith(struct rctx *c, int op, struct val a, struct val b, struct val 
     }
     case B_POW:
         if (x == 0 && y < 0)
-            return rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
                           "0.0 cannot be raised to a negative power");
         if (x < 0 && y != floor(y))
-            return rt_err(c, ERR_UNSUPPORTED, "ValueError",
+            return tmpl_rt_err(c, ERR_UNSUPPORTED, "ValueError",
                           "a negative number to a fractional power is complex");
         r = pow(x, y);
         if (isinf(r) && !isinf(x) && !isinf(y))
-            return rt_err(c, ERR_TEMPLATE, "OverflowError", "(34, 'Numerical result out of range')");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "(34, 'Numerical result out of range')");
         break;
     default: return -1;
     }
@@ -543,27 +543,27 @@ static int arith(struct rctx *c, int op, struct val a, struct val b, struct val 
     return 0;
 }
 
-int binop(struct rctx *c, int op, struct val a, struct val b, struct val *out)
+int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out)
 {
-    if (a.t == VT_UNDEF) return undef_fail(c, a);
-    if (b.t == VT_UNDEF) return undef_fail(c, b);
+    if (a.t == VT_UNDEF) return tmpl_undef_fail(c, a);
+    if (b.t == VT_UNDEF) return tmpl_undef_fail(c, b);
     if (is_num(a) && is_num(b)) return arith(c, op, a, b, out);
     switch (op) {
     case B_ADD:
         if (a.t == VT_STR && b.t == VT_STR) return concat_str(c, a, b, out);
         if (a.t == VT_LIST && b.t == VT_LIST && a.f == b.f && (a.f == LK_LIST || a.f == LK_TUPLE)) {
             size_t n = a.u.l->n + b.u.l->n;
-            struct list *l = list_new(c, n);
+            struct list *l = tmpl_list_new(c, n);
             if (!l) return -1;
             vcopy(l->v, a.u.l->v, a.u.l->n);
             if (b.u.l->n) vcopy(l->v + a.u.l->n, b.u.l->v, b.u.l->n);
             l->n = n;
             *out = v_listv(l, (enum lk)a.f);
-            return rt_steps(c, n / 8);
+            return tmpl_rt_steps(c, n / 8);
         }
         if (a.t == VT_STR || (a.t == VT_LIST && (a.f == LK_LIST || a.f == LK_TUPLE)))
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "can only concatenate %s (not \"%s\") to %s",
-                          type_name(a), type_name(b), type_name(a));
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "can only concatenate %s (not \"%s\") to %s",
+                          tmpl_type_name(a), tmpl_type_name(b), tmpl_type_name(a));
         break;
     case B_MUL: {
         bool sa = a.t == VT_STR || (a.t == VT_LIST && (a.f == LK_LIST || a.f == LK_TUPLE));
@@ -571,13 +571,13 @@ int binop(struct rctx *c, int op, struct val a, struct val b, struct val *out)
         if (sa && is_intish(b)) return repeat(c, a, ival(b), out);
         if (sb && is_intish(a)) return repeat(c, b, ival(a), out);
         if (sa || sb)
-            return rt_err(c, ERR_TEMPLATE, "TypeError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                           "can't multiply sequence by non-int of type '%s'",
-                          type_name(sa ? b : a));
+                          tmpl_type_name(sa ? b : a));
         break;
     }
     case B_MOD:
-        if (a.t == VT_STR) return str_percent(c, a, b, out);
+        if (a.t == VT_STR) return tmpl_str_percent(c, a, b, out);
         break;
     default: break;
     }
@@ -597,27 +597,27 @@ static int make_dict(struct rctx *c, struct val *args, size_t nargs, struct str 
                      struct val *kwv, size_t nkw, struct val *out)
 {
     if (nargs > 1)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "dict expected at most 1 argument, got %zu", nargs);
-    struct dict *d = dict_new(c, nkw);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "dict expected at most 1 argument, got %zu", nargs);
+    struct dict *d = tmpl_dict_new(c, nkw);
     if (!d) return -1;
     if (nargs == 1 && (args[0].t == VT_DICT || args[0].t == VT_NS)) {
         for (size_t i = 0; i < args[0].u.m->n; i++)
-            if (dict_set(c, d, args[0].u.m->e[i].k, args[0].u.m->e[i].v)) return -1;
+            if (tmpl_dict_set(c, d, args[0].u.m->e[i].k, args[0].u.m->e[i].v)) return -1;
     } else if (nargs == 1) {
         struct list *l;
-        if (v_iter_list(c, args[0], &l)) return -1;
+        if (tmpl_v_iter_list(c, args[0], &l)) return -1;
         for (size_t i = 0; i < l->n; i++) {
             struct list *pair;
-            if (l->v[i].t == VT_UNDEF || v_iter_list(c, l->v[i], &pair)) return -1;
+            if (l->v[i].t == VT_UNDEF || tmpl_v_iter_list(c, l->v[i], &pair)) return -1;
             if (pair->n != 2)
-                return rt_err(c, ERR_TEMPLATE, "ValueError",
+                return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError",
                               "dictionary update sequence element #%zu has length %zu; 2 is required",
                               i, pair->n);
-            if (dict_set(c, d, pair->v[0], pair->v[1])) return -1;
+            if (tmpl_dict_set(c, d, pair->v[0], pair->v[1])) return -1;
         }
     }
     for (size_t i = 0; i < nkw; i++)
-        if (dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
+        if (tmpl_dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
     *out = v_dictv(d);
     return 0;
 }
@@ -626,22 +626,22 @@ static int make_dict(struct rctx *c, struct val *args, size_t nargs, struct str 
 static int make_range(struct rctx *c, struct val *args, size_t nargs, struct val *out)
 {
     if (nargs < 1 || nargs > 3)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "range expected 1 to 3 arguments, got %zu", nargs);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "range expected 1 to 3 arguments, got %zu", nargs);
     int64_t v[3] = {0, 0, 1};
     for (size_t i = 0; i < nargs; i++)
         if (!as_index(args[i], &v[nargs == 1 ? 1 : i]))
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
-                          type_name(args[i]));
-    if (v[2] == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "range() arg 3 must not be zero");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
+                          tmpl_type_name(args[i]));
+    if (v[2] == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "range() arg 3 must not be zero");
     double cnt = v[2] > 0 ? ceil(((double)v[1] - (double)v[0]) / (double)v[2])
                           : ceil(((double)v[0] - (double)v[1]) / (double)-v[2]);
     if (cnt < 0) cnt = 0;
     if (cnt > 100000)
-        return rt_err(c, ERR_TEMPLATE, "OverflowError",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError",
                       "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
-    struct list *l = list_new(c, (size_t)cnt);
+    struct list *l = tmpl_list_new(c, (size_t)cnt);
     if (!l) return -1;
-    if (rt_steps(c, (uint64_t)cnt)) return -1; /* a range is materialised: pay per item */
+    if (tmpl_rt_steps(c, (uint64_t)cnt)) return -1; /* a range is materialised: pay per item */
     for (size_t i = 0; i < (size_t)cnt; i++) l->v[i] = v_int(v[0] + (int64_t)i * v[2]);
     l->n = (size_t)cnt;
     *out = v_listv(l, LK_LIST);
@@ -655,26 +655,26 @@ static int call_builtin(struct rctx *c, struct val fn, struct val *args, size_t 
     case FN_RAISE: {
         static const char *const names[] = {"message"};
         struct val a[1];
-        if (bind_args(c, "raise_exception", names, 1, args, nargs, kwn, kwv, nkw, a)) return -1;
+        if (tmpl_bind_args(c, "raise_exception", names, 1, args, nargs, kwn, kwv, nkw, a)) return -1;
         struct val s;
-        if (v_to_str(c, a[0], &s)) return -1;
-        return rt_err(c, ERR_TEMPLATE, "TemplateError", "%.*s", (int)(s.u.s->len > 200 ? 200 : s.u.s->len),
+        if (tmpl_v_to_str(c, a[0], &s)) return -1;
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TemplateError", "%.*s", (int)(s.u.s->len > 200 ? 200 : s.u.s->len),
                       s.u.s->b);
     }
     case FN_STRFTIME: {
         static const char *const names[] = {"format"};
         struct val a[1];
-        if (bind_args(c, "strftime_now", names, 1, args, nargs, kwn, kwv, nkw, a)) return -1;
+        if (tmpl_bind_args(c, "strftime_now", names, 1, args, nargs, kwn, kwv, nkw, a)) return -1;
         if (a[0].t != VT_STR)
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "strftime() argument 1 must be str, not %s",
-                          type_name(a[0]));
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "strftime() argument 1 must be str, not %s",
+                          tmpl_type_name(a[0]));
         struct buf b = {.limit = c->max_output};
-        int rc = strftime_fmt(c, a[0].u.s->b, a[0].u.s->len, c->now + c->utc_offset, &b);
+        int rc = tmpl_strftime_fmt(c, a[0].u.s->b, a[0].u.s->len, c->now + c->utc_offset, &b);
         if (!rc) {
-            *out = buf_take(c, &b, false);
+            *out = tmpl_buf_take(c, &b, false);
             rc = out->t == VT_STR ? 0 : -1;
         }
-        buf_free(&b);
+        tmpl_buf_free(&b);
         return rc;
     }
     case FN_NAMESPACE: case FN_DICT:
@@ -682,21 +682,21 @@ static int call_builtin(struct rctx *c, struct val fn, struct val *args, size_t 
         if (fn.id == FN_NAMESPACE) out->t = VT_NS;
         return 0;
     case FN_RANGE:
-        if (nkw) return rt_err(c, ERR_TEMPLATE, "TypeError", "range() takes no keyword arguments");
+        if (nkw) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "range() takes no keyword arguments");
         return make_range(c, args, nargs, out);
     case FN_JOINER: {
         static const char *const names[] = {"sep"};
         struct val a[1];
-        if (bind_args(c, "joiner", names, 1, args, nargs, kwn, kwv, nkw, a)) return -1;
-        struct list *st = list_new(c, 2);
+        if (tmpl_bind_args(c, "joiner", names, 1, args, nargs, kwn, kwv, nkw, a)) return -1;
+        struct list *st = tmpl_list_new(c, 2);
         if (!st) return -1;
-        st->v[0] = a[0].t == VT_UNDEF ? v_cstr(c, ", ") : a[0];
+        st->v[0] = a[0].t == VT_UNDEF ? tmpl_v_cstr(c, ", ") : a[0];
         st->v[1] = v_bool(false);
         st->n = 2;
         return bound(c, v_listv(st, LK_LIST), M_JOINER_CALL, out);
     }
     default:
-        return rt_err(c, ERR_UNSUPPORTED, "TypeError", "this global function is not supported");
+        return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "this global function is not supported");
     }
 }
 
@@ -707,19 +707,19 @@ static int call_full(struct rctx *c, struct val fn, struct val *args, size_t nar
     switch (fn.t) {
     case VT_MACRO: return call_macro(c, fn.u.mac, args, nargs, kwn, kwv, nkw, caller, out);
     case VT_FUNC: return call_builtin(c, fn, args, nargs, kwn, kwv, nkw, out);
-    case VT_METHOD: return call_method(c, fn.u.bm, args, nargs, kwn, kwv, nkw, out);
+    case VT_METHOD: return tmpl_call_method(c, fn.u.bm, args, nargs, kwn, kwv, nkw, out);
     case VT_LOOP: {
         struct loop *lp = fn.u.lp;
         if (!lp->def->u.loop.recursive)
-            return rt_err(c, ERR_TEMPLATE, "TypeError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                           "The loop must have the 'recursive' marker to be called recursively.");
         if (nargs != 1 || nkw)
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "loop() takes exactly one argument");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "loop() takes exactly one argument");
         if (c->depth >= c->max_depth)
-            return rt_err(c, ERR_LIMIT, "RecursionError", "recursive loop nested deeper than %u",
+            return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "recursive loop nested deeper than %u",
                           c->max_depth);
         struct list *items;
-        if (v_iter_list(c, args[0], &items)) return -1;
+        if (tmpl_v_iter_list(c, args[0], &items)) return -1;
         struct buf b = {.limit = c->max_output};
         struct buf *saved = c->out;
         c->out = &b;
@@ -728,19 +728,19 @@ static int call_full(struct rctx *c, struct val fn, struct val *args, size_t nar
         c->depth--;
         c->out = saved;
         if (rc >= 0) {
-            *out = buf_take(c, &b, false);
+            *out = tmpl_buf_take(c, &b, false);
             rc = out->t == VT_STR ? 0 : -1;
         }
-        buf_free(&b);
+        tmpl_buf_free(&b);
         return rc < 0 ? -1 : 0;
     }
-    case VT_UNDEF: return undef_fail(c, fn);
+    case VT_UNDEF: return tmpl_undef_fail(c, fn);
     default:
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not callable", type_name(fn));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not callable", tmpl_type_name(fn));
     }
 }
 
-int call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
+int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out)
 {
     return call_full(c, fn, args, nargs, kwn, kwv, nkw, v_undef(), out);
@@ -761,12 +761,12 @@ static int macro_bind(struct rctx *c, struct macro *m, struct scope *ms, struct 
     size_t np = d->u.mac.nparams, ndef = d->u.mac.defaults.n;
     const char *name = m->name->b;
     if (nargs > np && !d->u.mac.uses_varargs)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "macro '%s' takes not more than %zu argument(s)",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "macro '%s' takes not more than %zu argument(s)",
                       name, np);
-    bool *given = arena_alloc(&c->ar, np + 1);
-    struct val *vals = arena_alloc(&c->ar, (np + 1) * sizeof *vals);
-    struct dict *kw = dict_new(c, 0);
-    if (!given || !vals || !kw) return rt_err(c, ERR_LIMIT, "MemoryError", "out of memory");
+    bool *given = tmpl_arena_alloc(&c->ar, np + 1);
+    struct val *vals = tmpl_arena_alloc(&c->ar, (np + 1) * sizeof *vals);
+    struct dict *kw = tmpl_dict_new(c, 0);
+    if (!given || !vals || !kw) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "out of memory");
     for (size_t i = 0; i < np && i < nargs; i++) {
         vals[i] = args[i];
         given[i] = true;
@@ -776,16 +776,16 @@ static int macro_bind(struct rctx *c, struct macro *m, struct scope *ms, struct 
         while (i < np && !str_is(c->t->syms[d->u.mac.params[i]], kwn[k]->b)) i++;
         if (i < np) {
             if (given[i])
-                return rt_err(c, ERR_TEMPLATE, "TypeError",
+                return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                               "macro '%s' got multiple values for argument '%s'", name, kwn[k]->b);
             vals[i] = kwv[k];
             given[i] = true;
         } else if (str_is(kwn[k], "caller") && d->u.mac.uses_caller) {
             caller = kwv[k];
         } else if (d->u.mac.uses_kwargs) {
-            if (dict_set(c, kw, v_strv(kwn[k], false), kwv[k])) return -1;
+            if (tmpl_dict_set(c, kw, v_strv(kwn[k], false), kwv[k])) return -1;
         } else {
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "macro '%s' takes no keyword argument '%s'",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "macro '%s' takes no keyword argument '%s'",
                           name, kwn[k]->b);
         }
     }
@@ -795,22 +795,22 @@ static int macro_bind(struct rctx *c, struct macro *m, struct scope *ms, struct 
             if (i >= first_def) {
                 if (eval(c, ms, d->u.mac.defaults.v[i - first_def], &vals[i])) return -1;
             } else {
-                char *h = arena_alloc(&c->ar, 96);
+                char *h = tmpl_arena_alloc(&c->ar, 96);
                 if (h) snprintf(h, 96, "parameter '%s' was not provided", c->t->syms[d->u.mac.params[i]]->b);
-                vals[i] = v_undef_hint(c, h ? h : "parameter was not provided");
+                vals[i] = tmpl_v_undef_hint(c, h ? h : "parameter was not provided");
             }
         }
         if (scope_set(c, ms, d->u.mac.params[i], vals[i])) return -1;
     }
     if (d->u.mac.uses_varargs) {
-        struct list *va = list_new(c, nargs > np ? nargs - np : 0);
+        struct list *va = tmpl_list_new(c, nargs > np ? nargs - np : 0);
         if (!va) return -1;
         for (size_t i = np; i < nargs; i++) va->v[va->n++] = args[i];
         if (scope_set(c, ms, c->t->sym_varargs, v_listv(va, LK_TUPLE))) return -1;
     }
     if (d->u.mac.uses_kwargs && scope_set(c, ms, c->t->sym_kwargs, v_dictv(kw))) return -1;
     if (d->u.mac.uses_caller) {
-        if (caller.t == VT_UNDEF) caller = v_undef_hint(c, "No caller defined");
+        if (caller.t == VT_UNDEF) caller = tmpl_v_undef_hint(c, "No caller defined");
         if (scope_set(c, ms, c->t->sym_caller, caller)) return -1;
     }
     return 0;
@@ -821,7 +821,7 @@ static int call_macro(struct rctx *c, struct macro *m, struct val *args, size_t 
                       struct val *out)
 {
     if (c->depth >= c->max_depth)
-        return rt_err(c, ERR_LIMIT, "RecursionError", "macro calls nested deeper than %u",
+        return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "macro calls nested deeper than %u",
                       c->max_depth);
     struct scope *ms = scope_new(c, m->closure);
     if (!ms) return -1;
@@ -839,10 +839,10 @@ static int eval_args(struct rctx *c, struct scope *sc, const struct node *n, str
                      struct val **kwv)
 {
     size_t na = n->u.call.args.n, nk = n->u.call.kwv.n;
-    *args = na ? arena_alloc(&c->ar, na * sizeof **args) : NULL;
-    *kwv = nk ? arena_alloc(&c->ar, nk * sizeof **kwv) : NULL;
+    *args = na ? tmpl_arena_alloc(&c->ar, na * sizeof **args) : NULL;
+    *kwv = nk ? tmpl_arena_alloc(&c->ar, nk * sizeof **kwv) : NULL;
     if ((na && !*args) || (nk && !*kwv))
-        return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
     for (size_t i = 0; i < na; i++)
         if (eval(c, sc, n->u.call.args.v[i], &(*args)[i])) return -1;
     for (size_t i = 0; i < nk; i++)
@@ -877,9 +877,9 @@ static int eval_filter(struct rctx *c, struct scope *sc, const struct node *n, c
     if (eval_args(c, sc, n, &args, &kwv)) return -1;
     c->cur_pos = n->pos;
     if (n->u.call.fid < 0)
-        return rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No filter named '%s'.",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No filter named '%s'.",
                       n->u.call.fname->b);
-    return apply_filter(c, n->u.call.fid, x, args, n->u.call.args.n, n->u.call.kwn, kwv,
+    return tmpl_apply_filter(c, n->u.call.fid, x, args, n->u.call.args.n, n->u.call.kwn, kwv,
                         n->u.call.kwv.n, out);
 }
 
@@ -895,14 +895,14 @@ static int eval_compare(struct rctx *c, struct scope *sc, const struct node *n, 
         bool res;
         int k;
         switch (n->u.cmp.ops[i]) {
-        case C_EQ: res = v_eq(l, r); break;
-        case C_NE: res = !v_eq(l, r); break;
+        case C_EQ: res = tmpl_v_eq(l, r); break;
+        case C_NE: res = !tmpl_v_eq(l, r); break;
         case C_IN: case C_NOTIN:
-            if (v_contains(c, r, l, &res)) return -1;
+            if (tmpl_v_contains(c, r, l, &res)) return -1;
             if (n->u.cmp.ops[i] == C_NOTIN) res = !res;
             break;
         default:
-            if (v_cmp(c, l, r, &k)) return -1;
+            if (tmpl_v_cmp(c, l, r, &k)) return -1;
             switch (n->u.cmp.ops[i]) {
             case C_LT: res = k == -1; break;
             case C_LE: res = k == -1 || k == 0; break;
@@ -927,27 +927,27 @@ static int eval_concat(struct rctx *c, struct scope *sc, const struct node *n, s
     for (size_t i = 0; i < n->u.items.n && !rc; i++) {
         struct val v;
         rc = eval(c, sc, n->u.items.v[i], &v);
-        if (!rc && v.t != VT_UNDEF) rc = v_str_to(c, &b, v);
+        if (!rc && v.t != VT_UNDEF) rc = tmpl_v_str_to(c, &b, v);
     }
     if (!rc) {
-        *out = buf_take(c, &b, false);
+        *out = tmpl_buf_take(c, &b, false);
         rc = out->t == VT_STR ? 0 : -1;
     }
-    buf_free(&b);
+    tmpl_buf_free(&b);
     return rc;
 }
 
 static int neg_value(struct rctx *c, const struct node *n, struct val a, struct val *out)
 {
-    if (a.t == VT_UNDEF) return undef_fail(c, a);
+    if (a.t == VT_UNDEF) return tmpl_undef_fail(c, a);
     bool neg = n->k == N_NEG;
     if (a.t == VT_FLOAT) *out = v_float(neg ? -a.u.d : a.u.d);
     else if (is_intish(a)) {
         if (neg && ival(a) == INT64_MIN) return ovf(c);
         *out = v_int(neg ? -ival(a) : ival(a));
     } else {
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "bad operand type for unary %c: '%s'",
-                      neg ? '-' : '+', type_name(a));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "bad operand type for unary %c: '%s'",
+                      neg ? '-' : '+', tmpl_type_name(a));
     }
     return 0;
 }
@@ -958,7 +958,7 @@ static int eval_unary(struct rctx *c, struct scope *sc, const struct node *n, st
     if (eval(c, sc, n->u.bin.a, &a)) return -1;
     c->cur_pos = n->pos;
     if (n->k == N_NOT) {
-        *out = v_bool(!truthy(a));
+        *out = v_bool(!tmpl_truthy(a));
         return 0;
     }
     return neg_value(c, n, a, out);
@@ -967,19 +967,19 @@ static int eval_unary(struct rctx *c, struct scope *sc, const struct node *n, st
 static int eval_literal(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
 {
     if (n->k == N_DICT) {
-        struct dict *d = dict_new(c, n->u.dict.keys.n);
+        struct dict *d = tmpl_dict_new(c, n->u.dict.keys.n);
         if (!d) return -1;
         for (size_t i = 0; i < n->u.dict.keys.n; i++) {
             struct val k, v;
             if (eval(c, sc, n->u.dict.keys.v[i], &k) || eval(c, sc, n->u.dict.vals.v[i], &v))
                 return -1;
             c->cur_pos = n->pos;
-            if (dict_set(c, d, k, v)) return -1;
+            if (tmpl_dict_set(c, d, k, v)) return -1;
         }
         *out = v_dictv(d);
         return 0;
     }
-    struct list *l = list_new(c, n->u.items.n);
+    struct list *l = tmpl_list_new(c, n->u.items.n);
     if (!l) return -1;
     for (size_t i = 0; i < n->u.items.n; i++)
         if (eval(c, sc, n->u.items.v[i], &l->v[i])) return -1;
@@ -1011,16 +1011,16 @@ static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, st
     case N_CONST: *out = n->u.c; return 0;
     case N_NAME:
         if (!scope_get(c, sc, n->u.name.sym, out))
-            *out = v_undef_name(c, v_strv(c->t->syms[n->u.name.sym], false), NULL, false);
+            *out = tmpl_v_undef_name(c, v_strv(c->t->syms[n->u.name.sym], false), NULL, false);
         return 0;
     case N_GETATTR:
         if (eval(c, sc, n->u.ga.obj, &a)) return -1;
         c->cur_pos = n->pos;
-        return get_attr(c, a, n->u.ga.attr, out);
+        return tmpl_get_attr(c, a, n->u.ga.attr, out);
     case N_GETITEM:
         if (eval(c, sc, n->u.gi.obj, &a) || eval(c, sc, n->u.gi.key, &b)) return -1;
         c->cur_pos = n->pos;
-        return get_item(c, a, b, out);
+        return tmpl_get_item(c, a, b, out);
     case N_SLICE: return eval_slice(c, sc, n, out);
     case N_CALL: return eval_call(c, sc, n, v_undef(), out);
     case N_FILTER: return eval_filter(c, sc, n, NULL, out);
@@ -1030,11 +1030,11 @@ static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, st
         if (eval(c, sc, n->u.call.obj, &a) || eval_args(c, sc, n, &args, &kwv)) return -1;
         c->cur_pos = n->pos;
         if (n->u.call.fid < 0)
-            return rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No test named '%s'.",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No test named '%s'.",
                           n->u.call.fname->b);
         if (n->u.call.kwv.n)
-            return rt_err(c, ERR_UNSUPPORTED, "TypeError", "keyword arguments to tests are not supported");
-        if (apply_test(c, n->u.call.fid, a, args, n->u.call.args.n, &r)) return -1;
+            return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "keyword arguments to tests are not supported");
+        if (tmpl_apply_test(c, n->u.call.fid, a, args, n->u.call.args.n, &r)) return -1;
         *out = v_bool(r);
         return 0;
     }
@@ -1043,16 +1043,16 @@ static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, st
         if (n->op == B_POW_NEGCONST) { /* -(c ** b): see B_POW_NEGCONST */
             if (eval(c, sc, n->u.bin.a->u.bin.a, &a) || eval(c, sc, n->u.bin.b, &b)) return -1;
             c->cur_pos = n->pos;
-            if (binop(c, B_POW, a, b, &a)) return -1;
+            if (tmpl_binop(c, B_POW, a, b, &a)) return -1;
             struct node neg = {.k = N_NEG, .pos = n->pos};
             return neg_value(c, &neg, a, out);
         }
         if (eval(c, sc, n->u.bin.a, &a) || eval(c, sc, n->u.bin.b, &b)) return -1;
         c->cur_pos = n->pos;
-        return binop(c, n->op, a, b, out);
+        return tmpl_binop(c, n->op, a, b, out);
     case N_AND: case N_OR:
         if (eval(c, sc, n->u.bin.a, &a)) return -1;
-        if (truthy(a) == (n->k == N_OR)) {
+        if (tmpl_truthy(a) == (n->k == N_OR)) {
             *out = a;
             return 0;
         }
@@ -1061,13 +1061,13 @@ static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, st
     case N_COMPARE: return eval_compare(c, sc, n, out);
     case N_COND:
         if (eval(c, sc, n->u.cond.test, &a)) return -1;
-        if (truthy(a)) return eval(c, sc, n->u.cond.a, out);
+        if (tmpl_truthy(a)) return eval(c, sc, n->u.cond.a, out);
         if (n->u.cond.b) return eval(c, sc, n->u.cond.b, out);
-        *out = v_undef_hint(c, "the inline if-expression evaluated to false and no else section "
+        *out = tmpl_v_undef_hint(c, "the inline if-expression evaluated to false and no else section "
                                "was defined.");
         return 0;
     case N_LIST: case N_TUPLE: case N_DICT: return eval_literal(c, sc, n, out);
-    default: return rt_err(c, ERR_INVALID, "InternalError", "not an expression");
+    default: return tmpl_rt_err(c, ERR_INVALID, "InternalError", "not an expression");
     }
 }
 
@@ -1085,14 +1085,14 @@ static int eval(struct rctx *c, struct scope *sc, const struct node *n, struct v
 static int unpack(struct rctx *c, struct val v, size_t want, struct list **out)
 {
     if (v.t != VT_LIST && v.t != VT_STR && v.t != VT_DICT && v.t != VT_UNDEF)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "cannot unpack non-iterable %s object",
-                      type_name(v));
-    if (v_iter_list(c, v, out)) return -1;
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "cannot unpack non-iterable %s object",
+                      tmpl_type_name(v));
+    if (tmpl_v_iter_list(c, v, out)) return -1;
     if ((*out)->n < want)
-        return rt_err(c, ERR_TEMPLATE, "ValueError", "not enough values to unpack (expected %zu, got %zu)",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "not enough values to unpack (expected %zu, got %zu)",
                       want, (*out)->n);
     if ((*out)->n > want)
-        return rt_err(c, ERR_TEMPLATE, "ValueError", "too many values to unpack (expected %zu)", want);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "too many values to unpack (expected %zu)", want);
     return 0;
 }
 
@@ -1103,9 +1103,9 @@ static int assign(struct rctx *c, struct scope *sc, const struct node *t, struct
         struct val ns;
         c->cur_pos = t->pos;
         if (!scope_get(c, sc, t->u.ns.sym, &ns) || ns.t != VT_NS)
-            return rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError",
                           "cannot assign attribute on non-namespace object");
-        return dict_set(c, ns.u.m, v_strv(t->u.ns.attr, false), v);
+        return tmpl_dict_set(c, ns.u.m, v_strv(t->u.ns.attr, false), v);
     }
     struct list *parts;
     c->cur_pos = t->pos;
@@ -1120,7 +1120,7 @@ static int exec_for(struct rctx *c, struct scope *sc, const struct node *n, stru
 {
     const struct node *target = n->u.loop.target;
     if (n->u.loop.test) { /* for x in xs if test: filter first (loop.length counts kept ones) */
-        struct list *kept = list_new(c, items->n);
+        struct list *kept = tmpl_list_new(c, items->n);
         if (!kept) return -1;
         struct scope *fs = scope_new(c, sc);
         if (!fs) return -1;
@@ -1128,7 +1128,7 @@ static int exec_for(struct rctx *c, struct scope *sc, const struct node *n, stru
             struct val t;
             fs->n = 0;
             if (assign(c, fs, target, items->v[i]) || eval(c, fs, n->u.loop.test, &t)) return -1;
-            if (truthy(t)) kept->v[kept->n++] = items->v[i];
+            if (tmpl_truthy(t)) kept->v[kept->n++] = items->v[i];
         }
         items = kept;
     }
@@ -1136,8 +1136,8 @@ static int exec_for(struct rctx *c, struct scope *sc, const struct node *n, stru
     struct loop *lp = NULL;
     struct val lv = {0};
     if (want_loop) {
-        lp = arena_alloc(&c->ar, sizeof *lp);
-        if (!lp) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        lp = tmpl_arena_alloc(&c->ar, sizeof *lp);
+        if (!lp) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         lp->items = items;
         lp->depth0 = depth0;
         lp->def = n;
@@ -1148,7 +1148,7 @@ static int exec_for(struct rctx *c, struct scope *sc, const struct node *n, stru
     struct scope *is = scope_new(c, sc);
     if (!is) return -1;
     for (size_t i = 0; i < items->n; i++) {
-        if (rt_steps(c, 1)) return -1;
+        if (tmpl_rt_steps(c, 1)) return -1;
         is->n = 0; /* a fresh scope per iteration */
         if (lp) {
             lp->i = i;
@@ -1173,9 +1173,9 @@ static int exec_node(struct rctx *c, struct scope *sc, const struct node *n)
     switch (n->k) {
     case N_TEXT:
         c->cur_pos = n->pos;
-        if (rt_steps(c, n->u.text->len / 64)) return -1;
-        if (buf_put(c->out, n->u.text->b, n->u.text->len))
-            return rt_err(c, ERR_LIMIT, "OutputLimit", "rendered text longer than %zu bytes",
+        if (tmpl_rt_steps(c, n->u.text->len / 64)) return -1;
+        if (tmpl_buf_put(c->out, n->u.text->b, n->u.text->len))
+            return tmpl_rt_err(c, ERR_LIMIT, "OutputLimit", "rendered text longer than %zu bytes",
                           c->out->limit);
         return 0;
     case N_OUTPUT:
@@ -1187,14 +1187,14 @@ static int exec_node(struct rctx *c, struct scope *sc, const struct node *n)
         return 0;
     case N_IF:
         if (eval(c, sc, n->u.iff.test, &v)) return -1;
-        return exec_nodes(c, sc, truthy(v) ? &n->u.iff.body : &n->u.iff.els);
+        return exec_nodes(c, sc, tmpl_truthy(v) ? &n->u.iff.body : &n->u.iff.els);
     case N_FOR: {
         struct list *items;
         if (eval(c, sc, n->u.loop.iter, &v)) return -1;
         c->cur_pos = n->pos;
         /* a list is iterated in place, as Python does (no copy per loop) */
         if (v.t == VT_LIST && !v_is_gen(v)) items = v.u.l;
-        else if (v_iter_list(c, v, &items)) return -1;
+        else if (tmpl_v_iter_list(c, v, &items)) return -1;
         return exec_for(c, sc, n, items, 0);
     }
     case N_SET:
@@ -1207,8 +1207,8 @@ static int exec_node(struct rctx *c, struct scope *sc, const struct node *n)
         return assign(c, sc, n->u.setb.target, v);
     }
     case N_MACRO: {
-        struct macro *m = arena_alloc(&c->ar, sizeof *m);
-        if (!m) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        struct macro *m = tmpl_arena_alloc(&c->ar, sizeof *m);
+        if (!m) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         m->name = n->u.mac.name;
         m->def = n;
         m->closure = sc;
@@ -1217,8 +1217,8 @@ static int exec_node(struct rctx *c, struct scope *sc, const struct node *n)
         return scope_set(c, sc, n->u.mac.sym, v);
     }
     case N_CALLBLOCK: {
-        struct macro *m = arena_alloc(&c->ar, sizeof *m);
-        if (!m) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        struct macro *m = tmpl_arena_alloc(&c->ar, sizeof *m);
+        if (!m) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         m->name = n->u.mac.name;
         m->def = n;
         m->closure = sc;
@@ -1245,7 +1245,7 @@ static int exec_node(struct rctx *c, struct scope *sc, const struct node *n)
     case N_BREAK: return EX_BREAK;
     case N_CONTINUE: return EX_CONTINUE;
     case N_BODY: return exec_nodes(c, sc, &n->u.body);
-    default: return rt_err(c, ERR_INVALID, "InternalError", "not a statement");
+    default: return tmpl_rt_err(c, ERR_INVALID, "InternalError", "not a statement");
     }
 }
 
@@ -1285,11 +1285,11 @@ static int init_globals(struct rctx *c, const json_t *vars)
 {
     const struct tmpl *t = c->t;
     size_t ns = t->nsyms ? t->nsyms : 1;
-    c->gvals = arena_alloc(&c->ar, ns * sizeof *c->gvals);
-    c->gset = arena_alloc(&c->ar, ns);
+    c->gvals = tmpl_arena_alloc(&c->ar, ns * sizeof *c->gvals);
+    c->gset = tmpl_arena_alloc(&c->ar, ns);
     c->globals = scope_new(c, NULL);
     if (!c->gvals || !c->gset || !c->globals)
-        return rt_err(c, ERR_NOMEM, "MemoryError", "out of memory");
+        return tmpl_rt_err(c, ERR_NOMEM, "MemoryError", "out of memory");
     for (size_t i = 0; i < t->nsyms; i++) {
         for (size_t g = 0; g < sizeof g_globals / sizeof g_globals[0]; g++) {
             if (str_is(t->syms[i], g_globals[g].name)) {
@@ -1299,7 +1299,7 @@ static int init_globals(struct rctx *c, const json_t *vars)
         }
         json_t *j = vars ? json_object_getn(vars, t->syms[i]->b, t->syms[i]->len) : NULL;
         if (j) {
-            if (v_from_json(c, j, &c->gvals[i], 0)) return -1;
+            if (tmpl_v_from_json(c, j, &c->gvals[i], 0)) return -1;
             c->gset[i] = true;
         }
     }
@@ -1338,9 +1338,9 @@ int tmpl_render(const struct tmpl *t, const json_t *vars, const struct tmpl_opts
     c.ar.limit = o.max_mem;
     int rc = init_globals(&c, vars);
     if (!rc) rc = exec_nodes(&c, c.globals, &t->body) < 0 ? -1 : 0;
-    arena_free(&c.ar);
+    tmpl_arena_free(&c.ar);
     if (rc || c.err) {
-        buf_free(&main);
+        tmpl_buf_free(&main);
         return c.err ? c.err : ERR_TEMPLATE;
     }
     if (!main.p) {

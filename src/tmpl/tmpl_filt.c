@@ -3,7 +3,7 @@
  * ensure_ascii=False, keys in insertion order, no HTML escaping), no autoescaping.
  *
  * Python semantics that decide bytes: filters that jinja2 writes as generators (select, reject,
- * map, unique, items, batch, slice) return generator-flavoured lists (truthy even when empty,
+ * map, unique, items, batch, slice) return generator-flavoured lists (tmpl_truthy even when empty,
  * no len(), consumed when iterated); `reverse` of a list is an iterator; min/max/first/last of
  * nothing is an undefined value; `round` is Python's (ties to even on the exact binary value);
  * `indent` splits on every Unicode line boundary.
@@ -64,7 +64,7 @@ static bool name_eq(const char *a, const char *s, size_t n)
     return a && strlen(a) == n && memcmp(a, s, n) == 0;
 }
 
-int filt_lookup(const char *name, size_t len)
+int tmpl_filt_lookup(const char *name, size_t len)
 {
     for (int i = 0; g_filt_unsupported[i]; i++)
         if (name_eq(g_filt_unsupported[i], name, len)) return -2;
@@ -73,7 +73,7 @@ int filt_lookup(const char *name, size_t len)
     return -1;
 }
 
-int test_lookup(const char *name, size_t len)
+int tmpl_test_lookup(const char *name, size_t len)
 {
     for (int i = 0; i < T_COUNT_; i++)
         if (name_eq(g_test_names[i], name, len)) return i;
@@ -84,7 +84,7 @@ int test_lookup(const char *name, size_t len)
 
 static int type_err(struct rctx *c, const char *fmt, const char *a)
 {
-    return rt_err(c, ERR_TEMPLATE, "TypeError", fmt, a);
+    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", fmt, a);
 }
 
 /* ---- attribute paths (make_attrgetter) ---- */
@@ -98,7 +98,7 @@ static int attr_path(struct rctx *c, struct val item, struct val path, const str
             *out = item;
             return 0;
         }
-        int rc = get_item(c, item, path, out);
+        int rc = tmpl_get_item(c, item, path, out);
         if (!rc && dflt && out->t == VT_UNDEF) *out = *dflt;
         return rc;
     }
@@ -114,9 +114,9 @@ static int attr_path(struct rctx *c, struct val item, struct val path, const str
             if (s[k] < '0' || s[k] > '9' || num > INT64_MAX / 10 - 10) digits = false;
             else num = num * 10 + (s[k] - '0');
         }
-        struct val key = digits ? v_int(num) : v_str(c, s + i, j - i);
+        struct val key = digits ? v_int(num) : tmpl_v_str(c, s + i, j - i);
         if (key.t == VT_UNDEF) return -1;
-        if (get_item(c, cur, key, &cur)) return -1;
+        if (tmpl_get_item(c, cur, key, &cur)) return -1;
         if (dflt && cur.t == VT_UNDEF) cur = *dflt;
         if (j >= n) break;
         i = j + 1;
@@ -135,7 +135,7 @@ static bool lower_key(struct rctx *c, struct val v, struct val *out)
     }
     struct val a[1] = {v};
     struct method m = {.self = v, .m = M_S_LOWER};
-    return call_method(c, &m, a, 0, NULL, NULL, 0, out) == 0;
+    return tmpl_call_method(c, &m, a, 0, NULL, NULL, 0, out) == 0;
 }
 
 /* ---- sort helpers (stable merge sort on keys) ---- */
@@ -148,7 +148,7 @@ static int keyed_cmp(struct rctx *c, const struct keyed *a, const struct keyed *
                      int *out)
 {
     int r;
-    if (v_cmp(c, a->key, b->key, &r)) return -1;
+    if (tmpl_v_cmp(c, a->key, b->key, &r)) return -1;
     if (r == 2) r = 0;
     *out = rev ? -r : r;
     return 0;
@@ -168,17 +168,17 @@ static int msort(struct rctx *c, struct keyed *v, struct keyed *tmp, size_t n, b
     while (i < h) tmp[k++] = v[i++];
     while (j < n) tmp[k++] = v[j++];
     memcpy(v, tmp, n * sizeof *v);
-    return rt_steps(c, n / 4);
+    return tmpl_rt_steps(c, n / 4);
 }
 
 /* Python's sorted(): stable, reverse keeps stability (equal keys keep their order); the items
  * in their new order as a list. */
 static int sort_keyed(struct rctx *c, struct keyed *v, size_t n, bool rev, struct val *out)
 {
-    struct keyed *tmp = arena_alloc(&c->ar, (n ? n : 1) * sizeof *tmp);
-    if (!tmp) return rt_oom(c);
+    struct keyed *tmp = tmpl_arena_alloc(&c->ar, (n ? n : 1) * sizeof *tmp);
+    if (!tmp) return tmpl_rt_oom(c);
     if (msort(c, v, tmp, n, rev)) return -1;
-    struct list *r = list_new(c, n);
+    struct list *r = tmpl_list_new(c, n);
     if (!r) return -1;
     for (size_t i = 0; i < n; i++) r->v[i] = v[i].item;
     r->n = n;
@@ -190,31 +190,31 @@ static int sort_keyed(struct rctx *c, struct keyed *v, size_t n, bool rev, struc
 
 static int f_default(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
-    struct val dflt = a[0].t == VT_UNDEF ? v_cstr(c, "") : a[0];
-    bool boolean = a[1].t != VT_UNDEF && truthy(a[1]);
-    *out = (v.t == VT_UNDEF || (boolean && !truthy(v))) ? dflt : v;
+    struct val dflt = a[0].t == VT_UNDEF ? tmpl_v_cstr(c, "") : a[0];
+    bool boolean = a[1].t != VT_UNDEF && tmpl_truthy(a[1]);
+    *out = (v.t == VT_UNDEF || (boolean && !tmpl_truthy(v))) ? dflt : v;
     return 0;
 }
 
 static int f_join(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
     struct list *l;
-    if (v_iter_list(c, v, &l)) return -1;
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
     struct buf b = {.limit = c->max_output};
     struct val sep = a[0];
-    if (sep.t == VT_UNDEF) sep = v_cstr(c, "");
+    if (sep.t == VT_UNDEF) sep = tmpl_v_cstr(c, "");
     for (size_t i = 0; i < l->n; i++) {
         struct val item = l->v[i];
         if (a[1].t != VT_UNDEF && a[1].t != VT_NONE && attr_path(c, item, a[1], NULL, &item)) {
-            buf_free(&b);
+            tmpl_buf_free(&b);
             return -1;
         }
-        if ((i && v_str_to(c, &b, sep)) || v_str_to(c, &b, item)) {
-            buf_free(&b);
+        if ((i && tmpl_v_str_to(c, &b, sep)) || tmpl_v_str_to(c, &b, item)) {
+            tmpl_buf_free(&b);
             return -1;
         }
     }
-    return rt_take(c, &b, false, out);
+    return tmpl_rt_take(c, &b, false, out);
 }
 
 static bool is_scalar_kind(struct val v)
@@ -225,22 +225,22 @@ static bool is_scalar_kind(struct val v)
 static int f_first_last(struct rctx *c, int fid, struct val v, struct val *out)
 {
     if (fid == F_LAST && v_is_gen(v))
-        return type_err(c, "'%s' object is not reversible", type_name(v));
+        return type_err(c, "'%s' object is not reversible", tmpl_type_name(v));
     if (fid == F_LAST && (v.t == VT_NS || is_scalar_kind(v)))
-        return type_err(c, "'%s' object is not reversible", type_name(v));
+        return type_err(c, "'%s' object is not reversible", tmpl_type_name(v));
     if (v.t == VT_LIST && v_is_gen(v)) { /* first of a generator consumes one item */
         struct list *l = v.u.l;
         if (l->pos < l->n) {
             *out = l->v[l->pos++];
             return 0;
         }
-        *out = v_undef_hint(c, "No first item, sequence was empty.");
+        *out = tmpl_v_undef_hint(c, "No first item, sequence was empty.");
         return 0;
     }
     struct list *l;
-    if (v_iter_list(c, v, &l)) return -1;
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
     if (l->n == 0)
-        *out = v_undef_hint(c, fid == F_FIRST ? "No first item, sequence was empty."
+        *out = tmpl_v_undef_hint(c, fid == F_FIRST ? "No first item, sequence was empty."
                                               : "No last item, sequence was empty.");
     else
         *out = l->v[fid == F_FIRST ? 0 : l->n - 1];
@@ -251,12 +251,12 @@ static int f_minmax(struct rctx *c, bool is_max, struct val v, const struct val 
                     struct val *out)
 {
     struct list *l;
-    if (v_iter_list(c, v, &l)) return -1;
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
     if (l->n == 0) {
-        *out = v_undef_hint(c, "No aggregated item, sequence was empty.");
+        *out = tmpl_v_undef_hint(c, "No aggregated item, sequence was empty.");
         return 0;
     }
-    bool cs = a[0].t != VT_UNDEF && truthy(a[0]);
+    bool cs = a[0].t != VT_UNDEF && tmpl_truthy(a[0]);
     size_t best = 0;
     struct val bk;
     for (size_t i = 0; i < l->n; i++) {
@@ -268,7 +268,7 @@ static int f_minmax(struct rctx *c, bool is_max, struct val v, const struct val 
             continue;
         }
         int r;
-        if (v_cmp(c, k, bk, &r)) return -1;
+        if (tmpl_v_cmp(c, k, bk, &r)) return -1;
         if ((is_max && r == 1) || (!is_max && r == -1)) {
             best = i;
             bk = k;
@@ -281,24 +281,24 @@ static int f_minmax(struct rctx *c, bool is_max, struct val v, const struct val 
 static int f_sort(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
     struct list *l;
-    if (v_iter_list(c, v, &l)) return -1;
-    bool rev = a[0].t != VT_UNDEF && truthy(a[0]);
-    bool cs = a[1].t != VT_UNDEF && truthy(a[1]);
-    struct keyed *kv = arena_alloc(&c->ar, (l->n ? l->n : 1) * sizeof *kv);
-    if (!kv) return rt_oom(c);
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
+    bool rev = a[0].t != VT_UNDEF && tmpl_truthy(a[0]);
+    bool cs = a[1].t != VT_UNDEF && tmpl_truthy(a[1]);
+    struct keyed *kv = tmpl_arena_alloc(&c->ar, (l->n ? l->n : 1) * sizeof *kv);
+    if (!kv) return tmpl_rt_oom(c);
     /* attribute may be "a,b": the key is then the list of each */
     struct list *attrs = NULL;
     if (a[2].t == VT_STR && memchr(a[2].u.s->b, ',', a[2].u.s->len)) {
         struct method m = {.self = a[2], .m = M_S_SPLIT};
-        struct val sep = v_cstr(c, ","), parts;
-        if (call_method(c, &m, &sep, 1, NULL, NULL, 0, &parts)) return -1;
+        struct val sep = tmpl_v_cstr(c, ","), parts;
+        if (tmpl_call_method(c, &m, &sep, 1, NULL, NULL, 0, &parts)) return -1;
         attrs = parts.u.l;
     }
     for (size_t i = 0; i < l->n; i++) {
         kv[i].item = l->v[i];
         struct val k = l->v[i];
         if (attrs) {
-            struct list *kl = list_new(c, attrs->n);
+            struct list *kl = tmpl_list_new(c, attrs->n);
             if (!kl) return -1;
             for (size_t j = 0; j < attrs->n; j++) {
                 struct val x;
@@ -320,24 +320,24 @@ static int f_sort(struct rctx *c, struct val v, const struct val *a, struct val 
 static int f_dictsort(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
     if (v.t != VT_DICT && v.t != VT_NS) {
-        if (v.t == VT_UNDEF) return undef_fail(c, v);
-        return rt_err(c, ERR_TEMPLATE, "AttributeError", "'%s' object has no attribute 'items'",
-                      type_name(v));
+        if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "AttributeError", "'%s' object has no attribute 'items'",
+                      tmpl_type_name(v));
     }
-    bool cs = a[0].t != VT_UNDEF && truthy(a[0]);
+    bool cs = a[0].t != VT_UNDEF && tmpl_truthy(a[0]);
     int pos = 0;
     if (a[1].t != VT_UNDEF) {
         if (a[1].t == VT_STR && a[1].u.s->len == 5 && !memcmp(a[1].u.s->b, "value", 5)) pos = 1;
         else if (!(a[1].t == VT_STR && a[1].u.s->len == 3 && !memcmp(a[1].u.s->b, "key", 3)))
-            return rt_err(c, ERR_TEMPLATE, "FilterArgumentError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "FilterArgumentError",
                           "You can only sort by either \"key\" or \"value\"");
     }
-    bool rev = a[2].t != VT_UNDEF && truthy(a[2]);
+    bool rev = a[2].t != VT_UNDEF && tmpl_truthy(a[2]);
     struct dict *d = v.u.m;
-    struct keyed *kv = arena_alloc(&c->ar, (d->n ? d->n : 1) * sizeof *kv);
-    if (!kv) return rt_oom(c);
+    struct keyed *kv = tmpl_arena_alloc(&c->ar, (d->n ? d->n : 1) * sizeof *kv);
+    if (!kv) return tmpl_rt_oom(c);
     for (size_t i = 0; i < d->n; i++) {
-        struct list *pair = list_new(c, 2);
+        struct list *pair = tmpl_list_new(c, 2);
         if (!pair) return -1;
         pair->v[0] = d->e[i].k;
         pair->v[1] = d->e[i].v;
@@ -353,15 +353,15 @@ static int f_items(struct rctx *c, struct val v, struct val *out)
 {
     struct list *r;
     if (v.t == VT_UNDEF) {
-        if (!(r = list_new(c, 0))) return -1;
+        if (!(r = tmpl_list_new(c, 0))) return -1;
         *out = gen_of(r);
         return 0;
     }
     if (v.t != VT_DICT) return type_err(c, "Can only get item pairs from a mapping.%s", "");
     struct dict *d = v.u.m;
-    if (!(r = list_new(c, d->n))) return -1;
+    if (!(r = tmpl_list_new(c, d->n))) return -1;
     for (size_t i = 0; i < d->n; i++) {
-        struct list *pair = list_new(c, 2);
+        struct list *pair = tmpl_list_new(c, 2);
         if (!pair) return -1;
         pair->v[0] = d->e[i].k;
         pair->v[1] = d->e[i].v;
@@ -378,33 +378,33 @@ static int f_select(struct rctx *c, int fid, struct val v, struct val *args, siz
 {
     bool attr = fid == F_SELECTATTR || fid == F_REJECTATTR;
     bool want = fid == F_SELECT || fid == F_SELECTATTR;
-    struct list *r = list_new(c, 0);
+    struct list *r = tmpl_list_new(c, 0);
     if (!r) return -1;
     *out = gen_of(r);
-    if (!truthy(v)) return 0;
+    if (!tmpl_truthy(v)) return 0;
     if (attr && nargs < 1)
-        return rt_err(c, ERR_TEMPLATE, "FilterArgumentError", "Missing parameter for attribute name");
+        return tmpl_rt_err(c, ERR_TEMPLATE, "FilterArgumentError", "Missing parameter for attribute name");
     size_t off = attr ? 1 : 0;
     int tid = -1;
     if (nargs > off) {
-        if (args[off].t != VT_STR) return type_err(c, "test name must be a string, not %s", type_name(args[off]));
-        tid = test_lookup(args[off].u.s->b, args[off].u.s->len);
+        if (args[off].t != VT_STR) return type_err(c, "test name must be a string, not %s", tmpl_type_name(args[off]));
+        tid = tmpl_test_lookup(args[off].u.s->b, args[off].u.s->len);
         if (tid < 0)
-            return rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No test named '%s'.",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No test named '%s'.",
                           args[off].u.s->b);
     }
     struct list *l;
-    if (v_iter_list(c, v, &l)) return -1;
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
     for (size_t i = 0; i < l->n; i++) {
         struct val x = l->v[i];
         if (attr && attr_path(c, x, args[0], NULL, &x)) return -1;
         bool ok;
         if (tid >= 0) {
-            if (apply_test(c, tid, x, args + off + 1, nargs - off - 1, &ok)) return -1;
+            if (tmpl_apply_test(c, tid, x, args + off + 1, nargs - off - 1, &ok)) return -1;
         } else {
-            ok = truthy(x);
+            ok = tmpl_truthy(x);
         }
-        if (ok == want && list_push(c, r, l->v[i])) return -1;
+        if (ok == want && tmpl_list_push(c, r, l->v[i])) return -1;
     }
     return 0;
 }
@@ -413,10 +413,10 @@ static int f_map(struct rctx *c, struct val v, struct val *args, size_t nargs, s
                  struct val *kwv, size_t nkw, struct val *out)
 {
     struct list *l, *r;
-    if (!(r = list_new(c, 0))) return -1;
+    if (!(r = tmpl_list_new(c, 0))) return -1;
     *out = gen_of(r);
-    if (!truthy(v)) return 0; /* jinja2: `if value:` before anything else */
-    if (v_iter_list(c, v, &l)) return -1;
+    if (!tmpl_truthy(v)) return 0; /* jinja2: `if value:` before anything else */
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
     struct val attr = v_undef(), dflt = v_undef();
     bool by_attr = false;
     if (nargs == 0) {
@@ -424,18 +424,18 @@ static int f_map(struct rctx *c, struct val v, struct val *args, size_t nargs, s
             if (kwn[i]->len == 9 && !memcmp(kwn[i]->b, "attribute", 9)) attr = kwv[i], by_attr = true;
             else if (kwn[i]->len == 7 && !memcmp(kwn[i]->b, "default", 7)) dflt = kwv[i];
             else
-                return rt_err(c, ERR_TEMPLATE, "FilterArgumentError",
+                return tmpl_rt_err(c, ERR_TEMPLATE, "FilterArgumentError",
                               "Unexpected keyword argument '%s'", kwn[i]->b);
         }
         if (!by_attr)
-            return rt_err(c, ERR_TEMPLATE, "FilterArgumentError", "map requires a filter argument");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "FilterArgumentError", "map requires a filter argument");
     }
     int fid = -1;
     if (!by_attr) {
-        if (args[0].t != VT_STR) return type_err(c, "filter name must be a string, not %s", type_name(args[0]));
-        fid = filt_lookup(args[0].u.s->b, args[0].u.s->len);
+        if (args[0].t != VT_STR) return type_err(c, "filter name must be a string, not %s", tmpl_type_name(args[0]));
+        fid = tmpl_filt_lookup(args[0].u.s->b, args[0].u.s->len);
         if (fid < 0)
-            return rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No filter named '%s'.",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TemplateRuntimeError", "No filter named '%s'.",
                           args[0].u.s->b);
     }
     for (size_t i = 0; i < l->n; i++) {
@@ -443,10 +443,10 @@ static int f_map(struct rctx *c, struct val v, struct val *args, size_t nargs, s
         if (by_attr) {
             if (attr_path(c, l->v[i], attr, dflt.t == VT_UNDEF || dflt.t == VT_NONE ? NULL : &dflt, &x))
                 return -1;
-        } else if (apply_filter(c, fid, l->v[i], args + 1, nargs - 1, kwn, kwv, nkw, &x)) {
+        } else if (tmpl_apply_filter(c, fid, l->v[i], args + 1, nargs - 1, kwn, kwv, nkw, &x)) {
             return -1;
         }
-        if (list_push(c, r, x)) return -1;
+        if (tmpl_list_push(c, r, x)) return -1;
     }
     return 0;
 }
@@ -454,17 +454,17 @@ static int f_map(struct rctx *c, struct val v, struct val *args, size_t nargs, s
 static int f_unique(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
     struct list *l, *r, *seen;
-    if (v_iter_list(c, v, &l) || !(r = list_new(c, 0)) || !(seen = list_new(c, 0))) return -1;
-    bool cs = a[0].t != VT_UNDEF && truthy(a[0]);
-    struct dict *set = dict_new(c, 0);
+    if (tmpl_v_iter_list(c, v, &l) || !(r = tmpl_list_new(c, 0)) || !(seen = tmpl_list_new(c, 0))) return -1;
+    bool cs = a[0].t != VT_UNDEF && tmpl_truthy(a[0]);
+    struct dict *set = tmpl_dict_new(c, 0);
     if (!set) return -1;
     for (size_t i = 0; i < l->n; i++) {
         struct val k = l->v[i];
         if (a[1].t != VT_UNDEF && a[1].t != VT_NONE && attr_path(c, k, a[1], NULL, &k)) return -1;
         if (!cs && !lower_key(c, k, &k)) return -1;
         int rc;
-        if (dict_get(c, set, k, &rc)) continue;
-        if (rc || dict_set(c, set, k, v_none()) || list_push(c, r, l->v[i])) return -1;
+        if (tmpl_dict_get(c, set, k, &rc)) continue;
+        if (rc || tmpl_dict_set(c, set, k, v_none()) || tmpl_list_push(c, r, l->v[i])) return -1;
     }
     *out = gen_of(r);
     return 0;
@@ -474,32 +474,32 @@ static int f_batch_slice(struct rctx *c, int fid, struct val v, const struct val
                          struct val *out)
 {
     struct list *l, *r;
-    if (v_iter_list(c, v, &l) || !(r = list_new(c, 0))) return -1;
+    if (tmpl_v_iter_list(c, v, &l) || !(r = tmpl_list_new(c, 0))) return -1;
     if (a[0].t != VT_INT || a[0].u.i <= 0) {
         if (fid == F_BATCH && a[0].t == VT_INT)
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "range() arg 3 must not be zero");
-        return type_err(c, "'%s' object cannot be interpreted as an integer", type_name(a[0]));
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "range() arg 3 must not be zero");
+        return type_err(c, "'%s' object cannot be interpreted as an integer", tmpl_type_name(a[0]));
     }
     size_t k = (size_t)a[0].u.i;
     bool fill = a[1].t != VT_UNDEF;
     if (fid == F_BATCH) {
         for (size_t i = 0; i < l->n; i += k) {
-            struct list *b = list_new(c, k);
+            struct list *b = tmpl_list_new(c, k);
             if (!b) return -1;
             for (size_t j = i; j < i + k && j < l->n; j++) b->v[b->n++] = l->v[j];
             while (fill && b->n < k) b->v[b->n++] = a[1];
-            if (list_push(c, r, v_listv(b, LK_LIST))) return -1;
+            if (tmpl_list_push(c, r, v_listv(b, LK_LIST))) return -1;
         }
     } else { /* slice into k columns */
         size_t per = l->n / k, extra = l->n % k, off = 0;
         for (size_t s = 0; s < k; s++) {
             size_t start = off + 0, n = per + (s < extra);
-            struct list *b = list_new(c, n + 1);
+            struct list *b = tmpl_list_new(c, n + 1);
             if (!b) return -1;
             for (size_t j = 0; j < n; j++) b->v[b->n++] = l->v[start + j];
             if (fill && s >= extra && extra) b->v[b->n++] = a[1];
             off += n;
-            if (list_push(c, r, v_listv(b, LK_LIST))) return -1;
+            if (tmpl_list_push(c, r, v_listv(b, LK_LIST))) return -1;
         }
     }
     *out = gen_of(r);
@@ -510,8 +510,8 @@ static int f_batch_slice(struct rctx *c, int fid, struct val v, const struct val
 static bool parse_pyint(const char *s, size_t n, int base, int64_t *out)
 {
     size_t i = 0;
-    while (i < n && uni_isspace((unsigned char)s[i])) i++;
-    while (n > i && uni_isspace((unsigned char)s[n - 1])) n--;
+    while (i < n && tmpl_uni_isspace((unsigned char)s[i])) i++;
+    while (n > i && tmpl_uni_isspace((unsigned char)s[n - 1])) n--;
     bool neg = false;
     if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
     if (i + 1 < n && s[i] == '0') {
@@ -549,8 +549,8 @@ static bool parse_pyint(const char *s, size_t n, int base, int64_t *out)
 static bool parse_pyfloat(const char *s, size_t n, double *out)
 {
     size_t i = 0;
-    while (i < n && uni_isspace((unsigned char)s[i])) i++;
-    while (n > i && uni_isspace((unsigned char)s[n - 1])) n--;
+    while (i < n && tmpl_uni_isspace((unsigned char)s[i])) i++;
+    while (n > i && tmpl_uni_isspace((unsigned char)s[n - 1])) n--;
     if (i >= n || n - i > 300) return false;
     char tmp[320];
     size_t w = 0;
@@ -581,7 +581,7 @@ static int f_int(struct rctx *c, struct val v, const struct val *a, struct val *
     struct val dflt = a[0].t == VT_UNDEF ? v_int(0) : a[0];
     int64_t base = 10;
     if (a[1].t == VT_INT) base = a[1].u.i;
-    if (v.t == VT_UNDEF) return undef_fail(c, v);
+    if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
     int64_t i;
     double d;
     switch (v.t) {
@@ -590,7 +590,7 @@ static int f_int(struct rctx *c, struct val v, const struct val *a, struct val *
     case VT_FLOAT:
         if (isnan(v.u.d)) break;
         if (isinf(v.u.d) || fabs(v.u.d) >= 9.2e18)
-            return rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
         *out = v_int((int64_t)v.u.d);
         return 0;
     case VT_STR:
@@ -601,7 +601,7 @@ static int f_int(struct rctx *c, struct val v, const struct val *a, struct val *
         }
         if (parse_pyfloat(v.u.s->b, v.u.s->len, &d) && !isnan(d)) {
             if (isinf(d) || fabs(d) >= 9.2e18)
-                return rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
+                return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
             *out = v_int((int64_t)d);
             return 0;
         }
@@ -617,7 +617,7 @@ static int f_float(struct rctx *c, struct val v, const struct val *a, struct val
     struct val dflt = a[0].t == VT_UNDEF ? v_float(0.0) : a[0];
     double d;
     switch (v.t) {
-    case VT_UNDEF: return undef_fail(c, v);
+    case VT_UNDEF: return tmpl_undef_fail(c, v);
     case VT_FLOAT: *out = v; return 0;
     case VT_INT: *out = v_float((double)v.u.i); return 0;
     case VT_BOOL: *out = v_float(v.u.b); return 0;
@@ -639,16 +639,16 @@ static int f_round(struct rctx *c, struct val v, const struct val *a, struct val
     if (a[0].t == VT_INT) prec = a[0].u.i;
     else if (a[0].t == VT_BOOL) prec = a[0].u.b;
     else if (a[0].t != VT_UNDEF)
-        return type_err(c, "'%s' object cannot be interpreted as an integer", type_name(a[0]));
+        return type_err(c, "'%s' object cannot be interpreted as an integer", tmpl_type_name(a[0]));
     const char *method = "common";
     if (a[1].t == VT_STR) method = a[1].u.s->b;
     bool common = !strcmp(method, "common"), ceil_ = !strcmp(method, "ceil"),
          floor_ = !strcmp(method, "floor");
     if (!common && !ceil_ && !floor_)
-        return rt_err(c, ERR_TEMPLATE, "FilterArgumentError", "method must be common, ceil or floor");
-    if (v.t == VT_UNDEF) return undef_fail(c, v);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "FilterArgumentError", "method must be common, ceil or floor");
+    if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
     if (v.t != VT_INT && v.t != VT_BOOL && v.t != VT_FLOAT)
-        return type_err(c, "type %s doesn't define __round__ method", type_name(v));
+        return type_err(c, "type %s doesn't define __round__ method", tmpl_type_name(v));
     if (prec > 300) prec = 300;
     if (prec < -300) prec = -300;
     if (common && v.t != VT_FLOAT) { /* round(int, n) stays an int */
@@ -683,27 +683,27 @@ static int f_round(struct rctx *c, struct val v, const struct val *a, struct val
 
 static int f_indent(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
-    if (v.t == VT_UNDEF) return undef_fail(c, v);
-    if (v.t != VT_STR) return type_err(c, "unsupported operand type(s) for +=: '%s' and 'str'", type_name(v));
+    if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
+    if (v.t != VT_STR) return type_err(c, "unsupported operand type(s) for +=: '%s' and 'str'", tmpl_type_name(v));
     struct buf ind = {.limit = 4096};
     if (a[0].t == VT_STR) {
-        if (rt_bput(c, &ind, a[0].u.s->b, a[0].u.s->len)) return -1;
+        if (tmpl_rt_bput(c, &ind, a[0].u.s->b, a[0].u.s->len)) return -1;
     } else {
         int64_t w = a[0].t == VT_UNDEF ? 4 : a[0].t == VT_INT ? a[0].u.i : a[0].t == VT_BOOL ? a[0].u.b : -1;
         if (a[0].t != VT_UNDEF && a[0].t != VT_INT && a[0].t != VT_BOOL)
-            return type_err(c, "can't multiply sequence by non-int of type '%s'", type_name(a[0]));
+            return type_err(c, "can't multiply sequence by non-int of type '%s'", tmpl_type_name(a[0]));
         for (int64_t i = 0; i < w && i < 4096; i++)
-            if (rt_bput(c, &ind, " ", 1)) return -1;
+            if (tmpl_rt_bput(c, &ind, " ", 1)) return -1;
     }
-    bool first = a[1].t != VT_UNDEF && truthy(a[1]);
-    bool blank = a[2].t != VT_UNDEF && truthy(a[2]);
+    bool first = a[1].t != VT_UNDEF && tmpl_truthy(a[1]);
+    bool blank = a[2].t != VT_UNDEF && tmpl_truthy(a[2]);
     const char *indp = ind.p ? ind.p : "";
     size_t indn = ind.n;
     /* lines of s + "\n" by splitlines() */
     const char *s = v.u.s->b;
     size_t n = v.u.s->len;
     struct buf b = {.limit = c->max_output};
-    if (first && rt_bput(c, &b, indp, indn)) goto fail;
+    if (first && tmpl_rt_bput(c, &b, indp, indn)) goto fail;
     size_t i = 0, line = 0;
     for (;;) {
         /* find the end of the line starting at i (the appended "\n" ends the last one) */
@@ -714,8 +714,8 @@ static int f_indent(struct rctx *c, struct val v, const struct val *a, struct va
                 break;
             }
             size_t adv;
-            uint32_t cp = utf8_dec(s + j, n - j, &adv);
-            if (uni_islinebreak(cp)) {
+            uint32_t cp = tmpl_utf8_dec(s + j, n - j, &adv);
+            if (tmpl_uni_islinebreak(cp)) {
                 next = j + adv + (cp == '\r' && j + 1 < n && s[j + 1] == '\n');
                 break;
             }
@@ -723,22 +723,22 @@ static int f_indent(struct rctx *c, struct val v, const struct val *a, struct va
         }
         bool empty = j == i;
         if (line > 0) {
-            if (rt_bput(c, &b, "\n", 1)) goto fail;
-            if ((blank || !empty) && rt_bput(c, &b, indp, indn)) goto fail;
+            if (tmpl_rt_bput(c, &b, "\n", 1)) goto fail;
+            if ((blank || !empty) && tmpl_rt_bput(c, &b, indp, indn)) goto fail;
         }
-        if (rt_bput(c, &b, s + i, j - i)) goto fail;
+        if (tmpl_rt_bput(c, &b, s + i, j - i)) goto fail;
         line++;
         if (next > n) break; /* the appended newline closed the last line */
         i = next;
     }
-    buf_free(&ind);
-    if (rt_steps(c, n / 64)) {
-        buf_free(&b);
+    tmpl_buf_free(&ind);
+    if (tmpl_rt_steps(c, n / 64)) {
+        tmpl_buf_free(&b);
         return -1;
     }
-    return rt_take(c, &b, v.f, out);
+    return tmpl_rt_take(c, &b, v.f, out);
 fail:
-    buf_free(&ind);
+    tmpl_buf_free(&ind);
     return -1;
 }
 
@@ -746,47 +746,47 @@ static int f_truncate(struct rctx *c, struct val v, const struct val *a, struct 
 {
     struct val s = v;
     int64_t length = a[0].t == VT_INT ? a[0].u.i : 255;
-    bool kill = a[1].t != VT_UNDEF && truthy(a[1]);
-    struct val end = a[2].t == VT_STR ? a[2] : v_cstr(c, "...");
+    bool kill = a[1].t != VT_UNDEF && tmpl_truthy(a[1]);
+    struct val end = a[2].t == VT_STR ? a[2] : tmpl_v_cstr(c, "...");
     int64_t leeway = a[3].t == VT_INT ? a[3].u.i : 5;
-    int64_t elen = str_ncp(end.u.s), slen;
-    if (v_len(c, v, &slen)) return -1; /* jinja2 takes len(s) of whatever it is given */
+    int64_t elen = tmpl_str_ncp(end.u.s), slen;
+    if (tmpl_v_len(c, v, &slen)) return -1; /* jinja2 takes len(s) of whatever it is given */
     if (length < elen)
-        return rt_err(c, ERR_TEMPLATE, "AssertionError", "expected length >= %lld, got %lld",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "AssertionError", "expected length >= %lld, got %lld",
                       (long long)elen, (long long)length);
     if (leeway < 0)
-        return rt_err(c, ERR_TEMPLATE, "AssertionError", "expected leeway >= 0, got %lld",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "AssertionError", "expected leeway >= 0, got %lld",
                       (long long)leeway);
     if (slen <= length + leeway) {
         *out = s;
         return 0;
     }
     if (v.t != VT_STR)
-        return rt_err(c, ERR_TEMPLATE, kill ? "TypeError" : "AttributeError",
+        return tmpl_rt_err(c, ERR_TEMPLATE, kill ? "TypeError" : "AttributeError",
                       kill ? "can only concatenate %s (not \"str\") to %s"
                            : "'%s' object has no attribute 'rsplit'%s",
-                      type_name(v), kill ? type_name(v) : "");
-    size_t cut = utf8_off(s.u.s, length - elen);
+                      tmpl_type_name(v), kill ? tmpl_type_name(v) : "");
+    size_t cut = tmpl_utf8_off(s.u.s, length - elen);
     if (!kill) { /* rsplit(" ", 1)[0] */
         size_t k = cut;
         while (k > 0 && s.u.s->b[k - 1] != ' ') k--;
         if (k > 0) cut = k - 1;
     }
     struct buf b = {.limit = c->max_output};
-    if (rt_bput(c, &b, s.u.s->b, cut) || rt_bput(c, &b, end.u.s->b, end.u.s->len)) return -1;
-    return rt_take(c, &b, false, out);
+    if (tmpl_rt_bput(c, &b, s.u.s->b, cut) || tmpl_rt_bput(c, &b, end.u.s->b, end.u.s->len)) return -1;
+    return tmpl_rt_take(c, &b, false, out);
 }
 
 static int f_wordcount(struct rctx *c, struct val v, struct val *out)
 {
     struct val s;
-    if (v_to_str(c, v, &s)) return -1;
+    if (tmpl_v_to_str(c, v, &s)) return -1;
     int64_t words = 0;
     bool in = false;
     for (size_t i = 0; i < s.u.s->len;) {
         size_t adv;
-        uint32_t cp = utf8_dec(s.u.s->b + i, s.u.s->len - i, &adv);
-        bool w = cp == '_' || uni_isalpha(cp) || uni_isdigit(cp);
+        uint32_t cp = tmpl_utf8_dec(s.u.s->b + i, s.u.s->len - i, &adv);
+        bool w = cp == '_' || tmpl_uni_isalpha(cp) || tmpl_uni_isdigit(cp);
         if (w && !in) words++;
         in = w;
         i += adv;
@@ -798,29 +798,29 @@ static int f_wordcount(struct rctx *c, struct val v, struct val *out)
 static int f_title(struct rctx *c, struct val v, struct val *out)
 {
     struct val s;
-    if (v_to_str(c, v, &s)) return -1;
+    if (tmpl_v_to_str(c, v, &s)) return -1;
     struct buf b = {.limit = c->max_output};
     bool sep_prev = true; /* segments split at runs of [-\s({\[<] */
     bool seg_start = true;
     for (size_t i = 0; i < s.u.s->len;) {
         size_t adv;
-        uint32_t cp = utf8_dec(s.u.s->b + i, s.u.s->len - i, &adv);
-        bool sep = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || uni_isspace(cp);
+        uint32_t cp = tmpl_utf8_dec(s.u.s->b + i, s.u.s->len - i, &adv);
+        bool sep = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || tmpl_uni_isspace(cp);
         if (sep != sep_prev) seg_start = true;
         sep_prev = sep;
-        uint32_t o = seg_start ? uni_upper(cp) : uni_lower(cp);
+        uint32_t o = seg_start ? tmpl_uni_upper(cp) : tmpl_uni_lower(cp);
         seg_start = false;
         char tmp[4];
-        if (rt_bput(c, &b, tmp, utf8_enc(o, tmp))) return -1;
+        if (tmpl_rt_bput(c, &b, tmp, tmpl_utf8_enc(o, tmp))) return -1;
         i += adv;
     }
-    return rt_take(c, &b, s.f, out);
+    return tmpl_rt_take(c, &b, s.f, out);
 }
 
 static int f_tojson(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
-    struct json_opts o = {.ensure_ascii = a[0].t != VT_UNDEF && truthy(a[0]),
-                          .sort_keys = a[3].t != VT_UNDEF && truthy(a[3])};
+    struct json_opts o = {.ensure_ascii = a[0].t != VT_UNDEF && tmpl_truthy(a[0]),
+                          .sort_keys = a[3].t != VT_UNDEF && tmpl_truthy(a[3])};
     char spaces[64];
     struct val ind = a[1];
     if (ind.t == VT_STR) {
@@ -828,20 +828,20 @@ static int f_tojson(struct rctx *c, struct val v, const struct val *a, struct va
         o.indent_len = ind.u.s->len;
     } else if (ind.t == VT_INT || ind.t == VT_BOOL) {
         int64_t w = ind.t == VT_BOOL ? ind.u.b : ind.u.i;
-        if (w > (int64_t)sizeof spaces) return rt_err(c, ERR_LIMIT, "ValueError", "indent too large");
+        if (w > (int64_t)sizeof spaces) return tmpl_rt_err(c, ERR_LIMIT, "ValueError", "indent too large");
         if (w < 0) w = 0;
         memset(spaces, ' ', (size_t)w);
         o.indent = spaces;
         o.indent_len = (size_t)w;
     } else if (ind.t != VT_UNDEF && ind.t != VT_NONE) {
-        return type_err(c, "can't multiply sequence by non-int of type '%s'", type_name(ind));
+        return type_err(c, "can't multiply sequence by non-int of type '%s'", tmpl_type_name(ind));
     }
     o.item_sep = o.indent ? "," : ", ";
     o.key_sep = ": ";
     if (a[2].t != VT_UNDEF && a[2].t != VT_NONE) {
         struct val sp = a[2];
         if (sp.t != VT_LIST || sp.u.l->n != 2 || sp.u.l->v[0].t != VT_STR || sp.u.l->v[1].t != VT_STR)
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "separators must be a pair of strings");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "separators must be a pair of strings");
         o.item_sep = sp.u.l->v[0].u.s->b;
         o.item_sep_len = sp.u.l->v[0].u.s->len;
         o.key_sep = sp.u.l->v[1].u.s->b;
@@ -851,23 +851,23 @@ static int f_tojson(struct rctx *c, struct val v, const struct val *a, struct va
         o.key_sep_len = strlen(o.key_sep);
     }
     struct buf b = {.limit = c->max_output};
-    if (v_tojson(c, &b, v, &o, 0)) {
-        buf_free(&b);
+    if (tmpl_v_tojson(c, &b, v, &o, 0)) {
+        tmpl_buf_free(&b);
         return -1;
     }
-    return rt_take(c, &b, false, out);
+    return tmpl_rt_take(c, &b, false, out);
 }
 
 static int f_sum(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
     struct list *l;
-    if (v_iter_list(c, v, &l)) return -1;
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
     struct val acc = a[1].t == VT_UNDEF ? v_int(0) : a[1];
     if (acc.t == VT_STR) return type_err(c, "sum() can't sum strings [use ''.join(seq) instead]%s", "");
     for (size_t i = 0; i < l->n; i++) {
         struct val x = l->v[i];
         if (a[0].t != VT_UNDEF && a[0].t != VT_NONE && attr_path(c, x, a[0], NULL, &x)) return -1;
-        if (binop(c, B_ADD, acc, x, &acc)) return -1;
+        if (tmpl_binop(c, B_ADD, acc, x, &acc)) return -1;
     }
     *out = acc;
     return 0;
@@ -876,10 +876,10 @@ static int f_sum(struct rctx *c, struct val v, const struct val *a, struct val *
 static int f_center(struct rctx *c, struct val v, const struct val *a, struct val *out)
 {
     struct val s;
-    if (v_to_str(c, v, &s)) return -1;
+    if (tmpl_v_to_str(c, v, &s)) return -1;
     struct method m = {.self = s, .m = M_S_CENTER};
     struct val w = a[0].t == VT_UNDEF ? v_int(80) : a[0];
-    return call_method(c, &m, &w, 1, NULL, NULL, 0, out);
+    return tmpl_call_method(c, &m, &w, 1, NULL, NULL, 0, out);
 }
 
 static int f_reverse(struct rctx *c, struct val v, struct val *out)
@@ -890,13 +890,13 @@ static int f_reverse(struct rctx *c, struct val v, struct val *out)
         for (size_t i = s->len; i > 0;) {
             size_t st = i - 1;
             while (st > 0 && ((unsigned char)s->b[st] & 0xc0) == 0x80) st--;
-            if (rt_bput(c, &b, s->b + st, i - st)) return -1;
+            if (tmpl_rt_bput(c, &b, s->b + st, i - st)) return -1;
             i = st;
         }
-        return rt_take(c, &b, v.f, out);
+        return tmpl_rt_take(c, &b, v.f, out);
     }
     struct list *l;
-    if (v_iter_list(c, v, &l)) return -1;
+    if (tmpl_v_iter_list(c, v, &l)) return -1;
     for (size_t i = 0; i < l->n / 2; i++) {
         struct val t = l->v[i];
         l->v[i] = l->v[l->n - 1 - i];
@@ -912,9 +912,9 @@ static int str_meth(struct rctx *c, enum meth m, struct val v, struct val *args,
                     struct val *out)
 {
     struct val s;
-    if (v_to_str(c, v, &s)) return -1;
+    if (tmpl_v_to_str(c, v, &s)) return -1;
     struct method bm = {.self = s, .m = m};
-    return call_method(c, &bm, args, nargs, NULL, NULL, 0, out);
+    return tmpl_call_method(c, &bm, args, nargs, NULL, NULL, 0, out);
 }
 
 /* The filter argument names (jinja2's signatures, after the value). */
@@ -969,92 +969,92 @@ static const char *const *filt_params(int fid, size_t *n)
 static int f_replace(struct rctx *c, struct val v, struct val *a, struct val *out)
 {
     struct val s, o, nw;
-    if (v_to_str(c, v, &s) || v_to_str(c, a[0], &o) || v_to_str(c, a[1], &nw)) return -1;
+    if (tmpl_v_to_str(c, v, &s) || tmpl_v_to_str(c, a[0], &o) || tmpl_v_to_str(c, a[1], &nw)) return -1;
     s.f = o.f = nw.f = 0; /* str(s).replace(str(old), str(new)): plain */
     struct val args[3] = {o, nw, a[2].t == VT_UNDEF || a[2].t == VT_NONE ? v_int(-1) : a[2]};
     struct method m = {.self = s, .m = M_S_REPLACE};
-    return call_method(c, &m, args, 3, NULL, NULL, 0, out);
+    return tmpl_call_method(c, &m, args, 3, NULL, NULL, 0, out);
 }
 
 /* This dispatcher is one switch over every filter, each case a line or two. */
-int apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
+int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
                  struct str **kwn, struct val *kwv, size_t nkw, struct val *out)
 {
-    if (rt_steps(c, 1)) return -1;
+    if (tmpl_rt_steps(c, 1)) return -1;
     /* variadic filters take their arguments as they come */
     switch (fid) {
     case F_MAP: return f_map(c, v, args, nargs, kwn, kwv, nkw, out);
     case F_SELECT: case F_REJECT: case F_SELECTATTR: case F_REJECTATTR:
-        if (nkw) return rt_err(c, ERR_UNSUPPORTED, "TypeError", "keyword arguments to %s are not supported", g_filt_names[fid]);
+        if (nkw) return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "keyword arguments to %s are not supported", g_filt_names[fid]);
         return f_select(c, fid, v, args, nargs, out);
     case F_FORMAT:
         if (nkw && nargs)
-            return rt_err(c, ERR_TEMPLATE, "FilterArgumentError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "FilterArgumentError",
                           "can't handle positional and keyword arguments at the same time");
         if (nkw) {
-            struct dict *d = dict_new(c, nkw);
+            struct dict *d = tmpl_dict_new(c, nkw);
             if (!d) return -1;
             for (size_t i = 0; i < nkw; i++)
-                if (dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
+                if (tmpl_dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
             struct val s;
-            if (v_to_str(c, v, &s)) return -1;
-            return str_percent(c, s, v_dictv(d), out);
+            if (tmpl_v_to_str(c, v, &s)) return -1;
+            return tmpl_str_percent(c, s, v_dictv(d), out);
         } else {
-            struct list *t = list_new(c, nargs);
+            struct list *t = tmpl_list_new(c, nargs);
             if (!t) return -1;
             vcopy(t->v, args, nargs);
             t->n = nargs;
             struct val s;
-            if (v_to_str(c, v, &s)) return -1;
-            return str_percent(c, s, v_listv(t, LK_TUPLE), out);
+            if (tmpl_v_to_str(c, v, &s)) return -1;
+            return tmpl_str_percent(c, s, v_listv(t, LK_TUPLE), out);
         }
     default: break;
     }
     size_t np;
     const char *const *names = filt_params(fid, &np);
     struct val a[4];
-    if (bind_args(c, g_filt_names[fid], names, np, args, nargs, kwn, kwv, nkw, a)) return -1;
+    if (tmpl_bind_args(c, g_filt_names[fid], names, np, args, nargs, kwn, kwv, nkw, a)) return -1;
     switch (fid) {
     case F_ABS:
         if (v.t == VT_INT) {
-            if (v.u.i == INT64_MIN) return rt_err(c, ERR_TEMPLATE, "OverflowError", "integer overflow");
+            if (v.u.i == INT64_MIN) return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "integer overflow");
             *out = v_int(v.u.i < 0 ? -v.u.i : v.u.i);
         } else if (v.t == VT_BOOL) *out = v_int(v.u.b);
         else if (v.t == VT_FLOAT) *out = v_float(fabs(v.u.d));
-        else if (v.t == VT_UNDEF) return undef_fail(c, v);
-        else return type_err(c, "bad operand type for abs(): '%s'", type_name(v));
+        else if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
+        else return type_err(c, "bad operand type for abs(): '%s'", tmpl_type_name(v));
         return 0;
     case F_ATTR:
-        if (v.t == VT_UNDEF) return undef_fail(c, v);
+        if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
         if (a[0].t != VT_STR) {
             *out = v_undef();
             return 0;
         }
         if (v.t == VT_DICT) { /* attributes only: a dict's keys are not attributes */
-            enum meth m = meth_lookup(v, a[0].u.s->b, a[0].u.s->len);
+            enum meth m = tmpl_meth_lookup(v, a[0].u.s->b, a[0].u.s->len);
             if (m == M_NONE) {
-                *out = v_undef_name(c, a[0], "dict object", false);
+                *out = tmpl_v_undef_name(c, a[0], "dict object", false);
                 return 0;
             }
         }
-        return get_attr(c, v, a[0].u.s, out);
+        return tmpl_get_attr(c, v, a[0].u.s, out);
     case F_BATCH: case F_SLICE: return f_batch_slice(c, fid, v, a, out);
     case F_CAPITALIZE: return str_meth(c, M_S_CAPITALIZE, v, NULL, 0, out);
     case F_CENTER: return f_center(c, v, a, out);
     case F_COUNT: case F_LENGTH: {
         int64_t n;
-        if (v_len(c, v, &n)) return -1;
+        if (tmpl_v_len(c, v, &n)) return -1;
         *out = v_int(n);
         return 0;
     }
     case F_D: case F_DEFAULT: return f_default(c, v, a, out);
     case F_DICTSORT: return f_dictsort(c, v, a, out);
-    case F_E: case F_ESCAPE: return v_escape(c, v, out);
+    case F_E: case F_ESCAPE: return tmpl_v_escape(c, v, out);
     case F_FORCEESCAPE: {
         struct val s;
-        if (v_to_str(c, v, &s)) return -1;
+        if (tmpl_v_to_str(c, v, &s)) return -1;
         s.f = 0;
-        return v_escape(c, s, out);
+        return tmpl_v_escape(c, s, out);
     }
     case F_FIRST: case F_LAST: return f_first_last(c, fid, v, out);
     case F_FLOAT: return f_float(c, v, a, out);
@@ -1064,7 +1064,7 @@ int apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t
     case F_JOIN: return f_join(c, v, a, out);
     case F_LIST: {
         struct list *l;
-        if (v_iter_list(c, v, &l)) return -1;
+        if (tmpl_v_iter_list(c, v, &l)) return -1;
         *out = v_listv(l, LK_LIST);
         return 0;
     }
@@ -1076,13 +1076,13 @@ int apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t
     case F_ROUND: return f_round(c, v, a, out);
     case F_SAFE: {
         struct val s;
-        if (v_to_str(c, v, &s)) return -1;
+        if (tmpl_v_to_str(c, v, &s)) return -1;
         s.f = 1;
         *out = s;
         return 0;
     }
     case F_SORT: return f_sort(c, v, a, out);
-    case F_STRING: return v_to_str(c, v, out);
+    case F_STRING: return tmpl_v_to_str(c, v, out);
     case F_SUM: return f_sum(c, v, a, out);
     case F_TITLE: return f_title(c, v, out);
     case F_TOJSON: return f_tojson(c, v, a, out);
@@ -1093,7 +1093,7 @@ int apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t
     case F_TRUNCATE: return f_truncate(c, v, a, out);
     case F_UNIQUE: return f_unique(c, v, a, out);
     case F_WORDCOUNT: return f_wordcount(c, v, out);
-    default: return rt_err(c, ERR_UNSUPPORTED, "TypeError", "filter not supported");
+    default: return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "filter not supported");
     }
 }
 
@@ -1102,20 +1102,20 @@ int apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t
 static int t_mod(struct rctx *c, struct val v, struct val m, int64_t want, bool *out)
 {
     struct val r;
-    if (binop(c, B_MOD, v, m, &r)) return -1;
-    *out = v_eq(r, v_int(want));
+    if (tmpl_binop(c, B_MOD, v, m, &r)) return -1;
+    *out = tmpl_v_eq(r, v_int(want));
     return 0;
 }
 
 static bool str_cased(struct rctx *c, struct val v, bool upper)
 {
     struct val s;
-    if (v_to_str(c, v, &s)) return false;
+    if (tmpl_v_to_str(c, v, &s)) return false;
     bool any = false;
     for (size_t i = 0; i < s.u.s->len;) {
         size_t adv;
-        uint32_t cp = utf8_dec(s.u.s->b + i, s.u.s->len - i, &adv);
-        bool is_up = uni_lower(cp) != cp, is_lo = uni_upper(cp) != cp;
+        uint32_t cp = tmpl_utf8_dec(s.u.s->b + i, s.u.s->len - i, &adv);
+        bool is_up = tmpl_uni_lower(cp) != cp, is_lo = tmpl_uni_upper(cp) != cp;
         if ((upper && is_lo) || (!upper && is_up)) return false;
         if (is_up || is_lo) any = true;
         i += adv;
@@ -1123,12 +1123,12 @@ static bool str_cased(struct rctx *c, struct val v, bool upper)
     return any;
 }
 
-int apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs, bool *out)
+int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs, bool *out)
 {
-    if (rt_steps(c, 1)) return -1;
+    if (tmpl_rt_steps(c, 1)) return -1;
     size_t need = (tid == T_DIVISIBLEBY || tid == T_SAMEAS || tid == T_IN || tid >= T_EQ) ? 1 : 0;
     if (nargs != need)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "test '%s' takes %zu argument(s), %zu given",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "test '%s' takes %zu argument(s), %zu given",
                       g_test_names[tid], need, nargs);
     int cmp;
     switch (tid) {
@@ -1137,8 +1137,8 @@ int apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t n
     case T_DIVISIBLEBY: return t_mod(c, v, args[0], 0, out);
     case T_DEFINED: *out = v.t != VT_UNDEF; return 0;
     case T_UNDEFINED: *out = v.t == VT_UNDEF; return 0;
-    case T_FILTER: *out = v.t == VT_STR && filt_lookup(v.u.s->b, v.u.s->len) >= 0; return 0;
-    case T_TEST: *out = v.t == VT_STR && test_lookup(v.u.s->b, v.u.s->len) >= 0; return 0;
+    case T_FILTER: *out = v.t == VT_STR && tmpl_filt_lookup(v.u.s->b, v.u.s->len) >= 0; return 0;
+    case T_TEST: *out = v.t == VT_STR && tmpl_test_lookup(v.u.s->b, v.u.s->len) >= 0; return 0;
     case T_NONE: *out = v.t == VT_NONE; return 0;
     case T_BOOLEAN: *out = v.t == VT_BOOL; return 0;
     case T_FALSE: *out = v.t == VT_BOOL && !v.u.b; return 0;
@@ -1173,11 +1173,11 @@ int apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t n
         return 0;
     }
     case T_ESCAPED: *out = v.t == VT_STR && v.f; return 0;
-    case T_IN: return v_contains(c, args[0], v, out);
-    case T_EQ: *out = v_eq(v, args[0]); return 0;
-    case T_NE: *out = !v_eq(v, args[0]); return 0;
+    case T_IN: return tmpl_v_contains(c, args[0], v, out);
+    case T_EQ: *out = tmpl_v_eq(v, args[0]); return 0;
+    case T_NE: *out = !tmpl_v_eq(v, args[0]); return 0;
     default:
-        if (v_cmp(c, v, args[0], &cmp)) return -1;
+        if (tmpl_v_cmp(c, v, args[0], &cmp)) return -1;
         *out = tid == T_GT ? cmp == 1 : tid == T_GE ? (cmp == 1 || cmp == 0)
                : tid == T_LT ? cmp == -1 : (cmp == -1 || cmp == 0);
         return 0;

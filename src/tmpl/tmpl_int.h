@@ -31,8 +31,8 @@ struct arena {
     size_t used;  /* bytes handed out, for the memory bound */
     size_t limit; /* 0 = unbounded */
 };
-void *arena_alloc(struct arena *a, size_t n); /* 16-aligned, zeroed; NULL past limit / OOM */
-void arena_free(struct arena *a);
+void *tmpl_arena_alloc(struct arena *a, size_t n); /* 16-aligned, zeroed; NULL past limit / OOM */
+void tmpl_arena_free(struct arena *a);
 
 /* ---- growable byte buffer (malloc'd) ---- */
 
@@ -41,14 +41,14 @@ struct buf {
     size_t n, cap;
     size_t limit; /* 0 = unbounded; appending past it fails */
 };
-int buf_put(struct buf *b, const void *s, size_t n); /* 0, ERR_LIMIT or ERR_NOMEM */
-int buf_putc(struct buf *b, char c);
-int buf_printf(struct buf *b, const char *fmt, ...)
+int tmpl_buf_put(struct buf *b, const void *s, size_t n); /* 0, ERR_LIMIT or ERR_NOMEM */
+int tmpl_buf_putc(struct buf *b, char c);
+int tmpl_buf_printf(struct buf *b, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-void buf_free(struct buf *b);
+void tmpl_buf_free(struct buf *b);
 
 /* ---- strings ---- */
 
@@ -81,7 +81,7 @@ enum vt {
 enum lk {
     LK_LIST,
     LK_TUPLE,
-    LK_GEN,    /* generator: truthy, no len, iterating consumes it */
+    LK_GEN,    /* generator: tmpl_truthy, no len, iterating consumes it */
     LK_REVIT,  /* list_reverseiterator: as a generator */
     LK_ITEMS,  /* dict_items */
     LK_KEYS,   /* dict_keys */
@@ -237,7 +237,7 @@ enum nk {
     N_WITH, N_BREAK, N_CONTINUE, N_BODY, /* N_BODY: block/generation: just its body */
 };
 
-enum binop { B_ADD, B_SUB, B_MUL, B_DIV, B_FLOORDIV, B_MOD, B_POW, B_POW_NEGCONST };
+enum tmpl_binop { B_ADD, B_SUB, B_MUL, B_DIV, B_FLOORDIV, B_MOD, B_POW, B_POW_NEGCONST };
 /* B_POW_NEGCONST: `-2 ** x` with x not constant. jinja2 folds -2 into a constant and emits the
  * Python source "-2 ** x", which Python reads as -(2 ** x); the quirk is reproduced. */
 #define NODE_CONST_SLICE 1 /* N_SLICE flag: every part is a constant, jinja2 folds it with its
@@ -252,7 +252,7 @@ struct nodes {
 
 struct node {
     uint8_t k;    /* enum nk */
-    uint8_t op;   /* binop / cmpop / flags */
+    uint8_t op;   /* tmpl_binop / cmpop / flags */
     uint32_t pos; /* byte offset (normalised source) for errors */
     union {
         struct val c;                   /* N_CONST */
@@ -268,7 +268,7 @@ struct node {
             struct str **kwn;   /* keyword names [nkw] */
             struct nodes kwv;
         } call;
-        struct { struct node *a, *b; } bin;                     /* binop, and, or, not/neg */
+        struct { struct node *a, *b; } bin;                     /* tmpl_binop, and, or, not/neg */
         struct { struct node *first; struct nodes rhs; uint8_t *ops; } cmp; /* N_COMPARE */
         struct { struct node *test, *a, *b; } cond;             /* N_COND (b may be NULL) */
         struct nodes items;                                     /* list, tuple, concat */
@@ -319,8 +319,8 @@ enum test {
 };
 /* Name lookups: the id, -1 when jinja2 has no such filter/test, -2 when jinja2 has it but we do
  * not (a parse error that says so). */
-int filt_lookup(const char *name, size_t len);
-int test_lookup(const char *name, size_t len);
+int tmpl_filt_lookup(const char *name, size_t len);
+int tmpl_test_lookup(const char *name, size_t len);
 
 /* ---- the template ---- */
 
@@ -367,18 +367,18 @@ struct rctx {
 };
 
 /* Record a render error (first wins) and return -1. kind: the Python exception name. */
-int rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
+int tmpl_rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
 /* Buffer helpers for render code: append (on failure the buffer is freed and a MemoryError /
  * limit recorded), turn a buffer into a string value (freeing it), record "too much memory". */
-int rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n);
-int rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out);
-int rt_oom(struct rctx *c);
+int tmpl_rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n);
+int tmpl_rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out);
+int tmpl_rt_oom(struct rctx *c);
 /* Charge `n` steps; -1 (with the error recorded) when the budget is spent. */
-int rt_steps(struct rctx *c, uint64_t n);
+int tmpl_rt_steps(struct rctx *c, uint64_t n);
 
 /* ---- values (tmpl_val.c) ---- */
 
@@ -422,38 +422,38 @@ static inline void vcopy(struct val *dst, const struct val *src, size_t n)
     if (n) memcpy(dst, src, n * sizeof *dst);
 }
 
-struct str *str_new(struct arena *a, const char *s, size_t n);
-struct str *str_alloc(struct arena *a, size_t n); /* uninitialised bytes, NUL-terminated */
-int64_t str_ncp(struct str *s);                   /* code point count (cached) */
-struct val v_str(struct rctx *c, const char *s, size_t n); /* VT_UNDEF + error on OOM */
-struct val v_cstr(struct rctx *c, const char *s);
-struct list *list_new(struct rctx *c, size_t cap);
-int list_push(struct rctx *c, struct list *l, struct val v);
-struct dict *dict_new(struct rctx *c, size_t cap);
-/* dict_get: the value, or NULL; key must be hashable (else -1 error via c). */
-struct val *dict_get(struct rctx *c, struct dict *d, struct val key, int *rc);
-int dict_set(struct rctx *c, struct dict *d, struct val key, struct val v);
-int dict_del(struct rctx *c, struct dict *d, struct val key, struct val *old);
-struct val *dict_get_cstr(struct dict *d, const char *k, size_t n);
+struct str *tmpl_str_new(struct arena *a, const char *s, size_t n);
+struct str *tmpl_str_alloc(struct arena *a, size_t n); /* uninitialised bytes, NUL-terminated */
+int64_t tmpl_str_ncp(struct str *s);                   /* code point count (cached) */
+struct val tmpl_v_str(struct rctx *c, const char *s, size_t n); /* VT_UNDEF + error on OOM */
+struct val tmpl_v_cstr(struct rctx *c, const char *s);
+struct list *tmpl_list_new(struct rctx *c, size_t cap);
+int tmpl_list_push(struct rctx *c, struct list *l, struct val v);
+struct dict *tmpl_dict_new(struct rctx *c, size_t cap);
+/* tmpl_dict_get: the value, or NULL; key must be hashable (else -1 error via c). */
+struct val *tmpl_dict_get(struct rctx *c, struct dict *d, struct val key, int *rc);
+int tmpl_dict_set(struct rctx *c, struct dict *d, struct val key, struct val v);
+int tmpl_dict_del(struct rctx *c, struct dict *d, struct val key, struct val *old);
+struct val *tmpl_dict_get_cstr(struct dict *d, const char *k, size_t n);
 
-struct val v_undef_name(struct rctx *c, struct val key, const char *objtype, bool is_item);
-struct val v_undef_hint(struct rctx *c, const char *hint);
+struct val tmpl_v_undef_name(struct rctx *c, struct val key, const char *objtype, bool is_item);
+struct val tmpl_v_undef_hint(struct rctx *c, const char *hint);
 /* Raise UndefinedError for u (always returns -1). */
-int undef_fail(struct rctx *c, struct val u);
+int tmpl_undef_fail(struct rctx *c, struct val u);
 
-const char *type_name(struct val v); /* Python's type name: 'int', 'NoneType', 'dict'... */
-bool truthy(struct val v);
+const char *tmpl_type_name(struct val v); /* Python's type name: 'int', 'NoneType', 'dict'... */
+bool tmpl_truthy(struct val v);
 /* Python ==, <, hash (rc -1 on TypeError). */
-bool v_eq(struct val a, struct val b);
-int v_cmp(struct rctx *c, struct val a, struct val b, int *out); /* <0, 0, >0 */
-int v_hash(struct rctx *c, struct val v, uint64_t *h);
+bool tmpl_v_eq(struct val a, struct val b);
+int tmpl_v_cmp(struct rctx *c, struct val a, struct val b, int *out); /* <0, 0, >0 */
+int tmpl_v_hash(struct rctx *c, struct val v, uint64_t *h);
 /* str() and repr() appended to b; -1 on error (recorded). */
-int v_str_to(struct rctx *c, struct buf *b, struct val v);
-int v_repr_to(struct rctx *c, struct buf *b, struct val v);
+int tmpl_v_str_to(struct rctx *c, struct buf *b, struct val v);
+int tmpl_v_repr_to(struct rctx *c, struct buf *b, struct val v);
 /* str(v) as a string value (strings pass through, Markup kept when keep_markup). */
-int v_to_str(struct rctx *c, struct val v, struct val *out);
+int tmpl_v_to_str(struct rctx *c, struct val v, struct val *out);
 /* Python's float repr. */
-void fmt_float(char *buf, size_t cap, double d);
+void tmpl_fmt_float(char *buf, size_t cap, double d);
 /* JSON text of v (json.dumps with transformers' arguments). indent: NULL = none; else string. */
 struct json_opts {
     bool ensure_ascii, sort_keys;
@@ -462,62 +462,62 @@ struct json_opts {
     const char *item_sep, *key_sep;
     size_t item_sep_len, key_sep_len;
 };
-int v_tojson(struct rctx *c, struct buf *b, struct val v, const struct json_opts *o, int depth);
+int tmpl_v_tojson(struct rctx *c, struct buf *b, struct val v, const struct json_opts *o, int depth);
 /* JSON (jansson) -> value, and back for from_json. */
-int v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth);
+int tmpl_v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth);
 /* HTML escaping (markupsafe.escape) appended to b. */
-int html_escape_to(struct buf *b, const char *s, size_t n);
+int tmpl_html_escape_to(struct buf *b, const char *s, size_t n);
 /* Make a plain string value Markup-escaped (escape(v)): Markup stays as is. */
-int v_escape(struct rctx *c, struct val v, struct val *out);
+int tmpl_v_escape(struct rctx *c, struct val v, struct val *out);
 /* Copy a finished buffer into a string value (the buffer is reset, not freed). */
-struct val buf_take(struct rctx *c, struct buf *b, bool markup);
+struct val tmpl_buf_take(struct rctx *c, struct buf *b, bool markup);
 /* Materialise an iterable into a fresh list (dict: keys; string: characters; generator:
  * consumes it). Undefined -> empty; non-iterable -> TypeError. */
-int v_iter_list(struct rctx *c, struct val v, struct list **out);
+int tmpl_v_iter_list(struct rctx *c, struct val v, struct list **out);
 /* len() or -1 with TypeError. */
-int v_len(struct rctx *c, struct val v, int64_t *out);
+int tmpl_v_len(struct rctx *c, struct val v, int64_t *out);
 /* Python `in`. */
-int v_contains(struct rctx *c, struct val hay, struct val needle, bool *out);
+int tmpl_v_contains(struct rctx *c, struct val hay, struct val needle, bool *out);
 
 /* ---- unicode helpers (tmpl_uni.c) ---- */
 
-uint32_t utf8_dec(const char *s, size_t n, size_t *adv); /* U+FFFD + adv 1 on a bad byte */
-size_t utf8_enc(uint32_t cp, char *out);                 /* 1..4 bytes */
-bool uni_isspace(uint32_t cp);                           /* Python str.isspace */
-bool uni_isprintable(uint32_t cp);                       /* Python str.isprintable (approx.) */
-uint32_t uni_upper(uint32_t cp);
-uint32_t uni_lower(uint32_t cp);
-bool uni_isalpha(uint32_t cp);
-bool uni_isdigit(uint32_t cp);
-bool uni_islinebreak(uint32_t cp); /* str.splitlines boundaries */
+uint32_t tmpl_utf8_dec(const char *s, size_t n, size_t *adv); /* U+FFFD + adv 1 on a bad byte */
+size_t tmpl_utf8_enc(uint32_t cp, char *out);                 /* 1..4 bytes */
+bool tmpl_uni_isspace(uint32_t cp);                           /* Python str.isspace */
+bool tmpl_uni_isprintable(uint32_t cp);                       /* Python str.isprintable (approx.) */
+uint32_t tmpl_uni_upper(uint32_t cp);
+uint32_t tmpl_uni_lower(uint32_t cp);
+bool tmpl_uni_isalpha(uint32_t cp);
+bool tmpl_uni_isdigit(uint32_t cp);
+bool tmpl_uni_islinebreak(uint32_t cp); /* str.splitlines boundaries */
 /* First occurrence of needle in hay, or NULL (memmem is not POSIX): util's. */
 #define mem_find util_mem_find
 /* Byte offset of code point index i (0..ncp) in s. */
-size_t utf8_off(const struct str *s, int64_t i);
+size_t tmpl_utf8_off(const struct str *s, int64_t i);
 
 /* ---- interpreter entry points shared by filters/methods (tmpl_eval.c) ---- */
 
-int call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
+int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
-int get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out);
-int get_item(struct rctx *c, struct val obj, struct val key, struct val *out);
-int binop(struct rctx *c, int op, struct val a, struct val b, struct val *out);
-int apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
+int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out);
+int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *out);
+int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out);
+int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
                  struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
-int apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs,
+int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs,
                bool *out);
-int call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
+int tmpl_call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
-enum meth meth_lookup(struct val obj, const char *name, size_t len);
-const char *meth_name(enum meth m);
-int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
+enum meth tmpl_meth_lookup(struct val obj, const char *name, size_t len);
+const char *tmpl_meth_name(enum meth m);
+int tmpl_str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
-int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out);
-int strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct buf *b);
+int tmpl_str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out);
+int tmpl_strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct buf *b);
 
 /* Keyword/positional argument binding for built-ins: names[] in Python order; vals[] is filled
  * (VT_UNDEF = not given). Returns -1 with a TypeError on extra / unknown arguments. */
-int bind_args(struct rctx *c, const char *what, const char *const *names, size_t nnames,
+int tmpl_bind_args(struct rctx *c, const char *what, const char *const *names, size_t nnames,
               struct val *args, size_t nargs, struct str **kwn, struct val *kwv, size_t nkw,
               struct val *vals);
 

@@ -66,9 +66,9 @@ static int emit_text(struct lx *L, uint8_t type, size_t pos, const char *p, size
     struct token *tk;
     int rc = emit(L, type, pos, &tk);
     if (rc) return rc;
-    tk->s = str_new(&L->t->ar, p, n);
+    tk->s = tmpl_str_new(&L->t->ar, p, n);
     if (!tk->s) return err_set(L->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory lexing template");
-    str_ncp(tk->s); /* cached now: a parsed template is never written by a render */
+    tmpl_str_ncp(tk->s); /* cached now: a parsed template is never written by a render */
     return 0;
 }
 
@@ -77,10 +77,10 @@ static size_t ws_at(const char *s, size_t n, size_t i)
 {
     if (i >= n) return 0;
     unsigned char c = (unsigned char)s[i];
-    if (c < 0x80) return uni_isspace(c) ? 1 : 0;
+    if (c < 0x80) return tmpl_uni_isspace(c) ? 1 : 0;
     size_t adv;
-    uint32_t cp = utf8_dec(s + i, n - i, &adv);
-    return uni_isspace(cp) ? adv : 0;
+    uint32_t cp = tmpl_utf8_dec(s + i, n - i, &adv);
+    return tmpl_uni_isspace(cp) ? adv : 0;
 }
 
 static size_t skip_ws(const char *s, size_t n, size_t i)
@@ -228,7 +228,7 @@ static size_t match_int(const char *s, size_t n, size_t i, int64_t *v, bool *ovf
  * character becomes its \x/\u/\U spelling). One loop, one case per escape. */
 static int unescape(struct lx *L, size_t pos, const char *p, size_t n, struct str **out)
 {
-    struct str *o = str_alloc(&L->t->ar, n);
+    struct str *o = tmpl_str_alloc(&L->t->ar, n);
     if (!o) return err_set(L->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory lexing template");
     size_t w = 0;
     for (size_t i = 0; i < n;) {
@@ -268,7 +268,7 @@ static int unescape(struct lx *L, size_t pos, const char *p, size_t n, struct st
                 adv = k - i;
             } else if ((unsigned char)e >= 0x80) {
                 size_t a2;
-                uint32_t c2 = utf8_dec(p + i + 1, n - i - 1, &a2);
+                uint32_t c2 = tmpl_utf8_dec(p + i + 1, n - i - 1, &a2);
                 char tmp[16];
                 int k = c2 < 0x100     ? snprintf(tmp, sizeof tmp, "\\x%02x", c2)
                         : c2 < 0x10000 ? snprintf(tmp, sizeof tmp, "\\u%04x", c2)
@@ -299,7 +299,7 @@ static int unescape(struct lx *L, size_t pos, const char *p, size_t n, struct st
         if (cp >= 0xd800 && cp <= 0xdfff)
             return lex_fail(L, (uint32_t)pos, ERR_UNSUPPORTED,
                             "a surrogate code point in a string literal cannot be encoded");
-        w += utf8_enc(cp, o->b + w);
+        w += tmpl_utf8_enc(cp, o->b + w);
         i += adv;
         continue;
     trunc:
@@ -307,7 +307,7 @@ static int unescape(struct lx *L, size_t pos, const char *p, size_t n, struct st
     }
     o->len = w;
     o->b[w] = 0;
-    str_ncp(o);
+    tmpl_str_ncp(o);
     *out = o;
     return 0;
 }
@@ -359,7 +359,7 @@ static int lex_operator(struct lx *L, size_t i, size_t *end)
     if (t < 0) t = op1(s[i]);
     if (t < 0) {
         size_t adv;
-        uint32_t cp = utf8_dec(s + i, L->n - i, &adv);
+        uint32_t cp = tmpl_utf8_dec(s + i, L->n - i, &adv);
         char shown[8] = {0};
         if (cp >= 0x20 && cp != 0x7f) memcpy(shown, s + i, adv);
         else snprintf(shown, sizeof shown, "\\x%02x", cp);

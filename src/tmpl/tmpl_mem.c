@@ -19,7 +19,7 @@ struct arena_blk {
 
 #define ARENA_CHUNK (64u << 10)
 
-void *arena_alloc(struct arena *a, size_t n)
+void *tmpl_arena_alloc(struct arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     if (n == 0) n = 16;
@@ -47,7 +47,7 @@ void *arena_alloc(struct arena *a, size_t n)
     return p;
 }
 
-void arena_free(struct arena *a)
+void tmpl_arena_free(struct arena *a)
 {
     struct arena_blk *b = a->head;
     while (b) {
@@ -59,7 +59,7 @@ void arena_free(struct arena *a)
     a->used = 0;
 }
 
-int buf_put(struct buf *b, const void *s, size_t n)
+int tmpl_buf_put(struct buf *b, const void *s, size_t n)
 {
     if (n == 0) return 0;
     if (b->limit && (n > b->limit || b->n > b->limit - n)) return ERR_LIMIT;
@@ -80,9 +80,9 @@ int buf_put(struct buf *b, const void *s, size_t n)
     return 0;
 }
 
-int buf_putc(struct buf *b, char c) { return buf_put(b, &c, 1); }
+int tmpl_buf_putc(struct buf *b, char c) { return tmpl_buf_put(b, &c, 1); }
 
-int buf_printf(struct buf *b, const char *fmt, ...)
+int tmpl_buf_printf(struct buf *b, const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;
@@ -90,34 +90,34 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     if (k < 0) return ERR_INVALID;
-    return buf_put(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+    return tmpl_buf_put(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
 }
 
-void buf_free(struct buf *b)
+void tmpl_buf_free(struct buf *b)
 {
     free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
 }
 
-struct str *str_alloc(struct arena *a, size_t n)
+struct str *tmpl_str_alloc(struct arena *a, size_t n)
 {
     if (n > SIZE_MAX - sizeof(struct str) - 1) return NULL;
-    struct str *s = arena_alloc(a, sizeof *s + n + 1);
+    struct str *s = tmpl_arena_alloc(a, sizeof *s + n + 1);
     if (!s) return NULL;
     s->len = n;
     s->ncp = -1;
     return s;
 }
 
-struct str *str_new(struct arena *a, const char *p, size_t n)
+struct str *tmpl_str_new(struct arena *a, const char *p, size_t n)
 {
-    struct str *s = str_alloc(a, n);
+    struct str *s = tmpl_str_alloc(a, n);
     if (s && n) memcpy(s->b, p, n);
     return s;
 }
 
-int64_t str_ncp(struct str *s)
+int64_t tmpl_str_ncp(struct str *s)
 {
     if (s->ncp < 0) {
         int64_t k = 0;
@@ -127,45 +127,45 @@ int64_t str_ncp(struct str *s)
     return s->ncp;
 }
 
-struct val v_str(struct rctx *c, const char *s, size_t n)
+struct val tmpl_v_str(struct rctx *c, const char *s, size_t n)
 {
-    struct str *p = str_new(&c->ar, s, n);
+    struct str *p = tmpl_str_new(&c->ar, s, n);
     if (!p) {
-        rt_err(c, ERR_LIMIT, "MemoryError", "the template used more than %zu bytes of memory",
+        tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used more than %zu bytes of memory",
                c->ar.limit);
         return v_undef();
     }
     return v_strv(p, false);
 }
 
-struct val v_cstr(struct rctx *c, const char *s) { return v_str(c, s, strlen(s)); }
+struct val tmpl_v_cstr(struct rctx *c, const char *s) { return tmpl_v_str(c, s, strlen(s)); }
 
-struct val buf_take(struct rctx *c, struct buf *b, bool markup)
+struct val tmpl_buf_take(struct rctx *c, struct buf *b, bool markup)
 {
-    struct val v = v_str(c, b->p ? b->p : "", b->n);
+    struct val v = tmpl_v_str(c, b->p ? b->p : "", b->n);
     v.f = markup;
     b->n = 0;
     return v;
 }
 
-int rt_oom(struct rctx *c)
+int tmpl_rt_oom(struct rctx *c)
 {
-    return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+    return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
 }
 
-int rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n)
+int tmpl_rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n)
 {
-    int rc = buf_put(b, s, n);
+    int rc = tmpl_buf_put(b, s, n);
     if (rc) {
-        buf_free(b);
-        return rt_err(c, rc == ERR_LIMIT ? ERR_LIMIT : ERR_NOMEM, "MemoryError", "string too long");
+        tmpl_buf_free(b);
+        return tmpl_rt_err(c, rc == ERR_LIMIT ? ERR_LIMIT : ERR_NOMEM, "MemoryError", "string too long");
     }
     return 0;
 }
 
-int rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out)
+int tmpl_rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out)
 {
-    *out = buf_take(c, b, markup);
-    buf_free(b);
+    *out = tmpl_buf_take(c, b, markup);
+    tmpl_buf_free(b);
     return out->t == VT_STR ? 0 : -1;
 }

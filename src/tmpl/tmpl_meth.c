@@ -16,20 +16,20 @@
 
 static struct val sub(struct rctx *c, const struct str *s, size_t a, size_t b, bool markup)
 {
-    struct val v = v_str(c, s->b + a, b - a);
+    struct val v = tmpl_v_str(c, s->b + a, b - a);
     v.f = markup;
     return v;
 }
 
 /* ---- argument binding ---- */
 
-int bind_args(struct rctx *c, const char *what, const char *const *names, size_t nnames,
+int tmpl_bind_args(struct rctx *c, const char *what, const char *const *names, size_t nnames,
               struct val *args, size_t nargs, struct str **kwn, struct val *kwv, size_t nkw,
               struct val *vals)
 {
     for (size_t i = 0; i < nnames; i++) vals[i] = v_undef();
     if (nargs > nnames)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes at most %zu argument(s) (%zu given)",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes at most %zu argument(s) (%zu given)",
                       what, nnames, nargs);
     for (size_t i = 0; i < nargs; i++) vals[i] = args[i];
     for (size_t k = 0; k < nkw; k++) {
@@ -38,10 +38,10 @@ int bind_args(struct rctx *c, const char *what, const char *const *names, size_t
                                memcmp(names[i], kwn[k]->b, kwn[k]->len) == 0))
             i++;
         if (i == nnames)
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() got an unexpected keyword argument '%s'",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() got an unexpected keyword argument '%s'",
                           what, kwn[k]->b);
         if (i < nargs)
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() got multiple values for argument '%s'",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() got multiple values for argument '%s'",
                           what, kwn[k]->b);
         vals[i] = kwv[k];
     }
@@ -82,14 +82,14 @@ static enum meth find_in(int lo, int hi, const char *name, size_t len)
     return M_NONE;
 }
 
-const char *meth_name(enum meth m)
+const char *tmpl_meth_name(enum meth m)
 {
     if (m == M_LOOP_CYCLE) return "cycle";
     if (m == M_LOOP_CHANGED) return "changed";
     return m > M_NONE && m <= M_D_POPITEM && g_str_m[m] ? g_str_m[m] : "?";
 }
 
-enum meth meth_lookup(struct val obj, const char *name, size_t len)
+enum meth tmpl_meth_lookup(struct val obj, const char *name, size_t len)
 {
     switch (obj.t) {
     case VT_STR: return find_in(M_S_STRIP, M_S_ENCODE_, name, len);
@@ -119,13 +119,13 @@ static int cpset_of(struct rctx *c, struct val chars, struct cpset *set, const c
     set->n = 0;
     if (chars.t == VT_UNDEF || chars.t == VT_NONE) return 0;
     if (chars.t != VT_STR)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "%s arg must be None or str", what);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s arg must be None or str", what);
     const struct str *s = chars.u.s;
-    set->v = arena_alloc(&c->ar, (s->len + 1) * sizeof *set->v);
-    if (!set->v) return rt_oom(c);
+    set->v = tmpl_arena_alloc(&c->ar, (s->len + 1) * sizeof *set->v);
+    if (!set->v) return tmpl_rt_oom(c);
     for (size_t i = 0; i < s->len;) {
         size_t adv;
-        set->v[set->n++] = utf8_dec(s->b + i, s->len - i, &adv);
+        set->v[set->n++] = tmpl_utf8_dec(s->b + i, s->len - i, &adv);
         i += adv;
     }
     set->v[set->n] = UINT32_MAX; /* marks "a set was given" even when empty */
@@ -134,7 +134,7 @@ static int cpset_of(struct rctx *c, struct val chars, struct cpset *set, const c
 
 static bool in_set(const struct cpset *set, uint32_t cp)
 {
-    if (!set->v) return uni_isspace(cp);
+    if (!set->v) return tmpl_uni_isspace(cp);
     for (size_t i = 0; i < set->n; i++)
         if (set->v[i] == cp) return true;
     return false;
@@ -157,7 +157,7 @@ static int m_strip(struct rctx *c, struct val self, int which, struct val chars,
     if (which != M_S_RSTRIP) {
         while (a < b) {
             size_t adv;
-            uint32_t cp = utf8_dec(s->b + a, b - a, &adv);
+            uint32_t cp = tmpl_utf8_dec(s->b + a, b - a, &adv);
             if (!in_set(&set, cp)) break;
             a += adv;
         }
@@ -165,12 +165,12 @@ static int m_strip(struct rctx *c, struct val self, int which, struct val chars,
     if (which != M_S_LSTRIP) {
         while (b > a) {
             size_t st = cp_start(s->b, b), adv;
-            uint32_t cp = utf8_dec(s->b + st, b - st, &adv);
+            uint32_t cp = tmpl_utf8_dec(s->b + st, b - st, &adv);
             if (!in_set(&set, cp)) break;
             b = st;
         }
     }
-    if (rt_steps(c, s->len / 64)) return -1;
+    if (tmpl_rt_steps(c, s->len / 64)) return -1;
     if (a == 0 && b == s->len) {
         *out = self;
         return 0;
@@ -182,8 +182,8 @@ static int m_strip(struct rctx *c, struct val self, int which, struct val chars,
 static int need_str(struct rctx *c, struct val v, const char *what)
 {
     if (v.t == VT_STR) return 0;
-    if (v.t == VT_UNDEF) return undef_fail(c, v);
-    return rt_err(c, ERR_TEMPLATE, "TypeError", "%s must be str, not %s", what, type_name(v));
+    if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
+    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s must be str, not %s", what, tmpl_type_name(v));
 }
 
 static bool as_int(struct val v, int64_t *out)
@@ -212,25 +212,25 @@ static int split_ws(struct rctx *c, struct val self, bool right, int64_t maxspli
     size_t i = right ? n : 0; /* the edge being consumed */
     for (;;) {
         if (!right) {
-            while (i < n && uni_isspace(utf8_dec(s->b + i, n - i, &adv))) i += adv;
+            while (i < n && tmpl_uni_isspace(tmpl_utf8_dec(s->b + i, n - i, &adv))) i += adv;
             if (i >= n) break;
         } else {
-            while (i > 0 && uni_isspace(utf8_dec(s->b + cp_start(s->b, i), i - cp_start(s->b, i), &adv)))
+            while (i > 0 && tmpl_uni_isspace(tmpl_utf8_dec(s->b + cp_start(s->b, i), i - cp_start(s->b, i), &adv)))
                 i = cp_start(s->b, i);
             if (i == 0) break;
         }
         if (maxsplit >= 0 && (int64_t)l->n == maxsplit) {
-            if (list_push(c, l, right ? sub(c, s, 0, i, self.f) : sub(c, s, i, n, self.f))) return -1;
+            if (tmpl_list_push(c, l, right ? sub(c, s, 0, i, self.f) : sub(c, s, i, n, self.f))) return -1;
             break;
         }
         size_t j = i;
         if (!right) {
-            while (j < n && !uni_isspace(utf8_dec(s->b + j, n - j, &adv))) j += adv;
-            if (list_push(c, l, sub(c, s, i, j, self.f))) return -1;
+            while (j < n && !tmpl_uni_isspace(tmpl_utf8_dec(s->b + j, n - j, &adv))) j += adv;
+            if (tmpl_list_push(c, l, sub(c, s, i, j, self.f))) return -1;
         } else {
-            while (j > 0 && !uni_isspace(utf8_dec(s->b + cp_start(s->b, j), j - cp_start(s->b, j), &adv)))
+            while (j > 0 && !tmpl_uni_isspace(tmpl_utf8_dec(s->b + cp_start(s->b, j), j - cp_start(s->b, j), &adv)))
                 j = cp_start(s->b, j);
-            if (list_push(c, l, sub(c, s, j, i, self.f))) return -1;
+            if (tmpl_list_push(c, l, sub(c, s, j, i, self.f))) return -1;
         }
         i = j;
     }
@@ -259,10 +259,10 @@ static int split_sep(struct rctx *c, struct val self, bool right, const struct s
             }
         }
         if (at == SIZE_MAX) {
-            if (list_push(c, l, right ? sub(c, s, 0, i, self.f) : sub(c, s, i, s->len, self.f))) return -1;
+            if (tmpl_list_push(c, l, right ? sub(c, s, 0, i, self.f) : sub(c, s, i, s->len, self.f))) return -1;
             break;
         }
-        if (list_push(c, l, right ? sub(c, s, at + sep->len, i, self.f) : sub(c, s, i, at, self.f)))
+        if (tmpl_list_push(c, l, right ? sub(c, s, at + sep->len, i, self.f) : sub(c, s, i, at, self.f)))
             return -1;
         i = right ? at : at + sep->len;
     }
@@ -275,16 +275,16 @@ static int m_split(struct rctx *c, struct val self, bool right, struct val sepv,
 {
     int64_t maxsplit = -1;
     if (maxv.t != VT_UNDEF && !as_int(maxv, &maxsplit))
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
-                      type_name(maxv));
-    struct list *l = list_new(c, 0);
-    if (!l || rt_steps(c, self.u.s->len / 32)) return -1;
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
+                      tmpl_type_name(maxv));
+    struct list *l = tmpl_list_new(c, 0);
+    if (!l || tmpl_rt_steps(c, self.u.s->len / 32)) return -1;
     int rc;
     if (sepv.t == VT_UNDEF || sepv.t == VT_NONE) {
         rc = split_ws(c, self, right, maxsplit, l);
     } else {
         if (need_str(c, sepv, "must be str or None")) return -1;
-        if (sepv.u.s->len == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "empty separator");
+        if (sepv.u.s->len == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "empty separator");
         rc = split_sep(c, self, right, sepv.u.s, maxsplit, l);
     }
     *out = v_listv(l, LK_LIST);
@@ -294,36 +294,36 @@ static int m_split(struct rctx *c, struct val self, bool right, struct val sepv,
 static int m_splitlines(struct rctx *c, struct val self, bool keep, struct val *out)
 {
     const struct str *s = self.u.s;
-    struct list *l = list_new(c, 0);
+    struct list *l = tmpl_list_new(c, 0);
     if (!l) return -1;
     size_t i = 0, n = s->len;
     while (i < n) {
         size_t j = i, eol = n, next = n;
         while (j < n) {
             size_t adv;
-            uint32_t cp = utf8_dec(s->b + j, n - j, &adv);
-            if (uni_islinebreak(cp)) {
+            uint32_t cp = tmpl_utf8_dec(s->b + j, n - j, &adv);
+            if (tmpl_uni_islinebreak(cp)) {
                 eol = j;
                 next = j + adv + (cp == '\r' && j + 1 < n && s->b[j + 1] == '\n');
                 break;
             }
             j += adv;
         }
-        if (list_push(c, l, sub(c, s, i, keep ? next : eol, self.f))) return -1;
+        if (tmpl_list_push(c, l, sub(c, s, i, keep ? next : eol, self.f))) return -1;
         i = next;
     }
     *out = v_listv(l, LK_LIST);
-    return rt_steps(c, n / 32);
+    return tmpl_rt_steps(c, n / 32);
 }
 
 /* Resolve Python start/end (code points, slice rules) to byte offsets. */
 static void range_bytes(const struct str *s, struct val st, struct val en, size_t *a, size_t *b)
 {
-    int64_t n = s->ncp >= 0 ? s->ncp : str_ncp((struct str *)s), x = 0, y = n, v;
+    int64_t n = s->ncp >= 0 ? s->ncp : tmpl_str_ncp((struct str *)s), x = 0, y = n, v;
     if (as_int(st, &v)) x = v < 0 ? (v + n < 0 ? 0 : v + n) : (v > n ? n : v);
     if (as_int(en, &v)) y = v < 0 ? (v + n < 0 ? 0 : v + n) : (v > n ? n : v);
-    *a = utf8_off(s, x);
-    *b = y > x ? utf8_off(s, y) : *a;
+    *a = tmpl_utf8_off(s, x);
+    *b = y > x ? tmpl_utf8_off(s, y) : *a;
 }
 
 static int64_t cp_index(const struct str *s, size_t byte)
@@ -346,16 +346,16 @@ static int m_startsends(struct rctx *c, struct val self, bool ends, struct val *
         opts = p.u.l->v;
         nopts = p.u.l->n;
     } else if (p.t != VT_STR) {
-        return rt_err(c, ERR_TEMPLATE, "TypeError",
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                       "%s first arg must be str or a tuple of str, not %s",
-                      ends ? "endswith" : "startswith", type_name(p));
+                      ends ? "endswith" : "startswith", tmpl_type_name(p));
     }
     *out = v_bool(false);
     for (size_t i = 0; i < nopts; i++) {
         if (opts[i].t != VT_STR)
-            return rt_err(c, ERR_TEMPLATE, "TypeError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                           "tuple for %s must only contain str, not %s",
-                          ends ? "endswith" : "startswith", type_name(opts[i]));
+                          ends ? "endswith" : "startswith", tmpl_type_name(opts[i]));
         const struct str *q = opts[i].u.s;
         if (q->len <= n &&
             memcmp(ends ? base + n - q->len : base, q->b, q->len) == 0) {
@@ -372,22 +372,22 @@ static int m_replace(struct rctx *c, struct val self, struct val *a, struct val 
         return -1;
     int64_t count = -1;
     if (a[2].t != VT_UNDEF && !as_int(a[2], &count))
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
-                      type_name(a[2]));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
+                      tmpl_type_name(a[2]));
     struct val o = a[0], nw = a[1];
-    if (self.f && (v_escape(c, o, &o) || v_escape(c, nw, &nw))) return -1;
+    if (self.f && (tmpl_v_escape(c, o, &o) || tmpl_v_escape(c, nw, &nw))) return -1;
     const struct str *s = self.u.s, *old = o.u.s, *rep = nw.u.s;
     struct buf b = {.limit = c->max_output};
     size_t i = 0;
     int64_t done = 0;
     if (old->len == 0) { /* insert before every code point and at the end */
         while (count < 0 || done < count) {
-            if (rt_bput(c, &b, rep->b, rep->len)) return -1;
+            if (tmpl_rt_bput(c, &b, rep->b, rep->len)) return -1;
             done++;
             if (i >= s->len) break;
             size_t adv;
-            utf8_dec(s->b + i, s->len - i, &adv);
-            if (rt_bput(c, &b, s->b + i, adv)) return -1;
+            tmpl_utf8_dec(s->b + i, s->len - i, &adv);
+            if (tmpl_rt_bput(c, &b, s->b + i, adv)) return -1;
             i += adv;
         }
     } else {
@@ -395,21 +395,21 @@ static int m_replace(struct rctx *c, struct val self, struct val *a, struct val 
             const char *f = mem_find(s->b + i, s->len - i, old->b, old->len);
             if (!f) break;
             size_t at = (size_t)(f - s->b);
-            if (rt_bput(c, &b, s->b + i, at - i) || rt_bput(c, &b, rep->b, rep->len)) return -1;
+            if (tmpl_rt_bput(c, &b, s->b + i, at - i) || tmpl_rt_bput(c, &b, rep->b, rep->len)) return -1;
             i = at + old->len;
             done++;
-            if (rt_steps(c, 1)) {
-                buf_free(&b);
+            if (tmpl_rt_steps(c, 1)) {
+                tmpl_buf_free(&b);
                 return -1;
             }
         }
     }
-    if (rt_bput(c, &b, s->b + i, s->len - i)) return -1;
-    if (rt_steps(c, b.n / 64)) {
-        buf_free(&b);
+    if (tmpl_rt_bput(c, &b, s->b + i, s->len - i)) return -1;
+    if (tmpl_rt_steps(c, b.n / 64)) {
+        tmpl_buf_free(&b);
         return -1;
     }
-    return rt_take(c, &b, self.f, out);
+    return tmpl_rt_take(c, &b, self.f, out);
 }
 
 enum casing { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAP, CASE_SWAP };
@@ -421,8 +421,8 @@ static int m_case(struct rctx *c, struct val self, enum casing how, struct val *
     bool prev_cased = false, first = true;
     for (size_t i = 0; i < s->len;) {
         size_t adv;
-        uint32_t cp = utf8_dec(s->b + i, s->len - i, &adv), o = cp;
-        uint32_t up = uni_upper(cp), lo = uni_lower(cp);
+        uint32_t cp = tmpl_utf8_dec(s->b + i, s->len - i, &adv), o = cp;
+        uint32_t up = tmpl_uni_upper(cp), lo = tmpl_uni_lower(cp);
         bool cased = up != cp || lo != cp;
         switch (how) {
         case CASE_UPPER: o = up; break;
@@ -433,14 +433,14 @@ static int m_case(struct rctx *c, struct val self, enum casing how, struct val *
         }
         first = false;
         char tmp[4];
-        if (rt_bput(c, &b, tmp, utf8_enc(o, tmp))) return -1;
+        if (tmpl_rt_bput(c, &b, tmp, tmpl_utf8_enc(o, tmp))) return -1;
         i += adv;
     }
-    if (rt_steps(c, s->len / 32)) {
-        buf_free(&b);
+    if (tmpl_rt_steps(c, s->len / 32)) {
+        tmpl_buf_free(&b);
         return -1;
     }
-    return rt_take(c, &b, self.f, out);
+    return tmpl_rt_take(c, &b, self.f, out);
 }
 
 static int m_find(struct rctx *c, struct val self, enum meth m, struct val *a, struct val *out)
@@ -449,7 +449,7 @@ static int m_find(struct rctx *c, struct val self, enum meth m, struct val *a, s
     const struct str *s = self.u.s, *q = a[0].u.s;
     size_t lo, hi;
     range_bytes(s, a[1], a[2], &lo, &hi);
-    if (rt_steps(c, (hi - lo) / 64)) return -1;
+    if (tmpl_rt_steps(c, (hi - lo) / 64)) return -1;
     if (m == M_S_COUNT) {
         int64_t k = 0;
         if (q->len == 0) {
@@ -481,7 +481,7 @@ static int m_find(struct rctx *c, struct val self, enum meth m, struct val *a, s
         }
     }
     if (at < 0 && (m == M_S_INDEX || m == M_S_RINDEX))
-        return rt_err(c, ERR_TEMPLATE, "ValueError", "substring not found");
+        return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "substring not found");
     *out = v_int(at);
     return 0;
 }
@@ -490,25 +490,25 @@ static int m_pad(struct rctx *c, struct val self, enum meth m, struct val *a, st
 {
     int64_t w;
     if (!as_int(a[0], &w))
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
-                      type_name(a[0]));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
+                      tmpl_type_name(a[0]));
     const struct str *s = self.u.s;
     const char *fill = " ";
     size_t fl = 1;
     if (a[1].t != VT_UNDEF) {
-        if (a[1].t != VT_STR || str_ncp(a[1].u.s) != 1)
-            return rt_err(c, ERR_TEMPLATE, "TypeError",
+        if (a[1].t != VT_STR || tmpl_str_ncp(a[1].u.s) != 1)
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                           "The fill character must be exactly one character long");
         fill = a[1].u.s->b;
         fl = a[1].u.s->len;
     }
-    int64_t len = str_ncp(self.u.s);
+    int64_t len = tmpl_str_ncp(self.u.s);
     if (w <= len) {
         *out = self;
         return 0;
     }
     if ((uint64_t)(w - len) > c->max_output / fl)
-        return rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
+        return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
     int64_t marg = w - len, left;
     if (m == M_S_CENTER) left = marg / 2 + (marg & w & 1);
     else if (m == M_S_LJUST) left = 0;
@@ -516,55 +516,55 @@ static int m_pad(struct rctx *c, struct val self, enum meth m, struct val *a, st
     struct buf b = {.limit = c->max_output};
     size_t body_at = 0;
     if (m == M_S_ZFILL && s->len && (s->b[0] == '+' || s->b[0] == '-')) {
-        if (rt_bput(c, &b, s->b, 1)) return -1;
+        if (tmpl_rt_bput(c, &b, s->b, 1)) return -1;
         body_at = 1;
         fill = "0";
     } else if (m == M_S_ZFILL) {
         fill = "0";
     }
     for (int64_t i = 0; i < left; i++)
-        if (rt_bput(c, &b, fill, fl)) return -1;
-    if (rt_bput(c, &b, s->b + body_at, s->len - body_at)) return -1;
+        if (tmpl_rt_bput(c, &b, fill, fl)) return -1;
+    if (tmpl_rt_bput(c, &b, s->b + body_at, s->len - body_at)) return -1;
     for (int64_t i = 0; i < marg - left; i++)
-        if (rt_bput(c, &b, fill, fl)) return -1;
-    if (rt_steps(c, (size_t)w / 64)) {
-        buf_free(&b);
+        if (tmpl_rt_bput(c, &b, fill, fl)) return -1;
+    if (tmpl_rt_steps(c, (size_t)w / 64)) {
+        tmpl_buf_free(&b);
         return -1;
     }
-    return rt_take(c, &b, self.f, out);
+    return tmpl_rt_take(c, &b, self.f, out);
 }
 
 static int m_join(struct rctx *c, struct val self, struct val it, struct val *out)
 {
     struct list *l;
-    if (v_iter_list(c, it, &l)) return -1;
+    if (tmpl_v_iter_list(c, it, &l)) return -1;
     struct buf b = {.limit = c->max_output};
     for (size_t i = 0; i < l->n; i++) {
         struct val x = l->v[i];
         if (x.t != VT_STR) {
-            buf_free(&b);
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "sequence item %zu: expected str instance, %s found",
-                          i, type_name(x));
+            tmpl_buf_free(&b);
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "sequence item %zu: expected str instance, %s found",
+                          i, tmpl_type_name(x));
         }
-        if (self.f && v_escape(c, x, &x)) {
-            buf_free(&b);
+        if (self.f && tmpl_v_escape(c, x, &x)) {
+            tmpl_buf_free(&b);
             return -1;
         }
-        if ((i && rt_bput(c, &b, self.u.s->b, self.u.s->len)) || rt_bput(c, &b, x.u.s->b, x.u.s->len))
+        if ((i && tmpl_rt_bput(c, &b, self.u.s->b, self.u.s->len)) || tmpl_rt_bput(c, &b, x.u.s->b, x.u.s->len))
             return -1;
     }
-    if (rt_steps(c, b.n / 64)) {
-        buf_free(&b);
+    if (tmpl_rt_steps(c, b.n / 64)) {
+        tmpl_buf_free(&b);
         return -1;
     }
-    return rt_take(c, &b, self.f, out);
+    return tmpl_rt_take(c, &b, self.f, out);
 }
 
 static int m_partition(struct rctx *c, struct val self, bool right, struct val sepv, struct val *out)
 {
     if (need_str(c, sepv, "must be str")) return -1;
     const struct str *s = self.u.s, *sep = sepv.u.s;
-    if (sep->len == 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "empty separator");
+    if (sep->len == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "empty separator");
     size_t at = SIZE_MAX;
     if (!right) {
         const char *f = mem_find(s->b, s->len, sep->b, sep->len);
@@ -576,7 +576,7 @@ static int m_partition(struct rctx *c, struct val self, bool right, struct val s
                 break;
             }
     }
-    struct list *l = list_new(c, 3);
+    struct list *l = tmpl_list_new(c, 3);
     if (!l) return -1;
     struct val empty = sub(c, s, 0, 0, self.f);
     if (at == SIZE_MAX) {
@@ -598,34 +598,34 @@ static bool str_all(const struct str *s, bool (*pred)(uint32_t))
     if (s->len == 0) return false;
     for (size_t i = 0; i < s->len;) {
         size_t adv;
-        if (!pred(utf8_dec(s->b + i, s->len - i, &adv))) return false;
+        if (!pred(tmpl_utf8_dec(s->b + i, s->len - i, &adv))) return false;
         i += adv;
     }
     return true;
 }
-static bool p_alnum(uint32_t c) { return uni_isalpha(c) || uni_isdigit(c); }
-static bool p_space(uint32_t c) { return uni_isspace(c); }
-static bool p_ident(uint32_t c) { return c == '_' || uni_isalpha(c) || uni_isdigit(c); }
+static bool p_alnum(uint32_t c) { return tmpl_uni_isalpha(c) || tmpl_uni_isdigit(c); }
+static bool p_space(uint32_t c) { return tmpl_uni_isspace(c); }
+static bool p_ident(uint32_t c) { return c == '_' || tmpl_uni_isalpha(c) || tmpl_uni_isdigit(c); }
 
 static int m_is(struct rctx *c, struct val self, enum meth m, struct val *out)
 {
     const struct str *s = self.u.s;
     bool r = false;
     switch (m) {
-    case M_S_ISDIGIT: case M_S_ISDECIMAL: case M_S_ISNUMERIC: r = str_all(s, uni_isdigit); break;
-    case M_S_ISALPHA: r = str_all(s, uni_isalpha); break;
+    case M_S_ISDIGIT: case M_S_ISDECIMAL: case M_S_ISNUMERIC: r = str_all(s, tmpl_uni_isdigit); break;
+    case M_S_ISALPHA: r = str_all(s, tmpl_uni_isalpha); break;
     case M_S_ISALNUM: r = str_all(s, p_alnum); break;
     case M_S_ISSPACE: r = str_all(s, p_space); break;
     case M_S_ISIDENTIFIER:
-        r = str_all(s, p_ident) && !uni_isdigit((unsigned char)s->b[0]);
+        r = str_all(s, p_ident) && !tmpl_uni_isdigit((unsigned char)s->b[0]);
         break;
     case M_S_ISLOWER: case M_S_ISUPPER: {
         bool any = false;
         r = true;
         for (size_t i = 0; i < s->len && r;) {
             size_t adv;
-            uint32_t cp = utf8_dec(s->b + i, s->len - i, &adv);
-            bool up = uni_lower(cp) != cp, lo = uni_upper(cp) != cp;
+            uint32_t cp = tmpl_utf8_dec(s->b + i, s->len - i, &adv);
+            bool up = tmpl_uni_lower(cp) != cp, lo = tmpl_uni_upper(cp) != cp;
             if ((m == M_S_ISLOWER && up) || (m == M_S_ISUPPER && lo)) r = false;
             any |= up || lo;
             i += adv;
@@ -638,8 +638,8 @@ static int m_is(struct rctx *c, struct val self, enum meth m, struct val *out)
         r = true;
         for (size_t i = 0; i < s->len && r;) {
             size_t adv;
-            uint32_t cp = utf8_dec(s->b + i, s->len - i, &adv);
-            bool up = uni_lower(cp) != cp, lo = uni_upper(cp) != cp;
+            uint32_t cp = tmpl_utf8_dec(s->b + i, s->len - i, &adv);
+            bool up = tmpl_uni_lower(cp) != cp, lo = tmpl_uni_upper(cp) != cp;
             if (up) {
                 if (prev) r = false;
                 prev = any = true;
@@ -665,26 +665,26 @@ static int m_expandtabs(struct rctx *c, struct val self, struct val ts, struct v
 {
     int64_t tab = 8;
     if (ts.t != VT_UNDEF && !as_int(ts, &tab))
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "an integer is required");
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "an integer is required");
     if (tab > 1024) tab = 1024;
     const struct str *s = self.u.s;
     struct buf b = {.limit = c->max_output};
     int64_t col = 0;
     for (size_t i = 0; i < s->len;) {
         size_t adv;
-        uint32_t cp = utf8_dec(s->b + i, s->len - i, &adv);
+        uint32_t cp = tmpl_utf8_dec(s->b + i, s->len - i, &adv);
         if (cp == '\t') {
             int64_t k = tab > 0 ? tab - col % tab : 0;
             for (int64_t j = 0; j < k; j++)
-                if (rt_bput(c, &b, " ", 1)) return -1;
+                if (tmpl_rt_bput(c, &b, " ", 1)) return -1;
             col += k;
         } else {
-            if (rt_bput(c, &b, s->b + i, adv)) return -1;
+            if (tmpl_rt_bput(c, &b, s->b + i, adv)) return -1;
             col = (cp == '\n' || cp == '\r') ? 0 : col + 1;
         }
         i += adv;
     }
-    return rt_take(c, &b, self.f, out);
+    return tmpl_rt_take(c, &b, self.f, out);
 }
 
 /* str methods: one case per method, mostly a call into a helper above. */
@@ -702,7 +702,7 @@ static int call_str(struct rctx *c, struct val self, enum meth m, struct val *ar
     static const char *const p_tab[] = {"tabsize"};
     struct val a[3];
     const char *name = g_str_m[m];
-#define BIND(p) bind_args(c, name, p, sizeof p / sizeof p[0], args, nargs, kwn, kwv, nkw, a)
+#define BIND(p) tmpl_bind_args(c, name, p, sizeof p / sizeof p[0], args, nargs, kwn, kwv, nkw, a)
     switch (m) {
     case M_S_STRIP: case M_S_LSTRIP: case M_S_RSTRIP:
         if (BIND(p_chars)) return -1;
@@ -712,23 +712,23 @@ static int call_str(struct rctx *c, struct val self, enum meth m, struct val *ar
         return m_split(c, self, m == M_S_RSPLIT, a[0], a[1], out);
     case M_S_SPLITLINES:
         if (BIND(p_lines)) return -1;
-        return m_splitlines(c, self, a[0].t != VT_UNDEF && truthy(a[0]), out);
+        return m_splitlines(c, self, a[0].t != VT_UNDEF && tmpl_truthy(a[0]), out);
     case M_S_STARTSWITH: case M_S_ENDSWITH:
         if (BIND(p_starts)) return -1;
-        if (nargs < 1) return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes at least 1 argument (0 given)", name);
+        if (nargs < 1) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes at least 1 argument (0 given)", name);
         return m_startsends(c, self, m == M_S_ENDSWITH, a, out);
     case M_S_REPLACE:
         if (BIND(p_replace)) return -1;
         return m_replace(c, self, a, out);
     case M_S_UPPER: case M_S_LOWER: case M_S_CASEFOLD: case M_S_TITLE: case M_S_CAPITALIZE:
     case M_S_SWAPCASE:
-        if (nargs || nkw) return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no arguments", name);
+        if (nargs || nkw) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no arguments", name);
         return m_case(c, self,
                       m == M_S_UPPER ? CASE_UPPER : m == M_S_TITLE ? CASE_TITLE
                       : m == M_S_CAPITALIZE ? CASE_CAP : m == M_S_SWAPCASE ? CASE_SWAP
                                                                            : CASE_LOWER,
                       out);
-    case M_S_FORMAT: return str_format(c, self, args, nargs, kwn, kwv, nkw, out);
+    case M_S_FORMAT: return tmpl_str_format(c, self, args, nargs, kwn, kwv, nkw, out);
     case M_S_JOIN:
         if (BIND(p_one)) return -1;
         return m_join(c, self, a[0], out);
@@ -757,9 +757,9 @@ static int call_str(struct rctx *c, struct val self, enum meth m, struct val *ar
         if (BIND(p_tab)) return -1;
         return m_expandtabs(c, self, a[0], out);
     case M_S_ENCODE_:
-        return rt_err(c, ERR_UNSUPPORTED, "TypeError", "bytes are not supported");
+        return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "bytes are not supported");
     default:
-        if (nargs || nkw) return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no arguments", name);
+        if (nargs || nkw) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no arguments", name);
         return m_is(c, self, m, out);
     }
 #undef BIND
@@ -769,7 +769,7 @@ static int call_str(struct rctx *c, struct val self, enum meth m, struct val *ar
 
 static int no_args(struct rctx *c, const char *name, size_t nargs, size_t nkw)
 {
-    if (nargs || nkw) return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no arguments", name);
+    if (nargs || nkw) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no arguments", name);
     return 0;
 }
 
@@ -781,48 +781,48 @@ static int call_list(struct rctx *c, struct val self, enum meth m, struct val *a
     const char *name = g_str_m[m];
     *out = v_none();
     if (nkw && m != M_L_SORT)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no keyword arguments", name);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no keyword arguments", name);
     switch (m) {
     case M_L_APPEND:
-        if (nargs != 1) return rt_err(c, ERR_TEMPLATE, "TypeError", "list.append() takes exactly one argument (%zu given)", nargs);
-        return list_push(c, l, args[0]);
+        if (nargs != 1) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "list.append() takes exactly one argument (%zu given)", nargs);
+        return tmpl_list_push(c, l, args[0]);
     case M_L_EXTEND: {
         struct list *src;
-        if (nargs != 1) return rt_err(c, ERR_TEMPLATE, "TypeError", "list.extend() takes exactly one argument (%zu given)", nargs);
-        if (v_iter_list(c, args[0], &src)) return -1;
+        if (nargs != 1) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "list.extend() takes exactly one argument (%zu given)", nargs);
+        if (tmpl_v_iter_list(c, args[0], &src)) return -1;
         for (size_t i = 0; i < src->n; i++)
-            if (list_push(c, l, src->v[i])) return -1;
+            if (tmpl_list_push(c, l, src->v[i])) return -1;
         return 0;
     }
     case M_L_POP: case M_L_INSERT: {
         int64_t i = m == M_L_POP ? -1 : 0, n = (int64_t)l->n;
         if ((m == M_L_POP && nargs > 1) || (m == M_L_INSERT && nargs != 2))
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes %s arguments", name,
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes %s arguments", name,
                           m == M_L_POP ? "at most 1" : "exactly 2");
         if (nargs && !as_int(args[0], &i))
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
-                          type_name(args[0]));
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
+                          tmpl_type_name(args[0]));
         if (m == M_L_INSERT) {
             if (i < 0) i = i + n < 0 ? 0 : i + n;
             if (i > n) i = n;
-            if (list_push(c, l, args[1])) return -1;
+            if (tmpl_list_push(c, l, args[1])) return -1;
             memmove(&l->v[i + 1], &l->v[i], (size_t)(n - i) * sizeof *l->v);
             l->v[i] = args[1];
             return 0;
         }
-        if (n == 0) return rt_err(c, ERR_TEMPLATE, "IndexError", "pop from empty list");
+        if (n == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "IndexError", "pop from empty list");
         if (i < 0) i += n;
-        if (i < 0 || i >= n) return rt_err(c, ERR_TEMPLATE, "IndexError", "pop index out of range");
+        if (i < 0 || i >= n) return tmpl_rt_err(c, ERR_TEMPLATE, "IndexError", "pop index out of range");
         *out = l->v[i];
         memmove(&l->v[i], &l->v[i + 1], (size_t)(n - i - 1) * sizeof *l->v);
         l->n--;
         return 0;
     }
     case M_L_REMOVE: case M_L_INDEX: case M_L_COUNT: {
-        if (nargs < 1) return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes exactly one argument (0 given)", name);
+        if (nargs < 1) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes exactly one argument (0 given)", name);
         int64_t cnt = 0;
         for (size_t i = 0; i < l->n; i++) {
-            if (!v_eq(l->v[i], args[0])) continue;
+            if (!tmpl_v_eq(l->v[i], args[0])) continue;
             if (m == M_L_INDEX) {
                 *out = v_int((int64_t)i);
                 return 0;
@@ -838,12 +838,12 @@ static int call_list(struct rctx *c, struct val self, enum meth m, struct val *a
             *out = v_int(cnt);
             return 0;
         }
-        return rt_err(c, ERR_TEMPLATE, "ValueError", m == M_L_INDEX ? "value is not in list"
+        return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", m == M_L_INDEX ? "value is not in list"
                                                                     : "list.remove(x): x not in list");
     }
     case M_L_COPY: {
         if (no_args(c, name, nargs, nkw)) return -1;
-        struct list *r = list_new(c, l->n);
+        struct list *r = tmpl_list_new(c, l->n);
         if (!r) return -1;
         vcopy(r->v, l->v, l->n);
         r->n = l->n;
@@ -863,7 +863,7 @@ static int call_list(struct rctx *c, struct val self, enum meth m, struct val *a
         }
         return 0;
     default: /* sort: through the sort filter, in place */
-        return rt_err(c, ERR_UNSUPPORTED, "TypeError", "list.sort() is not supported; use |sort");
+        return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "list.sort() is not supported; use |sort");
     }
 }
 
@@ -875,13 +875,13 @@ static int call_dict(struct rctx *c, struct val self, enum meth m, struct val *a
     const char *name = g_str_m[m];
     *out = v_none();
     if (nkw && m != M_D_UPDATE)
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no keyword arguments", name);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s() takes no keyword arguments", name);
     switch (m) {
     case M_D_GET: case M_D_SETDEFAULT: case M_D_POP: {
         if (nargs < 1 || nargs > 2)
-            return rt_err(c, ERR_TEMPLATE, "TypeError", "%s expected 1 or 2 arguments, got %zu", name, nargs);
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%s expected 1 or 2 arguments, got %zu", name, nargs);
         int rc;
-        struct val *v = dict_get(c, d, args[0], &rc);
+        struct val *v = tmpl_dict_get(c, d, args[0], &rc);
         if (rc) return -1;
         struct val dflt = nargs == 2 ? args[1] : v_none();
         if (m == M_D_GET) {
@@ -894,28 +894,28 @@ static int call_dict(struct rctx *c, struct val self, enum meth m, struct val *a
                 return 0;
             }
             *out = dflt;
-            return dict_set(c, d, args[0], dflt);
+            return tmpl_dict_set(c, d, args[0], dflt);
         }
-        if (v) return dict_del(c, d, args[0], out) < 0 ? -1 : 0;
+        if (v) return tmpl_dict_del(c, d, args[0], out) < 0 ? -1 : 0;
         if (nargs == 2) {
             *out = dflt;
             return 0;
         }
         struct buf b = {.limit = 200};
-        v_repr_to(c, &b, args[0]);
-        rc = rt_err(c, ERR_TEMPLATE, "KeyError", "%s", b.p ? b.p : "");
-        buf_free(&b);
+        tmpl_v_repr_to(c, &b, args[0]);
+        rc = tmpl_rt_err(c, ERR_TEMPLATE, "KeyError", "%s", b.p ? b.p : "");
+        tmpl_buf_free(&b);
         return rc;
     }
     case M_D_ITEMS: case M_D_KEYS: case M_D_VALUES: {
         if (no_args(c, name, nargs, nkw)) return -1;
-        struct list *l = list_new(c, d->n);
+        struct list *l = tmpl_list_new(c, d->n);
         if (!l) return -1;
         for (size_t i = 0; i < d->n; i++) {
             if (m == M_D_KEYS) l->v[i] = d->e[i].k;
             else if (m == M_D_VALUES) l->v[i] = d->e[i].v;
             else {
-                struct list *pair = list_new(c, 2);
+                struct list *pair = tmpl_list_new(c, 2);
                 if (!pair) return -1;
                 pair->v[0] = d->e[i].k;
                 pair->v[1] = d->e[i].v;
@@ -925,27 +925,27 @@ static int call_dict(struct rctx *c, struct val self, enum meth m, struct val *a
         }
         l->n = d->n;
         *out = v_listv(l, m == M_D_KEYS ? LK_KEYS : m == M_D_VALUES ? LK_VALUES : LK_ITEMS);
-        return rt_steps(c, d->n / 8);
+        return tmpl_rt_steps(c, d->n / 8);
     }
     case M_D_UPDATE: {
-        if (nargs > 1) return rt_err(c, ERR_TEMPLATE, "TypeError", "update expected at most 1 argument, got %zu", nargs);
+        if (nargs > 1) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "update expected at most 1 argument, got %zu", nargs);
         if (nargs == 1) {
             struct val o = args[0];
             if (o.t != VT_DICT && o.t != VT_NS)
-                return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not a mapping", type_name(o));
+                return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not a mapping", tmpl_type_name(o));
             for (size_t i = 0; i < o.u.m->n; i++)
-                if (dict_set(c, d, o.u.m->e[i].k, o.u.m->e[i].v)) return -1;
+                if (tmpl_dict_set(c, d, o.u.m->e[i].k, o.u.m->e[i].v)) return -1;
         }
         for (size_t i = 0; i < nkw; i++)
-            if (dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
+            if (tmpl_dict_set(c, d, v_strv(kwn[i], false), kwv[i])) return -1;
         return 0;
     }
     case M_D_COPY: {
         if (no_args(c, name, nargs, nkw)) return -1;
-        struct dict *r = dict_new(c, d->n);
+        struct dict *r = tmpl_dict_new(c, d->n);
         if (!r) return -1;
         for (size_t i = 0; i < d->n; i++)
-            if (dict_set(c, r, d->e[i].k, d->e[i].v)) return -1;
+            if (tmpl_dict_set(c, r, d->e[i].k, d->e[i].v)) return -1;
         *out = v_dictv(r);
         return 0;
     }
@@ -956,22 +956,22 @@ static int call_dict(struct rctx *c, struct val self, enum meth m, struct val *a
         return 0;
     default: { /* popitem */
         if (no_args(c, name, nargs, nkw)) return -1;
-        if (d->n == 0) return rt_err(c, ERR_TEMPLATE, "KeyError", "'popitem(): dictionary is empty'");
-        struct list *pair = list_new(c, 2);
+        if (d->n == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "KeyError", "'popitem(): dictionary is empty'");
+        struct list *pair = tmpl_list_new(c, 2);
         if (!pair) return -1;
         pair->v[0] = d->e[d->n - 1].k;
         pair->v[1] = d->e[d->n - 1].v;
         pair->n = 2;
         *out = v_listv(pair, LK_TUPLE);
-        return dict_del(c, d, pair->v[0], NULL) < 0 ? -1 : 0;
+        return tmpl_dict_del(c, d, pair->v[0], NULL) < 0 ? -1 : 0;
     }
     }
 }
 
-int call_method(struct rctx *c, struct method *bm, struct val *args, size_t nargs,
+int tmpl_call_method(struct rctx *c, struct method *bm, struct val *args, size_t nargs,
                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out)
 {
-    if (rt_steps(c, 1)) return -1;
+    if (tmpl_rt_steps(c, 1)) return -1;
     struct val self = bm->self;
     enum meth m = bm->m;
     if (m >= M_S_STRIP && m <= M_S_ENCODE_) return call_str(c, self, m, args, nargs, kwn, kwv, nkw, out);
@@ -979,18 +979,18 @@ int call_method(struct rctx *c, struct method *bm, struct val *args, size_t narg
     if (m >= M_D_GET && m <= M_D_POPITEM) return call_dict(c, self, m, args, nargs, kwn, kwv, nkw, out);
     switch (m) {
     case M_LOOP_CYCLE: {
-        if (nargs == 0) return rt_err(c, ERR_TEMPLATE, "TypeError", "no items for cycling given");
+        if (nargs == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "no items for cycling given");
         *out = args[self.u.lp->i % nargs];
         return 0;
     }
     case M_LOOP_CHANGED: {
-        struct list *l = list_new(c, nargs);
+        struct list *l = tmpl_list_new(c, nargs);
         if (!l) return -1;
         vcopy(l->v, args, nargs);
         l->n = nargs;
         struct val now = v_listv(l, LK_TUPLE);
         struct loop *lp = self.u.lp;
-        bool changed = !lp->has_changed || !v_eq(lp->last_changed, now);
+        bool changed = !lp->has_changed || !tmpl_v_eq(lp->last_changed, now);
         lp->last_changed = now;
         lp->has_changed = true;
         *out = v_bool(changed);
@@ -998,16 +998,16 @@ int call_method(struct rctx *c, struct method *bm, struct val *args, size_t narg
     }
     case M_JOINER_CALL: {
         struct list *st = self.u.l;
-        if (!truthy(st->v[1])) {
+        if (!tmpl_truthy(st->v[1])) {
             st->v[1] = v_bool(true);
-            *out = v_cstr(c, "");
+            *out = tmpl_v_cstr(c, "");
             return out->t == VT_STR ? 0 : -1;
         }
         *out = st->v[0];
         return 0;
     }
     default:
-        return rt_err(c, ERR_UNSUPPORTED, "TypeError", "method not supported");
+        return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "method not supported");
     }
 }
 
@@ -1031,7 +1031,7 @@ static int parse_fspec(struct rctx *c, const char *s, size_t n, struct fspec *f)
     size_t i = 0;
     if (n) {
         size_t adv;
-        uint32_t cp = utf8_dec(s, n, &adv);
+        uint32_t cp = tmpl_utf8_dec(s, n, &adv);
         if (adv < n && strchr("<>^=", s[adv])) {
             f->fill = cp;
             f->align = s[adv];
@@ -1052,14 +1052,14 @@ static int parse_fspec(struct rctx *c, const char *s, size_t n, struct fspec *f)
     if (i < n && s[i] == '.') {
         i++;
         if (i >= n || s[i] < '0' || s[i] > '9')
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "Format specifier missing precision");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Format specifier missing precision");
         f->prec = 0;
         while (i < n && s[i] >= '0' && s[i] <= '9' && f->prec < 100000) f->prec = f->prec * 10 + (s[i++] - '0');
     }
     if (i < n) f->type = s[i++];
-    if (i < n) return rt_err(c, ERR_TEMPLATE, "ValueError", "Invalid format specifier");
+    if (i < n) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Invalid format specifier");
     if (f->width > 10000 || f->prec > 1000)
-        return rt_err(c, ERR_LIMIT, "ValueError", "format width or precision too large");
+        return tmpl_rt_err(c, ERR_LIMIT, "ValueError", "format width or precision too large");
     return 0;
 }
 
@@ -1089,13 +1089,13 @@ static int fmt_number(struct rctx *c, struct val v, struct fspec *f, char *tmp, 
     bool isint = v.t == VT_INT || v.t == VT_BOOL;
     if (isint && (t == 0 || t == 'd' || t == 'n' || t == 'b' || t == 'o' || t == 'x' || t == 'X' || t == 'c')) {
         int64_t x = v.t == VT_BOOL ? v.u.b : v.u.i;
-        if (f->prec >= 0) return rt_err(c, ERR_TEMPLATE, "ValueError", "Precision not allowed in integer format specifier");
+        if (f->prec >= 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Precision not allowed in integer format specifier");
         uint64_t ax = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
         char digits[80];
         int base = t == 'b' ? 2 : t == 'o' ? 8 : (t == 'x' || t == 'X') ? 16 : 10;
         if (t == 'c') {
-            if (x < 0 || x > 0x10ffff) return rt_err(c, ERR_TEMPLATE, "OverflowError", "%%c arg not in range(0x110000)");
-            size_t k = utf8_enc((uint32_t)x, tmp);
+            if (x < 0 || x > 0x10ffff) return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "%%c arg not in range(0x110000)");
+            size_t k = tmpl_utf8_enc((uint32_t)x, tmp);
             tmp[k] = 0;
             return 0;
         }
@@ -1118,14 +1118,14 @@ static int fmt_number(struct rctx *c, struct val v, struct fspec *f, char *tmp, 
         return 0;
     }
     if (!(t == 0 || strchr("eEfFgG%n", t)) || (t == 'n' && !isint && 0))
-        return rt_err(c, ERR_TEMPLATE, "ValueError", "Unknown format code '%c' for object of type '%s'",
-                      t, type_name(v));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Unknown format code '%c' for object of type '%s'",
+                      t, tmpl_type_name(v));
     double x = v.t == VT_FLOAT ? v.u.d : (double)(v.t == VT_BOOL ? v.u.b : v.u.i);
     int p = f->prec < 0 ? 6 : (int)f->prec;
     char body[400];
     if (t == 0 && f->prec < 0) {
         if (isint) snprintf(body, sizeof body, "%lld", (long long)(v.t == VT_BOOL ? v.u.b : v.u.i));
-        else fmt_float(body, sizeof body, x);
+        else tmpl_fmt_float(body, sizeof body, x);
     } else if (t == 0 || t == 'n' || t == 'g' || t == 'G') {
         if (p == 0) p = 1;
         snprintf(body, sizeof body, f->alt ? "%#.*g" : "%.*g", p, x);
@@ -1152,7 +1152,7 @@ static int fmt_number(struct rctx *c, struct val v, struct fspec *f, char *tmp, 
 static int format_value(struct rctx *c, struct val v, const char *spec, size_t sn, struct buf *out)
 {
     struct fspec f;
-    if (sn == 0) return v_str_to(c, out, v);
+    if (sn == 0) return tmpl_v_str_to(c, out, v);
     if (parse_fspec(c, spec, sn, &f)) return -1;
     char tmp[512];
     const char *body;
@@ -1161,12 +1161,12 @@ static int format_value(struct rctx *c, struct val v, const char *spec, size_t s
     struct val sv;
     if (v.t == VT_STR) {
         if (f.type && f.type != 's')
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "Unknown format code '%c' for object of type 'str'", f.type);
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Unknown format code '%c' for object of type 'str'", f.type);
         if (f.sign || f.alt || f.group || f.align == '=')
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "invalid format specifier for a string");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "invalid format specifier for a string");
         body = v.u.s->b;
         blen = v.u.s->len;
-        if (f.prec >= 0 && f.prec < str_ncp(v.u.s)) blen = utf8_off(v.u.s, f.prec);
+        if (f.prec >= 0 && f.prec < tmpl_str_ncp(v.u.s)) blen = tmpl_utf8_off(v.u.s, f.prec);
     } else if (numeric) {
         if (v.t == VT_BOOL && !f.type && f.width >= 0 && !f.sign && !f.zero && !f.group && f.prec < 0) {
             body = v.u.b ? "True" : "False";
@@ -1176,8 +1176,8 @@ static int format_value(struct rctx *c, struct val v, const char *spec, size_t s
         }
         blen = strlen(body);
     } else {
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "unsupported format string passed to %s.__format__",
-                      type_name(v));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "unsupported format string passed to %s.__format__",
+                      tmpl_type_name(v));
     }
     (void)sv;
     int64_t len = 0;
@@ -1193,19 +1193,19 @@ static int format_value(struct rctx *c, struct val v, const char *spec, size_t s
     else if (align == '^') left = pad / 2;
     else if (align == '=') left = 0;
     char fc[4];
-    size_t fl = utf8_enc(fill, fc);
+    size_t fl = tmpl_utf8_enc(fill, fc);
     size_t sign_n = 0;
     if (align == '=' && numeric) {
         while (sign_n < blen && strchr("+- ", body[sign_n])) sign_n++;
         if (sign_n + 1 < blen && body[sign_n] == '0' && strchr("bBoOxX", body[sign_n + 1])) sign_n += 2;
-        if (buf_put(out, body, sign_n)) return rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
+        if (tmpl_buf_put(out, body, sign_n)) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
         left = pad;
     }
     for (int64_t i = 0; i < left; i++)
-        if (buf_put(out, fc, fl)) return rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
-    if (buf_put(out, body + sign_n, blen - sign_n)) return rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
+        if (tmpl_buf_put(out, fc, fl)) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
+    if (tmpl_buf_put(out, body + sign_n, blen - sign_n)) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
     for (int64_t i = left; i < pad; i++)
-        if (align != '=' && buf_put(out, fc, fl)) return rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
+        if (align != '=' && tmpl_buf_put(out, fc, fl)) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
     return 0;
 }
 
@@ -1229,79 +1229,79 @@ static int format_field(struct rctx *c, const char *f, size_t n, struct val *arg
             *mode = 2;
             for (size_t k = 0; k < i; k++) {
                 if (f[k] < '0' || f[k] > '9' || idx > 100000)
-                    return rt_err(c, ERR_TEMPLATE, "ValueError", "invalid field name");
+                    return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "invalid field name");
                 idx = idx * 10 + (size_t)(f[k] - '0');
             }
         }
         if (idx >= nargs)
-            return rt_err(c, ERR_TEMPLATE, "IndexError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "IndexError",
                           "Replacement index %zu out of range for positional args tuple", idx);
         v = args[idx];
     } else {
         size_t k = 0;
         while (k < nkw && !(kwn[k]->len == i && memcmp(kwn[k]->b, f, i) == 0)) k++;
-        if (k == nkw) return rt_err(c, ERR_TEMPLATE, "KeyError", "'%.*s'", (int)i, f);
+        if (k == nkw) return tmpl_rt_err(c, ERR_TEMPLATE, "KeyError", "'%.*s'", (int)i, f);
         v = kwv[k];
     }
     while (i < n && (f[i] == '.' || f[i] == '[')) {
         size_t j = i + 1;
         if (f[i] == '.') {
             while (j < n && f[j] != '.' && f[j] != '[' && f[j] != '!' && f[j] != ':') j++;
-            struct str *nm = str_new(&c->ar, f + i + 1, j - i - 1);
-            if (!nm) return rt_oom(c);
-            if (get_attr(c, v, nm, &v)) return -1;
+            struct str *nm = tmpl_str_new(&c->ar, f + i + 1, j - i - 1);
+            if (!nm) return tmpl_rt_oom(c);
+            if (tmpl_get_attr(c, v, nm, &v)) return -1;
             i = j;
         } else {
             while (j < n && f[j] != ']') j++;
-            if (j >= n) return rt_err(c, ERR_TEMPLATE, "ValueError", "Missing ']' in format string");
+            if (j >= n) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Missing ']' in format string");
             bool digits = j > i + 1;
             int64_t num = 0;
             for (size_t k = i + 1; k < j; k++) {
                 if (f[k] < '0' || f[k] > '9' || num > 1000000000) digits = false;
                 else num = num * 10 + (f[k] - '0');
             }
-            struct val key = digits ? v_int(num) : v_str(c, f + i + 1, j - i - 1);
-            if (get_item(c, v, key, &v)) return -1;
+            struct val key = digits ? v_int(num) : tmpl_v_str(c, f + i + 1, j - i - 1);
+            if (tmpl_get_item(c, v, key, &v)) return -1;
             i = j + 1;
         }
-        if (v.t == VT_UNDEF) return undef_fail(c, v);
+        if (v.t == VT_UNDEF) return tmpl_undef_fail(c, v);
     }
     char conv = 0;
     if (i < n && f[i] == '!') {
-        if (i + 1 >= n) return rt_err(c, ERR_TEMPLATE, "ValueError", "end of string while looking for conversion specifier");
+        if (i + 1 >= n) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "end of string while looking for conversion specifier");
         conv = f[i + 1];
         i += 2;
         if (conv != 'r' && conv != 's' && conv != 'a')
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "Unknown conversion specifier %c", conv);
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Unknown conversion specifier %c", conv);
     }
     const char *spec = "";
     size_t sn = 0;
     if (i < n) {
-        if (f[i] != ':') return rt_err(c, ERR_TEMPLATE, "ValueError", "expected ':' after conversion specifier");
+        if (f[i] != ':') return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "expected ':' after conversion specifier");
         spec = f + i + 1;
         sn = n - i - 1;
     }
     if (conv) {
         struct buf b = {.limit = c->max_output};
-        int rc = conv == 's' ? v_str_to(c, &b, v) : v_repr_to(c, &b, v);
+        int rc = conv == 's' ? tmpl_v_str_to(c, &b, v) : tmpl_v_repr_to(c, &b, v);
         if (rc) {
-            buf_free(&b);
+            tmpl_buf_free(&b);
             return -1;
         }
-        v = buf_take(c, &b, false);
-        buf_free(&b);
+        v = tmpl_buf_take(c, &b, false);
+        tmpl_buf_free(&b);
         if (v.t != VT_STR) return -1;
     }
     if (markup && (v.t == VT_STR || conv)) { /* markupsafe's escaping formatter */
-        if (v_escape(c, v, &v)) return -1;
+        if (tmpl_v_escape(c, v, &v)) return -1;
     }
     return format_value(c, v, spec, sn, out);
 mix:
-    return rt_err(c, ERR_TEMPLATE, "ValueError",
+    return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError",
                   "cannot switch from automatic field numbering to manual field specification");
 }
 
-int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
+int tmpl_str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out)
 {
     const char *s = fmt.u.s->b;
@@ -1310,14 +1310,14 @@ int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, s
     struct buf b = {.limit = c->max_output};
     for (size_t i = 0; i < n;) {
         if (s[i] == '{' && i + 1 < n && s[i + 1] == '{') {
-            if (rt_bput(c, &b, "{", 1)) return -1;
+            if (tmpl_rt_bput(c, &b, "{", 1)) return -1;
             i += 2;
         } else if (s[i] == '}' && i + 1 < n && s[i + 1] == '}') {
-            if (rt_bput(c, &b, "}", 1)) return -1;
+            if (tmpl_rt_bput(c, &b, "}", 1)) return -1;
             i += 2;
         } else if (s[i] == '}') {
-            buf_free(&b);
-            return rt_err(c, ERR_TEMPLATE, "ValueError", "Single '}' encountered in format string");
+            tmpl_buf_free(&b);
+            return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "Single '}' encountered in format string");
         } else if (s[i] == '{') {
             /* the field ends at the matching '}' (a spec may nest one level of {}) */
             size_t j = i + 1;
@@ -1328,47 +1328,47 @@ int str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, s
                 if (depth) j++;
             }
             if (j >= n) {
-                buf_free(&b);
-                return rt_err(c, ERR_TEMPLATE, "ValueError", "expected '}' before end of string");
+                tmpl_buf_free(&b);
+                return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "expected '}' before end of string");
             }
             const char *field = s + i + 1;
             size_t fn = j - i - 1;
             /* nested fields inside the spec: format them first */
             const char *colon = memchr(field, ':', fn);
             if (colon && memchr(colon, '{', fn - (size_t)(colon - field))) {
-                struct val inner = v_str(c, colon + 1, fn - (size_t)(colon - field) - 1), spec;
+                struct val inner = tmpl_v_str(c, colon + 1, fn - (size_t)(colon - field) - 1), spec;
                 if (inner.t != VT_STR ||
-                    str_format(c, inner, args, nargs, kwn, kwv, nkw, &spec)) {
-                    buf_free(&b);
+                    tmpl_str_format(c, inner, args, nargs, kwn, kwv, nkw, &spec)) {
+                    tmpl_buf_free(&b);
                     return -1;
                 }
                 struct buf fb = {.limit = c->max_output};
-                if (rt_bput(c, &fb, field, (size_t)(colon - field) + 1) ||
-                    rt_bput(c, &fb, spec.u.s->b, spec.u.s->len)) {
-                    buf_free(&b);
+                if (tmpl_rt_bput(c, &fb, field, (size_t)(colon - field) + 1) ||
+                    tmpl_rt_bput(c, &fb, spec.u.s->b, spec.u.s->len)) {
+                    tmpl_buf_free(&b);
                     return -1;
                 }
                 int rc = format_field(c, fb.p, fb.n, args, nargs, kwn, kwv, nkw, &autoidx, &mode,
                                       fmt.f, &b);
-                buf_free(&fb);
+                tmpl_buf_free(&fb);
                 if (rc) {
-                    buf_free(&b);
+                    tmpl_buf_free(&b);
                     return -1;
                 }
             } else if (format_field(c, field, fn, args, nargs, kwn, kwv, nkw, &autoidx, &mode,
                                     fmt.f, &b)) {
-                buf_free(&b);
+                tmpl_buf_free(&b);
                 return -1;
             }
             i = j + 1;
         } else {
             size_t j = i;
             while (j < n && s[j] != '{' && s[j] != '}') j++;
-            if (rt_bput(c, &b, s + i, j - i)) return -1;
+            if (tmpl_rt_bput(c, &b, s + i, j - i)) return -1;
             i = j;
         }
     }
-    return rt_take(c, &b, fmt.f, out);
+    return tmpl_rt_take(c, &b, fmt.f, out);
 }
 
 /* ---- printf-style % ---- */
@@ -1401,11 +1401,11 @@ static int pct_parse(struct rctx *c, const char *s, size_t n, size_t *pi, struct
     if (i < n && s[i] == '(') {
         size_t j = i + 1;
         while (j < n && s[j] != ')') j++;
-        if (j >= n || !pa->mapping) return rt_err(c, ERR_TEMPLATE, "TypeError", "format requires a mapping");
-        struct val key = v_str(c, s + i + 1, j - i - 1);
+        if (j >= n || !pa->mapping) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "format requires a mapping");
+        struct val key = tmpl_v_str(c, s + i + 1, j - i - 1);
         int rc;
-        struct val *p = key.t == VT_STR ? dict_get(c, pa->args.u.m, key, &rc) : NULL;
-        if (!p) return rt_err(c, ERR_TEMPLATE, "KeyError", "'%.*s'", (int)(j - i - 1), s + i + 1);
+        struct val *p = key.t == VT_STR ? tmpl_dict_get(c, pa->args.u.m, key, &rc) : NULL;
+        if (!p) return tmpl_rt_err(c, ERR_TEMPLATE, "KeyError", "'%.*s'", (int)(j - i - 1), s + i + 1);
         *v = *p;
         have = true;
         i = j + 1;
@@ -1425,7 +1425,7 @@ static int pct_parse(struct rctx *c, const char *s, size_t n, size_t *pi, struct
         }
         if (i < n && s[i] == '*') {
             struct val w = pa->ai < pa->an ? pa->av[pa->ai] : v_undef();
-            if (w.t != VT_INT && w.t != VT_BOOL) return rt_err(c, ERR_TEMPLATE, "TypeError", "* wants int");
+            if (w.t != VT_INT && w.t != VT_BOOL) return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "* wants int");
             *dst = w.t == VT_INT ? w.u.i : w.u.b;
             if (!part && *dst < 0) sp->left = true, *dst = -*dst;
             pa->ai++;
@@ -1436,15 +1436,15 @@ static int pct_parse(struct rctx *c, const char *s, size_t n, size_t *pi, struct
         }
     }
     if (sp->f.width > 10000 || sp->f.prec > 1000)
-        return rt_err(c, ERR_LIMIT, "ValueError", "format width or precision too large");
+        return tmpl_rt_err(c, ERR_LIMIT, "ValueError", "format width or precision too large");
     while (i < n && (s[i] == 'l' || s[i] == 'h' || s[i] == 'L')) i++;
-    if (i >= n) return rt_err(c, ERR_TEMPLATE, "ValueError", "incomplete format");
+    if (i >= n) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "incomplete format");
     sp->type = s[i++];
     *pi = i;
     if (sp->type == '%' || have) return 0;
     if (pa->mapping && !pa->tuple) *v = pa->args;
     else if (pa->ai < pa->an) *v = pa->av[pa->ai++];
-    else return rt_err(c, ERR_TEMPLATE, "TypeError", "not enough arguments for format string");
+    else return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "not enough arguments for format string");
     return 0;
 }
 
@@ -1455,12 +1455,12 @@ static int pct_convert(struct rctx *c, const struct pct_spec *sp, struct val v, 
     char t = sp->type;
     if (t == 's' || t == 'r' || t == 'a') {
         struct buf raw = {.limit = c->max_output};
-        int rc = t == 's' ? v_str_to(c, &raw, v) : v_repr_to(c, &raw, v);
+        int rc = t == 's' ? tmpl_v_str_to(c, &raw, v) : tmpl_v_repr_to(c, &raw, v);
         if (!rc && markup && !(v.t == VT_STR && v.f && t == 's'))
-            rc = html_escape_to(piece, raw.p ? raw.p : "", raw.n) ? -1 : 0;
+            rc = tmpl_html_escape_to(piece, raw.p ? raw.p : "", raw.n) ? -1 : 0;
         else if (!rc)
-            rc = buf_put(piece, raw.p ? raw.p : "", raw.n) ? -1 : 0;
-        buf_free(&raw);
+            rc = tmpl_buf_put(piece, raw.p ? raw.p : "", raw.n) ? -1 : 0;
+        tmpl_buf_free(&raw);
         if (!rc && sp->f.prec >= 0) { /* precision truncates, in characters */
             size_t k = 0;
             for (int64_t cps = 0; k < piece->n && cps < sp->f.prec; cps++) {
@@ -1469,28 +1469,28 @@ static int pct_convert(struct rctx *c, const struct pct_spec *sp, struct val v, 
             }
             piece->n = k;
         }
-        return rc ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+        return rc ? tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
     }
     if (!strchr("diuoxXeEfFgGc", t))
-        return rt_err(c, ERR_TEMPLATE, "ValueError", "unsupported format character '%c'", t);
-    if (t == 'c' && v.t == VT_STR && str_ncp(v.u.s) == 1) /* %c of a one-character string */
-        return buf_put(piece, v.u.s->b, v.u.s->len) ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+        return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "unsupported format character '%c'", t);
+    if (t == 'c' && v.t == VT_STR && tmpl_str_ncp(v.u.s) == 1) /* %c of a one-character string */
+        return tmpl_buf_put(piece, v.u.s->b, v.u.s->len) ? tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
     struct val num = v;
     if (v.t == VT_FLOAT && strchr("diu", t)) {
         if (!isfinite(v.u.d))
-            return rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
+            return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "cannot convert float infinity to integer");
         num = v_int((int64_t)v.u.d);
     }
     if (!(num.t == VT_INT || num.t == VT_BOOL || num.t == VT_FLOAT) || (strchr("oxXc", t) && num.t == VT_FLOAT))
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "%%%c format: a%s number is required, not %s", t,
-                      strchr("oxXc", t) ? "n integer" : " real", type_name(v));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "%%%c format: a%s number is required, not %s", t,
+                      strchr("oxXc", t) ? "n integer" : " real", tmpl_type_name(v));
     struct fspec g = sp->f;
     g.type = (t == 'i' || t == 'u') ? 'd' : t;
     g.width = -1;
     if (strchr("diuoxXc", t)) g.prec = -1;
     char tmp[512];
     if (fmt_number(c, num, &g, tmp, sizeof tmp)) return -1;
-    return buf_put(piece, tmp, strlen(tmp)) ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+    return tmpl_buf_put(piece, tmp, strlen(tmp)) ? tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
 }
 
 /* Pad a converted piece to the width (zeros after the sign for numbers with '0'). */
@@ -1504,17 +1504,17 @@ static int pct_pad(struct rctx *c, struct buf *b, const struct pct_spec *sp, con
     int rc = 0;
     if (!sp->left && sp->f.zero && strchr("diuoxXeEfFgG", sp->type)) {
         while (lead < piece->n && strchr("+- ", p[lead])) lead++;
-        rc = buf_put(b, p, lead);
-        for (int64_t k = 0; k < pad && !rc; k++) rc = buf_putc(b, '0');
+        rc = tmpl_buf_put(b, p, lead);
+        for (int64_t k = 0; k < pad && !rc; k++) rc = tmpl_buf_putc(b, '0');
         pad = 0;
     }
-    for (int64_t k = 0; !sp->left && k < pad && !rc; k++) rc = buf_putc(b, ' ');
-    if (!rc) rc = buf_put(b, p + lead, piece->n - lead);
-    for (int64_t k = 0; sp->left && k < pad && !rc; k++) rc = buf_putc(b, ' ');
-    return rc ? rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
+    for (int64_t k = 0; !sp->left && k < pad && !rc; k++) rc = tmpl_buf_putc(b, ' ');
+    if (!rc) rc = tmpl_buf_put(b, p + lead, piece->n - lead);
+    for (int64_t k = 0; sp->left && k < pad && !rc; k++) rc = tmpl_buf_putc(b, ' ');
+    return rc ? tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long") : 0;
 }
 
-int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out)
+int tmpl_str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out)
 {
     const char *s = fmt.u.s->b;
     size_t n = fmt.u.s->len;
@@ -1527,7 +1527,7 @@ int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out
         if (s[i] != '%') {
             size_t j = i;
             while (j < n && s[j] != '%') j++;
-            if (rt_bput(c, &b, s + i, j - i)) return -1;
+            if (tmpl_rt_bput(c, &b, s + i, j - i)) return -1;
             i = j;
             continue;
         }
@@ -1535,27 +1535,27 @@ int str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out
         struct pct_spec sp;
         struct val v = v_undef();
         if (pct_parse(c, s, n, &i, &pa, &sp, &v)) {
-            buf_free(&b);
+            tmpl_buf_free(&b);
             return -1;
         }
         if (sp.type == '%') {
-            if (rt_bput(c, &b, "%", 1)) return -1;
+            if (tmpl_rt_bput(c, &b, "%", 1)) return -1;
             continue;
         }
         struct buf piece = {.limit = c->max_output};
         int rc = pct_convert(c, &sp, v, fmt.f, &piece);
         if (!rc) rc = pct_pad(c, &b, &sp, &piece);
-        buf_free(&piece);
+        tmpl_buf_free(&piece);
         if (rc) {
-            buf_free(&b);
+            tmpl_buf_free(&b);
             return -1;
         }
     }
     if (!pa.mapping && pa.ai < pa.an && !(pa.tuple && pa.an == 0)) {
-        buf_free(&b);
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "not all arguments converted during string formatting");
+        tmpl_buf_free(&b);
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "not all arguments converted during string formatting");
     }
-    return rt_take(c, &b, fmt.f, out);
+    return tmpl_rt_take(c, &b, fmt.f, out);
 }
 
 /* ---- strftime (C locale, glibc flags '-', '_', '0') ---- */
@@ -1577,7 +1577,7 @@ static void civil(int64_t days, int64_t *y, int *m, int *d)
 static bool leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
 /* One switch over the directives (a table would need a function per entry for the same lines). */
-int strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct buf *b)
+int tmpl_strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct buf *b)
 {
     static const char *const wd[] = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday",
                                      "Friday", "Saturday"};
@@ -1595,7 +1595,7 @@ int strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct bu
     for (size_t i = 0; i < n; i++) {
         char tmp[64];
         if (fmt[i] != '%' || i + 1 >= n) {
-            if (buf_put(b, fmt + i, 1)) goto lim;
+            if (tmpl_buf_put(b, fmt + i, 1)) goto lim;
             continue;
         }
         size_t start = i++;
@@ -1654,7 +1654,7 @@ int strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct bu
         case '%': str = "%"; break;
         case 'Z': case 'z': str = ""; break; /* a naive datetime has no zone */
         default: /* unknown: kept as written, as glibc does */
-            if (buf_put(b, fmt + start, i + 1 - start)) goto lim;
+            if (tmpl_buf_put(b, fmt + start, i + 1 - start)) goto lim;
             continue;
         }
         if (num >= 0) {
@@ -1670,9 +1670,9 @@ int strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct bu
         }
         if (flag == '^')
             for (char *q = tmp; *q; q++) *q = (char)(*q >= 'a' && *q <= 'z' ? *q - 32 : *q);
-        if (buf_put(b, str, strlen(str))) goto lim;
+        if (tmpl_buf_put(b, str, strlen(str))) goto lim;
     }
-    return rt_steps(c, n / 8);
+    return tmpl_rt_steps(c, n / 8);
 lim:
-    return rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
+    return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
 }

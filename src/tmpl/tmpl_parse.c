@@ -203,8 +203,8 @@ static uint32_t intern(struct ps *P, struct str *name)
 
 static uint32_t intern_c(struct ps *P, const char *s)
 {
-    struct str *n = str_new(&P->t->ar, s, strlen(s));
-    if (n) str_ncp(n);
+    struct str *n = tmpl_str_new(&P->t->ar, s, strlen(s));
+    if (n) tmpl_str_ncp(n);
     return n ? intern(P, n) : (oom(P), SYM_NONE);
 }
 
@@ -212,7 +212,7 @@ static uint32_t intern_c(struct ps *P, const char *s)
 
 static struct node *mk(struct ps *P, uint8_t k, uint32_t pos)
 {
-    struct node *n = arena_alloc(&P->t->ar, sizeof *n);
+    struct node *n = tmpl_arena_alloc(&P->t->ar, sizeof *n);
     if (!n) return oom(P);
     n->k = k;
     n->pos = pos;
@@ -240,7 +240,7 @@ static struct nodes nv_done(struct ps *P, struct nvec *v)
 {
     struct nodes r = {0};
     if (v->n && !P->err) {
-        r.v = arena_alloc(&P->t->ar, v->n * sizeof *r.v);
+        r.v = tmpl_arena_alloc(&P->t->ar, v->n * sizeof *r.v);
         if (r.v) {
             memcpy(r.v, v->v, v->n * sizeof *r.v);
             r.n = v->n;
@@ -391,7 +391,7 @@ static struct node *parse_compare(struct ps *P)
     struct node *r = e;
     if (nops && !P->err) {
         r = mk(P, N_COMPARE, pos);
-        uint8_t *o = r ? arena_alloc(&P->t->ar, nops) : NULL;
+        uint8_t *o = r ? tmpl_arena_alloc(&P->t->ar, nops) : NULL;
         if (r && o) {
             memcpy(o, ops, nops);
             r->u.cmp.first = e;
@@ -584,7 +584,7 @@ static struct node *parse_primary(struct ps *P, bool with_ns)
         if (cur(P)->t != TK_STRING) return mk_const(P, pos, v_strv(t->s, false));
         size_t total = t->s->len;
         for (size_t k = P->i; P->tk[k].t == TK_STRING; k++) total += P->tk[k].s->len;
-        struct str *s = str_alloc(&P->t->ar, total);
+        struct str *s = tmpl_str_alloc(&P->t->ar, total);
         if (!s) return oom(P);
         size_t w = 0;
         memcpy(s->b, t->s->b, t->s->len);
@@ -594,7 +594,7 @@ static struct node *parse_primary(struct ps *P, bool with_ns)
             memcpy(s->b + w, u->s->b, u->s->len);
             w += u->s->len;
         }
-        str_ncp(s);
+        tmpl_str_ncp(s);
         return mk_const(P, pos, v_strv(s, false));
     }
     if (t->t == TK_INT) {
@@ -831,7 +831,7 @@ static bool parse_call_args(struct ps *P, struct node *n)
     n->u.call.args = nv_done(P, &args);
     n->u.call.kwv = nv_done(P, &kwv);
     if (nkw && !P->err) {
-        n->u.call.kwn = arena_alloc(&P->t->ar, nkw * sizeof *kwn);
+        n->u.call.kwn = tmpl_arena_alloc(&P->t->ar, nkw * sizeof *kwn);
         if (n->u.call.kwn) memcpy(n->u.call.kwn, kwn, nkw * sizeof *kwn);
         else oom(P);
     }
@@ -913,7 +913,7 @@ static struct node *parse_filter(struct ps *P, struct node *n, bool start_inline
         char name[128];
         const struct token *t = dotted_name(P, name, sizeof name);
         if (!t) return NULL;
-        int id = filt_lookup(name, strlen(name));
+        int id = tmpl_filt_lookup(name, strlen(name));
         if (id < 0 && !note_unknown(P, t->pos, name, false, id)) return NULL;
         struct node *f = mk(P, N_FILTER, t->pos);
         if (!f) return NULL;
@@ -937,7 +937,7 @@ static struct node *parse_test(struct ps *P, struct node *obj)
     char name[128];
     const struct token *t = dotted_name(P, name, sizeof name);
     if (!t) return NULL;
-    int id = test_lookup(name, strlen(name));
+    int id = tmpl_test_lookup(name, strlen(name));
     if (id < 0 && !note_unknown(P, t->pos, name, true, id)) return NULL;
     struct node *n = mk(P, N_TEST, pos);
     if (!n) return NULL;
@@ -954,7 +954,7 @@ static struct node *parse_test(struct ps *P, struct node *obj)
         struct node *a = parse_primary(P, false);
         if (a) a = parse_postfix(P, a);
         if (!a) return NULL;
-        struct node **v = arena_alloc(&P->t->ar, sizeof *v);
+        struct node **v = tmpl_arena_alloc(&P->t->ar, sizeof *v);
         if (!v) return oom(P);
         v[0] = a;
         n->u.call.args.v = v;
@@ -1081,7 +1081,7 @@ static struct node *parse_if_chain(struct ps *P, struct node *top)
         const struct token *t = next(P);
         if (is_name(t, "elif")) {
             struct node *e = mk(P, N_IF, cur(P)->pos);
-            struct node **v = e ? arena_alloc(&P->t->ar, sizeof *v) : NULL;
+            struct node **v = e ? tmpl_arena_alloc(&P->t->ar, sizeof *v) : NULL;
             if (!v) return oom(P);
             v[0] = e;
             n->u.iff.els.v = v;
@@ -1229,7 +1229,7 @@ static bool parse_signature(struct ps *P, struct node *n)
     if (ok) ok = expect(P, TK_RPAREN, ")");
     n->u.mac.defaults = nv_done(P, &defs);
     if (ok && np) {
-        n->u.mac.params = arena_alloc(&P->t->ar, np * sizeof *params);
+        n->u.mac.params = tmpl_arena_alloc(&P->t->ar, np * sizeof *params);
         if (!n->u.mac.params) return (void)oom(P), false;
         memcpy(n->u.mac.params, params, np * sizeof *params);
     }
@@ -1400,7 +1400,7 @@ static bool subparse(struct ps *P, const char *const *ends, struct nvec *body)
             next(P);
             struct node *e = parse_tuple(P, false, true, NULL, false, false);
             struct node *n = e ? mk(P, N_OUTPUT, t->pos) : NULL;
-            struct node **v = n ? arena_alloc(&P->t->ar, sizeof *v) : NULL;
+            struct node **v = n ? tmpl_arena_alloc(&P->t->ar, sizeof *v) : NULL;
             if (!v) {
                 if (!P->err) oom(P);
                 ok = false;
@@ -1555,7 +1555,7 @@ int tmpl_parse(const char *src, size_t len, struct tmpl **out, struct err_info *
 void tmpl_free(struct tmpl *t)
 {
     if (!t) return;
-    arena_free(&t->ar);
+    tmpl_arena_free(&t->ar);
     free(t->src);
     free(t->omap);
     free(t->syms);

@@ -14,32 +14,32 @@
 
 static int dump_str(struct buf *b, const char *s, size_t n)
 {
-    int rc = buf_putc(b, '"');
+    int rc = tmpl_buf_putc(b, '"');
     for (size_t i = 0; i < n && !rc;) {
         unsigned char ch = (unsigned char)s[i];
         char tmp[16];
         size_t adv = 1;
-        if (ch == '"') rc = buf_put(b, "\\\"", 2);
-        else if (ch == '\\') rc = buf_put(b, "\\\\", 2);
-        else if (ch == '\n') rc = buf_put(b, "\\n", 2);
-        else if (ch == '\r') rc = buf_put(b, "\\r", 2);
-        else if (ch == '\t') rc = buf_put(b, "\\t", 2);
-        else if (ch == '\b') rc = buf_put(b, "\\b", 2);
-        else if (ch == '\f') rc = buf_put(b, "\\f", 2);
-        else if (ch >= 0x20 && ch < 0x7f) rc = buf_putc(b, (char)ch);
+        if (ch == '"') rc = tmpl_buf_put(b, "\\\"", 2);
+        else if (ch == '\\') rc = tmpl_buf_put(b, "\\\\", 2);
+        else if (ch == '\n') rc = tmpl_buf_put(b, "\\n", 2);
+        else if (ch == '\r') rc = tmpl_buf_put(b, "\\r", 2);
+        else if (ch == '\t') rc = tmpl_buf_put(b, "\\t", 2);
+        else if (ch == '\b') rc = tmpl_buf_put(b, "\\b", 2);
+        else if (ch == '\f') rc = tmpl_buf_put(b, "\\f", 2);
+        else if (ch >= 0x20 && ch < 0x7f) rc = tmpl_buf_putc(b, (char)ch);
         else {
-            uint32_t cp = utf8_dec(s + i, n - i, &adv);
+            uint32_t cp = tmpl_utf8_dec(s + i, n - i, &adv);
             if (cp >= 0x10000) {
                 cp -= 0x10000;
                 snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
             } else {
                 snprintf(tmp, sizeof tmp, "\\u%04x", cp);
             }
-            rc = buf_put(b, tmp, strlen(tmp));
+            rc = tmpl_buf_put(b, tmp, strlen(tmp));
         }
         i += adv;
     }
-    return rc ? rc : buf_putc(b, '"');
+    return rc ? rc : tmpl_buf_putc(b, '"');
 }
 
 static int dump_json(struct buf *b, const json_t *j, int depth)
@@ -48,35 +48,35 @@ static int dump_json(struct buf *b, const json_t *j, int depth)
     if (depth > 512) return ERR_LIMIT;
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
-        int rc = buf_putc(b, '{');
+        int rc = tmpl_buf_putc(b, '{');
         bool first = true;
         for (void *it = json_object_iter((json_t *)j); it && !rc;
              it = json_object_iter_next((json_t *)j, it)) {
             const char *k = json_object_iter_key(it);
-            if (!first) rc = buf_put(b, ", ", 2);
+            if (!first) rc = tmpl_buf_put(b, ", ", 2);
             first = false;
             if (!rc) rc = dump_str(b, k, strlen(k));
-            if (!rc) rc = buf_put(b, ": ", 2);
+            if (!rc) rc = tmpl_buf_put(b, ": ", 2);
             if (!rc) rc = dump_json(b, json_object_iter_value(it), depth + 1);
         }
-        return rc ? rc : buf_putc(b, '}');
+        return rc ? rc : tmpl_buf_putc(b, '}');
     }
     case JSON_ARRAY: {
-        int rc = buf_putc(b, '[');
+        int rc = tmpl_buf_putc(b, '[');
         for (size_t i = 0; i < json_array_size(j) && !rc; i++) {
-            if (i) rc = buf_put(b, ", ", 2);
+            if (i) rc = tmpl_buf_put(b, ", ", 2);
             if (!rc) rc = dump_json(b, json_array_get(j, i), depth + 1);
         }
-        return rc ? rc : buf_putc(b, ']');
+        return rc ? rc : tmpl_buf_putc(b, ']');
     }
     case JSON_STRING: return dump_str(b, json_string_value(j), json_string_length(j));
     case JSON_INTEGER:
         snprintf(tmp, sizeof tmp, "%lld", (long long)json_integer_value(j));
-        return buf_put(b, tmp, strlen(tmp));
-    case JSON_REAL: fmt_float(tmp, sizeof tmp, json_real_value(j)); return buf_put(b, tmp, strlen(tmp));
-    case JSON_TRUE: return buf_put(b, "true", 4);
-    case JSON_FALSE: return buf_put(b, "false", 5);
-    default: return buf_put(b, "null", 4);
+        return tmpl_buf_put(b, tmp, strlen(tmp));
+    case JSON_REAL: tmpl_fmt_float(tmp, sizeof tmp, json_real_value(j)); return tmpl_buf_put(b, tmp, strlen(tmp));
+    case JSON_TRUE: return tmpl_buf_put(b, "true", 4);
+    case JSON_FALSE: return tmpl_buf_put(b, "false", 5);
+    default: return tmpl_buf_put(b, "null", 4);
     }
 }
 
@@ -104,11 +104,11 @@ static int convert_arguments(json_t *messages, bool as_string, struct err_info *
                 struct buf b = {0};
                 int rc = dump_json(&b, args, 0);
                 if (rc) {
-                    buf_free(&b);
+                    tmpl_buf_free(&b);
                     return err_set(ei, rc, ERR_NO_OFFSET, "tool call arguments too deep");
                 }
                 json_object_set_new(fn, "arguments", json_stringn(b.p ? b.p : "", b.n));
-                buf_free(&b);
+                tmpl_buf_free(&b);
             }
         }
     }
@@ -274,13 +274,13 @@ json_t *tmpl_msgs_content_form(const json_t *messages, bool to_string)
                 json_t *p = json_array_get(c, k);
                 json_t *type = json_object_get(p, "type"), *text = json_object_get(p, "text");
                 if (!json_is_string(type) || strcmp(json_string_value(type), "text")) continue;
-                if (any) rc = buf_putc(&b, '\n');
+                if (any) rc = tmpl_buf_putc(&b, '\n');
                 if (!rc && json_is_string(text))
-                    rc = buf_put(&b, json_string_value(text), json_string_length(text));
+                    rc = tmpl_buf_put(&b, json_string_value(text), json_string_length(text));
                 any = true;
             }
             json_t *s = rc ? NULL : json_stringn(b.p ? b.p : "", b.n);
-            buf_free(&b);
+            tmpl_buf_free(&b);
             if (!s) {
                 json_decref(r);
                 return NULL;

@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-uint32_t utf8_dec(const char *s, size_t n, size_t *adv)
+uint32_t tmpl_utf8_dec(const char *s, size_t n, size_t *adv)
 {
     const unsigned char *p = (const unsigned char *)s;
     uint32_t c = p[0];
@@ -36,7 +36,7 @@ uint32_t utf8_dec(const char *s, size_t n, size_t *adv)
     return cp;
 }
 
-size_t utf8_enc(uint32_t cp, char *o)
+size_t tmpl_utf8_enc(uint32_t cp, char *o)
 {
     if (cp < 0x80) {
         o[0] = (char)cp;
@@ -60,24 +60,24 @@ size_t utf8_enc(uint32_t cp, char *o)
     return 4;
 }
 
-bool uni_isspace(uint32_t c)
+bool tmpl_uni_isspace(uint32_t c)
 {
     if (c < 0x80) return (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x20);
     return c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
            c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-bool uni_islinebreak(uint32_t c)
+bool tmpl_uni_islinebreak(uint32_t c)
 {
     return c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d ||
            c == 0x1e || c == 0x85 || c == 0x2028 || c == 0x2029;
 }
 
-bool uni_isprintable(uint32_t c)
+bool tmpl_uni_isprintable(uint32_t c)
 {
     if (c < 0x20 || (c >= 0x7f && c <= 0xa0)) return false;
     if (c < 0x100) return c != 0xad;
-    if (uni_isspace(c)) return false; /* Zs/Zl/Zp other than ' ' */
+    if (tmpl_uni_isspace(c)) return false; /* Zs/Zl/Zp other than ' ' */
     if ((c >= 0x200b && c <= 0x200f) || (c >= 0x202a && c <= 0x202e) ||
         (c >= 0x2060 && c <= 0x206f) || c == 0xfeff || (c >= 0xfff9 && c <= 0xfffb) ||
         (c >= 0x600 && c <= 0x605) || c == 0x61c || c == 0x6dd || c == 0x70f ||
@@ -138,7 +138,7 @@ static bool rng_lower_of(uint32_t c, uint32_t *out) /* c uppercase -> its lowerc
     return false;
 }
 
-uint32_t uni_upper(uint32_t c)
+uint32_t tmpl_uni_upper(uint32_t c)
 {
     if (c < 0x80) return (c >= 'a' && c <= 'z') ? c - 32 : c;
     uint32_t u;
@@ -157,7 +157,7 @@ uint32_t uni_upper(uint32_t c)
     return rng_upper_of(c, &u) ? u : c;
 }
 
-uint32_t uni_lower(uint32_t c)
+uint32_t tmpl_uni_lower(uint32_t c)
 {
     if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
     uint32_t l;
@@ -172,12 +172,12 @@ uint32_t uni_lower(uint32_t c)
     return rng_lower_of(c, &l) ? l : c;
 }
 
-bool uni_isalpha(uint32_t c)
+bool tmpl_uni_isalpha(uint32_t c)
 {
     if (c < 0x80) return (c | 32) >= 'a' && (c | 32) <= 'z';
     if (c < 0xc0) return c == 0xaa || c == 0xb5 || c == 0xba;
     if (c < 0x250) return c != 0xd7 && c != 0xf7;
-    if (uni_upper(c) != c || uni_lower(c) != c) return true;
+    if (tmpl_uni_upper(c) != c || tmpl_uni_lower(c) != c) return true;
     return (c >= 0x370 && c <= 0x3ff) || (c >= 0x400 && c <= 0x52f) ||
            (c >= 0x5d0 && c <= 0x5ea) || (c >= 0x620 && c <= 0x64a) ||
            (c >= 0x904 && c <= 0x939) || (c >= 0x3041 && c <= 0x30ff) ||
@@ -185,14 +185,14 @@ bool uni_isalpha(uint32_t c)
            (c >= 0xac00 && c <= 0xd7a3) || (c >= 0x20000 && c <= 0x2fa1f);
 }
 
-bool uni_isdigit(uint32_t c)
+bool tmpl_uni_isdigit(uint32_t c)
 {
     return (c >= '0' && c <= '9') || (c >= 0x660 && c <= 0x669) ||
            (c >= 0x6f0 && c <= 0x6f9) || (c >= 0x966 && c <= 0x96f) ||
            (c >= 0xff10 && c <= 0xff19) || c == 0xb2 || c == 0xb3 || c == 0xb9;
 }
 
-size_t utf8_off(const struct str *s, int64_t i)
+size_t tmpl_utf8_off(const struct str *s, int64_t i)
 {
     if (s->ncp == (int64_t)s->len) return (size_t)i;
     size_t o = 0;

@@ -16,24 +16,24 @@
 
 /* ---- containers ---- */
 
-struct list *list_new(struct rctx *c, size_t cap)
+struct list *tmpl_list_new(struct rctx *c, size_t cap)
 {
-    struct list *l = arena_alloc(&c->ar, sizeof *l);
+    struct list *l = tmpl_arena_alloc(&c->ar, sizeof *l);
     if (l && cap) {
-        l->v = arena_alloc(&c->ar, cap * sizeof *l->v);
+        l->v = tmpl_arena_alloc(&c->ar, cap * sizeof *l->v);
         if (!l->v) l = NULL;
         else l->cap = cap;
     }
-    if (!l) rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+    if (!l) tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
     return l;
 }
 
-int list_push(struct rctx *c, struct list *l, struct val v)
+int tmpl_list_push(struct rctx *c, struct list *l, struct val v)
 {
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 4;
-        struct val *nv = arena_alloc(&c->ar, nc * sizeof *nv);
-        if (!nv) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        struct val *nv = tmpl_arena_alloc(&c->ar, nc * sizeof *nv);
+        if (!nv) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
         l->v = nv;
         l->cap = nc;
@@ -42,15 +42,15 @@ int list_push(struct rctx *c, struct list *l, struct val v)
     return 0;
 }
 
-struct dict *dict_new(struct rctx *c, size_t cap)
+struct dict *tmpl_dict_new(struct rctx *c, size_t cap)
 {
-    struct dict *d = arena_alloc(&c->ar, sizeof *d);
+    struct dict *d = tmpl_arena_alloc(&c->ar, sizeof *d);
     if (d && cap) {
-        d->e = arena_alloc(&c->ar, cap * sizeof *d->e);
+        d->e = tmpl_arena_alloc(&c->ar, cap * sizeof *d->e);
         if (!d->e) d = NULL;
         else d->cap = cap;
     }
-    if (!d) rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+    if (!d) tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
     return d;
 }
 
@@ -88,7 +88,7 @@ static int hash_rec(struct rctx *c, struct val v, uint64_t *h, int depth)
     case VT_LIST:
         if (v.f == LK_TUPLE) {
             if (depth > VAL_MAX_DEPTH)
-                return rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
+                return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
             uint64_t x = 0x345678;
             for (size_t i = 0; i < v.u.l->n; i++) {
                 uint64_t e;
@@ -109,17 +109,17 @@ static int hash_rec(struct rctx *c, struct val v, uint64_t *h, int depth)
         return 0;
     default: break;
     }
-    return rt_err(c, ERR_TEMPLATE, "TypeError", "unhashable type: '%s'", type_name(v));
+    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "unhashable type: '%s'", tmpl_type_name(v));
 }
 
-int v_hash(struct rctx *c, struct val v, uint64_t *h) { return hash_rec(c, v, h, 0); }
+int tmpl_v_hash(struct rctx *c, struct val v, uint64_t *h) { return hash_rec(c, v, h, 0); }
 
 static int dict_index(struct rctx *c, struct dict *d)
 {
     size_t icap = 16;
     while (icap < d->n * 2 + 2) icap *= 2;
-    uint32_t *idx = arena_alloc(&c->ar, icap * sizeof *idx);
-    if (!idx) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+    uint32_t *idx = tmpl_arena_alloc(&c->ar, icap * sizeof *idx);
+    if (!idx) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
     for (size_t i = 0; i < d->n; i++) {
         size_t j = d->e[i].h & (icap - 1);
         while (idx[j]) j = (j + 1) & (icap - 1);
@@ -135,28 +135,28 @@ static int64_t dict_find(struct dict *d, struct val key, uint64_t h)
 {
     if (!d->idx) {
         for (size_t i = 0; i < d->n; i++)
-            if (d->e[i].h == h && v_eq(d->e[i].k, key)) return (int64_t)i;
+            if (d->e[i].h == h && tmpl_v_eq(d->e[i].k, key)) return (int64_t)i;
         return -1;
     }
     size_t j = h & (d->icap - 1);
     while (d->idx[j]) {
         struct kv *e = &d->e[d->idx[j] - 1];
-        if (e->h == h && v_eq(e->k, key)) return d->idx[j] - 1;
+        if (e->h == h && tmpl_v_eq(e->k, key)) return d->idx[j] - 1;
         j = (j + 1) & (d->icap - 1);
     }
     return -1;
 }
 
-struct val *dict_get(struct rctx *c, struct dict *d, struct val key, int *rc)
+struct val *tmpl_dict_get(struct rctx *c, struct dict *d, struct val key, int *rc)
 {
     uint64_t h;
-    *rc = v_hash(c, key, &h);
+    *rc = tmpl_v_hash(c, key, &h);
     if (*rc) return NULL;
     int64_t i = dict_find(d, key, h);
     return i < 0 ? NULL : &d->e[i].v;
 }
 
-struct val *dict_get_cstr(struct dict *d, const char *k, size_t n)
+struct val *tmpl_dict_get_cstr(struct dict *d, const char *k, size_t n)
 {
     for (size_t i = 0; i < d->n; i++) {
         struct val *key = &d->e[i].k;
@@ -166,10 +166,10 @@ struct val *dict_get_cstr(struct dict *d, const char *k, size_t n)
     return NULL;
 }
 
-int dict_set(struct rctx *c, struct dict *d, struct val key, struct val v)
+int tmpl_dict_set(struct rctx *c, struct dict *d, struct val key, struct val v)
 {
     uint64_t h;
-    if (v_hash(c, key, &h)) return -1;
+    if (tmpl_v_hash(c, key, &h)) return -1;
     int64_t i = dict_find(d, key, h);
     if (i >= 0) {
         d->e[i].v = v;
@@ -177,8 +177,8 @@ int dict_set(struct rctx *c, struct dict *d, struct val key, struct val v)
     }
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 4;
-        struct kv *ne = arena_alloc(&c->ar, nc * sizeof *ne);
-        if (!ne) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        struct kv *ne = tmpl_arena_alloc(&c->ar, nc * sizeof *ne);
+        if (!ne) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         if (d->n) memcpy(ne, d->e, d->n * sizeof *ne);
         d->e = ne;
         d->cap = nc;
@@ -196,10 +196,10 @@ int dict_set(struct rctx *c, struct dict *d, struct val key, struct val v)
     return 0;
 }
 
-int dict_del(struct rctx *c, struct dict *d, struct val key, struct val *old)
+int tmpl_dict_del(struct rctx *c, struct dict *d, struct val key, struct val *old)
 {
     uint64_t h;
-    if (v_hash(c, key, &h)) return -1;
+    if (tmpl_v_hash(c, key, &h)) return -1;
     int64_t i = dict_find(d, key, h);
     if (i < 0) return 1;
     if (old) *old = d->e[i].v;
@@ -211,10 +211,10 @@ int dict_del(struct rctx *c, struct dict *d, struct val key, struct val *old)
 
 /* ---- undefined ---- */
 
-struct val v_undef_name(struct rctx *c, struct val key, const char *objtype, bool is_item)
+struct val tmpl_v_undef_name(struct rctx *c, struct val key, const char *objtype, bool is_item)
 {
     struct val v = v_undef();
-    struct undef *u = arena_alloc(&c->ar, sizeof *u);
+    struct undef *u = tmpl_arena_alloc(&c->ar, sizeof *u);
     if (u) {
         u->key = key;
         u->objtype = objtype;
@@ -224,10 +224,10 @@ struct val v_undef_name(struct rctx *c, struct val key, const char *objtype, boo
     return v;
 }
 
-struct val v_undef_hint(struct rctx *c, const char *hint)
+struct val tmpl_v_undef_hint(struct rctx *c, const char *hint)
 {
     struct val v = v_undef();
-    struct undef *u = arena_alloc(&c->ar, sizeof *u);
+    struct undef *u = tmpl_arena_alloc(&c->ar, sizeof *u);
     if (u) {
         u->hint = hint;
         v.u.u = u;
@@ -235,28 +235,28 @@ struct val v_undef_hint(struct rctx *c, const char *hint)
     return v;
 }
 
-int undef_fail(struct rctx *c, struct val v)
+int tmpl_undef_fail(struct rctx *c, struct val v)
 {
     struct undef *u = v.u.u;
-    if (!u) return rt_err(c, ERR_TEMPLATE, "UndefinedError", "value is undefined");
-    if (u->hint) return rt_err(c, ERR_TEMPLATE, "UndefinedError", "%s", u->hint);
+    if (!u) return tmpl_rt_err(c, ERR_TEMPLATE, "UndefinedError", "value is undefined");
+    if (u->hint) return tmpl_rt_err(c, ERR_TEMPLATE, "UndefinedError", "%s", u->hint);
     struct buf b = {.limit = 200};
-    if (u->key.t == VT_STR) buf_put(&b, u->key.u.s->b, u->key.u.s->len);
-    else v_repr_to(c, &b, u->key);
+    if (u->key.t == VT_STR) tmpl_buf_put(&b, u->key.u.s->b, u->key.u.s->len);
+    else tmpl_v_repr_to(c, &b, u->key);
     const char *k = b.p ? b.p : "";
     int rc;
-    if (!u->objtype) rc = rt_err(c, ERR_TEMPLATE, "UndefinedError", "'%s' is undefined", k);
+    if (!u->objtype) rc = tmpl_rt_err(c, ERR_TEMPLATE, "UndefinedError", "'%s' is undefined", k);
     else if (u->is_item && u->key.t != VT_STR)
-        rc = rt_err(c, ERR_TEMPLATE, "UndefinedError", "'%s' has no element %s", u->objtype, k);
+        rc = tmpl_rt_err(c, ERR_TEMPLATE, "UndefinedError", "'%s' has no element %s", u->objtype, k);
     else
-        rc = rt_err(c, ERR_TEMPLATE, "UndefinedError", "'%s' has no attribute '%s'", u->objtype, k);
-    buf_free(&b);
+        rc = tmpl_rt_err(c, ERR_TEMPLATE, "UndefinedError", "'%s' has no attribute '%s'", u->objtype, k);
+    tmpl_buf_free(&b);
     return rc;
 }
 
 /* ---- type names, truth ---- */
 
-const char *type_name(struct val v)
+const char *tmpl_type_name(struct val v)
 {
     switch (v.t) {
     case VT_UNDEF: return "Undefined";
@@ -285,7 +285,7 @@ const char *type_name(struct val v)
     }
 }
 
-bool truthy(struct val v)
+bool tmpl_truthy(struct val v)
 {
     switch (v.t) {
     case VT_UNDEF: case VT_NONE: return false;
@@ -386,11 +386,11 @@ static bool eq_rec(struct val a, struct val b, int depth)
     }
 }
 
-bool v_eq(struct val a, struct val b) { return eq_rec(a, b, 0); }
+bool tmpl_v_eq(struct val a, struct val b) { return eq_rec(a, b, 0); }
 
 static int cmp_rec(struct rctx *c, struct val a, struct val b, int *out, int depth)
 {
-    if (depth > VAL_MAX_DEPTH) return rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
+    if (depth > VAL_MAX_DEPTH) return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
     if (is_num(a) && is_num(b)) {
         bool un;
         *out = num_cmp(a, b, &un);
@@ -412,18 +412,18 @@ static int cmp_rec(struct rctx *c, struct val a, struct val b, int *out, int dep
         *out = a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
         return 0;
     }
-    if (a.t == VT_UNDEF) return undef_fail(c, a);
-    if (b.t == VT_UNDEF) return undef_fail(c, b);
-    return rt_err(c, ERR_TEMPLATE, "TypeError",
-                  "'<' not supported between instances of '%s' and '%s'", type_name(a),
-                  type_name(b));
+    if (a.t == VT_UNDEF) return tmpl_undef_fail(c, a);
+    if (b.t == VT_UNDEF) return tmpl_undef_fail(c, b);
+    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
+                  "'<' not supported between instances of '%s' and '%s'", tmpl_type_name(a),
+                  tmpl_type_name(b));
 }
 
-int v_cmp(struct rctx *c, struct val a, struct val b, int *out) { return cmp_rec(c, a, b, out, 0); }
+int tmpl_v_cmp(struct rctx *c, struct val a, struct val b, int *out) { return cmp_rec(c, a, b, out, 0); }
 
 /* ---- str / repr ---- */
 
-void fmt_float(char *buf, size_t cap, double d)
+void tmpl_fmt_float(char *buf, size_t cap, double d)
 {
     if (isnan(d)) {
         snprintf(buf, cap, "nan");
@@ -495,10 +495,10 @@ void fmt_float(char *buf, size_t cap, double d)
 
 static int put(struct rctx *c, struct buf *b, const char *s, size_t n)
 {
-    int rc = buf_put(b, s, n);
+    int rc = tmpl_buf_put(b, s, n);
     if (rc == ERR_LIMIT)
-        return rt_err(c, ERR_LIMIT, "OutputLimit", "rendered text longer than %zu bytes", b->limit);
-    if (rc) return rt_err(c, ERR_NOMEM, "MemoryError", "out of memory");
+        return tmpl_rt_err(c, ERR_LIMIT, "OutputLimit", "rendered text longer than %zu bytes", b->limit);
+    if (rc) return tmpl_rt_err(c, ERR_NOMEM, "MemoryError", "out of memory");
     return 0;
 }
 static int puts_(struct rctx *c, struct buf *b, const char *s) { return put(c, b, s, strlen(s)); }
@@ -510,7 +510,7 @@ static int str_repr_to(struct rctx *c, struct buf *b, const struct str *s)
     if (put(c, b, &q, 1)) return -1;
     for (size_t i = 0; i < s->len;) {
         size_t adv;
-        uint32_t cp = utf8_dec(s->b + i, s->len - i, &adv);
+        uint32_t cp = tmpl_utf8_dec(s->b + i, s->len - i, &adv);
         char tmp[16];
         const char *o = tmp;
         size_t on;
@@ -521,7 +521,7 @@ static int str_repr_to(struct rctx *c, struct buf *b, const struct str *s)
         } else if (cp == '\n') o = "\\n", on = 2;
         else if (cp == '\r') o = "\\r", on = 2;
         else if (cp == '\t') o = "\\t", on = 2;
-        else if (uni_isprintable(cp) || cp == ' ') o = s->b + i, on = adv;
+        else if (tmpl_uni_isprintable(cp) || cp == ' ') o = s->b + i, on = adv;
         else if (cp < 0x100) on = (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", cp);
         else if (cp < 0x10000) on = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", cp);
         else on = (size_t)snprintf(tmp, sizeof tmp, "\\U%08x", cp);
@@ -564,8 +564,8 @@ static int dict_repr(struct rctx *c, struct buf *b, const struct dict *d, int de
 
 static int repr_rec(struct rctx *c, struct buf *b, struct val v, int depth)
 {
-    if (depth > VAL_MAX_DEPTH) return rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
-    if (rt_steps(c, 1)) return -1;
+    if (depth > VAL_MAX_DEPTH) return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
+    if (tmpl_rt_steps(c, 1)) return -1;
     char tmp[64];
     switch (v.t) {
     case VT_UNDEF: return puts_(c, b, "Undefined");
@@ -593,19 +593,19 @@ static int repr_rec(struct rctx *c, struct buf *b, struct val v, int depth)
         snprintf(tmp, sizeof tmp, "<function %s>", v.id < FN_COUNT_ ? g_fn_names[v.id] : "?");
         return puts_(c, b, tmp);
     case VT_METHOD:
-        snprintf(tmp, sizeof tmp, "<built-in method %s of %s object>", meth_name(v.u.bm->m),
-                 type_name(v.u.bm->self));
+        snprintf(tmp, sizeof tmp, "<built-in method %s of %s object>", tmpl_meth_name(v.u.bm->m),
+                 tmpl_type_name(v.u.bm->self));
         return puts_(c, b, tmp);
     case VT_MACRO:
         if (puts_(c, b, "<Macro ")) return -1;
         if (v.u.mac && v.u.mac->name && str_repr_to(c, b, v.u.mac->name)) return -1;
         return puts_(c, b, ">");
     case VT_LOOP: return puts_(c, b, "<LoopContext>");
-    default: return v_str_to(c, b, v);
+    default: return tmpl_v_str_to(c, b, v);
     }
 }
 
-int v_repr_to(struct rctx *c, struct buf *b, struct val v) { return repr_rec(c, b, v, 0); }
+int tmpl_v_repr_to(struct rctx *c, struct buf *b, struct val v) { return repr_rec(c, b, v, 0); }
 
 /* Decimal digits of i into the end of tmp[24]; returns the start. */
 static const char *fmt_int(int64_t i, char *tmp)
@@ -621,7 +621,7 @@ static const char *fmt_int(int64_t i, char *tmp)
     return p;
 }
 
-int v_str_to(struct rctx *c, struct buf *b, struct val v)
+int tmpl_v_str_to(struct rctx *c, struct buf *b, struct val v)
 {
     char tmp[64];
     switch (v.t) {
@@ -630,16 +630,16 @@ int v_str_to(struct rctx *c, struct buf *b, struct val v)
     case VT_BOOL: return puts_(c, b, v.u.b ? "True" : "False");
     case VT_INT: return puts_(c, b, fmt_int(v.u.i, tmp));
     case VT_FLOAT:
-        fmt_float(tmp, sizeof tmp, v.u.d);
+        tmpl_fmt_float(tmp, sizeof tmp, v.u.d);
         return puts_(c, b, tmp);
     case VT_STR:
-        if (rt_steps(c, v.u.s->len / 64)) return -1;
+        if (tmpl_rt_steps(c, v.u.s->len / 64)) return -1;
         return put(c, b, v.u.s->b, v.u.s->len);
     default: return repr_rec(c, b, v, 0);
     }
 }
 
-int v_to_str(struct rctx *c, struct val v, struct val *out)
+int tmpl_v_to_str(struct rctx *c, struct val v, struct val *out)
 {
     if (v.t == VT_STR) {
         *out = v;
@@ -652,20 +652,20 @@ int v_to_str(struct rctx *c, struct val v, struct val *out)
     case VT_NONE: s = "None"; break;
     case VT_BOOL: s = v.u.b ? "True" : "False"; break;
     case VT_INT: snprintf(tmp, sizeof tmp, "%lld", (long long)v.u.i); s = tmp; break;
-    case VT_FLOAT: fmt_float(tmp, sizeof tmp, v.u.d); s = tmp; break;
+    case VT_FLOAT: tmpl_fmt_float(tmp, sizeof tmp, v.u.d); s = tmp; break;
     default: break;
     }
     if (s) {
-        *out = v_cstr(c, s);
+        *out = tmpl_v_cstr(c, s);
         return out->t == VT_STR ? 0 : -1;
     }
     struct buf b = {.limit = c->max_output};
     int rc = repr_rec(c, &b, v, 0);
     if (!rc) {
-        *out = buf_take(c, &b, false);
+        *out = tmpl_buf_take(c, &b, false);
         rc = out->t == VT_STR ? 0 : -1;
     }
-    buf_free(&b);
+    tmpl_buf_free(&b);
     return rc;
 }
 
@@ -689,7 +689,7 @@ static int json_str(struct rctx *c, struct buf *b, const struct str *s, bool asc
         else if (ch == '\f') memcpy(tmp, "\\f", on = 2);
         else if (ch < 0x20 || (ascii && ch == 0x7f)) on = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", ch);
         else if (ascii && ch >= 0x80) {
-            uint32_t cp = utf8_dec(s->b + i, s->len - i, &adv);
+            uint32_t cp = tmpl_utf8_dec(s->b + i, s->len - i, &adv);
             if (cp >= 0x10000) {
                 cp -= 0x10000;
                 on = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xd800 + (cp >> 10),
@@ -728,13 +728,13 @@ static int json_key(struct rctx *c, struct buf *b, struct val k, const struct js
         char f[48];
         if (isnan(k.u.d)) snprintf(f, sizeof f, "NaN");
         else if (isinf(k.u.d)) snprintf(f, sizeof f, k.u.d < 0 ? "-Infinity" : "Infinity");
-        else fmt_float(f, sizeof f, k.u.d);
+        else tmpl_fmt_float(f, sizeof f, k.u.d);
         snprintf(tmp, sizeof tmp, "\"%s\"", f);
         return puts_(c, b, tmp);
     }
     default:
-        return rt_err(c, ERR_TEMPLATE, "TypeError",
-                      "keys must be str, int, float, bool or None, not %s", type_name(k));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
+                      "keys must be str, int, float, bool or None, not %s", tmpl_type_name(k));
     }
 }
 
@@ -744,19 +744,19 @@ static int json_dict(struct rctx *c, struct buf *b, const struct dict *d,
     if (d->n == 0) return puts_(c, b, "{}");
     size_t *order = NULL;
     if (o->sort_keys && d->n > 1) { /* insertion sort of indices by key (stable) */
-        order = arena_alloc(&c->ar, d->n * sizeof *order);
-        if (!order) return rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+        order = tmpl_arena_alloc(&c->ar, d->n * sizeof *order);
+        if (!order) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
         for (size_t i = 0; i < d->n; i++) {
             size_t j = i;
             while (j > 0) {
                 int r;
-                if (v_cmp(c, d->e[order[j - 1]].k, d->e[i].k, &r)) return -1;
+                if (tmpl_v_cmp(c, d->e[order[j - 1]].k, d->e[i].k, &r)) return -1;
                 if (r <= 0) break;
                 order[j] = order[j - 1];
                 j--;
             }
             order[j] = i;
-            if (rt_steps(c, i / 8)) return -1;
+            if (tmpl_rt_steps(c, i / 8)) return -1;
         }
     }
     if (puts_(c, b, "{")) return -1;
@@ -768,17 +768,17 @@ static int json_dict(struct rctx *c, struct buf *b, const struct dict *d,
             if (o->indent && json_newline(c, b, o, depth + 1)) return -1;
         }
         if (json_key(c, b, e->k, o) || put(c, b, o->key_sep, o->key_sep_len) ||
-            v_tojson(c, b, e->v, o, depth + 1))
+            tmpl_v_tojson(c, b, e->v, o, depth + 1))
             return -1;
     }
     if (o->indent && json_newline(c, b, o, depth)) return -1;
     return puts_(c, b, "}");
 }
 
-int v_tojson(struct rctx *c, struct buf *b, struct val v, const struct json_opts *o, int depth)
+int tmpl_v_tojson(struct rctx *c, struct buf *b, struct val v, const struct json_opts *o, int depth)
 {
-    if (depth > VAL_MAX_DEPTH) return rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
-    if (rt_steps(c, 1)) return -1;
+    if (depth > VAL_MAX_DEPTH) return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "value nested too deeply");
+    if (tmpl_rt_steps(c, 1)) return -1;
     char tmp[64];
     switch (v.t) {
     case VT_NONE: return puts_(c, b, "null");
@@ -787,10 +787,10 @@ int v_tojson(struct rctx *c, struct buf *b, struct val v, const struct json_opts
     case VT_FLOAT:
         if (isnan(v.u.d)) return puts_(c, b, "NaN");
         if (isinf(v.u.d)) return puts_(c, b, v.u.d < 0 ? "-Infinity" : "Infinity");
-        fmt_float(tmp, sizeof tmp, v.u.d);
+        tmpl_fmt_float(tmp, sizeof tmp, v.u.d);
         return puts_(c, b, tmp);
     case VT_STR:
-        if (rt_steps(c, v.u.s->len / 64)) return -1;
+        if (tmpl_rt_steps(c, v.u.s->len / 64)) return -1;
         return json_str(c, b, v.u.s, o->ensure_ascii);
     case VT_LIST:
         if (v.f == LK_LIST || v.f == LK_TUPLE) {
@@ -803,7 +803,7 @@ int v_tojson(struct rctx *c, struct buf *b, struct val v, const struct json_opts
                     if (put(c, b, o->item_sep, o->item_sep_len)) return -1;
                     if (o->indent && json_newline(c, b, o, depth + 1)) return -1;
                 }
-                if (v_tojson(c, b, l->v[i], o, depth + 1)) return -1;
+                if (tmpl_v_tojson(c, b, l->v[i], o, depth + 1)) return -1;
             }
             if (o->indent && json_newline(c, b, o, depth)) return -1;
             return puts_(c, b, "]");
@@ -812,17 +812,17 @@ int v_tojson(struct rctx *c, struct buf *b, struct val v, const struct json_opts
     case VT_DICT: return json_dict(c, b, v.u.m, o, depth);
     default: break;
     }
-    return rt_err(c, ERR_TEMPLATE, "TypeError", "Object of type %s is not JSON serializable",
-                  type_name(v));
+    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "Object of type %s is not JSON serializable",
+                  tmpl_type_name(v));
 }
 
-int v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth)
+int tmpl_v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth)
 {
     if (depth > VAL_MAX_DEPTH)
-        return rt_err(c, ERR_LIMIT, "RecursionError", "input JSON nested too deeply");
+        return tmpl_rt_err(c, ERR_LIMIT, "RecursionError", "input JSON nested too deeply");
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
-        struct dict *d = dict_new(c, json_object_size(j));
+        struct dict *d = tmpl_dict_new(c, json_object_size(j));
         if (!d) return -1;
         const char *k;
         json_t *v;
@@ -830,8 +830,8 @@ int v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth)
         for (; it; it = json_object_iter_next((json_t *)j, it)) {
             k = json_object_iter_key(it);
             v = json_object_iter_value(it);
-            struct val kv = v_str(c, k, strlen(k)), vv;
-            if (kv.t != VT_STR || v_from_json(c, v, &vv, depth + 1) || dict_set(c, d, kv, vv))
+            struct val kv = tmpl_v_str(c, k, strlen(k)), vv;
+            if (kv.t != VT_STR || tmpl_v_from_json(c, v, &vv, depth + 1) || tmpl_dict_set(c, d, kv, vv))
                 return -1;
         }
         *out = v_dictv(d);
@@ -839,16 +839,16 @@ int v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth)
     }
     case JSON_ARRAY: {
         size_t n = json_array_size(j);
-        struct list *l = list_new(c, n);
+        struct list *l = tmpl_list_new(c, n);
         if (!l) return -1;
         for (size_t i = 0; i < n; i++)
-            if (v_from_json(c, json_array_get(j, i), &l->v[i], depth + 1)) return -1;
+            if (tmpl_v_from_json(c, json_array_get(j, i), &l->v[i], depth + 1)) return -1;
         l->n = n;
         *out = v_listv(l, LK_LIST);
         return 0;
     }
     case JSON_STRING:
-        *out = v_str(c, json_string_value(j), json_string_length(j));
+        *out = tmpl_v_str(c, json_string_value(j), json_string_length(j));
         return out->t == VT_STR ? 0 : -1;
     case JSON_INTEGER: *out = v_int((int64_t)json_integer_value(j)); return 0;
     case JSON_REAL: *out = v_float(json_real_value(j)); return 0;
@@ -860,7 +860,7 @@ int v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth)
 
 /* ---- escaping ---- */
 
-int html_escape_to(struct buf *b, const char *s, size_t n)
+int tmpl_html_escape_to(struct buf *b, const char *s, size_t n)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
@@ -873,22 +873,22 @@ int html_escape_to(struct buf *b, const char *s, size_t n)
         case '\'': r = "&#39;"; break;
         default: continue;
         }
-        int rc = buf_put(b, s + run, i - run);
-        if (!rc) rc = buf_put(b, r, strlen(r));
+        int rc = tmpl_buf_put(b, s + run, i - run);
+        if (!rc) rc = tmpl_buf_put(b, r, strlen(r));
         if (rc) return rc;
         run = i + 1;
     }
-    return buf_put(b, s + run, n - run);
+    return tmpl_buf_put(b, s + run, n - run);
 }
 
-int v_escape(struct rctx *c, struct val v, struct val *out)
+int tmpl_v_escape(struct rctx *c, struct val v, struct val *out)
 {
     if (v.t == VT_STR && v.f) {
         *out = v;
         return 0;
     }
     struct val s;
-    if (v_to_str(c, v, &s)) return -1;
+    if (tmpl_v_to_str(c, v, &s)) return -1;
     if (!memchr(s.u.s->b, '&', s.u.s->len) && !memchr(s.u.s->b, '<', s.u.s->len) &&
         !memchr(s.u.s->b, '>', s.u.s->len) && !memchr(s.u.s->b, '"', s.u.s->len) &&
         !memchr(s.u.s->b, '\'', s.u.s->len)) {
@@ -896,27 +896,27 @@ int v_escape(struct rctx *c, struct val v, struct val *out)
         return 0;
     }
     struct buf b = {.limit = c->max_output};
-    int rc = html_escape_to(&b, s.u.s->b, s.u.s->len);
+    int rc = tmpl_html_escape_to(&b, s.u.s->b, s.u.s->len);
     if (rc) {
-        buf_free(&b);
-        return rt_err(c, rc == ERR_LIMIT ? ERR_LIMIT : ERR_NOMEM, "MemoryError", "string too long");
+        tmpl_buf_free(&b);
+        return tmpl_rt_err(c, rc == ERR_LIMIT ? ERR_LIMIT : ERR_NOMEM, "MemoryError", "string too long");
     }
-    *out = buf_take(c, &b, true);
-    buf_free(&b);
+    *out = tmpl_buf_take(c, &b, true);
+    tmpl_buf_free(&b);
     return out->t == VT_STR ? 0 : -1;
 }
 
 /* ---- iteration, len, in ---- */
 
-int v_iter_list(struct rctx *c, struct val v, struct list **out)
+int tmpl_v_iter_list(struct rctx *c, struct val v, struct list **out)
 {
     struct list *l;
     switch (v.t) {
-    case VT_UNDEF: return (*out = list_new(c, 0)) ? 0 : -1;
+    case VT_UNDEF: return (*out = tmpl_list_new(c, 0)) ? 0 : -1;
     case VT_LIST: {
         struct list *src = v.u.l;
         size_t from = v_is_gen(v) ? src->pos : 0, n = src->n - from;
-        if (!(l = list_new(c, n))) return -1;
+        if (!(l = tmpl_list_new(c, n))) return -1;
         if (n) vcopy(l->v, src->v + from, n);
         l->n = n;
         if (v_is_gen(v)) src->pos = src->n;
@@ -924,18 +924,18 @@ int v_iter_list(struct rctx *c, struct val v, struct list **out)
     }
     case VT_DICT: {
         struct dict *d = v.u.m;
-        if (!(l = list_new(c, d->n))) return -1;
+        if (!(l = tmpl_list_new(c, d->n))) return -1;
         for (size_t i = 0; i < d->n; i++) l->v[i] = d->e[i].k;
         l->n = d->n;
         break;
     }
     case VT_STR: {
         struct str *s = v.u.s;
-        if (!(l = list_new(c, (size_t)str_ncp(s)))) return -1;
+        if (!(l = tmpl_list_new(c, (size_t)tmpl_str_ncp(s)))) return -1;
         for (size_t i = 0; i < s->len;) {
             size_t adv;
-            utf8_dec(s->b + i, s->len - i, &adv);
-            struct val ch = v_str(c, s->b + i, adv); /* iterating a Markup gives plain str */
+            tmpl_utf8_dec(s->b + i, s->len - i, &adv);
+            struct val ch = tmpl_v_str(c, s->b + i, adv); /* iterating a Markup gives plain str */
             if (ch.t != VT_STR) return -1;
             l->v[l->n++] = ch;
             i += adv;
@@ -943,18 +943,18 @@ int v_iter_list(struct rctx *c, struct val v, struct list **out)
         break;
     }
     default:
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not iterable", type_name(v));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not iterable", tmpl_type_name(v));
     }
-    if (rt_steps(c, l->n / 8)) return -1;
+    if (tmpl_rt_steps(c, l->n / 8)) return -1;
     *out = l;
     return 0;
 }
 
-int v_len(struct rctx *c, struct val v, int64_t *out)
+int tmpl_v_len(struct rctx *c, struct val v, int64_t *out)
 {
     switch (v.t) {
     case VT_UNDEF: *out = 0; return 0;
-    case VT_STR: *out = str_ncp(v.u.s); return 0;
+    case VT_STR: *out = tmpl_str_ncp(v.u.s); return 0;
     case VT_LIST:
         if (!v_is_gen(v)) {
             *out = (int64_t)v.u.l->n;
@@ -964,18 +964,18 @@ int v_len(struct rctx *c, struct val v, int64_t *out)
     case VT_DICT: *out = (int64_t)v.u.m->n; return 0;
     default: break;
     }
-    return rt_err(c, ERR_TEMPLATE, "TypeError", "object of type '%s' has no len()", type_name(v));
+    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "object of type '%s' has no len()", tmpl_type_name(v));
 }
 
-int v_contains(struct rctx *c, struct val hay, struct val needle, bool *out)
+int tmpl_v_contains(struct rctx *c, struct val hay, struct val needle, bool *out)
 {
     switch (hay.t) {
     case VT_STR:
         if (needle.t != VT_STR)
-            return rt_err(c, ERR_TEMPLATE, "TypeError",
+            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
                           "'in <string>' requires string as left operand, not %s",
-                          type_name(needle));
-        if (rt_steps(c, hay.u.s->len / 64)) return -1;
+                          tmpl_type_name(needle));
+        if (tmpl_rt_steps(c, hay.u.s->len / 64)) return -1;
         if (needle.u.s->len == 0) *out = true;
         else if (needle.u.s->len > hay.u.s->len) *out = false;
         else *out = mem_find(hay.u.s->b, hay.u.s->len, needle.u.s->b, needle.u.s->len) != NULL;
@@ -985,23 +985,23 @@ int v_contains(struct rctx *c, struct val hay, struct val needle, bool *out)
         size_t from = v_is_gen(hay) ? l->pos : 0;
         *out = false;
         for (size_t i = from; i < l->n; i++) {
-            if (v_eq(l->v[i], needle)) {
+            if (tmpl_v_eq(l->v[i], needle)) {
                 *out = true;
                 if (v_is_gen(hay)) l->pos = i + 1;
-                return rt_steps(c, (i - from) / 8);
+                return tmpl_rt_steps(c, (i - from) / 8);
             }
         }
         if (v_is_gen(hay)) l->pos = l->n;
-        return rt_steps(c, (l->n - from) / 8);
+        return tmpl_rt_steps(c, (l->n - from) / 8);
     }
     case VT_DICT: {
         int rc;
-        *out = dict_get(c, hay.u.m, needle, &rc) != NULL;
+        *out = tmpl_dict_get(c, hay.u.m, needle, &rc) != NULL;
         return rc;
     }
     case VT_UNDEF: *out = false; return 0;
     default:
-        return rt_err(c, ERR_TEMPLATE, "TypeError", "argument of type '%s' is not iterable",
-                      type_name(hay));
+        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "argument of type '%s' is not iterable",
+                      tmpl_type_name(hay));
     }
 }
