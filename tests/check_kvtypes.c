@@ -7,6 +7,7 @@
  *  - batching: any split of a sequence into batches of two or more tokens gives the same bits for
  *    every type; one token at a time agrees within rounding, and bit for bit where every product
  *    has one summation order (quantized weights with a Q8_0 cache);
+ *  - the batched attention path gives the one-(row, head) path's bits;
  *  - context shift: after dropping tokens and re-rotating the kept keys, the continuation's logits
  *    equal a fresh evaluation of the kept tokens at their new positions within a stated
  *    tolerance, for NORM and NEOX RoPE, the gemma3 sliding-window base and every type;
@@ -153,16 +154,23 @@ static const char *const g_batch_files[] = {"synth512-llama-d256-Q4_K_M", "synth
                                             "synth512-llama-d256-F16", "stories260K-Q4_0"};
 #define N_BATCH_FILES ((int)(sizeof g_batch_files / sizeof g_batch_files[0]))
 
+/* Open a batch-case file; false (nothing open) when its head size cannot take the cache type. */
+static bool open_batch_case(const char *stem, int type, struct model *m)
+{
+    open_model(stem, m);
+    if (type == KV_Q8_0 && m->hp.head_dim % 32) {
+        model_free(m);
+        return false;
+    }
+    return true;
+}
+
 START_TEST(test_batching)
 {
     const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
     int type = _i % KV_TYPE_COUNT_;
     struct model m;
-    open_model(stem, &m);
-    if (type == KV_Q8_0 && m.hp.head_dim % 32) {
-        model_free(&m);
-        return;
-    }
+    if (!open_batch_case(stem, type, &m)) return;
     uint32_t nv = m.hp.n_vocab;
     enum { N = 71 };
     int32_t toks[N];
@@ -191,6 +199,40 @@ START_TEST(test_batching)
     free(a);
     free(b);
     free(c);
+    model_free(&m);
+}
+END_TEST
+
+/* The batched attention (the heads sharing a KV head and several rows per task) gives the bits
+ * of the one-(row, head) path, for batches and for decoding, on every cache type, GQA and MHA
+ * files, past 256 cells (llama.cpp's padding step) on one of them. */
+START_TEST(test_batched_attention)
+{
+    const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
+    int type = _i % KV_TYPE_COUNT_;
+    struct model m;
+    if (!open_batch_case(stem, type, &m)) return;
+    uint32_t nv = m.hp.n_vocab, n = _i / KV_TYPE_COUNT_ == 0 ? 300 : 71, nb = n - 9;
+    int32_t *toks = malloc(n * sizeof *toks);
+    size_t sz = (size_t)n * nv;
+    float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float));
+    ck_assert(toks && a && b);
+    for (uint32_t i = 0; i < n; i++) toks[i] = tok_at(i);
+    struct model_state st;
+    new_state(&m, &st, n + 4, type);
+    for (int dec = 0; dec < 2; dec++) { /* llama.cpp's batch order, then decode_order */
+        st.decode_order = dec;
+        st.att_pairs = false;
+        run_seq(&m, &st, toks, n, nb, MODEL_BATCH, a); /* batches of 32, then 9 decoded tokens */
+        st.att_pairs = true;
+        run_seq(&m, &st, toks, n, nb, MODEL_BATCH, b);
+        ck_assert_msg(memcmp(a, b, sz * sizeof(float)) == 0, "%s %s decode_order=%d: batched attention differs by %.3g",
+                      stem, kv_type_name(type), dec, max_diff(a, b, sz));
+    }
+    model_state_free(&st);
+    free(toks);
+    free(a);
+    free(b);
     model_free(&m);
 }
 END_TEST
@@ -482,6 +524,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_types_vs_f32, 0, N_TYPE_CASES);
     tcase_add_loop_test(tc, test_batching, 0, N_BATCH_FILES * KV_TYPE_COUNT_);
+    tcase_add_loop_test(tc, test_batched_attention, 0, N_BATCH_FILES * KV_TYPE_COUNT_);
     tcase_add_test(tc, test_q8_0_head_size);
     tcase_add_test(tc, test_memory_formula);
     tcase_add_test(tc, test_rotation_flags);

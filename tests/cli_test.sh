@@ -211,12 +211,23 @@ expect 1 quantize-missing -- "$BIN" quantize "$TMP/nope.gguf" "$TMP/x.gguf" Q8_0
 expect 1 quantize-quantized -- "$BIN" quantize "$SHARED/models/stories260K-Q4_0.gguf" "$TMP/x.gguf" Q8_0
 # --- bench prints prefill and decode rates
 expect 0 bench -- "$BIN" bench -m "$M" -p 8 -n 4 -r 1 -t 1
-has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss
+has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss; has out "anonymous" bench-anon
+# -d: the tests after N cached tokens, named as llama-bench names them; JSON has median and best
+expect 0 bench-depth -- "$BIN" bench -m "$M" -p 8 -n 4 -d 20 -r 3 -t 1 --json
+has out '"n_depth": 20' bench-depth-json; has out '"pp_median": ' bench-median; has out '"tg_best": ' bench-best
+has out '"peak_rss_anon": ' bench-anon-json
+expect 0 bench-depth-table -- "$BIN" bench -m "$M" -p 8 -n 0 -d 20 -r 1 -t 1
+has out "| pp8 @ d20 " bench-depth-name
+expect 1 bench-depth-ctx -- "$BIN" bench -m "$M" -p 8 -n 4 -d 1000000 -r 1 -t 1
+has err "more than the model's context" bench-depth-ctx-msg
 # --- dev peak-rss (bench.sh measures the peer with it): the child's output and exit status pass
 # through, and the file gets its peak RSS in bytes (an lmpipe run maps at least the 1 MB model)
+# and its largest sampled RssAnon (its heap: more than 0, less than the peak RSS)
 expect 0 peak-rss -- "$BIN" dev peak-rss "$TMP/rss" "$BIN" run -m "$M" -p "Once upon a time" -n 4 --temp 0
 has out "there was" peak-rss-out
-if [ "$(cat "$TMP/rss" 2>/dev/null || echo 0)" -gt 1000000 ]; then ok; else bad "peak-rss: '$(cat "$TMP/rss" 2>/dev/null)' is not > 1 MB"; fi
+read -r RSS ANON <"$TMP/rss" || RSS=0
+if [ "${RSS:-0}" -gt 1000000 ]; then ok; else bad "peak-rss: '$(cat "$TMP/rss" 2>/dev/null)' is not > 1 MB"; fi
+if [ "${ANON:-0}" -gt 0 ] && [ "${ANON:-0}" -lt "${RSS:-0}" ]; then ok; else bad "peak-rss: RssAnon '${ANON:-}' not in (0, RSS)"; fi
 expect 1 peak-rss-status -- "$BIN" dev peak-rss "$TMP/rss2" "$BIN" run -m "$TMP/nope.gguf" -p hi
 expect 127 peak-rss-nocmd -- "$BIN" dev peak-rss "$TMP/rss3" "$TMP/no-such-command"
 expect 2 peak-rss-usage -- "$BIN" dev peak-rss "$TMP/rss4"

@@ -36,7 +36,7 @@ void cli_usage(FILE *f)
           "                                                   render a Jinja chat template as is\n"
           "  lmpipe quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]\n"
           "                                                   convert F32/F16/BF16 weights (Q4_K_M, Q8_0, ...)\n"
-          "  lmpipe bench -m MODEL [-p 64] [-n 32] [-t 1,2] [-r 5] [--json]\n"
+          "  lmpipe bench -m MODEL [-p 64] [-n 32] [-d 0] [-t 1,2] [-r 5] [--json]\n"
           "                                                   prefill and decode tokens/s\n"
           "  lmpipe grammar convert --json-schema FILE        a JSON Schema as a GBNF grammar\n"
           "  lmpipe grammar check (-g FILE.gbnf | --json-schema FILE | --json) [TEXT | stdin]\n"

@@ -222,7 +222,7 @@ static void print_stats(const struct eng_gen_result *res, const struct eng_model
                                 : 0.0,
             res->completion_tokens, res->decode_ms,
             res->decode_ms > 0 ? res->completion_tokens * 1e3 / res->decode_ms : 0.0,
-            eng_finish_name(res->finish), (double)util_peak_rss() / mib, (double)util_rss_anon() / mib,
+            eng_finish_name(res->finish), (double)util_peak_rss() / mib, (double)util_rss_anon(0) / mib,
             eng_kv_type_name(eng_session_kv_type(s)), mi->isa, mi->threads, res->decode_cpu_ms);
     if (res->context_shifts) fprintf(stderr, "; %u context shifts", res->context_shifts);
     fputc('\n', stderr);
