@@ -198,7 +198,7 @@ $(FUZZ_BUILD)/seeds_%: tests/fuzz/seeds_%.c $(wildcard tests/*.h tests/fuzz/*.h)
 # ...except seeds_snapshot, which writes real snapshots with the library's own encoder.
 $(FUZZ_BUILD)/seeds_snapshot: tests/fuzz/seeds_snapshot.c tests/fuzz/seed_io.h $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $< $(filter %.o,$^) $(LDLIBS)
+	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $< $(filter %.o,$^) $(FUZZ_LIBS) $(LDLIBS)
 
 fuzz-smoke: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
 	@for f in $(FUZZ_BIN); do \
@@ -230,19 +230,23 @@ bench-tmpl: $(BUILD)/tests/bench_tmpl
 # prints both (median, best, mean ± sd) and the ratio of medians in one table, plus both peak RSS
 # (PEER_COMMIT=<sha> names a peer built outside a git checkout). BENCH_P / BENCH_N / BENCH_R /
 # BENCH_T ("1 2") tune it; BENCH_ISA ("auto") lists lmpipe kernel tiers to run side by side, e.g.
-# BENCH_ISA="auto avx2".
+# BENCH_ISA="auto avx2"; BENCH_TESTS lists tests instead of BENCH_P/BENCH_N, with depths, e.g.
+# BENCH_TESTS="pp64 pp512 tg64 tg64@d1024"; BENCH_FILES picks files.
 BENCH_DIR ?= .cache/bench
 BENCH_P ?= 64
 BENCH_N ?= 32
 BENCH_R ?= 5
 BENCH_T ?= 1 2
 BENCH_ISA ?= auto
+BENCH_TESTS ?=
+BENCH_FILES ?= tinyllama-Q4_K_M.gguf smollm2-135m-Q8_0.gguf
 PEER ?=
 PEER_COMMIT ?=
 
 bench: $(BIN)
 	@BENCH_DIR='$(BENCH_DIR)' BENCH_P='$(BENCH_P)' BENCH_N='$(BENCH_N)' BENCH_R='$(BENCH_R)' \
-	  BENCH_T='$(BENCH_T)' BENCH_ISA='$(BENCH_ISA)' PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' \
+	  BENCH_T='$(BENCH_T)' BENCH_ISA='$(BENCH_ISA)' BENCH_TESTS='$(BENCH_TESTS)' BENCH_FILES='$(BENCH_FILES)' \
+	  PEER='$(PEER)' PEER_COMMIT='$(PEER_COMMIT)' \
 	  sh tests/bench.sh $(abspath $(BIN))
 	@$(MAKE) --no-print-directory bench-grammar
 

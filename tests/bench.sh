@@ -9,16 +9,23 @@
 # ratio of the medians, in one table. BENCH_ISA lists lmpipe kernel tiers to run side by side
 # (LMPIPE_ISA values, "auto" = the automatic choice), e.g. BENCH_ISA="auto avx2".
 #
+# BENCH_TESTS lists the tests, each run on its own per round: ppP (prefill of P tokens), tgN (N
+# decode steps), either with @dD for D cached tokens before it (llama-bench -d: filled untimed),
+# e.g. BENCH_TESTS="pp64 pp512 tg64 tg64@d1024"; by default "ppBENCH_P tgBENCH_N".
+#
 # usage: tests/bench.sh LMPIPE_BIN
 # env:   BENCH_DIR (.cache/bench)  BENCH_P (64)  BENCH_N (32)  BENCH_R (5)  BENCH_T ("1 2")
-#        BENCH_FILES (both files)  BENCH_ISA ("auto")  PEER (path to llama-bench, optional)
+#        BENCH_TESTS ("ppP tgN")  BENCH_FILES (both files)  BENCH_ISA ("auto")
+#        PEER (path to llama-bench, optional)
 #        PEER_COMMIT (names the peer's commit when its build reports "unknown")
 # The header states the CPU (model, family/model, the SIMD flags both engines look at), the
 # kernel tier of every lmpipe column and the peer's CPU features (from a llama-completion or
 # llama-cli next to llama-bench, when there is one), and the load average before and after, so
 # a table taken on a busy machine says so.
 # With PEER, a second table gives both engines' peak RSS: lmpipe's from its own getrusage, the
-# peer's from `lmpipe dev peak-rss` wrapped around it (the same ru_maxrss field).
+# peer's from `lmpipe dev peak-rss` wrapped around it (the same ru_maxrss field), and the peak
+# anonymous RSS (RssAnon: memory the engine allocated, e.g. a repacked copy of the weights,
+# without the mapped file; lmpipe samples its own after every run, dev peak-rss every 10 ms).
 set -eu
 
 BIN=${1:?usage: tests/bench.sh LMPIPE_BIN}
@@ -30,6 +37,19 @@ THREADS=${BENCH_T:-"1 2"}
 ISAS=${BENCH_ISA:-auto}
 PEER=${PEER:-}
 FILES=${BENCH_FILES:-"tinyllama-Q4_K_M.gguf smollm2-135m-Q8_0.gguf"}
+TESTS=${BENCH_TESTS:-"pp$P tg$N"}
+[ -n "$TESTS" ] || TESTS="pp$P tg$N"
+[ "$P" -ne 0 ] || [ -n "${BENCH_TESTS:-}" ] || TESTS="tg$N"
+[ "$N" -ne 0 ] || [ -n "${BENCH_TESTS:-}" ] || TESTS="pp$P"
+
+# A test's flags for both engines' bench commands: "-p P -n 0 -d D" or "-p 0 -n N -d D".
+test_flags() {
+    echo "$1" | sed -n 's/^pp\([0-9][0-9]*\)\(@d\([0-9][0-9]*\)\)\{0,1\}$/-p \1 -n 0 -d 0\3/p
+                        s/^tg\([0-9][0-9]*\)\(@d\([0-9][0-9]*\)\)\{0,1\}$/-p 0 -n \1 -d 0\3/p'
+}
+for test in $TESTS; do
+    [ -n "$(test_flags "$test")" ] || { echo "bench: BENCH_TESTS: '$test' is not ppN, tgN, ppN@dD or tgN@dD" >&2; exit 1; }
+done
 
 mkdir -p "$DIR"
 
@@ -99,9 +119,12 @@ TLIST=$(echo $THREADS | tr ' ' ',')
 if [ -z "$PEER" ]; then
     for f in $RUNNABLE; do
         for isa in $ISAS; do
-            echo
-            if [ "$isa" = auto ]; then "$BIN" bench -m "$DIR/$f" -p "$P" -n "$N" -t "$TLIST" -r "$R"
-            else LMPIPE_ISA=$isa "$BIN" bench -m "$DIR/$f" -p "$P" -n "$N" -t "$TLIST" -r "$R"; fi
+            for test in $TESTS; do
+                echo
+                # shellcheck disable=SC2046 # test_flags gives separate words
+                if [ "$isa" = auto ]; then "$BIN" bench -m "$DIR/$f" $(test_flags "$test") -t "$TLIST" -r "$R"
+                else LMPIPE_ISA=$isa "$BIN" bench -m "$DIR/$f" $(test_flags "$test") -t "$TLIST" -r "$R"; fi
+            done
         done
     done
     echo
@@ -140,34 +163,37 @@ for f in $RUNNABLE; do
     for t in $THREADS; do
         i=1
         while [ "$i" -le "$R" ]; do
-            for isa in $ISAS; do
-                if [ "$isa" = auto ]; then
-                    out=$("$BIN" bench -m "$DIR/$f" -p "$P" -n "$N" -t "$t" -r 1 --json)
-                else
-                    out=$(LMPIPE_ISA=$isa "$BIN" bench -m "$DIR/$f" -p "$P" -n "$N" -t "$t" -r 1 --json)
-                fi
-                pp=$(echo "$out" | sed -n 's/.*"pp_tps": \([0-9.eE+-]*\).*/\1/p')
-                tg=$(echo "$out" | sed -n 's/.*"tg_tps": \([0-9.eE+-]*\).*/\1/p')
-                got=$(echo "$out" | sed -n 's/.*"isa": "\([^"]*\)".*/\1/p')
-                rss=$(echo "$out" | sed -n 's/.*"peak_rss": \([0-9]*\).*/\1/p')
-                eng="lmpipe[$got]"
-                [ "$P" -eq 0 ] || echo "$f $t pp$P $eng $pp" >>"$SAMPLES"
-                [ "$N" -eq 0 ] || echo "$f $t tg$N $eng $tg" >>"$SAMPLES"
-                echo "$f $t rss $eng $rss" >>"$SAMPLES"
+            for test in $TESTS; do
+                fl=$(test_flags "$test")
+                for isa in $ISAS; do
+                    # shellcheck disable=SC2086 # $fl is separate words
+                    if [ "$isa" = auto ]; then
+                        out=$("$BIN" bench -m "$DIR/$f" $fl -t "$t" -r 1 --json)
+                    else
+                        out=$(LMPIPE_ISA=$isa "$BIN" bench -m "$DIR/$f" $fl -t "$t" -r 1 --json)
+                    fi
+                    v=$(echo "$out" | sed -n 's/.*"[pt][pg]_tps": \([0-9.eE+-]*\).*/\1/p')
+                    got=$(echo "$out" | sed -n 's/.*"isa": "\([^"]*\)".*/\1/p')
+                    rss=$(echo "$out" | sed -n 's/.*"peak_rss": \([0-9]*\).*/\1/p')
+                    anon=$(echo "$out" | sed -n 's/.*"peak_rss_anon": \([0-9]*\).*/\1/p')
+                    eng="lmpipe[$got]"
+                    echo "$f $t $test $eng $v" >>"$SAMPLES"
+                    echo "$f $t rss $eng $rss ${anon:-0}" >>"$SAMPLES"
+                done
+                # the peer runs under `lmpipe dev peak-rss`: its peak RSS from the same getrusage
+                # field, its RssAnon sampled while it runs
+                # shellcheck disable=SC2086
+                pout=$("$BIN" dev peak-rss "$RSSF" "$PEER" -m "$DIR/$f" $fl -t "$t" -r 1 -o jsonl 2>/dev/null) ||
+                    { echo "bench: llama-bench failed on $f ($test)" >&2; exit 1; }
+                echo "$f $t rss llama.cpp $(cat "$RSSF")" >>"$SAMPLES"
+                echo "$pout" | awk -v f="$f" -v t="$t" -v T="$test" '
+                    function num(k,   s) { s = $0; if (!match(s, "\"" k "\": *[-0-9.eE+]+")) return ""
+                                           s = substr(s, RSTART, RLENGTH); sub(/.*: */, "", s); return s }
+                    { ts = num("avg_ts"); if (ts != "") print f, t, T, "llama.cpp", ts }' \
+                    >>"$SAMPLES"
+                c=$(echo "$pout" | sed -n 's/.*"build_commit": "\([^"]*\)".*/\1/p' | head -n 1)
+                [ -z "$c" ] || [ "$c" = unknown ] || [ -n "$PEER_COMMIT_SET" ] || PEER_COMMIT=$c
             done
-            # the peer runs under `lmpipe dev peak-rss`: its peak RSS from the same getrusage field
-            pout=$("$BIN" dev peak-rss "$RSSF" "$PEER" -m "$DIR/$f" -p "$P" -n "$N" -t "$t" -r 1 -o jsonl 2>/dev/null) ||
-                { echo "bench: llama-bench failed on $f" >&2; exit 1; }
-            echo "$f $t rss llama.cpp $(cat "$RSSF")" >>"$SAMPLES"
-            echo "$pout" | awk -v f="$f" -v t="$t" -v P="$P" -v N="$N" '
-                function num(k,   s) { s = $0; if (!match(s, "\"" k "\": *[-0-9.eE+]+")) return ""
-                                       s = substr(s, RSTART, RLENGTH); sub(/.*: */, "", s); return s }
-                { np = num("n_prompt"); ng = num("n_gen"); ts = num("avg_ts")
-                  if (np + 0 > 0 && ng + 0 == 0) print f, t, "pp" P, "llama.cpp", ts
-                  else if (ng + 0 > 0 && np + 0 == 0) print f, t, "tg" N, "llama.cpp", ts }' \
-                >>"$SAMPLES"
-            c=$(echo "$pout" | sed -n 's/.*"build_commit": "\([^"]*\)".*/\1/p' | head -n 1)
-            [ -z "$c" ] || [ "$c" = unknown ] || [ -n "$PEER_COMMIT_SET" ] || PEER_COMMIT=$c
             i=$((i + 1))
         done
     done
@@ -175,12 +201,13 @@ done
 
 echo
 echo "lmpipe ($BIN) vs llama.cpp ($PEER, commit $PEER_COMMIT; its CPU features: $peer_isa)"
-echo "alternating runs, $R rounds, -p $P -n $N; t/s: median, best round, mean ± sd;"
-echo "ratio = lmpipe median / llama.cpp median; peak RSS: the largest of the rounds, per process"
-echo "(getrusage ru_maxrss), MiB"
+echo "alternating runs, $R rounds, tests: $TESTS (ppP@dD: P prompt tokens after D cached ones);"
+echo "t/s: median, best round, mean ± sd; ratio = lmpipe median / llama.cpp median; peak RSS: the"
+echo "largest of the rounds, per process (getrusage ru_maxrss), and the largest RssAnon, MiB"
 load_line
 awk '
     $3 == "rss" { k = $1 SUBSEP $2; v = $5 / 1048576; if (v > rss[k, $4]) rss[k, $4] = v
+                  v = $6 / 1048576; if (v > anon[k, $4]) anon[k, $4] = v
                   if (!((k, $4) in rseen)) { rseen[k, $4] = 1; reng[k] = reng[k] " " $4 }; next }
     { k = $1 SUBSEP $2 SUBSEP $3; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
       e = $4; if (!((k, e) in eseen)) { eseen[k, e] = 1; engs[k] = engs[k] " " e }
@@ -195,24 +222,25 @@ awk '
                             return m % 2 ? y[(m + 1) / 2] : (y[m / 2] + y[m / 2 + 1]) / 2 }
     function best(k, e,   m) { m = sorted(k, e); return m ? y[m] : 0 }
     END {
-        printf "| %-26s | %7s | %-5s | %-17s | %8s | %8s | %17s | %6s |\n", "model", "threads", "test", "engine", "median", "best", "mean ± sd", "ratio"
-        printf "| %-26s | %7s | %-5s | %-17s | %8s | %8s | %17s | %6s |\n", "--------------------------", "------:", ":----", ":----------------", "-------:", "-------:", "----------------:", "-----:"
+        printf "| %-26s | %7s | %-11s | %-17s | %8s | %8s | %17s | %6s |\n", "model", "threads", "test", "engine", "median", "best", "mean ± sd", "ratio"
+        printf "| %-26s | %7s | %-11s | %-17s | %8s | %8s | %17s | %6s |\n", "--------------------------", "------:", ":----------", ":----------------", "-------:", "-------:", "----------------:", "-----:"
         for (i = 1; i <= n; i++) {
             split(order[i], p, SUBSEP); k = order[i]
             ref = median(k, "llama.cpp"); ne = split(engs[k], el, " ")
             for (j = 1; j <= ne; j++) {
                 e = el[j]; m = median(k, e)
                 r = (e != "llama.cpp" && ref > 0) ? sprintf("%6.2f", m / ref) : "      "
-                printf "| %-26s | %7s | %-5s | %-17s | %8.2f | %8.2f | %8.2f ± %6.2f | %6s |\n", p[1], p[2], p[3], e,
+                printf "| %-26s | %7s | %-11s | %-17s | %8.2f | %8.2f | %8.2f ± %6.2f | %6s |\n", p[1], p[2], p[3], e,
                        m, best(k, e), mean(k, e), sd(k, e), r
             }
         }
-        printf "\n| %-26s | %7s | %-17s | %9s |\n", "model", "threads", "engine", "RSS MiB"
-        printf "| %-26s | %7s | %-17s | %9s |\n", "--------------------------", "------:", ":----------------", "--------:"
+        printf "\n| %-26s | %7s | %-17s | %9s | %12s |\n", "model", "threads", "engine", "RSS MiB", "RssAnon MiB"
+        printf "| %-26s | %7s | %-17s | %9s | %12s |\n", "--------------------------", "------:", ":----------------", "--------:", "-----------:"
         for (i = 1; i <= n; i++) {
             split(order[i], p, SUBSEP); k = p[1] SUBSEP p[2]
             if (k in done) continue; done[k] = 1
             ne = split(reng[k], el, " ")
-            for (j = 1; j <= ne; j++) printf "| %-26s | %7s | %-17s | %9.1f |\n", p[1], p[2], el[j], rss[k, el[j]]
+            for (j = 1; j <= ne; j++)
+                printf "| %-26s | %7s | %-17s | %9.1f | %12.1f |\n", p[1], p[2], el[j], rss[k, el[j]], anon[k, el[j]]
         }
     }' "$SAMPLES"

@@ -142,7 +142,7 @@ static void run_case(const struct conf_case *c, int prompt, struct kern_pool *po
     ck_assert_msg(rc == 0, "load %s: %s", path, ei.msg);
     if (use_pool) em->pool = pool_override;
     struct eng_session *s;
-    ck_assert_int_eq(eng_session_create(&s, em, 256, &ei), 0);
+    ck_assert_int_eq(eng_session_create_kv(&s, em, 256, ENG_KV_F32, &ei), 0);
 
     snprintf(path, sizeof path, "prompts/p%d.txt", prompt);
     size_t plen;
@@ -244,8 +244,8 @@ START_TEST(test_threads_bit_identical)
     ck_assert_int_eq(eng_model_open(&b, tutil_shared(files[_i]), 3, &ei), 0);
     ck_assert(b->pool != NULL);
     struct eng_session *sa, *sb;
-    ck_assert_int_eq(eng_session_create(&sa, a, 64, &ei), 0);
-    ck_assert_int_eq(eng_session_create(&sb, b, 64, &ei), 0);
+    ck_assert_int_eq(eng_session_create_kv(&sa, a, 64, ENG_KV_F32, &ei), 0);
+    ck_assert_int_eq(eng_session_create_kv(&sb, b, 64, ENG_KV_F32, &ei), 0);
     int32_t toks[] = {1, 403, 407, 261, 378, 300, 301, 302, 303, 304};
     for (uint32_t i = 0; i < 10; i++) {
         ck_assert_int_eq(model_forward(&a->model, &sa->st, toks[i], i, true), 0);
@@ -268,8 +268,8 @@ START_TEST(test_prefix_reuse)
     struct eng_model *em;
     ck_assert_int_eq(eng_model_open(&em, tutil_shared("models/stories260K-F32.gguf"), 1, &ei), 0);
     struct eng_session *s1, *s2;
-    ck_assert_int_eq(eng_session_create(&s1, em, 64, &ei), 0);
-    ck_assert_int_eq(eng_session_create(&s2, em, 64, &ei), 0);
+    ck_assert_int_eq(eng_session_create_kv(&s1, em, 64, ENG_KV_F32, &ei), 0);
+    ck_assert_int_eq(eng_session_create_kv(&s2, em, 64, ENG_KV_F32, &ei), 0);
     int32_t t[] = {1, 403, 407, 261, 378, 300, 301};
     uint32_t cached = 99;
     ck_assert_int_eq(eng_prefill(s1, t, 5, NULL, &cached, &ei), 0);

@@ -169,7 +169,7 @@ START_TEST(toy_constraint_run)
     read_all(p[0], out, sizeof out);
     close(p[0]);
     ck_assert_int_eq(wait_exit(pid), 0);
-    char exp[4200];
+    char exp[sizeof want.buf + 2];
     snprintf(exp, sizeof exp, "%s\n", want.buf);
     ck_assert_str_eq(out, exp);
 }

@@ -658,13 +658,22 @@ START_TEST(generate_ends)
     ck_assert_int_eq(res.finish, ENG_FINISH_LENGTH);
     ck_assert_uint_eq(res.completion_tokens, 0);
     ck_assert_uint_eq(g3.len, 0);
-    /* a full context ends with "length" after n_ctx - prompt tokens (the default hook) */
+    /* a full context is context_length_exceeded after n_ctx - prompt tokens (the default hook),
+     * the text until then emitted */
     struct eng_session *small = open_session(em, 12);
     greedy(&p, -1);
     p.ignore_eos = true;
+    g3.len = 0;
+    ck_assert_int_eq(gen(small, "hello", &p, &g3, &res, &ei), ERR_CONTEXT);
+    ck_assert_int_eq(res.finish, ENG_FINISH_ERROR);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "context_length_exceeded"));
+    ck_assert_uint_eq(res.completion_tokens, 12 - res.prompt_tokens);
+    ck_assert_uint_gt(g3.len, 0);
+    /* a max_tokens that fits ends with "length" exactly at the last position */
+    greedy(&p, (int32_t)(12 - res.prompt_tokens));
+    p.ignore_eos = true;
     ck_assert_int_eq(gen(small, "hello", &p, &g3, &res, &ei), 0);
     ck_assert_int_eq(res.finish, ENG_FINISH_LENGTH);
-    ck_assert_uint_eq(res.completion_tokens, 12 - res.prompt_tokens);
     /* a prompt that does not fit, or fills the context: context_length_exceeded */
     ck_assert_int_eq(gen(small, "hello hello hello hello", &p, &g3, &res, &ei), ERR_CONTEXT);
     ck_assert_ptr_nonnull(strstr(ei.msg, "context_length_exceeded"));
@@ -1010,10 +1019,10 @@ START_TEST(session_hooks)
     h.policy = 3;
     ck_assert_int_eq(gen(s, "hello", &p, &g, &res, &ei), ERR_IO);
     ck_assert_str_eq(ei.msg, "hook failed");
-    eng_session_set_hooks(s, NULL);
+    eng_session_set_hooks(s, NULL); /* the default again: a full context is an error */
     h.policy = 0;
     int before = h.full_calls;
-    ck_assert_int_eq(gen(s, "hello", &p, &g, &res, &ei), 0);
+    ck_assert_int_eq(gen(s, "hello", &p, &g, &res, &ei), ERR_CONTEXT);
     ck_assert_int_eq(h.full_calls, before);
     eng_session_free(s);
     eng_model_free(em);

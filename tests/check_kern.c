@@ -31,6 +31,8 @@
  *    product (itself checked against llama.cpp's order) bit for bit, the Q8_0 flash attention
  *    matches float64 math on the same quantized numbers, and every ISA returns the reference's
  *    bits on odd cell counts and head sizes; the Hadamard rotation against its matrix;
+ *  - batched attention (several queries per call, each with its own visible cells) equals the
+ *    one-query functions bit for bit in every ISA; fp16 rounding of floats equals util's;
  *  - the llama.cpp transcription tests run once per available ISA;
  *  - ARM: the NEON tables themselves (plain and dotprod) are filled and chosen as expected, and
  *    match the reference bit for bit on full-range int8 quants, packed-bit patterns and
@@ -1433,6 +1435,266 @@ START_TEST(test_fwht)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------------------------ */
+/* batched attention (kern_attn_*)                                                            */
+
+/* Query counts: one, a pair, odd counts around the kernels' groups of 2 and 4 queries, a GQA
+ * group of 8, and more than 16. */
+static const size_t k_attn_nq[] = {1, 2, 3, 5, 8, 9, 17};
+#define N_ATTN_NQ (sizeof k_attn_nq / sizeof k_attn_nq[0])
+
+/* n_q rows of n floats, each its own exact-size allocation (ASan catches a read past a row);
+ * fp16 = 1: values that are exactly halves, and their halves in h[i] when h is not NULL. */
+static float **attn_rows(size_t n_q, size_t n, int fp16, uint16_t ***h)
+{
+    float **r = xmalloc(n_q * sizeof *r);
+    if (h) *h = xmalloc(n_q * sizeof **h);
+    for (size_t i = 0; i < n_q; i++) {
+        r[i] = xmalloc(n * 4);
+        if (h) (*h)[i] = xmalloc(n * 2);
+        for (size_t t = 0; t < n; t++) {
+            uint16_t v = rng_half();
+            r[i][t] = fp16 ? util_fp16_to_f32(v) : rng_gauss();
+            if (h) (*h)[i][t] = v;
+        }
+    }
+    return r;
+}
+
+static void attn_rows_free(void *rows, size_t n_q)
+{
+    void **r = rows;
+    for (size_t i = 0; r && i < n_q; i++) free(r[i]);
+    free(r);
+}
+
+/* kern_attn_qk_f32 == kern_dot_f32 per (query, key), kern_attn_qk_f16 on fp16-valued queries ==
+ * kern_dot_f16_rows on their halves in both orders, bit for bit, in every ISA and the reference;
+ * on queries that are not halves every ISA gives the reference's bits. Head sizes around the
+ * 8/16/32-element steps, key counts around the 8-key blocks, keys strided like the cache with NaN
+ * in the gaps (never read). */
+START_TEST(test_attn_qk)
+{
+    const char *isas[KERN_MAX_ISAS + 1];
+    int n_isa = isas_and_scalar(isas);
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {1, 7, 8, 16, 24, 32, 33, 64, 67, 128};
+    static const size_t rows[] = {1, 7, 8, 9, 16, 23};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+            size_t n = ns[ni], nr = rows[ri], nq = k_attn_nq[(ni + ri) % N_ATTN_NQ];
+            size_t ks = n + 5, nk = (nr - 1) * ks + n;
+            float *k = xmalloc(nk * 4);
+            uint16_t *k16 = xmalloc(nk * 2), **q16;
+            for (size_t i = 0; i < nk; i++) {
+                k[i] = i % ks < n ? rng_gauss() : NAN;
+                k16[i] = i % ks < n ? rng_half() : 0x7e00;
+            }
+            float **q = attn_rows(nq, n, 0, NULL), **qh = attn_rows(nq, n, 1, &q16);
+            float **o = attn_rows(nq, nr, 0, NULL), **ref = attn_rows(nq, nr, 0, NULL);
+            float *want = xmalloc(nr * 4);
+            for (int s = 0; s < n_isa; s++) {
+                ck_assert_int_eq(kern_isa_select(isas[s]), 0);
+                kern_attn_qk_f32(o, (const float *const *)q, nq, k, ks, n, nr);
+                for (size_t i = 0; i < nq; i++)
+                    for (size_t r = 0; r < nr; r++) {
+                        float w = kern_dot_f32(q[i], k + r * ks, n);
+                        ck_assert_msg(fbits(o[i][r]) == fbits(w), "%s qk_f32 n=%zu rows=%zu nq=%zu q%zu key %zu: %a != %a",
+                                      isas[s], n, nr, nq, i, r, (double)o[i][r], (double)w);
+                    }
+                for (unsigned order = 0; order < 2; order++) {
+                    kern_attn_qk_f16(o, (const float *const *)qh, nq, k16, ks, n, nr, order);
+                    for (size_t i = 0; i < nq; i++) {
+                        kern_dot_f16_rows(want, q16[i], k16, ks, n, nr, order);
+                        for (size_t r = 0; r < nr; r++)
+                            ck_assert_msg(fbits(o[i][r]) == fbits(want[r]),
+                                          "%s qk_f16 n=%zu rows=%zu nq=%zu order=%u q%zu key %zu: %a != %a", isas[s], n,
+                                          nr, nq, order, i, r, (double)o[i][r], (double)want[r]);
+                    }
+                    /* queries that are not halves: the reference's fmaf bits */
+                    kern_attn_qk_f16(o, (const float *const *)q, nq, k16, ks, n, nr, order);
+                    ck_assert_int_eq(kern_isa_select("scalar"), 0);
+                    kern_attn_qk_f16(ref, (const float *const *)q, nq, k16, ks, n, nr, order);
+                    ck_assert_int_eq(kern_isa_select(isas[s]), 0);
+                    for (size_t i = 0; i < nq; i++)
+                        for (size_t r = 0; r < nr; r++)
+                            ck_assert_msg(fbits(o[i][r]) == fbits(ref[i][r]),
+                                          "%s qk_f16 (float q) n=%zu rows=%zu order=%u q%zu key %zu: %a != %a", isas[s],
+                                          n, nr, order, i, r, (double)o[i][r], (double)ref[i][r]);
+                }
+            }
+            attn_rows_free(q, nq);
+            attn_rows_free(qh, nq);
+            attn_rows_free(q16, nq);
+            attn_rows_free(o, nq);
+            attn_rows_free(ref, nq);
+            free(k);
+            free(k16);
+            free(want);
+        }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* The visible cells and paddings of the queries of a batched softmax.V: query i is row i / g of
+ * a prompt whose first row sees n0 cells. Padding modes: none (the single-token order's tail),
+ * to 8, llama.cpp's 256 per row, and one padding for every row. */
+static void attn_pv_shape(size_t nq, size_t g, size_t n0, int pad, size_t *n, size_t *n_pad)
+{
+    size_t nmax = n0 + (nq - 1) / g;
+    for (size_t i = 0; i < nq; i++) {
+        n[i] = n0 + i / g;
+        n_pad[i] = pad == 0 ? n[i] : pad == 1 ? (n[i] + 7) & ~(size_t)7 : pad == 2 ? (n[i] + 255) / 256 * 256
+                                                                          : (nmax + 255) / 256 * 256;
+    }
+}
+
+/* kern_attn_pv_f32 == kern_wsum_f32 per query, kern_attn_pv_f16 on fp16-valued probabilities ==
+ * kern_wsum_f16 on their halves, both orders, bit for bit, in every ISA and the reference; on
+ * weights that are not halves every ISA gives the reference's bits. Queries see different cell
+ * counts (rows of a prompt, g heads per row); head sizes, paddings, blocks of 32 and 128, NaN in
+ * the gaps of V and exact-size allocations (V up to the last visible cell, each weight row up to
+ * its own n) so a read of a cell a query must not see is caught. */
+START_TEST(test_attn_pv)
+{
+    const char *isas[KERN_MAX_ISAS + 1];
+    int n_isa = isas_and_scalar(isas);
+    const char *keep = kern_isa_name();
+    static const size_t n0s[] = {1, 5, 8, 13, 31, 33, 40, 100, 250, 300};
+    static const size_t dims[] = {1, 7, 8, 12, 64, 67};
+    for (size_t ni = 0; ni < sizeof n0s / sizeof n0s[0]; ni++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            size_t nq = k_attn_nq[(ni + di) % N_ATTN_NQ], g = (ni + di) % 2 ? 3 : 1, n0 = n0s[ni], dim = dims[di];
+            size_t nmax = n0 + (nq - 1) / g, blk = (di % 2) ? 128 : 32, ds = blk + 2, bs = dim * ds + 5;
+            size_t nv = ((nmax - 1) / blk) * bs + (dim - 1) * ds + (nmax - 1) % blk + 1;
+            float *v = xmalloc(nv * 4);
+            uint16_t *v16 = xmalloc(nv * 2);
+            for (size_t i = 0; i < nv; i++) {
+                v[i] = NAN;
+                v16[i] = 0x7e00;
+            }
+            for (size_t t = 0; t < nmax; t++)
+                for (size_t d = 0; d < dim; d++) {
+                    v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
+                    v16[(t / blk) * bs + d * ds + t % blk] = rng_half();
+                }
+            struct kern_vt vt = {v, ds, blk, bs};
+            struct kern_vt_f16 vt16 = {v16, ds, blk, bs};
+            size_t *n = xmalloc(nq * sizeof *n), *n_pad = xmalloc(nq * sizeof *n_pad);
+            float **p = xmalloc(nq * sizeof *p), **ph = xmalloc(nq * sizeof *ph);
+            uint16_t **p16 = xmalloc(nq * sizeof *p16);
+            attn_pv_shape(nq, g, n0, 0, n, n_pad);
+            for (size_t i = 0; i < nq; i++) { /* some zero weights, as masked cells have */
+                p[i] = xmalloc(n[i] * 4);
+                ph[i] = xmalloc(n[i] * 4);
+                p16[i] = xmalloc(n[i] * 2);
+                for (size_t t = 0; t < n[i]; t++) {
+                    p[i][t] = t % 7 == 3 ? 0.0f : (float)rng_unif();
+                    p16[i][t] = util_f32_to_fp16(p[i][t]);
+                    ph[i][t] = util_fp16_to_f32(p16[i][t]);
+                }
+            }
+            float **o = attn_rows(nq, dim, 0, NULL), **ref = attn_rows(nq, dim, 0, NULL), *want = xmalloc(dim * 4);
+            for (int pad = 0; pad < 4; pad++) {
+                attn_pv_shape(nq, g, n0, pad, n, n_pad);
+                for (unsigned order = 0; order < 2; order++)
+                    for (int s = 0; s < n_isa; s++) {
+                        ck_assert_int_eq(kern_isa_select(isas[s]), 0);
+                        kern_attn_pv_f32(o, (const float *const *)p, n, n_pad, nq, &vt, dim, order);
+                        for (size_t i = 0; i < nq; i++) {
+                            kern_wsum_f32(want, p[i], &vt, n[i], n_pad[i], dim, order);
+                            for (size_t d = 0; d < dim; d++)
+                                ck_assert_msg(fbits(o[i][d]) == fbits(want[d]),
+                                              "%s pv_f32 n=%zu pad=%zu dim=%zu order=%u q%zu/%zu d=%zu: %a != %a",
+                                              isas[s], n[i], n_pad[i], dim, order, i, nq, d, (double)o[i][d],
+                                              (double)want[d]);
+                        }
+                        kern_attn_pv_f16(o, (const float *const *)ph, n, n_pad, nq, &vt16, dim, order);
+                        for (size_t i = 0; i < nq; i++) {
+                            kern_wsum_f16(want, p16[i], &vt16, n[i], n_pad[i], dim, order);
+                            for (size_t d = 0; d < dim; d++)
+                                ck_assert_msg(fbits(o[i][d]) == fbits(want[d]),
+                                              "%s pv_f16 n=%zu pad=%zu dim=%zu order=%u q%zu/%zu d=%zu: %a != %a",
+                                              isas[s], n[i], n_pad[i], dim, order, i, nq, d, (double)o[i][d],
+                                              (double)want[d]);
+                        }
+                        kern_attn_pv_f16(o, (const float *const *)p, n, n_pad, nq, &vt16, dim, order);
+                        ck_assert_int_eq(kern_isa_select("scalar"), 0);
+                        kern_attn_pv_f16(ref, (const float *const *)p, n, n_pad, nq, &vt16, dim, order);
+                        for (size_t i = 0; i < nq; i++)
+                            for (size_t d = 0; d < dim; d++)
+                                ck_assert_msg(fbits(o[i][d]) == fbits(ref[i][d]),
+                                              "%s pv_f16 (float p) n=%zu pad=%zu dim=%zu order=%u q%zu d=%zu: %a != %a",
+                                              isas[s], n[i], n_pad[i], dim, order, i, d, (double)o[i][d],
+                                              (double)ref[i][d]);
+                    }
+            }
+            attn_rows_free(p, nq);
+            attn_rows_free(ph, nq);
+            attn_rows_free(p16, nq);
+            attn_rows_free(o, nq);
+            attn_rows_free(ref, nq);
+            free(want);
+            free(n);
+            free(n_pad);
+            free(v);
+            free(v16);
+        }
+    /* a block that is not a multiple of 32 cells: NaN for every query, not garbage */
+    float vb[64] = {0}, pb[8] = {0}, o0[2], o1[2];
+    uint16_t vh[64] = {0};
+    float *outs[2] = {o0, o1};
+    const float *ps[2] = {pb, pb};
+    size_t nn[2] = {8, 8};
+    struct kern_vt bad = {vb, 8, 48, 16};
+    struct kern_vt_f16 bad16 = {vh, 8, 48, 16};
+    kern_attn_pv_f32(outs, ps, nn, nn, 2, &bad, 2, KERN_ORDER_GEMM);
+    ck_assert(isnan(o0[0]) && isnan(o0[1]) && isnan(o1[0]) && isnan(o1[1]));
+    kern_attn_pv_f16(outs, ps, nn, nn, 2, &bad16, 2, KERN_ORDER_GEMM);
+    ck_assert(isnan(o0[0]) && isnan(o0[1]) && isnan(o1[0]) && isnan(o1[1]));
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* kern_round_f16 == util_fp16_to_f32(util_f32_to_fp16(x)) in every ISA: signed zeros, infinities,
+ * NaN (any quiet NaN of the same sign), the largest half and the values that round to infinity,
+ * half-way cases between halves (to even), subnormal halves and what underflows, random values
+ * of every magnitude; lengths around the 8/16-lane steps. */
+START_TEST(test_round_f16)
+{
+    const char *isas[KERN_MAX_ISAS + 1];
+    int n_isa = isas_and_scalar(isas);
+    const char *keep = kern_isa_name();
+    static const uint32_t special[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u,
+                                       0x7f800001u, 0x477fe000u, 0x477fefffu, 0x477ff000u, 0xc77ff000u, 0x3f801000u,
+                                       0x3f803000u, 0x38800000u, 0x387fe000u, 0x33800000u, 0x33000000u, 0x33000001u,
+                                       0x00000001u, 0x3f800fffu};
+    const size_t ns = sizeof special / sizeof special[0];
+    for (size_t len = 1; len <= 67; len += 3) {
+        float *x = xmalloc(len * 4), *y = xmalloc(len * 4);
+        for (int s = 0; s < n_isa; s++)
+            for (int rep = 0; rep < 8; rep++) {
+                for (size_t i = 0; i < len; i++) {
+                    int e = (int)(rng_next() % 48) - 30;
+                    x[i] = (rep + i) % 3 == 0 ? bitsf(special[(rep * 7 + i) % ns]) : ldexpf(rng_gauss(), e);
+                    y[i] = x[i];
+                }
+                ck_assert_int_eq(kern_isa_select(isas[s]), 0);
+                kern_round_f16(y, len);
+                for (size_t i = 0; i < len; i++) {
+                    float w = util_fp16_to_f32(util_f32_to_fp16(x[i]));
+                    bool ok = isnan(w) ? isnan(y[i]) && signbit(y[i]) == signbit(w) : fbits(y[i]) == fbits(w);
+                    ck_assert_msg(ok, "%s round_f16 %a (0x%08x) -> %a, want %a", isas[s], (double)x[i], fbits(x[i]),
+                                  (double)y[i], (double)w);
+                }
+            }
+        free(x);
+        free(y);
+    }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
 /* kern_matmul == kern_vec_dot per (row, token), for every ISA, token count and pool. */
 START_TEST(test_matmul_matches_vec_dot)
 {
@@ -2823,6 +3085,9 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_wsum_f16);
     tcase_add_test(tc, test_fattn_q8_0);
     tcase_add_test(tc, test_fwht);
+    tcase_add_test(tc, test_attn_qk);
+    tcase_add_test(tc, test_attn_pv);
+    tcase_add_test(tc, test_round_f16);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pool");

@@ -29,6 +29,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -789,6 +790,149 @@ START_TEST(test_same_shapes_other_model)
 }
 END_TEST
 
+/* ---- the streaming reader (kv_snap_peek + kv_snap_stream) ---- */
+
+/* Element d of position t's V in a cache (any type), as bytes at *out (e bytes). */
+static const uint8_t *v_elem(const struct kv_cache *kv, uint32_t l, uint32_t t, uint32_t d, size_t *e)
+{
+    if (kv->type == KV_Q8_0) {
+        *e = kv->k_row;
+        return kv_v_row(kv, l, t);
+    }
+    *e = kv->type == KV_F16 ? 2 : 4;
+    return (const uint8_t *)kv_v_layer(kv, l) +
+           ((size_t)(t / KV_VBLK) * kv->kv_dim * KV_VBLK + (size_t)d * KV_VBLK + t % KV_VBLK) * *e;
+}
+
+/* Positions [from, to) of b equal a's; every other position of b is zero. */
+static bool cells_range(const struct kv_cache *a, const struct kv_cache *b, uint32_t from, uint32_t to)
+{
+    for (uint32_t l = 0; l < a->n_layer; l++)
+        for (uint32_t t = 0; t < b->n_ctx; t++) {
+            bool in = t >= from && t < to;
+            const uint8_t *kb = kv_k_row(b, l, t);
+            if (in ? memcmp(kv_k_row(a, l, t), kb, a->k_row) : !all_zero(kb, b->k_row)) return false;
+            for (uint32_t d = 0; d < (a->type == KV_Q8_0 ? 1 : a->kv_dim); d++) {
+                size_t e;
+                const uint8_t *vb = v_elem(b, l, t, d, &e);
+                if (in ? memcmp(v_elem(a, l, t, d, &e), vb, e) : !all_zero(vb, e)) return false;
+            }
+        }
+    return true;
+}
+
+static int open_written(const char *name, const struct membuf *m)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(m->p, 1, m->n, f), m->n);
+    ck_assert_int_eq(fclose(f), 0);
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    return fd;
+}
+
+/* The file's V rows are the cache's V values in position order (checked element by element
+ * against the cache layout, independently of the encoder's transposes), and streaming any range
+ * of positions gives exactly those cells and touches no other. */
+START_TEST(test_stream)
+{
+    int type = _i;
+    enum { NL = 3, CTX = 600, DIM = 64, N = 300 };
+    struct kv_cache a, b;
+    fill_kv(&a, type, NL, CTX, DIM, N);
+    int32_t toks[N];
+    for (int i = 0; i < N; i++) toks[i] = (int32_t)(rnd() % 512);
+    struct membuf m = encode(&a, 0x77, toks, N);
+    const size_t row = a.k_row, data = KV_SNAP_HEADER + 4 * (size_t)N;
+    for (uint32_t l = 0; l < NL; l++)
+        for (uint32_t t = 0; t < N; t++) {
+            const uint8_t *vr = m.p + data + ((size_t)l * 2 * N + N + t) * row;
+            for (uint32_t d = 0; d < (type == KV_Q8_0 ? 1 : DIM); d++) {
+                size_t e;
+                const uint8_t *want = v_elem(&a, l, t, d, &e);
+                ck_assert_msg(!memcmp(vr + (type == KV_Q8_0 ? 0 : d * e), want, e), "V of layer %u position %u dim %u", l,
+                              t, d);
+            }
+        }
+    int fd = open_written("s.snap", &m);
+    struct kv_snap_expect x = expect_of(&a, 0x77);
+    size_t hl = (size_t)kv_snap_head_len(m.n, CTX);
+    ck_assert_uint_eq(hl, KV_SNAP_HEADER + 4 * CTX); /* the largest a session of CTX positions accepts */
+    struct kv_snap s;
+    struct err_info ei;
+    err_clear(&ei);
+    ck_assert_msg(kv_snap_peek(m.p, hl, m.n, &x, &s, &ei) == 0, "%s", ei.msg);
+    ck_assert_uint_eq(s.n_tokens, N);
+    ck_assert_ptr_null(s.data);
+    ck_assert_int_eq(kv_snap_token(&s, 5), toks[5]);
+    const uint32_t ranges[][2] = {{0, N}, {0, 77}, {77, N}, {255, 257}, {0, 0}, {N - 1, N}, {1, 256}};
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+        ck_assert_int_eq(kv_init(&b, type, NL, CTX, DIM), 0);
+        ck_assert_msg(kv_snap_stream(fd, m.p, hl, m.n, &s, &b, ranges[r][0], ranges[r][1], &ei) == 0, "%s", ei.msg);
+        ck_assert_msg(cells_range(&a, &b, ranges[r][0], ranges[r][1]), "%s: range [%u, %u)", kv_type_name(type),
+                      ranges[r][0], ranges[r][1]);
+        kv_free(&b);
+    }
+    ck_assert_int_eq(kv_snap_stream(fd, m.p, hl, m.n, &s, NULL, 0, 0, &ei), 0);  /* verify only */
+    ck_assert_int_eq(kv_snap_stream(fd, m.p, hl, m.n, NULL, NULL, 0, 0, &ei), 0); /* without a structure */
+    ck_assert_int_eq(kv_snap_stream(fd, m.p, hl, m.n, &s, NULL, 0, N + 1, NULL), ERR_INVALID);
+    close(fd);
+    /* damage anywhere in the data: the checksum says so, only the asked-for cells were written */
+    const size_t flips[] = {data + 3, data + row * N + 1, m.n - 9 - row, m.n - 1};
+    for (size_t k = 0; k < sizeof flips / sizeof flips[0]; k++) {
+        m.p[flips[k]] ^= 4;
+        fd = open_written("d.snap", &m);
+        ck_assert_int_eq(kv_init(&b, type, NL, CTX, DIM), 0);
+        err_clear(&ei);
+        ck_assert_int_eq(kv_snap_stream(fd, m.p, hl, m.n, &s, &b, 10, 20, &ei), ERR_SNAP_CORRUPT);
+        ck_assert_ptr_nonnull(strstr(ei.msg, "checksum"));
+        for (uint32_t l = 0; l < NL; l++) {
+            ck_assert(all_zero(kv_k_row(&b, l, 0), 10 * b.k_row));
+            ck_assert(all_zero(kv_k_row(&b, l, 20), (size_t)(CTX - 20) * b.k_row));
+        }
+        kv_free(&b);
+        close(fd);
+        m.p[flips[k]] ^= 4;
+    }
+    /* the file got shorter after the peek */
+    fd = open_written("t.snap", &m);
+    char path[512];
+    snprintf(path, sizeof path, "%s/t.snap", g_dir);
+    ck_assert_int_eq(truncate(path, (off_t)(m.n - 100)), 0);
+    err_clear(&ei);
+    ck_assert_int_eq(kv_snap_stream(fd, m.p, hl, m.n, &s, NULL, 0, 0, &ei), ERR_SNAP_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(ei.msg, "shorter"));
+    close(fd);
+    /* peek: what the first bytes show, in the parser's words; refusals needing the checksum are
+     * the caller's to confirm (a damaged fingerprint looks like another model here) */
+    struct kv_snap_expect other = x;
+    other.fingerprint ^= 1;
+    ck_assert_int_eq(kv_snap_peek(m.p, hl, m.n, &other, &s, NULL), ERR_SNAP_MODEL);
+    other = x;
+    other.n_ctx = N - 1;
+    ck_assert_int_eq(kv_snap_peek(m.p, (size_t)kv_snap_head_len(m.n, N - 1), m.n, &other, &s, NULL), ERR_SNAP_KV);
+    other = x;
+    other.kv_type = (type + 1) % KV_TYPE_COUNT_;
+    ck_assert_int_eq(kv_snap_peek(m.p, hl, m.n, &other, &s, NULL), ERR_SNAP_KV);
+    other = x;
+    other.n_vocab = 3;
+    ck_assert_int_eq(kv_snap_peek(m.p, hl, m.n, &other, &s, NULL), ERR_SNAP_CORRUPT);
+    ck_assert_int_eq(kv_snap_peek(m.p, hl - 1, m.n, &x, &s, NULL), ERR_INVALID);
+    ck_assert_int_eq(kv_snap_peek(m.p, hl, m.n - 1, &x, &s, NULL), ERR_SNAP_CORRUPT); /* length field */
+    ck_assert_int_eq(kv_snap_peek(m.p, hl, m.n, NULL, &s, NULL), ERR_INVALID);
+    m.p[8] = 2;
+    ck_assert_int_eq(kv_snap_peek(m.p, hl, m.n, &x, &s, NULL), ERR_SNAP_VERSION);
+    m.p[0] = 'X';
+    ck_assert_int_eq(kv_snap_peek(m.p, hl, m.n, &x, &s, NULL), ERR_SNAP_CORRUPT);
+    ck_assert_uint_eq(s.n_tokens, 0);
+    free(m.p);
+    kv_free(&a);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("kvsnap");
@@ -804,6 +948,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
     tcase_add_test(tc, test_files);
+    tcase_add_loop_test(tc, test_stream, 0, KV_TYPE_COUNT_);
     tcase_add_test(tc, test_cancelled_save);
     tcase_add_test(tc, test_killed_save);
     tcase_add_loop_test(tc, test_model_restore, 0, N_MODELS);

@@ -7,6 +7,7 @@
  *  - batching: any split of a sequence into batches of two or more tokens gives the same bits for
  *    every type; one token at a time agrees within rounding, and bit for bit where every product
  *    has one summation order (quantized weights with a Q8_0 cache);
+ *  - the batched attention path gives the one-(row, head) path's bits;
  *  - context shift: after dropping tokens and re-rotating the kept keys, the continuation's logits
  *    equal a fresh evaluation of the kept tokens at their new positions within a stated
  *    tolerance, for NORM and NEOX RoPE, the gemma3 sliding-window base and every type;
@@ -19,6 +20,7 @@
 #include "gguf/gguf.h"
 #include "kv/kv.h"
 #include "model/model.h"
+#include "model_cut.h"
 
 #include <math.h>
 
@@ -152,16 +154,23 @@ static const char *const g_batch_files[] = {"synth512-llama-d256-Q4_K_M", "synth
                                             "synth512-llama-d256-F16", "stories260K-Q4_0"};
 #define N_BATCH_FILES ((int)(sizeof g_batch_files / sizeof g_batch_files[0]))
 
+/* Open a batch-case file; false (nothing open) when its head size cannot take the cache type. */
+static bool open_batch_case(const char *stem, int type, struct model *m)
+{
+    open_model(stem, m);
+    if (type == KV_Q8_0 && m->hp.head_dim % 32) {
+        model_free(m);
+        return false;
+    }
+    return true;
+}
+
 START_TEST(test_batching)
 {
     const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
     int type = _i % KV_TYPE_COUNT_;
     struct model m;
-    open_model(stem, &m);
-    if (type == KV_Q8_0 && m.hp.head_dim % 32) {
-        model_free(&m);
-        return;
-    }
+    if (!open_batch_case(stem, type, &m)) return;
     uint32_t nv = m.hp.n_vocab;
     enum { N = 71 };
     int32_t toks[N];
@@ -194,6 +203,40 @@ START_TEST(test_batching)
 }
 END_TEST
 
+/* The batched attention (the heads sharing a KV head and several rows per task) gives the bits
+ * of the one-(row, head) path, for batches and for decoding, on every cache type, GQA and MHA
+ * files, past 256 cells (llama.cpp's padding step) on one of them. */
+START_TEST(test_batched_attention)
+{
+    const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
+    int type = _i % KV_TYPE_COUNT_;
+    struct model m;
+    if (!open_batch_case(stem, type, &m)) return;
+    uint32_t nv = m.hp.n_vocab, n = _i / KV_TYPE_COUNT_ == 0 ? 300 : 71, nb = n - 9;
+    int32_t *toks = malloc(n * sizeof *toks);
+    size_t sz = (size_t)n * nv;
+    float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float));
+    ck_assert(toks && a && b);
+    for (uint32_t i = 0; i < n; i++) toks[i] = tok_at(i);
+    struct model_state st;
+    new_state(&m, &st, n + 4, type);
+    for (int dec = 0; dec < 2; dec++) { /* llama.cpp's batch order, then decode_order */
+        st.decode_order = dec;
+        st.att_pairs = false;
+        run_seq(&m, &st, toks, n, nb, MODEL_BATCH, a); /* batches of 32, then 9 decoded tokens */
+        st.att_pairs = true;
+        run_seq(&m, &st, toks, n, nb, MODEL_BATCH, b);
+        ck_assert_msg(memcmp(a, b, sz * sizeof(float)) == 0, "%s %s decode_order=%d: batched attention differs by %.3g",
+                      stem, kv_type_name(type), dec, max_diff(a, b, sz));
+    }
+    model_state_free(&st);
+    free(toks);
+    free(a);
+    free(b);
+    model_free(&m);
+}
+END_TEST
+
 /* ---- context shift ----
  * A context shift keeps the kept cells' K and V as they were computed, with the dropped tokens in
  * their context (llama.cpp's semantics), so in a model of two or more layers the kept cells differ
@@ -203,41 +246,6 @@ END_TEST
  * new positions, up to the rounding of rotating twice. The tests cut the shared models down to
  * their first layer (a GGUF copy in a temporary directory) to check exactly that, and check the
  * full models' mechanics separately. */
-
-/* Write `dir`/STEM-l1.gguf: the shared model with block_count 1 and only blk.0.* tensors. */
-static void one_layer_copy(const char *stem, const char *dir, char *out, size_t cap)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "models/%s.gguf", stem);
-    snprintf(out, cap, "%s/%s-l1.gguf", dir, stem);
-    struct gguf_ctx g;
-    struct err_info ei;
-    err_clear(&ei);
-    ck_assert_msg(gguf_open(tutil_shared(rel), &g, &ei) == 0, "%s", ei.msg);
-    struct gguf_writer *w;
-    ck_assert_int_eq(gguf_writer_create(&w), 0);
-    gguf_writer_set_alignment(w, g.alignment);
-    for (uint64_t i = 0; i < g.n_kv; i++) {
-        const struct gguf_kv *kv = &g.kv[i];
-        if (kv->key.len > 12 && !memcmp(kv->key.ptr + kv->key.len - 12, ".block_count", 12)) {
-            char key[128];
-            snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
-            gguf_writer_set_u32(w, key, 1);
-        } else {
-            gguf_writer_copy_kv(w, kv);
-        }
-    }
-    for (uint64_t i = 0; i < g.n_tensors; i++) {
-        const struct gguf_tensor *t = &g.tensors[i];
-        char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        if (!strncmp(name, "blk.", 4) && strncmp(name, "blk.0.", 6)) continue;
-        ck_assert_int_eq(gguf_writer_add_tensor(w, name, t->n_dims, t->ne, t->type, t->data), 0);
-    }
-    ck_assert_msg(gguf_writer_write(w, out, NULL, NULL, &ei) == 0, "%s", ei.msg);
-    gguf_writer_free(w);
-    gguf_free(&g);
-}
 
 static char g_tmpdir[256];
 
@@ -516,6 +524,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_types_vs_f32, 0, N_TYPE_CASES);
     tcase_add_loop_test(tc, test_batching, 0, N_BATCH_FILES * KV_TYPE_COUNT_);
+    tcase_add_loop_test(tc, test_batched_attention, 0, N_BATCH_FILES * KV_TYPE_COUNT_);
     tcase_add_test(tc, test_q8_0_head_size);
     tcase_add_test(tc, test_memory_formula);
     tcase_add_test(tc, test_rotation_flags);

@@ -14,6 +14,7 @@
 #include "ftool/ftool.h"
 #include "gguf_builder.h"
 #include "rpc/rpc_int.h"
+#include "util/hash.h"
 #include "util/util.h"
 
 #include <ctype.h>
@@ -22,6 +23,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -190,6 +192,9 @@ static void proc_start_v(struct proc *p, const char *const *args, int pipe_size)
     }
     close(a[0]);
     close(b[1]);
+    /* our ends must not leak into the next server we start (it would hold this one's stdin open) */
+    fcntl(a[1], F_SETFD, FD_CLOEXEC);
+    fcntl(b[0], F_SETFD, FD_CLOEXEC);
     p->in = a[1];
     p->out = b[0];
     p->buf = NULL;
@@ -555,11 +560,11 @@ static void cancel_with(const char *cancel_fmt)
     struct proc p;
     proc_start(&p, true);
     init(&p);
-    json_t *full = call(&p, 1, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true}");
+    json_t *full = call(&p, 1, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":120,\"temperature\":0,\"ignore_eos\":true}");
     const char *full_text = json_string_value(json_object_get(json_object_get(full, "result"), "text"));
     ck_assert_ptr_nonnull(full_text);
     proc_send(&p, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
-                  "\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}}");
+                  "\"max_tokens\":120,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}}");
     json_t *notes = json_array();
     for (;;) { /* wait for the first delta, then cancel */
         json_t *j = proc_recv(&p, 30000);
@@ -626,10 +631,10 @@ START_TEST(sessions_interleaved)
     json_int_t cached = json_integer_value(json_object_get(json_object_get(json_object_get(r3, "result"), "usage"), "cached_tokens"));
     ck_assert_int_ge(cached, 5);
     /* a session serves one request at a time: a second one at once is overloaded, retryable.
-     * Both lines go in one write and the first asks for 200 tokens, so the loop reads the
+     * Both lines go in one write and the first asks for 120 tokens, so the loop reads the
      * second while the first still runs even on a loaded machine (30 tokens take ~2 ms). */
     char two[1100];
-    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"generate\",\"params\":{\"session\":\"%s\",\"prompt\":\"Once\",\"max_tokens\":200}}", sa);
+    snprintf(params, sizeof params, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"generate\",\"params\":{\"session\":\"%s\",\"prompt\":\"Once\",\"max_tokens\":120}}", sa);
     snprintf(two, sizeof two, "%s\n%s", params, params);
     two[strlen(params) + 1 + strlen("{\"jsonrpc\":\"2.0\",\"id\":")] = '7';
     proc_send(&p, two);
@@ -754,12 +759,12 @@ START_TEST(backpressure)
     for (int i = 0; i < N; i++) {
         char line[512];
         snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"generate\",\"params\":{\"prompt\":\"Once upon a time\","
-                 "\"max_tokens\":-1,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,\"return_tokens\":true}}", 100 + i);
+                 "\"max_tokens\":120,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,\"return_tokens\":true}}", 100 + i);
         proc_send(&p, line);
     }
     /* Stop reading until the worker has had to wait for the parent, however slow the machine
-     * (a fixed sleep was too short under qemu-user on riscv64). The generations never end by
-     * themselves (max_tokens -1, ignore_eos), so without reading:
+     * (a fixed sleep was too short under qemu-user on riscv64). The generations do not end
+     * before 120 tokens (ignore_eos; the 128-token context holds them), so without reading:
      *   1. the pipe fills: wait until at most 1 KiB of it is free (every delta line is shorter,
      *      so the server cannot stop short of that unless it stopped generating);
      *   2. the server's writes queue up in its own buffer; once more than --write-buffer bytes
@@ -1289,6 +1294,385 @@ START_TEST(stdin_is_a_file)
     ck_assert(json_is_array(json_object_get(json_object_get(r[1], "result"), "tokens")));
     for (int i = 0; i < 3; i++) json_decref(r[i]);
     ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* ---------------- snapshots, context, prompt cache ---------------- */
+
+static char g_sdir[256];
+
+static void sdir_setup(void) { ck_assert(tutil_mkdtemp(g_sdir, sizeof g_sdir, "rpcsnap") == 0); }
+static void sdir_teardown(void) { tutil_rmtree(g_sdir); }
+
+static const char *spath(const char *name) { return tutil_path(g_sdir, name); }
+
+/* call() with printf-formatted params. */
+static json_t *callf(struct proc *p, json_int_t id, const char *method, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static json_t *callf(struct proc *p, json_int_t id, const char *method, const char *fmt, ...)
+{
+    char params[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(params, sizeof params, fmt, ap);
+    va_end(ap);
+    return call(p, id, method, params);
+}
+
+static json_t *result_of(json_t *r, const char *key)
+{
+    json_t *res = json_object_get(r, "result");
+    ck_assert_msg(res != NULL, "error: %s", err_msg(r));
+    return json_object_get(res, key);
+}
+
+/* A new session's id (static buffer per call site index k). */
+static const char *new_sess(struct proc *p, json_int_t id, const char *params, char *out)
+{
+    json_t *r = call(p, id, "session/create", params);
+    snprintf(out, 24, "%s", json_string_value(result_of(r, "session")));
+    json_decref(r);
+    return out;
+}
+
+#define SNAP_PROMPT "Once upon a time there was a little girl named Lily"
+
+/* text and cached_tokens of a greedy 8-token generation in a session */
+static void sess_gen(struct proc *p, json_int_t id, const char *sid, char *text, size_t cap, json_int_t *cached)
+{
+    json_t *r = callf(p, id, "generate", "{\"session\":\"%s\",\"prompt\":\"" SNAP_PROMPT "\",\"max_tokens\":8,"
+                      "\"temperature\":0}", sid);
+    snprintf(text, cap, "%s", json_string_value(result_of(r, "text")));
+    if (cached) *cached = json_integer_value(json_object_get(result_of(r, "usage"), "cached_tokens"));
+    json_decref(r);
+}
+
+/* session/save, session/load: a load into a fresh session continues exactly as the saved one. */
+START_TEST(snapshot_roundtrip)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    char a[24], b[24], ta[512], tb[512];
+    new_sess(&p, 1, "{\"n_ctx\":128}", a);
+    json_int_t cached;
+    sess_gen(&p, 2, a, ta, sizeof ta, &cached);
+    json_t *r = callf(&p, 3, "session/save", "{\"session\":\"%s\",\"path\":\"%s\"}", a, spath("a.snap"));
+    json_int_t n = json_integer_value(result_of(r, "n_tokens"));
+    ck_assert_int_gt(n, 8);
+    struct stat st;
+    ck_assert_int_eq(stat(spath("a.snap"), &st), 0);
+    ck_assert_int_eq(json_integer_value(result_of(r, "bytes")), st.st_size);
+    json_decref(r);
+    new_sess(&p, 4, "{\"n_ctx\":128}", b);
+    r = callf(&p, 5, "session/load", "{\"session\":\"%s\",\"path\":\"%s\"}", b, spath("a.snap"));
+    ck_assert_int_eq(json_integer_value(result_of(r, "n_tokens")), n);
+    json_decref(r);
+    r = call(&p, 6, "session/list", NULL);
+    json_t *ss = result_of(r, "sessions");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(ss, 1), "n_tokens")), n);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ss, 1), "kv_type")), "f16");
+    json_decref(r);
+    sess_gen(&p, 7, b, tb, sizeof tb, &cached);
+    ck_assert_str_eq(tb, ta);
+    ck_assert_int_gt(cached, 8);
+    /* the anonymous session too */
+    r = callf(&p, 8, "session/load", "{\"path\":\"%s\"}", spath("a.snap"));
+    ck_assert_int_eq(json_integer_value(result_of(r, "n_tokens")), n);
+    json_decref(r);
+    r = call(&p, 9, "generate", "{\"prompt\":\"" SNAP_PROMPT "\",\"max_tokens\":8,\"temperature\":0}");
+    ck_assert_str_eq(json_string_value(result_of(r, "text")), ta);
+    json_decref(r);
+    r = callf(&p, 10, "session/save", "{\"path\":\"%s\"}", spath("anon.snap"));
+    ck_assert_int_eq(json_integer_value(result_of(r, "n_tokens")), n); /* the same tokens again */
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* Write a copy of src with byte off xor-ed (off < 0: nothing), cut to len (0: as is), or with the
+ * version field set to `version` and the checksum fixed (version > 0). */
+static void variant(const char *src, const char *dst, long off, size_t cut, uint32_t version)
+{
+    size_t len;
+    uint8_t *b = (uint8_t *)tutil_read(src, &len);
+    ck_assert_ptr_nonnull(b);
+    if (off >= 0) b[off] ^= 0x20;
+    if (cut) len = cut;
+    if (version) {
+        for (int i = 0; i < 4; i++) b[8 + i] = (uint8_t)(version >> (8 * i));
+        uint64_t h = util_xxh64(b, len - 8, 0);
+        for (int i = 0; i < 8; i++) b[len - 8 + (size_t)i] = (uint8_t)(h >> (8 * i));
+    }
+    tutil_write(dst, b, len);
+    free(b);
+}
+
+/* The refusal list through the protocol, each with its code and data.kind, and the session
+ * unchanged: after the failed load it generates what its twin (same history, no load) does. */
+START_TEST(snapshot_refusals)
+{
+    /* a snapshot of another model with the same shapes (stories260K-F16) */
+    struct proc o;
+    const char *oargs[] = {"-m", tutil_shared("models/stories260K-F16.gguf"), NULL};
+    proc_start_v(&o, oargs, 0);
+    init(&o);
+    json_t *r = call(&o, 1, "generate", "{\"prompt\":\"Once upon a time\",\"max_tokens\":4}");
+    json_decref(r);
+    r = callf(&o, 2, "session/save", "{\"path\":\"%s\"}", spath("other.snap"));
+    json_decref(r);
+    proc_close_in(&o);
+    ck_assert_int_eq(proc_finish(&o, 10000), 0);
+
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    char good[24], f32[24], t1[24], t2[24];
+    new_sess(&p, 1, "{\"n_ctx\":128}", good);
+    char text[512];
+    sess_gen(&p, 2, good, text, sizeof text, NULL);
+    json_decref(callf(&p, 3, "session/save", "{\"session\":\"%s\",\"path\":\"%s\"}", good, spath("good.snap")));
+    new_sess(&p, 4, "{\"n_ctx\":128,\"kv_type\":\"f32\"}", f32);
+    sess_gen(&p, 5, f32, text, sizeof text, NULL);
+    json_decref(callf(&p, 6, "session/save", "{\"session\":\"%s\",\"path\":\"%s\"}", f32, spath("f32.snap")));
+    json_decref(callf(&p, 7, "generate", "{\"session\":\"%s\",\"prompt\":\"" SNAP_PROMPT ". She loved to play "
+                      "outside\",\"max_tokens\":20}", good));
+    json_decref(callf(&p, 8, "session/save", "{\"session\":\"%s\",\"path\":\"%s\"}", good, spath("big.snap")));
+    size_t len = 0;
+    char *gb = tutil_read(spath("good.snap"), &len);
+    ck_assert_ptr_nonnull(gb);
+    free(gb);
+    variant(spath("good.snap"), spath("flip-hdr.snap"), 17, 0, 0);       /* fingerprint */
+    variant(spath("good.snap"), spath("flip-tok.snap"), 70, 0, 0);       /* a token id */
+    variant(spath("good.snap"), spath("flip-data.snap"), (long)len / 2, 0, 0);
+    variant(spath("good.snap"), spath("flip-sum.snap"), (long)len - 2, 0, 0);
+    variant(spath("good.snap"), spath("cut.snap"), -1, len - 1, 0);
+    variant(spath("good.snap"), spath("cut-hdr.snap"), -1, 40, 0);
+    variant(spath("good.snap"), spath("v2.snap"), -1, 0, 2);
+    const struct {
+        const char *file;
+        const char *kind;
+        int code;
+        bool small;
+    } cases[] = {
+        {"flip-hdr.snap", "snapshot_corrupt", ERR_SNAP_CORRUPT, false},
+        {"flip-tok.snap", "snapshot_corrupt", ERR_SNAP_CORRUPT, false},
+        {"flip-data.snap", "snapshot_corrupt", ERR_SNAP_CORRUPT, false},
+        {"flip-sum.snap", "snapshot_corrupt", ERR_SNAP_CORRUPT, false},
+        {"cut.snap", "snapshot_corrupt", ERR_SNAP_CORRUPT, false},
+        {"cut-hdr.snap", "snapshot_corrupt", ERR_SNAP_CORRUPT, false},
+        {"v2.snap", "snapshot_version", ERR_SNAP_VERSION, false},
+        {"other.snap", "snapshot_model_mismatch", ERR_SNAP_MODEL, false},
+        {"f32.snap", "snapshot_kv_mismatch", ERR_SNAP_KV, false},
+        {"big.snap", "snapshot_kv_mismatch", ERR_SNAP_KV, true}, /* ~40 tokens into a 24-token context */
+        {"", "io_error", ERR_IO, false},                          /* the directory itself */
+        {"missing.snap", "io_error", ERR_IO, false},
+    };
+    json_int_t id = 100;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *ctx = cases[i].small ? "{\"n_ctx\":24}" : "{\"n_ctx\":128}";
+        new_sess(&p, id++, ctx, t1);
+        new_sess(&p, id++, ctx, t2);
+        /* the same history in both twins */
+        json_decref(callf(&p, id++, "generate", "{\"session\":\"%s\",\"prompt\":\"Once upon a time there\",\"max_tokens\":3}", t1));
+        json_decref(callf(&p, id++, "generate", "{\"session\":\"%s\",\"prompt\":\"Once upon a time there\",\"max_tokens\":3}", t2));
+        r = callf(&p, id++, "session/load", "{\"session\":\"%s\",\"path\":\"%s\"}", t1,
+                  cases[i].file[0] ? spath(cases[i].file) : g_sdir);
+        ck_assert_msg(err_code(r) == -32050 + cases[i].code, "%s: code %d (%s)", cases[i].file, err_code(r), err_msg(r));
+        ck_assert_str_eq(err_kind_of(r), cases[i].kind);
+        ck_assert(json_is_false(json_object_get(json_object_get(json_object_get(r, "error"), "data"), "retryable")));
+        json_decref(r);
+        char x1[512], x2[512];
+        json_int_t c1, c2;
+        sess_gen(&p, id++, t1, x1, sizeof x1, &c1);
+        sess_gen(&p, id++, t2, x2, sizeof x2, &c2);
+        ck_assert_msg(!strcmp(x1, x2) && c1 == c2 && c1 > 0, "%s: the session changed ('%s' %lld vs '%s' %lld)",
+                      cases[i].file, x1, (long long)c1, x2, (long long)c2);
+        json_decref(callf(&p, id++, "session/close", "{\"session\":\"%s\"}", t1));
+        json_decref(callf(&p, id++, "session/close", "{\"session\":\"%s\"}", t2));
+    }
+    /* params: a path is required, kv_type must be a type this model runs */
+    r = callf(&p, id++, "session/load", "{\"session\":\"%s\"}", good);
+    ck_assert_int_eq(err_code(r), -32602);
+    json_decref(r);
+    r = callf(&p, id++, "session/save", "{\"session\":\"%s\",\"path\":\"\"}", good);
+    ck_assert_int_eq(err_code(r), -32602);
+    json_decref(r);
+    r = call(&p, id++, "session/save", "{\"session\":\"nope\",\"path\":\"/tmp/x\"}");
+    ck_assert_str_eq(err_kind_of(r), "not_found");
+    json_decref(r);
+    r = call(&p, id++, "session/create", "{\"kv_type\":\"f8\"}");
+    ck_assert_int_eq(err_code(r), -32602);
+    json_decref(r);
+    r = call(&p, id++, "session/create", "{\"kv_type\":\"q8_0\"}");
+    ck_assert_str_eq(err_kind_of(r), "unsupported"); /* stories260K's head size is 8 */
+    ck_assert_ptr_nonnull(strstr(err_msg(r), "multiple of 32"));
+    json_decref(r);
+    r = callf(&p, id++, "session/save", "{\"session\":\"%s\",\"path\":\"%s\"}", good, spath("no/such/dir.snap"));
+    ck_assert_str_eq(err_kind_of(r), "io_error");
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+/* A full context: context_length_exceeded (the text so far in data), or with context_shift the
+ * generation goes on past it. */
+START_TEST(context_full)
+{
+    struct proc p;
+    proc_start(&p, true);
+    init(&p);
+    char sid[24];
+    new_sess(&p, 1, "{\"n_ctx\":32}", sid);
+    json_t *r = callf(&p, 2, "generate", "{\"session\":\"%s\",\"prompt\":\"Once upon a time\",\"max_tokens\":60,"
+                      "\"temperature\":0,\"ignore_eos\":true}", sid);
+    ck_assert_int_eq(err_code(r), -32066);
+    ck_assert_str_eq(err_kind_of(r), "context_length_exceeded");
+    ck_assert_ptr_nonnull(strstr(err_msg(r), "context_length_exceeded"));
+    json_t *d = json_object_get(json_object_get(r, "error"), "data");
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(d, "text")), "there was a little girl"));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(d, "usage"), "completion_tokens")), 32 - 5);
+    json_decref(r);
+    r = callf(&p, 3, "generate", "{\"session\":\"%s\",\"prompt\":\"Once upon a time\",\"max_tokens\":60,"
+              "\"temperature\":0,\"ignore_eos\":true,\"context_shift\":{\"keep\":4}}", sid);
+    ck_assert_str_eq(json_string_value(result_of(r, "finish_reason")), "length");
+    ck_assert_int_eq(json_integer_value(json_object_get(result_of(r, "usage"), "completion_tokens")), 60);
+    json_decref(r);
+    r = callf(&p, 4, "generate", "{\"session\":\"%s\",\"prompt\":\"Once\",\"context_shift\":{\"keep\":-1}}", sid);
+    ck_assert_int_eq(err_code(r), -32602);
+    json_decref(r);
+    r = callf(&p, 5, "generate", "{\"session\":\"%s\",\"prompt\":\"Once\",\"context_shift\":4}", sid);
+    ck_assert_int_eq(err_code(r), -32602);
+    json_decref(r);
+    /* keep >= the context: nothing can be dropped */
+    r = callf(&p, 6, "generate", "{\"session\":\"%s\",\"prompt\":\"Once upon a time\",\"max_tokens\":60,"
+              "\"ignore_eos\":true,\"context_shift\":{\"keep\":40}}", sid);
+    ck_assert_str_eq(err_kind_of(r), "context_length_exceeded");
+    json_decref(r);
+    /* the hook was the request's only: the next request without context_shift fails again */
+    r = callf(&p, 7, "generate", "{\"session\":\"%s\",\"prompt\":\"Once upon a time\",\"max_tokens\":60,"
+              "\"ignore_eos\":true}", sid);
+    ck_assert_str_eq(err_kind_of(r), "context_length_exceeded");
+    json_decref(r);
+    proc_close_in(&p);
+    ck_assert_int_eq(proc_finish(&p, 10000), 0);
+}
+END_TEST
+
+static json_t *pcache_stats(struct proc *p, json_int_t id)
+{
+    json_t *r = call(p, id, "stats", NULL);
+    json_t *pc = json_incref(result_of(r, "prompt_cache"));
+    json_decref(r);
+    return pc;
+}
+
+static json_int_t jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    ck_assert_msg(json_is_integer(v), "'%s' is not an integer", k);
+    return json_integer_value(v);
+}
+
+#define PC_PROMPT "Once upon a time there was a little girl named Lily. She loved to play outside in the park with her dog"
+
+/* --prompt-cache through serve: a second process starts from the first one's entry; stats say so;
+ * two processes generating at once on one directory agree with a process without a cache. */
+START_TEST(prompt_cache_serve)
+{
+    struct proc p;
+    const char *noc[] = {"-m", model(), NULL};
+    proc_start_v(&p, noc, 0);
+    init(&p);
+    json_t *r = call(&p, 1, "stats", NULL);
+    ck_assert(json_is_null(result_of(r, "prompt_cache")));
+    json_decref(r);
+    r = call(&p, 2, "generate", "{\"prompt\":\"" PC_PROMPT "\",\"max_tokens\":16,\"temperature\":0}");
+    char want[512];
+    snprintf(want, sizeof want, "%s", json_string_value(result_of(r, "text")));
+    json_int_t n_prompt = json_integer_value(json_object_get(result_of(r, "usage"), "prompt_tokens"));
+    json_decref(r);
+    proc_close_in(&p);
+    proc_finish(&p, 10000);
+
+    const char *args[] = {"-m", model(), "--prompt-cache", spath("pc"), "--prompt-cache-min", "16", NULL};
+    for (int round = 0; round < 2; round++) {
+        proc_start_v(&p, args, 0);
+        init(&p);
+        json_t *pc = pcache_stats(&p, 10);
+        ck_assert_int_eq(jint(pc, "entries"), round);
+        ck_assert_int_eq(jint(pc, "min_tokens"), 16);
+        ck_assert_int_eq(jint(pc, "max_bytes"), (json_int_t)1 << 30);
+        ck_assert_str_eq(json_string_value(json_object_get(pc, "dir")), spath("pc"));
+        json_decref(pc);
+        r = call(&p, 11, "generate", "{\"prompt\":\"" PC_PROMPT "\",\"max_tokens\":16,\"temperature\":0}");
+        ck_assert_str_eq(json_string_value(result_of(r, "text")), want);
+        ck_assert_int_eq(json_integer_value(json_object_get(result_of(r, "usage"), "cached_tokens")),
+                         round ? n_prompt - 2 : 0);
+        json_decref(r);
+        pc = pcache_stats(&p, 12);
+        static const char *const fields[] = {"lookups", "hits", "misses", "hit_tokens", "stores", "evictions",
+                                             "errors", "bytes_read", "bytes_written", "entries", "disk_bytes"};
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) (void)jint(pc, fields[i]);
+        ck_assert_int_eq(jint(pc, "lookups"), 1);
+        ck_assert_int_eq(jint(pc, "hits"), round);
+        ck_assert_int_eq(jint(pc, "misses"), 1 - round);
+        ck_assert_int_eq(jint(pc, "hit_tokens"), round ? n_prompt - 1 : 0);
+        ck_assert_int_eq(jint(pc, "stores"), 1 - round);
+        ck_assert_int_eq(jint(pc, "errors"), 0);
+        ck_assert_int_eq(jint(pc, "entries"), 1);
+        ck_assert_int_gt(jint(pc, "disk_bytes"), 0);
+        if (round) ck_assert_int_ge(jint(pc, "bytes_read"), jint(pc, "disk_bytes"));
+        else ck_assert_int_eq(jint(pc, "bytes_written"), jint(pc, "disk_bytes"));
+        json_decref(pc);
+        proc_close_in(&p);
+        ck_assert_int_eq(proc_finish(&p, 10000), 0);
+    }
+    /* two servers at once on one small directory, prompts that share prefixes */
+    const char *args2[] = {"-m", model(), "--prompt-cache", spath("pc2"), "--prompt-cache-min", "8",
+                           "--prompt-cache-max", "64k", NULL};
+    struct proc q[2];
+    for (int k = 0; k < 2; k++) {
+        proc_start_v(&q[k], args2, 0);
+        init(&q[k]);
+    }
+    for (int it = 0; it < 16; it++) {
+        int words = 6 + (it * 5) % 13;
+        char prompt[256] = "";
+        static const char *w[] = {"Once", "upon", "a", "time", "there", "was", "a", "little", "girl", "named",
+                                  "Lily.", "She", "loved", "to", "play", "outside", "in", "the", "park"};
+        for (int i = 0; i < words; i++) snprintf(prompt + strlen(prompt), sizeof prompt - strlen(prompt), "%s%s", i ? " " : "", w[i]);
+        char line[600];
+        for (int k = 0; k < 2; k++) { /* a new session each time: nothing in memory, the cache decides */
+            char sid[24];
+            new_sess(&q[k], 1000 + it, "{}", sid);
+            snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"generate\",\"params\":"
+                     "{\"session\":\"%s\",\"prompt\":\"%s\",\"max_tokens\":8,\"temperature\":0}}", 100 + it, sid,
+                     prompt);
+            proc_send(&q[k], line);
+        }
+        json_t *a = proc_wait(&q[0], 100 + it, NULL), *b = proc_wait(&q[1], 100 + it, NULL);
+        ck_assert_str_eq(json_string_value(result_of(a, "text")), json_string_value(result_of(b, "text")));
+        json_decref(a);
+        json_decref(b);
+        for (int k = 0; k < 2; k++) json_decref(callf(&q[k], 2000 + it, "session/close", "{\"session\":\"s%d\"}", it + 1));
+    }
+    json_int_t hits = 0;
+    for (int k = 0; k < 2; k++) {
+        json_t *pc = pcache_stats(&q[k], 900);
+        ck_assert_int_eq(jint(pc, "errors"), 0);
+        ck_assert_int_le(jint(pc, "disk_bytes"), 64 * 1024);
+        hits += jint(pc, "hits");
+        json_decref(pc);
+        proc_close_in(&q[k]);
+        ck_assert_int_eq(proc_finish(&q[k], 10000), 0);
+    }
+    ck_assert_int_gt(hits, 0);
 }
 END_TEST
 
@@ -1902,6 +2286,14 @@ static Suite *make_suite(void)
     tcase_add_test(p, tool_calls);
     tcase_add_test(p, tool_calls_batch);
     suite_add_tcase(s, p);
+    TCase *k = tcase_create("kv");
+    tcase_set_timeout(k, 180);
+    tcase_add_checked_fixture(k, sdir_setup, sdir_teardown);
+    tcase_add_test(k, snapshot_roundtrip);
+    tcase_add_test(k, snapshot_refusals);
+    tcase_add_test(k, context_full);
+    tcase_add_test(k, prompt_cache_serve);
+    suite_add_tcase(s, k);
     return s;
 }
 

@@ -53,15 +53,16 @@ head -c 100000 "$M" >"$TMP/trunc.gguf"
 expect 1 truncated-model -- "$BIN" run -m "$TMP/trunc.gguf" -p hi; has err "past the end" truncated-model
 expect 1 dir-model -- "$BIN" info "$TMP"
 
-# --- run: the real model, greedy, is llama.cpp's continuation (shared/expected greedy.text)
-expect 0 run-greedy -- "$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0
+# --- run: the real model, greedy, is llama.cpp's continuation (shared/expected greedy.text); the
+# references were made with F32 caches, so these comparisons ask for one (the default is F16)
+expect 0 run-greedy -- "$BIN" run -m "$M" -p "Once upon a time" -n 32 --temp 0 --kv-type f32
 has out ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw" run-greedy
 has err "tok/s" run-stats
 has err "peak RSS" run-stats-rss
 # every stories260K type, free-running greedy, prints llama.cpp's 32-token continuation of p0
 for ty in F32 F16 Q8_0 Q4_0; do
     want=$(sed -n 's/^ *"text": "\(.*\)",\{0,1\}$/\1/p' "$SHARED/expected/stories260K-$ty.p0.json" | tail -n 1)
-    "$BIN" run -m "$SHARED/models/stories260K-$ty.gguf" -f "$SHARED/prompts/p0.txt" -n 32 --temp 0 >"$TMP/g.out" 2>/dev/null
+    "$BIN" run -m "$SHARED/models/stories260K-$ty.gguf" -f "$SHARED/prompts/p0.txt" -n 32 --temp 0 --kv-type f32 >"$TMP/g.out" 2>/dev/null
     if [ -n "$want" ] && [ "$(cat "$TMP/g.out")" = "$want" ]; then ok; else bad "greedy $ty: '$(cat "$TMP/g.out")' != '$want'"; fi
 done
 # prompt from stdin and from a file give the same text
@@ -106,6 +107,64 @@ expect 0 chat-named-template -- sh -c "'$BIN' chat -m '$M' -n 4 --temp 0 --chat-
 expect 1 chat-overflow -- sh -c "'$BIN' chat -m '$M' -c 16 -n 4 --temp 0 <'$TMP/chat1.in'"
 has err "context_length_exceeded" chat-overflow
 
+# --- KV cache: types, snapshots, the prompt cache, the context
+expect 2 kv-type-bad -- "$BIN" run -m "$M" -p hi --kv-type f8; has err "invalid value 'f8' for --kv-type" kv-type-bad
+expect 1 kv-q8-refused -- "$BIN" run -m "$M" -p hi --kv-type q8_0; has err "multiple of 32" kv-q8-refused
+expect 0 kv-f16-default -- "$BIN" run -m "$M" -p "Once upon a time" -n 4 --temp 0; has err "KV f16" kv-f16-default
+has err "RssAnon" run-stats-rssanon
+expect 0 info-kv-types -- "$BIN" info "$M" -c 64
+has out "kv_cache f16 (default) 0.10 MiB at context 64" info-kv-f16; has out "kv_cache f32" info-kv-f32
+has out "kv_cache q8_0          not available" info-kv-q8
+expect 2 pc-max-bad -- "$BIN" run -m "$M" -p hi --prompt-cache "$TMP/x" --prompt-cache-max 12q
+# run --snapshot: the first run saves, the next restores the prompt's prefix; the text is the same
+"$BIN" run -m "$M" -p "Once upon a time" -n 24 --temp 0 >"$TMP/nosnap.out" 2>/dev/null
+expect 0 snap-cold -- "$BIN" run -m "$M" -p "Once upon a time" -n 24 --temp 0 --snapshot "$TMP/s.snap"
+has err "none yet" snap-cold; has err "saved 28 tokens" snap-cold-saved
+if cmp -s "$TMP/out" "$TMP/nosnap.out"; then ok; else bad "snap-cold: text differs from a run without a snapshot"; fi
+expect 0 snap-warm -- "$BIN" run -m "$M" -p "Once upon a time" -n 24 --temp 0 --snapshot "$TMP/s.snap"
+has err "restored 4 of 5 prompt tokens" snap-warm; has err "(3 cached)" snap-warm-cached
+if cmp -s "$TMP/out" "$TMP/nosnap.out"; then ok; else bad "snap-warm: text differs from a run without a snapshot"; fi
+# a snapshot of another model, or a damaged one: refused, and left as it was
+cp "$TMP/s.snap" "$TMP/keep.snap"
+expect 1 snap-model -- "$BIN" run -m "$SHARED/models/stories260K-F16.gguf" -p "Once upon a time" -n 4 --snapshot "$TMP/s.snap"
+has err "another model" snap-model
+if cmp -s "$TMP/s.snap" "$TMP/keep.snap"; then ok; else bad "snap-model: the snapshot was overwritten"; fi
+expect 1 snap-kv -- "$BIN" run -m "$M" -p "Once upon a time" -n 4 --kv-type f32 --snapshot "$TMP/s.snap"; has err "KV type" snap-kv
+printf 'X' | dd of="$TMP/s.snap" bs=1 seek=300 conv=notrunc 2>/dev/null
+expect 1 snap-damaged -- "$BIN" run -m "$M" -p "Once upon a time" -n 4 --snapshot "$TMP/s.snap"; has err "checksum" snap-damaged
+expect 1 snap-dir -- "$BIN" run -m "$M" -p "Once upon a time" -n 4 --snapshot "$TMP"; has err "a directory" snap-dir
+# a snapshot that shares nothing with the prompt is not used (and is replaced after the run)
+expect 0 snap-unrelated -- "$BIN" run -m "$M" -p "Lily" -n 4 --temp 0 --snapshot "$TMP/keep.snap" --no-bos
+has err "restored 0 of" snap-unrelated
+# the prompt cache: the second process restores what the first one evaluated
+printf 'Once upon a time there was a little girl named Lily. She loved to play outside in the park.' >"$TMP/pc.txt"
+"$BIN" run -m "$M" -f "$TMP/pc.txt" -n 12 --temp 0 >"$TMP/nopc.out" 2>/dev/null
+expect 0 pc-cold -- "$BIN" run -m "$M" -f "$TMP/pc.txt" -n 12 --temp 0 --prompt-cache "$TMP/pc" --prompt-cache-min 16
+has err "0 hits, 1 misses, 1 stored; 1 entries" pc-cold
+expect 0 pc-warm -- "$BIN" run -m "$M" -f "$TMP/pc.txt" -n 12 --temp 0 --prompt-cache "$TMP/pc" --prompt-cache-min 16
+has err "1 hits, 0 misses, 0 stored" pc-warm
+if cmp -s "$TMP/out" "$TMP/nopc.out"; then ok; else bad "pc-warm: text differs from a run without the cache"; fi
+# two processes at once on one directory
+( "$BIN" run -m "$M" -f "$TMP/pc.txt" -n 12 --temp 0 --prompt-cache "$TMP/pc2" --prompt-cache-min 16 >"$TMP/pa.out" 2>/dev/null &
+  "$BIN" run -m "$M" -f "$TMP/pc.txt" -n 12 --temp 0 --prompt-cache "$TMP/pc2" --prompt-cache-min 16 >"$TMP/pb.out" 2>/dev/null &
+  wait ) || bad "pc-concurrent: a run failed"
+if cmp -s "$TMP/pa.out" "$TMP/nopc.out" && cmp -s "$TMP/pb.out" "$TMP/nopc.out"; then ok; else bad "pc-concurrent: texts differ"; fi
+# a full context: context_length_exceeded, unless --context-shift
+expect 1 ctx-full -- "$BIN" run -m "$M" -c 32 -p "Once upon a time" -n 60 --temp 0 --ignore-eos
+has err "context_length_exceeded" ctx-full; has out ", there was a little girl" ctx-full-text
+expect 0 ctx-shift -- "$BIN" run -m "$M" -c 32 -p "Once upon a time" -n 60 --temp 0 --ignore-eos --context-shift 4
+has err "generated 60 tokens" ctx-shift; has err "context shifts" ctx-shift-count
+# chat: /save keeps the cache and the conversation, /load brings both back for the next turn
+printf 'Hello\n/save %s/c.snap\n' "$TMP" >"$TMP/chat-save.in"
+expect 0 chat-save -- sh -c "'$BIN' chat -m '$M' -n 8 --temp 0 <'$TMP/chat-save.in'"
+has err "conversation (2 messages) saved" chat-save
+[ -s "$TMP/c.snap" ] && [ -s "$TMP/c.snap.chat.json" ] && ok || bad "chat-save: files missing"
+printf '/load %s/c.snap\nHow are you\n/load %s/nope.snap\n/save\n' "$TMP" "$TMP" >"$TMP/chat-load.in"
+expect 0 chat-load -- sh -c "'$BIN' chat -m '$M' -n 8 --temp 0 <'$TMP/chat-load.in'"
+has err "and 2 messages from" chat-load
+if grep -Eq "\(([1-9][0-9]*) cached\)" "$TMP/err"; then ok; else bad "chat-load: the turn after /load reused nothing"; fi
+has err "nope.snap.chat.json" chat-load-missing; has err "unknown command '/save'" chat-save-noarg
+
 # --- tokenize
 expect 0 tok-ids -- "$BIN" tokenize -m "$M" --ids "Once upon a time"; has out "[1, 403, 407, 261, 378]" tok-ids
 expect 0 tok-nobos -- "$BIN" tokenize -m "$M" --ids --no-bos "Once upon a time"; has out "[403, 407, 261, 378]" tok-nobos
@@ -120,7 +179,7 @@ printf 'Hello world' | "$BIN" tokenize -m "$SHARED/vocab/ggml-vocab-qwen2.gguf" 
 has out "[9707, 1879]" tok-bpe; has err "tokenized 11 bytes into 2 tokens" tok-time
 
 # --- eval: the reference JSON field names
-expect 0 eval -- "$BIN" eval -m "$M" -p "Once upon a time" --top 3
+expect 0 eval -- "$BIN" eval -m "$M" -p "Once upon a time" --top 3 --kv-type f32
 has out '"prompt_tokens": [1, 403, 407, 261, 378]' eval
 has out '"positions"' eval-pos
 has out '"top": [[403, 17.02' eval-top
@@ -152,12 +211,23 @@ expect 1 quantize-missing -- "$BIN" quantize "$TMP/nope.gguf" "$TMP/x.gguf" Q8_0
 expect 1 quantize-quantized -- "$BIN" quantize "$SHARED/models/stories260K-Q4_0.gguf" "$TMP/x.gguf" Q8_0
 # --- bench prints prefill and decode rates
 expect 0 bench -- "$BIN" bench -m "$M" -p 8 -n 4 -r 1 -t 1
-has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss
+has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss; has out "anonymous" bench-anon
+# -d: the tests after N cached tokens, named as llama-bench names them; JSON has median and best
+expect 0 bench-depth -- "$BIN" bench -m "$M" -p 8 -n 4 -d 20 -r 3 -t 1 --json
+has out '"n_depth": 20' bench-depth-json; has out '"pp_median": ' bench-median; has out '"tg_best": ' bench-best
+has out '"peak_rss_anon": ' bench-anon-json
+expect 0 bench-depth-table -- "$BIN" bench -m "$M" -p 8 -n 0 -d 20 -r 1 -t 1
+has out "| pp8 @ d20 " bench-depth-name
+expect 1 bench-depth-ctx -- "$BIN" bench -m "$M" -p 8 -n 4 -d 1000000 -r 1 -t 1
+has err "more than the model's context" bench-depth-ctx-msg
 # --- dev peak-rss (bench.sh measures the peer with it): the child's output and exit status pass
 # through, and the file gets its peak RSS in bytes (an lmpipe run maps at least the 1 MB model)
+# and its largest sampled RssAnon (its heap: more than 0, less than the peak RSS)
 expect 0 peak-rss -- "$BIN" dev peak-rss "$TMP/rss" "$BIN" run -m "$M" -p "Once upon a time" -n 4 --temp 0
 has out "there was" peak-rss-out
-if [ "$(cat "$TMP/rss" 2>/dev/null || echo 0)" -gt 1000000 ]; then ok; else bad "peak-rss: '$(cat "$TMP/rss" 2>/dev/null)' is not > 1 MB"; fi
+read -r RSS ANON <"$TMP/rss" || RSS=0
+if [ "${RSS:-0}" -gt 1000000 ]; then ok; else bad "peak-rss: '$(cat "$TMP/rss" 2>/dev/null)' is not > 1 MB"; fi
+if [ "${ANON:-0}" -gt 0 ] && [ "${ANON:-0}" -lt "${RSS:-0}" ]; then ok; else bad "peak-rss: RssAnon '${ANON:-}' not in (0, RSS)"; fi
 expect 1 peak-rss-status -- "$BIN" dev peak-rss "$TMP/rss2" "$BIN" run -m "$TMP/nope.gguf" -p hi
 expect 127 peak-rss-nocmd -- "$BIN" dev peak-rss "$TMP/rss3" "$TMP/no-such-command"
 expect 2 peak-rss-usage -- "$BIN" dev peak-rss "$TMP/rss4"

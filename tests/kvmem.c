@@ -3,8 +3,8 @@
  * chosen KV type, evaluates a prompt in batches and then decodes token by token (greedy), and
  * prints the decode speed over the first and last 32 tokens and over all of them, and the
  * process's RssAnon / RssFile / VmHWM from /proc/self/status at the end, when everything the
- * session ever touches is resident. Until the front ends take a KV type (phase B of issue 13),
- * this is how F16 / Q8_0 memory and speed are measured.
+ * session ever touches is resident. It reports decode CPU time per token beside wall-clock
+ * speed, which is what survives a shared machine when KV types are compared.
  *
  * With -s FILE it also measures a snapshot's worth: the time to the first token's logits counted
  * from before the snapshot is read (a fresh process: file read, checksum, restore of the common
@@ -16,6 +16,7 @@
  *                          [-s SNAPSHOT]
  *        (defaults: f16, the model's context, prompt 64, generate until the context is full) */
 #include "eng/eng.h"
+#include "eng/eng_int.h" /* struct eng_model: the model and pool, as a session uses them */
 #include "kv/kv.h"
 #include "model/model.h"
 #include "util/util.h"
@@ -113,29 +114,29 @@ int main(int argc, char **argv)
     }
     struct err_info ei;
     err_clear(&ei);
-    struct eng_model em;
+    struct eng_model *em;
     if (eng_model_open(&em, argv[1], threads, &ei)) {
         fprintf(stderr, "kvmem: %s\n", ei.msg);
         return 1;
     }
     struct model_state st;
-    if (model_state_init_kv(&st, &em.model, (uint32_t)n_ctx, type, em.pool, &ei)) {
+    if (model_state_init_kv(&st, &em->model, (uint32_t)n_ctx, type, em->pool, &ei)) {
         fprintf(stderr, "kvmem: %s\n", ei.msg);
         return 1;
     }
     uint32_t ctx = st.n_ctx, np = (uint32_t)(n_prompt < ctx ? n_prompt : ctx - 1);
     uint32_t ng = n_gen < 0 || (uint64_t)n_gen > ctx - np ? ctx - np : (uint32_t)n_gen;
     printf("kvmem: %s, KV %s, n_ctx %u: state %.2f MiB (KV %.2f MiB), prompt %u, generate %u, %d thread(s)\n",
-           argv[1], kv_type_name(type), ctx, (double)model_state_bytes_kv(&em.model, ctx, type) / 1048576.0,
+           argv[1], kv_type_name(type), ctx, (double)model_state_bytes_kv(&em->model, ctx, type) / 1048576.0,
            (double)kv_mem_bytes(type, st.kv.n_layer, ctx, st.kv.kv_dim) / 1048576.0, np, ng, threads);
     int32_t *prompt = malloc(np * sizeof *prompt);
     if (!prompt) return 1;
-    for (uint32_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 2654435761u) % em.model.hp.n_vocab);
+    for (uint32_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 2654435761u) % em->model.hp.n_vocab);
     double t0 = util_now();
-    uint32_t done = snap ? restore(&em.model, &st, snap, prompt, np) : 0;
+    uint32_t done = snap ? restore(&em->model, &st, snap, prompt, np) : 0;
     for (uint32_t p = done; p < np;) {
         uint32_t k = np - p < MODEL_BATCH ? np - p : MODEL_BATCH;
-        if (model_forward_batch(&em.model, &st, prompt + p, k, p, MODEL_LOGITS_LAST, NULL, NULL)) return 1;
+        if (model_forward_batch(&em->model, &st, prompt + p, k, p, MODEL_LOGITS_LAST, NULL, NULL)) return 1;
         p += k;
     }
     double t1 = util_now(), t_first = 0, t_last = 0, tp = t1;
@@ -143,7 +144,7 @@ int main(int argc, char **argv)
            (np - done) / (t1 - t0), (t1 - t0) * 1e3, done, np);
     if (snap && !done) {
         err_clear(&ei);
-        if (kv_snap_write(snap, &st.kv, em.model.fingerprint, prompt, np, NULL, NULL, &ei))
+        if (kv_snap_write(snap, &st.kv, em->model.fingerprint, prompt, np, NULL, NULL, &ei))
             fprintf(stderr, "kvmem: %s\n", ei.msg);
         else
             printf("kvmem: saved %s in %.1f ms\n", snap, (util_now() - t1) * 1e3);
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
     }
     double c1 = cpu_now();
     for (uint32_t i = 0; i < ng; i++) {
-        if (model_forward(&em.model, &st, argmax(st.logits, em.model.hp.n_vocab), np + i, true)) return 1;
+        if (model_forward(&em->model, &st, argmax(st.logits, em->model.hp.n_vocab), np + i, true)) return 1;
         double now = util_now();
         if (i < 32) t_first += now - tp;
         if (i + 32 >= ng) t_last += now - tp;
@@ -165,6 +166,6 @@ int main(int argc, char **argv)
     print_status();
     free(prompt);
     model_state_free(&st);
-    eng_model_free(&em);
+    eng_model_free(em);
     return 0;
 }

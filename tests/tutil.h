@@ -65,7 +65,7 @@ static inline int tutil_diff_report(const char *what, const char *got, size_t gn
 /* Generated text gathered by a sink (eng_text_fn's shape: the token is ignored); longer text
  * than fits is dropped. */
 struct tutil_text {
-    char buf[4096];
+    char buf[8192];
     size_t len;
 };
 
@@ -95,6 +95,25 @@ static inline void tutil_rmtree(const char *dir)
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "tutil: cannot remove %s\n", dir);
+}
+
+/* dir/name in one of four rotating static buffers (a few may be in use at once). */
+static inline const char *tutil_path(const char *dir, const char *name)
+{
+    static char buf[4][1024];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    return b;
+}
+
+/* Write p[0..n) to path, or fail the test. */
+static inline void tutil_write(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
 }
 
 #define TUTIL_MAIN                                                     \

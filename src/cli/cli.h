@@ -78,6 +78,21 @@ void cli_parse(const struct cli_spec *spec, int argc, char **argv);
  * (at most cap), each a CLI_SAMP of sp. */
 size_t cli_samp_opts(struct samp_params *sp, struct cli_opt *out, size_t cap);
 
+/* ---- KV cache flags: --kv-type (run, chat, serve, batch, bench, eval) and the disk prompt
+ * cache (run, chat, serve, batch) ---- */
+struct cli_kv {
+    int kv_type;            /* enum eng_kv_type; ENG_KV_DEFAULT unless --kv-type */
+    const char *pcache_dir; /* --prompt-cache DIR, or NULL */
+    int64_t pcache_min;     /* --prompt-cache-min N */
+    int64_t pcache_max;     /* --prompt-cache-max BYTES (k/m/g suffixes: KiB, MiB, GiB) */
+};
+void cli_kv_defaults(struct cli_kv *k);
+/* CLI_FN for --kv-type: dst is an int. */
+void cli_kv_type_value(void *dst, const char *name, const char *v);
+#define CLI_KV_OPTS 4
+/* --kv-type and the three prompt cache options into out[0..CLI_KV_OPTS). */
+size_t cli_kv_opts(struct cli_kv *k, struct cli_opt *out);
+
 /* Strict values outside a table (a list element): print the problem and exit(2) when bad. */
 int64_t cli_flag_int(const char *name, const char *v, int64_t lo, int64_t hi);
 /* "lmpipe: <formatted>\n(see 'lmpipe --help')" on stderr and exit(2). */

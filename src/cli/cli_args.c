@@ -23,7 +23,7 @@ void cli_usage(FILE *f)
           "\n"
           "usage:\n"
           "  lmpipe run -m MODEL [-p TEXT | -f FILE | stdin] [options]   generate text\n"
-          "  lmpipe chat -m MODEL [run options]                interactive chat (/reset, /exit)\n"
+          "  lmpipe chat -m MODEL [run options]                interactive chat (/reset /save F /load F /exit)\n"
           "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
           "                                                   teacher-forced logits as JSON\n"
           "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special] [--time]\n"
@@ -36,7 +36,7 @@ void cli_usage(FILE *f)
           "                                                   render a Jinja chat template as is\n"
           "  lmpipe quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]\n"
           "                                                   convert F32/F16/BF16 weights (Q4_K_M, Q8_0, ...)\n"
-          "  lmpipe bench -m MODEL [-p 64] [-n 32] [-t 1,2] [-r 5] [--json]\n"
+          "  lmpipe bench -m MODEL [-p 64] [-n 32] [-d 0] [-t 1,2] [-r 5] [--json]\n"
           "                                                   prefill and decode tokens/s\n"
           "  lmpipe grammar convert --json-schema FILE        a JSON Schema as a GBNF grammar\n"
           "  lmpipe grammar check (-g FILE.gbnf | --json-schema FILE | --json) [TEXT | stdin]\n"
@@ -44,7 +44,7 @@ void cli_usage(FILE *f)
           "  lmpipe --help | --version\n"
           "\n"
           "run options:\n"
-          "  -n N                 tokens to generate (default 128; -1 = until the context is full)\n"
+          "  -n N                 tokens to generate (default 128; -1 = until end of generation)\n"
           "  -c CTX               context length (default: the model's, capped to it)\n"
           "  -t THREADS           threads (default: online cores)\n"
           "  --temp T             temperature (default 0.8; 0 = greedy)\n"
@@ -59,6 +59,13 @@ void cli_usage(FILE *f)
           "  --no-bos             do not add the BOS token\n"
           "  --special            parse special-token text such as <s> in the prompt\n"
           "  --ignore-eos         keep generating after end-of-generation tokens\n"
+          "  --kv-type T          KV cache type: f16 (default), f32, q8_0 (head size % 32 == 0)\n"
+          "  --context-shift KEEP when the context fills up, keep the first KEEP tokens, drop half\n"
+          "                       of the rest and go on (default: context_length_exceeded)\n"
+          "  --snapshot FILE      (run) restore the prompt's prefix from FILE when it matches;\n"
+          "                       save the session to FILE after the run\n"
+          "  --prompt-cache DIR   keep prompts of >= --prompt-cache-min N tokens (default 256) in\n"
+          "                       DIR, at most --prompt-cache-max BYTES (default 1g), for later runs\n"
           "  --grammar FILE       the text must match this GBNF grammar (llama.cpp's syntax)\n"
           "  --json-schema FILE   ... this JSON Schema (--strict: OpenAI's strict mode)\n"
           "  --json               ... a JSON object (grammars/json.gbnf, built in)\n"
@@ -76,6 +83,46 @@ void cli_usage(FILE *f)
           "  --tool-choice C      auto (default), none, required, or a tool's name\n"
           "  (chat: answer the oldest call with a line '/tool RESULT')\n",
           f);
+}
+
+void cli_kv_defaults(struct cli_kv *k)
+{
+    memset(k, 0, sizeof *k);
+    k->kv_type = ENG_KV_DEFAULT;
+    k->pcache_min = ENG_PCACHE_MIN_DEFAULT;
+    k->pcache_max = (int64_t)ENG_PCACHE_MAX_DEFAULT;
+}
+
+void cli_kv_type_value(void *dst, const char *name, const char *v)
+{
+    if (eng_kv_type_parse(v, dst))
+        cli_usage_error("invalid value '%s' for %s: expected f32, f16 or q8_0", v, name);
+}
+
+/* BYTES with an optional k, m or g (KiB, MiB, GiB) */
+static void size_value(void *dst, const char *name, const char *v)
+{
+    char num[32];
+    size_t n = strlen(v);
+    int shift = 0;
+    if (n && strchr("kKmMgG", v[n - 1])) {
+        shift = strchr("kK", v[n - 1]) ? 10 : strchr("mM", v[n - 1]) ? 20 : 30;
+        n--;
+    }
+    if (n == 0 || n >= sizeof num) cli_usage_error("invalid value '%s' for %s: expected bytes, e.g. 512m", v, name);
+    memcpy(num, v, n);
+    num[n] = 0;
+    *(int64_t *)dst = cli_flag_int(name, num, 1, ((int64_t)1 << 50) >> shift) << shift;
+}
+
+size_t cli_kv_opts(struct cli_kv *k, struct cli_opt *out)
+{
+    out[0] = (struct cli_opt){.name = "--kv-type", .kind = CLI_FN, .dst = &k->kv_type, .fn = cli_kv_type_value};
+    out[1] = (struct cli_opt){.name = "--prompt-cache", .kind = CLI_STR, .dst = &k->pcache_dir};
+    out[2] = (struct cli_opt){.name = "--prompt-cache-min", .kind = CLI_INT, .dst = &k->pcache_min, .lo = 1,
+                              .hi = 1 << 24};
+    out[3] = (struct cli_opt){.name = "--prompt-cache-max", .kind = CLI_FN, .dst = &k->pcache_max, .fn = size_value};
+    return CLI_KV_OPTS;
 }
 
 _Noreturn void cli_usage_error(const char *fmt, ...)

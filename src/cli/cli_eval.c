@@ -162,6 +162,7 @@ int cli_eval_main(int argc, char **argv)
     const char *model = NULL, *prompt = NULL, *file = NULL;
     int64_t top = 20, n_ctx = 0, threads = 0;
     bool all = false, bos = true, special = false;
+    int kv_type = ENG_KV_DEFAULT;
     const struct cli_opt opts[] = {
         {.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &model},
         {.name = "-p", .alt = "--prompt", .kind = CLI_STR, .dst = &prompt},
@@ -172,6 +173,7 @@ int cli_eval_main(int argc, char **argv)
         {.name = "--all-logits", .kind = CLI_SET, .dst = &all},
         {.name = "--no-bos", .kind = CLI_CLEAR, .dst = &bos},
         {.name = "--special", .kind = CLI_SET, .dst = &special},
+        {.name = "--kv-type", .kind = CLI_FN, .dst = &kv_type, .fn = cli_kv_type_value},
     };
     const struct cli_spec spec = {.cmd = "eval", .opts = opts, .n_opts = sizeof opts / sizeof opts[0]};
     cli_parse(&spec, argc, argv);
@@ -192,7 +194,7 @@ int cli_eval_main(int argc, char **argv)
     int32_t *toks = NULL;
     size_t n = 0;
     struct eval_ctx e = {eng_model_n_vocab(em), (uint32_t)top, all, NULL, NULL, true};
-    if (!(rc = eng_session_create(&s, em, (uint32_t)n_ctx, &ei)))
+    if (!(rc = eng_session_create_kv(&s, em, (uint32_t)n_ctx, kv_type, &ei)))
         rc = tokenize_all(em, prompt ? prompt : buf, plen, bos, special, &toks, &n, &ei);
     if (rc == 0 && n == 0) rc = err_set(&ei, ERR_INVALID, ERR_NO_OFFSET, "the prompt has no tokens");
     if (rc == 0 && n > eng_session_n_ctx(s)) /* say so before any output */

@@ -10,17 +10,25 @@
 #include "../eng/eng.h"
 #include "../util/util.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-/* Flags shared by run and chat: model, context, threads, sampling, stops, grammar, the template. */
+/* Flags shared by run and chat: model, context, threads, sampling, stops, the template, grammar,
+ * the KV cache (type, prompt cache, context shift); and what they open. */
 struct gen_opts {
     const char *model;
     int64_t n_predict, n_ctx, threads;
     struct eng_gen_params gp;
     const char *stops[ENG_MAX_STOPS];
     size_t n_stop;
+    struct cli_kv kv;
+    int64_t shift_keep;         /* --context-shift KEEP; -1: none */
+    struct eng_ctx_shift shift; /* the hook's argument */
+    struct eng_pcache *pc;      /* --prompt-cache, opened with the model */
     const char *grammar_file, *schema_file;
     bool json, strict;
     struct eng_grammar *grammar; /* owned: freed by the command */
@@ -49,8 +57,8 @@ static void set_seed(void *dst, const char *name, const char *v)
     *(uint64_t *)dst = (uint64_t)cli_flag_int(name, v, 0, INT64_MAX);
 }
 
-#define GEN_MAX_OPTS 48
-#define GEN_OWN_OPTS 24 /* room after the sampling fields: the 15 shared flags below + run's own */
+#define GEN_MAX_OPTS 56
+#define GEN_OWN_OPTS 32 /* room after the sampling fields: the 20 shared flags below + run's own */
 
 /* The shared part of the option table; returns its length. */
 static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
@@ -69,6 +77,9 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
     t[n++] = (struct cli_opt){.name = "--no-bos", .kind = CLI_CLEAR, .dst = &o->gp.add_bos};
     t[n++] = (struct cli_opt){.name = "--special", .kind = CLI_SET, .dst = &o->gp.parse_special};
     t[n++] = (struct cli_opt){.name = "--ignore-eos", .kind = CLI_SET, .dst = &o->gp.ignore_eos};
+    n += cli_kv_opts(&o->kv, t + n);
+    t[n++] = (struct cli_opt){.name = "--context-shift", .kind = CLI_INT, .dst = &o->shift_keep, .lo = 0,
+                              .hi = 1 << 24};
     t[n++] = (struct cli_opt){.name = "--grammar", .kind = CLI_STR, .dst = &o->grammar_file};
     t[n++] = (struct cli_opt){.name = "--json-schema", .kind = CLI_STR, .dst = &o->schema_file};
     t[n++] = (struct cli_opt){.name = "--json", .kind = CLI_SET, .dst = &o->json};
@@ -90,6 +101,8 @@ static void gen_args(int argc, char **argv, const char *cmd, int64_t n_predict,
 {
     memset(o, 0, sizeof *o);
     o->n_predict = n_predict;
+    o->shift_keep = -1;
+    cli_kv_defaults(&o->kv);
     eng_gen_params_default(&o->gp);
     struct cli_opt t[GEN_MAX_OPTS];
     size_t n = gen_table(o, t);
@@ -142,8 +155,8 @@ static int print_call(const struct eng_tool_event *ev, int *epipe)
     return ok ? 0 : 1;
 }
 
-/* The model (with --chat-template-file's template) and one session, or exit 1 with the reason
- * (freeing `owned` and the template text first). */
+/* The model (with --chat-template-file's template) and one session with its KV cache settings,
+ * or exit 1 with the reason (freeing `owned` and the template text first). */
 static void open_or_die(struct gen_opts *o, struct eng_model **em, struct eng_session **s,
                         void *owned)
 {
@@ -157,15 +170,37 @@ static void open_or_die(struct gen_opts *o, struct eng_model **em, struct eng_se
     }
     free(o->tmpl_src);
     o->tmpl_src = NULL;
-    if (!rc && (rc = eng_session_create(s, *em, (uint32_t)o->n_ctx, &ei))) what = "cannot create session";
+    *s = NULL;
+    if (!rc) {
+        what = "cannot create session";
+        rc = eng_session_create_kv(s, *em, (uint32_t)o->n_ctx, o->kv.kv_type, &ei);
+    }
+    if (!rc && o->kv.pcache_dir) {
+        what = "cannot open the prompt cache";
+        rc = eng_pcache_open(&o->pc, o->kv.pcache_dir, (uint32_t)o->kv.pcache_min, (uint64_t)o->kv.pcache_max, &ei);
+    }
     if (rc) {
+        eng_session_free(*s);
         eng_model_free(*em);
         free(owned);
         cli_die(what, &ei, rc);
     }
+    eng_session_set_pcache(*s, o->pc);
+    if (o->shift_keep >= 0) {
+        o->shift.keep = (uint32_t)o->shift_keep;
+        eng_session_set_hooks(*s, &(struct eng_hooks){.ctx_full = eng_ctx_full_shift, .ud = &o->shift});
+    }
     if (o->n_ctx > (int64_t)eng_model_n_ctx_train(*em))
         LOG_WARN("context %lld capped to the model's training context %u", (long long)o->n_ctx,
                  eng_model_n_ctx_train(*em));
+}
+
+static void close_all(struct gen_opts *o, struct eng_model *em, struct eng_session *s)
+{
+    eng_session_free(s);
+    eng_pcache_free(o->pc);
+    o->pc = NULL;
+    eng_model_free(em);
 }
 
 /* Which template a chat renders with, for the banner. */
@@ -200,25 +235,38 @@ static struct eng_model_info *model_info(const struct eng_model *em)
     return mi;
 }
 
-static void print_stats(const struct eng_gen_result *res, const struct eng_model *em)
+/* One line on stderr after each generation (finish error included: what ran until then). */
+static void print_stats(const struct eng_gen_result *res, const struct eng_model *em,
+                        const struct eng_session *s, const struct eng_pcache *pc)
 {
     struct eng_model_info *mi = model_info(em);
     if (!mi) return;
+    const double mib = 1024.0 * 1024.0;
     if (res->constraint_ms > 0)
         fprintf(stderr, "lmpipe: grammar %.2f ms of the decode (%.2f%%); %u of %u tokens forced\n",
                 res->constraint_ms, res->decode_ms > 0 ? 100.0 * res->constraint_ms / res->decode_ms : 0.0,
                 res->forced_tokens, res->completion_tokens);
     fprintf(stderr,
             "lmpipe: prompt %u tokens (%u cached) in %.1f ms (%.1f tok/s); generated %u tokens "
-            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB; kernels %s, %d threads; "
-            "decode CPU %.1f ms\n",
+            "in %.1f ms (%.1f tok/s); finish %s; peak RSS %.1f MiB, RssAnon %.1f MiB; KV %s; "
+            "kernels %s, %d threads; decode CPU %.1f ms",
             res->prompt_tokens, res->cached_tokens, res->prefill_ms,
             res->prefill_ms > 0 ? (res->prompt_tokens - res->cached_tokens) * 1e3 / res->prefill_ms
                                 : 0.0,
             res->completion_tokens, res->decode_ms,
             res->decode_ms > 0 ? res->completion_tokens * 1e3 / res->decode_ms : 0.0,
-            eng_finish_name(res->finish), (double)util_peak_rss() / (1024.0 * 1024.0),
-            mi->isa, mi->threads, res->decode_cpu_ms);
+            eng_finish_name(res->finish), (double)util_peak_rss() / mib, (double)util_rss_anon(0) / mib,
+            eng_kv_type_name(eng_session_kv_type(s)), mi->isa, mi->threads, res->decode_cpu_ms);
+    if (res->context_shifts) fprintf(stderr, "; %u context shifts", res->context_shifts);
+    fputc('\n', stderr);
+    if (pc) {
+        struct eng_pcache_stats ps;
+        eng_pcache_stats(pc, &ps);
+        fprintf(stderr,
+                "lmpipe: prompt cache %s: %llu hits, %llu misses, %llu stored; %llu entries, %.1f MiB on disk\n",
+                ps.dir, (unsigned long long)ps.hits, (unsigned long long)ps.misses, (unsigned long long)ps.stores,
+                (unsigned long long)ps.entries, (double)ps.disk_bytes / mib);
+    }
     free(mi);
 }
 
@@ -260,6 +308,64 @@ static int run_on_tool(void *ud, const struct eng_tool_event *ev)
     return ev->kind == ENG_TOOL_END ? print_call(ev, &o->epipe) : 0;
 }
 
+/* --snapshot FILE before the run: restore the prompt's prefix from FILE when they share one. A
+ * missing FILE is the first run (nothing to restore); any other problem with it is an error (the
+ * file is not overwritten). text NULL (run with a chat template: the rendered prompt is not known
+ * here): the whole snapshot is loaded and the chat reuses what its rendered prompt shares with it.
+ * 0, or 1 after saying why. */
+static int snapshot_restore(struct eng_session *s, const struct eng_model *em, const struct gen_opts *o,
+                            const char *path, const char *text, size_t len)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        fprintf(stderr, "lmpipe: snapshot %s: none yet (it is written after this run)\n", path);
+        return 0;
+    }
+    struct err_info ei;
+    err_clear(&ei);
+    size_t cap = (size_t)eng_session_n_ctx(s) + 1, n = 0;
+    int32_t *toks = malloc(cap * sizeof *toks);
+    int rc = !toks ? err_set(&ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory")
+             : text ? eng_tokenize(em, text, len, o->gp.add_bos, o->gp.parse_special, toks, cap, &n, &ei)
+                    : 0;
+    uint32_t restored = 0;
+    double t0 = util_now();
+    if (rc == ERR_LIMIT) rc = 0, n = 0; /* longer than the context: the generation says so */
+    else if (!rc) rc = eng_session_load(s, path, text ? toks : NULL, n, &restored, &ei);
+    free(toks);
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "lmpipe: cannot use snapshot %s: %s\n", path, err_format(&ei, rc, m, sizeof m));
+        return 1;
+    }
+    if (text)
+        fprintf(stderr, "lmpipe: snapshot %s: restored %u of %zu prompt tokens in %.1f ms\n", path, restored, n,
+                (util_now() - t0) * 1e3);
+    else
+        fprintf(stderr, "lmpipe: snapshot %s: restored %u tokens in %.1f ms (the chat reuses its common prefix)\n",
+                path, restored, (util_now() - t0) * 1e3);
+    return 0;
+}
+
+/* --snapshot FILE after the run. 0, or 1 after saying why. */
+static int snapshot_save(struct eng_session *s, const char *path)
+{
+    struct err_info ei;
+    err_clear(&ei);
+    uint32_t n = 0;
+    uint64_t bytes = 0;
+    double t0 = util_now();
+    int rc = eng_session_save(s, path, &n, &bytes, &ei);
+    if (rc) {
+        char m[512];
+        fprintf(stderr, "lmpipe: cannot save snapshot %s: %s\n", path, err_format(&ei, rc, m, sizeof m));
+        return 1;
+    }
+    fprintf(stderr, "lmpipe: snapshot %s: saved %u tokens (%.1f MiB) in %.1f ms\n", path, n,
+            (double)bytes / (1024.0 * 1024.0), (util_now() - t0) * 1e3);
+    return 0;
+}
+
 /* run with a chat option: the prompt is one user turn (after the --system message) rendered
  * with the chat template and its generation prompt, generated as chat generates it; with
  * --tools each call the reply makes is printed as a JSON line after its text. */
@@ -287,11 +393,12 @@ static int run_chat(struct gen_opts *o, struct eng_session *s, const struct eng_
 
 int cli_run_main(int argc, char **argv)
 {
-    const char *prompt = NULL, *file = NULL;
+    const char *prompt = NULL, *file = NULL, *snapshot = NULL;
     struct gen_opts o;
     const struct cli_opt own[] = {
         {.name = "-p", .alt = "--prompt", .kind = CLI_STR, .dst = &prompt},
         {.name = "-f", .alt = "--file", .kind = CLI_STR, .dst = &file},
+        {.name = "--snapshot", .kind = CLI_STR, .dst = &snapshot},
     };
     gen_args(argc, argv, "run", 128, own, sizeof own / sizeof own[0], &o);
     if (prompt && file) cli_usage_error("give either -p or -f, not both");
@@ -308,13 +415,19 @@ int cli_run_main(int argc, char **argv)
     struct eng_model *em;
     struct eng_session *s;
     open_or_die(&o, &em, &s, buf);
+    const char *text = prompt ? prompt : buf;
+    if (snapshot && snapshot_restore(s, em, &o, snapshot, chat ? NULL : text, plen)) {
+        close_all(&o, em, s);
+        free(buf);
+        return 1;
+    }
     struct err_info ei;
     err_clear(&ei);
     struct text_out out = {0};
     struct eng_sink sink = {on_text, NULL, &out, NULL};
     struct eng_gen_result res;
-    int rc = chat ? run_chat(&o, s, em, prompt ? prompt : buf, plen, &sink, &res, &ei)
-                  : eng_generate(s, prompt ? prompt : buf, plen, &o.gp, &sink, &res, &ei);
+    int rc = chat ? run_chat(&o, s, em, text, plen, &sink, &res, &ei)
+                  : eng_generate(s, text, plen, &o.gp, &sink, &res, &ei);
     if (!out.epipe) {
         fputc('\n', stdout);
         fflush(stdout);
@@ -323,10 +436,10 @@ int cli_run_main(int argc, char **argv)
         char m[512];
         fprintf(stderr, "lmpipe: generation failed: %s\n", err_format(&ei, rc, m, sizeof m));
     } else {
-        print_stats(&res, em);
+        print_stats(&res, em, s, o.pc);
+        if (snapshot) rc = snapshot_save(s, snapshot);
     }
-    eng_session_free(s);
-    eng_model_free(em);
+    close_all(&o, em, s);
     eng_grammar_free(o.grammar);
     free(o.tools_src);
     free(buf);
@@ -340,7 +453,7 @@ struct chat {
     struct eng_session *s;
     struct eng_conv *conv;
     struct eng_chat_opts co;
-    const struct gen_opts *o;
+    struct gen_opts *o;
     size_t base; /* messages kept by /reset (the system prompt) */
     struct text_out out;
     /* the calls of the reply being generated (added to the conversation after its text) */
@@ -378,6 +491,87 @@ static int chat_record(struct chat *c)
     return rc;
 }
 
+/* FILE.chat.json: where /save keeps the conversation beside the snapshot FILE. */
+static char *conv_path(const char *path)
+{
+    size_t n = strlen(path) + sizeof ".chat.json";
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s.chat.json", path);
+    return p;
+}
+
+/* data[0..len) to path atomically (temporary file, fsync, rename). 0 or an errno. */
+static int write_atomic(const char *path, const char *data, size_t len)
+{
+    size_t n = strlen(path) + sizeof ".tmp-XXXXXX";
+    char *tmp = malloc(n);
+    if (!tmp) return ENOMEM;
+    snprintf(tmp, n, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp), e = 0;
+    if (fd < 0) e = errno;
+    for (size_t done = 0; !e && done < len;) {
+        ssize_t k = write(fd, data + done, len - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) e = k < 0 ? errno : EIO;
+        else done += (size_t)k;
+    }
+    if (!e && fsync(fd) != 0) e = errno;
+    if (fd >= 0 && close(fd) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e && fd >= 0) unlink(tmp);
+    free(tmp);
+    return e;
+}
+
+/* /save FILE: the session's cache as a snapshot in FILE, the conversation in FILE.chat.json. */
+static void chat_save(struct chat *c, const char *path)
+{
+    char *cp = conv_path(path), *text = NULL;
+    size_t len = 0;
+    if (!cp || eng_conv_dump(c->conv, &text, &len)) {
+        fprintf(stderr, "lmpipe: /save: out of memory\n");
+    } else if (snapshot_save(c->s, path) == 0) {
+        int e = write_atomic(cp, text, len);
+        if (e) fprintf(stderr, "lmpipe: /save: cannot write %s: %s\n", cp, strerror(e));
+        else fprintf(stderr, "lmpipe: conversation (%zu messages) saved to %s\n", eng_conv_len(c->conv), cp);
+    }
+    free(text);
+    free(cp);
+}
+
+/* /load FILE: the conversation from FILE.chat.json and the cache from the snapshot FILE, each
+ * checked before anything changes; the next turn then reuses the restored cache. */
+static void chat_load(struct chat *c, const char *path)
+{
+    char *cp = conv_path(path), *text = NULL;
+    size_t len = 0;
+    struct eng_conv *conv = NULL;
+    struct err_info ei;
+    err_clear(&ei);
+    FILE *f = cp ? fopen(cp, "rb") : NULL;
+    int rc = 0;
+    if (!f) {
+        fprintf(stderr, "lmpipe: /load: cannot open %s (written by /save beside the snapshot): %s\n",
+                cp ? cp : path, strerror(errno));
+    } else if (!(text = cli_slurp(f, &len)) || eng_conv_create(&conv)) {
+        fprintf(stderr, "lmpipe: /load: cannot read %s\n", cp);
+    } else if ((rc = eng_conv_parse(conv, text, len, &ei)) || (rc = eng_session_load(c->s, path, NULL, 0, NULL, &ei))) {
+        char m[512];
+        fprintf(stderr, "lmpipe: /load %s: %s\n", path, err_format(&ei, rc, m, sizeof m));
+    } else {
+        eng_conv_free(c->conv);
+        c->conv = conv;
+        conv = NULL;
+        if (c->base > eng_conv_len(c->conv)) c->base = eng_conv_len(c->conv);
+        fprintf(stderr, "lmpipe: loaded %u cached tokens and %zu messages from %s\n", eng_session_n_tokens(c->s),
+                eng_conv_len(c->conv), path);
+    }
+    if (f) fclose(f);
+    eng_conv_free(conv);
+    free(text);
+    free(cp);
+}
+
 /* A line that starts with '/': 1 to quit, 0 when handled. */
 static int chat_command(struct chat *c, const char *line)
 {
@@ -386,10 +580,12 @@ static int chat_command(struct chat *c, const char *line)
         eng_conv_truncate(c->conv, c->base);
         eng_session_reset(c->s);
         fprintf(stderr, "lmpipe: conversation reset\n");
-    } else if (!strncmp(line, "/save", 5) || !strncmp(line, "/load", 5)) {
-        fprintf(stderr, "lmpipe: %.5s: KV-cache snapshots are not implemented yet\n", line);
+    } else if (!strncmp(line, "/save ", 6) && line[6]) {
+        chat_save(c, line + 6);
+    } else if (!strncmp(line, "/load ", 6) && line[6]) {
+        chat_load(c, line + 6);
     } else {
-        fprintf(stderr, "lmpipe: unknown command '%s' (/reset /exit /tool RESULT)\n", line);
+        fprintf(stderr, "lmpipe: unknown command '%s' (/reset /save FILE /load FILE /tool RESULT /exit)\n", line);
     }
     return 0;
 }
@@ -433,7 +629,7 @@ static int chat_turn(struct chat *c, const char *line, size_t n, bool *failed)
         *failed = true;
         return 0;
     }
-    print_stats(&res, c->em);
+    print_stats(&res, c->em, c->s, c->o->pc);
     return chat_record(c);
 }
 
@@ -485,8 +681,8 @@ int cli_chat_main(int argc, char **argv)
     if (mi) template_warning(&mi->chat, &c.co);
     bool tty = isatty(STDIN_FILENO);
     if (tty && mi)
-        fprintf(stderr, "lmpipe chat: %s, template %s, context %u. Commands: /reset /exit\n", mi->arch,
-                template_label(&mi->chat, &c.co), eng_session_n_ctx(c.s));
+        fprintf(stderr, "lmpipe chat: %s, template %s, context %u. Commands: /reset /save FILE /load FILE /exit\n",
+                mi->arch, template_label(&mi->chat, &c.co), eng_session_n_ctx(c.s));
     free(mi);
     int status = 0;
     if (o.system && eng_conv_add(c.conv, "system", o.system, strlen(o.system)) == 0) c.base = 1;
@@ -494,8 +690,7 @@ int cli_chat_main(int argc, char **argv)
     if (!status) status = chat_loop(&c, tty);
     eng_conv_free(c.conv);
     free(c.out.buf);
-    eng_session_free(c.s);
-    eng_model_free(c.em);
+    close_all(&o, c.em, c.s);
     eng_grammar_free(o.grammar);
     free(o.tools_src);
     return status;

@@ -5,6 +5,7 @@
 
 #include "../eng/eng.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static void print_cpu(void)
@@ -51,8 +52,17 @@ static void print_model(const struct eng_model_info *m)
            "head_count_kv", m->n_head_kv, "head_dim", m->head_dim, "rope_dim", m->rope_dim,
            "rms_epsilon", (double)m->rms_eps, "rope_freq_base", (double)m->rope_base, "rope_scale",
            (double)m->rope_scale, "output", m->output_tied ? "tied to token_embd" : "separate");
-    printf("  %-22s %.2f MiB at context %u (f32 K and V); session total %.2f MiB\n", "kv_cache",
-           (double)m->kv_bytes / 1048576.0, m->n_ctx, (double)m->session_bytes / 1048576.0);
+    /* kv.h's formula, per type: K and V, and everything a session allocates (weights excluded:
+     * they stay mapped from the file) */
+    for (int t = 0; t < ENG_KV_TYPES; t++) {
+        char label[32];
+        snprintf(label, sizeof label, "kv_cache %s%s", eng_kv_type_name(t), t == ENG_KV_DEFAULT ? " (default)" : "");
+        if (!m->session_type_bytes[t])
+            printf("  %-22s not available (needs a head size that is a multiple of 32)\n", label);
+        else
+            printf("  %-22s %.2f MiB at context %u; session total %.2f MiB\n", label,
+                   (double)m->kv_type_bytes[t] / 1048576.0, m->n_ctx, (double)m->session_type_bytes[t] / 1048576.0);
+    }
     printf("  %-22s %s\n", "kernels", m->isa);
 }
 

@@ -229,6 +229,10 @@ static void info_model(const struct model *m, uint32_t n_ctx, struct eng_model_i
     o->n_ctx = n_ctx == 0 || n_ctx > hp->n_ctx_train ? hp->n_ctx_train : n_ctx;
     o->kv_bytes = kv_bytes(hp->n_layer, o->n_ctx, hp->n_head_kv * hp->head_dim);
     o->session_bytes = model_state_bytes(m, o->n_ctx);
+    for (int t = 0; t < ENG_KV_TYPES; t++) {
+        o->session_type_bytes[t] = model_state_bytes_kv(m, o->n_ctx, t);
+        o->kv_type_bytes[t] = o->session_type_bytes[t] ? kv_mem_bytes(t, hp->n_layer, o->n_ctx, hp->n_head_kv * hp->head_dim) : 0;
+    }
 }
 
 static void info_tok(const struct tok_vocab *v, struct eng_model_info *o)
@@ -366,7 +370,15 @@ const char *eng_tokenizer_name(const struct eng_model *em) { return tok_model_na
 int eng_session_create(struct eng_session **out, struct eng_model *em, uint32_t n_ctx,
                        struct err_info *ei)
 {
+    return eng_session_create_kv(out, em, n_ctx, ENG_KV_F32, ei);
+}
+
+int eng_session_create_kv(struct eng_session **out, struct eng_model *em, uint32_t n_ctx, int kv_type,
+                          struct err_info *ei)
+{
     *out = NULL;
+    if (kv_type < 0 || kv_type >= ENG_KV_TYPES)
+        return err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "KV cache type %d is not one of f32, f16, q8_0", kv_type);
     if (!em->has_model)
         return err_set(ei, ERR_STATE, ERR_NO_OFFSET, "'%s' was opened for its vocabulary only",
                        em->path);
@@ -375,7 +387,7 @@ int eng_session_create(struct eng_session **out, struct eng_model *em, uint32_t 
     s->em = em;
     s->eval_max = MODEL_BATCH;
     s->run_min = ENG_RUN_MIN;
-    int rc = model_state_init(&s->st, &em->model, n_ctx, em->pool, ei);
+    int rc = model_state_init_kv(&s->st, &em->model, n_ctx, kv_type, em->pool, ei);
     if (rc) {
         free(s);
         return rc;
@@ -416,11 +428,20 @@ void eng_session_free(struct eng_session *s)
 
 void eng_session_reset(struct eng_session *s)
 {
-    s->n_tokens = 0;
+    s->n_tokens = s->n_clean = 0;
+    s->has_logits = false;
+}
+
+void eng_session_cut(struct eng_session *s, uint32_t m)
+{
+    if (s->n_tokens > m) s->n_tokens = m;
+    if (s->n_clean > m) s->n_clean = m;
     s->has_logits = false;
 }
 
 uint32_t eng_session_n_ctx(const struct eng_session *s) { return s->st.n_ctx; }
+
+int eng_session_kv_type(const struct eng_session *s) { return s->st.kv_type; }
 
 uint32_t eng_session_n_tokens(const struct eng_session *s) { return s->n_tokens; }
 
@@ -434,7 +455,10 @@ int eng_ctx_full_default(void *ud, struct eng_session *s, int event, size_t need
                          struct err_info *ei)
 {
     (void)ud;
-    if (event == ENG_CTX_GENERATE) return ENG_HOOK_END;
+    if (event == ENG_CTX_GENERATE)
+        return err_set(ei, ERR_CONTEXT, ERR_NO_OFFSET,
+                       "context_length_exceeded: the context of %u tokens is full (context_shift / "
+                       "--context-shift KEEP continues past it by dropping old tokens)", s->st.n_ctx);
     return err_set(ei, ERR_CONTEXT, ERR_NO_OFFSET,
                    "context_length_exceeded: the prompt needs at least %zu tokens but the "
                    "context holds %u",
@@ -485,6 +509,7 @@ int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, stru
         if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "forward pass failed at position %u", pos + i);
         s->n_passes++;
         memcpy(s->tokens + pos + i, toks + i, b * sizeof *toks);
+        if (s->n_clean == s->n_tokens) s->n_clean = pos + i + b; /* appended to a clean cache */
         s->n_tokens = pos + i + b;
         i += b;
     }
@@ -523,6 +548,15 @@ static int prefill_logits(void *ud, uint32_t i, const float *logits)
     return pc->user_rc;
 }
 
+/* Tokens of the next pass when `left` remain: a full batch, except that a pass never leaves a
+ * single token behind (a one-token pass is the decode path, whose sums run in another order:
+ * model.h), so a prompt's positions all get the batch path's bits wherever its evaluation starts. */
+static uint32_t pass_len(size_t left)
+{
+    uint32_t b = (uint32_t)(left < MODEL_BATCH ? left : MODEL_BATCH);
+    return left - b == 1 ? b - 1 : b;
+}
+
 /* Evaluate toks[keep..n) after the cached keep tokens, in batches; with on_logits every
  * position's logits are reported, else only the last position's are computed. */
 static int prefill_from(struct eng_session *s, const int32_t *toks, size_t n, uint32_t keep,
@@ -530,11 +564,12 @@ static int prefill_from(struct eng_session *s, const int32_t *toks, size_t n, ui
                         struct err_info *ei)
 {
     s->n_tokens = keep;
+    if (s->n_clean > keep) s->n_clean = keep;
     s->has_logits = false;
     struct prefill_cb pc = {on_logits, ud, keep, s->em->model.hp.n_vocab, toks, 0};
     for (size_t i = keep; i < n;) {
         if (sink && sink->cancel && atomic_load(sink->cancel)) return ERR_CANCELLED;
-        uint32_t b = (uint32_t)(n - i < MODEL_BATCH ? n - i : MODEL_BATCH);
+        uint32_t b = pass_len(n - i);
         int mode = on_logits ? MODEL_LOGITS_ALL : (i + b == n ? MODEL_LOGITS_LAST : MODEL_LOGITS_NONE);
         pc.base = (uint32_t)i;
         int rc = model_forward_batch(&s->em->model, &s->st, toks + i, b, (uint32_t)i, mode,
@@ -544,7 +579,7 @@ static int prefill_from(struct eng_session *s, const int32_t *toks, size_t n, ui
             return err_set(ei, rc, ERR_NO_OFFSET, "forward pass failed at positions %zu..%zu", i,
                            i + b - 1);
         memcpy(s->tokens + i, toks + i, b * sizeof *toks);
-        s->n_tokens = (uint32_t)(i + b);
+        s->n_tokens = s->n_clean = (uint32_t)(i + b);
         i += b;
         if (sink && sink->on_progress)
             sink->on_progress(sink->ud, (uint32_t)(i - keep), (uint32_t)(n - keep));
@@ -553,23 +588,34 @@ static int prefill_from(struct eng_session *s, const int32_t *toks, size_t n, ui
     return 0;
 }
 
-int eng_prefill(struct eng_session *s, const int32_t *toks, size_t n, const struct eng_sink *sink,
-                uint32_t *n_cached, struct err_info *ei)
+uint32_t eng_reuse_len(const struct eng_session *s, const int32_t *toks, size_t n)
+{
+    uint32_t lim = s->n_clean < s->n_tokens ? s->n_clean : s->n_tokens, keep = 0;
+    while (keep < lim && keep < n && s->tokens[keep] == toks[keep]) keep++;
+    return keep;
+}
+
+int eng_prefill_min(struct eng_session *s, const int32_t *toks, size_t n, uint32_t min_eval,
+                    const struct eng_sink *sink, uint32_t *n_cached, struct err_info *ei)
 {
     int rc = check_ids(s, toks, n, ei);
     if (rc) return rc;
-    /* Reuse the common prefix, but always evaluate at least the last token so logits exist. */
-    uint32_t keep = 0;
-    while (keep < s->n_tokens && keep < n && s->tokens[keep] == toks[keep]) keep++;
-    if (keep == n && n > 0) {
-        if (keep == s->n_tokens && s->has_logits) {
-            if (n_cached) *n_cached = keep;
-            return 0;
-        }
-        keep = (uint32_t)n - 1;
+    /* Reuse the common prefix, but always evaluate at least min_eval tokens so logits exist. */
+    uint32_t keep = eng_reuse_len(s, toks, n);
+    if (keep == n && n > 0 && keep == s->n_tokens && s->has_logits) {
+        if (n_cached) *n_cached = keep;
+        return 0;
     }
+    if (min_eval < 1) min_eval = 1;
+    if (n - keep < min_eval) keep = n > min_eval ? (uint32_t)(n - min_eval) : 0;
     if (n_cached) *n_cached = keep;
     return prefill_from(s, toks, n, keep, NULL, NULL, sink, ei);
+}
+
+int eng_prefill(struct eng_session *s, const int32_t *toks, size_t n, const struct eng_sink *sink,
+                uint32_t *n_cached, struct err_info *ei)
+{
+    return eng_prefill_min(s, toks, n, 1, sink, n_cached, ei);
 }
 
 int eng_evaluate(struct eng_session *s, const int32_t *toks, size_t n, eng_logits_fn on_logits,

@@ -36,6 +36,15 @@ struct json_t; /* jansson's value (the chat API takes JSON; this header does not
 
 struct eng_model;
 
+/* KV cache element types of a session (src/kv/kv.h has the layouts and the memory formula):
+ * F32 is what llama.cpp's reference outputs were made with; F16 (half the memory, logits within
+ * ~1e-3 of F32's on float models) is what the front ends use unless told otherwise; Q8_0 (a
+ * quarter plus scales) needs a head size that is a multiple of 32. */
+enum eng_kv_type { ENG_KV_F32 = 0, ENG_KV_F16 = 1, ENG_KV_Q8_0 = 2, ENG_KV_TYPES };
+#define ENG_KV_DEFAULT ENG_KV_F16
+const char *eng_kv_type_name(int type);         /* "f32", "f16", "q8_0" ("?" otherwise) */
+int eng_kv_type_parse(const char *s, int *out); /* those, any case, also "fp32" "fp16" "q8"; ERR_INVALID */
+
 /* Open a GGUF model: weights (mapped, validated), tokenizer, thread pool. n_threads <= 0: the
  * number of online cores. */
 int eng_model_open(struct eng_model **out, const char *path, int n_threads, struct err_info *ei);
@@ -116,9 +125,11 @@ struct eng_model_info {
     uint32_t n_vocab, n_ctx_train, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, rope_dim;
     float rms_eps, rope_base, rope_scale;
     bool output_tied;
-    uint32_t n_ctx;              /* the context the two sizes below are for */
-    uint64_t kv_bytes;           /* K and V cache at n_ctx */
-    uint64_t session_bytes;      /* everything a session allocates at n_ctx */
+    uint32_t n_ctx;              /* the context the sizes below are for */
+    uint64_t kv_bytes;           /* K and V cache at n_ctx (F32) */
+    uint64_t session_bytes;      /* everything a session allocates at n_ctx (F32) */
+    uint64_t kv_type_bytes[ENG_KV_TYPES];      /* K and V per KV type (0: the type cannot run it) */
+    uint64_t session_type_bytes[ENG_KV_TYPES]; /* everything a session allocates, per KV type */
     /* the tokenizer (when tok_ok) */
     bool tok_ok;
     char tok_model[16];          /* "llama", "gpt2", "gemma4" */
@@ -177,13 +188,68 @@ const char *eng_tokenizer_name(const struct eng_model *em);
  * with them, so a conversation re-sent every turn is only processed from where it changed. */
 struct eng_session;
 
-/* n_ctx 0 or above the training context: the training context. */
+/* n_ctx 0 or above the training context: the training context. kv_type: enum eng_kv_type
+ * (ERR_INVALID for another value; ERR_UNSUPPORTED, with the reason, when the model cannot run
+ * it). */
+int eng_session_create_kv(struct eng_session **out, struct eng_model *em, uint32_t n_ctx, int kv_type,
+                          struct err_info *ei);
+/* eng_session_create_kv with an F32 cache (llama.cpp's reference type: conformance checks). */
 int eng_session_create(struct eng_session **out, struct eng_model *em, uint32_t n_ctx,
                        struct err_info *ei);
+int eng_session_kv_type(const struct eng_session *s);
 void eng_session_free(struct eng_session *s); /* NULL-safe */
 void eng_session_reset(struct eng_session *s); /* forget the cached tokens */
 uint32_t eng_session_n_ctx(const struct eng_session *s);
 uint32_t eng_session_n_tokens(const struct eng_session *s);
+
+/* ---- snapshots: a session's cache in a file (protocol/SNAPSHOT.md) ----
+ * Reuse rule, everywhere (prefix reuse, loads, the prompt cache): a prompt always evaluates at
+ * least its last two tokens together, so its logits are computed exactly as a full evaluation
+ * computes them (one batch path, whatever the split) and a restored prefix changes no output.
+ * After a context shift only the positions before `keep` count as cached (model.h says why). */
+
+/* Save the session's cached positions (at most n_tokens; after a shift, those before keep) to
+ * path: a temporary file beside it, fsynced, renamed into place. *n_tokens and *bytes (may be
+ * NULL) receive what was written. ERR_IO names the path and the reason; on any error the file at
+ * path is as it was. */
+int eng_session_save(struct eng_session *s, const char *path, uint32_t *n_tokens, uint64_t *bytes,
+                     struct err_info *ei);
+/* Load a snapshot into the session. Everything is checked before the session changes (model
+ * fingerprint, KV type, shapes, context, token ids, the checksum over the whole file); any
+ * refusal is ERR_SNAP_MODEL / ERR_SNAP_CORRUPT / ERR_SNAP_VERSION / ERR_SNAP_KV, or ERR_IO for a
+ * path that is missing, unreadable, a directory, and the session is unchanged.
+ * toks NULL: the session then holds exactly the snapshot's tokens (a next prompt reuses what it
+ * shares with them). toks[0..n) given (the next prompt): only the common prefix is restored, at
+ * most n - 1 positions; a snapshot that shares nothing with it is not read further and changes
+ * nothing (*n_restored 0). *n_restored (may be NULL): positions now cached from the file. */
+int eng_session_load(struct eng_session *s, const char *path, const int32_t *toks, size_t n,
+                     uint32_t *n_restored, struct err_info *ei);
+
+/* ---- the disk prompt cache (src/kv/kv.h: layout, lookups, eviction) ----
+ * One per process, shared by its sessions (and by every process using the same directory).
+ * A session with a cache: before a prompt is evaluated, when at least min_tokens of it are not
+ * in the session's memory, the entry sharing the longest prefix with it is restored (counted in
+ * cached_tokens); after it is evaluated, a prompt of at least min_tokens is kept as an entry
+ * (unless an entry already covers all but fewer than min_tokens of it). A damaged entry is
+ * removed and the prompt evaluated as if there were none: the cache never changes an output. */
+#define ENG_PCACHE_MIN_DEFAULT 256u
+#define ENG_PCACHE_MAX_DEFAULT ((uint64_t)1 << 30) /* 1 GiB */
+struct eng_pcache;
+int eng_pcache_open(struct eng_pcache **out, const char *dir, uint32_t min_tokens, uint64_t max_bytes,
+                    struct err_info *ei);
+void eng_pcache_free(struct eng_pcache *pc); /* NULL-safe; sessions using it must be gone */
+struct eng_pcache_stats {
+    const char *dir;
+    uint32_t min_tokens;
+    uint64_t max_bytes;
+    uint64_t lookups, hits, misses; /* lookups made; those that restored an entry; the others */
+    uint64_t hit_tokens;            /* positions restored */
+    uint64_t stores, evictions, errors;
+    uint64_t bytes_read, bytes_written;
+    uint64_t entries, disk_bytes;   /* the directory at the last scan (after each store) */
+};
+void eng_pcache_stats(const struct eng_pcache *pc, struct eng_pcache_stats *out);
+void eng_session_set_pcache(struct eng_session *s, struct eng_pcache *pc); /* NULL: none */
 
 /* What a caller hears while eng works. Every member may be NULL. on_text gets each piece of
  * released text (complete UTF-8, stop strings held back) and the token that released it (-1
@@ -313,10 +379,21 @@ struct eng_hooks {
                          uint32_t n_cached, struct err_info *ei);
     void *ud;
 };
-/* Today's policy: a prompt that does not fit is ERR_CONTEXT with a message that contains
- * "context_length_exceeded"; a full context while generating ends it with finish "length". */
+/* The default: a prompt that does not fit, and a context that fills up while generating, are
+ * ERR_CONTEXT with a message that contains "context_length_exceeded" (the text generated until
+ * then stays emitted). */
 int eng_ctx_full_default(void *ud, struct eng_session *s, int event, size_t need,
                          struct err_info *ei);
+/* Context shifting, as llama.cpp does it: a ctx_full hook (ud: a struct eng_ctx_shift) that,
+ * when generating fills the context, keeps the first `keep` positions (BOS included), drops
+ * n_discard = (n_past - keep) / 2 after them, moves the rest down and re-rotates their keys
+ * (RoPE by -n_discard), and goes on. The kept cells still carry the dropped tokens in their
+ * context, so afterwards only positions < keep count as cached. A prompt that does not fit is
+ * still an error; keep >= n_past - 1 leaves nothing to drop: ERR_CONTEXT. */
+struct eng_ctx_shift {
+    uint32_t keep;
+};
+int eng_ctx_full_shift(void *ud, struct eng_session *s, int event, size_t need, struct err_info *ei);
 void eng_session_set_hooks(struct eng_session *s, const struct eng_hooks *h); /* NULL: none */
 
 /* ================================ generation ================================ */
@@ -359,6 +436,7 @@ struct eng_gen_result {
     uint32_t prompt_tokens, cached_tokens, completion_tokens;
     uint32_t forced_tokens; /* of the completion tokens, those a constraint forced */
     double prefill_ms, decode_ms;
+    uint32_t context_shifts; /* context shifts made (eng_ctx_full_shift) */
     double decode_cpu_ms;   /* the process's CPU time while decoding (steadier than decode_ms on a
                                busy machine: time spent waiting for a core is not in it) */
     double constraint_ms;   /* of decode_ms, the time a constraint took: its operations, the
@@ -534,5 +612,10 @@ int eng_conv_add_tool_result(struct eng_conv *c, const char *id, const char *tex
 /* One call as the text of OpenAI's object {"id", "type": "function", "function": {"name",
  * "arguments": "<its JSON text as a string>"}} (malloc'd, NUL-terminated), or NULL. */
 char *eng_tool_call_json(const char *id, const char *name, const char *args, size_t len);
+/* The conversation as JSON text {"messages": [...]} (malloc'd, NUL-terminated), and back:
+ * eng_conv_parse checks text as eng_chat_check does (ERR_INVALID / ERR_UNSUPPORTED naming the
+ * problem) and only then replaces c's messages. What `lmpipe chat` keeps beside a snapshot. */
+int eng_conv_dump(const struct eng_conv *c, char **text, size_t *len);
+int eng_conv_parse(struct eng_conv *c, const char *text, size_t len, struct err_info *ei);
 
 #endif

@@ -530,3 +530,26 @@ char *eng_tool_call_json(const char *id, const char *name, const char *args, siz
     json_decref(o);
     return s;
 }
+
+int eng_conv_dump(const struct eng_conv *c, char **text, size_t *len)
+{
+    json_t *m = json_pack("{s:O}", "messages", c->msgs); /* not the tools: they are the flags' */
+    *text = m ? json_dumps(m, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(m);
+    *len = *text ? strlen(*text) : 0;
+    return *text ? 0 : ERR_NOMEM;
+}
+
+int eng_conv_parse(struct eng_conv *c, const char *text, size_t len, struct err_info *ei)
+{
+    json_error_t je;
+    json_t *r = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!r) return err_set(ei, ERR_INVALID, (uint64_t)je.position, "not a conversation: %s", je.text);
+    json_t *msgs = json_object_get(r, "messages");
+    int rc = eng_chat_check(r, ei);
+    if (!rc && (json_object_size(r) != 1 || json_object_set(c->request, "messages", msgs)))
+        rc = err_set(ei, ERR_INVALID, ERR_NO_OFFSET, "a conversation is {\"messages\": [...]} and nothing else");
+    if (!rc) c->msgs = msgs;
+    json_decref(r);
+    return rc;
+}

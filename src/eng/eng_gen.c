@@ -1,7 +1,9 @@
 /* eng_gen: the generation loop, as a sequence of named steps.
  *
  *   setup    params checked, prompt tokenized, stop strings, sampler, constraint
- *   prefill  the prompt into the cache (prefix reuse), then the after-prefill hook
+ *   prefill  the prompt into the cache: the disk prompt cache's entry for it (if any), prefix
+ *            reuse, at least the last two tokens evaluated in one batch, then the prompt cache's
+ *            store and the after-prefill hook
  *   then per token (gen_step):
  *     room       is there room for one more token? (max_tokens; a full context asks the
  *                context-full hook, whose default ends the generation with "length")
@@ -177,7 +179,8 @@ static int gen_prefill(struct gen *g, const int32_t *toks, size_t n)
     struct eng_session *s = g->s;
     double t0 = util_now();
     uint32_t cached = 0;
-    int rc = eng_prefill(s, toks, n, g->sink, &cached, g->ei);
+    eng_pcache_before(s, toks, n);
+    int rc = eng_prefill_min(s, toks, n, 2, g->sink, &cached, g->ei);
     g->res->prompt_tokens = (uint32_t)n;
     g->res->cached_tokens = cached;
     g->res->prefill_ms = (util_now() - t0) * 1e3;
@@ -186,6 +189,8 @@ static int gen_prefill(struct gen *g, const int32_t *toks, size_t n)
         return 0;
     }
     if (rc) return rc;
+    eng_pcache_after(s, s->tokens, n);
+    g->res->prefill_ms = (util_now() - t0) * 1e3; /* the first token waits for the store too */
     if (s->hooks.after_prefill &&
         (rc = s->hooks.after_prefill(s->hooks.ud, s, s->tokens, n, cached, g->ei)))
         return rc < 0 ? rc : err_set(g->ei, ERR_STATE, ERR_NO_OFFSET, "the after-prefill hook failed");
@@ -398,6 +403,7 @@ int eng_generate_region(struct eng_session *s, const char *prompt, size_t len,
     g.rg = rg;
     const int32_t *toks;
     size_t n = 0;
+    uint32_t shifts0 = s->n_shifts;
     int rc = gen_setup(&g, prompt, len, extra, n_extra, &toks, &n);
     if (rc == 0) rc = gen_prefill(&g, toks, n);
     double t1 = util_now(), c1 = cpu_now();
@@ -409,6 +415,7 @@ int eng_generate_region(struct eng_session *s, const char *prompt, size_t len,
     res->decode_ms = (util_now() - t1) * 1e3;
     res->decode_cpu_ms = (cpu_now() - c1) * 1e3;
     res->finish = rc ? ENG_FINISH_ERROR : g.finish;
+    res->context_shifts = s->n_shifts - shifts0;
     return rc;
 }
 

@@ -2,10 +2,11 @@
  * inside: check_eng, check_conform).
  *
  * Files and who calls whom (no cycles): eng.c (models, info, tokens, sessions, prefill) is
- * called by eng_gen.c (the generation loop), which is called by eng_chat.c (rendering and the
- * chat); eng_stop.c (stop strings) and eng_gram.c (grammars and their constraint) are leaves the
- * loop uses; eng_jinja.c (a model's Jinja templates: loading, probing, rendering with the
- * fixes) is a leaf eng.c and eng_chat.c use.
+ * called by eng_snap.c (snapshots, the prompt cache, the context shift) and both by eng_gen.c
+ * (the generation loop), which is called by eng_chat.c (rendering and the chat); eng_stop.c
+ * (stop strings) and eng_gram.c (grammars and their constraint) are leaves the loop uses;
+ * eng_jinja.c (a model's Jinja templates: loading, probing, rendering with the fixes) is a leaf
+ * eng.c and eng_chat.c use.
  *
  * Ownership: a struct eng_model owns its model (and mapping), tokenizer and thread pool; a
  * struct eng_session owns its model state (KV cache, activations) and every buffer the token
@@ -49,7 +50,13 @@ struct eng_session {
     struct model_state st;
     int32_t *tokens;   /* [n_ctx] tokens whose K/V are in the cache, in order */
     uint32_t n_tokens;
+    uint32_t n_clean;  /* cells 0..n_clean-1 are what evaluating tokens[0..n_clean) from position 0
+                          gives (only a context shift makes later cells differ): what prefix reuse,
+                          snapshots and the prompt cache may use. Invariant: n_clean <= n_tokens
+                          except after a hook shortened n_tokens (eng_reuse_limit takes the min) */
     bool has_logits;   /* st.logits belong to tokens[n_tokens - 1] */
+    struct eng_pcache *pcache; /* borrowed, or NULL */
+    uint32_t n_shifts;         /* context shifts made, ever */
     int32_t *scratch;  /* [n_ctx + 1] the prompt's ids */
     struct eng_hooks hooks;
     /* the token loop's buffers */
@@ -79,6 +86,19 @@ int eng_tokenize_prompt(struct eng_session *s, const char *text, size_t len, boo
  * 8 less than half (the kernels' batch path pays off from 8 rows). */
 #define ENG_RUN_MIN 6
 int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, struct err_info *ei);
+/* How many leading tokens of toks[0..n) the cache holds cleanly (reusable). */
+uint32_t eng_reuse_len(const struct eng_session *s, const int32_t *toks, size_t n);
+/* eng_prefill, evaluating at least min(n, min_eval) tokens (the generation loop asks 2: see
+ * eng.h's reuse rule; bench's one-token steps ask 1). */
+int eng_prefill_min(struct eng_session *s, const int32_t *toks, size_t n, uint32_t min_eval,
+                    const struct eng_sink *sink, uint32_t *n_cached, struct err_info *ei);
+/* Forget every cached position from m on (cells there may have been overwritten). */
+void eng_session_cut(struct eng_session *s, uint32_t m);
+
+/* ---- eng_snap.c: the prompt cache around a prompt's evaluation (never an error: a failing
+ * cache only costs time) ---- */
+void eng_pcache_before(struct eng_session *s, const int32_t *toks, size_t n);
+void eng_pcache_after(struct eng_session *s, const int32_t *toks, size_t n);
 
 /* ---- eng_gram.c: grammar constraints ----
  * struct eng_grammar is a compiled gram (and nothing else yet: a grammar that only starts

@@ -164,6 +164,41 @@ void kern_fattn_q8_0(float *out, const void *q8, const void *k, size_t k_stride,
  * O(n log n) per head next to O(n * n_ctx) for the attention itself. */
 void kern_fwht_f32(float *x, size_t n);
 
+/* ---- batched attention: several queries over the same keys and values (kern_attn.c) ----
+ * The query heads that share a KV head (GQA), for one token or for several prompt tokens, read
+ * the same K rows and V cells; these load each row / cell once for all of them instead of once
+ * per (token, head). Each output has exactly the bits of the one-query function above applied
+ * to that query alone, in every ISA, so a batched prefill or decode is bit-identical to the
+ * per-(row, head) path (tests/check_kern.c). Queries and outputs are pointer arrays (rows of a
+ * batch and heads of a row have different strides); outputs must not overlap the inputs.
+ *
+ * For an F16 cache the queries and the probabilities are taken as floats: the caller rounds them
+ * to fp16 first (kern_round_f16) to reproduce llama.cpp, which converts them to halves. A product
+ * of two halves is exact in f32, so these sums are specified with fmaf: for fp16 inputs that is
+ * exactly the F16 functions above, and any other float gives well-defined bits too.
+ *
+ * kern_attn_qk_f32: out[i][r] = kern_dot_f32(q[i], k + r * k_stride, n) for i < n_q, r < n_rows
+ * (the one-token order, as kern_dot_f32_rows).
+ * kern_attn_qk_f16: out[i][r] = K row r . q[i] in `order`: for fp16 values in q[i], the bits of
+ * kern_dot_f16_rows on their halves (KERN_ORDER_GEMM falls back to the single-token order when
+ * n % 8 != 0, as tinyBLAS declines). */
+void kern_attn_qk_f32(float *const *out, const float *const *q, size_t n_q, const float *k, size_t k_stride,
+                      size_t n, size_t n_rows);
+void kern_attn_qk_f16(float *const *out, const float *const *q, size_t n_q, const uint16_t *k16, size_t k_stride,
+                      size_t n, size_t n_rows, unsigned order);
+/* kern_attn_pv_f32: out[i][0..dim) = kern_wsum_f32(out[i], p[i], vt, n[i], n_pad[i], dim, order).
+ * kern_attn_pv_f16: the same over an F16 V with weights p[i]: for fp16 values, the bits of
+ * kern_wsum_f16 on their halves. Each query has its own n (visible cells; the rows of a prompt
+ * see different prefixes) and n_pad; cells t >= n[i] are never read for query i. A bad layout
+ * (blk not a positive multiple of 32) gives NaN outputs. */
+void kern_attn_pv_f32(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                      const struct kern_vt *vt, size_t dim, unsigned order);
+void kern_attn_pv_f16(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                      const struct kern_vt_f16 *vt, size_t dim, unsigned order);
+/* x[i] = the fp16 value nearest x[i] (round to nearest even, NaN to a quiet NaN of the same sign:
+ * util_f32_to_fp16), as a float. */
+void kern_round_f16(float *x, size_t n);
+
 /* kern_matvec with an explicit summation order (KERN_ORDER_*). */
 void kern_matvec_ex(struct kern_pool *pool, uint32_t wtype, const void *W, size_t nrows,
                     size_t ncols, const void *act, float *y, unsigned order);

@@ -1684,6 +1684,318 @@ static void fattn_q8_0_avx2(float *out, const void *q8, const void *k, size_t k_
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Batched attention (kern_attn_*: the queries sharing a KV head, over the same keys / cells)  */
+/*                                                                                            */
+/* Scores: 8 keys at a time, every query against them while their rows are in L1 (F16 rows     */
+/* converted to floats once per 8-key block and query group); per key the one-query kernels'   */
+/* accumulators and reductions. softmax.V: tiles of dims x queries share each V load (and its  */
+/* conversion) and each weight load, every (query, dim) keeping its own accumulators in the     */
+/* reference's lanes; cells past a query's n are never read for it (masked lanes keep their     */
+/* accumulator, as the reference skips them).                                                   */
+
+#define AB_K 8      /* keys per block */
+#define AB_MAXN 512 /* longest head whose F16 key block is converted on the stack (16 KiB) */
+
+/* hsum8 (kern_hsum8's order: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))) of eight vectors, lane
+ * parallel: lo + hi by permutes, then the two pairings of hsum8 by in-lane shuffles. */
+HOT void hsum8_x8(float *out, const __m256 red[8])
+{
+    __m256 t[4];
+    for (int j = 0; j < 4; j++) { /* [t(2j) | t(2j+1)], t = lo + hi (lo first, as hsum8) */
+        const __m256 lo = _mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x20);
+        const __m256 hi = _mm256_permute2f128_ps(red[2 * j], red[2 * j + 1], 0x31);
+        t[j] = _mm256_add_ps(lo, hi);
+        t[j] = _mm256_add_ps(t[j], _mm256_permute_ps(t[j], _MM_SHUFFLE(1, 0, 3, 2))); /* t0+t2, t1+t3 */
+        t[j] = _mm256_add_ps(t[j], _mm256_movehdup_ps(t[j]));                       /* (t0+t2)+(t1+t3) */
+    }
+    for (int j = 0; j < 4; j++) {
+        out[2 * j] = _mm256_cvtss_f32(t[j]);
+        out[2 * j + 1] = _mm256_cvtss_f32(_mm256_permute2f128_ps(t[j], t[j], 0x01));
+    }
+}
+
+/* ggml_vec_dot_f32's blocks (4 accumulators per 32 elements) of one query against 8 keys, two
+ * keys sharing each query load; red[j] = (s0 + s2) + (s1 + s3) of key j. */
+HOT void qk8_vecdot(__m256 red[8], const float *q, const float *k, size_t ks, size_t np)
+{
+    for (int j = 0; j < 8; j += 2) {
+        const float *ka = k + (size_t)j * ks, *kb = ka + ks;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (size_t i = 0; i < np; i += 32) {
+            const __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+            const __m256 q2 = _mm256_loadu_ps(q + i + 16), q3 = _mm256_loadu_ps(q + i + 24);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(ka + i), q0, a0);
+            b0 = _mm256_fmadd_ps(_mm256_loadu_ps(kb + i), q0, b0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(ka + i + 8), q1, a1);
+            b1 = _mm256_fmadd_ps(_mm256_loadu_ps(kb + i + 8), q1, b1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(ka + i + 16), q2, a2);
+            b2 = _mm256_fmadd_ps(_mm256_loadu_ps(kb + i + 16), q2, b2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(ka + i + 24), q3, a3);
+            b3 = _mm256_fmadd_ps(_mm256_loadu_ps(kb + i + 24), q3, b3);
+        }
+        red[j] = reduce4_v(a0, a1, a2, a3);
+        red[j + 1] = reduce4_v(b0, b1, b2, b3);
+    }
+}
+
+/* tinyBLAS' one accumulator per key (n % 8 == 0) of one query against 8 keys. */
+HOT void qk8_gemm(__m256 red[8], const float *q, const float *k, size_t ks, size_t n)
+{
+    __m256 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + i);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)j * ks + i), qv, a[j]);
+    }
+    for (int j = 0; j < 8; j++) red[j] = a[j];
+}
+
+static void attn_qk_f32_avx2(float *const *out, const float *const *q, size_t n_q, const float *k, size_t ks,
+                             size_t n, size_t n_rows)
+{
+    const size_t np = n & ~(size_t)31;
+    size_t r = 0;
+    for (; r + AB_K <= n_rows; r += AB_K) {
+        const float *kb = k + r * ks;
+        for (size_t i = 0; i < n_q; i++) {
+            __m256 red[8];
+            qk8_vecdot(red, q[i], kb, ks, np);
+            hsum8_hadd_x8(out[i] + r, red);
+            if (np < n)
+                for (size_t j = 0; j < AB_K; j++) out[i][r + j] = f32_tail(q[i], kb + j * ks, np, n, out[i][r + j]);
+        }
+    }
+    for (; r < n_rows; r++)
+        for (size_t i = 0; i < n_q; i++) out[i][r] = dot_f32_vecdot(q[i], k + r * ks, n);
+}
+
+/* One F16 key . float query, for keys outside the 8-key blocks: the reference's operations with
+ * the products fused (exact for halves). */
+static float qk1_f16(const uint16_t *x, const float *q, size_t n, unsigned order)
+{
+    if (order == KERN_ORDER_GEMM && n % 8 == 0) {
+        __m256 acc = _mm256_setzero_ps();
+        for (size_t i = 0; i < n; i += 8) acc = _mm256_fmadd_ps(load_f16x8(x + i), _mm256_loadu_ps(q + i), acc);
+        return hsum8(acc);
+    }
+    const size_t np = n & ~(size_t)31;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i < np; i += 32) {
+        s0 = _mm256_fmadd_ps(load_f16x8(x + i), _mm256_loadu_ps(q + i), s0);
+        s1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), _mm256_loadu_ps(q + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), _mm256_loadu_ps(q + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), _mm256_loadu_ps(q + i + 24), s3);
+    }
+    return kern_ref_qk_f16_tail(x, q, np, n, reduce4(s0, s1, s2, s3));
+}
+
+/* The 8 F16 rows at k (stride ks) as floats, n elements each (exact). */
+HOT void f16_rows8(float *dst, const uint16_t *k, size_t ks, size_t n)
+{
+    for (size_t j = 0; j < AB_K; j++) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + j * n + i, load_f16x8(k + j * ks + i));
+        for (; i < n; i++) dst[j * n + i] = h2f(k[j * ks + i]);
+    }
+}
+
+static void attn_qk_f16_avx2(float *const *out, const float *const *q, size_t n_q, const uint16_t *k, size_t ks,
+                             size_t n, size_t n_rows, unsigned order)
+{
+    const bool gemm = order == KERN_ORDER_GEMM && n % 8 == 0;
+    const size_t np = n & ~(size_t)31;
+    size_t r = 0;
+    if (n <= AB_MAXN)
+        for (; r + AB_K <= n_rows; r += AB_K) {
+            float kf[AB_K * AB_MAXN];
+            f16_rows8(kf, k + r * ks, ks, n);
+            for (size_t i = 0; i < n_q; i++) {
+                __m256 red[8];
+                if (gemm) {
+                    qk8_gemm(red, q[i], kf, n, n);
+                    hsum8_x8(out[i] + r, red);
+                    continue;
+                }
+                qk8_vecdot(red, q[i], kf, n, np);
+                hsum8_hadd_x8(out[i] + r, red);
+                if (np < n)
+                    for (size_t j = 0; j < AB_K; j++)
+                        out[i][r + j] = kern_ref_qk_f16_tail(k + (r + j) * ks, q[i], np, n, out[i][r + j]);
+            }
+        }
+    for (; r < n_rows; r++)
+        for (size_t i = 0; i < n_q; i++) out[i][r] = qk1_f16(k + r * ks, q[i], n, order);
+}
+
+/* softmax.V tiles. A query's mode: tinyBLAS' order (one 8-lane accumulator: order GEMM, n_pad %
+ * 8 == 0, dim % 4 == 0) or ggml_vec_dot's (four, by cell % 32 / 8) over its cells below
+ * np = n_pad & ~31, followed by the reference's scalar tail over np..n. */
+struct pv_q {
+    const float *p;
+    float *out;
+    size_t lim;     /* cells through the tile's accumulators: n, or min(n, np) */
+    size_t n, npad; /* visible cells, padded row (n_pad, at least n) */
+};
+
+#define PV_Q 3 /* queries per tile (AVX2: 12 accumulators) */
+
+/* acc + v * w[c..c+8) of one query, the lanes below its limit only (the ragged end of a tile) */
+HOT __m256 pv_fma_part(__m256 acc, __m256 v, const struct pv_q *q, size_t c)
+{
+    if (c + 8 <= q->lim) return _mm256_fmadd_ps(v, _mm256_loadu_ps(q->p + c), acc);
+    if (c >= q->lim) return acc;
+    const __m256i m = lanes_below(q->lim - c);
+    const __m256 r = _mm256_fmadd_ps(v, _mm256_maskload_ps(q->p + c, m), acc);
+    return _mm256_blendv_ps(acc, r, _mm256_castsi256_ps(m));
+}
+
+/* 8 cells of dim d from cell c; only the first rem when rem < 8 (the rest zero, never read). */
+HOT __m256 pv_load(const struct vt_any *vt, size_t d, size_t c, size_t rem)
+{
+    const void *x = vt_any_at(vt, d, c);
+    if (rem >= 8) return load8_any(x, 0, vt->h);
+    if (vt->h) return load_f16_part(x, rem);
+    return _mm256_maskload_ps(x, lanes_below(rem));
+}
+
+/* tinyBLAS order: NQ queries x dims d..d+3 over cells [0, cmax); cells below cmin (a multiple
+ * of 8) are visible to every query of the tile. */
+HOT void pv_tile_gemm(const struct pv_q *qs, int NQ, const struct vt_any *vt, size_t d, size_t cmin, size_t cmax)
+{
+    __m256 a[PV_Q][4];
+    for (int i = 0; i < NQ; i++)
+        for (int e = 0; e < 4; e++) a[i][e] = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c < cmin; c += 8) {
+        __m256 v[4];
+        for (int e = 0; e < 4; e++) v[e] = load8_any(vt_any_at(vt, d + (size_t)e, c), 0, vt->h);
+        for (int i = 0; i < NQ; i++) {
+            const __m256 w = _mm256_loadu_ps(qs[i].p + c);
+            for (int e = 0; e < 4; e++) a[i][e] = _mm256_fmadd_ps(v[e], w, a[i][e]);
+        }
+    }
+    for (; c < cmax; c += 8) {
+        __m256 v[4];
+        for (int e = 0; e < 4; e++) v[e] = pv_load(vt, d + (size_t)e, c, cmax - c);
+        for (int i = 0; i < NQ; i++)
+            for (int e = 0; e < 4; e++) a[i][e] = pv_fma_part(a[i][e], v[e], &qs[i], c);
+    }
+    for (int i = 0; i < NQ; i++)
+        for (int e = 0; e < 4; e++) qs[i].out[d + (size_t)e] = hsum8(a[i][e]);
+}
+
+/* vec_dot order: NQ queries x dim d; accumulator set (c % 32) / 8 (blocks hold whole groups of 32
+ * cells, so c % 32 is a cell's place in its group); red[i] = reduce4's vector of query i. */
+HOT void pv_tile_vecdot(__m256 *red, const struct pv_q *qs, int NQ, const struct vt_any *vt, size_t d, size_t cmin,
+                        size_t cmax)
+{
+    __m256 s[PV_Q][4];
+    for (int i = 0; i < NQ; i++)
+        for (int e = 0; e < 4; e++) s[i][e] = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 32 <= cmin; c += 32) {
+        const void *x = vt_any_at(vt, d, c);
+        for (int e = 0; e < 4; e++) {
+            const __m256 v = load8_any(x, 8 * (size_t)e, vt->h);
+            for (int i = 0; i < NQ; i++) s[i][e] = _mm256_fmadd_ps(v, _mm256_loadu_ps(qs[i].p + c + 8 * (size_t)e), s[i][e]);
+        }
+    }
+    for (; c < cmax; c += 8) {
+        const __m256 v = pv_load(vt, d, c, cmax - c);
+        const size_t j = (c % 32) / 8;
+        for (int i = 0; i < NQ; i++) s[i][j] = pv_fma_part(s[i][j], v, &qs[i], c);
+    }
+    for (int i = 0; i < NQ; i++) red[i] = reduce4_v(s[i][0], s[i][1], s[i][2], s[i][3]);
+}
+
+/* One tile of NQ queries of one mode over every dim. vt32 / vt16 (one of them set, as vt->h says)
+ * give the scalar tails. */
+HOT void pv_tile(const struct pv_q *qs, int NQ, bool gemm, const struct vt_any *vt, const struct kern_vt *vt32,
+                 const struct kern_vt_f16 *vt16, size_t dim)
+{
+    size_t cmin = qs[0].lim, cmax = qs[0].lim;
+    for (int i = 1; i < NQ; i++) {
+        cmin = qs[i].lim < cmin ? qs[i].lim : cmin;
+        cmax = qs[i].lim > cmax ? qs[i].lim : cmax;
+    }
+    if (gemm) {
+        for (size_t d = 0; d < dim; d += 4) pv_tile_gemm(qs, NQ, vt, d, cmin & ~(size_t)7, cmax);
+        return;
+    }
+    for (size_t d = 0; d < dim; d++) {
+        __m256 red[PV_Q];
+        pv_tile_vecdot(red, qs, NQ, vt, d, cmin, cmax);
+        for (int i = 0; i < NQ; i++) {
+            const struct pv_q *q = &qs[i];
+            const float head = hsum8_hadd(red[i]);
+            q->out[d] = vt->h ? kern_ref_pv_f16_tail(q->p, vt16, d, q->lim, q->n, head)
+                              : kern_ref_wsum_tail(q->p, vt32, d, q->lim, q->n, q->npad, head);
+        }
+    }
+}
+
+/* Queries in tiles of up to PV_Q of one mode; the tile size is a constant in each call so the
+ * accumulators stay in registers. */
+HOT void attn_pv_any(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                     const struct vt_any *vt, const struct kern_vt *vt32, const struct kern_vt_f16 *vt16, size_t dim,
+                     unsigned order)
+{
+    for (size_t i0 = 0; i0 < n_q;) {
+        struct pv_q qs[PV_Q] = {{0}};
+        int nq = 0;
+        bool gemm = false;
+        for (; nq < PV_Q && i0 + (size_t)nq < n_q; nq++) {
+            const size_t i = i0 + (size_t)nq, npad = n_pad[i] < n[i] ? n[i] : n_pad[i], np = npad & ~(size_t)31;
+            const bool g = order == KERN_ORDER_GEMM && npad % 8 == 0 && dim % 4 == 0;
+            if (nq && g != gemm) break;
+            gemm = g;
+            qs[nq] = (struct pv_q){p[i], out[i], g || n[i] < np ? n[i] : np, n[i], npad};
+        }
+        if (nq == 3) pv_tile(qs, 3, gemm, vt, vt32, vt16, dim);
+        else if (nq == 2) pv_tile(qs, 2, gemm, vt, vt32, vt16, dim);
+        else pv_tile(qs, 1, gemm, vt, vt32, vt16, dim);
+        i0 += (size_t)nq;
+    }
+}
+
+static void attn_pv_f32_avx2(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad,
+                             size_t n_q, const struct kern_vt *vt, size_t dim, unsigned order)
+{
+    const struct vt_any va = {vt->v, vt->dim_stride, vt->blk, vt->blk_stride, 0};
+    attn_pv_any(out, p, n, n_pad, n_q, &va, vt, NULL, dim, order);
+}
+
+static void attn_pv_f16_avx2(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad,
+                             size_t n_q, const struct kern_vt_f16 *vt, size_t dim, unsigned order)
+{
+    const struct vt_any va = {vt->v, vt->dim_stride, vt->blk, vt->blk_stride, 1};
+    attn_pv_any(out, p, n, n_pad, n_q, &va, NULL, vt, dim, order);
+}
+
+/* fp16 rounding of floats: vcvtps2ph (round to nearest even) and back; NaN lanes become the
+ * quiet NaN of their sign (util_f32_to_fp16's 0x7e00), which vcvtps2ph would not guarantee. */
+HOT __m256 round_f16x8(__m256 v)
+{
+    const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    const __m256 qnan = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)));
+    return _mm256_blendv_ps(r, qnan, nan);
+}
+
+static void round_f16_avx2(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, round_f16x8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        float t[8] = {0};
+        memcpy(t, x + i, (n - i) * sizeof *t);
+        _mm256_storeu_ps(t, round_f16x8(_mm256_loadu_ps(t)));
+        memcpy(x + i, t, (n - i) * sizeof *t);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Dequantization (only what runs per token: F16 embeddings)                                 */
 
 static void dequant_f16(const void *src, float *dst, size_t n)
@@ -1778,6 +2090,11 @@ const struct kern_isa_ext X86_EXT_SYM = {
     .dot_f16_rows = dot_f16_rows_avx2,
     .wsum_f16 = wsum_f16_avx2,
     .fattn_q8_0 = fattn_q8_0_avx2,
+    .attn_qk_f32 = attn_qk_f32_avx2,
+    .attn_qk_f16 = attn_qk_f16_avx2,
+    .attn_pv_f32 = attn_pv_f32_avx2,
+    .attn_pv_f16 = attn_pv_f16_avx2,
+    .round_f16 = round_f16_avx2,
 };
 
 #else /* not an x86 compilation with this variant's ISA flags */

@@ -229,6 +229,9 @@ static void build_ref(struct kern_active *a)
     a->dot_f16_rows = kern_ref_dot_f16_rows;
     a->wsum_f16 = kern_ref_wsum_f16;
     a->fattn_q8_0 = kern_ref_fattn_q8_0;
+    a->attn_qk_f16 = kern_ref_attn_qk_f16;
+    a->attn_pv_f16 = kern_ref_attn_pv_f16;
+    a->round_f16 = kern_ref_round_f16;
 }
 
 /* Lay an ISA's non-NULL members over a (its base first, recursively). */
@@ -256,6 +259,11 @@ static void lay_isa(struct kern_active *a, const struct kern_isa *isa)
         if (ext->dot_f16_rows) a->dot_f16_rows = ext->dot_f16_rows;
         if (ext->wsum_f16) a->wsum_f16 = ext->wsum_f16;
         if (ext->fattn_q8_0) a->fattn_q8_0 = ext->fattn_q8_0;
+        if (ext->attn_qk_f32) a->attn_qk_f32 = ext->attn_qk_f32;
+        if (ext->attn_qk_f16) a->attn_qk_f16 = ext->attn_qk_f16;
+        if (ext->attn_pv_f32) a->attn_pv_f32 = ext->attn_pv_f32;
+        if (ext->attn_pv_f16) a->attn_pv_f16 = ext->attn_pv_f16;
+        if (ext->round_f16) a->round_f16 = ext->round_f16;
     }
 }
 

@@ -168,6 +168,25 @@ float kern_ref_wsum_f16_tail(const uint16_t *p16, const struct kern_vt_f16 *vt, 
                              float head);
 void kern_ref_fattn_q8_0(float *out, const void *q8, const void *k, size_t k_stride, const void *v, size_t v_stride,
                          size_t n, size_t dim, float scale);
+/* The references of the batched F16 attention with float queries / probabilities (kern.h:
+ * kern_attn_qk_f16, kern_attn_pv_f16) and of kern_round_f16, and the double tails their SIMD
+ * versions end with: K row x . q over elements np..n, and V cells np..n of dim d . p. The batched
+ * F32 functions have no reference of their own: they are the one-query functions in a loop. */
+void kern_ref_attn_qk_f16(float *const *out, const float *const *q, size_t n_q, const uint16_t *k16, size_t k_stride,
+                          size_t n, size_t n_rows, unsigned order);
+void kern_ref_attn_pv_f16(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                          const struct kern_vt_f16 *vt, size_t dim, unsigned order);
+void kern_ref_round_f16(float *x, size_t n);
+float kern_ref_qk_f16_tail(const uint16_t *x, const float *q, size_t np, size_t n, float head);
+float kern_ref_pv_f16_tail(const float *p, const struct kern_vt_f16 *vt, size_t d, size_t np, size_t n, float head);
+typedef void (*kern_attn_qk_f32_fn)(float *const *out, const float *const *q, size_t n_q, const float *k,
+                                    size_t k_stride, size_t n, size_t n_rows);
+typedef void (*kern_attn_qk_f16_fn)(float *const *out, const float *const *q, size_t n_q, const uint16_t *k16,
+                                    size_t k_stride, size_t n, size_t n_rows, unsigned order);
+typedef void (*kern_attn_pv_f32_fn)(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad,
+                                    size_t n_q, const struct kern_vt *vt, size_t dim, unsigned order);
+typedef void (*kern_attn_pv_f16_fn)(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad,
+                                    size_t n_q, const struct kern_vt_f16 *vt, size_t dim, unsigned order);
 typedef void (*kern_dot_f16_rows_fn)(float *out, const uint16_t *q16, const uint16_t *k16, size_t k_stride,
                                      size_t n, size_t n_rows, unsigned order);
 typedef void (*kern_wsum_f16_fn)(float *out, const uint16_t *p16, const struct kern_vt_f16 *vt, size_t n,
@@ -243,6 +262,11 @@ struct kern_isa_ext {
     kern_dot_f16_rows_fn dot_f16_rows; /* attention over F16 / Q8_0 caches (kern_attn.c) */
     kern_wsum_f16_fn wsum_f16;
     kern_fattn_fn fattn_q8_0;
+    kern_attn_qk_f32_fn attn_qk_f32; /* batched attention (kern.h kern_attn_*) */
+    kern_attn_qk_f16_fn attn_qk_f16;
+    kern_attn_pv_f32_fn attn_pv_f32;
+    kern_attn_pv_f16_fn attn_pv_f16;
+    void (*round_f16)(float *x, size_t n);
 };
 
 /* What the public entry points use: the reference with the chosen ISA's non-NULL members laid
@@ -262,6 +286,11 @@ struct kern_active {
     kern_dot_f16_rows_fn dot_f16_rows; /* never NULL (the reference) */
     kern_wsum_f16_fn wsum_f16;
     kern_fattn_fn fattn_q8_0;
+    kern_attn_qk_f32_fn attn_qk_f32; /* NULL: the one-query kernels in a loop (kern_attn.c) */
+    kern_attn_qk_f16_fn attn_qk_f16; /* never NULL (the reference) */
+    kern_attn_pv_f32_fn attn_pv_f32; /* NULL: the one-query kernels in a loop */
+    kern_attn_pv_f16_fn attn_pv_f16; /* never NULL */
+    void (*round_f16)(float *x, size_t n); /* never NULL */
 };
 const struct kern_active *kern_active(void);
 

@@ -1197,3 +1197,94 @@ void kern_ref_fattn_q8_0(float *out, const void *q8, const void *k, size_t k_str
 {
     kern_fattn_drive(out, q8, k, k_stride, v, v_stride, n, dim, scale, dot_q8_0, fattn_rescale, fattn_mad_q8_0);
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Batched attention over an F16 cache with float queries / probabilities (kern.h)            */
+/* The F16 sums above with one operand a float: each product is fused into its sum (fmaf), so   */
+/* for fp16 values (exact products) these are the bits of dot_f16_* and kern_ref_wsum_f16.      */
+
+/* K row x (halves) . q (floats), tinyBLAS' order (n % 8 == 0) or ggml_vec_dot_f16's. */
+static float dot_f16_qf(const uint16_t *x, const float *q, size_t n, unsigned order)
+{
+    if (order == KERN_ORDER_GEMM && n % 8 == 0) {
+        float acc[8] = {0};
+        for (size_t i = 0; i < n; i += 8)
+            for (int k = 0; k < 8; k++) acc[k] = fmaf(h2f(x[i + k]), q[i + k], acc[k]);
+        return kern_hsum8(acc);
+    }
+    size_t np = n & ~(size_t)31;
+    float s[4][8] = {{0}};
+    for (size_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; j++)
+            for (int k = 0; k < 8; k++) s[j][k] = fmaf(h2f(x[i + 8 * j + k]), q[i + 8 * j + k], s[j][k]);
+    float t[8];
+    for (int k = 0; k < 8; k++) {
+        float a = s[0][k] + s[2][k], b = s[1][k] + s[3][k];
+        t[k] = a + b;
+    }
+    return kern_ref_qk_f16_tail(x, q, np, n, kern_hsum8_hadd(t));
+}
+
+float kern_ref_qk_f16_tail(const uint16_t *x, const float *q, size_t np, size_t n, float head)
+{
+    double sumf = (double)head; /* ggml_vec_dot_f16's tail, in double */
+    for (size_t i = np; i < n; i++) {
+        float pr = h2f(x[i]) * q[i];
+        sumf += (double)pr;
+    }
+    return (float)sumf;
+}
+
+void kern_ref_attn_qk_f16(float *const *out, const float *const *q, size_t n_q, const uint16_t *k16, size_t k_stride,
+                          size_t n, size_t n_rows, unsigned order)
+{
+    for (size_t i = 0; i < n_q; i++)
+        for (size_t r = 0; r < n_rows; r++) out[i][r] = dot_f16_qf(k16 + r * k_stride, q[i], n, order);
+}
+
+float kern_ref_pv_f16_tail(const float *p, const struct kern_vt_f16 *vt, size_t d, size_t np, size_t n, float head)
+{
+    double sumf = (double)head; /* ggml_vec_dot_f16's tail: cells np..n in double */
+    for (size_t t = np; t < n; t++) {
+        float pr = vt16_cell(vt, d, t) * p[t];
+        sumf += (double)pr;
+    }
+    return (float)sumf;
+}
+
+/* One query: kern_ref_wsum_f16's two orders with the weights as floats. */
+static void pv_f16_one(float *out, const float *p, const struct kern_vt_f16 *vt, size_t n, size_t n_pad, size_t dim,
+                       unsigned order)
+{
+    if (n_pad < n) n_pad = n;
+    bool gemm = order == KERN_ORDER_GEMM && n_pad % 8 == 0 && dim % 4 == 0;
+    size_t np = n_pad & ~(size_t)31;
+    for (size_t d = 0; d < dim; d++) {
+        if (gemm) {
+            float acc[8] = {0};
+            for (size_t t = 0; t < n; t++) acc[t % 8] = fmaf(vt16_cell(vt, d, t), p[t], acc[t % 8]);
+            out[d] = kern_hsum8(acc);
+            continue;
+        }
+        float s[4][8] = {{0}};
+        for (size_t t = 0; t < n && t < np; t++)
+            s[(t % 32) / 8][t % 8] = fmaf(vt16_cell(vt, d, t), p[t], s[(t % 32) / 8][t % 8]);
+        float l[8];
+        for (int k = 0; k < 8; k++) {
+            float a = s[0][k] + s[2][k], b = s[1][k] + s[3][k];
+            l[k] = a + b;
+        }
+        out[d] = kern_ref_pv_f16_tail(p, vt, d, np, n, kern_hsum8_hadd(l));
+    }
+}
+
+void kern_ref_attn_pv_f16(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                          const struct kern_vt_f16 *vt, size_t dim, unsigned order)
+{
+    for (size_t i = 0; i < n_q; i++) pv_f16_one(out[i], p[i], vt, n[i], n_pad[i], dim, order);
+}
+
+void kern_ref_round_f16(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = util_fp16_to_f32(util_f32_to_fp16(x[i]));
+}

@@ -430,11 +430,13 @@ static int state_layout(const struct model *m, uint32_t n_ctx, int kv_type, stru
     L->n_qkv = m->desc->fused_qkv ? L->qd + 2 * L->kvd : 0;
     L->act_stride = act_cap_for(m);
     switch (kv_type) {
-    case KV_F32: L->n_att = n_ctx; break;
-    case KV_F16: /* q in fp16, then the probabilities in fp16 */
-        L->n_att = n_ctx;
-        L->ascr_stride = ((hd + (size_t)n_ctx) * 2 + 63) & ~(size_t)63;
+    case KV_F32: L->n_att = (size_t)MODEL_ATT_Q * n_ctx; break;
+    case KV_F16: { /* q in fp16, then the probabilities in fp16 (one pair), or the batch's q */
+        L->n_att = (size_t)MODEL_ATT_Q * n_ctx;
+        size_t pair = (hd + (size_t)n_ctx) * 2, batch = (size_t)MODEL_ATT_Q * hd * sizeof(float);
+        L->ascr_stride = ((pair > batch ? pair : batch) + 63) & ~(size_t)63;
         break;
+    }
     case KV_Q8_0:
         if (hd % KV_QBLK)
             return err_set(ei, ERR_UNSUPPORTED, ERR_NO_OFFSET,
@@ -698,6 +700,102 @@ static void attn_pair_float(const struct attn_job *j, float *att, uint8_t *scr, 
     }
 }
 
+/* Rows per batched attention unit: as many as fit MODEL_ATT_Q queries with all the heads of a
+ * KV head (at least one row). */
+static uint32_t attn_unit_rows(const struct model_hparams *hp)
+{
+    uint32_t g = hp->n_head / hp->n_head_kv;
+    return g >= MODEL_ATT_Q ? 1 : MODEL_ATT_Q / g;
+}
+
+/* One unit of the batched path (F32/F16 cache, no sliding window): the g query heads of KV head
+ * kvh for rows r0..r0+nr-1 (g * nr <= MODEL_ATT_Q). Every query's scores, softmax and softmax.V
+ * are attn_pair_float's, computed by the batched kernels, which give each query the bits the
+ * one-query kernels give it: scores of the cells a row cannot see yet (up to the unit's last
+ * row) are computed but never read (softmax and softmax.V stop at each query's n). */
+static void attn_unit(const struct attn_job *j, float *att, uint8_t *scr, uint32_t kvh, uint32_t r0, uint32_t nr)
+{
+    const struct model_hparams *hp = &j->m->hp;
+    const struct kv_cache *kv = &j->st->kv;
+    uint32_t hd = hp->head_dim, g = hp->n_head / hp->n_head_kv;
+    size_t qd = (size_t)hp->n_head * hd, n_ctx = j->st->n_ctx;
+    float scale = j->m->desc->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
+    unsigned order = j->n > 1 && !j->st->decode_order ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
+    bool f16 = kv->type == KV_F16;
+    float *out[MODEL_ATT_Q], *sc[MODEL_ATT_Q];
+    const float *q[MODEL_ATT_Q];
+    size_t n[MODEL_ATT_Q], n_pad[MODEL_ATT_Q];
+    size_t nq = (size_t)g * nr;
+    for (size_t i = 0; i < nq; i++) {
+        uint32_t row = r0 + (uint32_t)(i / g), h = kvh * g + (uint32_t)(i % g);
+        const float *qi = j->st->q + row * qd + (size_t)h * hd;
+        if (f16) { /* q rounded to fp16 as ggml converts src1 to F16's vec_dot type */
+            float *qr = (float *)(void *)scr + i * hd;
+            memcpy(qr, qi, hd * sizeof *qr);
+            kern_round_f16(qr, hd);
+            qi = qr;
+        }
+        q[i] = qi;
+        sc[i] = att + i * n_ctx;
+        out[i] = j->out + row * j->out_stride + (size_t)h * hd;
+        n[i] = (size_t)j->pos0 + row + 1;
+        n_pad[i] = (n[i] + 255) / 256 * 256;
+    }
+    size_t n_keys = n[nq - 1]; /* the unit's last row sees the most cells */
+    if (f16)
+        kern_attn_qk_f16(sc, q, nq, (const uint16_t *)(const void *)kv_k_row(kv, j->layer, 0) + (size_t)kvh * hd,
+                         kv->kv_dim, hd, n_keys, order);
+    else
+        kern_attn_qk_f32(sc, q, nq, kv_k(kv, j->layer, 0) + (size_t)kvh * hd, kv->kv_dim, hd, n_keys);
+    for (size_t i = 0; i < nq; i++) {
+        for (size_t t = 0; t < n[i]; t++) sc[i][t] *= scale;
+        kern_softmax_f32(sc[i], n[i], n_pad[i]);
+        if (f16) kern_round_f16(sc[i], n[i]); /* the probabilities rounded to fp16 likewise */
+    }
+    const size_t blk_stride = (size_t)kv->kv_dim * KV_VBLK, off = (size_t)kvh * hd * KV_VBLK;
+    if (f16) {
+        const struct kern_vt_f16 vt = {(const uint16_t *)kv_v_layer(kv, j->layer) + off, KV_VBLK, KV_VBLK,
+                                       blk_stride};
+        kern_attn_pv_f16(out, (const float *const *)sc, n, n_pad, nq, &vt, hd, order);
+    } else {
+        const struct kern_vt vt = {(const float *)kv_v_layer(kv, j->layer) + off, KV_VBLK, KV_VBLK, blk_stride};
+        kern_attn_pv_f32(out, (const float *const *)sc, n, n_pad, nq, &vt, hd, order);
+    }
+}
+
+/* The batched path's tasks: task k takes units k, k + n_tasks, ... (unit u: KV head u % n_head_kv,
+ * rows of block u / n_head_kv), with its own score rows and scratch. */
+static void attn_batch_task(void *arg, int task, int n_tasks)
+{
+    struct attn_job *j = arg;
+    const struct model_hparams *hp = &j->m->hp;
+    struct model_state *st = j->st;
+    uint32_t rb = attn_unit_rows(hp), blocks = (j->n + rb - 1) / rb, units = blocks * hp->n_head_kv;
+    float *att = st->att + (size_t)task * MODEL_ATT_Q * st->n_ctx;
+    uint8_t *scr = st->ascr ? st->ascr + (size_t)task * st->ascr_stride : NULL;
+    for (uint32_t u = (uint32_t)task; u < units; u += (uint32_t)n_tasks) {
+        uint32_t kvh = u % hp->n_head_kv, r0 = (u / hp->n_head_kv) * rb;
+        attn_unit(j, att, scr, kvh, r0, j->n - r0 < rb ? j->n - r0 : rb);
+    }
+}
+
+static void attn_task(void *arg, int task, int n_tasks);
+
+/* Run layer l's attention for the job's rows: batched units over an F32/F16 cache without a
+ * sliding window, else one (row, head) pair per step. */
+static void attn_run(struct attn_job *job)
+{
+    const struct model_hparams *hp = &job->m->hp;
+    struct model_state *st = job->st;
+    if (st->kv.type != KV_Q8_0 && !job->swa && !st->att_pairs && hp->n_head / hp->n_head_kv <= MODEL_ATT_Q) {
+        uint32_t rb = attn_unit_rows(hp), units = (job->n + rb - 1) / rb * hp->n_head_kv;
+        kern_pool_run(st->pool, attn_batch_task, job, (int)(units < MODEL_ATT_SLOTS ? units : MODEL_ATT_SLOTS));
+        return;
+    }
+    uint32_t pairs = job->n * hp->n_head;
+    kern_pool_run(st->pool, attn_task, job, (int)(pairs < MODEL_ATT_SLOTS ? pairs : MODEL_ATT_SLOTS));
+}
+
 /* Task k computes the (row, head) pairs k, k + n_tasks, ... entirely by itself, with its own
  * score row and scratch, so the result of every pair is independent of the scheduling. */
 static void attn_task(void *arg, int task, int n_tasks)
@@ -709,7 +807,7 @@ static void attn_task(void *arg, int task, int n_tasks)
     uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     size_t qd = (size_t)hp->n_head * hd;
     float scale = j->m->desc->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
-    float *att = st->att ? st->att + (size_t)task * st->n_ctx : NULL;
+    float *att = st->att ? st->att + (size_t)task * MODEL_ATT_Q * st->n_ctx : NULL;
     uint8_t *scr = st->ascr ? st->ascr + (size_t)task * st->ascr_stride : NULL;
     uint32_t pairs = j->n * hp->n_head;
     for (uint32_t pr = (uint32_t)task; pr < pairs; pr += (uint32_t)n_tasks) {
@@ -882,8 +980,7 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
             rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->attn_norm->data, ne, hp->rms_eps);
         layer_qkv(m, st, l, pos0, n);
         struct attn_job job = {m, st, l, pos0, n, L->swa, st->xb, xbs};
-        uint32_t pairs = n * hp->n_head;
-        kern_pool_run(st->pool, attn_task, &job, (int)(pairs < MODEL_ATT_SLOTS ? pairs : MODEL_ATT_SLOTS));
+        attn_run(&job);
         for (uint32_t t = 0; t < n; t++) hadamard_row(st->xb + t * xbs, qd, st->rot_v); /* undo v's */
         prepare(st, L->wo, st->xb, xbs, n);
         matmul(st, L->wo, n, st->tmp, tms);

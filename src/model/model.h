@@ -103,6 +103,10 @@ const char *model_arch_name(int arch);
 /* Attention runs as this many tasks (fixed, so results never depend on the thread count), each
  * with its own score scratch row. */
 #define MODEL_ATT_SLOTS 16
+/* Queries one attention task takes at once over an F32/F16 cache (the heads sharing a KV head,
+ * for one or several rows): each K row and V cell is read once for all of them. The batched
+ * kernels give every query the bits it gets alone, so the grouping never changes results. */
+#define MODEL_ATT_Q 16
 
 /* How attention runs for each KV type (kv.h has the layouts, kern.h the exact arithmetic):
  *   KV_F32, KV_F16: llama.cpp with flash attention off (scores, softmax, softmax.V over the
@@ -126,8 +130,9 @@ struct model_state {
     float *q;      /* [MODEL_BATCH][n_head * head_dim] */
     float *kb;     /* [MODEL_BATCH][kv_dim] K rows before they are stored in the cache */
     float *qkv;    /* [MODEL_BATCH][n_head*head_dim + 2*kv_dim] fused output (phi3 only, else NULL) */
-    float *att;    /* [MODEL_ATT_SLOTS][n_ctx] attention scores (F32/F16 caches, else NULL) */
-    uint8_t *ascr; /* [MODEL_ATT_SLOTS][ascr_stride] per-slot q / probabilities in the cache's type */
+    float *att;    /* [MODEL_ATT_SLOTS][MODEL_ATT_Q][n_ctx] attention scores (F32/F16 caches, else NULL) */
+    uint8_t *ascr; /* [MODEL_ATT_SLOTS][ascr_stride] per-slot q / probabilities in the cache's type
+                    * (F16: also [MODEL_ATT_Q][head_dim] queries rounded to fp16 as floats) */
     size_t ascr_stride;
     float *hb;     /* [MODEL_BATCH][hbs = n_ff, 2*n_ff fused] gate (phi3: gate|up) */
     float *hb2;    /* [MODEL_BATCH][n_ff] up (NULL when fused) */
@@ -135,6 +140,8 @@ struct model_state {
     void *act;     /* [MODEL_BATCH][act_stride] prepared activations */
     size_t act_stride;
     float *logits; /* [n_vocab] */
+    bool att_pairs; /* one (row, head) pair per step everywhere, as before the batched path (tests
+                     * check the batched path gives its bits); false after init */
 };
 
 /* n_ctx 0 means the model's training context. Caps n_ctx at the training context. kv_type is an

@@ -27,6 +27,11 @@ struct rpc_serve_opts {
     size_t max_line;      /* longest inbound line; 0: 8 MiB */
     size_t queue;         /* queued engine requests before "overloaded"; 0: 16 */
     size_t write_buffer;  /* output waiting before generation pauses; 0: 256 KiB */
+    int kv_type;          /* KV cache type of new sessions (enum eng_kv_type; the CLI passes
+                             ENG_KV_DEFAULT, a zeroed struct means F32) */
+    const char *pcache_dir;   /* disk prompt cache directory, or NULL */
+    uint32_t pcache_min;      /* its minimum prompt (tokens) */
+    uint64_t pcache_max;      /* its size bound (bytes) */
     struct rpc_chat_template chat_template;
 };
 int rpc_serve(const struct rpc_serve_opts *o);
@@ -40,6 +45,10 @@ struct rpc_batch_opts {
     uint32_t n_ctx;
     int threads;
     size_t max_line;
+    int kv_type;              /* as in rpc_serve_opts */
+    const char *pcache_dir;
+    uint32_t pcache_min;
+    uint64_t pcache_max;
     struct rpc_chat_template chat_template;
 };
 int rpc_batch(const struct rpc_batch_opts *o);

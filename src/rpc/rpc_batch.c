@@ -297,6 +297,7 @@ int rpc_batch(const struct rpc_batch_opts *o)
     cfg.max_line_in = o->max_line;
     cfg.n_ctx = o->n_ctx;
     cfg.threads = o->threads;
+    cfg.kv_type = o->kv_type;
     cfg.chat_template = o->chat_template;
     static struct batch b;
     memset(&b, 0, sizeof b);
@@ -314,6 +315,10 @@ int rpc_batch(const struct rpc_batch_opts *o)
     struct err_info ei;
     err_clear(&ei);
     int rc = batch_open(&b, o, &in);
+    if (rc == 0 && o->pcache_dir && (rc = rpc_exec_pcache(&b.s, o->pcache_dir, o->pcache_min, o->pcache_max, &ei))) {
+        char m[512];
+        fprintf(stderr, "lmpipe: batch: cannot open the prompt cache: %s\n", err_format(&ei, rc, m, sizeof m));
+    }
     if (rc == 0 && (rc = rpc_exec_load(&b.s, o->model, cfg.n_ctx, cfg.threads, &ei))) {
         char m[512];
         fprintf(stderr, "lmpipe: batch: cannot load model: %s\n", err_format(&ei, rc, m, sizeof m));

@@ -62,6 +62,7 @@ void rpc_server_free(struct rpc_server *s)
         free(e);
     }
     rpc_exec_free_all(s);
+    eng_pcache_free(s->pcache); /* after the sessions that used it */
     if (s->mu_ok) {
         uv_cond_destroy(&s->space_cv);
         uv_cond_destroy(&s->job_cv);
@@ -260,6 +261,28 @@ static uint64_t rss_now(void)
     return n == 2 && pg > 0 ? res * (uint64_t)pg : 0;
 }
 
+/* stats.prompt_cache: the worker's last copy of the cache's counters, or null without one. */
+static json_t *pcache_json(struct rpc_server *s)
+{
+    uv_mutex_lock(&s->mu);
+    bool has = s->has_pcache;
+    struct eng_pcache_stats p = s->pcache_stats;
+    uv_mutex_unlock(&s->mu);
+    if (!has) return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "dir", rpc_json_text(p.dir, strlen(p.dir)));
+    const struct {
+        const char *key;
+        uint64_t v;
+    } f[] = {{"min_tokens", p.min_tokens}, {"max_bytes", p.max_bytes},         {"lookups", p.lookups},
+             {"hits", p.hits},             {"misses", p.misses},               {"hit_tokens", p.hit_tokens},
+             {"stores", p.stores},         {"evictions", p.evictions},         {"errors", p.errors},
+             {"bytes_read", p.bytes_read}, {"bytes_written", p.bytes_written}, {"entries", p.entries},
+             {"disk_bytes", p.disk_bytes}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) json_object_set_new(o, f[i].key, json_integer((json_int_t)f[i].v));
+    return o;
+}
+
 static void m_stats(struct rpc_server *s, json_t *id)
 {
     uv_mutex_lock(&s->mu);
@@ -300,6 +323,7 @@ static void m_stats(struct rpc_server *s, json_t *id)
     json_object_set_new(bp, "limit_bytes", json_integer((json_int_t)s->cfg.write_limit));
     json_object_set_new(bp, "waits", json_integer((json_int_t)waits));
     json_object_set_new(r, "output", bp);
+    json_object_set_new(r, "prompt_cache", pcache_json(s));
     reply(s, id, r);
 }
 
@@ -310,9 +334,10 @@ static void m_session_list(struct rpc_server *s, json_t *id)
     for (size_t i = 0; i < RPC_MAX_SESSIONS; i++) {
         const struct rpc_sess *e = &s->sessions[i];
         if (!e->used || e->closing) continue;
-        json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:b}", "session", e->id, "n_ctx",
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:b,s:s}", "session", e->id, "n_ctx",
                                              (json_int_t)(e->ready ? e->n_ctx : e->n_ctx_req),
-                                             "n_tokens", (json_int_t)e->n_tokens, "busy", e->busy));
+                                             "n_tokens", (json_int_t)e->n_tokens, "busy", e->busy, "kv_type",
+                                             e->ready ? eng_kv_type_name(e->kv_type) : "pending"));
     }
     uv_mutex_unlock(&s->mu);
     reply(s, id, json_pack("{s:o}", "sessions", arr));
@@ -588,7 +613,10 @@ static void finish_error(struct rpc_server *s, struct rpc_job *job)
     else if (job->rc == ERR_TEMPLATE) rpc_fail_set(&f, RPC_E_PARAMS, ERR_TEMPLATE, "%s", m);
     else rpc_fail_set(&f, 0, job->rc, "%s", m);
     json_t *msg = rpc_msg_error(job->id, rpc_error_obj(&f, NULL));
-    if (is_gen(job) && job->out.len) fit_text(s, msg, json_object_get(json_object_get(msg, "error"), "data"), job);
+    json_t *d = json_object_get(json_object_get(msg, "error"), "data");
+    /* a generation that failed after its prompt was evaluated (a full context): what it used */
+    if (is_gen(job) && job->res.prompt_tokens) json_object_set_new(d, "usage", usage_json(&job->res));
+    if (is_gen(job) && job->out.len) fit_text(s, msg, d, job);
     rpc_emit(s, msg);
 }
 
@@ -673,8 +701,14 @@ static void finish_job(struct rpc_server *s, struct rpc_job *job)
     case RPC_M_SESSION_CREATE:
         json_object_set_new(r, "session", json_string(job->session));
         json_object_set_new(r, "n_ctx", json_integer(job->n_ctx_out));
+        json_object_set_new(r, "kv_type", json_string(eng_kv_type_name(job->kv_type)));
         break;
     case RPC_M_SESSION_CLOSE: json_object_set_new(r, "closed", json_true()); break;
+    case RPC_M_SESSION_SAVE:
+        json_object_set_new(r, "n_tokens", json_integer(job->n_ctx_out));
+        json_object_set_new(r, "bytes", json_integer((json_int_t)job->bytes_out));
+        break;
+    case RPC_M_SESSION_LOAD: json_object_set_new(r, "n_tokens", json_integer(job->n_ctx_out)); break;
     default: break;
     }
     rpc_emit(s, msg);
@@ -713,7 +747,7 @@ void rpc_handle_event(struct rpc_server *s, struct rpc_event *ev)
             uv_mutex_lock(&s->mu);
             for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
                 if (s->sessions[i].used && !strcmp(s->sessions[i].id, job->session) &&
-                    (job->method == RPC_M_GENERATE || job->method == RPC_M_CHAT))
+                    job->method != RPC_M_SESSION_CLOSE)
                     s->sessions[i].busy = false;
             uv_mutex_unlock(&s->mu);
         }
@@ -762,6 +796,8 @@ static const struct {
     {"model/unload", RPC_M_UNLOAD},
     {"session/create", RPC_M_SESSION_CREATE},
     {"session/close", RPC_M_SESSION_CLOSE},
+    {"session/save", RPC_M_SESSION_SAVE},
+    {"session/load", RPC_M_SESSION_LOAD},
 };
 
 static bool is_cancel(const char *m, const char **key)

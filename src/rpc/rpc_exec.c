@@ -169,6 +169,27 @@ static int need_model(struct rpc_server *s, struct rpc_job *job)
                    "no model loaded: call model/load first (or start with -m MODEL)");
 }
 
+/* A new session of the current model with the server's prompt cache. */
+static int new_session(struct rpc_server *s, uint32_t n_ctx, int kv_type, struct eng_session **out,
+                       struct err_info *ei)
+{
+    int rc = eng_session_create_kv(out, s->em, n_ctx, kv_type < 0 ? s->cfg.kv_type : kv_type, ei);
+    if (!rc) eng_session_set_pcache(*out, s->pcache);
+    return rc;
+}
+
+int rpc_exec_pcache(struct rpc_server *s, const char *dir, uint32_t min_tokens, uint64_t max_bytes,
+                    struct err_info *ei)
+{
+    int rc = eng_pcache_open(&s->pcache, dir, min_tokens, max_bytes, ei);
+    if (rc) return rc;
+    uv_mutex_lock(&s->mu);
+    s->has_pcache = true;
+    eng_pcache_stats(s->pcache, &s->pcache_stats);
+    uv_mutex_unlock(&s->mu);
+    return 0;
+}
+
 static int job_session(struct rpc_server *s, struct rpc_job *job, struct eng_session **out)
 {
     int rc = need_model(s, job);
@@ -180,10 +201,21 @@ static int job_session(struct rpc_server *s, struct rpc_job *job, struct eng_ses
         *out = e->es;
         return 0;
     }
-    if (!s->anon && (rc = eng_session_create(&s->anon, s->em, s->meta.info.n_ctx, &job->ei)))
-        return rc;
+    if (!s->anon && (rc = new_session(s, s->meta.info.n_ctx, -1, &s->anon, &job->ei))) return rc;
     *out = s->anon;
     return 0;
+}
+
+/* Under nothing: what a job changed that the loop reports (session/list, stats). */
+static void publish(struct rpc_server *s, struct rpc_job *job, struct eng_session *es)
+{
+    uv_mutex_lock(&s->mu);
+    if (job->session[0] && es)
+        for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
+            if (s->sessions[i].used && !strcmp(s->sessions[i].id, job->session))
+                s->sessions[i].n_tokens = eng_session_n_tokens(es);
+    if (s->pcache) eng_pcache_stats(s->pcache, &s->pcache_stats);
+    uv_mutex_unlock(&s->mu);
 }
 
 /* ---------------- generate / chat ---------------- */
@@ -309,6 +341,8 @@ static int run_gen(struct rpc_server *s, struct rpc_job *job)
     job->last_progress = util_now();
     struct gen_ctx g = {s, job, false};
     struct eng_sink sink = {on_text, on_progress, &g, &job->cancel};
+    /* the request's context policy, for this generation only (the hook points into the job) */
+    if (job->shift) eng_session_set_hooks(es, &(struct eng_hooks){.ctx_full = eng_ctx_full_shift, .ud = &job->shift_arg});
     if (job->method == RPC_M_CHAT) {
         job->copts.on_tool = on_tool;
         job->copts.tool_ud = &g;
@@ -318,6 +352,7 @@ static int run_gen(struct rpc_server *s, struct rpc_job *job)
     }
     else
         rc = eng_generate(es, job->prompt, job->prompt_len, &job->gp, &sink, &job->res, &job->ei);
+    if (job->shift) eng_session_set_hooks(es, NULL);
     if (rc == 0 && g.oom) rc = err_set(&job->ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for the generated text");
     /* the params passed the loop's check, so this is the conversation's shape */
     if (job->method == RPC_M_CHAT && rc == ERR_INVALID) job->params_error = true;
@@ -325,11 +360,22 @@ static int run_gen(struct rpc_server *s, struct rpc_job *job)
     s->n.prompt_tokens += job->res.prompt_tokens;
     s->n.cached_tokens += job->res.cached_tokens;
     s->n.completion_tokens += job->res.completion_tokens;
-    if (job->session[0])
-        for (size_t i = 0; i < RPC_MAX_SESSIONS; i++)
-            if (s->sessions[i].used && !strcmp(s->sessions[i].id, job->session))
-                s->sessions[i].n_tokens = eng_session_n_tokens(es);
     uv_mutex_unlock(&s->mu);
+    publish(s, job, es);
+    return rc;
+}
+
+/* session/save {session?, path} and session/load {session?, path}. */
+static int run_snapshot(struct rpc_server *s, struct rpc_job *job)
+{
+    struct eng_session *es = NULL;
+    int rc = job_session(s, job, &es);
+    if (rc) return rc;
+    if (job->method == RPC_M_SESSION_SAVE)
+        rc = eng_session_save(es, job->path, &job->n_ctx_out, &job->bytes_out, &job->ei);
+    else
+        rc = eng_session_load(es, job->path, NULL, 0, &job->n_ctx_out, &job->ei);
+    publish(s, job, es);
     return rc;
 }
 
@@ -400,13 +446,14 @@ static int run_session_create(struct rpc_server *s, struct rpc_job *job)
     struct rpc_sess *e = slot_find(s, job->session);
     int rc = need_model(s, job);
     if (!e) return err_set(&job->ei, ERR_NOT_FOUND, ERR_NO_OFFSET, "session '%s' was dropped", job->session);
-    if (!rc) rc = eng_session_create(&e->es, s->em, job->n_ctx ? job->n_ctx : s->meta.info.n_ctx, &job->ei);
+    if (!rc) rc = new_session(s, job->n_ctx ? job->n_ctx : s->meta.info.n_ctx, job->kv_type, &e->es, &job->ei);
     uv_mutex_lock(&s->mu);
     if (rc) {
         memset(e, 0, sizeof *e);
     } else {
         e->ready = true;
         e->n_ctx = job->n_ctx_out = eng_session_n_ctx(e->es);
+        e->kv_type = job->kv_type = eng_session_kv_type(e->es);
     }
     uv_mutex_unlock(&s->mu);
     return rc;
@@ -443,6 +490,8 @@ void rpc_exec_job(struct rpc_server *s, struct rpc_job *job)
             break;
         case RPC_M_SESSION_CREATE: rc = run_session_create(s, job); break;
         case RPC_M_SESSION_CLOSE: rc = run_session_close(s, job); break;
+        case RPC_M_SESSION_SAVE:
+        case RPC_M_SESSION_LOAD: rc = run_snapshot(s, job); break;
         default: rc = err_set(&job->ei, ERR_INVALID, ERR_NO_OFFSET, "unknown job"); break;
         }
     }

@@ -81,6 +81,8 @@ enum rpc_method {
     RPC_M_UNLOAD,
     RPC_M_SESSION_CREATE,
     RPC_M_SESSION_CLOSE,
+    RPC_M_SESSION_SAVE,
+    RPC_M_SESSION_LOAD,
     RPC_M_CHAT_RENDER,
 };
 
@@ -124,10 +126,14 @@ struct rpc_job {
     bool add_bos, special;
     int32_t *toks; /* detokenize input, tokenize output */
     size_t n_toks;
-    /* model/load, session/create */
+    /* model/load, session/create, session/save, session/load */
     char *path;
     uint32_t n_ctx;
     int threads;
+    int kv_type; /* session/create: -1 for the server's default */
+    /* generate / chat: context_shift {keep} (the session's ctx_full hook while the job runs) */
+    bool shift;
+    struct eng_ctx_shift shift_arg;
 
     /* results, written by the worker, read by the loop after RPC_EV_DONE */
     int rc;
@@ -141,7 +147,8 @@ struct rpc_job {
     struct err_info ei;
     struct eng_gen_result res;
     struct rpc_buf out; /* generated text, or detokenized text */
-    uint32_t n_ctx_out;
+    uint32_t n_ctx_out; /* session/create: n_ctx; save, load: tokens */
+    uint64_t bytes_out; /* session/save: bytes written */
     /* chat: the reply's tool calls; id and name are written once, when the call begins (before
      * its first RPC_EV_TOOL), args when it ends (validated) */
     struct rpc_call {
@@ -184,6 +191,7 @@ struct rpc_sess {
     bool busy;    /* [mu] a generate/chat for it is queued or running */
     char id[RPC_SESSION_ID_MAX];
     uint32_t n_ctx_req, n_ctx, n_tokens; /* [mu] */
+    int kv_type;                         /* [mu] set when ready */
     struct eng_session *es;              /* [worker] */
 };
 
@@ -213,6 +221,7 @@ struct rpc_config {
     bool batch;       /* batch mode: no sessions, no streaming, already initialised */
     uint32_t n_ctx;   /* default session context (0: min(model, RPC_DEFAULT_CTX)) */
     int threads;
+    int kv_type;      /* KV cache type of sessions that name none (enum eng_kv_type) */
     struct rpc_chat_template chat_template; /* replaces each loaded model's own (src NULL: not) */
 };
 
@@ -247,10 +256,13 @@ struct rpc_server {
     struct rpc_sess sessions[RPC_MAX_SESSIONS];
     struct rpc_model_meta meta;
     struct rpc_counters n;
+    bool has_pcache;
+    struct eng_pcache_stats pcache_stats; /* copied from the worker's after every job */
 
     /* [worker] */
     struct eng_model *em;
     struct eng_session *anon; /* requests without a session, created on first use */
+    struct eng_pcache *pcache; /* the disk prompt cache every session uses, or NULL (freed last) */
 };
 
 /* ---- rpc_lines.c: bounded line splitter ---- */
@@ -329,5 +341,8 @@ int rpc_exec_load(struct rpc_server *s, const char *path, uint32_t n_ctx, int th
 uint32_t rpc_session_ctx(const struct rpc_server *s, const struct eng_model *em, uint32_t n_ctx);
 void rpc_exec_free_all(struct rpc_server *s); /* model + every session ([worker] or no worker) */
 void rpc_exec_drop_sessions(struct rpc_server *s); /* every session, the model stays */
+/* Open the disk prompt cache (serve / batch start-up, before the worker runs). */
+int rpc_exec_pcache(struct rpc_server *s, const char *dir, uint32_t min_tokens, uint64_t max_bytes,
+                    struct err_info *ei);
 
 #endif

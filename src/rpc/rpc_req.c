@@ -23,6 +23,7 @@ struct rpc_job *rpc_job_new(int method)
     struct rpc_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     j->method = method;
+    j->kv_type = -1;
     atomic_init(&j->cancel, false);
     eng_gen_params_default(&j->gp);
     eng_chat_opts_default(&j->copts);
@@ -252,6 +253,34 @@ static int get_sampling(json_t *p, struct rpc_job *job, struct rpc_fail *f)
     return get_bool(p, "ignore_eos", &job->gp.ignore_eos, f);
 }
 
+/* context_shift: {keep: int >= 0}: shift the context instead of failing when it fills up. */
+static int get_shift(json_t *p, struct rpc_job *job, struct rpc_fail *f)
+{
+    json_t *v = field(p, "context_shift");
+    if (!v) return 0;
+    if (!json_is_object(v) || !json_object_get(v, "keep"))
+        return bad(f, "'context_shift' must be {\"keep\": N}: the first N tokens are always kept");
+    int64_t keep = 0;
+    int rc = get_int(v, "keep", 0, 1 << 24, &keep, f);
+    if (rc) return rc;
+    job->shift = true;
+    job->shift_arg.keep = (uint32_t)keep;
+    return 0;
+}
+
+/* path: a non-empty file path (session/save, session/load). */
+static int get_path(json_t *p, struct rpc_job *job, struct rpc_fail *f)
+{
+    const char *str;
+    size_t n;
+    int rc = get_str(p, "path", &str, &n, f);
+    if (rc) return rc;
+    if (!str || n == 0) return bad(f, "'path' is required (a file path)");
+    if (n > 4096) return bad(f, "'path' is too long");
+    if (!(job->path = dup_n(str, n))) return oom(f);
+    return 0;
+}
+
 /* ---- grammars ---- */
 
 /* OpenAI's response_format: {type: "text"} (no constraint: *schema and *json stay unset),
@@ -413,7 +442,9 @@ int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_j
     case RPC_M_CHAT:
         if ((rc = get_session(s, params, job, f))) return rc;
         /* the sampling defaults of the CLI, except that a request runs until EOS by default */
-        if ((rc = get_sampling(params, job, f)) || (rc = get_grammar(params, job, f))) return rc;
+        if ((rc = get_sampling(params, job, f)) || (rc = get_shift(params, job, f)) ||
+            (rc = get_grammar(params, job, f)))
+            return rc;
         if (s->cfg.batch) job->stream = false;
         return method == RPC_M_GENERATE ? parse_gen(params, job, f) : parse_chat(params, job, f);
     case RPC_M_CHAT_RENDER:
@@ -425,10 +456,20 @@ int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_j
         return parse_tokens(params, job, f);
     case RPC_M_LOAD:
         return parse_load(s, params, job, f);
-    case RPC_M_SESSION_CREATE:
+    case RPC_M_SESSION_CREATE: {
         if ((rc = get_int(params, "n_ctx", 0, 1 << 24, &i, f))) return rc;
         job->n_ctx = (uint32_t)i;
+        const char *kt;
+        size_t n;
+        if ((rc = get_str(params, "kv_type", &kt, &n, f))) return rc;
+        if (kt && eng_kv_type_parse(kt, &job->kv_type))
+            return bad(f, "'kv_type' is '%.32s'; expected \"f32\", \"f16\" or \"q8_0\"", kt);
         return 0;
+    }
+    case RPC_M_SESSION_SAVE:
+    case RPC_M_SESSION_LOAD:
+        if ((rc = get_session(s, params, job, f))) return rc;
+        return get_path(params, job, f);
     case RPC_M_SESSION_CLOSE:
         if ((rc = get_session(s, params, job, f))) return rc;
         if (!job->session[0]) return bad(f, "'session' is required");

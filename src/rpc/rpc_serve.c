@@ -388,6 +388,7 @@ int rpc_serve(const struct rpc_serve_opts *o)
     cfg.max_line_in = o->max_line;
     cfg.queue_max = o->queue;
     cfg.write_limit = o->write_buffer;
+    cfg.kv_type = o->kv_type;
     cfg.chat_template = o->chat_template;
     signal(SIGPIPE, SIG_IGN);
 
@@ -399,16 +400,19 @@ int rpc_serve(const struct rpc_serve_opts *o)
         fprintf(stderr, "lmpipe: serve: cannot initialise\n");
         return 1;
     }
-    if (o->model) {
-        struct err_info ei;
-        err_clear(&ei);
-        int rc = rpc_exec_load(s, o->model, cfg.n_ctx, cfg.threads, &ei);
-        if (rc) {
-            char buf[512];
-            fprintf(stderr, "lmpipe: serve: cannot load model: %s\n", err_format(&ei, rc, buf, sizeof buf));
-            rpc_server_free(s);
-            return 1;
-        }
+    struct err_info ei;
+    err_clear(&ei);
+    int lrc = 0;
+    const char *what = "";
+    if (o->pcache_dir && (lrc = rpc_exec_pcache(s, o->pcache_dir, o->pcache_min, o->pcache_max, &ei)))
+        what = "cannot open the prompt cache";
+    if (!lrc && o->model && (lrc = rpc_exec_load(s, o->model, cfg.n_ctx, cfg.threads, &ei)))
+        what = "cannot load model";
+    if (lrc) {
+        char buf[512];
+        fprintf(stderr, "lmpipe: serve: %s: %s\n", what, err_format(&ei, lrc, buf, sizeof buf));
+        rpc_server_free(s);
+        return 1;
     }
     io.s = s;
     s->sink_ud = &io;

@@ -51,6 +51,20 @@ uint64_t util_peak_rss(void)
     return (uint64_t)ru.ru_maxrss * 1024u; /* Linux reports KiB */
 }
 
+uint64_t util_rss_anon(int pid)
+{
+    char path[64], line[256];
+    if (pid > 0) snprintf(path, sizeof path, "/proc/%d/status", pid);
+    else snprintf(path, sizeof path, "/proc/self/status");
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %llu kB", &kib) == 1) break;
+    fclose(f);
+    return (uint64_t)kib * 1024u;
+}
+
 int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     if (!s || !*s) return ERR_INVALID;

@@ -108,6 +108,9 @@ int util_log_level(void);
 double util_now(void);
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t util_peak_rss(void);
+/* Anonymous resident memory (RssAnon of /proc/<pid>/status; pid 0: this process) in bytes: what
+ * the process allocated and touched, without the file pages of an mmap'd model. 0 if unknown. */
+uint64_t util_rss_anon(int pid);
 
 /* Strict number parsing for flags and config: whole string must be consumed, no overflow.
  * Return 0 or ERR_INVALID / ERR_RANGE. */

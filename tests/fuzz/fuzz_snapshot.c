@@ -1,4 +1,6 @@
-/* fuzz_snapshot: libFuzzer harness for the KV snapshot reader (kv_snap_parse, src/kv/kv_snap.c).
+/* fuzz_snapshot: libFuzzer harness for the KV snapshot readers (src/kv/kv_snap.c): the buffer
+ * parser kv_snap_parse, and the piecewise reader the engine loads with, kv_snap_peek on the first
+ * bytes and kv_snap_stream over a file descriptor (a memfd holding the input).
  *
  * Every input is parsed twice: as it is, and with its checksum (and, for a version-1 header, its
  * length field) recomputed, so mutations get past the checksum and reach the field checks and the
@@ -13,8 +15,13 @@
  *    session's context and vocabulary, restoring it into the matching cache reads only inside the
  *    input, and encoding that cache again gives back the input's bytes (all of them when the
  *    writer's context equals the session's, else all but that field and the checksum);
- *  - at most one of the three sessions accepts (the KV type decides).
+ *  - at most one of the three sessions accepts (the KV type decides);
+ *  - the piecewise reader agrees with the parser: peek refuses nothing the parser accepts (and
+ *    reads the same fields), a peek-accepted input with a valid checksum is parser-accepted, and
+ *    streaming it restores exactly the cells kv_snap_restore does, while a bad checksum is always
+ *    ERR_SNAP_CORRUPT from the stream.
  * A broken invariant calls abort() so libFuzzer saves the input. */
+#define _GNU_SOURCE /* memfd_create */
 #include "kv/kv.h"
 #include "util/err.h"
 #include "util/hash.h"
@@ -23,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,7 +49,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define N_CTX 64u
 #define N_VOCAB 512u
 
-static struct kv_cache g_kv[KV_TYPE_COUNT_];
+static struct kv_cache g_kv[KV_TYPE_COUNT_], g_kv2[KV_TYPE_COUNT_];
+static int g_fd = -1; /* a memfd holding the current input */
+
+/* Bytes of a cache's K and V arrays. */
+static size_t k_bytes(const struct kv_cache *kv) { return (size_t)kv->n_layer * kv->n_ctx * kv->k_row; }
+static size_t v_bytes(const struct kv_cache *kv)
+{
+    if (kv->type == KV_Q8_0) return k_bytes(kv);
+    return (size_t)kv->n_layer * kv->n_vblk * kv->kv_dim * KV_VBLK * (kv->type == KV_F16 ? 2 : 4);
+}
+
+static void zero_kv(struct kv_cache *kv)
+{
+    memset(kv->k, 0, k_bytes(kv));
+    memset(kv->v, 0, v_bytes(kv));
+}
 
 struct cmp {
     const uint8_t *want;
@@ -77,10 +101,50 @@ static void accepted(const uint8_t *buf, size_t len, const struct kv_snap_expect
         CHECK(toks[i] >= 0 && (uint32_t)toks[i] < x->n_vocab);
     }
     struct kv_cache *kv = &g_kv[x->kv_type];
+    zero_kv(kv);
     kv_snap_restore(kv, s, s->n_tokens);
     struct cmp c = {buf, len, 0, s->n_ctx != N_CTX, 0};
     CHECK(kv_snap_encode(kv, s->fingerprint, toks, s->n_tokens, cmp_write, &c, NULL, NULL) == 0);
     CHECK(!c.diff && c.pos == len);
+}
+
+/* The piecewise reader on the same bytes (the input is in g_fd), against the parser's verdict
+ * prc (and its result ps when 0). */
+static void piecewise(const uint8_t *buf, size_t len, const struct kv_snap_expect *x, int prc, const struct kv_snap *ps)
+{
+    size_t hl = (size_t)kv_snap_head_len(len, x->n_ctx);
+    struct kv_snap s;
+    struct err_info ei;
+    err_clear(&ei);
+    int rc = kv_snap_peek(buf, hl, len, x, &s, &ei);
+    CHECK(rc == 0 || rc == ERR_SNAP_CORRUPT || rc == ERR_SNAP_VERSION || rc == ERR_SNAP_MODEL || rc == ERR_SNAP_KV ||
+          (rc == ERR_INVALID && !buf));
+    if (rc) {
+        CHECK(prc != 0 && ei.code == rc && ei.msg[0] && s.n_tokens == 0 && s.tokens == NULL);
+        return;
+    }
+    CHECK(s.data == NULL && kv_snap_size(s.kv_type, s.n_layer, s.kv_dim, s.n_tokens) == len && s.n_tokens <= x->n_ctx);
+    if (prc == 0)
+        CHECK(s.n_tokens == ps->n_tokens && s.kv_type == ps->kv_type && s.n_ctx == ps->n_ctx &&
+              s.fingerprint == ps->fingerprint && s.row_bytes == ps->row_bytes);
+    bool sum_ok = util_xxh64(buf, len - 8, 0) == ((uint64_t)buf[len - 8] | (uint64_t)buf[len - 7] << 8 |
+                                                  (uint64_t)buf[len - 6] << 16 | (uint64_t)buf[len - 5] << 24 |
+                                                  (uint64_t)buf[len - 4] << 32 | (uint64_t)buf[len - 3] << 40 |
+                                                  (uint64_t)buf[len - 2] << 48 | (uint64_t)buf[len - 1] << 56);
+    CHECK(sum_ok == (prc == 0));
+    if (g_fd < 0) return;
+    struct kv_cache *kv = &g_kv2[x->kv_type];
+    zero_kv(kv);
+    err_clear(&ei);
+    rc = kv_snap_stream(g_fd, buf, hl, len, &s, kv, 0, s.n_tokens, &ei);
+    CHECK(rc == (sum_ok ? 0 : ERR_SNAP_CORRUPT));
+    if (rc) {
+        CHECK(ei.code == rc && ei.msg[0]);
+        return;
+    }
+    /* g_kv[type] holds kv_snap_restore's result of the same bytes (accepted() just ran) */
+    CHECK(!memcmp(kv->k, g_kv[x->kv_type].k, k_bytes(kv)) && !memcmp(kv->v, g_kv[x->kv_type].v, v_bytes(kv)));
+    CHECK(kv_snap_stream(g_fd, buf, hl, len, NULL, NULL, 0, 0, NULL) == 0);
 }
 
 /* One parse with checks; returns 1 when accepted. */
@@ -95,8 +159,10 @@ static int one(const uint8_t *buf, size_t len, const struct kv_snap_expect *x)
     if (rc == 0) {
         CHECK(ei.code == 0);
         accepted(buf, len, x, &s);
+        if (x) piecewise(buf, len, x, rc, &s);
         return 1;
     }
+    if (x && buf) piecewise(buf, len, x, rc, NULL);
     CHECK(rc == ERR_SNAP_CORRUPT || rc == ERR_SNAP_VERSION || rc == ERR_SNAP_MODEL || rc == ERR_SNAP_KV ||
           (rc == ERR_INVALID && !buf));
     CHECK(ei.code == rc && ei.msg[0] != 0);
@@ -107,6 +173,10 @@ static int one(const uint8_t *buf, size_t len, const struct kv_snap_expect *x)
 
 static void all_sessions(const uint8_t *buf, size_t len)
 {
+    if (g_fd >= 0) { /* the file the piecewise reader streams */
+        CHECK(ftruncate(g_fd, 0) == 0);
+        CHECK(!len || pwrite(g_fd, buf, len, 0) == (ssize_t)len);
+    }
     int n_ok = 0;
     for (int t = 0; t < KV_TYPE_COUNT_; t++) {
         struct kv_snap_expect x = {FP, t, N_LAYER, KV_DIM, N_CTX, N_VOCAB};
@@ -118,8 +188,11 @@ static void all_sessions(const uint8_t *buf, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g_kv[0].k)
-        for (int t = 0; t < KV_TYPE_COUNT_; t++) CHECK(kv_init(&g_kv[t], t, N_LAYER, N_CTX, KV_DIM) == 0);
+    if (!g_kv[0].k) {
+        for (int t = 0; t < KV_TYPE_COUNT_; t++)
+            CHECK(kv_init(&g_kv[t], t, N_LAYER, N_CTX, KV_DIM) == 0 && kv_init(&g_kv2[t], t, N_LAYER, N_CTX, KV_DIM) == 0);
+        g_fd = memfd_create("fuzz_snapshot", 0); /* without it the stream checks are skipped */
+    }
     uint8_t *buf = malloc(size ? size : 1); /* exact size: ASan sees a read past the end */
     CHECK(buf);
     if (size) memcpy(buf, data, size);
