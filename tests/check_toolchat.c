@@ -1,7 +1,7 @@
 /* check_toolchat: tool calling through eng_chat, the way the protocol and the CLI use it, on
  * every shared chat template and on none.
  *
- * Models: stories260K (given 2048 positions by ftool_edit: the tools' descriptions alone are
+ * Models: stories260K (given 4096 positions by ftool_edit: the tools' descriptions alone are
  * longer than its 128) with each template of ../shared/chat/jinja forced on it, and with none
  * (the built-in chatml and our generic call syntax); the synthetic models (random weights,
  * 2048 positions) with none. The model knows nothing of tools: every call it makes is the
@@ -284,7 +284,7 @@ static void run_all(const char *model_path, const char *tmpl_file, const char *l
     eng_model_free(em);
 }
 
-/* stories260K with 2048 positions, written once per process. */
+/* stories260K with 4096 positions, written once per process. */
 static char g_dir[512], g_story[600];
 
 static const char *story_model(void)
@@ -292,7 +292,7 @@ static const char *story_model(void)
     if (!g_story[0]) {
         ck_assert_int_eq(tutil_mkdtemp(g_dir, sizeof g_dir, "toolchat"), 0);
         snprintf(g_story, sizeof g_story, "%s/stories2k.gguf", g_dir);
-        struct ftool_edit_opts o = {2048, NULL, 0};
+        struct ftool_edit_opts o = {4096, NULL, 0}; /* granite's prompt is 1750 tokens + 300 */
         struct err_info ei;
         err_clear(&ei);
         ck_assert_msg(ftool_edit(tutil_shared("models/stories260K-F32.gguf"), g_story, &o, &ei) == 0, "%s",

@@ -438,7 +438,8 @@ static int story_reply(struct eng_session *s, struct eng_model *em, const char *
     eng_gen_params_default(&p);
     p.samp.temp = 1.3f;
     p.samp.seed = seed;
-    p.max_tokens = 400;
+    p.max_tokens = 100; /* the prompt (~15 tokens) and the reply within the 128 positions: a full
+                         * context is an error, not "length" */
     memset(r, 0, sizeof *r);
     struct eng_sink sink = {on_text, NULL, r, NULL};
     const char *prompt = "Once upon a time, Lily wanted to know the weather.";
