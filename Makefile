@@ -19,7 +19,9 @@ OPT ?= -O2
 endif
 
 WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Isrc
+# _FILE_OFFSET_BITS=64: on 32-bit targets (armhf: Pi OS) off_t and ino_t are 64-bit, so a model
+# file over 2 GiB opens and readdir does not fail with EOVERFLOW on a filesystem with large inodes.
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64 -Isrc
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS = $(WARN) $(TARGET_CFLAGS) $(CFLAGS) $(SANFLAGS) $(ISA_FLAGS)
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags jansson libuv 2>/dev/null)

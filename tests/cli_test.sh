@@ -211,7 +211,7 @@ expect 1 quantize-missing -- "$BIN" quantize "$TMP/nope.gguf" "$TMP/x.gguf" Q8_0
 expect 1 quantize-quantized -- "$BIN" quantize "$SHARED/models/stories260K-Q4_0.gguf" "$TMP/x.gguf" Q8_0
 # --- bench prints prefill and decode rates
 expect 0 bench -- "$BIN" bench -m "$M" -p 8 -n 4 -r 1 -t 1
-has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss; has out "anonymous" bench-anon
+has out "| pp8 " bench; has out "| tg4 " bench-tg; has out "peak RSS" bench-rss; has out "RssAnon " bench-anon
 # -d: the tests after N cached tokens, named as llama-bench names them; JSON has median and best
 expect 0 bench-depth -- "$BIN" bench -m "$M" -p 8 -n 4 -d 20 -r 3 -t 1 --json
 has out '"n_depth": 20' bench-depth-json; has out '"pp_median": ' bench-median; has out '"tg_best": ' bench-best
