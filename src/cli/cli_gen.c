@@ -494,9 +494,13 @@ static int chat_record(struct chat *c)
 /* FILE.chat.json: where /save keeps the conversation beside the snapshot FILE. */
 static char *conv_path(const char *path)
 {
-    size_t n = strlen(path) + sizeof ".chat.json";
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s.chat.json", path);
+    static const char ext[] = ".chat.json";
+    size_t n = strlen(path);
+    char *p = malloc(n + sizeof ext);
+    if (p) {
+        memcpy(p, path, n);
+        memcpy(p + n, ext, sizeof ext);
+    }
     return p;
 }
 

@@ -722,9 +722,10 @@ static void attn_unit(const struct attn_job *j, float *att, uint8_t *scr, uint32
     float scale = j->m->desc->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
     unsigned order = j->n > 1 && !j->st->decode_order ? KERN_ORDER_GEMM : KERN_ORDER_VECDOT;
     bool f16 = kv->type == KV_F16;
-    float *out[MODEL_ATT_Q], *sc[MODEL_ATT_Q];
-    const float *q[MODEL_ATT_Q];
-    size_t n[MODEL_ATT_Q], n_pad[MODEL_ATT_Q];
+    /* zeroed: gcc for armhf cannot see that nq >= 1 fills what the kernels read */
+    float *out[MODEL_ATT_Q] = {0}, *sc[MODEL_ATT_Q] = {0};
+    const float *q[MODEL_ATT_Q] = {0};
+    size_t n[MODEL_ATT_Q] = {0}, n_pad[MODEL_ATT_Q] = {0};
     size_t nq = (size_t)g * nr;
     for (size_t i = 0; i < nq; i++) {
         uint32_t row = r0 + (uint32_t)(i / g), h = kvh * g + (uint32_t)(i % g);
