@@ -113,8 +113,11 @@ func main() {
 	}
 	c.Call(ctx, "session/close", map[string]any{"session": sess.Session}, nil)
 
-	// 3. cancel a request mid-generation: it is still answered, with the partial text
-	id, resp, notes, _ := c.Go("generate", map[string]any{"prompt": "Once upon a time", "max_tokens": -1, "ignore_eos": true, "temperature": 0}, true)
+	// 3. cancel a request mid-generation: it is still answered, with the partial text. It never
+	// ends by itself (no limit; context_shift drops old tokens when the context is full), so the
+	// cancel always finds it running.
+	id, resp, notes, _ := c.Go("generate", map[string]any{"prompt": "Once upon a time", "max_tokens": -1, "ignore_eos": true, "temperature": 0,
+		"context_shift": map[string]any{"keep": 1}}, true)
 	<-notes // the first piece of text: it is running
 	c.Cancel(id)
 	for range notes {

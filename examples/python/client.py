@@ -120,9 +120,11 @@ async def main():
     assert ta == ra["text"] and tb == rb["text"]
     print("concurrent:", repr(ta), "|", repr(tb))
 
-    # cancel mid-generation
+    # cancel mid-generation: a generation that never ends by itself (no limit; when the
+    # 128-token context fills, context_shift drops old tokens), so the cancel always finds it
     rid, fut, q = lm.request("generate", {"prompt": "Once upon a time", "max_tokens": -1,
-                                          "ignore_eos": True, "temperature": 0}, stream=True)
+                                          "ignore_eos": True, "temperature": 0,
+                                          "context_shift": {"keep": 1}}, stream=True)
     await q.get()  # it is running
     lm.cancel(rid)
     try:

@@ -329,11 +329,11 @@ func chatParams(messages []Message, tools []ToolDefinition, options map[string]a
 }
 
 type chatResult struct {
-	Text         string          `json:"text"`
-	Content      *string         `json:"content"`
-	ToolCalls    []ToolCall      `json:"tool_calls"`
-	FinishReason string          `json:"finish_reason"`
-	Usage        *UsageInfo      `json:"usage"`
+	Text         string     `json:"text"`
+	Content      *string    `json:"content"`
+	ToolCalls    []ToolCall `json:"tool_calls"`
+	FinishReason string     `json:"finish_reason"`
+	Usage        *UsageInfo `json:"usage"`
 }
 
 // Chat sends a conversation (and the tools the model may call) and returns the reply. model is
