@@ -252,6 +252,15 @@ func (c *Client) wait(ctx context.Context, id int, resp <-chan Frame, notes <-ch
 				onNote(f)
 			}
 		case f := <-resp:
+			// select picks at random among ready cases: notifications still buffered when the
+			// response is picked come first (the reader closed notes before sending it)
+			if notes != nil {
+				for n := range notes {
+					if onNote != nil {
+						onNote(n)
+					}
+				}
+			}
 			if cancelled {
 				return f, ctx.Err()
 			}
