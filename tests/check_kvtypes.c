@@ -117,6 +117,7 @@ static const struct type_case g_types[] = {
 
 START_TEST(test_types_vs_f32)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     const struct type_case *c = &g_types[_i];
     struct model m;
     open_model(c->stem, &m);
@@ -167,6 +168,7 @@ static bool open_batch_case(const char *stem, int type, struct model *m)
 
 START_TEST(test_batching)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
     int type = _i % KV_TYPE_COUNT_;
     struct model m;
@@ -208,6 +210,7 @@ END_TEST
  * files, past 256 cells (llama.cpp's padding step) on one of them. */
 START_TEST(test_batched_attention)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     const char *stem = g_batch_files[_i / KV_TYPE_COUNT_];
     int type = _i % KV_TYPE_COUNT_;
     struct model m;
@@ -314,6 +317,7 @@ static void shift_run(const struct model *m, int type, bool shifted, float *out)
 
 START_TEST(test_shift)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     const struct shift_case *c = &g_shifts[_i];
     char path[512];
     one_layer_copy(c->stem, g_tmpdir, path, sizeof path);
@@ -374,6 +378,7 @@ END_TEST
  * arguments are refused and change nothing. */
 START_TEST(test_shift_full_model)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     static const struct {
         const char *stem;
         int type;

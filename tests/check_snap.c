@@ -170,6 +170,7 @@ static const struct snap_case g_snaps[] = {
  * prefix of the prompt (evaluated as tokens) loaded. All must print A's text. */
 START_TEST(test_greedy_after_load)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     const struct snap_case *c = &g_snaps[_i];
     struct eng_model *em = open_model(shared_model(c->stem));
     char *prompt = story(c->words);
@@ -241,6 +242,7 @@ static void prompt_logits(struct eng_session *s, const int32_t *toks, size_t n, 
  * sums run in another order (model.h). */
 START_TEST(test_prefix_reuse_bits)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     const struct snap_case *c = &g_snaps[_i];
     struct eng_model *em = open_model(shared_model(c->stem));
     char *prompt = story(c->words);
@@ -928,6 +930,7 @@ enum { SH_CTX = 64, SH_KEEP = 4, SH_HIST = 90 }; /* 90 <= 93: exactly one shift 
 
 START_TEST(test_shift_continuation)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     const struct shift_case *c = &g_shifts[_i];
     char path[600];
     one_layer_copy(c->stem, g_dir, path, sizeof path);

@@ -14,7 +14,7 @@
  * pieces add up to the final arguments; ids are unique in the process (Mistral's: 9
  * alphanumerics); a tool result sent back continues the conversation with the prompt's prefix
  * from the cache (cached_tokens > 0). 25 seeds for "required" (10 for the others) by default,
- * LMPIPE_TEST_QUICK=1 10, LMPIPE_TOOL_SEEDS=N N (and N/5): the issue's measure is N=100
+ * LMPIPE_TEST_QUICK=1 10, =2 (qemu) 4 on a sample of the templates, LMPIPE_TOOL_SEEDS=N N (and N/5): the issue's measure is N=100
  * (about 10 minutes on 2 cores). */
 #include "tutil.h"
 
@@ -271,7 +271,7 @@ static void run_all(const char *model_path, const char *tmpl_file, const char *l
     struct eng_session *s = NULL;
     ck_assert_int_eq(eng_session_create(&s, em, 0, &ei), 0);
     json_t *tools = json_loads(k_tools, 0, NULL);
-    int seeds = quick() ? 10 : 25, few = quick() ? 5 : 10;
+    int seeds = tutil_quick() >= 2 ? 4 : quick() ? 10 : 25, few = tutil_quick() >= 2 ? 2 : quick() ? 5 : 10;
     const char *env = getenv("LMPIPE_TOOL_SEEDS"); /* the measure: 100 */
     if (env && atoi(env) > 0) seeds = atoi(env), few = seeds / 5 > few ? seeds / 5 : few;
     run_mode(s, "\"required\"", NULL, seeds, tools, mistral, what);
@@ -303,6 +303,7 @@ static const char *story_model(void)
 
 START_TEST(stories_with_each_template)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     run_all(story_model(), k_templates[_i], "stories260K");
     tutil_rmtree(g_dir);
     g_story[0] = 0;
@@ -311,6 +312,7 @@ END_TEST
 
 START_TEST(synth_models)
 {
+    if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s", k_synth[_i]);
     run_all(tutil_shared(rel), NULL, k_synth[_i]);

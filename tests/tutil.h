@@ -116,6 +116,26 @@ static inline void tutil_write(const char *path, const void *p, size_t n)
     ck_assert_int_eq(fclose(f), 0);
 }
 
+/* How much of the measured loops to run, from LMPIPE_TEST_QUICK:
+ *   0 (unset)  everything: the measures the issues name;
+ *   1          shortened measures (fewer seeds, smaller inputs): the sanitizer pass;
+ *   2          emulated (.ci/cross under qemu-user, 30-300x slower): level 1, and the per-file /
+ *              per-template loops run a sample (tutil_sampled), since there the point is the ABI
+ *              and the kernels, not the statistics. */
+static inline int tutil_quick(void)
+{
+    const char *q = getenv("LMPIPE_TEST_QUICK");
+    int v = q ? atoi(q) : 0;
+    return v < 0 ? 0 : v;
+}
+
+/* Whether loop case i runs: always below level 2; at level 2 about one in three, chosen along the
+ * diagonal (i % 3 == (i / 3) % 3) so a loop over (file x 3 kinds) still meets every kind. */
+static inline int tutil_sampled(int i)
+{
+    return tutil_quick() < 2 || i % 3 == (i / 3) % 3;
+}
+
 #define TUTIL_MAIN                                                     \
     int main(void)                                                     \
     {                                                                  \
