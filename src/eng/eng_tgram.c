@@ -159,23 +159,6 @@ static void emit_avoid(struct eng_sb *b, const char *name, const char *p, bool c
 
 /* ---------------- arguments ---------------- */
 
-bool eng_tools_xml_raw(const json_t *p)
-{
-    json_t *t = json_object_get(p, "type");
-    if (!json_is_object(p) || !json_is_string(t) || strcmp(json_string_value(t), "string") != 0)
-        return false;
-    static const char *const ann[] = {"type", "description", "title", "examples", "default",
-                                      "$comment", "deprecated", "readOnly", "writeOnly"};
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)p, k, v) {
-        bool ok = false;
-        for (size_t i = 0; i < sizeof ann / sizeof ann[0] && !ok; i++) ok = !strcmp(k, ann[i]);
-        if (!ok) return false;
-    }
-    return true;
-}
-
 /* Every $ref in v points into $defs / definitions (what a property schema can keep when it is
  * cut out of its tool's schema, with those copied along). */
 static bool refs_local(const json_t *v)

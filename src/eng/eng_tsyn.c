@@ -173,6 +173,26 @@ int eng_tsyn_check(const struct eng_tsyn *s, struct err_info *ei)
 
 /* ---------------- rendering calls ---------------- */
 
+/* Shared with the grammar (eng_tgram.c) and the parser (eng_tparse.c): the syntax decides what is
+ * written raw, so all three agree through this one place. */
+bool eng_tools_xml_raw(const json_t *p)
+{
+    json_t *t = json_object_get(p, "type");
+    if (!json_is_object(p) || !json_is_string(t) || strcmp(json_string_value(t), "string") != 0)
+        return false;
+    static const char *const ann[] = {"type", "description", "title", "examples", "default",
+                                      "$comment", "deprecated", "readOnly", "writeOnly"};
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)p, k, v) {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof ann / sizeof ann[0] && !ok; i++) ok = !strcmp(k, ann[i]);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+
 /* A call's arguments as a JSON object (a JSON string is parsed); *out is a new reference. */
 static int call_args(const json_t *fn, size_t i, json_t **out, struct err_info *ei)
 {

@@ -104,7 +104,7 @@
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                    */
 
-HOT float h2f(uint16_t h)
+HOT float avx2_h2f(uint16_t h)
 {
     return _cvtsh_ss(h); /* exact for every finite and infinite half */
 }
@@ -333,7 +333,7 @@ static float dot_f16_vecdot(const void *wv, const void *av, size_t n)
     const uint16_t *x = wv, *y = av;
     size_t np = n & ~(size_t)31;
     double sumf = (double)hsum8_hadd(f16_blocks(x, y, np));
-    for (size_t i = np; i < n; i++) sumf += (double)(h2f(x[i]) * h2f(y[i]));
+    for (size_t i = np; i < n; i++) sumf += (double)(avx2_h2f(x[i]) * avx2_h2f(y[i]));
     return (float)sumf;
 }
 
@@ -562,7 +562,7 @@ static float dot_q8_0(const void *wv, const void *av, size_t n)
     const struct blk_q8_0 *w = wv, *a = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ib = 0; ib < n / QK8_0; ib++) {
-        const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
+        const __m256 d = _mm256_set1_ps(avx2_h2f(w[ib].d) * avx2_h2f(a[ib].d));
         const __m256i s = dot_i8_lanes(loadu256(w[ib].qs), loadu256(a[ib].qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
@@ -580,7 +580,7 @@ static float dot_q4_0(const void *wv, const void *av, size_t n)
     const struct blk_q8_0 *a = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ib = 0; ib < n / QK4_0; ib++) {
-        const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
+        const __m256 d = _mm256_set1_ps(avx2_h2f(w[ib].d) * avx2_h2f(a[ib].d));
         const __m256i s = dot_i8_lanes(q4_0_vals(&w[ib]), loadu256(a[ib].qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
@@ -594,8 +594,8 @@ static float dot_q4_1(const void *wv, const void *av, size_t n)
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (size_t ib = 0; ib < n / QK4_1; ib++) {
-        summs = fmaf(h2f(w[ib].m), h2f(a[ib].s), summs);
-        const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
+        summs = fmaf(avx2_h2f(w[ib].m), avx2_h2f(a[ib].s), summs);
+        const __m256 d = _mm256_set1_ps(avx2_h2f(w[ib].d) * avx2_h2f(a[ib].d));
         const __m256i s = dot_u8_lanes(nibbles32(w[ib].qs), loadu256(a[ib].qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
@@ -609,9 +609,9 @@ static float dot_q5_1(const void *wv, const void *av, size_t n)
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (size_t ib = 0; ib < n / QK5_1; ib++) {
-        summs = fmaf(h2f(w[ib].m), h2f(a[ib].s), summs);
+        summs = fmaf(avx2_h2f(w[ib].m), avx2_h2f(a[ib].s), summs);
         const __m256i q = _mm256_or_si256(nibbles32(w[ib].qs), _mm256_and_si256(bits32(w[ib].qh), _mm256_set1_epi8(0x10)));
-        const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
+        const __m256 d = _mm256_set1_ps(avx2_h2f(w[ib].d) * avx2_h2f(a[ib].d));
         const __m256i s = dot_u8_lanes(q, loadu256(a[ib].qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
@@ -627,7 +627,7 @@ static float dot_q5_0(const void *wv, const void *av, size_t n)
         /* (nibble | bit << 4) - 16 == nibble | (bit ? 0 : 0xF0) as int8 */
         const __m256i hi = _mm256_andnot_si256(bits32(w[ib].qh), _mm256_set1_epi8((char)0xF0));
         const __m256i q = _mm256_or_si256(nibbles32(w[ib].qs), hi);
-        const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
+        const __m256 d = _mm256_set1_ps(avx2_h2f(w[ib].d) * avx2_h2f(a[ib].d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_lanes(q, loadu256(a[ib].qs))), acc);
     }
     return hsum8(acc);
@@ -639,7 +639,7 @@ static float dot_iq4_nl_gemm(const void *wv, const void *av, size_t n)
     const struct blk_q8_0 *a = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t ib = 0; ib < n / QK4_NL; ib++) {
-        const __m256 d = _mm256_set1_ps(h2f(w[ib].d) * h2f(a[ib].d));
+        const __m256 d = _mm256_set1_ps(avx2_h2f(w[ib].d) * avx2_h2f(a[ib].d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_lanes(iq4_32(w[ib].qs), loadu256(a[ib].qs))), acc);
     }
     return hsum8(acc);
@@ -652,8 +652,8 @@ static float dot_iq4_nl_vecdot(const void *wv, const void *av, size_t n)
     size_t nb = n / QK4_NL, ib = 0;
     __m256 a1 = _mm256_setzero_ps(), a2 = a1;
     for (; ib + 1 < nb; ib += 2) {
-        const __m256 d1 = _mm256_set1_ps(h2f(a[ib].d) * h2f(w[ib].d));
-        const __m256 d2 = _mm256_set1_ps(h2f(a[ib + 1].d) * h2f(w[ib + 1].d));
+        const __m256 d1 = _mm256_set1_ps(avx2_h2f(a[ib].d) * avx2_h2f(w[ib].d));
+        const __m256 d2 = _mm256_set1_ps(avx2_h2f(a[ib + 1].d) * avx2_h2f(w[ib + 1].d));
         a1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(dot_i8_lanes(iq4_32(w[ib].qs), loadu256(a[ib].qs))), a1);
         a2 = _mm256_fmadd_ps(d2, _mm256_cvtepi32_ps(dot_i8_lanes(iq4_32(w[ib + 1].qs), loadu256(a[ib + 1].qs))), a2);
     }
@@ -663,7 +663,7 @@ static float dot_iq4_nl_vecdot(const void *wv, const void *av, size_t n)
         __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
         t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
         t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
-        sumf = fmaf(h2f(a[ib].d) * h2f(w[ib].d), (float)_mm_cvtsi128_si32(t), sumf);
+        sumf = fmaf(avx2_h2f(a[ib].d) * avx2_h2f(w[ib].d), (float)_mm_cvtsi128_si32(t), sumf);
     }
     return sumf;
 }
@@ -698,8 +698,8 @@ static float dot_q2_K(const void *wv, const void *av, size_t n)
     const __m128i m4 = _mm_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK_K; i++) {
-        const float d = y[i].d * h2f(x[i].d);
-        const float dmin = -(y[i].d * h2f(x[i].dmin));
+        const float d = y[i].d * avx2_h2f(x[i].d);
+        const float dmin = -(y[i].d * avx2_h2f(x[i].dmin));
         const uint8_t *q2 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         const __m128i ms = loadu128(x[i].scales);
@@ -736,7 +736,7 @@ static float dot_q3_K(const void *wv, const void *av, size_t n)
     const __m256i m3 = _mm256_set1_epi8(3), mone = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK_K; i++) {
-        const float d = y[i].d * h2f(x[i].d);
+        const float d = y[i].d * avx2_h2f(x[i].d);
         const uint8_t *q3 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         uint32_t aux[3];
@@ -932,7 +932,7 @@ static float dot_q6_K(const void *wv, const void *av, size_t n)
     const struct blk_q8_K *y = av;
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK_K; i++) {
-        const __m256 d = _mm256_set1_ps(y[i].d * h2f(x[i].d));
+        const __m256 d = _mm256_set1_ps(y[i].d * avx2_h2f(x[i].d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q6k_sumi(&x[i], y[i].qs, y[i].bsums)), acc);
     }
     return hsum8(acc);
@@ -961,7 +961,7 @@ static float dot_iq4_xs(const void *wv, const void *av, size_t n)
             s1 = x86_acc_madd(s1, p16_1, _mm256_set1_epi16(ls1));
             s2 = x86_acc_madd(s2, p16_2, _mm256_set1_epi16(ls2));
         }
-        const __m256 d = _mm256_set1_ps(h2f(x[ibl].d) * y[ibl].d);
+        const __m256 d = _mm256_set1_ps(avx2_h2f(x[ibl].d) * y[ibl].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(s1, s2)), acc);
     }
     return hsum8(acc);
@@ -1102,7 +1102,7 @@ HOT void kq_unpack(uint32_t type, const uint8_t *row, size_t i, struct kq_blk *b
     /* Q6_K */
     const struct blk_q6_K *x = (const struct blk_q6_K *)row + i;
     const __m256i m2 = _mm256_set1_epi8(0x30);
-    b->d6 = h2f(x->d);
+    b->d6 = avx2_h2f(x->d);
     b->dw = _mm_setzero_ps();
     b->mins = _mm_setzero_si128();
     b->all6 = _mm256_cvtepi8_epi16(loadu128(x->scales));
@@ -1256,7 +1256,7 @@ HOT __m256 q0_dw(const uint8_t *row, size_t i, size_t bs)
 {
     uint16_t h;
     memcpy(&h, row + i * bs, 2);
-    return _mm256_set1_ps(h2f(h));
+    return _mm256_set1_ps(avx2_h2f(h));
 }
 
 /* float(lanes(w . a)) with w signed, a signed (never -128). */
@@ -1276,7 +1276,7 @@ HOT void q0_rows4(uint32_t type, const uint8_t *w, size_t rb, const struct blk_q
     __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
     for (size_t i = 0; i < nb; i++) {
         const __m256i av = loadu256(a[i].qs);
-        const __m256 da = _mm256_set1_ps(h2f(a[i].d));
+        const __m256 da = _mm256_set1_ps(avx2_h2f(a[i].d));
         c0 = _mm256_fmadd_ps(_mm256_mul_ps(q0_dw(r0, i, bs), da), q0_lanes(q0_weights(type, r0, i), av), c0);
         c1 = _mm256_fmadd_ps(_mm256_mul_ps(q0_dw(r1, i, bs), da), q0_lanes(q0_weights(type, r1, i), av), c1);
         c2 = _mm256_fmadd_ps(_mm256_mul_ps(q0_dw(r2, i, bs), da), q0_lanes(q0_weights(type, r2, i), av), c2);
@@ -1330,7 +1330,7 @@ HOT float q0_one(uint32_t type, const uint8_t *row, const struct blk_q8_0 *a, si
     const size_t bs = q0_bsize(type);
     __m256 c = _mm256_setzero_ps();
     for (size_t i = 0; i < nb; i++)
-        c = _mm256_fmadd_ps(_mm256_mul_ps(q0_dw(row, i, bs), _mm256_set1_ps(h2f(a[i].d))), q0_lanes(q0_weights(type, row, i), loadu256(a[i].qs)), c);
+        c = _mm256_fmadd_ps(_mm256_mul_ps(q0_dw(row, i, bs), _mm256_set1_ps(avx2_h2f(a[i].d))), q0_lanes(q0_weights(type, row, i), loadu256(a[i].qs)), c);
     return hsum8(c);
 }
 
@@ -1356,7 +1356,7 @@ HOT void q0_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const void
         for (; t + 8 <= nt; t += 8) {
             for (size_t k = 0; k < 8; k++) {
                 const struct blk_q8_0 *ak = (const void *)(a + (t + k) * as);
-                for (size_t i = 0; i < nb; i++) da[k * nb + i] = h2f(ak[i].d);
+                for (size_t i = 0; i < nb; i++) da[k * nb + i] = avx2_h2f(ak[i].d);
             }
             for (size_t r = 0; r < nr; r++) q0_row_tok8(type, w + r * rb, a + t * as, as, da, nb, y + t * ys + r, ys);
         }
@@ -1643,7 +1643,7 @@ static void dot_f16_rows_avx2(float *out, const uint16_t *q, const uint16_t *k, 
             for (size_t j = 0; j < 8; j++) {
                 const uint16_t *kr = k + (r + j) * ks;
                 double sumf = (double)out[r + j];
-                for (size_t i = np; i < n; i++) sumf += (double)(h2f(kr[i]) * h2f(q[i]));
+                for (size_t i = np; i < n; i++) sumf += (double)(avx2_h2f(kr[i]) * avx2_h2f(q[i]));
                 out[r + j] = (float)sumf;
             }
     }
@@ -1664,7 +1664,7 @@ static void fattn_mad_q8_0_avx2(float *out, const void *vrow, size_t dim, float 
     const struct blk_q8_0 *vb = vrow;
     const __m256 vw = _mm256_set1_ps(w);
     for (size_t b = 0; b < dim / QK8_0; b++) {
-        const __m256 dv = _mm256_set1_ps(h2f(vb[b].d));
+        const __m256 dv = _mm256_set1_ps(avx2_h2f(vb[b].d));
         const __m256i q = loadu256(vb[b].qs);
         float *o = out + b * QK8_0;
         for (int g = 0; g < 4; g++) {
@@ -1796,7 +1796,7 @@ HOT void f16_rows8(float *dst, const uint16_t *k, size_t ks, size_t n)
     for (size_t j = 0; j < AB_K; j++) {
         size_t i = 0;
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + j * n + i, load_f16x8(k + j * ks + i));
-        for (; i < n; i++) dst[j * n + i] = h2f(k[j * ks + i]);
+        for (; i < n; i++) dst[j * n + i] = avx2_h2f(k[j * ks + i]);
     }
 }
 

@@ -158,7 +158,7 @@ HOT void kz_unpack(uint32_t type, const uint8_t *blk, struct kz_w *b)
     b->s[1] = _mm512_permutexvar_epi16(_mm512_loadu_si512(kz_idx_k6[1]), scz);
     b->mins = _mm512_broadcast_i64x4(_mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(b->sc16, 5)));
     b->mins8 = _mm_setzero_si128();
-    b->dw = _mm512_set1_ps(h2f(x->d));
+    b->dw = _mm512_set1_ps(avx2_h2f(x->d));
     b->mdmin = _mm512_setzero_ps();
 }
 
@@ -511,7 +511,7 @@ HOT void q0z_pack(uint32_t type, const uint8_t *a, size_t as, size_t t0, size_t 
             }
             const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(at + qo)), loadu256(au + qo), 1);
             pk->a[p * nb + i] = _mm512_xor_si512(v, flip);
-            const float f[4] = {h2f(dt), h2f(du), h2f(st), h2f(su)};
+            const float f[4] = {avx2_h2f(dt), avx2_h2f(du), avx2_h2f(st), avx2_h2f(su)};
             memcpy(pk->f[p * nb + i], f, sizeof f);
         }
     }
@@ -536,10 +536,10 @@ HOT void q0z_step(uint32_t type, const uint8_t *const row[Q0Z_R], size_t rb, siz
         wz[k] = _mm512_broadcast_i64x4(q0z_weights(type, row[k], i));
         uint16_t h;
         memcpy(&h, blk, 2); /* d: the first field of every layout here */
-        dw[k] = _mm512_set1_ps(h2f(h));
+        dw[k] = _mm512_set1_ps(avx2_h2f(h));
         if (q0z_offset(type)) {
             memcpy(&h, blk + 2, 2); /* m follows d in Q4_1 and Q5_1 */
-            mw[k] = _mm512_set1_ps(h2f(h));
+            mw[k] = _mm512_set1_ps(avx2_h2f(h));
             nc[k] = _mm512_setzero_si512();
         } else { /* -128 * (sum of each 4 weights): the a + 128 offset taken back out */
             mw[k] = _mm512_setzero_ps();
