@@ -273,11 +273,12 @@ bench-grammar: $(BIN)
 BENCH_GRAM_ROUNDS ?= 5
 bench-gram: $(BUILD)/tests/bench_gram
 	@LMPIPE_SHARED=$(SHARED) $(BUILD)/tests/bench_gram $(BENCH_GRAM_ROUNDS)
-# `make bench-tools PEER_SERVER=/path/to/llama-server`: one tool call (5 tools, prompt cached)
-# through lmpipe and llama-server --jinja on the same model file, side by side (tests/bench_tools.py).
+# `make bench-tools PEER_SERVER=/path/to/llama-server`: one exec call (5 tools, prompt cached)
+# through lmpipe and llama-server --jinja on the same model file (Qwen2.5-0.5B shape, Qwen2
+# vocabulary, cached in BENCH_DIR), side by side (tests/bench_tools.py; BENCH_TOOLS_T threads (2), BENCH_TOOLS_R rounds (10)).
 PEER_SERVER ?=
 .PHONY: bench-tools
 bench-tools: $(BIN)
 	@test -n '$(PEER_SERVER)' || { echo 'bench-tools: set PEER_SERVER=/path/to/llama-server'; exit 2; }
-	@python3 tests/bench_tools.py $(abspath $(BIN)) '$(PEER_SERVER)' '$(SHARED)'
+	@BENCH_DIR='$(BENCH_DIR)' BENCH_T='$(or $(BENCH_TOOLS_T),2)' python3 tests/bench_tools.py $(abspath $(BIN)) '$(PEER_SERVER)' '$(SHARED)' '$(or $(BENCH_TOOLS_R),10)'
 # ---- end of bench ----

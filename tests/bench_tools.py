@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """bench_tools: the latency of one tool call, lmpipe against llama-server --jinja, side by side.
 
-Both serve the same model file: stories260K copied with 2048 positions and Qwen2.5's chat template
-(`lmpipe dev edit`, so both read the same tokenizer.chat_template: the Hermes call syntax). The
-request is the same: a system and a user message, 5 tools, tool_choice "required", one call
-(parallel_tool_calls false), temperature 0. The prompt is cached first (one warm-up request each:
-lmpipe in a session, llama-server with cache_prompt), then ROUNDS requests alternate between the
-two and each request's wall time (send to full answer, over the loopback for llama-server and a
-pipe for lmpipe) is recorded. Prints medians and best times, and whether each answer was a call
-of a declared tool with arguments that parse.
+Both serve the same model file: by default Qwen2.5-0.5B's shape with random weights and the real
+Qwen2 vocabulary (`lmpipe dev synth --preset qwen2.5-0.5b --vocab-from ggml-vocab-qwen2.gguf`,
+Q8_0, cached in BENCH_DIR like `make bench`'s files), given Qwen2.5's chat template and 4096
+positions with `lmpipe dev edit`, so both read the same tokenizer.chat_template (the Hermes
+`<tool_call>` syntax, whose markers are single tokens of that vocabulary). MODEL=stories runs the
+same on stories260K (llama.cpp answers it with text: its vocabulary has no <tool_call> token).
+The request is the same: a system and a user message, 5 tools, tool_choice naming `exec`, one
+call (parallel_tool_calls false), temperature 0. The prompt is cached first (one warm-up request
+each: lmpipe in a session, llama-server with cache_prompt), then ROUNDS requests alternate
+between the two and each request's wall time (send to full answer, over the loopback for
+llama-server and a pipe for lmpipe) is recorded. Prints medians and best times, the tokens
+generated, and whether each answer was a call of `exec` with arguments that parse. Random weights
+write different (valid) arguments in the two engines, so ms per generated token is printed too.
 
 usage: python3 tests/bench_tools.py LMPIPE_BIN LLAMA_SERVER [SHARED] [ROUNDS]
-(`make bench-tools PEER_SERVER=/path/to/llama-server`). Standard library only; threads: 2 each.
+env:   BENCH_DIR (.cache/bench), MODEL (qwen | stories), BENCH_T (threads, 2)
+(`make bench-tools PEER_SERVER=/path/to/llama-server`). Standard library only.
 """
 import json
 import os
@@ -43,23 +49,24 @@ MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
 NAMES = {t["function"]["name"] for t in TOOLS}
 
 
+CHOICE = {"type": "function", "function": {"name": "exec"}}
+THREADS = os.environ.get("BENCH_T", "2")
+
+
 def valid(calls):
-    if not calls:
+    if not calls or len(calls) != 1:
         return False
-    for c in calls:
-        f = c.get("function", {})
-        try:
-            args = json.loads(f.get("arguments", ""))
-        except ValueError:
-            return False
-        if f.get("name") not in NAMES or not isinstance(args, dict):
-            return False
-    return True
+    f = calls[0].get("function", {})
+    try:
+        args = json.loads(f.get("arguments", ""))
+    except ValueError:
+        return False
+    return f.get("name") == "exec" and isinstance(args, dict) and isinstance(args.get("command"), str)
 
 
 class Lmpipe:
     def __init__(self, binary, model):
-        self.p = subprocess.Popen([binary, "serve", "-m", model, "-t", "2"], stdin=subprocess.PIPE,
+        self.p = subprocess.Popen([binary, "serve", "-m", model, "-t", THREADS], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.n = 0
         self.call("initialize", {})
@@ -80,8 +87,8 @@ class Lmpipe:
                 return r["result"]
 
     def tool_call(self):
-        r = self.call("chat", {"messages": MESSAGES, "tools": TOOLS, "tool_choice": "required",
-                               "parallel_tool_calls": False, "temperature": 0, "max_tokens": 100,
+        r = self.call("chat", {"messages": MESSAGES, "tools": TOOLS, "tool_choice": CHOICE,
+                               "parallel_tool_calls": False, "temperature": 0, "max_tokens": 200,
                                "session": self.session})
         return r.get("tool_calls"), r["usage"]
 
@@ -93,7 +100,7 @@ class Lmpipe:
 class Server:
     def __init__(self, binary, model, port):
         self.url = "http://127.0.0.1:%d" % port
-        self.p = subprocess.Popen([binary, "-m", model, "--jinja", "-c", "2048", "-t", "2", "-np", "1",
+        self.p = subprocess.Popen([binary, "-m", model, "--jinja", "-c", "4096", "-t", THREADS, "-np", "1",
                                    "--port", str(port), "--host", "127.0.0.1"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(600):
@@ -106,8 +113,8 @@ class Server:
         raise SystemExit("llama-server did not start")
 
     def tool_call(self):
-        body = json.dumps({"messages": MESSAGES, "tools": TOOLS, "tool_choice": "required",
-                           "parallel_tool_calls": False, "temperature": 0, "max_tokens": 100,
+        body = json.dumps({"messages": MESSAGES, "tools": TOOLS, "tool_choice": CHOICE,
+                           "parallel_tool_calls": False, "temperature": 0, "max_tokens": 200,
                            "cache_prompt": True}).encode()
         req = urllib.request.Request(self.url + "/v1/chat/completions", data=body,
                                      headers={"Content-Type": "application/json"})
@@ -126,11 +133,22 @@ def main():
     lm_bin, server_bin = sys.argv[1], sys.argv[2]
     shared = sys.argv[3] if len(sys.argv) > 3 else "../shared"
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 10
+    which = os.environ.get("MODEL", "qwen")
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "stories2k-qwen.gguf")
-        subprocess.run([lm_bin, "dev", "edit", os.path.join(shared, "models", "stories260K-F32.gguf"), model,
-                        "--ctx", "2048", "--chat-template-file",
-                        os.path.join(shared, "chat", "jinja", "Qwen-Qwen2.5-7B-Instruct.jinja")], check=True)
+        model = os.path.join(tmp, "bench-tools.gguf")
+        if which == "stories":
+            src, label = os.path.join(shared, "models", "stories260K-F32.gguf"), "stories260K F32"
+        else:
+            bdir = os.environ.get("BENCH_DIR", ".cache/bench")
+            os.makedirs(bdir, exist_ok=True)
+            src, label = os.path.join(bdir, "qwen2.5-0.5b-qwen2-Q8_0.gguf"), "Qwen2.5-0.5B shape, Q8_0, random weights"
+            if not os.path.exists(src):
+                print("bench-tools: generating %s (once)" % src, flush=True)
+                subprocess.run([lm_bin, "dev", "synth", src, "--preset", "qwen2.5-0.5b", "--type", "Q8_0",
+                                "--vocab-from", os.path.join(shared, "vocab", "ggml-vocab-qwen2.gguf")], check=True)
+        subprocess.run([lm_bin, "dev", "edit", src, model, "--ctx", "4096", "--chat-template-file",
+                        os.path.join(shared, "chat", "jinja", "Qwen-Qwen2.5-7B-Instruct.jinja")], check=True,
+                       stdout=subprocess.DEVNULL)
         lm, srv = Lmpipe(lm_bin, model), Server(server_bin, model, 18000 + os.getpid() % 1000)
         try:
             times = {"lmpipe": [], "llama-server": []}
@@ -144,10 +162,18 @@ def main():
                     calls, usage[name] = eng.tool_call()
                     times[name].append((time.perf_counter() - t0) * 1000)
                     ok[name] += valid(calls)
-            print("one tool call, 5 tools, prompt cached, stories260K (2048 ctx, Qwen2.5 template), %d rounds:" % rounds)
+            print("one exec call, 5 tools, prompt cached, %s, Qwen2.5 template, %s threads, %d rounds:" % (
+                label, THREADS, rounds))
             for name in times:
-                print("  %-13s median %7.2f ms  best %7.2f ms  valid calls %d/%d  last usage %s" % (
-                    name, statistics.median(times[name]), min(times[name]), ok[name], rounds, json.dumps(usage[name])))
+                n = usage[name].get("completion_tokens", 0)
+                med = statistics.median(times[name])
+                print("  %-13s median %8.2f ms  best %8.2f ms  %3d tokens (%.2f ms/token)  valid exec calls %d/%d"
+                      "  prompt %s, cached %s" % (
+                          name, med, min(times[name]), n, med / n if n else 0, ok[name], rounds,
+                          usage[name].get("prompt_tokens"), usage[name].get("cached_tokens",
+                          usage[name].get("prompt_tokens_details", {}).get("cached_tokens"))))
+            print("  ratio of medians (llama-server / lmpipe): %.2fx" % (
+                statistics.median(times["llama-server"]) / statistics.median(times["lmpipe"])))
         finally:
             lm.close()
             srv.close()
