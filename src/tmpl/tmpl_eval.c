@@ -20,32 +20,6 @@
 
 enum { EX_OK = 0, EX_BREAK = 1, EX_CONTINUE = 2 };
 
-int tmpl_rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
-{
-    if (!c->err) {
-        char msg[ERR_MSG_MAX], where[48];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        c->err = code;
-        c->err_pos = c->cur_pos;
-        tmpl_pos_str(c->t, c->cur_pos, where, sizeof where);
-        err_set(c->ei, code, tmpl_orig_off(c->t, c->cur_pos), "%s: %s (%s)", kind, msg, where);
-    }
-    return -1;
-}
-
-int tmpl_rt_steps(struct rctx *c, uint64_t n)
-{
-    c->steps += n;
-    if (c->steps > c->max_steps)
-        return tmpl_rt_err(c, ERR_LIMIT, "StepLimit",
-                      "the template did more than %llu steps of work (a loop that does not end?)",
-                      (unsigned long long)c->max_steps);
-    return 0;
-}
-
 /* ---- scopes ---- */
 
 static struct scope *scope_new(struct rctx *c, struct scope *parent)

@@ -366,19 +366,30 @@ struct rctx {
     uint32_t cur_pos;   /* the node being evaluated */
 };
 
+/* ---- positions and errors (tmpl_err.c) ---- */
+
+/* "line L, column C" of a normalised offset, as the error prefix. */
+void tmpl_pos_str(const struct tmpl *t, uint32_t pos, char *buf, size_t cap);
+uint64_t tmpl_orig_off(const struct tmpl *t, uint32_t pos);
+/* Record a parse error at normalised offset pos: "line L, column C: <message>". */
+void tmpl_errv(const struct tmpl *t, struct err_info *ei, int code, uint32_t pos, const char *fmt,
+               va_list ap);
 /* Record a render error (first wins) and return -1. kind: the Python exception name. */
 int tmpl_rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* Charge `n` steps; -1 (with the error recorded) when the budget is spent. */
+int tmpl_rt_steps(struct rctx *c, uint64_t n);
+
+/* ---- render buffers (tmpl_mem.c) ---- */
+
 /* Buffer helpers for render code: append (on failure the buffer is freed and a MemoryError /
  * limit recorded), turn a buffer into a string value (freeing it), record "too much memory". */
 int tmpl_rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n);
 int tmpl_rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out);
 int tmpl_rt_oom(struct rctx *c);
-/* Charge `n` steps; -1 (with the error recorded) when the budget is spent. */
-int tmpl_rt_steps(struct rctx *c, uint64_t n);
 
 /* ---- values (tmpl_val.c) ---- */
 
@@ -523,18 +534,11 @@ int tmpl_bind_args(struct rctx *c, const char *what, const char *const *names, s
 
 /* ---- lexer / parser ---- */
 
-/* Record a parse error at normalised offset pos: "line L, column C: <message>". */
-void tmpl_errv(const struct tmpl *t, struct err_info *ei, int code, uint32_t pos, const char *fmt,
-               va_list ap);
-
 struct lexed {
     struct token *v;
     size_t n, cap;
 };
 int tmpl_lex(struct tmpl *t, struct lexed *out, struct err_info *ei);
 int tmpl_parse_tokens(struct tmpl *t, const struct lexed *lx, struct err_info *ei);
-/* "line L, column C" of a normalised offset, as the error prefix. */
-void tmpl_pos_str(const struct tmpl *t, uint32_t pos, char *buf, size_t cap);
-uint64_t tmpl_orig_off(const struct tmpl *t, uint32_t pos);
 
 #endif
