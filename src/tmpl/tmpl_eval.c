@@ -144,19 +144,6 @@ static const char *objtype(struct val v)
     }
 }
 
-static int bound(struct rctx *c, struct val self, enum meth m, struct val *out)
-{
-    struct method *bm = tmpl_arena_alloc(&c->ar, sizeof *bm);
-    if (!bm) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
-    bm->self = self;
-    bm->m = m;
-    struct val v = {0};
-    v.t = VT_METHOD;
-    v.u.bm = bm;
-    *out = v;
-    return 0;
-}
-
 static int loop_attr(struct rctx *c, struct val lv, const char *a, size_t n, struct val *out)
 {
     struct loop *lp = lv.u.lp;
@@ -175,8 +162,8 @@ static int loop_attr(struct rctx *c, struct val lv, const char *a, size_t n, str
         *out = i > 0 ? lp->items->v[i - 1] : tmpl_v_undef_hint(c, "there is no previous item");
     else if (IS("nextitem"))
         *out = i + 1 < len ? lp->items->v[i + 1] : tmpl_v_undef_hint(c, "there is no next item");
-    else if (IS("cycle")) return bound(c, lv, M_LOOP_CYCLE, out);
-    else if (IS("changed")) return bound(c, lv, M_LOOP_CHANGED, out);
+    else if (IS("cycle")) return tmpl_v_method(c, lv, M_LOOP_CYCLE, out);
+    else if (IS("changed")) return tmpl_v_method(c, lv, M_LOOP_CHANGED, out);
     else return 1;
 #undef IS
     return 0;
@@ -202,7 +189,7 @@ int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *
     }
     default: {
         enum meth m = tmpl_meth_lookup(obj, name->b, name->len);
-        if (m != M_NONE) return bound(c, obj, m, out);
+        if (m != M_NONE) return tmpl_v_method(c, obj, m, out);
         if (obj.t == VT_DICT) {
             struct val *v = tmpl_dict_get_cstr(obj.u.m, name->b, name->len);
             if (v) {
@@ -273,7 +260,7 @@ int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *ou
     if (key.t == VT_STR && obj.t != VT_DICT) return tmpl_get_attr(c, obj, key.u.s, out);
     if (key.t == VT_STR && obj.t == VT_DICT) {
         enum meth m = tmpl_meth_lookup(obj, key.u.s->b, key.u.s->len);
-        if (m != M_NONE) return bound(c, obj, m, out);
+        if (m != M_NONE) return tmpl_v_method(c, obj, m, out);
     }
     *out = tmpl_v_undef_name(c, key, objtype(obj), true);
     return 0;
@@ -667,7 +654,7 @@ static int call_builtin(struct rctx *c, struct val fn, struct val *args, size_t 
         st->v[0] = a[0].t == VT_UNDEF ? tmpl_v_cstr(c, ", ") : a[0];
         st->v[1] = v_bool(false);
         st->n = 2;
-        return bound(c, v_listv(st, LK_LIST), M_JOINER_CALL, out);
+        return tmpl_v_method(c, v_listv(st, LK_LIST), M_JOINER_CALL, out);
     }
     default:
         return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "this global function is not supported");

@@ -452,6 +452,12 @@ struct val tmpl_v_undef_hint(struct rctx *c, const char *hint);
 /* Raise UndefinedError for u (always returns -1). */
 int tmpl_undef_fail(struct rctx *c, struct val u);
 
+/* The method `name` of obj's type (M_NONE: none; tuples have index and count only), a method's
+ * name (for repr), and a bound method value (obj.method before it is called). */
+enum meth tmpl_meth_lookup(struct val obj, const char *name, size_t len);
+const char *tmpl_meth_name(enum meth m);
+int tmpl_v_method(struct rctx *c, struct val self, enum meth m, struct val *out);
+
 const char *tmpl_type_name(struct val v); /* Python's type name: 'int', 'NoneType', 'dict'... */
 bool tmpl_truthy(struct val v);
 /* Python ==, <, hash (rc -1 on TypeError). */
@@ -519,8 +525,6 @@ int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, siz
                bool *out);
 int tmpl_call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
-enum meth tmpl_meth_lookup(struct val obj, const char *name, size_t len);
-const char *tmpl_meth_name(enum meth m);
 int tmpl_str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
 int tmpl_str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out);
