@@ -427,6 +427,15 @@ static inline bool v_is_gen(struct val v)
     return v.t == VT_LIST && (v.f == LK_GEN || v.f == LK_REVIT);
 }
 
+/* An int (or bool) usable as an index. */
+static inline bool v_as_index(struct val k, int64_t *i)
+{
+    if (k.t == VT_INT) *i = k.u.i;
+    else if (k.t == VT_BOOL) *i = k.u.b;
+    else return false;
+    return true;
+}
+
 /* memcpy of n values that tolerates n == 0 with NULL arrays (empty lists have none). */
 static inline void vcopy(struct val *dst, const struct val *src, size_t n)
 {
@@ -496,6 +505,17 @@ int tmpl_v_len(struct rctx *c, struct val v, int64_t *out);
 /* Python `in`. */
 int tmpl_v_contains(struct rctx *c, struct val hay, struct val needle, bool *out);
 
+/* ---- attribute, item and slice access (tmpl_access.c) ---- */
+
+/* obj.name / obj[key] as jinja2's sandbox does them: a miss is an undefined value (0 returned),
+ * an error only for an undefined obj. */
+int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out);
+int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *out);
+/* obj[a:b:c]; sv[k] is used where given[k]. forgiving: a slice jinja2 folded into a constant
+ * (a TypeError there becomes undefined). */
+int tmpl_get_slice(struct rctx *c, struct val obj, const struct val *sv, const bool *given,
+                   bool forgiving, struct val *out);
+
 /* ---- unicode helpers (tmpl_uni.c) ---- */
 
 uint32_t tmpl_utf8_dec(const char *s, size_t n, size_t *adv); /* U+FFFD + adv 1 on a bad byte */
@@ -516,8 +536,6 @@ size_t tmpl_utf8_off(const struct str *s, int64_t i);
 
 int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
-int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out);
-int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *out);
 int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out);
 int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
                  struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
