@@ -516,6 +516,12 @@ int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *ou
 int tmpl_get_slice(struct rctx *c, struct val obj, const struct val *sv, const bool *given,
                    bool forgiving, struct val *out);
 
+/* ---- operators (tmpl_arith.c) ---- */
+
+/* a <op> b for op an enum tmpl_binop; -a (neg) or +a. */
+int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out);
+int tmpl_unary(struct rctx *c, bool neg, struct val a, struct val *out);
+
 /* ---- unicode helpers (tmpl_uni.c) ---- */
 
 uint32_t tmpl_utf8_dec(const char *s, size_t n, size_t *adv); /* U+FFFD + adv 1 on a bad byte */
@@ -536,7 +542,6 @@ size_t tmpl_utf8_off(const struct str *s, int64_t i);
 
 int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
-int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out);
 int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
                  struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
 int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs,
