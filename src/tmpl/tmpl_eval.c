@@ -274,12 +274,6 @@ static int call_full(struct rctx *c, struct val fn, struct val *args, size_t nar
     }
 }
 
-int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
-               struct val *kwv, size_t nkw, struct val *out)
-{
-    return call_full(c, fn, args, nargs, kwn, kwv, nkw, v_undef(), out);
-}
-
 static bool str_is(const struct str *s, const char *z)
 {
     size_t n = strlen(z);

@@ -9,7 +9,23 @@
  * Python's types map onto few kinds: a tuple, a generator, dict_items... are lists with a
  * flavour (enum lk) that decides their repr, tests, mutability and whether iterating consumes
  * them; a Markup string (|safe, |escape) is a string with the markup flag, which changes what
- * `+`, join, replace and format do with plain strings (they escape them), as markupsafe does. */
+ * `+`, join, replace and format do with plain strings (they escape them), as markupsafe does.
+ *
+ * The files form layers, each calling only files listed before it (nothing calls up, so no
+ * filter, method or value operation ever re-enters the evaluator):
+ *   tmpl_uni     UTF-8 and the Unicode properties Python's str methods need
+ *   tmpl_err     positions ("line L, column C"), parse and render errors, the step budget
+ *   tmpl_mem     arenas, byte buffers, strings
+ *   tmpl_lex     source -> tokens
+ *   tmpl_val     Python value semantics: containers, ==/</hash, str/repr, JSON, the method table
+ *   tmpl_access  x.name, x[key], x[a:b] (jinja2's sandboxed getattr/getitem)
+ *   tmpl_fmt     str.format, printf-style %, strftime
+ *   tmpl_meth    str/list/dict methods, built-in argument binding
+ *   tmpl_arith   + - * / // % ** and unary -/+
+ *   tmpl_filt    filters and tests (and their name tables, which the parser resolves against)
+ *   tmpl_parse   tokens -> syntax tree, the tmpl_parse entry point
+ *   tmpl_eval    the interpreter: scopes, statements, expressions, calls, tmpl_render
+ *   tmpl_req     chat request -> variables, capability probes, conversation fixes */
 #ifndef LMPIPE_TMPL_TMPL_INT_H
 #define LMPIPE_TMPL_TMPL_INT_H
 
@@ -538,26 +554,31 @@ bool tmpl_uni_islinebreak(uint32_t cp); /* str.splitlines boundaries */
 /* Byte offset of code point index i (0..ncp) in s. */
 size_t tmpl_utf8_off(const struct str *s, int64_t i);
 
-/* ---- interpreter entry points shared by filters/methods (tmpl_eval.c) ---- */
+/* ---- Python's formatting languages (tmpl_fmt.c) ---- */
 
-int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
-               struct val *kwv, size_t nkw, struct val *out);
-int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
-                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
-int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs,
-               bool *out);
-int tmpl_call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
-                struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
+/* fmt.format(*args, **kw); fmt % args (args a tuple, a dict or one value); strftime of t
+ * (seconds since the epoch, already shifted to local time) appended to b. */
 int tmpl_str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
 int tmpl_str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out);
 int tmpl_strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct buf *b);
 
+/* ---- methods and argument binding (tmpl_meth.c) ---- */
+
+int tmpl_call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
+                struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
 /* Keyword/positional argument binding for built-ins: names[] in Python order; vals[] is filled
  * (VT_UNDEF = not given). Returns -1 with a TypeError on extra / unknown arguments. */
 int tmpl_bind_args(struct rctx *c, const char *what, const char *const *names, size_t nnames,
               struct val *args, size_t nargs, struct str **kwn, struct val *kwv, size_t nkw,
               struct val *vals);
+
+/* ---- applying filters and tests (tmpl_filt.c; their ids and names are above) ---- */
+
+int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
+                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
+int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs,
+               bool *out);
 
 /* ---- lexer / parser ---- */
 
