@@ -1,6 +1,7 @@
 /* tmpl_val: Python value semantics over struct val: containers, equality / ordering / hashing,
- * str() and repr() as CPython prints them, json.dumps as transformers' tojson calls it, and the
- * bridge from jansson values.
+ * str() and repr() as CPython prints them, json.dumps as transformers' tojson calls it, the
+ * bridge from jansson values, and the method table (which str/list/dict methods exist, their
+ * names, bound method values; what they do is tmpl_meth's).
  *
  * Recursive walks over values (repr, tojson, equality, conversion) stop at VAL_MAX_DEPTH: a
  * template can build arbitrarily deep or cyclic lists (x.append(x)), and Python would raise a
