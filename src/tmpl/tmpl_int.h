@@ -39,7 +39,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ---- arena ---- */
+/* ---- arena (tmpl_mem.c) ---- */
 
 struct arena_blk;
 struct arena {
@@ -50,7 +50,7 @@ struct arena {
 void *tmpl_arena_alloc(struct arena *a, size_t n); /* 16-aligned, zeroed; NULL past limit / OOM */
 void tmpl_arena_free(struct arena *a);
 
-/* ---- growable byte buffer (malloc'd) ---- */
+/* ---- growable byte buffer, malloc'd (tmpl_mem.c) ---- */
 
 struct buf {
     char *p;
@@ -458,11 +458,15 @@ static inline void vcopy(struct val *dst, const struct val *src, size_t n)
     if (n) memcpy(dst, src, n * sizeof *dst);
 }
 
+/* strings and string values (tmpl_mem.c) */
 struct str *tmpl_str_new(struct arena *a, const char *s, size_t n);
 struct str *tmpl_str_alloc(struct arena *a, size_t n); /* uninitialised bytes, NUL-terminated */
 int64_t tmpl_str_ncp(struct str *s);                   /* code point count (cached) */
 struct val tmpl_v_str(struct rctx *c, const char *s, size_t n); /* VT_UNDEF + error on OOM */
 struct val tmpl_v_cstr(struct rctx *c, const char *s);
+/* Copy a finished buffer into a string value (the buffer is reset, not freed). */
+struct val tmpl_buf_take(struct rctx *c, struct buf *b, bool markup);
+/* containers, undefined values, Python semantics (tmpl_val.c) */
 struct list *tmpl_list_new(struct rctx *c, size_t cap);
 int tmpl_list_push(struct rctx *c, struct list *l, struct val v);
 struct dict *tmpl_dict_new(struct rctx *c, size_t cap);
@@ -511,8 +515,6 @@ int tmpl_v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth
 int tmpl_html_escape_to(struct buf *b, const char *s, size_t n);
 /* Make a plain string value Markup-escaped (escape(v)): Markup stays as is. */
 int tmpl_v_escape(struct rctx *c, struct val v, struct val *out);
-/* Copy a finished buffer into a string value (the buffer is reset, not freed). */
-struct val tmpl_buf_take(struct rctx *c, struct buf *b, bool markup);
 /* Materialise an iterable into a fresh list (dict: keys; string: characters; generator:
  * consumes it). Undefined -> empty; non-iterable -> TypeError. */
 int tmpl_v_iter_list(struct rctx *c, struct val v, struct list **out);
