@@ -1,6 +1,8 @@
-/* tmpl_eval: the tree-walking interpreter: scopes, statements, expressions, attribute and item
- * access with jinja2's sandboxed getattr/getitem rules, calls (macros, callers, built-ins,
- * methods, recursive loops), and the render entry point.
+/* tmpl_eval: the tree-walking interpreter: scopes, statements, expressions, calls (macros,
+ * callers, built-ins, methods, recursive loops), and the render entry point. The top of the
+ * module: what a node does to values is delegated down (tmpl_access: attributes, items, slices;
+ * tmpl_arith: operators; tmpl_filt: filters and tests; tmpl_meth: methods), nothing below calls
+ * back into the evaluator.
  *
  * Scoping follows what jinja2 3.1 compiles to: `set` writes to the innermost scope; each for-loop
  * iteration, macro call, call-block caller and with-block gets a fresh scope whose parent is the
@@ -19,32 +21,6 @@
 #include <string.h>
 
 enum { EX_OK = 0, EX_BREAK = 1, EX_CONTINUE = 2 };
-
-int tmpl_rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
-{
-    if (!c->err) {
-        char msg[ERR_MSG_MAX], where[48];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        c->err = code;
-        c->err_pos = c->cur_pos;
-        tmpl_pos_str(c->t, c->cur_pos, where, sizeof where);
-        err_set(c->ei, code, tmpl_orig_off(c->t, c->cur_pos), "%s: %s (%s)", kind, msg, where);
-    }
-    return -1;
-}
-
-int tmpl_rt_steps(struct rctx *c, uint64_t n)
-{
-    c->steps += n;
-    if (c->steps > c->max_steps)
-        return tmpl_rt_err(c, ERR_LIMIT, "StepLimit",
-                      "the template did more than %llu steps of work (a loop that does not end?)",
-                      (unsigned long long)c->max_steps);
-    return 0;
-}
 
 /* ---- scopes ---- */
 
@@ -142,448 +118,6 @@ static int capture(struct rctx *c, struct scope *sc, const struct nodes *body, s
     return rc < 0 ? -1 : 0;
 }
 
-/* ---- attribute / item access ---- */
-
-static const char *objtype(struct val v)
-{
-    switch (v.t) {
-    case VT_NONE: return "None";
-    case VT_BOOL: return "bool object";
-    case VT_INT: return "int object";
-    case VT_FLOAT: return "float object";
-    case VT_STR: return v.f ? "markupsafe.Markup object" : "str object";
-    case VT_DICT: return "dict object";
-    case VT_NS: return "jinja2.utils.Namespace object";
-    case VT_LOOP: return "jinja2.runtime.LoopContext object";
-    case VT_MACRO: return "jinja2.runtime.Macro object";
-    case VT_LIST:
-        switch (v.f) {
-        case LK_TUPLE: return "tuple object";
-        case LK_GEN: return "generator object";
-        case LK_REVIT: return "list_reverseiterator object";
-        case LK_ITEMS: return "dict_items object";
-        case LK_KEYS: return "dict_keys object";
-        case LK_VALUES: return "dict_values object";
-        default: return "list object";
-        }
-    default: return "object";
-    }
-}
-
-static int bound(struct rctx *c, struct val self, enum meth m, struct val *out)
-{
-    struct method *bm = tmpl_arena_alloc(&c->ar, sizeof *bm);
-    if (!bm) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
-    bm->self = self;
-    bm->m = m;
-    struct val v = {0};
-    v.t = VT_METHOD;
-    v.u.bm = bm;
-    *out = v;
-    return 0;
-}
-
-static int loop_attr(struct rctx *c, struct val lv, const char *a, size_t n, struct val *out)
-{
-    struct loop *lp = lv.u.lp;
-    int64_t i = (int64_t)lp->i, len = (int64_t)lp->items->n;
-#define IS(s) (n == sizeof(s) - 1 && memcmp(a, s, n) == 0)
-    if (IS("index")) *out = v_int(i + 1);
-    else if (IS("index0")) *out = v_int(i);
-    else if (IS("revindex")) *out = v_int(len - i);
-    else if (IS("revindex0")) *out = v_int(len - i - 1);
-    else if (IS("first")) *out = v_bool(i == 0);
-    else if (IS("last")) *out = v_bool(i == len - 1);
-    else if (IS("length")) *out = v_int(len);
-    else if (IS("depth")) *out = v_int(lp->depth0 + 1);
-    else if (IS("depth0")) *out = v_int(lp->depth0);
-    else if (IS("previtem"))
-        *out = i > 0 ? lp->items->v[i - 1] : tmpl_v_undef_hint(c, "there is no previous item");
-    else if (IS("nextitem"))
-        *out = i + 1 < len ? lp->items->v[i + 1] : tmpl_v_undef_hint(c, "there is no next item");
-    else if (IS("cycle")) return bound(c, lv, M_LOOP_CYCLE, out);
-    else if (IS("changed")) return bound(c, lv, M_LOOP_CHANGED, out);
-    else return 1;
-#undef IS
-    return 0;
-}
-
-int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out)
-{
-    struct val key = v_strv(name, false);
-    switch (obj.t) {
-    case VT_UNDEF: return tmpl_undef_fail(c, obj);
-    case VT_NS: {
-        struct val *v = tmpl_dict_get_cstr(obj.u.m, name->b, name->len);
-        if (v) {
-            *out = *v;
-            return 0;
-        }
-        break;
-    }
-    case VT_LOOP: {
-        int rc = loop_attr(c, obj, name->b, name->len, out);
-        if (rc <= 0) return rc;
-        break;
-    }
-    default: {
-        enum meth m = tmpl_meth_lookup(obj, name->b, name->len);
-        if (m != M_NONE) return bound(c, obj, m, out);
-        if (obj.t == VT_DICT) {
-            struct val *v = tmpl_dict_get_cstr(obj.u.m, name->b, name->len);
-            if (v) {
-                *out = *v;
-                return 0;
-            }
-        }
-        break;
-    }
-    }
-    *out = tmpl_v_undef_name(c, key, objtype(obj), false);
-    return 0;
-}
-
-static bool as_index(struct val k, int64_t *i)
-{
-    if (k.t == VT_INT) *i = k.u.i;
-    else if (k.t == VT_BOOL) *i = k.u.b;
-    else return false;
-    return true;
-}
-
-int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *out)
-{
-    int64_t i;
-    switch (obj.t) {
-    case VT_UNDEF: return tmpl_undef_fail(c, obj);
-    case VT_DICT:
-        if (key.t != VT_LIST || key.f == LK_TUPLE) {
-            int rc;
-            struct val *v = tmpl_dict_get(c, obj.u.m, key, &rc);
-            if (rc) {
-                /* unhashable key: a TypeError that jinja2's getitem swallows */
-                c->err = 0;
-                if (c->ei) err_clear(c->ei);
-                break;
-            }
-            if (v) {
-                *out = *v;
-                return 0;
-            }
-        }
-        break;
-    case VT_LIST:
-        if ((obj.f == LK_LIST || obj.f == LK_TUPLE) && as_index(key, &i)) {
-            int64_t n = (int64_t)obj.u.l->n;
-            if (i < 0) i += n;
-            if (i >= 0 && i < n) {
-                *out = obj.u.l->v[i];
-                return 0;
-            }
-        }
-        break;
-    case VT_STR:
-        if (as_index(key, &i)) {
-            int64_t n = tmpl_str_ncp(obj.u.s);
-            if (i < 0) i += n;
-            if (i >= 0 && i < n) {
-                size_t a = tmpl_utf8_off(obj.u.s, i), b = tmpl_utf8_off(obj.u.s, i + 1);
-                *out = tmpl_v_str(c, obj.u.s->b + a, b - a);
-                out->f = obj.f;
-                return out->t == VT_STR ? 0 : -1;
-            }
-        }
-        break;
-    default: break;
-    }
-    if (key.t == VT_STR && obj.t != VT_DICT) return tmpl_get_attr(c, obj, key.u.s, out);
-    if (key.t == VT_STR && obj.t == VT_DICT) {
-        enum meth m = tmpl_meth_lookup(obj, key.u.s->b, key.u.s->len);
-        if (m != M_NONE) return bound(c, obj, m, out);
-    }
-    *out = tmpl_v_undef_name(c, key, objtype(obj), true);
-    return 0;
-}
-
-/* Python slice.indices. */
-static void slice_indices(int64_t len, const int64_t *a, const int64_t *b, int64_t step,
-                          int64_t *start, int64_t *stop)
-{
-    int64_t lower = step < 0 ? -1 : 0, upper = step < 0 ? len - 1 : len;
-    if (!a) *start = step < 0 ? upper : lower;
-    else {
-        *start = *a < 0 ? *a + len : *a;
-        if (*start < lower) *start = lower;
-        else if (*start > upper) *start = upper;
-    }
-    if (!b) *stop = step < 0 ? lower : upper;
-    else {
-        *stop = *b < 0 ? *b + len : *b;
-        if (*stop < lower) *stop = lower;
-        else if (*stop > upper) *stop = upper;
-    }
-}
-
-static int get_slice(struct rctx *c, struct val obj, const struct val *sv, const bool *given,
-                     bool forgiving, struct val *out)
-{
-    /* jinja2 compiles a slice to Python's obj[a:b:c] directly (not its forgiving getitem),
-     * unless the optimizer folded it */
-    if (obj.t == VT_UNDEF) return tmpl_undef_fail(c, obj);
-    bool seq = obj.t == VT_STR || (obj.t == VT_LIST && (obj.f == LK_LIST || obj.f == LK_TUPLE));
-    bool bad_ix = false;
-    int64_t tmp;
-    for (int k = 0; k < 3; k++)
-        if (given[k] && sv[k].t != VT_NONE && !as_index(sv[k], &tmp)) bad_ix = true;
-    if (forgiving && (!seq || bad_ix)) {
-        *out = v_undef();
-        return 0;
-    }
-    if (obj.t == VT_DICT)
-        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "unhashable type: 'slice'");
-    if (!seq)
-        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not subscriptable", tmpl_type_name(obj));
-    int64_t ix[3];
-    for (int k = 0; k < 3; k++) {
-        if (!given[k] || sv[k].t == VT_NONE) continue;
-        if (sv[k].t == VT_UNDEF) return tmpl_undef_fail(c, sv[k]);
-        if (!as_index(sv[k], &ix[k]))
-            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
-                          "slice indices must be integers or None or have an __index__ method");
-    }
-    int64_t step = (given[2] && sv[2].t != VT_NONE) ? ix[2] : 1;
-    if (step == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "slice step cannot be zero");
-    if (step == INT64_MIN) step = -INT64_MAX;
-    const int64_t *pa = (given[0] && sv[0].t != VT_NONE) ? &ix[0] : NULL;
-    const int64_t *pb = (given[1] && sv[1].t != VT_NONE) ? &ix[1] : NULL;
-    int64_t len = obj.t == VT_STR ? tmpl_str_ncp(obj.u.s) : (int64_t)obj.u.l->n, start, stop;
-    slice_indices(len, pa, pb, step, &start, &stop);
-    if (obj.t == VT_LIST) {
-        struct list *l = tmpl_list_new(c, 0);
-        if (!l) return -1;
-        for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
-            if (tmpl_list_push(c, l, obj.u.l->v[i])) return -1;
-            if (__builtin_add_overflow(i, step, &i)) break;
-        }
-        *out = v_listv(l, (enum lk)obj.f);
-        return tmpl_rt_steps(c, l->n / 8);
-    }
-    struct str *s = obj.u.s;
-    if (step == 1) {
-        size_t a = tmpl_utf8_off(s, start), b = stop > start ? tmpl_utf8_off(s, stop) : a;
-        *out = tmpl_v_str(c, s->b + a, b - a);
-    } else {
-        struct buf b = {.limit = c->max_output};
-        for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
-            size_t o = tmpl_utf8_off(s, i), e = tmpl_utf8_off(s, i + 1);
-            if (tmpl_buf_put(&b, s->b + o, e - o)) {
-                tmpl_buf_free(&b);
-                return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string too long");
-            }
-            if (tmpl_rt_steps(c, 1)) {
-                tmpl_buf_free(&b);
-                return -1;
-            }
-            if (__builtin_add_overflow(i, step, &i)) break;
-        }
-        *out = tmpl_buf_take(c, &b, false);
-        tmpl_buf_free(&b);
-    }
-    if (out->t != VT_STR) return -1;
-    out->f = obj.f;
-    return 0;
-}
-
-/* ---- arithmetic ---- */
-
-static bool is_num(struct val v) { return v.t == VT_BOOL || v.t == VT_INT || v.t == VT_FLOAT; }
-static bool is_intish(struct val v) { return v.t == VT_BOOL || v.t == VT_INT; }
-static int64_t ival(struct val v) { return v.t == VT_BOOL ? v.u.b : v.u.i; }
-static double dval(struct val v) { return v.t == VT_FLOAT ? v.u.d : (double)ival(v); }
-
-static int ovf(struct rctx *c)
-{
-    return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "integer result does not fit in 64 bits");
-}
-
-static const char *const g_opsym[] = {"+", "-", "*", "/", "//", "%", "**"};
-
-static int unsupported(struct rctx *c, int op, struct val a, struct val b)
-{
-    return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
-                  "unsupported operand type(s) for %s: '%s' and '%s'", g_opsym[op], tmpl_type_name(a),
-                  tmpl_type_name(b));
-}
-
-static int concat_str(struct rctx *c, struct val a, struct val b, struct val *out)
-{
-    bool markup = a.f || b.f;
-    if (markup) { /* Markup + str escapes the plain side (markupsafe) */
-        if (!a.f && tmpl_v_escape(c, a, &a)) return -1;
-        if (!b.f && tmpl_v_escape(c, b, &b)) return -1;
-    }
-    size_t n = a.u.s->len + b.u.s->len;
-    if (n > c->max_output) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
-    if (tmpl_rt_steps(c, n / 64)) return -1;
-    struct str *s = tmpl_str_alloc(&c->ar, n);
-    if (!s) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
-    memcpy(s->b, a.u.s->b, a.u.s->len);
-    memcpy(s->b + a.u.s->len, b.u.s->b, b.u.s->len);
-    *out = v_strv(s, markup);
-    return 0;
-}
-
-static int repeat(struct rctx *c, struct val seq, int64_t k, struct val *out)
-{
-    if (k < 0) k = 0;
-    if (seq.t == VT_STR) {
-        size_t len = seq.u.s->len;
-        if (len && (uint64_t)k > c->max_output / len)
-            return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "string longer than %zu bytes", c->max_output);
-        if (tmpl_rt_steps(c, len * (size_t)k / 64)) return -1;
-        struct str *s = tmpl_str_alloc(&c->ar, len * (size_t)k);
-        if (!s) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
-        for (int64_t i = 0; i < k; i++) memcpy(s->b + (size_t)i * len, seq.u.s->b, len);
-        *out = v_strv(s, seq.f);
-        return 0;
-    }
-    size_t n = seq.u.l->n;
-    if (n && (uint64_t)k > (c->max_output / 16) / n)
-        return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "list longer than the limit");
-    struct list *l = tmpl_list_new(c, n * (size_t)k);
-    if (!l) return -1;
-    for (int64_t i = 0; n && i < k; i++) vcopy(l->v + (size_t)i * n, seq.u.l->v, n);
-    l->n = n * (size_t)k;
-    if (tmpl_rt_steps(c, l->n / 8)) return -1;
-    *out = v_listv(l, (enum lk)seq.f);
-    return 0;
-}
-
-static int pow_int(struct rctx *c, int64_t b, int64_t e, struct val *out)
-{
-    int64_t r = 1;
-    while (e > 0) {
-        if (e & 1 && __builtin_mul_overflow(r, b, &r)) return ovf(c);
-        e >>= 1;
-        if (e && __builtin_mul_overflow(b, b, &b)) return ovf(c);
-    }
-    *out = v_int(r);
-    return 0;
-}
-
-static int arith(struct rctx *c, int op, struct val a, struct val b, struct val *out)
-{
-    if (is_intish(a) && is_intish(b)) {
-        int64_t x = ival(a), y = ival(b), r;
-        switch (op) {
-        case B_ADD: if (__builtin_add_overflow(x, y, &r)) return ovf(c); *out = v_int(r); return 0;
-        case B_SUB: if (__builtin_sub_overflow(x, y, &r)) return ovf(c); *out = v_int(r); return 0;
-        case B_MUL: if (__builtin_mul_overflow(x, y, &r)) return ovf(c); *out = v_int(r); return 0;
-        case B_FLOORDIV: case B_MOD:
-            if (y == 0)
-                return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError", "integer division or modulo by zero");
-            if (x == INT64_MIN && y == -1) return ovf(c);
-            r = x / y;
-            if ((x % y != 0) && ((x < 0) != (y < 0))) r--;
-            *out = op == B_FLOORDIV ? v_int(r) : v_int(x - r * y);
-            return 0;
-        case B_POW:
-            if (y >= 0) return pow_int(c, x, y, out);
-            if (x == 0)
-                return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
-                              "0.0 cannot be raised to a negative power");
-            *out = v_float(pow((double)x, (double)y));
-            return 0;
-        default: break;
-        }
-    }
-    double x = dval(a), y = dval(b), r;
-    switch (op) {
-    case B_ADD: r = x + y; break;
-    case B_SUB: r = x - y; break;
-    case B_MUL: r = x * y; break;
-    case B_DIV:
-        if (y == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError", "division by zero");
-        r = x / y;
-        break;
-    case B_FLOORDIV: case B_MOD: {
-        if (y == 0)
-            return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
-                          op == B_MOD ? "float modulo" : "float floor division by zero");
-        double m = fmod(x, y);
-        if (m != 0 && ((y < 0) != (m < 0))) m += y;
-        if (op == B_MOD) {
-            r = m == 0 ? copysign(0.0, y) : m;
-        } else {
-            double d = (x - m) / y;
-            if (m == 0 && d == 0) d = copysign(0.0, x / y);
-            else {
-                double fl = floor(d);
-                if (d - fl > 0.5) fl += 1.0;
-                d = fl;
-            }
-            r = d;
-        }
-        break;
-    }
-    case B_POW:
-        if (x == 0 && y < 0)
-            return tmpl_rt_err(c, ERR_TEMPLATE, "ZeroDivisionError",
-                          "0.0 cannot be raised to a negative power");
-        if (x < 0 && y != floor(y))
-            return tmpl_rt_err(c, ERR_UNSUPPORTED, "ValueError",
-                          "a negative number to a fractional power is complex");
-        r = pow(x, y);
-        if (isinf(r) && !isinf(x) && !isinf(y))
-            return tmpl_rt_err(c, ERR_TEMPLATE, "OverflowError", "(34, 'Numerical result out of range')");
-        break;
-    default: return -1;
-    }
-    *out = v_float(r);
-    return 0;
-}
-
-int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out)
-{
-    if (a.t == VT_UNDEF) return tmpl_undef_fail(c, a);
-    if (b.t == VT_UNDEF) return tmpl_undef_fail(c, b);
-    if (is_num(a) && is_num(b)) return arith(c, op, a, b, out);
-    switch (op) {
-    case B_ADD:
-        if (a.t == VT_STR && b.t == VT_STR) return concat_str(c, a, b, out);
-        if (a.t == VT_LIST && b.t == VT_LIST && a.f == b.f && (a.f == LK_LIST || a.f == LK_TUPLE)) {
-            size_t n = a.u.l->n + b.u.l->n;
-            struct list *l = tmpl_list_new(c, n);
-            if (!l) return -1;
-            vcopy(l->v, a.u.l->v, a.u.l->n);
-            if (b.u.l->n) vcopy(l->v + a.u.l->n, b.u.l->v, b.u.l->n);
-            l->n = n;
-            *out = v_listv(l, (enum lk)a.f);
-            return tmpl_rt_steps(c, n / 8);
-        }
-        if (a.t == VT_STR || (a.t == VT_LIST && (a.f == LK_LIST || a.f == LK_TUPLE)))
-            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "can only concatenate %s (not \"%s\") to %s",
-                          tmpl_type_name(a), tmpl_type_name(b), tmpl_type_name(a));
-        break;
-    case B_MUL: {
-        bool sa = a.t == VT_STR || (a.t == VT_LIST && (a.f == LK_LIST || a.f == LK_TUPLE));
-        bool sb = b.t == VT_STR || (b.t == VT_LIST && (b.f == LK_LIST || b.f == LK_TUPLE));
-        if (sa && is_intish(b)) return repeat(c, a, ival(b), out);
-        if (sb && is_intish(a)) return repeat(c, b, ival(a), out);
-        if (sa || sb)
-            return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError",
-                          "can't multiply sequence by non-int of type '%s'",
-                          tmpl_type_name(sa ? b : a));
-        break;
-    }
-    case B_MOD:
-        if (a.t == VT_STR) return tmpl_str_percent(c, a, b, out);
-        break;
-    default: break;
-    }
-    return unsupported(c, op, a, b);
-}
-
 /* ---- calls ---- */
 
 static int call_macro(struct rctx *c, struct macro *m, struct val *args, size_t nargs,
@@ -629,7 +163,7 @@ static int make_range(struct rctx *c, struct val *args, size_t nargs, struct val
         return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "range expected 1 to 3 arguments, got %zu", nargs);
     int64_t v[3] = {0, 0, 1};
     for (size_t i = 0; i < nargs; i++)
-        if (!as_index(args[i], &v[nargs == 1 ? 1 : i]))
+        if (!v_as_index(args[i], &v[nargs == 1 ? 1 : i]))
             return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object cannot be interpreted as an integer",
                           tmpl_type_name(args[i]));
     if (v[2] == 0) return tmpl_rt_err(c, ERR_TEMPLATE, "ValueError", "range() arg 3 must not be zero");
@@ -693,7 +227,7 @@ static int call_builtin(struct rctx *c, struct val fn, struct val *args, size_t 
         st->v[0] = a[0].t == VT_UNDEF ? tmpl_v_cstr(c, ", ") : a[0];
         st->v[1] = v_bool(false);
         st->n = 2;
-        return bound(c, v_listv(st, LK_LIST), M_JOINER_CALL, out);
+        return tmpl_v_method(c, v_listv(st, LK_LIST), M_JOINER_CALL, out);
     }
     default:
         return tmpl_rt_err(c, ERR_UNSUPPORTED, "TypeError", "this global function is not supported");
@@ -738,12 +272,6 @@ static int call_full(struct rctx *c, struct val fn, struct val *args, size_t nar
     default:
         return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "'%s' object is not callable", tmpl_type_name(fn));
     }
-}
-
-int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
-               struct val *kwv, size_t nkw, struct val *out)
-{
-    return call_full(c, fn, args, nargs, kwn, kwv, nkw, v_undef(), out);
 }
 
 static bool str_is(const struct str *s, const char *z)
@@ -937,21 +465,6 @@ static int eval_concat(struct rctx *c, struct scope *sc, const struct node *n, s
     return rc;
 }
 
-static int neg_value(struct rctx *c, const struct node *n, struct val a, struct val *out)
-{
-    if (a.t == VT_UNDEF) return tmpl_undef_fail(c, a);
-    bool neg = n->k == N_NEG;
-    if (a.t == VT_FLOAT) *out = v_float(neg ? -a.u.d : a.u.d);
-    else if (is_intish(a)) {
-        if (neg && ival(a) == INT64_MIN) return ovf(c);
-        *out = v_int(neg ? -ival(a) : ival(a));
-    } else {
-        return tmpl_rt_err(c, ERR_TEMPLATE, "TypeError", "bad operand type for unary %c: '%s'",
-                      neg ? '-' : '+', tmpl_type_name(a));
-    }
-    return 0;
-}
-
 static int eval_unary(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
 {
     struct val a;
@@ -961,7 +474,7 @@ static int eval_unary(struct rctx *c, struct scope *sc, const struct node *n, st
         *out = v_bool(!tmpl_truthy(a));
         return 0;
     }
-    return neg_value(c, n, a, out);
+    return tmpl_unary(c, n->k == N_NEG, a, out);
 }
 
 static int eval_literal(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
@@ -1001,7 +514,7 @@ static int eval_slice(struct rctx *c, struct scope *sc, const struct node *n, st
     for (int k = 0; k < 3; k++)
         if (given[k] && eval(c, sc, parts[k], &sv[k])) return -1;
     c->cur_pos = n->pos;
-    return get_slice(c, obj, sv, given, n->op == NODE_CONST_SLICE, out);
+    return tmpl_get_slice(c, obj, sv, given, n->op == NODE_CONST_SLICE, out);
 }
 
 static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, struct val *out)
@@ -1044,8 +557,7 @@ static int eval_inner(struct rctx *c, struct scope *sc, const struct node *n, st
             if (eval(c, sc, n->u.bin.a->u.bin.a, &a) || eval(c, sc, n->u.bin.b, &b)) return -1;
             c->cur_pos = n->pos;
             if (tmpl_binop(c, B_POW, a, b, &a)) return -1;
-            struct node neg = {.k = N_NEG, .pos = n->pos};
-            return neg_value(c, &neg, a, out);
+            return tmpl_unary(c, true, a, out);
         }
         if (eval(c, sc, n->u.bin.a, &a) || eval(c, sc, n->u.bin.b, &b)) return -1;
         c->cur_pos = n->pos;

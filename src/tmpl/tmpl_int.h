@@ -9,7 +9,23 @@
  * Python's types map onto few kinds: a tuple, a generator, dict_items... are lists with a
  * flavour (enum lk) that decides their repr, tests, mutability and whether iterating consumes
  * them; a Markup string (|safe, |escape) is a string with the markup flag, which changes what
- * `+`, join, replace and format do with plain strings (they escape them), as markupsafe does. */
+ * `+`, join, replace and format do with plain strings (they escape them), as markupsafe does.
+ *
+ * The files form layers, each calling only files listed before it (nothing calls up, so no
+ * filter, method or value operation ever re-enters the evaluator):
+ *   tmpl_uni     UTF-8 and the Unicode properties Python's str methods need
+ *   tmpl_err     positions ("line L, column C"), parse and render errors, the step budget
+ *   tmpl_mem     arenas, byte buffers, strings
+ *   tmpl_lex     source -> tokens
+ *   tmpl_val     Python value semantics: containers, ==/</hash, str/repr, JSON, the method table
+ *   tmpl_access  x.name, x[key], x[a:b] (jinja2's sandboxed getattr/getitem)
+ *   tmpl_fmt     str.format, printf-style %, strftime
+ *   tmpl_meth    str/list/dict methods, built-in argument binding
+ *   tmpl_arith   + - * / // % ** and unary -/+
+ *   tmpl_filt    filters and tests (and their name tables, which the parser resolves against)
+ *   tmpl_parse   tokens -> syntax tree, the tmpl_parse entry point
+ *   tmpl_eval    the interpreter: scopes, statements, expressions, calls, tmpl_render
+ *   tmpl_req     chat request -> variables, capability probes, conversation fixes */
 #ifndef LMPIPE_TMPL_TMPL_INT_H
 #define LMPIPE_TMPL_TMPL_INT_H
 
@@ -23,7 +39,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ---- arena ---- */
+/* ---- arena (tmpl_mem.c) ---- */
 
 struct arena_blk;
 struct arena {
@@ -34,7 +50,7 @@ struct arena {
 void *tmpl_arena_alloc(struct arena *a, size_t n); /* 16-aligned, zeroed; NULL past limit / OOM */
 void tmpl_arena_free(struct arena *a);
 
-/* ---- growable byte buffer (malloc'd) ---- */
+/* ---- growable byte buffer, malloc'd (tmpl_mem.c) ---- */
 
 struct buf {
     char *p;
@@ -366,19 +382,30 @@ struct rctx {
     uint32_t cur_pos;   /* the node being evaluated */
 };
 
+/* ---- positions and errors (tmpl_err.c) ---- */
+
+/* "line L, column C" of a normalised offset, as the error prefix. */
+void tmpl_pos_str(const struct tmpl *t, uint32_t pos, char *buf, size_t cap);
+uint64_t tmpl_orig_off(const struct tmpl *t, uint32_t pos);
+/* Record a parse error at normalised offset pos: "line L, column C: <message>". */
+void tmpl_errv(const struct tmpl *t, struct err_info *ei, int code, uint32_t pos, const char *fmt,
+               va_list ap);
 /* Record a render error (first wins) and return -1. kind: the Python exception name. */
 int tmpl_rt_err(struct rctx *c, int code, const char *kind, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* Charge `n` steps; -1 (with the error recorded) when the budget is spent. */
+int tmpl_rt_steps(struct rctx *c, uint64_t n);
+
+/* ---- render buffers (tmpl_mem.c) ---- */
+
 /* Buffer helpers for render code: append (on failure the buffer is freed and a MemoryError /
  * limit recorded), turn a buffer into a string value (freeing it), record "too much memory". */
 int tmpl_rt_bput(struct rctx *c, struct buf *b, const char *s, size_t n);
 int tmpl_rt_take(struct rctx *c, struct buf *b, bool markup, struct val *out);
 int tmpl_rt_oom(struct rctx *c);
-/* Charge `n` steps; -1 (with the error recorded) when the budget is spent. */
-int tmpl_rt_steps(struct rctx *c, uint64_t n);
 
 /* ---- values (tmpl_val.c) ---- */
 
@@ -416,17 +443,30 @@ static inline bool v_is_gen(struct val v)
     return v.t == VT_LIST && (v.f == LK_GEN || v.f == LK_REVIT);
 }
 
+/* An int (or bool) usable as an index. */
+static inline bool v_as_index(struct val k, int64_t *i)
+{
+    if (k.t == VT_INT) *i = k.u.i;
+    else if (k.t == VT_BOOL) *i = k.u.b;
+    else return false;
+    return true;
+}
+
 /* memcpy of n values that tolerates n == 0 with NULL arrays (empty lists have none). */
 static inline void vcopy(struct val *dst, const struct val *src, size_t n)
 {
     if (n) memcpy(dst, src, n * sizeof *dst);
 }
 
+/* strings and string values (tmpl_mem.c) */
 struct str *tmpl_str_new(struct arena *a, const char *s, size_t n);
 struct str *tmpl_str_alloc(struct arena *a, size_t n); /* uninitialised bytes, NUL-terminated */
 int64_t tmpl_str_ncp(struct str *s);                   /* code point count (cached) */
 struct val tmpl_v_str(struct rctx *c, const char *s, size_t n); /* VT_UNDEF + error on OOM */
 struct val tmpl_v_cstr(struct rctx *c, const char *s);
+/* Copy a finished buffer into a string value (the buffer is reset, not freed). */
+struct val tmpl_buf_take(struct rctx *c, struct buf *b, bool markup);
+/* containers, undefined values, Python semantics (tmpl_val.c) */
 struct list *tmpl_list_new(struct rctx *c, size_t cap);
 int tmpl_list_push(struct rctx *c, struct list *l, struct val v);
 struct dict *tmpl_dict_new(struct rctx *c, size_t cap);
@@ -440,6 +480,12 @@ struct val tmpl_v_undef_name(struct rctx *c, struct val key, const char *objtype
 struct val tmpl_v_undef_hint(struct rctx *c, const char *hint);
 /* Raise UndefinedError for u (always returns -1). */
 int tmpl_undef_fail(struct rctx *c, struct val u);
+
+/* The method `name` of obj's type (M_NONE: none; tuples have index and count only), a method's
+ * name (for repr), and a bound method value (obj.method before it is called). */
+enum meth tmpl_meth_lookup(struct val obj, const char *name, size_t len);
+const char *tmpl_meth_name(enum meth m);
+int tmpl_v_method(struct rctx *c, struct val self, enum meth m, struct val *out);
 
 const char *tmpl_type_name(struct val v); /* Python's type name: 'int', 'NoneType', 'dict'... */
 bool tmpl_truthy(struct val v);
@@ -469,8 +515,6 @@ int tmpl_v_from_json(struct rctx *c, const json_t *j, struct val *out, int depth
 int tmpl_html_escape_to(struct buf *b, const char *s, size_t n);
 /* Make a plain string value Markup-escaped (escape(v)): Markup stays as is. */
 int tmpl_v_escape(struct rctx *c, struct val v, struct val *out);
-/* Copy a finished buffer into a string value (the buffer is reset, not freed). */
-struct val tmpl_buf_take(struct rctx *c, struct buf *b, bool markup);
 /* Materialise an iterable into a fresh list (dict: keys; string: characters; generator:
  * consumes it). Undefined -> empty; non-iterable -> TypeError. */
 int tmpl_v_iter_list(struct rctx *c, struct val v, struct list **out);
@@ -478,6 +522,23 @@ int tmpl_v_iter_list(struct rctx *c, struct val v, struct list **out);
 int tmpl_v_len(struct rctx *c, struct val v, int64_t *out);
 /* Python `in`. */
 int tmpl_v_contains(struct rctx *c, struct val hay, struct val needle, bool *out);
+
+/* ---- attribute, item and slice access (tmpl_access.c) ---- */
+
+/* obj.name / obj[key] as jinja2's sandbox does them: a miss is an undefined value (0 returned),
+ * an error only for an undefined obj. */
+int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out);
+int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *out);
+/* obj[a:b:c]; sv[k] is used where given[k]. forgiving: a slice jinja2 folded into a constant
+ * (a TypeError there becomes undefined). */
+int tmpl_get_slice(struct rctx *c, struct val obj, const struct val *sv, const bool *given,
+                   bool forgiving, struct val *out);
+
+/* ---- operators (tmpl_arith.c) ---- */
+
+/* a <op> b for op an enum tmpl_binop; -a (neg) or +a. */
+int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out);
+int tmpl_unary(struct rctx *c, bool neg, struct val a, struct val *out);
 
 /* ---- unicode helpers (tmpl_uni.c) ---- */
 
@@ -495,37 +556,33 @@ bool tmpl_uni_islinebreak(uint32_t cp); /* str.splitlines boundaries */
 /* Byte offset of code point index i (0..ncp) in s. */
 size_t tmpl_utf8_off(const struct str *s, int64_t i);
 
-/* ---- interpreter entry points shared by filters/methods (tmpl_eval.c) ---- */
+/* ---- Python's formatting languages (tmpl_fmt.c) ---- */
 
-int tmpl_call_value(struct rctx *c, struct val fn, struct val *args, size_t nargs, struct str **kwn,
-               struct val *kwv, size_t nkw, struct val *out);
-int tmpl_get_attr(struct rctx *c, struct val obj, struct str *name, struct val *out);
-int tmpl_get_item(struct rctx *c, struct val obj, struct val key, struct val *out);
-int tmpl_binop(struct rctx *c, int op, struct val a, struct val b, struct val *out);
-int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
-                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
-int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs,
-               bool *out);
-int tmpl_call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
-                struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
-enum meth tmpl_meth_lookup(struct val obj, const char *name, size_t len);
-const char *tmpl_meth_name(enum meth m);
+/* fmt.format(*args, **kw); fmt % args (args a tuple, a dict or one value); strftime of t
+ * (seconds since the epoch, already shifted to local time) appended to b. */
 int tmpl_str_format(struct rctx *c, struct val fmt, struct val *args, size_t nargs, struct str **kwn,
                struct val *kwv, size_t nkw, struct val *out);
 int tmpl_str_percent(struct rctx *c, struct val fmt, struct val args, struct val *out);
 int tmpl_strftime_fmt(struct rctx *c, const char *fmt, size_t n, int64_t t, struct buf *b);
 
+/* ---- methods and argument binding (tmpl_meth.c) ---- */
+
+int tmpl_call_method(struct rctx *c, struct method *m, struct val *args, size_t nargs,
+                struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
 /* Keyword/positional argument binding for built-ins: names[] in Python order; vals[] is filled
  * (VT_UNDEF = not given). Returns -1 with a TypeError on extra / unknown arguments. */
 int tmpl_bind_args(struct rctx *c, const char *what, const char *const *names, size_t nnames,
               struct val *args, size_t nargs, struct str **kwn, struct val *kwv, size_t nkw,
               struct val *vals);
 
-/* ---- lexer / parser ---- */
+/* ---- applying filters and tests (tmpl_filt.c; their ids and names are above) ---- */
 
-/* Record a parse error at normalised offset pos: "line L, column C: <message>". */
-void tmpl_errv(const struct tmpl *t, struct err_info *ei, int code, uint32_t pos, const char *fmt,
-               va_list ap);
+int tmpl_apply_filter(struct rctx *c, int fid, struct val v, struct val *args, size_t nargs,
+                 struct str **kwn, struct val *kwv, size_t nkw, struct val *out);
+int tmpl_apply_test(struct rctx *c, int tid, struct val v, struct val *args, size_t nargs,
+               bool *out);
+
+/* ---- lexer / parser ---- */
 
 struct lexed {
     struct token *v;
@@ -533,8 +590,5 @@ struct lexed {
 };
 int tmpl_lex(struct tmpl *t, struct lexed *out, struct err_info *ei);
 int tmpl_parse_tokens(struct tmpl *t, const struct lexed *lx, struct err_info *ei);
-/* "line L, column C" of a normalised offset, as the error prefix. */
-void tmpl_pos_str(const struct tmpl *t, uint32_t pos, char *buf, size_t cap);
-uint64_t tmpl_orig_off(const struct tmpl *t, uint32_t pos);
 
 #endif

@@ -56,15 +56,6 @@ static void *fail(struct ps *P, uint32_t pos, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
-void tmpl_errv(const struct tmpl *t, struct err_info *ei, int code, uint32_t pos, const char *fmt,
-               va_list ap)
-{
-    char msg[200], where[48];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    tmpl_pos_str(t, pos, where, sizeof where);
-    err_set(ei, code, tmpl_orig_off(t, pos), "%s: %s", where, msg);
-}
-
 static void *fail(struct ps *P, uint32_t pos, int code, const char *fmt, ...)
 {
     if (!P->err) {
@@ -1450,35 +1441,6 @@ int tmpl_parse_tokens(struct tmpl *t, const struct lexed *lx, struct err_info *e
 }
 
 /* ---- entry: check, normalise, lex, parse ---- */
-
-void tmpl_line_col(const char *src, size_t len, uint64_t off, unsigned *line, unsigned *col)
-{
-    unsigned l = 1, c = 1;
-    for (size_t i = 0; i < len && i < off; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        if (ch == '\n' || (ch == '\r' && !(i + 1 < len && src[i + 1] == '\n'))) {
-            l++;
-            c = 1;
-        } else if ((ch & 0xc0) != 0x80 && ch != '\r') {
-            c++;
-        }
-    }
-    *line = l;
-    *col = c;
-}
-
-void tmpl_pos_str(const struct tmpl *t, uint32_t pos, char *buf, size_t cap)
-{
-    unsigned l, c;
-    tmpl_line_col(t->src, t->len, pos, &l, &c);
-    snprintf(buf, cap, "line %u, column %u", l, c);
-}
-
-uint64_t tmpl_orig_off(const struct tmpl *t, uint32_t pos)
-{
-    if (!t->omap) return pos;
-    return t->omap[pos < t->len ? pos : t->len];
-}
 
 /* Strict UTF-8: offset of the first bad byte, or len. */
 static size_t utf8_bad(const char *s, size_t n)

@@ -1,6 +1,7 @@
 /* tmpl_val: Python value semantics over struct val: containers, equality / ordering / hashing,
- * str() and repr() as CPython prints them, json.dumps as transformers' tojson calls it, and the
- * bridge from jansson values.
+ * str() and repr() as CPython prints them, json.dumps as transformers' tojson calls it, the
+ * bridge from jansson values, and the method table (which str/list/dict methods exist, their
+ * names, bound method values; what they do is tmpl_meth's).
  *
  * Recursive walks over values (repr, tojson, equality, conversion) stop at VAL_MAX_DEPTH: a
  * template can build arbitrarily deep or cyclic lists (x.append(x)), and Python would raise a
@@ -252,6 +253,76 @@ int tmpl_undef_fail(struct rctx *c, struct val v)
         rc = tmpl_rt_err(c, ERR_TEMPLATE, "UndefinedError", "'%s' has no attribute '%s'", u->objtype, k);
     tmpl_buf_free(&b);
     return rc;
+}
+
+/* ---- methods: their names, which receiver has which, bound method values ---- */
+
+static const char *const g_str_m[] = {
+    [M_S_STRIP] = "strip", [M_S_LSTRIP] = "lstrip", [M_S_RSTRIP] = "rstrip",
+    [M_S_SPLIT] = "split", [M_S_RSPLIT] = "rsplit", [M_S_SPLITLINES] = "splitlines",
+    [M_S_STARTSWITH] = "startswith", [M_S_ENDSWITH] = "endswith", [M_S_REPLACE] = "replace",
+    [M_S_UPPER] = "upper", [M_S_LOWER] = "lower", [M_S_TITLE] = "title",
+    [M_S_CAPITALIZE] = "capitalize", [M_S_SWAPCASE] = "swapcase", [M_S_CASEFOLD] = "casefold",
+    [M_S_FORMAT] = "format", [M_S_JOIN] = "join", [M_S_FIND] = "find", [M_S_RFIND] = "rfind",
+    [M_S_INDEX] = "index", [M_S_RINDEX] = "rindex", [M_S_COUNT] = "count",
+    [M_S_CENTER] = "center", [M_S_LJUST] = "ljust", [M_S_RJUST] = "rjust", [M_S_ZFILL] = "zfill",
+    [M_S_PARTITION] = "partition", [M_S_RPARTITION] = "rpartition",
+    [M_S_REMOVEPREFIX] = "removeprefix", [M_S_REMOVESUFFIX] = "removesuffix",
+    [M_S_ISDIGIT] = "isdigit", [M_S_ISDECIMAL] = "isdecimal", [M_S_ISNUMERIC] = "isnumeric",
+    [M_S_ISALPHA] = "isalpha", [M_S_ISALNUM] = "isalnum", [M_S_ISSPACE] = "isspace",
+    [M_S_ISLOWER] = "islower", [M_S_ISUPPER] = "isupper", [M_S_ISTITLE] = "istitle",
+    [M_S_ISIDENTIFIER] = "isidentifier", [M_S_EXPANDTABS] = "expandtabs",
+    [M_S_ENCODE_] = "encode",
+    [M_L_APPEND] = "append", [M_L_EXTEND] = "extend", [M_L_POP] = "pop", [M_L_INSERT] = "insert",
+    [M_L_REMOVE] = "remove", [M_L_INDEX] = "index", [M_L_COUNT] = "count", [M_L_COPY] = "copy",
+    [M_L_CLEAR] = "clear", [M_L_REVERSE] = "reverse", [M_L_SORT] = "sort",
+    [M_D_GET] = "get", [M_D_ITEMS] = "items", [M_D_KEYS] = "keys", [M_D_VALUES] = "values",
+    [M_D_POP] = "pop", [M_D_UPDATE] = "update", [M_D_COPY] = "copy",
+    [M_D_SETDEFAULT] = "setdefault", [M_D_CLEAR] = "clear", [M_D_POPITEM] = "popitem",
+};
+
+static enum meth find_in(int lo, int hi, const char *name, size_t len)
+{
+    for (int m = lo; m <= hi; m++)
+        if (g_str_m[m] && strlen(g_str_m[m]) == len && memcmp(g_str_m[m], name, len) == 0)
+            return (enum meth)m;
+    return M_NONE;
+}
+
+const char *tmpl_meth_name(enum meth m)
+{
+    if (m == M_LOOP_CYCLE) return "cycle";
+    if (m == M_LOOP_CHANGED) return "changed";
+    return m > M_NONE && m <= M_D_POPITEM && g_str_m[m] ? g_str_m[m] : "?";
+}
+
+enum meth tmpl_meth_lookup(struct val obj, const char *name, size_t len)
+{
+    switch (obj.t) {
+    case VT_STR: return find_in(M_S_STRIP, M_S_ENCODE_, name, len);
+    case VT_DICT: return find_in(M_D_GET, M_D_POPITEM, name, len);
+    case VT_LIST:
+        if (obj.f == LK_LIST) return find_in(M_L_APPEND, M_L_SORT, name, len);
+        if (obj.f == LK_TUPLE) {
+            enum meth m = find_in(M_L_INDEX, M_L_COUNT, name, len);
+            return m;
+        }
+        return M_NONE;
+    default: return M_NONE;
+    }
+}
+
+int tmpl_v_method(struct rctx *c, struct val self, enum meth m, struct val *out)
+{
+    struct method *bm = tmpl_arena_alloc(&c->ar, sizeof *bm);
+    if (!bm) return tmpl_rt_err(c, ERR_LIMIT, "MemoryError", "the template used too much memory");
+    bm->self = self;
+    bm->m = m;
+    struct val v = {0};
+    v.t = VT_METHOD;
+    v.u.bm = bm;
+    *out = v;
+    return 0;
 }
 
 /* ---- type names, truth ---- */
