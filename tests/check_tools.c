@@ -424,6 +424,34 @@ START_TEST(test_family_in_template)
 }
 END_TEST
 
+/* A call without arguments (or with null ones) is a call of a tool without parameters:
+ * eng_chat_check accepts it, so every family renders it, as {} (fuzz_chat found render refusing
+ * what check had accepted). */
+START_TEST(test_call_without_arguments)
+{
+    json_t *calls = json_loads("[{\"function\": {\"name\": \"now\"}}, {\"function\": {\"name\": \"now\", \"arguments\": null}}]", 0, NULL);
+    ck_assert_ptr_nonnull(calls);
+    struct err_info ei;
+    err_clear(&ei);
+    json_t *req = json_pack("{s:[{s:s,s:s},{s:s,s:n,s:O}]}", "messages", "role", "user", "content", "hi", "role",
+                            "assistant", "content", "tool_calls", calls);
+    ck_assert_int_eq(eng_chat_check(req, &ei), 0);
+    for (int fam = 0; fam < ENG_TF_DERIVED; fam++) {
+        struct eng_tsyn f;
+        eng_tsyn_family(&f, fam);
+        struct eng_sb b = {0};
+        json_t *one = json_array();
+        json_array_append(one, json_array_get(calls, 0));
+        ck_assert_msg(eng_tsyn_render(&f, NULL, f.parallel ? calls : one, &b, &ei) == 0, "family %d: %s", fam, ei.msg);
+        ck_assert_msg(b.p && strstr(b.p, "now"), "family %d: %s", fam, b.p ? b.p : "(nothing)");
+        eng_sb_free(&b);
+        json_decref(one);
+    }
+    json_decref(req);
+    json_decref(calls);
+}
+END_TEST
+
 /* ---------------- grammar and parser ---------------- */
 
 /* Bytes that move a walk toward the end of a call section: closing quotes and brackets, and
@@ -806,6 +834,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_ids);
     tcase_add_test(tc, test_detect_and_derive);
     tcase_add_test(tc, test_family_in_template);
+    tcase_add_test(tc, test_call_without_arguments);
     tcase_add_test(tc, test_rendered_calls);
     tcase_add_test(tc, test_grammar_walks);
     tcase_add_test(tc, test_lazy_grammar);

@@ -193,10 +193,15 @@ bool eng_tools_xml_raw(const json_t *p)
 }
 
 
-/* A call's arguments as a JSON object (a JSON string is parsed); *out is a new reference. */
+/* A call's arguments as a JSON object (a JSON string is parsed; absent or null: {}, as
+ * eng_chat_check accepts them for a call of a tool without parameters); *out is a new reference. */
 static int call_args(const json_t *fn, size_t i, json_t **out, struct err_info *ei)
 {
     json_t *a = json_object_get(fn, "arguments");
+    if (!a || json_is_null(a)) {
+        *out = json_object();
+        return *out ? 0 : err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
+    }
     if (json_is_string(a)) {
         json_error_t je;
         *out = json_loadb(json_string_value(a), json_string_length(a), 0, &je);
