@@ -1,8 +1,9 @@
 /* gram_int: the compiled grammar's layout and the matcher's core, shared by gram_parse.c (text ->
  * builder), gram_compile.c (builder -> struct gram, analyses), gram_stack.c (frames, expansion,
- * stack sets, compaction), gram_match.c (transitions, UTF-8, the byte API), gram_text.c (whole
- * texts), gram_vocab.c (the vocabulary trie) and gram_tok.c (token operations).
- *
+ * stack sets, compaction), gram_trans.c (transitions between sets, UTF-8), gram_match.c (the byte
+ * API), gram_text.c (whole texts), gram_vocab.c (the vocabulary trie) and gram_tok.c (token
+ * operations). The inline per-byte step is in gram_step_int.h, one layer up: it calls
+ * gram_trans.c, which includes only this header. *
  * Compiled grammar: every rule is a run of elements in one array, its alternatives separated by
  * GOP_ALT and closed by GOP_END (llama.cpp's layout). Repetition is one GOP_REP element with its
  * counts and a body rule, executed by a counter in the stack frame (never unrolled into x? x? x?).
@@ -259,24 +260,11 @@ static inline uint32_t gc_mix3(uint32_t a, uint32_t b, uint32_t c)
     return (uint32_t)h;
 }
 
-/* ---- gram_match.c: transitions ---- */
+/* ---- gram_trans.c: transitions ---- */
 
-/* One byte from *p: 0 (p advanced), ERR_REJECTED (p unchanged) or ERR_LIMIT. */
+/* One byte from *p: 0 (p advanced), ERR_REJECTED (p unchanged) or ERR_LIMIT. Fills the caches;
+ * callers step through gc_step (gram_step_int.h), which reads them first. */
 int gram_gc_step_slow(struct gram_core *c, struct gram_pos *p, unsigned b);
-static inline int gc_step(struct gram_core *c, struct gram_pos *p, unsigned b)
-{
-    if (p->part == 0 && b < 0x80) {
-        uint32_t nx = c->asc[(size_t)p->set * 128 + b];
-        if (nx < GS_DEAD) {
-            p->set = nx;
-            return 0;
-        }
-        if (nx == GS_DEAD) return ERR_REJECTED;
-    }
-    return gram_gc_step_slow(c, p, b);
-}
-/* Bytes [0, n) from *p (all or nothing). */
-int gram_gc_walk(struct gram_core *c, struct gram_pos *p, const uint8_t *s, size_t n);
 /* The set after the token reference tops that match token `tok` (GS_DEAD if none); negated
  * references match only when `text` (tok is a text token). */
 int gram_gc_token_step(struct gram_core *c, uint32_t set, int32_t tok, bool text, const int32_t *tokid,
@@ -298,6 +286,12 @@ int gram_gc_chain(struct gram_core *c, uint32_t s, uint32_t cap, uint64_t *group
 unsigned gram_byte_group(unsigned b);
 #define GRAM_GROUP_NONASCII 47u
 
+/* ---- gram_match.c: bytes ---- */
+
+/* Bytes [0, n) from *p (all or nothing). */
+int gram_gc_walk(struct gram_core *c, struct gram_pos *p, const uint8_t *s, size_t n);
+
+/* May the grammar end at p? (a whole character, and the set holds the empty stack) */
 static inline bool gp_can_end(const struct gram_core *c, struct gram_pos p)
 {
     return p.part == 0 && (c->sets[p.set].flags & GSF_CAN_END);

@@ -25,317 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- text buffers ---- */
-
-void gram_js_put(struct gram_js_buf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (gram_js_grow(&b->p, &b->cap, b->n + n + 1, 1)) {
-        b->oom = 1;
-        return;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void gram_js_puts(struct gram_js_buf *b, const char *s) { gram_js_put(b, s, strlen(s)); }
-
-void gram_js_printf(struct gram_js_buf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        gram_js_put(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    gram_js_put(b, big, (size_t)n);
-    free(big);
-}
-
-void gram_js_buf_free(struct gram_js_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-int gram_js_grow(void *pp, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 8;
-    while (c < need) {
-        if (c > SIZE_MAX / 2 / elem) return -1;
-        c *= 2;
-    }
-    void *old, *p;
-    memcpy(&old, pp, sizeof old);
-    p = realloc(old, c * elem);
-    if (!p) return -1;
-    memcpy(pp, &p, sizeof p);
-    *cap = c;
-    return 0;
-}
-
-void gram_js_put_lit(struct gram_js_buf *b, const char *s, size_t n)
-{
-    gram_js_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"') gram_js_puts(b, "\\\"");
-        else if (ch == '\\') gram_js_puts(b, "\\\\");
-        else if (ch == '\n') gram_js_puts(b, "\\n");
-        else if (ch == '\r') gram_js_puts(b, "\\r");
-        else if (ch == '\t') gram_js_puts(b, "\\t");
-        else if (ch < 0x20 || ch == 0x7f) gram_js_printf(b, "\\x%02x", ch);
-        else gram_js_put(b, (const char *)&s[i], 1);
-    }
-    gram_js_put(b, "\"", 1);
-}
-
-/* ---- context: errors, rules, building blocks ---- */
-
-int gram_js_fail(struct gram_js_ctx *c, int code, const char *fmt, ...)
-{
-    if (c->rc) return c->rc;
-    c->rc = code;
-    if (c->ei && c->ei->code == 0) {
-        char msg[ERR_MSG_MAX];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        err_set(c->ei, code, ERR_NO_OFFSET, "%s", msg);
-    }
-    return code;
-}
-
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static int name_taken(const struct gram_js_ctx *c, const char *name)
-{
-    if (!c->names_cap) return 0;
-    for (size_t k = name_hash(name) & (c->names_cap - 1); c->names[k]; k = (k + 1) & (c->names_cap - 1))
-        if (strcmp(c->rules[c->names[k] - 1].name, name) == 0) return 1;
-    return 0;
-}
-
-/* Index rule i's name (the table stays at most half full). */
-static int name_index(struct gram_js_ctx *c, size_t i)
-{
-    if ((c->n_rules + 1) * 2 > c->names_cap) {
-        size_t cap = c->names_cap ? c->names_cap * 2 : 256;
-        size_t *t = calloc(cap, sizeof *t);
-        if (!t) return -1;
-        for (size_t r = 0; r < c->n_rules; r++) {
-            if (r == i) continue;
-            size_t k = name_hash(c->rules[r].name) & (cap - 1);
-            while (t[k]) k = (k + 1) & (cap - 1);
-            t[k] = r + 1;
-        }
-        free(c->names);
-        c->names = t;
-        c->names_cap = cap;
-    }
-    size_t k = name_hash(c->rules[i].name) & (c->names_cap - 1);
-    while (c->names[k]) k = (k + 1) & (c->names_cap - 1);
-    c->names[k] = i + 1;
-    return 0;
-}
-
-/* Append a rule named exactly name. SIZE_MAX after an error. */
-static size_t rule_add(struct gram_js_ctx *c, char *name)
-{
-    if (c->rc) {
-        free(name);
-        return SIZE_MAX;
-    }
-    if (c->n_rules >= GRAM_JS_MAX_RULES) {
-        free(name);
-        gram_js_fail(c, ERR_LIMIT, "the grammar needs more than %d rules", GRAM_JS_MAX_RULES);
-        return SIZE_MAX;
-    }
-    if (gram_js_grow(&c->rules, &c->cap_rules, c->n_rules + 1, sizeof *c->rules)) {
-        free(name);
-        gram_js_fail(c, ERR_NOMEM, "out of memory");
-        return SIZE_MAX;
-    }
-    c->rules[c->n_rules].name = name;
-    c->rules[c->n_rules].body = NULL;
-    c->bytes += strlen(name) + 6;
-    if (name_index(c, c->n_rules)) {
-        free(name);
-        gram_js_fail(c, ERR_NOMEM, "out of memory");
-        return SIZE_MAX;
-    }
-    return c->n_rules++;
-}
-
-size_t gram_js_rule_new(struct gram_js_ctx *c, const char *hint)
-{
-    if (c->rc) return SIZE_MAX;
-    const char *pre = c->o.prefix ? c->o.prefix : "";
-    size_t np = strlen(pre), nh = strlen(hint);
-    if (nh > 48) nh = 48;
-    char *name = malloc(np + nh + 24);
-    if (!name) {
-        gram_js_fail(c, ERR_NOMEM, "out of memory");
-        return SIZE_MAX;
-    }
-    memcpy(name, pre, np);
-    size_t k = np;
-    for (size_t i = 0; i < nh; i++) {
-        char ch = hint[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-        if (!ok) ch = '-';
-        if (ch == '-' && (k == np || name[k - 1] == '-')) continue;
-        name[k++] = ch;
-    }
-    while (k > np && name[k - 1] == '-') k--;
-    if (k == np) name[k++] = 'r';
-    name[k] = 0;
-    /* a taken name gets a number; numbers only grow, so this ends at once in practice */
-    while (name_taken(c, name)) snprintf(name + k, 22, "-%zu", ++c->name_seq);
-    return rule_add(c, name);
-}
-
-void gram_js_rule_set(struct gram_js_ctx *c, size_t i, struct gram_js_buf *b)
-{
-    if (b->oom) gram_js_fail(c, ERR_NOMEM, "out of memory");
-    if (c->rc || i == SIZE_MAX) {
-        gram_js_buf_free(b);
-        return;
-    }
-    c->bytes += b->n;
-    size_t lim = c->o.max_bytes ? c->o.max_bytes : GRAM_JS_MAX_BYTES;
-    if (c->bytes > lim) {
-        gram_js_fail(c, ERR_LIMIT, "the grammar would exceed %zu bytes", lim);
-        gram_js_buf_free(b);
-        return;
-    }
-    c->rules[i].body = b->p ? b->p : strdup("\"\"");
-    if (!c->rules[i].body) gram_js_fail(c, ERR_NOMEM, "out of memory");
-    memset(b, 0, sizeof *b);
-}
-
-const char *gram_js_rule_name(const struct gram_js_ctx *c, size_t i)
-{
-    return i < c->n_rules ? c->rules[i].name : "";
-}
-
-void gram_js_gap(struct gram_js_ctx *c, struct gram_js_buf *b)
-{
-    if (c->o.ws == 0) {
-        gram_js_puts(b, " ");
-        return;
-    }
-    gram_js_printf(b, " %s ", gram_js_prim(c, GRAM_JS_P_WS));
-}
-
-/* Members of an object or array: gap "," gap. */
-static void put_sep(struct gram_js_ctx *c, struct gram_js_buf *b)
-{
-    gram_js_gap(c, b);
-    gram_js_puts(b, "\",\"");
-    gram_js_gap(c, b);
-}
-
-static const char *const g_prim_name[GRAM_JS_P_COUNT_] = {
-    "ws", "char", "string", "integer", "number", "value", "object", "array", "never"};
-
-const char *gram_js_prim(struct gram_js_ctx *c, enum gram_js_prim p)
-{
-    if (c->rc) return "";
-    if (c->prim[p]) return gram_js_rule_name(c, c->prim[p] - 1);
-    if (p == GRAM_JS_P_CHAR) { /* a set rule, shared with patterns that allow any character */
-        struct gram_js_cset u = {0};
-        gram_js_cset_add(&u, 0, 0xD7FF);
-        gram_js_cset_add(&u, 0xE000, 0x10FFFF);
-        const char *n = gram_js_cset_rule(c, &u);
-        gram_js_cset_free(&u);
-        for (size_t i = 0; i < c->n_rules; i++)
-            if (c->rules[i].name == n || strcmp(c->rules[i].name, n) == 0) c->prim[p] = i + 1;
-        return n;
-    }
-    size_t r = gram_js_rule_new(c, g_prim_name[p]);
-    if (r == SIZE_MAX) return "";
-    c->prim[p] = r + 1;
-    struct gram_js_buf b = {0};
-    switch (p) {
-    case GRAM_JS_P_WS:
-        gram_js_printf(&b, "[ \\t\\n\\r]{0,%u}", c->o.ws);
-        break;
-    case GRAM_JS_P_STRING:
-        gram_js_printf(&b, "\"\\\"\" %s* \"\\\"\"", gram_js_prim(c, GRAM_JS_P_CHAR));
-        break;
-    case GRAM_JS_P_INT:
-    case GRAM_JS_P_NUMBER:
-        gram_js_puts(&b, "\"-\"? ");
-        gram_js_num_any_mag(&b, p == GRAM_JS_P_INT);
-        break;
-    case GRAM_JS_P_VALUE:
-        gram_js_printf(&b, "%s | %s | %s | %s | \"true\" | \"false\" | \"null\"",
-                       gram_js_prim(c, GRAM_JS_P_OBJECT), gram_js_prim(c, GRAM_JS_P_ARRAY),
-                       gram_js_prim(c, GRAM_JS_P_STRING), gram_js_prim(c, GRAM_JS_P_NUMBER));
-        break;
-    case GRAM_JS_P_OBJECT: {
-        const char *s = gram_js_prim(c, GRAM_JS_P_STRING), *v = gram_js_prim(c, GRAM_JS_P_VALUE);
-        struct gram_js_buf kv = {0};
-        gram_js_puts(&kv, s);
-        gram_js_gap(c, &kv);
-        gram_js_puts(&kv, "\":\"");
-        gram_js_gap(c, &kv);
-        gram_js_puts(&kv, v);
-        gram_js_puts(&b, "\"{\"");
-        gram_js_gap(c, &b);
-        gram_js_printf(&b, "(%s (", kv.p ? kv.p : "");
-        put_sep(c, &b);
-        gram_js_printf(&b, "%s)*", kv.p ? kv.p : "");
-        gram_js_puts(&b, ")?");
-        gram_js_gap(c, &b);
-        gram_js_puts(&b, "\"}\"");
-        if (kv.oom) b.oom = 1;
-        gram_js_buf_free(&kv);
-        break;
-    }
-    case GRAM_JS_P_ARRAY: {
-        const char *v = gram_js_prim(c, GRAM_JS_P_VALUE);
-        gram_js_puts(&b, "\"[\"");
-        gram_js_gap(c, &b);
-        gram_js_printf(&b, "(%s (", v);
-        put_sep(c, &b);
-        gram_js_printf(&b, "%s)*)?", v);
-        gram_js_gap(c, &b);
-        gram_js_puts(&b, "\"]\"");
-        break;
-    }
-    case GRAM_JS_P_NEVER:
-        /* a class that excludes every code point */
-        gram_js_puts(&b, "[^\\x00-\\U0010ffff]");
-        break;
-    default:
-        break;
-    }
-    gram_js_rule_set(c, r, &b);
-    return gram_js_rule_name(c, r);
-}
-
 /* Length of a key from json_object_foreach (keys may hold NUL). */
 static size_t key_len_of(const char *key)
 {
@@ -1665,7 +1354,7 @@ static void emit_array(struct sx *x, const struct ir *r, const char *hint, struc
             gram_js_puts(out, "(");
             open++;
         }
-        if (i > 0) put_sep(c, out);
+        if (i > 0) gram_js_sep(c, out);
         char idx[24];
         int nn = snprintf(idx, sizeof idx, "%zu", i);
         gram_js_puts(out, rule_for(x, &p.kid[i], hint2(hb, sizeof hb, hint, idx, (size_t)nn)));
@@ -1678,7 +1367,7 @@ static void emit_array(struct sx *x, const struct ir *r, const char *hint, struc
         uint64_t b = p.max == UINT64_MAX ? UINT64_MAX : p.max - p.L;
         struct gram_js_buf one = {0};
         gram_js_puts(&one, "(");
-        put_sep(c, &one);
+        gram_js_sep(c, &one);
         gram_js_printf(&one, "%s)", item);
         if (p.L > 0) {
             gram_js_put_repeat(out, one.p ? one.p : "", a, b);
@@ -1722,7 +1411,7 @@ static const char *subset_rule(struct obj_emit *e, uint32_t s)
     struct gram_js_buf b = {0};
     if (e->extra) {
         gram_js_puts(&b, "(");
-        put_sep(c, &b);
+        gram_js_sep(c, &b);
         gram_js_printf(&b, "%s)* ", e->extra);
     }
     gram_js_puts(&b, "(");
@@ -1732,7 +1421,7 @@ static const char *subset_rule(struct obj_emit *e, uint32_t s)
         if (e->req[i]) done = 0;
         if (!first) gram_js_puts(&b, " | ");
         first = 0;
-        put_sep(c, &b);
+        gram_js_sep(c, &b);
         gram_js_printf(&b, "%s %s", e->kv[i], subset_rule(e, s | (1u << i)));
     }
     if (done) {
@@ -1789,11 +1478,11 @@ static void emit_members_ordered(struct obj_emit *e, struct gram_js_buf *out)
             gram_js_gap(c, &b);
             gram_js_puts(&b, "\"}\"");
         } else {
-            put_sep(c, &b);
+            gram_js_sep(c, &b);
             gram_js_printf(&b, "%s ", e->kv[j]);
             if (e->extra) {
                 gram_js_puts(&b, "(");
-                put_sep(c, &b);
+                gram_js_sep(c, &b);
                 gram_js_printf(&b, "%s)* ", e->extra);
             }
             gram_js_puts(&b, gram_js_rule_name(c, g[j + 1]));
@@ -1812,7 +1501,7 @@ static void emit_members_ordered(struct obj_emit *e, struct gram_js_buf *out)
         first = 0;
         if (e->extra) {
             gram_js_puts(out, "(");
-            put_sep(c, out);
+            gram_js_sep(c, out);
             gram_js_printf(out, "%s)* ", e->extra);
         }
         gram_js_puts(out, gram_js_rule_name(c, g[j + 1]));
@@ -1821,7 +1510,7 @@ static void emit_members_ordered(struct obj_emit *e, struct gram_js_buf *out)
     if (j == n) gram_js_printf(out, "%s\"}\"", first ? "" : " | ");
     if (e->extra) {
         gram_js_printf(out, " | %s (", e->extra);
-        put_sep(c, out);
+        gram_js_sep(c, out);
         gram_js_printf(out, "%s)* %s", e->extra, gram_js_rule_name(c, g[0]));
     }
     gram_js_puts(out, ")");
@@ -2066,6 +1755,7 @@ static void ctx_free(struct gram_js_ctx *c)
     free(c->rules);
     free(c->names);
     gram_js_str_ctx_free(c);
+    gram_js_prim_ctx_free(c);
 }
 
 /* All rules as text, in creation order. */
@@ -2112,13 +1802,7 @@ int gram_schema_to_gbnf_multi(const struct gram_schema_entry *e, size_t n,
             gram_js_fail(&c, ERR_INVALID, "rule name \"%.40s\" must be letters, digits and dashes", nm ? nm : "");
             break;
         }
-        if (name_taken(&c, nm)) {
-            gram_js_fail(&c, ERR_DUPLICATE, "rule name \"%.40s\" given twice", nm);
-            break;
-        }
-        char *copy = strdup(nm);
-        if (!copy) gram_js_fail(&c, ERR_NOMEM, "out of memory");
-        else er[i] = rule_add(&c, copy);
+        er[i] = gram_js_rule_named(&c, nm);
     }
     for (size_t i = 0; i < n && !c.rc; i++) {
         char what[64];

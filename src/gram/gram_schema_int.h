@@ -1,8 +1,14 @@
-/* gram_schema_int: what the three files of the JSON Schema converter share (gram_schema.c walks
- * the schema and builds objects, arrays and unions; gram_schema_str.c turns string constraints
- * into grammar through regular-expression automata and spells characters the ways JSON can
- * write them; gram_schema_num.c writes exact decimal ranges). Module-private: nothing outside
- * src/gram includes this.
+/* gram_schema_int: what the files of the JSON Schema converter share. They form layers, each
+ * using only the ones listed before it:
+ *   gram_schema_emit.c  text buffers, GBNF literals and repeats, the first error, the rule list;
+ *   gram_schema_cset.c  sets of code points, UTF-8 as code points;
+ *   gram_schema_rx.c    ECMA-262 patterns as deterministic automata over code points;
+ *   gram_schema_prim.c  the shared building blocks (whitespace, any string / number / value...)
+ *                       and the rule for one JSON string character from a set, in every spelling;
+ *   gram_schema_num.c   exact decimal ranges;
+ *   gram_schema_str.c   strings under patterns, formats and lengths (product automata);
+ *   gram_schema.c       walks the schema and builds objects, arrays and unions.
+ * Module-private: nothing outside src/gram includes this.
  *
  * The converter writes a list of GBNF rules. A rule is created with a unique name before its
  * body exists (so recursive schemas can refer to it) and gets its body when the body is done;
@@ -18,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- growing text buffer ---- */
+/* ---- growing text buffer (gram_schema_emit.c) ---- */
 
 struct gram_js_buf {
     char *p;    /* NUL-terminated when non-NULL */
@@ -42,6 +48,8 @@ int gram_js_grow(void *pp, size_t *cap, size_t need, size_t elem);
 
 /* GBNF literal for the bytes s[0..n) (quotes included): escapes ", \ and control bytes. */
 void gram_js_put_lit(struct gram_js_buf *b, const char *s, size_t n);
+/* what{a,b} in the shortest GBNF form (b == UINT64_MAX: unbounded; a == b == 0: nothing). */
+void gram_js_put_repeat(struct gram_js_buf *b, const char *what, uint64_t a, uint64_t bmax);
 
 /* ---- limits (ERR_LIMIT when exceeded; each has a message naming it) ---- */
 
@@ -83,7 +91,8 @@ enum gram_js_prim {
     GRAM_JS_P_COUNT_
 };
 
-struct gram_js_charset_memo; /* gram_schema_str.c */
+struct gram_js_charset_memo; /* gram_schema_prim.c */
+struct gram_js_str_memo;     /* gram_schema_str.c */
 
 struct gram_js_ctx {
     struct gram_schema_opts o;
@@ -96,10 +105,12 @@ struct gram_js_ctx {
     size_t bytes; /* grammar bytes so far (names + bodies) */
     size_t prim[GRAM_JS_P_COUNT_]; /* rule index + 1, 0 = not defined yet */
     struct gram_js_charset_memo *cs; /* character-set rules, keyed by their code point ranges */
+    struct gram_js_str_memo *str;    /* compiled patterns and written string constraints */
     void *priv; /* gram_schema.c's state */
 };
 
-/* Record an error (first wins) and return it. */
+/* The first error and the rule list (gram_schema_emit.c). Record an error (first wins) and
+ * return it. */
 int gram_js_fail(struct gram_js_ctx *c, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -109,17 +120,19 @@ int gram_js_fail(struct gram_js_ctx *c, int code, const char *fmt, ...)
 /* New rule with a unique name derived from hint (prefix applied, characters outside
  * [a-z0-9-] replaced). Returns the index, or SIZE_MAX after recording an error. */
 size_t gram_js_rule_new(struct gram_js_ctx *c, const char *hint);
+/* New rule named exactly name (an entry rule the caller chose): ERR_DUPLICATE when taken.
+ * Returns the index, or SIZE_MAX after recording an error. */
+size_t gram_js_rule_named(struct gram_js_ctx *c, const char *name);
 /* Give rule i its body (takes b's text; b is reset). */
 void gram_js_rule_set(struct gram_js_ctx *c, size_t i, struct gram_js_buf *b);
 const char *gram_js_rule_name(const struct gram_js_ctx *c, size_t i);
-/* Name of a shared building block, defining it on first use ("" after an error). */
-const char *gram_js_prim(struct gram_js_ctx *c, enum gram_js_prim p);
-/* what{a,b} in the shortest GBNF form (b == UINT64_MAX: unbounded; a == b == 0: nothing). */
-void gram_js_put_repeat(struct gram_js_buf *b, const char *what, uint64_t a, uint64_t bmax);
-/* Append " ws " (or a single space when whitespace is off): the gap between two tokens. */
-void gram_js_gap(struct gram_js_ctx *c, struct gram_js_buf *b);
 
-/* ---- code point sets and their JSON spellings (gram_schema_str.c) ---- */
+
+/* ---- code point sets (gram_schema_cset.c) ---- */
+
+#define GRAM_JS_CP_MAX 0x10FFFFu /* the last code point */
+#define GRAM_JS_SUR_LO 0xD800u   /* surrogates: no characters, in JSON strings or in patterns */
+#define GRAM_JS_SUR_HI 0xDFFFu
 
 /* A set of code points as sorted, disjoint, non-adjacent closed ranges. */
 struct gram_js_cset {
@@ -139,46 +152,16 @@ void gram_js_cset_minus_range(struct gram_js_cset *d, const struct gram_js_cset 
 /* Every character a JSON string can hold: all code points but surrogates. */
 void gram_js_cset_universe(struct gram_js_cset *s);
 int gram_js_cset_has(const struct gram_js_cset *s, uint32_t c);
+/* d = a and b (d must be neither). */
+void gram_js_cset_intersect(struct gram_js_cset *d, const struct gram_js_cset *a,
+                            const struct gram_js_cset *b);
+int gram_js_cset_eq(const struct gram_js_cset *a, const struct gram_js_cset *b);
 
+/* Decode one code point of well-formed UTF-8 (jansson's strings are) at s[0..n), n >= 1;
+ * returns its length. */
+size_t gram_js_utf8_dec(const unsigned char *s, size_t n, uint32_t *cp);
 /* Code points of well-formed UTF-8 s[0..n) into *out (malloc'd). 0 or ERR_NOMEM. */
 int gram_js_utf8_cps(const char *s, size_t n, uint32_t **out, size_t *nout);
-/* Name of a rule matching one character of a JSON string whose code point is in s, written in
- * any way JSON allows (literal UTF-8, \" \\ \/ \b \f \n \r \t, \uXXXX in either case, a
- * surrogate pair for U+10000 and above). Surrogate code points are never matched. */
-const char *gram_js_cset_rule(struct gram_js_ctx *c, const struct gram_js_cset *s);
-
-/* The canonical JSON text of a string (what Python's json.dumps(ensure_ascii=False) writes:
- * \" \\ \b \f \n \r \t, other controls as \u00xx, the rest literal) as a GBNF literal. */
-void gram_js_put_json_string(struct gram_js_buf *b, const char *s, size_t n);
-
-/* A rule matching a JSON string (quotes included) whose decoded value is none of keys[i]
- * (len[i] bytes of UTF-8 each), in any spelling. */
-const char *gram_js_key_not_in(struct gram_js_ctx *c, const char *const *keys,
-                               const size_t *len, size_t n, const char *hint);
-
-/* String constraints of one flat conjunction. */
-struct gram_js_strc {
-    uint64_t min, max;        /* code points; max == UINT64_MAX: none */
-    const char **pat;         /* [n_pat] ECMA-262 patterns (UTF-8, pat_len bytes each) */
-    size_t *pat_len;
-    size_t n_pat;
-    unsigned formats;         /* GRAM_JS_F_* bits */
-    const char *lit;          /* const/enum value, or NULL */
-    size_t lit_len;
-    int lit_conflict;         /* two different literal values: nothing matches */
-};
-
-enum {
-    GRAM_JS_F_DATE = 1u << 0,
-    GRAM_JS_F_TIME = 1u << 1,
-    GRAM_JS_F_DATE_TIME = 1u << 2,
-    GRAM_JS_F_UUID = 1u << 3,
-    GRAM_JS_F_EMAIL = 1u << 4,
-    GRAM_JS_F_IPV4 = 1u << 5,
-};
-
-/* Format name -> GRAM_JS_F_* bit, 0 when unknown. */
-unsigned gram_js_format_bit(const char *name);
 
 /* ---- patterns as automata (gram_schema_rx.c) ---- */
 
@@ -206,13 +189,23 @@ int gram_js_pattern_check(const char *pat, size_t len, char *why, size_t why_len
 struct gram_js_dfa *gram_js_rx_compile(const char *pat, size_t len, int *rc, char *why,
                                        size_t why_len);
 void gram_js_dfa_free(struct gram_js_dfa *d); /* NULL-safe */
-/* Append the grammar of a JSON string (quotes included) meeting s to out; *empty = 1 (and
- * nothing appended) when no string can. */
-void gram_js_str_emit(struct gram_js_ctx *c, const struct gram_js_strc *s, const char *hint,
-                      struct gram_js_buf *out, int *empty);
-/* Whether no string meets s. Exact. */
-int gram_js_str_empty(struct gram_js_ctx *c, const struct gram_js_strc *s);
-void gram_js_str_ctx_free(struct gram_js_ctx *c);
+
+/* ---- building blocks and character rules (gram_schema_prim.c) ---- */
+
+/* Name of a shared building block, defining it on first use ("" after an error). */
+const char *gram_js_prim(struct gram_js_ctx *c, enum gram_js_prim p);
+/* Append " ws " (or a single space when whitespace is off): the gap between two tokens. */
+void gram_js_gap(struct gram_js_ctx *c, struct gram_js_buf *b);
+/* Members of an object or array: gap "," gap. */
+void gram_js_sep(struct gram_js_ctx *c, struct gram_js_buf *b);
+/* The unbounded magnitude (no sign): any number, or any integer-valued one. */
+void gram_js_num_any_mag(struct gram_js_buf *b, int integer_only);
+/* Name of a rule matching one character of a JSON string whose code point is in s, written in
+ * any way JSON allows (literal UTF-8, \" \\ \/ \b \f \n \r \t, \uXXXX in either case, a
+ * surrogate pair for U+10000 and above). Surrogate code points are never matched. */
+const char *gram_js_cset_rule(struct gram_js_ctx *c, const struct gram_js_cset *s);
+/* Free the character-set rules' memo (the context's cs). */
+void gram_js_prim_ctx_free(struct gram_js_ctx *c);
 
 /* ---- decimal numbers (gram_schema_num.c) ---- */
 
@@ -254,7 +247,48 @@ int gram_js_num_empty(const struct gram_js_bound *lo, const struct gram_js_bound
 void gram_js_num_emit(struct gram_js_ctx *c, const struct gram_js_bound *lo,
                       const struct gram_js_bound *hi, int integer_only, struct gram_js_buf *out,
                       int *empty);
-/* The unbounded magnitude (no sign): any number, or any integer-valued one. */
-void gram_js_num_any_mag(struct gram_js_buf *b, int integer_only);
+
+/* ---- strings under constraints (gram_schema_str.c) ---- */
+
+/* The canonical JSON text of a string (what Python's json.dumps(ensure_ascii=False) writes:
+ * \" \\ \b \f \n \r \t, other controls as \u00xx, the rest literal) as a GBNF literal. */
+void gram_js_put_json_string(struct gram_js_buf *b, const char *s, size_t n);
+
+/* A rule matching a JSON string (quotes included) whose decoded value is none of keys[i]
+ * (len[i] bytes of UTF-8 each), in any spelling. */
+const char *gram_js_key_not_in(struct gram_js_ctx *c, const char *const *keys,
+                               const size_t *len, size_t n, const char *hint);
+
+/* String constraints of one flat conjunction. */
+struct gram_js_strc {
+    uint64_t min, max;        /* code points; max == UINT64_MAX: none */
+    const char **pat;         /* [n_pat] ECMA-262 patterns (UTF-8, pat_len bytes each) */
+    size_t *pat_len;
+    size_t n_pat;
+    unsigned formats;         /* GRAM_JS_F_* bits */
+    const char *lit;          /* const/enum value, or NULL */
+    size_t lit_len;
+    int lit_conflict;         /* two different literal values: nothing matches */
+};
+
+enum {
+    GRAM_JS_F_DATE = 1u << 0,
+    GRAM_JS_F_TIME = 1u << 1,
+    GRAM_JS_F_DATE_TIME = 1u << 2,
+    GRAM_JS_F_UUID = 1u << 3,
+    GRAM_JS_F_EMAIL = 1u << 4,
+    GRAM_JS_F_IPV4 = 1u << 5,
+};
+
+/* Format name -> GRAM_JS_F_* bit, 0 when unknown. */
+unsigned gram_js_format_bit(const char *name);
+
+/* Append the grammar of a JSON string (quotes included) meeting s to out; *empty = 1 (and
+ * nothing appended) when no string can. */
+void gram_js_str_emit(struct gram_js_ctx *c, const struct gram_js_strc *s, const char *hint,
+                      struct gram_js_buf *out, int *empty);
+/* Whether no string meets s. Exact. */
+int gram_js_str_empty(struct gram_js_ctx *c, const struct gram_js_strc *s);
+void gram_js_str_ctx_free(struct gram_js_ctx *c);
 
 #endif

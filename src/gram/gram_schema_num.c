@@ -621,18 +621,6 @@ static void put_int_lit(struct gram_js_buf *b, const char *ip, size_t n)
     else gram_js_put_lit(b, ip, n);
 }
 
-/* Unbounded magnitudes, exponent included. An integer written with a fraction (zeros) or an
- * exponent has at most 16 digits before it and a two-digit exponent, so a double-based reader
- * gets a finite integer (1e999 would be infinity, which Python's jsonschema calls no integer). */
-void gram_js_num_any_mag(struct gram_js_buf *b, int integer_only)
-{
-    if (integer_only)
-        gram_js_puts(b, "((\"0\" | [1-9] [0-9]*) | (\"0\" | [1-9] [0-9]{0,15}) (\".\" \"0\"+ ([eE] \"+\"? [0-9]{1,2})? | "
-                        "[eE] \"+\"? [0-9]{1,2}))");
-    else
-        gram_js_puts(b, "((\"0\" | [1-9] [0-9]*) (\".\" [0-9]+)? ([eE] [-+]? [0-9]+)?)");
-}
-
 /* One alternative "I F": appended with a separator; returns 1 when something was written. */
 static int mag_piece(struct gen *g, struct gram_js_buf *b, int *first, const char *ip, size_t ni,
                      const struct gram_js_dec *lo, int ls, const struct gram_js_dec *hi, int hs)

@@ -26,8 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUR_LO 0xD800u
-#define SUR_HI 0xDFFFu
 
 /* ---- regular expressions: parse ---- */
 
@@ -144,8 +142,8 @@ static void class_named(struct gram_js_cset *sure, struct gram_js_cset *maybe, i
         gram_js_cset_add_set(maybe, &pm);
     } else { /* negated: sure = not maybe, maybe = not sure (BMP, no surrogates) */
         struct gram_js_cset a = {0}, b = {0};
-        gram_js_cset_add(&pm, SUR_LO, SUR_HI);
-        gram_js_cset_add(&ps, SUR_LO, SUR_HI);
+        gram_js_cset_add(&pm, GRAM_JS_SUR_LO, GRAM_JS_SUR_HI);
+        gram_js_cset_add(&ps, GRAM_JS_SUR_LO, GRAM_JS_SUR_HI);
         gram_js_cset_complement(&a, &pm, 0xFFFF);
         gram_js_cset_complement(&b, &ps, 0xFFFF);
         gram_js_cset_add_set(sure, &a);
@@ -184,7 +182,7 @@ static int rx_escape_u(struct rx *p, uint32_t *cp)
             return 1;
         }
     }
-    if (v >= SUR_LO && v <= SUR_HI)
+    if (v >= GRAM_JS_SUR_LO && v <= GRAM_JS_SUR_HI)
         return rx_fail(p, ERR_UNSUPPORTED, "a lone surrogate \\u escape is not supported");
     *cp = v;
     return 1;
@@ -327,9 +325,9 @@ static int rx_class(struct rx *p)
     }
     /* characters only, no surrogates; a negated class keeps what is surely none of its members */
     struct gram_js_cset clean = {0};
-    gram_js_cset_minus_range(&clean, neg ? &may : &acc, SUR_LO, SUR_HI);
+    gram_js_cset_minus_range(&clean, neg ? &may : &acc, GRAM_JS_SUR_LO, GRAM_JS_SUR_HI);
     if (neg) {
-        gram_js_cset_add(&clean, SUR_LO, SUR_HI);
+        gram_js_cset_add(&clean, GRAM_JS_SUR_LO, GRAM_JS_SUR_HI);
         gram_js_cset_complement(&p->sets[si], &clean, 0xFFFF);
     } else {
         gram_js_cset_add_set(&p->sets[si], &clean);
@@ -403,8 +401,8 @@ static int rx_atom(struct rx *p, int *is_astral)
         gram_js_cset_add(s, 0, 9);
         gram_js_cset_add(s, 11, 12);
         gram_js_cset_add(s, 14, 0x2027);
-        gram_js_cset_add(s, 0x202a, SUR_LO - 1);
-        gram_js_cset_add(s, SUR_HI + 1, 0xFFFF);
+        gram_js_cset_add(s, 0x202a, GRAM_JS_SUR_LO - 1);
+        gram_js_cset_add(s, GRAM_JS_SUR_HI + 1, 0xFFFF);
     } else if (c == '\\') {
         uint32_t cp = 0;
         struct gram_js_cset maybe = {0};

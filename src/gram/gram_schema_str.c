@@ -5,7 +5,8 @@
  * as \uXXXX in either case, or as a surrogate pair for U+10000 and above. Constraints are on the
  * decoded characters, so every constraint is first an automaton over code points and only then
  * spelled: a set of code points becomes one rule listing all spellings of its members
- * (gram_js_cset_rule), which keeps the grammar exact whatever escapes a writer uses.
+ * (gram_js_cset_rule in gram_schema_prim.c), which keeps the grammar exact whatever escapes a
+ * writer uses.
  *
  * pattern and format are deterministic automata (gram_schema_rx.c; formats are patterns we
  * wrote, below). Several patterns and formats and minLength/maxLength (a counter) are combined
@@ -25,321 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CP_MAX 0x10FFFFu
-#define SUR_LO 0xD800u
-#define SUR_HI 0xDFFFu
-
-/* ---- code point sets ---- */
-
-/* Room for n ranges. */
-static int cset_reserve(struct gram_js_cset *s, size_t n)
-{
-    if (!gram_js_grow(&s->r, &s->cap, 2 * n, sizeof *s->r)) return 0;
-    s->oom = 1;
-    return -1;
-}
-
-void gram_js_cset_add(struct gram_js_cset *s, uint32_t lo, uint32_t hi)
-{
-    if (lo > hi) return;
-    /* first range that ends at or after lo - 1 */
-    size_t i = 0;
-    while (i < s->n && s->r[2 * i + 1] + 1 < lo) i++;
-    size_t j = i;
-    while (j < s->n && s->r[2 * j] <= (hi == UINT32_MAX ? hi : hi + 1)) {
-        if (s->r[2 * j] < lo) lo = s->r[2 * j];
-        if (s->r[2 * j + 1] > hi) hi = s->r[2 * j + 1];
-        j++;
-    }
-    if (j == i) { /* insert */
-        if (cset_reserve(s, s->n + 1)) return;
-        memmove(s->r + 2 * (i + 1), s->r + 2 * i, (s->n - i) * 2 * sizeof *s->r);
-        s->n++;
-    } else if (j > i + 1) { /* ranges i..j-1 collapse into i */
-        memmove(s->r + 2 * (i + 1), s->r + 2 * j, (s->n - j) * 2 * sizeof *s->r);
-        s->n -= j - i - 1;
-    }
-    s->r[2 * i] = lo;
-    s->r[2 * i + 1] = hi;
-}
-
-void gram_js_cset_free(struct gram_js_cset *s)
-{
-    free(s->r);
-    memset(s, 0, sizeof *s);
-}
-
-void gram_js_cset_add_set(struct gram_js_cset *d, const struct gram_js_cset *s)
-{
-    for (size_t i = 0; i < s->n; i++) gram_js_cset_add(d, s->r[2 * i], s->r[2 * i + 1]);
-}
-
-/* d = complement of s within [0, lim], surrogates excluded. */
-void gram_js_cset_complement(struct gram_js_cset *d, const struct gram_js_cset *s, uint32_t lim)
-{
-    uint32_t next = 0;
-    for (size_t i = 0; i < s->n && next <= lim; i++) {
-        if (s->r[2 * i] > next) gram_js_cset_add(d, next, s->r[2 * i] - 1 < lim ? s->r[2 * i] - 1 : lim);
-        next = s->r[2 * i + 1] + 1;
-        if (next == 0) return; /* wrapped: s reached UINT32_MAX */
-    }
-    if (next <= lim) gram_js_cset_add(d, next, lim);
-}
-
-/* d = a \ [lo, hi] (d may not alias a). */
-void gram_js_cset_minus_range(struct gram_js_cset *d, const struct gram_js_cset *a, uint32_t lo,
-                             uint32_t hi)
-{
-    for (size_t i = 0; i < a->n; i++) {
-        uint32_t x = a->r[2 * i], y = a->r[2 * i + 1];
-        if (y < lo || x > hi) {
-            gram_js_cset_add(d, x, y);
-            continue;
-        }
-        if (x < lo) gram_js_cset_add(d, x, lo - 1);
-        if (y > hi) gram_js_cset_add(d, hi + 1, y);
-    }
-}
-
-static void cset_intersect(struct gram_js_cset *d, const struct gram_js_cset *a,
-                           const struct gram_js_cset *b)
-{
-    size_t i = 0, j = 0;
-    while (i < a->n && j < b->n) {
-        uint32_t lo = a->r[2 * i] > b->r[2 * j] ? a->r[2 * i] : b->r[2 * j];
-        uint32_t hi = a->r[2 * i + 1] < b->r[2 * j + 1] ? a->r[2 * i + 1] : b->r[2 * j + 1];
-        if (lo <= hi) gram_js_cset_add(d, lo, hi);
-        if (a->r[2 * i + 1] < b->r[2 * j + 1]) i++;
-        else j++;
-    }
-}
-
-int gram_js_cset_has(const struct gram_js_cset *s, uint32_t c)
-{
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t m = (lo + hi) / 2;
-        if (s->r[2 * m + 1] < c) lo = m + 1;
-        else if (s->r[2 * m] > c) hi = m;
-        else return 1;
-    }
-    return 0;
-}
-
-static int cset_eq(const struct gram_js_cset *a, const struct gram_js_cset *b)
-{
-    return a->n == b->n && (a->n == 0 || memcmp(a->r, b->r, a->n * 2 * sizeof *a->r) == 0);
-}
-
-/* Every character a JSON string can hold: all code points but surrogates. */
-void gram_js_cset_universe(struct gram_js_cset *s)
-{
-    gram_js_cset_add(s, 0, SUR_LO - 1);
-    gram_js_cset_add(s, SUR_HI + 1, CP_MAX);
-}
-
-/* ---- spelling a set ---- */
-
-/* One code point inside a GBNF class. */
-static void put_class_cp(struct gram_js_buf *b, uint32_t c)
-{
-    if (c < 0x80 && c > 0x20 && c != 0x7f && !strchr("\\]-^[\"", (int)c)) {
-        char ch = (char)c;
-        gram_js_put(b, &ch, 1);
-    } else if (c < 0x80) {
-        gram_js_printf(b, "\\x%02x", (unsigned)c);
-    } else if (c <= 0xFFFF) {
-        gram_js_printf(b, "\\u%04x", (unsigned)c);
-    } else {
-        gram_js_printf(b, "\\U%08x", (unsigned)c);
-    }
-}
-
-static void put_class(struct gram_js_buf *b, const struct gram_js_cset *s, int neg)
-{
-    gram_js_puts(b, neg ? "[^" : "[");
-    for (size_t i = 0; i < s->n; i++) {
-        put_class_cp(b, s->r[2 * i]);
-        if (s->r[2 * i + 1] != s->r[2 * i]) {
-            if (s->r[2 * i + 1] > s->r[2 * i] + 1) gram_js_puts(b, "-");
-            put_class_cp(b, s->r[2 * i + 1]);
-        }
-    }
-    gram_js_puts(b, "]");
-}
-
-/* Class of hex digits with values lo..hi, both letter cases. */
-static void put_hex_digits(struct gram_js_buf *b, unsigned lo, unsigned hi)
-{
-    static const char dig[] = "0123456789abcdef";
-    if (lo == hi && lo < 10) {
-        gram_js_printf(b, "\"%c\"", dig[lo]);
-        return;
-    }
-    gram_js_puts(b, "[");
-    if (lo <= 9) {
-        unsigned e = hi < 9 ? hi : 9;
-        if (e > lo) gram_js_printf(b, "%c-%c", dig[lo], dig[e]);
-        else gram_js_printf(b, "%c", dig[lo]);
-    }
-    if (hi >= 10) {
-        unsigned s = lo > 10 ? lo : 10;
-        for (int up = 0; up < 2; up++) {
-            char a = (char)(up ? dig[s] - 32 : dig[s]), z = (char)(up ? dig[hi] - 32 : dig[hi]);
-            if (z > a) gram_js_printf(b, "%c-%c", a, z);
-            else gram_js_printf(b, "%c", a);
-        }
-    }
-    gram_js_puts(b, "]");
-}
-
-/* width hex digits spelling a value in [lo, hi] (any case). */
-static void put_hex_range(struct gram_js_buf *b, uint32_t lo, uint32_t hi, int width)
-{
-    if (width == 0) return;
-    uint32_t p = 1;
-    for (int i = 1; i < width; i++) p *= 16;
-    unsigned dl = lo / p, dh = hi / p;
-    uint32_t rl = lo % p, rh = hi % p;
-    if (lo % (p * 16) == 0 && hi % (p * 16) == p * 16 - 1 && dh - dl == 15) {
-        gram_js_printf(b, "[0-9a-fA-F]{%d}", width);
-        return;
-    }
-    if (dl == dh) {
-        put_hex_digits(b, dl, dl);
-        if (width > 1) {
-            gram_js_puts(b, " ");
-            put_hex_range(b, rl, rh, width - 1);
-        }
-        return;
-    }
-    gram_js_puts(b, "(");
-    int first = 1;
-    unsigned ml = dl, mh = dh;
-    if (rl != 0) {
-        put_hex_digits(b, dl, dl);
-        gram_js_puts(b, " ");
-        put_hex_range(b, rl, p - 1, width - 1);
-        first = 0;
-        ml = dl + 1;
-    }
-    if (rh != p - 1) mh = dh - 1;
-    if (ml <= mh && mh != UINT32_MAX) {
-        if (!first) gram_js_puts(b, " | ");
-        first = 0;
-        put_hex_digits(b, ml, mh);
-        if (width > 1) gram_js_printf(b, " [0-9a-fA-F]{%d}", width - 1);
-    }
-    if (rh != p - 1) {
-        if (!first) gram_js_puts(b, " | ");
-        put_hex_digits(b, dh, dh);
-        gram_js_puts(b, " ");
-        put_hex_range(b, 0, rh, width - 1);
-    }
-    gram_js_puts(b, ")");
-}
-
-/* "\\u" spellings of the BMP part of s (surrogates already excluded). */
-static void put_u_escapes(struct gram_js_buf *b, const struct gram_js_cset *s, int *first)
-{
-    for (size_t i = 0; i < s->n && s->r[2 * i] <= 0xFFFF; i++) {
-        uint32_t lo = s->r[2 * i], hi = s->r[2 * i + 1] > 0xFFFF ? 0xFFFF : s->r[2 * i + 1];
-        gram_js_puts(b, *first ? "\"\\\\u\" " : " | \"\\\\u\" ");
-        *first = 0;
-        put_hex_range(b, lo, hi, 4);
-    }
-}
-
-static void put_pair(struct gram_js_buf *b, int *first, uint32_t h0, uint32_t h1, uint32_t l0,
-                     uint32_t l1)
-{
-    gram_js_puts(b, *first ? "\"\\\\u\" " : " | \"\\\\u\" ");
-    *first = 0;
-    put_hex_range(b, h0, h1, 4);
-    gram_js_puts(b, " \"\\\\u\" ");
-    put_hex_range(b, l0, l1, 4);
-}
-
-/* Surrogate-pair spellings of the part of s above U+FFFF. */
-static void put_pairs(struct gram_js_buf *b, const struct gram_js_cset *s, int *first)
-{
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t lo = s->r[2 * i], hi = s->r[2 * i + 1];
-        if (hi < 0x10000) continue;
-        if (lo < 0x10000) lo = 0x10000;
-        uint32_t ha = 0xD800 + ((lo - 0x10000) >> 10), la = 0xDC00 + ((lo - 0x10000) & 0x3FF);
-        uint32_t hb = 0xD800 + ((hi - 0x10000) >> 10), lb = 0xDC00 + ((hi - 0x10000) & 0x3FF);
-        if (ha == hb) {
-            put_pair(b, first, ha, ha, la, lb);
-            continue;
-        }
-        uint32_t m0 = ha, m1 = hb;
-        if (la != 0xDC00) {
-            put_pair(b, first, ha, ha, la, 0xDFFF);
-            m0 = ha + 1;
-        }
-        if (lb != 0xDFFF) m1 = hb - 1;
-        if (m0 <= m1) put_pair(b, first, m0, m1, 0xDC00, 0xDFFF);
-        if (lb != 0xDFFF) put_pair(b, first, hb, hb, 0xDC00, lb);
-    }
-}
-
-/* The right side of a rule matching one character in s, any spelling. */
-static void spell_set(struct gram_js_ctx *c, struct gram_js_buf *b, const struct gram_js_cset *s)
-{
-    struct gram_js_cset lit = {0}, tmp = {0}, tmp2 = {0}, comp = {0};
-    /* literal: not a control, ", \ */
-    gram_js_cset_minus_range(&tmp, s, 0, 0x1f);
-    gram_js_cset_minus_range(&tmp2, &tmp, 0x22, 0x22);
-    gram_js_cset_minus_range(&lit, &tmp2, 0x5c, 0x5c);
-    int first = 1;
-    if (lit.n > 0) {
-        /* the negated form when it is shorter (surrogates are no characters either way) */
-        struct gram_js_cset with_sur = {0};
-        gram_js_cset_add_set(&with_sur, &lit);
-        gram_js_cset_add(&with_sur, SUR_LO, SUR_HI);
-        gram_js_cset_complement(&comp, &with_sur, CP_MAX);
-        gram_js_cset_free(&with_sur);
-        if (comp.n < lit.n) put_class(b, &comp, 1);
-        else put_class(b, &lit, 0);
-        first = 0;
-    }
-    static const struct {
-        uint32_t cp;
-        char esc;
-    } shorts[] = {{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {8, 'b'},
-                  {12, 'f'},  {10, 'n'},    {13, 'r'}, {9, 't'}};
-    char esc[16];
-    size_t ne = 0;
-    for (size_t i = 0; i < sizeof shorts / sizeof shorts[0]; i++)
-        if (gram_js_cset_has(s, shorts[i].cp)) esc[ne++] = shorts[i].esc;
-    if (ne > 0) {
-        gram_js_puts(b, first ? "\"\\\\\" [" : " | \"\\\\\" [");
-        for (size_t i = 0; i < ne; i++) {
-            if (esc[i] == '\\') gram_js_puts(b, "\\\\");
-            else gram_js_put(b, &esc[i], 1);
-        }
-        gram_js_puts(b, "]");
-        first = 0;
-    }
-    put_u_escapes(b, s, &first);
-    put_pairs(b, s, &first);
-    if (first) gram_js_puts(b, gram_js_prim(c, GRAM_JS_P_NEVER));
-    if (lit.oom || tmp.oom || tmp2.oom || comp.oom)
-        gram_js_fail(c, ERR_NOMEM, "out of memory");
-    gram_js_cset_free(&lit);
-    gram_js_cset_free(&tmp);
-    gram_js_cset_free(&tmp2);
-    gram_js_cset_free(&comp);
-}
-
-/* ---- per-context caches: set rules, compiled patterns ---- */
-
-
-struct cs_entry {
-    struct gram_js_cset set;
-    size_t rule;
-};
+/* ---- per-context caches: compiled patterns, written constraints ---- */
 
 struct pat_entry {
     char *src; /* pattern text (format entries: NULL) */
@@ -355,29 +42,26 @@ struct str_entry {
     char *expr; /* NULL: no string meets it */
 };
 
-struct gram_js_charset_memo {
-    struct cs_entry *e;
-    size_t n, cap;
+struct gram_js_str_memo {
     struct pat_entry *p;
     size_t np, capp;
     struct str_entry *s;
     size_t ns, caps;
 };
 
-static struct gram_js_charset_memo *memo(struct gram_js_ctx *c)
+static struct gram_js_str_memo *memo(struct gram_js_ctx *c)
 {
-    if (!c->cs) {
-        c->cs = calloc(1, sizeof *c->cs);
-        if (!c->cs) gram_js_fail(c, ERR_NOMEM, "out of memory");
+    if (!c->str) {
+        c->str = calloc(1, sizeof *c->str);
+        if (!c->str) gram_js_fail(c, ERR_NOMEM, "out of memory");
     }
-    return c->cs;
+    return c->str;
 }
 
 void gram_js_str_ctx_free(struct gram_js_ctx *c)
 {
-    struct gram_js_charset_memo *m = c->cs;
+    struct gram_js_str_memo *m = c->str;
     if (!m) return;
-    for (size_t i = 0; i < m->n; i++) gram_js_cset_free(&m->e[i].set);
     for (size_t i = 0; i < m->np; i++) {
         free(m->p[i].src);
         gram_js_dfa_free(m->p[i].d);
@@ -386,65 +70,13 @@ void gram_js_str_ctx_free(struct gram_js_ctx *c)
         free(m->s[i].key);
         free(m->s[i].expr);
     }
-    free(m->e);
     free(m->p);
     free(m->s);
     free(m);
-    c->cs = NULL;
+    c->str = NULL;
 }
 
-const char *gram_js_cset_rule(struct gram_js_ctx *c, const struct gram_js_cset *s)
-{
-    struct gram_js_charset_memo *m = memo(c);
-    if (!m || c->rc) return "";
-    if (s->oom) {
-        gram_js_fail(c, ERR_NOMEM, "out of memory");
-        return "";
-    }
-    for (size_t i = 0; i < m->n; i++)
-        if (cset_eq(&m->e[i].set, s)) return gram_js_rule_name(c, m->e[i].rule);
-    if (gram_js_grow(&m->e, &m->cap, m->n + 1, sizeof *m->e)) {
-        gram_js_fail(c, ERR_NOMEM, "out of memory");
-        return "";
-    }
-    size_t r = gram_js_rule_new(c, "char");
-    if (r == SIZE_MAX) return "";
-    struct cs_entry *e = &m->e[m->n];
-    memset(e, 0, sizeof *e);
-    gram_js_cset_add_set(&e->set, s);
-    e->rule = r;
-    m->n++;
-    struct gram_js_buf b = {0};
-    spell_set(c, &b, s);
-    gram_js_rule_set(c, r, &b);
-    return gram_js_rule_name(c, r);
-}
-
-/* ---- UTF-8 ---- */
-
-/* Decode one code point of well-formed UTF-8 (jansson's strings are); returns its length. */
-static size_t utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char b = s[0];
-    size_t l = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-    if (l > n) l = n;
-    uint32_t v = l == 1 ? b : l == 2 ? b & 0x1Fu : l == 3 ? b & 0x0Fu : b & 0x07u;
-    for (size_t i = 1; i < l; i++) v = (v << 6) | (s[i] & 0x3Fu);
-    *cp = v;
-    return l;
-}
-
-/* Code points of s into *out (malloc'd). */
-int gram_js_utf8_cps(const char *s, size_t n, uint32_t **out, size_t *nout)
-{
-    uint32_t *v = malloc((n + 1) * sizeof *v);
-    if (!v) return ERR_NOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n;) i += utf8_dec((const unsigned char *)s + i, n - i, &v[k++]);
-    *out = v;
-    *nout = k;
-    return 0;
-}
+/* ---- canonical JSON text ---- */
 
 void gram_js_put_json_string(struct gram_js_buf *b, const char *s, size_t n)
 {
@@ -526,8 +158,8 @@ static void key_rest(struct gram_js_ctx *c, struct gram_js_buf *b, const struct 
     for (const struct trie *k = t->kid; k; k = k->sib) gram_js_cset_add(&kids, k->cp, k->cp);
     gram_js_cset_universe(&uni);
     struct gram_js_cset all = {0};
-    gram_js_cset_complement(&all, &kids, CP_MAX);
-    cset_intersect(&other, &all, &uni);
+    gram_js_cset_complement(&all, &kids, GRAM_JS_CP_MAX);
+    gram_js_cset_intersect(&other, &all, &uni);
     gram_js_cset_free(&all);
     if (other.n > 0) {
         gram_js_printf(&body, "%s%s %s* \"\\\"\"", first ? "" : " | ", gram_js_cset_rule(c, &other),
@@ -557,7 +189,7 @@ const char *gram_js_key_not_in(struct gram_js_ctx *c, const char *const *keys,
         struct trie *t = &root;
         for (size_t j = 0; j < len[i] && t;) {
             uint32_t cp;
-            j += utf8_dec((const unsigned char *)keys[i] + j, len[i] - j, &cp);
+            j += gram_js_utf8_dec((const unsigned char *)keys[i] + j, len[i] - j, &cp);
             t = trie_child(t, cp);
         }
         if (!t) gram_js_fail(c, ERR_NOMEM, "out of memory");
@@ -615,7 +247,7 @@ unsigned gram_js_format_bit(const char *name)
 /* The compiled automaton of a pattern (fmt == 0) or a format, cached per context. */
 static const struct gram_js_dfa *get_dfa(struct gram_js_ctx *c, const char *src, size_t len, unsigned fmt)
 {
-    struct gram_js_charset_memo *m = memo(c);
+    struct gram_js_str_memo *m = memo(c);
     if (!m) return NULL;
     for (size_t i = 0; i < m->np; i++) {
         struct pat_entry *e = &m->p[i];
@@ -751,7 +383,7 @@ static void pstate_expand(struct prod *p, size_t i)
         return;
     }
     cur[0].lo = 0;
-    cur[0].hi = CP_MAX;
+    cur[0].hi = GRAM_JS_CP_MAX;
     for (size_t d = 0; d < p->k && n > 0; d++) {
         const struct gram_js_dst *s = &p->d[d]->s[p->s[i].q[d]];
         /* merging two sorted lists of disjoint intervals gives fewer than n + nt pieces */
@@ -793,9 +425,9 @@ static void pstate_expand(struct prod *p, size_t i)
         uint32_t lo = cur[k].lo, hi = cur[k].hi;
         int to = pstate_find(p, cur[k].q, cnt);
         if (to < 0) break;
-        if (lo <= SUR_HI && hi >= SUR_LO) {
-            if (lo < SUR_LO) t[nt++] = (struct gram_js_dtr){lo, SUR_LO - 1, to};
-            if (hi > SUR_HI) t[nt++] = (struct gram_js_dtr){SUR_HI + 1, hi, to};
+        if (lo <= GRAM_JS_SUR_HI && hi >= GRAM_JS_SUR_LO) {
+            if (lo < GRAM_JS_SUR_LO) t[nt++] = (struct gram_js_dtr){lo, GRAM_JS_SUR_LO - 1, to};
+            if (hi > GRAM_JS_SUR_HI) t[nt++] = (struct gram_js_dtr){GRAM_JS_SUR_HI + 1, hi, to};
         } else {
             t[nt++] = (struct gram_js_dtr){lo, hi, to};
         }
@@ -849,79 +481,12 @@ static void loop_set(const struct prod *p, const struct pstate *s, struct gram_j
         struct gram_js_cset mine = {0}, nx = {0};
         const struct gram_js_dst *d = &p->d[i]->s[s->q[i]];
         for (size_t t = 0; t < d->nt; t++) gram_js_cset_add(&mine, d->t[t].lo, d->t[t].hi);
-        cset_intersect(&nx, &cur, &mine);
+        gram_js_cset_intersect(&nx, &cur, &mine);
         gram_js_cset_free(&cur);
         gram_js_cset_free(&mine);
         cur = nx;
     }
     *out = cur;
-}
-
-/* what{a,b} with both counts within gram's limit. */
-static void repeat_small(struct gram_js_buf *b, const char *what, uint64_t a, uint64_t bmax)
-{
-    if (bmax == UINT64_MAX) {
-        if (a == 0) gram_js_printf(b, "%s*", what);
-        else if (a == 1) gram_js_printf(b, "%s+", what);
-        else gram_js_printf(b, "%s{%llu,}", what, (unsigned long long)a);
-    } else if (a == bmax) {
-        if (a == 1) gram_js_puts(b, what);
-        else if (a > 1) gram_js_printf(b, "%s{%llu}", what, (unsigned long long)a);
-    } else if (a == 0 && bmax == 1) {
-        gram_js_printf(b, "%s?", what);
-    } else {
-        gram_js_printf(b, "%s{%llu,%llu}", what, (unsigned long long)a, (unsigned long long)bmax);
-    }
-}
-
-/* Counts past GRAM_JS_REPEAT (M) nest: exactly a = q*M + r is (what{M}){q} what{r}; up to N =
- * K*M + R more is ((what{M}){0,K-1} what{0,M-1} | (what{M}){K} what{0,R}), two disjoint length
- * ranges, each with one way to split a length, so the matcher keeps at most a few stacks. */
-void gram_js_put_repeat(struct gram_js_buf *b, const char *what, uint64_t a, uint64_t bmax)
-{
-    const uint64_t M = GRAM_JS_REPEAT;
-    if (a <= M && (bmax == UINT64_MAX || bmax <= M)) {
-        repeat_small(b, what, a, bmax);
-        return;
-    }
-    struct gram_js_buf blk = {0};
-    gram_js_printf(&blk, "(%s{%llu})", what, (unsigned long long)M);
-    const char *B = blk.p ? blk.p : "";
-    gram_js_puts(b, "(");
-    if (a > 0) {
-        repeat_small(b, B, a / M, a / M);
-        if (a % M) {
-            gram_js_puts(b, " ");
-            repeat_small(b, what, a % M, a % M);
-        }
-    }
-    if (bmax == UINT64_MAX) {
-        gram_js_printf(b, " %s*", what);
-    } else if (bmax > a) {
-        uint64_t n = bmax - a;
-        gram_js_puts(b, " ");
-        if (n <= M) {
-            repeat_small(b, what, 0, n);
-        } else {
-            uint64_t k = n / M, r = n % M;
-            gram_js_puts(b, "(");
-            if (k > 1) {
-                repeat_small(b, B, 0, k - 1);
-                gram_js_puts(b, " ");
-            }
-            repeat_small(b, what, 0, M - 1);
-            gram_js_puts(b, " | ");
-            repeat_small(b, B, k, k);
-            if (r) {
-                gram_js_puts(b, " ");
-                repeat_small(b, what, 0, r);
-            }
-            gram_js_puts(b, ")");
-        }
-    }
-    gram_js_puts(b, ")");
-    if (blk.oom) b->oom = 1;
-    gram_js_buf_free(&blk);
 }
 
 static void prod_ref(struct prod *p, size_t i, struct gram_js_buf *b, const char *hint);
@@ -1097,7 +662,7 @@ void gram_js_str_emit(struct gram_js_ctx *c, const struct gram_js_strc *s, const
         return;
     }
     /* the same constraints twice (two date-time fields) share one set of rules */
-    struct gram_js_charset_memo *m = memo(c);
+    struct gram_js_str_memo *m = memo(c);
     struct gram_js_buf key = {0};
     gram_js_printf(&key, "%llu %llu %u", (unsigned long long)s->min, (unsigned long long)s->max, s->formats);
     for (size_t i = 0; i < s->n_pat; i++) {

@@ -12,7 +12,7 @@
  * allowed token.
  *
  * Token references in the grammar (<[id]>, <text>) are resolved here once per matcher. */
-#include "gram_int.h"
+#include "gram_step_int.h"
 
 #include <stdlib.h>
 #include <string.h>
