@@ -992,6 +992,7 @@ Suite *make_suite(void)
     tcase_add_loop_test(tc, long_input, 0, 4);
     suite_add_tcase(s, tc);
     tc = tcase_create("behaviour");
+    tcase_set_timeout(tc, 60); /* loads real vocabularies (150k tokens): seconds under ASan on a busy machine */
     tcase_add_test(tc, flags_and_special);
     tcase_add_test(tc, phi3_special);
     tcase_add_test(tc, detok_utf8);
