@@ -497,7 +497,7 @@ START_TEST(transcript_tools_replay)
     char dir[256], gguf[300];
     ck_assert_int_eq(tutil_mkdtemp(dir, sizeof dir, "rpctx"), 0);
     snprintf(gguf, sizeof gguf, "%s/stories1k.gguf", dir);
-    struct ftool_edit_opts o = {1024, NULL, 0};
+    struct ftool_edit_opts o = {.n_ctx = 1024};
     struct err_info ei;
     err_clear(&ei);
     ck_assert_msg(ftool_edit(model(), gguf, &o, &ei) == 0, "%s", ei.msg);
@@ -2083,7 +2083,7 @@ static void story_2k(char *dir, size_t cap, char *path, size_t pcap)
 {
     ck_assert_int_eq(tutil_mkdtemp(dir, cap, "rpctools"), 0);
     snprintf(path, pcap, "%s/stories2k.gguf", dir);
-    struct ftool_edit_opts o = {2048, NULL, 0};
+    struct ftool_edit_opts o = {.n_ctx = 2048};
     struct err_info ei;
     err_clear(&ei);
     ck_assert_msg(ftool_edit(model(), path, &o, &ei) == 0, "%s", ei.msg);

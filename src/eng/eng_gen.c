@@ -110,6 +110,47 @@ static int con_fail(struct gen *g, const char *op, int rc)
                    op, g->res->completion_tokens, err_str(rc));
 }
 
+/* The sampler found NaN or infinite logits: the generation stops with ERR_NONFINITE naming the
+ * position and, from one probing re-evaluation of it (slow, but this is the error path), the
+ * first stage whose output went non-finite. The probe rewrites that position's cache cell in
+ * the one-token order, so the session forgets it. */
+static int nonfinite_fail(struct gen *g)
+{
+    struct eng_session *s = g->s;
+    const struct model *m = &s->em->model;
+    uint32_t pos = s->n_tokens - 1; /* has_logits: they belong to tokens[n_tokens - 1] */
+    struct model_probe pr = {MODEL_PROBE_NONE, 0};
+    char where[96] = "";
+    if (s->n_tokens > 0 && model_probe(m, &s->st, s->tokens[pos], pos, &pr) == 0) {
+        if (pr.first == MODEL_PROBE_EMBD)
+            snprintf(where, sizeof where, "; first non-finite: the embedding of token %d",
+                     s->tokens[pos]);
+        else if (pr.first >= 0 && (uint32_t)pr.first < m->hp.n_layer)
+            snprintf(where, sizeof where, "; first non-finite: the output of layer %d (blk.%d)",
+                     pr.first, pr.first);
+        else if (pr.first >= 0)
+            snprintf(where, sizeof where, "; first non-finite: the output norm and matrix (%u of "
+                     "%u logits)", pr.n_bad_logits, m->hp.n_vocab);
+        eng_session_cut(s, pos);
+        s->has_logits = false;
+    }
+    return err_set(g->ei, ERR_NONFINITE, ERR_NO_OFFSET,
+                   "non_finite_logits: the model computed NaN or infinite logits at position %u "
+                   "(completion token %u)%s; check the file with `lmpipe info --check`",
+                   pos, g->res->completion_tokens, where);
+}
+
+/* A sampling failure as an error of its own kind. */
+static int samp_fail(struct gen *g, int rc)
+{
+    if (rc == ERR_NONFINITE) return nonfinite_fail(g);
+    if (rc == ERR_DEAD_END)
+        return err_set(g->ei, ERR_DEAD_END, ERR_NO_OFFSET,
+                       "no token is allowed at completion token %u: the logit bias bans every "
+                       "token", g->res->completion_tokens);
+    return err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed: %s", err_str(rc));
+}
+
 /* ---------------- setup and prefill ---------------- */
 
 /* The constraint of this generation: the caller's, one made from its grammar, else one from the
@@ -245,11 +286,11 @@ static int gen_redraw(struct gen *g, float *logits, int32_t *tok)
     if (rc < 0 && rc != ERR_DEAD_END) return con_fail(g, "mask", rc);
     memcpy(logits, s->logits_raw, (size_t)g->sc.n_vocab * sizeof *logits);
     if (rc == 0) rc = samp_sample(&g->sc, logits, s->mask, tok);
-    if (rc == ERR_STATE || rc == ERR_DEAD_END) /* nothing allowed, or all of it banned by a bias */
+    if (rc == ERR_DEAD_END) /* nothing allowed, or all of it banned by a bias */
         return err_set(g->ei, ERR_DEAD_END, ERR_NO_OFFSET,
                        "constraint dead end: no token is allowed at completion token %u",
                        g->res->completion_tokens);
-    return rc ? err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed") : 0;
+    return rc ? samp_fail(g, rc) : 0;
 }
 
 /* logits → constraint → sample: a token, drawn from the allowed set when a constraint refuses
@@ -264,14 +305,13 @@ static int gen_pick(struct gen *g, int32_t *tok)
     const struct eng_constraint_ops *o = g->con.ops;
     if (!o) {
         rc = samp_sample(&g->sc, logits, NULL, tok);
-        return rc ? err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed") : 0;
+        return rc ? samp_fail(g, rc) : 0;
     }
     /* the constraint's time: everything here but the first draw */
     double t0 = util_now();
     memcpy(s->logits_raw, logits, (size_t)g->sc.n_vocab * sizeof *logits);
     double t1 = util_now();
-    if ((rc = samp_sample(&g->sc, logits, NULL, tok)))
-        return err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed");
+    if ((rc = samp_sample(&g->sc, logits, NULL, tok))) return samp_fail(g, rc);
     double t2 = util_now();
     rc = gen_redraw(g, logits, tok);
     g->res->constraint_ms += (t1 - t0 + util_now() - t2) * 1e3;

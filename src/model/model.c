@@ -830,6 +830,18 @@ static void attn_task(void *arg, int task, int n_tasks)
     }
 }
 
+/* model_probe's check after a stage: the first stage whose output (one row, the last token's)
+ * holds a NaN or an infinity. One predictable branch per layer when not probing. */
+static void probe_stage(struct model_state *st, int32_t stage, const float *row, size_t n)
+{
+    if (!st->probe || st->probe_first != MODEL_PROBE_NONE) return;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(row[i])) {
+            st->probe_first = stage;
+            return;
+        }
+}
+
 static int embed(const struct model *m, int32_t token, float *x)
 {
     const struct gguf_tensor *e = m->tok_embd;
@@ -975,6 +987,7 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
     int rc;
     for (uint32_t t = 0; t < n; t++)
         if ((rc = embed(m, tokens[t], st->x + (size_t)t * ne))) return rc;
+    probe_stage(st, MODEL_PROBE_EMBD, st->x + (size_t)(n - 1) * ne, ne);
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
         for (uint32_t t = 0; t < n; t++)
@@ -989,6 +1002,7 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
         for (uint32_t t = 0; t < n; t++)
             rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->ffn_norm->data, ne, hp->rms_eps);
         layer_ffn(m, st, l, n);
+        probe_stage(st, (int32_t)l, st->x + (size_t)(n - 1) * ne, ne);
     }
     if (logits == MODEL_LOGITS_NONE) return 0;
     for (uint32_t t = logits == MODEL_LOGITS_ALL ? 0 : n - 1; t < n; t++) {
@@ -1001,7 +1015,22 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
         }
         if (logits == MODEL_LOGITS_ALL && cb && (rc = cb(ud, t, st->logits))) return rc;
     }
+    probe_stage(st, (int32_t)hp->n_layer, st->logits, hp->n_vocab);
     return 0;
+}
+
+int model_probe(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
+                struct model_probe *out)
+{
+    st->probe = true;
+    st->probe_first = MODEL_PROBE_NONE;
+    int rc = model_forward(m, st, token, pos, true);
+    st->probe = false;
+    out->first = st->probe_first;
+    out->n_bad_logits = 0;
+    if (rc == 0)
+        for (uint32_t i = 0; i < m->hp.n_vocab; i++) out->n_bad_logits += !isfinite(st->logits[i]);
+    return rc;
 }
 
 /* Rotate the K row of position pos in layer l by delta positions, in the cache's type, as
