@@ -173,7 +173,7 @@ static int eval_print(struct eng_session *s, const char *model, const int32_t *t
         }
         printf("\n  ]");
     }
-    if (e->n_bad) printf(",\n  \"non_finite\": true");
+    if (e->n_bad || rc == ERR_NONFINITE) printf(",\n  \"non_finite\": true");
     printf("\n}\n");
     return rc;
 }

@@ -110,34 +110,11 @@ static int con_fail(struct gen *g, const char *op, int rc)
                    op, g->res->completion_tokens, err_str(rc));
 }
 
-/* The sampler found NaN or infinite logits: the generation stops with ERR_NONFINITE naming the
- * position and, from one probing re-evaluation of it (slow, but this is the error path), the
- * first stage whose output went non-finite. The probe rewrites that position's cache cell in
- * the one-token order, so the session forgets it. */
+/* The sampler found NaN or infinite logits (they belong to tokens[n_tokens - 1]). */
 static int nonfinite_fail(struct gen *g)
 {
-    struct eng_session *s = g->s;
-    const struct model *m = &s->em->model;
-    uint32_t pos = s->n_tokens - 1; /* has_logits: they belong to tokens[n_tokens - 1] */
-    struct model_probe pr = {MODEL_PROBE_NONE, 0};
-    char where[96] = "";
-    if (s->n_tokens > 0 && model_probe(m, &s->st, s->tokens[pos], pos, &pr) == 0) {
-        if (pr.first == MODEL_PROBE_EMBD)
-            snprintf(where, sizeof where, "; first non-finite: the embedding of token %d",
-                     s->tokens[pos]);
-        else if (pr.first >= 0 && (uint32_t)pr.first < m->hp.n_layer)
-            snprintf(where, sizeof where, "; first non-finite: the output of layer %d (blk.%d)",
-                     pr.first, pr.first);
-        else if (pr.first >= 0)
-            snprintf(where, sizeof where, "; first non-finite: the output norm and matrix (%u of "
-                     "%u logits)", pr.n_bad_logits, m->hp.n_vocab);
-        eng_session_cut(s, pos);
-        s->has_logits = false;
-    }
-    return err_set(g->ei, ERR_NONFINITE, ERR_NO_OFFSET,
-                   "non_finite_logits: the model computed NaN or infinite logits at position %u "
-                   "(completion token %u)%s; check the file with `lmpipe info --check`",
-                   pos, g->res->completion_tokens, where);
+    uint32_t pos = g->s->n_tokens - 1;
+    return eng_nonfinite_fail(g->s, pos, pos, g->ei);
 }
 
 /* A sampling failure as an error of its own kind. */

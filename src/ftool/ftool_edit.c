@@ -36,7 +36,7 @@ static int poison_copy(const struct gguf_tensor *t, const struct ftool_edit_opts
     unsigned nh = blk_half_fields(t->type, off);
     uint64_t n_blocks = ti ? t->nbytes / ti->size : 0, at = o->poison_at;
     bool plain = t->type == BLK_T_F32 || t->type == BLK_T_F16 || t->type == BLK_T_BF16;
-    if (at >= n_blocks || (!plain && o->poison_field >= nh))
+    if (at >= n_blocks || o->poison_field >= (plain ? 1u : nh))
         return err_set(ei, ERR_RANGE, ERR_NO_OFFSET,
                        "cannot poison %s: a %s tensor of %llu blocks has no value %llu (field %u)",
                        o->poison, blk_type_name(t->type), (unsigned long long)n_blocks,
