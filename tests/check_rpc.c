@@ -147,6 +147,15 @@ START_TEST(error_codes)
     ck_assert_int_eq(rpc_fail_set(&f, RPC_E_PARAMS, 0, "x"), ERR_INVALID);
     ck_assert_str_eq(f.kind, "invalid_params");
     ck_assert_int_eq(rpc_engine_code(ERR_DEAD_END), -32073);
+    /* issue 15: non-finite values have kinds of their own, not bad_state */
+    ck_assert_int_eq(rpc_engine_code(ERR_NONFINITE), -32080);
+    ck_assert_int_eq(rpc_engine_code(ERR_NONFINITE_WEIGHTS), -32081);
+    rpc_fail_set(&f, 0, ERR_NONFINITE, "nan");
+    ck_assert_int_eq(f.code, -32080);
+    ck_assert_str_eq(f.kind, "non_finite_logits");
+    ck_assert(!f.retryable);
+    rpc_fail_set(&f, 0, ERR_NONFINITE_WEIGHTS, "nan");
+    ck_assert_str_eq(f.kind, "non_finite_weights");
 }
 END_TEST
 
