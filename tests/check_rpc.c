@@ -147,6 +147,15 @@ START_TEST(error_codes)
     ck_assert_int_eq(rpc_fail_set(&f, RPC_E_PARAMS, 0, "x"), ERR_INVALID);
     ck_assert_str_eq(f.kind, "invalid_params");
     ck_assert_int_eq(rpc_engine_code(ERR_DEAD_END), -32073);
+    /* issue 15: non-finite values have kinds of their own, not bad_state */
+    ck_assert_int_eq(rpc_engine_code(ERR_NONFINITE), -32080);
+    ck_assert_int_eq(rpc_engine_code(ERR_NONFINITE_WEIGHTS), -32081);
+    rpc_fail_set(&f, 0, ERR_NONFINITE, "nan");
+    ck_assert_int_eq(f.code, -32080);
+    ck_assert_str_eq(f.kind, "non_finite_logits");
+    ck_assert(!f.retryable);
+    rpc_fail_set(&f, 0, ERR_NONFINITE_WEIGHTS, "nan");
+    ck_assert_str_eq(f.kind, "non_finite_weights");
 }
 END_TEST
 
@@ -497,7 +506,7 @@ START_TEST(transcript_tools_replay)
     char dir[256], gguf[300];
     ck_assert_int_eq(tutil_mkdtemp(dir, sizeof dir, "rpctx"), 0);
     snprintf(gguf, sizeof gguf, "%s/stories1k.gguf", dir);
-    struct ftool_edit_opts o = {1024, NULL, 0};
+    struct ftool_edit_opts o = {.n_ctx = 1024};
     struct err_info ei;
     err_clear(&ei);
     ck_assert_msg(ftool_edit(model(), gguf, &o, &ei) == 0, "%s", ei.msg);
@@ -2083,7 +2092,7 @@ static void story_2k(char *dir, size_t cap, char *path, size_t pcap)
 {
     ck_assert_int_eq(tutil_mkdtemp(dir, cap, "rpctools"), 0);
     snprintf(path, pcap, "%s/stories2k.gguf", dir);
-    struct ftool_edit_opts o = {2048, NULL, 0};
+    struct ftool_edit_opts o = {.n_ctx = 2048};
     struct err_info ei;
     err_clear(&ei);
     ck_assert_msg(ftool_edit(model(), path, &o, &ei) == 0, "%s", ei.msg);

@@ -73,7 +73,7 @@ START_TEST(test_greedy)
     ck_assert_int_eq(samp_init(&s, 5, &p), 0);
     const float a[] = {1, 4, 2, 4, 0};
     for (int i = 0; i < 10; i++) ck_assert_int_eq(draw(&s, a, 5, NULL), 1);
-    const float b[] = {NAN, -5, NAN, -3, -3};
+    const float b[] = {-7, -5, -4, -3, -3};
     ck_assert_int_eq(draw(&s, b, 5, NULL), 3);
     /* Greedy consumes no randomness. */
     uint64_t before[4];
@@ -91,7 +91,6 @@ START_TEST(test_top_k1_is_greedy)
         uint32_t n = 1 + lcg() % 64;
         float l[64];
         for (uint32_t i = 0; i < n; i++) l[i] = (float)(lcg() % 7); /* many ties */
-        if (round % 3 == 0) l[lcg() % n] = NAN;
         struct samp_params p = plain(1.0f, (uint64_t)round);
         p.top_k = 1;
         struct samp_ctx s;
@@ -411,56 +410,80 @@ START_TEST(test_all_banned)
         struct samp_ctx s;
         ck_assert_int_eq(samp_init(&s, 3, &p), 0);
         int32_t t = 7;
-        float a[] = {ninf, ninf, ninf};
-        ck_assert_int_eq(samp_sample(&s, a, NULL, &t), ERR_STATE);
-        ck_assert_int_eq(t, -1);
-        float b[] = {NAN, NAN, NAN};
-        ck_assert_int_eq(samp_sample(&s, b, NULL, &t), ERR_STATE);
         float c[] = {1, 2, 3};
         uint64_t none[1] = {0};
-        ck_assert_int_eq(samp_sample(&s, c, none, &t), ERR_STATE);
-        float d[] = {1, ninf, 3};
-        uint64_t only1[1] = {2};
-        ck_assert_int_eq(samp_sample(&s, d, only1, &t), ERR_STATE);
+        ck_assert_int_eq(samp_sample(&s, c, none, &t), ERR_DEAD_END);
+        ck_assert_int_eq(t, -1);
         samp_free(&s);
-        /* Every token banned through the bias list. */
-        const struct samp_bias ban[] = {{0, ninf}, {1, ninf}, {2, ninf}};
+        /* Every token banned through the bias list (token 1 twice); or the one the mask allows. */
+        const struct samp_bias ban[] = {{0, ninf}, {1, ninf}, {2, ninf}, {1, ninf}, {1, 2.0f}};
         p.bias = ban;
-        p.n_bias = 3;
+        p.n_bias = 5;
         ck_assert_int_eq(samp_init(&s, 3, &p), 0);
         float e[] = {1, 2, 3};
-        ck_assert_int_eq(samp_sample(&s, e, NULL, &t), ERR_STATE);
+        ck_assert_int_eq(samp_sample(&s, e, NULL, &t), ERR_DEAD_END);
+        p.n_bias = 1;
+        samp_free(&s);
+        ck_assert_int_eq(samp_init(&s, 3, &p), 0);
+        float d[] = {1, 2, 3};
+        uint64_t only0[1] = {1};
+        ck_assert_int_eq(samp_sample(&s, d, only0, &t), ERR_DEAD_END);
         samp_free(&s);
     }
 }
 END_TEST
 
-START_TEST(test_nan_and_inf)
+/* Logits the model computed as NaN or +-inf are garbage: ERR_NONFINITE, never a token, whether
+ * the bad value is allowed, masked out, biased or penalised, greedy or not; tokens the bias bans
+ * (-inf by the caller's wish) are not counted as such. */
+START_TEST(test_nonfinite)
 {
-    const float l[] = {NAN, 1, NAN, 1.5f, NAN, 0};
-    struct samp_params p = plain(1.0f, 8);
-    p.top_k = 2;
-    p.top_p = 0.9f;
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    const uint64_t all = 0x3f, not2 = 0x3b;
+    for (int greedy = 0; greedy < 2; greedy++)
+        for (int b = 0; b < 3; b++)
+            for (int m = 0; m < 3; m++) {
+                struct samp_params p = plain(greedy ? 0.0f : 1.0f, 5);
+                const struct samp_bias bias[] = {{2, 1.0f}, {4, -INFINITY}};
+                if (m == 2) { /* the bad logit biased, another banned */
+                    p.bias = bias;
+                    p.n_bias = 2;
+                }
+                p.penalty_last_n = 4;
+                p.repeat_penalty = 1.3f;
+                struct samp_ctx s;
+                ck_assert_int_eq(samp_init(&s, 6, &p), 0);
+                samp_accept(&s, 2); /* the bad logit penalised too */
+                float l[] = {0.5f, 1, bad[b], 2, 1.5f, 0};
+                int32_t t = 7;
+                ck_assert_int_eq(samp_sample(&s, l, m == 1 ? &not2 : &all, &t), ERR_NONFINITE);
+                ck_assert_int_eq(t, -1);
+                samp_free(&s);
+            }
+    /* bans only: sampling goes on, and never picks a banned token */
+    const struct samp_bias ban[] = {{3, -INFINITY}, {3, -INFINITY}, {1, -INFINITY}};
+    struct samp_params p = plain(0.0f, 1);
+    p.bias = ban;
+    p.n_bias = 3;
     struct samp_ctx s;
-    ck_assert_int_eq(samp_init(&s, 6, &p), 0);
-    int c[6];
-    histogram(&s, l, 6, NULL, 2000, c);
-    ck_assert_int_eq(c[0] + c[2] + c[4] + c[5], 0);
-    ck_assert_int_gt(c[1], 0);
-    ck_assert_int_gt(c[3], 0);
-    samp_free(&s);
-    /* +inf tokens share everything; the finite ones never win. */
-    const float inf[] = {1, INFINITY, 2, INFINITY, NAN};
-    p = plain(1.0f, 9);
     ck_assert_int_eq(samp_init(&s, 5, &p), 0);
-    histogram(&s, inf, 5, NULL, 2000, c);
-    ck_assert_int_eq(c[0] + c[2] + c[4], 0);
-    ck_assert_int_gt(c[1], 800);
-    ck_assert_int_gt(c[3], 800);
+    const float l[] = {1, 9, 2, 8, 0};
+    ck_assert_int_eq(draw(&s, l, 5, NULL), 2);
     samp_free(&s);
-    p.temp = 0.0f;
+    p.temp = 1.0f;
     ck_assert_int_eq(samp_init(&s, 5, &p), 0);
-    ck_assert_int_eq(draw(&s, inf, 5, NULL), 1);
+    int c[5];
+    histogram(&s, l, 5, NULL, 500, c);
+    ck_assert_int_eq(c[1] + c[3], 0);
+    samp_free(&s);
+    /* a huge finite bias saturates (FLT_MAX) rather than making +inf */
+    const struct samp_bias big[] = {{4, 3e38f}};
+    p = plain(0.0f, 1);
+    p.bias = big;
+    p.n_bias = 1;
+    ck_assert_int_eq(samp_init(&s, 5, &p), 0);
+    const float h[] = {1, 2, 3, 4, 3e38f};
+    ck_assert_int_eq(draw(&s, h, 5, NULL), 4);
     samp_free(&s);
 }
 END_TEST
@@ -733,7 +756,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_bias_and_ban);
     tcase_add_test(tc, test_mask);
     tcase_add_test(tc, test_all_banned);
-    tcase_add_test(tc, test_nan_and_inf);
+    tcase_add_test(tc, test_nonfinite);
     tcase_add_test(tc, test_seed_reproducible);
     tcase_add_test(tc, test_rng_uniform);
     tcase_add_test(tc, test_chi_square);

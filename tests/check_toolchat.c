@@ -293,7 +293,7 @@ static const char *story_model(void)
     if (!g_story[0]) {
         ck_assert_int_eq(tutil_mkdtemp(g_dir, sizeof g_dir, "toolchat"), 0);
         snprintf(g_story, sizeof g_story, "%s/stories2k.gguf", g_dir);
-        struct ftool_edit_opts o = {4096, NULL, 0}; /* granite's prompt is 1750 tokens + 300 */
+        struct ftool_edit_opts o = {.n_ctx = 4096}; /* granite's prompt is 1750 tokens + 300 */
         struct err_info ei;
         err_clear(&ei);
         ck_assert_msg(ftool_edit(tutil_shared("models/stories260K-F32.gguf"), g_story, &o, &ei) == 0, "%s",

@@ -219,6 +219,60 @@ START_TEST(blk_table)
 }
 END_TEST
 
+/* blk_count_nonfinite: every float element, every fp16 (Q8_K: f32) block scale, nothing else;
+ * at any alignment; poisoned one value at a time in every type that has a check, each position
+ * found exactly once, and quant bytes that happen to look like a NaN half never counted. */
+START_TEST(blk_nonfinite)
+{
+    static const uint32_t types[] = {BLK_T_F32,  BLK_T_F16,  BLK_T_BF16, BLK_T_F64,   BLK_T_Q4_0,
+                                     BLK_T_Q4_1, BLK_T_Q5_0, BLK_T_Q5_1, BLK_T_Q8_0,  BLK_T_Q8_1,
+                                     BLK_T_Q2_K, BLK_T_Q3_K, BLK_T_Q4_K, BLK_T_Q5_K,  BLK_T_Q6_K,
+                                     BLK_T_Q8_K, BLK_T_IQ4_NL, BLK_T_IQ4_XS, BLK_T_IQ2_XXS, BLK_T_I32};
+    static uint8_t raw[3 * 292 + 8];
+    const uint16_t bad16[] = {0x7c00, 0xfc00, 0x7e00, 0x7c01}; /* +inf, -inf, NaNs */
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        uint32_t t = types[k], size = blk_type_info(t)->size, off[2];
+        unsigned nh = blk_half_fields(t, off);
+        for (size_t align = 0; align < 3; align++) {
+            uint8_t *b = raw + align, *p;
+            /* quants of 0xff: a NaN pattern everywhere but in the (finite, 1.0) scale fields */
+            memset(b, 0xff, 3 * size);
+            for (int blk = 0; blk < 3; blk++)
+                for (unsigned h = 0; h < nh; h++) memcpy(b + blk * size + off[h], &(uint16_t){0x3c00}, 2);
+            if (t == BLK_T_Q8_K)
+                for (int blk = 0; blk < 3; blk++) memcpy(b + blk * size, &(float){1.0f}, 4);
+            bool plain = t == BLK_T_F32 || t == BLK_T_F16 || t == BLK_T_BF16 || t == BLK_T_F64;
+            if (plain) memset(b, 0, 3 * size); /* finite zeros */
+            uint64_t c = 99;
+            ck_assert_int_eq(blk_count_nonfinite(t, b, 3 * size, &c), 0);
+            ck_assert_uint_eq(c, 0);
+            if (t == BLK_T_I32) continue; /* integers: nothing to count */
+            /* poison one value of the middle block: the first float field */
+            p = b + size + (plain || t == BLK_T_Q8_K ? 0 : off[nh - 1]);
+            if (t == BLK_T_F32 || t == BLK_T_Q8_K) memcpy(p, &(float){INFINITY}, 4);
+            else if (t == BLK_T_F64) memcpy(p, &(double){NAN}, 8);
+            else if (t == BLK_T_BF16) memcpy(p, &(uint16_t){0xff81}, 2);
+            else memcpy(p, &bad16[k % 4], 2);
+            ck_assert_int_eq(blk_count_nonfinite(t, b, 3 * size, &c), 0);
+            ck_assert_msg(c == 1, "%s align %zu: %llu", blk_type_name(t), align, (unsigned long long)c);
+        }
+    }
+    uint64_t c;
+    ck_assert_int_eq(blk_count_nonfinite(BLK_T_Q8_0, raw, 35, &c), ERR_SHAPE);
+    ck_assert_int_eq(blk_count_nonfinite(BLK_T_IQ1_M, raw, 56, &c), ERR_UNSUPPORTED);
+    ck_assert_int_eq(blk_count_nonfinite(99, raw, 4, &c), ERR_UNSUPPORTED);
+    ck_assert_int_eq(blk_count_nonfinite(BLK_T_F32, raw, 0, &c), 0);
+    ck_assert_uint_eq(c, 0);
+    uint32_t off[2];
+    ck_assert_uint_eq(blk_half_fields(BLK_T_Q2_K, off), 2);
+    ck_assert_uint_eq(off[0], 80);
+    ck_assert_uint_eq(off[1], 82);
+    ck_assert_uint_eq(blk_half_fields(BLK_T_Q6_K, off), 1);
+    ck_assert_uint_eq(off[0], 208);
+    ck_assert_uint_eq(blk_half_fields(BLK_T_F32, off), 0);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("util");
@@ -237,6 +291,7 @@ static Suite *make_suite(void)
     tc = tcase_create("errors");
     tcase_add_test(tc, err_list);
     tcase_add_test(tc, blk_table);
+    tcase_add_test(tc, blk_nonfinite);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -383,5 +383,72 @@ printf '/tool sunny\n' >"$TMP/chat2.in"
 expect 1 chat-tool-nothing-pending -- sh -c "'$BIN' chat -m '$S2K' --tools '$TMP/tools.json' -n 4 <'$TMP/chat2.in'"
 has err "no tool call is waiting" chat-tool-nothing-pending
 
+# --- non-finite weights (issue 15): damaged copies made with `dev edit --poison` (NaN/inf in an
+# F32 weight, in a norm, in Q8_0 and K-quant block scales). Every front end says so: run exits 1
+# naming non_finite_logits, the position and the first bad layer; serve/batch answer -32080;
+# eval writes valid JSON (null, "non_finite": true) and exits 1; info --check lists the tensors.
+Q4K="$SHARED/models/synth512-llama-d256-Q4_K.gguf"
+expect 0 poison-norm -- "$BIN" dev edit "$M" "$TMP/nan-norm.gguf" --poison blk.0.attn_norm.weight=nan
+expect 0 poison-f32 -- "$BIN" dev edit "$M" "$TMP/inf-q.gguf" --poison blk.2.attn_q.weight=inf --poison-at 70
+expect 0 poison-q8 -- "$BIN" dev edit "$SHARED/models/stories260K-Q8_0.gguf" "$TMP/nan-q8.gguf" --poison blk.1.ffn_up.weight=nan --poison-at 3
+expect 0 poison-q4k -- "$BIN" dev edit "$Q4K" "$TMP/inf-q4k.gguf" --poison blk.0.attn_v.weight=-inf
+expect 0 poison-q4k-min -- "$BIN" dev edit "$Q4K" "$TMP/nan-q4k-min.gguf" --poison blk.0.attn_k.weight=nan --poison-field 1
+expect 2 poison-bad-value -- "$BIN" dev edit "$M" "$TMP/x.gguf" --poison output.weight=7; has err "nan, inf or -inf" poison-bad-value
+expect 1 poison-no-tensor -- "$BIN" dev edit "$M" "$TMP/x.gguf" --poison nope=nan; has err "no tensor nope" poison-no-tensor
+expect 1 poison-range -- "$BIN" dev edit "$M" "$TMP/x.gguf" --poison blk.0.attn_norm.weight=nan --poison-at 64; has err "has no value 64" poison-range
+expect 1 poison-field-f32 -- "$BIN" dev edit "$M" "$TMP/x.gguf" --poison blk.0.attn_norm.weight=nan --poison-field 1
+expect 0 check-clean -- "$BIN" info --check "$M"; has out "every value is finite" check-clean; has out "MB/s" check-speed
+expect 0 check-clean-q4k -- "$BIN" info --check "$Q4K"; has out "every value is finite" check-clean-q4k
+for f in nan-norm:blk.0.attn_norm.weight:F32:0 inf-q:blk.2.attn_q.weight:F32:2 nan-q8:blk.1.ffn_up.weight:Q8_0:1 \
+         inf-q4k:blk.0.attn_v.weight:Q4_K:0 nan-q4k-min:blk.0.attn_k.weight:Q4_K:0; do
+    IFS=: read -r file tensor type layer <<EOF2
+$f
+EOF2
+    expect 1 "check-$file" -- "$BIN" info --check "$TMP/$file.gguf"
+    has out "1 tensors hold 1 NaN or infinite values" "check-$file-count"
+    if grep -Eq "^  $tensor +$type +1\$" "$TMP/out"; then ok; else bad "check-$file-list: $(grep -A3 '^check' "$TMP/out")"; fi
+    has err "non_finite_weights" "check-$file-err"
+    expect 1 "run-$file" -- "$BIN" run -m "$TMP/$file.gguf" -p "Once upon a time" -n 8
+    has err "non_finite_logits" "run-$file-kind"; has err "at position" "run-$file-pos"
+    has err "output of layer $layer (blk.$layer)" "run-$file-layer"
+    if [ -z "$(tr -d '\n' <"$TMP/out")" ]; then ok; else bad "run-$file-no-text: $(head -c 100 "$TMP/out")"; fi
+    expect 1 "run-sampled-$file" -- "$BIN" run -m "$TMP/$file.gguf" -p "Once upon a time" -n 8 --temp 0.8 --seed 2
+    has err "non_finite_logits" "run-sampled-$file"
+    expect 1 "eval-$file" -- "$BIN" eval -m "$TMP/$file.gguf" -p "Once upon" --top 4
+    has err "non_finite_logits" "eval-$file-err"
+    # valid JSON whatever the model; float paths show the values as null (8-bit paths stop first)
+    if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["non_finite"] is True; assert sys.argv[2] != "F32" or any(v is None for p in d["positions"] for _, v in p["top"])' "$TMP/out" "$type"; then ok; else bad "eval-$file-json: $(head -c 300 "$TMP/out")"; fi
+done
+expect 1 eval-all-logits -- "$BIN" eval -m "$TMP/inf-q.gguf" -p "Once" --all-logits --top 1
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["non_finite"] is True and None in d["logits_all"][0]' "$TMP/out"; then ok; else bad "eval-all-logits-json"; fi
+expect 0 eval-clean -- "$BIN" eval -m "$M" -p "Once" --top 2; if grep -q non_finite "$TMP/out"; then bad "eval-clean: non_finite"; else ok; fi
+# serve: the error has its own code and kind; model/load {check: true} refuses the file (the old
+# model stays), without check it loads and generation fails cleanly; the server goes on
+cat >"$TMP/nf.in" <<EOF2
+{"jsonrpc":"2.0","id":1,"method":"initialize"}
+{"jsonrpc":"2.0","id":2,"method":"generate","params":{"prompt":"Once upon a time","max_tokens":4}}
+{"jsonrpc":"2.0","id":3,"method":"model/load","params":{"path":"$M","check":true}}
+{"jsonrpc":"2.0","id":4,"method":"model/load","params":{"path":"$TMP/nan-q8.gguf","check":true}}
+{"jsonrpc":"2.0","id":5,"method":"generate","params":{"prompt":"Once upon a time","max_tokens":4,"temperature":0}}
+{"jsonrpc":"2.0","id":6,"method":"model/load","params":{"path":"$TMP/nan-q8.gguf"}}
+{"jsonrpc":"2.0","id":7,"method":"chat","params":{"messages":[{"role":"user","content":"hi"}],"max_tokens":4}}
+{"jsonrpc":"2.0","id":8,"method":"ping"}
+EOF2
+expect 0 serve-nonfinite -- sh -c "'$BIN' serve -m '$TMP/inf-q4k.gguf' <'$TMP/nf.in'"
+has out '"id":2,"error":{"code":-32080,"message":"non_finite_logits: ' serve-nf-generate
+has out '"kind":"non_finite_logits"' serve-nf-kind
+has out '"id":3,"result":{"model":' serve-nf-check-clean; has out '"non_finite_tensors":0' serve-nf-check-clean-count
+has out '"id":4,"error":{"code":-32081' serve-nf-check-refused; has out '"bad":[{"name":"blk.1.ffn_up.weight","type":"Q8_0","non_finite":1}]' serve-nf-check-list
+has out '"id":5,"result":{"text":", there was a"' serve-nf-old-model-stays
+has out '"id":7,"error":{"code":-32080' serve-nf-chat; has out '"id":8,"result"' serve-nf-goes-on
+# batch: the failing line records the error, the job goes on, exit 1
+printf '{"id":"a","prompt":"Once upon a time","max_tokens":4}\n{"id":"b","prompt":"Lily","max_tokens":4,"temperature":0}\n' >"$TMP/nf-batch.in"
+expect 1 batch-nonfinite -- "$BIN" batch -m "$TMP/nan-norm.gguf" "$TMP/nf-batch.in"
+has out '"id":"a","error":{"code":-32080' batch-nf-a; has out '"id":"b","error":{"code":-32080' batch-nf-b
+# a bias that bans every token is a dead end with its own message (no longer bad_state)
+printf '{"id":"c","prompt":"Once","max_tokens":2,"logit_bias":[%s]}\n' "$(seq 0 511 | sed 's/.*/[&,false]/' | paste -sd, -)" >"$TMP/ban.in"
+expect 1 batch-all-banned -- "$BIN" batch -m "$M" "$TMP/ban.in"
+has out '"code":-32073' batch-all-banned-code; has out 'the logit bias bans every token' batch-all-banned-msg
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -27,7 +27,7 @@ void cli_usage(FILE *f)
           "  lmpipe eval -m MODEL (-p TEXT | -f FILE) [--top K] [--all-logits] [--no-bos]\n"
           "                                                   teacher-forced logits as JSON\n"
           "  lmpipe tokenize -m MODEL [TEXT | stdin] [--ids] [--no-bos] [--special] [--time]\n"
-          "  lmpipe info MODEL | --cpu                         describe a GGUF model / the kernels this CPU runs\n"
+          "  lmpipe info MODEL [--check] | --cpu               describe a GGUF model (--check: NaN/inf weights) / this CPU's kernels\n"
           "  lmpipe serve [-m MODEL] [-c CTX] [-t N] [--max-line BYTES] [--queue N]\n"
           "               [--chat-template-file FILE]         JSON-RPC 2.0 over stdin/stdout\n"
           "  lmpipe batch -m MODEL IN.jsonl [-o OUT.jsonl] [--resume] [--shard I/N]\n"

@@ -5,6 +5,7 @@
 #include "../eng/eng.h"
 #include "../util/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,21 +98,33 @@ struct eval_ctx {
     float *all_logits; /* [n][n_vocab] when all */
     int32_t *top_id;   /* [top] */
     bool first;
+    uint64_t n_bad;    /* logits that were NaN or infinite, written as null */
+    uint32_t bad_pos;  /* the first position with one */
 };
+
+/* One logit as JSON: null when it is not a finite number (JSON has no NaN or Infinity). */
+static void print_logit(float x)
+{
+    if (isfinite(x)) printf("%.9g", (double)x);
+    else printf("null");
+}
+
+/* NaN orders below everything, so the top list is the same whatever the order of the scan. */
+static float rank(float x) { return isnan(x) ? -INFINITY : x; }
 
 /* The top k ids of logits[n] by insertion into a sorted list (k is small). */
 static void top_k(const float *logits, uint32_t n, uint32_t k, int32_t *top_id)
 {
     uint32_t have = 0;
     for (uint32_t i = 0; i < n; i++) {
-        float x = logits[i];
+        float x = rank(logits[i]);
         if (have < k) {
             uint32_t j = have++;
-            while (j > 0 && (logits[top_id[j - 1]] < x)) { top_id[j] = top_id[j - 1]; j--; }
+            while (j > 0 && (rank(logits[top_id[j - 1]]) < x)) { top_id[j] = top_id[j - 1]; j--; }
             top_id[j] = (int32_t)i;
-        } else if (k && x > logits[top_id[k - 1]]) {
+        } else if (k && x > rank(logits[top_id[k - 1]])) {
             uint32_t j = k - 1;
-            while (j > 0 && logits[top_id[j - 1]] < x) { top_id[j] = top_id[j - 1]; j--; }
+            while (j > 0 && rank(logits[top_id[j - 1]]) < x) { top_id[j] = top_id[j - 1]; j--; }
             top_id[j] = (int32_t)i;
         }
     }
@@ -126,9 +139,14 @@ static int eval_cb(void *ud, uint32_t pos, int32_t token, const float *logits, u
     top_k(logits, e->n_vocab, k, e->top_id);
     printf("%s\n    {\"pos\": %u, \"token\": %d, \"top\": [", e->first ? "" : ",", pos, token);
     e->first = false;
-    for (uint32_t i = 0; i < k; i++)
-        printf("%s[%d, %.9g]", i ? ", " : "", e->top_id[i], (double)logits[e->top_id[i]]);
+    for (uint32_t i = 0; i < k; i++) {
+        printf("%s[%d, ", i ? ", " : "", e->top_id[i]);
+        print_logit(logits[e->top_id[i]]);
+        printf("]");
+    }
     printf("]}");
+    for (uint32_t i = 0; i < e->n_vocab; i++)
+        if (!isfinite(logits[i]) && !e->n_bad++) e->bad_pos = pos;
     return 0;
 }
 
@@ -147,12 +165,15 @@ static int eval_print(struct eng_session *s, const char *model, const int32_t *t
         printf(",\n  \"logits_all\": [");
         for (size_t i = 0; i < n; i++) {
             printf("%s\n    [", i ? "," : "");
-            for (uint32_t j = 0; j < e->n_vocab; j++)
-                printf("%s%.9g", j ? ", " : "", (double)e->all_logits[i * e->n_vocab + j]);
+            for (uint32_t j = 0; j < e->n_vocab; j++) {
+                printf("%s", j ? ", " : "");
+                print_logit(e->all_logits[i * e->n_vocab + j]);
+            }
             printf("]");
         }
         printf("\n  ]");
     }
+    if (e->n_bad || rc == ERR_NONFINITE) printf(",\n  \"non_finite\": true");
     printf("\n}\n");
     return rc;
 }
@@ -193,7 +214,7 @@ int cli_eval_main(int argc, char **argv)
     }
     int32_t *toks = NULL;
     size_t n = 0;
-    struct eval_ctx e = {eng_model_n_vocab(em), (uint32_t)top, all, NULL, NULL, true};
+    struct eval_ctx e = {eng_model_n_vocab(em), (uint32_t)top, all, NULL, NULL, true, 0, 0};
     if (!(rc = eng_session_create_kv(&s, em, (uint32_t)n_ctx, kv_type, &ei)))
         rc = tokenize_all(em, prompt ? prompt : buf, plen, bos, special, &toks, &n, &ei);
     if (rc == 0 && n == 0) rc = err_set(&ei, ERR_INVALID, ERR_NO_OFFSET, "the prompt has no tokens");
@@ -207,6 +228,10 @@ int cli_eval_main(int argc, char **argv)
         if (!e.top_id || (all && !e.all_logits)) rc = err_set(&ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory");
     }
     if (rc == 0) rc = eval_print(s, model, toks, n, &e, &ei);
+    if (rc == 0 && e.n_bad)
+        rc = err_set(&ei, ERR_NONFINITE, ERR_NO_OFFSET,
+                     "non_finite_logits: the model computed NaN or infinite logits (first at position "
+                     "%u), written as null; check the file with `lmpipe info --check`", e.bad_pos);
     if (rc) {
         char m[512];
         fprintf(stderr, "lmpipe: eval failed: %s\n", err_format(&ei, rc, m, sizeof m));

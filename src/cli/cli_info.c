@@ -1,6 +1,8 @@
-/* cli_info: `lmpipe info MODEL [-c CTX]` and `lmpipe info --cpu`: a GGUF file described from
- * eng_file_info (the same struct the protocol's model/info prints), and the kernels this CPU
- * runs. A file whose model cannot be loaded is still described ("model: not loadable: why"). */
+/* cli_info: `lmpipe info MODEL [-c CTX] [--check]` and `lmpipe info --cpu`: a GGUF file described
+ * from eng_file_info (the same struct the protocol's model/info prints), and the kernels this CPU
+ * runs. A file whose model cannot be loaded is still described ("model: not loadable: why").
+ * --check scans every tensor's stored values (eng_file_check) and lists those holding NaN or
+ * infinities; exit status 1 when there are any. */
 #include "cli.h"
 
 #include "../eng/eng.h"
@@ -104,12 +106,43 @@ static void print_tokenizer(const struct eng_model_info *m)
     print_chat(&m->chat);
 }
 
+/* --check: the scan's numbers, then every bad tensor. 0 when all is finite, else 1. */
+static int print_check(const char *path)
+{
+    struct eng_check c;
+    struct err_info ei;
+    err_clear(&ei);
+    int rc = eng_file_check(path, &c, &ei);
+    if (rc) cli_die("cannot check the model", &ei, rc);
+    double mb = (double)c.bytes / 1e6;
+    printf("check: %llu tensors, %.2f MB of tensor data in %.1f ms (%.0f MB/s)\n",
+           (unsigned long long)c.n_tensors, mb, c.seconds * 1e3, c.seconds > 0 ? mb / c.seconds : 0.0);
+    if (c.n_checked < c.n_tensors)
+        printf("  %llu tensors of a type with no check (IQ1_M)\n",
+               (unsigned long long)(c.n_tensors - c.n_checked));
+    if (!c.n_bad) printf("  every value is finite\n");
+    else
+        printf("  %zu tensors hold %llu NaN or infinite values (elements, or block scales):\n",
+               c.n_bad, (unsigned long long)c.n_bad_values);
+    for (size_t i = 0; i < c.n_bad; i++)
+        printf("  %-40s %-7s %llu\n", c.bad[i].name, blk_type_name(c.bad[i].type),
+               (unsigned long long)c.bad[i].n_bad);
+    rc = c.n_bad ? 1 : 0;
+    if (rc) {
+        eng_check_error(&c, &ei);
+        fprintf(stderr, "lmpipe: %s\n", ei.msg);
+    }
+    eng_check_free(&c);
+    return rc;
+}
+
 int cli_info_main(int argc, char **argv)
 {
     const char *path = NULL, *pos = NULL;
     int64_t n_ctx = 0;
-    bool cpu = false;
+    bool cpu = false, check = false;
     const struct cli_opt opts[] = {
+        {.name = "--check", .kind = CLI_SET, .dst = &check},
         {.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &path},
         {.name = "-c", .kind = CLI_INT, .dst = &n_ctx, .lo = 1, .hi = 1 << 24},
         {.name = "--cpu", .kind = CLI_SET, .dst = &cpu},
@@ -140,5 +173,5 @@ int cli_info_main(int argc, char **argv)
     print_model(m);
     print_tokenizer(m);
     free(m);
-    return 0;
+    return check ? print_check(path) : 0;
 }

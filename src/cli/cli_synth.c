@@ -8,6 +8,7 @@
 #include "../util/err.h"
 #include "../util/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -99,23 +100,42 @@ static int cmd_synth(int argc, char **argv)
 
 static const char k_edit_usage[] =
     "usage: lmpipe dev edit IN.gguf OUT.gguf [--ctx N] [--chat-template-file FILE]\n"
+    "         [--poison TENSOR=nan|inf|-inf [--poison-at I] [--poison-field F]]\n"
     "  copies a model with its declared context length and/or its tokenizer.chat_template\n"
-    "  replaced (the model then runs past its training context, as llama.cpp lets it).\n";
+    "  replaced (the model then runs past its training context, as llama.cpp lets it).\n"
+    "  --poison stores a NaN or an infinity in TENSOR (a damaged file, for tests): in its element\n"
+    "  I (F32/F16/BF16), or in fp16 field F (0: the scale d, 1: dmin or m) of its block I.\n";
 
 static int cmd_edit(int argc, char **argv)
 {
-    int64_t ctx = 0;
-    const char *tmpl = NULL, *paths[2] = {NULL, NULL};
+    int64_t ctx = 0, at = 0, field = 0;
+    const char *tmpl = NULL, *poison = NULL, *paths[2] = {NULL, NULL};
     const struct cli_opt opts[] = {
         {.name = "--ctx", .kind = CLI_INT, .dst = &ctx, .lo = 1, .hi = 1 << 24},
         {.name = "--chat-template-file", .kind = CLI_STR, .dst = &tmpl},
+        {.name = "--poison", .kind = CLI_STR, .dst = &poison},
+        {.name = "--poison-at", .kind = CLI_INT, .dst = &at, .lo = 0, .hi = INT64_MAX},
+        {.name = "--poison-field", .kind = CLI_INT, .dst = &field, .lo = 0, .hi = 1},
     };
     const struct cli_spec spec = {"dev edit", k_edit_usage, opts, sizeof opts / sizeof opts[0], paths,
                                   2, NULL, "IN and OUT paths"};
     cli_parse(&spec, argc, argv);
     if (!paths[0] || !paths[1]) cli_usage_error("dev edit needs IN and OUT paths");
-    if (!ctx && !tmpl) cli_usage_error("dev edit: nothing to change (--ctx, --chat-template-file)");
-    struct ftool_edit_opts o = {(uint32_t)ctx, NULL, 0};
+    if (!ctx && !tmpl && !poison)
+        cli_usage_error("dev edit: nothing to change (--ctx, --chat-template-file, --poison)");
+    struct ftool_edit_opts o = {(uint32_t)ctx, NULL, 0, NULL, 0, (uint64_t)at, (uint32_t)field};
+    char name[128];
+    if (poison) {
+        const char *eq = strrchr(poison, '=');
+        if (!eq || eq == poison || (size_t)(eq - poison) >= sizeof name)
+            cli_usage_error("--poison takes TENSOR=nan|inf|-inf, got '%s'", poison);
+        if (!strcmp(eq + 1, "nan")) o.poison_value = NAN;
+        else if (!strcmp(eq + 1, "inf")) o.poison_value = INFINITY;
+        else if (!strcmp(eq + 1, "-inf")) o.poison_value = -INFINITY;
+        else cli_usage_error("--poison: the value must be nan, inf or -inf, got '%s'", eq + 1);
+        snprintf(name, sizeof name, "%.*s", (int)(eq - poison), poison);
+        o.poison = name;
+    }
     char *src = tmpl ? cli_read_file_or_die(tmpl, &o.chat_template_len) : NULL;
     o.chat_template = src;
     struct err_info ei;

@@ -506,6 +506,10 @@ int eng_eval_append(struct eng_session *s, const int32_t *toks, uint32_t n, stru
         rc = b == 1 ? model_forward(m, &s->st, toks[i], pos + i, true)
                     : model_forward_batch(m, &s->st, toks + i, b, pos + i, MODEL_LOGITS_LAST, NULL, NULL);
         s->st.decode_order = false;
+        if (rc == ERR_NONFINITE) {
+            memcpy(s->tokens + pos + i, toks + i, b * sizeof *toks); /* the probe re-runs the last */
+            return eng_nonfinite_fail(s, pos + i, pos + i + b - 1, ei);
+        }
         if (rc) return err_set(ei, rc, ERR_NO_OFFSET, "forward pass failed at position %u", pos + i);
         s->n_passes++;
         memcpy(s->tokens + pos + i, toks + i, b * sizeof *toks);
@@ -557,6 +561,29 @@ static uint32_t pass_len(size_t left)
     return left - b == 1 ? b - 1 : b;
 }
 
+int eng_nonfinite_fail(struct eng_session *s, uint32_t lo, uint32_t hi, struct err_info *ei)
+{
+    const struct model *m = &s->em->model;
+    /* the cells lo..hi hold that pass's K/V: the probe re-runs hi on them */
+    struct model_probe pr = {MODEL_PROBE_NONE, 0};
+    if (lo <= hi && hi < s->st.n_ctx && model_probe(m, &s->st, s->tokens[hi], hi, &pr) == 0)
+        eng_session_cut(s, lo);
+    s->has_logits = false;
+    char where[128] = "", at[48];
+    if (pr.first == MODEL_PROBE_EMBD)
+        snprintf(where, sizeof where, "; first non-finite: the token embedding");
+    else if (pr.first >= 0 && (uint32_t)pr.first < m->hp.n_layer)
+        snprintf(where, sizeof where, "; first non-finite: the output of layer %d (blk.%d)",
+                 pr.first, pr.first);
+    else if (pr.first >= 0)
+        snprintf(where, sizeof where, "; first non-finite: the output norm and matrix");
+    if (lo == hi) snprintf(at, sizeof at, "position %u", lo);
+    else snprintf(at, sizeof at, "positions %u..%u", lo, hi);
+    return err_set(ei, ERR_NONFINITE, ERR_NO_OFFSET,
+                   "non_finite_logits: the model computed NaN or infinite values at %s%s; check "
+                   "the file with `lmpipe info --check`", at, where);
+}
+
 /* Evaluate toks[keep..n) after the cached keep tokens, in batches; with on_logits every
  * position's logits are reported, else only the last position's are computed. */
 static int prefill_from(struct eng_session *s, const int32_t *toks, size_t n, uint32_t keep,
@@ -575,6 +602,10 @@ static int prefill_from(struct eng_session *s, const int32_t *toks, size_t n, ui
         int rc = model_forward_batch(&s->em->model, &s->st, toks + i, b, (uint32_t)i, mode,
                                      on_logits ? prefill_logits : NULL, &pc);
         if (rc && pc.user_rc) return pc.user_rc;
+        if (rc == ERR_NONFINITE) {
+            memcpy(s->tokens + i, toks + i, b * sizeof *toks); /* the probe re-runs the last */
+            return eng_nonfinite_fail(s, (uint32_t)i, (uint32_t)(i + b - 1), ei);
+        }
         if (rc)
             return err_set(ei, rc, ERR_NO_OFFSET, "forward pass failed at positions %zu..%zu", i,
                            i + b - 1);

@@ -150,6 +150,32 @@ int eng_model_info(const struct eng_model *em, uint32_t n_ctx, struct eng_model_
 int eng_file_info(const char *path, uint32_t n_ctx, struct eng_model_info *out,
                   struct err_info *ei);
 
+/* ---- the weights' finiteness: `lmpipe info --check`, model/load {check: true} ----
+ * Every tensor's stored values scanned in one pass over the mapped file, in file order: every
+ * element of F32/F16/BF16/F64 tensors, every fp16 scale (d, dmin, m) of quantized blocks (the
+ * quants themselves are integers). llama.cpp's --check-tensors does the same. */
+#define ENG_CHECK_NAME 96
+struct eng_check_tensor {
+    char name[ENG_CHECK_NAME]; /* cut to fit (a GGUF name may be longer) */
+    uint32_t type;             /* enum blk_type */
+    uint64_t n_bad;            /* stored values that are NaN or infinite */
+};
+struct eng_check {
+    uint64_t n_tensors, n_checked; /* n_tensors - n_checked: types with no check (IQ1_M) */
+    uint64_t bytes;                /* tensor data scanned */
+    double seconds;
+    uint64_t n_bad_values;         /* over every tensor */
+    size_t n_bad;                  /* tensors with any */
+    struct eng_check_tensor *bad;  /* [n_bad], in file order */
+};
+/* Scan the open model's weights (ERR_NOMEM only). */
+int eng_model_check(const struct eng_model *em, struct eng_check *out, struct err_info *ei);
+/* Open a file, scan it, close it. */
+int eng_file_check(const char *path, struct eng_check *out, struct err_info *ei);
+void eng_check_free(struct eng_check *c); /* safe on zeroed */
+/* ERR_NONFINITE_WEIGHTS naming the first bad tensors and their counts, or 0 when c found none. */
+int eng_check_error(const struct eng_check *c, struct err_info *ei);
+
 /* The kernels this CPU offers and runs (`lmpipe info --cpu`). */
 #define ENG_MAX_ISAS 8
 struct eng_cpu_info {

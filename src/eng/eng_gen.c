@@ -110,6 +110,24 @@ static int con_fail(struct gen *g, const char *op, int rc)
                    op, g->res->completion_tokens, err_str(rc));
 }
 
+/* The sampler found NaN or infinite logits (they belong to tokens[n_tokens - 1]). */
+static int nonfinite_fail(struct gen *g)
+{
+    uint32_t pos = g->s->n_tokens - 1;
+    return eng_nonfinite_fail(g->s, pos, pos, g->ei);
+}
+
+/* A sampling failure as an error of its own kind. */
+static int samp_fail(struct gen *g, int rc)
+{
+    if (rc == ERR_NONFINITE) return nonfinite_fail(g);
+    if (rc == ERR_DEAD_END)
+        return err_set(g->ei, ERR_DEAD_END, ERR_NO_OFFSET,
+                       "no token is allowed at completion token %u: the logit bias bans every "
+                       "token", g->res->completion_tokens);
+    return err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed: %s", err_str(rc));
+}
+
 /* ---------------- setup and prefill ---------------- */
 
 /* The constraint of this generation: the caller's, one made from its grammar, else one from the
@@ -245,11 +263,11 @@ static int gen_redraw(struct gen *g, float *logits, int32_t *tok)
     if (rc < 0 && rc != ERR_DEAD_END) return con_fail(g, "mask", rc);
     memcpy(logits, s->logits_raw, (size_t)g->sc.n_vocab * sizeof *logits);
     if (rc == 0) rc = samp_sample(&g->sc, logits, s->mask, tok);
-    if (rc == ERR_STATE || rc == ERR_DEAD_END) /* nothing allowed, or all of it banned by a bias */
+    if (rc == ERR_DEAD_END) /* nothing allowed, or all of it banned by a bias */
         return err_set(g->ei, ERR_DEAD_END, ERR_NO_OFFSET,
                        "constraint dead end: no token is allowed at completion token %u",
                        g->res->completion_tokens);
-    return rc ? err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed") : 0;
+    return rc ? samp_fail(g, rc) : 0;
 }
 
 /* logits → constraint → sample: a token, drawn from the allowed set when a constraint refuses
@@ -264,14 +282,13 @@ static int gen_pick(struct gen *g, int32_t *tok)
     const struct eng_constraint_ops *o = g->con.ops;
     if (!o) {
         rc = samp_sample(&g->sc, logits, NULL, tok);
-        return rc ? err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed") : 0;
+        return rc ? samp_fail(g, rc) : 0;
     }
     /* the constraint's time: everything here but the first draw */
     double t0 = util_now();
     memcpy(s->logits_raw, logits, (size_t)g->sc.n_vocab * sizeof *logits);
     double t1 = util_now();
-    if ((rc = samp_sample(&g->sc, logits, NULL, tok)))
-        return err_set(g->ei, rc, ERR_NO_OFFSET, "sampling failed");
+    if ((rc = samp_sample(&g->sc, logits, NULL, tok))) return samp_fail(g, rc);
     double t2 = util_now();
     rc = gen_redraw(g, logits, tok);
     g->res->constraint_ms += (t1 - t0 + util_now() - t2) * 1e3;

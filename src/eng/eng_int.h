@@ -92,6 +92,10 @@ uint32_t eng_reuse_len(const struct eng_session *s, const int32_t *toks, size_t 
  * eng.h's reuse rule; bench's one-token steps ask 1). */
 int eng_prefill_min(struct eng_session *s, const int32_t *toks, size_t n, uint32_t min_eval,
                     const struct eng_sink *sink, uint32_t *n_cached, struct err_info *ei);
+/* The pass over positions lo..hi (tokens[lo..hi] set, K/V written) gave NaN/inf: probe hi
+ * (model_probe: slow, the error path) for the first stage that went non-finite, forget the
+ * cache from lo on, and return ERR_NONFINITE "non_finite_logits" naming both. */
+int eng_nonfinite_fail(struct eng_session *s, uint32_t lo, uint32_t hi, struct err_info *ei);
 /* Forget every cached position from m on (cells there may have been overwritten). */
 void eng_session_cut(struct eng_session *s, uint32_t m);
 

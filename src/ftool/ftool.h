@@ -142,9 +142,19 @@ struct ftool_edit_opts {
     uint32_t n_ctx;            /* 0: keep; else the new <arch>.context_length */
     const char *chat_template; /* NULL: keep; else the new tokenizer.chat_template */
     size_t chat_template_len;
+    /* A damaged copy, for tests of non-finite weights: NULL, or the tensor one of whose stored
+     * values becomes poison_value (NaN, an infinity): element poison_at of an F32/F16/BF16
+     * tensor, or fp16 field poison_field (blk_half_fields: 0 the scale d, 1 dmin/m) of block
+     * poison_at of a quantized one. */
+    const char *poison;
+    float poison_value;
+    uint64_t poison_at;
+    uint32_t poison_field;
 };
-/* Copy `in` to `out` (atomically) with that metadata replaced, everything else as it is.
- * ERR_NOT_FOUND when n_ctx is given and the file has no *.context_length. */
+/* Copy `in` to `out` (atomically) with that metadata replaced (and that value poisoned),
+ * everything else as it is. ERR_NOT_FOUND when n_ctx is given and the file has no
+ * *.context_length, or the poisoned tensor does not exist; ERR_RANGE when poison_at or
+ * poison_field is not in the tensor. */
 int ftool_edit(const char *in, const char *out, const struct ftool_edit_opts *o,
                struct err_info *ei);
 

@@ -569,10 +569,30 @@ static void rmsnorm(float *out, const float *x, const float *w, size_t n, float 
     for (size_t i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
 }
 
+/* Activations about to be rounded to 8 bits (a quantized weight's Q8 dot type, a Q8_0 cache):
+ * the rounding keeps the block's largest finite magnitude and turns a NaN into a finite number
+ * (as ggml's), so a NaN weight scale would become finite garbage downstream. They are checked
+ * first, rows x[t*xs .. +len) for t < n: len values against the len*n_out products the matmul
+ * after it costs. The first stage (st->stage) with one is kept; the pass then fails. */
+static void act_check(struct model_state *st, const float *x, size_t xs, uint32_t n, size_t len)
+{
+    if (st->act_bad != MODEL_PROBE_NONE) return;
+    for (uint32_t t = 0; t < n; t++) {
+        uint32_t bad = 0;
+        for (size_t i = 0; i < len; i++) bad += !isfinite(x[t * xs + i]);
+        if (bad) {
+            st->act_bad = st->stage;
+            return;
+        }
+    }
+}
+
 /* Prepare rows x[t*xs .. +ncols) of a batch for weight w's vec_dot type. */
 static void prepare(struct model_state *st, const struct gguf_tensor *w, const float *x, size_t xs,
                     uint32_t n)
 {
+    if (w->type != BLK_T_F32 && w->type != BLK_T_F16 && w->type != BLK_T_BF16)
+        act_check(st, x, xs, n, (size_t)w->ne[0]);
     for (uint32_t t = 0; t < n; t++)
         kern_act_prepare(w->type, x + t * xs, (uint8_t *)st->act + t * st->act_stride,
                          (size_t)w->ne[0]);
@@ -647,6 +667,8 @@ static void kv_store(struct model_state *st, uint32_t l, uint32_t pos, float *k,
         kv_v_put(kv, l, pos, v);
         break;
     case KV_Q8_0: /* quantize_row_q8_0, as ggml_set_rows into a Q8_0 tensor */
+        act_check(st, k, 0, 1, kv->kv_dim);
+        act_check(st, v, 0, 1, kv->kv_dim);
         hadamard_row(k, kv->kv_dim, st->rot_k);
         hadamard_row(v, kv->kv_dim, st->rot_v);
         kern_act_prepare(BLK_T_Q8_0, k, kv_k_row(kv, l, pos), kv->kv_dim);
@@ -830,6 +852,25 @@ static void attn_task(void *arg, int task, int n_tasks)
     }
 }
 
+/* model_probe's check after a stage: the first stage whose output (one row, the last token's)
+ * holds a NaN or an infinity. One predictable branch per layer when not probing. */
+static void probe_stage(struct model_state *st, int32_t stage, const float *row, size_t n)
+{
+    if (!st->probe || st->probe_first != MODEL_PROBE_NONE) return;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(row[i])) {
+            st->probe_first = stage;
+            return;
+        }
+}
+
+/* The end of a pass: ERR_NONFINITE when act_check saw a NaN or an infinity (the stage is in
+ * st->act_bad), else 0. */
+static int act_fail(const struct model_state *st)
+{
+    return st->act_bad == MODEL_PROBE_NONE ? 0 : ERR_NONFINITE;
+}
+
 static int embed(const struct model *m, int32_t token, float *x)
 {
     const struct gguf_tensor *e = m->tok_embd;
@@ -975,11 +1016,15 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
     int rc;
     for (uint32_t t = 0; t < n; t++)
         if ((rc = embed(m, tokens[t], st->x + (size_t)t * ne))) return rc;
+    probe_stage(st, MODEL_PROBE_EMBD, st->x + (size_t)(n - 1) * ne, ne);
+    st->act_bad = MODEL_PROBE_NONE;
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
+        st->stage = (int32_t)l;
         for (uint32_t t = 0; t < n; t++)
             rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->attn_norm->data, ne, hp->rms_eps);
         layer_qkv(m, st, l, pos0, n);
+        if (st->kv_type == KV_Q8_0) act_check(st, st->q, qd, n, qd); /* rounded as keys are */
         struct attn_job job = {m, st, l, pos0, n, L->swa, st->xb, xbs};
         attn_run(&job);
         for (uint32_t t = 0; t < n; t++) hadamard_row(st->xb + t * xbs, qd, st->rot_v); /* undo v's */
@@ -989,8 +1034,10 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
         for (uint32_t t = 0; t < n; t++)
             rmsnorm(st->xb + t * xbs, st->x + (size_t)t * ne, L->ffn_norm->data, ne, hp->rms_eps);
         layer_ffn(m, st, l, n);
+        probe_stage(st, (int32_t)l, st->x + (size_t)(n - 1) * ne, ne);
     }
-    if (logits == MODEL_LOGITS_NONE) return 0;
+    st->stage = (int32_t)hp->n_layer;
+    if (logits == MODEL_LOGITS_NONE) return act_fail(st);
     for (uint32_t t = logits == MODEL_LOGITS_ALL ? 0 : n - 1; t < n; t++) {
         rmsnorm(st->xb, st->x + (size_t)t * ne, m->output_norm->data, ne, hp->rms_eps);
         prepare(st, m->output, st->xb, xbs, 1);
@@ -1001,7 +1048,28 @@ int model_forward_batch(const struct model *m, struct model_state *st, const int
         }
         if (logits == MODEL_LOGITS_ALL && cb && (rc = cb(ud, t, st->logits))) return rc;
     }
-    return 0;
+    probe_stage(st, (int32_t)hp->n_layer, st->logits, hp->n_vocab);
+    return act_fail(st);
+}
+
+int model_probe(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
+                struct model_probe *out)
+{
+    if (pos >= st->n_ctx || token < 0 || (uint32_t)token >= m->hp.n_vocab) return ERR_RANGE;
+    st->probe = true;
+    st->probe_first = MODEL_PROBE_NONE;
+    int rc = model_forward(m, st, token, pos, true);
+    st->probe = false;
+    /* the earlier of a stage's output and a stage's activations before 8-bit rounding */
+    out->first = st->probe_first;
+    if (rc == ERR_NONFINITE) {
+        if (out->first == MODEL_PROBE_NONE || st->act_bad < out->first) out->first = st->act_bad;
+        rc = 0;
+    }
+    out->n_bad_logits = 0;
+    if (rc == 0)
+        for (uint32_t i = 0; i < m->hp.n_vocab; i++) out->n_bad_logits += !isfinite(st->logits[i]);
+    return rc;
 }
 
 /* Rotate the K row of position pos in layer l by delta positions, in the cache's type, as

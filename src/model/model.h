@@ -142,6 +142,11 @@ struct model_state {
     float *logits; /* [n_vocab] */
     bool att_pairs; /* one (row, head) pair per step everywhere, as before the batched path (tests
                      * check the batched path gives its bits); false after init */
+    bool probe;          /* model_probe's pass: check each stage's output for NaN/inf */
+    int32_t probe_first; /* the first stage that failed it (struct model_probe) */
+    int32_t stage;       /* the layer running (n_layer: the output), for act_bad */
+    int32_t act_bad;     /* the first stage whose activations, about to be rounded to 8 bits, held
+                            NaN/inf (MODEL_PROBE_NONE: none): the pass then fails */
 };
 
 /* n_ctx 0 means the model's training context. Caps n_ctx at the training context. kv_type is an
@@ -157,7 +162,11 @@ uint64_t model_state_bytes_kv(const struct model *m, uint32_t n_ctx, int kv_type
 uint64_t model_state_bytes(const struct model *m, uint32_t n_ctx); /* F32 */
 
 /* Run one token at position pos (0 <= pos < n_ctx), writing K/V for pos into the cache, and
- * the logits into st->logits when want_logits. */
+ * the logits into st->logits when want_logits.
+ * Non-finite values: float paths carry NaN/inf through to the logits (the sampler finds them);
+ * activations about to be rounded to 8 bits (quantized weights' dot types, a Q8_0 cache), where
+ * the rounding would hide them, are checked, and the pass then ends in ERR_NONFINITE (after
+ * writing the cache and logits as usual) with the layer in st->act_bad. */
 int model_forward(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
                   bool want_logits);
 
@@ -174,6 +183,22 @@ typedef int (*model_logits_fn)(void *ud, uint32_t i, const float *logits);
  * LAST leaves the last row's logits in st->logits. */
 int model_forward_batch(const struct model *m, struct model_state *st, const int32_t *tokens,
                         uint32_t n, uint32_t pos0, int logits, model_logits_fn cb, void *ud);
+
+/* Where a pass went non-finite: model_probe re-evaluates one position (token at pos, whose
+ * K/V it writes again, as evaluating it did) checking each stage's output for NaN or infinity.
+ * Slow (a scan per layer): for the error path, after the sampler found the logits non-finite.
+ * first: MODEL_PROBE_NONE (every stage finite: the logits too), MODEL_PROBE_EMBD (the token's
+ * embedding row), a layer 0..n_layer-1 (its output: the residual stream after it, or for a pass
+ * that ended in ERR_NONFINITE the layer whose 8-bit-rounded activations held NaN/inf), or
+ * n_layer (the output norm and matrix: the logits). Returns 0 once the probe ran. */
+#define MODEL_PROBE_NONE (-2)
+#define MODEL_PROBE_EMBD (-1)
+struct model_probe {
+    int32_t first;
+    uint32_t n_bad_logits; /* logits that are NaN or infinite */
+};
+int model_probe(const struct model *m, struct model_state *st, int32_t token, uint32_t pos,
+                struct model_probe *out);
 
 /* Context shift (llama.cpp's n_discard / K-shift): of the n_past cached positions, drop
  * keep..keep+n_discard-1, move the later ones down by n_discard, and rotate their keys by

@@ -602,6 +602,22 @@ static void finish_cancelled(struct rpc_server *s, struct rpc_job *job)
     rpc_emit(s, msg);
 }
 
+/* model/load {check: true}: what the scan saw, and the tensors storing NaN/inf (at most 64 of
+ * them, so the line stays short; non_finite_tensors counts them all). */
+static json_t *check_json(const struct eng_check *c)
+{
+    json_t *bad = json_array();
+    for (size_t i = 0; i < c->n_bad && i < 64; i++)
+        json_array_append_new(bad, json_pack("{s:o,s:s,s:I}", "name", /* a name's bytes may be any */
+                                             rpc_json_text(c->bad[i].name, strlen(c->bad[i].name)),
+                                             "type", blk_type_name(c->bad[i].type), "non_finite",
+                                             (json_int_t)c->bad[i].n_bad));
+    return json_pack("{s:I,s:I,s:f,s:I,s:I,s:o}", "tensors", (json_int_t)c->n_tensors, "bytes",
+                     (json_int_t)c->bytes, "ms", c->seconds * 1e3, "non_finite_values",
+                     (json_int_t)c->n_bad_values, "non_finite_tensors", (json_int_t)c->n_bad,
+                     "bad", bad);
+}
+
 /* The job's error: -32602 when it was about the params, else the engine's code and kind. */
 static void finish_error(struct rpc_server *s, struct rpc_job *job)
 {
@@ -617,6 +633,7 @@ static void finish_error(struct rpc_server *s, struct rpc_job *job)
     /* a generation that failed after its prompt was evaluated (a full context): what it used */
     if (is_gen(job) && job->res.prompt_tokens) json_object_set_new(d, "usage", usage_json(&job->res));
     if (is_gen(job) && job->out.len) fit_text(s, msg, d, job);
+    if (job->rc == ERR_NONFINITE_WEIGHTS) json_object_set_new(d, "check", check_json(&job->chk));
     rpc_emit(s, msg);
 }
 
@@ -696,7 +713,10 @@ static void finish_job(struct rpc_server *s, struct rpc_job *job)
     case RPC_M_TOKENIZE: msg = tokens_result(s, job, msg, r); break;
     case RPC_M_CHAT_RENDER: msg = render_result(s, job, msg, r); break;
     case RPC_M_DETOKENIZE: fit_text(s, msg, r, job); break;
-    case RPC_M_LOAD: json_object_set_new(r, "model", model_info_json(s)); break;
+    case RPC_M_LOAD:
+        json_object_set_new(r, "model", model_info_json(s));
+        if (job->check) json_object_set_new(r, "check", check_json(&job->chk));
+        break;
     case RPC_M_UNLOAD: json_object_set_new(r, "unloaded", json_boolean(job->n_ctx_out != 0)); break;
     case RPC_M_SESSION_CREATE:
         json_object_set_new(r, "session", json_string(job->session));

@@ -127,6 +127,12 @@ static int load(struct rpc_server *s, struct rpc_job *job, const char *path, uin
     }
     struct load_progress lp = {s, job};
     eng_model_prefault(nm, job ? on_stage : NULL, &lp);
+    /* {check: true}: a model storing NaN/inf weights is refused (the old one stays) */
+    if (job && job->check &&
+        ((rc = eng_model_check(nm, &job->chk, ei)) || (rc = eng_check_error(&job->chk, ei)))) {
+        eng_model_free(nm);
+        return rc;
+    }
     /* the old model and its sessions go only once the new one is good */
     rpc_exec_drop_sessions(s);
     eng_model_free(s->em);

@@ -131,6 +131,8 @@ struct rpc_job {
     uint32_t n_ctx;
     int threads;
     int kv_type; /* session/create: -1 for the server's default */
+    bool check;  /* model/load: scan the weights for NaN/inf first (result or error in chk) */
+    struct eng_check chk;
     /* generate / chat: context_shift {keep} (the session's ctx_full hook while the job runs) */
     bool shift;
     struct eng_ctx_shift shift_arg;

@@ -42,6 +42,7 @@ void rpc_job_free(struct rpc_job *job)
     free(job->bias);
     free(job->toks);
     free(job->path);
+    eng_check_free(&job->chk);
     rpc_buf_free(&job->out);
     for (size_t i = 0; i < ENG_MAX_TOOL_CALLS; i++) rpc_buf_free(&job->calls[i].args);
     free(job);
@@ -427,7 +428,7 @@ static int parse_load(struct rpc_server *s, json_t *p, struct rpc_job *job, stru
     i = 0;
     if ((rc = get_int(p, "threads", 0, 1024, &i, f))) return rc;
     job->threads = (int)i;
-    return 0;
+    return get_bool(p, "check", &job->check, f);
 }
 
 int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_job *job,

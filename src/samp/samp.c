@@ -26,6 +26,7 @@
  */
 #include "samp.h"
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -423,12 +424,25 @@ static inline int allowed(const uint64_t *mask, uint32_t i)
     return !mask || ((mask[i >> 6] >> (i & 63)) & 1u);
 }
 
-static void apply_bias(struct samp_ctx *s, float *logits)
+/* Step 1. Returns how many distinct tokens the bias made -inf (banned), which the full pass
+ * later tells apart from the model's own non-finite logits, or -1 when a biased token's logit was
+ * not finite to begin with (the model's fault, not the bias's). A finite bias never makes +inf: an
+ * overflow is clamped to FLT_MAX. */
+static int64_t apply_bias(struct samp_ctx *s, float *logits)
 {
+    const struct samp_bias *b = s->p.bias;
+    for (size_t i = 0; i < s->p.n_bias; i++)
+        if (b[i].token >= 0 && (uint32_t)b[i].token < s->n_vocab && !isfinite(logits[b[i].token]))
+            return -1;
+    int64_t banned = 0;
     for (size_t i = 0; i < s->p.n_bias; i++) {
-        int32_t t = s->p.bias[i].token;
-        if (t >= 0 && (uint32_t)t < s->n_vocab) logits[t] += s->p.bias[i].bias;
+        int32_t t = b[i].token;
+        if (t < 0 || (uint32_t)t >= s->n_vocab || logits[t] == -INFINITY) continue; /* banned twice */
+        float l = logits[t] + b[i].bias;
+        banned += l == -INFINITY;
+        logits[t] = l == INFINITY ? FLT_MAX : l;
     }
+    return banned;
 }
 
 static void apply_penalties(struct samp_ctx *s, float *logits)
@@ -453,19 +467,24 @@ static void apply_penalties(struct samp_ctx *s, float *logits)
     for (uint32_t i = 0; i < s->hist_n; i++) s->counts[s->hist[i]] &= ~COUNT_MARK;
 }
 
-/* Greedy over the allowed, finite-or-+inf logits; -1 if there is none. */
-static int32_t argmax_allowed(const float *logits, uint32_t n, const uint64_t *mask)
+/* Greedy over the allowed, finite-or-+inf logits; -1 if there is none. *n_nonfinite counts the
+ * logits that are not finite, allowed or not (the scan is the one finiteness check). */
+static int32_t argmax_allowed(const float *logits, uint32_t n, const uint64_t *mask,
+                              uint32_t *n_nonfinite)
 {
     int32_t best = -1;
     float bv = -INFINITY;
+    uint32_t nf = 0;
     for (uint32_t i = 0; i < n; i++) {
         float v = logits[i];
+        nf += !isfinite(v);
         /* v > bv is false for NaN and for -inf (banned), and strict '>' keeps the lowest id. */
         if (v > bv && allowed(mask, i)) {
             bv = v;
             best = (int32_t)i;
         }
     }
+    *n_nonfinite = nf;
     return best;
 }
 
@@ -538,15 +557,19 @@ static size_t apply_top_p(float *val, int32_t *idx, size_t n, float vmax, float 
 }
 
 /* Step 4: the candidates into val/idx: allowed, not NaN, not banned; if any is +inf, only those,
- * as equal finite logits (they share the mass). Returns how many; *vmax is their largest. */
-static size_t gather(struct samp_ctx *s, const float *logits, const uint64_t *mask, float *vmax)
+ * as equal finite logits (they share the mass). Returns how many; *vmax is their largest.
+ * *n_nonfinite counts the logits that are not finite, allowed or not. */
+static size_t gather(struct samp_ctx *s, const float *logits, const uint64_t *mask, float *vmax,
+                     uint32_t *n_nonfinite)
 {
     float *val = s->val;
     int32_t *idx = s->idx;
     size_t n = 0, n_inf = 0;
+    uint32_t nf = 0;
     *vmax = -INFINITY;
     for (uint32_t i = 0; i < s->n_vocab; i++) {
         float v = logits[i];
+        nf += !isfinite(v);
         if (!(v > -INFINITY) || !allowed(mask, i)) continue; /* NaN or -inf or masked */
         if (v == INFINITY) n_inf++;
         if (v > *vmax) *vmax = v;
@@ -554,6 +577,7 @@ static size_t gather(struct samp_ctx *s, const float *logits, const uint64_t *ma
         idx[n] = (int32_t)i;
         n++;
     }
+    *n_nonfinite = nf;
     if (!n_inf) return n;
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
@@ -616,18 +640,25 @@ int samp_sample(struct samp_ctx *s, float *logits, const uint64_t *mask, int32_t
     if (!s || !logits || !out_token || !s->idx || !s->val || s->n_vocab == 0)
         return ERR_INVALID;
     *out_token = -1;
-    apply_bias(s, logits);
+    /* The model's logits are all finite exactly when the only non-finite values after the bias
+     * are the tokens it banned: the first full pass (greedy or gather) counts them, so the check
+     * costs no pass of its own. */
+    int64_t banned = apply_bias(s, logits);
+    if (banned < 0) return ERR_NONFINITE;
     apply_penalties(s, logits);
+    uint32_t nf;
     /* !(temp > 0) also sends a NaN temp (params mutated after init) to greedy. */
     if (!(s->p.temp > 0.0f)) {
-        int32_t t = argmax_allowed(logits, s->n_vocab, mask);
-        if (t < 0) return ERR_STATE;
+        int32_t t = argmax_allowed(logits, s->n_vocab, mask, &nf);
+        if (nf != banned) return ERR_NONFINITE;
+        if (t < 0) return ERR_DEAD_END;
         *out_token = t;
         return 0;
     }
     float vmax;
-    size_t n = gather(s, logits, mask, &vmax);
-    if (n == 0) return ERR_STATE;
+    size_t n = gather(s, logits, mask, &vmax, &nf);
+    if (nf != banned) return ERR_NONFINITE;
+    if (n == 0) return ERR_DEAD_END;
     if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
         select_top(s->val, s->idx, 0, n, (size_t)s->p.top_k);
         n = (size_t)s->p.top_k;

@@ -80,7 +80,10 @@ void samp_free(struct samp_ctx *s); /* safe on zeroed / partial */
 void samp_reset(struct samp_ctx *s); /* forget history, re-seed */
 
 /* Pick a token. logits[n_vocab] is modified in place (bias, penalties). mask may be NULL, else
- * a bitset (bit i of mask[i/64]) of allowed ids; if nothing is allowed returns ERR_STATE. */
+ * a bitset (bit i of mask[i/64]) of allowed ids. Errors: ERR_NONFINITE when a logit given is NaN
+ * or infinite (the model's output is garbage: never a token drawn from it; found within the
+ * sampler's first full pass, no pass of its own), ERR_DEAD_END when no token is allowed (the mask
+ * is empty, or the bias banned all it allows). */
 int samp_sample(struct samp_ctx *s, float *logits, const uint64_t *mask, int32_t *out_token);
 /* Record a token as generated/seen (feeds the penalty window). */
 void samp_accept(struct samp_ctx *s, int32_t token);

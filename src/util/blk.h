@@ -57,6 +57,19 @@ const char *blk_type_name(uint32_t type); /* "?" when unknown */
 /* Bytes for one row of n elements; 0 when n is not a multiple of the block size or unknown. */
 uint64_t blk_row_size(uint32_t type, uint64_t n);
 
+/* ---- finiteness of stored values (`lmpipe info --check`) ---- */
+
+/* Byte offsets, within one block, of a block type's fp16 fields (scales d, mins dmin/m, q8_1's
+ * s); returns how many (0..2). 0 for plain and integer types, IQ1_M (its scale is spread over
+ * nibbles) and unknown types. */
+unsigned blk_half_fields(uint32_t type, uint32_t off[2]);
+/* Count the NaN and infinite values stored in data[0..nbytes) of a tensor of `type`: every
+ * element of F32/F16/BF16/F64, every fp16 (Q8_K: f32) scale field of a quantized block (the
+ * quants are integers, always finite; integer types have nothing to count). One pass, no
+ * allocation, unaligned data allowed. ERR_UNSUPPORTED for IQ1_M and unknown types, ERR_SHAPE
+ * when nbytes is not a whole number of blocks. */
+int blk_count_nonfinite(uint32_t type, const void *data, uint64_t nbytes, uint64_t *count);
+
 /* ---- block layouts (ggml-common.h); sizes asserted ---- */
 #define QK8_0 32
 #define QK4_0 32

@@ -42,13 +42,15 @@
     X(ERR_SNAP_MODEL, -26, "snapshot_model_mismatch", "snapshot is of another model") \
     X(ERR_SNAP_CORRUPT, -27, "snapshot_corrupt", "snapshot damaged or not a snapshot") \
     X(ERR_SNAP_VERSION, -28, "snapshot_version", "snapshot format version not supported") \
-    X(ERR_SNAP_KV, -29, "snapshot_kv_mismatch", "snapshot KV cache does not fit this session")
+    X(ERR_SNAP_KV, -29, "snapshot_kv_mismatch", "snapshot KV cache does not fit this session") \
+    X(ERR_NONFINITE, -30, "non_finite_logits", "the model computed logits that are NaN or infinite") \
+    X(ERR_NONFINITE_WEIGHTS, -31, "non_finite_weights", "the model file stores NaN or infinite weights")
 
 enum err_code {
 #define ERR_ENUM_(name, val, kind, desc) name = val,
     ERR_LIST(ERR_ENUM_)
 #undef ERR_ENUM_
-    ERR_MIN_ = -29
+    ERR_MIN_ = -31
 };
 
 #define ERR_MSG_MAX 256
