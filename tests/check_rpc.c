@@ -1087,6 +1087,8 @@ START_TEST(bad_input)
     /* before initialize: only ping */
     assert_alive(&p);
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stats\"}", -32002, false, "not initialized");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stats\",\"params\":{\"a\":99999999999999999999}}", -32002,
+                 false, "not initialized");
     init(&p);
     for (size_t i = 0; i < RPC_N_BAD_LINES; i++)
         expect_error(&p, rpc_bad_lines[i].line, rpc_bad_lines[i].code, rpc_bad_lines[i].null_id, rpc_bad_lines[i].needle);

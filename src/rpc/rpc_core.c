@@ -843,13 +843,15 @@ static int envelope(struct rpc_server *s, json_t *msg, json_t **id, const char *
     return 0;
 }
 
+static const char k_not_initialized[] =
+    "not initialized: send 'initialize' first (only 'ping' is answered before it)";
+
 /* A request (it has an id): lifecycle and duplicate checks, then its method. */
 static int dispatch(struct rpc_server *s, json_t *id, const char *m, json_t *params)
 {
     s->n.requests++;
     if (!s->initialized && strcmp(m, "initialize") && strcmp(m, "ping"))
-        return reply_err(s, id, RPC_E_NOT_INITIALIZED, 0,
-                         "not initialized: send 'initialize' first (only 'ping' is answered before it)");
+        return reply_err(s, id, RPC_E_NOT_INITIALIZED, 0, "%s", k_not_initialized);
     if (find_active(s, id))
         return reply_err(s, id, RPC_E_INVALID_REQUEST, 0,
                          "duplicate id: a request with this id is still in progress");
@@ -909,9 +911,12 @@ static void big_int_message(struct rpc_server *s, json_t *msg, size_t at)
     const char *m;
     if (envelope(s, msg, &id, &m, &params) || !m) return;
     s->n.requests++;
-    reply_err(s, id, RPC_E_PARAMS, 0,
-              "invalid params: the integer at byte %zu does not fit in 64 bits (integers must lie in "
-              "[-2^63, 2^63-1])", at);
+    if (!s->initialized && strcmp(m, "initialize") && strcmp(m, "ping"))
+        reply_err(s, id, RPC_E_NOT_INITIALIZED, 0, "%s", k_not_initialized);
+    else
+        reply_err(s, id, RPC_E_PARAMS, 0,
+                  "invalid params: the integer at byte %zu does not fit in 64 bits (integers must lie "
+                  "in [-2^63, 2^63-1])", at);
 }
 
 void rpc_handle_line(void *ud, const char *line, size_t len)
