@@ -153,7 +153,8 @@ clean:
 # library sources except src/rpc (only fuzz_rpc* harnesses add src/rpc and libuv; all link jansson).
 # `make fuzz-smoke` runs each harness for FUZZ_SECONDS on a corpus generated at run time by
 # tests/fuzz/seeds_<name>.c when it exists (a seed program gets the corpus directory and
-# $(SHARED)/models/stories260K-*.gguf as extra seeds). Needs clang with compiler-rt
+# $(SHARED)/models/stories260K-*.gguf as extra seeds, LMPIPE_SHARED=$(SHARED) for fixtures and
+# LMPIPE_SRC=. for protocol/). CI runs it with FUZZ_SECONDS=5. Needs clang with compiler-rt
 # (Debian: libclang-rt-14-dev).
 FUZZ_CC ?= clang
 FUZZ_BUILD := build-fuzz
@@ -208,9 +209,9 @@ fuzz-smoke: $(FUZZ_BIN) $(FUZZ_SEED_BIN)
 	@for f in $(FUZZ_BIN); do \
 	  n=$${f#$(FUZZ_BUILD)/fuzz_}; c=$(FUZZ_BUILD)/corpus/$$n; mkdir -p $$c || exit 1; \
 	  if [ -x $(FUZZ_BUILD)/seeds_$$n ]; then \
-	    $(FUZZ_BUILD)/seeds_$$n $$c $(FUZZ_SEED_FILES) || exit 1; fi; \
+	    LMPIPE_SHARED=$(SHARED) LMPIPE_SRC=. $(FUZZ_BUILD)/seeds_$$n $$c $(FUZZ_SEED_FILES) || exit 1; fi; \
 	  echo "== $$f: $(FUZZ_SECONDS) s on $$c"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -rss_limit_mb=2048 \
+	  LMPIPE_SHARED=$(SHARED) $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -rss_limit_mb=2048 \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $$c || exit 1; \
 	done
 

@@ -13,11 +13,13 @@
 
 #include "ftool/ftool.h"
 #include "gguf_builder.h"
+#include "rpc_bad_lines.h"
 #include "rpc/rpc_int.h"
 #include "util/hash.h"
 #include "util/util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -156,6 +158,193 @@ START_TEST(error_codes)
     ck_assert(!f.retryable);
     rpc_fail_set(&f, 0, ERR_NONFINITE_WEIGHTS, "nan");
     ck_assert_str_eq(f.kind, "non_finite_weights");
+}
+END_TEST
+
+/* Integers outside 64 bits: the line is still read (they become reals) and the first one's
+ * offset is reported; every other number keeps its exact value. */
+START_TEST(json_big_ints)
+{
+    static const struct {
+        const char *text;
+        const char *big; /* the byte before the first too-big integer and its text; NULL: none */
+    } cases[] = {
+        {"{\"id\":9223372036854775807,\"a\":-9223372036854775808}", NULL},
+        {"{\"id\":9223372036854775807,\"a\":9223372036854775808}", ":9223372036854775808"},
+        {"{\"id\":1,\"a\":[1,-9223372036854775809]}", ",-9223372036854775809"},
+        {"{\"id\":\"x\\\"1234567890123456789012\",\"a\":{\"b\":18446744073709551616e0,\"c\":18446744073709551616}}",
+         ":18446744073709551616}"},
+        {"{\"id\":2,\"a\":1e400000000000000000000}", NULL}, /* a real: jansson's own error */
+        {"[123456789012345678901234567890,-99999999999999999999999.5]", "[123456789012345678901234567890"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *t = cases[i].text;
+        json_error_t e;
+        size_t at = 0;
+        json_t *j = rpc_json_parse(t, strlen(t), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e, &at);
+        if (!cases[i].big) {
+            ck_assert_uint_eq(at, SIZE_MAX);
+            if (i == 0) ck_assert_int_eq(json_integer_value(json_object_get(j, "id")), INT64_MAX);
+            if (i == 0) ck_assert_int_eq(json_integer_value(json_object_get(j, "a")), INT64_MIN);
+            if (i == 4) ck_assert_ptr_null(j);
+            json_decref(j);
+            continue;
+        }
+        ck_assert_msg(j != NULL, "case %zu: %s", i, e.text);
+        ck_assert_uint_eq(at, (size_t)(strstr(t, cases[i].big) - t) + 1);
+        json_t *id = json_is_object(j) ? json_object_get(j, "id") : NULL;
+        if (i == 1) ck_assert_int_eq(json_integer_value(id), INT64_MAX); /* exact, not a real */
+        if (i == 3) ck_assert_str_eq(json_string_value(id), "x\"1234567890123456789012");
+        if (i == 3) ck_assert(json_is_real(json_object_get(json_object_get(j, "a"), "b")));
+        json_decref(j);
+    }
+    /* with a duplicate key as well, jansson's refusal stands */
+    json_error_t e;
+    size_t at;
+    const char *dup = "{\"id\":1,\"id\":2,\"a\":99999999999999999999}";
+    ck_assert_ptr_null(rpc_json_parse(dup, strlen(dup), JSON_REJECT_DUPLICATES, &e, &at));
+    ck_assert_uint_eq(at, SIZE_MAX);
+}
+END_TEST
+
+/* ---------------- the error table of protocol/PROTOCOL.md ---------------- */
+
+struct code_kind {
+    int code;
+    char kind[40];
+};
+
+static void ck_add(struct code_kind *v, size_t *n, size_t cap, int code, const char *kind)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (v[i].code == code && !strcmp(v[i].kind, kind)) return;
+    ck_assert_uint_lt(*n, cap);
+    v[*n].code = code;
+    snprintf(v[*n].kind, sizeof v[*n].kind, "%s", kind);
+    (*n)++;
+}
+
+static bool ck_has(const struct code_kind *v, size_t n, int code, const char *kind)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].code == code && !strcmp(v[i].kind, kind)) return true;
+    return false;
+}
+
+/* The (code, kind) rows of the "## Errors" table: a row's first cell is a code ("-32050 + e",
+ * the rule, is skipped), its second the kinds in backquotes. */
+static size_t doc_errors(struct code_kind *v, size_t cap)
+{
+    char path[1024];
+    const char *src = getenv("LMPIPE_SRC");
+    snprintf(path, sizeof path, "%s/protocol/PROTOCOL.md", src && *src ? src : ".");
+    size_t len, n = 0;
+    char *t = tutil_read(path, &len);
+    ck_assert_msg(t != NULL, "cannot read %s", path);
+    char *sec = strstr(t, "\n## Errors\n");
+    ck_assert_ptr_nonnull(sec);
+    char *end = strstr(sec + 1, "\n## ");
+    if (end) *end = 0;
+    for (char *line = sec; line && *line; line = strchr(line + 1, '\n')) {
+        char *l = line + (*line == '\n');
+        char *stop;
+        if (strncmp(l, "| -", 3)) continue;
+        long code = strtol(l + 2, &stop, 10);
+        if (*stop != ' ' || strncmp(stop, " |", 2)) continue; /* "-32050 + e" */
+        char *cell = stop + 2, *cell_end = strchr(cell, '|');
+        ck_assert_ptr_nonnull(cell_end);
+        for (char *q = cell; (q = memchr(q, '`', (size_t)(cell_end - q))) != NULL;) {
+            char *close = memchr(q + 1, '`', (size_t)(cell_end - q - 1));
+            ck_assert_ptr_nonnull(close);
+            char kind[40];
+            snprintf(kind, sizeof kind, "%.*s", (int)(close - q - 1), q + 1);
+            ck_add(v, &n, cap, (int)code, kind);
+            q = close + 1;
+        }
+    }
+    free(t);
+    return n;
+}
+
+/* A protocol code given with an engine error (so the answer carries the engine's kind): every
+ * "RPC_E_X, ERR_Y" argument pair in the .c files of src/rpc. */
+static void combined_errors(struct code_kind *v, size_t *n, size_t cap)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } rpc[] = {
+#define RPC_NAME_(name, code, kind) {#name, code},
+        RPC_ERR_LIST(RPC_NAME_)
+#undef RPC_NAME_
+    };
+    static const struct {
+        const char *name;
+        int code;
+    } eng[] = {
+#define ERR_NAME_(name, val, kind, desc) {#name, val},
+        ERR_LIST(ERR_NAME_)
+#undef ERR_NAME_
+    };
+    const char *src = getenv("LMPIPE_SRC");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/src/rpc", src && *src ? src : ".");
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot list %s", dir);
+    size_t found = 0, n_files = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 3 || strcmp(de->d_name + nl - 2, ".c")) continue;
+        n_files++;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        size_t len;
+        char *t = tutil_read(path, &len);
+        ck_assert_msg(t != NULL, "cannot read %s", path);
+        for (char *q = t; (q = strstr(q, "RPC_E_")) != NULL; q++) {
+            for (size_t r = 0; r < sizeof rpc / sizeof rpc[0]; r++) {
+                size_t k = strlen(rpc[r].name);
+                if (strncmp(q, rpc[r].name, k) || strncmp(q + k, ", ERR_", 6)) continue;
+                for (size_t e = 0; e < sizeof eng / sizeof eng[0]; e++) {
+                    size_t ke = strlen(eng[e].name);
+                    if (strncmp(q + k + 2, eng[e].name, ke) || isalnum((unsigned char)q[k + 2 + ke]) || q[k + 2 + ke] == '_')
+                        continue;
+                    ck_add(v, n, cap, rpc[r].code, err_kind(eng[e].code));
+                    found++;
+                }
+            }
+        }
+        free(t);
+    }
+    closedir(d);
+    ck_assert_uint_ge(n_files, 5);
+    ck_assert_uint_ge(found, 3); /* the scan works: line too long, second initialize, templates */
+}
+
+/* Every (code, data.kind) the server can send is a row of PROTOCOL.md's error table, and every
+ * row is one it can send: the protocol's own codes (RPC_ERR_LIST), every engine error
+ * (-32050 + e with err_kind, cancellation being -32800), and the protocol codes sent with an
+ * engine error's kind, found in the source. A new engine error needs its row. */
+START_TEST(error_table_matches_doc)
+{
+    struct code_kind doc[128], sent[128];
+    size_t n_doc = doc_errors(doc, 128), n_sent = 0;
+    ck_assert_uint_ge(n_doc, 10);
+#define SENT_RPC_(name, code, kind) ck_add(sent, &n_sent, 128, code, kind);
+    RPC_ERR_LIST(SENT_RPC_)
+#undef SENT_RPC_
+#define SENT_ENG_(name, val, kind, desc) \
+    if (val < 0) ck_add(sent, &n_sent, 128, rpc_engine_code(val), err_kind(val));
+    ERR_LIST(SENT_ENG_)
+#undef SENT_ENG_
+    combined_errors(sent, &n_sent, 128);
+    for (size_t i = 0; i < n_sent; i++)
+        ck_assert_msg(ck_has(doc, n_doc, sent[i].code, sent[i].kind),
+                      "code %d kind `%s` is not in protocol/PROTOCOL.md's error table", sent[i].code, sent[i].kind);
+    for (size_t i = 0; i < n_doc; i++)
+        ck_assert_msg(ck_has(sent, n_sent, doc[i].code, doc[i].kind),
+                      "protocol/PROTOCOL.md lists code %d kind `%s`, which the server never sends", doc[i].code,
+                      doc[i].kind);
 }
 END_TEST
 
@@ -907,21 +1096,52 @@ START_TEST(bad_input)
     /* before initialize: only ping */
     assert_alive(&p);
     expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stats\"}", -32002, false, "not initialized");
+    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stats\",\"params\":{\"a\":99999999999999999999}}", -32002,
+                 false, "not initialized");
     init(&p);
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}", -32600, false, "already initialized");
-    expect_error(&p, "this is not json", -32700, true, "parse error");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,", -32700, true, NULL);
-    expect_error(&p, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", -32600, true, "batch");
-    expect_error(&p, "[]", -32600, true, NULL);
-    expect_error(&p, "42", -32600, true, "object");
-    expect_error(&p, "{\"id\":1,\"method\":\"ping\"}", -32600, false, "jsonrpc");
-    expect_error(&p, "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}", -32600, false, "jsonrpc");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":5}", -32600, false, "method");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1}", -32600, false, "method");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":{\"a\":1},\"method\":\"ping\"}", -32600, true, "id");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"ping\"}", -32600, true, "id");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}", -32600, true, "id");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":123456789012345678901234567890,\"method\":\"ping\"}", -32700, true, NULL);
+    for (size_t i = 0; i < RPC_N_BAD_LINES; i++)
+        expect_error(&p, rpc_bad_lines[i].line, rpc_bad_lines[i].code, rpc_bad_lines[i].null_id, rpc_bad_lines[i].needle);
+    /* an integer outside 64 bits elsewhere: -32602 with the request's id and the integer's offset */
+    {
+        static const struct {
+            const char *line, *id, *big;
+        } big[] = {
+            {"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"generate\",\"params\":{\"prompt\":\"a\",\"seed\":18446744073709551616}}",
+             "7", "18446744073709551616"},
+            {"{\"jsonrpc\":\"2.0\",\"id\":\"big\",\"method\":\"generate\",\"params\":{\"prompt\":\"a\",\"logit_bias\":[[1,2],[-99999999999999999999,1]]}}",
+             "\"big\"", "-99999999999999999999"},
+            {"{\"params\":{\"n\":9223372036854775808},\"jsonrpc\":\"2.0\",\"id\":9223372036854775807,\"method\":\"ping\"}",
+             "9223372036854775807", "9223372036854775808"},
+        };
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+            json_t *r = send_recv(&p, big[i].line);
+            ck_assert_int_eq(err_code(r), -32602);
+            char *id = json_dumps(json_object_get(r, "id"), JSON_ENCODE_ANY);
+            ck_assert_str_eq(id, big[i].id);
+            free(id);
+            char at[64];
+            snprintf(at, sizeof at, "at byte %zu ", (size_t)(strstr(big[i].line, big[i].big) - big[i].line));
+            ck_assert_msg(strstr(err_msg(r), at) != NULL, "'%s' not in '%s'", at, err_msg(r));
+            json_decref(r);
+        }
+        /* the limits themselves are integers */
+        json_t *r = send_recv(&p, "{\"jsonrpc\":\"2.0\",\"id\":9223372036854775807,\"method\":\"ping\",\"params\":{\"a\":-9223372036854775808}}");
+        ck_assert_ptr_nonnull(json_object_get(r, "result"));
+        json_decref(r);
+    }
+    /* n_ctx 0 means the default context (1 is refused: rpc_bad_lines.h) */
+    {
+        json_t *r = call(&p, 1, "session/create", "{\"n_ctx\":0}");
+        json_t *info = call(&p, 2, "model/info", NULL);
+        json_int_t want = json_integer_value(json_object_get(json_object_get(json_object_get(info, "result"), "model"), "n_ctx"));
+        ck_assert_int_gt(want, 0);
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "result"), "n_ctx")), want);
+        json_decref(info);
+        json_decref(r);
+        r = call(&p, 3, "session/create", "{\"n_ctx\":2}");
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "result"), "n_ctx")), 2);
+        json_decref(r);
+    }
     {
         char big[2048];
         memset(big, 'x', sizeof big);
@@ -930,41 +1150,6 @@ START_TEST(bad_input)
         strcpy(big + n + 1500, "\"}");
         expect_error(&p, big, -32600, true, "longer than");
     }
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"id\":2}", -32700, true, "duplicate");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"frobnicate\"}", -32601, false, "not found");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":[\"x\"]}", -32602, false, NULL);
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":7}", -32600, false, "params");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{}}", -32602, false, "prompt");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":5}}", -32602, false, "prompt");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"temperature\":\"hot\"}}", -32602, false, "temperature");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"max_tokens\":-5}}", -32602, false, "max_tokens");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"top_p\":1.5}}", -32602, false, "top_p");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"stop\":[\"\"]}}", -32602, false, "stop");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"logit_bias\":{\"99999\":1}}}", -32602, false, NULL);
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"x\",\"session\":\"nope\"}}", -32062, false, "not found");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[]}}", -32602, false, "messages");
-    /* invalid tool definitions: -32602 with the reason */
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tool_choice\":\"required\"}}", -32602, false, "needs at least one tool");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}}",
-                 -32602, false, "declared twice");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"bad name!\"}}]}}", -32602, false, "tools[0]");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"patternProperties\":{\"^x\":{}}}}}]}}",
-                 -32602, false, "cannot be enforced");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}}}",
-                 -32602, false, "not a tool in 'tools'");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"sometimes\"}}", -32602, false, "tool_choice");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat/render\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":5}]}}", -32602, false, "content");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"chat\",\"params\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"response_format\":{\"type\":\"xml\"}}}", -32602, false, "response_format.type");
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"detokenize\",\"params\":{\"tokens\":[1,99999]}}", -32602, false, NULL);
-    /* invalid UTF-8 inside a string */
-    expect_error(&p, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"generate\",\"params\":{\"prompt\":\"a\xff\xfe\"}}", -32700, true, "UTF-8");
     /* a context overflow names the phrase agents retry on */
     {
         char line[8192];
@@ -1803,6 +1988,49 @@ START_TEST(batch_resume_shard)
     ck_assert_uint_eq(count_lines(out, NULL), 5);
     ck_assert_uint_eq(count_lines(out, "\"id\":\"a\""), 1);
     ck_assert_uint_eq(count_lines(out, "\"id\":\"b\",\"result\""), 1);
+    /* the exit status describes the whole output file: an error an earlier run left in OUT
+     * keeps a resumed run at 1 even when everything it ran itself succeeded */
+    {
+        char in3[300], out3[300], in4[300], out4[300];
+        snprintf(in3, sizeof in3, "%s/in3.jsonl", dir);
+        snprintf(out3, sizeof out3, "%s/out3.jsonl", dir);
+        snprintf(in4, sizeof in4, "%s/in4.jsonl", dir);
+        snprintf(out4, sizeof out4, "%s/out4.jsonl", dir);
+        f = fopen(in3, "w");
+        fputs("{\"id\":\"e\",\"prompt\":5}\n", f);
+        fclose(f);
+        const char *r3[] = {"-m", model(), in3, "-o", out3, NULL};
+        ck_assert_int_eq(run_batch(r3, err), 1);
+        f = fopen(in3, "a");
+        fputs("{\"id\":\"f\",\"prompt\":\"Lily\",\"max_tokens\":2}\n", f);
+        fclose(f);
+        const char *r3b[] = {"-m", model(), in3, "-o", out3, "--resume", NULL};
+        ck_assert_int_eq(run_batch(r3b, err), 1);
+        ck_assert_uint_eq(count_lines(out3, NULL), 2);
+        ck_assert_uint_eq(count_lines(out3, "\"id\":\"f\",\"result\""), 1);
+        size_t elen;
+        char *etext = tutil_read(err, &elen);
+        ck_assert_msg(etext && strstr(etext, "1 of the lines already in"), "stderr: %s", etext ? etext : "?");
+        free(etext);
+        ck_assert_int_eq(run_batch(r3b, err), 1); /* nothing left to run: still the file's status */
+        /* all results: 0, fresh and resumed */
+        f = fopen(in4, "w");
+        fputs("{\"id\":\"f\",\"prompt\":\"Lily\",\"max_tokens\":2}\n", f);
+        fclose(f);
+        const char *r4[] = {"-m", model(), in4, "-o", out4, NULL};
+        const char *r4b[] = {"-m", model(), in4, "-o", out4, "--resume", NULL};
+        ck_assert_int_eq(run_batch(r4, err), 0);
+        ck_assert_int_eq(run_batch(r4b, err), 0);
+        /* an integer outside 64 bits fails its own line, answered with its id */
+        f = fopen(in4, "w");
+        fputs("{\"id\":\"g\",\"prompt\":\"x\",\"seed\":99999999999999999999}\n"
+              "{\"id\":\"h\",\"prompt\":\"Lily\",\"max_tokens\":2}\n", f);
+        fclose(f);
+        ck_assert_int_eq(run_batch(r4, err), 1);
+        ck_assert_uint_eq(count_lines(out4, "\"id\":\"g\",\"error\":{\"code\":-32602"), 1);
+        ck_assert_uint_eq(count_lines(out4, "does not fit in 64 bits"), 1);
+        ck_assert_uint_eq(count_lines(out4, "\"id\":\"h\",\"result\""), 1);
+    }
     /* shards partition the input */
     const char *s0[] = {"-m", model(), in, "-o", o0, "--shard", "0/2", NULL};
     const char *s1[] = {"-m", model(), in, "-o", o1, "--shard", "1/2", NULL};
@@ -2314,6 +2542,8 @@ static Suite *make_suite(void)
     tcase_add_test(u, json_escapes_separators);
     tcase_add_test(u, json_utf8);
     tcase_add_test(u, error_codes);
+    tcase_add_test(u, json_big_ints);
+    tcase_add_test(u, error_table_matches_doc);
     suite_add_tcase(s, u);
     TCase *p = tcase_create("protocol");
     tcase_set_timeout(p, 120);

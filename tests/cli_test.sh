@@ -35,6 +35,11 @@ expect 2 n-trailing -- "$BIN" run -m "$M" -p hi -n 12x
 expect 2 n-overflow -- "$BIN" run -m "$M" -p hi -n 99999999999999999999
 expect 2 t-zero -- "$BIN" run -m "$M" -p hi -t 0
 expect 2 c-neg -- "$BIN" run -m "$M" -p hi -c -5
+# a context must hold one prompt token and one generated token (ENG_MIN_CTX): 1 never could
+expect 2 c-one -- "$BIN" run -m "$M" -p hi -c 1; has err "expected an integer in [2," c-one
+expect 2 c-one-serve -- "$BIN" serve -m "$M" -c 1
+expect 2 c-one-batch -- "$BIN" batch -m "$M" -c 1 /dev/null
+expect 2 c-one-eval -- "$BIN" eval -m "$M" -c 1 -p hi
 expect 2 temp-neg -- "$BIN" run -m "$M" -p hi --temp -1
 expect 2 temp-nan -- "$BIN" run -m "$M" -p hi --temp nan
 expect 2 top-p-big -- "$BIN" run -m "$M" -p hi --top-p 1.5

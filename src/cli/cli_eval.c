@@ -189,7 +189,7 @@ int cli_eval_main(int argc, char **argv)
         {.name = "-p", .alt = "--prompt", .kind = CLI_STR, .dst = &prompt},
         {.name = "-f", .alt = "--file", .kind = CLI_STR, .dst = &file},
         {.name = "--top", .kind = CLI_INT, .dst = &top, .lo = 0, .hi = 1 << 20},
-        {.name = "-c", .kind = CLI_INT, .dst = &n_ctx, .lo = 1, .hi = 1 << 24},
+        {.name = "-c", .kind = CLI_INT, .dst = &n_ctx, .lo = ENG_MIN_CTX, .hi = 1 << 24},
         {.name = "-t", .kind = CLI_INT, .dst = &threads, .lo = 1, .hi = 1024},
         {.name = "--all-logits", .kind = CLI_SET, .dst = &all},
         {.name = "--no-bos", .kind = CLI_CLEAR, .dst = &bos},

@@ -68,7 +68,7 @@ static size_t gen_table(struct gen_opts *o, struct cli_opt *t)
     t[n++] = (struct cli_opt){.name = "-n", .alt = "--n-predict", .kind = CLI_INT, .dst = &o->n_predict,
                               .lo = -1, .hi = INT32_MAX};
     t[n++] = (struct cli_opt){.name = "-c", .alt = "--ctx-size", .kind = CLI_INT, .dst = &o->n_ctx,
-                              .lo = 1, .hi = 1 << 24};
+                              .lo = ENG_MIN_CTX, .hi = 1 << 24};
     t[n++] = (struct cli_opt){.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &o->threads,
                               .lo = 1, .hi = 1024};
     n += cli_samp_opts(&o->gp.samp, t + n, GEN_MAX_OPTS - GEN_OWN_OPTS - n);

@@ -2,6 +2,7 @@
  * structs (the protocol itself lives in src/rpc). */
 #include "cli.h"
 
+#include "../eng/eng.h"
 #include "../rpc/rpc.h"
 
 #include <stdlib.h>
@@ -45,7 +46,7 @@ struct server_flags {
 
 #define SERVER_OPTS(f)                                                                          \
     {.name = "-m", .alt = "--model", .kind = CLI_STR, .dst = &(f).model},                       \
-    {.name = "-c", .alt = "--ctx-size", .kind = CLI_INT, .dst = &(f).n_ctx, .lo = 1, .hi = 1 << 24}, \
+    {.name = "-c", .alt = "--ctx-size", .kind = CLI_INT, .dst = &(f).n_ctx, .lo = ENG_MIN_CTX, .hi = 1 << 24}, \
     {.name = "-t", .alt = "--threads", .kind = CLI_INT, .dst = &(f).threads, .lo = 1, .hi = 1024}, \
     {.name = "--max-line", .kind = CLI_INT, .dst = &(f).max_line, .lo = 1024, .hi = (int64_t)1 << 32}, \
     {.name = "--chat-template-file", .kind = CLI_STR, .dst = &(f).tmpl_file},                   \

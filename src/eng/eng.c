@@ -382,6 +382,11 @@ int eng_session_create_kv(struct eng_session **out, struct eng_model *em, uint32
     if (!em->has_model)
         return err_set(ei, ERR_STATE, ERR_NO_OFFSET, "'%s' was opened for its vocabulary only",
                        em->path);
+    uint32_t eff = eng_model_ctx_cap(em, n_ctx);
+    if (eff < ENG_MIN_CTX)
+        return err_set(ei, ERR_RANGE, ERR_NO_OFFSET,
+                       "a context of %u positions is too small: a session needs at least %u (one prompt "
+                       "token and one generated token)", eff, ENG_MIN_CTX);
     struct eng_session *s = calloc(1, sizeof *s);
     if (!s) return err_set(ei, ERR_NOMEM, ERR_NO_OFFSET, "out of memory for session");
     s->em = em;

@@ -214,9 +214,13 @@ const char *eng_tokenizer_name(const struct eng_model *em);
  * with them, so a conversation re-sent every turn is only processed from where it changed. */
 struct eng_session;
 
-/* n_ctx 0 or above the training context: the training context. kv_type: enum eng_kv_type
- * (ERR_INVALID for another value; ERR_UNSUPPORTED, with the reason, when the model cannot run
- * it). */
+/* The smallest context a session may have: one prompt token and one generated token (a
+ * generation needs its prompt plus one position), so anything smaller could never generate. */
+#define ENG_MIN_CTX 2u
+
+/* n_ctx 0 or above the training context: the training context. A context (after that cap)
+ * below ENG_MIN_CTX is ERR_RANGE. kv_type: enum eng_kv_type (ERR_INVALID for another value;
+ * ERR_UNSUPPORTED, with the reason, when the model cannot run it). */
 int eng_session_create_kv(struct eng_session **out, struct eng_model *em, uint32_t n_ctx, int kv_type,
                           struct err_info *ei);
 /* eng_session_create_kv with an F32 cache (llama.cpp's reference type: conformance checks). */

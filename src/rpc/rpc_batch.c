@@ -10,7 +10,8 @@
  * as it is ready. --resume reads OUT first, drops a torn last line (no '\n'), and skips every id
  * already there, so a killed job continues where it stopped. --shard I/N keeps input lines whose
  * 0-based line number is I modulo N: N processes (GNU parallel, a Slurm array) cover the file
- * once between them. Exit code 0 when every line succeeded, 1 when any failed (usage errors,
+ * once between them. The exit code describes the whole output file: 0 when every line in it is
+ * a result, 1 when any is an error, from this run or (--resume) an earlier one (usage errors,
  * 2, are the command line's: src/cli/cli_serve.c). */
 #include "rpc_int.h"
 
@@ -90,6 +91,7 @@ struct batch {
     struct idset seen; /* ids of this run */
     uint64_t line_no, shard_i, shard_n;
     uint64_t n_ok, n_failed, n_skipped;
+    uint64_t n_failed_before; /* --resume: error lines (or unreadable ones) already in OUT */
     double t0, t_report;
 };
 
@@ -167,7 +169,7 @@ static void batch_request(struct batch *b, json_t *in, json_t *id, uint64_t no)
 
 /* A parsed input line: skipped when its id is done (--resume), an error when it has none or
  * repeats one, else a request. */
-static void batch_object(struct batch *b, json_t *in, uint64_t no)
+static void batch_object(struct batch *b, json_t *in, uint64_t no, size_t big_at)
 {
     char msg[320];
     json_t *id = json_object_get(in, "id");
@@ -182,7 +184,16 @@ static void batch_object(struct batch *b, json_t *in, uint64_t no)
         line_error(b, id, msg);
     } else {
         idset_add(&b->seen, key);
-        batch_request(b, in, id, no);
+        if (big_at == SIZE_MAX) {
+            batch_request(b, in, id, no);
+        } else { /* the id was read: the line's request fails, answered with it */
+            struct rpc_fail f;
+            b->s.n.errors++;
+            rpc_fail_set(&f, RPC_E_PARAMS, 0,
+                         "line %llu: invalid params: the integer at byte %zu does not fit in 64 bits "
+                         "(integers must lie in [-2^63, 2^63-1])", (unsigned long long)no + 1, big_at);
+            rpc_emit(&b->s, rpc_msg_error(id, rpc_error_obj(&f, NULL)));
+        }
     }
     free(key);
 }
@@ -198,18 +209,19 @@ static void batch_line(void *ud, const char *line, size_t len)
     if (line && i == len) return;
     json_t *in = NULL;
     json_error_t jerr;
+    size_t big_at = SIZE_MAX;
     char msg[320];
     if (!line) {
         snprintf(msg, sizeof msg, "line %llu: %zu bytes exceed the limit of %zu", (unsigned long long)no + 1, len, b->s.cfg.max_line_in);
         line_error(b, NULL, msg);
-    } else if (!(in = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr))) {
+    } else if (!(in = rpc_json_parse(line, len, JSON_REJECT_DUPLICATES, &jerr, &big_at))) {
         snprintf(msg, sizeof msg, "line %llu: parse error: %s at byte %d", (unsigned long long)no + 1, jerr.text, jerr.position);
         line_error(b, NULL, msg);
     } else if (!json_is_object(in)) {
         snprintf(msg, sizeof msg, "line %llu: each line must be a JSON object with an 'id'", (unsigned long long)no + 1);
         line_error(b, NULL, msg);
     } else {
-        batch_object(b, in, no);
+        batch_object(b, in, no, big_at);
     }
     json_decref(in);
     if (b->n_skipped > skipped0) return;
@@ -234,6 +246,7 @@ static int load_resume(struct batch *b, const char *path)
         good += n;
         json_t *j = json_loadb(line, (size_t)n, 0, NULL);
         json_t *id = j ? json_object_get(j, "id") : NULL;
+        if (!j || json_object_get(j, "error")) b->n_failed_before++; /* the exit status covers them */
         if (id && !json_is_null(id)) {
             char *key = id_key(id);
             if (!key || idset_add(&b->done, key)) rc = ERR_NOMEM;
@@ -292,7 +305,7 @@ static int batch_feed(struct batch *b, FILE *in, const char *in_path)
 int rpc_batch(const struct rpc_batch_opts *o)
 {
     struct rpc_config cfg = {0};
-    cfg.inline_exec = cfg.batch = cfg.allow_load = true;
+    cfg.inline_exec = cfg.batch = cfg.allow_files = true;
     cfg.max_line_out = SIZE_MAX;
     cfg.max_line_in = o->max_line;
     cfg.n_ctx = o->n_ctx;
@@ -324,11 +337,13 @@ int rpc_batch(const struct rpc_batch_opts *o)
         fprintf(stderr, "lmpipe: batch: cannot load model: %s\n", err_format(&ei, rc, m, sizeof m));
     }
     if (rc == 0) {
-        if (o->resume && b.done.n) fprintf(stderr, "lmpipe: batch: resuming, %zu ids already done\n", b.done.n);
+        if (o->resume && b.done.n)
+            fprintf(stderr, "lmpipe: batch: resuming, %zu ids already done (%llu of the lines already in '%s' are errors)\n",
+                    b.done.n, (unsigned long long)b.n_failed_before, o->out);
         b.t0 = b.t_report = util_now();
         if (batch_feed(&b, in, o->in) == 0) {
             report(&b, true);
-            ret = (b.n_failed || b.out_failed) ? 1 : 0;
+            ret = (b.n_failed || b.n_failed_before || b.out_failed) ? 1 : 0;
         }
     }
     if (in && in != stdin) fclose(in);

@@ -424,9 +424,11 @@ static int new_session_locked(struct rpc_server *s, struct rpc_job *job, struct 
 static int admit_locked(struct rpc_server *s, struct rpc_job *job, struct rpc_fail *f)
 {
     bool load = job->method == RPC_M_LOAD || job->method == RPC_M_UNLOAD;
+    bool files = load || job->method == RPC_M_SESSION_SAVE || job->method == RPC_M_SESSION_LOAD;
     if (s->stopping) return rpc_fail_set(f, 0, ERR_STATE, "the server is shutting down");
-    if (load && !s->cfg.allow_load)
-        return rpc_fail_set(f, 0, ERR_UNSUPPORTED, "model/load and model/unload are disabled here");
+    if (files && !s->cfg.allow_files)
+        return rpc_fail_set(f, 0, ERR_UNSUPPORTED,
+                            "model/load, model/unload, session/save and session/load are disabled here");
     if (!load && !s->meta.loaded && !s->q_len) /* a queued job may be a model/load: the worker re-checks */
         return rpc_fail_set(f, 0, ERR_STATE,
                             "no model loaded: call model/load first (or start with -m MODEL)");
@@ -861,13 +863,15 @@ static int envelope(struct rpc_server *s, json_t *msg, json_t **id, const char *
     return 0;
 }
 
+static const char k_not_initialized[] =
+    "not initialized: send 'initialize' first (only 'ping' is answered before it)";
+
 /* A request (it has an id): lifecycle and duplicate checks, then its method. */
 static int dispatch(struct rpc_server *s, json_t *id, const char *m, json_t *params)
 {
     s->n.requests++;
     if (!s->initialized && strcmp(m, "initialize") && strcmp(m, "ping"))
-        return reply_err(s, id, RPC_E_NOT_INITIALIZED, 0,
-                         "not initialized: send 'initialize' first (only 'ping' is answered before it)");
+        return reply_err(s, id, RPC_E_NOT_INITIALIZED, 0, "%s", k_not_initialized);
     if (find_active(s, id))
         return reply_err(s, id, RPC_E_INVALID_REQUEST, 0,
                          "duplicate id: a request with this id is still in progress");
@@ -911,6 +915,30 @@ int rpc_handle_message(struct rpc_server *s, json_t *msg)
     return 0;
 }
 
+/* A line that is JSON but for integers outside 64 bits (rpc_json_parse read them as reals, the
+ * first at byte `at`): a request whose envelope and id are sound is answered -32602 with its
+ * id; anything else (no id, or the id is such an integer) is a parse error with id null. */
+static void big_int_message(struct rpc_server *s, json_t *msg, size_t at)
+{
+    json_t *id = json_is_object(msg) ? json_object_get(msg, "id") : NULL;
+    if (!json_is_string(id) && !json_is_integer(id)) {
+        s->n.bad_lines++;
+        reply_err(s, NULL, RPC_E_PARSE, 0,
+                  "parse error: the integer at byte %zu does not fit in 64 bits (and no id could be read)", at);
+        return;
+    }
+    json_t *params;
+    const char *m;
+    if (envelope(s, msg, &id, &m, &params) || !m) return;
+    s->n.requests++;
+    if (!s->initialized && strcmp(m, "initialize") && strcmp(m, "ping"))
+        reply_err(s, id, RPC_E_NOT_INITIALIZED, 0, "%s", k_not_initialized);
+    else
+        reply_err(s, id, RPC_E_PARAMS, 0,
+                  "invalid params: the integer at byte %zu does not fit in 64 bits (integers must lie "
+                  "in [-2^63, 2^63-1])", at);
+}
+
 void rpc_handle_line(void *ud, const char *line, size_t len)
 {
     struct rpc_server *s = ud;
@@ -933,12 +961,14 @@ void rpc_handle_line(void *ud, const char *line, size_t len)
         return;
     }
     json_error_t jerr;
-    json_t *msg = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    size_t big_at;
+    json_t *msg = rpc_json_parse(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr, &big_at);
     if (!msg) {
         s->n.bad_lines++;
         reply_err(s, NULL, RPC_E_PARSE, 0, "parse error: %s at byte %d", jerr.text, jerr.position);
         return;
     }
-    rpc_handle_message(s, msg);
+    if (big_at != SIZE_MAX) big_int_message(s, msg, big_at);
+    else rpc_handle_message(s, msg);
     json_decref(msg);
 }

@@ -219,7 +219,8 @@ struct rpc_config {
     size_t queue_max;
     size_t write_limit;
     bool inline_exec; /* run jobs on the calling thread (batch, fuzz) */
-    bool allow_load;  /* model/load and model/unload permitted (the fuzz harness: off) */
+    bool allow_files; /* model/load, model/unload, session/save, session/load permitted (off in
+                       * the fuzz harness: a fuzzed request must not read or write any path) */
     bool batch;       /* batch mode: no sessions, no streaming, already initialised */
     uint32_t n_ctx;   /* default session context (0: min(model, RPC_DEFAULT_CTX)) */
     int threads;
@@ -294,6 +295,10 @@ json_t *rpc_json_text(const char *s, size_t n);
 size_t rpc_json_escaped_len(const char *s, size_t n);
 /* Longest prefix of s[0..n), ending on a character boundary, whose escaped length <= budget. */
 size_t rpc_text_fit(const char *s, size_t n, size_t budget);
+/* Parse one inbound line with jansson's flags. When the only fault is integers outside 64 bits,
+ * returns the document with each of them read as a real and *big_at = the first one's byte
+ * offset; otherwise *big_at = SIZE_MAX, and NULL with jerr filled when the line is not JSON. */
+json_t *rpc_json_parse(const char *line, size_t len, size_t flags, json_error_t *jerr, size_t *big_at);
 /* Fill f. code: a protocol code (RPC_ERR_LIST), or 0 for RPC_E_ENGINE_BASE + err. err: an
  * engine error whose kind and retryability the answer carries, or 0 for the protocol code's
  * kind (not retryable). Returns err if set, else ERR_INVALID, so parsers can return it. */

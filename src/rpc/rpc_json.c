@@ -6,7 +6,14 @@
  * because JSON's structure is pure ASCII: the multi-byte sequences E2 80 A8, E2 80 A9 and C2 85
  * can only occur inside string literals, where "\u2028" etc. means the same character.
  * Text from the engine is complete UTF-8 already; rpc_json_text() still validates and replaces
- * bad bytes by U+FFFD, because jansson would refuse the whole string. */
+ * bad bytes by U+FFFD, because jansson would refuse the whole string.
+ *
+ * Inbound, rpc_json_parse() reads one line. jansson refuses a whole document for one integer
+ * outside json_int_t (64 bits), which would leave the client without the id of the request that
+ * failed; so such integers are found by a scan of the text, a copy with each of them rewritten
+ * as a real of the same length (so offsets stay) is parsed, and the caller answers the request
+ * with its id, saying where the integer was. Every other integer, the id among them, keeps its
+ * exact value (JSON_DECODE_INT_AS_REAL would turn ids above 2^53 into other ids). */
 #include "rpc_int.h"
 
 #include "../util/util.h"
@@ -116,6 +123,88 @@ char *rpc_json_line(const json_t *msg, size_t *len)
     free(raw);
     *len = o;
     return out;
+}
+
+/* Length of the JSON number at s[0..n) (0 when none starts there); *integer: no fraction or
+ * exponent. */
+static size_t number_len(const char *s, size_t n, bool *integer)
+{
+    size_t i = s[0] == '-';
+    size_t d = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    if (i == d) return 0;
+    *integer = true;
+    if (i < n && s[i] == '.') {
+        *integer = false;
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9';) i++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        *integer = false;
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    }
+    return i;
+}
+
+/* Is the integer literal s[0..k) (optional '-', digits without a leading zero) outside int64? */
+static bool int_too_big(const char *s, size_t k)
+{
+    bool neg = s[0] == '-';
+    const char *d = s + neg;
+    size_t nd = k - neg;
+    if (nd < 19 || d[0] == '0') return false;
+    return nd > 19 || memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
+}
+
+/* Offset of the first integer outside int64 outside strings in s[0..n), SIZE_MAX when none.
+ * With fix, every such integer of fix (a copy of s) is rewritten "0.000..." / "-0.00..." at the
+ * same length (at least 19 bytes, so always a valid real). */
+static size_t big_ints(const char *s, size_t n, char *fix)
+{
+    size_t first = SIZE_MAX;
+    for (size_t i = 0; i < n;) {
+        char c = s[i];
+        if (c == '"') { /* skip the string, escapes included */
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+            i++;
+            continue;
+        }
+        bool integer = false;
+        size_t k = (c == '-' || (c >= '0' && c <= '9')) ? number_len(s + i, n - i, &integer) : 0;
+        if (!k) {
+            i++;
+            continue;
+        }
+        if (integer && int_too_big(s + i, k)) {
+            if (first == SIZE_MAX) first = i;
+            if (!fix) return first;
+            size_t o = i;
+            if (s[i] == '-') fix[o++] = '-';
+            fix[o++] = '0';
+            fix[o++] = '.';
+            memset(fix + o, '0', i + k - o);
+        }
+        i += k;
+    }
+    return first;
+}
+
+json_t *rpc_json_parse(const char *line, size_t len, size_t flags, json_error_t *jerr, size_t *big_at)
+{
+    *big_at = SIZE_MAX;
+    json_t *j = json_loadb(line, len, flags, jerr);
+    if (j || big_ints(line, len, NULL) == SIZE_MAX) return j;
+    char *fix = malloc(len ? len : 1);
+    if (!fix) return NULL; /* jerr still describes the line */
+    memcpy(fix, line, len);
+    size_t at = big_ints(line, len, fix);
+    json_error_t e2;
+    j = json_loadb(fix, len, flags, &e2);
+    free(fix);
+    if (j) *big_at = at;
+    return j;
 }
 
 int rpc_fail_set(struct rpc_fail *f, int code, int err, const char *fmt, ...)

@@ -89,6 +89,20 @@ static int get_int(json_t *p, const char *key, int64_t lo, int64_t hi, int64_t *
     return 0;
 }
 
+/* n_ctx of session/create and model/load: 0 (absent) is the default context; 1 is refused, as
+ * no request could ever generate in it (ENG_MIN_CTX). */
+static int get_ctx(json_t *p, uint32_t *n_ctx, struct rpc_fail *f)
+{
+    int64_t i = 0;
+    int rc = get_int(p, "n_ctx", 0, 1 << 24, &i, f);
+    if (rc) return rc;
+    if (i > 0 && i < ENG_MIN_CTX)
+        return bad(f, "'n_ctx' is %lld: a context must hold at least %u positions (one prompt token and "
+                   "one generated token); 0 or no n_ctx means the default", (long long)i, ENG_MIN_CTX);
+    *n_ctx = (uint32_t)i;
+    return 0;
+}
+
 static int get_bool(json_t *p, const char *key, bool *out, struct rpc_fail *f)
 {
     json_t *v = field(p, key);
@@ -423,9 +437,7 @@ static int parse_load(struct rpc_server *s, json_t *p, struct rpc_job *job, stru
     if (n >= sizeof s->meta.info.path) return bad(f, "'path' is too long");
     if (!(job->path = dup_n(str, n))) return oom(f);
     int64_t i = 0;
-    if ((rc = get_int(p, "n_ctx", 0, 1 << 24, &i, f))) return rc;
-    job->n_ctx = (uint32_t)i;
-    i = 0;
+    if ((rc = get_ctx(p, &job->n_ctx, f))) return rc;
     if ((rc = get_int(p, "threads", 0, 1024, &i, f))) return rc;
     job->threads = (int)i;
     return get_bool(p, "check", &job->check, f);
@@ -436,7 +448,6 @@ int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_j
 {
     if (params && !json_is_object(params))
         return bad(f, "params must be an object (named parameters)");
-    int64_t i = 0;
     int rc;
     switch (method) {
     case RPC_M_GENERATE:
@@ -458,8 +469,7 @@ int rpc_req_parse(struct rpc_server *s, int method, json_t *params, struct rpc_j
     case RPC_M_LOAD:
         return parse_load(s, params, job, f);
     case RPC_M_SESSION_CREATE: {
-        if ((rc = get_int(params, "n_ctx", 0, 1 << 24, &i, f))) return rc;
-        job->n_ctx = (uint32_t)i;
+        if ((rc = get_ctx(params, &job->n_ctx, f))) return rc;
         const char *kt;
         size_t n;
         if ((rc = get_str(params, "kv_type", &kt, &n, f))) return rc;

@@ -382,7 +382,7 @@ static int serve_run(struct uvio *io, const char *model)
 int rpc_serve(const struct rpc_serve_opts *o)
 {
     struct rpc_config cfg = {0};
-    cfg.allow_load = true;
+    cfg.allow_files = true;
     cfg.n_ctx = o->n_ctx;
     cfg.threads = o->threads;
     cfg.max_line_in = o->max_line;

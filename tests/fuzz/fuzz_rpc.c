@@ -3,8 +3,9 @@
  * the real line splitter with a small line limit, so framing, parsing, dispatch, params
  * validation, job execution and response encoding are all exercised. The stories260K model is
  * loaded once from $LMPIPE_SHARED (default ../shared) and lent to every server, so generate,
- * chat, tokenize and sessions run for real; model/load and model/unload are disabled (a fuzzed
- * path must not open arbitrary files, and the shared model must survive).
+ * chat, tokenize and sessions run for real; model/load, model/unload, session/save and
+ * session/load are disabled (cfg.allow_files off: a fuzzed path must not read or write
+ * arbitrary files, and the shared model must survive).
  *
  * Besides memory errors it checks what every outbound line must satisfy: shorter than
  * RPC_LINE_OUT_MAX, '\n'-terminated, valid UTF-8, no raw U+2028/U+2029/U+0085, a JSON object
