@@ -1656,6 +1656,127 @@ START_TEST(test_attn_pv)
 }
 END_TEST
 
+/* The batched attention kernels and kern_dot_f16_rows of every ISA against the scalar reference
+ * itself (select "scalar", then the ISA), on the shapes the wide kernels split differently: head
+ * sizes around the 8/16/32-element steps and past the on-stack key block (AB_MAXN = 512), key
+ * counts around the 8-key blocks and their pairs, query counts around the tiles of 1-3 queries;
+ * softmax.V cell counts ending at every place of a 16-cell group (queries of one tile ending in
+ * different groups), dims odd and even around the 2- and 4-dim tiles, blocks of 32, 64 and 256
+ * cells, all four paddings, weights that are not halves. Gaps hold NaN, never read. */
+static void qk_vs_ref(const char *isa, size_t n, size_t nr, size_t nq)
+{
+    size_t ks = n + 3, nk = (nr - 1) * ks + n;
+    float *k = xmalloc(nk * 4);
+    uint16_t *k16 = xmalloc(nk * 2), **q16;
+    for (size_t i = 0; i < nk; i++) {
+        k[i] = i % ks < n ? rng_gauss() : NAN;
+        k16[i] = i % ks < n ? rng_half() : 0x7e00;
+    }
+    float **q = attn_rows(nq, n, 0, NULL), **qh = attn_rows(nq, n, 1, &q16);
+    float **o = attn_rows(nq, nr, 0, NULL), **ref = attn_rows(nq, nr, 0, NULL), *o1 = xmalloc(nr * 4), *r1 = xmalloc(nr * 4);
+    for (unsigned order = 0; order < 3; order++) { /* 2: kern_attn_qk_f32 (one order) */
+        const float *const *qq = (const float *const *)q;
+        for (int s = 0; s < 2; s++) {
+            ck_assert_int_eq(kern_isa_select(s ? isa : "scalar"), 0);
+            if (order == 2) kern_attn_qk_f32(s ? o : ref, qq, nq, k, ks, n, nr);
+            else kern_attn_qk_f16(s ? o : ref, qq, nq, k16, ks, n, nr, order);
+            if (order < 2) kern_dot_f16_rows(s ? o1 : r1, q16[nq - 1], k16, ks, n, nr, order);
+        }
+        for (size_t i = 0; i < nq; i++)
+            for (size_t r = 0; r < nr; r++)
+                ck_assert_msg(fbits(o[i][r]) == fbits(ref[i][r]), "%s qk %s n=%zu rows=%zu nq=%zu q%zu key %zu: %a != %a",
+                              isa, order == 2 ? "f32" : order == KERN_ORDER_GEMM ? "f16 gemm" : "f16 vecdot", n, nr, nq, i, r,
+                              (double)o[i][r], (double)ref[i][r]);
+        for (size_t r = 0; order < 2 && r < nr; r++)
+            ck_assert_msg(fbits(o1[r]) == fbits(r1[r]), "%s dot_f16_rows n=%zu rows=%zu order=%u key %zu: %a != %a",
+                          isa, n, nr, order, r, (double)o1[r], (double)r1[r]);
+    }
+    attn_rows_free(q, nq);
+    attn_rows_free(qh, nq);
+    attn_rows_free(q16, nq);
+    attn_rows_free(o, nq);
+    attn_rows_free(ref, nq);
+    free(k);
+    free(k16);
+    free(o1);
+    free(r1);
+}
+
+static void pv_vs_ref(const char *isa, size_t n0, size_t dim, size_t nq, size_t g, size_t blk)
+{
+    size_t nmax = n0 + (nq - 1) / g, ds = blk + 2, bs = dim * ds + 5;
+    size_t nv = ((nmax - 1) / blk) * bs + (dim - 1) * ds + (nmax - 1) % blk + 1;
+    float *v = xmalloc(nv * 4);
+    uint16_t *v16 = xmalloc(nv * 2);
+    for (size_t i = 0; i < nv; i++) {
+        v[i] = NAN;
+        v16[i] = 0x7e00;
+    }
+    for (size_t t = 0; t < nmax; t++)
+        for (size_t d = 0; d < dim; d++) {
+            v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
+            v16[(t / blk) * bs + d * ds + t % blk] = rng_half();
+        }
+    struct kern_vt vt = {v, ds, blk, bs};
+    struct kern_vt_f16 vt16 = {v16, ds, blk, bs};
+    size_t *n = xmalloc(nq * sizeof *n), *n_pad = xmalloc(nq * sizeof *n_pad);
+    float **p = xmalloc(nq * sizeof *p);
+    attn_pv_shape(nq, g, n0, 0, n, n_pad);
+    for (size_t i = 0; i < nq; i++) {
+        p[i] = xmalloc(n[i] * 4);
+        for (size_t t = 0; t < n[i]; t++) p[i][t] = t % 5 == 2 ? 0.0f : (float)rng_unif();
+    }
+    float **o = attn_rows(nq, dim, 0, NULL), **ref = attn_rows(nq, dim, 0, NULL);
+    for (int pad = 0; pad < 4; pad++) {
+        attn_pv_shape(nq, g, n0, pad, n, n_pad);
+        for (unsigned order = 0; order < 2; order++)
+            for (int f16 = 0; f16 < 2; f16++) {
+                for (int s = 0; s < 2; s++) {
+                    ck_assert_int_eq(kern_isa_select(s ? isa : "scalar"), 0);
+                    if (f16) kern_attn_pv_f16(s ? o : ref, (const float *const *)p, n, n_pad, nq, &vt16, dim, order);
+                    else kern_attn_pv_f32(s ? o : ref, (const float *const *)p, n, n_pad, nq, &vt, dim, order);
+                }
+                for (size_t i = 0; i < nq; i++)
+                    for (size_t d = 0; d < dim; d++)
+                        ck_assert_msg(fbits(o[i][d]) == fbits(ref[i][d]),
+                                      "%s pv_%s n=%zu pad=%zu dim=%zu blk=%zu order=%u q%zu/%zu d=%zu: %a != %a", isa,
+                                      f16 ? "f16" : "f32", n[i], n_pad[i], dim, blk, order, i, nq, d, (double)o[i][d],
+                                      (double)ref[i][d]);
+            }
+    }
+    attn_rows_free(p, nq);
+    attn_rows_free(o, nq);
+    attn_rows_free(ref, nq);
+    free(n);
+    free(n_pad);
+    free(v);
+    free(v16);
+}
+
+START_TEST(test_attn_wide_vs_reference)
+{
+    const char *isas[KERN_MAX_ISAS];
+    int n_isa = simd_isas(isas);
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {16, 31, 40, 48, 65, 96, 97, 512, 520};
+    static const size_t rows[] = {8, 15, 16, 17, 33};
+    static const size_t n0s[] = {15, 16, 17, 30, 47, 48, 49, 63, 64, 65, 257, 300};
+    static const size_t dims[] = {2, 3, 4, 5, 6, 8, 64};
+    static const size_t blks[] = {32, 64, 256};
+    for (int s = 0; s < n_isa; s++) {
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
+                qk_vs_ref(isas[s], ns[ni], rows[ri], 1 + (ni + ri) % 7);
+        for (size_t ni = 0; ni < sizeof n0s / sizeof n0s[0]; ni++)
+            for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+                size_t nq = 1 + (ni + di) % 7, g = (ni + di) % 3 + 1; /* g = 1: every query a cell further */
+                pv_vs_ref(isas[s], n0s[ni], dims[di], nq, g, blks[(ni + di) % 3]);
+            }
+    }
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
 /* kern_round_f16 == util_fp16_to_f32(util_f32_to_fp16(x)) in every ISA: signed zeros, infinities,
  * NaN (any quiet NaN of the same sign), the largest half and the values that round to infinity,
  * half-way cases between halves (to even), subnormal halves and what underflows, random values
@@ -3087,6 +3208,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_fwht);
     tcase_add_test(tc, test_attn_qk);
     tcase_add_test(tc, test_attn_pv);
+    tcase_add_test(tc, test_attn_wide_vs_reference);
     tcase_add_test(tc, test_round_f16);
     suite_add_tcase(s, tc);
 

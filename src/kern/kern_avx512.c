@@ -677,6 +677,7 @@ HOT __mmask16 az_below(size_t rem)
 HOT void az_hsum_x8(float *out, const __m512 r[4], int hadd)
 {
     __m512 t[2];
+#pragma GCC unroll 8
     for (int j = 0; j < 2; j++) {
         const __m512 a = r[2 * j], b = r[2 * j + 1];
         t[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
@@ -705,6 +706,7 @@ HOT __m512 az_fold2(__m512 a, __m512 b)
 HOT void az_qk8_f32(__m512 r[4], const float *q, const float *k, size_t ks, size_t np)
 {
     __m512 a[8], b[8];
+#pragma GCC unroll 8
     for (int j = 0; j < 8; j++) a[j] = b[j] = _mm512_setzero_ps();
     for (size_t i = 0; i < np; i += 32) {
         const __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + i + 16);
@@ -714,6 +716,7 @@ HOT void az_qk8_f32(__m512 r[4], const float *q, const float *k, size_t ks, size
             b[j] = _mm512_fmadd_ps(_mm512_loadu_ps(k + (size_t)j * ks + i + 16), q1, b[j]);
         }
     }
+#pragma GCC unroll 8
     for (int p = 0; p < 4; p++)
         r[p] = az_fold2(_mm512_add_ps(a[2 * p], b[2 * p]), _mm512_add_ps(a[2 * p + 1], b[2 * p + 1]));
 }
@@ -756,26 +759,33 @@ HOT void az_qk8_pairs(__m512 r[4], const float *q, const float *kp, size_t n8, s
 {
     if (gemm) {
         __m512 a[4];
+#pragma GCC unroll 8
         for (int p = 0; p < 4; p++) a[p] = _mm512_setzero_ps();
         for (size_t i = 0; i < n8; i += 8) {
             const __m512 qv = az_bcast8(q + i);
 #pragma GCC unroll 4
             for (int p = 0; p < 4; p++) a[p] = _mm512_fmadd_ps(_mm512_loadu_ps(kp + (size_t)p * 2 * n8 + 2 * i), qv, a[p]);
         }
+#pragma GCC unroll 8
         for (int p = 0; p < 4; p++) r[p] = a[p];
         return;
     }
     __m512 s[4][4];
+#pragma GCC unroll 8
     for (int p = 0; p < 4; p++)
+#pragma GCC unroll 8
         for (int e = 0; e < 4; e++) s[p][e] = _mm512_setzero_ps();
     for (size_t i = 0; i < np; i += 32) {
         __m512 qv[4];
+#pragma GCC unroll 8
         for (int e = 0; e < 4; e++) qv[e] = az_bcast8(q + i + 8 * (size_t)e);
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
+#pragma GCC unroll 8
             for (int e = 0; e < 4; e++)
                 s[p][e] = _mm512_fmadd_ps(_mm512_loadu_ps(kp + (size_t)p * 2 * n8 + 2 * (i + 8 * (size_t)e)), qv[e], s[p][e]);
     }
+#pragma GCC unroll 8
     for (int p = 0; p < 4; p++) r[p] = _mm512_add_ps(_mm512_add_ps(s[p][0], s[p][2]), _mm512_add_ps(s[p][1], s[p][3]));
 }
 
@@ -847,17 +857,22 @@ HOT void az_pv_vecdot(__m256 red[2][PV_Q], const struct pv_q *qs, int NQ, int ND
                       size_t cmin, size_t cmax)
 {
     __m512 a[2][PV_Q], b[2][PV_Q];
+#pragma GCC unroll 8
     for (int e = 0; e < ND; e++)
+#pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) a[e][i] = b[e][i] = _mm512_setzero_ps();
     size_t c = 0;
     for (; c + 32 <= cmin; c += 32) {
         __m512 v0[2], v1[2];
+#pragma GCC unroll 8
         for (int e = 0; e < ND; e++) {
             v0[e] = az_v16(vt, d + (size_t)e, c, 16);
             v1[e] = az_v16(vt, d + (size_t)e, c + 16, 16);
         }
+#pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             const __m512 p0 = _mm512_loadu_ps(qs[i].p + c), p1 = _mm512_loadu_ps(qs[i].p + c + 16);
+#pragma GCC unroll 8
             for (int e = 0; e < ND; e++) {
                 a[e][i] = _mm512_fmadd_ps(v0[e], p0, a[e][i]);
                 b[e][i] = _mm512_fmadd_ps(v1[e], p1, b[e][i]);
@@ -866,18 +881,23 @@ HOT void az_pv_vecdot(__m256 red[2][PV_Q], const struct pv_q *qs, int NQ, int ND
     }
     for (; c < cmax; c += 16) {
         __m512 v[2];
+#pragma GCC unroll 8
         for (int e = 0; e < ND; e++) v[e] = az_v16(vt, d + (size_t)e, c, cmax - c);
+#pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             if (c >= qs[i].lim) continue;
             const __mmask16 m = az_below(qs[i].lim - c);
             const __m512 p = _mm512_maskz_loadu_ps(m, qs[i].p + c);
+#pragma GCC unroll 8
             for (int e = 0; e < ND; e++) {
                 if (c % 32) b[e][i] = _mm512_mask3_fmadd_ps(v[e], p, b[e][i], m);
                 else a[e][i] = _mm512_mask3_fmadd_ps(v[e], p, a[e][i], m);
             }
         }
     }
+#pragma GCC unroll 8
     for (int e = 0; e < ND; e++)
+#pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             const __m512 t = _mm512_add_ps(a[e][i], b[e][i]);
             red[e][i] = _mm256_add_ps(az_lo(t), az_hi(t));
@@ -889,10 +909,12 @@ HOT void az_pv_vecdot(__m256 red[2][PV_Q], const struct pv_q *qs, int NQ, int ND
 HOT void az_pv_gemm(const struct pv_q *qs, int NQ, const struct vt_any *vt, size_t d, size_t cmin, size_t cmax)
 {
     __m512 a[PV_Q][2];
+#pragma GCC unroll 8
     for (int i = 0; i < NQ; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
     size_t c = 0;
     for (; c < cmin; c += 8) {
         const __m512 v0 = az_v8x2(vt, d, d + 1, c, 8), v1 = az_v8x2(vt, d + 2, d + 3, c, 8);
+#pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             const __m512 w = az_bcast8(qs[i].p + c);
             a[i][0] = _mm512_fmadd_ps(v0, w, a[i][0]);
@@ -901,6 +923,7 @@ HOT void az_pv_gemm(const struct pv_q *qs, int NQ, const struct vt_any *vt, size
     }
     for (; c < cmax; c += 8) {
         const __m512 v0 = az_v8x2(vt, d, d + 1, c, cmax - c), v1 = az_v8x2(vt, d + 2, d + 3, c, cmax - c);
+#pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             if (c >= qs[i].lim) continue;
             const size_t rem = qs[i].lim - c < 8 ? qs[i].lim - c : 8;
@@ -912,7 +935,9 @@ HOT void az_pv_gemm(const struct pv_q *qs, int NQ, const struct vt_any *vt, size
             a[i][1] = _mm512_mask3_fmadd_ps(v1, w, a[i][1], m);
         }
     }
+#pragma GCC unroll 8
     for (int i = 0; i < NQ; i++)
+#pragma GCC unroll 8
         for (int e = 0; e < 2; e++) {
             const __m512 h = kz_hsum8x2(a[i][e]); /* hsum8 of each half, in lanes 0 and 8 */
             qs[i].out[d + 2 * (size_t)e] = _mm512_cvtss_f32(h);
@@ -939,6 +964,7 @@ HOT void az_pv_tile(const struct pv_q *qs, int NQ, bool gemm, const struct vt_an
         if (nd == 2) az_pv_vecdot(red, qs, NQ, 2, vt, d, cmin, cmax);
         else az_pv_vecdot(red, qs, NQ, 1, vt, d, cmin, cmax);
         for (int e = 0; e < nd; e++)
+#pragma GCC unroll 8
             for (int i = 0; i < NQ; i++) {
                 const struct pv_q *q = &qs[i];
                 const float head = hsum8_hadd(red[e][i]);
