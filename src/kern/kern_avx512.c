@@ -840,14 +840,22 @@ HOT __m512 az_v16(const struct vt_any *vt, size_t d, size_t c, size_t rem)
 }
 
 /* 8 cells from cell c of dims d (low half) and e (high half); the first rem only when rem < 8. */
-HOT __m512 az_v8x2(const struct vt_any *vt, size_t d, size_t e, size_t c, size_t rem)
+HOT __m512 az_v8x2_at(const void *x, const void *y, int h, size_t rem)
 {
-    const void *x = vt_any_at(vt, d, c), *y = vt_any_at(vt, e, c);
-    const __mmask8 m = (__mmask8)az_below(rem < 8 ? rem : 8);
-    if (vt->h)
+    if (rem >= 8) {
+        if (h) return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(loadu128(x)), loadu128(y), 1));
+        return az_join(_mm256_loadu_ps(x), _mm256_loadu_ps(y));
+    }
+    const __mmask8 m = (__mmask8)az_below(rem);
+    if (h)
         return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_maskz_loadu_epi16(m, x)),
                                                        _mm_maskz_loadu_epi16(m, y), 1));
     return az_join(_mm256_maskz_loadu_ps(m, x), _mm256_maskz_loadu_ps(m, y));
+}
+
+HOT __m512 az_v8x2(const struct vt_any *vt, size_t d, size_t e, size_t c, size_t rem)
+{
+    return az_v8x2_at(vt_any_at(vt, d, c), vt_any_at(vt, e, c), vt->h, rem);
 }
 
 /* vec_dot order: NQ queries x ND dims (d, d+1) over cells [0, cmax), every query's cells below
@@ -861,24 +869,33 @@ HOT void az_pv_vecdot(__m256 red[2][PV_Q], const struct pv_q *qs, int NQ, int ND
     for (int e = 0; e < ND; e++)
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) a[e][i] = b[e][i] = _mm512_setzero_ps();
-    size_t c = 0;
-    for (; c + 32 <= cmin; c += 32) {
-        __m512 v0[2], v1[2];
+    const size_t c32 = cmin & ~(size_t)31;
+    for (size_t b0 = 0; b0 < c32; b0 += vt->blk) { /* block by block: its cells are contiguous */
+        const size_t len = c32 - b0 < vt->blk ? c32 - b0 : vt->blk;
+        const void *x[2];
 #pragma GCC unroll 8
-        for (int e = 0; e < ND; e++) {
-            v0[e] = az_v16(vt, d + (size_t)e, c, 16);
-            v1[e] = az_v16(vt, d + (size_t)e, c + 16, 16);
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < NQ; i++) {
-            const __m512 p0 = _mm512_loadu_ps(qs[i].p + c), p1 = _mm512_loadu_ps(qs[i].p + c + 16);
+        for (int e = 0; e < ND; e++) x[e] = vt_any_at(vt, d + (size_t)e, b0);
+        for (size_t t = 0; t < len; t += 32) {
+            __m512 v0[2], v1[2];
 #pragma GCC unroll 8
             for (int e = 0; e < ND; e++) {
-                a[e][i] = _mm512_fmadd_ps(v0[e], p0, a[e][i]);
-                b[e][i] = _mm512_fmadd_ps(v1[e], p1, b[e][i]);
+                v0[e] = vt->h ? _mm512_cvtph_ps(loadu256((const uint16_t *)x[e] + t)) : _mm512_loadu_ps((const float *)x[e] + t);
+                v1[e] = vt->h ? _mm512_cvtph_ps(loadu256((const uint16_t *)x[e] + t + 16))
+                              : _mm512_loadu_ps((const float *)x[e] + t + 16);
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; i++) {
+                const float *pc = qs[i].p + b0 + t;
+                const __m512 p0 = _mm512_loadu_ps(pc), p1 = _mm512_loadu_ps(pc + 16);
+#pragma GCC unroll 8
+                for (int e = 0; e < ND; e++) {
+                    a[e][i] = _mm512_fmadd_ps(v0[e], p0, a[e][i]);
+                    b[e][i] = _mm512_fmadd_ps(v1[e], p1, b[e][i]);
+                }
             }
         }
     }
+    size_t c = c32;
     for (; c < cmax; c += 16) {
         __m512 v[2];
 #pragma GCC unroll 8
@@ -911,16 +928,22 @@ HOT void az_pv_gemm(const struct pv_q *qs, int NQ, const struct vt_any *vt, size
     __m512 a[PV_Q][2];
 #pragma GCC unroll 8
     for (int i = 0; i < NQ; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
-    size_t c = 0;
-    for (; c < cmin; c += 8) {
-        const __m512 v0 = az_v8x2(vt, d, d + 1, c, 8), v1 = az_v8x2(vt, d + 2, d + 3, c, 8);
+    for (size_t b0 = 0; b0 < cmin; b0 += vt->blk) { /* block by block: its cells are contiguous */
+        const size_t len = cmin - b0 < vt->blk ? cmin - b0 : vt->blk;
+        const void *x0 = vt_any_at(vt, d, b0), *x1 = vt_any_at(vt, d + 1, b0), *x2 = vt_any_at(vt, d + 2, b0),
+                   *x3 = vt_any_at(vt, d + 3, b0);
+        for (size_t t = 0; t < len; t += 8) {
+            const __m512 v0 = az_v8x2_at(cells_at(x0, t, vt->h), cells_at(x1, t, vt->h), vt->h, 8);
+            const __m512 v1 = az_v8x2_at(cells_at(x2, t, vt->h), cells_at(x3, t, vt->h), vt->h, 8);
 #pragma GCC unroll 8
-        for (int i = 0; i < NQ; i++) {
-            const __m512 w = az_bcast8(qs[i].p + c);
-            a[i][0] = _mm512_fmadd_ps(v0, w, a[i][0]);
-            a[i][1] = _mm512_fmadd_ps(v1, w, a[i][1]);
+            for (int i = 0; i < NQ; i++) {
+                const __m512 w = az_bcast8(qs[i].p + b0 + t);
+                a[i][0] = _mm512_fmadd_ps(v0, w, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(v1, w, a[i][1]);
+            }
         }
     }
+    size_t c = cmin;
     for (; c < cmax; c += 8) {
         const __m512 v0 = az_v8x2(vt, d, d + 1, c, cmax - c), v1 = az_v8x2(vt, d + 2, d + 3, c, cmax - c);
 #pragma GCC unroll 8
