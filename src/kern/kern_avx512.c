@@ -741,15 +741,15 @@ static void attn_qk_f32_z(float *const *out, const float *const *q, size_t n_q, 
 }
 
 /* The 8 F16 keys at k (stride ks) as floats in pairs: elements i..i+8 of keys 2p and 2p+1 side by
- * side at dst[p * 2 * n8 + 2 * i], for i < n8 (a multiple of 8). Exact. */
+ * side at dst[p * 2 * n8 + 2 * i], for i < n8 (a multiple of 8). Exact. Written key by key, each
+ * key's lines read in order: decode reads every key once from beyond L2, and converting two keys
+ * interleaved (one 256-bit load pair per zmm) took 40% longer there. */
 HOT void az_f16_pairs8(float *dst, const uint16_t *k, size_t ks, size_t n8)
 {
-    for (size_t p = 0; p < AB_K / 2; p++) {
-        const uint16_t *ka = k + 2 * p * ks, *kb = ka + ks;
-        float *o = dst + p * 2 * n8;
-        for (size_t i = 0; i < n8; i += 8)
-            _mm512_storeu_ps(o + 2 * i, _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(loadu128(ka + i)),
-                                                                                 loadu128(kb + i), 1)));
+    for (size_t j = 0; j < AB_K; j++) {
+        const uint16_t *kr = k + j * ks;
+        float *o = dst + (j / 2) * 2 * n8 + (j % 2) * 8;
+        for (size_t i = 0; i < n8; i += 8) _mm256_storeu_ps(o + 2 * i, load_f16x8(kr + i));
     }
 }
 
