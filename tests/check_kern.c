@@ -1662,7 +1662,8 @@ END_TEST
  * counts around the 8-key blocks and their pairs, query counts around the tiles of 1-3 queries;
  * softmax.V cell counts ending at every place of a 16-cell group (queries of one tile ending in
  * different groups), dims odd and even around the 2- and 4-dim tiles, blocks of 32, 64 and 256
- * cells, all four paddings, weights that are not halves. Gaps hold NaN, never read. */
+ * cells, all four paddings, weights that are not halves; softmax (kern_softmax_f32) too. Gaps hold
+ * NaN, never read. */
 static void qk_vs_ref(const char *isa, size_t n, size_t nr, size_t nq)
 {
     size_t ks = n + 3, nk = (nr - 1) * ks + n;
@@ -1753,6 +1754,34 @@ static void pv_vs_ref(const char *isa, size_t n0, size_t dim, size_t nq, size_t 
     free(v16);
 }
 
+/* softmax: lengths around the 16-lane steps, the three paddings, masked cells (-inf), a maximum
+ * that sends others down the exp's range-limit paths, a maximum of +0 and -0, a NaN score. */
+static void sm_vs_ref(const char *isa, size_t n)
+{
+    size_t pads[3] = {n, (n + 7) & ~(size_t)7, (n + 255) / 256 * 256};
+    float *x = xmalloc(n * 4), *r = xmalloc(n * 4), *o = xmalloc(n * 4);
+    for (int pi = 0; pi < 3; pi++)
+        for (int spread = 0; spread < 4; spread++) {
+            for (size_t i = 0; i < n; i++) x[i] = i % 11 == 5 ? -INFINITY : (spread == 1 ? 60.0f : 4.0f) * rng_gauss();
+            if (spread == 1 && n > 2) x[n / 2] = 200.0f;
+            if (spread == 2) /* maximum zero, +0 and -0 (the later one is the sequential maximum) */
+                for (size_t i = 0; i < n; i++) x[i] = i == 3 ? 0.0f : i == n - 2 || i == n / 2 ? -0.0f : -fabsf(x[i]);
+            if (spread == 3) x[n / 3] = NAN; /* a NaN score (any NaN then matches) */
+            memcpy(r, x, n * 4);
+            memcpy(o, x, n * 4);
+            ck_assert_int_eq(kern_isa_select("scalar"), 0);
+            kern_softmax_f32(r, n, pads[pi]);
+            ck_assert_int_eq(kern_isa_select(isa), 0);
+            kern_softmax_f32(o, n, pads[pi]);
+            for (size_t i = 0; i < n; i++)
+                ck_assert_msg(fbits(o[i]) == fbits(r[i]) || (isnan(o[i]) && isnan(r[i])), "%s softmax n=%zu pad=%zu spread=%d [%zu]: %a != %a", isa, n,
+                              pads[pi], spread, i, (double)o[i], (double)r[i]);
+        }
+    free(x);
+    free(r);
+    free(o);
+}
+
 START_TEST(test_attn_wide_vs_reference)
 {
     const char *isas[KERN_MAX_ISAS];
@@ -1772,6 +1801,8 @@ START_TEST(test_attn_wide_vs_reference)
                 size_t nq = 1 + (ni + di) % 7, g = (ni + di) % 3 + 1; /* g = 1: every query a cell further */
                 pv_vs_ref(isas[s], n0s[ni], dims[di], nq, g, blks[(ni + di) % 3]);
             }
+        static const size_t sms[] = {1, 15, 16, 17, 23, 24, 32, 47, 48, 300, 1025};
+        for (size_t i = 0; i < sizeof sms / sizeof sms[0]; i++) sm_vs_ref(isas[s], sms[i]);
     }
     ck_assert_int_eq(kern_isa_select(keep), 0);
 }

@@ -1428,15 +1428,21 @@ HOT __m256 v_silu(__m256 x)
     return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
-static void softmax_avx2(float *x, size_t n, size_t n_pad)
+/* The sequential maximum of the reference, so NaN scores behave the same. */
+HOT float softmax_max(const float *x, size_t n)
 {
-    float max = -INFINITY; /* sequential like the reference, so NaN scores behave the same */
+    float max = -INFINITY;
     for (size_t i = 0; i < n; i++) max = max > x[i] ? max : x[i];
-    size_t i;
+    return max;
+}
+
+/* softmax from element i (a multiple of 8) on, the exponentials of x[0..i) already stored and
+ * their sum in `sum` (one double addition per 8-lane hsum8, in order), then the normalization. */
+HOT void softmax_from(float *x, size_t n, size_t n_pad, size_t i, float max, double sum)
+{
     const __m256 vmax = _mm256_set1_ps(max);
     const size_t nv = n_pad & ~(size_t)7; /* elements through the vector exp */
-    double sum = 0.0;
-    for (i = 0; i < nv && i < n; i += 8) {
+    for (; i < nv && i < n; i += 8) {
         if (i + 8 <= n) {
             const __m256 v = v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
             _mm256_storeu_ps(x + i, v);
@@ -1460,6 +1466,11 @@ static void softmax_avx2(float *x, size_t n, size_t n_pad)
     const __m256 vinv = _mm256_set1_ps(inv);
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
     for (; i < n; i++) x[i] *= inv;
+}
+
+static void softmax_avx2(float *x, size_t n, size_t n_pad)
+{
+    softmax_from(x, n, n_pad, 0, softmax_max(x, n), 0.0);
 }
 
 static void swiglu_avx2(float *y, const float *x, const float *g, size_t n)

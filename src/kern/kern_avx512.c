@@ -1035,6 +1035,79 @@ static void attn_pv_f16_z(float *const *out, const float *const *p, const size_t
     az_pv_any(out, p, n, n_pad, n_q, &va, NULL, vt, dim, order);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax in 512 bits                                                                        */
+
+/* v_expf (ggml_v_expf) on 16 lanes: the same operations lane for lane, masks for the blends. */
+HOT __m512 z_expf(__m512 x)
+{
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b =
+        _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __m512i e = _mm512_slli_epi32(_mm512_castps_si512(z), 23);
+    const __m512 k = _mm512_castsi512_ps(_mm512_add_epi32(e, _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+    const __m512 an = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(n), _mm512_set1_epi32(0x7fffffff)));
+    const __mmask16 c = _mm512_cmp_ps_mask(an, _mm512_set1_ps(126.0f), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_mul_ps(_mm512_set1_ps(0x1.ffffecp-1f), b));
+    const __m512 plain = _mm512_fmadd_ps(j, k, k);
+    if (!c) return plain;
+    const __mmask16 le = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
+    const __m512i g = _mm512_maskz_mov_epi32(le, _mm512_set1_epi32((int)0x82000000u));
+    const __m512 s1 = _mm512_castsi512_ps(_mm512_add_epi32(g, _mm512_set1_epi32(0x7f000000)));
+    const __m512 s2 = _mm512_castsi512_ps(_mm512_sub_epi32(e, g));
+    const __mmask16 d = _mm512_cmp_ps_mask(an, _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m512 scaled = _mm512_mul_ps(_mm512_fmadd_ps(s2, j, s2), s1);
+    return _mm512_mask_blend_ps(d, _mm512_mask_blend_ps(c, plain, scaled), _mm512_mul_ps(s1, s1));
+}
+
+/* softmax_max's result without its dependency chain: the sequential "max > x ? max : x" ends
+ * with the last element equal to the maximum, so any order gives its bits, except when a NaN
+ * (which the chain forgets or keeps by position) or a zero (+0 and -0 compare equal) is
+ * involved: then the sequential loop decides. */
+HOT float softmax_max_z(const float *x, size_t n)
+{
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    if (i < n) {
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), az_below(n - i), x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    const float max = _mm512_reduce_max_ps(m);
+    return nan || max == 0.0f ? softmax_max(x, n) : max;
+}
+
+/* softmax_avx2 with the exponentials of 16 lanes at a time where no padding is involved; the sum
+ * still takes one double addition per 8-lane hsum8, in order (kz_hsum8x2 gives both). */
+static void softmax_z(float *x, size_t n, size_t n_pad)
+{
+    const float max = softmax_max_z(x, n);
+    const __m512 vmax = _mm512_set1_ps(max);
+    const size_t nv = n_pad & ~(size_t)7;
+    double sum = 0.0;
+    size_t i = 0;
+    for (; i + 16 <= n && i + 16 <= nv; i += 16) {
+        const __m512 v = z_expf(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
+        _mm512_storeu_ps(x + i, v);
+        const __m512 h = kz_hsum8x2(v);
+        sum += (double)_mm512_cvtss_f32(h);
+        sum += (double)_mm256_cvtss_f32(az_hi(h));
+    }
+    softmax_from(x, n, n_pad, i, max, sum);
+}
+
 /* the table's tile entries, made with kern_avx2.c's TILE_FN */
 TILE_FN(tile_q4_K_z, kz_tile, BLK_T_Q4_K)
 TILE_FN(tile_q5_K_z, kz_tile, BLK_T_Q5_K)
@@ -1061,6 +1134,7 @@ static const struct kern_isa_ext kern_ext_avx512 = {
             [BLK_T_Q4_1] = tile_q4_1_z,
             [BLK_T_Q5_1] = tile_q5_1_z,
         },
+    .softmax = softmax_z,
     .dot_f16_rows = dot_f16_rows_z,
     .attn_qk_f32 = attn_qk_f32_z,
     .attn_qk_f16 = attn_qk_f16_z,
