@@ -1468,6 +1468,19 @@ static void attn_rows_free(void *rows, size_t n_q)
     free(r);
 }
 
+/* nr keys of n elements at stride ks, as floats and as halves, NaN in the gaps (never read) and
+ * each allocation ending at the last element. */
+static void attn_k_make(size_t n, size_t nr, size_t ks, float **k, uint16_t **k16)
+{
+    size_t nk = (nr - 1) * ks + n;
+    *k = xmalloc(nk * 4);
+    *k16 = xmalloc(nk * 2);
+    for (size_t i = 0; i < nk; i++) {
+        (*k)[i] = i % ks < n ? rng_gauss() : NAN;
+        (*k16)[i] = i % ks < n ? rng_half() : 0x7e00;
+    }
+}
+
 /* kern_attn_qk_f32 == kern_dot_f32 per (query, key), kern_attn_qk_f16 on fp16-valued queries ==
  * kern_dot_f16_rows on their halves in both orders, bit for bit, in every ISA and the reference;
  * on queries that are not halves every ISA gives the reference's bits. Head sizes around the
@@ -1483,13 +1496,10 @@ START_TEST(test_attn_qk)
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
         for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
             size_t n = ns[ni], nr = rows[ri], nq = k_attn_nq[(ni + ri) % N_ATTN_NQ];
-            size_t ks = n + 5, nk = (nr - 1) * ks + n;
-            float *k = xmalloc(nk * 4);
-            uint16_t *k16 = xmalloc(nk * 2), **q16;
-            for (size_t i = 0; i < nk; i++) {
-                k[i] = i % ks < n ? rng_gauss() : NAN;
-                k16[i] = i % ks < n ? rng_half() : 0x7e00;
-            }
+            size_t ks = n + 5;
+            float *k;
+            uint16_t *k16, **q16;
+            attn_k_make(n, nr, ks, &k, &k16);
             float **q = attn_rows(nq, n, 0, NULL), **qh = attn_rows(nq, n, 1, &q16);
             float **o = attn_rows(nq, nr, 0, NULL), **ref = attn_rows(nq, nr, 0, NULL);
             float *want = xmalloc(nr * 4);
@@ -1549,6 +1559,27 @@ static void attn_pv_shape(size_t nq, size_t g, size_t n0, int pad, size_t *n, si
     }
 }
 
+/* A transposed V of nmax cells x dim in blocks of blk cells, as floats and as halves: NaN in the
+ * gaps between dims and blocks (never read) and each allocation ending at the last cell. */
+static void attn_v_make(size_t nmax, size_t dim, size_t blk, struct kern_vt *vt, struct kern_vt_f16 *vt16)
+{
+    size_t ds = blk + 2, bs = dim * ds + 5;
+    size_t nv = ((nmax - 1) / blk) * bs + (dim - 1) * ds + (nmax - 1) % blk + 1;
+    float *v = xmalloc(nv * 4);
+    uint16_t *v16 = xmalloc(nv * 2);
+    for (size_t i = 0; i < nv; i++) {
+        v[i] = NAN;
+        v16[i] = 0x7e00;
+    }
+    for (size_t t = 0; t < nmax; t++)
+        for (size_t d = 0; d < dim; d++) {
+            v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
+            v16[(t / blk) * bs + d * ds + t % blk] = rng_half();
+        }
+    *vt = (struct kern_vt){v, ds, blk, bs};
+    *vt16 = (struct kern_vt_f16){v16, ds, blk, bs};
+}
+
 /* kern_attn_pv_f32 == kern_wsum_f32 per query, kern_attn_pv_f16 on fp16-valued probabilities ==
  * kern_wsum_f16 on their halves, both orders, bit for bit, in every ISA and the reference; on
  * weights that are not halves every ISA gives the reference's bits. Queries see different cell
@@ -1565,21 +1596,10 @@ START_TEST(test_attn_pv)
     for (size_t ni = 0; ni < sizeof n0s / sizeof n0s[0]; ni++)
         for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
             size_t nq = k_attn_nq[(ni + di) % N_ATTN_NQ], g = (ni + di) % 2 ? 3 : 1, n0 = n0s[ni], dim = dims[di];
-            size_t nmax = n0 + (nq - 1) / g, blk = (di % 2) ? 128 : 32, ds = blk + 2, bs = dim * ds + 5;
-            size_t nv = ((nmax - 1) / blk) * bs + (dim - 1) * ds + (nmax - 1) % blk + 1;
-            float *v = xmalloc(nv * 4);
-            uint16_t *v16 = xmalloc(nv * 2);
-            for (size_t i = 0; i < nv; i++) {
-                v[i] = NAN;
-                v16[i] = 0x7e00;
-            }
-            for (size_t t = 0; t < nmax; t++)
-                for (size_t d = 0; d < dim; d++) {
-                    v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
-                    v16[(t / blk) * bs + d * ds + t % blk] = rng_half();
-                }
-            struct kern_vt vt = {v, ds, blk, bs};
-            struct kern_vt_f16 vt16 = {v16, ds, blk, bs};
+            size_t nmax = n0 + (nq - 1) / g, blk = (di % 2) ? 128 : 32;
+            struct kern_vt vt;
+            struct kern_vt_f16 vt16;
+            attn_v_make(nmax, dim, blk, &vt, &vt16);
             size_t *n = xmalloc(nq * sizeof *n), *n_pad = xmalloc(nq * sizeof *n_pad);
             float **p = xmalloc(nq * sizeof *p), **ph = xmalloc(nq * sizeof *ph);
             uint16_t **p16 = xmalloc(nq * sizeof *p16);
@@ -1637,8 +1657,8 @@ START_TEST(test_attn_pv)
             free(want);
             free(n);
             free(n_pad);
-            free(v);
-            free(v16);
+            free((void *)vt.v);
+            free((void *)vt16.v);
         }
     /* a block that is not a multiple of 32 cells: NaN for every query, not garbage */
     float vb[64] = {0}, pb[8] = {0}, o0[2], o1[2];
@@ -1666,13 +1686,10 @@ END_TEST
  * NaN, never read. */
 static void qk_vs_ref(const char *isa, size_t n, size_t nr, size_t nq)
 {
-    size_t ks = n + 3, nk = (nr - 1) * ks + n;
-    float *k = xmalloc(nk * 4);
-    uint16_t *k16 = xmalloc(nk * 2), **q16;
-    for (size_t i = 0; i < nk; i++) {
-        k[i] = i % ks < n ? rng_gauss() : NAN;
-        k16[i] = i % ks < n ? rng_half() : 0x7e00;
-    }
+    size_t ks = n + 3;
+    float *k;
+    uint16_t *k16, **q16;
+    attn_k_make(n, nr, ks, &k, &k16);
     float **q = attn_rows(nq, n, 0, NULL), **qh = attn_rows(nq, n, 1, &q16);
     float **o = attn_rows(nq, nr, 0, NULL), **ref = attn_rows(nq, nr, 0, NULL), *o1 = xmalloc(nr * 4), *r1 = xmalloc(nr * 4);
     for (unsigned order = 0; order < 3; order++) { /* 2: kern_attn_qk_f32 (one order) */
@@ -1705,21 +1722,9 @@ static void qk_vs_ref(const char *isa, size_t n, size_t nr, size_t nq)
 
 static void pv_vs_ref(const char *isa, size_t n0, size_t dim, size_t nq, size_t g, size_t blk)
 {
-    size_t nmax = n0 + (nq - 1) / g, ds = blk + 2, bs = dim * ds + 5;
-    size_t nv = ((nmax - 1) / blk) * bs + (dim - 1) * ds + (nmax - 1) % blk + 1;
-    float *v = xmalloc(nv * 4);
-    uint16_t *v16 = xmalloc(nv * 2);
-    for (size_t i = 0; i < nv; i++) {
-        v[i] = NAN;
-        v16[i] = 0x7e00;
-    }
-    for (size_t t = 0; t < nmax; t++)
-        for (size_t d = 0; d < dim; d++) {
-            v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
-            v16[(t / blk) * bs + d * ds + t % blk] = rng_half();
-        }
-    struct kern_vt vt = {v, ds, blk, bs};
-    struct kern_vt_f16 vt16 = {v16, ds, blk, bs};
+    struct kern_vt vt;
+    struct kern_vt_f16 vt16;
+    attn_v_make(n0 + (nq - 1) / g, dim, blk, &vt, &vt16);
     size_t *n = xmalloc(nq * sizeof *n), *n_pad = xmalloc(nq * sizeof *n_pad);
     float **p = xmalloc(nq * sizeof *p);
     attn_pv_shape(nq, g, n0, 0, n, n_pad);
@@ -1750,8 +1755,8 @@ static void pv_vs_ref(const char *isa, size_t n0, size_t dim, size_t nq, size_t 
     attn_rows_free(ref, nq);
     free(n);
     free(n_pad);
-    free(v);
-    free(v16);
+    free((void *)vt.v);
+    free((void *)vt16.v);
 }
 
 /* softmax: lengths around the 16-lane steps, the three paddings, masked cells (-inf), a maximum

@@ -1946,6 +1946,21 @@ HOT void pv_tile(const struct pv_q *qs, int NQ, bool gemm, const struct vt_any *
     }
 }
 
+/* The next tile from query i0 on: up to PV_Q queries of one mode, into qs; returns how many. */
+HOT int pv_group(struct pv_q qs[PV_Q], bool *gemm, float *const *out, const float *const *p, const size_t *n,
+                 const size_t *n_pad, size_t n_q, size_t i0, size_t dim, unsigned order)
+{
+    int nq = 0;
+    for (; nq < PV_Q && i0 + (size_t)nq < n_q; nq++) {
+        const size_t i = i0 + (size_t)nq, npad = n_pad[i] < n[i] ? n[i] : n_pad[i], np = npad & ~(size_t)31;
+        const bool g = order == KERN_ORDER_GEMM && npad % 8 == 0 && dim % 4 == 0;
+        if (nq && g != *gemm) break;
+        *gemm = g;
+        qs[nq] = (struct pv_q){p[i], out[i], g || n[i] < np ? n[i] : np, n[i], npad};
+    }
+    return nq;
+}
+
 /* Queries in tiles of up to PV_Q of one mode; the tile size is a constant in each call so the
  * accumulators stay in registers. */
 HOT void attn_pv_any(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
@@ -1954,15 +1969,8 @@ HOT void attn_pv_any(float *const *out, const float *const *p, const size_t *n, 
 {
     for (size_t i0 = 0; i0 < n_q;) {
         struct pv_q qs[PV_Q] = {{0}};
-        int nq = 0;
         bool gemm = false;
-        for (; nq < PV_Q && i0 + (size_t)nq < n_q; nq++) {
-            const size_t i = i0 + (size_t)nq, npad = n_pad[i] < n[i] ? n[i] : n_pad[i], np = npad & ~(size_t)31;
-            const bool g = order == KERN_ORDER_GEMM && npad % 8 == 0 && dim % 4 == 0;
-            if (nq && g != gemm) break;
-            gemm = g;
-            qs[nq] = (struct pv_q){p[i], out[i], g || n[i] < np ? n[i] : np, n[i], npad};
-        }
+        const int nq = pv_group(qs, &gemm, out, p, n, n_pad, n_q, i0, dim, order);
         if (nq == 3) pv_tile(qs, 3, gemm, vt, vt32, vt16, dim);
         else if (nq == 2) pv_tile(qs, 2, gemm, vt, vt32, vt16, dim);
         else pv_tile(qs, 1, gemm, vt, vt32, vt16, dim);

@@ -1009,15 +1009,8 @@ HOT void az_pv_any(float *const *out, const float *const *p, const size_t *n, co
 {
     for (size_t i0 = 0; i0 < n_q;) {
         struct pv_q qs[PV_Q] = {{0}};
-        int nq = 0;
         bool gemm = false;
-        for (; nq < PV_Q && i0 + (size_t)nq < n_q; nq++) {
-            const size_t i = i0 + (size_t)nq, npad = n_pad[i] < n[i] ? n[i] : n_pad[i], np = npad & ~(size_t)31;
-            const bool g = order == KERN_ORDER_GEMM && npad % 8 == 0 && dim % 4 == 0;
-            if (nq && g != gemm) break;
-            gemm = g;
-            qs[nq] = (struct pv_q){p[i], out[i], g || n[i] < np ? n[i] : np, n[i], npad};
-        }
+        const int nq = pv_group(qs, &gemm, out, p, n, n_pad, n_q, i0, dim, order);
         if (nq == 3) az_pv_tile(qs, 3, gemm, vt, vt32, vt16, dim);
         else if (nq == 2) az_pv_tile(qs, 2, gemm, vt, vt32, vt16, dim);
         else az_pv_tile(qs, 1, gemm, vt, vt32, vt16, dim);
