@@ -1468,6 +1468,19 @@ static void attn_rows_free(void *rows, size_t n_q)
     free(r);
 }
 
+/* nr keys of n elements at stride ks, as floats and as halves, NaN in the gaps (never read) and
+ * each allocation ending at the last element. */
+static void attn_k_make(size_t n, size_t nr, size_t ks, float **k, uint16_t **k16)
+{
+    size_t nk = (nr - 1) * ks + n;
+    *k = xmalloc(nk * 4);
+    *k16 = xmalloc(nk * 2);
+    for (size_t i = 0; i < nk; i++) {
+        (*k)[i] = i % ks < n ? rng_gauss() : NAN;
+        (*k16)[i] = i % ks < n ? rng_half() : 0x7e00;
+    }
+}
+
 /* kern_attn_qk_f32 == kern_dot_f32 per (query, key), kern_attn_qk_f16 on fp16-valued queries ==
  * kern_dot_f16_rows on their halves in both orders, bit for bit, in every ISA and the reference;
  * on queries that are not halves every ISA gives the reference's bits. Head sizes around the
@@ -1483,13 +1496,10 @@ START_TEST(test_attn_qk)
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
         for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
             size_t n = ns[ni], nr = rows[ri], nq = k_attn_nq[(ni + ri) % N_ATTN_NQ];
-            size_t ks = n + 5, nk = (nr - 1) * ks + n;
-            float *k = xmalloc(nk * 4);
-            uint16_t *k16 = xmalloc(nk * 2), **q16;
-            for (size_t i = 0; i < nk; i++) {
-                k[i] = i % ks < n ? rng_gauss() : NAN;
-                k16[i] = i % ks < n ? rng_half() : 0x7e00;
-            }
+            size_t ks = n + 5;
+            float *k;
+            uint16_t *k16, **q16;
+            attn_k_make(n, nr, ks, &k, &k16);
             float **q = attn_rows(nq, n, 0, NULL), **qh = attn_rows(nq, n, 1, &q16);
             float **o = attn_rows(nq, nr, 0, NULL), **ref = attn_rows(nq, nr, 0, NULL);
             float *want = xmalloc(nr * 4);
@@ -1549,6 +1559,27 @@ static void attn_pv_shape(size_t nq, size_t g, size_t n0, int pad, size_t *n, si
     }
 }
 
+/* A transposed V of nmax cells x dim in blocks of blk cells, as floats and as halves: NaN in the
+ * gaps between dims and blocks (never read) and each allocation ending at the last cell. */
+static void attn_v_make(size_t nmax, size_t dim, size_t blk, struct kern_vt *vt, struct kern_vt_f16 *vt16)
+{
+    size_t ds = blk + 2, bs = dim * ds + 5;
+    size_t nv = ((nmax - 1) / blk) * bs + (dim - 1) * ds + (nmax - 1) % blk + 1;
+    float *v = xmalloc(nv * 4);
+    uint16_t *v16 = xmalloc(nv * 2);
+    for (size_t i = 0; i < nv; i++) {
+        v[i] = NAN;
+        v16[i] = 0x7e00;
+    }
+    for (size_t t = 0; t < nmax; t++)
+        for (size_t d = 0; d < dim; d++) {
+            v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
+            v16[(t / blk) * bs + d * ds + t % blk] = rng_half();
+        }
+    *vt = (struct kern_vt){v, ds, blk, bs};
+    *vt16 = (struct kern_vt_f16){v16, ds, blk, bs};
+}
+
 /* kern_attn_pv_f32 == kern_wsum_f32 per query, kern_attn_pv_f16 on fp16-valued probabilities ==
  * kern_wsum_f16 on their halves, both orders, bit for bit, in every ISA and the reference; on
  * weights that are not halves every ISA gives the reference's bits. Queries see different cell
@@ -1565,21 +1596,10 @@ START_TEST(test_attn_pv)
     for (size_t ni = 0; ni < sizeof n0s / sizeof n0s[0]; ni++)
         for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
             size_t nq = k_attn_nq[(ni + di) % N_ATTN_NQ], g = (ni + di) % 2 ? 3 : 1, n0 = n0s[ni], dim = dims[di];
-            size_t nmax = n0 + (nq - 1) / g, blk = (di % 2) ? 128 : 32, ds = blk + 2, bs = dim * ds + 5;
-            size_t nv = ((nmax - 1) / blk) * bs + (dim - 1) * ds + (nmax - 1) % blk + 1;
-            float *v = xmalloc(nv * 4);
-            uint16_t *v16 = xmalloc(nv * 2);
-            for (size_t i = 0; i < nv; i++) {
-                v[i] = NAN;
-                v16[i] = 0x7e00;
-            }
-            for (size_t t = 0; t < nmax; t++)
-                for (size_t d = 0; d < dim; d++) {
-                    v[(t / blk) * bs + d * ds + t % blk] = rng_gauss();
-                    v16[(t / blk) * bs + d * ds + t % blk] = rng_half();
-                }
-            struct kern_vt vt = {v, ds, blk, bs};
-            struct kern_vt_f16 vt16 = {v16, ds, blk, bs};
+            size_t nmax = n0 + (nq - 1) / g, blk = (di % 2) ? 128 : 32;
+            struct kern_vt vt;
+            struct kern_vt_f16 vt16;
+            attn_v_make(nmax, dim, blk, &vt, &vt16);
             size_t *n = xmalloc(nq * sizeof *n), *n_pad = xmalloc(nq * sizeof *n_pad);
             float **p = xmalloc(nq * sizeof *p), **ph = xmalloc(nq * sizeof *ph);
             uint16_t **p16 = xmalloc(nq * sizeof *p16);
@@ -1637,8 +1657,8 @@ START_TEST(test_attn_pv)
             free(want);
             free(n);
             free(n_pad);
-            free(v);
-            free(v16);
+            free((void *)vt.v);
+            free((void *)vt16.v);
         }
     /* a block that is not a multiple of 32 cells: NaN for every query, not garbage */
     float vb[64] = {0}, pb[8] = {0}, o0[2], o1[2];
@@ -1652,6 +1672,143 @@ START_TEST(test_attn_pv)
     ck_assert(isnan(o0[0]) && isnan(o0[1]) && isnan(o1[0]) && isnan(o1[1]));
     kern_attn_pv_f16(outs, ps, nn, nn, 2, &bad16, 2, KERN_ORDER_GEMM);
     ck_assert(isnan(o0[0]) && isnan(o0[1]) && isnan(o1[0]) && isnan(o1[1]));
+    ck_assert_int_eq(kern_isa_select(keep), 0);
+}
+END_TEST
+
+/* The batched attention kernels and kern_dot_f16_rows of every ISA against the scalar reference
+ * itself (select "scalar", then the ISA), on the shapes the wide kernels split differently: head
+ * sizes around the 8/16/32-element steps and past the on-stack key block (AB_MAXN = 512), key
+ * counts around the 8-key blocks and their pairs, query counts around the tiles of 1-3 queries;
+ * softmax.V cell counts ending at every place of a 16-cell group (queries of one tile ending in
+ * different groups), dims odd and even around the 2- and 4-dim tiles, blocks of 32, 64 and 256
+ * cells, all four paddings, weights that are not halves; softmax (kern_softmax_f32) too. Gaps hold
+ * NaN, never read. */
+static void qk_vs_ref(const char *isa, size_t n, size_t nr, size_t nq)
+{
+    size_t ks = n + 3;
+    float *k;
+    uint16_t *k16, **q16;
+    attn_k_make(n, nr, ks, &k, &k16);
+    float **q = attn_rows(nq, n, 0, NULL), **qh = attn_rows(nq, n, 1, &q16);
+    float **o = attn_rows(nq, nr, 0, NULL), **ref = attn_rows(nq, nr, 0, NULL), *o1 = xmalloc(nr * 4), *r1 = xmalloc(nr * 4);
+    for (unsigned order = 0; order < 3; order++) { /* 2: kern_attn_qk_f32 (one order) */
+        const float *const *qq = (const float *const *)q;
+        for (int s = 0; s < 2; s++) {
+            ck_assert_int_eq(kern_isa_select(s ? isa : "scalar"), 0);
+            if (order == 2) kern_attn_qk_f32(s ? o : ref, qq, nq, k, ks, n, nr);
+            else kern_attn_qk_f16(s ? o : ref, qq, nq, k16, ks, n, nr, order);
+            if (order < 2) kern_dot_f16_rows(s ? o1 : r1, q16[nq - 1], k16, ks, n, nr, order);
+        }
+        for (size_t i = 0; i < nq; i++)
+            for (size_t r = 0; r < nr; r++)
+                ck_assert_msg(fbits(o[i][r]) == fbits(ref[i][r]), "%s qk %s n=%zu rows=%zu nq=%zu q%zu key %zu: %a != %a",
+                              isa, order == 2 ? "f32" : order == KERN_ORDER_GEMM ? "f16 gemm" : "f16 vecdot", n, nr, nq, i, r,
+                              (double)o[i][r], (double)ref[i][r]);
+        for (size_t r = 0; order < 2 && r < nr; r++)
+            ck_assert_msg(fbits(o1[r]) == fbits(r1[r]), "%s dot_f16_rows n=%zu rows=%zu order=%u key %zu: %a != %a",
+                          isa, n, nr, order, r, (double)o1[r], (double)r1[r]);
+    }
+    attn_rows_free(q, nq);
+    attn_rows_free(qh, nq);
+    attn_rows_free(q16, nq);
+    attn_rows_free(o, nq);
+    attn_rows_free(ref, nq);
+    free(k);
+    free(k16);
+    free(o1);
+    free(r1);
+}
+
+static void pv_vs_ref(const char *isa, size_t n0, size_t dim, size_t nq, size_t g, size_t blk)
+{
+    struct kern_vt vt;
+    struct kern_vt_f16 vt16;
+    attn_v_make(n0 + (nq - 1) / g, dim, blk, &vt, &vt16);
+    size_t *n = xmalloc(nq * sizeof *n), *n_pad = xmalloc(nq * sizeof *n_pad);
+    float **p = xmalloc(nq * sizeof *p);
+    attn_pv_shape(nq, g, n0, 0, n, n_pad);
+    for (size_t i = 0; i < nq; i++) {
+        p[i] = xmalloc(n[i] * 4);
+        for (size_t t = 0; t < n[i]; t++) p[i][t] = t % 5 == 2 ? 0.0f : (float)rng_unif();
+    }
+    float **o = attn_rows(nq, dim, 0, NULL), **ref = attn_rows(nq, dim, 0, NULL);
+    for (int pad = 0; pad < 4; pad++) {
+        attn_pv_shape(nq, g, n0, pad, n, n_pad);
+        for (unsigned order = 0; order < 2; order++)
+            for (int f16 = 0; f16 < 2; f16++) {
+                for (int s = 0; s < 2; s++) {
+                    ck_assert_int_eq(kern_isa_select(s ? isa : "scalar"), 0);
+                    if (f16) kern_attn_pv_f16(s ? o : ref, (const float *const *)p, n, n_pad, nq, &vt16, dim, order);
+                    else kern_attn_pv_f32(s ? o : ref, (const float *const *)p, n, n_pad, nq, &vt, dim, order);
+                }
+                for (size_t i = 0; i < nq; i++)
+                    for (size_t d = 0; d < dim; d++)
+                        ck_assert_msg(fbits(o[i][d]) == fbits(ref[i][d]),
+                                      "%s pv_%s n=%zu pad=%zu dim=%zu blk=%zu order=%u q%zu/%zu d=%zu: %a != %a", isa,
+                                      f16 ? "f16" : "f32", n[i], n_pad[i], dim, blk, order, i, nq, d, (double)o[i][d],
+                                      (double)ref[i][d]);
+            }
+    }
+    attn_rows_free(p, nq);
+    attn_rows_free(o, nq);
+    attn_rows_free(ref, nq);
+    free(n);
+    free(n_pad);
+    free((void *)vt.v);
+    free((void *)vt16.v);
+}
+
+/* softmax: lengths around the 16-lane steps, the three paddings, masked cells (-inf), a maximum
+ * that sends others down the exp's range-limit paths, a maximum of +0 and -0, a NaN score. */
+static void sm_vs_ref(const char *isa, size_t n)
+{
+    size_t pads[3] = {n, (n + 7) & ~(size_t)7, (n + 255) / 256 * 256};
+    float *x = xmalloc(n * 4), *r = xmalloc(n * 4), *o = xmalloc(n * 4);
+    for (int pi = 0; pi < 3; pi++)
+        for (int spread = 0; spread < 4; spread++) {
+            for (size_t i = 0; i < n; i++) x[i] = i % 11 == 5 ? -INFINITY : (spread == 1 ? 60.0f : 4.0f) * rng_gauss();
+            if (spread == 1 && n > 2) x[n / 2] = 200.0f;
+            if (spread == 2) /* maximum zero, +0 and -0 (the later one is the sequential maximum) */
+                for (size_t i = 0; i < n; i++) x[i] = i == 3 ? 0.0f : i == n - 2 || i == n / 2 ? -0.0f : -fabsf(x[i]);
+            if (spread == 3) x[n / 3] = NAN; /* a NaN score (any NaN then matches) */
+            memcpy(r, x, n * 4);
+            memcpy(o, x, n * 4);
+            ck_assert_int_eq(kern_isa_select("scalar"), 0);
+            kern_softmax_f32(r, n, pads[pi]);
+            ck_assert_int_eq(kern_isa_select(isa), 0);
+            kern_softmax_f32(o, n, pads[pi]);
+            for (size_t i = 0; i < n; i++)
+                ck_assert_msg(fbits(o[i]) == fbits(r[i]) || (isnan(o[i]) && isnan(r[i])), "%s softmax n=%zu pad=%zu spread=%d [%zu]: %a != %a", isa, n,
+                              pads[pi], spread, i, (double)o[i], (double)r[i]);
+        }
+    free(x);
+    free(r);
+    free(o);
+}
+
+START_TEST(test_attn_wide_vs_reference)
+{
+    const char *isas[KERN_MAX_ISAS];
+    int n_isa = simd_isas(isas);
+    const char *keep = kern_isa_name();
+    static const size_t ns[] = {16, 31, 40, 48, 65, 96, 97, 512, 520};
+    static const size_t rows[] = {8, 15, 16, 17, 33};
+    static const size_t n0s[] = {15, 16, 17, 30, 47, 48, 49, 63, 64, 65, 257, 300};
+    static const size_t dims[] = {2, 3, 4, 5, 6, 8, 64};
+    static const size_t blks[] = {32, 64, 256};
+    for (int s = 0; s < n_isa; s++) {
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
+                qk_vs_ref(isas[s], ns[ni], rows[ri], 1 + (ni + ri) % 7);
+        for (size_t ni = 0; ni < sizeof n0s / sizeof n0s[0]; ni++)
+            for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+                size_t nq = 1 + (ni + di) % 7, g = (ni + di) % 3 + 1; /* g = 1: every query a cell further */
+                pv_vs_ref(isas[s], n0s[ni], dims[di], nq, g, blks[(ni + di) % 3]);
+            }
+        static const size_t sms[] = {1, 15, 16, 17, 23, 24, 32, 47, 48, 300, 1025};
+        for (size_t i = 0; i < sizeof sms / sizeof sms[0]; i++) sm_vs_ref(isas[s], sms[i]);
+    }
     ck_assert_int_eq(kern_isa_select(keep), 0);
 }
 END_TEST
@@ -3087,6 +3244,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_fwht);
     tcase_add_test(tc, test_attn_qk);
     tcase_add_test(tc, test_attn_pv);
+    tcase_add_test(tc, test_attn_wide_vs_reference);
     tcase_add_test(tc, test_round_f16);
     suite_add_tcase(s, tc);
 

@@ -1428,15 +1428,21 @@ HOT __m256 v_silu(__m256 x)
     return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
-static void softmax_avx2(float *x, size_t n, size_t n_pad)
+/* The sequential maximum of the reference, so NaN scores behave the same. */
+HOT float softmax_max(const float *x, size_t n)
 {
-    float max = -INFINITY; /* sequential like the reference, so NaN scores behave the same */
+    float max = -INFINITY;
     for (size_t i = 0; i < n; i++) max = max > x[i] ? max : x[i];
-    size_t i;
+    return max;
+}
+
+/* softmax from element i (a multiple of 8) on, the exponentials of x[0..i) already stored and
+ * their sum in `sum` (one double addition per 8-lane hsum8, in order), then the normalization. */
+HOT void softmax_from(float *x, size_t n, size_t n_pad, size_t i, float max, double sum)
+{
     const __m256 vmax = _mm256_set1_ps(max);
     const size_t nv = n_pad & ~(size_t)7; /* elements through the vector exp */
-    double sum = 0.0;
-    for (i = 0; i < nv && i < n; i += 8) {
+    for (; i < nv && i < n; i += 8) {
         if (i + 8 <= n) {
             const __m256 v = v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
             _mm256_storeu_ps(x + i, v);
@@ -1460,6 +1466,11 @@ static void softmax_avx2(float *x, size_t n, size_t n_pad)
     const __m256 vinv = _mm256_set1_ps(inv);
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
     for (; i < n; i++) x[i] *= inv;
+}
+
+static void softmax_avx2(float *x, size_t n, size_t n_pad)
+{
+    softmax_from(x, n, n_pad, 0, softmax_max(x, n), 0.0);
 }
 
 static void swiglu_avx2(float *y, const float *x, const float *g, size_t n)
@@ -1935,6 +1946,21 @@ HOT void pv_tile(const struct pv_q *qs, int NQ, bool gemm, const struct vt_any *
     }
 }
 
+/* The next tile from query i0 on: up to PV_Q queries of one mode, into qs; returns how many. */
+HOT int pv_group(struct pv_q qs[PV_Q], bool *gemm, float *const *out, const float *const *p, const size_t *n,
+                 const size_t *n_pad, size_t n_q, size_t i0, size_t dim, unsigned order)
+{
+    int nq = 0;
+    for (; nq < PV_Q && i0 + (size_t)nq < n_q; nq++) {
+        const size_t i = i0 + (size_t)nq, npad = n_pad[i] < n[i] ? n[i] : n_pad[i], np = npad & ~(size_t)31;
+        const bool g = order == KERN_ORDER_GEMM && npad % 8 == 0 && dim % 4 == 0;
+        if (nq && g != *gemm) break;
+        *gemm = g;
+        qs[nq] = (struct pv_q){p[i], out[i], g || n[i] < np ? n[i] : np, n[i], npad};
+    }
+    return nq;
+}
+
 /* Queries in tiles of up to PV_Q of one mode; the tile size is a constant in each call so the
  * accumulators stay in registers. */
 HOT void attn_pv_any(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
@@ -1943,15 +1969,8 @@ HOT void attn_pv_any(float *const *out, const float *const *p, const size_t *n, 
 {
     for (size_t i0 = 0; i0 < n_q;) {
         struct pv_q qs[PV_Q] = {{0}};
-        int nq = 0;
         bool gemm = false;
-        for (; nq < PV_Q && i0 + (size_t)nq < n_q; nq++) {
-            const size_t i = i0 + (size_t)nq, npad = n_pad[i] < n[i] ? n[i] : n_pad[i], np = npad & ~(size_t)31;
-            const bool g = order == KERN_ORDER_GEMM && npad % 8 == 0 && dim % 4 == 0;
-            if (nq && g != gemm) break;
-            gemm = g;
-            qs[nq] = (struct pv_q){p[i], out[i], g || n[i] < np ? n[i] : np, n[i], npad};
-        }
+        const int nq = pv_group(qs, &gemm, out, p, n, n_pad, n_q, i0, dim, order);
         if (nq == 3) pv_tile(qs, 3, gemm, vt, vt32, vt16, dim);
         else if (nq == 2) pv_tile(qs, 2, gemm, vt, vt32, vt16, dim);
         else pv_tile(qs, 1, gemm, vt, vt32, vt16, dim);

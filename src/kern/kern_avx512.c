@@ -6,9 +6,13 @@
  * weight type runs VNNI code in this tier and the hot ones run the kernels below:
  *  - Q4_K, Q5_K, Q6_K: row dot products (decode) and a rows x tokens tile (prefill);
  *  - Q8_0, Q4_0, Q5_0, IQ4_NL (batched order), Q4_1, Q5_1: a rows x tokens tile; their decode
- *    is the base's per-row dot (DRAM-bound: 256 bits read as fast as 512 there).
+ *    is the base's per-row dot (DRAM-bound: 256 bits read as fast as 512 there);
+ *  - attention over F16 and F32 caches (kern_attn_qk_*, kern_attn_pv_*, kern_dot_f16_rows) and
+ *    softmax, which dominate decode at depth (SmolLM2-135M Q8_0, 1024 cached positions, one
+ *    core: q.k 1.6 -> 1.2 ms, softmax 0.7 -> 0.5, softmax.V 1.8 -> 1.15 per token).
  * Everything else (activation preparation, F32/F16/BF16, Q2_K, Q3_K, IQ4_XS, IQ4_NL's
- * single-token order, the attention and FFN helpers) is the base's.
+ * single-token order, kern_wsum_*, the Q8_0 cache's flash attention, the FFN helpers) is the
+ * base's.
  *
  * Why these shapes (measured on the AMD EPYC this project builds on, CPU family 26 = Zen 5, one
  * core): vpdpbusd / vpdpwssd / vpmaddubsw / FMA issue two per cycle at 512 bits as at 256 (all
@@ -627,6 +631,480 @@ HOT void q0z_tile(uint32_t type, const void *wv, size_t rb, size_t nr, const voi
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Attention over F32 / F16 caches (kern_attn_*, kern_dot_f16_rows) in 512 bits               */
+/*                                                                                            */
+/* The reference's accumulators are 8-lane vectors (llama.cpp's AVX2 lanes); a zmm holds two   */
+/* of them that never meet until the reduction, so every float operation is the base's:       */
+/*  - ggml_vec_dot's order (four accumulators s0..s3 by element % 32 / 8) with 16 contiguous   */
+/*    elements per zmm: [s0 | s1] and [s2 | s3], reduced as (s0 + s2) + (s1 + s3) by adding    */
+/*    the two zmm and then their halves (F32 keys, softmax.V of both types);                   */
+/*  - tinyBLAS' order (one accumulator, one chain over the elements) with two independent     */
+/*    rows per zmm: two keys (q.k, over F16 keys converted once per 8-key block into pairs) or */
+/*    two output dims (softmax.V), the query / weights broadcast to both halves;               */
+/*  - F16 keys in ggml_vec_dot's order also as key pairs, [s_e(a) | s_e(b)]: the conversion is */
+/*    paid once per block and the reduction needs no shuffles.                                 */
+/* Horizontal sums of 8 keys finish lane-parallel (az_hsum_x8), with the additions of          */
+/* hsum8_hadd / hsum8 in their order. Cells a query must not see are never read for it: its   */
+/* lanes are masked (the accumulator lanes kept, as the reference skips them).                 */
+
+/* lo in the low 256 bits, hi in the high */
+HOT __m512 az_join(__m256 lo, __m256 hi)
+{
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+
+HOT __m256 az_lo(__m512 v)
+{
+    return _mm512_castps512_ps256(v);
+}
+
+HOT __m256 az_hi(__m512 v)
+{
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* the 8 floats at p in both halves */
+HOT __m512 az_bcast8(const float *p)
+{
+    return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
+}
+
+HOT __mmask16 az_below(size_t rem)
+{
+    return rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
+}
+
+/* The horizontal sums of 8 keys whose 8-lane vectors are the halves of r[0..4) (key 2p low, 2p+1
+ * high), into out[0..8): lo128 + hi128 per key, then hsum8_hadd's (t0 + t1) + (t2 + t3)
+ * (hadd = 1) or hsum8's (t0 + t2) + (t1 + t3) (hadd = 0), one key per 128-bit lane. */
+HOT void az_hsum_x8(float *out, const __m512 r[4], int hadd)
+{
+    __m512 t[2];
+#pragma GCC unroll 8
+    for (int j = 0; j < 2; j++) {
+        const __m512 a = r[2 * j], b = r[2 * j + 1];
+        t[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+        if (hadd) {
+            t[j] = _mm512_add_ps(t[j], _mm512_permute_ps(t[j], _MM_SHUFFLE(2, 3, 0, 1))); /* t0+t1, t2+t3 */
+            t[j] = _mm512_add_ps(t[j], _mm512_permute_ps(t[j], _MM_SHUFFLE(1, 0, 3, 2)));
+        } else {
+            t[j] = _mm512_add_ps(t[j], _mm512_permute_ps(t[j], _MM_SHUFFLE(1, 0, 3, 2))); /* t0+t2, t1+t3 */
+            t[j] = _mm512_add_ps(t[j], _mm512_movehdup_ps(t[j]));
+        }
+    }
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm256_storeu_ps(out, az_lo(_mm512_permutex2var_ps(t[0], idx, t[1])));
+}
+
+/* [lo(a) + hi(a) | lo(b) + hi(b)]: the 8-lane vectors of two keys kept as [x | y] pairs */
+HOT __m512 az_fold2(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* ggml_vec_dot_f32's blocks of one query against 8 F32 keys (stride ks), 16 elements per zmm;
+ * r[p] = [reduce4_v of key 2p | of key 2p+1]. */
+HOT void az_qk8_f32(__m512 r[4], const float *q, const float *k, size_t ks, size_t np)
+{
+    __m512 a[8], b[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) a[j] = b[j] = _mm512_setzero_ps();
+    for (size_t i = 0; i < np; i += 32) {
+        const __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + i + 16);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            a[j] = _mm512_fmadd_ps(_mm512_loadu_ps(k + (size_t)j * ks + i), q0, a[j]);
+            b[j] = _mm512_fmadd_ps(_mm512_loadu_ps(k + (size_t)j * ks + i + 16), q1, b[j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < 4; p++)
+        r[p] = az_fold2(_mm512_add_ps(a[2 * p], b[2 * p]), _mm512_add_ps(a[2 * p + 1], b[2 * p + 1]));
+}
+
+static void attn_qk_f32_z(float *const *out, const float *const *q, size_t n_q, const float *k, size_t ks, size_t n,
+                          size_t n_rows)
+{
+    const size_t np = n & ~(size_t)31;
+    size_t r = 0;
+    for (; r + AB_K <= n_rows; r += AB_K) {
+        const float *kb = k + r * ks;
+        for (size_t i = 0; i < n_q; i++) {
+            __m512 red[4];
+            az_qk8_f32(red, q[i], kb, ks, np);
+            az_hsum_x8(out[i] + r, red, 1);
+            if (np < n)
+                for (size_t j = 0; j < AB_K; j++) out[i][r + j] = f32_tail(q[i], kb + j * ks, np, n, out[i][r + j]);
+        }
+    }
+    for (; r < n_rows; r++)
+        for (size_t i = 0; i < n_q; i++) out[i][r] = dot_f32_vecdot(q[i], k + r * ks, n);
+}
+
+/* The 8 F16 keys at k (stride ks) as floats in pairs: elements i..i+8 of keys 2p and 2p+1 side by
+ * side at dst[p * 2 * n8 + 2 * i], for i < n8 (a multiple of 8). Exact. Written key by key, each
+ * key's lines read in order: decode reads every key once from beyond L2, and converting two keys
+ * interleaved (one 256-bit load pair per zmm) took 40% longer there. */
+HOT void az_f16_pairs8(float *dst, const uint16_t *k, size_t ks, size_t n8)
+{
+    for (size_t j = 0; j < AB_K; j++) {
+        const uint16_t *kr = k + j * ks;
+        float *o = dst + (j / 2) * 2 * n8 + (j % 2) * 8;
+        for (size_t i = 0; i < n8; i += 8) _mm256_storeu_ps(o + 2 * i, load_f16x8(kr + i));
+    }
+}
+
+/* One query against 8 keys in pair layout (az_f16_pairs8, row length n8): ggml_vec_dot's four
+ * accumulators per key over np elements (gemm = 0), or tinyBLAS' one over n8 (gemm = 1). */
+HOT void az_qk8_pairs(__m512 r[4], const float *q, const float *kp, size_t n8, size_t np, int gemm)
+{
+    if (gemm) {
+        __m512 a[4];
+#pragma GCC unroll 8
+        for (int p = 0; p < 4; p++) a[p] = _mm512_setzero_ps();
+        for (size_t i = 0; i < n8; i += 8) {
+            const __m512 qv = az_bcast8(q + i);
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) a[p] = _mm512_fmadd_ps(_mm512_loadu_ps(kp + (size_t)p * 2 * n8 + 2 * i), qv, a[p]);
+        }
+#pragma GCC unroll 8
+        for (int p = 0; p < 4; p++) r[p] = a[p];
+        return;
+    }
+    __m512 s[4][4];
+#pragma GCC unroll 8
+    for (int p = 0; p < 4; p++)
+#pragma GCC unroll 8
+        for (int e = 0; e < 4; e++) s[p][e] = _mm512_setzero_ps();
+    for (size_t i = 0; i < np; i += 32) {
+        __m512 qv[4];
+#pragma GCC unroll 8
+        for (int e = 0; e < 4; e++) qv[e] = az_bcast8(q + i + 8 * (size_t)e);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++)
+#pragma GCC unroll 8
+            for (int e = 0; e < 4; e++)
+                s[p][e] = _mm512_fmadd_ps(_mm512_loadu_ps(kp + (size_t)p * 2 * n8 + 2 * (i + 8 * (size_t)e)), qv[e], s[p][e]);
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < 4; p++) r[p] = _mm512_add_ps(_mm512_add_ps(s[p][0], s[p][2]), _mm512_add_ps(s[p][1], s[p][3]));
+}
+
+static void attn_qk_f16_z(float *const *out, const float *const *q, size_t n_q, const uint16_t *k, size_t ks, size_t n,
+                          size_t n_rows, unsigned order)
+{
+    const int gemm = order == KERN_ORDER_GEMM && n % 8 == 0;
+    const size_t np = n & ~(size_t)31, n8 = n & ~(size_t)7;
+    size_t r = 0;
+    if (n <= AB_MAXN)
+        for (; r + AB_K <= n_rows; r += AB_K) {
+            float kp[AB_K * AB_MAXN];
+            az_f16_pairs8(kp, k + r * ks, ks, gemm ? n8 : np);
+            for (size_t i = 0; i < n_q; i++) {
+                __m512 red[4];
+                az_qk8_pairs(red, q[i], kp, gemm ? n8 : np, np, gemm);
+                az_hsum_x8(out[i] + r, red, !gemm);
+                if (!gemm && np < n)
+                    for (size_t j = 0; j < AB_K; j++)
+                        out[i][r + j] = kern_ref_qk_f16_tail(k + (r + j) * ks, q[i], np, n, out[i][r + j]);
+            }
+        }
+    for (; r < n_rows; r++)
+        for (size_t i = 0; i < n_q; i++) out[i][r] = qk1_f16(k + r * ks, q[i], n, order);
+}
+
+/* kern_dot_f16_rows: the query's halves as floats (exact), then the batched kernel for one query,
+ * whose operations on half-valued queries are exactly the F16 dot's (check_kern compares them). */
+static void dot_f16_rows_z(float *out, const uint16_t *q16, const uint16_t *k, size_t ks, size_t n, size_t n_rows,
+                           unsigned order)
+{
+    if (n > AB_MAXN || n_rows < AB_K) {
+        dot_f16_rows_avx2(out, q16, k, ks, n, n_rows, order);
+        return;
+    }
+    float qf[AB_MAXN];
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(qf + i, _mm512_cvtph_ps(loadu256(q16 + i)));
+    for (; i < n; i++) qf[i] = avx2_h2f(q16[i]);
+    const float *qp = qf;
+    attn_qk_f16_z(&out, &qp, 1, k, ks, n, n_rows, order);
+}
+
+/* 16 cells of dim d from cell c (a multiple of 16); only the first rem when rem < 16 (the rest
+ * zero, never read). */
+HOT __m512 az_v16(const struct vt_any *vt, size_t d, size_t c, size_t rem)
+{
+    const void *x = vt_any_at(vt, d, c);
+    if (rem >= 16) return vt->h ? _mm512_cvtph_ps(loadu256(x)) : _mm512_loadu_ps(x);
+    const __mmask16 m = az_below(rem);
+    return vt->h ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x)) : _mm512_maskz_loadu_ps(m, x);
+}
+
+/* 8 cells from cell c of dims d (low half) and e (high half); the first rem only when rem < 8. */
+HOT __m512 az_v8x2_at(const void *x, const void *y, int h, size_t rem)
+{
+    if (rem >= 8) {
+        if (h) return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(loadu128(x)), loadu128(y), 1));
+        return az_join(_mm256_loadu_ps(x), _mm256_loadu_ps(y));
+    }
+    const __mmask8 m = (__mmask8)az_below(rem);
+    if (h)
+        return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_maskz_loadu_epi16(m, x)),
+                                                       _mm_maskz_loadu_epi16(m, y), 1));
+    return az_join(_mm256_maskz_loadu_ps(m, x), _mm256_maskz_loadu_ps(m, y));
+}
+
+HOT __m512 az_v8x2(const struct vt_any *vt, size_t d, size_t e, size_t c, size_t rem)
+{
+    return az_v8x2_at(vt_any_at(vt, d, c), vt_any_at(vt, e, c), vt->h, rem);
+}
+
+/* vec_dot order: NQ queries x ND dims (d, d+1) over cells [0, cmax), every query's cells below
+ * cmin read unmasked; red[e][i] = reduce4_v of (dim d+e, query i). a: cells % 32 < 16 ([s0 | s1]),
+ * b: the others ([s2 | s3]). */
+HOT void az_pv_vecdot(__m256 red[2][PV_Q], const struct pv_q *qs, int NQ, int ND, const struct vt_any *vt, size_t d,
+                      size_t cmin, size_t cmax)
+{
+    __m512 a[2][PV_Q], b[2][PV_Q];
+#pragma GCC unroll 8
+    for (int e = 0; e < ND; e++)
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) a[e][i] = b[e][i] = _mm512_setzero_ps();
+    const size_t c32 = cmin & ~(size_t)31;
+    for (size_t b0 = 0; b0 < c32; b0 += vt->blk) { /* block by block: its cells are contiguous */
+        const size_t len = c32 - b0 < vt->blk ? c32 - b0 : vt->blk;
+        const void *x[2];
+#pragma GCC unroll 8
+        for (int e = 0; e < ND; e++) x[e] = vt_any_at(vt, d + (size_t)e, b0);
+        for (size_t t = 0; t < len; t += 32) {
+            __m512 v0[2], v1[2];
+#pragma GCC unroll 8
+            for (int e = 0; e < ND; e++) {
+                v0[e] = vt->h ? _mm512_cvtph_ps(loadu256((const uint16_t *)x[e] + t)) : _mm512_loadu_ps((const float *)x[e] + t);
+                v1[e] = vt->h ? _mm512_cvtph_ps(loadu256((const uint16_t *)x[e] + t + 16))
+                              : _mm512_loadu_ps((const float *)x[e] + t + 16);
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; i++) {
+                const float *pc = qs[i].p + b0 + t;
+                const __m512 p0 = _mm512_loadu_ps(pc), p1 = _mm512_loadu_ps(pc + 16);
+#pragma GCC unroll 8
+                for (int e = 0; e < ND; e++) {
+                    a[e][i] = _mm512_fmadd_ps(v0[e], p0, a[e][i]);
+                    b[e][i] = _mm512_fmadd_ps(v1[e], p1, b[e][i]);
+                }
+            }
+        }
+    }
+    size_t c = c32;
+    for (; c < cmax; c += 16) {
+        __m512 v[2];
+#pragma GCC unroll 8
+        for (int e = 0; e < ND; e++) v[e] = az_v16(vt, d + (size_t)e, c, cmax - c);
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) {
+            if (c >= qs[i].lim) continue;
+            const __mmask16 m = az_below(qs[i].lim - c);
+            const __m512 p = _mm512_maskz_loadu_ps(m, qs[i].p + c);
+#pragma GCC unroll 8
+            for (int e = 0; e < ND; e++) {
+                if (c % 32) b[e][i] = _mm512_mask3_fmadd_ps(v[e], p, b[e][i], m);
+                else a[e][i] = _mm512_mask3_fmadd_ps(v[e], p, a[e][i], m);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int e = 0; e < ND; e++)
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) {
+            const __m512 t = _mm512_add_ps(a[e][i], b[e][i]);
+            red[e][i] = _mm256_add_ps(az_lo(t), az_hi(t));
+        }
+}
+
+/* tinyBLAS order: NQ queries x dims d..d+3 ([d | d+1], [d+2 | d+3]) over cells [0, cmax); cells
+ * below cmin (a multiple of 8) are visible to every query of the tile. */
+HOT void az_pv_gemm(const struct pv_q *qs, int NQ, const struct vt_any *vt, size_t d, size_t cmin, size_t cmax)
+{
+    __m512 a[PV_Q][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+    for (size_t b0 = 0; b0 < cmin; b0 += vt->blk) { /* block by block: its cells are contiguous */
+        const size_t len = cmin - b0 < vt->blk ? cmin - b0 : vt->blk;
+        const void *x0 = vt_any_at(vt, d, b0), *x1 = vt_any_at(vt, d + 1, b0), *x2 = vt_any_at(vt, d + 2, b0),
+                   *x3 = vt_any_at(vt, d + 3, b0);
+        for (size_t t = 0; t < len; t += 8) {
+            const __m512 v0 = az_v8x2_at(cells_at(x0, t, vt->h), cells_at(x1, t, vt->h), vt->h, 8);
+            const __m512 v1 = az_v8x2_at(cells_at(x2, t, vt->h), cells_at(x3, t, vt->h), vt->h, 8);
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; i++) {
+                const __m512 w = az_bcast8(qs[i].p + b0 + t);
+                a[i][0] = _mm512_fmadd_ps(v0, w, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(v1, w, a[i][1]);
+            }
+        }
+    }
+    size_t c = cmin;
+    for (; c < cmax; c += 8) {
+        const __m512 v0 = az_v8x2(vt, d, d + 1, c, cmax - c), v1 = az_v8x2(vt, d + 2, d + 3, c, cmax - c);
+#pragma GCC unroll 8
+        for (int i = 0; i < NQ; i++) {
+            if (c >= qs[i].lim) continue;
+            const size_t rem = qs[i].lim - c < 8 ? qs[i].lim - c : 8;
+            const __mmask8 m8 = (__mmask8)az_below(rem);
+            const __m256 w8 = _mm256_maskz_loadu_ps(m8, qs[i].p + c);
+            const __mmask16 m = (__mmask16)(m8 | (m8 << 8));
+            const __m512 w = az_join(w8, w8);
+            a[i][0] = _mm512_mask3_fmadd_ps(v0, w, a[i][0], m);
+            a[i][1] = _mm512_mask3_fmadd_ps(v1, w, a[i][1], m);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NQ; i++)
+#pragma GCC unroll 8
+        for (int e = 0; e < 2; e++) {
+            const __m512 h = kz_hsum8x2(a[i][e]); /* hsum8 of each half, in lanes 0 and 8 */
+            qs[i].out[d + 2 * (size_t)e] = _mm512_cvtss_f32(h);
+            qs[i].out[d + 2 * (size_t)e + 1] = _mm256_cvtss_f32(az_hi(h));
+        }
+}
+
+/* pv_tile in 512 bits: one tile of NQ queries of one mode over every dim. */
+HOT void az_pv_tile(const struct pv_q *qs, int NQ, bool gemm, const struct vt_any *vt, const struct kern_vt *vt32,
+                    const struct kern_vt_f16 *vt16, size_t dim)
+{
+    size_t cmin = qs[0].lim, cmax = qs[0].lim;
+    for (int i = 1; i < NQ; i++) {
+        cmin = qs[i].lim < cmin ? qs[i].lim : cmin;
+        cmax = qs[i].lim > cmax ? qs[i].lim : cmax;
+    }
+    if (gemm) {
+        for (size_t d = 0; d < dim; d += 4) az_pv_gemm(qs, NQ, vt, d, cmin & ~(size_t)7, cmax);
+        return;
+    }
+    for (size_t d = 0; d < dim; d += 2) {
+        __m256 red[2][PV_Q];
+        const int nd = d + 2 <= dim ? 2 : 1;
+        if (nd == 2) az_pv_vecdot(red, qs, NQ, 2, vt, d, cmin, cmax);
+        else az_pv_vecdot(red, qs, NQ, 1, vt, d, cmin, cmax);
+        for (int e = 0; e < nd; e++)
+#pragma GCC unroll 8
+            for (int i = 0; i < NQ; i++) {
+                const struct pv_q *q = &qs[i];
+                const float head = hsum8_hadd(red[e][i]);
+                const size_t de = d + (size_t)e;
+                q->out[de] = vt->h ? kern_ref_pv_f16_tail(q->p, vt16, de, q->lim, q->n, head)
+                                   : kern_ref_wsum_tail(q->p, vt32, de, q->lim, q->n, q->npad, head);
+            }
+    }
+}
+
+/* attn_pv_any with the 512-bit tiles (the same grouping of queries into tiles of one mode). */
+HOT void az_pv_any(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                   const struct vt_any *vt, const struct kern_vt *vt32, const struct kern_vt_f16 *vt16, size_t dim,
+                   unsigned order)
+{
+    for (size_t i0 = 0; i0 < n_q;) {
+        struct pv_q qs[PV_Q] = {{0}};
+        bool gemm = false;
+        const int nq = pv_group(qs, &gemm, out, p, n, n_pad, n_q, i0, dim, order);
+        if (nq == 3) az_pv_tile(qs, 3, gemm, vt, vt32, vt16, dim);
+        else if (nq == 2) az_pv_tile(qs, 2, gemm, vt, vt32, vt16, dim);
+        else az_pv_tile(qs, 1, gemm, vt, vt32, vt16, dim);
+        i0 += (size_t)nq;
+    }
+}
+
+static void attn_pv_f32_z(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                          const struct kern_vt *vt, size_t dim, unsigned order)
+{
+    const struct vt_any va = {vt->v, vt->dim_stride, vt->blk, vt->blk_stride, 0};
+    az_pv_any(out, p, n, n_pad, n_q, &va, vt, NULL, dim, order);
+}
+
+static void attn_pv_f16_z(float *const *out, const float *const *p, const size_t *n, const size_t *n_pad, size_t n_q,
+                          const struct kern_vt_f16 *vt, size_t dim, unsigned order)
+{
+    const struct vt_any va = {vt->v, vt->dim_stride, vt->blk, vt->blk_stride, 1};
+    az_pv_any(out, p, n, n_pad, n_q, &va, NULL, vt, dim, order);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax in 512 bits                                                                        */
+
+/* v_expf (ggml_v_expf) on 16 lanes: the same operations lane for lane, masks for the blends. */
+HOT __m512 z_expf(__m512 x)
+{
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b =
+        _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __m512i e = _mm512_slli_epi32(_mm512_castps_si512(z), 23);
+    const __m512 k = _mm512_castsi512_ps(_mm512_add_epi32(e, _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+    const __m512 an = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(n), _mm512_set1_epi32(0x7fffffff)));
+    const __mmask16 c = _mm512_cmp_ps_mask(an, _mm512_set1_ps(126.0f), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_mul_ps(_mm512_set1_ps(0x1.ffffecp-1f), b));
+    const __m512 plain = _mm512_fmadd_ps(j, k, k);
+    if (!c) return plain;
+    const __mmask16 le = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
+    const __m512i g = _mm512_maskz_mov_epi32(le, _mm512_set1_epi32((int)0x82000000u));
+    const __m512 s1 = _mm512_castsi512_ps(_mm512_add_epi32(g, _mm512_set1_epi32(0x7f000000)));
+    const __m512 s2 = _mm512_castsi512_ps(_mm512_sub_epi32(e, g));
+    const __mmask16 d = _mm512_cmp_ps_mask(an, _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m512 scaled = _mm512_mul_ps(_mm512_fmadd_ps(s2, j, s2), s1);
+    return _mm512_mask_blend_ps(d, _mm512_mask_blend_ps(c, plain, scaled), _mm512_mul_ps(s1, s1));
+}
+
+/* softmax_max's result without its dependency chain: the sequential "max > x ? max : x" ends
+ * with the last element equal to the maximum, so any order gives its bits, except when a NaN
+ * (which the chain forgets or keeps by position) or a zero (+0 and -0 compare equal) is
+ * involved: then the sequential loop decides. */
+HOT float softmax_max_z(const float *x, size_t n)
+{
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    if (i < n) {
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), az_below(n - i), x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    const float max = _mm512_reduce_max_ps(m);
+    return nan || max == 0.0f ? softmax_max(x, n) : max;
+}
+
+/* softmax_avx2 with the exponentials of 16 lanes at a time where no padding is involved; the sum
+ * still takes one double addition per 8-lane hsum8, in order (kz_hsum8x2 gives both). */
+static void softmax_z(float *x, size_t n, size_t n_pad)
+{
+    const float max = softmax_max_z(x, n);
+    const __m512 vmax = _mm512_set1_ps(max);
+    const size_t nv = n_pad & ~(size_t)7;
+    double sum = 0.0;
+    size_t i = 0;
+    for (; i + 16 <= n && i + 16 <= nv; i += 16) {
+        const __m512 v = z_expf(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
+        _mm512_storeu_ps(x + i, v);
+        const __m512 h = kz_hsum8x2(v);
+        sum += (double)_mm512_cvtss_f32(h);
+        sum += (double)_mm256_cvtss_f32(az_hi(h));
+    }
+    softmax_from(x, n, n_pad, i, max, sum);
+}
+
 /* the table's tile entries, made with kern_avx2.c's TILE_FN */
 TILE_FN(tile_q4_K_z, kz_tile, BLK_T_Q4_K)
 TILE_FN(tile_q5_K_z, kz_tile, BLK_T_Q5_K)
@@ -653,6 +1131,12 @@ static const struct kern_isa_ext kern_ext_avx512 = {
             [BLK_T_Q4_1] = tile_q4_1_z,
             [BLK_T_Q5_1] = tile_q5_1_z,
         },
+    .softmax = softmax_z,
+    .dot_f16_rows = dot_f16_rows_z,
+    .attn_qk_f32 = attn_qk_f32_z,
+    .attn_qk_f16 = attn_qk_f16_z,
+    .attn_pv_f32 = attn_pv_f32_z,
+    .attn_pv_f16 = attn_pv_f16_z,
 };
 
 const struct kern_isa kern_isa_avx512 = {
