@@ -118,10 +118,11 @@ static inline void tutil_write(const char *path, const void *p, size_t n)
 
 /* How much of the measured loops to run, from LMPIPE_TEST_QUICK:
  *   0 (unset)  everything: the measures the issues name;
- *   1          shortened measures (fewer seeds, smaller inputs): the sanitizer pass;
- *   2          emulated (.ci/cross under qemu-user, 30-300x slower): level 1, and the per-file /
- *              per-template loops run a sample (tutil_sampled), since there the point is the ABI
- *              and the kernels, not the statistics. */
+ *   1          shortened measures (fewer seeds, smaller inputs);
+ *   2          CI's slow passes (the sanitizer pass, .ci/cross under qemu-user at 30-300x): level
+ *              1, and the per-file / per-template loops run a sample (tutil_sampled), since there
+ *              the point is memory safety, the ABI and the kernels, not the statistics (the full
+ *              measures run natively in the same CI). */
 static inline int tutil_quick(void)
 {
     const char *q = getenv("LMPIPE_TEST_QUICK");
