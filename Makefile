@@ -276,9 +276,10 @@ bench-grammar: $(BIN)
 BENCH_GRAM_ROUNDS ?= 5
 bench-gram: $(BUILD)/tests/bench_gram
 	@LMPIPE_SHARED=$(SHARED) $(BUILD)/tests/bench_gram $(BENCH_GRAM_ROUNDS)
-# `make bench-tools PEER_SERVER=/path/to/llama-server`: one exec call (5 tools, prompt cached)
-# through lmpipe and llama-server --jinja on the same model file (Qwen2.5-0.5B shape, Qwen2
-# vocabulary, cached in BENCH_DIR), side by side (tests/bench_tools.py; BENCH_TOOLS_T threads (2), BENCH_TOOLS_R rounds (10)).
+# `make bench-tools PEER_SERVER=/path/to/llama-server`: one tool call (5 tools, tool_choice
+# "required", prompt cached) through lmpipe and llama-server --jinja on the same model file
+# (Qwen2.5-0.5B shape, Qwen2 vocabulary, cached in BENCH_DIR), side by side (tests/bench_tools.py;
+# BENCH_TOOLS_T threads (2), BENCH_TOOLS_R rounds (10); CHOICE=exec and MODEL=... pass through).
 PEER_SERVER ?=
 .PHONY: bench-tools
 bench-tools: $(BIN)

@@ -7,16 +7,21 @@ Q8_0, cached in BENCH_DIR like `make bench`'s files), given Qwen2.5's chat templ
 positions with `lmpipe dev edit`, so both read the same tokenizer.chat_template (the Hermes
 `<tool_call>` syntax, whose markers are single tokens of that vocabulary). MODEL=stories runs the
 same on stories260K (llama.cpp answers it with text: its vocabulary has no <tool_call> token).
-The request is the same: a system and a user message, 5 tools, tool_choice naming `exec`, one
-call (parallel_tool_calls false), temperature 0. The prompt is cached first (one warm-up request
+The request is the same: a system and a user message, 5 tools, tool_choice "required" (CHOICE=exec
+names `exec` instead: llama-server 34af94cd takes only a string there and silently treats an object
+as "auto", so only "required" is the same request to both), one call (parallel_tool_calls false),
+temperature 0. The prompt is cached first (one warm-up request
 each: lmpipe in a session, llama-server with cache_prompt), then ROUNDS requests alternate
 between the two and each request's wall time (send to full answer, over the loopback for
 llama-server and a pipe for lmpipe) is recorded. Prints medians and best times, the tokens
-generated, and whether each answer was a call of `exec` with arguments that parse. Random weights
+generated, and whether each answer was one call of a declared tool (of `exec` when named) with
+arguments that parse as an object. Random weights
 write different (valid) arguments in the two engines, so ms per generated token is printed too.
 
 usage: python3 tests/bench_tools.py LMPIPE_BIN LLAMA_SERVER [SHARED] [ROUNDS]
-env:   BENCH_DIR (.cache/bench), MODEL (qwen | stories), BENCH_T (threads, 2)
+env:   BENCH_DIR (.cache/bench), MODEL (qwen | stories | a .gguf path: a real model, its own
+       template), BENCH_T (threads, 2),
+       CHOICE (required | exec | auto; required), SERVER_LOG (a file for llama-server's log)
 (`make bench-tools PEER_SERVER=/path/to/llama-server`). Standard library only.
 """
 import json
@@ -49,7 +54,8 @@ MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
 NAMES = {t["function"]["name"] for t in TOOLS}
 
 
-CHOICE = {"type": "function", "function": {"name": "exec"}}
+CHOICE_ARG = os.environ.get("CHOICE", "required")
+CHOICE = {"type": "function", "function": {"name": "exec"}} if CHOICE_ARG == "exec" else CHOICE_ARG
 THREADS = os.environ.get("BENCH_T", "2")
 
 
@@ -61,7 +67,9 @@ def valid(calls):
         args = json.loads(f.get("arguments", ""))
     except ValueError:
         return False
-    return f.get("name") == "exec" and isinstance(args, dict) and isinstance(args.get("command"), str)
+    if CHOICE_ARG == "exec" and f.get("name") != "exec":
+        return False
+    return f.get("name") in NAMES and isinstance(args, dict)
 
 
 class Lmpipe:
@@ -90,7 +98,7 @@ class Lmpipe:
         r = self.call("chat", {"messages": MESSAGES, "tools": TOOLS, "tool_choice": CHOICE,
                                "parallel_tool_calls": False, "temperature": 0, "max_tokens": 200,
                                "session": self.session})
-        return r.get("tool_calls"), r["usage"]
+        return r.get("tool_calls"), r["usage"], r.get("finish_reason"), r.get("content") or ""
 
     def close(self):
         self.p.stdin.close()
@@ -100,9 +108,11 @@ class Lmpipe:
 class Server:
     def __init__(self, binary, model, port):
         self.url = "http://127.0.0.1:%d" % port
+        log = os.environ.get("SERVER_LOG")
+        self.log = open(log, "w") if log else subprocess.DEVNULL
         self.p = subprocess.Popen([binary, "-m", model, "--jinja", "-c", "4096", "-t", THREADS, "-np", "1",
                                    "--port", str(port), "--host", "127.0.0.1"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=self.log)
         for _ in range(600):
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
@@ -120,7 +130,8 @@ class Server:
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as r:
             j = json.loads(r.read())
-        return j["choices"][0]["message"].get("tool_calls"), j.get("usage", {})
+        c = j["choices"][0]
+        return c["message"].get("tool_calls"), j.get("usage", {}), c.get("finish_reason"), c["message"].get("content") or ""
 
     def close(self):
         self.p.terminate()
@@ -136,7 +147,10 @@ def main():
     which = os.environ.get("MODEL", "qwen")
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "bench-tools.gguf")
-        if which == "stories":
+        template = os.path.join(shared, "chat", "jinja", "Qwen-Qwen2.5-7B-Instruct.jinja")
+        if os.path.isfile(which):  # a real model: its own chat template
+            src, label, template = which, os.path.basename(which), None
+        elif which == "stories":
             src, label = os.path.join(shared, "models", "stories260K-F32.gguf"), "stories260K F32"
         else:
             bdir = os.environ.get("BENCH_DIR", ".cache/bench")
@@ -146,34 +160,51 @@ def main():
                 print("bench-tools: generating %s (once)" % src, flush=True)
                 subprocess.run([lm_bin, "dev", "synth", src, "--preset", "qwen2.5-0.5b", "--type", "Q8_0",
                                 "--vocab-from", os.path.join(shared, "vocab", "ggml-vocab-qwen2.gguf")], check=True)
-        subprocess.run([lm_bin, "dev", "edit", src, model, "--ctx", "4096", "--chat-template-file",
-                        os.path.join(shared, "chat", "jinja", "Qwen-Qwen2.5-7B-Instruct.jinja")], check=True,
+        subprocess.run([lm_bin, "dev", "edit", src, model, "--ctx", "4096"] +
+                       (["--chat-template-file", template] if template else []), check=True,
                        stdout=subprocess.DEVNULL)
         lm, srv = Lmpipe(lm_bin, model), Server(server_bin, model, 18000 + os.getpid() % 1000)
         try:
             times = {"lmpipe": [], "llama-server": []}
             ok = {"lmpipe": 0, "llama-server": 0}
+            called = {"lmpipe": {}, "llama-server": {}}
+            last = {}
             usage = {}
             for name, eng in (("lmpipe", lm), ("llama-server", srv)):
-                calls, usage[name] = eng.tool_call()  # warm-up: the prompt into the cache
+                eng.tool_call()  # warm-up: the prompt into the cache
             for _ in range(rounds):
                 for name, eng in (("lmpipe", lm), ("llama-server", srv)):
                     t0 = time.perf_counter()
-                    calls, usage[name] = eng.tool_call()
+                    calls, usage[name], finish, content = eng.tool_call()
+                    last[name] = (finish, content)
                     times[name].append((time.perf_counter() - t0) * 1000)
                     ok[name] += valid(calls)
-            print("one exec call, 5 tools, prompt cached, %s, Qwen2.5 template, %s threads, %d rounds:" % (
-                label, THREADS, rounds))
+                    for c in calls or []:
+                        tool = c.get("function", {}).get("name", "?")
+                        called[name][tool] = called[name].get(tool, 0) + 1
+            print("one tool call (tool_choice %s), 5 tools, prompt cached, %s, %s template, %s threads, "
+                  "%d rounds:" % (json.dumps(CHOICE), label, "Qwen2.5" if template else "its own", THREADS, rounds))
             for name in times:
                 n = usage[name].get("completion_tokens", 0)
                 med = statistics.median(times[name])
-                print("  %-13s median %8.2f ms  best %8.2f ms  %3d tokens (%.2f ms/token)  valid exec calls %d/%d"
-                      "  prompt %s, cached %s" % (
+                print("  %-13s median %8.2f ms  best %8.2f ms  %3d tokens (%.2f ms/token)  valid calls %d/%d"
+                      "  prompt %s, cached %s, called %s" % (
                           name, med, min(times[name]), n, med / n if n else 0, ok[name], rounds,
                           usage[name].get("prompt_tokens"), usage[name].get("cached_tokens",
-                          usage[name].get("prompt_tokens_details", {}).get("cached_tokens"))))
-            print("  ratio of medians (llama-server / lmpipe): %.2fx" % (
-                statistics.median(times["llama-server"]) / statistics.median(times["lmpipe"])))
+                          usage[name].get("prompt_tokens_details", {}).get("cached_tokens")),
+                          json.dumps(called[name], sort_keys=True)))
+                print("  %-13s last answer: finish_reason %s, content %s" % (
+                    "", last[name][0], json.dumps(last[name][1][:60] + ("..." if len(last[name][1]) > 60 else ""))))
+            if ok["lmpipe"] == rounds and ok["llama-server"] == rounds:
+                print("  ratio of medians per call (llama-server / lmpipe): %.2fx" % (
+                    statistics.median(times["llama-server"]) / statistics.median(times["lmpipe"])))
+            else:
+                print("  no per-call ratio: not every answer of both was a valid call")
+            per_tok = {k: statistics.median(times[k]) / usage[k].get("completion_tokens", 0)
+                       for k in times if usage[k].get("completion_tokens")}
+            if len(per_tok) == 2:
+                print("  ratio of ms per generated token (llama-server / lmpipe): %.2fx" % (
+                    per_tok["llama-server"] / per_tok["lmpipe"]))
         finally:
             lm.close()
             srv.close()
