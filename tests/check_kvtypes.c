@@ -152,7 +152,8 @@ END_TEST
 /* ---- batching ---- */
 
 static const char *const g_batch_files[] = {"synth512-llama-d256-Q4_K_M", "synth512-qwen3-d256-Q8_0",
-                                            "synth512-llama-d256-F16", "stories260K-Q4_0"};
+                                            "synth512-llama-d256-F16", "stories260K-Q4_0",
+                                            "synth512-gemma3-d256-Q8_0"};
 #define N_BATCH_FILES ((int)(sizeof g_batch_files / sizeof g_batch_files[0]))
 
 /* Open a batch-case file; false (nothing open) when its head size cannot take the cache type. */
@@ -207,7 +208,9 @@ END_TEST
 
 /* The batched attention (the heads sharing a KV head and several rows per task) gives the bits
  * of the one-(row, head) path, for batches and for decoding, on every cache type, GQA and MHA
- * files, past 256 cells (llama.cpp's padding step) on one of them. */
+ * files, past 256 cells (llama.cpp's padding step) on one of them, and in Gemma 3's sliding-
+ * window layers (window 8 in the synthetic file: most rows of a 32-row batch see a window that
+ * starts after the batch's first row's). */
 START_TEST(test_batched_attention)
 {
     if (!tutil_sampled(_i)) return; /* LMPIPE_TEST_QUICK=2: a sample */

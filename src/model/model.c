@@ -730,11 +730,14 @@ static uint32_t attn_unit_rows(const struct model_hparams *hp)
     return g >= MODEL_ATT_Q ? 1 : MODEL_ATT_Q / g;
 }
 
-/* One unit of the batched path (F32/F16 cache, no sliding window): the g query heads of KV head
- * kvh for rows r0..r0+nr-1 (g * nr <= MODEL_ATT_Q). Every query's scores, softmax and softmax.V
- * are attn_pair_float's, computed by the batched kernels, which give each query the bits the
+/* One unit of the batched path (F32/F16 cache): the g query heads of KV head kvh for rows
+ * r0..r0+nr-1 (g * nr <= MODEL_ATT_Q). Every query's scores, softmax and softmax.V are
+ * attn_pair_float's, computed by the batched kernels, which give each query the bits the
  * one-query kernels give it: scores of the cells a row cannot see yet (up to the unit's last
- * row) are computed but never read (softmax and softmax.V stop at each query's n). */
+ * row) are computed but never read (softmax and softmax.V stop at each query's n). In a sliding-
+ * window layer the scores start at the unit's first visible cell (its first row's) and each
+ * query's cells before its own window are -INFINITY, as attn_pair_float sets them; softmax and
+ * softmax.V then run over cells 0..n as there (a masked cell's weight is 0 and adds nothing). */
 static void attn_unit(const struct attn_job *j, float *att, uint8_t *scr, uint32_t kvh, uint32_t r0, uint32_t nr)
 {
     const struct model_hparams *hp = &j->m->hp;
@@ -747,10 +750,11 @@ static void attn_unit(const struct attn_job *j, float *att, uint8_t *scr, uint32
     /* zeroed: gcc for armhf cannot see that nq >= 1 fills what the kernels read */
     float *out[MODEL_ATT_Q] = {0}, *sc[MODEL_ATT_Q] = {0};
     const float *q[MODEL_ATT_Q] = {0};
-    size_t n[MODEL_ATT_Q] = {0}, n_pad[MODEL_ATT_Q] = {0};
+    size_t n[MODEL_ATT_Q] = {0}, n_pad[MODEL_ATT_Q] = {0}, first[MODEL_ATT_Q] = {0};
     size_t nq = (size_t)g * nr;
     for (size_t i = 0; i < nq; i++) {
-        uint32_t row = r0 + (uint32_t)(i / g), h = kvh * g + (uint32_t)(i % g);
+        uint32_t row = r0 + (uint32_t)(i / g), h = kvh * g + (uint32_t)(i % g), pos = j->pos0 + row;
+        first[i] = j->swa && pos >= hp->n_swa ? pos - hp->n_swa + 1 : 0;
         const float *qi = j->st->q + row * qd + (size_t)h * hd;
         if (f16) { /* q rounded to fp16 as ggml converts src1 to F16's vec_dot type */
             float *qr = (float *)(void *)scr + i * hd;
@@ -764,14 +768,18 @@ static void attn_unit(const struct attn_job *j, float *att, uint8_t *scr, uint32
         n[i] = (size_t)j->pos0 + row + 1;
         n_pad[i] = (n[i] + 255) / 256 * 256;
     }
-    size_t n_keys = n[nq - 1]; /* the unit's last row sees the most cells */
+    /* the unit's last row sees the most cells, its first row's window starts first */
+    size_t n_keys = n[nq - 1], f0 = first[0];
+    float *sf[MODEL_ATT_Q] = {0};
+    for (size_t i = 0; i < nq; i++) sf[i] = sc[i] + f0;
     if (f16)
-        kern_attn_qk_f16(sc, q, nq, (const uint16_t *)(const void *)kv_k_row(kv, j->layer, 0) + (size_t)kvh * hd,
-                         kv->kv_dim, hd, n_keys, order);
+        kern_attn_qk_f16(sf, q, nq, (const uint16_t *)(const void *)kv_k_row(kv, j->layer, (uint32_t)f0) + (size_t)kvh * hd,
+                         kv->kv_dim, hd, n_keys - f0, order);
     else
-        kern_attn_qk_f32(sc, q, nq, kv_k(kv, j->layer, 0) + (size_t)kvh * hd, kv->kv_dim, hd, n_keys);
+        kern_attn_qk_f32(sf, q, nq, kv_k(kv, j->layer, (uint32_t)f0) + (size_t)kvh * hd, kv->kv_dim, hd, n_keys - f0);
     for (size_t i = 0; i < nq; i++) {
-        for (size_t t = 0; t < n[i]; t++) sc[i][t] *= scale;
+        for (size_t t = 0; t < first[i]; t++) sc[i][t] = -INFINITY;
+        for (size_t t = first[i]; t < n[i]; t++) sc[i][t] *= scale;
         kern_softmax_f32(sc[i], n[i], n_pad[i]);
         if (f16) kern_round_f16(sc[i], n[i]); /* the probabilities rounded to fp16 likewise */
     }
@@ -804,13 +812,14 @@ static void attn_batch_task(void *arg, int task, int n_tasks)
 
 static void attn_task(void *arg, int task, int n_tasks);
 
-/* Run layer l's attention for the job's rows: batched units over an F32/F16 cache without a
- * sliding window, else one (row, head) pair per step. */
+/* Run layer l's attention for the job's rows: batched units over an F32/F16 cache (sliding-window
+ * layers too), else (Q8_0 cache, query groups over MODEL_ATT_Q, or att_pairs) one (row, head)
+ * pair per step. */
 static void attn_run(struct attn_job *job)
 {
     const struct model_hparams *hp = &job->m->hp;
     struct model_state *st = job->st;
-    if (st->kv.type != KV_Q8_0 && !job->swa && !st->att_pairs && hp->n_head / hp->n_head_kv <= MODEL_ATT_Q) {
+    if (st->kv.type != KV_Q8_0 && !st->att_pairs && hp->n_head / hp->n_head_kv <= MODEL_ATT_Q) {
         uint32_t rb = attn_unit_rows(hp), units = (job->n + rb - 1) / rb * hp->n_head_kv;
         kern_pool_run(st->pool, attn_batch_task, job, (int)(units < MODEL_ATT_SLOTS ? units : MODEL_ATT_SLOTS));
         return;
