@@ -686,6 +686,13 @@ struct attn_job {
     size_t out_stride;
 };
 
+/* The first cell a query at position pos sees: past the window in a sliding-window layer. */
+static uint32_t attn_first(const struct attn_job *j, uint32_t pos)
+{
+    uint32_t w = j->m->hp.n_swa;
+    return j->swa && pos >= w ? pos - w + 1 : 0;
+}
+
 /* One (row, head) pair over a float cache (F32 or F16): scores, softmax, softmax.V. llama.cpp
  * sees a score row of n_pad cells (its KV size padded to 256); cells outside the window are
  * masked. Reproducing the row layout reproduces its summation groups. */
@@ -753,8 +760,8 @@ static void attn_unit(const struct attn_job *j, float *att, uint8_t *scr, uint32
     size_t n[MODEL_ATT_Q] = {0}, n_pad[MODEL_ATT_Q] = {0}, first[MODEL_ATT_Q] = {0};
     size_t nq = (size_t)g * nr;
     for (size_t i = 0; i < nq; i++) {
-        uint32_t row = r0 + (uint32_t)(i / g), h = kvh * g + (uint32_t)(i % g), pos = j->pos0 + row;
-        first[i] = j->swa && pos >= hp->n_swa ? pos - hp->n_swa + 1 : 0;
+        uint32_t row = r0 + (uint32_t)(i / g), h = kvh * g + (uint32_t)(i % g);
+        first[i] = attn_first(j, j->pos0 + row);
         const float *qi = j->st->q + row * qd + (size_t)h * hd;
         if (f16) { /* q rounded to fp16 as ggml converts src1 to F16's vec_dot type */
             float *qr = (float *)(void *)scr + i * hd;
@@ -845,7 +852,7 @@ static void attn_task(void *arg, int task, int n_tasks)
     for (uint32_t pr = (uint32_t)task; pr < pairs; pr += (uint32_t)n_tasks) {
         uint32_t row = pr / hp->n_head, h = pr % hp->n_head;
         uint32_t pos = j->pos0 + row;
-        uint32_t first = (j->swa && pos >= hp->n_swa) ? pos - hp->n_swa + 1 : 0;
+        uint32_t first = attn_first(j, pos);
         const float *q = st->q + row * qd + (size_t)h * hd;
         uint32_t kvh = h / group;
         float *o = j->out + row * j->out_stride + (size_t)h * hd;
