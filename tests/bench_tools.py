@@ -103,6 +103,7 @@ class Lmpipe:
     def close(self):
         self.p.stdin.close()
         self.p.wait(timeout=30)
+        self.p.stdout.close()
 
 
 class Server:
@@ -136,6 +137,8 @@ class Server:
     def close(self):
         self.p.terminate()
         self.p.wait(timeout=30)
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
 
 
 def main():
@@ -176,8 +179,8 @@ def main():
                 for name, eng in (("lmpipe", lm), ("llama-server", srv)):
                     t0 = time.perf_counter()
                     calls, usage[name], finish, content = eng.tool_call()
-                    last[name] = (finish, content)
                     times[name].append((time.perf_counter() - t0) * 1000)
+                    last[name] = (finish, content)
                     ok[name] += valid(calls)
                     for c in calls or []:
                         tool = c.get("function", {}).get("name", "?")
